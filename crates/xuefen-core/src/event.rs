@@ -1,0 +1,122 @@
+//! Learning events as alliance sites post them, after parsing.
+
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::FieldError;
+use crate::amount::{Hours, Score};
+use crate::ids::{CourseCode, EventId, LearnerId, LocalAccount, SiteId};
+use crate::limits::TEXT_CHARS_MAX;
+
+/// An instant as Unix milliseconds (UTC). Milliseconds keep the ledger's
+/// integer encoding identical on every backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Millis(pub i64);
+
+impl Millis {
+    pub fn from_datetime(at: OffsetDateTime) -> Self {
+        Self((at.unix_timestamp_nanos() / 1_000_000) as i64)
+    }
+
+    pub fn to_datetime(self) -> OffsetDateTime {
+        OffsetDateTime::from_unix_timestamp_nanos(i128::from(self.0) * 1_000_000)
+            .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+    }
+
+    /// RFC 3339 in UTC with millisecond precision.
+    pub fn to_rfc3339(self) -> String {
+        let at = self.to_datetime();
+        format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+            at.year(),
+            u8::from(at.month()),
+            at.day(),
+            at.hour(),
+            at.minute(),
+            at.second(),
+            at.millisecond()
+        )
+    }
+
+    pub fn parse_rfc3339(value: &str, field: &'static str) -> Result<Self, FieldError> {
+        OffsetDateTime::parse(value, &Rfc3339)
+            .map(Self::from_datetime)
+            .map_err(|e| FieldError::new(field, format!("is not an RFC 3339 date-time: {e}")))
+    }
+
+    /// The calendar year in UTC+8 (China Standard Time), which is how the
+    /// alliance counts its years.
+    pub fn year_cst(self) -> i32 {
+        (self.to_datetime() + time::Duration::hours(8)).year()
+    }
+}
+
+/// How an event names its learner.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum LearnerRef {
+    /// The unified learner id.
+    Id(LearnerId),
+    /// The posting site's own account id, linked to a learner beforehand.
+    Account(LocalAccount),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Completion {
+    pub course: CourseCode,
+    pub learner: LearnerRef,
+    pub completed_at: Millis,
+    pub score: Option<Score>,
+    pub hours: Option<Hours>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revocation {
+    /// The earlier event of the same site whose award is reversed.
+    pub target: EventId,
+    pub reason: Reason,
+}
+
+/// Free text with a length limit, e.g. a revocation reason.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Reason(String);
+
+impl Reason {
+    pub fn parse(value: impl Into<String>, field: &'static str) -> Result<Self, FieldError> {
+        let value = value.into();
+        let chars = value.chars().count();
+        if chars > TEXT_CHARS_MAX {
+            return Err(FieldError::new(field, format!("has {chars} characters, at most {TEXT_CHARS_MAX} are allowed")));
+        }
+        if value.chars().any(char::is_control) {
+            return Err(FieldError::new(field, "must not contain control characters"));
+        }
+        Ok(Self(value))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventBody {
+    Completion(Completion),
+    Revocation(Revocation),
+}
+
+impl EventBody {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            EventBody::Completion(_) => "completion",
+            EventBody::Revocation(_) => "revocation",
+        }
+    }
+}
+
+/// An event of one site. `(site, id)` is its idempotency key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    pub site: SiteId,
+    pub id: EventId,
+    pub body: EventBody,
+}

@@ -1,0 +1,275 @@
+//! Identifiers and small enumerations, each parsed once at the edge.
+//!
+//! Identifier alphabets are deliberately narrow: every id may appear in a URL
+//! path and in log lines, and is hashed into the ledger as UTF-8.
+
+use std::fmt;
+
+use crate::FieldError;
+use crate::limits::{
+    ACCOUNT_BYTES_MAX, CATEGORY_BYTES_MAX, COURSE_CODE_BYTES_MAX, EVENT_ID_BYTES_MAX,
+    SITE_ID_BYTES_MAX,
+};
+
+fn check(
+    value: &str,
+    max: usize,
+    allowed: fn(u8) -> bool,
+    alphabet: &str,
+    field: &'static str,
+) -> Result<(), FieldError> {
+    if value.is_empty() {
+        return Err(FieldError::new(field, "must not be empty"));
+    }
+    if value.len() > max {
+        return Err(FieldError::new(field, format!("is {} bytes long, at most {max} are allowed", value.len())));
+    }
+    if let Some(bad) = value.bytes().position(|b| !allowed(b)) {
+        return Err(FieldError::new(
+            field,
+            format!("has a character outside {alphabet} at byte {bad}"),
+        ));
+    }
+    Ok(())
+}
+
+macro_rules! string_id {
+    ($(#[$doc:meta])* $name:ident, $max:expr, $allowed:expr, $alphabet:expr, $field:expr) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub struct $name(String);
+
+        impl $name {
+            /// The field name used in errors about this id.
+            pub const FIELD: &'static str = $field;
+
+            /// Parses the id, naming [`Self::FIELD`] in the error.
+            pub fn parse(value: impl Into<String>) -> Result<Self, FieldError> {
+                Self::parse_as(value, $field)
+            }
+
+            /// Parses the id, naming `field` in the error.
+            pub fn parse_as(value: impl Into<String>, field: &'static str) -> Result<Self, FieldError> {
+                let value = value.into();
+                check(&value, $max, $allowed, $alphabet, field)?;
+                Ok(Self(value))
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+
+            pub fn into_string(self) -> String {
+                self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+    };
+}
+
+fn site_char(b: u8) -> bool {
+    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'
+}
+fn token_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b':')
+}
+fn account_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'@' | b'+')
+}
+fn category_char(b: u8) -> bool {
+    b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'-')
+}
+fn learner_char(b: u8) -> bool {
+    b.is_ascii_digit() || (b'a'..=b'f').contains(&b) || b == b'_' || b.is_ascii_lowercase()
+}
+
+string_id!(
+    /// An alliance site, e.g. `hangzhou-xihu`.
+    SiteId, SITE_ID_BYTES_MAX, site_char, "[a-z0-9-]", "site_id"
+);
+string_id!(
+    /// A site's own id of an event; with the site it is the idempotency key.
+    EventId, EVENT_ID_BYTES_MAX, token_char, "[A-Za-z0-9._:-]", "event_id"
+);
+string_id!(
+    /// A site's course code.
+    CourseCode, COURSE_CODE_BYTES_MAX, token_char, "[A-Za-z0-9._:-]", "code"
+);
+string_id!(
+    /// A site's local account id of a learner.
+    LocalAccount, ACCOUNT_BYTES_MAX, account_char, "[A-Za-z0-9._@+-]", "local_account"
+);
+string_id!(
+    /// A course category, e.g. `community` or `vocational`.
+    Category, CATEGORY_BYTES_MAX, category_char, "[a-z0-9_-]", "category"
+);
+
+/// The unified learner id: `lrn_` followed by 32 lowercase hex digits.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct LearnerId(String);
+
+impl LearnerId {
+    pub const FIELD: &'static str = "learner_id";
+    const PREFIX: &'static str = "lrn_";
+
+    /// A learner id from 16 random bytes (the caller supplies the randomness).
+    pub fn from_random(bytes: [u8; 16]) -> Self {
+        Self(format!("{}{}", Self::PREFIX, hex::encode(bytes)))
+    }
+
+    pub fn parse(value: impl Into<String>) -> Result<Self, FieldError> {
+        Self::parse_as(value, Self::FIELD)
+    }
+
+    pub fn parse_as(value: impl Into<String>, field: &'static str) -> Result<Self, FieldError> {
+        let value = value.into();
+        let hex_part = value.strip_prefix(Self::PREFIX);
+        let ok = hex_part.is_some_and(|h| {
+            h.len() == 32 && h.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        }) && value.bytes().all(learner_char);
+        if ok {
+            Ok(Self(value))
+        } else {
+            Err(FieldError::new(field, "must be `lrn_` followed by 32 lowercase hex digits"))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for LearnerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A 6-digit administrative region code (GB/T 2260), e.g. `330106`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RegionCode(String);
+
+impl RegionCode {
+    pub fn parse(value: impl Into<String>) -> Result<Self, FieldError> {
+        let value = value.into();
+        let digits = value.len() == 6 && value.bytes().all(|b| b.is_ascii_digit());
+        // Province prefixes run from 11 (Beijing) to 82 (Macao).
+        let province = value.get(..2).and_then(|p| p.parse::<u8>().ok());
+        match province {
+            Some(11..=82) if digits => Ok(Self(value)),
+            _ => Err(FieldError::new(
+                "region_code",
+                "must be a 6-digit GB/T 2260 code whose first two digits are a province (11..82)",
+            )),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+macro_rules! name_enum {
+    ($(#[$doc:meta])* $name:ident, $field:expr, { $($variant:ident = $text:expr),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $name { $($variant),+ }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+
+            pub fn parse(value: &str) -> Result<Self, FieldError> {
+                match value {
+                    $($text => Ok($name::$variant),)+
+                    _ => Err(FieldError::new(
+                        $field,
+                        format!("`{value}` is not one of {}", [$($text),+].join(", ")),
+                    )),
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+name_enum!(
+    /// The administrative level of an alliance site.
+    SiteLevel, "level", { Province = "province", City = "city", County = "county", Township = "township" }
+);
+name_enum!(
+    /// Where a site stands in its agreement with the provincial centre.
+    SiteStatus, "status", { Pending = "pending", Active = "active", Suspended = "suspended", Terminated = "terminated" }
+);
+
+impl SiteStatus {
+    /// Whether the site may post events.
+    pub fn may_post(self) -> bool {
+        matches!(self, SiteStatus::Active)
+    }
+}
+
+/// A position in the ledger: the chain and the 1-based sequence number in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Position {
+    pub chain: u32,
+    pub seq: u64,
+}
+
+impl fmt::Display for Position {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.chain, self.seq)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_reject_empty_long_and_foreign_characters() {
+        assert!(SiteId::parse("hangzhou-xihu").is_ok());
+        assert_eq!(SiteId::parse("").expect_err("empty").field, "site_id");
+        assert!(SiteId::parse("Hangzhou").is_err());
+        assert!(SiteId::parse("a".repeat(SITE_ID_BYTES_MAX)).is_ok());
+        assert!(SiteId::parse("a".repeat(SITE_ID_BYTES_MAX + 1)).is_err());
+        assert!(EventId::parse("urn:uuid:1234-abcd").is_ok());
+        assert!(EventId::parse("a/b").is_err());
+        assert!(EventId::parse("学分").is_err());
+    }
+
+    #[test]
+    fn learner_ids_round_trip_from_random_bytes() {
+        let id = LearnerId::from_random([0xab; 16]);
+        assert_eq!(LearnerId::parse(id.as_str()), Ok(id));
+        assert!(LearnerId::parse("lrn_ABABABABABABABABABABABABABABABAB").is_err());
+        assert!(LearnerId::parse("lrn_abab").is_err());
+    }
+
+    #[test]
+    fn region_codes_need_six_digits_and_a_province_prefix() {
+        assert!(RegionCode::parse("330106").is_ok());
+        assert!(RegionCode::parse("33010").is_err());
+        assert!(RegionCode::parse("990106").is_err());
+        assert!(RegionCode::parse("33010a").is_err());
+    }
+}

@@ -1,0 +1,23 @@
+//! The pure domain of the Xuefen credit ledger.
+//!
+//! Everything here is deterministic and free of I/O: values are parsed into
+//! newtypes at the edge ([`ids`], [`amount`]), events are planned into ledger
+//! entries by [`plan`] (batch in, decisions out), entries are encoded into
+//! canonical bytes and chained with SHA-256 by [`entry`], and any holder of
+//! the ledger can check it with [`verify`]. Storage backends and the HTTP
+//! layer call into this crate; it calls into nothing.
+#![forbid(unsafe_code)]
+
+pub mod amount;
+pub mod entry;
+pub mod error;
+pub mod event;
+pub mod identity;
+pub mod ids;
+pub mod limits;
+pub mod plan;
+pub mod rule;
+pub mod transcript;
+pub mod verify;
+
+pub use error::FieldError;

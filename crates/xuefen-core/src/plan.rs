@@ -1,0 +1,407 @@
+//! The ingest planner: a batch of events in, outcomes and sealed entries out.
+//!
+//! A store gathers what the batch needs to know (learners, courses, entries
+//! already in the ledger under the batch's keys, chain heads it has locked),
+//! calls [`plan`], and writes the returned entries and heads in the same
+//! transaction. All decisions — idempotency, credits, reversals, positions
+//! and hashes — are made here, the same way for every backend.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+use crate::FieldError;
+use crate::entry::{Entry, EntryBody, EntryKind, GENESIS};
+use crate::event::{Completion, Event, EventBody, LearnerRef, Millis, Reason, Revocation};
+use crate::ids::{CourseCode, EventId, LearnerId, LocalAccount, Position, SiteId};
+use crate::limits::{COMPLETED_AT_FUTURE_SKEW_MS, COMPLETED_AT_MIN_MS};
+use crate::rule::{Assessment, CourseTerms};
+
+/// The last entry of a chain (`seq` 0 and the genesis hash for an empty chain).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Head {
+    pub seq: u64,
+    pub hash: [u8; 32],
+}
+
+impl Head {
+    pub const EMPTY: Head = Head { seq: 0, hash: GENESIS };
+}
+
+/// The idempotency key of an event.
+pub type Key = (SiteId, EventId);
+
+/// What a store looked up for a batch.
+#[derive(Debug, Default, Clone)]
+pub struct Lookups {
+    /// Known learners named by the batch, with their chain.
+    pub learner_chains: HashMap<LearnerId, u32>,
+    /// Local accounts named by the batch, with the learner they link to.
+    pub accounts: HashMap<(SiteId, LocalAccount), LearnerId>,
+    /// Courses named by the batch.
+    pub courses: HashMap<(SiteId, CourseCode), CourseTerms>,
+    /// Entries already in the ledger under the batch's keys and under the
+    /// keys its revocations target.
+    pub entries: HashMap<Key, Entry>,
+    /// Keys of awards that already have a reversal.
+    pub reversed: HashSet<Key>,
+    /// Current heads of the chains the batch may append to.
+    pub heads: HashMap<u32, Head>,
+}
+
+impl Lookups {
+    /// Every chain the batch may append to: the chains of its learners and of
+    /// the entries its revocations target. A store locks these heads.
+    pub fn chains(&self) -> BTreeSet<u32> {
+        let learners = self.learner_chains.values().copied();
+        learners.chain(self.entries.values().map(|e| e.position.chain)).collect()
+    }
+}
+
+/// Why an item was rejected: a stable code and the offending field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    pub code: &'static str,
+    pub error: FieldError,
+}
+
+/// The outcome of one event of a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Newly written at `position`.
+    Accepted { position: Position, kind: EntryKind, credits: crate::amount::Credits },
+    /// Already in the ledger with the same content: nothing written.
+    Duplicate { position: Position, kind: EntryKind, credits: crate::amount::Credits },
+    /// Already in the ledger with different content in `field`: nothing written.
+    Conflict { field: &'static str, position: Position },
+    /// Invalid in the ledger's current state: nothing written.
+    Rejected(Rejection),
+}
+
+/// What to write.
+#[derive(Debug, Default, Clone)]
+pub struct Plan {
+    pub outcomes: Vec<Outcome>,
+    /// New entries, in the order of the batch (each chain's in sequence order).
+    pub entries: Vec<Entry>,
+    /// The new heads of the chains appended to.
+    pub heads: BTreeMap<u32, Head>,
+}
+
+fn reject(code: &'static str, field: &'static str, detail: impl Into<String>) -> Outcome {
+    Outcome::Rejected(Rejection { code, error: FieldError::new(field, detail) })
+}
+
+struct Planner<'a> {
+    lookups: &'a Lookups,
+    now: Millis,
+    /// Entries accepted earlier in this batch, by key (index into `plan.entries`).
+    written: HashMap<Key, usize>,
+    reversed: HashSet<Key>,
+    plan: Plan,
+}
+
+/// Plans a batch. `now` is the recording time of every entry of the batch.
+pub fn plan(events: &[Event], now: Millis, lookups: &Lookups) -> Plan {
+    let mut p = Planner {
+        lookups,
+        now,
+        written: HashMap::new(),
+        reversed: HashSet::new(),
+        plan: Plan { outcomes: Vec::with_capacity(events.len()), ..Plan::default() },
+    };
+    for event in events {
+        let outcome = p.one(event);
+        p.plan.outcomes.push(outcome);
+    }
+    p.plan
+}
+
+impl Planner<'_> {
+    fn existing(&self, key: &Key) -> Option<&Entry> {
+        match self.written.get(key) {
+            Some(i) => self.plan.entries.get(*i),
+            None => self.lookups.entries.get(key),
+        }
+    }
+
+    fn resolve(&self, site: &SiteId, learner: &LearnerRef) -> Option<(LearnerId, u32)> {
+        let id = match learner {
+            LearnerRef::Id(id) => id.clone(),
+            LearnerRef::Account(acct) => self.lookups.accounts.get(&(site.clone(), acct.clone()))?.clone(),
+        };
+        let chain = *self.lookups.learner_chains.get(&id)?;
+        Some((id, chain))
+    }
+
+    fn one(&mut self, event: &Event) -> Outcome {
+        let key = (event.site.clone(), event.id.clone());
+        if let Some(stored) = self.existing(&key) {
+            return match self.first_difference(event, &stored.body) {
+                None => Outcome::Duplicate {
+                    position: stored.position,
+                    kind: stored.body.kind,
+                    credits: stored.body.credits,
+                },
+                Some(field) => Outcome::Conflict { field, position: stored.position },
+            };
+        }
+        let built = match &event.body {
+            EventBody::Completion(c) => self.completion(event, c),
+            EventBody::Revocation(r) => self.revocation(event, r),
+        };
+        match built {
+            Ok((chain, body)) => self.append(key, chain, body),
+            Err(rejected) => rejected,
+        }
+    }
+
+    /// The first field in which `event` differs from the entry stored under
+    /// its key (TigerBeetle's `exists_with_different_<field>`).
+    fn first_difference(&self, event: &Event, stored: &EntryBody) -> Option<&'static str> {
+        match (&event.body, stored.kind) {
+            (EventBody::Completion(c), EntryKind::Awarded | EntryKind::NotPassed) => {
+                let learner = self.resolve(&event.site, &c.learner).map(|(id, _)| id);
+                if c.course != stored.course {
+                    Some("course")
+                } else if learner.as_ref() != Some(&stored.learner) {
+                    Some("learner")
+                } else if c.completed_at != stored.occurred_at {
+                    Some("completed_at")
+                } else if c.score != stored.score {
+                    Some("score")
+                } else if c.hours != stored.hours {
+                    Some("hours")
+                } else {
+                    None
+                }
+            }
+            (EventBody::Revocation(r), EntryKind::Reversal) => {
+                if Some(&r.target) != stored.target_event.as_ref() {
+                    Some("target_event_id")
+                } else if r.reason != stored.reason {
+                    Some("reason")
+                } else {
+                    None
+                }
+            }
+            _ => Some("kind"),
+        }
+    }
+
+    fn completion(&self, event: &Event, c: &Completion) -> Result<(u32, EntryBody), Outcome> {
+        let Some((learner, chain)) = self.resolve(&event.site, &c.learner) else {
+            let (field, what) = match &c.learner {
+                LearnerRef::Id(_) => ("learner/id", "no learner has this id"),
+                LearnerRef::Account(_) => ("learner/local_account", "this site has not linked this account to a learner"),
+            };
+            return Err(reject("unknown_learner", field, what));
+        };
+        let Some(terms) = self.lookups.courses.get(&(event.site.clone(), c.course.clone())) else {
+            return Err(reject("unknown_course", "course", format!("this site has no course `{}`", c.course)));
+        };
+        if c.completed_at.0 < COMPLETED_AT_MIN_MS {
+            return Err(reject("completed_at_out_of_range", "completed_at", "is before 2000-01-01"));
+        }
+        if c.completed_at.0 > self.now.0.saturating_add(COMPLETED_AT_FUTURE_SKEW_MS) {
+            return Err(reject("completed_at_out_of_range", "completed_at", "is in the future"));
+        }
+        let (kind, credits) = match terms.assess(c.score, c.hours) {
+            Ok(Assessment::Passed(credits)) => (EntryKind::Awarded, credits),
+            Ok(Assessment::NotPassed) => (EntryKind::NotPassed, crate::amount::Credits::ZERO),
+            Err(e) => return Err(Outcome::Rejected(Rejection { code: "rule_needs_field", error: e })),
+        };
+        Ok((
+            chain,
+            EntryBody {
+                kind,
+                site: event.site.clone(),
+                event_id: event.id.clone(),
+                learner,
+                course: c.course.clone(),
+                category: terms.category.clone(),
+                credits,
+                occurred_at: c.completed_at,
+                recorded_at: self.now,
+                score: c.score,
+                hours: c.hours,
+                rule_version: terms.rule_version,
+                refers_to: None,
+                target_event: None,
+                reason: Reason::default(),
+            },
+        ))
+    }
+
+    fn revocation(&self, event: &Event, r: &Revocation) -> Result<(u32, EntryBody), Outcome> {
+        let target_key = (event.site.clone(), r.target.clone());
+        let Some(target) = self.existing(&target_key) else {
+            return Err(reject("unknown_target", "target_event_id", "this site has no accepted event with this id"));
+        };
+        if target.body.kind == EntryKind::Reversal {
+            return Err(reject("target_not_revocable", "target_event_id", "names a revocation; revoke the original event instead"));
+        }
+        if self.lookups.reversed.contains(&target_key) || self.reversed.contains(&target_key) {
+            return Err(reject("already_revoked", "target_event_id", "the event has already been revoked"));
+        }
+        let t = &target.body;
+        Ok((
+            target.position.chain,
+            EntryBody {
+                kind: EntryKind::Reversal,
+                site: event.site.clone(),
+                event_id: event.id.clone(),
+                learner: t.learner.clone(),
+                course: t.course.clone(),
+                category: t.category.clone(),
+                credits: t.credits.negated(),
+                occurred_at: t.occurred_at,
+                recorded_at: self.now,
+                score: None,
+                hours: None,
+                rule_version: t.rule_version,
+                refers_to: Some(target.position),
+                target_event: Some(r.target.clone()),
+                reason: r.reason.clone(),
+            },
+        ))
+    }
+
+    fn append(&mut self, key: Key, chain: u32, body: EntryBody) -> Outcome {
+        let head = self
+            .plan
+            .heads
+            .get(&chain)
+            .or_else(|| self.lookups.heads.get(&chain))
+            .copied()
+            .unwrap_or(Head::EMPTY);
+        if let Some(target) = &body.target_event {
+            self.reversed.insert((body.site.clone(), target.clone()));
+        }
+        let entry = Entry::seal(Position { chain, seq: head.seq + 1 }, head.hash, body);
+        let outcome = Outcome::Accepted {
+            position: entry.position,
+            kind: entry.body.kind,
+            credits: entry.body.credits,
+        };
+        self.plan.heads.insert(chain, Head { seq: entry.position.seq, hash: entry.hash });
+        self.written.insert(key, self.plan.entries.len());
+        self.plan.entries.push(entry);
+        outcome
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::amount::{Credits, Hours};
+    use crate::ids::Category;
+    use crate::rule::CreditRule;
+    use crate::verify::ChainVerifier;
+
+    const NOW: Millis = Millis(1_760_000_000_000);
+
+    fn site() -> SiteId {
+        SiteId::parse("xihu").expect("id")
+    }
+    fn learner(n: u8) -> LearnerId {
+        LearnerId::from_random([n; 16])
+    }
+    fn completion(id: &str, who: u8, course: &str) -> Event {
+        Event {
+            site: site(),
+            id: EventId::parse(id).expect("id"),
+            body: EventBody::Completion(Completion {
+                course: CourseCode::parse(course).expect("code"),
+                learner: LearnerRef::Id(learner(who)),
+                completed_at: Millis(NOW.0 - 1000),
+                score: None,
+                hours: Some(Hours::from_cents(10_00)),
+            }),
+        }
+    }
+    fn revocation(id: &str, target: &str) -> Event {
+        Event {
+            site: site(),
+            id: EventId::parse(id).expect("id"),
+            body: EventBody::Revocation(Revocation {
+                target: EventId::parse(target).expect("id"),
+                reason: Reason::parse("entered in error", "reason").expect("reason"),
+            }),
+        }
+    }
+    fn lookups() -> Lookups {
+        let mut l = Lookups::default();
+        l.learner_chains.insert(learner(1), 0);
+        l.learner_chains.insert(learner(2), 1);
+        l.courses.insert(
+            (site(), CourseCode::parse("c1").expect("code")),
+            CourseTerms {
+                category: Category::parse("community").expect("cat"),
+                rule: CreditRule::PerHours { hours_per_credit: Hours::from_cents(5_00), cap: Credits::from_cents(4_00) },
+                pass_mark: None,
+                rule_version: 1,
+            },
+        );
+        l
+    }
+
+    #[test]
+    fn a_batch_with_a_repeat_writes_once_and_reports_a_duplicate() {
+        let batch = [completion("e1", 1, "c1"), completion("e1", 1, "c1"), completion("e2", 2, "c1")];
+        let p = plan(&batch, NOW, &lookups());
+        assert_eq!(p.entries.len(), 2);
+        assert!(matches!(p.outcomes[0], Outcome::Accepted { credits, .. } if credits == Credits::from_cents(2_00)));
+        assert_eq!(
+            p.outcomes[1],
+            Outcome::Duplicate { position: Position { chain: 0, seq: 1 }, kind: EntryKind::Awarded, credits: Credits::from_cents(2_00) }
+        );
+    }
+
+    #[test]
+    fn the_same_key_with_other_content_is_a_conflict_naming_the_field() {
+        let mut changed = completion("e1", 1, "c1");
+        if let EventBody::Completion(c) = &mut changed.body {
+            c.hours = Some(Hours::from_cents(11_00));
+        }
+        let p = plan(&[completion("e1", 1, "c1"), changed], NOW, &lookups());
+        assert_eq!(p.outcomes[1], Outcome::Conflict { field: "hours", position: Position { chain: 0, seq: 1 } });
+    }
+
+    #[test]
+    fn a_rejected_item_does_not_block_the_others() {
+        let batch = [completion("e1", 9, "c1"), completion("e2", 1, "nope"), completion("e3", 1, "c1")];
+        let p = plan(&batch, NOW, &lookups());
+        assert!(matches!(&p.outcomes[0], Outcome::Rejected(r) if r.code == "unknown_learner"));
+        assert!(matches!(&p.outcomes[1], Outcome::Rejected(r) if r.error.field == "course"));
+        assert!(matches!(p.outcomes[2], Outcome::Accepted { position: Position { chain: 0, seq: 1 }, .. }));
+    }
+
+    #[test]
+    fn a_revocation_reverses_once_and_chains_continue() {
+        let batch = [completion("e1", 1, "c1"), revocation("r1", "e1"), revocation("r2", "e1"), revocation("r3", "r1")];
+        let p = plan(&batch, NOW, &lookups());
+        assert!(matches!(p.outcomes[1], Outcome::Accepted { kind: EntryKind::Reversal, credits, .. } if credits == Credits::from_cents(-2_00)));
+        assert!(matches!(&p.outcomes[2], Outcome::Rejected(r) if r.code == "already_revoked"));
+        assert!(matches!(&p.outcomes[3], Outcome::Rejected(r) if r.code == "target_not_revocable"));
+        let mut v = ChainVerifier::new(0);
+        for e in &p.entries {
+            v.push(e).expect("chain verifies");
+        }
+        let head = p.heads[&0];
+        assert_eq!(v.finish(head.seq, &head.hash), Ok(2));
+    }
+
+    #[test]
+    fn completions_in_the_future_or_before_2000_are_rejected() {
+        let mut future = completion("e1", 1, "c1");
+        let mut old = completion("e2", 1, "c1");
+        if let EventBody::Completion(c) = &mut future.body {
+            c.completed_at = Millis(NOW.0 + COMPLETED_AT_FUTURE_SKEW_MS + 1);
+        }
+        if let EventBody::Completion(c) = &mut old.body {
+            c.completed_at = Millis(COMPLETED_AT_MIN_MS - 1);
+        }
+        let p = plan(&[future, old], NOW, &lookups());
+        assert!(p.outcomes.iter().all(|o| matches!(o, Outcome::Rejected(r) if r.error.field == "completed_at")));
+        assert!(p.entries.is_empty());
+    }
+}
