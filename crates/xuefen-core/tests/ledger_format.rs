@@ -1,0 +1,652 @@
+//! Checks the worked example of `docs/ledger-format.md` against the code.
+//!
+//! The document is what an independent verifier is written from, so its
+//! example must be exactly what [`EntryBody::encode`] and [`entry_hash`]
+//! produce. The machine-readable parts of the document are:
+//!
+//! - fenced blocks whose info string is `hex <name>` (for example
+//!   `hex canonical seq=1`): bytes in hex, whitespace ignored;
+//! - fenced blocks `text fields seq=N`: the same canonical bytes, one field
+//!   per line, written `<hex> # <field> ...`;
+//! - lines `hash seq=N: <64 hex digits>`;
+//! - the table under the heading `### Field values`, one row per field:
+//!   `` | `field` | `value of seq 1` ... | `value of seq 2` ... | ``.
+//!
+//! After a deliberate change of the example, print the fragments to paste
+//! into the document with
+//! `cargo test -p xuefen-core --test ledger_format -- --nocapture fragments`.
+
+use sha2::{Digest, Sha256};
+use xuefen_core::amount::{Credits, Hours, Score};
+use xuefen_core::entry::{
+    DOMAIN_TAG, Entry, EntryBody, EntryKind, FORMAT_VERSION, GENESIS, entry_hash,
+};
+use xuefen_core::event::{Millis, Reason};
+use xuefen_core::ids::{Category, CourseCode, EventId, LearnerId, Position, SiteId};
+use xuefen_core::verify::{ChainVerifier, Fault, VerifyError};
+
+/// The chain of the worked example.
+const CHAIN: u32 = 5;
+
+/// Field names in canonical order, as the document spells them.
+const FIELDS: [&str; 16] = [
+    "version",
+    "kind",
+    "site",
+    "event_id",
+    "learner",
+    "course",
+    "category",
+    "credits",
+    "occurred_at",
+    "recorded_at",
+    "score",
+    "hours",
+    "rule_version",
+    "refers_to",
+    "target_event",
+    "reason",
+];
+
+// ---------------------------------------------------------------------------
+// The example, built with the public API.
+// ---------------------------------------------------------------------------
+
+/// The award (seq 1) and its reversal (seq 2).
+fn example_bodies() -> [EntryBody; 2] {
+    let site = SiteId::parse("hangzhou-xihu").expect("example site id");
+    let learner =
+        LearnerId::parse("lrn_3f9a2c417be04d5a8c16e2b7d90f4a61").expect("example learner id");
+    let course = CourseCode::parse("PY-101").expect("example course code");
+    let category = Category::parse("vocational").expect("example category");
+    let award_event = EventId::parse("hzxh-2025-000123").expect("example award event id");
+    let award = EntryBody {
+        kind: EntryKind::Awarded,
+        site: site.clone(),
+        event_id: award_event.clone(),
+        learner: learner.clone(),
+        course: course.clone(),
+        category: category.clone(),
+        credits: Credits::from_cents(250),
+        // 2025-06-30T02:00:00.000Z
+        occurred_at: Millis(1_751_248_800_000),
+        // 2025-06-30T08:15:30.250Z
+        recorded_at: Millis(1_751_271_330_250),
+        score: Some(Score::from_cents(8650)),
+        hours: Some(Hours::from_cents(1200)),
+        rule_version: 3,
+        refers_to: None,
+        target_event: None,
+        reason: Reason::default(),
+    };
+    let reversal = EntryBody {
+        kind: EntryKind::Reversal,
+        site,
+        event_id: EventId::parse("hzxh-2025-000187").expect("example reversal event id"),
+        learner,
+        course,
+        category,
+        credits: award.credits.negated(),
+        occurred_at: award.occurred_at,
+        // 2025-07-02T01:00:00.000Z
+        recorded_at: Millis(1_751_418_000_000),
+        score: None,
+        hours: None,
+        rule_version: award.rule_version,
+        refers_to: Some(Position {
+            chain: CHAIN,
+            seq: 1,
+        }),
+        target_event: Some(award_event),
+        reason: Reason::parse("成绩录入错误", "reason").expect("example reason"),
+    };
+    [award, reversal]
+}
+
+/// The example sealed into chain 5 from genesis.
+fn example() -> Vec<Entry> {
+    let mut prev = GENESIS;
+    let mut entries = Vec::new();
+    for (i, body) in example_bodies().into_iter().enumerate() {
+        let seq = u64::try_from(i).expect("small index") + 1;
+        let entry = Entry::seal(Position { chain: CHAIN, seq }, prev, body);
+        prev = entry.hash;
+        entries.push(entry);
+    }
+    entries
+}
+
+// ---------------------------------------------------------------------------
+// An independent, field-by-field encoder written from the document.
+// ---------------------------------------------------------------------------
+
+/// One field of the canonical encoding.
+struct Field {
+    name: &'static str,
+    /// The bytes of the field, in parts (length and content, flag and
+    /// value) so that the document can show them apart.
+    parts: Vec<Vec<u8>>,
+    /// The value as the document's table writes it.
+    value: String,
+    /// What the value means, for people.
+    note: String,
+}
+
+impl Field {
+    fn new(name: &'static str, parts: Vec<Vec<u8>>, value: String, note: String) -> Self {
+        Self {
+            name,
+            parts,
+            value,
+            note,
+        }
+    }
+
+    fn bytes(&self) -> Vec<u8> {
+        self.parts.concat()
+    }
+
+    fn hex(&self) -> String {
+        self.parts
+            .iter()
+            .map(hex::encode)
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+/// A string: u32 big-endian byte length, then the UTF-8 bytes.
+fn string(name: &'static str, s: &str) -> Field {
+    let len = u32::try_from(s.len()).expect("string fits a u32 length");
+    let note = format!("{} bytes", s.len());
+    Field::new(
+        name,
+        vec![len.to_be_bytes().to_vec(), s.as_bytes().to_vec()],
+        quoted(s),
+        note,
+    )
+}
+
+/// A signed 64-bit integer, big-endian (two's complement).
+fn int64(name: &'static str, v: i64, note: String) -> Field {
+    Field::new(name, vec![v.to_be_bytes().to_vec()], v.to_string(), note)
+}
+
+/// An optional value: `00` when absent, `01` then the value when present.
+fn optional(name: &'static str, value: Option<Field>) -> Field {
+    match value {
+        None => Field::new(
+            name,
+            vec![vec![0x00]],
+            "none".to_owned(),
+            "absent".to_owned(),
+        ),
+        Some(f) => {
+            let mut parts = vec![vec![0x01]];
+            parts.extend(f.parts);
+            Field::new(name, parts, f.value, format!("present: {}", f.note))
+        }
+    }
+}
+
+fn quoted(s: &str) -> String {
+    format!("\"{s}\"")
+}
+
+fn hundredths(cents: i64, unit: &str) -> String {
+    let sign = if cents < 0 { "-" } else { "" };
+    let abs = cents.unsigned_abs();
+    format!("{sign}{}.{:02} {unit}", abs / 100, abs % 100)
+}
+
+/// Each field of `body` in canonical order, written from the document
+/// rather than from `EntryBody::encode`.
+fn fields(body: &EntryBody) -> Vec<Field> {
+    let time = |name, at: Millis| int64(name, at.0, at.to_rfc3339());
+    let out = vec![
+        Field::new(
+            "version",
+            vec![vec![FORMAT_VERSION]],
+            FORMAT_VERSION.to_string(),
+            "format version".to_owned(),
+        ),
+        Field::new(
+            "kind",
+            vec![vec![body.kind.code()]],
+            body.kind.code().to_string(),
+            body.kind.as_str().to_owned(),
+        ),
+        string("site", body.site.as_str()),
+        string("event_id", body.event_id.as_str()),
+        string("learner", body.learner.as_str()),
+        string("course", body.course.as_str()),
+        string("category", body.category.as_str()),
+        int64(
+            "credits",
+            body.credits.cents(),
+            hundredths(body.credits.cents(), "credits"),
+        ),
+        time("occurred_at", body.occurred_at),
+        time("recorded_at", body.recorded_at),
+        optional(
+            "score",
+            body.score
+                .map(|v| int64("score", v.cents(), hundredths(v.cents(), "points"))),
+        ),
+        optional(
+            "hours",
+            body.hours
+                .map(|v| int64("hours", v.cents(), hundredths(v.cents(), "hours"))),
+        ),
+        Field::new(
+            "rule_version",
+            vec![body.rule_version.to_be_bytes().to_vec()],
+            body.rule_version.to_string(),
+            "u32".to_owned(),
+        ),
+        optional(
+            "refers_to",
+            body.refers_to.map(|p| {
+                Field::new(
+                    "refers_to",
+                    vec![p.chain.to_be_bytes().to_vec(), p.seq.to_be_bytes().to_vec()],
+                    p.to_string(),
+                    format!("chain {} seq {}", p.chain, p.seq),
+                )
+            }),
+        ),
+        optional(
+            "target_event",
+            body.target_event
+                .as_ref()
+                .map(|e| string("target_event", e.as_str())),
+        ),
+        string("reason", body.reason.as_str()),
+    ];
+    assert_eq!(out.iter().map(|f| f.name).collect::<Vec<_>>(), FIELDS);
+    out
+}
+
+/// `DOMAIN_TAG ‖ chain ‖ seq ‖ prev_hash`: what is hashed before the
+/// canonical bytes.
+fn hash_prefix(tag: &[u8], position: Position, prev_hash: &[u8; 32]) -> Vec<u8> {
+    [
+        tag,
+        &position.chain.to_be_bytes(),
+        &position.seq.to_be_bytes(),
+        prev_hash,
+    ]
+    .concat()
+}
+
+// ---------------------------------------------------------------------------
+// Reading the document.
+// ---------------------------------------------------------------------------
+
+fn doc() -> String {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/ledger-format.md");
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {path}: {e}"))
+}
+
+/// Every fenced code block as (info string, body).
+fn fenced_blocks(doc: &str) -> Vec<(String, String)> {
+    let mut blocks = Vec::new();
+    let mut open: Option<(String, String)> = None;
+    for line in doc.lines() {
+        let fence = line.trim_start().strip_prefix("```");
+        match (open.as_mut(), fence) {
+            (Some(_), Some(_)) => blocks.extend(open.take()),
+            (Some((_, body)), None) => {
+                body.push_str(line);
+                body.push('\n');
+            }
+            (None, Some(info)) => open = Some((info.trim().to_owned(), String::new())),
+            (None, None) => {}
+        }
+    }
+    assert!(
+        open.is_none(),
+        "docs/ledger-format.md has an unterminated fenced block"
+    );
+    blocks
+}
+
+/// The body of the one fenced block whose info string is `info`.
+fn block(doc: &str, info: &str) -> String {
+    let mut found = fenced_blocks(doc).into_iter().filter(|(i, _)| i == info);
+    let body = found
+        .next()
+        .unwrap_or_else(|| panic!("docs/ledger-format.md has no block ```{info}"));
+    assert!(
+        found.next().is_none(),
+        "docs/ledger-format.md has several blocks ```{info}"
+    );
+    body.1
+}
+
+fn decode_hex(text: &str, what: &str) -> Vec<u8> {
+    let digits: String = text.split_whitespace().collect();
+    hex::decode(&digits).unwrap_or_else(|e| panic!("{what} is not hex: {e}"))
+}
+
+/// The bytes of the block ```` ```hex <name> ````.
+fn hex_block(doc: &str, name: &str) -> Vec<u8> {
+    decode_hex(
+        &block(doc, &format!("hex {name}")),
+        &format!("block `hex {name}`"),
+    )
+}
+
+/// The block ```` ```text fields seq=N ```` as (field name, bytes) per line.
+fn fields_block(doc: &str, seq: u64) -> Vec<(String, Vec<u8>)> {
+    let info = format!("text fields seq={seq}");
+    block(doc, &info)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|line| {
+            let (bytes, comment) = line
+                .split_once('#')
+                .unwrap_or_else(|| panic!("line `{line}` of block `{info}` has no `# field`"));
+            let name = comment.split_whitespace().next().unwrap_or_default();
+            let name = name.trim_end_matches([':', '=']).to_owned();
+            (
+                name,
+                decode_hex(bytes, &format!("line `{line}` of block `{info}`")),
+            )
+        })
+        .collect()
+}
+
+/// The hash given by the line `hash seq=N: <hex>`.
+fn doc_hash(doc: &str, seq: u64) -> [u8; 32] {
+    let label = format!("hash seq={seq}:");
+    let mut found = doc
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix(label.as_str()));
+    let value = found
+        .next()
+        .unwrap_or_else(|| panic!("docs/ledger-format.md has no line `{label} <hex>`"));
+    assert!(
+        found.next().is_none(),
+        "docs/ledger-format.md has several lines `{label}`"
+    );
+    decode_hex(value, &label)
+        .try_into()
+        .unwrap_or_else(|b: Vec<u8>| panic!("`{label}` has {} bytes, not 32", b.len()))
+}
+
+/// The rows of the table under `### Field values`: the first backticked
+/// span of each cell.
+fn value_table(doc: &str) -> Vec<Vec<String>> {
+    let start = doc
+        .lines()
+        .position(|l| l.trim() == "### Field values")
+        .expect("docs/ledger-format.md has a heading `### Field values`");
+    doc.lines()
+        .skip(start + 1)
+        .take_while(|l| !l.starts_with('#'))
+        .filter(|l| l.trim_start().starts_with('|'))
+        .filter_map(|row| {
+            let cells: Vec<String> = row
+                .trim()
+                .trim_matches('|')
+                .split('|')
+                .filter_map(|cell| cell.split('`').nth(1).map(str::to_owned))
+                .collect();
+            (!cells.is_empty()).then_some(cells)
+        })
+        .collect()
+}
+
+/// The example as the document gives it: canonical bytes decoded, with the
+/// positions and hashes the document states.
+fn doc_entries(doc: &str) -> Vec<Entry> {
+    let mut prev = GENESIS;
+    let mut entries = Vec::new();
+    for seq in 1..=2 {
+        let bytes = hex_block(doc, &format!("canonical seq={seq}"));
+        let body = EntryBody::decode(&bytes)
+            .unwrap_or_else(|e| panic!("canonical seq={seq} does not decode: {e}"));
+        let hash = doc_hash(doc, seq);
+        entries.push(Entry {
+            position: Position { chain: CHAIN, seq },
+            prev_hash: prev,
+            hash,
+            body,
+        });
+        prev = hash;
+    }
+    entries
+}
+
+fn verify(entries: &[Entry], head_seq: u64, head_hash: &[u8; 32]) -> Result<u64, VerifyError> {
+    let mut verifier = ChainVerifier::new(CHAIN);
+    for entry in entries {
+        verifier.push(entry)?;
+    }
+    verifier.finish(head_seq, head_hash)
+}
+
+// ---------------------------------------------------------------------------
+// Tests.
+// ---------------------------------------------------------------------------
+
+#[test]
+fn the_documented_bytes_are_what_the_encoder_writes() {
+    let doc = doc();
+    for entry in example() {
+        let seq = entry.position.seq;
+        let expected = entry.body.encode();
+        let documented = hex_block(&doc, &format!("canonical seq={seq}"));
+        assert_eq!(
+            hex::encode(&documented),
+            hex::encode(&expected),
+            "canonical seq={seq} in the document differs from EntryBody::encode"
+        );
+        let length = format!("Canonical bytes ({} bytes", expected.len());
+        assert_eq!(
+            doc.matches(&length).count(),
+            1,
+            "the document states `{length}` once"
+        );
+    }
+}
+
+#[test]
+fn the_documented_hashes_are_what_the_chain_rule_gives() {
+    let doc = doc();
+    assert_eq!(
+        hex_block(&doc, "domain-tag"),
+        DOMAIN_TAG,
+        "documented DOMAIN_TAG"
+    );
+    for entry in example() {
+        let seq = entry.position.seq;
+        assert_eq!(
+            hex::encode(doc_hash(&doc, seq)),
+            hex::encode(entry.hash),
+            "hash seq={seq}"
+        );
+        let recomputed = entry_hash(entry.position, &entry.prev_hash, &entry.body.encode());
+        assert_eq!(
+            recomputed, entry.hash,
+            "entry_hash agrees with Entry::seal at seq={seq}"
+        );
+    }
+}
+
+/// The document is consistent on its own: SHA-256 over its prefix block and
+/// its canonical bytes gives its hash, and the prefix is the domain tag, the
+/// position and the previous hash it states.
+#[test]
+fn the_documented_hashes_follow_from_the_documented_bytes() {
+    let doc = doc();
+    let tag = hex_block(&doc, "domain-tag");
+    let mut prev = GENESIS;
+    for seq in 1..=2 {
+        let prefix = hex_block(&doc, &format!("hash-prefix seq={seq}"));
+        let expected_prefix = hash_prefix(&tag, Position { chain: CHAIN, seq }, &prev);
+        assert_eq!(
+            hex::encode(&prefix),
+            hex::encode(expected_prefix),
+            "hash-prefix seq={seq}"
+        );
+        let canonical = hex_block(&doc, &format!("canonical seq={seq}"));
+        let hash: [u8; 32] = Sha256::new()
+            .chain_update(&prefix)
+            .chain_update(&canonical)
+            .finalize()
+            .into();
+        assert_eq!(
+            hex::encode(hash),
+            hex::encode(doc_hash(&doc, seq)),
+            "SHA-256 of seq={seq}"
+        );
+        prev = hash;
+    }
+}
+
+#[test]
+fn the_documented_bytes_decode_to_the_example() {
+    let doc = doc();
+    let expected = example();
+    let documented = doc_entries(&doc);
+    assert_eq!(documented, expected);
+    for entry in &documented {
+        assert_eq!(
+            EntryBody::decode(&entry.body.encode()).as_ref(),
+            Ok(&entry.body)
+        );
+    }
+}
+
+#[test]
+fn the_documented_field_breakdown_matches_an_independent_encoder() {
+    let doc = doc();
+    for entry in example() {
+        let seq = entry.position.seq;
+        let independent = fields(&entry.body);
+        let joined: Vec<u8> = independent.iter().flat_map(Field::bytes).collect();
+        assert_eq!(
+            hex::encode(&joined),
+            hex::encode(entry.body.encode()),
+            "seq={seq}"
+        );
+        let documented = fields_block(&doc, seq);
+        let documented_names: Vec<&str> = documented.iter().map(|f| f.0.as_str()).collect();
+        assert_eq!(
+            documented_names, FIELDS,
+            "field names of `text fields seq={seq}`"
+        );
+        for ((name, bytes), expected) in documented.iter().zip(&independent) {
+            let expected = expected.bytes();
+            assert_eq!(
+                hex::encode(bytes),
+                hex::encode(expected),
+                "field {name} of seq={seq}"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_documented_field_values_are_the_example() {
+    let doc = doc();
+    let [award, reversal] = example_bodies();
+    let (award, reversal) = (fields(&award), fields(&reversal));
+    let mut expected = vec![vec![
+        "position".to_owned(),
+        format!("{CHAIN}:1"),
+        format!("{CHAIN}:2"),
+    ]];
+    expected.extend(
+        award
+            .into_iter()
+            .zip(reversal)
+            .map(|(one, two)| vec![one.name.to_owned(), one.value, two.value]),
+    );
+    assert_eq!(
+        value_table(&doc),
+        expected,
+        "the table under `### Field values`"
+    );
+}
+
+#[test]
+fn a_chain_verifier_accepts_the_documented_chain() {
+    let doc = doc();
+    let entries = doc_entries(&doc);
+    let head = doc_hash(&doc, 2);
+    assert_eq!(verify(&entries, 2, &head), Ok(2));
+}
+
+/// The failures the document describes, on its own example.
+#[test]
+fn a_chain_verifier_names_tampering_with_the_documented_chain() {
+    let doc = doc();
+    let entries = doc_entries(&doc);
+    let head = doc_hash(&doc, 2);
+    let at = |seq| Position { chain: CHAIN, seq };
+
+    let mut altered = entries.clone();
+    altered[0].body.credits = Credits::from_cents(500);
+    let err = verify(&altered, 2, &head).expect_err("altered credits");
+    assert_eq!((err.position, err.fault), (at(1), Fault::HashMismatch));
+
+    let removed_first = &entries[1..];
+    let err = verify(removed_first, 2, &head).expect_err("first entry removed");
+    assert_eq!((err.position, err.fault), (at(1), Fault::Gap { found: 2 }));
+
+    let removed_last = &entries[..1];
+    let err = verify(removed_last, 2, &head).expect_err("last entry removed");
+    assert_eq!(
+        (err.position, err.fault),
+        (at(2), Fault::HeadMismatch { head_seq: 2 })
+    );
+
+    let mut swapped = vec![entries[1].clone(), entries[0].clone()];
+    swapped[0].position = at(1);
+    swapped[1].position = at(2);
+    let err = verify(&swapped, 2, &head).expect_err("entries swapped");
+    assert_eq!((err.position, err.fault), (at(1), Fault::BrokenLink));
+}
+
+/// Prints the fragments of the document's worked example.
+#[test]
+fn fragments() {
+    let entries = example();
+    println!("### Field values\n");
+    println!("| Field | seq 1 (award) | seq 2 (reversal) |");
+    println!("|---|---|---|");
+    println!(
+        "| `position` | `{}` | `{}` |",
+        entries[0].position, entries[1].position
+    );
+    for (one, two) in fields(&entries[0].body)
+        .into_iter()
+        .zip(fields(&entries[1].body))
+    {
+        let cell = |f: &Field| format!("`{}` ({})", f.value, f.note);
+        println!("| `{}` | {} | {} |", one.name, cell(&one), cell(&two));
+    }
+    println!("\n```hex domain-tag\n{}\n```", hex::encode(DOMAIN_TAG));
+    for entry in &entries {
+        let seq = entry.position.seq;
+        println!("\n```text fields seq={seq}");
+        for field in fields(&entry.body) {
+            println!("{:<44} # {}", field.hex(), field.name);
+        }
+        println!("```");
+        println!("\n```hex canonical seq={seq}");
+        for line in entry.body.encode().chunks(32) {
+            println!("{}", hex::encode(line));
+        }
+        println!("```");
+        println!("\n```hex hash-prefix seq={seq}");
+        for line in hash_prefix(DOMAIN_TAG, entry.position, &entry.prev_hash).chunks(32) {
+            println!("{}", hex::encode(line));
+        }
+        println!("```");
+        println!("\nhash seq={seq}: {}", hex::encode(entry.hash));
+    }
+}
