@@ -122,8 +122,14 @@ mod tests {
 
     #[test]
     fn two_decimal_places_parse_and_three_are_refused() {
-        assert_eq!(Credits::parse(dec("2.5"), 0, 10_000, "c").map(Credits::cents), Ok(250));
-        assert_eq!(Credits::parse(dec("2.500"), 0, 10_000, "c").map(Credits::cents), Ok(250));
+        assert_eq!(
+            Credits::parse(dec("2.5"), 0, 10_000, "c").map(Credits::cents),
+            Ok(250)
+        );
+        assert_eq!(
+            Credits::parse(dec("2.500"), 0, 10_000, "c").map(Credits::cents),
+            Ok(250)
+        );
         let err = Credits::parse(dec("2.501"), 0, 10_000, "c").expect_err("3 places");
         assert_eq!(err.field, "c");
     }

@@ -56,9 +56,13 @@ impl EntryKind {
     }
 
     pub fn parse(value: &str) -> Option<Self> {
-        [EntryKind::Awarded, EntryKind::NotPassed, EntryKind::Reversal]
-            .into_iter()
-            .find(|k| k.as_str() == value)
+        [
+            EntryKind::Awarded,
+            EntryKind::NotPassed,
+            EntryKind::Reversal,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == value)
     }
 }
 
@@ -156,8 +160,10 @@ impl EntryBody {
         if version != FORMAT_VERSION {
             return Err(DecodeError::Version(version));
         }
-        let kind = EntryKind::from_code(r.u8()?)
-            .ok_or(DecodeError::Field { field: "kind", detail: "unknown code".into() })?;
+        let kind = EntryKind::from_code(r.u8()?).ok_or(DecodeError::Field {
+            field: "kind",
+            detail: "unknown code".into(),
+        })?;
         let site = SiteId::parse(r.str()?).map_err(field_err)?;
         let event_id = EventId::parse(r.str()?).map_err(field_err)?;
         let learner = LearnerId::parse(r.str()?).map_err(field_err)?;
@@ -171,7 +177,10 @@ impl EntryBody {
         let rule_version = r.u32()?;
         let refers_to = match r.flag()? {
             false => None,
-            true => Some(Position { chain: r.u32()?, seq: r.u64()? }),
+            true => Some(Position {
+                chain: r.u32()?,
+                seq: r.u64()?,
+            }),
         };
         let target_event = match r.flag()? {
             false => None,
@@ -206,7 +215,10 @@ fn field_err(e: crate::FieldError) -> DecodeError {
         std::borrow::Cow::Borrowed(f) => f,
         std::borrow::Cow::Owned(_) => "field",
     };
-    DecodeError::Field { field, detail: e.detail }
+    DecodeError::Field {
+        field,
+        detail: e.detail,
+    }
 }
 
 fn put_str(out: &mut Vec<u8>, s: &str) {
@@ -240,7 +252,9 @@ impl<'a> Reader<'a> {
     }
     fn array<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
         let at = self.at;
-        self.take(N)?.try_into().map_err(|_| DecodeError::Truncated(at))
+        self.take(N)?
+            .try_into()
+            .map_err(|_| DecodeError::Truncated(at))
     }
     fn u8(&mut self) -> Result<u8, DecodeError> {
         Ok(self.array::<1>()?[0])
@@ -249,7 +263,10 @@ impl<'a> Reader<'a> {
         match self.u8()? {
             0 => Ok(false),
             1 => Ok(true),
-            _ => Err(DecodeError::Field { field: "flag", detail: "must be 0 or 1".into() }),
+            _ => Err(DecodeError::Field {
+                field: "flag",
+                detail: "must be 0 or 1".into(),
+            }),
         }
     }
     fn u32(&mut self) -> Result<u32, DecodeError> {
@@ -262,7 +279,11 @@ impl<'a> Reader<'a> {
         Ok(i64::from_be_bytes(self.array()?))
     }
     fn opt_i64(&mut self) -> Result<Option<i64>, DecodeError> {
-        Ok(if self.flag()? { Some(self.i64()?) } else { None })
+        Ok(if self.flag()? {
+            Some(self.i64()?)
+        } else {
+            None
+        })
     }
     fn str(&mut self) -> Result<String, DecodeError> {
         let len = self.u32()? as usize;
@@ -290,7 +311,12 @@ impl Entry {
     /// Seals `body` at `position` after the entry whose hash is `prev_hash`.
     pub fn seal(position: Position, prev_hash: [u8; 32], body: EntryBody) -> Self {
         let hash = entry_hash(position, &prev_hash, &body.encode());
-        Self { position, prev_hash, hash, body }
+        Self {
+            position,
+            prev_hash,
+            hash,
+            body,
+        }
     }
 }
 
@@ -303,29 +329,55 @@ pub(crate) mod tests {
         let id = "[a-z0-9][a-z0-9-]{0,20}";
         let token = "[A-Za-z0-9._:-]{1,40}";
         (
-            (prop_oneof![Just(EntryKind::Awarded), Just(EntryKind::NotPassed), Just(EntryKind::Reversal)],
-             id, token, any::<[u8; 16]>(), token, "[a-z0-9_-]{1,20}"),
-            (-10_000i64..=10_000, any::<i64>(), any::<i64>(),
-             proptest::option::of(0i64..=10_000), proptest::option::of(0i64..=1_000_000), any::<u32>()),
-            (proptest::option::of((any::<u32>(), any::<u64>())), proptest::option::of(token), "\\PC{0,50}"),
+            (
+                prop_oneof![
+                    Just(EntryKind::Awarded),
+                    Just(EntryKind::NotPassed),
+                    Just(EntryKind::Reversal)
+                ],
+                id,
+                token,
+                any::<[u8; 16]>(),
+                token,
+                "[a-z0-9_-]{1,20}",
+            ),
+            (
+                -10_000i64..=10_000,
+                any::<i64>(),
+                any::<i64>(),
+                proptest::option::of(0i64..=10_000),
+                proptest::option::of(0i64..=1_000_000),
+                any::<u32>(),
+            ),
+            (
+                proptest::option::of((any::<u32>(), any::<u64>())),
+                proptest::option::of(token),
+                "\\PC{0,50}",
+            ),
         )
-            .prop_map(|((kind, site, ev, learner, course, cat), (cr, occ, rec, score, hours, rv), (refers, target, reason))| EntryBody {
-                kind,
-                site: SiteId::parse(site).expect("strategy id"),
-                event_id: EventId::parse(ev).expect("strategy id"),
-                learner: LearnerId::from_random(learner),
-                course: CourseCode::parse(course).expect("strategy id"),
-                category: Category::parse(cat).expect("strategy id"),
-                credits: Credits::from_cents(cr),
-                occurred_at: Millis(occ),
-                recorded_at: Millis(rec),
-                score: score.map(Score::from_cents),
-                hours: hours.map(Hours::from_cents),
-                rule_version: rv,
-                refers_to: refers.map(|(chain, seq)| Position { chain, seq }),
-                target_event: target.map(|t| EventId::parse(t).expect("strategy id")),
-                reason: Reason::parse(reason, "reason").expect("strategy reason"),
-            })
+            .prop_map(
+                |(
+                    (kind, site, ev, learner, course, cat),
+                    (cr, occ, rec, score, hours, rv),
+                    (refers, target, reason),
+                )| EntryBody {
+                    kind,
+                    site: SiteId::parse(site).expect("strategy id"),
+                    event_id: EventId::parse(ev).expect("strategy id"),
+                    learner: LearnerId::from_random(learner),
+                    course: CourseCode::parse(course).expect("strategy id"),
+                    category: Category::parse(cat).expect("strategy id"),
+                    credits: Credits::from_cents(cr),
+                    occurred_at: Millis(occ),
+                    recorded_at: Millis(rec),
+                    score: score.map(Score::from_cents),
+                    hours: hours.map(Hours::from_cents),
+                    rule_version: rv,
+                    refers_to: refers.map(|(chain, seq)| Position { chain, seq }),
+                    target_event: target.map(|t| EventId::parse(t).expect("strategy id")),
+                    reason: Reason::parse(reason, "reason").expect("strategy reason"),
+                },
+            )
     }
 
     proptest! {

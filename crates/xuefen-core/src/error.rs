@@ -15,11 +15,17 @@ pub struct FieldError {
 
 impl FieldError {
     pub fn new(field: impl Into<Cow<'static, str>>, detail: impl Into<String>) -> Self {
-        Self { field: field.into(), detail: detail.into() }
+        Self {
+            field: field.into(),
+            detail: detail.into(),
+        }
     }
 
     /// The same error with `prefix/` put before the field name.
     pub fn within(self, prefix: &str) -> Self {
-        Self { field: Cow::Owned(format!("{prefix}/{}", self.field)), detail: self.detail }
+        Self {
+            field: Cow::Owned(format!("{prefix}/{}", self.field)),
+            detail: self.detail,
+        }
     }
 }

@@ -85,10 +85,16 @@ impl Reason {
         let value = value.into();
         let chars = value.chars().count();
         if chars > TEXT_CHARS_MAX {
-            return Err(FieldError::new(field, format!("has {chars} characters, at most {TEXT_CHARS_MAX} are allowed")));
+            return Err(FieldError::new(
+                field,
+                format!("has {chars} characters, at most {TEXT_CHARS_MAX} are allowed"),
+            ));
         }
         if value.chars().any(char::is_control) {
-            return Err(FieldError::new(field, "must not contain control characters"));
+            return Err(FieldError::new(
+                field,
+                "must not contain control characters",
+            ));
         }
         Ok(Self(value))
     }

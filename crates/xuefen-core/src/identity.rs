@@ -47,10 +47,17 @@ impl DocumentKind {
     }
 
     pub fn parse(value: &str) -> Result<Self, FieldError> {
-        Self::ALL.iter().copied().find(|k| k.as_str() == value).ok_or_else(|| {
-            let names: Vec<_> = Self::ALL.iter().map(|k| k.as_str()).collect();
-            FieldError::new("document/kind", format!("`{value}` is not one of {}", names.join(", ")))
-        })
+        Self::ALL
+            .iter()
+            .copied()
+            .find(|k| k.as_str() == value)
+            .ok_or_else(|| {
+                let names: Vec<_> = Self::ALL.iter().map(|k| k.as_str()).collect();
+                FieldError::new(
+                    "document/kind",
+                    format!("`{value}` is not one of {}", names.join(", ")),
+                )
+            })
     }
 }
 
@@ -64,7 +71,10 @@ pub struct Document {
 
 impl std::fmt::Debug for Document {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Document").field("kind", &self.kind).field("number", &"<redacted>").finish()
+        f.debug_struct("Document")
+            .field("kind", &self.kind)
+            .field("number", &"<redacted>")
+            .finish()
     }
 }
 
@@ -114,7 +124,11 @@ const WEIGHTS: [u32; 17] = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2]
 
 /// The check character for the first 17 digits of a resident ID.
 pub fn resident_id_check_char(first17: &[u8; 17]) -> char {
-    let sum: u32 = first17.iter().zip(WEIGHTS).map(|(d, w)| u32::from(d - b'0') * w).sum();
+    let sum: u32 = first17
+        .iter()
+        .zip(WEIGHTS)
+        .map(|(d, w)| u32::from(d - b'0') * w)
+        .sum();
     match (12 - sum % 11) % 11 {
         10 => 'X',
         n => char::from(b'0' + n as u8),
@@ -130,15 +144,24 @@ fn check_resident_id(number: &str) -> Result<(), FieldError> {
         return Err(FieldError::new(FIELD, "a resident ID has 18 characters"));
     };
     if !first17.iter().all(u8::is_ascii_digit) {
-        return Err(FieldError::new(FIELD, "the first 17 characters of a resident ID are digits"));
+        return Err(FieldError::new(
+            FIELD,
+            "the first 17 characters of a resident ID are digits",
+        ));
     }
     let birth = &number[6..14];
     if !plausible_birth_date(birth) {
-        return Err(FieldError::new(FIELD, "characters 7-14 of a resident ID are not a valid birth date"));
+        return Err(FieldError::new(
+            FIELD,
+            "characters 7-14 of a resident ID are not a valid birth date",
+        ));
     }
     let expected = resident_id_check_char(first17);
     if char::from(bytes[17]) != expected {
-        return Err(FieldError::new(FIELD, "the check digit of the resident ID does not match (ISO 7064 MOD 11-2)"));
+        return Err(FieldError::new(
+            FIELD,
+            "the check digit of the resident ID does not match (ISO 7064 MOD 11-2)",
+        ));
     }
     Ok(())
 }
@@ -147,7 +170,9 @@ fn plausible_birth_date(yyyymmdd: &str) -> bool {
     let year: i32 = yyyymmdd[..4].parse().unwrap_or(0);
     let month: u8 = yyyymmdd[4..6].parse().unwrap_or(0);
     let day: u8 = yyyymmdd[6..8].parse().unwrap_or(0);
-    let Ok(month) = time::Month::try_from(month) else { return false };
+    let Ok(month) = time::Month::try_from(month) else {
+        return false;
+    };
     (1900..=2100).contains(&year) && time::Date::from_calendar_date(year, month, day).is_ok()
 }
 
@@ -171,7 +196,8 @@ mod tests {
 
     #[test]
     fn a_wrong_check_digit_a_bad_date_or_length_is_refused_naming_the_field() {
-        let err = Document::parse(DocumentKind::ResidentId, "110105194912310021").expect_err("check");
+        let err =
+            Document::parse(DocumentKind::ResidentId, "110105194912310021").expect_err("check");
         assert_eq!(err.field, "document/number");
         assert!(err.detail.contains("check digit"));
         assert!(Document::parse(DocumentKind::ResidentId, &valid_id("33010619901301123")).is_err());

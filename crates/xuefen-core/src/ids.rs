@@ -22,7 +22,10 @@ fn check(
         return Err(FieldError::new(field, "must not be empty"));
     }
     if value.len() > max {
-        return Err(FieldError::new(field, format!("is {} bytes long, at most {max} are allowed", value.len())));
+        return Err(FieldError::new(
+            field,
+            format!("is {} bytes long, at most {max} are allowed", value.len()),
+        ));
     }
     if let Some(bad) = value.bytes().position(|b| !allowed(b)) {
         return Err(FieldError::new(
@@ -136,17 +139,30 @@ impl LearnerId {
         let value = value.into();
         let hex_part = value.strip_prefix(Self::PREFIX);
         let ok = hex_part.is_some_and(|h| {
-            h.len() == 32 && h.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            h.len() == 32
+                && h.bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
         }) && value.bytes().all(learner_char);
         if ok {
             Ok(Self(value))
         } else {
-            Err(FieldError::new(field, "must be `lrn_` followed by 32 lowercase hex digits"))
+            Err(FieldError::new(
+                field,
+                "must be `lrn_` followed by 32 lowercase hex digits",
+            ))
         }
     }
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// The chain this learner's entries live in: the first four bytes of
+    /// SHA-256 of the id, big-endian, modulo the number of chains.
+    pub fn chain(&self, chains: u32) -> u32 {
+        use sha2::{Digest, Sha256};
+        let h = Sha256::digest(self.0.as_bytes());
+        u32::from_be_bytes([h[0], h[1], h[2], h[3]]) % chains.max(1)
     }
 }
 

@@ -23,7 +23,10 @@ pub struct Head {
 }
 
 impl Head {
-    pub const EMPTY: Head = Head { seq: 0, hash: GENESIS };
+    pub const EMPTY: Head = Head {
+        seq: 0,
+        hash: GENESIS,
+    };
 }
 
 /// The idempotency key of an event.
@@ -52,7 +55,9 @@ impl Lookups {
     /// the entries its revocations target. A store locks these heads.
     pub fn chains(&self) -> BTreeSet<u32> {
         let learners = self.learner_chains.values().copied();
-        learners.chain(self.entries.values().map(|e| e.position.chain)).collect()
+        learners
+            .chain(self.entries.values().map(|e| e.position.chain))
+            .collect()
     }
 }
 
@@ -67,11 +72,22 @@ pub struct Rejection {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     /// Newly written at `position`.
-    Accepted { position: Position, kind: EntryKind, credits: crate::amount::Credits },
+    Accepted {
+        position: Position,
+        kind: EntryKind,
+        credits: crate::amount::Credits,
+    },
     /// Already in the ledger with the same content: nothing written.
-    Duplicate { position: Position, kind: EntryKind, credits: crate::amount::Credits },
+    Duplicate {
+        position: Position,
+        kind: EntryKind,
+        credits: crate::amount::Credits,
+    },
     /// Already in the ledger with different content in `field`: nothing written.
-    Conflict { field: &'static str, position: Position },
+    Conflict {
+        field: &'static str,
+        position: Position,
+    },
     /// Invalid in the ledger's current state: nothing written.
     Rejected(Rejection),
 }
@@ -87,7 +103,10 @@ pub struct Plan {
 }
 
 fn reject(code: &'static str, field: &'static str, detail: impl Into<String>) -> Outcome {
-    Outcome::Rejected(Rejection { code, error: FieldError::new(field, detail) })
+    Outcome::Rejected(Rejection {
+        code,
+        error: FieldError::new(field, detail),
+    })
 }
 
 struct Planner<'a> {
@@ -106,7 +125,10 @@ pub fn plan(events: &[Event], now: Millis, lookups: &Lookups) -> Plan {
         now,
         written: HashMap::new(),
         reversed: HashSet::new(),
-        plan: Plan { outcomes: Vec::with_capacity(events.len()), ..Plan::default() },
+        plan: Plan {
+            outcomes: Vec::with_capacity(events.len()),
+            ..Plan::default()
+        },
     };
     for event in events {
         let outcome = p.one(event);
@@ -126,7 +148,11 @@ impl Planner<'_> {
     fn resolve(&self, site: &SiteId, learner: &LearnerRef) -> Option<(LearnerId, u32)> {
         let id = match learner {
             LearnerRef::Id(id) => id.clone(),
-            LearnerRef::Account(acct) => self.lookups.accounts.get(&(site.clone(), acct.clone()))?.clone(),
+            LearnerRef::Account(acct) => self
+                .lookups
+                .accounts
+                .get(&(site.clone(), acct.clone()))?
+                .clone(),
         };
         let chain = *self.lookups.learner_chains.get(&id)?;
         Some((id, chain))
@@ -141,7 +167,10 @@ impl Planner<'_> {
                     kind: stored.body.kind,
                     credits: stored.body.credits,
                 },
-                Some(field) => Outcome::Conflict { field, position: stored.position },
+                Some(field) => Outcome::Conflict {
+                    field,
+                    position: stored.position,
+                },
             };
         }
         let built = match &event.body {
@@ -191,23 +220,47 @@ impl Planner<'_> {
         let Some((learner, chain)) = self.resolve(&event.site, &c.learner) else {
             let (field, what) = match &c.learner {
                 LearnerRef::Id(_) => ("learner/id", "no learner has this id"),
-                LearnerRef::Account(_) => ("learner/local_account", "this site has not linked this account to a learner"),
+                LearnerRef::Account(_) => (
+                    "learner/local_account",
+                    "this site has not linked this account to a learner",
+                ),
             };
             return Err(reject("unknown_learner", field, what));
         };
-        let Some(terms) = self.lookups.courses.get(&(event.site.clone(), c.course.clone())) else {
-            return Err(reject("unknown_course", "course", format!("this site has no course `{}`", c.course)));
+        let Some(terms) = self
+            .lookups
+            .courses
+            .get(&(event.site.clone(), c.course.clone()))
+        else {
+            return Err(reject(
+                "unknown_course",
+                "course",
+                format!("this site has no course `{}`", c.course),
+            ));
         };
         if c.completed_at.0 < COMPLETED_AT_MIN_MS {
-            return Err(reject("completed_at_out_of_range", "completed_at", "is before 2000-01-01"));
+            return Err(reject(
+                "completed_at_out_of_range",
+                "completed_at",
+                "is before 2000-01-01",
+            ));
         }
         if c.completed_at.0 > self.now.0.saturating_add(COMPLETED_AT_FUTURE_SKEW_MS) {
-            return Err(reject("completed_at_out_of_range", "completed_at", "is in the future"));
+            return Err(reject(
+                "completed_at_out_of_range",
+                "completed_at",
+                "is in the future",
+            ));
         }
         let (kind, credits) = match terms.assess(c.score, c.hours) {
             Ok(Assessment::Passed(credits)) => (EntryKind::Awarded, credits),
             Ok(Assessment::NotPassed) => (EntryKind::NotPassed, crate::amount::Credits::ZERO),
-            Err(e) => return Err(Outcome::Rejected(Rejection { code: "rule_needs_field", error: e })),
+            Err(e) => {
+                return Err(Outcome::Rejected(Rejection {
+                    code: "rule_needs_field",
+                    error: e,
+                }));
+            }
         };
         Ok((
             chain,
@@ -234,13 +287,25 @@ impl Planner<'_> {
     fn revocation(&self, event: &Event, r: &Revocation) -> Result<(u32, EntryBody), Outcome> {
         let target_key = (event.site.clone(), r.target.clone());
         let Some(target) = self.existing(&target_key) else {
-            return Err(reject("unknown_target", "target_event_id", "this site has no accepted event with this id"));
+            return Err(reject(
+                "unknown_target",
+                "target_event_id",
+                "this site has no accepted event with this id",
+            ));
         };
         if target.body.kind == EntryKind::Reversal {
-            return Err(reject("target_not_revocable", "target_event_id", "names a revocation; revoke the original event instead"));
+            return Err(reject(
+                "target_not_revocable",
+                "target_event_id",
+                "names a revocation; revoke the original event instead",
+            ));
         }
         if self.lookups.reversed.contains(&target_key) || self.reversed.contains(&target_key) {
-            return Err(reject("already_revoked", "target_event_id", "the event has already been revoked"));
+            return Err(reject(
+                "already_revoked",
+                "target_event_id",
+                "the event has already been revoked",
+            ));
         }
         let t = &target.body;
         Ok((
@@ -276,13 +341,26 @@ impl Planner<'_> {
         if let Some(target) = &body.target_event {
             self.reversed.insert((body.site.clone(), target.clone()));
         }
-        let entry = Entry::seal(Position { chain, seq: head.seq + 1 }, head.hash, body);
+        let entry = Entry::seal(
+            Position {
+                chain,
+                seq: head.seq + 1,
+            },
+            head.hash,
+            body,
+        );
         let outcome = Outcome::Accepted {
             position: entry.position,
             kind: entry.body.kind,
             credits: entry.body.credits,
         };
-        self.plan.heads.insert(chain, Head { seq: entry.position.seq, hash: entry.hash });
+        self.plan.heads.insert(
+            chain,
+            Head {
+                seq: entry.position.seq,
+                hash: entry.hash,
+            },
+        );
         self.written.insert(key, self.plan.entries.len());
         self.plan.entries.push(entry);
         outcome
@@ -336,7 +414,10 @@ mod tests {
             (site(), CourseCode::parse("c1").expect("code")),
             CourseTerms {
                 category: Category::parse("community").expect("cat"),
-                rule: CreditRule::PerHours { hours_per_credit: Hours::from_cents(5_00), cap: Credits::from_cents(4_00) },
+                rule: CreditRule::PerHours {
+                    hours_per_credit: Hours::from_cents(5_00),
+                    cap: Credits::from_cents(4_00),
+                },
                 pass_mark: None,
                 rule_version: 1,
             },
@@ -346,13 +427,23 @@ mod tests {
 
     #[test]
     fn a_batch_with_a_repeat_writes_once_and_reports_a_duplicate() {
-        let batch = [completion("e1", 1, "c1"), completion("e1", 1, "c1"), completion("e2", 2, "c1")];
+        let batch = [
+            completion("e1", 1, "c1"),
+            completion("e1", 1, "c1"),
+            completion("e2", 2, "c1"),
+        ];
         let p = plan(&batch, NOW, &lookups());
         assert_eq!(p.entries.len(), 2);
-        assert!(matches!(p.outcomes[0], Outcome::Accepted { credits, .. } if credits == Credits::from_cents(2_00)));
+        assert!(
+            matches!(p.outcomes[0], Outcome::Accepted { credits, .. } if credits == Credits::from_cents(2_00))
+        );
         assert_eq!(
             p.outcomes[1],
-            Outcome::Duplicate { position: Position { chain: 0, seq: 1 }, kind: EntryKind::Awarded, credits: Credits::from_cents(2_00) }
+            Outcome::Duplicate {
+                position: Position { chain: 0, seq: 1 },
+                kind: EntryKind::Awarded,
+                credits: Credits::from_cents(2_00)
+            }
         );
     }
 
@@ -363,23 +454,46 @@ mod tests {
             c.hours = Some(Hours::from_cents(11_00));
         }
         let p = plan(&[completion("e1", 1, "c1"), changed], NOW, &lookups());
-        assert_eq!(p.outcomes[1], Outcome::Conflict { field: "hours", position: Position { chain: 0, seq: 1 } });
+        assert_eq!(
+            p.outcomes[1],
+            Outcome::Conflict {
+                field: "hours",
+                position: Position { chain: 0, seq: 1 }
+            }
+        );
     }
 
     #[test]
     fn a_rejected_item_does_not_block_the_others() {
-        let batch = [completion("e1", 9, "c1"), completion("e2", 1, "nope"), completion("e3", 1, "c1")];
+        let batch = [
+            completion("e1", 9, "c1"),
+            completion("e2", 1, "nope"),
+            completion("e3", 1, "c1"),
+        ];
         let p = plan(&batch, NOW, &lookups());
         assert!(matches!(&p.outcomes[0], Outcome::Rejected(r) if r.code == "unknown_learner"));
         assert!(matches!(&p.outcomes[1], Outcome::Rejected(r) if r.error.field == "course"));
-        assert!(matches!(p.outcomes[2], Outcome::Accepted { position: Position { chain: 0, seq: 1 }, .. }));
+        assert!(matches!(
+            p.outcomes[2],
+            Outcome::Accepted {
+                position: Position { chain: 0, seq: 1 },
+                ..
+            }
+        ));
     }
 
     #[test]
     fn a_revocation_reverses_once_and_chains_continue() {
-        let batch = [completion("e1", 1, "c1"), revocation("r1", "e1"), revocation("r2", "e1"), revocation("r3", "r1")];
+        let batch = [
+            completion("e1", 1, "c1"),
+            revocation("r1", "e1"),
+            revocation("r2", "e1"),
+            revocation("r3", "r1"),
+        ];
         let p = plan(&batch, NOW, &lookups());
-        assert!(matches!(p.outcomes[1], Outcome::Accepted { kind: EntryKind::Reversal, credits, .. } if credits == Credits::from_cents(-2_00)));
+        assert!(
+            matches!(p.outcomes[1], Outcome::Accepted { kind: EntryKind::Reversal, credits, .. } if credits == Credits::from_cents(-2_00))
+        );
         assert!(matches!(&p.outcomes[2], Outcome::Rejected(r) if r.code == "already_revoked"));
         assert!(matches!(&p.outcomes[3], Outcome::Rejected(r) if r.code == "target_not_revocable"));
         let mut v = ChainVerifier::new(0);
@@ -401,7 +515,11 @@ mod tests {
             c.completed_at = Millis(COMPLETED_AT_MIN_MS - 1);
         }
         let p = plan(&[future, old], NOW, &lookups());
-        assert!(p.outcomes.iter().all(|o| matches!(o, Outcome::Rejected(r) if r.error.field == "completed_at")));
+        assert!(
+            p.outcomes
+                .iter()
+                .all(|o| matches!(o, Outcome::Rejected(r) if r.error.field == "completed_at"))
+        );
         assert!(p.entries.is_empty());
     }
 }

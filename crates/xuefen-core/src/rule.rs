@@ -11,7 +11,10 @@ pub enum CreditRule {
     /// Every passing completion earns the same credits.
     Fixed { credits: Credits },
     /// One credit per `hours_per_credit` learning hours, at most `cap`.
-    PerHours { hours_per_credit: Hours, cap: Credits },
+    PerHours {
+        hours_per_credit: Hours,
+        cap: Credits,
+    },
 }
 
 impl CreditRule {
@@ -21,9 +24,12 @@ impl CreditRule {
             CreditRule::Fixed { credits } if credits.cents() <= 0 => {
                 Err(FieldError::new("rule/credits", "must be greater than 0"))
             }
-            CreditRule::PerHours { hours_per_credit, .. } if hours_per_credit.cents() <= 0 => {
-                Err(FieldError::new("rule/hours_per_credit", "must be greater than 0"))
-            }
+            CreditRule::PerHours {
+                hours_per_credit, ..
+            } if hours_per_credit.cents() <= 0 => Err(FieldError::new(
+                "rule/hours_per_credit",
+                "must be greater than 0",
+            )),
             CreditRule::PerHours { cap, .. } if cap.cents() <= 0 => {
                 Err(FieldError::new("rule/cap", "must be greater than 0"))
             }
@@ -35,15 +41,23 @@ impl CreditRule {
     pub fn credits_for(self, hours: Option<Hours>) -> Result<Credits, FieldError> {
         match self {
             CreditRule::Fixed { credits } => Ok(credits),
-            CreditRule::PerHours { hours_per_credit, cap } => {
+            CreditRule::PerHours {
+                hours_per_credit,
+                cap,
+            } => {
                 let hours = hours.ok_or_else(|| {
-                    FieldError::new("hours", "this course credits by hours, so `hours` is required")
+                    FieldError::new(
+                        "hours",
+                        "this course credits by hours, so `hours` is required",
+                    )
                 })?;
                 // Both operands are hundredths: credits in hundredths are
                 // floor(hours * 100 / hours_per_credit). No overflow: hours are
                 // bounded by HOURS_MAX_CENTS, far below i64::MAX / 100.
                 let cents = hours.cents().saturating_mul(100) / hours_per_credit.cents();
-                Ok(Credits::from_cents(cents.min(cap.cents()).min(CREDITS_PER_AWARD_MAX_CENTS)))
+                Ok(Credits::from_cents(
+                    cents.min(cap.cents()).min(CREDITS_PER_AWARD_MAX_CENTS),
+                ))
             }
         }
     }
@@ -69,10 +83,17 @@ pub enum Assessment {
 }
 
 impl CourseTerms {
-    pub fn assess(&self, score: Option<Score>, hours: Option<Hours>) -> Result<Assessment, FieldError> {
+    pub fn assess(
+        &self,
+        score: Option<Score>,
+        hours: Option<Hours>,
+    ) -> Result<Assessment, FieldError> {
         if let Some(mark) = self.pass_mark {
             let score = score.ok_or_else(|| {
-                FieldError::new("score", "this course has a pass mark, so `score` is required")
+                FieldError::new(
+                    "score",
+                    "this course has a pass mark, so `score` is required",
+                )
             })?;
             if score < mark {
                 return Ok(Assessment::NotPassed);
@@ -88,29 +109,55 @@ mod tests {
     use proptest::prelude::*;
 
     fn per_hours(hpc: i64, cap: i64) -> CreditRule {
-        CreditRule::PerHours { hours_per_credit: Hours::from_cents(hpc), cap: Credits::from_cents(cap) }
+        CreditRule::PerHours {
+            hours_per_credit: Hours::from_cents(hpc),
+            cap: Credits::from_cents(cap),
+        }
     }
 
     #[test]
     fn per_hours_rounds_down_and_caps() {
         let rule = per_hours(8_00, 3_00);
-        assert_eq!(rule.credits_for(Some(Hours::from_cents(10_00))), Ok(Credits::from_cents(1_25)));
-        assert_eq!(rule.credits_for(Some(Hours::from_cents(1_00))), Ok(Credits::from_cents(12)));
-        assert_eq!(rule.credits_for(Some(Hours::from_cents(100_00))), Ok(Credits::from_cents(3_00)));
-        assert_eq!(rule.credits_for(None).expect_err("needs hours").field, "hours");
+        assert_eq!(
+            rule.credits_for(Some(Hours::from_cents(10_00))),
+            Ok(Credits::from_cents(1_25))
+        );
+        assert_eq!(
+            rule.credits_for(Some(Hours::from_cents(1_00))),
+            Ok(Credits::from_cents(12))
+        );
+        assert_eq!(
+            rule.credits_for(Some(Hours::from_cents(100_00))),
+            Ok(Credits::from_cents(3_00))
+        );
+        assert_eq!(
+            rule.credits_for(None).expect_err("needs hours").field,
+            "hours"
+        );
     }
 
     #[test]
     fn a_score_below_the_pass_mark_earns_nothing() {
         let terms = CourseTerms {
             category: crate::ids::Category::parse("community").expect("category"),
-            rule: CreditRule::Fixed { credits: Credits::from_cents(2_00) },
+            rule: CreditRule::Fixed {
+                credits: Credits::from_cents(2_00),
+            },
             pass_mark: Some(Score::from_cents(60_00)),
             rule_version: 1,
         };
-        assert_eq!(terms.assess(Some(Score::from_cents(59_99)), None), Ok(Assessment::NotPassed));
-        assert_eq!(terms.assess(Some(Score::from_cents(60_00)), None), Ok(Assessment::Passed(Credits::from_cents(2_00))));
-        assert_eq!(terms.assess(None, None).expect_err("needs score").field, "score");
+        assert_eq!(
+            terms.assess(Some(Score::from_cents(59_99)), None),
+            Ok(Assessment::NotPassed)
+        );
+        assert_eq!(
+            terms.assess(Some(Score::from_cents(60_00)), None),
+            Ok(Assessment::Passed(Credits::from_cents(2_00)))
+        );
+        assert_eq!(
+            terms.assess(None, None).expect_err("needs score").field,
+            "score"
+        );
     }
 
     proptest! {

@@ -46,9 +46,24 @@ pub fn summarise(entries: &[Entry]) -> (Vec<LineStatus>, Totals) {
         .map(|e| {
             let b = &e.body;
             add(&mut totals.total, b.credits);
-            add(totals.by_year.entry(b.occurred_at.year_cst()).or_default(), b.credits);
-            add(totals.by_category.entry(b.category.as_str().to_owned()).or_default(), b.credits);
-            add(totals.by_site.entry(b.site.as_str().to_owned()).or_default(), b.credits);
+            add(
+                totals.by_year.entry(b.occurred_at.year_cst()).or_default(),
+                b.credits,
+            );
+            add(
+                totals
+                    .by_category
+                    .entry(b.category.as_str().to_owned())
+                    .or_default(),
+                b.credits,
+            );
+            add(
+                totals
+                    .by_site
+                    .entry(b.site.as_str().to_owned())
+                    .or_default(),
+                b.credits,
+            );
             match b.kind {
                 EntryKind::Reversal => LineStatus::Reversal,
                 _ if reversed.contains(&e.position) => LineStatus::Reversed,
@@ -63,5 +78,7 @@ pub fn summarise(entries: &[Entry]) -> (Vec<LineStatus>, Totals) {
 fn add(total: &mut Credits, credits: Credits) {
     // Per-award credits are bounded by CREDITS_PER_AWARD_MAX_CENTS, so an
     // overflow would take more entries than any ledger holds.
-    *total = total.checked_add(credits).unwrap_or_else(|| panic!("credit total overflow"));
+    *total = total
+        .checked_add(credits)
+        .unwrap_or_else(|| panic!("credit total overflow"));
 }

@@ -32,11 +32,18 @@ pub struct VerifyError {
 
 fn describe(fault: &Fault) -> String {
     match fault {
-        Fault::HashMismatch => "stored hash does not match the entry's content (entry altered)".into(),
-        Fault::BrokenLink => "prev_hash does not match the previous entry (entries altered, swapped or removed)".into(),
+        Fault::HashMismatch => {
+            "stored hash does not match the entry's content (entry altered)".into()
+        }
+        Fault::BrokenLink => {
+            "prev_hash does not match the previous entry (entries altered, swapped or removed)"
+                .into()
+        }
         Fault::Gap { found } => format!("entry missing (next stored entry is at {found})"),
         Fault::HeadMismatch { head_seq } => {
-            format!("chain head records position {head_seq} with another hash (entries removed or altered at the end)")
+            format!(
+                "chain head records position {head_seq} with another hash (entries removed or altered at the end)"
+            )
         }
     }
 }
@@ -51,21 +58,39 @@ pub struct ChainVerifier {
 
 impl ChainVerifier {
     pub fn new(chain: u32) -> Self {
-        Self { chain, next_seq: 1, last_hash: GENESIS }
+        Self {
+            chain,
+            next_seq: 1,
+            last_hash: GENESIS,
+        }
     }
 
     /// Checks the next entry of the chain.
     pub fn push(&mut self, entry: &Entry) -> Result<(), VerifyError> {
-        let expected = Position { chain: self.chain, seq: self.next_seq };
+        let expected = Position {
+            chain: self.chain,
+            seq: self.next_seq,
+        };
         if entry.position != expected {
-            return Err(VerifyError { position: expected, fault: Fault::Gap { found: entry.position.seq } });
+            return Err(VerifyError {
+                position: expected,
+                fault: Fault::Gap {
+                    found: entry.position.seq,
+                },
+            });
         }
         if entry.prev_hash != self.last_hash {
-            return Err(VerifyError { position: expected, fault: Fault::BrokenLink });
+            return Err(VerifyError {
+                position: expected,
+                fault: Fault::BrokenLink,
+            });
         }
         let computed = entry_hash(entry.position, &entry.prev_hash, &entry.body.encode());
         if computed != entry.hash {
-            return Err(VerifyError { position: expected, fault: Fault::HashMismatch });
+            return Err(VerifyError {
+                position: expected,
+                fault: Fault::HashMismatch,
+            });
         }
         self.last_hash = entry.hash;
         self.next_seq += 1;
@@ -79,7 +104,10 @@ impl ChainVerifier {
         if head_seq != last || *head_hash != self.last_hash {
             let seq = head_seq.min(last + 1).max(1);
             return Err(VerifyError {
-                position: Position { chain: self.chain, seq },
+                position: Position {
+                    chain: self.chain,
+                    seq,
+                },
                 fault: Fault::HeadMismatch { head_seq },
             });
         }
@@ -95,8 +123,8 @@ impl ChainVerifier {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::entry::tests::arb_body;
     use crate::entry::EntryBody;
+    use crate::entry::tests::arb_body;
     use proptest::prelude::*;
 
     fn build(chain: u32, bodies: Vec<EntryBody>) -> Vec<Entry> {
@@ -105,7 +133,14 @@ mod tests {
             .into_iter()
             .enumerate()
             .map(|(i, body)| {
-                let e = Entry::seal(Position { chain, seq: i as u64 + 1 }, prev, body);
+                let e = Entry::seal(
+                    Position {
+                        chain,
+                        seq: i as u64 + 1,
+                    },
+                    prev,
+                    body,
+                );
                 prev = e.hash;
                 e
             })
@@ -121,7 +156,9 @@ mod tests {
     }
 
     fn head_of(entries: &[Entry]) -> (u64, [u8; 32]) {
-        entries.last().map_or((0, GENESIS), |e| (e.position.seq, e.hash))
+        entries
+            .last()
+            .map_or((0, GENESIS), |e| (e.position.seq, e.hash))
     }
 
     proptest! {

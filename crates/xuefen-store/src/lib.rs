@@ -1,1 +1,157 @@
+//! The storage port of Xuefen.
+//!
+//! [`Store`] is everything the API and the binary need from a database. Each
+//! backend crate implements it with its own SQL and migrations; the domain
+//! decisions stay in `xuefen-core` (a store gathers lookups, calls
+//! [`xuefen_core::plan::plan`], and writes the plan in one transaction).
+#![forbid(unsafe_code)]
 
+use async_trait::async_trait;
+use futures::stream::BoxStream;
+use xuefen_core::amount::Score;
+use xuefen_core::entry::Entry;
+use xuefen_core::event::{Event, Millis};
+use xuefen_core::identity::DocumentKind;
+use xuefen_core::ids::{
+    Category, CourseCode, EventId, LearnerId, LocalAccount, RegionCode, SiteId, SiteLevel,
+    SiteStatus,
+};
+use xuefen_core::plan::{Head, Outcome};
+use xuefen_core::rule::CreditRule;
+
+/// Errors every backend maps its own errors into, once.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    /// A uniqueness rule of the domain was hit (e.g. the site already exists).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// Stored data that the service could not have written.
+    #[error("corrupt data at {at}: {detail}")]
+    Corrupt { at: String, detail: String },
+    /// The database failed or could not be reached.
+    #[error("database error: {0}")]
+    Database(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Who an API key speaks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Principal {
+    /// The provincial centre.
+    Admin,
+    /// One alliance site.
+    Site(SiteId),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Site {
+    pub id: SiteId,
+    pub name: String,
+    pub level: SiteLevel,
+    pub region_code: RegionCode,
+    pub status: SiteStatus,
+}
+
+/// A key as the store keeps it: only the SHA-256 of the secret.
+#[derive(Debug, Clone)]
+pub struct NewKey {
+    pub id: String,
+    pub principal: Principal,
+    pub secret_hash: [u8; 32],
+}
+
+/// A key found by its hash, with what authentication needs to decide.
+#[derive(Debug, Clone)]
+pub struct KeyRecord {
+    pub id: String,
+    pub principal: Principal,
+    pub revoked: bool,
+    /// The status of the key's site, for site keys.
+    pub site_status: Option<SiteStatus>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewLearner {
+    /// The id to use if the person is not yet registered.
+    pub candidate: LearnerId,
+    pub document_kind: DocumentKind,
+    /// HMAC-SHA256 of the document under the service's identity key.
+    pub document_hash: [u8; 32],
+    pub name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Course {
+    pub site: SiteId,
+    pub code: CourseCode,
+    pub title: String,
+    pub category: Category,
+    pub rule: CreditRule,
+    pub pass_mark: Option<Score>,
+    /// Starts at 1 and grows whenever the rule or pass mark changes.
+    pub rule_version: u32,
+}
+
+/// Whether a write created something or found it already there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Written {
+    Created,
+    Existing,
+}
+
+/// The storage port.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Whether the database answers and its schema is current.
+    async fn ready(&self) -> Result<()>;
+
+    async fn create_site(&self, site: &Site) -> Result<()>;
+    async fn site(&self, id: &SiteId) -> Result<Option<Site>>;
+    async fn sites(&self) -> Result<Vec<Site>>;
+    async fn set_site_status(&self, id: &SiteId, status: SiteStatus) -> Result<Site>;
+
+    async fn create_key(&self, key: &NewKey) -> Result<()>;
+    /// Revokes a key; revoking a revoked key is not an error.
+    async fn revoke_key(&self, id: &str) -> Result<()>;
+    async fn key_by_hash(&self, secret_hash: &[u8; 32]) -> Result<Option<KeyRecord>>;
+    /// Whether any admin key, revoked or not, was ever created.
+    async fn admin_key_exists(&self) -> Result<bool>;
+
+    /// Registers a learner, or finds the one with the same document hash.
+    async fn register_learner(&self, learner: &NewLearner) -> Result<(LearnerId, Written)>;
+    /// Links a site's local account to a learner. Linking an account to the
+    /// learner it already names is fine; to another learner is a conflict.
+    async fn link_account(
+        &self,
+        site: &SiteId,
+        account: &LocalAccount,
+        learner: &LearnerId,
+    ) -> Result<Written>;
+    async fn learner_exists(&self, learner: &LearnerId) -> Result<bool>;
+    /// Whether the site has linked the learner or posted for them.
+    async fn site_knows_learner(&self, site: &SiteId, learner: &LearnerId) -> Result<bool>;
+
+    /// Creates or updates a course; the rule version grows when terms change.
+    async fn put_course(&self, course: &Course) -> Result<(Course, Written)>;
+    async fn course(&self, site: &SiteId, code: &CourseCode) -> Result<Option<Course>>;
+
+    /// Plans and writes a batch of events in one transaction, returning one
+    /// outcome per event. Durable when it returns `Ok`.
+    async fn ingest(&self, events: &[Event], now: Millis) -> Result<Vec<Outcome>>;
+    /// The entry written for an event.
+    async fn entry_by_event(&self, site: &SiteId, event: &EventId) -> Result<Option<Entry>>;
+    /// Every entry of a learner, in sequence order.
+    async fn learner_entries(&self, learner: &LearnerId) -> Result<Vec<Entry>>;
+
+    /// The recorded head of every chain, in chain order.
+    async fn heads(&self) -> Result<Vec<(u32, Head)>>;
+    /// The entries of one chain in sequence order, streamed.
+    fn chain_entries(&self, chain: u32) -> BoxStream<'_, Result<Entry>>;
+}
+
+pub mod records;
+
+pub mod verify;

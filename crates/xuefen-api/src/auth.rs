@@ -1,0 +1,115 @@
+//! API keys: how a request proves which site (or the provincial centre) it
+//! speaks for.
+//!
+//! A key is `xf_` followed by 48 hex digits of randomness, sent as
+//! `Authorization: Bearer <key>`. Only its SHA-256 is stored, so a leaked
+//! database does not leak usable keys; lookups are by that hash.
+
+use axum::extract::FromRequestParts;
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use xuefen_core::ids::SiteId;
+use xuefen_store::{NewKey, Principal};
+
+use crate::AppState;
+use crate::problem::{ApiError, Problem};
+
+/// A freshly minted key: the record to store and the secret to show once.
+pub fn mint(principal: Principal) -> (NewKey, String) {
+    let mut rng = rand::thread_rng();
+    let mut secret = [0u8; 24];
+    rng.fill_bytes(&mut secret);
+    let mut id = [0u8; 6];
+    rng.fill_bytes(&mut id);
+    let secret = format!("xf_{}", hex::encode(secret));
+    let key = NewKey {
+        id: format!("key_{}", hex::encode(id)),
+        principal,
+        secret_hash: secret_hash(&secret),
+    };
+    (key, secret)
+}
+
+pub fn secret_hash(secret: &str) -> [u8; 32] {
+    Sha256::digest(secret.as_bytes()).into()
+}
+
+/// The authenticated caller.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub key_id: String,
+    pub principal: Principal,
+}
+
+impl Caller {
+    pub fn require_admin(&self) -> Result<(), ApiError> {
+        match self.principal {
+            Principal::Admin => Ok(()),
+            Principal::Site(_) => {
+                Err(forbidden("this operation is for the provincial centre's admin key").into())
+            }
+        }
+    }
+
+    /// The caller's site, for operations only a site performs.
+    pub fn require_site(&self) -> Result<&SiteId, ApiError> {
+        match &self.principal {
+            Principal::Site(site) => Ok(site),
+            Principal::Admin => {
+                Err(forbidden("this operation is performed with a site's key").into())
+            }
+        }
+    }
+}
+
+pub fn forbidden(detail: &str) -> Problem {
+    Problem::new(StatusCode::FORBIDDEN, "forbidden", detail)
+}
+
+fn unauthorized(detail: &str) -> ApiError {
+    Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", detail).into()
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let header = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .ok_or_else(|| unauthorized("send an API key as `Authorization: Bearer <key>`"))?;
+        let secret = header
+            .to_str()
+            .ok()
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| unauthorized("the Authorization header must be `Bearer <key>`"))?;
+        let record = state
+            .store
+            .key_by_hash(&secret_hash(secret))
+            .await?
+            .ok_or_else(|| unauthorized("the API key is not valid"))?;
+        if record.revoked {
+            return Err(unauthorized("the API key has been revoked"));
+        }
+        if let Some(status) = record.site_status
+            && !status.may_post()
+        {
+            let mut p = forbidden(&format!(
+                "the site is {status}; its keys are refused until it is active again"
+            ));
+            p.code = format!("site_{status}");
+            return Err(p.into());
+        }
+        Ok(Caller {
+            key_id: record.id,
+            principal: record.principal,
+        })
+    }
+}

@@ -1,0 +1,548 @@
+//! Wire types of the API and their parsing into domain values.
+//!
+//! Decimals travel as strings (`"2.50"`) so that no client's float can
+//! change a credit; timestamps are RFC 3339.
+
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use xuefen_core::FieldError;
+use xuefen_core::amount::{Credits, Hours, Score};
+use xuefen_core::entry::{Entry, EntryKind};
+use xuefen_core::event::{Completion, EventBody, LearnerRef, Millis, Reason, Revocation};
+use xuefen_core::identity::{Document, DocumentKind};
+use xuefen_core::ids::{
+    Category, CourseCode, EventId, LearnerId, LocalAccount, Position, RegionCode, SiteId,
+    SiteLevel, SiteStatus,
+};
+use xuefen_core::limits::{CREDITS_PER_AWARD_MAX_CENTS, HOURS_MAX_CENTS, SCORE_MAX_CENTS};
+use xuefen_core::plan::Outcome;
+use xuefen_core::rule::CreditRule;
+use xuefen_store::{Course, Site};
+
+use crate::problem::Problem;
+
+fn text(value: &str, field: &'static str) -> Result<String, FieldError> {
+    let trimmed = value.trim();
+    if trimmed.is_empty() {
+        return Err(FieldError::new(field, "must not be empty"));
+    }
+    Reason::parse(trimmed, field).map(|r| r.as_str().to_owned())
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct PositionOut {
+    pub chain: u32,
+    pub seq: u64,
+}
+
+impl From<Position> for PositionOut {
+    fn from(p: Position) -> Self {
+        Self {
+            chain: p.chain,
+            seq: p.seq,
+        }
+    }
+}
+
+// ---------------------------------------------------------------- sites
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SiteIn {
+    /// `[a-z0-9-]`, at most 32 bytes.
+    pub id: String,
+    pub name: String,
+    /// `province`, `city`, `county` or `township`.
+    pub level: String,
+    /// 6-digit GB/T 2260 region code.
+    pub region_code: String,
+    /// Defaults to `active`.
+    pub status: Option<String>,
+}
+
+impl SiteIn {
+    pub fn parse(&self) -> Result<Site, FieldError> {
+        Ok(Site {
+            id: SiteId::parse_as(self.id.clone(), "id")?,
+            name: text(&self.name, "name")?,
+            level: SiteLevel::parse(&self.level)?,
+            region_code: RegionCode::parse(self.region_code.clone())?,
+            status: self
+                .status
+                .as_deref()
+                .map(SiteStatus::parse)
+                .transpose()?
+                .unwrap_or(SiteStatus::Active),
+        })
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct SiteOut {
+    pub id: String,
+    pub name: String,
+    pub level: String,
+    pub region_code: String,
+    pub status: String,
+}
+
+impl From<&Site> for SiteOut {
+    fn from(s: &Site) -> Self {
+        Self {
+            id: s.id.to_string(),
+            name: s.name.clone(),
+            level: s.level.to_string(),
+            region_code: s.region_code.as_str().to_owned(),
+            status: s.status.to_string(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SiteStatusIn {
+    /// `pending`, `active`, `suspended` or `terminated`.
+    pub status: String,
+}
+
+/// A new API key. The secret is shown once and stored only as a hash.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct KeyOut {
+    pub key_id: String,
+    pub secret: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct SiteCreated {
+    pub site: SiteOut,
+    pub key: KeyOut,
+}
+
+// ---------------------------------------------------------------- learners
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DocumentIn {
+    /// `resident_id` (18 characters, MOD 11-2 check digit), `passport`,
+    /// `hk_macao_permit`, `taiwan_permit` or `foreign_permanent_resident`.
+    pub kind: String,
+    pub number: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LearnerIn {
+    /// Real name; kept out of the ledger.
+    pub name: String,
+    pub document: DocumentIn,
+    /// The registering site's own account id, linked to the learner.
+    pub local_account: Option<String>,
+}
+
+pub struct LearnerParsed {
+    pub name: String,
+    pub document: Document,
+    pub local_account: Option<LocalAccount>,
+}
+
+impl LearnerIn {
+    pub fn parse(&self) -> Result<LearnerParsed, FieldError> {
+        let kind = DocumentKind::parse(&self.document.kind)?;
+        Ok(LearnerParsed {
+            name: text(&self.name, "name")?,
+            document: Document::parse(kind, &self.document.number)?,
+            local_account: self
+                .local_account
+                .clone()
+                .map(LocalAccount::parse)
+                .transpose()?,
+        })
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct LearnerOut {
+    pub learner_id: String,
+    /// False when the person was already registered (by any site).
+    pub created: bool,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AccountLinkIn {
+    pub learner_id: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct AccountLinkOut {
+    pub local_account: String,
+    pub learner_id: String,
+    pub created: bool,
+}
+
+// ---------------------------------------------------------------- courses
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum RuleIn {
+    /// Every passing completion earns `credits`.
+    Fixed {
+        #[schema(value_type = String, example = "2.00")]
+        #[serde(with = "rust_decimal::serde::str")]
+        credits: Decimal,
+    },
+    /// One credit per `hours_per_credit` hours, at most `cap`.
+    PerHours {
+        #[schema(value_type = String, example = "8")]
+        #[serde(with = "rust_decimal::serde::str")]
+        hours_per_credit: Decimal,
+        #[schema(value_type = String, example = "4")]
+        #[serde(with = "rust_decimal::serde::str")]
+        cap: Decimal,
+    },
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CourseIn {
+    pub title: String,
+    /// `[a-z0-9_-]`, e.g. `community`.
+    pub category: String,
+    pub rule: RuleIn,
+    /// Minimum score (0..100) to earn credits.
+    #[schema(value_type = Option<String>, example = "60")]
+    #[serde(default, with = "rust_decimal::serde::str_option")]
+    pub pass_mark: Option<Decimal>,
+}
+
+impl CourseIn {
+    pub fn parse(&self, site: SiteId, code: CourseCode) -> Result<Course, FieldError> {
+        let rule = match &self.rule {
+            RuleIn::Fixed { credits } => CreditRule::Fixed {
+                credits: Credits::parse(*credits, 0, CREDITS_PER_AWARD_MAX_CENTS, "rule/credits")?,
+            },
+            RuleIn::PerHours {
+                hours_per_credit,
+                cap,
+            } => CreditRule::PerHours {
+                hours_per_credit: Hours::parse(
+                    *hours_per_credit,
+                    0,
+                    HOURS_MAX_CENTS,
+                    "rule/hours_per_credit",
+                )?,
+                cap: Credits::parse(*cap, 0, CREDITS_PER_AWARD_MAX_CENTS, "rule/cap")?,
+            },
+        }
+        .validate()?;
+        Ok(Course {
+            site,
+            code,
+            title: text(&self.title, "title")?,
+            category: Category::parse(self.category.clone())?,
+            rule,
+            pass_mark: self
+                .pass_mark
+                .map(|m| Score::parse(m, 0, SCORE_MAX_CENTS, "pass_mark"))
+                .transpose()?,
+            rule_version: 1,
+        })
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct CourseOut {
+    pub code: String,
+    pub title: String,
+    pub category: String,
+    #[schema(value_type = Object)]
+    pub rule: serde_json::Value,
+    #[schema(value_type = Option<String>)]
+    pub pass_mark: Option<String>,
+    pub rule_version: u32,
+}
+
+impl From<&Course> for CourseOut {
+    fn from(c: &Course) -> Self {
+        let rule = match c.rule {
+            CreditRule::Fixed { credits } => {
+                serde_json::json!({"kind": "fixed", "credits": credits.to_string()})
+            }
+            CreditRule::PerHours {
+                hours_per_credit,
+                cap,
+            } => serde_json::json!({
+                "kind": "per_hours", "hours_per_credit": hours_per_credit.to_string(), "cap": cap.to_string()
+            }),
+        };
+        Self {
+            code: c.code.to_string(),
+            title: c.title.clone(),
+            category: c.category.to_string(),
+            rule,
+            pass_mark: c.pass_mark.map(|m| m.to_string()),
+            rule_version: c.rule_version,
+        }
+    }
+}
+
+// ---------------------------------------------------------------- events
+
+/// How an event names its learner: exactly one of the two.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LearnerRefIn {
+    pub id: Option<String>,
+    pub local_account: Option<String>,
+}
+
+/// An event. `kind` is `completion` (with `course`, `learner`,
+/// `completed_at` and `score` and/or `hours` as the course's rule needs) or
+/// `revocation` (with `target_event_id` and `reason`).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EventIn {
+    /// Required in a batch; taken from the path by `PUT /v1/events/{event_id}`.
+    pub event_id: Option<String>,
+    /// `completion` or `revocation`.
+    pub kind: String,
+    pub course: Option<String>,
+    pub learner: Option<LearnerRefIn>,
+    /// RFC 3339.
+    pub completed_at: Option<String>,
+    #[schema(value_type = Option<String>, example = "86.5")]
+    #[serde(default, with = "rust_decimal::serde::str_option")]
+    pub score: Option<Decimal>,
+    #[schema(value_type = Option<String>, example = "12")]
+    #[serde(default, with = "rust_decimal::serde::str_option")]
+    pub hours: Option<Decimal>,
+    pub target_event_id: Option<String>,
+    pub reason: Option<String>,
+}
+
+fn required<T: Clone>(v: &Option<T>, field: &'static str) -> Result<T, FieldError> {
+    v.clone()
+        .ok_or_else(|| FieldError::new(field, "is required"))
+}
+
+impl EventIn {
+    pub fn parse_body(&self) -> Result<EventBody, FieldError> {
+        match self.kind.as_str() {
+            "completion" => {
+                let learner = match &self.learner {
+                    Some(LearnerRefIn {
+                        id: Some(id),
+                        local_account: None,
+                    }) => LearnerRef::Id(LearnerId::parse_as(id.clone(), "learner/id")?),
+                    Some(LearnerRefIn {
+                        id: None,
+                        local_account: Some(a),
+                    }) => LearnerRef::Account(LocalAccount::parse_as(
+                        a.clone(),
+                        "learner/local_account",
+                    )?),
+                    _ => {
+                        return Err(FieldError::new(
+                            "learner",
+                            "give exactly one of `id` and `local_account`",
+                        ));
+                    }
+                };
+                Ok(EventBody::Completion(Completion {
+                    course: CourseCode::parse_as(required(&self.course, "course")?, "course")?,
+                    learner,
+                    completed_at: Millis::parse_rfc3339(
+                        &required(&self.completed_at, "completed_at")?,
+                        "completed_at",
+                    )?,
+                    score: self
+                        .score
+                        .map(|s| Score::parse(s, 0, SCORE_MAX_CENTS, "score"))
+                        .transpose()?,
+                    hours: self
+                        .hours
+                        .map(|h| Hours::parse(h, 0, HOURS_MAX_CENTS, "hours"))
+                        .transpose()?,
+                }))
+            }
+            "revocation" => {
+                let reason = required(&self.reason, "reason")?;
+                if reason.trim().is_empty() {
+                    return Err(FieldError::new("reason", "must not be empty"));
+                }
+                Ok(EventBody::Revocation(Revocation {
+                    target: EventId::parse_as(
+                        required(&self.target_event_id, "target_event_id")?,
+                        "target_event_id",
+                    )?,
+                    reason: Reason::parse(reason, "reason")?,
+                }))
+            }
+            other => Err(FieldError::new(
+                "kind",
+                format!("`{other}` is not one of completion, revocation"),
+            )),
+        }
+    }
+}
+
+/// The outcome of one event.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct EventResult {
+    pub event_id: String,
+    /// `accepted`, `duplicate`, `conflict` or `rejected`.
+    pub status: String,
+    /// Where the event's entry is (for `conflict`: the existing entry).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub position: Option<PositionOut>,
+    /// The entry kind: `awarded`, `not_passed` or `reversal`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub entry: Option<String>,
+    #[schema(value_type = Option<String>)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub credits: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem: Option<Problem>,
+}
+
+impl EventResult {
+    pub fn from_outcome(event_id: &str, outcome: &Outcome) -> Self {
+        let base = |status: &str, position: Position, kind: EntryKind, credits: Credits| Self {
+            event_id: event_id.to_owned(),
+            status: status.to_owned(),
+            position: Some(position.into()),
+            entry: Some(kind.as_str().to_owned()),
+            credits: Some(credits.to_string()),
+            problem: None,
+        };
+        match outcome {
+            Outcome::Accepted {
+                position,
+                kind,
+                credits,
+            } => base("accepted", *position, *kind, *credits),
+            Outcome::Duplicate {
+                position,
+                kind,
+                credits,
+            } => base("duplicate", *position, *kind, *credits),
+            Outcome::Conflict { field, position } => Self {
+                event_id: event_id.to_owned(),
+                status: "conflict".into(),
+                position: Some((*position).into()),
+                entry: None,
+                credits: None,
+                problem: Some(conflict_problem(field, *position)),
+            },
+            Outcome::Rejected(r) => Self::rejected(
+                event_id,
+                Problem::new(
+                    axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+                    r.code,
+                    r.error.detail.clone(),
+                )
+                .with_field(r.error.field.to_string()),
+            ),
+        }
+    }
+
+    pub fn rejected(event_id: &str, problem: Problem) -> Self {
+        Self {
+            event_id: event_id.to_owned(),
+            status: "rejected".into(),
+            position: None,
+            entry: None,
+            credits: None,
+            problem: Some(problem),
+        }
+    }
+}
+
+pub fn conflict_problem(field: &str, position: Position) -> Problem {
+    let mut p = Problem::new(
+        axum::http::StatusCode::CONFLICT,
+        &format!("exists_with_different_{field}"),
+        format!("an event with this id exists at {position} with a different `{field}`"),
+    )
+    .with_field(field);
+    p.position = Some(position.into());
+    p
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct BatchOut {
+    pub accepted: usize,
+    pub duplicate: usize,
+    pub conflict: usize,
+    pub rejected: usize,
+    /// One result per item, in the order posted.
+    pub results: Vec<EventResult>,
+}
+
+/// An entry as the API shows it.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct EntryOut {
+    pub position: PositionOut,
+    pub event_id: String,
+    pub site_id: String,
+    /// `awarded`, `not_passed` or `reversal`.
+    pub kind: String,
+    /// On a transcript: `awarded`, `not_passed`, `reversed` or `reversal`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    pub learner_id: String,
+    pub course: String,
+    pub category: String,
+    #[schema(value_type = String)]
+    pub credits: String,
+    pub occurred_at: String,
+    pub recorded_at: String,
+    pub rule_version: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reverses: Option<PositionOut>,
+    /// SHA-256 of the entry, hex.
+    pub hash: String,
+}
+
+impl EntryOut {
+    pub fn new(e: &Entry, status: Option<&str>) -> Self {
+        let b = &e.body;
+        Self {
+            position: e.position.into(),
+            event_id: b.event_id.to_string(),
+            site_id: b.site.to_string(),
+            kind: b.kind.as_str().to_owned(),
+            status: status.map(str::to_owned),
+            learner_id: b.learner.to_string(),
+            course: b.course.to_string(),
+            category: b.category.to_string(),
+            credits: b.credits.to_string(),
+            occurred_at: b.occurred_at.to_rfc3339(),
+            recorded_at: b.recorded_at.to_rfc3339(),
+            rule_version: b.rule_version,
+            reverses: b.refers_to.map(Into::into),
+            hash: hex::encode(e.hash),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct TotalsOut {
+    #[schema(value_type = String)]
+    pub total: String,
+    /// Credits by calendar year (China Standard Time).
+    #[schema(value_type = Object)]
+    pub by_year: std::collections::BTreeMap<String, String>,
+    #[schema(value_type = Object)]
+    pub by_category: std::collections::BTreeMap<String, String>,
+    #[schema(value_type = Object)]
+    pub by_site: std::collections::BTreeMap<String, String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct TranscriptOut {
+    pub learner_id: String,
+    pub totals: TotalsOut,
+    pub entries: Vec<EntryOut>,
+}

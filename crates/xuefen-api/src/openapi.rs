@@ -1,0 +1,55 @@
+//! The OpenAPI document, generated from the handlers' annotations. The
+//! committed copy in `openapi/xuefen.json` is checked against it by a test.
+
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use crate::dto::*;
+use crate::problem::Problem;
+use crate::routes;
+
+struct Security;
+
+impl Modify for Security {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("xf_<48 hex>")
+                    .build(),
+            ),
+        );
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Xuefen", description = "The lifelong-learning credit ledger of a provincial alliance of learning sites."),
+    modifiers(&Security),
+    paths(
+        routes::healthz, routes::readyz,
+        routes::create_site, routes::list_sites, routes::get_site, routes::set_site_status, routes::create_site_key, routes::revoke_key,
+        routes::register_learner, routes::link_account,
+        routes::put_course, routes::get_course,
+        routes::put_event, routes::get_event, routes::post_events,
+        routes::get_transcript,
+    ),
+    components(schemas(
+        Problem, PositionOut, SiteIn, SiteOut, SiteStatusIn, KeyOut, SiteCreated, DocumentIn, LearnerIn, LearnerOut,
+        AccountLinkIn, AccountLinkOut, RuleIn, CourseIn, CourseOut, LearnerRefIn, EventIn, EventResult, BatchOut,
+        EntryOut, TotalsOut, TranscriptOut,
+    ))
+)]
+pub struct ApiDoc;
+
+/// The document as pretty JSON, with a trailing newline.
+pub fn json() -> String {
+    let mut s = ApiDoc::openapi()
+        .to_pretty_json()
+        .unwrap_or_else(|e| panic!("OpenAPI serialises: {e}"));
+    s.push('\n');
+    s
+}

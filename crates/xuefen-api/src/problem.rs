@@ -1,0 +1,131 @@
+//! RFC 9457 problem details: the one error envelope of the API.
+//!
+//! Every error leaves the service as `application/problem+json` with a
+//! stable `type` URI, a `code`, and — for bad input — the offending `field`.
+//! 5xx bodies never carry internals; the cause is logged once, here.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use xuefen_core::FieldError;
+use xuefen_store::StoreError;
+
+/// A problem detail (RFC 9457) with the extension members `code` and `field`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Problem {
+    /// A URI naming the kind of problem.
+    #[serde(rename = "type")]
+    pub type_uri: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    /// A stable machine-readable code, e.g. `unknown_course`.
+    pub code: String,
+    /// The offending field, when the problem is with one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// For conflicts: where the existing entry is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub position: Option<crate::dto::PositionOut>,
+}
+
+impl Problem {
+    pub fn new(status: StatusCode, code: &str, detail: impl Into<String>) -> Self {
+        Self {
+            type_uri: format!("https://xuefen.example/problems/{code}"),
+            title: status.canonical_reason().unwrap_or("Error").to_owned(),
+            status: status.as_u16(),
+            detail: detail.into(),
+            code: code.to_owned(),
+            field: None,
+            position: None,
+        }
+    }
+
+    pub fn with_field(mut self, field: impl Into<String>) -> Self {
+        self.field = Some(field.into());
+        self
+    }
+
+    /// A 422 for a value that failed validation.
+    pub fn invalid(e: &FieldError) -> Self {
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+            format!("{}: {}", e.field, e.detail),
+        )
+        .with_field(e.field.to_string())
+    }
+
+    pub fn status(&self) -> StatusCode {
+        StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+}
+
+/// The error type of every handler.
+#[derive(Debug)]
+pub struct ApiError(pub Box<Problem>);
+
+impl From<Problem> for ApiError {
+    fn from(p: Problem) -> Self {
+        Self(Box::new(p))
+    }
+}
+
+impl From<FieldError> for ApiError {
+    fn from(e: FieldError) -> Self {
+        Problem::invalid(&e).into()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound => {
+                Problem::new(StatusCode::NOT_FOUND, "not_found", "no such resource").into()
+            }
+            StoreError::Conflict(what) => {
+                Problem::new(StatusCode::CONFLICT, "conflict", what).into()
+            }
+            e @ StoreError::Corrupt { .. } => {
+                tracing::error!(error = %e, "stored data is corrupt");
+                Problem::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "internal error",
+                )
+                .into()
+            }
+            StoreError::Database(e) => {
+                tracing::error!(error = %e, "database error");
+                Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "database_unavailable",
+                    "the database is unavailable; retry later",
+                )
+                .into()
+            }
+        }
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let mut resp = (status, axum::Json(self)).into_response();
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        resp
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        self.0.into_response()
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

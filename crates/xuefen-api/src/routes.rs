@@ -1,0 +1,643 @@
+//! Route handlers. Each parses its input at the edge, checks who may do
+//! what, and calls the store (or the group committer for events).
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post, put};
+use xuefen_core::entry::Entry;
+use xuefen_core::event::Event;
+use xuefen_core::ids::{CourseCode, EventId, LearnerId, LocalAccount, SiteId, SiteStatus};
+use xuefen_core::plan::Outcome;
+use xuefen_core::transcript::summarise;
+use xuefen_store::{NewLearner, Principal, Written};
+
+use crate::AppState;
+use crate::auth::{Caller, forbidden, mint};
+use crate::body::{ApiJson, parse_json, read_body};
+use crate::commit::CommitError;
+use crate::dto::*;
+use crate::problem::{ApiError, ApiResult, Problem};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/v1/sites", post(create_site).get(list_sites))
+        .route("/v1/sites/{site_id}", get(get_site))
+        .route("/v1/sites/{site_id}/status", put(set_site_status))
+        .route("/v1/sites/{site_id}/keys", post(create_site_key))
+        .route("/v1/keys/{key_id}", delete(revoke_key))
+        .route("/v1/learners", post(register_learner))
+        .route("/v1/accounts/{local_account}", put(link_account))
+        .route("/v1/courses/{code}", put(put_course).get(get_course))
+        .route("/v1/events", post(post_events))
+        .route("/v1/events/{event_id}", put(put_event).get(get_event))
+        .route("/v1/learners/{learner_id}/transcript", get(get_transcript))
+}
+
+fn status_for(w: Written) -> StatusCode {
+    match w {
+        Written::Created => StatusCode::CREATED,
+        Written::Existing => StatusCode::OK,
+    }
+}
+
+fn path_id<T>(
+    parse: impl FnOnce(String) -> Result<T, xuefen_core::FieldError>,
+    value: String,
+) -> ApiResult<T> {
+    parse(value).map_err(|e| Problem::invalid(&e).into())
+}
+
+fn commit_error(e: CommitError) -> ApiError {
+    match e {
+        CommitError::Stopped => Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting_down",
+            "the service is stopping; retry",
+        )
+        .into(),
+        CommitError::Store(e) => match &*e {
+            xuefen_store::StoreError::Database(_) => Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "database_unavailable",
+                "the database is unavailable; nothing was written, retry later",
+            )
+            .into(),
+            _ => Problem::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "internal error",
+            )
+            .into(),
+        },
+    }
+}
+
+// ------------------------------------------------------------------ health
+
+/// The process is up.
+#[utoipa::path(get, path = "/healthz", operation_id = "get_health", tag = "ops", responses((status = 200, description = "alive")))]
+pub async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// The database answers and its schema is current.
+#[utoipa::path(get, path = "/readyz", operation_id = "get_readiness", tag = "ops",
+    responses((status = 200, description = "ready"), (status = 503, body = Problem, content_type = "application/problem+json")))]
+pub async fn readyz(State(state): State<AppState>) -> ApiResult<&'static str> {
+    state.store.ready().await.map_err(|e| {
+        tracing::warn!(error = %e, "not ready");
+        ApiError::from(Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            "the database is unreachable or not migrated",
+        ))
+    })?;
+    Ok("ready")
+}
+
+// ------------------------------------------------------------------ sites
+
+/// Creates an alliance site and its first API key (shown once). Admin only.
+#[utoipa::path(post, path = "/v1/sites", operation_id = "create_site", tag = "sites", request_body = SiteIn,
+    security(("api_key" = [])),
+    responses((status = 201, body = SiteCreated), (status = 409, body = Problem, content_type = "application/problem+json"),
+              (status = 422, body = Problem, content_type = "application/problem+json")))]
+pub async fn create_site(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(input): ApiJson<SiteIn>,
+) -> ApiResult<Response> {
+    caller.require_admin()?;
+    let site = input.parse()?;
+    state.store.create_site(&site).await.map_err(|e| match e {
+        xuefen_store::StoreError::Conflict(_) => ApiError::from(
+            Problem::new(
+                StatusCode::CONFLICT,
+                "site_exists",
+                "a site with this id exists",
+            )
+            .with_field("id"),
+        ),
+        e => e.into(),
+    })?;
+    let (key, secret) = mint(Principal::Site(site.id.clone()));
+    state.store.create_key(&key).await?;
+    tracing::info!(site.id = %site.id, key.id = %key.id, "site created");
+    let out = SiteCreated {
+        site: SiteOut::from(&site),
+        key: KeyOut {
+            key_id: key.id,
+            secret,
+        },
+    };
+    Ok((StatusCode::CREATED, Json(out)).into_response())
+}
+
+/// Lists every site. Admin only.
+#[utoipa::path(get, path = "/v1/sites", operation_id = "list_sites", tag = "sites", security(("api_key" = [])),
+    responses((status = 200, body = Vec<SiteOut>)))]
+pub async fn list_sites(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<Json<Vec<SiteOut>>> {
+    caller.require_admin()?;
+    Ok(Json(
+        state
+            .store
+            .sites()
+            .await?
+            .iter()
+            .map(SiteOut::from)
+            .collect(),
+    ))
+}
+
+/// One site: the admin, or the site itself.
+#[utoipa::path(get, path = "/v1/sites/{site_id}", operation_id = "get_site", tag = "sites", security(("api_key" = [])),
+    params(("site_id" = String, Path)),
+    responses((status = 200, body = SiteOut), (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn get_site(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(site_id): Path<String>,
+) -> ApiResult<Json<SiteOut>> {
+    let id = path_id(|v| SiteId::parse_as(v, "site_id"), site_id)?;
+    if let Principal::Site(own) = &caller.principal
+        && *own != id
+    {
+        return Err(forbidden("a site can read only its own record").into());
+    }
+    let site = state
+        .store
+        .site(&id)
+        .await?
+        .ok_or(xuefen_store::StoreError::NotFound)?;
+    Ok(Json(SiteOut::from(&site)))
+}
+
+/// Moves a site to another status. Admin only.
+#[utoipa::path(put, path = "/v1/sites/{site_id}/status", operation_id = "set_site_status", tag = "sites",
+    security(("api_key" = [])), params(("site_id" = String, Path)), request_body = SiteStatusIn,
+    responses((status = 200, body = SiteOut), (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn set_site_status(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(site_id): Path<String>,
+    ApiJson(input): ApiJson<SiteStatusIn>,
+) -> ApiResult<Json<SiteOut>> {
+    caller.require_admin()?;
+    let id = path_id(|v| SiteId::parse_as(v, "site_id"), site_id)?;
+    let status = SiteStatus::parse(&input.status)?;
+    let site = state.store.set_site_status(&id, status).await?;
+    tracing::info!(site.id = %id, site.status = %status, "site status changed");
+    Ok(Json(SiteOut::from(&site)))
+}
+
+/// Issues another key for a site (for rotation). Admin only.
+#[utoipa::path(post, path = "/v1/sites/{site_id}/keys", operation_id = "create_site_key", tag = "sites",
+    security(("api_key" = [])), params(("site_id" = String, Path)),
+    responses((status = 201, body = KeyOut), (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn create_site_key(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(site_id): Path<String>,
+) -> ApiResult<Response> {
+    caller.require_admin()?;
+    let id = path_id(|v| SiteId::parse_as(v, "site_id"), site_id)?;
+    state
+        .store
+        .site(&id)
+        .await?
+        .ok_or(xuefen_store::StoreError::NotFound)?;
+    let (key, secret) = mint(Principal::Site(id));
+    state.store.create_key(&key).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(KeyOut {
+            key_id: key.id,
+            secret,
+        }),
+    )
+        .into_response())
+}
+
+/// Revokes a key at once. Admin only.
+#[utoipa::path(delete, path = "/v1/keys/{key_id}", operation_id = "revoke_key", tag = "sites",
+    security(("api_key" = [])), params(("key_id" = String, Path)),
+    responses((status = 204, description = "revoked"), (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn revoke_key(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(key_id): Path<String>,
+) -> ApiResult<StatusCode> {
+    caller.require_admin()?;
+    state.store.revoke_key(&key_id).await?;
+    tracing::info!(key.id = %key_id, "key revoked");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ------------------------------------------------------------------ learners
+
+/// Registers a real-name learner, or finds the one already registered with
+/// the same document (by any site). The document number is kept only as a
+/// keyed hash. With `local_account`, links the site's account too.
+#[utoipa::path(post, path = "/v1/learners", operation_id = "register_learner", tag = "learners",
+    security(("api_key" = [])), request_body = LearnerIn,
+    responses((status = 201, body = LearnerOut), (status = 200, body = LearnerOut),
+              (status = 409, body = Problem, content_type = "application/problem+json"),
+              (status = 422, body = Problem, content_type = "application/problem+json")))]
+pub async fn register_learner(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(input): ApiJson<LearnerIn>,
+) -> ApiResult<Response> {
+    let parsed = input.parse()?;
+    let site = match (&caller.principal, &parsed.local_account) {
+        (Principal::Site(site), _) => Some(site.clone()),
+        (Principal::Admin, None) => None,
+        (Principal::Admin, Some(_)) => {
+            return Err(Problem::invalid(&xuefen_core::FieldError::new(
+                "local_account",
+                "only a site links its own accounts",
+            ))
+            .into());
+        }
+    };
+    let mut bytes = [0u8; 16];
+    rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut bytes);
+    let new = NewLearner {
+        candidate: LearnerId::from_random(bytes),
+        document_kind: parsed.document.kind(),
+        document_hash: parsed.document.keyed_hash(&state.identity_key),
+        name: parsed.name,
+    };
+    let (id, written) = state.store.register_learner(&new).await?;
+    if let (Some(site), Some(account)) = (site, parsed.local_account) {
+        state
+            .store
+            .link_account(&site, &account, &id)
+            .await
+            .map_err(account_conflict)?;
+    }
+    let out = LearnerOut {
+        learner_id: id.to_string(),
+        created: written == Written::Created,
+    };
+    Ok((status_for(written), Json(out)).into_response())
+}
+
+fn account_conflict(e: xuefen_store::StoreError) -> ApiError {
+    match e {
+        xuefen_store::StoreError::Conflict(_) => Problem::new(
+            StatusCode::CONFLICT,
+            "account_linked_elsewhere",
+            "this local account is already linked to another learner",
+        )
+        .with_field("local_account")
+        .into(),
+        e => e.into(),
+    }
+}
+
+/// Links the calling site's local account to a learner.
+#[utoipa::path(put, path = "/v1/accounts/{local_account}", operation_id = "link_account", tag = "learners",
+    security(("api_key" = [])), params(("local_account" = String, Path)), request_body = AccountLinkIn,
+    responses((status = 201, body = AccountLinkOut), (status = 200, body = AccountLinkOut),
+              (status = 404, body = Problem, content_type = "application/problem+json"),
+              (status = 409, body = Problem, content_type = "application/problem+json")))]
+pub async fn link_account(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(account): Path<String>,
+    ApiJson(input): ApiJson<AccountLinkIn>,
+) -> ApiResult<Response> {
+    let site = caller.require_site()?.clone();
+    let account = path_id(LocalAccount::parse, account)?;
+    let learner = LearnerId::parse(input.learner_id)?;
+    if !state.store.learner_exists(&learner).await? {
+        return Err(Problem::new(
+            StatusCode::NOT_FOUND,
+            "unknown_learner",
+            "no learner has this id",
+        )
+        .with_field("learner_id")
+        .into());
+    }
+    let written = state
+        .store
+        .link_account(&site, &account, &learner)
+        .await
+        .map_err(account_conflict)?;
+    let out = AccountLinkOut {
+        local_account: account.to_string(),
+        learner_id: learner.to_string(),
+        created: written == Written::Created,
+    };
+    Ok((status_for(written), Json(out)).into_response())
+}
+
+// ------------------------------------------------------------------ courses
+
+/// Creates or updates one of the calling site's courses. Changing the
+/// credit rule or pass mark starts a new rule version; past awards keep
+/// theirs.
+#[utoipa::path(put, path = "/v1/courses/{code}", operation_id = "put_course", tag = "courses",
+    security(("api_key" = [])), params(("code" = String, Path)), request_body = CourseIn,
+    responses((status = 201, body = CourseOut), (status = 200, body = CourseOut),
+              (status = 422, body = Problem, content_type = "application/problem+json")))]
+pub async fn put_course(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(code): Path<String>,
+    ApiJson(input): ApiJson<CourseIn>,
+) -> ApiResult<Response> {
+    let site = caller.require_site()?.clone();
+    let code = path_id(|v| CourseCode::parse_as(v, "code"), code)?;
+    let course = input.parse(site, code)?;
+    let (stored, written) = state.store.put_course(&course).await?;
+    Ok((status_for(written), Json(CourseOut::from(&stored))).into_response())
+}
+
+/// One of the calling site's courses.
+#[utoipa::path(get, path = "/v1/courses/{code}", operation_id = "get_course", tag = "courses",
+    security(("api_key" = [])), params(("code" = String, Path)),
+    responses((status = 200, body = CourseOut), (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn get_course(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(code): Path<String>,
+) -> ApiResult<Json<CourseOut>> {
+    let site = caller.require_site()?;
+    let code = path_id(|v| CourseCode::parse_as(v, "code"), code)?;
+    let course = state
+        .store
+        .course(site, &code)
+        .await?
+        .ok_or(xuefen_store::StoreError::NotFound)?;
+    Ok(Json(CourseOut::from(&course)))
+}
+
+// ------------------------------------------------------------------ events
+
+/// Posts one event under its id. Idempotent: the same event again answers
+/// 200 with the original position and writes nothing; the same id with
+/// other content is a 409 naming the first differing field.
+#[utoipa::path(put, path = "/v1/events/{event_id}", operation_id = "put_event", tag = "events",
+    security(("api_key" = [])), params(("event_id" = String, Path)), request_body = EventIn,
+    responses((status = 201, description = "accepted", body = EventResult), (status = 200, description = "duplicate", body = EventResult),
+              (status = 409, body = Problem, content_type = "application/problem+json"),
+              (status = 422, body = Problem, content_type = "application/problem+json")))]
+pub async fn put_event(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(event_id): Path<String>,
+    ApiJson(input): ApiJson<EventIn>,
+) -> ApiResult<Response> {
+    let site = caller.require_site()?.clone();
+    let id = path_id(EventId::parse, event_id)?;
+    if let Some(body_id) = &input.event_id
+        && body_id != id.as_str()
+    {
+        return Err(Problem::invalid(&xuefen_core::FieldError::new(
+            "event_id",
+            "differs from the id in the path",
+        ))
+        .into());
+    }
+    let body = input.parse_body()?;
+    let outcomes = state
+        .committer
+        .submit(vec![Event {
+            site,
+            id: id.clone(),
+            body,
+        }])
+        .await
+        .map_err(commit_error)?;
+    let outcome = outcomes.into_iter().next().ok_or_else(|| {
+        ApiError::from(Problem::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error",
+        ))
+    })?;
+    let result = EventResult::from_outcome(id.as_str(), &outcome);
+    Ok(match outcome {
+        Outcome::Accepted { .. } => (StatusCode::CREATED, Json(result)).into_response(),
+        Outcome::Duplicate { .. } => (StatusCode::OK, Json(result)).into_response(),
+        Outcome::Conflict { .. } | Outcome::Rejected(_) => match result.problem {
+            Some(p) => p.into_response(),
+            None => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+        },
+    })
+}
+
+/// The stored outcome of one of the calling site's events.
+#[utoipa::path(get, path = "/v1/events/{event_id}", operation_id = "get_event", tag = "events",
+    security(("api_key" = [])), params(("event_id" = String, Path)),
+    responses((status = 200, body = EntryOut), (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn get_event(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(event_id): Path<String>,
+) -> ApiResult<Json<EntryOut>> {
+    let site = caller.require_site()?;
+    let id = path_id(EventId::parse, event_id)?;
+    let entry = state
+        .store
+        .entry_by_event(site, &id)
+        .await?
+        .ok_or(xuefen_store::StoreError::NotFound)?;
+    Ok(Json(EntryOut::new(&entry, None)))
+}
+
+/// Posts a batch of events: a JSON array, or NDJSON with
+/// `Content-Type: application/x-ndjson`. Each item gets its own result; a
+/// rejected item never blocks the others, and the whole batch commits in
+/// one transaction.
+#[utoipa::path(post, path = "/v1/events", operation_id = "post_events", tag = "events",
+    security(("api_key" = [])), request_body = Vec<EventIn>,
+    responses((status = 200, body = BatchOut), (status = 400, body = Problem, content_type = "application/problem+json"),
+              (status = 413, body = Problem, content_type = "application/problem+json"),
+              (status = 422, body = Problem, content_type = "application/problem+json")))]
+pub async fn post_events(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    req: Request,
+) -> ApiResult<Json<BatchOut>> {
+    let site = caller.require_site()?.clone();
+    let bytes = read_body(req, &state).await?;
+    let ndjson = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-ndjson"));
+    let items: Vec<serde_json::Value> = if ndjson {
+        let text = std::str::from_utf8(&bytes).map_err(|_| {
+            Problem::new(
+                StatusCode::BAD_REQUEST,
+                "malformed_json",
+                "the body is not UTF-8",
+            )
+        })?;
+        let lines = text.lines().filter(|l| !l.trim().is_empty());
+        lines
+            .enumerate()
+            .map(|(i, line)| parse_json(line.as_bytes()).map_err(|p| p.with_field(format!("{i}"))))
+            .collect::<Result<_, _>>()?
+    } else {
+        parse_json(&bytes)?
+    };
+    let limit = state.limits.batch_events_max;
+    if items.len() > limit {
+        return Err(Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "batch_too_long",
+            format!(
+                "the batch has {} events; at most {limit} are allowed (batch_events_max)",
+                items.len()
+            ),
+        )
+        .with_field("/")
+        .into());
+    }
+    if items.is_empty() {
+        return Err(Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "batch_empty",
+            "the batch has no events",
+        )
+        .with_field("/")
+        .into());
+    }
+    // Parse every item; invalid ones get a result now and never reach the ledger.
+    let mut results: Vec<Option<EventResult>> = Vec::with_capacity(items.len());
+    let mut events = Vec::with_capacity(items.len());
+    let mut slots = Vec::with_capacity(items.len());
+    for (i, item) in items.into_iter().enumerate() {
+        match parse_item(&site, item) {
+            Ok(event) => {
+                slots.push(i);
+                events.push(event);
+                results.push(None);
+            }
+            Err((event_id, problem)) => {
+                let problem = match problem.field.clone() {
+                    Some(f) => problem.with_field(format!("{i}/{f}")),
+                    None => problem.with_field(format!("{i}")),
+                };
+                results.push(Some(EventResult::rejected(&event_id, problem)));
+            }
+        }
+    }
+    if !events.is_empty() {
+        let ids: Vec<String> = events.iter().map(|e| e.id.to_string()).collect();
+        let outcomes = state.committer.submit(events).await.map_err(commit_error)?;
+        for ((slot, id), outcome) in slots.into_iter().zip(ids).zip(outcomes) {
+            let mut r = EventResult::from_outcome(&id, &outcome);
+            if let Some(p) = r.problem.as_mut() {
+                p.field = p.field.take().map(|f| format!("{slot}/{f}"));
+            }
+            results[slot] = Some(r);
+        }
+    }
+    let results: Vec<EventResult> = results.into_iter().flatten().collect();
+    let count = |s: &str| results.iter().filter(|r| r.status == s).count();
+    Ok(Json(BatchOut {
+        accepted: count("accepted"),
+        duplicate: count("duplicate"),
+        conflict: count("conflict"),
+        rejected: count("rejected"),
+        results,
+    }))
+}
+
+fn parse_item(site: &SiteId, item: serde_json::Value) -> Result<Event, (String, Problem)> {
+    let raw_id = item
+        .get("event_id")
+        .and_then(|v| v.as_str())
+        .unwrap_or_default()
+        .to_owned();
+    let input: EventIn = serde_path_to_error::deserialize(item).map_err(|e| {
+        let path = e.path().to_string().replace('.', "/");
+        (
+            raw_id.clone(),
+            Problem::new(
+                StatusCode::BAD_REQUEST,
+                "malformed_json",
+                e.into_inner().to_string(),
+            )
+            .with_field(path),
+        )
+    })?;
+    let id = input
+        .event_id
+        .clone()
+        .ok_or_else(|| xuefen_core::FieldError::new("event_id", "is required in a batch"))
+        .and_then(|id| EventId::parse(id))
+        .map_err(|e| (raw_id.clone(), Problem::invalid(&e)))?;
+    let body = input
+        .parse_body()
+        .map_err(|e| (raw_id.clone(), Problem::invalid(&e)))?;
+    Ok(Event {
+        site: site.clone(),
+        id,
+        body,
+    })
+}
+
+// ------------------------------------------------------------------ transcript
+
+/// A learner's transcript: totals by year, category and site, and every
+/// entry with its status and ledger position. For the admin and for sites
+/// that have linked or credited the learner.
+#[utoipa::path(get, path = "/v1/learners/{learner_id}/transcript", operation_id = "get_transcript", tag = "learners",
+    security(("api_key" = [])), params(("learner_id" = String, Path)),
+    responses((status = 200, body = TranscriptOut), (status = 403, body = Problem, content_type = "application/problem+json"),
+              (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn get_transcript(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(learner): Path<String>,
+) -> ApiResult<Json<TranscriptOut>> {
+    let learner = path_id(|v| LearnerId::parse_as(v, "learner_id"), learner)?;
+    if !state.store.learner_exists(&learner).await? {
+        return Err(xuefen_store::StoreError::NotFound.into());
+    }
+    if let Principal::Site(site) = &caller.principal
+        && !state.store.site_knows_learner(site, &learner).await?
+    {
+        return Err(forbidden(
+            "a site reads only the transcripts of learners it has linked or credited",
+        )
+        .into());
+    }
+    let entries: Vec<Entry> = state.store.learner_entries(&learner).await?;
+    let (statuses, totals) = summarise(&entries);
+    let s = |m: std::collections::BTreeMap<String, xuefen_core::amount::Credits>| {
+        m.into_iter().map(|(k, v)| (k, v.to_string())).collect()
+    };
+    Ok(Json(TranscriptOut {
+        learner_id: learner.to_string(),
+        totals: TotalsOut {
+            total: totals.total.to_string(),
+            by_year: totals
+                .by_year
+                .into_iter()
+                .map(|(y, c)| (y.to_string(), c.to_string()))
+                .collect(),
+            by_category: s(totals.by_category),
+            by_site: s(totals.by_site),
+        },
+        entries: entries
+            .iter()
+            .zip(statuses)
+            .map(|(e, st)| EntryOut::new(e, Some(st.as_str())))
+            .collect(),
+    }))
+}

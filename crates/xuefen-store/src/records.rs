@@ -1,0 +1,283 @@
+//! Plain row shapes shared by the backends, and their checked conversion
+//! to and from domain values. A backend maps its driver's rows into these
+//! records; everything after that is common.
+
+use xuefen_core::amount::{Credits, Hours, Score};
+use xuefen_core::entry::{Entry, EntryBody, EntryKind};
+use xuefen_core::event::{Millis, Reason};
+use xuefen_core::ids::{Category, CourseCode, EventId, LearnerId, Position, SiteId};
+use xuefen_core::rule::CreditRule;
+
+use crate::{Course, StoreError};
+
+/// One row of `ledger_entries`, column for column.
+#[derive(Debug, Clone, Default)]
+pub struct EntryRecord {
+    pub chain_id: i64,
+    pub seq: i64,
+    pub prev_hash: Vec<u8>,
+    pub hash: Vec<u8>,
+    pub kind: i64,
+    pub site_id: String,
+    pub event_id: String,
+    pub learner_id: String,
+    pub course_code: String,
+    pub category: String,
+    pub credits_cents: i64,
+    pub occurred_at_ms: i64,
+    pub recorded_at_ms: i64,
+    pub score_cents: Option<i64>,
+    pub hours_cents: Option<i64>,
+    pub rule_version: i64,
+    pub refers_chain: Option<i64>,
+    pub refers_seq: Option<i64>,
+    pub target_event: Option<String>,
+    pub reason: String,
+}
+
+impl From<&Entry> for EntryRecord {
+    fn from(e: &Entry) -> Self {
+        let b = &e.body;
+        Self {
+            chain_id: i64::from(e.position.chain),
+            seq: e.position.seq as i64,
+            prev_hash: e.prev_hash.to_vec(),
+            hash: e.hash.to_vec(),
+            kind: i64::from(b.kind.code()),
+            site_id: b.site.as_str().to_owned(),
+            event_id: b.event_id.as_str().to_owned(),
+            learner_id: b.learner.as_str().to_owned(),
+            course_code: b.course.as_str().to_owned(),
+            category: b.category.as_str().to_owned(),
+            credits_cents: b.credits.cents(),
+            occurred_at_ms: b.occurred_at.0,
+            recorded_at_ms: b.recorded_at.0,
+            score_cents: b.score.map(Score::cents),
+            hours_cents: b.hours.map(Hours::cents),
+            rule_version: i64::from(b.rule_version),
+            refers_chain: b.refers_to.map(|p| i64::from(p.chain)),
+            refers_seq: b.refers_to.map(|p| p.seq as i64),
+            target_event: b.target_event.as_ref().map(|t| t.as_str().to_owned()),
+            reason: b.reason.as_str().to_owned(),
+        }
+    }
+}
+
+impl TryFrom<EntryRecord> for Entry {
+    type Error = StoreError;
+
+    fn try_from(r: EntryRecord) -> Result<Self, StoreError> {
+        let at = format!("chain {} position {}", r.chain_id, r.seq);
+        let corrupt = |detail: String| StoreError::Corrupt {
+            at: at.clone(),
+            detail,
+        };
+        let field = |e: xuefen_core::FieldError| corrupt(e.to_string());
+        let hash32 = |v: Vec<u8>, name: &str| {
+            <[u8; 32]>::try_from(v).map_err(|_| corrupt(format!("{name} is not 32 bytes")))
+        };
+        let position = Position {
+            chain: u32::try_from(r.chain_id)
+                .map_err(|_| corrupt("chain id out of range".into()))?,
+            seq: u64::try_from(r.seq).map_err(|_| corrupt("seq out of range".into()))?,
+        };
+        let refers_to = match (r.refers_chain, r.refers_seq) {
+            (None, None) => None,
+            (Some(chain), Some(seq)) => Some(Position {
+                chain: u32::try_from(chain)
+                    .map_err(|_| corrupt("refers_chain out of range".into()))?,
+                seq: u64::try_from(seq).map_err(|_| corrupt("refers_seq out of range".into()))?,
+            }),
+            _ => {
+                return Err(corrupt(
+                    "refers_chain and refers_seq must both be set or both be null".into(),
+                ));
+            }
+        };
+        let kind = u8::try_from(r.kind).ok().and_then(EntryKind::from_code);
+        let body = EntryBody {
+            kind: kind.ok_or_else(|| corrupt(format!("unknown kind {}", r.kind)))?,
+            site: SiteId::parse(r.site_id).map_err(field)?,
+            event_id: EventId::parse(r.event_id).map_err(field)?,
+            learner: LearnerId::parse(r.learner_id).map_err(field)?,
+            course: CourseCode::parse(r.course_code).map_err(field)?,
+            category: Category::parse(r.category).map_err(field)?,
+            credits: Credits::from_cents(r.credits_cents),
+            occurred_at: Millis(r.occurred_at_ms),
+            recorded_at: Millis(r.recorded_at_ms),
+            score: r.score_cents.map(Score::from_cents),
+            hours: r.hours_cents.map(Hours::from_cents),
+            rule_version: u32::try_from(r.rule_version)
+                .map_err(|_| corrupt("rule_version out of range".into()))?,
+            refers_to,
+            target_event: r
+                .target_event
+                .map(EventId::parse)
+                .transpose()
+                .map_err(field)?,
+            reason: Reason::parse(r.reason, "reason").map_err(field)?,
+        };
+        Ok(Entry {
+            position,
+            prev_hash: hash32(r.prev_hash, "prev_hash")?,
+            hash: hash32(r.hash, "hash")?,
+            body,
+        })
+    }
+}
+
+/// Column-wise arrays of entries, for one multi-row insert (`UNNEST` on
+/// PostgreSQL, bound parameters on SQLite).
+#[derive(Debug, Default)]
+pub struct EntryColumns {
+    pub chain_id: Vec<i64>,
+    pub seq: Vec<i64>,
+    pub prev_hash: Vec<Vec<u8>>,
+    pub hash: Vec<Vec<u8>>,
+    pub kind: Vec<i64>,
+    pub site_id: Vec<String>,
+    pub event_id: Vec<String>,
+    pub learner_id: Vec<String>,
+    pub course_code: Vec<String>,
+    pub category: Vec<String>,
+    pub credits_cents: Vec<i64>,
+    pub occurred_at_ms: Vec<i64>,
+    pub recorded_at_ms: Vec<i64>,
+    pub score_cents: Vec<Option<i64>>,
+    pub hours_cents: Vec<Option<i64>>,
+    pub rule_version: Vec<i64>,
+    pub refers_chain: Vec<Option<i64>>,
+    pub refers_seq: Vec<Option<i64>>,
+    pub target_event: Vec<Option<String>>,
+    pub reason: Vec<String>,
+}
+
+impl EntryColumns {
+    pub fn new(entries: &[Entry]) -> Self {
+        let mut c = Self::default();
+        for e in entries {
+            let r = EntryRecord::from(e);
+            c.chain_id.push(r.chain_id);
+            c.seq.push(r.seq);
+            c.prev_hash.push(r.prev_hash);
+            c.hash.push(r.hash);
+            c.kind.push(r.kind);
+            c.site_id.push(r.site_id);
+            c.event_id.push(r.event_id);
+            c.learner_id.push(r.learner_id);
+            c.course_code.push(r.course_code);
+            c.category.push(r.category);
+            c.credits_cents.push(r.credits_cents);
+            c.occurred_at_ms.push(r.occurred_at_ms);
+            c.recorded_at_ms.push(r.recorded_at_ms);
+            c.score_cents.push(r.score_cents);
+            c.hours_cents.push(r.hours_cents);
+            c.rule_version.push(r.rule_version);
+            c.refers_chain.push(r.refers_chain);
+            c.refers_seq.push(r.refers_seq);
+            c.target_event.push(r.target_event);
+            c.reason.push(r.reason);
+        }
+        c
+    }
+}
+
+/// One row of `courses`.
+#[derive(Debug, Clone, Default)]
+pub struct CourseRecord {
+    pub site_id: String,
+    pub code: String,
+    pub title: String,
+    pub category: String,
+    pub rule_kind: String,
+    pub credits_cents: Option<i64>,
+    pub hours_per_credit_cents: Option<i64>,
+    pub cap_cents: Option<i64>,
+    pub pass_mark_cents: Option<i64>,
+    pub rule_version: i64,
+}
+
+impl From<&Course> for CourseRecord {
+    fn from(c: &Course) -> Self {
+        let (rule_kind, credits, hpc, cap) = match c.rule {
+            CreditRule::Fixed { credits } => ("fixed", Some(credits.cents()), None, None),
+            CreditRule::PerHours {
+                hours_per_credit,
+                cap,
+            } => (
+                "per_hours",
+                None,
+                Some(hours_per_credit.cents()),
+                Some(cap.cents()),
+            ),
+        };
+        Self {
+            site_id: c.site.as_str().to_owned(),
+            code: c.code.as_str().to_owned(),
+            title: c.title.clone(),
+            category: c.category.as_str().to_owned(),
+            rule_kind: rule_kind.to_owned(),
+            credits_cents: credits,
+            hours_per_credit_cents: hpc,
+            cap_cents: cap,
+            pass_mark_cents: c.pass_mark.map(Score::cents),
+            rule_version: i64::from(c.rule_version),
+        }
+    }
+}
+
+impl TryFrom<CourseRecord> for Course {
+    type Error = StoreError;
+
+    fn try_from(r: CourseRecord) -> Result<Self, StoreError> {
+        let at = format!("course {}/{}", r.site_id, r.code);
+        let corrupt = |detail: String| StoreError::Corrupt {
+            at: at.clone(),
+            detail,
+        };
+        let rule = match (
+            r.rule_kind.as_str(),
+            r.credits_cents,
+            r.hours_per_credit_cents,
+            r.cap_cents,
+        ) {
+            ("fixed", Some(c), _, _) => CreditRule::Fixed {
+                credits: Credits::from_cents(c),
+            },
+            ("per_hours", _, Some(h), Some(cap)) => CreditRule::PerHours {
+                hours_per_credit: Hours::from_cents(h),
+                cap: Credits::from_cents(cap),
+            },
+            (kind, ..) => return Err(corrupt(format!("rule `{kind}` is incomplete"))),
+        };
+        Ok(Course {
+            site: SiteId::parse(r.site_id).map_err(|e| corrupt(e.to_string()))?,
+            code: CourseCode::parse(r.code).map_err(|e| corrupt(e.to_string()))?,
+            title: r.title,
+            category: Category::parse(r.category).map_err(|e| corrupt(e.to_string()))?,
+            rule,
+            pass_mark: r.pass_mark_cents.map(Score::from_cents),
+            rule_version: u32::try_from(r.rule_version)
+                .map_err(|_| corrupt("rule_version out of range".into()))?,
+        })
+    }
+}
+
+impl Course {
+    /// The terms the planner applies.
+    pub fn terms(&self) -> xuefen_core::rule::CourseTerms {
+        xuefen_core::rule::CourseTerms {
+            category: self.category.clone(),
+            rule: self.rule,
+            pass_mark: self.pass_mark,
+            rule_version: self.rule_version,
+        }
+    }
+
+    /// Whether `other` credits differently (which makes a new rule version).
+    pub fn terms_differ(&self, other: &Course) -> bool {
+        self.rule != other.rule
+            || self.pass_mark != other.pass_mark
+            || self.category != other.category
+    }
+}

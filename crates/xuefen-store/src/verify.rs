@@ -1,0 +1,68 @@
+//! Verifies a whole stored ledger, chain by chain, streaming.
+
+use futures::StreamExt;
+use xuefen_core::ids::Position;
+use xuefen_core::verify::{ChainVerifier, VerifyError};
+
+use crate::{Store, StoreError};
+
+/// What a successful verification covered.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct VerifyReport {
+    pub chains: u64,
+    pub entries: u64,
+}
+
+/// Why verification failed.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyFailure {
+    /// The ledger is not what the service wrote; names the first bad position.
+    #[error(transparent)]
+    Chain(#[from] VerifyError),
+    /// A stored row cannot be an entry at all.
+    #[error("{0}")]
+    Unreadable(String),
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+/// Walks every chain from genesis and checks it against its recorded head.
+/// `progress` is called after each chain with the running totals.
+pub async fn verify_ledger(
+    store: &dyn Store,
+    mut progress: impl FnMut(&VerifyReport),
+) -> Result<VerifyReport, VerifyFailure> {
+    let mut report = VerifyReport::default();
+    for (chain, head) in store.heads().await.map_err(VerifyFailure::Store)? {
+        let mut verifier = ChainVerifier::new(chain);
+        let mut entries = store.chain_entries(chain);
+        let mut seen = 0u64;
+        while let Some(entry) = entries.next().await {
+            let entry = match entry {
+                Ok(e) => e,
+                Err(StoreError::Corrupt { at, detail }) => {
+                    return Err(VerifyFailure::Unreadable(format!(
+                        "{at}: stored entry is not valid: {detail}"
+                    )));
+                }
+                Err(e) => return Err(VerifyFailure::Store(e)),
+            };
+            if entry.position.chain != chain {
+                return Err(VerifyFailure::Unreadable(format!(
+                    "{}: entry listed under chain {chain}",
+                    Position {
+                        chain: entry.position.chain,
+                        seq: entry.position.seq
+                    }
+                )));
+            }
+            verifier.push(&entry)?;
+            seen += 1;
+        }
+        verifier.finish(head.seq, &head.hash)?;
+        report.chains += 1;
+        report.entries += seen;
+        progress(&report);
+    }
+    Ok(report)
+}
