@@ -1,1 +1,989 @@
+//! The SQLite backend of the Xuefen store, for single-node deployments.
+//!
+//! It mirrors the PostgreSQL store table for table and column for column
+//! (`migrations/sqlite`), and leaves every decision to
+//! [`xuefen_core::plan`], so the same events give byte-identical entries and
+//! hashes on both backends.
+//!
+//! SQLite has exactly one writer at a time, and the design leans on that
+//! instead of fighting it:
+//!
+//! - Ingestion runs a whole batch in one transaction opened with
+//!   `BEGIN IMMEDIATE`, which takes the write lock before the first read.
+//!   Every lookup (learners, courses, entries under the batch's keys,
+//!   reversals, chain heads) therefore sees a settled state that no other
+//!   writer can change before commit. There is no head locking and no retry
+//!   on idempotency races as on PostgreSQL: a competing batch waits for the
+//!   lock (`busy_timeout`) and then sees what this one wrote.
+//! - The database runs in WAL mode, so readers (verification, statements,
+//!   key checks) never block the writer nor are blocked by it.
+//! - `synchronous = FULL` makes every commit fsync the WAL: when `ingest`
+//!   returns `Ok` — and the API answers 2xx — the entries survive a crash or
+//!   a power cut. (`NORMAL` would stay consistent but could lose the last
+//!   commits.)
+//!
+//! Multi-row lookups and inserts bind their values as parameters in chunks
+//! (`IN (?, ...)`, `VALUES (?, ...), (...)`), never one statement per row and
+//! never with values spliced into the SQL.
+//!
+//! As on PostgreSQL, queries are built at run time with `sqlx::query`;
+//! the tests run every one against a real database file.
+#![forbid(unsafe_code)]
 
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::stream::{BoxStream, StreamExt, TryStreamExt};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{Row, SqlitePool};
+use xuefen_core::entry::Entry;
+use xuefen_core::event::{Event, EventBody, LearnerRef, Millis};
+use xuefen_core::ids::{
+    CourseCode, EventId, LearnerId, LocalAccount, RegionCode, SiteId, SiteLevel, SiteStatus,
+};
+use xuefen_core::plan::{self, Head, Key, Lookups, Outcome};
+use xuefen_store::records::{CourseRecord, EntryRecord};
+use xuefen_store::{
+    Course, KeyRecord, NewKey, NewLearner, Principal, Result, Site, Store, StoreError, Written,
+};
+
+/// Migrations embedded from `migrations/sqlite`.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
+
+/// How long a connection waits for another one's write lock before failing
+/// with `SQLITE_BUSY`. Batches queue on the lock; ten seconds is far longer
+/// than any batch holds it.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Bound parameters per statement. SQLite refuses more than 32 766 (its
+/// default `SQLITE_MAX_VARIABLE_NUMBER`); staying well below keeps each
+/// statement small to prepare.
+const PARAMS_PER_STATEMENT_MAX: usize = 10_000;
+
+/// Columns of `ledger_entries`.
+const ENTRY_COLUMNS: usize = 20;
+
+/// Rows per multi-row insert of entries: 500 × 20 = 10 000 parameters.
+const ENTRY_ROWS_PER_INSERT: usize = PARAMS_PER_STATEMENT_MAX / ENTRY_COLUMNS;
+
+/// The columns of an entry in [`EntryRecord`] order, as a literal so that
+/// queries stay `&'static str`.
+macro_rules! entry_columns {
+    () => {
+        "chain_id, seq, prev_hash, hash, kind, site_id, event_id, learner_id, course_code,
+         category, credits_cents, occurred_at_ms, recorded_at_ms, score_cents, hours_cents,
+         rule_version, refers_chain, refers_seq, target_event, reason"
+    };
+}
+
+/// A timestamp as the schema's defaults write it: ISO-8601 UTC, milliseconds.
+macro_rules! now_sql {
+    () => {
+        "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
+    };
+}
+
+/// Maps a driver error to the store's errors, once.
+fn db(e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::Database(d) if d.is_unique_violation() => {
+            // SQLite does not report the constraint's name; its message names
+            // the columns (`UNIQUE constraint failed: sites.id`).
+            StoreError::Conflict(
+                d.constraint()
+                    .map_or_else(|| d.message().to_owned(), str::to_owned),
+            )
+        }
+        sqlx::Error::RowNotFound => StoreError::NotFound,
+        _ => StoreError::Database(Box::new(e)),
+    }
+}
+
+/// A row the service could not have written (a column of the wrong type).
+fn unreadable(table: &str, e: sqlx::Error) -> StoreError {
+    StoreError::Corrupt {
+        at: table.to_owned(),
+        detail: e.to_string(),
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+    chains: u32,
+}
+
+/// Connection settings of the SQLite store.
+#[derive(Debug, Clone)]
+pub struct SqliteSettings {
+    /// `sqlite://path/to/xuefen.db`; the file is created if missing.
+    pub url: String,
+    pub pool_connections_max: u32,
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) the database, runs pending migrations
+    /// when `migrate` is set, and reads the number of chains.
+    pub async fn connect(settings: &SqliteSettings, migrate: bool) -> Result<Self> {
+        let options: SqliteConnectOptions = settings.url.parse().map_err(db)?;
+        let options = options
+            .create_if_missing(true)
+            // Readers and the writer do not block each other.
+            .journal_mode(SqliteJournalMode::Wal)
+            // A 2xx must mean durable: FULL fsyncs the WAL at every commit.
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(BUSY_TIMEOUT);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(settings.pool_connections_max.max(1))
+            .connect_with(options)
+            .await
+            .map_err(db)?;
+        if migrate {
+            MIGRATOR
+                .run(&pool)
+                .await
+                .map_err(|e| StoreError::Database(Box::new(e)))?;
+        }
+        let chains: i64 = sqlx::query_scalar("select count(*) from chain_heads")
+            .fetch_one(&pool)
+            .await
+            .map_err(db)?;
+        let chains = u32::try_from(chains)
+            .ok()
+            .filter(|c| *c > 0)
+            .ok_or_else(|| StoreError::Corrupt {
+                at: "chain_heads".into(),
+                detail: "no chains".into(),
+            })?;
+        Ok(Self { pool, chains })
+    }
+
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+}
+
+/// `(?, ?), (?, ?)`: `rows` tuples of `width` placeholders.
+fn tuples(rows: usize, width: usize) -> String {
+    let one = format!("({})", vec!["?"; width].join(", "));
+    vec![one; rows].join(", ")
+}
+
+/// `?, ?, ?`: `n` placeholders.
+fn placeholders(n: usize) -> String {
+    vec!["?"; n].join(", ")
+}
+
+/// Every statement built by [`tuples`] or [`placeholders`] is run
+/// unprepared-for-reuse: its text depends on the batch's size, and caching
+/// each shape would evict the statements that do repeat.
+const REUSE_DYNAMIC_STATEMENTS: bool = false;
+
+fn batch_keys(events: &[Event]) -> Vec<Key> {
+    let mut keys: Vec<Key> = events
+        .iter()
+        .map(|e| (e.site.clone(), e.id.clone()))
+        .collect();
+    for e in events {
+        if let EventBody::Revocation(r) = &e.body {
+            keys.push((e.site.clone(), r.target.clone()));
+        }
+    }
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
+fn revocation_targets(events: &[Event]) -> Vec<(String, String)> {
+    let mut targets: Vec<(String, String)> = events
+        .iter()
+        .filter_map(|e| match &e.body {
+            EventBody::Revocation(r) => {
+                Some((e.site.as_str().to_owned(), r.target.as_str().to_owned()))
+            }
+            EventBody::Completion(_) => None,
+        })
+        .collect();
+    targets.sort();
+    targets.dedup();
+    targets
+}
+
+/// Plans and writes one batch inside the caller's `BEGIN IMMEDIATE`
+/// transaction.
+async fn ingest_locked(
+    conn: &mut SqliteConnection,
+    events: &[Event],
+    now: Millis,
+) -> Result<Vec<Outcome>> {
+    let mut lookups = Lookups::default();
+    lookup_learners(conn, events, &mut lookups).await?;
+    lookup_courses(conn, events, &mut lookups).await?;
+    for e in entries_by_keys(conn, &batch_keys(events)).await? {
+        lookups
+            .entries
+            .insert((e.body.site.clone(), e.body.event_id.clone()), e);
+    }
+    lookups.reversed = reversed_targets(conn, events).await?;
+    // The chains the batch may append to: its learners' and those of the
+    // entries its revocations target, now in `lookups.entries`. We hold the
+    // write lock, so these heads cannot move before commit.
+    lookups.heads = heads_of(conn, &lookups.chains()).await?;
+    let planned = plan::plan(events, now, &lookups);
+    insert_entries(conn, &planned.entries).await?;
+    update_heads(conn, &planned.heads).await?;
+    Ok(planned.outcomes)
+}
+
+async fn lookup_learners(
+    conn: &mut SqliteConnection,
+    events: &[Event],
+    lookups: &mut Lookups,
+) -> Result<()> {
+    let mut ids: BTreeSet<String> = BTreeSet::new();
+    let mut accounts: BTreeSet<(&str, &str)> = BTreeSet::new();
+    for e in events {
+        if let EventBody::Completion(c) = &e.body {
+            match &c.learner {
+                LearnerRef::Id(id) => {
+                    ids.insert(id.as_str().to_owned());
+                }
+                LearnerRef::Account(a) => {
+                    accounts.insert((e.site.as_str(), a.as_str()));
+                }
+            }
+        }
+    }
+    let accounts: Vec<(&str, &str)> = accounts.into_iter().collect();
+    for chunk in accounts.chunks(PARAMS_PER_STATEMENT_MAX / 2) {
+        let sql = format!(
+            "select a.site_id, a.local_account, a.learner_id
+               from (values {}) as k
+               join learner_accounts a on a.site_id = k.column1 and a.local_account = k.column2",
+            tuples(chunk.len(), 2)
+        );
+        let mut q = sqlx::query(&sql).persistent(REUSE_DYNAMIC_STATEMENTS);
+        for (site, account) in chunk {
+            q = q.bind(*site).bind(*account);
+        }
+        for row in q.fetch_all(&mut *conn).await.map_err(db)? {
+            let (Ok(site), Ok(acct), Ok(learner)) = (
+                row.try_get::<String, _>(0),
+                row.try_get::<String, _>(1),
+                row.try_get::<String, _>(2),
+            ) else {
+                continue;
+            };
+            // A row the service could not have written is skipped, so its
+            // events are rejected as naming an unknown learner.
+            if let (Ok(site), Ok(acct), Ok(learner)) = (
+                SiteId::parse(site),
+                LocalAccount::parse(acct),
+                LearnerId::parse(learner),
+            ) {
+                ids.insert(learner.as_str().to_owned());
+                lookups.accounts.insert((site, acct), learner);
+            }
+        }
+    }
+    let ids: Vec<String> = ids.into_iter().collect();
+    for chunk in ids.chunks(PARAMS_PER_STATEMENT_MAX) {
+        let sql = format!(
+            "select id, chain_id from learners where id in ({})",
+            placeholders(chunk.len())
+        );
+        let mut q = sqlx::query(&sql).persistent(REUSE_DYNAMIC_STATEMENTS);
+        for id in chunk {
+            q = q.bind(id.as_str());
+        }
+        for row in q.fetch_all(&mut *conn).await.map_err(db)? {
+            let (Ok(id), Ok(chain)) = (row.try_get::<String, _>(0), row.try_get::<i64, _>(1))
+            else {
+                continue;
+            };
+            if let (Ok(id), Ok(chain)) = (LearnerId::parse(id), u32::try_from(chain)) {
+                lookups.learner_chains.insert(id, chain);
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn lookup_courses(
+    conn: &mut SqliteConnection,
+    events: &[Event],
+    lookups: &mut Lookups,
+) -> Result<()> {
+    let mut wanted: Vec<(&str, &str)> = events
+        .iter()
+        .filter_map(|e| match &e.body {
+            EventBody::Completion(c) => Some((e.site.as_str(), c.course.as_str())),
+            EventBody::Revocation(_) => None,
+        })
+        .collect();
+    wanted.sort();
+    wanted.dedup();
+    for chunk in wanted.chunks(PARAMS_PER_STATEMENT_MAX / 2) {
+        let sql = format!(
+            "select c.site_id, c.code, c.title, c.category, c.rule_kind, c.credits_cents,
+                    c.hours_per_credit_cents, c.cap_cents, c.pass_mark_cents, c.rule_version
+               from (values {}) as k
+               join courses c on c.site_id = k.column1 and c.code = k.column2",
+            tuples(chunk.len(), 2)
+        );
+        let mut q = sqlx::query(&sql).persistent(REUSE_DYNAMIC_STATEMENTS);
+        for (site, code) in chunk {
+            q = q.bind(*site).bind(*code);
+        }
+        for row in q.fetch_all(&mut *conn).await.map_err(db)? {
+            // A course row the service could not have written is skipped
+            // here, so its events are rejected as naming an unknown course.
+            if let Ok(course) = course_record(&row).and_then(Course::try_from) {
+                lookups
+                    .courses
+                    .insert((course.site.clone(), course.code.clone()), course.terms());
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn entries_by_keys(conn: &mut SqliteConnection, keys: &[Key]) -> Result<Vec<Entry>> {
+    let mut entries = Vec::new();
+    for chunk in keys.chunks(PARAMS_PER_STATEMENT_MAX / 2) {
+        // The VALUES columns are named column1 and column2, so the entry's
+        // own column names stay unambiguous in the join.
+        let sql = format!(
+            concat!(
+                "select ",
+                entry_columns!(),
+                " from (values {}) as k
+                  join ledger_entries l on l.site_id = k.column1 and l.event_id = k.column2"
+            ),
+            tuples(chunk.len(), 2)
+        );
+        let mut q = sqlx::query(&sql).persistent(REUSE_DYNAMIC_STATEMENTS);
+        for (site, event) in chunk {
+            q = q.bind(site.as_str()).bind(event.as_str());
+        }
+        for row in q.fetch_all(&mut *conn).await.map_err(db)? {
+            entries.push(entry_from_row(&row)?);
+        }
+    }
+    Ok(entries)
+}
+
+async fn reversed_targets(conn: &mut SqliteConnection, events: &[Event]) -> Result<HashSet<Key>> {
+    let targets = revocation_targets(events);
+    let mut reversed = HashSet::new();
+    for chunk in targets.chunks(PARAMS_PER_STATEMENT_MAX / 2) {
+        // `target_event is not null` lets SQLite use the partial unique index.
+        let sql = format!(
+            "select l.site_id, l.target_event
+               from (values {}) as k
+               join ledger_entries l on l.site_id = k.column1 and l.target_event = k.column2
+              where l.target_event is not null",
+            tuples(chunk.len(), 2)
+        );
+        let mut q = sqlx::query(&sql).persistent(REUSE_DYNAMIC_STATEMENTS);
+        for (site, target) in chunk {
+            q = q.bind(site.as_str()).bind(target.as_str());
+        }
+        for row in q.fetch_all(&mut *conn).await.map_err(db)? {
+            let (Ok(site), Ok(event)) = (row.try_get::<String, _>(0), row.try_get::<String, _>(1))
+            else {
+                continue;
+            };
+            if let (Ok(site), Ok(event)) = (SiteId::parse(site), EventId::parse(event)) {
+                reversed.insert((site, event));
+            }
+        }
+    }
+    Ok(reversed)
+}
+
+fn head_from_row(row: &SqliteRow) -> Result<(u32, Head)> {
+    let chain: i64 = row.try_get(0).map_err(|e| unreadable("chain_heads", e))?;
+    let corrupt = |d: &str| StoreError::Corrupt {
+        at: format!("chain head {chain}"),
+        detail: d.into(),
+    };
+    let seq: i64 = row.try_get(1).map_err(|e| corrupt(&e.to_string()))?;
+    let hash: Vec<u8> = row.try_get(2).map_err(|e| corrupt(&e.to_string()))?;
+    Ok((
+        u32::try_from(chain).map_err(|_| corrupt("chain out of range"))?,
+        Head {
+            seq: u64::try_from(seq).map_err(|_| corrupt("negative seq"))?,
+            hash: hash
+                .try_into()
+                .map_err(|_| corrupt("hash is not 32 bytes"))?,
+        },
+    ))
+}
+
+/// The heads of `chains`. Every chain must have one: the planner would take
+/// a missing head for an empty chain.
+async fn heads_of(
+    conn: &mut SqliteConnection,
+    chains: &BTreeSet<u32>,
+) -> Result<HashMap<u32, Head>> {
+    let mut heads = HashMap::new();
+    let ids: Vec<u32> = chains.iter().copied().collect();
+    for chunk in ids.chunks(PARAMS_PER_STATEMENT_MAX) {
+        let sql = format!(
+            "select chain_id, seq, hash from chain_heads where chain_id in ({})",
+            placeholders(chunk.len())
+        );
+        let mut q = sqlx::query(&sql).persistent(REUSE_DYNAMIC_STATEMENTS);
+        for chain in chunk {
+            q = q.bind(i64::from(*chain));
+        }
+        for row in q.fetch_all(&mut *conn).await.map_err(db)? {
+            let (chain, head) = head_from_row(&row)?;
+            heads.insert(chain, head);
+        }
+    }
+    if let Some(missing) = chains.iter().find(|c| !heads.contains_key(c)) {
+        return Err(StoreError::Corrupt {
+            at: format!("chain {missing}"),
+            detail: "a learner or entry names a chain that has no head".into(),
+        });
+    }
+    Ok(heads)
+}
+
+async fn insert_entries(conn: &mut SqliteConnection, entries: &[Entry]) -> Result<()> {
+    for chunk in entries.chunks(ENTRY_ROWS_PER_INSERT) {
+        // A plain insert, not `on conflict do nothing` as on PostgreSQL: under
+        // the write lock no other batch can have taken one of these keys, so
+        // a violation is a bug and must fail the whole batch.
+        let sql = format!(
+            "insert into ledger_entries (chain_id, seq, prev_hash, hash, kind, site_id, event_id,
+                    learner_id, course_code, category, credits_cents, occurred_at_ms,
+                    recorded_at_ms, score_cents, hours_cents, rule_version, refers_chain,
+                    refers_seq, target_event, reason)
+             values {}",
+            tuples(chunk.len(), ENTRY_COLUMNS)
+        );
+        let mut q = sqlx::query(&sql).persistent(REUSE_DYNAMIC_STATEMENTS);
+        for e in chunk {
+            let r = EntryRecord::from(e);
+            q = q
+                .bind(r.chain_id)
+                .bind(r.seq)
+                .bind(r.prev_hash)
+                .bind(r.hash)
+                .bind(r.kind)
+                .bind(r.site_id)
+                .bind(r.event_id)
+                .bind(r.learner_id)
+                .bind(r.course_code)
+                .bind(r.category)
+                .bind(r.credits_cents)
+                .bind(r.occurred_at_ms)
+                .bind(r.recorded_at_ms)
+                .bind(r.score_cents)
+                .bind(r.hours_cents)
+                .bind(r.rule_version)
+                .bind(r.refers_chain)
+                .bind(r.refers_seq)
+                .bind(r.target_event)
+                .bind(r.reason);
+        }
+        q.execute(&mut *conn).await.map_err(db)?;
+    }
+    Ok(())
+}
+
+async fn update_heads(conn: &mut SqliteConnection, heads: &BTreeMap<u32, Head>) -> Result<()> {
+    if heads.is_empty() {
+        return Ok(());
+    }
+    // At most one row per chain (64 by default), far below the parameter
+    // limit: one statement. SQLite names VALUES columns column1, column2, ...
+    let sql = format!(
+        "update chain_heads set seq = v.column2, hash = v.column3
+           from (values {}) as v
+          where chain_heads.chain_id = v.column1",
+        tuples(heads.len(), 3)
+    );
+    let mut q = sqlx::query(&sql).persistent(REUSE_DYNAMIC_STATEMENTS);
+    for (chain, head) in heads {
+        q = q
+            .bind(i64::from(*chain))
+            .bind(head.seq as i64)
+            .bind(head.hash.to_vec());
+    }
+    let done = q.execute(&mut *conn).await.map_err(db)?;
+    if done.rows_affected() != heads.len() as u64 {
+        return Err(StoreError::Corrupt {
+            at: "chain_heads".into(),
+            detail: format!(
+                "{} of {} chain heads updated",
+                done.rows_affected(),
+                heads.len()
+            ),
+        });
+    }
+    Ok(())
+}
+
+fn entry_record(row: &SqliteRow) -> sqlx::Result<EntryRecord> {
+    Ok(EntryRecord {
+        chain_id: row.try_get(0)?,
+        seq: row.try_get(1)?,
+        prev_hash: row.try_get(2)?,
+        hash: row.try_get(3)?,
+        kind: row.try_get(4)?,
+        site_id: row.try_get(5)?,
+        event_id: row.try_get(6)?,
+        learner_id: row.try_get(7)?,
+        course_code: row.try_get(8)?,
+        category: row.try_get(9)?,
+        credits_cents: row.try_get(10)?,
+        occurred_at_ms: row.try_get(11)?,
+        recorded_at_ms: row.try_get(12)?,
+        score_cents: row.try_get(13)?,
+        hours_cents: row.try_get(14)?,
+        rule_version: row.try_get(15)?,
+        refers_chain: row.try_get(16)?,
+        refers_seq: row.try_get(17)?,
+        target_event: row.try_get(18)?,
+        reason: row.try_get(19)?,
+    })
+}
+
+/// An entry from a row; a row that cannot be one is corrupt data, which
+/// verification reports as such.
+fn entry_from_row(row: &SqliteRow) -> Result<Entry> {
+    let record = entry_record(row).map_err(|e| unreadable("ledger_entries", e))?;
+    Entry::try_from(record)
+}
+
+fn course_record(row: &SqliteRow) -> Result<CourseRecord> {
+    let get = || -> sqlx::Result<CourseRecord> {
+        Ok(CourseRecord {
+            site_id: row.try_get(0)?,
+            code: row.try_get(1)?,
+            title: row.try_get(2)?,
+            category: row.try_get(3)?,
+            rule_kind: row.try_get(4)?,
+            credits_cents: row.try_get(5)?,
+            hours_per_credit_cents: row.try_get(6)?,
+            cap_cents: row.try_get(7)?,
+            pass_mark_cents: row.try_get(8)?,
+            rule_version: row.try_get(9)?,
+        })
+    };
+    get().map_err(|e| unreadable("courses", e))
+}
+
+fn site_from_row(row: &SqliteRow) -> Result<Site> {
+    let id: String = row.try_get(0).map_err(|e| unreadable("sites", e))?;
+    let at = format!("site {id}");
+    let read = |e: sqlx::Error| StoreError::Corrupt {
+        at: at.clone(),
+        detail: e.to_string(),
+    };
+    let corrupt = |e: xuefen_core::FieldError| StoreError::Corrupt {
+        at: at.clone(),
+        detail: e.to_string(),
+    };
+    Ok(Site {
+        id: SiteId::parse(id.clone()).map_err(corrupt)?,
+        name: row.try_get(1).map_err(read)?,
+        level: SiteLevel::parse(row.try_get::<&str, _>(2).map_err(read)?).map_err(corrupt)?,
+        region_code: RegionCode::parse(row.try_get::<String, _>(3).map_err(read)?)
+            .map_err(corrupt)?,
+        status: SiteStatus::parse(row.try_get::<&str, _>(4).map_err(read)?).map_err(corrupt)?,
+    })
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn ready(&self) -> Result<()> {
+        let applied: Option<i64> =
+            sqlx::query_scalar("select max(version) from _sqlx_migrations where success")
+                .fetch_one(&self.pool)
+                .await
+                .map_err(db)?;
+        let latest = MIGRATOR.iter().map(|m| m.version).max();
+        if applied != latest {
+            return Err(StoreError::Conflict(format!(
+                "schema at migration {applied:?}, expected {latest:?}"
+            )));
+        }
+        Ok(())
+    }
+
+    async fn create_site(&self, site: &Site) -> Result<()> {
+        sqlx::query(
+            "insert into sites (id, name, level, region_code, status) values (?1, ?2, ?3, ?4, ?5)",
+        )
+        .bind(site.id.as_str())
+        .bind(&site.name)
+        .bind(site.level.as_str())
+        .bind(site.region_code.as_str())
+        .bind(site.status.as_str())
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    async fn site(&self, id: &SiteId) -> Result<Option<Site>> {
+        let row =
+            sqlx::query("select id, name, level, region_code, status from sites where id = ?1")
+                .bind(id.as_str())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db)?;
+        row.as_ref().map(site_from_row).transpose()
+    }
+
+    async fn sites(&self) -> Result<Vec<Site>> {
+        let rows =
+            sqlx::query("select id, name, level, region_code, status from sites order by id")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db)?;
+        rows.iter().map(site_from_row).collect()
+    }
+
+    async fn set_site_status(&self, id: &SiteId, status: SiteStatus) -> Result<Site> {
+        let row = sqlx::query(
+            "update sites set status = ?2 where id = ?1
+             returning id, name, level, region_code, status",
+        )
+        .bind(id.as_str())
+        .bind(status.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?;
+        row.as_ref()
+            .map(site_from_row)
+            .transpose()?
+            .ok_or(StoreError::NotFound)
+    }
+
+    async fn create_key(&self, key: &NewKey) -> Result<()> {
+        let (role, site) = match &key.principal {
+            Principal::Admin => ("admin", None),
+            Principal::Site(s) => ("site", Some(s.as_str())),
+        };
+        sqlx::query(
+            "insert into api_keys (id, role, site_id, secret_hash) values (?1, ?2, ?3, ?4)",
+        )
+        .bind(&key.id)
+        .bind(role)
+        .bind(site)
+        .bind(&key.secret_hash[..])
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    async fn revoke_key(&self, id: &str) -> Result<()> {
+        let done = sqlx::query(concat!(
+            "update api_keys set revoked_at = coalesce(revoked_at, ",
+            now_sql!(),
+            ") where id = ?1"
+        ))
+        .bind(id)
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn key_by_hash(&self, secret_hash: &[u8; 32]) -> Result<Option<KeyRecord>> {
+        let row = sqlx::query(
+            "select k.id, k.role, k.site_id, k.revoked_at is not null, s.status
+               from api_keys k left join sites s on s.id = k.site_id
+              where k.secret_hash = ?1",
+        )
+        .bind(&secret_hash[..])
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?;
+        let Some(row) = row else { return Ok(None) };
+        let id: String = row.try_get(0).map_err(|e| unreadable("api_keys", e))?;
+        let corrupt = |detail: String| StoreError::Corrupt {
+            at: format!("key {id}"),
+            detail,
+        };
+        let read = |e: sqlx::Error| corrupt(e.to_string());
+        let role: &str = row.try_get(1).map_err(read)?;
+        let site: Option<String> = row.try_get(2).map_err(read)?;
+        let principal = match (role, site) {
+            ("admin", _) => Principal::Admin,
+            ("site", Some(site)) => {
+                Principal::Site(SiteId::parse(site).map_err(|e| corrupt(e.to_string()))?)
+            }
+            (role, _) => return Err(corrupt(format!("role {role}"))),
+        };
+        let site_status = row
+            .try_get::<Option<&str>, _>(4)
+            .map_err(read)?
+            .map(SiteStatus::parse)
+            .transpose()
+            .map_err(|e| corrupt(e.to_string()))?;
+        Ok(Some(KeyRecord {
+            id: id.clone(),
+            principal,
+            revoked: row.try_get(3).map_err(read)?,
+            site_status,
+        }))
+    }
+
+    async fn admin_key_exists(&self) -> Result<bool> {
+        sqlx::query_scalar("select exists (select 1 from api_keys where role = 'admin')")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db)
+    }
+
+    async fn register_learner(&self, learner: &NewLearner) -> Result<(LearnerId, Written)> {
+        let chain = learner.candidate.chain(self.chains);
+        // Insert-or-find: the unique document hash decides, so two sites
+        // registering the same person concurrently reach the same learner.
+        let inserted: Option<String> = sqlx::query_scalar(
+            "insert into learners (id, chain_id, document_kind, document_hash, name)
+             values (?1, ?2, ?3, ?4, ?5)
+             on conflict (document_hash) do nothing returning id",
+        )
+        .bind(learner.candidate.as_str())
+        .bind(i64::from(chain))
+        .bind(learner.document_kind.as_str())
+        .bind(&learner.document_hash[..])
+        .bind(&learner.name)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?;
+        if inserted.is_some() {
+            return Ok((learner.candidate.clone(), Written::Created));
+        }
+        let id: String = sqlx::query_scalar("select id from learners where document_hash = ?1")
+            .bind(&learner.document_hash[..])
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db)?;
+        let id = LearnerId::parse(id).map_err(|e| StoreError::Corrupt {
+            at: "learners".into(),
+            detail: e.to_string(),
+        })?;
+        Ok((id, Written::Existing))
+    }
+
+    async fn link_account(
+        &self,
+        site: &SiteId,
+        account: &LocalAccount,
+        learner: &LearnerId,
+    ) -> Result<Written> {
+        let inserted = sqlx::query(
+            "insert into learner_accounts (site_id, local_account, learner_id) values (?1, ?2, ?3)
+             on conflict (site_id, local_account) do nothing",
+        )
+        .bind(site.as_str())
+        .bind(account.as_str())
+        .bind(learner.as_str())
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        if inserted.rows_affected() == 1 {
+            return Ok(Written::Created);
+        }
+        let linked: String = sqlx::query_scalar(
+            "select learner_id from learner_accounts where site_id = ?1 and local_account = ?2",
+        )
+        .bind(site.as_str())
+        .bind(account.as_str())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db)?;
+        if linked == learner.as_str() {
+            Ok(Written::Existing)
+        } else {
+            Err(StoreError::Conflict(
+                "the account is linked to another learner".into(),
+            ))
+        }
+    }
+
+    async fn learner_exists(&self, learner: &LearnerId) -> Result<bool> {
+        sqlx::query_scalar("select exists (select 1 from learners where id = ?1)")
+            .bind(learner.as_str())
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db)
+    }
+
+    async fn site_knows_learner(&self, site: &SiteId, learner: &LearnerId) -> Result<bool> {
+        sqlx::query_scalar(
+            "select exists (select 1 from learner_accounts where learner_id = ?2 and site_id = ?1)
+                 or exists (select 1 from ledger_entries where learner_id = ?2 and site_id = ?1)",
+        )
+        .bind(site.as_str())
+        .bind(learner.as_str())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db)
+    }
+
+    async fn put_course(&self, course: &Course) -> Result<(Course, Written)> {
+        // BEGIN IMMEDIATE takes the write lock before the read, as
+        // `for update` does on PostgreSQL: two concurrent updates cannot both
+        // derive their rule version from the same old row.
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
+        let row = sqlx::query(
+            "select site_id, code, title, category, rule_kind, credits_cents,
+                    hours_per_credit_cents, cap_cents, pass_mark_cents, rule_version
+               from courses where site_id = ?1 and code = ?2",
+        )
+        .bind(course.site.as_str())
+        .bind(course.code.as_str())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db)?;
+        let existing = row
+            .as_ref()
+            .map(|r| course_record(r).and_then(Course::try_from))
+            .transpose()?;
+        let (version, written) = match &existing {
+            None => (1, Written::Created),
+            Some(old) if old.terms_differ(course) => (old.rule_version + 1, Written::Existing),
+            Some(old) => (old.rule_version, Written::Existing),
+        };
+        let stored = Course {
+            rule_version: version,
+            ..course.clone()
+        };
+        let r = CourseRecord::from(&stored);
+        sqlx::query(concat!(
+            "insert into courses (site_id, code, title, category, rule_kind, credits_cents,
+                    hours_per_credit_cents, cap_cents, pass_mark_cents, rule_version)
+             values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+             on conflict (site_id, code) do update set title = excluded.title,
+                 category = excluded.category, rule_kind = excluded.rule_kind,
+                 credits_cents = excluded.credits_cents,
+                 hours_per_credit_cents = excluded.hours_per_credit_cents,
+                 cap_cents = excluded.cap_cents, pass_mark_cents = excluded.pass_mark_cents,
+                 rule_version = excluded.rule_version, updated_at = ",
+            now_sql!()
+        ))
+        .bind(&r.site_id)
+        .bind(&r.code)
+        .bind(&r.title)
+        .bind(&r.category)
+        .bind(&r.rule_kind)
+        .bind(r.credits_cents)
+        .bind(r.hours_per_credit_cents)
+        .bind(r.cap_cents)
+        .bind(r.pass_mark_cents)
+        .bind(r.rule_version)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok((stored, written))
+    }
+
+    async fn course(&self, site: &SiteId, code: &CourseCode) -> Result<Option<Course>> {
+        let row = sqlx::query(
+            "select site_id, code, title, category, rule_kind, credits_cents,
+                    hours_per_credit_cents, cap_cents, pass_mark_cents, rule_version
+               from courses where site_id = ?1 and code = ?2",
+        )
+        .bind(site.as_str())
+        .bind(code.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?;
+        row.as_ref()
+            .map(|r| course_record(r).and_then(Course::try_from))
+            .transpose()
+    }
+
+    async fn ingest(&self, events: &[Event], now: Millis) -> Result<Vec<Outcome>> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        // One write transaction for the whole batch, holding the database's
+        // single write lock from its first read (see the module docs). The
+        // transaction also rolls back if this future is dropped midway.
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
+        match ingest_locked(&mut tx, events, now).await {
+            Ok(outcomes) => {
+                tx.commit().await.map_err(db)?;
+                Ok(outcomes)
+            }
+            Err(e) => {
+                if let Err(rollback) = tx.rollback().await {
+                    tracing::warn!(error = %rollback, "rolling back a failed ingest failed");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn entry_by_event(&self, site: &SiteId, event: &EventId) -> Result<Option<Entry>> {
+        let row = sqlx::query(concat!(
+            "select ",
+            entry_columns!(),
+            " from ledger_entries where site_id = ?1 and event_id = ?2"
+        ))
+        .bind(site.as_str())
+        .bind(event.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?;
+        row.as_ref().map(entry_from_row).transpose()
+    }
+
+    async fn learner_entries(&self, learner: &LearnerId) -> Result<Vec<Entry>> {
+        let rows = sqlx::query(concat!(
+            "select ",
+            entry_columns!(),
+            " from ledger_entries where learner_id = ?1 order by seq"
+        ))
+        .bind(learner.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter().map(entry_from_row).collect()
+    }
+
+    async fn heads(&self) -> Result<Vec<(u32, Head)>> {
+        let rows = sqlx::query("select chain_id, seq, hash from chain_heads order by chain_id")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        rows.iter().map(head_from_row).collect()
+    }
+
+    fn chain_entries(&self, chain: u32) -> BoxStream<'_, Result<Entry>> {
+        // Rows are stepped one at a time through a bounded channel from the
+        // connection's worker: memory stays flat however long the chain is.
+        // In WAL mode this read does not hold up ingestion.
+        sqlx::query(concat!(
+            "select ",
+            entry_columns!(),
+            " from ledger_entries where chain_id = ?1 order by seq"
+        ))
+        .bind(i64::from(chain))
+        .fetch(&self.pool)
+        .map_err(db)
+        .and_then(|r| async move { entry_from_row(&r) })
+        .boxed()
+    }
+}
