@@ -47,9 +47,7 @@ impl Caller {
     pub fn require_admin(&self) -> Result<(), ApiError> {
         match self.principal {
             Principal::Admin => Ok(()),
-            Principal::Site(_) => {
-                Err(forbidden("this operation is for the provincial centre's admin key").into())
-            }
+            Principal::Site(_) => Err(forbidden("this operation is for the provincial centre's admin key").into()),
         }
     }
 
@@ -57,9 +55,7 @@ impl Caller {
     pub fn require_site(&self) -> Result<&SiteId, ApiError> {
         match &self.principal {
             Principal::Site(site) => Ok(site),
-            Principal::Admin => {
-                Err(forbidden("this operation is performed with a site's key").into())
-            }
+            Principal::Admin => Err(forbidden("this operation is performed with a site's key").into()),
         }
     }
 }
@@ -75,10 +71,7 @@ fn unauthorized(detail: &str) -> ApiError {
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let header = parts
             .headers
             .get(axum::http::header::AUTHORIZATION)

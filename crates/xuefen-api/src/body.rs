@@ -29,17 +29,17 @@ pub async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes,
 }
 
 /// Parses JSON, naming the path of the first bad field.
-pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Box<Problem>> {
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string().replace('.', "/");
         let inner = e.into_inner();
         let p = Problem::new(StatusCode::BAD_REQUEST, "malformed_json", inner.to_string());
-        if path == "?" || path.is_empty() {
+        Box::new(if path == "?" || path.is_empty() {
             p
         } else {
             p.with_field(path)
-        }
+        })
     })
 }
 

@@ -73,9 +73,7 @@ impl Committer {
             .send(Job { events, reply })
             .await
             .map_err(|_| CommitError::Stopped)?;
-        rx.await
-            .map_err(|_| CommitError::Stopped)?
-            .map_err(CommitError::Store)
+        rx.await.map_err(|_| CommitError::Stopped)?.map_err(CommitError::Store)
     }
 }
 
@@ -105,9 +103,7 @@ async fn dispatch(store: Arc<dyn Store>, settings: CommitSettings, mut rx: mpsc:
         });
     }
     // Let in-flight groups finish before the dispatcher ends.
-    let _ = slots
-        .acquire_many(settings.commits_in_flight.max(1) as u32)
-        .await;
+    let _ = slots.acquire_many(settings.commits_in_flight.max(1) as u32).await;
 }
 
 #[tracing::instrument(name = "group_commit", skip_all, fields(batch.requests = jobs.len(), batch.len = len))]

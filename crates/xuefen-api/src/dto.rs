@@ -12,8 +12,7 @@ use xuefen_core::entry::{Entry, EntryKind};
 use xuefen_core::event::{Completion, EventBody, LearnerRef, Millis, Reason, Revocation};
 use xuefen_core::identity::{Document, DocumentKind};
 use xuefen_core::ids::{
-    Category, CourseCode, EventId, LearnerId, LocalAccount, Position, RegionCode, SiteId,
-    SiteLevel, SiteStatus,
+    Category, CourseCode, EventId, LearnerId, LocalAccount, Position, RegionCode, SiteId, SiteLevel, SiteStatus,
 };
 use xuefen_core::limits::{CREDITS_PER_AWARD_MAX_CENTS, HOURS_MAX_CENTS, SCORE_MAX_CENTS};
 use xuefen_core::plan::Outcome;
@@ -152,11 +151,7 @@ impl LearnerIn {
         Ok(LearnerParsed {
             name: text(&self.name, "name")?,
             document: Document::parse(kind, &self.document.number)?,
-            local_account: self
-                .local_account
-                .clone()
-                .map(LocalAccount::parse)
-                .transpose()?,
+            local_account: self.local_account.clone().map(LocalAccount::parse).transpose()?,
         })
     }
 }
@@ -222,16 +217,8 @@ impl CourseIn {
             RuleIn::Fixed { credits } => CreditRule::Fixed {
                 credits: Credits::parse(*credits, 0, CREDITS_PER_AWARD_MAX_CENTS, "rule/credits")?,
             },
-            RuleIn::PerHours {
-                hours_per_credit,
-                cap,
-            } => CreditRule::PerHours {
-                hours_per_credit: Hours::parse(
-                    *hours_per_credit,
-                    0,
-                    HOURS_MAX_CENTS,
-                    "rule/hours_per_credit",
-                )?,
+            RuleIn::PerHours { hours_per_credit, cap } => CreditRule::PerHours {
+                hours_per_credit: Hours::parse(*hours_per_credit, 0, HOURS_MAX_CENTS, "rule/hours_per_credit")?,
                 cap: Credits::parse(*cap, 0, CREDITS_PER_AWARD_MAX_CENTS, "rule/cap")?,
             },
         }
@@ -269,10 +256,7 @@ impl From<&Course> for CourseOut {
             CreditRule::Fixed { credits } => {
                 serde_json::json!({"kind": "fixed", "credits": credits.to_string()})
             }
-            CreditRule::PerHours {
-                hours_per_credit,
-                cap,
-            } => serde_json::json!({
+            CreditRule::PerHours { hours_per_credit, cap } => serde_json::json!({
                 "kind": "per_hours", "hours_per_credit": hours_per_credit.to_string(), "cap": cap.to_string()
             }),
         };
@@ -322,8 +306,7 @@ pub struct EventIn {
 }
 
 fn required<T: Clone>(v: &Option<T>, field: &'static str) -> Result<T, FieldError> {
-    v.clone()
-        .ok_or_else(|| FieldError::new(field, "is required"))
+    v.clone().ok_or_else(|| FieldError::new(field, "is required"))
 }
 
 impl EventIn {
@@ -338,10 +321,7 @@ impl EventIn {
                     Some(LearnerRefIn {
                         id: None,
                         local_account: Some(a),
-                    }) => LearnerRef::Account(LocalAccount::parse_as(
-                        a.clone(),
-                        "learner/local_account",
-                    )?),
+                    }) => LearnerRef::Account(LocalAccount::parse_as(a.clone(), "learner/local_account")?),
                     _ => {
                         return Err(FieldError::new(
                             "learner",
@@ -372,10 +352,7 @@ impl EventIn {
                     return Err(FieldError::new("reason", "must not be empty"));
                 }
                 Ok(EventBody::Revocation(Revocation {
-                    target: EventId::parse_as(
-                        required(&self.target_event_id, "target_event_id")?,
-                        "target_event_id",
-                    )?,
+                    target: EventId::parse_as(required(&self.target_event_id, "target_event_id")?, "target_event_id")?,
                     reason: Reason::parse(reason, "reason")?,
                 }))
             }

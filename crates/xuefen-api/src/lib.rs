@@ -54,12 +54,7 @@ pub struct AppState {
 
 impl AppState {
     /// State over `store`, starting the group committer on the current runtime.
-    pub fn new(
-        store: Arc<dyn Store>,
-        limits: Limits,
-        commit: CommitSettings,
-        identity_key: Vec<u8>,
-    ) -> Self {
+    pub fn new(store: Arc<dyn Store>, limits: Limits, commit: CommitSettings, identity_key: Vec<u8>) -> Self {
         let committer = Committer::start(store.clone(), commit);
         Self {
             store,

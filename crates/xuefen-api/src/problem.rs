@@ -73,6 +73,12 @@ impl From<Problem> for ApiError {
     }
 }
 
+impl From<Box<Problem>> for ApiError {
+    fn from(p: Box<Problem>) -> Self {
+        Self(p)
+    }
+}
+
 impl From<FieldError> for ApiError {
     fn from(e: FieldError) -> Self {
         Problem::invalid(&e).into()
@@ -82,20 +88,11 @@ impl From<FieldError> for ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::NotFound => {
-                Problem::new(StatusCode::NOT_FOUND, "not_found", "no such resource").into()
-            }
-            StoreError::Conflict(what) => {
-                Problem::new(StatusCode::CONFLICT, "conflict", what).into()
-            }
+            StoreError::NotFound => Problem::new(StatusCode::NOT_FOUND, "not_found", "no such resource").into(),
+            StoreError::Conflict(what) => Problem::new(StatusCode::CONFLICT, "conflict", what).into(),
             e @ StoreError::Corrupt { .. } => {
                 tracing::error!(error = %e, "stored data is corrupt");
-                Problem::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
-                    "internal error",
-                )
-                .into()
+                Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error").into()
             }
             StoreError::Database(e) => {
                 tracing::error!(error = %e, "database error");

@@ -45,10 +45,7 @@ fn status_for(w: Written) -> StatusCode {
     }
 }
 
-fn path_id<T>(
-    parse: impl FnOnce(String) -> Result<T, xuefen_core::FieldError>,
-    value: String,
-) -> ApiResult<T> {
+fn path_id<T>(parse: impl FnOnce(String) -> Result<T, xuefen_core::FieldError>, value: String) -> ApiResult<T> {
     parse(value).map_err(|e| Problem::invalid(&e).into())
 }
 
@@ -67,12 +64,7 @@ fn commit_error(e: CommitError) -> ApiError {
                 "the database is unavailable; nothing was written, retry later",
             )
             .into(),
-            _ => Problem::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "internal error",
-            )
-            .into(),
+            _ => Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error").into(),
         },
     }
 }
@@ -116,12 +108,7 @@ pub async fn create_site(
     let site = input.parse()?;
     state.store.create_site(&site).await.map_err(|e| match e {
         xuefen_store::StoreError::Conflict(_) => ApiError::from(
-            Problem::new(
-                StatusCode::CONFLICT,
-                "site_exists",
-                "a site with this id exists",
-            )
-            .with_field("id"),
+            Problem::new(StatusCode::CONFLICT, "site_exists", "a site with this id exists").with_field("id"),
         ),
         e => e.into(),
     })?;
@@ -130,10 +117,7 @@ pub async fn create_site(
     tracing::info!(site.id = %site.id, key.id = %key.id, "site created");
     let out = SiteCreated {
         site: SiteOut::from(&site),
-        key: KeyOut {
-            key_id: key.id,
-            secret,
-        },
+        key: KeyOut { key_id: key.id, secret },
     };
     Ok((StatusCode::CREATED, Json(out)).into_response())
 }
@@ -141,20 +125,9 @@ pub async fn create_site(
 /// Lists every site. Admin only.
 #[utoipa::path(get, path = "/v1/sites", operation_id = "list_sites", tag = "sites", security(("api_key" = [])),
     responses((status = 200, body = Vec<SiteOut>)))]
-pub async fn list_sites(
-    State(state): State<AppState>,
-    caller: Caller,
-) -> ApiResult<Json<Vec<SiteOut>>> {
+pub async fn list_sites(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Vec<SiteOut>>> {
     caller.require_admin()?;
-    Ok(Json(
-        state
-            .store
-            .sites()
-            .await?
-            .iter()
-            .map(SiteOut::from)
-            .collect(),
-    ))
+    Ok(Json(state.store.sites().await?.iter().map(SiteOut::from).collect()))
 }
 
 /// One site: the admin, or the site itself.
@@ -172,11 +145,7 @@ pub async fn get_site(
     {
         return Err(forbidden("a site can read only its own record").into());
     }
-    let site = state
-        .store
-        .site(&id)
-        .await?
-        .ok_or(xuefen_store::StoreError::NotFound)?;
+    let site = state.store.site(&id).await?.ok_or(xuefen_store::StoreError::NotFound)?;
     Ok(Json(SiteOut::from(&site)))
 }
 
@@ -209,21 +178,10 @@ pub async fn create_site_key(
 ) -> ApiResult<Response> {
     caller.require_admin()?;
     let id = path_id(|v| SiteId::parse_as(v, "site_id"), site_id)?;
-    state
-        .store
-        .site(&id)
-        .await?
-        .ok_or(xuefen_store::StoreError::NotFound)?;
+    state.store.site(&id).await?.ok_or(xuefen_store::StoreError::NotFound)?;
     let (key, secret) = mint(Principal::Site(id));
     state.store.create_key(&key).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(KeyOut {
-            key_id: key.id,
-            secret,
-        }),
-    )
-        .into_response())
+    Ok((StatusCode::CREATED, Json(KeyOut { key_id: key.id, secret })).into_response())
 }
 
 /// Revokes a key at once. Admin only.
@@ -320,13 +278,11 @@ pub async fn link_account(
     let account = path_id(LocalAccount::parse, account)?;
     let learner = LearnerId::parse(input.learner_id)?;
     if !state.store.learner_exists(&learner).await? {
-        return Err(Problem::new(
-            StatusCode::NOT_FOUND,
-            "unknown_learner",
-            "no learner has this id",
-        )
-        .with_field("learner_id")
-        .into());
+        return Err(
+            Problem::new(StatusCode::NOT_FOUND, "unknown_learner", "no learner has this id")
+                .with_field("learner_id")
+                .into(),
+        );
     }
     let written = state
         .store
@@ -478,17 +434,12 @@ pub async fn post_events(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/x-ndjson"));
     let items: Vec<serde_json::Value> = if ndjson {
-        let text = std::str::from_utf8(&bytes).map_err(|_| {
-            Problem::new(
-                StatusCode::BAD_REQUEST,
-                "malformed_json",
-                "the body is not UTF-8",
-            )
-        })?;
+        let text = std::str::from_utf8(&bytes)
+            .map_err(|_| Problem::new(StatusCode::BAD_REQUEST, "malformed_json", "the body is not UTF-8"))?;
         let lines = text.lines().filter(|l| !l.trim().is_empty());
         lines
             .enumerate()
-            .map(|(i, line)| parse_json(line.as_bytes()).map_err(|p| p.with_field(format!("{i}"))))
+            .map(|(i, line)| parse_json(line.as_bytes()).map_err(|p| Box::new(p.with_field(format!("{i}")))))
             .collect::<Result<_, _>>()?
     } else {
         parse_json(&bytes)?
@@ -526,7 +477,8 @@ pub async fn post_events(
                 events.push(event);
                 results.push(None);
             }
-            Err((event_id, problem)) => {
+            Err(rejected) => {
+                let (event_id, problem) = *rejected;
                 let problem = match problem.field.clone() {
                     Some(f) => problem.with_field(format!("{i}/{f}")),
                     None => problem.with_field(format!("{i}")),
@@ -557,7 +509,10 @@ pub async fn post_events(
     }))
 }
 
-fn parse_item(site: &SiteId, item: serde_json::Value) -> Result<Event, (String, Problem)> {
+/// An item that could not be parsed: its raw event id and the problem.
+type ItemRejection = Box<(String, Problem)>;
+
+fn parse_item(site: &SiteId, item: serde_json::Value) -> Result<Event, ItemRejection> {
     let raw_id = item
         .get("event_id")
         .and_then(|v| v.as_str())
@@ -565,25 +520,20 @@ fn parse_item(site: &SiteId, item: serde_json::Value) -> Result<Event, (String, 
         .to_owned();
     let input: EventIn = serde_path_to_error::deserialize(item).map_err(|e| {
         let path = e.path().to_string().replace('.', "/");
-        (
+        Box::new((
             raw_id.clone(),
-            Problem::new(
-                StatusCode::BAD_REQUEST,
-                "malformed_json",
-                e.into_inner().to_string(),
-            )
-            .with_field(path),
-        )
+            Problem::new(StatusCode::BAD_REQUEST, "malformed_json", e.into_inner().to_string()).with_field(path),
+        ))
     })?;
     let id = input
         .event_id
         .clone()
         .ok_or_else(|| xuefen_core::FieldError::new("event_id", "is required in a batch"))
-        .and_then(|id| EventId::parse(id))
-        .map_err(|e| (raw_id.clone(), Problem::invalid(&e)))?;
+        .and_then(EventId::parse)
+        .map_err(|e| Box::new((raw_id.clone(), Problem::invalid(&e))))?;
     let body = input
         .parse_body()
-        .map_err(|e| (raw_id.clone(), Problem::invalid(&e)))?;
+        .map_err(|e| Box::new((raw_id.clone(), Problem::invalid(&e))))?;
     Ok(Event {
         site: site.clone(),
         id,
@@ -612,10 +562,7 @@ pub async fn get_transcript(
     if let Principal::Site(site) = &caller.principal
         && !state.store.site_knows_learner(site, &learner).await?
     {
-        return Err(forbidden(
-            "a site reads only the transcripts of learners it has linked or credited",
-        )
-        .into());
+        return Err(forbidden("a site reads only the transcripts of learners it has linked or credited").into());
     }
     let entries: Vec<Entry> = state.store.learner_entries(&learner).await?;
     let (statuses, totals) = summarise(&entries);

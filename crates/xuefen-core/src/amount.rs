@@ -122,10 +122,7 @@ mod tests {
 
     #[test]
     fn two_decimal_places_parse_and_three_are_refused() {
-        assert_eq!(
-            Credits::parse(dec("2.5"), 0, 10_000, "c").map(Credits::cents),
-            Ok(250)
-        );
+        assert_eq!(Credits::parse(dec("2.5"), 0, 10_000, "c").map(Credits::cents), Ok(250));
         assert_eq!(
             Credits::parse(dec("2.500"), 0, 10_000, "c").map(Credits::cents),
             Ok(250)

@@ -56,13 +56,9 @@ impl EntryKind {
     }
 
     pub fn parse(value: &str) -> Option<Self> {
-        [
-            EntryKind::Awarded,
-            EntryKind::NotPassed,
-            EntryKind::Reversal,
-        ]
-        .into_iter()
-        .find(|k| k.as_str() == value)
+        [EntryKind::Awarded, EntryKind::NotPassed, EntryKind::Reversal]
+            .into_iter()
+            .find(|k| k.as_str() == value)
     }
 }
 
@@ -252,9 +248,7 @@ impl<'a> Reader<'a> {
     }
     fn array<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
         let at = self.at;
-        self.take(N)?
-            .try_into()
-            .map_err(|_| DecodeError::Truncated(at))
+        self.take(N)?.try_into().map_err(|_| DecodeError::Truncated(at))
     }
     fn u8(&mut self) -> Result<u8, DecodeError> {
         Ok(self.array::<1>()?[0])
@@ -279,11 +273,7 @@ impl<'a> Reader<'a> {
         Ok(i64::from_be_bytes(self.array()?))
     }
     fn opt_i64(&mut self) -> Result<Option<i64>, DecodeError> {
-        Ok(if self.flag()? {
-            Some(self.i64()?)
-        } else {
-            None
-        })
+        Ok(if self.flag()? { Some(self.i64()?) } else { None })
     }
     fn str(&mut self) -> Result<String, DecodeError> {
         let len = self.u32()? as usize;

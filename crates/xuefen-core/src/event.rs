@@ -19,8 +19,7 @@ impl Millis {
     }
 
     pub fn to_datetime(self) -> OffsetDateTime {
-        OffsetDateTime::from_unix_timestamp_nanos(i128::from(self.0) * 1_000_000)
-            .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+        OffsetDateTime::from_unix_timestamp_nanos(i128::from(self.0) * 1_000_000).unwrap_or(OffsetDateTime::UNIX_EPOCH)
     }
 
     /// RFC 3339 in UTC with millisecond precision.
@@ -91,10 +90,7 @@ impl Reason {
             ));
         }
         if value.chars().any(char::is_control) {
-            return Err(FieldError::new(
-                field,
-                "must not contain control characters",
-            ));
+            return Err(FieldError::new(field, "must not contain control characters"));
         }
         Ok(Self(value))
     }

@@ -47,17 +47,10 @@ impl DocumentKind {
     }
 
     pub fn parse(value: &str) -> Result<Self, FieldError> {
-        Self::ALL
-            .iter()
-            .copied()
-            .find(|k| k.as_str() == value)
-            .ok_or_else(|| {
-                let names: Vec<_> = Self::ALL.iter().map(|k| k.as_str()).collect();
-                FieldError::new(
-                    "document/kind",
-                    format!("`{value}` is not one of {}", names.join(", ")),
-                )
-            })
+        Self::ALL.iter().copied().find(|k| k.as_str() == value).ok_or_else(|| {
+            let names: Vec<_> = Self::ALL.iter().map(|k| k.as_str()).collect();
+            FieldError::new("document/kind", format!("`{value}` is not one of {}", names.join(", ")))
+        })
     }
 }
 
@@ -124,11 +117,7 @@ const WEIGHTS: [u32; 17] = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2]
 
 /// The check character for the first 17 digits of a resident ID.
 pub fn resident_id_check_char(first17: &[u8; 17]) -> char {
-    let sum: u32 = first17
-        .iter()
-        .zip(WEIGHTS)
-        .map(|(d, w)| u32::from(d - b'0') * w)
-        .sum();
+    let sum: u32 = first17.iter().zip(WEIGHTS).map(|(d, w)| u32::from(d - b'0') * w).sum();
     match (12 - sum % 11) % 11 {
         10 => 'X',
         n => char::from(b'0' + n as u8),
@@ -196,8 +185,7 @@ mod tests {
 
     #[test]
     fn a_wrong_check_digit_a_bad_date_or_length_is_refused_naming_the_field() {
-        let err =
-            Document::parse(DocumentKind::ResidentId, "110105194912310021").expect_err("check");
+        let err = Document::parse(DocumentKind::ResidentId, "110105194912310021").expect_err("check");
         assert_eq!(err.field, "document/number");
         assert!(err.detail.contains("check digit"));
         assert!(Document::parse(DocumentKind::ResidentId, &valid_id("33010619901301123")).is_err());

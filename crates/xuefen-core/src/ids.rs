@@ -7,8 +7,7 @@ use std::fmt;
 
 use crate::FieldError;
 use crate::limits::{
-    ACCOUNT_BYTES_MAX, CATEGORY_BYTES_MAX, COURSE_CODE_BYTES_MAX, EVENT_ID_BYTES_MAX,
-    SITE_ID_BYTES_MAX,
+    ACCOUNT_BYTES_MAX, CATEGORY_BYTES_MAX, COURSE_CODE_BYTES_MAX, EVENT_ID_BYTES_MAX, SITE_ID_BYTES_MAX,
 };
 
 fn check(
@@ -138,11 +137,9 @@ impl LearnerId {
     pub fn parse_as(value: impl Into<String>, field: &'static str) -> Result<Self, FieldError> {
         let value = value.into();
         let hex_part = value.strip_prefix(Self::PREFIX);
-        let ok = hex_part.is_some_and(|h| {
-            h.len() == 32
-                && h.bytes()
-                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        }) && value.bytes().all(learner_char);
+        let ok = hex_part
+            .is_some_and(|h| h.len() == 32 && h.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+            && value.bytes().all(learner_char);
         if ok {
             Ok(Self(value))
         } else {

@@ -23,10 +23,7 @@ pub struct Head {
 }
 
 impl Head {
-    pub const EMPTY: Head = Head {
-        seq: 0,
-        hash: GENESIS,
-    };
+    pub const EMPTY: Head = Head { seq: 0, hash: GENESIS };
 }
 
 /// The idempotency key of an event.
@@ -84,10 +81,7 @@ pub enum Outcome {
         credits: crate::amount::Credits,
     },
     /// Already in the ledger with different content in `field`: nothing written.
-    Conflict {
-        field: &'static str,
-        position: Position,
-    },
+    Conflict { field: &'static str, position: Position },
     /// Invalid in the ledger's current state: nothing written.
     Rejected(Rejection),
 }
@@ -148,11 +142,7 @@ impl Planner<'_> {
     fn resolve(&self, site: &SiteId, learner: &LearnerRef) -> Option<(LearnerId, u32)> {
         let id = match learner {
             LearnerRef::Id(id) => id.clone(),
-            LearnerRef::Account(acct) => self
-                .lookups
-                .accounts
-                .get(&(site.clone(), acct.clone()))?
-                .clone(),
+            LearnerRef::Account(acct) => self.lookups.accounts.get(&(site.clone(), acct.clone()))?.clone(),
         };
         let chain = *self.lookups.learner_chains.get(&id)?;
         Some((id, chain))
@@ -227,11 +217,7 @@ impl Planner<'_> {
             };
             return Err(reject("unknown_learner", field, what));
         };
-        let Some(terms) = self
-            .lookups
-            .courses
-            .get(&(event.site.clone(), c.course.clone()))
-        else {
+        let Some(terms) = self.lookups.courses.get(&(event.site.clone(), c.course.clone())) else {
             return Err(reject(
                 "unknown_course",
                 "course",
@@ -246,11 +232,7 @@ impl Planner<'_> {
             ));
         }
         if c.completed_at.0 > self.now.0.saturating_add(COMPLETED_AT_FUTURE_SKEW_MS) {
-            return Err(reject(
-                "completed_at_out_of_range",
-                "completed_at",
-                "is in the future",
-            ));
+            return Err(reject("completed_at_out_of_range", "completed_at", "is in the future"));
         }
         let (kind, credits) = match terms.assess(c.score, c.hours) {
             Ok(Assessment::Passed(credits)) => (EntryKind::Awarded, credits),
@@ -434,9 +416,7 @@ mod tests {
         ];
         let p = plan(&batch, NOW, &lookups());
         assert_eq!(p.entries.len(), 2);
-        assert!(
-            matches!(p.outcomes[0], Outcome::Accepted { credits, .. } if credits == Credits::from_cents(2_00))
-        );
+        assert!(matches!(p.outcomes[0], Outcome::Accepted { credits, .. } if credits == Credits::from_cents(2_00)));
         assert_eq!(
             p.outcomes[1],
             Outcome::Duplicate {

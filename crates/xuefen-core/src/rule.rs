@@ -11,10 +11,7 @@ pub enum CreditRule {
     /// Every passing completion earns the same credits.
     Fixed { credits: Credits },
     /// One credit per `hours_per_credit` learning hours, at most `cap`.
-    PerHours {
-        hours_per_credit: Hours,
-        cap: Credits,
-    },
+    PerHours { hours_per_credit: Hours, cap: Credits },
 }
 
 impl CreditRule {
@@ -24,12 +21,9 @@ impl CreditRule {
             CreditRule::Fixed { credits } if credits.cents() <= 0 => {
                 Err(FieldError::new("rule/credits", "must be greater than 0"))
             }
-            CreditRule::PerHours {
-                hours_per_credit, ..
-            } if hours_per_credit.cents() <= 0 => Err(FieldError::new(
-                "rule/hours_per_credit",
-                "must be greater than 0",
-            )),
+            CreditRule::PerHours { hours_per_credit, .. } if hours_per_credit.cents() <= 0 => {
+                Err(FieldError::new("rule/hours_per_credit", "must be greater than 0"))
+            }
             CreditRule::PerHours { cap, .. } if cap.cents() <= 0 => {
                 Err(FieldError::new("rule/cap", "must be greater than 0"))
             }
@@ -41,16 +35,9 @@ impl CreditRule {
     pub fn credits_for(self, hours: Option<Hours>) -> Result<Credits, FieldError> {
         match self {
             CreditRule::Fixed { credits } => Ok(credits),
-            CreditRule::PerHours {
-                hours_per_credit,
-                cap,
-            } => {
-                let hours = hours.ok_or_else(|| {
-                    FieldError::new(
-                        "hours",
-                        "this course credits by hours, so `hours` is required",
-                    )
-                })?;
+            CreditRule::PerHours { hours_per_credit, cap } => {
+                let hours = hours
+                    .ok_or_else(|| FieldError::new("hours", "this course credits by hours, so `hours` is required"))?;
                 // Both operands are hundredths: credits in hundredths are
                 // floor(hours * 100 / hours_per_credit). No overflow: hours are
                 // bounded by HOURS_MAX_CENTS, far below i64::MAX / 100.
@@ -83,18 +70,10 @@ pub enum Assessment {
 }
 
 impl CourseTerms {
-    pub fn assess(
-        &self,
-        score: Option<Score>,
-        hours: Option<Hours>,
-    ) -> Result<Assessment, FieldError> {
+    pub fn assess(&self, score: Option<Score>, hours: Option<Hours>) -> Result<Assessment, FieldError> {
         if let Some(mark) = self.pass_mark {
-            let score = score.ok_or_else(|| {
-                FieldError::new(
-                    "score",
-                    "this course has a pass mark, so `score` is required",
-                )
-            })?;
+            let score =
+                score.ok_or_else(|| FieldError::new("score", "this course has a pass mark, so `score` is required"))?;
             if score < mark {
                 return Ok(Assessment::NotPassed);
             }
@@ -130,10 +109,7 @@ mod tests {
             rule.credits_for(Some(Hours::from_cents(100_00))),
             Ok(Credits::from_cents(3_00))
         );
-        assert_eq!(
-            rule.credits_for(None).expect_err("needs hours").field,
-            "hours"
-        );
+        assert_eq!(rule.credits_for(None).expect_err("needs hours").field, "hours");
     }
 
     #[test]
@@ -154,10 +130,7 @@ mod tests {
             terms.assess(Some(Score::from_cents(60_00)), None),
             Ok(Assessment::Passed(Credits::from_cents(2_00)))
         );
-        assert_eq!(
-            terms.assess(None, None).expect_err("needs score").field,
-            "score"
-        );
+        assert_eq!(terms.assess(None, None).expect_err("needs score").field, "score");
     }
 
     proptest! {

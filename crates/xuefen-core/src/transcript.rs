@@ -46,24 +46,12 @@ pub fn summarise(entries: &[Entry]) -> (Vec<LineStatus>, Totals) {
         .map(|e| {
             let b = &e.body;
             add(&mut totals.total, b.credits);
+            add(totals.by_year.entry(b.occurred_at.year_cst()).or_default(), b.credits);
             add(
-                totals.by_year.entry(b.occurred_at.year_cst()).or_default(),
+                totals.by_category.entry(b.category.as_str().to_owned()).or_default(),
                 b.credits,
             );
-            add(
-                totals
-                    .by_category
-                    .entry(b.category.as_str().to_owned())
-                    .or_default(),
-                b.credits,
-            );
-            add(
-                totals
-                    .by_site
-                    .entry(b.site.as_str().to_owned())
-                    .or_default(),
-                b.credits,
-            );
+            add(totals.by_site.entry(b.site.as_str().to_owned()).or_default(), b.credits);
             match b.kind {
                 EntryKind::Reversal => LineStatus::Reversal,
                 _ if reversed.contains(&e.position) => LineStatus::Reversed,

@@ -32,18 +32,11 @@ pub struct VerifyError {
 
 fn describe(fault: &Fault) -> String {
     match fault {
-        Fault::HashMismatch => {
-            "stored hash does not match the entry's content (entry altered)".into()
-        }
-        Fault::BrokenLink => {
-            "prev_hash does not match the previous entry (entries altered, swapped or removed)"
-                .into()
-        }
+        Fault::HashMismatch => "stored hash does not match the entry's content (entry altered)".into(),
+        Fault::BrokenLink => "prev_hash does not match the previous entry (entries altered, swapped or removed)".into(),
         Fault::Gap { found } => format!("entry missing (next stored entry is at {found})"),
         Fault::HeadMismatch { head_seq } => {
-            format!(
-                "chain head records position {head_seq} with another hash (entries removed or altered at the end)"
-            )
+            format!("chain head records position {head_seq} with another hash (entries removed or altered at the end)")
         }
     }
 }
@@ -104,10 +97,7 @@ impl ChainVerifier {
         if head_seq != last || *head_hash != self.last_hash {
             let seq = head_seq.min(last + 1).max(1);
             return Err(VerifyError {
-                position: Position {
-                    chain: self.chain,
-                    seq,
-                },
+                position: Position { chain: self.chain, seq },
                 fault: Fault::HeadMismatch { head_seq },
             });
         }
@@ -156,9 +146,7 @@ mod tests {
     }
 
     fn head_of(entries: &[Entry]) -> (u64, [u8; 32]) {
-        entries
-            .last()
-            .map_or((0, GENESIS), |e| (e.position.seq, e.hash))
+        entries.last().map_or((0, GENESIS), |e| (e.position.seq, e.hash))
     }
 
     proptest! {

@@ -18,9 +18,7 @@
 
 use sha2::{Digest, Sha256};
 use xuefen_core::amount::{Credits, Hours, Score};
-use xuefen_core::entry::{
-    DOMAIN_TAG, Entry, EntryBody, EntryKind, FORMAT_VERSION, GENESIS, entry_hash,
-};
+use xuefen_core::entry::{DOMAIN_TAG, Entry, EntryBody, EntryKind, FORMAT_VERSION, GENESIS, entry_hash};
 use xuefen_core::event::{Millis, Reason};
 use xuefen_core::ids::{Category, CourseCode, EventId, LearnerId, Position, SiteId};
 use xuefen_core::verify::{ChainVerifier, Fault, VerifyError};
@@ -55,8 +53,7 @@ const FIELDS: [&str; 16] = [
 /// The award (seq 1) and its reversal (seq 2).
 fn example_bodies() -> [EntryBody; 2] {
     let site = SiteId::parse("hangzhou-xihu").expect("example site id");
-    let learner =
-        LearnerId::parse("lrn_3f9a2c417be04d5a8c16e2b7d90f4a61").expect("example learner id");
+    let learner = LearnerId::parse("lrn_3f9a2c417be04d5a8c16e2b7d90f4a61").expect("example learner id");
     let course = CourseCode::parse("PY-101").expect("example course code");
     let category = Category::parse("vocational").expect("example category");
     let award_event = EventId::parse("hzxh-2025-000123").expect("example award event id");
@@ -93,10 +90,7 @@ fn example_bodies() -> [EntryBody; 2] {
         score: None,
         hours: None,
         rule_version: award.rule_version,
-        refers_to: Some(Position {
-            chain: CHAIN,
-            seq: 1,
-        }),
+        refers_to: Some(Position { chain: CHAIN, seq: 1 }),
         target_event: Some(award_event),
         reason: Reason::parse("成绩录入错误", "reason").expect("example reason"),
     };
@@ -147,11 +141,7 @@ impl Field {
     }
 
     fn hex(&self) -> String {
-        self.parts
-            .iter()
-            .map(hex::encode)
-            .collect::<Vec<_>>()
-            .join(" ")
+        self.parts.iter().map(hex::encode).collect::<Vec<_>>().join(" ")
     }
 }
 
@@ -175,12 +165,7 @@ fn int64(name: &'static str, v: i64, note: String) -> Field {
 /// An optional value: `00` when absent, `01` then the value when present.
 fn optional(name: &'static str, value: Option<Field>) -> Field {
     match value {
-        None => Field::new(
-            name,
-            vec![vec![0x00]],
-            "none".to_owned(),
-            "absent".to_owned(),
-        ),
+        None => Field::new(name, vec![vec![0x00]], "none".to_owned(), "absent".to_owned()),
         Some(f) => {
             let mut parts = vec![vec![0x01]];
             parts.extend(f.parts);
@@ -257,9 +242,7 @@ fn fields(body: &EntryBody) -> Vec<Field> {
         ),
         optional(
             "target_event",
-            body.target_event
-                .as_ref()
-                .map(|e| string("target_event", e.as_str())),
+            body.target_event.as_ref().map(|e| string("target_event", e.as_str())),
         ),
         string("reason", body.reason.as_str()),
     ];
@@ -304,10 +287,7 @@ fn fenced_blocks(doc: &str) -> Vec<(String, String)> {
             (None, None) => {}
         }
     }
-    assert!(
-        open.is_none(),
-        "docs/ledger-format.md has an unterminated fenced block"
-    );
+    assert!(open.is_none(), "docs/ledger-format.md has an unterminated fenced block");
     blocks
 }
 
@@ -331,10 +311,7 @@ fn decode_hex(text: &str, what: &str) -> Vec<u8> {
 
 /// The bytes of the block ```` ```hex <name> ````.
 fn hex_block(doc: &str, name: &str) -> Vec<u8> {
-    decode_hex(
-        &block(doc, &format!("hex {name}")),
-        &format!("block `hex {name}`"),
-    )
+    decode_hex(&block(doc, &format!("hex {name}")), &format!("block `hex {name}`"))
 }
 
 /// The block ```` ```text fields seq=N ```` as (field name, bytes) per line.
@@ -349,10 +326,7 @@ fn fields_block(doc: &str, seq: u64) -> Vec<(String, Vec<u8>)> {
                 .unwrap_or_else(|| panic!("line `{line}` of block `{info}` has no `# field`"));
             let name = comment.split_whitespace().next().unwrap_or_default();
             let name = name.trim_end_matches([':', '=']).to_owned();
-            (
-                name,
-                decode_hex(bytes, &format!("line `{line}` of block `{info}`")),
-            )
+            (name, decode_hex(bytes, &format!("line `{line}` of block `{info}`")))
         })
         .collect()
 }
@@ -360,9 +334,7 @@ fn fields_block(doc: &str, seq: u64) -> Vec<(String, Vec<u8>)> {
 /// The hash given by the line `hash seq=N: <hex>`.
 fn doc_hash(doc: &str, seq: u64) -> [u8; 32] {
     let label = format!("hash seq={seq}:");
-    let mut found = doc
-        .lines()
-        .filter_map(|l| l.trim().strip_prefix(label.as_str()));
+    let mut found = doc.lines().filter_map(|l| l.trim().strip_prefix(label.as_str()));
     let value = found
         .next()
         .unwrap_or_else(|| panic!("docs/ledger-format.md has no line `{label} <hex>`"));
@@ -405,8 +377,7 @@ fn doc_entries(doc: &str) -> Vec<Entry> {
     let mut entries = Vec::new();
     for seq in 1..=2 {
         let bytes = hex_block(doc, &format!("canonical seq={seq}"));
-        let body = EntryBody::decode(&bytes)
-            .unwrap_or_else(|e| panic!("canonical seq={seq} does not decode: {e}"));
+        let body = EntryBody::decode(&bytes).unwrap_or_else(|e| panic!("canonical seq={seq} does not decode: {e}"));
         let hash = doc_hash(doc, seq);
         entries.push(Entry {
             position: Position { chain: CHAIN, seq },
@@ -444,22 +415,14 @@ fn the_documented_bytes_are_what_the_encoder_writes() {
             "canonical seq={seq} in the document differs from EntryBody::encode"
         );
         let length = format!("Canonical bytes ({} bytes", expected.len());
-        assert_eq!(
-            doc.matches(&length).count(),
-            1,
-            "the document states `{length}` once"
-        );
+        assert_eq!(doc.matches(&length).count(), 1, "the document states `{length}` once");
     }
 }
 
 #[test]
 fn the_documented_hashes_are_what_the_chain_rule_gives() {
     let doc = doc();
-    assert_eq!(
-        hex_block(&doc, "domain-tag"),
-        DOMAIN_TAG,
-        "documented DOMAIN_TAG"
-    );
+    assert_eq!(hex_block(&doc, "domain-tag"), DOMAIN_TAG, "documented DOMAIN_TAG");
     for entry in example() {
         let seq = entry.position.seq;
         assert_eq!(
@@ -513,10 +476,7 @@ fn the_documented_bytes_decode_to_the_example() {
     let documented = doc_entries(&doc);
     assert_eq!(documented, expected);
     for entry in &documented {
-        assert_eq!(
-            EntryBody::decode(&entry.body.encode()).as_ref(),
-            Ok(&entry.body)
-        );
+        assert_eq!(EntryBody::decode(&entry.body.encode()).as_ref(), Ok(&entry.body));
     }
 }
 
@@ -527,24 +487,13 @@ fn the_documented_field_breakdown_matches_an_independent_encoder() {
         let seq = entry.position.seq;
         let independent = fields(&entry.body);
         let joined: Vec<u8> = independent.iter().flat_map(Field::bytes).collect();
-        assert_eq!(
-            hex::encode(&joined),
-            hex::encode(entry.body.encode()),
-            "seq={seq}"
-        );
+        assert_eq!(hex::encode(&joined), hex::encode(entry.body.encode()), "seq={seq}");
         let documented = fields_block(&doc, seq);
         let documented_names: Vec<&str> = documented.iter().map(|f| f.0.as_str()).collect();
-        assert_eq!(
-            documented_names, FIELDS,
-            "field names of `text fields seq={seq}`"
-        );
+        assert_eq!(documented_names, FIELDS, "field names of `text fields seq={seq}`");
         for ((name, bytes), expected) in documented.iter().zip(&independent) {
             let expected = expected.bytes();
-            assert_eq!(
-                hex::encode(bytes),
-                hex::encode(expected),
-                "field {name} of seq={seq}"
-            );
+            assert_eq!(hex::encode(bytes), hex::encode(expected), "field {name} of seq={seq}");
         }
     }
 }
@@ -554,22 +503,14 @@ fn the_documented_field_values_are_the_example() {
     let doc = doc();
     let [award, reversal] = example_bodies();
     let (award, reversal) = (fields(&award), fields(&reversal));
-    let mut expected = vec![vec![
-        "position".to_owned(),
-        format!("{CHAIN}:1"),
-        format!("{CHAIN}:2"),
-    ]];
+    let mut expected = vec![vec!["position".to_owned(), format!("{CHAIN}:1"), format!("{CHAIN}:2")]];
     expected.extend(
         award
             .into_iter()
             .zip(reversal)
             .map(|(one, two)| vec![one.name.to_owned(), one.value, two.value]),
     );
-    assert_eq!(
-        value_table(&doc),
-        expected,
-        "the table under `### Field values`"
-    );
+    assert_eq!(value_table(&doc), expected, "the table under `### Field values`");
 }
 
 #[test]
@@ -599,10 +540,7 @@ fn a_chain_verifier_names_tampering_with_the_documented_chain() {
 
     let removed_last = &entries[..1];
     let err = verify(removed_last, 2, &head).expect_err("last entry removed");
-    assert_eq!(
-        (err.position, err.fault),
-        (at(2), Fault::HeadMismatch { head_seq: 2 })
-    );
+    assert_eq!((err.position, err.fault), (at(2), Fault::HeadMismatch { head_seq: 2 }));
 
     let mut swapped = vec![entries[1].clone(), entries[0].clone()];
     swapped[0].position = at(1);
@@ -618,14 +556,8 @@ fn fragments() {
     println!("### Field values\n");
     println!("| Field | seq 1 (award) | seq 2 (reversal) |");
     println!("|---|---|---|");
-    println!(
-        "| `position` | `{}` | `{}` |",
-        entries[0].position, entries[1].position
-    );
-    for (one, two) in fields(&entries[0].body)
-        .into_iter()
-        .zip(fields(&entries[1].body))
-    {
+    println!("| `position` | `{}` | `{}` |", entries[0].position, entries[1].position);
+    for (one, two) in fields(&entries[0].body).into_iter().zip(fields(&entries[1].body)) {
         let cell = |f: &Field| format!("`{}` ({})", f.value, f.note);
         println!("| `{}` | {} | {} |", one.name, cell(&one), cell(&two));
     }

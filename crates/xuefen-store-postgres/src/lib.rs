@@ -20,14 +20,10 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{PgPool, Postgres, Row, Transaction};
 use xuefen_core::entry::Entry;
 use xuefen_core::event::{Event, EventBody, LearnerRef, Millis};
-use xuefen_core::ids::{
-    CourseCode, EventId, LearnerId, LocalAccount, RegionCode, SiteId, SiteLevel, SiteStatus,
-};
+use xuefen_core::ids::{CourseCode, EventId, LearnerId, LocalAccount, RegionCode, SiteId, SiteLevel, SiteStatus};
 use xuefen_core::plan::{self, Head, Key, Lookups, Outcome};
 use xuefen_store::records::{CourseRecord, EntryColumns, EntryRecord};
-use xuefen_store::{
-    Course, KeyRecord, NewKey, NewLearner, Principal, Result, Site, Store, StoreError, Written,
-};
+use xuefen_store::{Course, KeyRecord, NewKey, NewLearner, Principal, Result, Site, Store, StoreError, Written};
 
 /// Migrations embedded from `migrations/postgres`.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
@@ -49,9 +45,7 @@ fn db(e: sqlx::Error) -> StoreError {
 /// Whether a failed ingest transaction should simply be run again.
 fn retryable(e: &sqlx::Error) -> bool {
     match e {
-        sqlx::Error::Database(d) => {
-            matches!(d.code().as_deref(), Some("40001" | "40P01")) || d.is_unique_violation()
-        }
+        sqlx::Error::Database(d) => matches!(d.code().as_deref(), Some("40001" | "40P01")) || d.is_unique_violation(),
         _ => false,
     }
 }
@@ -105,11 +99,7 @@ impl PgStore {
         &self.pool
     }
 
-    async fn ingest_once(
-        &self,
-        events: &[Event],
-        now: Millis,
-    ) -> std::result::Result<Vec<Outcome>, sqlx::Error> {
+    async fn ingest_once(&self, events: &[Event], now: Millis) -> std::result::Result<Vec<Outcome>, IngestError> {
         let mut tx = self.pool.begin().await?;
         let mut lookups = Lookups::default();
         self.lookup_learners(&mut tx, events, &mut lookups).await?;
@@ -121,6 +111,12 @@ impl PgStore {
         let mut chains: BTreeSet<u32> = lookups.chains();
         chains.extend(target_chains);
         lock_heads(&mut tx, &chains, &mut lookups).await?;
+        if let Some(missing) = chains.iter().find(|c| !lookups.heads.contains_key(c)) {
+            return Err(IngestError::Corrupt(StoreError::Corrupt {
+                at: format!("chain head {missing}"),
+                detail: "a learner's chain has no head row".into(),
+            }));
+        }
         // Read under the locks: the state of every touched chain is settled.
         for e in entries_by_keys(&mut tx, &keys).await? {
             lookups
@@ -136,7 +132,7 @@ impl PgStore {
                 // keys meanwhile (a conflicting event for another learner):
                 // run again and let the planner see it.
                 tx.rollback().await?;
-                return Err(sqlx::Error::Protocol("idempotency race; retry".into()));
+                return Err(IngestError::Race);
             }
             update_heads(&mut tx, &planned.heads).await?;
         }
@@ -177,8 +173,7 @@ impl PgStore {
             .fetch_all(&mut **tx)
             .await?;
             for row in rows {
-                let (site, acct, learner): (String, String, String) =
-                    (row.get(0), row.get(1), row.get(2));
+                let (site, acct, learner): (String, String, String) = (row.get(0), row.get(1), row.get(2));
                 if let (Ok(site), Ok(acct), Ok(learner)) = (
                     SiteId::parse(site),
                     LocalAccount::parse(acct),
@@ -206,11 +201,23 @@ impl PgStore {
     }
 }
 
+/// Why one ingest attempt failed.
+#[derive(Debug)]
+enum IngestError {
+    /// Another transaction committed one of the batch's keys meanwhile.
+    Race,
+    Corrupt(StoreError),
+    Sql(sqlx::Error),
+}
+
+impl From<sqlx::Error> for IngestError {
+    fn from(e: sqlx::Error) -> Self {
+        Self::Sql(e)
+    }
+}
+
 fn batch_keys(events: &[Event]) -> Vec<Key> {
-    let mut keys: Vec<Key> = events
-        .iter()
-        .map(|e| (e.site.clone(), e.id.clone()))
-        .collect();
+    let mut keys: Vec<Key> = events.iter().map(|e| (e.site.clone(), e.id.clone())).collect();
     for e in events {
         if let EventBody::Revocation(r) = &e.body {
             keys.push((e.site.clone(), r.target.clone()));
@@ -225,9 +232,7 @@ fn revocation_targets(events: &[Event]) -> (Vec<String>, Vec<String>) {
     events
         .iter()
         .filter_map(|e| match &e.body {
-            EventBody::Revocation(r) => {
-                Some((e.site.as_str().to_owned(), r.target.as_str().to_owned()))
-            }
+            EventBody::Revocation(r) => Some((e.site.as_str().to_owned(), r.target.as_str().to_owned())),
             EventBody::Completion(_) => None,
         })
         .unzip()
@@ -241,9 +246,7 @@ async fn lookup_courses(
     let mut wanted: Vec<(String, String)> = events
         .iter()
         .filter_map(|e| match &e.body {
-            EventBody::Completion(c) => {
-                Some((e.site.as_str().to_owned(), c.course.as_str().to_owned()))
-            }
+            EventBody::Completion(c) => Some((e.site.as_str().to_owned(), c.course.as_str().to_owned())),
             EventBody::Revocation(_) => None,
         })
         .collect();
@@ -294,10 +297,7 @@ async fn target_chains(
     .bind(&targets)
     .fetch_all(&mut **tx)
     .await?;
-    Ok(chains
-        .into_iter()
-        .filter_map(|c| u32::try_from(c).ok())
-        .collect())
+    Ok(chains.into_iter().filter_map(|c| u32::try_from(c).ok()).collect())
 }
 
 async fn lock_heads(
@@ -308,10 +308,7 @@ async fn lock_heads(
     if chains.is_empty() {
         return Ok(());
     }
-    let ids: Vec<i32> = chains
-        .iter()
-        .filter_map(|c| i32::try_from(*c).ok())
-        .collect();
+    let ids: Vec<i32> = chains.iter().filter_map(|c| i32::try_from(*c).ok()).collect();
     let rows = sqlx::query(
         "select chain_id, seq, hash from chain_heads where chain_id = any($1) order by chain_id for update",
     )
@@ -321,8 +318,7 @@ async fn lock_heads(
     for row in rows {
         let (chain, seq, hash): (i32, i64, Vec<u8>) = (row.get(0), row.get(1), row.get(2));
         let head = Head {
-            seq: u64::try_from(seq)
-                .map_err(|_| sqlx::Error::Protocol("negative head seq".into()))?,
+            seq: u64::try_from(seq).map_err(|_| sqlx::Error::Protocol("negative head seq".into()))?,
             hash: hash
                 .try_into()
                 .map_err(|_| sqlx::Error::Protocol("head hash is not 32 bytes".into()))?,
@@ -388,8 +384,7 @@ async fn entries_by_keys(
     tx: &mut Transaction<'_, Postgres>,
     keys: &[Key],
 ) -> std::result::Result<Vec<Entry>, sqlx::Error> {
-    let (sites, ids): (Vec<&str>, Vec<&str>) =
-        keys.iter().map(|(s, e)| (s.as_str(), e.as_str())).unzip();
+    let (sites, ids): (Vec<&str>, Vec<&str>) = keys.iter().map(|(s, e)| (s.as_str(), e.as_str())).unzip();
     let rows = sqlx::query(concat!(
         "select ",
         entry_columns!(),
@@ -464,7 +459,12 @@ async fn insert_entries(
     .bind(&c.score_cents)
     .bind(&c.hours_cents)
     .bind(c.rule_version.iter().map(|v| *v as i32).collect::<Vec<i32>>())
-    .bind(c.refers_chain.iter().map(|v| v.map(|x| x as i32)).collect::<Vec<Option<i32>>>())
+    .bind(
+        c.refers_chain
+            .iter()
+            .map(|v| v.map(|x| x as i32))
+            .collect::<Vec<Option<i32>>>(),
+    )
     .bind(&c.refers_seq)
     .bind(&c.target_event)
     .bind(&c.reason)
@@ -511,11 +511,10 @@ fn site_from_row(row: &PgRow) -> Result<Site> {
 #[async_trait]
 impl Store for PgStore {
     async fn ready(&self) -> Result<()> {
-        let applied: Option<i64> =
-            sqlx::query_scalar("select max(version) from _sqlx_migrations where success")
-                .fetch_one(&self.pool)
-                .await
-                .map_err(db)?;
+        let applied: Option<i64> = sqlx::query_scalar("select max(version) from _sqlx_migrations where success")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db)?;
         let latest = MIGRATOR.iter().map(|m| m.version).max();
         if applied != latest {
             return Err(StoreError::Conflict(format!(
@@ -526,52 +525,44 @@ impl Store for PgStore {
     }
 
     async fn create_site(&self, site: &Site) -> Result<()> {
-        sqlx::query(
-            "insert into sites (id, name, level, region_code, status) values ($1, $2, $3, $4, $5)",
-        )
-        .bind(site.id.as_str())
-        .bind(&site.name)
-        .bind(site.level.as_str())
-        .bind(site.region_code.as_str())
-        .bind(site.status.as_str())
-        .execute(&self.pool)
-        .await
-        .map_err(db)?;
+        sqlx::query("insert into sites (id, name, level, region_code, status) values ($1, $2, $3, $4, $5)")
+            .bind(site.id.as_str())
+            .bind(&site.name)
+            .bind(site.level.as_str())
+            .bind(site.region_code.as_str())
+            .bind(site.status.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
         Ok(())
     }
 
     async fn site(&self, id: &SiteId) -> Result<Option<Site>> {
-        let row =
-            sqlx::query("select id, name, level, region_code, status from sites where id = $1")
-                .bind(id.as_str())
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(db)?;
+        let row = sqlx::query("select id, name, level, region_code, status from sites where id = $1")
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
         row.as_ref().map(site_from_row).transpose()
     }
 
     async fn sites(&self) -> Result<Vec<Site>> {
-        let rows =
-            sqlx::query("select id, name, level, region_code, status from sites order by id")
-                .fetch_all(&self.pool)
-                .await
-                .map_err(db)?;
+        let rows = sqlx::query("select id, name, level, region_code, status from sites order by id")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
         rows.iter().map(site_from_row).collect()
     }
 
     async fn set_site_status(&self, id: &SiteId, status: SiteStatus) -> Result<Site> {
-        let row = sqlx::query(
-            "update sites set status = $2 where id = $1 returning id, name, level, region_code, status",
-        )
-        .bind(id.as_str())
-        .bind(status.as_str())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db)?;
-        row.as_ref()
-            .map(site_from_row)
-            .transpose()?
-            .ok_or(StoreError::NotFound)
+        let row =
+            sqlx::query("update sites set status = $2 where id = $1 returning id, name, level, region_code, status")
+                .bind(id.as_str())
+                .bind(status.as_str())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db)?;
+        row.as_ref().map(site_from_row).transpose()?.ok_or(StoreError::NotFound)
     }
 
     async fn create_key(&self, key: &NewKey) -> Result<()> {
@@ -579,27 +570,23 @@ impl Store for PgStore {
             Principal::Admin => ("admin", None),
             Principal::Site(s) => ("site", Some(s.as_str())),
         };
-        sqlx::query(
-            "insert into api_keys (id, role, site_id, secret_hash) values ($1, $2, $3, $4)",
-        )
-        .bind(&key.id)
-        .bind(role)
-        .bind(site)
-        .bind(&key.secret_hash[..])
-        .execute(&self.pool)
-        .await
-        .map_err(db)?;
+        sqlx::query("insert into api_keys (id, role, site_id, secret_hash) values ($1, $2, $3, $4)")
+            .bind(&key.id)
+            .bind(role)
+            .bind(site)
+            .bind(&key.secret_hash[..])
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
         Ok(())
     }
 
     async fn revoke_key(&self, id: &str) -> Result<()> {
-        let done = sqlx::query(
-            "update api_keys set revoked_at = coalesce(revoked_at, now()) where id = $1",
-        )
-        .bind(id)
-        .execute(&self.pool)
-        .await
-        .map_err(db)?;
+        let done = sqlx::query("update api_keys set revoked_at = coalesce(revoked_at, now()) where id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound);
         }
@@ -624,9 +611,7 @@ impl Store for PgStore {
         };
         let principal = match (row.get::<&str, _>(1), row.get::<Option<String>, _>(2)) {
             ("admin", _) => Principal::Admin,
-            ("site", Some(site)) => {
-                Principal::Site(SiteId::parse(site).map_err(|e| corrupt(e.to_string()))?)
-            }
+            ("site", Some(site)) => Principal::Site(SiteId::parse(site).map_err(|e| corrupt(e.to_string()))?),
             (role, _) => return Err(corrupt(format!("role {role}"))),
         };
         let site_status = row
@@ -681,12 +666,7 @@ impl Store for PgStore {
         Ok((id, Written::Existing))
     }
 
-    async fn link_account(
-        &self,
-        site: &SiteId,
-        account: &LocalAccount,
-        learner: &LearnerId,
-    ) -> Result<Written> {
+    async fn link_account(&self, site: &SiteId, account: &LocalAccount, learner: &LearnerId) -> Result<Written> {
         let inserted = sqlx::query(
             "insert into learner_accounts (site_id, local_account, learner_id) values ($1, $2, $3)
              on conflict (site_id, local_account) do nothing",
@@ -700,20 +680,17 @@ impl Store for PgStore {
         if inserted.rows_affected() == 1 {
             return Ok(Written::Created);
         }
-        let linked: String = sqlx::query_scalar(
-            "select learner_id from learner_accounts where site_id = $1 and local_account = $2",
-        )
-        .bind(site.as_str())
-        .bind(account.as_str())
-        .fetch_one(&self.pool)
-        .await
-        .map_err(db)?;
+        let linked: String =
+            sqlx::query_scalar("select learner_id from learner_accounts where site_id = $1 and local_account = $2")
+                .bind(site.as_str())
+                .bind(account.as_str())
+                .fetch_one(&self.pool)
+                .await
+                .map_err(db)?;
         if linked == learner.as_str() {
             Ok(Written::Existing)
         } else {
-            Err(StoreError::Conflict(
-                "the account is linked to another learner".into(),
-            ))
+            Err(StoreError::Conflict("the account is linked to another learner".into()))
         }
     }
 
@@ -749,10 +726,7 @@ impl Store for PgStore {
         .fetch_optional(&mut *tx)
         .await
         .map_err(db)?;
-        let existing = row
-            .as_ref()
-            .map(|r| Course::try_from(course_record(r)))
-            .transpose()?;
+        let existing = row.as_ref().map(|r| Course::try_from(course_record(r))).transpose()?;
         let (version, written) = match &existing {
             None => (1, Written::Created),
             Some(old) if old.terms_differ(course) => (old.rule_version + 1, Written::Existing),
@@ -801,25 +775,26 @@ impl Store for PgStore {
         .fetch_optional(&self.pool)
         .await
         .map_err(db)?;
-        row.as_ref()
-            .map(|r| Course::try_from(course_record(r)))
-            .transpose()
+        row.as_ref().map(|r| Course::try_from(course_record(r))).transpose()
     }
 
     async fn ingest(&self, events: &[Event], now: Millis) -> Result<Vec<Outcome>> {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match self.ingest_once(events, now).await {
+            let retry = match self.ingest_once(events, now).await {
                 Ok(outcomes) => return Ok(outcomes),
-                Err(e)
-                    if attempt < INGEST_ATTEMPTS_MAX
-                        && (retryable(&e) || matches!(e, sqlx::Error::Protocol(_))) =>
-                {
-                    tracing::debug!(attempt, error = %e, "ingest transaction lost a race; retrying");
-                }
-                Err(e) => return Err(db(e)),
+                Err(IngestError::Race) => "idempotency key committed by another transaction",
+                Err(IngestError::Sql(e)) if retryable(&e) => "deadlock or serialization failure",
+                Err(IngestError::Sql(e)) => return Err(db(e)),
+                Err(IngestError::Corrupt(e)) => return Err(e),
+            };
+            if attempt >= INGEST_ATTEMPTS_MAX {
+                return Err(StoreError::Database(
+                    format!("ingest gave up after {attempt} attempts: {retry}").into(),
+                ));
             }
+            tracing::debug!(attempt, reason = retry, "ingest transaction lost a race; retrying");
         }
     }
 
@@ -847,9 +822,7 @@ impl Store for PgStore {
         .fetch_all(&self.pool)
         .await
         .map_err(db)?;
-        rows.into_iter()
-            .map(|r| Entry::try_from(entry_record(&r)))
-            .collect()
+        rows.into_iter().map(|r| Entry::try_from(entry_record(&r))).collect()
     }
 
     async fn heads(&self) -> Result<Vec<(u32, Head)>> {
@@ -868,9 +841,7 @@ impl Store for PgStore {
                     u32::try_from(chain).map_err(|_| corrupt("negative chain"))?,
                     Head {
                         seq: u64::try_from(seq).map_err(|_| corrupt("negative seq"))?,
-                        hash: hash
-                            .try_into()
-                            .map_err(|_| corrupt("hash is not 32 bytes"))?,
+                        hash: hash.try_into().map_err(|_| corrupt("hash is not 32 bytes"))?,
                     },
                 ))
             })

@@ -36,20 +36,15 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures::stream::{BoxStream, StreamExt, TryStreamExt};
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
 use sqlx::{Row, SqlitePool};
 use xuefen_core::entry::Entry;
 use xuefen_core::event::{Event, EventBody, LearnerRef, Millis};
-use xuefen_core::ids::{
-    CourseCode, EventId, LearnerId, LocalAccount, RegionCode, SiteId, SiteLevel, SiteStatus,
-};
+use xuefen_core::ids::{CourseCode, EventId, LearnerId, LocalAccount, RegionCode, SiteId, SiteLevel, SiteStatus};
 use xuefen_core::plan::{self, Head, Key, Lookups, Outcome};
 use xuefen_store::records::{CourseRecord, EntryRecord};
-use xuefen_store::{
-    Course, KeyRecord, NewKey, NewLearner, Principal, Result, Site, Store, StoreError, Written,
-};
+use xuefen_store::{Course, KeyRecord, NewKey, NewLearner, Principal, Result, Site, Store, StoreError, Written};
 
 /// Migrations embedded from `migrations/sqlite`.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
@@ -93,10 +88,7 @@ fn db(e: sqlx::Error) -> StoreError {
         sqlx::Error::Database(d) if d.is_unique_violation() => {
             // SQLite does not report the constraint's name; its message names
             // the columns (`UNIQUE constraint failed: sites.id`).
-            StoreError::Conflict(
-                d.constraint()
-                    .map_or_else(|| d.message().to_owned(), str::to_owned),
-            )
+            StoreError::Conflict(d.constraint().map_or_else(|| d.message().to_owned(), str::to_owned))
         }
         sqlx::Error::RowNotFound => StoreError::NotFound,
         _ => StoreError::Database(Box::new(e)),
@@ -185,10 +177,7 @@ fn placeholders(n: usize) -> String {
 const REUSE_DYNAMIC_STATEMENTS: bool = false;
 
 fn batch_keys(events: &[Event]) -> Vec<Key> {
-    let mut keys: Vec<Key> = events
-        .iter()
-        .map(|e| (e.site.clone(), e.id.clone()))
-        .collect();
+    let mut keys: Vec<Key> = events.iter().map(|e| (e.site.clone(), e.id.clone())).collect();
     for e in events {
         if let EventBody::Revocation(r) = &e.body {
             keys.push((e.site.clone(), r.target.clone()));
@@ -203,9 +192,7 @@ fn revocation_targets(events: &[Event]) -> Vec<(String, String)> {
     let mut targets: Vec<(String, String)> = events
         .iter()
         .filter_map(|e| match &e.body {
-            EventBody::Revocation(r) => {
-                Some((e.site.as_str().to_owned(), r.target.as_str().to_owned()))
-            }
+            EventBody::Revocation(r) => Some((e.site.as_str().to_owned(), r.target.as_str().to_owned())),
             EventBody::Completion(_) => None,
         })
         .collect();
@@ -216,11 +203,7 @@ fn revocation_targets(events: &[Event]) -> Vec<(String, String)> {
 
 /// Plans and writes one batch inside the caller's `BEGIN IMMEDIATE`
 /// transaction.
-async fn ingest_locked(
-    conn: &mut SqliteConnection,
-    events: &[Event],
-    now: Millis,
-) -> Result<Vec<Outcome>> {
+async fn ingest_locked(conn: &mut SqliteConnection, events: &[Event], now: Millis) -> Result<Vec<Outcome>> {
     let mut lookups = Lookups::default();
     lookup_learners(conn, events, &mut lookups).await?;
     lookup_courses(conn, events, &mut lookups).await?;
@@ -240,11 +223,7 @@ async fn ingest_locked(
     Ok(planned.outcomes)
 }
 
-async fn lookup_learners(
-    conn: &mut SqliteConnection,
-    events: &[Event],
-    lookups: &mut Lookups,
-) -> Result<()> {
+async fn lookup_learners(conn: &mut SqliteConnection, events: &[Event], lookups: &mut Lookups) -> Result<()> {
     let mut ids: BTreeSet<String> = BTreeSet::new();
     let mut accounts: BTreeSet<(&str, &str)> = BTreeSet::new();
     for e in events {
@@ -302,8 +281,7 @@ async fn lookup_learners(
             q = q.bind(id.as_str());
         }
         for row in q.fetch_all(&mut *conn).await.map_err(db)? {
-            let (Ok(id), Ok(chain)) = (row.try_get::<String, _>(0), row.try_get::<i64, _>(1))
-            else {
+            let (Ok(id), Ok(chain)) = (row.try_get::<String, _>(0), row.try_get::<i64, _>(1)) else {
                 continue;
             };
             if let (Ok(id), Ok(chain)) = (LearnerId::parse(id), u32::try_from(chain)) {
@@ -314,11 +292,7 @@ async fn lookup_learners(
     Ok(())
 }
 
-async fn lookup_courses(
-    conn: &mut SqliteConnection,
-    events: &[Event],
-    lookups: &mut Lookups,
-) -> Result<()> {
+async fn lookup_courses(conn: &mut SqliteConnection, events: &[Event], lookups: &mut Lookups) -> Result<()> {
     let mut wanted: Vec<(&str, &str)> = events
         .iter()
         .filter_map(|e| match &e.body {
@@ -395,8 +369,7 @@ async fn reversed_targets(conn: &mut SqliteConnection, events: &[Event]) -> Resu
             q = q.bind(site.as_str()).bind(target.as_str());
         }
         for row in q.fetch_all(&mut *conn).await.map_err(db)? {
-            let (Ok(site), Ok(event)) = (row.try_get::<String, _>(0), row.try_get::<String, _>(1))
-            else {
+            let (Ok(site), Ok(event)) = (row.try_get::<String, _>(0), row.try_get::<String, _>(1)) else {
                 continue;
             };
             if let (Ok(site), Ok(event)) = (SiteId::parse(site), EventId::parse(event)) {
@@ -419,19 +392,14 @@ fn head_from_row(row: &SqliteRow) -> Result<(u32, Head)> {
         u32::try_from(chain).map_err(|_| corrupt("chain out of range"))?,
         Head {
             seq: u64::try_from(seq).map_err(|_| corrupt("negative seq"))?,
-            hash: hash
-                .try_into()
-                .map_err(|_| corrupt("hash is not 32 bytes"))?,
+            hash: hash.try_into().map_err(|_| corrupt("hash is not 32 bytes"))?,
         },
     ))
 }
 
 /// The heads of `chains`. Every chain must have one: the planner would take
 /// a missing head for an empty chain.
-async fn heads_of(
-    conn: &mut SqliteConnection,
-    chains: &BTreeSet<u32>,
-) -> Result<HashMap<u32, Head>> {
+async fn heads_of(conn: &mut SqliteConnection, chains: &BTreeSet<u32>) -> Result<HashMap<u32, Head>> {
     let mut heads = HashMap::new();
     let ids: Vec<u32> = chains.iter().copied().collect();
     for chunk in ids.chunks(PARAMS_PER_STATEMENT_MAX) {
@@ -514,20 +482,13 @@ async fn update_heads(conn: &mut SqliteConnection, heads: &BTreeMap<u32, Head>) 
     );
     let mut q = sqlx::query(&sql).persistent(REUSE_DYNAMIC_STATEMENTS);
     for (chain, head) in heads {
-        q = q
-            .bind(i64::from(*chain))
-            .bind(head.seq as i64)
-            .bind(head.hash.to_vec());
+        q = q.bind(i64::from(*chain)).bind(head.seq as i64).bind(head.hash.to_vec());
     }
     let done = q.execute(&mut *conn).await.map_err(db)?;
     if done.rows_affected() != heads.len() as u64 {
         return Err(StoreError::Corrupt {
             at: "chain_heads".into(),
-            detail: format!(
-                "{} of {} chain heads updated",
-                done.rows_affected(),
-                heads.len()
-            ),
+            detail: format!("{} of {} chain heads updated", done.rows_affected(), heads.len()),
         });
     }
     Ok(())
@@ -598,8 +559,7 @@ fn site_from_row(row: &SqliteRow) -> Result<Site> {
         id: SiteId::parse(id.clone()).map_err(corrupt)?,
         name: row.try_get(1).map_err(read)?,
         level: SiteLevel::parse(row.try_get::<&str, _>(2).map_err(read)?).map_err(corrupt)?,
-        region_code: RegionCode::parse(row.try_get::<String, _>(3).map_err(read)?)
-            .map_err(corrupt)?,
+        region_code: RegionCode::parse(row.try_get::<String, _>(3).map_err(read)?).map_err(corrupt)?,
         status: SiteStatus::parse(row.try_get::<&str, _>(4).map_err(read)?).map_err(corrupt)?,
     })
 }
@@ -607,11 +567,10 @@ fn site_from_row(row: &SqliteRow) -> Result<Site> {
 #[async_trait]
 impl Store for SqliteStore {
     async fn ready(&self) -> Result<()> {
-        let applied: Option<i64> =
-            sqlx::query_scalar("select max(version) from _sqlx_migrations where success")
-                .fetch_one(&self.pool)
-                .await
-                .map_err(db)?;
+        let applied: Option<i64> = sqlx::query_scalar("select max(version) from _sqlx_migrations where success")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db)?;
         let latest = MIGRATOR.iter().map(|m| m.version).max();
         if applied != latest {
             return Err(StoreError::Conflict(format!(
@@ -622,36 +581,32 @@ impl Store for SqliteStore {
     }
 
     async fn create_site(&self, site: &Site) -> Result<()> {
-        sqlx::query(
-            "insert into sites (id, name, level, region_code, status) values (?1, ?2, ?3, ?4, ?5)",
-        )
-        .bind(site.id.as_str())
-        .bind(&site.name)
-        .bind(site.level.as_str())
-        .bind(site.region_code.as_str())
-        .bind(site.status.as_str())
-        .execute(&self.pool)
-        .await
-        .map_err(db)?;
+        sqlx::query("insert into sites (id, name, level, region_code, status) values (?1, ?2, ?3, ?4, ?5)")
+            .bind(site.id.as_str())
+            .bind(&site.name)
+            .bind(site.level.as_str())
+            .bind(site.region_code.as_str())
+            .bind(site.status.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
         Ok(())
     }
 
     async fn site(&self, id: &SiteId) -> Result<Option<Site>> {
-        let row =
-            sqlx::query("select id, name, level, region_code, status from sites where id = ?1")
-                .bind(id.as_str())
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(db)?;
+        let row = sqlx::query("select id, name, level, region_code, status from sites where id = ?1")
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
         row.as_ref().map(site_from_row).transpose()
     }
 
     async fn sites(&self) -> Result<Vec<Site>> {
-        let rows =
-            sqlx::query("select id, name, level, region_code, status from sites order by id")
-                .fetch_all(&self.pool)
-                .await
-                .map_err(db)?;
+        let rows = sqlx::query("select id, name, level, region_code, status from sites order by id")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
         rows.iter().map(site_from_row).collect()
     }
 
@@ -665,10 +620,7 @@ impl Store for SqliteStore {
         .fetch_optional(&self.pool)
         .await
         .map_err(db)?;
-        row.as_ref()
-            .map(site_from_row)
-            .transpose()?
-            .ok_or(StoreError::NotFound)
+        row.as_ref().map(site_from_row).transpose()?.ok_or(StoreError::NotFound)
     }
 
     async fn create_key(&self, key: &NewKey) -> Result<()> {
@@ -676,16 +628,14 @@ impl Store for SqliteStore {
             Principal::Admin => ("admin", None),
             Principal::Site(s) => ("site", Some(s.as_str())),
         };
-        sqlx::query(
-            "insert into api_keys (id, role, site_id, secret_hash) values (?1, ?2, ?3, ?4)",
-        )
-        .bind(&key.id)
-        .bind(role)
-        .bind(site)
-        .bind(&key.secret_hash[..])
-        .execute(&self.pool)
-        .await
-        .map_err(db)?;
+        sqlx::query("insert into api_keys (id, role, site_id, secret_hash) values (?1, ?2, ?3, ?4)")
+            .bind(&key.id)
+            .bind(role)
+            .bind(site)
+            .bind(&key.secret_hash[..])
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
         Ok(())
     }
 
@@ -726,9 +676,7 @@ impl Store for SqliteStore {
         let site: Option<String> = row.try_get(2).map_err(read)?;
         let principal = match (role, site) {
             ("admin", _) => Principal::Admin,
-            ("site", Some(site)) => {
-                Principal::Site(SiteId::parse(site).map_err(|e| corrupt(e.to_string()))?)
-            }
+            ("site", Some(site)) => Principal::Site(SiteId::parse(site).map_err(|e| corrupt(e.to_string()))?),
             (role, _) => return Err(corrupt(format!("role {role}"))),
         };
         let site_status = row
@@ -784,12 +732,7 @@ impl Store for SqliteStore {
         Ok((id, Written::Existing))
     }
 
-    async fn link_account(
-        &self,
-        site: &SiteId,
-        account: &LocalAccount,
-        learner: &LearnerId,
-    ) -> Result<Written> {
+    async fn link_account(&self, site: &SiteId, account: &LocalAccount, learner: &LearnerId) -> Result<Written> {
         let inserted = sqlx::query(
             "insert into learner_accounts (site_id, local_account, learner_id) values (?1, ?2, ?3)
              on conflict (site_id, local_account) do nothing",
@@ -803,20 +746,17 @@ impl Store for SqliteStore {
         if inserted.rows_affected() == 1 {
             return Ok(Written::Created);
         }
-        let linked: String = sqlx::query_scalar(
-            "select learner_id from learner_accounts where site_id = ?1 and local_account = ?2",
-        )
-        .bind(site.as_str())
-        .bind(account.as_str())
-        .fetch_one(&self.pool)
-        .await
-        .map_err(db)?;
+        let linked: String =
+            sqlx::query_scalar("select learner_id from learner_accounts where site_id = ?1 and local_account = ?2")
+                .bind(site.as_str())
+                .bind(account.as_str())
+                .fetch_one(&self.pool)
+                .await
+                .map_err(db)?;
         if linked == learner.as_str() {
             Ok(Written::Existing)
         } else {
-            Err(StoreError::Conflict(
-                "the account is linked to another learner".into(),
-            ))
+            Err(StoreError::Conflict("the account is linked to another learner".into()))
         }
     }
 

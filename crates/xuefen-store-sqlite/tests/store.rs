@@ -8,8 +8,7 @@ use xuefen_core::entry::EntryKind;
 use xuefen_core::event::{Completion, Event, EventBody, LearnerRef, Millis, Reason, Revocation};
 use xuefen_core::identity::DocumentKind;
 use xuefen_core::ids::{
-    Category, CourseCode, EventId, LearnerId, LocalAccount, Position, RegionCode, SiteId,
-    SiteLevel, SiteStatus,
+    Category, CourseCode, EventId, LearnerId, LocalAccount, Position, RegionCode, SiteId, SiteLevel, SiteStatus,
 };
 use xuefen_core::plan::{self, Head, Lookups, Outcome};
 use xuefen_core::rule::CreditRule;
@@ -168,10 +167,7 @@ async fn sites_keys_learners_accounts_and_courses() {
     let store = open(&db, 2).await;
 
     store.create_site(&site()).await.expect("site");
-    assert!(matches!(
-        store.create_site(&site()).await,
-        Err(StoreError::Conflict(_))
-    ));
+    assert!(matches!(store.create_site(&site()).await, Err(StoreError::Conflict(_))));
     assert_eq!(store.site(&site_id()).await.expect("site"), Some(site()));
     assert_eq!(store.sites().await.expect("sites"), vec![site()]);
     let suspended = store
@@ -199,26 +195,17 @@ async fn sites_keys_learners_accounts_and_courses() {
     store.create_key(&admin).await.expect("admin key");
     store.create_key(&site_key).await.expect("site key");
     assert!(store.admin_key_exists().await.expect("admin?"));
-    let found = store
-        .key_by_hash(&[2; 32])
-        .await
-        .expect("lookup")
-        .expect("found");
+    let found = store.key_by_hash(&[2; 32]).await.expect("lookup").expect("found");
     assert_eq!(found.principal, Principal::Site(site_id()));
     assert_eq!(found.site_status, Some(SiteStatus::Suspended));
     assert!(!found.revoked);
     store.revoke_key("k_site").await.expect("revoke");
     store.revoke_key("k_site").await.expect("revoke again");
-    assert!(matches!(
-        store.revoke_key("k_none").await,
-        Err(StoreError::NotFound)
-    ));
+    assert!(matches!(store.revoke_key("k_none").await, Err(StoreError::NotFound)));
     let found = store.key_by_hash(&[2; 32]).await.expect("lookup");
     assert!(found.is_some_and(|k| k.revoked));
     let admin_found = store.key_by_hash(&[1; 32]).await.expect("lookup");
-    assert!(
-        admin_found.is_some_and(|k| k.principal == Principal::Admin && k.site_status.is_none())
-    );
+    assert!(admin_found.is_some_and(|k| k.principal == Principal::Admin && k.site_status.is_none()));
     assert!(store.key_by_hash(&[3; 32]).await.expect("lookup").is_none());
 
     let person = new_learner("Wang Fang");
@@ -228,60 +215,28 @@ async fn sites_keys_learners_accounts_and_courses() {
         candidate: LearnerId::from_random(rand::random()),
         ..person.clone()
     };
-    let (again, written) = store
-        .register_learner(&same_person)
-        .await
-        .expect("register");
+    let (again, written) = store.register_learner(&same_person).await.expect("register");
     assert_eq!((again, written), (id.clone(), Written::Existing));
     assert!(store.learner_exists(&id).await.expect("exists"));
-    assert!(
-        !store
-            .learner_exists(&same_person.candidate)
-            .await
-            .expect("exists")
-    );
-    let (other, _) = store
-        .register_learner(&new_learner("Li Lei"))
-        .await
-        .expect("register");
+    assert!(!store.learner_exists(&same_person.candidate).await.expect("exists"));
+    let (other, _) = store.register_learner(&new_learner("Li Lei")).await.expect("register");
 
     let account = LocalAccount::parse("u-1").expect("account");
-    assert!(
-        !store
-            .site_knows_learner(&site_id(), &id)
-            .await
-            .expect("knows")
-    );
+    assert!(!store.site_knows_learner(&site_id(), &id).await.expect("knows"));
     assert_eq!(
-        store
-            .link_account(&site_id(), &account, &id)
-            .await
-            .expect("link"),
+        store.link_account(&site_id(), &account, &id).await.expect("link"),
         Written::Created
     );
     assert_eq!(
-        store
-            .link_account(&site_id(), &account, &id)
-            .await
-            .expect("link"),
+        store.link_account(&site_id(), &account, &id).await.expect("link"),
         Written::Existing
     );
     assert!(matches!(
         store.link_account(&site_id(), &account, &other).await,
         Err(StoreError::Conflict(_))
     ));
-    assert!(
-        store
-            .site_knows_learner(&site_id(), &id)
-            .await
-            .expect("knows")
-    );
-    assert!(
-        !store
-            .site_knows_learner(&site_id(), &other)
-            .await
-            .expect("knows")
-    );
+    assert!(store.site_knows_learner(&site_id(), &id).await.expect("knows"));
+    assert!(!store.site_knows_learner(&site_id(), &other).await.expect("knows"));
 
     let (stored, written) = store.put_course(&course()).await.expect("course");
     assert_eq!((stored.rule_version, written), (1, Written::Created));
@@ -347,9 +302,7 @@ async fn a_batch_is_written_once_verifies_and_tampering_is_named() {
     lookups
         .accounts
         .insert((site_id(), account.clone()), learners[1].clone());
-    lookups
-        .courses
-        .insert((site_id(), course().code), course().terms());
+    lookups.courses.insert((site_id(), course().code), course().terms());
     let expected = plan::plan(&batch, NOW, &lookups);
 
     let outcomes = store.ingest(&batch, NOW).await.expect("ingest");
@@ -365,10 +318,7 @@ async fn a_batch_is_written_once_verifies_and_tampering_is_named() {
         Outcome::Accepted { credits, .. } if credits == Credits::from_cents(4_00)
     ));
     assert!(matches!(outcomes[2], Outcome::Duplicate { .. }));
-    assert!(matches!(
-        outcomes[3],
-        Outcome::Conflict { field: "hours", .. }
-    ));
+    assert!(matches!(outcomes[3], Outcome::Conflict { field: "hours", .. }));
     assert!(matches!(
         outcomes[4],
         Outcome::Accepted { kind: EntryKind::Reversal, credits, .. }
@@ -393,10 +343,7 @@ async fn a_batch_is_written_once_verifies_and_tampering_is_named() {
         .await
         .expect("entry")
         .expect("found");
-    assert_eq!(
-        by_event.body.target_event.map(EventId::into_string),
-        Some("e1".into())
-    );
+    assert_eq!(by_event.body.target_event.map(EventId::into_string), Some("e1".into()));
     let heads = store.heads().await.expect("heads");
     assert_eq!(heads[chain0 as usize].1, expected.heads[&chain0]);
 
@@ -411,10 +358,7 @@ async fn a_batch_is_written_once_verifies_and_tampering_is_named() {
             ..
         }
     ));
-    let late = store
-        .ingest(&[revocation("r2", "e1")], NOW)
-        .await
-        .expect("ingest");
+    let late = store.ingest(&[revocation("r2", "e1")], NOW).await.expect("ingest");
     assert!(matches!(&late[0], Outcome::Rejected(r) if r.code == "already_revoked"));
     assert_eq!(entry_count(&store).await, 4);
 
@@ -426,9 +370,7 @@ async fn a_batch_is_written_once_verifies_and_tampering_is_named() {
         .execute(store.pool())
         .await;
     assert!(update.is_err_and(|e| e.to_string().contains("append-only")));
-    let delete = sqlx::query("delete from ledger_entries")
-        .execute(store.pool())
-        .await;
+    let delete = sqlx::query("delete from ledger_entries").execute(store.pool()).await;
     assert!(delete.is_err_and(|e| e.to_string().contains("append-only")));
     assert_eq!(entry_count(&store).await, 4);
 
@@ -437,27 +379,16 @@ async fn a_batch_is_written_once_verifies_and_tampering_is_named() {
         .execute(store.pool())
         .await
         .expect("drop trigger");
-    sqlx::query(
-        "update ledger_entries set credits_cents = credits_cents + 1 where chain_id = ?1 and seq = 3",
-    )
-    .bind(i64::from(chain0))
-    .execute(store.pool())
-    .await
-    .expect("tamper");
+    sqlx::query("update ledger_entries set credits_cents = credits_cents + 1 where chain_id = ?1 and seq = 3")
+        .bind(i64::from(chain0))
+        .execute(store.pool())
+        .await
+        .expect("tamper");
     match verify_ledger(&store, |_| {}).await {
         Err(VerifyFailure::Chain(e)) => {
-            assert_eq!(
-                e.position,
-                Position {
-                    chain: chain0,
-                    seq: 3
-                }
-            );
+            assert_eq!(e.position, Position { chain: chain0, seq: 3 });
             assert_eq!(e.fault, Fault::HashMismatch);
-            assert!(
-                e.to_string()
-                    .contains(&format!("chain {chain0} position 3"))
-            );
+            assert!(e.to_string().contains(&format!("chain {chain0} position 3")));
         }
         other => panic!("expected a chain fault, got {other:?}"),
     }
@@ -474,9 +405,7 @@ async fn concurrent_ingests_of_one_event_write_it_once() {
     for _ in 0..16 {
         let store = Arc::clone(&store);
         let event = completion("same", LearnerRef::Id(learner.clone()), 10_00);
-        tasks.push(tokio::spawn(
-            async move { store.ingest(&[event], NOW).await },
-        ));
+        tasks.push(tokio::spawn(async move { store.ingest(&[event], NOW).await }));
     }
     let mut accepted = 0;
     for task in tasks {
@@ -495,17 +424,13 @@ async fn concurrent_ingests_of_one_event_write_it_once() {
     for i in 0..16 {
         let store = Arc::clone(&store);
         let event = completion(&format!("e{i}"), LearnerRef::Id(learner.clone()), 10_00);
-        tasks.push(tokio::spawn(
-            async move { store.ingest(&[event], NOW).await },
-        ));
+        tasks.push(tokio::spawn(async move { store.ingest(&[event], NOW).await }));
     }
     for task in tasks {
         let outcomes = task.await.expect("task").expect("ingest");
         assert!(matches!(outcomes[0], Outcome::Accepted { .. }));
     }
-    let report = verify_ledger(store.as_ref(), |_| {})
-        .await
-        .expect("verifies");
+    let report = verify_ledger(store.as_ref(), |_| {}).await.expect("verifies");
     assert_eq!(report.entries, 17);
 }
 
@@ -525,11 +450,7 @@ async fn a_large_batch_spans_several_statements() {
     batch.extend((0..200).map(|i| revocation(&format!("r{i}"), &format!("e{i}"))));
 
     let outcomes = store.ingest(&batch, NOW).await.expect("ingest");
-    assert!(
-        outcomes
-            .iter()
-            .all(|o| matches!(o, Outcome::Accepted { .. }))
-    );
+    assert!(outcomes.iter().all(|o| matches!(o, Outcome::Accepted { .. })));
     assert_eq!(entry_count(&store).await, 1500);
 
     let again = store.ingest(&batch, NOW).await.expect("ingest");

@@ -13,8 +13,7 @@ use xuefen_core::entry::Entry;
 use xuefen_core::event::{Event, Millis};
 use xuefen_core::identity::DocumentKind;
 use xuefen_core::ids::{
-    Category, CourseCode, EventId, LearnerId, LocalAccount, RegionCode, SiteId, SiteLevel,
-    SiteStatus,
+    Category, CourseCode, EventId, LearnerId, LocalAccount, RegionCode, SiteId, SiteLevel, SiteStatus,
 };
 use xuefen_core::plan::{Head, Outcome};
 use xuefen_core::rule::CreditRule;
@@ -124,12 +123,7 @@ pub trait Store: Send + Sync + 'static {
     async fn register_learner(&self, learner: &NewLearner) -> Result<(LearnerId, Written)>;
     /// Links a site's local account to a learner. Linking an account to the
     /// learner it already names is fine; to another learner is a conflict.
-    async fn link_account(
-        &self,
-        site: &SiteId,
-        account: &LocalAccount,
-        learner: &LearnerId,
-    ) -> Result<Written>;
+    async fn link_account(&self, site: &SiteId, account: &LocalAccount, learner: &LearnerId) -> Result<Written>;
     async fn learner_exists(&self, learner: &LearnerId) -> Result<bool>;
     /// Whether the site has linked the learner or posted for them.
     async fn site_knows_learner(&self, site: &SiteId, learner: &LearnerId) -> Result<bool>;

@@ -68,24 +68,18 @@ impl TryFrom<EntryRecord> for Entry {
 
     fn try_from(r: EntryRecord) -> Result<Self, StoreError> {
         let at = format!("chain {} position {}", r.chain_id, r.seq);
-        let corrupt = |detail: String| StoreError::Corrupt {
-            at: at.clone(),
-            detail,
-        };
+        let corrupt = |detail: String| StoreError::Corrupt { at: at.clone(), detail };
         let field = |e: xuefen_core::FieldError| corrupt(e.to_string());
-        let hash32 = |v: Vec<u8>, name: &str| {
-            <[u8; 32]>::try_from(v).map_err(|_| corrupt(format!("{name} is not 32 bytes")))
-        };
+        let hash32 =
+            |v: Vec<u8>, name: &str| <[u8; 32]>::try_from(v).map_err(|_| corrupt(format!("{name} is not 32 bytes")));
         let position = Position {
-            chain: u32::try_from(r.chain_id)
-                .map_err(|_| corrupt("chain id out of range".into()))?,
+            chain: u32::try_from(r.chain_id).map_err(|_| corrupt("chain id out of range".into()))?,
             seq: u64::try_from(r.seq).map_err(|_| corrupt("seq out of range".into()))?,
         };
         let refers_to = match (r.refers_chain, r.refers_seq) {
             (None, None) => None,
             (Some(chain), Some(seq)) => Some(Position {
-                chain: u32::try_from(chain)
-                    .map_err(|_| corrupt("refers_chain out of range".into()))?,
+                chain: u32::try_from(chain).map_err(|_| corrupt("refers_chain out of range".into()))?,
                 seq: u64::try_from(seq).map_err(|_| corrupt("refers_seq out of range".into()))?,
             }),
             _ => {
@@ -107,14 +101,9 @@ impl TryFrom<EntryRecord> for Entry {
             recorded_at: Millis(r.recorded_at_ms),
             score: r.score_cents.map(Score::from_cents),
             hours: r.hours_cents.map(Hours::from_cents),
-            rule_version: u32::try_from(r.rule_version)
-                .map_err(|_| corrupt("rule_version out of range".into()))?,
+            rule_version: u32::try_from(r.rule_version).map_err(|_| corrupt("rule_version out of range".into()))?,
             refers_to,
-            target_event: r
-                .target_event
-                .map(EventId::parse)
-                .transpose()
-                .map_err(field)?,
+            target_event: r.target_event.map(EventId::parse).transpose().map_err(field)?,
             reason: Reason::parse(r.reason, "reason").map_err(field)?,
         };
         Ok(Entry {
@@ -201,15 +190,9 @@ impl From<&Course> for CourseRecord {
     fn from(c: &Course) -> Self {
         let (rule_kind, credits, hpc, cap) = match c.rule {
             CreditRule::Fixed { credits } => ("fixed", Some(credits.cents()), None, None),
-            CreditRule::PerHours {
-                hours_per_credit,
-                cap,
-            } => (
-                "per_hours",
-                None,
-                Some(hours_per_credit.cents()),
-                Some(cap.cents()),
-            ),
+            CreditRule::PerHours { hours_per_credit, cap } => {
+                ("per_hours", None, Some(hours_per_credit.cents()), Some(cap.cents()))
+            }
         };
         Self {
             site_id: c.site.as_str().to_owned(),
@@ -231,10 +214,7 @@ impl TryFrom<CourseRecord> for Course {
 
     fn try_from(r: CourseRecord) -> Result<Self, StoreError> {
         let at = format!("course {}/{}", r.site_id, r.code);
-        let corrupt = |detail: String| StoreError::Corrupt {
-            at: at.clone(),
-            detail,
-        };
+        let corrupt = |detail: String| StoreError::Corrupt { at: at.clone(), detail };
         let rule = match (
             r.rule_kind.as_str(),
             r.credits_cents,
@@ -257,8 +237,7 @@ impl TryFrom<CourseRecord> for Course {
             category: Category::parse(r.category).map_err(|e| corrupt(e.to_string()))?,
             rule,
             pass_mark: r.pass_mark_cents.map(Score::from_cents),
-            rule_version: u32::try_from(r.rule_version)
-                .map_err(|_| corrupt("rule_version out of range".into()))?,
+            rule_version: u32::try_from(r.rule_version).map_err(|_| corrupt("rule_version out of range".into()))?,
         })
     }
 }
@@ -276,8 +255,6 @@ impl Course {
 
     /// Whether `other` credits differently (which makes a new rule version).
     pub fn terms_differ(&self, other: &Course) -> bool {
-        self.rule != other.rule
-            || self.pass_mark != other.pass_mark
-            || self.category != other.category
+        self.rule != other.rule || self.pass_mark != other.pass_mark || self.category != other.category
     }
 }

@@ -15,6 +15,7 @@ use xuefen_core::ids::{RegionCode, SiteId, SiteLevel, SiteStatus};
 use xuefen_store::verify::{VerifyFailure, verify_ledger};
 use xuefen_store::{Principal, Site, Store};
 use xuefen_store_postgres::{PgSettings, PgStore};
+use xuefen_store_sqlite::{SqliteSettings, SqliteStore};
 
 #[derive(Parser)]
 #[command(
@@ -31,16 +32,16 @@ struct Cli {
 
 #[derive(Args, Clone)]
 struct DbArgs {
-    /// `postgres://…` (production) URL of the store.
+    /// `postgres://…` (production) or `sqlite://…` URL of the store. When
+    /// unset, an SQLite file in the data directory is used.
     #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
     database_url: Option<String>,
+    /// Where the service keeps local files: the embedded database and the
+    /// generated identity key.
+    #[arg(long, env = "XUEFEN_DATA_DIR", default_value = ".data", global = true)]
+    data_dir: PathBuf,
     /// Most connections in the pool (2 cores: a small pool keeps PostgreSQL busy without thrashing).
-    #[arg(
-        long,
-        env = "XUEFEN_POOL_CONNECTIONS_MAX",
-        default_value_t = 16,
-        global = true
-    )]
+    #[arg(long, env = "XUEFEN_POOL_CONNECTIONS_MAX", default_value_t = 16, global = true)]
     pool_connections_max: u32,
 }
 
@@ -83,9 +84,6 @@ struct ServeArgs {
     /// it, a key is generated once into the data directory.
     #[arg(long, env = "XUEFEN_IDENTITY_KEY", hide_env_values = true)]
     identity_key: Option<String>,
-    /// Where the service keeps local files (the generated identity key).
-    #[arg(long, env = "XUEFEN_DATA_DIR", default_value = ".data")]
-    data_dir: PathBuf,
     /// Seconds to finish in-flight requests after SIGTERM/SIGINT.
     #[arg(long, env = "XUEFEN_SHUTDOWN_GRACE_SECONDS", default_value_t = 30)]
     shutdown_grace_seconds: u64,
@@ -149,11 +147,26 @@ async fn main() -> ExitCode {
 }
 
 async fn open_store(db: &DbArgs, migrate: bool) -> anyhow::Result<Arc<dyn Store>> {
-    let url = db
-        .database_url
-        .clone()
-        .context("DATABASE_URL is not set (postgres://…)")?;
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+    let url = match &db.database_url {
+        Some(url) => url.clone(),
+        None => {
+            std::fs::create_dir_all(&db.data_dir).with_context(|| format!("create {}", db.data_dir.display()))?;
+            let path = db.data_dir.join("xuefen.db");
+            eprintln!(
+                "DATABASE_URL is unset: using the embedded SQLite database {}",
+                path.display()
+            );
+            format!("sqlite://{}", path.display())
+        }
+    };
+    if url.starts_with("sqlite:") {
+        let settings = SqliteSettings {
+            url,
+            pool_connections_max: db.pool_connections_max.min(8),
+        };
+        let store = SqliteStore::connect(&settings, migrate).await.context("open SQLite")?;
+        Ok(Arc::new(store))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         let settings = PgSettings {
             url,
             pool_connections_max: db.pool_connections_max,
@@ -164,7 +177,7 @@ async fn open_store(db: &DbArgs, migrate: bool) -> anyhow::Result<Arc<dyn Store>
             .context("connect to PostgreSQL")?;
         Ok(Arc::new(store))
     } else {
-        bail!("DATABASE_URL must start with postgres:// or postgresql://")
+        bail!("DATABASE_URL must start with postgres://, postgresql:// or sqlite://")
     }
 }
 
@@ -186,7 +199,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn identity_key(args: &ServeArgs) -> anyhow::Result<Vec<u8>> {
+fn identity_key(args: &ServeArgs, data_dir: &std::path::Path) -> anyhow::Result<Vec<u8>> {
     if let Some(hex_key) = &args.identity_key {
         let key = hex::decode(hex_key.trim()).context("XUEFEN_IDENTITY_KEY must be hex")?;
         if key.len() < 32 {
@@ -194,13 +207,11 @@ fn identity_key(args: &ServeArgs) -> anyhow::Result<Vec<u8>> {
         }
         return Ok(key);
     }
-    let path = args.data_dir.join("identity.key");
+    let path = data_dir.join("identity.key");
     if let Ok(existing) = std::fs::read_to_string(&path) {
-        return hex::decode(existing.trim())
-            .with_context(|| format!("read identity key {}", path.display()));
+        return hex::decode(existing.trim()).with_context(|| format!("read identity key {}", path.display()));
     }
-    std::fs::create_dir_all(&args.data_dir)
-        .with_context(|| format!("create {}", args.data_dir.display()))?;
+    std::fs::create_dir_all(data_dir).with_context(|| format!("create {}", data_dir.display()))?;
     let mut key = [0u8; 32];
     rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut key);
     std::fs::write(&path, hex::encode(key)).with_context(|| format!("write {}", path.display()))?;
@@ -214,7 +225,7 @@ fn identity_key(args: &ServeArgs) -> anyhow::Result<Vec<u8>> {
 }
 
 async fn serve(db: &DbArgs, args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let key = identity_key(&args)?;
+    let key = identity_key(&args, &db.data_dir)?;
     let store = open_store(db, true).await?;
     if !store.admin_key_exists().await? {
         let (key, secret) = xuefen_api::auth::mint(Principal::Admin);
@@ -248,10 +259,7 @@ async fn serve(db: &DbArgs, args: ServeArgs) -> anyhow::Result<ExitCode> {
     match tokio::time::timeout(grace, server).await {
         Ok(joined) => joined.context("server task")?.context("serve")?,
         Err(_) => {
-            tracing::warn!(
-                grace_s = grace.as_secs(),
-                "in-flight requests did not finish in time"
-            );
+            tracing::warn!(grace_s = grace.as_secs(), "in-flight requests did not finish in time");
             return Ok(ExitCode::from(1));
         }
     }
@@ -321,10 +329,7 @@ async fn sites(db: &DbArgs, cmd: SitesCommand) -> anyhow::Result<ExitCode> {
             store.create_site(&site).await.context("create site")?;
             let (key, secret) = xuefen_api::auth::mint(Principal::Site(site.id.clone()));
             store.create_key(&key).await?;
-            println!(
-                "site {} created; key {} (shown once): {secret}",
-                site.id, key.id
-            );
+            println!("site {} created; key {} (shown once): {secret}", site.id, key.id);
         }
         SitesCommand::List => {
             for s in store.sites().await? {

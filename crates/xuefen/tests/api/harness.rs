@@ -1,0 +1,294 @@
+//! Test harness: a fresh database per test, the real router on 127.0.0.1:0,
+//! and small request helpers.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use xuefen_api::{AppState, CommitSettings, Limits};
+use xuefen_store::{Principal, Store};
+use xuefen_store_postgres::{PgSettings, PgStore};
+use xuefen_store_sqlite::{SqliteSettings, SqliteStore};
+
+/// Which backend a test runs on.
+#[derive(Debug, Clone, Copy)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+/// A direct handle on the test's database, for checks and tampering.
+enum Db {
+    Postgres(PgStore),
+    Sqlite(SqliteStore, std::path::PathBuf),
+}
+
+/// A running service over a fresh database.
+pub struct TestApp {
+    pub base: String,
+    pub admin: String,
+    pub client: reqwest::Client,
+    pub database_url: String,
+    db: Db,
+    _shutdown: tokio::sync::oneshot::Sender<()>,
+}
+
+/// Limits small enough to test both sides of.
+pub const TEST_LIMITS: Limits = Limits {
+    batch_events_max: 50,
+    body_bytes_max: 64 * 1024,
+};
+
+fn pg_admin_url() -> String {
+    std::env::var("XUEFEN_TEST_PG_ADMIN_URL").unwrap_or_else(|_| {
+        panic!("XUEFEN_TEST_PG_ADMIN_URL is not set: run the tests with scripts/test.sh, which starts a throwaway PostgreSQL")
+    })
+}
+
+impl TestApp {
+    pub async fn spawn(backend: Backend) -> Self {
+        match backend {
+            Backend::Postgres => Self::postgres().await,
+            Backend::Sqlite => Self::sqlite().await,
+        }
+    }
+
+    async fn postgres() -> Self {
+        let admin_url = pg_admin_url();
+        let name = format!("xuefen_t_{}", uuid::Uuid::new_v4().simple());
+        let admin = sqlx::PgPool::connect(&admin_url)
+            .await
+            .expect("connect to the test cluster");
+        sqlx::query(&format!("create database {name}"))
+            .execute(&admin)
+            .await
+            .expect("create database");
+        admin.close().await;
+        let url = match admin_url.rsplit_once('/') {
+            Some((server, _)) => format!("{server}/{name}"),
+            None => panic!("unexpected admin URL"),
+        };
+        let settings = PgSettings {
+            url: url.clone(),
+            pool_connections_max: 8,
+            acquire_timeout: Duration::from_secs(10),
+        };
+        let store = PgStore::connect(&settings, true).await.expect("connect and migrate");
+        Self::start(Arc::new(store.clone()), url, Db::Postgres(store)).await
+    }
+
+    async fn sqlite() -> Self {
+        let path = std::env::temp_dir().join(format!("xuefen-test-{}.db", uuid::Uuid::new_v4().simple()));
+        let url = format!("sqlite://{}", path.display());
+        let settings = SqliteSettings {
+            url: url.clone(),
+            pool_connections_max: 4,
+        };
+        let store = SqliteStore::connect(&settings, true)
+            .await
+            .expect("open and migrate SQLite");
+        Self::start(Arc::new(store.clone()), url, Db::Sqlite(store, path)).await
+    }
+
+    async fn start(store: Arc<dyn Store>, database_url: String, db: Db) -> Self {
+        let (key, admin) = xuefen_api::auth::mint(Principal::Admin);
+        store.create_key(&key).await.expect("admin key");
+        let state = AppState::new(
+            store.clone(),
+            TEST_LIMITS,
+            CommitSettings::default(),
+            b"test identity key".to_vec(),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind loopback");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(xuefen_api::serve(listener, state, async move {
+            let _ = rx.await;
+        }));
+        Self {
+            base,
+            admin,
+            client: reqwest::Client::new(),
+            database_url,
+            db,
+            _shutdown: tx,
+        }
+    }
+
+    /// Sends a request and returns the status and the JSON body (or Null).
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        key: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(key) = key {
+            req = req.bearer_auth(key);
+        }
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status();
+        let is_problem = resp
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v == "application/problem+json");
+        let text = resp.text().await.expect("body");
+        let value: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        if status.is_client_error() || status.is_server_error() {
+            assert!(is_problem, "{status} must be application/problem+json, got {text}");
+        }
+        (status, value)
+    }
+
+    pub async fn get(&self, path: &str, key: &str) -> (StatusCode, Value) {
+        self.call(Method::GET, path, Some(key), None).await
+    }
+    pub async fn put(&self, path: &str, key: &str, body: Value) -> (StatusCode, Value) {
+        self.call(Method::PUT, path, Some(key), Some(body)).await
+    }
+    pub async fn post(&self, path: &str, key: &str, body: Value) -> (StatusCode, Value) {
+        self.call(Method::POST, path, Some(key), Some(body)).await
+    }
+
+    /// Creates an active site and returns its key.
+    pub async fn site(&self, id: &str) -> String {
+        let (status, body) = self
+            .post(
+                "/v1/sites",
+                &self.admin,
+                json!({"id": id, "name": format!("{id} 学习网"), "level": "county", "region_code": "330106"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body["key"]["secret"].as_str().expect("secret").to_owned()
+    }
+
+    /// A per-hours course: 1 credit per 5 hours, capped at 4.
+    pub async fn course(&self, key: &str, code: &str, category: &str) {
+        let body = json!({"title": "课程", "category": category, "rule": {"kind": "per_hours", "hours_per_credit": "5", "cap": "4"}});
+        let (status, body) = self.put(&format!("/v1/courses/{code}"), key, body).await;
+        assert!(status.is_success(), "{body}");
+    }
+
+    /// Registers a learner (from a synthetic resident ID) linked to `account`.
+    pub async fn learner(&self, key: &str, account: &str, person: u32) -> String {
+        let body = json!({"name": "测试", "document": {"kind": "resident_id", "number": resident_id(person)}, "local_account": account});
+        let (status, body) = self.post("/v1/learners", key, body).await;
+        assert!(status.is_success(), "{body}");
+        body["learner_id"].as_str().expect("learner id").to_owned()
+    }
+
+    /// Runs SQL directly on the database, bypassing the append-only guard.
+    pub async fn tamper(&self, sql: &str) {
+        match &self.db {
+            Db::Postgres(pg) => {
+                let mut conn = pg.pool().acquire().await.expect("connection");
+                sqlx::query("set session_replication_role = replica")
+                    .execute(&mut *conn)
+                    .await
+                    .expect("bypass");
+                sqlx::query(sql).execute(&mut *conn).await.expect("tamper");
+                sqlx::query("set session_replication_role = origin")
+                    .execute(&mut *conn)
+                    .await
+                    .expect("restore");
+            }
+            Db::Sqlite(lite, _) => {
+                for trigger in ["ledger_entries_append_only_update", "ledger_entries_append_only_delete"] {
+                    sqlx::query(&format!("drop trigger if exists {trigger}"))
+                        .execute(lite.pool())
+                        .await
+                        .expect("drop");
+                }
+                sqlx::query(sql).execute(lite.pool()).await.expect("tamper");
+            }
+        }
+    }
+
+    /// Runs SQL as the service would, returning the database's error text.
+    pub async fn exec(&self, sql: &str) -> Result<(), String> {
+        let done = match &self.db {
+            Db::Postgres(pg) => sqlx::query(sql).execute(pg.pool()).await.map(drop),
+            Db::Sqlite(lite, _) => sqlx::query(sql).execute(lite.pool()).await.map(drop),
+        };
+        done.map_err(|e| e.to_string())
+    }
+
+    /// Runs a SQL query returning one integer.
+    pub async fn scalar(&self, sql: &str) -> i64 {
+        match &self.db {
+            Db::Postgres(pg) => sqlx::query_scalar(sql).fetch_one(pg.pool()).await.expect("scalar"),
+            Db::Sqlite(lite, _) => sqlx::query_scalar(sql).fetch_one(lite.pool()).await.expect("scalar"),
+        }
+    }
+
+    /// Runs `xuefen verify` on this database and returns (exit code, stdout).
+    pub async fn verify_cli(&self) -> (i32, String) {
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_xuefen"))
+            .arg("verify")
+            .env("DATABASE_URL", &self.database_url)
+            .output()
+            .await
+            .expect("run xuefen verify");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Db::Sqlite(_, path) = &self.db {
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+            }
+        }
+    }
+}
+
+/// A synthetic 18-character resident ID with a correct check digit.
+pub fn resident_id(person: u32) -> String {
+    let first17 = format!("33010619900101{:03}", person % 1_000);
+    let arr: [u8; 17] = first17.as_bytes().try_into().expect("17 digits");
+    format!("{first17}{}", xuefen_core::identity::resident_id_check_char(&arr))
+}
+
+/// A completion of `course` by `account`, `hours` hours, in March 2026.
+pub fn completion(account: &str, course: &str, hours: &str) -> Value {
+    json!({"kind": "completion", "course": course, "learner": {"local_account": account},
+           "completed_at": "2026-03-01T10:00:00Z", "hours": hours})
+}
+
+/// Declares each scenario once and runs it on every backend.
+#[macro_export]
+macro_rules! backend_tests {
+    ($($name:ident),* $(,)?) => {
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let app = $crate::harness::TestApp::spawn($crate::harness::Backend::Postgres).await;
+                    super::$name(app).await;
+                }
+            )*
+        }
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let app = $crate::harness::TestApp::spawn($crate::harness::Backend::Sqlite).await;
+                    super::$name(app).await;
+                }
+            )*
+        }
+    };
+}

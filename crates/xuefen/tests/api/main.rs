@@ -1,0 +1,6 @@
+//! HTTP-level tests of the whole service over a real socket, against a real
+//! database. Every scenario is written once and run on each backend by
+//! [`backend_tests!`].
+
+mod harness;
+mod scenarios;
