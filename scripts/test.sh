@@ -18,5 +18,8 @@ if cargo tree -p xuefen-core -e normal --prefix none | grep -E '^(tokio|sqlx|axu
     exit 1
 fi
 
+echo "== README try-it lines"
+scripts/try-it.sh
+
 echo "== tests"
 exec scripts/with-postgres.sh cargo test --workspace --locked --no-fail-fast "$@"
