@@ -6,6 +6,9 @@
 //! `XUEFEN_TEST_PG_ADMIN_URL` (scripts/with-postgres.sh and scripts/test.sh
 //! set it).
 
+#[path = "support/pg.rs"]
+mod pg;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -39,23 +42,6 @@ const BULK: usize = 240;
 // Databases
 // ---------------------------------------------------------------------------
 
-fn pg_admin_url() -> String {
-    std::env::var("XUEFEN_TEST_PG_ADMIN_URL").unwrap_or_else(|_| {
-        panic!(
-            "XUEFEN_TEST_PG_ADMIN_URL is not set: run the tests with scripts/test.sh or scripts/with-postgres.sh, \
-             which start a throwaway PostgreSQL"
-        )
-    })
-}
-
-/// `url` with its database name replaced by `database`.
-fn with_database(url: &str, database: &str) -> String {
-    let scheme_end = url.find("://").map_or(0, |i| i + 3);
-    let (head, query) = url.split_at(url.find('?').unwrap_or(url.len()));
-    let authority_end = head[scheme_end..].find('/').map_or(head.len(), |i| scheme_end + i);
-    format!("{}/{database}{query}", &head[..authority_end])
-}
-
 /// A freshly created and migrated PostgreSQL database of its own.
 struct Pg {
     store: PgStore,
@@ -64,18 +50,9 @@ struct Pg {
 
 impl Pg {
     async fn fresh() -> Self {
-        let admin_url = pg_admin_url();
-        let name = format!("xuefen_t_{}", uuid::Uuid::new_v4().simple());
-        let admin = sqlx::PgPool::connect(&admin_url)
-            .await
-            .expect("connect to the test cluster");
-        sqlx::query(&format!("create database {name}"))
-            .execute(&admin)
-            .await
-            .expect("create database");
-        admin.close().await;
+        let (name, url) = pg::create_database().await;
         let settings = PgSettings {
-            url: with_database(&admin_url, &name),
+            url,
             pool_connections_max: 4,
             acquire_timeout: Duration::from_secs(10),
         };
@@ -88,7 +65,7 @@ impl Pg {
     /// Closes the pool and drops the database.
     async fn drop_database(self) {
         self.store.pool().close().await;
-        let admin = sqlx::PgPool::connect(&pg_admin_url())
+        let admin = sqlx::PgPool::connect(&pg::pg_admin_url())
             .await
             .expect("connect to the test cluster");
         sqlx::query(&format!("drop database if exists {}", self.name))

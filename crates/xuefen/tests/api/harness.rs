@@ -5,6 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
+
+use crate::pg;
 use serde_json::{Value, json};
 use xuefen_api::{AppState, CommitSettings, Limits};
 use xuefen_store::{Principal, Store};
@@ -40,12 +42,6 @@ pub const TEST_LIMITS: Limits = Limits {
     body_bytes_max: 64 * 1024,
 };
 
-fn pg_admin_url() -> String {
-    std::env::var("XUEFEN_TEST_PG_ADMIN_URL").unwrap_or_else(|_| {
-        panic!("XUEFEN_TEST_PG_ADMIN_URL is not set: run the tests with scripts/test.sh, which starts a throwaway PostgreSQL")
-    })
-}
-
 impl TestApp {
     pub async fn spawn(backend: Backend) -> Self {
         match backend {
@@ -55,20 +51,7 @@ impl TestApp {
     }
 
     async fn postgres() -> Self {
-        let admin_url = pg_admin_url();
-        let name = format!("xuefen_t_{}", uuid::Uuid::new_v4().simple());
-        let admin = sqlx::PgPool::connect(&admin_url)
-            .await
-            .expect("connect to the test cluster");
-        sqlx::query(&format!("create database {name}"))
-            .execute(&admin)
-            .await
-            .expect("create database");
-        admin.close().await;
-        let url = match admin_url.rsplit_once('/') {
-            Some((server, _)) => format!("{server}/{name}"),
-            None => panic!("unexpected admin URL"),
-        };
+        let (_, url) = pg::create_database().await;
         let settings = PgSettings {
             url: url.clone(),
             pool_connections_max: 8,

@@ -2,5 +2,8 @@
 //! database. Every scenario is written once and run on each backend by
 //! [`backend_tests!`].
 
+#[path = "../support/pg.rs"]
+mod pg;
+
 mod harness;
 mod scenarios;
