@@ -149,3 +149,6 @@ pub trait Store: Send + Sync + 'static {
 pub mod records;
 
 pub mod verify;
+
+#[cfg(feature = "conformance")]
+pub mod conformance;
