@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
-use sqlx::postgres::PgPoolOptions;
 use sqlx::Row;
+use sqlx::postgres::PgPoolOptions;
 
 const XUEFEN: &str = env!("CARGO_BIN_EXE_xuefen");
 const INSTANCES: usize = 3;
