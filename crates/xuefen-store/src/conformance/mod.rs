@@ -4,7 +4,7 @@
 //!
 //! A backend's test binary implements [`Backend`] — a fresh, migrated
 //! database of its own per test, and a way to run raw SQL against it for the
-//! tamper and failure scenarios — and expands [`conformance_tests!`], which
+//! tamper and failure scenarios — and expands [`conformance_tests!`](crate::conformance_tests), which
 //! generates one `#[tokio::test]` per scenario of [`scenarios`]:
 //!
 //! ```ignore
@@ -99,6 +99,8 @@ macro_rules! conformance_tests {
             a_batch_whose_insert_fails_midway_writes_nothing,
             a_batch_whose_head_update_fails_writes_nothing,
             a_large_batch_is_written_whole,
+            a_batch_cancelled_at_any_instant_is_all_or_nothing,
+            entries_hold_no_personal_data,
             the_ledger_refuses_update_and_delete,
             verify_names_an_entry_altered_by_direct_sql,
             verify_names_a_deleted_middle_entry,

@@ -1085,6 +1085,132 @@ pub async fn a_large_batch_is_written_whole<B: Backend>(db: &B) {
     assert_eq!(report.entries, 1_500);
 }
 
+/// A batch abandoned at any instant (the caller gone, the process
+/// stopping) is in the ledger whole or not at all, the chain still
+/// verifies, and the store keeps working.
+pub async fn a_batch_cancelled_at_any_instant_is_all_or_nothing<B: Backend>(db: &B) {
+    let store = db.store();
+    let w = World::build(store.as_ref(), site_id(), 8).await;
+    let batch_of = |round: usize| -> Vec<Event> {
+        (0..400)
+            .map(|i| completion(&w.site, &format!("c{round}-{i}"), w.by_id(i % 8), 10_00))
+            .collect()
+    };
+    // How long one such batch takes here, to abandon the next ones at
+    // instants spread over their whole run, the commit included.
+    let started = std::time::Instant::now();
+    store.ingest(&batch_of(0), NOW).await.expect("ingest");
+    let full = started.elapsed();
+    let mut written = 400i64;
+    let mut seen = BTreeSet::new();
+    for round in 1..=30u32 {
+        let batch = batch_of(round as usize);
+        let wait = full * (round - 1) / 20;
+        let attempt = tokio::time::timeout(wait, store.ingest(&batch, NOW)).await;
+        // Whatever happened, the batch is whole or absent, right away and
+        // once a commit already on its way to the database has had time to
+        // finish (abandoning the caller does not stop the database).
+        let whole_or_nothing = |landed: i64, when: &str| {
+            assert!(
+                landed == 0 || landed == batch.len() as i64,
+                "abandoned after {wait:?}, {when}: {landed} of {} entries are in the ledger",
+                batch.len()
+            );
+        };
+        whole_or_nothing(entry_count(db).await - written, "at once");
+        tokio::time::sleep(full + std::time::Duration::from_millis(100)).await;
+        let landed = entry_count(db).await - written;
+        whole_or_nothing(landed, "settled");
+        if let Ok(done) = &attempt {
+            assert_eq!(
+                landed,
+                batch.len() as i64,
+                "an acknowledged batch is in the ledger: {done:?}"
+            );
+        }
+        seen.insert(match (&attempt, landed) {
+            (Ok(_), _) => "committed",
+            (Err(_), 0) => "nothing landed",
+            (Err(_), _) => "landed, answer lost",
+        });
+        verify_ledger(store.as_ref(), |_| {})
+            .await
+            .expect("verifies after a cancelled batch");
+        // ...and posting it again completes it, judged against what landed.
+        eprintln!(
+            "DEBUG round {round} wait {wait:?} attempt ok={} landed={landed}",
+            attempt.is_ok()
+        );
+        let t = std::time::Instant::now();
+        let out = store.ingest(&batch, NOW).await;
+        eprintln!("DEBUG reingest took {:?} ok={}", t.elapsed(), out.is_ok());
+        let out = out.expect("the store still works");
+        let fresh = out.iter().filter(|o| matches!(o, Outcome::Accepted { .. })).count() as i64;
+        let repeats = out.iter().filter(|o| matches!(o, Outcome::Duplicate { .. })).count() as i64;
+        let expected = if landed == 0 {
+            (batch.len() as i64, 0)
+        } else {
+            (0, landed)
+        };
+        assert_eq!((fresh, repeats), expected);
+        written += batch.len() as i64;
+        assert_eq!(entry_count(db).await, written);
+    }
+    eprintln!("a batch takes {full:?}; abandoned batches: {seen:?}");
+    // A store may finish an abandoned batch on its own (SQLite does) or
+    // roll it back (PostgreSQL, unless the commit was already sent); either
+    // way some batches must have been abandoned before they answered.
+    assert!(
+        seen.contains("nothing landed") || seen.contains("landed, answer lost"),
+        "no batch was abandoned midway: {seen:?}"
+    );
+    let report = verify_ledger(store.as_ref(), |_| {}).await.expect("verifies");
+    assert_eq!(report.entries, written as u64);
+}
+
+/// No personal data enters the ledger: a learner's name and identity
+/// document (even its keyed hash) appear nowhere in the stored rows or the
+/// hashed bytes, only the unified learner id does.
+pub async fn entries_hold_no_personal_data<B: Backend>(db: &B) {
+    let store = db.store();
+    let w = World::build(store.as_ref(), site_id(), 2).await;
+    let out = store
+        .ingest(
+            &[
+                completion(&w.site, "e1", w.by_id(0), 10_00),
+                scored(&w.site, "e2", w.by_account(1), 80_00),
+                revocation(&w.site, "r1", "e1"),
+            ],
+            NOW,
+        )
+        .await
+        .expect("ingest");
+    assert!(out.iter().all(|o| matches!(o, Outcome::Accepted { .. })));
+    for (i, e) in all_entries(store.as_ref()).await.iter().enumerate() {
+        let p = person(if e.body.learner == w.learners[0] { 1 } else { 2 });
+        let bytes = e.body.encode();
+        let holds = |needle: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
+        assert!(
+            holds(e.body.learner.as_str().as_bytes()),
+            "entry {i} names its learner by id"
+        );
+        assert!(!holds(p.name.as_bytes()), "entry {i} holds the learner's name");
+        assert!(!holds(&p.document_hash), "entry {i} holds the document hash");
+        assert!(
+            !holds(&p.document_hash[..8]),
+            "entry {i} holds part of the document hash"
+        );
+    }
+    let named = db
+        .query_i64(
+            "select count(*) from ledger_entries l join learners p on p.id = l.learner_id
+              where l.reason like '%' || p.name || '%' or l.event_id like '%' || p.name || '%'",
+        )
+        .await
+        .expect("search names");
+    assert_eq!(named, 0);
+}
+
 // ---------------------------------------------------------------------------
 // Append-only and the hash chain
 // ---------------------------------------------------------------------------
