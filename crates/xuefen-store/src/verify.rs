@@ -2,7 +2,8 @@
 
 use futures::StreamExt;
 use xuefen_core::ids::Position;
-use xuefen_core::verify::{ChainVerifier, VerifyError};
+use xuefen_core::plan::Head;
+use xuefen_core::verify::{ChainVerifier, Fault, VerifyError};
 
 use crate::{Store, StoreError};
 
@@ -28,6 +29,13 @@ pub enum VerifyFailure {
 
 /// Walks every chain from genesis and checks it against its recorded head.
 /// `progress` is called after each chain with the running totals.
+///
+/// It may run while the service writes: each chain is checked up to the
+/// head read at the start (entries and heads are written in one
+/// transaction, so every entry up to that head is committed). Entries past
+/// that head are newer commits when the head has moved since; when it has
+/// not, they were put there behind the service's back, and the chain fails
+/// at its recorded head.
 pub async fn verify_ledger(
     store: &dyn Store,
     mut progress: impl FnMut(&VerifyReport),
@@ -37,6 +45,7 @@ pub async fn verify_ledger(
         let mut verifier = ChainVerifier::new(chain);
         let mut entries = store.chain_entries(chain);
         let mut seen = 0u64;
+        let mut beyond_head = false;
         while let Some(entry) = entries.next().await {
             let entry = match entry {
                 Ok(e) => e,
@@ -56,8 +65,22 @@ pub async fn verify_ledger(
                     }
                 )));
             }
+            if entry.position.seq > head.seq {
+                beyond_head = true;
+                break;
+            }
             verifier.push(&entry)?;
             seen += 1;
+        }
+        drop(entries);
+        if beyond_head && head_now(store, chain).await? == Some(head) {
+            return Err(VerifyFailure::Chain(VerifyError {
+                position: Position {
+                    chain,
+                    seq: head.seq.max(1),
+                },
+                fault: Fault::HeadMismatch { head_seq: head.seq },
+            }));
         }
         verifier.finish(head.seq, &head.hash)?;
         report.chains += 1;
@@ -65,4 +88,10 @@ pub async fn verify_ledger(
         progress(&report);
     }
     Ok(report)
+}
+
+/// The head of `chain` as it is now.
+async fn head_now(store: &dyn Store, chain: u32) -> Result<Option<Head>, VerifyFailure> {
+    let heads = store.heads().await.map_err(VerifyFailure::Store)?;
+    Ok(heads.into_iter().find(|(c, _)| *c == chain).map(|(_, h)| h))
 }

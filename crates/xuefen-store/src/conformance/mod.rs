@@ -107,6 +107,8 @@ macro_rules! conformance_tests {
             verify_names_a_deleted_last_entry,
             verify_names_the_first_of_two_swapped_entries,
             verify_names_a_chain_head_moved_by_direct_sql,
+            verify_names_rows_appended_behind_the_head,
+            verify_while_batches_commit_reports_no_fault,
             heads_follow_the_last_entry_of_every_chain,
             learner_entries_are_that_learners_own_in_sequence_order,
             entries_are_found_by_their_own_sites_key_only,

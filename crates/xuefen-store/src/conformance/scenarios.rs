@@ -1356,6 +1356,68 @@ pub async fn verify_names_a_chain_head_moved_by_direct_sql<B: Backend>(db: &B) {
     .await;
 }
 
+/// A row appended after a chain's last entry without moving its head (a
+/// write behind the service's back) fails the chain at its head.
+pub async fn verify_names_rows_appended_behind_the_head<B: Backend>(db: &B) {
+    let (_, chain) = five_on_one_chain(db).await;
+    let n = db
+        .execute(&format!(
+            "insert into ledger_entries (chain_id, seq, prev_hash, hash, kind, site_id, event_id, learner_id,
+                    course_code, category, credits_cents, occurred_at_ms, recorded_at_ms, score_cents,
+                    hours_cents, rule_version, refers_chain, refers_seq, target_event, reason)
+             select chain_id, seq + 1, hash, hash, kind, site_id, event_id || '-forged', learner_id,
+                    course_code, category, credits_cents, occurred_at_ms, recorded_at_ms, score_cents,
+                    hours_cents, rule_version, refers_chain, refers_seq, target_event, reason
+               from ledger_entries where chain_id = {chain} and seq = 5"
+        ))
+        .await
+        .expect("forge a row");
+    assert_eq!(n, 1);
+    expect_fault(
+        db.store().as_ref(),
+        Position { chain, seq: 5 },
+        Fault::HeadMismatch { head_seq: 5 },
+    )
+    .await;
+}
+
+/// Verification while the service writes reports no fault: every chain is
+/// checked up to the head it read, and later commits are not mistaken for
+/// tampering.
+pub async fn verify_while_batches_commit_reports_no_fault<B: Backend>(db: &B) {
+    let store = db.store();
+    let w = World::build(store.as_ref(), site_id(), 8).await;
+    let writer = {
+        let store = Arc::clone(&store);
+        let batches: Vec<Vec<Event>> = (0..40)
+            .map(|b| {
+                (0..50)
+                    .map(|i| completion(&w.site, &format!("v{b}-{i}"), w.by_id(i % 8), 10_00))
+                    .collect()
+            })
+            .collect();
+        tokio::spawn(async move {
+            for batch in batches {
+                store.ingest(&batch, NOW).await.expect("ingest");
+            }
+        })
+    };
+    let mut runs = 0;
+    let mut last = 0;
+    while !writer.is_finished() {
+        let report = verify_ledger(store.as_ref(), |_| {})
+            .await
+            .expect("a live ledger verifies");
+        assert!(report.entries >= last, "entries only grow");
+        last = report.entries;
+        runs += 1;
+    }
+    writer.await.expect("writer");
+    let report = verify_ledger(store.as_ref(), |_| {}).await.expect("verifies");
+    assert_eq!(report.entries, 2_000);
+    assert!(runs > 0, "verification ran while batches committed");
+}
+
 /// After several batches over several learners, every chain's head is its
 /// last entry, and untouched chains stay empty.
 pub async fn heads_follow_the_last_entry_of_every_chain<B: Backend>(db: &B) {
