@@ -164,6 +164,7 @@ pub async fn set_site_status(
     let id = path_id(|v| SiteId::parse_as(v, "site_id"), site_id)?;
     let status = SiteStatus::parse(&input.status)?;
     let site = state.store.set_site_status(&id, status).await?;
+    state.key_cache.clear();
     tracing::info!(site.id = %id, site.status = %status, "site status changed");
     Ok(Json(SiteOut::from(&site)))
 }
@@ -196,6 +197,7 @@ pub async fn revoke_key(
 ) -> ApiResult<StatusCode> {
     caller.require_admin()?;
     state.store.revoke_key(&key_id).await?;
+    state.key_cache.clear();
     tracing::info!(key.id = %key_id, "key revoked");
     Ok(StatusCode::NO_CONTENT)
 }

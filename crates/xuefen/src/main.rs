@@ -86,6 +86,10 @@ struct ServeArgs {
     /// Group-commit transactions in flight at once, per shard.
     #[arg(long, env = "XUEFEN_COMMITS_IN_FLIGHT", default_value_t = 1)]
     commits_in_flight: usize,
+    /// Seconds an authenticated API key is remembered (0: look up every
+    /// request). Revocations through another instance take effect within it.
+    #[arg(long, env = "XUEFEN_KEY_CACHE_SECONDS", default_value_t = 1)]
+    key_cache_seconds: u64,
     /// Chain shards with a group committer each (PostgreSQL; SQLite has one).
     #[arg(long, env = "XUEFEN_COMMIT_SHARDS", default_value_t = 2)]
     commit_shards: usize,
@@ -251,7 +255,8 @@ async fn serve(db: &DbArgs, args: ServeArgs) -> anyhow::Result<ExitCode> {
         shards: args.commit_shards,
         ..CommitSettings::default()
     };
-    let state = AppState::new(store, limits, commit, key);
+    let state =
+        AppState::new(store, limits, commit, key).with_key_cache_ttl(Duration::from_secs(args.key_cache_seconds));
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("bind {}", args.listen))?;

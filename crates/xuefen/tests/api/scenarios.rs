@@ -45,6 +45,9 @@ async fn requests_without_a_valid_key_get_401(app: TestApp) {
     assert_eq!(status, StatusCode::CREATED);
     let second = created["secret"].as_str().expect("secret").to_owned();
     let key_id = created["key_id"].as_str().expect("key id").to_owned();
+    // Used once, so the service remembers it; revocation must still bite at once.
+    let (status, _) = app.get("/v1/sites/xihu", &second).await;
+    assert_eq!(status, StatusCode::OK);
     let (status, _) = app
         .call(Method::DELETE, &format!("/v1/keys/{key_id}"), Some(&app.admin), None)
         .await;
@@ -83,6 +86,9 @@ async fn a_site_key_cannot_act_as_admin_or_read_another_site(app: TestApp) {
 
 async fn a_suspended_site_gets_403_saying_so(app: TestApp) {
     let key = app.site("xihu").await;
+    // The key is in use (and remembered) when the site is suspended.
+    let (status, _) = app.get("/v1/sites/xihu", &key).await;
+    assert_eq!(status, StatusCode::OK);
     let (status, _) = app
         .put("/v1/sites/xihu/status", &app.admin, json!({"status": "suspended"}))
         .await;
