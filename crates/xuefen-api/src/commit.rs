@@ -9,17 +9,26 @@
 //! A request's events always stay together in one transaction.
 
 use std::sync::Arc;
+use std::time::Instant;
 
+use opentelemetry::trace::TraceContextExt;
 use tokio::sync::{Semaphore, mpsc, oneshot};
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 use xuefen_core::event::{Event, Millis};
 use xuefen_core::plan::Outcome;
 use xuefen_store::{Store, StoreError};
+
+use crate::metrics::Metrics;
 
 type Reply = oneshot::Sender<Result<Vec<Outcome>, Arc<StoreError>>>;
 
 struct Job {
     events: Vec<Event>,
     reply: Reply,
+    /// The submitting request's span: the group's span is a child of the
+    /// first one and links to the others.
+    span: tracing::Span,
 }
 
 /// Settings of the group committer.
@@ -61,8 +70,13 @@ pub enum CommitError {
 impl Committer {
     /// Starts the dispatcher on the current runtime.
     pub fn start(store: Arc<dyn Store>, settings: CommitSettings) -> Self {
+        Self::start_with_metrics(store, settings, Arc::new(Metrics::new()))
+    }
+
+    /// Starts the dispatcher on the current runtime, recording into `metrics`.
+    pub fn start_with_metrics(store: Arc<dyn Store>, settings: CommitSettings, metrics: Arc<Metrics>) -> Self {
         let (tx, rx) = mpsc::channel(settings.queue_requests_max.max(1));
-        tokio::spawn(dispatch(store, settings, rx));
+        tokio::spawn(dispatch(store, settings, rx, metrics));
         Self { tx }
     }
 
@@ -70,14 +84,18 @@ impl Committer {
     pub async fn submit(&self, events: Vec<Event>) -> Result<Vec<Outcome>, CommitError> {
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Job { events, reply })
+            .send(Job {
+                events,
+                reply,
+                span: tracing::Span::current(),
+            })
             .await
             .map_err(|_| CommitError::Stopped)?;
         rx.await.map_err(|_| CommitError::Stopped)?.map_err(CommitError::Store)
     }
 }
 
-async fn dispatch(store: Arc<dyn Store>, settings: CommitSettings, mut rx: mpsc::Receiver<Job>) {
+async fn dispatch(store: Arc<dyn Store>, settings: CommitSettings, mut rx: mpsc::Receiver<Job>, metrics: Arc<Metrics>) {
     let slots = Arc::new(Semaphore::new(settings.commits_in_flight.max(1)));
     while let Some(first) = rx.recv().await {
         // Wait for a free slot first: while every slot is busy, requests keep
@@ -97,8 +115,10 @@ async fn dispatch(store: Arc<dyn Store>, settings: CommitSettings, mut rx: mpsc:
             }
         }
         let store = store.clone();
+        let metrics = metrics.clone();
         tokio::spawn(async move {
-            commit_group(&*store, jobs, len).await;
+            let span = group_span(&jobs, len);
+            commit_group(&*store, jobs, len, &metrics).instrument(span).await;
             drop(permit);
         });
     }
@@ -106,8 +126,19 @@ async fn dispatch(store: Arc<dyn Store>, settings: CommitSettings, mut rx: mpsc:
     let _ = slots.acquire_many(settings.commits_in_flight.max(1) as u32).await;
 }
 
-#[tracing::instrument(name = "group_commit", skip_all, fields(batch.requests = jobs.len(), batch.len = len))]
-async fn commit_group(store: &dyn Store, jobs: Vec<Job>, len: usize) {
+/// The span of one group commit. One transaction serves many requests, so
+/// the span is a child of the first request's span (its trace shows the
+/// commit) and links to every other request's span.
+fn group_span(jobs: &[Job], len: usize) -> tracing::Span {
+    let span = tracing::info_span!(parent: &jobs[0].span, "group_commit", batch.requests = jobs.len(), batch.len = len);
+    for job in &jobs[1..] {
+        span.add_link(job.span.context().span().span_context().clone());
+    }
+    span
+}
+
+async fn commit_group(store: &dyn Store, jobs: Vec<Job>, len: usize, metrics: &Metrics) {
+    let requests = jobs.len();
     let mut events = Vec::with_capacity(len);
     let mut sizes = Vec::with_capacity(jobs.len());
     let mut replies = Vec::with_capacity(jobs.len());
@@ -117,7 +148,11 @@ async fn commit_group(store: &dyn Store, jobs: Vec<Job>, len: usize) {
         replies.push(job.reply);
     }
     let now = Millis::from_datetime(time::OffsetDateTime::now_utc());
-    match store.ingest(&events, now).await {
+    let started = Instant::now();
+    let result = store.ingest(&events, now).await;
+    let outcomes = result.as_ref().ok().map(Vec::as_slice);
+    metrics.commit_done(requests, outcomes, events.len(), started.elapsed());
+    match result {
         Ok(outcomes) => {
             assert_eq!(outcomes.len(), events.len(), "one outcome per event");
             let mut rest = outcomes.into_iter();
