@@ -586,4 +586,32 @@ mod tests {
         assert_eq!(s.to_toml(), Settings::defaults().to_toml());
         let _ = std::fs::remove_dir_all(&dir);
     }
+
+    /// The README's configuration table lists exactly the keys, each with
+    /// its environment variables and its default.
+    #[test]
+    fn the_readme_table_matches_the_keys() {
+        let readme = include_str!("../../../README.md");
+        let rows: Vec<Vec<String>> = readme
+            .lines()
+            .skip_while(|l| !l.starts_with("## Configuration"))
+            .skip(1)
+            .take_while(|l| !l.starts_with("## "))
+            .filter(|l| l.starts_with("| `"))
+            .map(|l| l.trim_matches('|').split(" | ").map(|c| c.trim().to_owned()).collect())
+            .collect();
+        let names: Vec<&str> = rows.iter().map(|r| r[0].trim_matches('`')).collect();
+        let keys: Vec<&str> = KEYS.iter().map(|k| k.name).collect();
+        assert_eq!(names, keys, "README rows, in order");
+        for (row, key) in rows.iter().zip(KEYS) {
+            let env: Vec<String> = key.env.iter().map(|e| format!("`{e}`")).collect();
+            assert_eq!(row[1], env.join(", "), "environment of {}", key.name);
+            let default = if key.default.is_empty() {
+                "unset".to_owned()
+            } else {
+                format!("`{}`", key.default)
+            };
+            assert_eq!(row[2], default, "default of {}", key.name);
+        }
+    }
 }
