@@ -98,6 +98,7 @@ fn metrics_routes() -> Router<AppState> {
 fn with_layers(routes: Router<AppState>, state: AppState) -> Router {
     let body_limit = state.limits.body_bytes_max;
     routes
+        .fallback(not_found)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn_with_state(
             state.metrics.clone(),
@@ -109,6 +110,11 @@ fn with_layers(routes: Router<AppState>, state: AppState) -> Router {
                 .on_response(telemetry::on_response),
         )
         .with_state(state)
+}
+
+/// Any path no route matches: a problem like every other error.
+async fn not_found() -> problem::Problem {
+    problem::Problem::new(axum::http::StatusCode::NOT_FOUND, "not_found", "no such resource")
 }
 
 /// Serves the API on `listener` until `shutdown` resolves, then finishes

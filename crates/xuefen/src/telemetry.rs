@@ -5,11 +5,14 @@
 //! trace ids, so JSON log lines and problem responses carry a `trace_id`
 //! even when nothing is exported. Spans are exported over OTLP
 //! (http/protobuf) only when the standard variables ask for it:
-//! `OTEL_EXPORTER_OTLP_ENDPOINT` or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` set,
-//! and `OTEL_SDK_DISABLED` not `true`. The exporter itself reads the other
-//! `OTEL_*` variables (headers, timeout, `OTEL_SERVICE_NAME`,
-//! `OTEL_BSP_*`, `OTEL_TRACES_SAMPLER`). [`Telemetry::shutdown`] flushes
-//! what is still queued.
+//! `OTEL_EXPORTER_OTLP_ENDPOINT` or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` set.
+//! `OTEL_SDK_DISABLED=true` leaves OpenTelemetry out altogether (no export,
+//! no trace ids). The exporter itself reads the other `OTEL_*` variables
+//! (headers, timeout, `OTEL_SERVICE_NAME`, `OTEL_BSP_*`,
+//! `OTEL_TRACES_SAMPLER`). [`Telemetry::shutdown`] flushes what is still
+//! queued, within [`FLUSH_BOUND`].
+
+use std::time::Duration;
 
 use anyhow::Context;
 use opentelemetry::trace::TracerProvider as _;
@@ -22,25 +25,41 @@ use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::settings::{LogFormat, Settings};
 
+/// The longest the final flush may hold up the exit, so that a collector
+/// that is down cannot stretch a shutdown past the pod's grace period.
+pub const FLUSH_BOUND: Duration = Duration::from_secs(5);
+
 /// Keeps the tracer provider alive until [`Telemetry::shutdown`].
 pub struct Telemetry {
-    provider: SdkTracerProvider,
+    provider: Option<SdkTracerProvider>,
     exporting: bool,
+}
+
+fn sdk_disabled(env: &impl Fn(&str) -> Option<String>) -> bool {
+    env("OTEL_SDK_DISABLED").is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
 }
 
 /// Whether the standard variables ask for OTLP export.
 fn otlp_requested(env: impl Fn(&str) -> Option<String>) -> bool {
-    let disabled = env("OTEL_SDK_DISABLED").is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
     let endpoint = ["OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"]
         .iter()
         .any(|k| env(k).is_some_and(|v| !v.trim().is_empty()));
-    endpoint && !disabled
+    endpoint && !sdk_disabled(&env)
 }
 
 /// Installs the global subscriber and the OpenTelemetry tracer. Call it
 /// outside the async runtime: the OTLP exporter runs its own thread.
 pub fn init(settings: &Settings) -> anyhow::Result<Telemetry> {
-    let exporting = otlp_requested(|k| std::env::var(k).ok());
+    let env = |k: &str| std::env::var(k).ok();
+    let filter = EnvFilter::try_new(&settings.log_filter).context("log_filter")?;
+    if sdk_disabled(&env) {
+        install(tracing_subscriber::registry().with(filter), settings.log_format)?;
+        return Ok(Telemetry {
+            provider: None,
+            exporting: false,
+        });
+    }
+    let exporting = otlp_requested(env);
     // `Resource::builder` reads OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES;
     // the service name defaults to `xuefen` rather than `unknown_service`.
     let mut resource = Resource::builder();
@@ -67,9 +86,25 @@ pub fn init(settings: &Settings) -> anyhow::Result<Telemetry> {
     };
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
     let otel = tracing_opentelemetry::layer().with_tracer(provider.tracer("xuefen"));
-    let filter = EnvFilter::try_new(&settings.log_filter).context("log_filter")?;
-    let registry = tracing_subscriber::registry().with(filter).with(otel);
-    match settings.log_format {
+    install(
+        tracing_subscriber::registry().with(filter).with(otel),
+        settings.log_format,
+    )?;
+    if exporting {
+        tracing::info!("exporting traces over OTLP");
+    }
+    Ok(Telemetry {
+        provider: Some(provider),
+        exporting,
+    })
+}
+
+/// Adds the log-line layer to `registry` and installs it globally.
+fn install<S>(registry: S, format: LogFormat) -> anyhow::Result<()>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a> + Send + Sync + 'static,
+{
+    match format {
         LogFormat::Json => registry
             .with(
                 tracing_subscriber::fmt::layer()
@@ -83,18 +118,15 @@ pub fn init(settings: &Settings) -> anyhow::Result<Telemetry> {
             .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
             .try_init(),
     }
-    .context("install the tracing subscriber")?;
-    if exporting {
-        tracing::info!("exporting traces over OTLP");
-    }
-    Ok(Telemetry { provider, exporting })
+    .context("install the tracing subscriber")
 }
 
 impl Telemetry {
     /// Flushes queued spans and stops the exporter.
     pub fn shutdown(self) {
         if self.exporting
-            && let Err(e) = self.provider.shutdown()
+            && let Some(provider) = self.provider
+            && let Err(e) = provider.shutdown_with_timeout(FLUSH_BOUND)
         {
             eprintln!("warning: flushing traces failed: {e}");
         }

@@ -157,7 +157,8 @@ fn the_kubernetes_manifests_wire_probes_ports_and_grace_periods() {
         assert!(ports.contains_key(target), "Service targetPort {target}");
     }
 
-    // The drain fits in the pod's grace period, preStop sleep included.
+    // The drain fits in the pod's grace period, preStop sleep and the
+    // final trace flush (bounded at 5 s) included.
     let config = at(&objects["ConfigMap"][0], &["data"]);
     let drain: i64 = str_at(config, &["XUEFEN_SHUTDOWN_GRACE_SECONDS"])
         .parse()

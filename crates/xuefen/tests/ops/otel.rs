@@ -106,6 +106,11 @@ async fn request_and_group_commit_spans_reach_an_otlp_receiver() {
         .expect("trace_id in the problem")
         .to_owned();
     assert_eq!(problem_trace.len(), 32, "{problem}");
+    // So does the answer to a path no route matches.
+    let (status, missing) = app.call(Method::GET, "/no/such/path", None, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(missing["code"], "not_found", "{missing}");
+    assert_eq!(missing["trace_id"].as_str().map(str::len), Some(32), "{missing}");
 
     let wanted = |all: &[Span]| {
         all.iter()
