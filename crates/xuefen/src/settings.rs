@@ -394,7 +394,8 @@ impl Settings {
                 ));
             }
         }
-        if self.metrics_listen == Some(self.listen) {
+        // Port 0 asks the kernel for a free port, so two of them never clash.
+        if self.metrics_listen == Some(self.listen) && self.listen.port() != 0 {
             return Err(invalid("metrics_listen", "must differ from `listen`".into()));
         }
         tracing_subscriber::EnvFilter::try_new(&self.log_filter).map_err(|e| invalid("log_filter", e.to_string()))?;
@@ -511,6 +512,17 @@ mod tests {
         // Both ends of a range are allowed.
         load(&[], &[("commits_in_flight", "1")]).expect("least");
         load(&[], &[("commits_in_flight", "64")]).expect("most");
+    }
+
+    #[test]
+    fn the_metrics_listener_cannot_share_the_api_address() {
+        let e = load(
+            &[],
+            &[("listen", "127.0.0.1:9000"), ("metrics_listen", "127.0.0.1:9000")],
+        )
+        .expect_err("same address");
+        assert!(e.to_string().contains("`metrics_listen`"), "{e}");
+        load(&[], &[("listen", "127.0.0.1:0"), ("metrics_listen", "127.0.0.1:0")]).expect("two free ports");
     }
 
     #[test]

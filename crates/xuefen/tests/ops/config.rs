@@ -102,3 +102,20 @@ fn the_example_lists_every_key_and_checks_clean() {
     let out = xuefen(&["config", "check", "--config", file.to_str().expect("utf-8")], &[]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// `ops/xuefen.example.toml` is what `xuefen config example` prints, so the
+/// file operators copy cannot drift from the keys.
+#[test]
+fn the_example_file_in_ops_is_current() {
+    let out = xuefen(&["config", "example"], &[]);
+    let printed = String::from_utf8_lossy(&out.stdout);
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../ops/xuefen.example.toml");
+    if std::env::var_os("XUEFEN_UPDATE_EXAMPLE").is_some() {
+        std::fs::write(&path, printed.as_bytes()).expect("write the example");
+    }
+    let committed = std::fs::read_to_string(&path).expect("read ops/xuefen.example.toml");
+    assert_eq!(
+        committed, printed,
+        "ops/xuefen.example.toml is stale: rerun with XUEFEN_UPDATE_EXAMPLE=1"
+    );
+}

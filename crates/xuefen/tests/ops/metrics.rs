@@ -86,3 +86,42 @@ async fn metrics_count_requests_outcomes_commits_heads_and_the_pool() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_metrics_listener_of_its_own_takes_metrics_off_the_api_port() {
+    let mut app = Server::start(
+        crate::server::Backend::Sqlite,
+        &[],
+        &["--metrics-listen", "127.0.0.1:0"],
+    )
+    .await;
+    let metrics_base = app
+        .metrics_base
+        .clone()
+        .expect("the metrics listener's address is printed");
+    let (status, _) = app.call(Method::GET, "/metrics", None, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "/metrics is not on the API port");
+    let (status, _) = app.call(Method::GET, "/healthz", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    let scrape = app
+        .client
+        .get(format!("{metrics_base}/metrics"))
+        .send()
+        .await
+        .expect("scrape")
+        .text()
+        .await
+        .expect("text");
+    assert_eq!(
+        sample(
+            &scrape,
+            "xuefen_http_requests_total{method=\"GET\",route=\"/healthz\",status=\"200\"}"
+        ),
+        1.0,
+        "API requests are counted on the metrics listener:\n{scrape}"
+    );
+    // SIGTERM stops both listeners.
+    app.sigterm();
+    let status = tokio::task::block_in_place(|| app.wait_exit(std::time::Duration::from_secs(15))).expect("exits");
+    assert!(status.success(), "{status}");
+}

@@ -33,6 +33,8 @@ pub fn backends() -> Vec<Backend> {
 pub struct Server {
     child: Child,
     pub base: String,
+    /// The metrics listener's base URL, when `metrics_listen` is set.
+    pub metrics_base: Option<String>,
     pub admin: String,
     pub dir: PathBuf,
     pub database_url: String,
@@ -74,12 +76,15 @@ impl Server {
             }
         });
         let mut admin = None;
+        let mut metrics_base = None;
         let base = loop {
             let line = rx
                 .recv_timeout(Duration::from_secs(60))
                 .unwrap_or_else(|_| panic!("xuefen serve did not start; log: {}", log_of(&dir)));
             if let Some(k) = line.strip_prefix("bootstrap admin key (shown once): ") {
                 admin = Some(k.trim().to_owned());
+            } else if let Some(url) = line.strip_prefix("metrics on ") {
+                metrics_base = url.trim().strip_suffix("/metrics").map(str::to_owned);
             } else if let Some(addr) = line.strip_prefix("listening on ") {
                 break addr.trim().to_owned();
             }
@@ -87,6 +92,7 @@ impl Server {
         Self {
             child,
             base,
+            metrics_base,
             admin: admin.expect("a fresh database prints the admin key"),
             dir,
             database_url,
