@@ -19,7 +19,10 @@ use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
+use tracing::Level;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::Layer as _;
+use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
@@ -53,7 +56,7 @@ pub fn init(settings: &Settings) -> anyhow::Result<Telemetry> {
     let env = |k: &str| std::env::var(k).ok();
     let filter = EnvFilter::try_new(&settings.log_filter).context("log_filter")?;
     if sdk_disabled(&env) {
-        install(tracing_subscriber::registry().with(filter), settings.log_format)?;
+        install(tracing_subscriber::registry(), settings.log_format, filter)?;
         return Ok(Telemetry {
             provider: None,
             exporting: false,
@@ -85,11 +88,15 @@ pub fn init(settings: &Settings) -> anyhow::Result<Telemetry> {
             .build()
     };
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
-    let otel = tracing_opentelemetry::layer().with_tracer(provider.tracer("xuefen"));
-    install(
-        tracing_subscriber::registry().with(filter).with(otel),
-        settings.log_format,
-    )?;
+    // Spans are traced at info whatever the log filter says: quieter logs
+    // must not switch tracing (or the trace ids of problems) off.
+    let traced = Targets::new()
+        .with_default(Level::INFO)
+        .with_target("sqlx", Level::WARN);
+    let otel = tracing_opentelemetry::layer()
+        .with_tracer(provider.tracer("xuefen"))
+        .with_filter(traced);
+    install(tracing_subscriber::registry().with(otel), settings.log_format, filter)?;
     if exporting {
         tracing::info!("exporting traces over OTLP");
     }
@@ -99,8 +106,9 @@ pub fn init(settings: &Settings) -> anyhow::Result<Telemetry> {
     })
 }
 
-/// Adds the log-line layer to `registry` and installs it globally.
-fn install<S>(registry: S, format: LogFormat) -> anyhow::Result<()>
+/// Adds the log-line layer, filtered by `log_filter`, to `registry` and
+/// installs it globally.
+fn install<S>(registry: S, format: LogFormat, filter: EnvFilter) -> anyhow::Result<()>
 where
     S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a> + Send + Sync + 'static,
 {
@@ -111,11 +119,16 @@ where
                     .json()
                     .with_current_span(true)
                     .with_span_list(true)
-                    .with_writer(std::io::stderr),
+                    .with_writer(std::io::stderr)
+                    .with_filter(filter),
             )
             .try_init(),
         LogFormat::Text => registry
-            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(std::io::stderr)
+                    .with_filter(filter),
+            )
             .try_init(),
     }
     .context("install the tracing subscriber")

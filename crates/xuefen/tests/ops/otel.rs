@@ -182,3 +182,26 @@ async fn request_and_group_commit_spans_reach_an_otlp_receiver() {
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// Without an endpoint nothing is exported, but problems still name their
+/// trace, whatever the log filter; `OTEL_SDK_DISABLED=true` leaves
+/// OpenTelemetry out entirely.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn problems_carry_trace_ids_without_export_unless_the_sdk_is_disabled() {
+    for (env, expect_trace) in [
+        (vec![("RUST_LOG", "error".to_owned())], true),
+        (vec![("OTEL_SDK_DISABLED", "true".to_owned())], false),
+    ] {
+        let app = Server::start(Backend::Sqlite, &env, &[]).await;
+        let (status, problem) = app.call(Method::GET, "/v1/sites", Some("xf_wrong"), None).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{problem}");
+        let trace = problem["trace_id"].as_str();
+        assert_eq!(trace.is_some(), expect_trace, "{env:?}: {problem}");
+        if let Some(trace) = trace {
+            assert!(
+                trace.len() == 32 && trace.chars().all(|c| c.is_ascii_hexdigit()),
+                "{trace}"
+            );
+        }
+    }
+}
