@@ -413,3 +413,47 @@ async fn every_metric_the_dashboard_and_alerts_query_exists_in_a_real_scrape() {
     }
     assert!(seen >= 20, "only {seen} metric references found");
 }
+
+#[test]
+fn the_dockerfile_copies_what_exists_and_sets_valid_settings() {
+    let dockerfile = read("Dockerfile");
+    let root = ops_dir().join("..");
+    let mut stages = Vec::new();
+    let mut env = BTreeMap::new();
+    // Join continuation lines, then look at each instruction.
+    let joined = dockerfile.replace("\\\n", " ");
+    for line in joined
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
+        let mut words = line.split_whitespace();
+        match words.next() {
+            Some("FROM") => stages.push(line.to_owned()),
+            Some("COPY") if !line.contains("--from=") => {
+                let args: Vec<&str> = words.filter(|w| !w.starts_with("--")).collect();
+                for src in &args[..args.len() - 1] {
+                    assert!(
+                        root.join(src).exists(),
+                        "the Dockerfile copies {src}, which does not exist"
+                    );
+                }
+            }
+            Some("ENV") => {
+                for pair in words {
+                    let (k, v) = pair.split_once('=').expect("ENV KEY=VALUE");
+                    env.insert(k.to_owned(), v.to_owned());
+                }
+            }
+            _ => {}
+        }
+    }
+    assert!(stages.len() >= 2, "a multi-stage build: {stages:?}");
+    assert!(
+        dockerfile.contains("COPY --from=build"),
+        "the runtime stage takes the built binary"
+    );
+    assert!(dockerfile.contains("USER 10001"), "the runtime runs unprivileged");
+    assert_config_accepts("the Dockerfile", &env);
+    assert_eq!(env["XUEFEN_LOG_FORMAT"], "json");
+}
