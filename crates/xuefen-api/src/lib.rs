@@ -56,6 +56,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// The HMAC key under which identity document numbers are hashed.
     pub identity_key: Arc<[u8]>,
+    /// Recently authenticated keys.
+    pub key_cache: Arc<auth::KeyCache>,
 }
 
 impl AppState {
@@ -69,7 +71,17 @@ impl AppState {
             limits,
             metrics,
             identity_key: identity_key.into(),
+            key_cache: Arc::new(auth::KeyCache::new(Self::KEY_CACHE_TTL)),
         }
+    }
+
+    /// How long an authenticated key is remembered by default.
+    pub const KEY_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(1);
+
+    /// Remembers authenticated keys for `ttl` (zero: look every key up).
+    pub fn with_key_cache_ttl(mut self, ttl: std::time::Duration) -> Self {
+        self.key_cache = Arc::new(auth::KeyCache::new(ttl));
+        self
     }
 }
 

@@ -253,10 +253,14 @@ settings! {
     body_bytes_max: usize = "2097152", env ["XUEFEN_BODY_BYTES_MAX"];
     /// Most events one group-commit transaction writes.
     group_events_max: usize = "4000", env ["XUEFEN_GROUP_EVENTS_MAX"];
-    /// Group-commit transactions in flight at once.
-    commits_in_flight: usize = "2", env ["XUEFEN_COMMITS_IN_FLIGHT"];
+    /// Group-commit transactions in flight at once, per shard.
+    commits_in_flight: usize = "1", env ["XUEFEN_COMMITS_IN_FLIGHT"];
+    /// Chain shards with a group committer each (PostgreSQL; SQLite uses one).
+    commit_shards: usize = "2", env ["XUEFEN_COMMIT_SHARDS"];
     /// Requests waiting for a group commit before new ones wait to be queued.
     queue_requests_max: usize = "16384", env ["XUEFEN_QUEUE_REQUESTS_MAX"];
+    /// Seconds an authenticated API key is remembered (0: look it up on every request); a revocation through another instance takes effect within it.
+    key_cache_seconds: u64 = "1", env ["XUEFEN_KEY_CACHE_SECONDS"];
     /// Seconds to finish in-flight requests and group commits after SIGTERM/SIGINT before exiting 1.
     shutdown_grace_seconds: u64 = "30", env ["XUEFEN_SHUTDOWN_GRACE_SECONDS"];
     /// Log lines on stderr: `text` or `json` (one object a line, with `trace_id`).
@@ -274,6 +278,8 @@ const RANGES: &[(&str, u64, u64)] = &[
     ("body_bytes_max", 1_024, 256 * 1024 * 1024),
     ("group_events_max", 1, 1_000_000),
     ("commits_in_flight", 1, 64),
+    ("commit_shards", 1, 64),
+    ("key_cache_seconds", 0, 3_600),
     ("queue_requests_max", 1, 1_000_000),
     ("shutdown_grace_seconds", 1, 3_600),
 ];
