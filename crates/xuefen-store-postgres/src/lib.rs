@@ -150,6 +150,44 @@ impl PgStore {
         &self.pool
     }
 
+    /// Runs attempts of a batch until one commits (see [`Store::ingest`]).
+    async fn ingest_to_end(&self, events: &[Event], now: Millis) -> Result<Vec<Outcome>> {
+        let mut attempt = 0;
+        let mut optimistic = !self.expect_existing.load(Ordering::Relaxed);
+        loop {
+            attempt += 1;
+            let retry = match self.ingest_once(events, now, optimistic).await {
+                Ok(outcomes) => {
+                    if !optimistic {
+                        let existing = outcomes
+                            .iter()
+                            .any(|o| matches!(o, Outcome::Duplicate { .. } | Outcome::Conflict { .. }));
+                        self.expect_existing.store(existing, Ordering::Relaxed);
+                    }
+                    return Ok(outcomes);
+                }
+                Err(IngestError::Race) => "idempotency key committed by another transaction",
+                Err(IngestError::Recheck) => "an item was not accepted when assumed new",
+                Err(IngestError::Sql(e)) if optimistic && is_unique_violation(&e) => {
+                    // Retries and duplicates come in runs: look keys up
+                    // first until a batch without any.
+                    self.expect_existing.store(true, Ordering::Relaxed);
+                    "a key of the batch exists"
+                }
+                Err(IngestError::Sql(e)) if retryable(&e) => "deadlock or serialization failure",
+                Err(IngestError::Sql(e)) => return Err(db(e)),
+                Err(IngestError::Corrupt(e)) => return Err(e),
+            };
+            optimistic = false;
+            if attempt >= INGEST_ATTEMPTS_MAX {
+                return Err(StoreError::Database(
+                    format!("ingest gave up after {attempt} attempts: {retry}").into(),
+                ));
+            }
+            tracing::debug!(attempt, reason = retry, "ingest transaction lost a race; retrying");
+        }
+    }
+
     /// One attempt at a batch. `optimistic`: assume the batch's own keys are
     /// new and skip looking them up (revocation targets are still read). The
     /// attempt commits only if every item is accepted and the `COPY` finds no
@@ -638,6 +676,14 @@ fn site_from_row(row: &PgRow) -> Result<Site> {
 
 #[async_trait]
 impl Store for PgStore {
+    fn pool_stats(&self) -> xuefen_store::PoolStats {
+        xuefen_store::PoolStats {
+            size: self.pool.size(),
+            idle: u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX),
+            max: self.pool.options().get_max_connections(),
+        }
+    }
+
     async fn ready(&self) -> Result<()> {
         let applied: Option<i64> = sqlx::query_scalar("select max(version) from _sqlx_migrations where success")
             .fetch_one(&self.pool)
@@ -907,40 +953,14 @@ impl Store for PgStore {
     }
 
     async fn ingest(&self, events: &[Event], now: Millis) -> Result<Vec<Outcome>> {
-        let mut attempt = 0;
-        let mut optimistic = !self.expect_existing.load(Ordering::Relaxed);
-        loop {
-            attempt += 1;
-            let retry = match self.ingest_once(events, now, optimistic).await {
-                Ok(outcomes) => {
-                    if !optimistic {
-                        let existing = outcomes
-                            .iter()
-                            .any(|o| matches!(o, Outcome::Duplicate { .. } | Outcome::Conflict { .. }));
-                        self.expect_existing.store(existing, Ordering::Relaxed);
-                    }
-                    return Ok(outcomes);
-                }
-                Err(IngestError::Race) => "idempotency key committed by another transaction",
-                Err(IngestError::Recheck) => "an item was not accepted when assumed new",
-                Err(IngestError::Sql(e)) if optimistic && is_unique_violation(&e) => {
-                    // Retries and duplicates come in runs: look keys up
-                    // first until a batch without any.
-                    self.expect_existing.store(true, Ordering::Relaxed);
-                    "a key of the batch exists"
-                }
-                Err(IngestError::Sql(e)) if retryable(&e) => "deadlock or serialization failure",
-                Err(IngestError::Sql(e)) => return Err(db(e)),
-                Err(IngestError::Corrupt(e)) => return Err(e),
-            };
-            optimistic = false;
-            if attempt >= INGEST_ATTEMPTS_MAX {
-                return Err(StoreError::Database(
-                    format!("ingest gave up after {attempt} attempts: {retry}").into(),
-                ));
-            }
-            tracing::debug!(attempt, reason = retry, "ingest transaction lost a race; retrying");
-        }
+        // The transaction runs to its end in its own task: a caller that
+        // stops waiting (a client gone, a timeout) must not drop it halfway
+        // through a `COPY` on a connection that goes back to the pool.
+        let store = self.clone();
+        let events = events.to_vec();
+        tokio::spawn(async move { store.ingest_to_end(&events, now).await })
+            .await
+            .map_err(|e| StoreError::Database(Box::new(e)))?
     }
 
     async fn entry_by_event(&self, site: &SiteId, event: &EventId) -> Result<Option<Entry>> {
