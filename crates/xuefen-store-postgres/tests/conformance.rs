@@ -65,18 +65,4 @@ impl Backend for Pg {
     }
 }
 
-/// Every scenario, one marked `#[ignore]` for a bug of this store that the
-/// scenario found (reported; remove the arm once fixed).
-macro_rules! pg_test {
-    ([$b:ty] a_batch_cancelled_at_any_instant_is_all_or_nothing) => {
-        xuefen_store::conformance_test!([$b] a_batch_cancelled_at_any_instant_is_all_or_nothing
-            #[ignore = "PostgreSQL store bug: an ingest abandoned during its binary COPY returns a desynchronised \
-                        connection to the pool (protocol errors, and a chain head committed without its entries); \
-                        run the transaction to its end in its own task as the SQLite store does"]);
-    };
-    ([$b:ty] $scenario:ident) => {
-        xuefen_store::conformance_test!([$b] $scenario);
-    };
-}
-
-xuefen_store::conformance_scenarios!(pg_test, [Pg]);
+xuefen_store::conformance_tests!(Pg);

@@ -1157,9 +1157,9 @@ pub async fn a_batch_cancelled_at_any_instant_is_all_or_nothing<B: Backend>(db: 
         assert_eq!(entry_count(db).await, written);
     }
     eprintln!("a batch takes {full:?}; abandoned batches: {seen:?}");
-    // A store may finish an abandoned batch on its own (SQLite does) or
-    // roll it back (PostgreSQL, unless the commit was already sent); either
-    // way some batches must have been abandoned before they answered.
+    // A store may finish an abandoned batch on its own (both do now) or
+    // roll it back; either way some batches must have been abandoned before
+    // they answered.
     assert!(
         seen.contains("nothing landed") || seen.contains("landed, answer lost"),
         "no batch was abandoned midway: {seen:?}"
