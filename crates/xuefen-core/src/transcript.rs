@@ -10,10 +10,16 @@ use crate::entry::{Entry, EntryKind};
 pub enum LineStatus {
     Awarded,
     NotPassed,
-    /// An award that a later reversal cancelled.
+    /// An entry that a later reversal cancelled.
     Reversed,
     /// The reversal itself.
     Reversal,
+    /// Credited already through another course of its recognition group.
+    Recognised,
+    /// Partly or wholly over the learner's annual cap for the category.
+    Capped,
+    /// A recognised completion that became the paid one of its group.
+    Promoted,
 }
 
 impl LineStatus {
@@ -23,6 +29,9 @@ impl LineStatus {
             LineStatus::NotPassed => "not_passed",
             LineStatus::Reversed => "reversed",
             LineStatus::Reversal => "reversal",
+            LineStatus::Recognised => "recognised",
+            LineStatus::Capped => "capped",
+            LineStatus::Promoted => "promoted",
         }
     }
 }
@@ -39,7 +48,11 @@ pub struct Totals {
 /// of signed credits, so an award and its reversal net to zero in the year,
 /// category and site of the award.
 pub fn summarise(entries: &[Entry]) -> (Vec<LineStatus>, Totals) {
-    let reversed: HashSet<_> = entries.iter().filter_map(|e| e.body.refers_to).collect();
+    let reversed: HashSet<_> = entries
+        .iter()
+        .filter(|e| e.body.kind == EntryKind::Reversal)
+        .filter_map(|e| e.body.refers_to)
+        .collect();
     let mut totals = Totals::default();
     let statuses = entries
         .iter()
@@ -57,6 +70,9 @@ pub fn summarise(entries: &[Entry]) -> (Vec<LineStatus>, Totals) {
                 _ if reversed.contains(&e.position) => LineStatus::Reversed,
                 EntryKind::Awarded => LineStatus::Awarded,
                 EntryKind::NotPassed => LineStatus::NotPassed,
+                EntryKind::Recognised => LineStatus::Recognised,
+                EntryKind::Capped => LineStatus::Capped,
+                EntryKind::Promoted => LineStatus::Promoted,
             }
         })
         .collect();

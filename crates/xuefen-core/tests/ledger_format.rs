@@ -20,14 +20,14 @@ use sha2::{Digest, Sha256};
 use xuefen_core::amount::{Credits, Hours, Score};
 use xuefen_core::entry::{DOMAIN_TAG, Entry, EntryBody, EntryKind, FORMAT_VERSION, GENESIS, entry_hash};
 use xuefen_core::event::{Millis, Reason};
-use xuefen_core::ids::{Category, CourseCode, EventId, LearnerId, Position, SiteId};
+use xuefen_core::ids::{Category, CourseCode, EventId, GroupId, LearnerId, Position, SiteId};
 use xuefen_core::verify::{ChainVerifier, Fault, VerifyError};
 
 /// The chain of the worked example.
 const CHAIN: u32 = 5;
 
 /// Field names in canonical order, as the document spells them.
-const FIELDS: [&str; 16] = [
+const FIELDS: [&str; 18] = [
     "version",
     "kind",
     "site",
@@ -44,6 +44,8 @@ const FIELDS: [&str; 16] = [
     "refers_to",
     "target_event",
     "reason",
+    "recognition_group",
+    "withheld",
 ];
 
 // ---------------------------------------------------------------------------
@@ -57,6 +59,7 @@ fn example_bodies() -> [EntryBody; 2] {
     let course = CourseCode::parse("PY-101").expect("example course code");
     let category = Category::parse("vocational").expect("example category");
     let award_event = EventId::parse("hzxh-2025-000123").expect("example award event id");
+    let group = GroupId::parse("zj-py101").expect("example recognition group");
     let award = EntryBody {
         kind: EntryKind::Awarded,
         site: site.clone(),
@@ -75,6 +78,8 @@ fn example_bodies() -> [EntryBody; 2] {
         refers_to: None,
         target_event: None,
         reason: Reason::default(),
+        recognition_group: Some(group.clone()),
+        withheld: None,
     };
     let reversal = EntryBody {
         kind: EntryKind::Reversal,
@@ -93,6 +98,8 @@ fn example_bodies() -> [EntryBody; 2] {
         refers_to: Some(Position { chain: CHAIN, seq: 1 }),
         target_event: Some(award_event),
         reason: Reason::parse("成绩录入错误", "reason").expect("example reason"),
+        recognition_group: Some(group),
+        withheld: None,
     };
     [award, reversal]
 }
@@ -245,6 +252,17 @@ fn fields(body: &EntryBody) -> Vec<Field> {
             body.target_event.as_ref().map(|e| string("target_event", e.as_str())),
         ),
         string("reason", body.reason.as_str()),
+        optional(
+            "recognition_group",
+            body.recognition_group
+                .as_ref()
+                .map(|g| string("recognition_group", g.as_str())),
+        ),
+        optional(
+            "withheld",
+            body.withheld
+                .map(|v| int64("withheld", v.cents(), hundredths(v.cents(), "credits"))),
+        ),
     ];
     assert_eq!(out.iter().map(|f| f.name).collect::<Vec<_>>(), FIELDS);
     out
