@@ -319,7 +319,13 @@ impl Planner<'_> {
 
     /// Splits `credits` into what fits under the learner's annual cap for
     /// the category and what is withheld.
-    fn fit_under_cap(&self, learner: &LearnerId, category: &Category, at: Millis, credits: Credits) -> (Credits, Credits) {
+    fn fit_under_cap(
+        &self,
+        learner: &LearnerId,
+        category: &Category,
+        at: Millis,
+        credits: Credits,
+    ) -> (Credits, Credits) {
         let Some(cap) = self.lookups.caps.get(category) else {
             return (credits, Credits::ZERO);
         };
@@ -745,6 +751,19 @@ mod tests {
         }
         let head = p.heads[&0];
         assert_eq!(v.finish(head.seq, &head.hash), Ok(2));
+    }
+
+    #[test]
+    fn a_completion_before_the_course_was_offered_is_rejected_naming_completed_at() {
+        let mut l = lookups();
+        let key = (site(), CourseCode::parse("c1").expect("code"));
+        if let Some(t) = l.courses.get_mut(&key) {
+            t.offered_from = Some(Millis(NOW.0 - 500));
+        }
+        let p = plan(&[completion("e1", 1, "c1")], NOW, &l);
+        assert!(matches!(&p.outcomes[0], Outcome::Rejected(r)
+            if r.code == "completed_before_course_offered" && r.error.field == "completed_at"));
+        assert!(p.entries.is_empty());
     }
 
     #[test]
