@@ -11,22 +11,41 @@
 //! every query against a real PostgreSQL instead.
 #![forbid(unsafe_code)]
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::stream::{BoxStream, StreamExt, TryStreamExt};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{PgPool, Postgres, Row, Transaction};
+use xuefen_core::amount::Credits;
 use xuefen_core::entry::Entry;
 use xuefen_core::event::{Event, EventBody, LearnerRef, Millis};
-use xuefen_core::ids::{CourseCode, EventId, LearnerId, LocalAccount, RegionCode, SiteId, SiteLevel, SiteStatus};
+use xuefen_core::ids::{
+    Category, CourseCode, EventId, GroupId, LearnerId, LocalAccount, RegionCode, SiteId, SiteLevel, SiteStatus,
+};
 use xuefen_core::plan::{self, Head, Key, Lookups, Outcome};
 use xuefen_store::records::{CourseRecord, EntryColumns, EntryRecord};
-use xuefen_store::{Course, KeyRecord, NewKey, NewLearner, Principal, Result, Site, Store, StoreError, Written};
+use xuefen_store::{Course, Group, KeyRecord, NewKey, NewLearner, Principal, Result, Site, Store, StoreError, Written};
 
 /// Migrations embedded from `migrations/postgres`.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
+
+/// The columns of a course in [`CourseRecord`] order, with its recognition
+/// group.
+macro_rules! course_columns {
+    () => {
+        "c.site_id, c.code, c.title, c.category, c.rule_kind, c.credits_cents, c.hours_per_credit_cents,
+         c.cap_cents, c.pass_mark_cents, c.rule_version::bigint, m.group_id, c.offered_from_ms"
+    };
+}
+
+macro_rules! course_from {
+    () => {
+        " from courses c
+          left join recognition_members m on m.site_id = c.site_id and m.course_code = c.code"
+    };
+}
 
 /// How many times a batch is retried after losing a race on an idempotency
 /// key or a deadlock with another instance.
@@ -119,11 +138,14 @@ impl PgStore {
         }
         // Read under the locks: the state of every touched chain is settled.
         for e in entries_by_keys(&mut tx, &keys).await? {
-            lookups
-                .entries
-                .insert((e.body.site.clone(), e.body.event_id.clone()), e);
+            lookups.add_entry(e);
         }
         lookups.reversed = reversed_targets(&mut tx, events).await?;
+        // Recognition and caps, read under the same locks: a learner's
+        // entries all live in one locked chain. Only batches that touch a
+        // group or a capped category run these queries.
+        lookups.group_entries = group_entries(&mut tx, &plan::group_keys(events, &lookups)).await?;
+        lookups.year_totals = year_totals(&mut tx, &plan::cap_keys(events, &lookups)).await?;
         let planned = plan::plan(events, now, &lookups);
         if !planned.entries.is_empty() {
             let inserted = insert_entries(&mut tx, &planned.entries).await?;
@@ -256,13 +278,18 @@ async fn lookup_courses(
     wanted.sort();
     wanted.dedup();
     let (sites, codes): (Vec<String>, Vec<String>) = wanted.into_iter().unzip();
-    let rows = sqlx::query(
-        "select c.site_id, c.code, c.title, c.category, c.rule_kind, c.credits_cents,
-                c.hours_per_credit_cents, c.cap_cents, c.pass_mark_cents, c.rule_version::bigint
+    // The course's group and its category's annual cap come with it: no
+    // extra round trip for batches that use neither.
+    let rows = sqlx::query(concat!(
+        "select ",
+        course_columns!(),
+        ", cc.annual_cap_cents
            from courses c
            join unnest($1::text[], $2::text[]) as k(site_id, code)
-             on c.site_id = k.site_id and c.code = k.code",
-    )
+             on c.site_id = k.site_id and c.code = k.code
+           left join recognition_members m on m.site_id = c.site_id and m.course_code = c.code
+           left join category_caps cc on cc.category = c.category"
+    ))
     .bind(&sites)
     .bind(&codes)
     .fetch_all(&mut **tx)
@@ -271,6 +298,9 @@ async fn lookup_courses(
         // A course row the service could not have written is skipped here,
         // so its events are rejected as naming an unknown course.
         if let Ok(course) = Course::try_from(course_record(&row)) {
+            if let Some(cap) = row.get::<Option<i64>, _>(12) {
+                lookups.caps.insert(course.category.clone(), Credits::from_cents(cap));
+            }
             lookups
                 .courses
                 .insert((course.site.clone(), course.code.clone()), course.terms());
@@ -336,7 +366,8 @@ macro_rules! entry_columns {
     () => {
         "chain_id::bigint, seq, prev_hash, hash, kind::bigint, site_id, event_id, learner_id,
          course_code, category, credits_cents, occurred_at_ms, recorded_at_ms, score_cents, hours_cents,
-         rule_version::bigint, refers_chain::bigint, refers_seq, target_event, reason"
+         rule_version::bigint, refers_chain::bigint, refers_seq, target_event, reason, recognition_group,
+         withheld_cents"
     };
 }
 
@@ -362,6 +393,8 @@ fn entry_record(row: &PgRow) -> EntryRecord {
         refers_seq: row.get(17),
         target_event: row.get(18),
         reason: row.get(19),
+        recognition_group: row.get(20),
+        withheld_cents: row.get(21),
     }
 }
 
@@ -377,6 +410,8 @@ fn course_record(row: &PgRow) -> CourseRecord {
         cap_cents: row.get(7),
         pass_mark_cents: row.get(8),
         rule_version: row.get(9),
+        recognition_group: row.get(10),
+        offered_from_ms: row.get(11),
     }
 }
 
@@ -429,6 +464,84 @@ async fn reversed_targets(
         .collect())
 }
 
+/// Every entry of each (learner, group) pair, in sequence order.
+async fn group_entries(
+    tx: &mut Transaction<'_, Postgres>,
+    keys: &BTreeSet<(LearnerId, GroupId)>,
+) -> std::result::Result<HashMap<(LearnerId, GroupId), Vec<Entry>>, sqlx::Error> {
+    let mut out: HashMap<(LearnerId, GroupId), Vec<Entry>> = keys.iter().map(|k| (k.clone(), Vec::new())).collect();
+    if keys.is_empty() {
+        return Ok(out);
+    }
+    let (learners, groups): (Vec<&str>, Vec<&str>) = keys.iter().map(|(l, g)| (l.as_str(), g.as_str())).unzip();
+    let rows = sqlx::query(concat!(
+        "select ",
+        entry_columns!(),
+        " from ledger_entries l
+           join unnest($1::text[], $2::text[]) as k(k_learner, k_group)
+             on l.learner_id = k.k_learner and l.recognition_group = k.k_group
+          order by l.chain_id, l.seq"
+    ))
+    .bind(&learners)
+    .bind(&groups)
+    .fetch_all(&mut **tx)
+    .await?;
+    for row in &rows {
+        let e = Entry::try_from(entry_record(row)).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+        if let Some(g) = e.body.recognition_group.clone() {
+            out.entry((e.body.learner.clone(), g)).or_default().push(e);
+        }
+    }
+    Ok(out)
+}
+
+/// The sum of signed credits of each (learner, category, CST year).
+async fn year_totals(
+    tx: &mut Transaction<'_, Postgres>,
+    keys: &BTreeSet<(LearnerId, Category, i32)>,
+) -> std::result::Result<HashMap<(LearnerId, Category, i32), Credits>, sqlx::Error> {
+    let mut out = HashMap::new();
+    if keys.is_empty() {
+        return Ok(out);
+    }
+    let mut learners = Vec::with_capacity(keys.len());
+    let mut categories = Vec::with_capacity(keys.len());
+    let mut years = Vec::with_capacity(keys.len());
+    let mut starts = Vec::with_capacity(keys.len());
+    let mut ends = Vec::with_capacity(keys.len());
+    for (learner, category, year) in keys {
+        let (start, end) = Millis::cst_year_bounds(*year);
+        learners.push(learner.as_str());
+        categories.push(category.as_str());
+        years.push(*year);
+        starts.push(start.0);
+        ends.push(end.0);
+    }
+    let rows = sqlx::query(
+        "select k.k_learner, k.k_category, k.k_year, sum(l.credits_cents)::bigint
+           from unnest($1::text[], $2::text[], $3::int[], $4::bigint[], $5::bigint[])
+                as k(k_learner, k_category, k_year, k_start, k_end)
+           join ledger_entries l on l.learner_id = k.k_learner and l.category = k.k_category
+            and l.occurred_at_ms >= k.k_start and l.occurred_at_ms < k.k_end
+          group by k.k_learner, k.k_category, k.k_year",
+    )
+    .bind(&learners)
+    .bind(&categories)
+    .bind(&years)
+    .bind(&starts)
+    .bind(&ends)
+    .fetch_all(&mut **tx)
+    .await?;
+    for row in rows {
+        let (learner, category, year, sum): (String, String, i32, Option<i64>) =
+            (row.get(0), row.get(1), row.get(2), row.get(3));
+        if let (Ok(l), Ok(c)) = (LearnerId::parse(learner), Category::parse(category)) {
+            out.insert((l, c, year), Credits::from_cents(sum.unwrap_or(0)));
+        }
+    }
+    Ok(out)
+}
+
 async fn insert_entries(
     tx: &mut Transaction<'_, Postgres>,
     entries: &[Entry],
@@ -437,10 +550,11 @@ async fn insert_entries(
     let done = sqlx::query(
         "insert into ledger_entries (chain_id, seq, prev_hash, hash, kind, site_id, event_id, learner_id,
                 course_code, category, credits_cents, occurred_at_ms, recorded_at_ms, score_cents, hours_cents,
-                rule_version, refers_chain, refers_seq, target_event, reason)
+                rule_version, refers_chain, refers_seq, target_event, reason, recognition_group, withheld_cents)
          select * from unnest($1::int[], $2::bigint[], $3::bytea[], $4::bytea[], $5::smallint[], $6::text[],
                 $7::text[], $8::text[], $9::text[], $10::text[], $11::bigint[], $12::bigint[], $13::bigint[],
-                $14::bigint[], $15::bigint[], $16::int[], $17::int[], $18::bigint[], $19::text[], $20::text[])
+                $14::bigint[], $15::bigint[], $16::int[], $17::int[], $18::bigint[], $19::text[], $20::text[],
+                $21::text[], $22::bigint[])
          on conflict do nothing",
     )
     .bind(c.chain_id.iter().map(|v| *v as i32).collect::<Vec<i32>>())
@@ -468,6 +582,8 @@ async fn insert_entries(
     .bind(&c.refers_seq)
     .bind(&c.target_event)
     .bind(&c.reason)
+    .bind(&c.recognition_group)
+    .bind(&c.withheld_cents)
     .execute(&mut **tx)
     .await?;
     Ok(done.rows_affected())
@@ -716,11 +832,13 @@ impl Store for PgStore {
 
     async fn put_course(&self, course: &Course) -> Result<(Course, Written)> {
         let mut tx = self.pool.begin().await.map_err(db)?;
-        let row = sqlx::query(
-            "select site_id, code, title, category, rule_kind, credits_cents, hours_per_credit_cents, cap_cents,
-                    pass_mark_cents, rule_version::bigint
-               from courses where site_id = $1 and code = $2 for update",
-        )
+        // `for update of c`: the member row may be absent (outer join).
+        let row = sqlx::query(concat!(
+            "select ",
+            course_columns!(),
+            course_from!(),
+            " where c.site_id = $1 and c.code = $2 for update of c"
+        ))
         .bind(course.site.as_str())
         .bind(course.code.as_str())
         .fetch_optional(&mut *tx)
@@ -734,18 +852,19 @@ impl Store for PgStore {
         };
         let stored = Course {
             rule_version: version,
+            recognition_group: existing.as_ref().and_then(|c| c.recognition_group.clone()),
             ..course.clone()
         };
         let r = CourseRecord::from(&stored);
         sqlx::query(
             "insert into courses (site_id, code, title, category, rule_kind, credits_cents, hours_per_credit_cents,
-                    cap_cents, pass_mark_cents, rule_version)
-             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                    cap_cents, pass_mark_cents, rule_version, offered_from_ms)
+             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
              on conflict (site_id, code) do update set title = excluded.title, category = excluded.category,
                  rule_kind = excluded.rule_kind, credits_cents = excluded.credits_cents,
                  hours_per_credit_cents = excluded.hours_per_credit_cents, cap_cents = excluded.cap_cents,
                  pass_mark_cents = excluded.pass_mark_cents, rule_version = excluded.rule_version,
-                 updated_at = now()",
+                 offered_from_ms = excluded.offered_from_ms, updated_at = now()",
         )
         .bind(&r.site_id)
         .bind(&r.code)
@@ -757,6 +876,7 @@ impl Store for PgStore {
         .bind(r.cap_cents)
         .bind(r.pass_mark_cents)
         .bind(r.rule_version as i32)
+        .bind(r.offered_from_ms)
         .execute(&mut *tx)
         .await
         .map_err(db)?;
@@ -765,17 +885,144 @@ impl Store for PgStore {
     }
 
     async fn course(&self, site: &SiteId, code: &CourseCode) -> Result<Option<Course>> {
-        let row = sqlx::query(
-            "select site_id, code, title, category, rule_kind, credits_cents, hours_per_credit_cents, cap_cents,
-                    pass_mark_cents, rule_version::bigint
-               from courses where site_id = $1 and code = $2",
-        )
+        let row = sqlx::query(concat!(
+            "select ",
+            course_columns!(),
+            course_from!(),
+            " where c.site_id = $1 and c.code = $2"
+        ))
         .bind(site.as_str())
         .bind(code.as_str())
         .fetch_optional(&self.pool)
         .await
         .map_err(db)?;
         row.as_ref().map(|r| Course::try_from(course_record(r))).transpose()
+    }
+
+    async fn put_group(&self, group: &Group) -> Result<Written> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        // Serialises group changes, so that two admins cannot both claim a
+        // course (a transaction-scoped advisory lock; groups change rarely).
+        sqlx::query("select pg_advisory_xact_lock(hashtext('xuefen.recognition_groups'))")
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        let (sites, codes): (Vec<&str>, Vec<&str>) =
+            group.courses.iter().map(|(s, c)| (s.as_str(), c.as_str())).unzip();
+        let taken = sqlx::query(
+            "select m.site_id, m.course_code, m.group_id
+               from recognition_members m
+               join unnest($1::text[], $2::text[]) as k(k_site, k_code)
+                 on m.site_id = k.k_site and m.course_code = k.k_code
+              where m.group_id <> $3
+              limit 1",
+        )
+        .bind(&sites)
+        .bind(&codes)
+        .bind(group.id.as_str())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db)?;
+        if let Some(row) = taken {
+            let (site, code, other): (String, String, String) = (row.get(0), row.get(1), row.get(2));
+            return Err(StoreError::Conflict(format!(
+                "course {site}/{code} is already in group {other}"
+            )));
+        }
+        let created: bool = sqlx::query_scalar(
+            "insert into recognition_groups (id, title) values ($1, $2)
+             on conflict (id) do update set title = excluded.title, updated_at = now()
+             returning (xmax = 0)",
+        )
+        .bind(group.id.as_str())
+        .bind(&group.title)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db)?;
+        sqlx::query("delete from recognition_members where group_id = $1")
+            .bind(group.id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        sqlx::query(
+            "insert into recognition_members (site_id, course_code, group_id)
+             select k.site_id, k.code, $3 from unnest($1::text[], $2::text[]) as k(site_id, code)",
+        )
+        .bind(&sites)
+        .bind(&codes)
+        .bind(group.id.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(if created { Written::Created } else { Written::Existing })
+    }
+
+    async fn group(&self, id: &GroupId) -> Result<Option<Group>> {
+        let title: Option<String> = sqlx::query_scalar("select title from recognition_groups where id = $1")
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        let Some(title) = title else { return Ok(None) };
+        let rows = sqlx::query(
+            "select site_id, course_code from recognition_members where group_id = $1 order by site_id, course_code",
+        )
+        .bind(id.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        let corrupt = |e: xuefen_core::FieldError| StoreError::Corrupt {
+            at: format!("group {id}"),
+            detail: e.to_string(),
+        };
+        let courses = rows
+            .iter()
+            .map(|r| {
+                Ok((
+                    SiteId::parse(r.get::<String, _>(0)).map_err(corrupt)?,
+                    CourseCode::parse(r.get::<String, _>(1)).map_err(corrupt)?,
+                ))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Some(Group {
+            id: id.clone(),
+            title,
+            courses,
+        }))
+    }
+
+    async fn set_cap(&self, category: &Category, annual: Option<Credits>) -> Result<()> {
+        match annual {
+            Some(cap) => sqlx::query(
+                "insert into category_caps (category, annual_cap_cents) values ($1, $2)
+                 on conflict (category) do update set annual_cap_cents = excluded.annual_cap_cents,
+                     updated_at = now()",
+            )
+            .bind(category.as_str())
+            .bind(cap.cents()),
+            None => sqlx::query("delete from category_caps where category = $1").bind(category.as_str()),
+        }
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    async fn caps(&self) -> Result<Vec<(Category, Credits)>> {
+        let rows = sqlx::query("select category, annual_cap_cents from category_caps order by category")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        rows.iter()
+            .map(|r| {
+                let category = Category::parse(r.get::<String, _>(0)).map_err(|e| StoreError::Corrupt {
+                    at: "category_caps".into(),
+                    detail: e.to_string(),
+                })?;
+                Ok((category, Credits::from_cents(r.get(1))))
+            })
+            .collect()
     }
 
     async fn ingest(&self, events: &[Event], now: Millis) -> Result<Vec<Outcome>> {
@@ -802,7 +1049,7 @@ impl Store for PgStore {
         let row = sqlx::query(concat!(
             "select ",
             entry_columns!(),
-            " from ledger_entries where site_id = $1 and event_id = $2"
+            " from ledger_entries where site_id = $1 and event_id = $2 and kind <> 6"
         ))
         .bind(site.as_str())
         .bind(event.as_str())

@@ -77,6 +77,8 @@ fn course() -> Course {
         },
         pass_mark: None,
         rule_version: 1,
+        recognition_group: None,
+        offered_from: None,
     }
 }
 

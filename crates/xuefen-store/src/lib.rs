@@ -8,12 +8,12 @@
 
 use async_trait::async_trait;
 use futures::stream::BoxStream;
-use xuefen_core::amount::Score;
+use xuefen_core::amount::{Credits, Score};
 use xuefen_core::entry::Entry;
 use xuefen_core::event::{Event, Millis};
 use xuefen_core::identity::DocumentKind;
 use xuefen_core::ids::{
-    Category, CourseCode, EventId, LearnerId, LocalAccount, RegionCode, SiteId, SiteLevel, SiteStatus,
+    Category, CourseCode, EventId, GroupId, LearnerId, LocalAccount, RegionCode, SiteId, SiteLevel, SiteStatus,
 };
 use xuefen_core::plan::{Head, Outcome};
 use xuefen_core::rule::CreditRule;
@@ -92,6 +92,21 @@ pub struct Course {
     pub pass_mark: Option<Score>,
     /// Starts at 1 and grows whenever the rule or pass mark changes.
     pub rule_version: u32,
+    /// The recognition group the admin put the course in (read only here:
+    /// [`Store::put_group`] sets it).
+    pub recognition_group: Option<GroupId>,
+    /// When the course was first offered; earlier completions are refused.
+    pub offered_from: Option<Millis>,
+}
+
+/// A recognition group (学分互认): equivalent courses of several sites,
+/// credited once per learner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Group {
+    pub id: GroupId,
+    pub title: String,
+    /// The member courses, sorted.
+    pub courses: Vec<(SiteId, CourseCode)>,
 }
 
 /// Whether a write created something or found it already there.
@@ -131,6 +146,16 @@ pub trait Store: Send + Sync + 'static {
     /// Creates or updates a course; the rule version grows when terms change.
     async fn put_course(&self, course: &Course) -> Result<(Course, Written)>;
     async fn course(&self, site: &SiteId, code: &CourseCode) -> Result<Option<Course>>;
+
+    /// Creates or replaces a recognition group and its member courses. A
+    /// course already in another group is a `Conflict` naming it. Entries
+    /// already written keep the group they were written with.
+    async fn put_group(&self, group: &Group) -> Result<Written>;
+    async fn group(&self, id: &GroupId) -> Result<Option<Group>>;
+    /// Sets (or with `None` removes) the annual credit cap of a category.
+    async fn set_cap(&self, category: &Category, annual: Option<Credits>) -> Result<()>;
+    /// Every category cap, by category.
+    async fn caps(&self) -> Result<Vec<(Category, Credits)>>;
 
     /// Plans and writes a batch of events in one transaction, returning one
     /// outcome per event. Durable when it returns `Ok`.

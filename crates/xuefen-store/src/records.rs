@@ -5,7 +5,7 @@
 use xuefen_core::amount::{Credits, Hours, Score};
 use xuefen_core::entry::{Entry, EntryBody, EntryKind};
 use xuefen_core::event::{Millis, Reason};
-use xuefen_core::ids::{Category, CourseCode, EventId, LearnerId, Position, SiteId};
+use xuefen_core::ids::{Category, CourseCode, EventId, GroupId, LearnerId, Position, SiteId};
 use xuefen_core::rule::CreditRule;
 
 use crate::{Course, StoreError};
@@ -33,6 +33,8 @@ pub struct EntryRecord {
     pub refers_seq: Option<i64>,
     pub target_event: Option<String>,
     pub reason: String,
+    pub recognition_group: Option<String>,
+    pub withheld_cents: Option<i64>,
 }
 
 impl From<&Entry> for EntryRecord {
@@ -59,6 +61,8 @@ impl From<&Entry> for EntryRecord {
             refers_seq: b.refers_to.map(|p| p.seq as i64),
             target_event: b.target_event.as_ref().map(|t| t.as_str().to_owned()),
             reason: b.reason.as_str().to_owned(),
+            recognition_group: b.recognition_group.as_ref().map(|g| g.as_str().to_owned()),
+            withheld_cents: b.withheld.map(Credits::cents),
         }
     }
 }
@@ -105,6 +109,8 @@ impl TryFrom<EntryRecord> for Entry {
             refers_to,
             target_event: r.target_event.map(EventId::parse).transpose().map_err(field)?,
             reason: Reason::parse(r.reason, "reason").map_err(field)?,
+            recognition_group: r.recognition_group.map(GroupId::parse).transpose().map_err(field)?,
+            withheld: r.withheld_cents.map(Credits::from_cents),
         };
         Ok(Entry {
             position,
@@ -139,6 +145,8 @@ pub struct EntryColumns {
     pub refers_seq: Vec<Option<i64>>,
     pub target_event: Vec<Option<String>>,
     pub reason: Vec<String>,
+    pub recognition_group: Vec<Option<String>>,
+    pub withheld_cents: Vec<Option<i64>>,
 }
 
 impl EntryColumns {
@@ -166,6 +174,8 @@ impl EntryColumns {
             c.refers_seq.push(r.refers_seq);
             c.target_event.push(r.target_event);
             c.reason.push(r.reason);
+            c.recognition_group.push(r.recognition_group);
+            c.withheld_cents.push(r.withheld_cents);
         }
         c
     }
@@ -184,6 +194,9 @@ pub struct CourseRecord {
     pub cap_cents: Option<i64>,
     pub pass_mark_cents: Option<i64>,
     pub rule_version: i64,
+    /// From `recognition_members`, not a column of `courses`.
+    pub recognition_group: Option<String>,
+    pub offered_from_ms: Option<i64>,
 }
 
 impl From<&Course> for CourseRecord {
@@ -205,6 +218,8 @@ impl From<&Course> for CourseRecord {
             cap_cents: cap,
             pass_mark_cents: c.pass_mark.map(Score::cents),
             rule_version: i64::from(c.rule_version),
+            recognition_group: c.recognition_group.as_ref().map(|g| g.as_str().to_owned()),
+            offered_from_ms: c.offered_from.map(|m| m.0),
         }
     }
 }
@@ -238,6 +253,12 @@ impl TryFrom<CourseRecord> for Course {
             rule,
             pass_mark: r.pass_mark_cents.map(Score::from_cents),
             rule_version: u32::try_from(r.rule_version).map_err(|_| corrupt("rule_version out of range".into()))?,
+            recognition_group: r
+                .recognition_group
+                .map(GroupId::parse)
+                .transpose()
+                .map_err(|e| corrupt(e.to_string()))?,
+            offered_from: r.offered_from_ms.map(Millis),
         })
     }
 }
@@ -250,11 +271,16 @@ impl Course {
             rule: self.rule,
             pass_mark: self.pass_mark,
             rule_version: self.rule_version,
+            recognition_group: self.recognition_group.clone(),
+            offered_from: self.offered_from,
         }
     }
 
     /// Whether `other` credits differently (which makes a new rule version).
     pub fn terms_differ(&self, other: &Course) -> bool {
-        self.rule != other.rule || self.pass_mark != other.pass_mark || self.category != other.category
+        self.rule != other.rule
+            || self.pass_mark != other.pass_mark
+            || self.category != other.category
+            || self.offered_from != other.offered_from
     }
 }

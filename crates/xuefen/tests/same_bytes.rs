@@ -160,6 +160,8 @@ fn per_hours(site: &str, code: &str, category: &str, hours_per_credit: i64, cap:
         },
         pass_mark: None,
         rule_version: 1,
+        recognition_group: None,
+        offered_from: None,
     }
 }
 
@@ -174,6 +176,8 @@ fn fixed(site: &str, code: &str, category: &str, credits: i64, pass_mark: Option
         },
         pass_mark: pass_mark.map(Score::from_cents),
         rule_version: 1,
+        recognition_group: None,
+        offered_from: None,
     }
 }
 
