@@ -12,12 +12,15 @@ use xuefen_core::entry::{Entry, EntryKind};
 use xuefen_core::event::{Completion, EventBody, LearnerRef, Millis, Reason, Revocation};
 use xuefen_core::identity::{Document, DocumentKind};
 use xuefen_core::ids::{
-    Category, CourseCode, EventId, LearnerId, LocalAccount, Position, RegionCode, SiteId, SiteLevel, SiteStatus,
+    Category, CourseCode, EventId, GroupId, LearnerId, LocalAccount, Position, RegionCode, SiteId, SiteLevel,
+    SiteStatus,
 };
-use xuefen_core::limits::{CREDITS_PER_AWARD_MAX_CENTS, HOURS_MAX_CENTS, SCORE_MAX_CENTS};
+use xuefen_core::limits::{
+    COMPLETED_AT_MIN_MS, CREDITS_PER_AWARD_MAX_CENTS, GROUP_COURSES_MAX, HOURS_MAX_CENTS, SCORE_MAX_CENTS,
+};
 use xuefen_core::plan::Outcome;
 use xuefen_core::rule::CreditRule;
-use xuefen_store::{Course, Site};
+use xuefen_store::{Course, Group, Site};
 
 use crate::problem::Problem;
 
@@ -209,6 +212,10 @@ pub struct CourseIn {
     #[schema(value_type = Option<String>, example = "60")]
     #[serde(default, with = "rust_decimal::serde::str_option")]
     pub pass_mark: Option<Decimal>,
+    /// RFC 3339: when the course was first offered. Completions dated
+    /// earlier are rejected (`completed_before_course_offered`). Absent: no
+    /// bound, so that a site can back-fill years of history.
+    pub offered_from: Option<String>,
 }
 
 impl CourseIn {
@@ -234,6 +241,20 @@ impl CourseIn {
                 .map(|m| Score::parse(m, 0, SCORE_MAX_CENTS, "pass_mark"))
                 .transpose()?,
             rule_version: 1,
+            recognition_group: None,
+            offered_from: self
+                .offered_from
+                .as_deref()
+                .map(|v| Millis::parse_rfc3339(v, "offered_from"))
+                .transpose()?
+                .map(|m| {
+                    if m.0 < COMPLETED_AT_MIN_MS {
+                        Err(FieldError::new("offered_from", "is before 2000-01-01"))
+                    } else {
+                        Ok(m)
+                    }
+                })
+                .transpose()?,
         })
     }
 }
@@ -248,6 +269,11 @@ pub struct CourseOut {
     #[schema(value_type = Option<String>)]
     pub pass_mark: Option<String>,
     pub rule_version: u32,
+    /// The recognition group the admin put the course in.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recognition_group: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub offered_from: Option<String>,
 }
 
 impl From<&Course> for CourseOut {
@@ -267,6 +293,8 @@ impl From<&Course> for CourseOut {
             rule,
             pass_mark: c.pass_mark.map(|m| m.to_string()),
             rule_version: c.rule_version,
+            recognition_group: c.recognition_group.as_ref().map(ToString::to_string),
+            offered_from: c.offered_from.map(Millis::to_rfc3339),
         }
     }
 }
@@ -373,7 +401,9 @@ pub struct EventResult {
     /// Where the event's entry is (for `conflict`: the existing entry).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub position: Option<PositionOut>,
-    /// The entry kind: `awarded`, `not_passed` or `reversal`.
+    /// The entry kind: `awarded`, `not_passed`, `reversal`, `recognised`
+    /// (credited already through its recognition group) or `capped` (over
+    /// the learner's annual cap for the category).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub entry: Option<String>,
     #[schema(value_type = Option<String>)]
@@ -463,9 +493,10 @@ pub struct EntryOut {
     pub position: PositionOut,
     pub event_id: String,
     pub site_id: String,
-    /// `awarded`, `not_passed` or `reversal`.
+    /// `awarded`, `not_passed`, `reversal`, `recognised`, `capped` or `promoted`.
     pub kind: String,
-    /// On a transcript: `awarded`, `not_passed`, `reversed` or `reversal`.
+    /// On a transcript: the kind, or `reversed` for an entry a later
+    /// reversal cancelled.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
     pub learner_id: String,
@@ -478,6 +509,18 @@ pub struct EntryOut {
     pub rule_version: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reverses: Option<PositionOut>,
+    /// For a recognised entry: the group's paid entry.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub paid_by: Option<PositionOut>,
+    /// For a promotion: the recognised entry it promotes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub promotes: Option<PositionOut>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recognition_group: Option<String>,
+    /// Recognised and capped entries: the credits the rule gave that were not paid.
+    #[schema(value_type = Option<String>)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub withheld: Option<String>,
     /// SHA-256 of the entry, hex.
     pub hash: String,
 }
@@ -498,7 +541,11 @@ impl EntryOut {
             occurred_at: b.occurred_at.to_rfc3339(),
             recorded_at: b.recorded_at.to_rfc3339(),
             rule_version: b.rule_version,
-            reverses: b.refers_to.map(Into::into),
+            reverses: b.refers_to.filter(|_| b.kind == EntryKind::Reversal).map(Into::into),
+            paid_by: b.refers_to.filter(|_| b.kind == EntryKind::Recognised).map(Into::into),
+            promotes: b.refers_to.filter(|_| b.kind == EntryKind::Promoted).map(Into::into),
+            recognition_group: b.recognition_group.as_ref().map(ToString::to_string),
+            withheld: b.withheld.map(|w| w.to_string()),
             hash: hex::encode(e.hash),
         }
     }
@@ -522,4 +569,104 @@ pub struct TranscriptOut {
     pub learner_id: String,
     pub totals: TotalsOut,
     pub entries: Vec<EntryOut>,
+}
+
+// ---------------------------------------------------------------- recognition groups and caps
+
+/// One course of a recognition group.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GroupCourse {
+    pub site_id: String,
+    pub code: String,
+}
+
+/// A recognition group (学分互认): equivalent courses across sites, each
+/// learner credited once.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GroupIn {
+    pub title: String,
+    /// The member courses (replacing any earlier list). A course is in at
+    /// most one group; at most 500 courses.
+    pub courses: Vec<GroupCourse>,
+}
+
+impl GroupIn {
+    pub fn parse(&self, id: GroupId) -> Result<Group, FieldError> {
+        if self.courses.len() > GROUP_COURSES_MAX {
+            return Err(FieldError::new(
+                "courses",
+                format!(
+                    "has {} courses, at most {GROUP_COURSES_MAX} are allowed",
+                    self.courses.len()
+                ),
+            ));
+        }
+        let mut courses = Vec::with_capacity(self.courses.len());
+        for (i, c) in self.courses.iter().enumerate() {
+            let site = SiteId::parse(c.site_id.clone())
+                .map_err(|e| FieldError::new(format!("courses/{i}/site_id"), e.detail))?;
+            let code = CourseCode::parse(c.code.clone())
+                .map_err(|e| FieldError::new(format!("courses/{i}/code"), e.detail))?;
+            courses.push((site, code));
+        }
+        courses.sort();
+        courses.dedup();
+        Ok(Group {
+            id,
+            title: text(&self.title, "title")?,
+            courses,
+        })
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct GroupOut {
+    pub group_id: String,
+    pub title: String,
+    pub courses: Vec<GroupCourse>,
+}
+
+impl From<&Group> for GroupOut {
+    fn from(g: &Group) -> Self {
+        Self {
+            group_id: g.id.to_string(),
+            title: g.title.clone(),
+            courses: g
+                .courses
+                .iter()
+                .map(|(s, c)| GroupCourse {
+                    site_id: s.to_string(),
+                    code: c.to_string(),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// A per-learner annual credit cap for a category (calendar years, China
+/// Standard Time). Awards over it are recorded as `capped`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CapIn {
+    #[schema(value_type = String, example = "20")]
+    #[serde(with = "rust_decimal::serde::str")]
+    pub annual_credits: Decimal,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct CapOut {
+    pub category: String,
+    #[schema(value_type = String)]
+    pub annual_credits: String,
+}
+
+/// Largest annual cap: far above any real year, far below overflow.
+pub const CAP_CENTS_MAX: i64 = 100_000_00;
+
+impl CapIn {
+    pub fn parse(&self) -> Result<Credits, FieldError> {
+        Credits::parse(self.annual_credits, 0, CAP_CENTS_MAX, "annual_credits")
+    }
 }

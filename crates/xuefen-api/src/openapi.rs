@@ -36,11 +36,12 @@ impl Modify for Security {
         routes::put_course, routes::get_course,
         routes::put_event, routes::get_event, routes::post_events,
         routes::get_transcript,
+        routes::put_group, routes::get_group, routes::list_caps, routes::put_cap, routes::delete_cap,
     ),
     components(schemas(
         Problem, PositionOut, SiteIn, SiteOut, SiteStatusIn, KeyOut, SiteCreated, DocumentIn, LearnerIn, LearnerOut,
         AccountLinkIn, AccountLinkOut, RuleIn, CourseIn, CourseOut, LearnerRefIn, EventIn, EventResult, BatchOut,
-        EntryOut, TotalsOut, TranscriptOut,
+        EntryOut, TotalsOut, TranscriptOut, GroupCourse, GroupIn, GroupOut, CapIn, CapOut,
     ))
 )]
 pub struct ApiDoc;

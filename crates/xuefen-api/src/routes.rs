@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use xuefen_core::entry::Entry;
 use xuefen_core::event::Event;
-use xuefen_core::ids::{CourseCode, EventId, LearnerId, LocalAccount, SiteId, SiteStatus};
+use xuefen_core::ids::{Category, CourseCode, EventId, GroupId, LearnerId, LocalAccount, SiteId, SiteStatus};
 use xuefen_core::plan::Outcome;
 use xuefen_core::transcript::summarise;
 use xuefen_store::{NewLearner, Principal, Written};
@@ -36,6 +36,9 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/events", post(post_events))
         .route("/v1/events/{event_id}", put(put_event).get(get_event))
         .route("/v1/learners/{learner_id}/transcript", get(get_transcript))
+        .route("/v1/recognition-groups/{group_id}", put(put_group).get(get_group))
+        .route("/v1/caps", get(list_caps))
+        .route("/v1/caps/{category}", put(put_cap).delete(delete_cap))
 }
 
 fn status_for(w: Written) -> StatusCode {
@@ -587,4 +590,123 @@ pub async fn get_transcript(
             .map(|(e, st)| EntryOut::new(e, Some(st.as_str())))
             .collect(),
     }))
+}
+
+// ------------------------------------------------------------------ recognition groups and caps
+
+/// Declares (or replaces) a recognition group of equivalent courses across
+/// sites. A learner is credited once per group; later completions of any of
+/// its courses are recorded as `recognised`. Entries already written keep
+/// the group they were written with. Admin only.
+#[utoipa::path(put, path = "/v1/recognition-groups/{group_id}", operation_id = "put_recognition_group", tag = "courses",
+    security(("api_key" = [])), params(("group_id" = String, Path)), request_body = GroupIn,
+    responses((status = 201, body = GroupOut), (status = 200, body = GroupOut),
+              (status = 409, body = Problem, content_type = "application/problem+json"),
+              (status = 422, body = Problem, content_type = "application/problem+json")))]
+pub async fn put_group(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(group_id): Path<String>,
+    ApiJson(input): ApiJson<GroupIn>,
+) -> ApiResult<Response> {
+    caller.require_admin()?;
+    let id = path_id(|v| GroupId::parse_as(v, "group_id"), group_id)?;
+    let group = input.parse(id)?;
+    let mut sites: Vec<&SiteId> = group.courses.iter().map(|(s, _)| s).collect();
+    sites.dedup();
+    for site in sites {
+        if state.store.site(site).await?.is_none() {
+            let i = input
+                .courses
+                .iter()
+                .position(|c| c.site_id == site.as_str())
+                .unwrap_or_default();
+            return Err(Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "unknown_site",
+                format!("there is no site `{site}`"),
+            )
+            .with_field(format!("courses/{i}/site_id"))
+            .into());
+        }
+    }
+    let written = state.store.put_group(&group).await.map_err(|e| match e {
+        xuefen_store::StoreError::Conflict(detail) => {
+            ApiError::from(Problem::new(StatusCode::CONFLICT, "course_in_another_group", detail).with_field("courses"))
+        }
+        e => e.into(),
+    })?;
+    tracing::info!(group.id = %group.id, group.courses = group.courses.len(), "recognition group set");
+    Ok((status_for(written), Json(GroupOut::from(&group))).into_response())
+}
+
+/// A recognition group and its courses. Any authenticated caller.
+#[utoipa::path(get, path = "/v1/recognition-groups/{group_id}", operation_id = "get_recognition_group", tag = "courses",
+    security(("api_key" = [])), params(("group_id" = String, Path)),
+    responses((status = 200, body = GroupOut), (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn get_group(
+    State(state): State<AppState>,
+    _caller: Caller,
+    Path(group_id): Path<String>,
+) -> ApiResult<Json<GroupOut>> {
+    let id = path_id(|v| GroupId::parse_as(v, "group_id"), group_id)?;
+    let group = state
+        .store
+        .group(&id)
+        .await?
+        .ok_or(xuefen_store::StoreError::NotFound)?;
+    Ok(Json(GroupOut::from(&group)))
+}
+
+/// Every annual category cap. Any authenticated caller.
+#[utoipa::path(get, path = "/v1/caps", operation_id = "list_caps", tag = "courses",
+    security(("api_key" = [])), responses((status = 200, body = Vec<CapOut>)))]
+pub async fn list_caps(State(state): State<AppState>, _caller: Caller) -> ApiResult<Json<Vec<CapOut>>> {
+    let caps = state.store.caps().await?;
+    Ok(Json(
+        caps.into_iter()
+            .map(|(category, cap)| CapOut {
+                category: category.to_string(),
+                annual_credits: cap.to_string(),
+            })
+            .collect(),
+    ))
+}
+
+/// Sets the per-learner annual credit cap of a category. Later awards over
+/// it are recorded as `capped` with the remainder withheld; past awards are
+/// not touched. Admin only.
+#[utoipa::path(put, path = "/v1/caps/{category}", operation_id = "put_cap", tag = "courses",
+    security(("api_key" = [])), params(("category" = String, Path)), request_body = CapIn,
+    responses((status = 200, body = CapOut), (status = 422, body = Problem, content_type = "application/problem+json")))]
+pub async fn put_cap(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(category): Path<String>,
+    ApiJson(input): ApiJson<CapIn>,
+) -> ApiResult<Json<CapOut>> {
+    caller.require_admin()?;
+    let category = path_id(|v| Category::parse_as(v, "category"), category)?;
+    let cap = input.parse()?;
+    state.store.set_cap(&category, Some(cap)).await?;
+    tracing::info!(category = %category, cap = %cap, "annual cap set");
+    Ok(Json(CapOut {
+        category: category.to_string(),
+        annual_credits: cap.to_string(),
+    }))
+}
+
+/// Removes the annual cap of a category. Admin only.
+#[utoipa::path(delete, path = "/v1/caps/{category}", operation_id = "delete_cap", tag = "courses",
+    security(("api_key" = [])), params(("category" = String, Path)),
+    responses((status = 204, description = "removed")))]
+pub async fn delete_cap(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(category): Path<String>,
+) -> ApiResult<StatusCode> {
+    caller.require_admin()?;
+    let category = path_id(|v| Category::parse_as(v, "category"), category)?;
+    state.store.set_cap(&category, None).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

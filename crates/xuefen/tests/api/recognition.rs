@@ -1,0 +1,379 @@
+//! Recognition groups (学分互认), annual caps and course dates over HTTP,
+//! each scenario on both backends.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::backend_tests;
+use crate::harness::TestApp;
+
+backend_tests!(
+    recognition_a_then_b_pays_a_and_records_b_as_recognised,
+    recognition_b_then_a_pays_b,
+    revoking_the_paid_completion_after_b_promotes_b,
+    concurrent_completions_from_two_sites_pay_a_group_once,
+    an_annual_cap_splits_awards_and_holds_under_concurrent_events,
+    a_rule_change_never_changes_past_awards,
+    a_completion_before_the_course_was_offered_is_rejected_naming_the_field,
+    groups_and_caps_are_admin_only_and_validated,
+);
+
+/// A fixed-credit course.
+async fn fixed_course(app: &TestApp, key: &str, code: &str, category: &str, credits: &str) {
+    let body = json!({"title": "共享课程", "category": category, "rule": {"kind": "fixed", "credits": credits}});
+    let (status, body) = app.put(&format!("/v1/courses/{code}"), key, body).await;
+    assert!(status.is_success(), "{body}");
+}
+
+/// Sites `site-a` (course A1, 2.00) and `site-b` (course B1, 3.00) in group
+/// `zj-py101`, and one learner known to both (account `u1` on A, `v1` on B).
+struct Setup {
+    a: String,
+    b: String,
+    learner: String,
+}
+
+async fn setup(app: &TestApp) -> Setup {
+    let a = app.site("site-a").await;
+    let b = app.site("site-b").await;
+    fixed_course(app, &a, "A1", "vocational", "2").await;
+    fixed_course(app, &b, "B1", "vocational", "3").await;
+    let group = json!({"title": "Python 入门（省共享课）", "courses": [
+        {"site_id": "site-a", "code": "A1"}, {"site_id": "site-b", "code": "B1"}]});
+    let (status, body) = app.put("/v1/recognition-groups/zj-py101", &app.admin, group).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let learner = app.learner(&a, "u1", 1).await;
+    link(app, &b, "v1", &learner).await;
+    Setup { a, b, learner }
+}
+
+async fn link(app: &TestApp, key: &str, account: &str, learner: &str) {
+    let (status, body) = app
+        .put(&format!("/v1/accounts/{account}"), key, json!({"learner_id": learner}))
+        .await;
+    assert!(status.is_success(), "{body}");
+}
+
+fn done(account: &str, course: &str, at: &str) -> Value {
+    json!({"kind": "completion", "course": course, "learner": {"local_account": account}, "completed_at": at})
+}
+
+async fn transcript(app: &TestApp, learner: &str) -> Value {
+    let (status, t) = app.get(&format!("/v1/learners/{learner}/transcript"), &app.admin).await;
+    assert_eq!(status, StatusCode::OK, "{t}");
+    t
+}
+
+async fn recognition_a_then_b_pays_a_and_records_b_as_recognised(app: TestApp) {
+    let s = setup(&app).await;
+    let (status, a) = app
+        .put("/v1/events/a-1", &s.a, done("u1", "A1", "2026-03-01T10:00:00Z"))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{a}");
+    assert_eq!(
+        (a["entry"].clone(), a["credits"].clone()),
+        (json!("awarded"), json!("2.00"))
+    );
+    let (status, b) = app
+        .put("/v1/events/b-1", &s.b, done("v1", "B1", "2026-04-01T10:00:00Z"))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{b}");
+    assert_eq!(
+        (b["entry"].clone(), b["credits"].clone()),
+        (json!("recognised"), json!("0.00"))
+    );
+    let (_, entry) = app.get("/v1/events/b-1", &s.b).await;
+    assert_eq!(entry["kind"], "recognised");
+    assert_eq!(entry["paid_by"], a["position"]);
+    assert_eq!(entry["withheld"], "3.00");
+    assert_eq!(entry["recognition_group"], "zj-py101");
+    let t = transcript(&app, &s.learner).await;
+    assert_eq!(t["totals"]["total"], "2.00");
+    let statuses: Vec<&str> = t["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .map(|e| e["status"].as_str().expect("status"))
+        .collect();
+    assert_eq!(statuses, ["awarded", "recognised"]);
+    // Posting B again is a duplicate of the recognised entry.
+    let (status, again) = app
+        .put("/v1/events/b-1", &s.b, done("v1", "B1", "2026-04-01T10:00:00Z"))
+        .await;
+    assert_eq!((status, again["entry"].clone()), (StatusCode::OK, json!("recognised")));
+}
+
+async fn recognition_b_then_a_pays_b(app: TestApp) {
+    let s = setup(&app).await;
+    let (_, b) = app
+        .put("/v1/events/b-1", &s.b, done("v1", "B1", "2026-03-01T10:00:00Z"))
+        .await;
+    assert_eq!(b["entry"], "awarded");
+    let (_, a) = app
+        .put("/v1/events/a-1", &s.a, done("u1", "A1", "2026-04-01T10:00:00Z"))
+        .await;
+    assert_eq!(
+        (a["entry"].clone(), a["credits"].clone()),
+        (json!("recognised"), json!("0.00"))
+    );
+    let t = transcript(&app, &s.learner).await;
+    assert_eq!(t["totals"]["total"], "3.00");
+    assert_eq!(t["totals"]["by_site"], json!({"site-b": "3.00", "site-a": "0.00"}));
+}
+
+async fn revoking_the_paid_completion_after_b_promotes_b(app: TestApp) {
+    let s = setup(&app).await;
+    app.put("/v1/events/a-1", &s.a, done("u1", "A1", "2026-03-01T10:00:00Z"))
+        .await;
+    app.put("/v1/events/b-1", &s.b, done("v1", "B1", "2025-11-01T10:00:00Z"))
+        .await;
+    let revoke = json!({"kind": "revocation", "target_event_id": "a-1", "reason": "录入错误"});
+    let (status, r) = app.put("/v1/events/r-1", &s.a, revoke).await;
+    assert_eq!(
+        (status, r["credits"].clone()),
+        (StatusCode::CREATED, json!("-2.00")),
+        "{r}"
+    );
+    let t = transcript(&app, &s.learner).await;
+    let lines: Vec<(String, String)> = t["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .map(|e| {
+            (
+                e["status"].as_str().expect("status").to_owned(),
+                e["credits"].as_str().expect("credits").to_owned(),
+            )
+        })
+        .collect();
+    let want = [
+        ("reversed", "2.00"),
+        ("recognised", "0.00"),
+        ("reversal", "-2.00"),
+        ("promoted", "3.00"),
+    ];
+    let want: Vec<(String, String)> = want.iter().map(|(a, b)| ((*a).to_owned(), (*b).to_owned())).collect();
+    assert_eq!(lines, want);
+    // B's credits count in B's year, site and category.
+    assert_eq!(t["totals"]["total"], "3.00");
+    assert_eq!(t["totals"]["by_year"], json!({"2025": "3.00", "2026": "0.00"}));
+    let promoted = &t["entries"][3];
+    assert_eq!(promoted["event_id"], "b-1");
+    assert_eq!(promoted["promotes"], t["entries"][1]["position"]);
+    // B's own outcome is still its recognised entry, and revoking B now
+    // reverses the promotion.
+    let (_, b) = app.get("/v1/events/b-1", &s.b).await;
+    assert_eq!(b["kind"], "recognised");
+    let revoke = json!({"kind": "revocation", "target_event_id": "b-1", "reason": "重复"});
+    let (status, r) = app.put("/v1/events/r-2", &s.b, revoke).await;
+    assert_eq!(
+        (status, r["credits"].clone()),
+        (StatusCode::CREATED, json!("-3.00")),
+        "{r}"
+    );
+    assert_eq!(transcript(&app, &s.learner).await["totals"]["total"], "0.00");
+    let (code, out) = app.verify_cli().await;
+    assert_eq!(code, 0, "{out}");
+}
+
+async fn concurrent_completions_from_two_sites_pay_a_group_once(app: TestApp) {
+    let s = setup(&app).await;
+    let mut learners = vec![s.learner.clone()];
+    for n in 2..=6u32 {
+        let learner = app.learner(&s.a, &format!("u{n}"), n).await;
+        link(&app, &s.b, &format!("v{n}"), &learner).await;
+        learners.push(learner);
+    }
+    for (i, learner) in learners.iter().enumerate() {
+        let n = i + 1;
+        let (path_a, path_b) = (format!("/v1/events/a-{n}"), format!("/v1/events/b-{n}"));
+        let (a, b) = tokio::join!(
+            app.put(&path_a, &s.a, done(&format!("u{n}"), "A1", "2026-03-01T10:00:00Z")),
+            app.put(&path_b, &s.b, done(&format!("v{n}"), "B1", "2026-03-01T10:00:00Z")),
+        );
+        assert_eq!((a.0, b.0), (StatusCode::CREATED, StatusCode::CREATED));
+        let mut kinds = [
+            a.1["entry"].as_str().expect("kind"),
+            b.1["entry"].as_str().expect("kind"),
+        ];
+        kinds.sort_unstable();
+        assert_eq!(kinds, ["awarded", "recognised"], "learner {n}");
+        let paid = if a.1["entry"] == "awarded" { "2.00" } else { "3.00" };
+        assert_eq!(transcript(&app, learner).await["totals"]["total"], paid);
+    }
+}
+
+async fn an_annual_cap_splits_awards_and_holds_under_concurrent_events(app: TestApp) {
+    let a = app.site("site-a").await;
+    let b = app.site("site-b").await;
+    fixed_course(&app, &a, "CA", "community", "2").await;
+    fixed_course(&app, &b, "CB", "community", "1.5").await;
+    let (status, cap) = app
+        .put("/v1/caps/community", &app.admin, json!({"annual_credits": "5"}))
+        .await;
+    assert_eq!((status, cap["annual_credits"].clone()), (StatusCode::OK, json!("5.00")));
+    let learner = app.learner(&a, "u1", 1).await;
+    link(&app, &b, "v1", &learner).await;
+    // Eight completions of 2.00 or 1.50 in 2026 from two sites at once, and
+    // one in 2025: the 2026 total must be exactly the cap.
+    let paths: Vec<String> = (0..8).map(|i| format!("/v1/events/c-{i}")).collect();
+    let mut calls = Vec::new();
+    for (i, path) in paths.iter().enumerate() {
+        let (key, account, course) = if i % 2 == 0 { (&a, "u1", "CA") } else { (&b, "v1", "CB") };
+        calls.push(app.put(path, key, done(account, course, "2026-05-01T10:00:00Z")));
+    }
+    let results = futures::future::join_all(calls).await;
+    assert!(results.iter().all(|(s, _)| *s == StatusCode::CREATED));
+    let (status, _) = app
+        .put("/v1/events/old", &a, done("u1", "CA", "2025-05-01T10:00:00Z"))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let t = transcript(&app, &learner).await;
+    assert_eq!(t["totals"]["by_year"], json!({"2025": "2.00", "2026": "5.00"}));
+    let entries = t["entries"].as_array().expect("entries");
+    let capped: Vec<&Value> = entries.iter().filter(|e| e["status"] == "capped").collect();
+    assert!(!capped.is_empty());
+    for e in &capped {
+        let withheld: f64 = e["withheld"].as_str().expect("withheld").parse().expect("decimal");
+        assert!(withheld > 0.0, "{e}");
+    }
+    // Revoking an award frees room for later ones.
+    let paid = entries
+        .iter()
+        .find(|e| e["status"] == "awarded" && e["site_id"] == "site-a")
+        .expect("an award of site A");
+    let revoke = json!({"kind": "revocation", "target_event_id": paid["event_id"], "reason": "撤销"});
+    let (status, _) = app.put("/v1/events/rv", &a, revoke).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (_, after) = app
+        .put("/v1/events/c-9", &a, done("u1", "CA", "2026-06-01T10:00:00Z"))
+        .await;
+    assert_eq!(
+        (after["entry"].clone(), after["credits"].clone()),
+        (json!("awarded"), json!("2.00"))
+    );
+    assert_eq!(transcript(&app, &learner).await["totals"]["by_year"]["2026"], "5.00");
+    // Removing the cap lets awards through in full.
+    let (status, _) = app
+        .call(Method::DELETE, "/v1/caps/community", Some(&app.admin), None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (_, free) = app
+        .put("/v1/events/c-10", &a, done("u1", "CA", "2026-07-01T10:00:00Z"))
+        .await;
+    assert_eq!(free["entry"], "awarded");
+}
+
+async fn a_rule_change_never_changes_past_awards(app: TestApp) {
+    let a = app.site("site-a").await;
+    fixed_course(&app, &a, "T1", "community", "2").await;
+    app.learner(&a, "u1", 1).await;
+    app.put("/v1/events/e-1", &a, done("u1", "T1", "2026-03-01T10:00:00Z"))
+        .await;
+    fixed_course(&app, &a, "T1", "community", "3").await;
+    let (_, second) = app
+        .put("/v1/events/e-2", &a, done("u1", "T1", "2026-03-02T10:00:00Z"))
+        .await;
+    assert_eq!(second["credits"], "3.00");
+    let (_, first) = app.get("/v1/events/e-1", &a).await;
+    assert_eq!(
+        (first["credits"].clone(), first["rule_version"].clone()),
+        (json!("2.00"), json!(1))
+    );
+    let (_, second) = app.get("/v1/events/e-2", &a).await;
+    assert_eq!(second["rule_version"], 2);
+}
+
+async fn a_completion_before_the_course_was_offered_is_rejected_naming_the_field(app: TestApp) {
+    let a = app.site("site-a").await;
+    let course = json!({"title": "新课", "category": "community", "rule": {"kind": "fixed", "credits": "1"},
+                        "offered_from": "2026-02-01T00:00:00+08:00"});
+    let (status, body) = app.put("/v1/courses/N1", &a, course).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["offered_from"], "2026-01-31T16:00:00.000Z");
+    app.learner(&a, "u1", 1).await;
+    let (status, p) = app
+        .put("/v1/events/early", &a, done("u1", "N1", "2026-01-31T15:59:59Z"))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        (p["code"].clone(), p["field"].clone()),
+        (json!("completed_before_course_offered"), json!("completed_at"))
+    );
+    let (status, _) = app
+        .put("/v1/events/early", &a, done("u1", "N1", "2026-01-31T16:00:00Z"))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "a corrected retry is judged afresh");
+    let bad = json!({"title": "t", "category": "community", "rule": {"kind": "fixed", "credits": "1"}, "offered_from": "1999-12-31T00:00:00Z"});
+    let (status, p) = app.put("/v1/courses/N2", &a, bad).await;
+    assert_eq!(
+        (status, p["field"].clone()),
+        (StatusCode::UNPROCESSABLE_ENTITY, json!("offered_from"))
+    );
+}
+
+async fn groups_and_caps_are_admin_only_and_validated(app: TestApp) {
+    let a = app.site("site-a").await;
+    let group = json!({"title": "g", "courses": [{"site_id": "site-a", "code": "A1"}]});
+    let (status, _) = app.put("/v1/recognition-groups/g1", &a, group.clone()).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = app.put("/v1/caps/community", &a, json!({"annual_credits": "5"})).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, body) = app.put("/v1/recognition-groups/g1", &app.admin, group.clone()).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, _) = app.put("/v1/recognition-groups/g1", &app.admin, group.clone()).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, p) = app.put("/v1/recognition-groups/g2", &app.admin, group).await;
+    assert_eq!(
+        (status, p["code"].clone()),
+        (StatusCode::CONFLICT, json!("course_in_another_group"))
+    );
+    let unknown =
+        json!({"title": "g", "courses": [{"site_id": "site-a", "code": "A2"}, {"site_id": "nowhere", "code": "X"}]});
+    let (status, p) = app.put("/v1/recognition-groups/g3", &app.admin, unknown).await;
+    assert_eq!(
+        (status, p["field"].clone()),
+        (StatusCode::UNPROCESSABLE_ENTITY, json!("courses/1/site_id"))
+    );
+    let bad_code = json!({"title": "g", "courses": [{"site_id": "site-a", "code": "a b"}]});
+    let (status, p) = app.put("/v1/recognition-groups/g3", &app.admin, bad_code).await;
+    assert_eq!(
+        (status, p["field"].clone()),
+        (StatusCode::UNPROCESSABLE_ENTITY, json!("courses/0/code"))
+    );
+    let too_many: Vec<Value> = (0..501)
+        .map(|i| json!({"site_id": "site-a", "code": format!("C{i}")}))
+        .collect();
+    let (status, p) = app
+        .put(
+            "/v1/recognition-groups/g4",
+            &app.admin,
+            json!({"title": "g", "courses": too_many}),
+        )
+        .await;
+    assert_eq!(
+        (status, p["field"].clone()),
+        (StatusCode::UNPROCESSABLE_ENTITY, json!("courses"))
+    );
+    let (status, g) = app.get("/v1/recognition-groups/g1", &a).await;
+    assert_eq!((status, g["courses"][0]["code"].clone()), (StatusCode::OK, json!("A1")));
+    let (status, _) = app.get("/v1/recognition-groups/none", &a).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    for (value, ok) in [
+        ("0", true),
+        ("100000", true),
+        ("100000.01", false),
+        ("-1", false),
+        ("1.001", false),
+    ] {
+        let (status, p) = app
+            .put("/v1/caps/community", &app.admin, json!({"annual_credits": value}))
+            .await;
+        assert_eq!(status.is_success(), ok, "{value}: {p}");
+        if !ok {
+            assert_eq!(p["field"], "annual_credits");
+        }
+    }
+    let (_, caps) = app.get("/v1/caps", &a).await;
+    assert_eq!(caps, json!([{"category": "community", "annual_credits": "100000.00"}]));
+}
