@@ -567,8 +567,14 @@ pub struct TotalsOut {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct TranscriptOut {
     pub learner_id: String,
+    /// Totals over the learner's whole history, whatever the page.
     pub totals: TotalsOut,
+    /// One page of lines, in ledger order.
     pub entries: Vec<EntryOut>,
+    /// The cursor of the next page (`?after=`): the ledger position of this
+    /// page's last line. Absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_after: Option<String>,
 }
 
 // ---------------------------------------------------------------- recognition groups and caps

@@ -12,6 +12,7 @@ pub mod dto;
 pub mod openapi;
 pub mod problem;
 mod routes;
+pub mod sso;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -33,6 +34,10 @@ pub struct Limits {
     pub body_bytes_max: usize,
 }
 
+/// Most transcript lines in one page (`limit`), and the default.
+pub const PAGE_SIZE_MAX: usize = 500;
+pub const PAGE_SIZE_DEFAULT: usize = 100;
+
 impl Default for Limits {
     fn default() -> Self {
         Self {
@@ -50,6 +55,9 @@ pub struct AppState {
     pub limits: Limits,
     /// The HMAC key under which identity document numbers are hashed.
     pub identity_key: Arc<[u8]>,
+    /// Verifies learners' single sign-on tokens (`/v1/me/...`); without
+    /// it those routes answer 503.
+    pub sso: Option<Arc<sso::SsoVerifier>>,
 }
 
 impl AppState {
@@ -61,7 +69,14 @@ impl AppState {
             committer,
             limits,
             identity_key: identity_key.into(),
+            sso: None,
         }
+    }
+
+    /// The same state, verifying learner tokens with `verifier`.
+    pub fn with_sso(mut self, verifier: sso::SsoVerifier) -> Self {
+        self.sso = Some(Arc::new(verifier));
+        self
     }
 }
 

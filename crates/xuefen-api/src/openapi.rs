@@ -22,6 +22,15 @@ impl Modify for Security {
                     .build(),
             ),
         );
+        components.add_security_scheme(
+            "sso",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT of the province's single sign-on; `sub` is the unified learner id")
+                    .build(),
+            ),
+        );
     }
 }
 
@@ -35,7 +44,7 @@ impl Modify for Security {
         routes::register_learner, routes::link_account,
         routes::put_course, routes::get_course,
         routes::put_event, routes::get_event, routes::post_events,
-        routes::get_transcript,
+        routes::get_transcript, routes::get_my_transcript,
         routes::put_group, routes::get_group, routes::list_caps, routes::put_cap, routes::delete_cap,
     ),
     components(schemas(

@@ -3,7 +3,7 @@
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{Path, Request, State};
+use axum::extract::{Path, RawQuery, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
@@ -11,7 +11,7 @@ use xuefen_core::entry::Entry;
 use xuefen_core::event::Event;
 use xuefen_core::ids::{Category, CourseCode, EventId, GroupId, LearnerId, LocalAccount, SiteId, SiteStatus};
 use xuefen_core::plan::Outcome;
-use xuefen_core::transcript::summarise;
+use xuefen_core::transcript::{status_of, totals_from_rows};
 use xuefen_store::{NewLearner, Principal, Written};
 
 use crate::AppState;
@@ -20,6 +20,7 @@ use crate::body::{ApiJson, parse_json, read_body};
 use crate::commit::CommitError;
 use crate::dto::*;
 use crate::problem::{ApiError, ApiResult, Problem};
+use crate::sso::SignedInLearner;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -36,6 +37,7 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/events", post(post_events))
         .route("/v1/events/{event_id}", put(put_event).get(get_event))
         .route("/v1/learners/{learner_id}/transcript", get(get_transcript))
+        .route("/v1/me/transcript", get(get_my_transcript))
         .route("/v1/recognition-groups/{group_id}", put(put_group).get(get_group))
         .route("/v1/caps", get(list_caps))
         .route("/v1/caps/{category}", put(put_cap).delete(delete_cap))
@@ -546,19 +548,25 @@ fn parse_item(site: &SiteId, item: serde_json::Value) -> Result<Event, ItemRejec
 
 // ------------------------------------------------------------------ transcript
 
-/// A learner's transcript: totals by year, category and site, and every
-/// entry with its status and ledger position. For the admin and for sites
-/// that have linked or credited the learner.
+/// A learner's transcript: totals by year, category and site over the whole
+/// history, and a page of entries with their status and ledger position.
+/// For the admin and for sites that have linked or credited the learner.
 #[utoipa::path(get, path = "/v1/learners/{learner_id}/transcript", operation_id = "get_transcript", tag = "learners",
-    security(("api_key" = [])), params(("learner_id" = String, Path)),
+    security(("api_key" = [])),
+    params(("learner_id" = String, Path),
+           ("after" = Option<String>, Query, description = "cursor: `next_after` of the previous page"),
+           ("limit" = Option<u32>, Query, description = "lines per page, 1 to 500 (default 100)")),
     responses((status = 200, body = TranscriptOut), (status = 403, body = Problem, content_type = "application/problem+json"),
-              (status = 404, body = Problem, content_type = "application/problem+json")))]
+              (status = 404, body = Problem, content_type = "application/problem+json"),
+              (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub async fn get_transcript(
     State(state): State<AppState>,
     caller: Caller,
     Path(learner): Path<String>,
+    RawQuery(query): RawQuery,
 ) -> ApiResult<Json<TranscriptOut>> {
     let learner = path_id(|v| LearnerId::parse_as(v, "learner_id"), learner)?;
+    let page = Page::parse(query.as_deref())?;
     if !state.store.learner_exists(&learner).await? {
         return Err(xuefen_store::StoreError::NotFound.into());
     }
@@ -567,12 +575,102 @@ pub async fn get_transcript(
     {
         return Err(forbidden("a site reads only the transcripts of learners it has linked or credited").into());
     }
-    let entries: Vec<Entry> = state.store.learner_entries(&learner).await?;
-    let (statuses, totals) = summarise(&entries);
+    Ok(Json(transcript_page(&state, &learner, page).await?))
+}
+
+/// The signed-in learner's own transcript (bearer token of the province's
+/// single sign-on), paged like the admin's view.
+#[utoipa::path(get, path = "/v1/me/transcript", operation_id = "get_my_transcript", tag = "learners",
+    security(("sso" = [])),
+    params(("after" = Option<String>, Query, description = "cursor: `next_after` of the previous page"),
+           ("limit" = Option<u32>, Query, description = "lines per page, 1 to 500 (default 100)")),
+    responses((status = 200, body = TranscriptOut), (status = 401, body = Problem, content_type = "application/problem+json"),
+              (status = 404, body = Problem, content_type = "application/problem+json"),
+              (status = 422, body = Problem, content_type = "application/problem+json")))]
+pub async fn get_my_transcript(
+    State(state): State<AppState>,
+    SignedInLearner(learner): SignedInLearner,
+    RawQuery(query): RawQuery,
+) -> ApiResult<Json<TranscriptOut>> {
+    let page = Page::parse(query.as_deref())?;
+    if !state.store.learner_exists(&learner).await? {
+        return Err(Problem::new(
+            StatusCode::NOT_FOUND,
+            "unknown_learner",
+            "no learner is registered under the token's subject",
+        )
+        .into());
+    }
+    Ok(Json(transcript_page(&state, &learner, page).await?))
+}
+
+/// `?after=CHAIN:SEQ&limit=N`, parsed.
+struct Page {
+    after_seq: u64,
+    limit: usize,
+}
+
+impl Page {
+    fn parse(query: Option<&str>) -> ApiResult<Self> {
+        let mut page = Page {
+            after_seq: 0,
+            limit: crate::PAGE_SIZE_DEFAULT,
+        };
+        for pair in query.unwrap_or_default().split('&').filter(|p| !p.is_empty()) {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let value = value.replace("%3A", ":").replace("%3a", ":");
+            match name {
+                "after" => {
+                    let seq = value.split_once(':').and_then(|(chain, seq)| {
+                        chain.parse::<u32>().ok()?;
+                        seq.parse::<u64>().ok()
+                    });
+                    page.after_seq = seq.ok_or_else(|| {
+                        Problem::invalid(&xuefen_core::FieldError::new(
+                            "after",
+                            "must be a ledger position `CHAIN:SEQ`, as `next_after` gives it",
+                        ))
+                    })?;
+                }
+                "limit" => {
+                    page.limit = value
+                        .parse::<usize>()
+                        .ok()
+                        .filter(|n| (1..=crate::PAGE_SIZE_MAX).contains(n))
+                        .ok_or_else(|| {
+                            Problem::invalid(&xuefen_core::FieldError::new(
+                                "limit",
+                                format!("must be a whole number from 1 to {}", crate::PAGE_SIZE_MAX),
+                            ))
+                        })?;
+                }
+                other => {
+                    return Err(Problem::invalid(&xuefen_core::FieldError::new(
+                        other.to_owned(),
+                        "is not a parameter of this operation (after, limit)",
+                    ))
+                    .into());
+                }
+            }
+        }
+        Ok(page)
+    }
+}
+
+async fn transcript_page(state: &AppState, learner: &LearnerId, page: Page) -> ApiResult<TranscriptOut> {
+    // One more line than asked tells whether another page follows.
+    let mut entries: Vec<Entry> = state
+        .store
+        .learner_entries_page(learner, page.after_seq, page.limit + 1)
+        .await?;
+    let more = entries.len() > page.limit;
+    entries.truncate(page.limit);
+    let (rows, reversed) = state.store.learner_summary(learner).await?;
+    let totals = totals_from_rows(&rows);
     let s = |m: std::collections::BTreeMap<String, xuefen_core::amount::Credits>| {
         m.into_iter().map(|(k, v)| (k, v.to_string())).collect()
     };
-    Ok(Json(TranscriptOut {
+    Ok(TranscriptOut {
         learner_id: learner.to_string(),
         totals: TotalsOut {
             total: totals.total.to_string(),
@@ -584,12 +682,16 @@ pub async fn get_transcript(
             by_category: s(totals.by_category),
             by_site: s(totals.by_site),
         },
+        next_after: if more {
+            entries.last().map(|e| e.position.to_string())
+        } else {
+            None
+        },
         entries: entries
             .iter()
-            .zip(statuses)
-            .map(|(e, st)| EntryOut::new(e, Some(st.as_str())))
+            .map(|e| EntryOut::new(e, Some(status_of(e, &reversed).as_str())))
             .collect(),
-    }))
+    })
 }
 
 // ------------------------------------------------------------------ recognition groups and caps

@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, HashSet};
 
 use crate::amount::Credits;
 use crate::entry::{Entry, EntryKind};
+use crate::ids::Position;
 
 /// The status of one transcript line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,18 +66,44 @@ pub fn summarise(entries: &[Entry]) -> (Vec<LineStatus>, Totals) {
                 b.credits,
             );
             add(totals.by_site.entry(b.site.as_str().to_owned()).or_default(), b.credits);
-            match b.kind {
-                EntryKind::Reversal => LineStatus::Reversal,
-                _ if reversed.contains(&e.position) => LineStatus::Reversed,
-                EntryKind::Awarded => LineStatus::Awarded,
-                EntryKind::NotPassed => LineStatus::NotPassed,
-                EntryKind::Recognised => LineStatus::Recognised,
-                EntryKind::Capped => LineStatus::Capped,
-                EntryKind::Promoted => LineStatus::Promoted,
-            }
+            status_of(e, &reversed)
         })
         .collect();
     (statuses, totals)
+}
+
+/// The status of one line, given the positions that reversals refer to.
+pub fn status_of(e: &Entry, reversed: &HashSet<Position>) -> LineStatus {
+    match e.body.kind {
+        EntryKind::Reversal => LineStatus::Reversal,
+        _ if reversed.contains(&e.position) => LineStatus::Reversed,
+        EntryKind::Awarded => LineStatus::Awarded,
+        EntryKind::NotPassed => LineStatus::NotPassed,
+        EntryKind::Recognised => LineStatus::Recognised,
+        EntryKind::Capped => LineStatus::Capped,
+        EntryKind::Promoted => LineStatus::Promoted,
+    }
+}
+
+/// One group of a learner's credit sums, as a store aggregates them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TotalRow {
+    pub year: i32,
+    pub category: String,
+    pub site: String,
+    pub credits: Credits,
+}
+
+/// Totals from rows grouped by year, category and site.
+pub fn totals_from_rows(rows: &[TotalRow]) -> Totals {
+    let mut totals = Totals::default();
+    for r in rows {
+        add(&mut totals.total, r.credits);
+        add(totals.by_year.entry(r.year).or_default(), r.credits);
+        add(totals.by_category.entry(r.category.clone()).or_default(), r.credits);
+        add(totals.by_site.entry(r.site.clone()).or_default(), r.credits);
+    }
+    totals
 }
 
 fn add(total: &mut Credits, credits: Credits) {

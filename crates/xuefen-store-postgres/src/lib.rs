@@ -22,9 +22,11 @@ use xuefen_core::amount::Credits;
 use xuefen_core::entry::Entry;
 use xuefen_core::event::{Event, EventBody, LearnerRef, Millis};
 use xuefen_core::ids::{
-    Category, CourseCode, EventId, GroupId, LearnerId, LocalAccount, RegionCode, SiteId, SiteLevel, SiteStatus,
+    Category, CourseCode, EventId, GroupId, LearnerId, LocalAccount, Position, RegionCode, SiteId, SiteLevel,
+    SiteStatus,
 };
 use xuefen_core::plan::{self, Head, Key, Lookups, Outcome};
+use xuefen_core::transcript::TotalRow;
 use xuefen_store::records::{CourseRecord, EntryColumns, EntryRecord};
 use xuefen_store::{Course, Group, KeyRecord, NewKey, NewLearner, Principal, Result, Site, Store, StoreError, Written};
 
@@ -1070,6 +1072,64 @@ impl Store for PgStore {
         .await
         .map_err(db)?;
         rows.into_iter().map(|r| Entry::try_from(entry_record(&r))).collect()
+    }
+
+    async fn learner_entries_page(&self, learner: &LearnerId, after_seq: u64, limit: usize) -> Result<Vec<Entry>> {
+        let rows = sqlx::query(concat!(
+            "select ",
+            entry_columns!(),
+            " from ledger_entries where learner_id = $1 and seq > $2 order by seq limit $3"
+        ))
+        .bind(learner.as_str())
+        .bind(i64::try_from(after_seq).unwrap_or(i64::MAX))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.into_iter().map(|r| Entry::try_from(entry_record(&r))).collect()
+    }
+
+    async fn learner_summary(&self, learner: &LearnerId) -> Result<(Vec<TotalRow>, HashSet<Position>)> {
+        // Years in China Standard Time: UTC+8 all year round (no DST).
+        let rows = sqlx::query(
+            "select extract(year from to_timestamp((occurred_at_ms + 28800000) / 1000.0) at time zone 'UTC')::int
+                        as year,
+                    category, site_id, sum(credits_cents)::bigint
+               from ledger_entries where learner_id = $1
+              group by year, category, site_id",
+        )
+        .bind(learner.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        let totals = rows
+            .iter()
+            .map(|r| TotalRow {
+                year: r.get(0),
+                category: r.get(1),
+                site: r.get(2),
+                credits: Credits::from_cents(r.get(3)),
+            })
+            .collect();
+        let rows = sqlx::query(
+            "select refers_chain::bigint, refers_seq from ledger_entries
+              where learner_id = $1 and kind = 3 and refers_seq is not null",
+        )
+        .bind(learner.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        let reversed = rows
+            .iter()
+            .filter_map(|r| {
+                let (chain, seq): (i64, i64) = (r.get(0), r.get(1));
+                Some(Position {
+                    chain: u32::try_from(chain).ok()?,
+                    seq: u64::try_from(seq).ok()?,
+                })
+            })
+            .collect();
+        Ok((totals, reversed))
     }
 
     async fn heads(&self) -> Result<Vec<(u32, Head)>> {

@@ -6,17 +6,21 @@
 //! [`xuefen_core::plan::plan`], and writes the plan in one transaction).
 #![forbid(unsafe_code)]
 
+use std::collections::HashSet;
+
 use async_trait::async_trait;
 use futures::stream::BoxStream;
 use xuefen_core::amount::{Credits, Score};
 use xuefen_core::entry::Entry;
 use xuefen_core::event::{Event, Millis};
 use xuefen_core::identity::DocumentKind;
+use xuefen_core::ids::Position;
 use xuefen_core::ids::{
     Category, CourseCode, EventId, GroupId, LearnerId, LocalAccount, RegionCode, SiteId, SiteLevel, SiteStatus,
 };
 use xuefen_core::plan::{Head, Outcome};
 use xuefen_core::rule::CreditRule;
+use xuefen_core::transcript::TotalRow;
 
 /// Errors every backend maps its own errors into, once.
 #[derive(Debug, thiserror::Error)]
@@ -164,6 +168,14 @@ pub trait Store: Send + Sync + 'static {
     async fn entry_by_event(&self, site: &SiteId, event: &EventId) -> Result<Option<Entry>>;
     /// Every entry of a learner, in sequence order.
     async fn learner_entries(&self, learner: &LearnerId) -> Result<Vec<Entry>>;
+    /// At most `limit` entries of a learner after sequence number
+    /// `after_seq` of their chain, in sequence order (a learner's entries
+    /// all live in one chain, so the sequence number is the cursor).
+    async fn learner_entries_page(&self, learner: &LearnerId, after_seq: u64, limit: usize) -> Result<Vec<Entry>>;
+    /// A learner's credit sums grouped by CST year, category and site, and
+    /// the positions of their entries that a reversal refers to: what a
+    /// transcript page needs beyond its own lines.
+    async fn learner_summary(&self, learner: &LearnerId) -> Result<(Vec<TotalRow>, HashSet<Position>)>;
 
     /// The recorded head of every chain, in chain order.
     async fn heads(&self) -> Result<Vec<(u32, Head)>>;

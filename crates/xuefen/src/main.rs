@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
+use xuefen_api::sso::{SsoKey, SsoSettings, SsoVerifier, dev_token};
 use xuefen_api::{AppState, CommitSettings, Limits};
 use xuefen_core::ids::{RegionCode, SiteId, SiteLevel, SiteStatus};
 use xuefen_store::verify::{VerifyFailure, verify_ledger};
@@ -61,6 +62,18 @@ enum Command {
     Keys(KeysCommand),
     /// Print the OpenAPI document.
     Openapi,
+    /// Print a learner token signed with the HS256 single sign-on secret
+    /// (the development default), for trying `/v1/me/transcript`.
+    DevToken {
+        /// The unified learner id (`lrn_…`).
+        #[arg(long)]
+        learner: String,
+        /// How long the token is valid.
+        #[arg(long, default_value_t = 3600)]
+        ttl_seconds: u64,
+        #[command(flatten)]
+        sso: SsoArgs,
+    },
 }
 
 #[derive(Args)]
@@ -87,6 +100,31 @@ struct ServeArgs {
     /// Seconds to finish in-flight requests after SIGTERM/SIGINT.
     #[arg(long, env = "XUEFEN_SHUTDOWN_GRACE_SECONDS", default_value_t = 30)]
     shutdown_grace_seconds: u64,
+    #[command(flatten)]
+    sso: SsoArgs,
+}
+
+/// How learners' single sign-on tokens are verified.
+#[derive(Args, Clone)]
+struct SsoArgs {
+    /// The `iss` learner tokens must carry.
+    #[arg(long, env = "XUEFEN_SSO_ISSUER", default_value = "xuefen-dev-sso")]
+    sso_issuer: String,
+    /// The `aud` learner tokens must carry.
+    #[arg(long, env = "XUEFEN_SSO_AUDIENCE", default_value = "xuefen")]
+    sso_audience: String,
+    /// HS256 (a shared secret: development), RS256 or ES256 (the SSO's public key).
+    #[arg(long, env = "XUEFEN_SSO_ALGORITHM", default_value = "HS256")]
+    sso_algorithm: String,
+    /// The key: for HS256 the secret as hex (at least 32 bytes); for RS256 and
+    /// ES256 a PEM public key. Without it (HS256 only), a development secret
+    /// is generated once into the data directory and `xuefen dev-token`
+    /// signs with it.
+    #[arg(long, env = "XUEFEN_SSO_KEY", hide_env_values = true)]
+    sso_key: Option<String>,
+    /// A file holding the key instead (e.g. the SSO's PEM public key).
+    #[arg(long, env = "XUEFEN_SSO_KEY_FILE", conflicts_with = "sso_key")]
+    sso_key_file: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -196,7 +234,73 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Verify => verify(&cli.db).await,
         Command::Sites(cmd) => sites(&cli.db, cmd).await,
         Command::Keys(cmd) => keys(&cli.db, cmd).await,
+        Command::DevToken {
+            learner,
+            ttl_seconds,
+            sso,
+        } => {
+            let SsoKey::Hs256(secret) = sso_key(&sso, &cli.db.data_dir)? else {
+                bail!("dev-token signs with an HS256 secret; the configured key is a public key");
+            };
+            let learner = xuefen_core::ids::LearnerId::parse(learner)?;
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .context("read the clock")?
+                .as_secs();
+            let token = dev_token(&secret, &sso.sso_issuer, &sso.sso_audience, &learner, now, ttl_seconds)
+                .context("sign the token")?;
+            println!("{token}");
+            Ok(ExitCode::SUCCESS)
+        }
     }
+}
+
+/// The key learner tokens are verified with (see [`SsoArgs`]).
+fn sso_key(args: &SsoArgs, data_dir: &std::path::Path) -> anyhow::Result<SsoKey> {
+    let given = match (&args.sso_key, &args.sso_key_file) {
+        (Some(k), _) => Some(k.clone()),
+        (None, Some(path)) => {
+            Some(std::fs::read_to_string(path).with_context(|| format!("read SSO key {}", path.display()))?)
+        }
+        (None, None) => None,
+    };
+    match (args.sso_algorithm.as_str(), given) {
+        ("HS256", Some(hex_key)) => {
+            let key = hex::decode(hex_key.trim()).context("XUEFEN_SSO_KEY must be hex for HS256")?;
+            if key.len() < 32 {
+                bail!("XUEFEN_SSO_KEY must hold at least 32 bytes (64 hex digits)");
+            }
+            Ok(SsoKey::Hs256(key))
+        }
+        ("HS256", None) => Ok(SsoKey::Hs256(local_secret(
+            data_dir,
+            "sso-dev.key",
+            "development SSO secret",
+        )?)),
+        ("RS256", Some(pem)) => Ok(SsoKey::Rs256Pem(pem.into_bytes())),
+        ("ES256", Some(pem)) => Ok(SsoKey::Es256Pem(pem.into_bytes())),
+        ("RS256" | "ES256", None) => bail!("XUEFEN_SSO_KEY or XUEFEN_SSO_KEY_FILE must give the SSO's public key"),
+        (other, _) => bail!("XUEFEN_SSO_ALGORITHM `{other}` is not one of HS256, RS256, ES256"),
+    }
+}
+
+/// A 32-byte secret kept as hex in `data_dir/name`, generated on first use.
+fn local_secret(data_dir: &std::path::Path, name: &str, what: &str) -> anyhow::Result<Vec<u8>> {
+    let path = data_dir.join(name);
+    if let Ok(existing) = std::fs::read_to_string(&path) {
+        return hex::decode(existing.trim()).with_context(|| format!("read {what} {}", path.display()));
+    }
+    std::fs::create_dir_all(data_dir).with_context(|| format!("create {}", data_dir.display()))?;
+    let mut key = [0u8; 32];
+    rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut key);
+    std::fs::write(&path, hex::encode(key)).with_context(|| format!("write {}", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    tracing::warn!(path = %path.display(), "generated a new {what}");
+    Ok(key.to_vec())
 }
 
 fn identity_key(args: &ServeArgs, data_dir: &std::path::Path) -> anyhow::Result<Vec<u8>> {
@@ -241,7 +345,13 @@ async fn serve(db: &DbArgs, args: ServeArgs) -> anyhow::Result<ExitCode> {
         commits_in_flight: args.commits_in_flight,
         ..CommitSettings::default()
     };
-    let state = AppState::new(store, limits, commit, key);
+    let sso = SsoVerifier::new(&SsoSettings {
+        issuer: args.sso.sso_issuer.clone(),
+        audience: args.sso.sso_audience.clone(),
+        key: sso_key(&args.sso, &db.data_dir)?,
+    })
+    .context("load the single sign-on key")?;
+    let state = AppState::new(store, limits, commit, key).with_sso(sso);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("bind {}", args.listen))?;

@@ -377,3 +377,162 @@ async fn groups_and_caps_are_admin_only_and_validated(app: TestApp) {
     let (_, caps) = app.get("/v1/caps", &a).await;
     assert_eq!(caps, json!([{"category": "community", "annual_credits": "100000.00"}]));
 }
+
+mod me {
+    //! The learner's own transcript behind single sign-on, and its pages.
+
+    use reqwest::{Method, StatusCode};
+    use serde_json::{Value, json};
+
+    use super::{done, fixed_course};
+    use crate::backend_tests;
+    use crate::harness::{SSO_ISSUER, SSO_SECRET, TestApp, learner_token};
+
+    backend_tests!(
+        a_learner_reads_their_own_transcript_with_a_single_sign_on_token,
+        bad_tokens_get_401_naming_why,
+        the_transcript_pages_by_ledger_position_with_full_totals,
+        the_dev_token_command_signs_a_token_the_service_accepts,
+    );
+
+    async fn me(app: &TestApp, token: &str, query: &str) -> (StatusCode, Value) {
+        app.call(Method::GET, &format!("/v1/me/transcript{query}"), Some(token), None)
+            .await
+    }
+
+    async fn a_learner_reads_their_own_transcript_with_a_single_sign_on_token(app: TestApp) {
+        let a = app.site("site-a").await;
+        fixed_course(&app, &a, "A1", "community", "2").await;
+        let learner = app.learner(&a, "u1", 1).await;
+        let other = app.learner(&a, "u2", 2).await;
+        app.put("/v1/events/e1", &a, done("u1", "A1", "2026-03-01T10:00:00Z"))
+            .await;
+        app.put("/v1/events/e2", &a, done("u2", "A1", "2026-03-01T10:00:00Z"))
+            .await;
+        let token = learner_token(&learner, SSO_ISSUER, SSO_SECRET, 600);
+        let (status, t) = me(&app, &token, "").await;
+        assert_eq!(status, StatusCode::OK, "{t}");
+        assert_eq!(t["learner_id"], learner.as_str());
+        assert_eq!(t["totals"]["total"], "2.00");
+        let lines = t["entries"].as_array().expect("entries");
+        assert_eq!(lines.len(), 1);
+        assert_eq!(
+            (lines[0]["event_id"].clone(), lines[0]["status"].clone()),
+            (json!("e1"), json!("awarded"))
+        );
+        assert!(t.get("next_after").is_none());
+        // Another learner's token shows only theirs.
+        let (_, t) = me(&app, &learner_token(&other, SSO_ISSUER, SSO_SECRET, 600), "").await;
+        assert_eq!(t["entries"][0]["event_id"], "e2");
+        // A token for someone never registered.
+        let ghost = format!("lrn_{}", "0".repeat(32));
+        let (status, p) = me(&app, &learner_token(&ghost, SSO_ISSUER, SSO_SECRET, 600), "").await;
+        assert_eq!(
+            (status, p["code"].clone()),
+            (StatusCode::NOT_FOUND, json!("unknown_learner"))
+        );
+    }
+
+    async fn bad_tokens_get_401_naming_why(app: TestApp) {
+        let a = app.site("site-a").await;
+        let learner = app.learner(&a, "u1", 1).await;
+        for (token, why) in [
+            (learner_token(&learner, SSO_ISSUER, SSO_SECRET, -600), "expired"),
+            (learner_token(&learner, "someone-else", SSO_SECRET, 600), "not issued"),
+            (
+                learner_token(&learner, SSO_ISSUER, b"another secret of thirty-two byt", 600),
+                "signature",
+            ),
+            (a.clone(), "not a valid JWT"),
+        ] {
+            let (status, p) = me(&app, &token, "").await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{why}");
+            assert!(p["detail"].as_str().expect("detail").contains(why), "{why}: {p}");
+        }
+        let (status, _) = app.call(Method::GET, "/v1/me/transcript", None, None).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+
+    async fn the_transcript_pages_by_ledger_position_with_full_totals(app: TestApp) {
+        let a = app.site("site-a").await;
+        fixed_course(&app, &a, "A1", "community", "1.5").await;
+        let learner = app.learner(&a, "u1", 1).await;
+        for i in 0..7 {
+            let (status, _) = app
+                .put(
+                    &format!("/v1/events/e{i}"),
+                    &a,
+                    done("u1", "A1", "2026-03-01T10:00:00Z"),
+                )
+                .await;
+            assert_eq!(status, StatusCode::CREATED);
+        }
+        let revoke = json!({"kind": "revocation", "target_event_id": "e0", "reason": "错误"});
+        app.put("/v1/events/r0", &a, revoke).await;
+        let token = learner_token(&learner, SSO_ISSUER, SSO_SECRET, 600);
+        let mut seen = Vec::new();
+        let mut query = "?limit=3".to_owned();
+        loop {
+            let (status, t) = me(&app, &token, &query).await;
+            assert_eq!(status, StatusCode::OK, "{t}");
+            assert_eq!(
+                t["totals"]["total"], "9.00",
+                "totals cover the whole history on every page"
+            );
+            for line in t["entries"].as_array().expect("entries") {
+                seen.push((
+                    line["event_id"].as_str().expect("id").to_owned(),
+                    line["status"].as_str().expect("status").to_owned(),
+                ));
+            }
+            match t["next_after"].as_str() {
+                Some(next) => query = format!("?limit=3&after={next}"),
+                None => break,
+            }
+        }
+        assert_eq!(seen.len(), 8);
+        assert_eq!(
+            seen[0],
+            ("e0".to_owned(), "reversed".to_owned()),
+            "a line reversed on a later page"
+        );
+        assert_eq!(seen[7], ("r0".to_owned(), "reversal".to_owned()));
+        // The admin's view pages the same way.
+        let (_, page) = app
+            .get(&format!("/v1/learners/{learner}/transcript?limit=8"), &app.admin)
+            .await;
+        assert_eq!(page["entries"].as_array().expect("entries").len(), 8);
+        assert!(page.get("next_after").is_none());
+        for (query, field) in [
+            ("?limit=0", "limit"),
+            ("?limit=501", "limit"),
+            ("?after=12", "after"),
+            ("?page=2", "page"),
+        ] {
+            let (status, p) = me(&app, &token, query).await;
+            assert_eq!(
+                (status, p["field"].clone()),
+                (StatusCode::UNPROCESSABLE_ENTITY, json!(field)),
+                "{query}"
+            );
+        }
+        let (status, _) = me(&app, &token, "?limit=500").await;
+        assert_eq!(status, StatusCode::OK);
+    }
+
+    async fn the_dev_token_command_signs_a_token_the_service_accepts(app: TestApp) {
+        let a = app.site("site-a").await;
+        let learner = app.learner(&a, "u1", 1).await;
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_xuefen"))
+            .args(["dev-token", "--learner", &learner])
+            .env("XUEFEN_SSO_KEY", hex::encode(SSO_SECRET))
+            .env("XUEFEN_DATA_DIR", std::env::temp_dir())
+            .output()
+            .await
+            .expect("run xuefen dev-token");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let token = String::from_utf8(out.stdout).expect("utf-8");
+        let (status, t) = me(&app, token.trim(), "").await;
+        assert_eq!((status, t["learner_id"].clone()), (StatusCode::OK, json!(learner)));
+    }
+}
