@@ -43,3 +43,36 @@ create table category_caps (
     annual_cap_cents bigint not null check (annual_cap_cents >= 0),
     updated_at timestamptz not null default now()
 );
+
+-- Site lifecycle: the agreement in force, and every status change with who
+-- and why in the alliance chain (docs/ledger-format.md, section 3b), chained
+-- like a learner chain but kept in its own table and head.
+alter table sites add column agreement_starts_at_ms bigint;
+alter table sites add column agreement_ends_at_ms bigint;
+
+create table site_changes (
+    seq bigint primary key,
+    prev_hash bytea not null,
+    hash bytea not null,
+    site_id text not null references sites (id),
+    from_status text,
+    to_status text not null,
+    actor text not null,
+    reason text not null,
+    at_ms bigint not null,
+    agreement_starts_at_ms bigint not null,
+    agreement_ends_at_ms bigint not null
+);
+create index site_changes_site on site_changes (site_id, seq);
+
+-- One row; locked by each status change (an admin act, never on the ingest path).
+create table alliance_head (
+    id boolean primary key default true check (id),
+    seq bigint not null,
+    hash bytea not null
+);
+insert into alliance_head (id, seq, hash) values (true, 0, decode(repeat('00', 32), 'hex'));
+
+create trigger site_changes_append_only
+    before update or delete or truncate on site_changes
+    for each statement execute function ledger_entries_append_only();

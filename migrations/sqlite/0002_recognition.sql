@@ -34,3 +34,41 @@ create table category_caps (
     annual_cap_cents integer not null check (annual_cap_cents >= 0),
     updated_at text not null default (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
 ) strict;
+
+-- Site lifecycle: the agreement in force, and every status change with who
+-- and why in the alliance chain.
+alter table sites add column agreement_starts_at_ms integer;
+alter table sites add column agreement_ends_at_ms integer;
+
+create table site_changes (
+    seq integer not null primary key,
+    prev_hash blob not null,
+    hash blob not null,
+    site_id text not null references sites (id),
+    from_status text,
+    to_status text not null,
+    actor text not null,
+    reason text not null,
+    at_ms integer not null,
+    agreement_starts_at_ms integer not null,
+    agreement_ends_at_ms integer not null
+) strict;
+create index site_changes_site on site_changes (site_id, seq);
+
+create table alliance_head (
+    id integer not null primary key check (id = 1),
+    seq integer not null,
+    hash blob not null
+) strict;
+insert into alliance_head (id, seq, hash) values (1, 0, zeroblob(32));
+
+create trigger site_changes_append_only_update
+    before update on site_changes
+begin
+    select raise(abort, 'site_changes is append-only');
+end;
+create trigger site_changes_append_only_delete
+    before delete on site_changes
+begin
+    select raise(abort, 'site_changes is append-only');
+end;

@@ -59,8 +59,15 @@ pub struct SiteIn {
     pub level: String,
     /// 6-digit GB/T 2260 region code.
     pub region_code: String,
-    /// Defaults to `active`.
+    /// `pending` (awaiting review) or `active`; defaults to `active`.
     pub status: Option<String>,
+    /// RFC 3339; defaults to now.
+    pub agreement_starts_at: Option<String>,
+    /// RFC 3339; defaults to three years after the start. The site cannot
+    /// post after it.
+    pub agreement_ends_at: Option<String>,
+    /// Why the site is created (recorded in the alliance chain).
+    pub reason: Option<String>,
 }
 
 impl SiteIn {
@@ -76,8 +83,25 @@ impl SiteIn {
                 .map(SiteStatus::parse)
                 .transpose()?
                 .unwrap_or(SiteStatus::Active),
+            agreement_starts_at: opt_time(&self.agreement_starts_at, "agreement_starts_at")?,
+            agreement_ends_at: opt_time(&self.agreement_ends_at, "agreement_ends_at")?,
+        })
+        .and_then(|site| match (site.agreement_starts_at, site.agreement_ends_at) {
+            (Some(start), Some(end)) if end <= start => Err(FieldError::new(
+                "agreement_ends_at",
+                "must be after agreement_starts_at",
+            )),
+            _ => Ok(site),
         })
     }
+
+    pub fn reason(&self) -> Result<Reason, FieldError> {
+        Reason::parse(self.reason.as_deref().unwrap_or("site created"), "reason")
+    }
+}
+
+fn opt_time(value: &Option<String>, field: &'static str) -> Result<Option<Millis>, FieldError> {
+    value.as_deref().map(|v| Millis::parse_rfc3339(v, field)).transpose()
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -87,6 +111,10 @@ pub struct SiteOut {
     pub level: String,
     pub region_code: String,
     pub status: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agreement_starts_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agreement_ends_at: Option<String>,
 }
 
 impl From<&Site> for SiteOut {
@@ -97,6 +125,8 @@ impl From<&Site> for SiteOut {
             level: s.level.to_string(),
             region_code: s.region_code.as_str().to_owned(),
             status: s.status.to_string(),
+            agreement_starts_at: s.agreement_starts_at.map(Millis::to_rfc3339),
+            agreement_ends_at: s.agreement_ends_at.map(Millis::to_rfc3339),
         }
     }
 }
@@ -104,8 +134,59 @@ impl From<&Site> for SiteOut {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SiteStatusIn {
-    /// `pending`, `active`, `suspended` or `terminated`.
+    /// `active`, `suspended` or `terminated`.
     pub status: String,
+    /// Why (recorded in the alliance chain); required.
+    pub reason: Option<String>,
+    /// RFC 3339: renews the agreement to this end.
+    pub agreement_ends_at: Option<String>,
+}
+
+impl SiteStatusIn {
+    pub fn parse(&self) -> Result<(SiteStatus, Reason, Option<Millis>), FieldError> {
+        let status = SiteStatus::parse(&self.status)?;
+        let reason = text(self.reason.as_deref().unwrap_or_default(), "reason")?;
+        Ok((
+            status,
+            Reason::parse(reason, "reason")?,
+            opt_time(&self.agreement_ends_at, "agreement_ends_at")?,
+        ))
+    }
+}
+
+/// One recorded change of a site's status.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct SiteChangeOut {
+    /// In the alliance chain (chain 4294967295).
+    pub position: PositionOut,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    pub to: String,
+    /// Who: the admin key id, or `cli`.
+    pub actor: String,
+    pub reason: String,
+    pub at: String,
+    pub agreement_starts_at: String,
+    pub agreement_ends_at: String,
+    /// SHA-256 of the entry, hex.
+    pub hash: String,
+}
+
+impl From<&xuefen_core::site_log::SiteChangeEntry> for SiteChangeOut {
+    fn from(e: &xuefen_core::site_log::SiteChangeEntry) -> Self {
+        let c = &e.change;
+        Self {
+            position: e.position.into(),
+            from: c.from.map(|s| s.to_string()),
+            to: c.to.to_string(),
+            actor: c.actor.clone(),
+            reason: c.reason.as_str().to_owned(),
+            at: c.at.to_rfc3339(),
+            agreement_starts_at: c.agreement_starts_at.to_rfc3339(),
+            agreement_ends_at: c.agreement_ends_at.to_rfc3339(),
+            hash: hex::encode(e.hash),
+        }
+    }
 }
 
 /// A new API key. The secret is shown once and stored only as a hash.

@@ -9,10 +9,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use xuefen_core::entry::Entry;
 use xuefen_core::event::Event;
-use xuefen_core::ids::{Category, CourseCode, EventId, GroupId, LearnerId, LocalAccount, SiteId, SiteStatus};
+use xuefen_core::ids::{Category, CourseCode, EventId, GroupId, LearnerId, LocalAccount, SiteId};
 use xuefen_core::plan::Outcome;
 use xuefen_core::transcript::{status_of, totals_from_rows};
-use xuefen_store::{NewLearner, Principal, Written};
+use xuefen_store::{NewLearner, Principal, SiteAct, Written};
 
 use crate::AppState;
 use crate::auth::{Caller, forbidden, mint};
@@ -29,6 +29,7 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/sites", post(create_site).get(list_sites))
         .route("/v1/sites/{site_id}", get(get_site))
         .route("/v1/sites/{site_id}/status", put(set_site_status))
+        .route("/v1/sites/{site_id}/changes", get(list_site_changes))
         .route("/v1/sites/{site_id}/keys", post(create_site_key))
         .route("/v1/keys/{key_id}", delete(revoke_key))
         .route("/v1/learners", post(register_learner))
@@ -111,12 +112,30 @@ pub async fn create_site(
 ) -> ApiResult<Response> {
     caller.require_admin()?;
     let site = input.parse()?;
-    state.store.create_site(&site).await.map_err(|e| match e {
+    let act = SiteAct {
+        actor: caller.key_id.clone(),
+        reason: input.reason()?,
+        at: now(),
+    };
+    state.store.create_site(&site, &act).await.map_err(|e| match e {
+        xuefen_store::StoreError::Conflict(d) if d.starts_with("invalid_transition") => ApiError::from(
+            Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_transition",
+                "a site starts pending or active",
+            )
+            .with_field("status"),
+        ),
         xuefen_store::StoreError::Conflict(_) => ApiError::from(
             Problem::new(StatusCode::CONFLICT, "site_exists", "a site with this id exists").with_field("id"),
         ),
         e => e.into(),
     })?;
+    let site = state
+        .store
+        .site(&site.id)
+        .await?
+        .ok_or(xuefen_store::StoreError::NotFound)?;
     let (key, secret) = mint(Principal::Site(site.id.clone()));
     state.store.create_key(&key).await?;
     tracing::info!(site.id = %site.id, key.id = %key.id, "site created");
@@ -154,10 +173,15 @@ pub async fn get_site(
     Ok(Json(SiteOut::from(&site)))
 }
 
-/// Moves a site to another status. Admin only.
+/// Moves a site along its lifecycle: pending → active | terminated,
+/// active → suspended | terminated, suspended → active | terminated. Each
+/// change is recorded in the alliance chain with who (the admin key) and
+/// why; `agreement_ends_at` renews the agreement. Admin only.
 #[utoipa::path(put, path = "/v1/sites/{site_id}/status", operation_id = "set_site_status", tag = "sites",
     security(("api_key" = [])), params(("site_id" = String, Path)), request_body = SiteStatusIn,
-    responses((status = 200, body = SiteOut), (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = SiteOut), (status = 404, body = Problem, content_type = "application/problem+json"),
+              (status = 409, body = Problem, content_type = "application/problem+json"),
+              (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub async fn set_site_status(
     State(state): State<AppState>,
     caller: Caller,
@@ -166,10 +190,50 @@ pub async fn set_site_status(
 ) -> ApiResult<Json<SiteOut>> {
     caller.require_admin()?;
     let id = path_id(|v| SiteId::parse_as(v, "site_id"), site_id)?;
-    let status = SiteStatus::parse(&input.status)?;
-    let site = state.store.set_site_status(&id, status).await?;
-    tracing::info!(site.id = %id, site.status = %status, "site status changed");
+    let (status, reason, ends) = input.parse()?;
+    let act = SiteAct {
+        actor: caller.key_id.clone(),
+        reason,
+        at: now(),
+    };
+    let (site, entry) = state
+        .store
+        .set_site_status(&id, status, ends, &act)
+        .await
+        .map_err(|e| match e {
+            xuefen_store::StoreError::Conflict(d) => {
+                ApiError::from(Problem::new(StatusCode::CONFLICT, "invalid_transition", d).with_field("status"))
+            }
+            e => e.into(),
+        })?;
+    tracing::info!(site.id = %id, site.status = %status, position = %entry.position, "site status changed");
     Ok(Json(SiteOut::from(&site)))
+}
+
+/// The recorded lifecycle of a site: every status change with who, why,
+/// the agreement in force and its place in the alliance chain. The admin,
+/// or the site itself.
+#[utoipa::path(get, path = "/v1/sites/{site_id}/changes", operation_id = "list_site_changes", tag = "sites",
+    security(("api_key" = [])), params(("site_id" = String, Path)),
+    responses((status = 200, body = Vec<SiteChangeOut>), (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn list_site_changes(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(site_id): Path<String>,
+) -> ApiResult<Json<Vec<SiteChangeOut>>> {
+    let id = path_id(|v| SiteId::parse_as(v, "site_id"), site_id)?;
+    if let Principal::Site(own) = &caller.principal
+        && *own != id
+    {
+        return Err(forbidden("a site can read only its own record").into());
+    }
+    state.store.site(&id).await?.ok_or(xuefen_store::StoreError::NotFound)?;
+    let changes = state.store.site_changes(&id).await?;
+    Ok(Json(changes.iter().map(SiteChangeOut::from).collect()))
+}
+
+fn now() -> xuefen_core::event::Millis {
+    xuefen_core::event::Millis::from_datetime(time::OffsetDateTime::now_utc())
 }
 
 /// Issues another key for a site (for rotation). Admin only.
@@ -359,7 +423,7 @@ pub async fn put_event(
     Path(event_id): Path<String>,
     ApiJson(input): ApiJson<EventIn>,
 ) -> ApiResult<Response> {
-    let site = caller.require_site()?.clone();
+    let site = caller.require_posting_site()?.clone();
     let id = path_id(EventId::parse, event_id)?;
     if let Some(body_id) = &input.event_id
         && body_id != id.as_str()
@@ -432,7 +496,7 @@ pub async fn post_events(
     headers: HeaderMap,
     req: Request,
 ) -> ApiResult<Json<BatchOut>> {
-    let site = caller.require_site()?.clone();
+    let site = caller.require_posting_site()?.clone();
     let bytes = read_body(req, &state).await?;
     let ndjson = headers
         .get(header::CONTENT_TYPE)

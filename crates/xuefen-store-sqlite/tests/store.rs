@@ -14,7 +14,7 @@ use xuefen_core::plan::{self, Head, Lookups, Outcome};
 use xuefen_core::rule::CreditRule;
 use xuefen_core::verify::Fault;
 use xuefen_store::verify::{VerifyFailure, verify_ledger};
-use xuefen_store::{Course, NewKey, NewLearner, Principal, Site, Store, StoreError, Written};
+use xuefen_store::{Course, NewKey, NewLearner, Principal, Site, SiteAct, Store, StoreError, Written};
 use xuefen_store_sqlite::{SqliteSettings, SqliteStore};
 
 const NOW: Millis = Millis(1_760_000_000_000);
@@ -62,6 +62,16 @@ fn site() -> Site {
         level: SiteLevel::County,
         region_code: RegionCode::parse("330106").expect("region"),
         status: SiteStatus::Active,
+        agreement_starts_at: Some(Millis(NOW.0 - 1000)),
+        agreement_ends_at: Some(Millis(NOW.0 + 1000)),
+    }
+}
+
+fn act(reason: &str) -> SiteAct {
+    SiteAct {
+        actor: "cli".into(),
+        reason: Reason::parse(reason, "reason").expect("reason"),
+        at: NOW,
     }
 }
 
@@ -93,7 +103,7 @@ fn new_learner(name: &str) -> NewLearner {
 
 /// A site with a course and `n` learners.
 async fn fixture(store: &SqliteStore, n: usize) -> Vec<LearnerId> {
-    store.create_site(&site()).await.expect("site");
+    store.create_site(&site(), &act("joined")).await.expect("site");
     store.put_course(&course()).await.expect("course");
     let mut learners = Vec::new();
     for i in 0..n {
@@ -168,20 +178,35 @@ async fn sites_keys_learners_accounts_and_courses() {
     let db = TempDb::new();
     let store = open(&db, 2).await;
 
-    store.create_site(&site()).await.expect("site");
-    assert!(matches!(store.create_site(&site()).await, Err(StoreError::Conflict(_))));
+    store.create_site(&site(), &act("joined")).await.expect("site");
+    assert!(matches!(
+        store.create_site(&site(), &act("again")).await,
+        Err(StoreError::Conflict(_))
+    ));
     assert_eq!(store.site(&site_id()).await.expect("site"), Some(site()));
     assert_eq!(store.sites().await.expect("sites"), vec![site()]);
-    let suspended = store
-        .set_site_status(&site_id(), SiteStatus::Suspended)
+    let (suspended, entry) = store
+        .set_site_status(&site_id(), SiteStatus::Suspended, None, &act("stale"))
         .await
         .expect("status");
     assert_eq!(suspended.status, SiteStatus::Suspended);
+    assert_eq!(entry.position.seq, 2);
+    assert!(matches!(
+        store
+            .set_site_status(&site_id(), SiteStatus::Pending, None, &act("back"))
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
     let nowhere = SiteId::parse("nowhere").expect("id");
     assert!(matches!(
-        store.set_site_status(&nowhere, SiteStatus::Active).await,
+        store
+            .set_site_status(&nowhere, SiteStatus::Active, None, &act("x"))
+            .await,
         Err(StoreError::NotFound)
     ));
+    let changes = store.site_changes(&site_id()).await.expect("changes");
+    assert_eq!(changes.len(), 2);
+    assert_eq!(changes[1].change.reason.as_str(), "stale");
 
     assert!(!store.admin_key_exists().await.expect("admin?"));
     let admin = NewKey {

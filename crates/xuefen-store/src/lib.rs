@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use futures::stream::BoxStream;
 use xuefen_core::amount::{Credits, Score};
 use xuefen_core::entry::Entry;
-use xuefen_core::event::{Event, Millis};
+use xuefen_core::event::{Event, Millis, Reason};
 use xuefen_core::identity::DocumentKind;
 use xuefen_core::ids::Position;
 use xuefen_core::ids::{
@@ -20,6 +20,7 @@ use xuefen_core::ids::{
 };
 use xuefen_core::plan::{Head, Outcome};
 use xuefen_core::rule::CreditRule;
+use xuefen_core::site_log::SiteChangeEntry;
 use xuefen_core::transcript::TotalRow;
 
 /// Errors every backend maps its own errors into, once.
@@ -56,6 +57,19 @@ pub struct Site {
     pub level: SiteLevel,
     pub region_code: RegionCode,
     pub status: SiteStatus,
+    /// The agreement with the provincial centre: a site may not post after
+    /// its end. When creating a site, absent means from now for three years.
+    pub agreement_starts_at: Option<Millis>,
+    pub agreement_ends_at: Option<Millis>,
+}
+
+/// Who changes a site, why, and when: recorded in the alliance chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SiteAct {
+    /// The admin key id, or `cli`.
+    pub actor: String,
+    pub reason: Reason,
+    pub at: Millis,
 }
 
 /// A key as the store keeps it: only the SHA-256 of the secret.
@@ -74,6 +88,8 @@ pub struct KeyRecord {
     pub revoked: bool,
     /// The status of the key's site, for site keys.
     pub site_status: Option<SiteStatus>,
+    /// When the site's agreement ends, for site keys.
+    pub agreement_ends_at: Option<Millis>,
 }
 
 #[derive(Debug, Clone)]
@@ -126,10 +142,28 @@ pub trait Store: Send + Sync + 'static {
     /// Whether the database answers and its schema is current.
     async fn ready(&self) -> Result<()>;
 
-    async fn create_site(&self, site: &Site) -> Result<()>;
+    /// Creates a site (initial status pending or active) and records its
+    /// creation in the alliance chain, in one transaction.
+    async fn create_site(&self, site: &Site, act: &SiteAct) -> Result<SiteChangeEntry>;
     async fn site(&self, id: &SiteId) -> Result<Option<Site>>;
     async fn sites(&self) -> Result<Vec<Site>>;
-    async fn set_site_status(&self, id: &SiteId, status: SiteStatus) -> Result<Site>;
+    /// Moves a site along its lifecycle ([`SiteStatus::may_move_to`]),
+    /// optionally renewing its agreement to `agreement_ends_at`, and records
+    /// the change in the alliance chain. A move the lifecycle does not allow
+    /// is `Conflict("invalid_transition …")`.
+    async fn set_site_status(
+        &self,
+        id: &SiteId,
+        status: SiteStatus,
+        agreement_ends_at: Option<Millis>,
+        act: &SiteAct,
+    ) -> Result<(Site, SiteChangeEntry)>;
+    /// The recorded changes of a site, oldest first.
+    async fn site_changes(&self, id: &SiteId) -> Result<Vec<SiteChangeEntry>>;
+    /// The head of the alliance chain.
+    async fn alliance_head(&self) -> Result<Head>;
+    /// Every site change in sequence order, streamed.
+    fn alliance_entries(&self) -> BoxStream<'_, Result<SiteChangeEntry>>;
 
     async fn create_key(&self, key: &NewKey) -> Result<()>;
     /// Revokes a key; revoking a revoked key is not an error.
@@ -186,3 +220,22 @@ pub trait Store: Send + Sync + 'static {
 pub mod records;
 
 pub mod verify;
+
+/// The change a store records for `act` on `site` (pure: both backends seal
+/// exactly this). The agreement defaults to three years from the act.
+pub fn site_change(site: &Site, from: Option<SiteStatus>, act: &SiteAct) -> xuefen_core::site_log::SiteChange {
+    let start = site.agreement_starts_at.unwrap_or(act.at);
+    let end = site.agreement_ends_at.unwrap_or(Millis(
+        start.0.saturating_add(xuefen_core::site_log::AGREEMENT_DEFAULT_MS),
+    ));
+    xuefen_core::site_log::SiteChange {
+        site: site.id.clone(),
+        from,
+        to: site.status,
+        actor: act.actor.clone(),
+        reason: act.reason.clone(),
+        at: act.at,
+        agreement_starts_at: start,
+        agreement_ends_at: end,
+    }
+}

@@ -5,8 +5,10 @@
 use xuefen_core::amount::{Credits, Hours, Score};
 use xuefen_core::entry::{Entry, EntryBody, EntryKind};
 use xuefen_core::event::{Millis, Reason};
+use xuefen_core::ids::SiteStatus;
 use xuefen_core::ids::{Category, CourseCode, EventId, GroupId, LearnerId, Position, SiteId};
 use xuefen_core::rule::CreditRule;
+use xuefen_core::site_log::{ALLIANCE_CHAIN, SiteChange, SiteChangeEntry, check_actor};
 
 use crate::{Course, StoreError};
 
@@ -282,5 +284,78 @@ impl Course {
             || self.pass_mark != other.pass_mark
             || self.category != other.category
             || self.offered_from != other.offered_from
+    }
+}
+
+/// One row of `site_changes`, column for column.
+#[derive(Debug, Clone, Default)]
+pub struct SiteChangeRecord {
+    pub seq: i64,
+    pub prev_hash: Vec<u8>,
+    pub hash: Vec<u8>,
+    pub site_id: String,
+    pub from_status: Option<String>,
+    pub to_status: String,
+    pub actor: String,
+    pub reason: String,
+    pub at_ms: i64,
+    pub agreement_starts_at_ms: i64,
+    pub agreement_ends_at_ms: i64,
+}
+
+impl From<&SiteChangeEntry> for SiteChangeRecord {
+    fn from(e: &SiteChangeEntry) -> Self {
+        let c = &e.change;
+        Self {
+            seq: e.position.seq as i64,
+            prev_hash: e.prev_hash.to_vec(),
+            hash: e.hash.to_vec(),
+            site_id: c.site.as_str().to_owned(),
+            from_status: c.from.map(|s| s.as_str().to_owned()),
+            to_status: c.to.as_str().to_owned(),
+            actor: c.actor.clone(),
+            reason: c.reason.as_str().to_owned(),
+            at_ms: c.at.0,
+            agreement_starts_at_ms: c.agreement_starts_at.0,
+            agreement_ends_at_ms: c.agreement_ends_at.0,
+        }
+    }
+}
+
+impl TryFrom<SiteChangeRecord> for SiteChangeEntry {
+    type Error = StoreError;
+
+    fn try_from(r: SiteChangeRecord) -> Result<Self, StoreError> {
+        let corrupt = |detail: String| StoreError::Corrupt {
+            at: format!("alliance chain position {}", r.seq),
+            detail,
+        };
+        let field = |e: xuefen_core::FieldError| corrupt(e.to_string());
+        let hash32 =
+            |v: &[u8], name: &str| <[u8; 32]>::try_from(v).map_err(|_| corrupt(format!("{name} is not 32 bytes")));
+        check_actor(&r.actor).map_err(field)?;
+        Ok(SiteChangeEntry {
+            position: Position {
+                chain: ALLIANCE_CHAIN,
+                seq: u64::try_from(r.seq).map_err(|_| corrupt("seq out of range".into()))?,
+            },
+            prev_hash: hash32(&r.prev_hash, "prev_hash")?,
+            hash: hash32(&r.hash, "hash")?,
+            change: SiteChange {
+                site: SiteId::parse(r.site_id.clone()).map_err(field)?,
+                from: r
+                    .from_status
+                    .as_deref()
+                    .map(SiteStatus::parse)
+                    .transpose()
+                    .map_err(field)?,
+                to: SiteStatus::parse(&r.to_status).map_err(field)?,
+                actor: r.actor.clone(),
+                reason: Reason::parse(r.reason.clone(), "reason").map_err(field)?,
+                at: Millis(r.at_ms),
+                agreement_starts_at: Millis(r.agreement_starts_at_ms),
+                agreement_ends_at: Millis(r.agreement_ends_at_ms),
+            },
+        })
     }
 }

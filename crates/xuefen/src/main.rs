@@ -14,7 +14,7 @@ use xuefen_api::sso::{SsoKey, SsoSettings, SsoVerifier, dev_token};
 use xuefen_api::{AppState, CommitSettings, Limits};
 use xuefen_core::ids::{RegionCode, SiteId, SiteLevel, SiteStatus};
 use xuefen_store::verify::{VerifyFailure, verify_ledger};
-use xuefen_store::{Principal, Site, Store};
+use xuefen_store::{Principal, Site, SiteAct, Store};
 use xuefen_store_postgres::{PgSettings, PgStore};
 use xuefen_store_sqlite::{SqliteSettings, SqliteStore};
 
@@ -143,11 +143,20 @@ enum SitesCommand {
         region: String,
         #[arg(long, default_value = "active")]
         status: String,
+        /// Why (recorded in the alliance chain).
+        #[arg(long, default_value = "site created")]
+        reason: String,
     },
     /// List sites.
     List,
-    /// Change a site's status (pending, active, suspended, terminated).
-    Status { id: String, status: String },
+    /// Move a site along its lifecycle (active, suspended, terminated),
+    /// recorded in the alliance chain with the reason.
+    Status {
+        id: String,
+        status: String,
+        #[arg(long)]
+        reason: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -403,9 +412,10 @@ async fn verify(db: &DbArgs) -> anyhow::Result<ExitCode> {
     match result {
         Ok(report) => {
             println!(
-                "ok: {} entries in {} chains verified in {:.3}s ({:.0} entries/s)",
+                "ok: {} entries in {} chains and {} site changes in the alliance chain verified in {:.3}s ({:.0} entries/s)",
                 report.entries,
                 report.chains,
+                report.site_changes,
                 secs,
                 report.entries as f64 / secs
             );
@@ -428,6 +438,7 @@ async fn sites(db: &DbArgs, cmd: SitesCommand) -> anyhow::Result<ExitCode> {
             level,
             region,
             status,
+            reason,
         } => {
             let site = Site {
                 id: SiteId::parse(id)?,
@@ -435,8 +446,13 @@ async fn sites(db: &DbArgs, cmd: SitesCommand) -> anyhow::Result<ExitCode> {
                 level: SiteLevel::parse(&level)?,
                 region_code: RegionCode::parse(region)?,
                 status: SiteStatus::parse(&status)?,
+                agreement_starts_at: None,
+                agreement_ends_at: None,
             };
-            store.create_site(&site).await.context("create site")?;
+            store
+                .create_site(&site, &cli_act(&reason)?)
+                .await
+                .context("create site")?;
             let (key, secret) = xuefen_api::auth::mint(Principal::Site(site.id.clone()));
             store.create_key(&key).await?;
             println!("site {} created; key {} (shown once): {secret}", site.id, key.id);
@@ -453,14 +469,31 @@ async fn sites(db: &DbArgs, cmd: SitesCommand) -> anyhow::Result<ExitCode> {
                 );
             }
         }
-        SitesCommand::Status { id, status } => {
-            let site = store
-                .set_site_status(&SiteId::parse(id)?, SiteStatus::parse(&status)?)
+        SitesCommand::Status { id, status, reason } => {
+            let (site, entry) = store
+                .set_site_status(
+                    &SiteId::parse(id)?,
+                    SiteStatus::parse(&status)?,
+                    None,
+                    &cli_act(&reason)?,
+                )
                 .await?;
-            println!("site {} is {}", site.id, site.status);
+            println!(
+                "site {} is {} (alliance chain {})",
+                site.id, site.status, entry.position
+            );
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A site change made from the command line.
+fn cli_act(reason: &str) -> anyhow::Result<SiteAct> {
+    Ok(SiteAct {
+        actor: "cli".into(),
+        reason: xuefen_core::event::Reason::parse(reason, "reason")?,
+        at: xuefen_core::event::Millis::from_datetime(time::OffsetDateTime::now_utc()),
+    })
 }
 
 async fn keys(db: &DbArgs, cmd: KeysCommand) -> anyhow::Result<ExitCode> {

@@ -536,3 +536,222 @@ mod me {
         assert_eq!((status, t["learner_id"].clone()), (StatusCode::OK, json!(learner)));
     }
 }
+
+mod lifecycle {
+    //! Site lifecycle and agreements, recorded in the alliance chain.
+
+    use reqwest::StatusCode;
+    use serde_json::json;
+
+    use super::{done, fixed_course};
+    use crate::backend_tests;
+    use crate::harness::TestApp;
+
+    backend_tests!(
+        a_site_moves_through_its_lifecycle_and_each_change_is_chained_with_who_and_why,
+        posting_after_the_agreement_ended_is_refused_until_it_is_renewed,
+        a_tampered_site_change_fails_verification,
+    );
+
+    async fn create(app: &TestApp, body: serde_json::Value) -> String {
+        let (status, created) = app.post("/v1/sites", &app.admin, body).await;
+        assert_eq!(status, StatusCode::CREATED, "{created}");
+        created["key"]["secret"].as_str().expect("secret").to_owned()
+    }
+
+    async fn a_site_moves_through_its_lifecycle_and_each_change_is_chained_with_who_and_why(app: TestApp) {
+        let key = create(
+            &app,
+            json!({"id": "xihu", "name": "西湖学习网", "level": "county", "region_code": "330106",
+                   "status": "pending", "reason": "申请加入联盟"}),
+        )
+        .await;
+        let (status, p) = app
+            .put(
+                "/v1/courses/C1",
+                &key,
+                json!({"title": "t", "category": "community", "rule": {"kind": "fixed", "credits": "1"}}),
+            )
+            .await;
+        assert_eq!(
+            (status, p["code"].clone()),
+            (StatusCode::FORBIDDEN, json!("site_pending"))
+        );
+        let status_to = |to: &str, reason: Option<&str>| {
+            let mut body = json!({"status": to});
+            if let Some(r) = reason {
+                body["reason"] = json!(r);
+            }
+            body
+        };
+        let (status, p) = app
+            .put("/v1/sites/xihu/status", &app.admin, status_to("active", None))
+            .await;
+        assert_eq!(
+            (status, p["field"].clone()),
+            (StatusCode::UNPROCESSABLE_ENTITY, json!("reason"))
+        );
+        let (status, site) = app
+            .put(
+                "/v1/sites/xihu/status",
+                &app.admin,
+                status_to("active", Some("审核通过")),
+            )
+            .await;
+        assert_eq!(
+            (status, site["status"].clone()),
+            (StatusCode::OK, json!("active")),
+            "{site}"
+        );
+        fixed_course(&app, &key, "C1", "community", "1").await;
+        app.learner(&key, "u1", 1).await;
+        let (status, _) = app
+            .put("/v1/events/e1", &key, done("u1", "C1", "2026-03-01T10:00:00Z"))
+            .await;
+        assert_eq!(status, StatusCode::CREATED);
+        let (status, p) = app
+            .put("/v1/sites/xihu/status", &app.admin, status_to("pending", Some("back")))
+            .await;
+        assert_eq!(
+            (status, p["code"].clone()),
+            (StatusCode::CONFLICT, json!("invalid_transition"))
+        );
+        for (to, why) in [
+            ("suspended", "三个月未更新"),
+            ("active", "已恢复更新"),
+            ("terminated", "协议终止"),
+        ] {
+            let (status, site) = app
+                .put("/v1/sites/xihu/status", &app.admin, status_to(to, Some(why)))
+                .await;
+            assert_eq!((status, site["status"].clone()), (StatusCode::OK, json!(to)));
+        }
+        let (status, p) = app
+            .put("/v1/events/e2", &key, done("u1", "C1", "2026-03-01T10:00:00Z"))
+            .await;
+        assert_eq!(
+            (status, p["code"].clone()),
+            (StatusCode::FORBIDDEN, json!("site_terminated"))
+        );
+        let (status, _) = app
+            .put("/v1/sites/xihu/status", &app.admin, status_to("active", Some("again")))
+            .await;
+        assert_eq!(status, StatusCode::CONFLICT, "terminated is final");
+        let (status, changes) = app.get("/v1/sites/xihu/changes", &app.admin).await;
+        assert_eq!(status, StatusCode::OK);
+        let changes = changes.as_array().expect("changes");
+        let moves: Vec<(Option<&str>, &str, &str)> = changes
+            .iter()
+            .map(|c| {
+                (
+                    c["from"].as_str(),
+                    c["to"].as_str().expect("to"),
+                    c["reason"].as_str().expect("reason"),
+                )
+            })
+            .collect();
+        assert_eq!(
+            moves,
+            [
+                (None, "pending", "申请加入联盟"),
+                (Some("pending"), "active", "审核通过"),
+                (Some("active"), "suspended", "三个月未更新"),
+                (Some("suspended"), "active", "已恢复更新"),
+                (Some("active"), "terminated", "协议终止"),
+            ]
+        );
+        assert!(
+            changes
+                .iter()
+                .all(|c| c["actor"].as_str().expect("actor").starts_with("key_"))
+        );
+        assert!(changes.iter().all(|c| c["position"]["chain"] == json!(u32::MAX)));
+        // The agreement runs three years from the creation by default.
+        let (start, end) = (
+            changes[0]["agreement_starts_at"].as_str().expect("start"),
+            changes[0]["agreement_ends_at"].as_str().expect("end"),
+        );
+        let year = |s: &str| s[..4].parse::<i32>().expect("year");
+        assert_eq!(year(end) - year(start), 3);
+        // The terminated site's accepted history stays, and verifies.
+        let (_, n) = (
+            0,
+            app.scalar("select count(*) from ledger_entries where site_id = 'xihu'")
+                .await,
+        );
+        assert_eq!(n, 1);
+        let (code, out) = app.verify_cli().await;
+        assert_eq!(code, 0, "{out}");
+    }
+
+    async fn posting_after_the_agreement_ended_is_refused_until_it_is_renewed(app: TestApp) {
+        let key = create(
+            &app,
+            json!({"id": "gongshu", "name": "拱墅学习网", "level": "county", "region_code": "330105",
+                   "agreement_starts_at": "2020-01-01T00:00:00+08:00", "agreement_ends_at": "2023-01-01T00:00:00+08:00"}),
+        )
+        .await;
+        fixed_course(&app, &key, "C1", "community", "1").await;
+        app.learner(&key, "u1", 1).await;
+        let (status, p) = app
+            .put("/v1/events/e1", &key, done("u1", "C1", "2022-03-01T10:00:00Z"))
+            .await;
+        assert_eq!(
+            (status, p["code"].clone()),
+            (StatusCode::FORBIDDEN, json!("agreement_ended"))
+        );
+        assert!(
+            p["detail"]
+                .as_str()
+                .expect("detail")
+                .contains("2022-12-31T16:00:00.000Z"),
+            "{p}"
+        );
+        let (status, batch) = app.post("/v1/events", &key, json!([{"event_id": "e1", "kind": "completion", "course": "C1", "learner": {"local_account": "u1"}, "completed_at": "2022-03-01T10:00:00Z"}])).await;
+        assert_eq!(
+            (status, batch["code"].clone()),
+            (StatusCode::FORBIDDEN, json!("agreement_ended"))
+        );
+        let suspend = json!({"status": "suspended", "reason": "agreement expired"});
+        assert_eq!(
+            app.put("/v1/sites/gongshu/status", &app.admin, suspend).await.0,
+            StatusCode::OK
+        );
+        let renew =
+            json!({"status": "active", "reason": "agreement renewed", "agreement_ends_at": "2099-01-01T00:00:00Z"});
+        let (status, site) = app.put("/v1/sites/gongshu/status", &app.admin, renew).await;
+        assert_eq!(
+            (status, site["agreement_ends_at"].clone()),
+            (StatusCode::OK, json!("2099-01-01T00:00:00.000Z"))
+        );
+        let (status, _) = app
+            .put("/v1/events/e1", &key, done("u1", "C1", "2022-03-01T10:00:00Z"))
+            .await;
+        assert_eq!(status, StatusCode::CREATED);
+        let bad = json!({"id": "x", "name": "x", "level": "county", "region_code": "330105",
+                         "agreement_starts_at": "2024-01-01T00:00:00Z", "agreement_ends_at": "2023-01-01T00:00:00Z"});
+        let (status, p) = app.post("/v1/sites", &app.admin, bad).await;
+        assert_eq!(
+            (status, p["field"].clone()),
+            (StatusCode::UNPROCESSABLE_ENTITY, json!("agreement_ends_at"))
+        );
+    }
+
+    async fn a_tampered_site_change_fails_verification(app: TestApp) {
+        app.site("xihu").await;
+        let suspend = json!({"status": "suspended", "reason": "stale"});
+        app.put("/v1/sites/xihu/status", &app.admin, suspend).await;
+        assert_eq!(app.verify_cli().await.0, 0);
+        assert!(
+            app.exec("update site_changes set reason = 'x' where seq = 2")
+                .await
+                .is_err(),
+            "append-only"
+        );
+        app.tamper("update site_changes set reason = 'fresh' where seq = 2")
+            .await;
+        let (code, out) = app.verify_cli().await;
+        assert_eq!(code, 1, "{out}");
+        assert!(out.contains(&format!("chain {} position 2", u32::MAX)), "{out}");
+    }
+}
