@@ -757,3 +757,67 @@ impl CapIn {
         Credits::parse(self.annual_credits, 0, CAP_CENTS_MAX, "annual_credits")
     }
 }
+
+// ---------------------------------------------------------------- statistics
+
+/// How a site stands against the agreement figures for the year.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct StandingOut {
+    pub registrations_required: u64,
+    /// At least `registrations_required` new registrations/activations.
+    pub registrations_met: bool,
+    /// At least `registrations_required` of them with `credits_each` credits.
+    pub registrations_with_credits_met: bool,
+    pub learning_stars_required: u64,
+    pub learning_stars_met: bool,
+}
+
+/// One site's alliance statistics for a calendar year (China Standard
+/// Time), derived from the ledger and the account links.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct SiteStatsOut {
+    pub site_id: String,
+    pub year: i32,
+    /// Learners whose first link with the site was made in the year.
+    pub registrations: u64,
+    /// Of those, the ones with at least `credits_each` credits in the year (any site).
+    pub registrations_with_credits: u64,
+    /// Learners with a completion of the site dated in the year.
+    pub learners_active: u64,
+    /// Learners with at least `credits_each` credits from the site in the year.
+    pub learners_with_credits: u64,
+    /// Net credits of the site in the year.
+    #[schema(value_type = String)]
+    pub credits: String,
+    /// Learners with at least `star_credits` credits from the site in the year.
+    pub learning_stars: u64,
+    #[schema(value_type = String)]
+    pub credits_each: String,
+    #[schema(value_type = String)]
+    pub star_credits: String,
+    pub standing: StandingOut,
+}
+
+impl SiteStatsOut {
+    pub fn new(s: &xuefen_store::SiteYearStats, year: i32, settings: &crate::StatsSettings) -> Self {
+        Self {
+            site_id: s.site.to_string(),
+            year,
+            registrations: s.registrations,
+            registrations_with_credits: s.registrations_with_credits,
+            learners_active: s.learners_active,
+            learners_with_credits: s.learners_with_credits,
+            credits: s.credits.to_string(),
+            learning_stars: s.learning_stars,
+            credits_each: settings.rule.credits_each.to_string(),
+            star_credits: settings.rule.star_credits.to_string(),
+            standing: StandingOut {
+                registrations_required: settings.registrations_min,
+                registrations_met: s.registrations >= settings.registrations_min,
+                registrations_with_credits_met: s.registrations_with_credits >= settings.registrations_min,
+                learning_stars_required: settings.learning_stars_min,
+                learning_stars_met: s.learning_stars >= settings.learning_stars_min,
+            },
+        }
+    }
+}

@@ -58,6 +58,32 @@ pub struct AppState {
     /// Verifies learners' single sign-on tokens (`/v1/me/...`); without
     /// it those routes answer 503.
     pub sso: Option<Arc<sso::SsoVerifier>>,
+    /// How the alliance statistics count and what the agreement asks.
+    pub stats: StatsSettings,
+}
+
+/// The learning-star rule and the agreement figures a site is measured
+/// against (per site and calendar year).
+#[derive(Debug, Clone, Copy)]
+pub struct StatsSettings {
+    pub rule: xuefen_store::StatsRule,
+    /// New registrations/activations a site must bring each year.
+    pub registrations_min: u64,
+    /// Learning-star awards a site must make each year.
+    pub learning_stars_min: u64,
+}
+
+impl Default for StatsSettings {
+    fn default() -> Self {
+        Self {
+            rule: xuefen_store::StatsRule {
+                credits_each: xuefen_core::amount::Credits::from_cents(20_00),
+                star_credits: xuefen_core::amount::Credits::from_cents(30_00),
+            },
+            registrations_min: 1_000,
+            learning_stars_min: 50,
+        }
+    }
 }
 
 impl AppState {
@@ -70,7 +96,14 @@ impl AppState {
             limits,
             identity_key: identity_key.into(),
             sso: None,
+            stats: StatsSettings::default(),
         }
+    }
+
+    /// The same state, with these statistics settings.
+    pub fn with_stats(mut self, stats: StatsSettings) -> Self {
+        self.stats = stats;
+        self
     }
 
     /// The same state, verifying learner tokens with `verifier`.

@@ -40,7 +40,7 @@ impl Modify for Security {
     modifiers(&Security),
     paths(
         routes::healthz, routes::readyz,
-        routes::create_site, routes::list_sites, routes::get_site, routes::set_site_status, routes::list_site_changes, routes::create_site_key, routes::revoke_key,
+        routes::create_site, routes::list_sites, routes::get_site, routes::set_site_status, routes::list_site_changes, routes::get_site_stats, routes::list_stats, routes::create_site_key, routes::revoke_key,
         routes::register_learner, routes::link_account,
         routes::put_course, routes::get_course,
         routes::put_event, routes::get_event, routes::post_events,
@@ -50,7 +50,7 @@ impl Modify for Security {
     components(schemas(
         Problem, PositionOut, SiteIn, SiteOut, SiteStatusIn, KeyOut, SiteCreated, DocumentIn, LearnerIn, LearnerOut,
         AccountLinkIn, AccountLinkOut, RuleIn, CourseIn, CourseOut, LearnerRefIn, EventIn, EventResult, BatchOut,
-        EntryOut, TotalsOut, TranscriptOut, GroupCourse, GroupIn, GroupOut, CapIn, CapOut, SiteChangeOut,
+        EntryOut, TotalsOut, TranscriptOut, GroupCourse, GroupIn, GroupOut, CapIn, CapOut, SiteChangeOut, StandingOut, SiteStatsOut,
     ))
 )]
 pub struct ApiDoc;

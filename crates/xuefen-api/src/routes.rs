@@ -30,6 +30,8 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/sites/{site_id}", get(get_site))
         .route("/v1/sites/{site_id}/status", put(set_site_status))
         .route("/v1/sites/{site_id}/changes", get(list_site_changes))
+        .route("/v1/sites/{site_id}/stats", get(get_site_stats))
+        .route("/v1/stats", get(list_stats))
         .route("/v1/sites/{site_id}/keys", post(create_site_key))
         .route("/v1/keys/{key_id}", delete(revoke_key))
         .route("/v1/learners", post(register_learner))
@@ -875,4 +877,81 @@ pub async fn delete_cap(
     let category = path_id(|v| Category::parse_as(v, "category"), category)?;
     state.store.set_cap(&category, None).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+// ------------------------------------------------------------------ statistics
+
+/// `?year=YYYY`, required, 2000 to 2100.
+fn stats_year(query: Option<&str>) -> ApiResult<i32> {
+    let bad = || {
+        ApiError::from(Problem::invalid(&xuefen_core::FieldError::new(
+            "year",
+            "give `?year=YYYY`, a calendar year from 2000 to 2100",
+        )))
+    };
+    let mut year = None;
+    for pair in query.unwrap_or_default().split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some(("year", v)) => {
+                year = Some(
+                    v.parse::<i32>()
+                        .ok()
+                        .filter(|y| (2000..=2100).contains(y))
+                        .ok_or_else(bad)?,
+                )
+            }
+            _ => {
+                let name = pair.split('=').next().unwrap_or_default().to_owned();
+                return Err(Problem::invalid(&xuefen_core::FieldError::new(
+                    name,
+                    "is not a parameter of this operation (year)",
+                ))
+                .into());
+            }
+        }
+    }
+    year.ok_or_else(bad)
+}
+
+/// One site's alliance statistics for a year, and how it stands against
+/// the agreement figures. The admin, or the site itself.
+#[utoipa::path(get, path = "/v1/sites/{site_id}/stats", operation_id = "get_site_stats", tag = "sites",
+    security(("api_key" = [])),
+    params(("site_id" = String, Path), ("year" = i32, Query, description = "calendar year (China Standard Time)")),
+    responses((status = 200, body = SiteStatsOut), (status = 404, body = Problem, content_type = "application/problem+json"),
+              (status = 422, body = Problem, content_type = "application/problem+json")))]
+pub async fn get_site_stats(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(site_id): Path<String>,
+    RawQuery(query): RawQuery,
+) -> ApiResult<Json<SiteStatsOut>> {
+    let id = path_id(|v| SiteId::parse_as(v, "site_id"), site_id)?;
+    if let Principal::Site(own) = &caller.principal
+        && *own != id
+    {
+        return Err(forbidden("a site can read only its own statistics").into());
+    }
+    let year = stats_year(query.as_deref())?;
+    let rows = state.store.site_year_stats(Some(&id), year, state.stats.rule).await?;
+    let row = rows.first().ok_or(xuefen_store::StoreError::NotFound)?;
+    Ok(Json(SiteStatsOut::new(row, year, &state.stats)))
+}
+
+/// Every site's alliance statistics for a year, in site order. Admin only.
+#[utoipa::path(get, path = "/v1/stats", operation_id = "list_stats", tag = "sites",
+    security(("api_key" = [])),
+    params(("year" = i32, Query, description = "calendar year (China Standard Time)")),
+    responses((status = 200, body = Vec<SiteStatsOut>), (status = 422, body = Problem, content_type = "application/problem+json")))]
+pub async fn list_stats(
+    State(state): State<AppState>,
+    caller: Caller,
+    RawQuery(query): RawQuery,
+) -> ApiResult<Json<Vec<SiteStatsOut>>> {
+    caller.require_admin()?;
+    let year = stats_year(query.as_deref())?;
+    let rows = state.store.site_year_stats(None, year, state.stats.rule).await?;
+    Ok(Json(
+        rows.iter().map(|r| SiteStatsOut::new(r, year, &state.stats)).collect(),
+    ))
 }

@@ -30,8 +30,8 @@ use xuefen_core::site_log::{SiteChange, SiteChangeEntry};
 use xuefen_core::transcript::TotalRow;
 use xuefen_store::records::{CourseRecord, EntryColumns, EntryRecord, SiteChangeRecord};
 use xuefen_store::{
-    Course, Group, KeyRecord, NewKey, NewLearner, Principal, Result, Site, SiteAct, Store, StoreError, Written,
-    site_change,
+    Course, Group, KeyRecord, NewKey, NewLearner, Principal, Result, Site, SiteAct, SiteYearStats, StatsRule, Store,
+    StoreError, Written, site_change,
 };
 
 /// Migrations embedded from `migrations/postgres`.
@@ -1294,6 +1294,67 @@ impl Store for PgStore {
             })
             .collect();
         Ok((totals, reversed))
+    }
+
+    async fn site_year_stats(&self, site: Option<&SiteId>, year: i32, rule: StatsRule) -> Result<Vec<SiteYearStats>> {
+        let (start, end) = Millis::cst_year_bounds(year);
+        // A scan of the year's entries: statistics are an admin report,
+        // derived from the ledger rather than from per-event counters.
+        let rows = sqlx::query(
+            "with in_year as (
+                 select site_id, learner_id, kind, credits_cents from ledger_entries
+                  where occurred_at_ms >= $2 and occurred_at_ms < $3
+             ),
+             site_learner as (
+                 select site_id, learner_id, sum(credits_cents)::bigint as credits,
+                        max(case when kind <> 3 then 1 else 0 end) as active
+                   from in_year group by site_id, learner_id
+             ),
+             learner_year as (
+                 select learner_id, sum(credits_cents)::bigint as credits from in_year group by learner_id
+             ),
+             regs as (
+                 select site_id, learner_id from learner_accounts group by site_id, learner_id
+                 having min(created_at) >= to_timestamp($2 / 1000.0) and min(created_at) < to_timestamp($3 / 1000.0)
+             )
+             select s.id,
+                    (select count(*) from regs r where r.site_id = s.id),
+                    (select count(*) from regs r join learner_year y on y.learner_id = r.learner_id
+                      where r.site_id = s.id and y.credits >= $4),
+                    (select count(*) from site_learner l where l.site_id = s.id and l.active = 1),
+                    (select count(*) from site_learner l where l.site_id = s.id and l.credits >= $4),
+                    (select coalesce(sum(l.credits), 0)::bigint from site_learner l where l.site_id = s.id),
+                    (select count(*) from site_learner l where l.site_id = s.id and l.credits >= $5)
+               from sites s
+              where $1::text is null or s.id = $1::text
+              order by s.id",
+        )
+        .bind(site.map(SiteId::as_str))
+        .bind(start.0)
+        .bind(end.0)
+        .bind(rule.credits_each.cents())
+        .bind(rule.star_credits.cents())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter()
+            .map(|r| {
+                let id: String = r.get(0);
+                let count = |i: usize| u64::try_from(r.get::<i64, _>(i)).unwrap_or_default();
+                Ok(SiteYearStats {
+                    site: SiteId::parse(id.clone()).map_err(|e| StoreError::Corrupt {
+                        at: format!("site {id}"),
+                        detail: e.to_string(),
+                    })?,
+                    registrations: count(1),
+                    registrations_with_credits: count(2),
+                    learners_active: count(3),
+                    learners_with_credits: count(4),
+                    credits: Credits::from_cents(r.get::<i64, _>(5)),
+                    learning_stars: count(6),
+                })
+            })
+            .collect()
     }
 
     async fn heads(&self) -> Result<Vec<(u32, Head)>> {

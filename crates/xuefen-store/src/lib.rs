@@ -129,6 +129,38 @@ pub struct Group {
     pub courses: Vec<(SiteId, CourseCode)>,
 }
 
+/// The thresholds the alliance statistics count against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatsRule {
+    /// Credits a learner needs in the year to count as "with ≥ 20 credits".
+    pub credits_each: Credits,
+    /// Credits earned on one site in the year that make a learning star
+    /// (学习之星) of that site.
+    pub star_credits: Credits,
+}
+
+/// One site's figures for one calendar year (China Standard Time), derived
+/// from the ledger and the account links, never from counters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SiteYearStats {
+    pub site: SiteId,
+    /// Learners whose first account link with the site was made in the year
+    /// (new real-name registrations and activations on the site).
+    pub registrations: u64,
+    /// Of those, the ones with at least `credits_each` net credits in the
+    /// year, on any site.
+    pub registrations_with_credits: u64,
+    /// Learners with a completion (any entry but a reversal) of the site
+    /// dated in the year.
+    pub learners_active: u64,
+    /// Learners with at least `credits_each` net credits from the site in the year.
+    pub learners_with_credits: u64,
+    /// Net credits of the site's entries dated in the year.
+    pub credits: Credits,
+    /// Learners with at least `star_credits` net credits from the site in the year.
+    pub learning_stars: u64,
+}
+
 /// Whether a write created something or found it already there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Written {
@@ -210,6 +242,9 @@ pub trait Store: Send + Sync + 'static {
     /// the positions of their entries that a reversal refers to: what a
     /// transcript page needs beyond its own lines.
     async fn learner_summary(&self, learner: &LearnerId) -> Result<(Vec<TotalRow>, HashSet<Position>)>;
+
+    /// The figures of one site (or every site, in id order) for a CST year.
+    async fn site_year_stats(&self, site: Option<&SiteId>, year: i32, rule: StatsRule) -> Result<Vec<SiteYearStats>>;
 
     /// The recorded head of every chain, in chain order.
     async fn heads(&self) -> Result<Vec<(u32, Head)>>;

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use xuefen_api::sso::{SsoKey, SsoSettings, SsoVerifier, dev_token};
-use xuefen_api::{AppState, CommitSettings, Limits};
+use xuefen_api::{AppState, CommitSettings, Limits, StatsSettings};
 use xuefen_core::ids::{RegionCode, SiteId, SiteLevel, SiteStatus};
 use xuefen_store::verify::{VerifyFailure, verify_ledger};
 use xuefen_store::{Principal, Site, SiteAct, Store};
@@ -102,6 +102,19 @@ struct ServeArgs {
     shutdown_grace_seconds: u64,
     #[command(flatten)]
     sso: SsoArgs,
+    /// Credits a learner needs in a year to count towards the agreement's
+    /// "each with at least 20 credits".
+    #[arg(long, env = "XUEFEN_STATS_CREDITS_EACH", default_value = "20")]
+    stats_credits_each: rust_decimal::Decimal,
+    /// Credits earned on one site in a year that make a learning star (学习之星).
+    #[arg(long, env = "XUEFEN_LEARNING_STAR_CREDITS", default_value = "30")]
+    learning_star_credits: rust_decimal::Decimal,
+    /// New registrations/activations the agreement asks of a site each year.
+    #[arg(long, env = "XUEFEN_AGREEMENT_REGISTRATIONS_MIN", default_value_t = 1_000)]
+    agreement_registrations_min: u64,
+    /// Learning-star awards the agreement asks of a site each year.
+    #[arg(long, env = "XUEFEN_AGREEMENT_LEARNING_STARS_MIN", default_value_t = 50)]
+    agreement_learning_stars_min: u64,
 }
 
 /// How learners' single sign-on tokens are verified.
@@ -360,7 +373,19 @@ async fn serve(db: &DbArgs, args: ServeArgs) -> anyhow::Result<ExitCode> {
         key: sso_key(&args.sso, &db.data_dir)?,
     })
     .context("load the single sign-on key")?;
-    let state = AppState::new(store, limits, commit, key).with_sso(sso);
+    let credits =
+        |v, name| xuefen_core::amount::Credits::parse(v, 0, 1_000_000_00, name).map_err(|e| anyhow::anyhow!("{e}"));
+    let stats = StatsSettings {
+        rule: xuefen_store::StatsRule {
+            credits_each: credits(args.stats_credits_each, "XUEFEN_STATS_CREDITS_EACH")?,
+            star_credits: credits(args.learning_star_credits, "XUEFEN_LEARNING_STAR_CREDITS")?,
+        },
+        registrations_min: args.agreement_registrations_min,
+        learning_stars_min: args.agreement_learning_stars_min,
+    };
+    let state = AppState::new(store, limits, commit, key)
+        .with_sso(sso)
+        .with_stats(stats);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("bind {}", args.listen))?;

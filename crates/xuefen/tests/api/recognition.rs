@@ -755,3 +755,78 @@ mod lifecycle {
         assert!(out.contains(&format!("chain {} position 2", u32::MAX)), "{out}");
     }
 }
+
+mod stats {
+    //! The alliance statistics over HTTP (the figures themselves are
+    //! property-tested against a recount in `tests/stats.rs`).
+
+    use reqwest::StatusCode;
+    use serde_json::json;
+
+    use super::{done, fixed_course};
+    use crate::backend_tests;
+    use crate::harness::TestApp;
+
+    backend_tests!(site_statistics_count_the_year_and_show_the_standing);
+
+    async fn site_statistics_count_the_year_and_show_the_standing(app: TestApp) {
+        let a = app.site("site-a").await;
+        let b = app.site("site-b").await;
+        fixed_course(&app, &a, "BIG", "community", "25").await;
+        fixed_course(&app, &a, "SMALL", "community", "5").await;
+        app.learner(&a, "u1", 1).await;
+        app.learner(&a, "u2", 2).await;
+        for (id, who, course, at) in [
+            ("e1", "u1", "BIG", "2026-03-01T10:00:00Z"),
+            ("e2", "u1", "SMALL", "2026-04-01T10:00:00Z"),
+            ("e3", "u2", "SMALL", "2026-04-01T10:00:00Z"),
+            ("e4", "u2", "BIG", "2025-04-01T10:00:00Z"),
+        ] {
+            let (status, _) = app.put(&format!("/v1/events/{id}"), &a, done(who, course, at)).await;
+            assert_eq!(status, StatusCode::CREATED);
+        }
+        let this_year = time::OffsetDateTime::now_utc()
+            .to_offset(time::macros::offset!(+8))
+            .year();
+        let (status, s) = app.get(&format!("/v1/sites/site-a/stats?year={this_year}"), &a).await;
+        assert_eq!(status, StatusCode::OK, "{s}");
+        assert_eq!(s["registrations"], 2);
+        let (_, s) = app.get("/v1/sites/site-a/stats?year=2026", &a).await;
+        assert_eq!(
+            (
+                s["learners_active"].clone(),
+                s["learners_with_credits"].clone(),
+                s["learning_stars"].clone(),
+                s["credits"].clone()
+            ),
+            (json!(2), json!(1), json!(1), json!("35.00"))
+        );
+        assert_eq!(s["standing"]["registrations_required"], 1000);
+        assert_eq!(s["standing"]["learning_stars_met"], false);
+        let (_, s) = app.get("/v1/sites/site-a/stats?year=2025", &app.admin).await;
+        assert_eq!(
+            (s["learners_active"].clone(), s["credits"].clone()),
+            (json!(1), json!("25.00"))
+        );
+        let (status, all) = app.get("/v1/stats?year=2026", &app.admin).await;
+        assert_eq!(status, StatusCode::OK);
+        let ids: Vec<&str> = all
+            .as_array()
+            .expect("rows")
+            .iter()
+            .map(|r| r["site_id"].as_str().expect("id"))
+            .collect();
+        assert_eq!(ids, ["site-a", "site-b"]);
+        assert_eq!(all[1]["credits"], "0.00");
+        let (status, _) = app.get("/v1/sites/site-a/stats?year=2026", &b).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        let (status, _) = app.get("/v1/stats?year=2026", &a).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        for query in ["", "?year=1999", "?year=abc", "?yr=2026"] {
+            let (status, p) = app.get(&format!("/v1/sites/site-a/stats{query}"), &a).await;
+            assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{query}: {p}");
+        }
+        let (status, _) = app.get("/v1/sites/nowhere/stats?year=2026", &app.admin).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+    }
+}
