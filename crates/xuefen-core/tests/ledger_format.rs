@@ -20,7 +20,9 @@ use sha2::{Digest, Sha256};
 use xuefen_core::amount::{Credits, Hours, Score};
 use xuefen_core::entry::{DOMAIN_TAG, Entry, EntryBody, EntryKind, FORMAT_VERSION, GENESIS, entry_hash};
 use xuefen_core::event::{Millis, Reason};
+use xuefen_core::ids::SiteStatus;
 use xuefen_core::ids::{Category, CourseCode, EventId, GroupId, LearnerId, Position, SiteId};
+use xuefen_core::site_log::{ALLIANCE_CHAIN, SiteChange, SiteChangeEntry};
 use xuefen_core::verify::{ChainVerifier, Fault, VerifyError};
 
 /// The chain of the worked example.
@@ -599,4 +601,69 @@ fn fragments() {
         println!("```");
         println!("\nhash seq={seq}: {}", hex::encode(entry.hash));
     }
+}
+
+// ---------------------------------------------------------------------------
+// Section 3b: a site change in the alliance chain.
+// ---------------------------------------------------------------------------
+
+/// The site change of the document: `hangzhou-xihu` suspended by an admin key.
+fn example_site_change() -> SiteChange {
+    SiteChange {
+        site: SiteId::parse("hangzhou-xihu").expect("example site id"),
+        from: Some(SiteStatus::Active),
+        to: SiteStatus::Suspended,
+        actor: "key_3f9a2c417be0".into(),
+        reason: Reason::parse("连续三个月未更新", "reason").expect("example reason"),
+        // 2025-07-01T00:00:00.000Z
+        at: Millis(1_751_328_000_000),
+        // 2024-01-01T00:00:00.000+08:00 and three years (1,096 days) later
+        agreement_starts_at: Millis(1_704_038_400_000),
+        agreement_ends_at: Millis(1_704_038_400_000 + 1_096 * 86_400_000),
+    }
+}
+
+#[test]
+fn the_documented_site_change_is_what_the_encoder_writes() {
+    let doc = doc();
+    let change = example_site_change();
+    let documented = hex_block(&doc, "canonical site-change");
+    assert_eq!(
+        hex::encode(&documented),
+        hex::encode(change.encode()),
+        "canonical site-change"
+    );
+    assert_eq!(SiteChange::decode(&documented), Ok(change.clone()));
+    let sealed = SiteChangeEntry::seal(1, GENESIS, change);
+    let label = "hash site-change:";
+    let line = doc
+        .lines()
+        .find_map(|l| l.trim().strip_prefix(label))
+        .expect("docs/ledger-format.md has a line `hash site-change: <hex>`");
+    assert_eq!(line.trim(), hex::encode(sealed.hash));
+    assert_eq!(
+        sealed.position,
+        Position {
+            chain: ALLIANCE_CHAIN,
+            seq: 1
+        }
+    );
+    let mut v = ChainVerifier::new(ALLIANCE_CHAIN);
+    v.push_sealed(sealed.position, &sealed.prev_hash, &sealed.hash, &documented)
+        .expect("the documented site change verifies");
+}
+
+/// Prints the fragments of the document's site-change example.
+#[test]
+fn site_change_fragments() {
+    let change = example_site_change();
+    println!("\n```hex canonical site-change");
+    for line in change.encode().chunks(32) {
+        println!("{}", hex::encode(line));
+    }
+    println!("```");
+    println!(
+        "\nhash site-change: {}",
+        hex::encode(SiteChangeEntry::seal(1, GENESIS, change).hash)
+    );
 }
