@@ -157,3 +157,60 @@ impl FromRequestParts<AppState> for SignedInLearner {
         Ok(Self(verifier.verify(token)?))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A P-256 key pair made for this test only (it signs nothing else).
+    const TEST_EC_PRIVATE_PKCS8: &str = "-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQge7UirPmHTIdqMrUI
+fbHG+cp9as8+F8sm3JrFT6C0xKahRANCAAR7NLzy0/YPvX4KGlY/6MxnSx9wFST7
+johSwnz1e3aolqFJp2p5NDA+BASVNzBI2zJAHfeiz3cozpyGR1aAq4KP
+-----END PRIVATE KEY-----
+";
+    const TEST_EC_PUBLIC: &str = "-----BEGIN PUBLIC KEY-----
+MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEezS88tP2D71+ChpWP+jMZ0sfcBUk
++46IUsJ89Xt2qJahSadqeTQwPgQElTcwSNsyQB33os93KM6chkdWgKuCjw==
+-----END PUBLIC KEY-----
+";
+
+    fn now() -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or_default()
+    }
+
+    fn claims(sub: &str) -> Claims {
+        Claims {
+            sub: sub.into(),
+            iss: "sso.zj.example".into(),
+            aud: "xuefen".into(),
+            exp: now() + 600,
+            iat: None,
+        }
+    }
+
+    #[test]
+    fn an_es256_token_of_the_province_sso_is_verified_with_its_public_key() {
+        let verifier = SsoVerifier::new(&SsoSettings {
+            issuer: "sso.zj.example".into(),
+            audience: "xuefen".into(),
+            key: SsoKey::Es256Pem(TEST_EC_PUBLIC.as_bytes().to_vec()),
+        })
+        .expect("public key");
+        let learner = LearnerId::from_random([7; 16]);
+        let key = EncodingKey::from_ec_pem(TEST_EC_PRIVATE_PKCS8.as_bytes()).expect("private key");
+        let token =
+            jsonwebtoken::encode(&Header::new(Algorithm::ES256), &claims(learner.as_str()), &key).expect("sign");
+        assert_eq!(verifier.verify(&token).ok(), Some(learner.clone()));
+        // A token signed with a shared secret is refused by a public-key
+        // verifier, whatever the secret: no algorithm confusion.
+        let hs = dev_token(b"any secret", "sso.zj.example", "xuefen", &learner, now(), 600).expect("sign");
+        assert!(verifier.verify(&hs).is_err());
+        // A subject that is not a unified learner id is refused.
+        let odd = jsonwebtoken::encode(&Header::new(Algorithm::ES256), &claims("zhangsan"), &key).expect("sign");
+        assert!(verifier.verify(&odd).is_err());
+    }
+}
