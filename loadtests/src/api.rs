@@ -168,21 +168,35 @@ impl Api {
         Ok(resp.status() == StatusCode::CREATED)
     }
 
-    /// The number of entries on a learner's transcript (read with the admin key).
+    /// The number of entries on a learner's transcript (read with the admin
+    /// key, every page of the largest size in turn).
     pub async fn transcript_len(&self, learner: &LearnerId) -> Result<usize> {
         #[derive(Deserialize)]
         struct Transcript {
             entries: Vec<serde::de::IgnoredAny>,
+            next_after: Option<String>,
         }
-        let resp = self
-            .http
-            .get(format!("{}/v1/learners/{learner}/transcript", self.base))
-            .bearer_auth(&self.admin_key)
-            .send()
-            .await
-            .context("GET transcript")?;
-        let t: Transcript = expect(resp, &[StatusCode::OK], "transcript").await?.json().await?;
-        Ok(t.entries.len())
+        let mut len = 0;
+        let mut after: Option<String> = None;
+        loop {
+            let mut url = format!("{}/v1/learners/{learner}/transcript?limit=500", self.base);
+            if let Some(cursor) = &after {
+                url.push_str(&format!("&after={cursor}"));
+            }
+            let resp = self
+                .http
+                .get(url)
+                .bearer_auth(&self.admin_key)
+                .send()
+                .await
+                .context("GET transcript")?;
+            let t: Transcript = expect(resp, &[StatusCode::OK], "transcript").await?.json().await?;
+            len += t.entries.len();
+            match t.next_after {
+                Some(next) => after = Some(next),
+                None => return Ok(len),
+            }
+        }
     }
 }
 

@@ -69,6 +69,8 @@ impl BenchCourse {
             refers_to: None,
             target_event: None,
             reason: Reason::default(),
+            recognition_group: None,
+            withheld: None,
         })
     }
 }

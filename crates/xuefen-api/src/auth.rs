@@ -84,6 +84,8 @@ impl KeyCache {
 pub struct Caller {
     pub key_id: String,
     pub principal: Principal,
+    /// When the caller's site agreement ends (site keys).
+    pub agreement_ends_at: Option<xuefen_core::event::Millis>,
 }
 
 impl Caller {
@@ -92,6 +94,24 @@ impl Caller {
             Principal::Admin => Ok(()),
             Principal::Site(_) => Err(forbidden("this operation is for the provincial centre's admin key").into()),
         }
+    }
+
+    /// The caller's site, for posting events: refused once the site's
+    /// agreement has ended, with a problem saying so.
+    pub fn require_posting_site(&self) -> Result<&SiteId, ApiError> {
+        let site = self.require_site()?;
+        if let Some(end) = self.agreement_ends_at {
+            let now = xuefen_core::event::Millis::from_datetime(time::OffsetDateTime::now_utc());
+            if now >= end {
+                let mut p = forbidden(&format!(
+                    "the site's agreement with the provincial centre ended at {}; it cannot post until the agreement is renewed",
+                    end.to_rfc3339()
+                ));
+                p.code = "agreement_ended".into();
+                return Err(p.into());
+            }
+        }
+        Ok(site)
     }
 
     /// The caller's site, for operations only a site performs.
@@ -154,6 +174,7 @@ impl FromRequestParts<AppState> for Caller {
         Ok(Caller {
             key_id: record.id,
             principal: record.principal,
+            agreement_ends_at: record.agreement_ends_at,
         })
     }
 }

@@ -12,12 +12,15 @@ use xuefen_core::entry::{Entry, EntryKind};
 use xuefen_core::event::{Completion, EventBody, LearnerRef, Millis, Reason, Revocation};
 use xuefen_core::identity::{Document, DocumentKind};
 use xuefen_core::ids::{
-    Category, CourseCode, EventId, LearnerId, LocalAccount, Position, RegionCode, SiteId, SiteLevel, SiteStatus,
+    Category, CourseCode, EventId, GroupId, LearnerId, LocalAccount, Position, RegionCode, SiteId, SiteLevel,
+    SiteStatus,
 };
-use xuefen_core::limits::{CREDITS_PER_AWARD_MAX_CENTS, HOURS_MAX_CENTS, SCORE_MAX_CENTS};
+use xuefen_core::limits::{
+    COMPLETED_AT_MIN_MS, CREDITS_PER_AWARD_MAX_CENTS, GROUP_COURSES_MAX, HOURS_MAX_CENTS, SCORE_MAX_CENTS,
+};
 use xuefen_core::plan::Outcome;
 use xuefen_core::rule::CreditRule;
-use xuefen_store::{Course, Site};
+use xuefen_store::{Course, Group, Site};
 
 use crate::problem::Problem;
 
@@ -56,8 +59,15 @@ pub struct SiteIn {
     pub level: String,
     /// 6-digit GB/T 2260 region code.
     pub region_code: String,
-    /// Defaults to `active`.
+    /// `pending` (awaiting review) or `active`; defaults to `active`.
     pub status: Option<String>,
+    /// RFC 3339; defaults to now.
+    pub agreement_starts_at: Option<String>,
+    /// RFC 3339; defaults to three years after the start. The site cannot
+    /// post after it.
+    pub agreement_ends_at: Option<String>,
+    /// Why the site is created (recorded in the alliance chain).
+    pub reason: Option<String>,
 }
 
 impl SiteIn {
@@ -73,8 +83,25 @@ impl SiteIn {
                 .map(SiteStatus::parse)
                 .transpose()?
                 .unwrap_or(SiteStatus::Active),
+            agreement_starts_at: opt_time(&self.agreement_starts_at, "agreement_starts_at")?,
+            agreement_ends_at: opt_time(&self.agreement_ends_at, "agreement_ends_at")?,
+        })
+        .and_then(|site| match (site.agreement_starts_at, site.agreement_ends_at) {
+            (Some(start), Some(end)) if end <= start => Err(FieldError::new(
+                "agreement_ends_at",
+                "must be after agreement_starts_at",
+            )),
+            _ => Ok(site),
         })
     }
+
+    pub fn reason(&self) -> Result<Reason, FieldError> {
+        Reason::parse(self.reason.as_deref().unwrap_or("site created"), "reason")
+    }
+}
+
+fn opt_time(value: &Option<String>, field: &'static str) -> Result<Option<Millis>, FieldError> {
+    value.as_deref().map(|v| Millis::parse_rfc3339(v, field)).transpose()
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -84,6 +111,10 @@ pub struct SiteOut {
     pub level: String,
     pub region_code: String,
     pub status: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agreement_starts_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agreement_ends_at: Option<String>,
 }
 
 impl From<&Site> for SiteOut {
@@ -94,6 +125,8 @@ impl From<&Site> for SiteOut {
             level: s.level.to_string(),
             region_code: s.region_code.as_str().to_owned(),
             status: s.status.to_string(),
+            agreement_starts_at: s.agreement_starts_at.map(Millis::to_rfc3339),
+            agreement_ends_at: s.agreement_ends_at.map(Millis::to_rfc3339),
         }
     }
 }
@@ -101,8 +134,59 @@ impl From<&Site> for SiteOut {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SiteStatusIn {
-    /// `pending`, `active`, `suspended` or `terminated`.
+    /// `active`, `suspended` or `terminated`.
     pub status: String,
+    /// Why (recorded in the alliance chain); required.
+    pub reason: Option<String>,
+    /// RFC 3339: renews the agreement to this end.
+    pub agreement_ends_at: Option<String>,
+}
+
+impl SiteStatusIn {
+    pub fn parse(&self) -> Result<(SiteStatus, Reason, Option<Millis>), FieldError> {
+        let status = SiteStatus::parse(&self.status)?;
+        let reason = text(self.reason.as_deref().unwrap_or_default(), "reason")?;
+        Ok((
+            status,
+            Reason::parse(reason, "reason")?,
+            opt_time(&self.agreement_ends_at, "agreement_ends_at")?,
+        ))
+    }
+}
+
+/// One recorded change of a site's status.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct SiteChangeOut {
+    /// In the alliance chain (chain 4294967295).
+    pub position: PositionOut,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    pub to: String,
+    /// Who: the admin key id, or `cli`.
+    pub actor: String,
+    pub reason: String,
+    pub at: String,
+    pub agreement_starts_at: String,
+    pub agreement_ends_at: String,
+    /// SHA-256 of the entry, hex.
+    pub hash: String,
+}
+
+impl From<&xuefen_core::site_log::SiteChangeEntry> for SiteChangeOut {
+    fn from(e: &xuefen_core::site_log::SiteChangeEntry) -> Self {
+        let c = &e.change;
+        Self {
+            position: e.position.into(),
+            from: c.from.map(|s| s.to_string()),
+            to: c.to.to_string(),
+            actor: c.actor.clone(),
+            reason: c.reason.as_str().to_owned(),
+            at: c.at.to_rfc3339(),
+            agreement_starts_at: c.agreement_starts_at.to_rfc3339(),
+            agreement_ends_at: c.agreement_ends_at.to_rfc3339(),
+            hash: hex::encode(e.hash),
+        }
+    }
 }
 
 /// A new API key. The secret is shown once and stored only as a hash.
@@ -209,6 +293,10 @@ pub struct CourseIn {
     #[schema(value_type = Option<String>, example = "60")]
     #[serde(default, with = "rust_decimal::serde::str_option")]
     pub pass_mark: Option<Decimal>,
+    /// RFC 3339: when the course was first offered. Completions dated
+    /// earlier are rejected (`completed_before_course_offered`). Absent: no
+    /// bound, so that a site can back-fill years of history.
+    pub offered_from: Option<String>,
 }
 
 impl CourseIn {
@@ -234,6 +322,20 @@ impl CourseIn {
                 .map(|m| Score::parse(m, 0, SCORE_MAX_CENTS, "pass_mark"))
                 .transpose()?,
             rule_version: 1,
+            recognition_group: None,
+            offered_from: self
+                .offered_from
+                .as_deref()
+                .map(|v| Millis::parse_rfc3339(v, "offered_from"))
+                .transpose()?
+                .map(|m| {
+                    if m.0 < COMPLETED_AT_MIN_MS {
+                        Err(FieldError::new("offered_from", "is before 2000-01-01"))
+                    } else {
+                        Ok(m)
+                    }
+                })
+                .transpose()?,
         })
     }
 }
@@ -248,6 +350,11 @@ pub struct CourseOut {
     #[schema(value_type = Option<String>)]
     pub pass_mark: Option<String>,
     pub rule_version: u32,
+    /// The recognition group the admin put the course in.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recognition_group: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub offered_from: Option<String>,
 }
 
 impl From<&Course> for CourseOut {
@@ -267,6 +374,8 @@ impl From<&Course> for CourseOut {
             rule,
             pass_mark: c.pass_mark.map(|m| m.to_string()),
             rule_version: c.rule_version,
+            recognition_group: c.recognition_group.as_ref().map(ToString::to_string),
+            offered_from: c.offered_from.map(Millis::to_rfc3339),
         }
     }
 }
@@ -373,7 +482,9 @@ pub struct EventResult {
     /// Where the event's entry is (for `conflict`: the existing entry).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub position: Option<PositionOut>,
-    /// The entry kind: `awarded`, `not_passed` or `reversal`.
+    /// The entry kind: `awarded`, `not_passed`, `reversal`, `recognised`
+    /// (credited already through its recognition group) or `capped` (over
+    /// the learner's annual cap for the category).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub entry: Option<String>,
     #[schema(value_type = Option<String>)]
@@ -463,9 +574,10 @@ pub struct EntryOut {
     pub position: PositionOut,
     pub event_id: String,
     pub site_id: String,
-    /// `awarded`, `not_passed` or `reversal`.
+    /// `awarded`, `not_passed`, `reversal`, `recognised`, `capped` or `promoted`.
     pub kind: String,
-    /// On a transcript: `awarded`, `not_passed`, `reversed` or `reversal`.
+    /// On a transcript: the kind, or `reversed` for an entry a later
+    /// reversal cancelled.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
     pub learner_id: String,
@@ -478,6 +590,18 @@ pub struct EntryOut {
     pub rule_version: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reverses: Option<PositionOut>,
+    /// For a recognised entry: the group's paid entry.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub paid_by: Option<PositionOut>,
+    /// For a promotion: the recognised entry it promotes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub promotes: Option<PositionOut>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recognition_group: Option<String>,
+    /// Recognised and capped entries: the credits the rule gave that were not paid.
+    #[schema(value_type = Option<String>)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub withheld: Option<String>,
     /// SHA-256 of the entry, hex.
     pub hash: String,
 }
@@ -498,7 +622,11 @@ impl EntryOut {
             occurred_at: b.occurred_at.to_rfc3339(),
             recorded_at: b.recorded_at.to_rfc3339(),
             rule_version: b.rule_version,
-            reverses: b.refers_to.map(Into::into),
+            reverses: b.refers_to.filter(|_| b.kind == EntryKind::Reversal).map(Into::into),
+            paid_by: b.refers_to.filter(|_| b.kind == EntryKind::Recognised).map(Into::into),
+            promotes: b.refers_to.filter(|_| b.kind == EntryKind::Promoted).map(Into::into),
+            recognition_group: b.recognition_group.as_ref().map(ToString::to_string),
+            withheld: b.withheld.map(|w| w.to_string()),
             hash: hex::encode(e.hash),
         }
     }
@@ -520,6 +648,176 @@ pub struct TotalsOut {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct TranscriptOut {
     pub learner_id: String,
+    /// Totals over the learner's whole history, whatever the page.
     pub totals: TotalsOut,
+    /// One page of lines, in ledger order.
     pub entries: Vec<EntryOut>,
+    /// The cursor of the next page (`?after=`): the ledger position of this
+    /// page's last line. Absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_after: Option<String>,
+}
+
+// ---------------------------------------------------------------- recognition groups and caps
+
+/// One course of a recognition group.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GroupCourse {
+    pub site_id: String,
+    pub code: String,
+}
+
+/// A recognition group (学分互认): equivalent courses across sites, each
+/// learner credited once.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GroupIn {
+    pub title: String,
+    /// The member courses (replacing any earlier list). A course is in at
+    /// most one group; at most 500 courses.
+    pub courses: Vec<GroupCourse>,
+}
+
+impl GroupIn {
+    pub fn parse(&self, id: GroupId) -> Result<Group, FieldError> {
+        if self.courses.len() > GROUP_COURSES_MAX {
+            return Err(FieldError::new(
+                "courses",
+                format!(
+                    "has {} courses, at most {GROUP_COURSES_MAX} are allowed",
+                    self.courses.len()
+                ),
+            ));
+        }
+        let mut courses = Vec::with_capacity(self.courses.len());
+        for (i, c) in self.courses.iter().enumerate() {
+            let site = SiteId::parse(c.site_id.clone())
+                .map_err(|e| FieldError::new(format!("courses/{i}/site_id"), e.detail))?;
+            let code = CourseCode::parse(c.code.clone())
+                .map_err(|e| FieldError::new(format!("courses/{i}/code"), e.detail))?;
+            courses.push((site, code));
+        }
+        courses.sort();
+        courses.dedup();
+        Ok(Group {
+            id,
+            title: text(&self.title, "title")?,
+            courses,
+        })
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct GroupOut {
+    pub group_id: String,
+    pub title: String,
+    pub courses: Vec<GroupCourse>,
+}
+
+impl From<&Group> for GroupOut {
+    fn from(g: &Group) -> Self {
+        Self {
+            group_id: g.id.to_string(),
+            title: g.title.clone(),
+            courses: g
+                .courses
+                .iter()
+                .map(|(s, c)| GroupCourse {
+                    site_id: s.to_string(),
+                    code: c.to_string(),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// A per-learner annual credit cap for a category (calendar years, China
+/// Standard Time). Awards over it are recorded as `capped`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CapIn {
+    #[schema(value_type = String, example = "20")]
+    #[serde(with = "rust_decimal::serde::str")]
+    pub annual_credits: Decimal,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct CapOut {
+    pub category: String,
+    #[schema(value_type = String)]
+    pub annual_credits: String,
+}
+
+/// Largest annual cap: far above any real year, far below overflow.
+pub const CAP_CENTS_MAX: i64 = 100_000_00;
+
+impl CapIn {
+    pub fn parse(&self) -> Result<Credits, FieldError> {
+        Credits::parse(self.annual_credits, 0, CAP_CENTS_MAX, "annual_credits")
+    }
+}
+
+// ---------------------------------------------------------------- statistics
+
+/// How a site stands against the agreement figures for the year.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct StandingOut {
+    pub registrations_required: u64,
+    /// At least `registrations_required` new registrations/activations.
+    pub registrations_met: bool,
+    /// At least `registrations_required` of them with `credits_each` credits.
+    pub registrations_with_credits_met: bool,
+    pub learning_stars_required: u64,
+    pub learning_stars_met: bool,
+}
+
+/// One site's alliance statistics for a calendar year (China Standard
+/// Time), derived from the ledger and the account links.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct SiteStatsOut {
+    pub site_id: String,
+    pub year: i32,
+    /// Learners whose first link with the site was made in the year.
+    pub registrations: u64,
+    /// Of those, the ones with at least `credits_each` credits in the year (any site).
+    pub registrations_with_credits: u64,
+    /// Learners with a completion of the site dated in the year.
+    pub learners_active: u64,
+    /// Learners with at least `credits_each` credits from the site in the year.
+    pub learners_with_credits: u64,
+    /// Net credits of the site in the year.
+    #[schema(value_type = String)]
+    pub credits: String,
+    /// Learners with at least `star_credits` credits from the site in the year.
+    pub learning_stars: u64,
+    #[schema(value_type = String)]
+    pub credits_each: String,
+    #[schema(value_type = String)]
+    pub star_credits: String,
+    pub standing: StandingOut,
+}
+
+impl SiteStatsOut {
+    pub fn new(s: &xuefen_store::SiteYearStats, year: i32, settings: &crate::StatsSettings) -> Self {
+        Self {
+            site_id: s.site.to_string(),
+            year,
+            registrations: s.registrations,
+            registrations_with_credits: s.registrations_with_credits,
+            learners_active: s.learners_active,
+            learners_with_credits: s.learners_with_credits,
+            credits: s.credits.to_string(),
+            learning_stars: s.learning_stars,
+            credits_each: settings.rule.credits_each.to_string(),
+            star_credits: settings.rule.star_credits.to_string(),
+            standing: StandingOut {
+                registrations_required: settings.registrations_min,
+                registrations_met: s.registrations >= settings.registrations_min,
+                registrations_with_credits_met: s.registrations_with_credits >= settings.registrations_min,
+                learning_stars_required: settings.learning_stars_min,
+                learning_stars_met: s.learning_stars >= settings.learning_stars_min,
+            },
+        }
+    }
 }

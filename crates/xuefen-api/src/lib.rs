@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod problem;
 mod routes;
+pub mod sso;
 pub mod telemetry;
 
 use std::future::Future;
@@ -37,6 +38,10 @@ pub struct Limits {
     pub body_bytes_max: usize,
 }
 
+/// Most transcript lines in one page (`limit`), and the default.
+pub const PAGE_SIZE_MAX: usize = 500;
+pub const PAGE_SIZE_DEFAULT: usize = 100;
+
 impl Default for Limits {
     fn default() -> Self {
         Self {
@@ -58,6 +63,35 @@ pub struct AppState {
     pub identity_key: Arc<[u8]>,
     /// Recently authenticated keys.
     pub key_cache: Arc<auth::KeyCache>,
+    /// Verifies learners' single sign-on tokens (`/v1/me/...`); without
+    /// it those routes answer 503.
+    pub sso: Option<Arc<sso::SsoVerifier>>,
+    /// How the alliance statistics count and what the agreement asks.
+    pub stats: StatsSettings,
+}
+
+/// The learning-star rule and the agreement figures a site is measured
+/// against (per site and calendar year).
+#[derive(Debug, Clone, Copy)]
+pub struct StatsSettings {
+    pub rule: xuefen_store::StatsRule,
+    /// New registrations/activations a site must bring each year.
+    pub registrations_min: u64,
+    /// Learning-star awards a site must make each year.
+    pub learning_stars_min: u64,
+}
+
+impl Default for StatsSettings {
+    fn default() -> Self {
+        Self {
+            rule: xuefen_store::StatsRule {
+                credits_each: xuefen_core::amount::Credits::from_cents(20_00),
+                star_credits: xuefen_core::amount::Credits::from_cents(30_00),
+            },
+            registrations_min: 1_000,
+            learning_stars_min: 50,
+        }
+    }
 }
 
 impl AppState {
@@ -72,6 +106,8 @@ impl AppState {
             metrics,
             identity_key: identity_key.into(),
             key_cache: Arc::new(auth::KeyCache::new(Self::KEY_CACHE_TTL)),
+            sso: None,
+            stats: StatsSettings::default(),
         }
     }
 
@@ -81,6 +117,18 @@ impl AppState {
     /// Remembers authenticated keys for `ttl` (zero: look every key up).
     pub fn with_key_cache_ttl(mut self, ttl: std::time::Duration) -> Self {
         self.key_cache = Arc::new(auth::KeyCache::new(ttl));
+        self
+    }
+
+    /// The same state, with these statistics settings.
+    pub fn with_stats(mut self, stats: StatsSettings) -> Self {
+        self.stats = stats;
+        self
+    }
+
+    /// The same state, verifying learner tokens with `verifier`.
+    pub fn with_sso(mut self, verifier: sso::SsoVerifier) -> Self {
+        self.sso = Some(Arc::new(verifier));
         self
     }
 }

@@ -22,6 +22,15 @@ impl Modify for Security {
                     .build(),
             ),
         );
+        components.add_security_scheme(
+            "sso",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT of the province's single sign-on; `sub` is the unified learner id")
+                    .build(),
+            ),
+        );
     }
 }
 
@@ -31,16 +40,17 @@ impl Modify for Security {
     modifiers(&Security),
     paths(
         routes::healthz, routes::readyz, crate::metrics::metrics,
-        routes::create_site, routes::list_sites, routes::get_site, routes::set_site_status, routes::create_site_key, routes::revoke_key,
+        routes::create_site, routes::list_sites, routes::get_site, routes::set_site_status, routes::list_site_changes, routes::get_site_stats, routes::list_stats, routes::create_site_key, routes::revoke_key,
         routes::register_learner, routes::link_account,
         routes::put_course, routes::get_course,
         routes::put_event, routes::get_event, routes::post_events,
-        routes::get_transcript,
+        routes::get_transcript, routes::get_my_transcript,
+        routes::put_group, routes::get_group, routes::list_caps, routes::put_cap, routes::delete_cap,
     ),
     components(schemas(
         Problem, PositionOut, SiteIn, SiteOut, SiteStatusIn, KeyOut, SiteCreated, DocumentIn, LearnerIn, LearnerOut,
         AccountLinkIn, AccountLinkOut, RuleIn, CourseIn, CourseOut, LearnerRefIn, EventIn, EventResult, BatchOut,
-        EntryOut, TotalsOut, TranscriptOut,
+        EntryOut, TotalsOut, TranscriptOut, GroupCourse, GroupIn, GroupOut, CapIn, CapOut, SiteChangeOut, StandingOut, SiteStatsOut,
     ))
 )]
 pub struct ApiDoc;

@@ -3,17 +3,17 @@
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{Path, Request, State};
+use axum::extract::{Path, RawQuery, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use serde_json::value::RawValue;
 use xuefen_core::entry::Entry;
 use xuefen_core::event::Event;
-use xuefen_core::ids::{CourseCode, EventId, LearnerId, LocalAccount, SiteId, SiteStatus};
+use xuefen_core::ids::{Category, CourseCode, EventId, GroupId, LearnerId, LocalAccount, SiteId};
 use xuefen_core::plan::Outcome;
-use xuefen_core::transcript::summarise;
-use xuefen_store::{NewLearner, Principal, Written};
+use xuefen_core::transcript::{status_of, totals_from_rows};
+use xuefen_store::{NewLearner, Principal, SiteAct, Written};
 
 use crate::AppState;
 use crate::auth::{Caller, forbidden, mint};
@@ -21,6 +21,7 @@ use crate::body::{ApiJson, parse_json, read_body};
 use crate::commit::CommitError;
 use crate::dto::*;
 use crate::problem::{ApiError, ApiResult, Problem};
+use crate::sso::SignedInLearner;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -29,6 +30,9 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/sites", post(create_site).get(list_sites))
         .route("/v1/sites/{site_id}", get(get_site))
         .route("/v1/sites/{site_id}/status", put(set_site_status))
+        .route("/v1/sites/{site_id}/changes", get(list_site_changes))
+        .route("/v1/sites/{site_id}/stats", get(get_site_stats))
+        .route("/v1/stats", get(list_stats))
         .route("/v1/sites/{site_id}/keys", post(create_site_key))
         .route("/v1/keys/{key_id}", delete(revoke_key))
         .route("/v1/learners", post(register_learner))
@@ -37,6 +41,10 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/events", post(post_events))
         .route("/v1/events/{event_id}", put(put_event).get(get_event))
         .route("/v1/learners/{learner_id}/transcript", get(get_transcript))
+        .route("/v1/me/transcript", get(get_my_transcript))
+        .route("/v1/recognition-groups/{group_id}", put(put_group).get(get_group))
+        .route("/v1/caps", get(list_caps))
+        .route("/v1/caps/{category}", put(put_cap).delete(delete_cap))
 }
 
 fn status_for(w: Written) -> StatusCode {
@@ -107,12 +115,30 @@ pub async fn create_site(
 ) -> ApiResult<Response> {
     caller.require_admin()?;
     let site = input.parse()?;
-    state.store.create_site(&site).await.map_err(|e| match e {
+    let act = SiteAct {
+        actor: caller.key_id.clone(),
+        reason: input.reason()?,
+        at: now(),
+    };
+    state.store.create_site(&site, &act).await.map_err(|e| match e {
+        xuefen_store::StoreError::Conflict(d) if d.starts_with("invalid_transition") => ApiError::from(
+            Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_transition",
+                "a site starts pending or active",
+            )
+            .with_field("status"),
+        ),
         xuefen_store::StoreError::Conflict(_) => ApiError::from(
             Problem::new(StatusCode::CONFLICT, "site_exists", "a site with this id exists").with_field("id"),
         ),
         e => e.into(),
     })?;
+    let site = state
+        .store
+        .site(&site.id)
+        .await?
+        .ok_or(xuefen_store::StoreError::NotFound)?;
     let (key, secret) = mint(Principal::Site(site.id.clone()));
     state.store.create_key(&key).await?;
     tracing::info!(site.id = %site.id, key.id = %key.id, "site created");
@@ -150,10 +176,15 @@ pub async fn get_site(
     Ok(Json(SiteOut::from(&site)))
 }
 
-/// Moves a site to another status. Admin only.
+/// Moves a site along its lifecycle: pending → active | terminated,
+/// active → suspended | terminated, suspended → active | terminated. Each
+/// change is recorded in the alliance chain with who (the admin key) and
+/// why; `agreement_ends_at` renews the agreement. Admin only.
 #[utoipa::path(put, path = "/v1/sites/{site_id}/status", operation_id = "set_site_status", tag = "sites",
     security(("api_key" = [])), params(("site_id" = String, Path)), request_body = SiteStatusIn,
-    responses((status = 200, body = SiteOut), (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = SiteOut), (status = 404, body = Problem, content_type = "application/problem+json"),
+              (status = 409, body = Problem, content_type = "application/problem+json"),
+              (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub async fn set_site_status(
     State(state): State<AppState>,
     caller: Caller,
@@ -162,11 +193,51 @@ pub async fn set_site_status(
 ) -> ApiResult<Json<SiteOut>> {
     caller.require_admin()?;
     let id = path_id(|v| SiteId::parse_as(v, "site_id"), site_id)?;
-    let status = SiteStatus::parse(&input.status)?;
-    let site = state.store.set_site_status(&id, status).await?;
+    let (status, reason, ends) = input.parse()?;
+    let act = SiteAct {
+        actor: caller.key_id.clone(),
+        reason,
+        at: now(),
+    };
+    let (site, entry) = state
+        .store
+        .set_site_status(&id, status, ends, &act)
+        .await
+        .map_err(|e| match e {
+            xuefen_store::StoreError::Conflict(d) => {
+                ApiError::from(Problem::new(StatusCode::CONFLICT, "invalid_transition", d).with_field("status"))
+            }
+            e => e.into(),
+        })?;
     state.key_cache.clear();
-    tracing::info!(site.id = %id, site.status = %status, "site status changed");
+    tracing::info!(site.id = %id, site.status = %status, position = %entry.position, "site status changed");
     Ok(Json(SiteOut::from(&site)))
+}
+
+/// The recorded lifecycle of a site: every status change with who, why,
+/// the agreement in force and its place in the alliance chain. The admin,
+/// or the site itself.
+#[utoipa::path(get, path = "/v1/sites/{site_id}/changes", operation_id = "list_site_changes", tag = "sites",
+    security(("api_key" = [])), params(("site_id" = String, Path)),
+    responses((status = 200, body = Vec<SiteChangeOut>), (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn list_site_changes(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(site_id): Path<String>,
+) -> ApiResult<Json<Vec<SiteChangeOut>>> {
+    let id = path_id(|v| SiteId::parse_as(v, "site_id"), site_id)?;
+    if let Principal::Site(own) = &caller.principal
+        && *own != id
+    {
+        return Err(forbidden("a site can read only its own record").into());
+    }
+    state.store.site(&id).await?.ok_or(xuefen_store::StoreError::NotFound)?;
+    let changes = state.store.site_changes(&id).await?;
+    Ok(Json(changes.iter().map(SiteChangeOut::from).collect()))
+}
+
+fn now() -> xuefen_core::event::Millis {
+    xuefen_core::event::Millis::from_datetime(time::OffsetDateTime::now_utc())
 }
 
 /// Issues another key for a site (for rotation). Admin only.
@@ -357,7 +428,7 @@ pub async fn put_event(
     Path(event_id): Path<String>,
     ApiJson(input): ApiJson<EventIn>,
 ) -> ApiResult<Response> {
-    let site = caller.require_site()?.clone();
+    let site = caller.require_posting_site()?.clone();
     let id = path_id(EventId::parse, event_id)?;
     if let Some(body_id) = &input.event_id
         && body_id != id.as_str()
@@ -430,7 +501,7 @@ pub async fn post_events(
     headers: HeaderMap,
     req: Request,
 ) -> ApiResult<Json<BatchOut>> {
-    let site = caller.require_site()?.clone();
+    let site = caller.require_posting_site()?.clone();
     let bytes = read_body(req, &state).await?;
     let ndjson = headers
         .get(header::CONTENT_TYPE)
@@ -568,19 +639,25 @@ fn parse_item(site: &SiteId, item: &RawValue) -> Result<Event, ItemRejection> {
 
 // ------------------------------------------------------------------ transcript
 
-/// A learner's transcript: totals by year, category and site, and every
-/// entry with its status and ledger position. For the admin and for sites
-/// that have linked or credited the learner.
+/// A learner's transcript: totals by year, category and site over the whole
+/// history, and a page of entries with their status and ledger position.
+/// For the admin and for sites that have linked or credited the learner.
 #[utoipa::path(get, path = "/v1/learners/{learner_id}/transcript", operation_id = "get_transcript", tag = "learners",
-    security(("api_key" = [])), params(("learner_id" = String, Path)),
+    security(("api_key" = [])),
+    params(("learner_id" = String, Path),
+           ("after" = Option<String>, Query, description = "cursor: `next_after` of the previous page"),
+           ("limit" = Option<u32>, Query, description = "lines per page, 1 to 500 (default 100)")),
     responses((status = 200, body = TranscriptOut), (status = 403, body = Problem, content_type = "application/problem+json"),
-              (status = 404, body = Problem, content_type = "application/problem+json")))]
+              (status = 404, body = Problem, content_type = "application/problem+json"),
+              (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub async fn get_transcript(
     State(state): State<AppState>,
     caller: Caller,
     Path(learner): Path<String>,
+    RawQuery(query): RawQuery,
 ) -> ApiResult<Json<TranscriptOut>> {
     let learner = path_id(|v| LearnerId::parse_as(v, "learner_id"), learner)?;
+    let page = Page::parse(query.as_deref())?;
     if !state.store.learner_exists(&learner).await? {
         return Err(xuefen_store::StoreError::NotFound.into());
     }
@@ -589,12 +666,102 @@ pub async fn get_transcript(
     {
         return Err(forbidden("a site reads only the transcripts of learners it has linked or credited").into());
     }
-    let entries: Vec<Entry> = state.store.learner_entries(&learner).await?;
-    let (statuses, totals) = summarise(&entries);
+    Ok(Json(transcript_page(&state, &learner, page).await?))
+}
+
+/// The signed-in learner's own transcript (bearer token of the province's
+/// single sign-on), paged like the admin's view.
+#[utoipa::path(get, path = "/v1/me/transcript", operation_id = "get_my_transcript", tag = "learners",
+    security(("sso" = [])),
+    params(("after" = Option<String>, Query, description = "cursor: `next_after` of the previous page"),
+           ("limit" = Option<u32>, Query, description = "lines per page, 1 to 500 (default 100)")),
+    responses((status = 200, body = TranscriptOut), (status = 401, body = Problem, content_type = "application/problem+json"),
+              (status = 404, body = Problem, content_type = "application/problem+json"),
+              (status = 422, body = Problem, content_type = "application/problem+json")))]
+pub async fn get_my_transcript(
+    State(state): State<AppState>,
+    SignedInLearner(learner): SignedInLearner,
+    RawQuery(query): RawQuery,
+) -> ApiResult<Json<TranscriptOut>> {
+    let page = Page::parse(query.as_deref())?;
+    if !state.store.learner_exists(&learner).await? {
+        return Err(Problem::new(
+            StatusCode::NOT_FOUND,
+            "unknown_learner",
+            "no learner is registered under the token's subject",
+        )
+        .into());
+    }
+    Ok(Json(transcript_page(&state, &learner, page).await?))
+}
+
+/// `?after=CHAIN:SEQ&limit=N`, parsed.
+struct Page {
+    after_seq: u64,
+    limit: usize,
+}
+
+impl Page {
+    fn parse(query: Option<&str>) -> ApiResult<Self> {
+        let mut page = Page {
+            after_seq: 0,
+            limit: crate::PAGE_SIZE_DEFAULT,
+        };
+        for pair in query.unwrap_or_default().split('&').filter(|p| !p.is_empty()) {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let value = value.replace("%3A", ":").replace("%3a", ":");
+            match name {
+                "after" => {
+                    let seq = value.split_once(':').and_then(|(chain, seq)| {
+                        chain.parse::<u32>().ok()?;
+                        seq.parse::<u64>().ok()
+                    });
+                    page.after_seq = seq.ok_or_else(|| {
+                        Problem::invalid(&xuefen_core::FieldError::new(
+                            "after",
+                            "must be a ledger position `CHAIN:SEQ`, as `next_after` gives it",
+                        ))
+                    })?;
+                }
+                "limit" => {
+                    page.limit = value
+                        .parse::<usize>()
+                        .ok()
+                        .filter(|n| (1..=crate::PAGE_SIZE_MAX).contains(n))
+                        .ok_or_else(|| {
+                            Problem::invalid(&xuefen_core::FieldError::new(
+                                "limit",
+                                format!("must be a whole number from 1 to {}", crate::PAGE_SIZE_MAX),
+                            ))
+                        })?;
+                }
+                other => {
+                    return Err(Problem::invalid(&xuefen_core::FieldError::new(
+                        other.to_owned(),
+                        "is not a parameter of this operation (after, limit)",
+                    ))
+                    .into());
+                }
+            }
+        }
+        Ok(page)
+    }
+}
+
+async fn transcript_page(state: &AppState, learner: &LearnerId, page: Page) -> ApiResult<TranscriptOut> {
+    // One more line than asked tells whether another page follows.
+    let mut entries: Vec<Entry> = state
+        .store
+        .learner_entries_page(learner, page.after_seq, page.limit + 1)
+        .await?;
+    let more = entries.len() > page.limit;
+    entries.truncate(page.limit);
+    let (rows, reversed) = state.store.learner_summary(learner).await?;
+    let totals = totals_from_rows(&rows);
     let s = |m: std::collections::BTreeMap<String, xuefen_core::amount::Credits>| {
         m.into_iter().map(|(k, v)| (k, v.to_string())).collect()
     };
-    Ok(Json(TranscriptOut {
+    Ok(TranscriptOut {
         learner_id: learner.to_string(),
         totals: TotalsOut {
             total: totals.total.to_string(),
@@ -606,10 +773,210 @@ pub async fn get_transcript(
             by_category: s(totals.by_category),
             by_site: s(totals.by_site),
         },
+        next_after: if more {
+            entries.last().map(|e| e.position.to_string())
+        } else {
+            None
+        },
         entries: entries
             .iter()
-            .zip(statuses)
-            .map(|(e, st)| EntryOut::new(e, Some(st.as_str())))
+            .map(|e| EntryOut::new(e, Some(status_of(e, &reversed).as_str())))
             .collect(),
+    })
+}
+
+// ------------------------------------------------------------------ recognition groups and caps
+
+/// Declares (or replaces) a recognition group of equivalent courses across
+/// sites. A learner is credited once per group; later completions of any of
+/// its courses are recorded as `recognised`. Entries already written keep
+/// the group they were written with. Admin only.
+#[utoipa::path(put, path = "/v1/recognition-groups/{group_id}", operation_id = "put_recognition_group", tag = "courses",
+    security(("api_key" = [])), params(("group_id" = String, Path)), request_body = GroupIn,
+    responses((status = 201, body = GroupOut), (status = 200, body = GroupOut),
+              (status = 409, body = Problem, content_type = "application/problem+json"),
+              (status = 422, body = Problem, content_type = "application/problem+json")))]
+pub async fn put_group(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(group_id): Path<String>,
+    ApiJson(input): ApiJson<GroupIn>,
+) -> ApiResult<Response> {
+    caller.require_admin()?;
+    let id = path_id(|v| GroupId::parse_as(v, "group_id"), group_id)?;
+    let group = input.parse(id)?;
+    let mut sites: Vec<&SiteId> = group.courses.iter().map(|(s, _)| s).collect();
+    sites.dedup();
+    for site in sites {
+        if state.store.site(site).await?.is_none() {
+            let i = input
+                .courses
+                .iter()
+                .position(|c| c.site_id == site.as_str())
+                .unwrap_or_default();
+            return Err(Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "unknown_site",
+                format!("there is no site `{site}`"),
+            )
+            .with_field(format!("courses/{i}/site_id"))
+            .into());
+        }
+    }
+    let written = state.store.put_group(&group).await.map_err(|e| match e {
+        xuefen_store::StoreError::Conflict(detail) => {
+            ApiError::from(Problem::new(StatusCode::CONFLICT, "course_in_another_group", detail).with_field("courses"))
+        }
+        e => e.into(),
+    })?;
+    tracing::info!(group.id = %group.id, group.courses = group.courses.len(), "recognition group set");
+    Ok((status_for(written), Json(GroupOut::from(&group))).into_response())
+}
+
+/// A recognition group and its courses. Any authenticated caller.
+#[utoipa::path(get, path = "/v1/recognition-groups/{group_id}", operation_id = "get_recognition_group", tag = "courses",
+    security(("api_key" = [])), params(("group_id" = String, Path)),
+    responses((status = 200, body = GroupOut), (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn get_group(
+    State(state): State<AppState>,
+    _caller: Caller,
+    Path(group_id): Path<String>,
+) -> ApiResult<Json<GroupOut>> {
+    let id = path_id(|v| GroupId::parse_as(v, "group_id"), group_id)?;
+    let group = state
+        .store
+        .group(&id)
+        .await?
+        .ok_or(xuefen_store::StoreError::NotFound)?;
+    Ok(Json(GroupOut::from(&group)))
+}
+
+/// Every annual category cap. Any authenticated caller.
+#[utoipa::path(get, path = "/v1/caps", operation_id = "list_caps", tag = "courses",
+    security(("api_key" = [])), responses((status = 200, body = Vec<CapOut>)))]
+pub async fn list_caps(State(state): State<AppState>, _caller: Caller) -> ApiResult<Json<Vec<CapOut>>> {
+    let caps = state.store.caps().await?;
+    Ok(Json(
+        caps.into_iter()
+            .map(|(category, cap)| CapOut {
+                category: category.to_string(),
+                annual_credits: cap.to_string(),
+            })
+            .collect(),
+    ))
+}
+
+/// Sets the per-learner annual credit cap of a category. Later awards over
+/// it are recorded as `capped` with the remainder withheld; past awards are
+/// not touched. Admin only.
+#[utoipa::path(put, path = "/v1/caps/{category}", operation_id = "put_cap", tag = "courses",
+    security(("api_key" = [])), params(("category" = String, Path)), request_body = CapIn,
+    responses((status = 200, body = CapOut), (status = 422, body = Problem, content_type = "application/problem+json")))]
+pub async fn put_cap(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(category): Path<String>,
+    ApiJson(input): ApiJson<CapIn>,
+) -> ApiResult<Json<CapOut>> {
+    caller.require_admin()?;
+    let category = path_id(|v| Category::parse_as(v, "category"), category)?;
+    let cap = input.parse()?;
+    state.store.set_cap(&category, Some(cap)).await?;
+    tracing::info!(category = %category, cap = %cap, "annual cap set");
+    Ok(Json(CapOut {
+        category: category.to_string(),
+        annual_credits: cap.to_string(),
     }))
+}
+
+/// Removes the annual cap of a category. Admin only.
+#[utoipa::path(delete, path = "/v1/caps/{category}", operation_id = "delete_cap", tag = "courses",
+    security(("api_key" = [])), params(("category" = String, Path)),
+    responses((status = 204, description = "removed")))]
+pub async fn delete_cap(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(category): Path<String>,
+) -> ApiResult<StatusCode> {
+    caller.require_admin()?;
+    let category = path_id(|v| Category::parse_as(v, "category"), category)?;
+    state.store.set_cap(&category, None).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ------------------------------------------------------------------ statistics
+
+/// `?year=YYYY`, required, 2000 to 2100.
+fn stats_year(query: Option<&str>) -> ApiResult<i32> {
+    let bad = || {
+        ApiError::from(Problem::invalid(&xuefen_core::FieldError::new(
+            "year",
+            "give `?year=YYYY`, a calendar year from 2000 to 2100",
+        )))
+    };
+    let mut year = None;
+    for pair in query.unwrap_or_default().split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some(("year", v)) => {
+                year = Some(
+                    v.parse::<i32>()
+                        .ok()
+                        .filter(|y| (2000..=2100).contains(y))
+                        .ok_or_else(bad)?,
+                )
+            }
+            _ => {
+                let name = pair.split('=').next().unwrap_or_default().to_owned();
+                return Err(Problem::invalid(&xuefen_core::FieldError::new(
+                    name,
+                    "is not a parameter of this operation (year)",
+                ))
+                .into());
+            }
+        }
+    }
+    year.ok_or_else(bad)
+}
+
+/// One site's alliance statistics for a year, and how it stands against
+/// the agreement figures. The admin, or the site itself.
+#[utoipa::path(get, path = "/v1/sites/{site_id}/stats", operation_id = "get_site_stats", tag = "sites",
+    security(("api_key" = [])),
+    params(("site_id" = String, Path), ("year" = i32, Query, description = "calendar year (China Standard Time)")),
+    responses((status = 200, body = SiteStatsOut), (status = 404, body = Problem, content_type = "application/problem+json"),
+              (status = 422, body = Problem, content_type = "application/problem+json")))]
+pub async fn get_site_stats(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(site_id): Path<String>,
+    RawQuery(query): RawQuery,
+) -> ApiResult<Json<SiteStatsOut>> {
+    let id = path_id(|v| SiteId::parse_as(v, "site_id"), site_id)?;
+    if let Principal::Site(own) = &caller.principal
+        && *own != id
+    {
+        return Err(forbidden("a site can read only its own statistics").into());
+    }
+    let year = stats_year(query.as_deref())?;
+    let rows = state.store.site_year_stats(Some(&id), year, state.stats.rule).await?;
+    let row = rows.first().ok_or(xuefen_store::StoreError::NotFound)?;
+    Ok(Json(SiteStatsOut::new(row, year, &state.stats)))
+}
+
+/// Every site's alliance statistics for a year, in site order. Admin only.
+#[utoipa::path(get, path = "/v1/stats", operation_id = "list_stats", tag = "sites",
+    security(("api_key" = [])),
+    params(("year" = i32, Query, description = "calendar year (China Standard Time)")),
+    responses((status = 200, body = Vec<SiteStatsOut>), (status = 422, body = Problem, content_type = "application/problem+json")))]
+pub async fn list_stats(
+    State(state): State<AppState>,
+    caller: Caller,
+    RawQuery(query): RawQuery,
+) -> ApiResult<Json<Vec<SiteStatsOut>>> {
+    caller.require_admin()?;
+    let year = stats_year(query.as_deref())?;
+    let rows = state.store.site_year_stats(None, year, state.stats.rule).await?;
+    Ok(Json(
+        rows.iter().map(|r| SiteStatsOut::new(r, year, &state.stats)).collect(),
+    ))
 }

@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 
 use crate::amount::{Credits, Hours, Score};
 use crate::event::{Millis, Reason};
-use crate::ids::{Category, CourseCode, EventId, LearnerId, Position, SiteId};
+use crate::ids::{Category, CourseCode, EventId, GroupId, LearnerId, Position, SiteId};
 
 /// Version byte that opens every canonical encoding.
 pub const FORMAT_VERSION: u8 = 1;
@@ -25,8 +25,18 @@ pub enum EntryKind {
     Awarded,
     /// A completion below the course's pass mark: recorded, zero credits.
     NotPassed,
-    /// The reversal of an earlier award, with its credits negated.
+    /// The reversal of an earlier entry, with its credits negated.
     Reversal,
+    /// A passing completion of a course whose recognition group the learner
+    /// has already been credited for: zero credits, `refers_to` the paid
+    /// entry, `withheld` what the rule would have given.
+    Recognised,
+    /// A passing completion that hit the learner's annual cap for its
+    /// category: `credits` is what fitted under the cap, `withheld` the rest.
+    Capped,
+    /// A recognised completion that became the paid one of its group after
+    /// the paid entry was reversed: `refers_to` the recognised entry.
+    Promoted,
 }
 
 impl EntryKind {
@@ -35,6 +45,9 @@ impl EntryKind {
             EntryKind::Awarded => 1,
             EntryKind::NotPassed => 2,
             EntryKind::Reversal => 3,
+            EntryKind::Recognised => 4,
+            EntryKind::Capped => 5,
+            EntryKind::Promoted => 6,
         }
     }
 
@@ -43,6 +56,9 @@ impl EntryKind {
             1 => Some(EntryKind::Awarded),
             2 => Some(EntryKind::NotPassed),
             3 => Some(EntryKind::Reversal),
+            4 => Some(EntryKind::Recognised),
+            5 => Some(EntryKind::Capped),
+            6 => Some(EntryKind::Promoted),
             _ => None,
         }
     }
@@ -52,13 +68,36 @@ impl EntryKind {
             EntryKind::Awarded => "awarded",
             EntryKind::NotPassed => "not_passed",
             EntryKind::Reversal => "reversal",
+            EntryKind::Recognised => "recognised",
+            EntryKind::Capped => "capped",
+            EntryKind::Promoted => "promoted",
         }
     }
 
+    pub const ALL: [EntryKind; 6] = [
+        EntryKind::Awarded,
+        EntryKind::NotPassed,
+        EntryKind::Reversal,
+        EntryKind::Recognised,
+        EntryKind::Capped,
+        EntryKind::Promoted,
+    ];
+
     pub fn parse(value: &str) -> Option<Self> {
-        [EntryKind::Awarded, EntryKind::NotPassed, EntryKind::Reversal]
-            .into_iter()
-            .find(|k| k.as_str() == value)
+        Self::ALL.into_iter().find(|k| k.as_str() == value)
+    }
+
+    /// Whether an entry of this kind pays its completion's credits (and so
+    /// is the paid entry of its recognition group while not reversed).
+    pub fn pays(self) -> bool {
+        matches!(self, EntryKind::Awarded | EntryKind::Capped | EntryKind::Promoted)
+    }
+
+    /// Whether an entry of this kind owns its `(site, event_id)`, the
+    /// idempotency key. A promotion repeats the key of the completion it
+    /// promotes, which stays that key's entry.
+    pub fn owns_key(self) -> bool {
+        !matches!(self, EntryKind::Promoted)
     }
 }
 
@@ -88,6 +127,13 @@ pub struct EntryBody {
     pub target_event: Option<EventId>,
     /// For a reversal: why.
     pub reason: Reason,
+    /// The recognition group of the course, when it has one (a reversal
+    /// repeats its target's), so that a learner's group history is read
+    /// from the ledger alone.
+    pub recognition_group: Option<GroupId>,
+    /// For recognised and capped entries (and a capped promotion): the
+    /// credits the rule gave that were not paid.
+    pub withheld: Option<Credits>,
 }
 
 /// An entry with its place in a chain.
@@ -145,6 +191,14 @@ impl EntryBody {
             }
         }
         put_str(&mut out, self.reason.as_str());
+        match &self.recognition_group {
+            None => out.push(0),
+            Some(g) => {
+                out.push(1);
+                put_str(&mut out, g.as_str());
+            }
+        }
+        put_opt_i64(&mut out, self.withheld.map(Credits::cents));
         out
     }
 
@@ -183,6 +237,11 @@ impl EntryBody {
             true => Some(EventId::parse(r.str()?).map_err(field_err)?),
         };
         let reason = Reason::parse(r.str()?, "reason").map_err(field_err)?;
+        let recognition_group = match r.flag()? {
+            false => None,
+            true => Some(GroupId::parse(r.str()?).map_err(field_err)?),
+        };
+        let withheld = r.opt_i64()?.map(Credits::from_cents);
         if r.at != bytes.len() {
             return Err(DecodeError::Trailing(bytes.len() - r.at));
         }
@@ -202,6 +261,8 @@ impl EntryBody {
             refers_to,
             target_event,
             reason,
+            recognition_group,
+            withheld,
         })
     }
 }
@@ -320,11 +381,7 @@ pub(crate) mod tests {
         let token = "[A-Za-z0-9._:-]{1,40}";
         (
             (
-                prop_oneof![
-                    Just(EntryKind::Awarded),
-                    Just(EntryKind::NotPassed),
-                    Just(EntryKind::Reversal)
-                ],
+                proptest::sample::select(EntryKind::ALL.to_vec()),
                 id,
                 token,
                 any::<[u8; 16]>(),
@@ -343,13 +400,15 @@ pub(crate) mod tests {
                 proptest::option::of((any::<u32>(), any::<u64>())),
                 proptest::option::of(token),
                 "\\PC{0,50}",
+                proptest::option::of(token),
+                proptest::option::of(0i64..=10_000),
             ),
         )
             .prop_map(
                 |(
                     (kind, site, ev, learner, course, cat),
                     (cr, occ, rec, score, hours, rv),
-                    (refers, target, reason),
+                    (refers, target, reason, group, withheld),
                 )| EntryBody {
                     kind,
                     site: SiteId::parse(site).expect("strategy id"),
@@ -366,6 +425,8 @@ pub(crate) mod tests {
                     refers_to: refers.map(|(chain, seq)| Position { chain, seq }),
                     target_event: target.map(|t| EventId::parse(t).expect("strategy id")),
                     reason: Reason::parse(reason, "reason").expect("strategy reason"),
+                    recognition_group: group.map(|g| GroupId::parse(g).expect("strategy id")),
+                    withheld: withheld.map(Credits::from_cents),
                 },
             )
     }

@@ -48,6 +48,36 @@ impl Millis {
     pub fn year_cst(self) -> i32 {
         (self.to_datetime() + time::Duration::hours(8)).year()
     }
+
+    /// The first instant of `year` in China Standard Time and the first of
+    /// the next year: `[start, end)` holds exactly the instants whose
+    /// [`Millis::year_cst`] is `year`.
+    pub fn cst_year_bounds(year: i32) -> (Millis, Millis) {
+        let start = |y: i32| {
+            time::Date::from_calendar_date(y, time::Month::January, 1)
+                .map(|d| Millis::from_datetime(d.midnight().assume_utc() - time::Duration::hours(8)))
+                .unwrap_or(Millis(if y < 0 { i64::MIN } else { i64::MAX }))
+        };
+        (start(year), start(year.saturating_add(1)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The CST year bounds hold exactly the instants of that CST year.
+        #[test]
+        fn cst_year_bounds_match_year_cst(ms in 946_684_800_000i64..4_102_444_800_000) {
+            let at = Millis(ms);
+            let (start, end) = Millis::cst_year_bounds(at.year_cst());
+            prop_assert!(start <= at && at < end);
+            prop_assert_eq!(Millis(start.0 - 1).year_cst(), at.year_cst() - 1);
+            prop_assert_eq!(end.year_cst(), at.year_cst() + 1);
+        }
+    }
 }
 
 /// How an event names its learner.

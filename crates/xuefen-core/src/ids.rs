@@ -7,7 +7,8 @@ use std::fmt;
 
 use crate::FieldError;
 use crate::limits::{
-    ACCOUNT_BYTES_MAX, CATEGORY_BYTES_MAX, COURSE_CODE_BYTES_MAX, EVENT_ID_BYTES_MAX, SITE_ID_BYTES_MAX,
+    ACCOUNT_BYTES_MAX, CATEGORY_BYTES_MAX, COURSE_CODE_BYTES_MAX, EVENT_ID_BYTES_MAX, GROUP_ID_BYTES_MAX,
+    SITE_ID_BYTES_MAX,
 };
 
 fn check(
@@ -111,6 +112,11 @@ string_id!(
 string_id!(
     /// A site's local account id of a learner.
     LocalAccount, ACCOUNT_BYTES_MAX, account_char, "[A-Za-z0-9._@+-]", "local_account"
+);
+string_id!(
+    /// A recognition group (学分互认): equivalent courses across sites,
+    /// credited once per learner, e.g. `zj-shared-py101`.
+    GroupId, GROUP_ID_BYTES_MAX, token_char, "[A-Za-z0-9._:-]", "group_id"
 );
 string_id!(
     /// A course category, e.g. `community` or `vocational`.

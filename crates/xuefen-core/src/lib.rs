@@ -17,6 +17,7 @@ pub mod ids;
 pub mod limits;
 pub mod plan;
 pub mod rule;
+pub mod site_log;
 pub mod transcript;
 pub mod verify;
 

@@ -6,6 +6,10 @@ pub const SITE_ID_BYTES_MAX: usize = 32;
 pub const EVENT_ID_BYTES_MAX: usize = 128;
 /// Longest course code, in bytes.
 pub const COURSE_CODE_BYTES_MAX: usize = 64;
+/// Longest recognition group id, in bytes.
+pub const GROUP_ID_BYTES_MAX: usize = 64;
+/// Most courses in one recognition group.
+pub const GROUP_COURSES_MAX: usize = 500;
 /// Longest local account id, in bytes.
 pub const ACCOUNT_BYTES_MAX: usize = 128;
 /// Longest course category, in bytes.

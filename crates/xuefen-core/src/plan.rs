@@ -9,9 +9,10 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use crate::FieldError;
+use crate::amount::Credits;
 use crate::entry::{Entry, EntryBody, EntryKind, GENESIS};
 use crate::event::{Completion, Event, EventBody, LearnerRef, Millis, Reason, Revocation};
-use crate::ids::{CourseCode, EventId, LearnerId, LocalAccount, Position, SiteId};
+use crate::ids::{Category, CourseCode, EventId, GroupId, LearnerId, LocalAccount, Position, SiteId};
 use crate::limits::{COMPLETED_AT_FUTURE_SKEW_MS, COMPLETED_AT_MIN_MS};
 use crate::rule::{Assessment, CourseTerms};
 
@@ -45,6 +46,15 @@ pub struct Lookups {
     pub reversed: HashSet<Key>,
     /// Current heads of the chains the batch may append to.
     pub heads: HashMap<u32, Head>,
+    /// For every learner and recognition group in [`group_keys`]: each
+    /// entry of the learner that carries the group, in sequence order.
+    pub group_entries: HashMap<(LearnerId, GroupId), Vec<Entry>>,
+    /// Annual credit caps per category (calendar years in China Standard
+    /// Time). A category without a cap is not capped.
+    pub caps: HashMap<Category, Credits>,
+    /// For every learner, category and year in [`cap_keys`]: the sum of the
+    /// signed credits already in the ledger. Absent means zero.
+    pub year_totals: HashMap<(LearnerId, Category, i32), Credits>,
 }
 
 impl Lookups {
@@ -56,6 +66,90 @@ impl Lookups {
             .chain(self.entries.values().map(|e| e.position.chain))
             .collect()
     }
+
+    /// Adds an entry found under one of the batch's keys. Only the entry
+    /// that owns a key is kept: a promotion repeats the key of the
+    /// completion it promotes (see [`EntryKind::owns_key`]).
+    pub fn add_entry(&mut self, entry: Entry) {
+        if entry.body.kind.owns_key() {
+            self.entries
+                .insert((entry.body.site.clone(), entry.body.event_id.clone()), entry);
+        }
+    }
+
+    fn learner_of(&self, site: &SiteId, learner: &LearnerRef) -> Option<LearnerId> {
+        let id = match learner {
+            LearnerRef::Id(id) => id.clone(),
+            LearnerRef::Account(acct) => self.accounts.get(&(site.clone(), acct.clone()))?.clone(),
+        };
+        self.learner_chains.contains_key(&id).then_some(id)
+    }
+}
+
+/// The learners and recognition groups whose history the planner needs:
+/// those of the batch's completions of grouped courses and of the entries
+/// its revocations target. A store calls this after filling the learners,
+/// courses and keyed entries of `lookups`, and loads
+/// [`Lookups::group_entries`] for exactly these pairs.
+pub fn group_keys(events: &[Event], lookups: &Lookups) -> BTreeSet<(LearnerId, GroupId)> {
+    let mut keys = BTreeSet::new();
+    for e in events {
+        match &e.body {
+            EventBody::Completion(c) => {
+                let group = lookups
+                    .courses
+                    .get(&(e.site.clone(), c.course.clone()))
+                    .and_then(|t| t.recognition_group.clone());
+                if let (Some(g), Some(l)) = (group, lookups.learner_of(&e.site, &c.learner)) {
+                    keys.insert((l, g));
+                }
+            }
+            EventBody::Revocation(r) => {
+                if let Some(t) = lookups.entries.get(&(e.site.clone(), r.target.clone()))
+                    && let Some(g) = &t.body.recognition_group
+                {
+                    keys.insert((t.body.learner.clone(), g.clone()));
+                }
+            }
+        }
+    }
+    keys
+}
+
+/// The learners, capped categories and years whose totals the planner
+/// needs: those of the batch's completions, of the entries its revocations
+/// target, and of every entry in [`Lookups::group_entries`] (a revocation
+/// may promote one of them). A store calls this after loading the group
+/// entries and the caps, and loads [`Lookups::year_totals`] for these keys.
+pub fn cap_keys(events: &[Event], lookups: &Lookups) -> BTreeSet<(LearnerId, Category, i32)> {
+    let mut keys = BTreeSet::new();
+    if lookups.caps.is_empty() {
+        return keys;
+    }
+    let mut add = |learner: &LearnerId, category: &Category, at: Millis| {
+        if lookups.caps.contains_key(category) {
+            keys.insert((learner.clone(), category.clone(), at.year_cst()));
+        }
+    };
+    for e in events {
+        match &e.body {
+            EventBody::Completion(c) => {
+                let terms = lookups.courses.get(&(e.site.clone(), c.course.clone()));
+                if let (Some(t), Some(l)) = (terms, lookups.learner_of(&e.site, &c.learner)) {
+                    add(&l, &t.category, c.completed_at);
+                }
+            }
+            EventBody::Revocation(r) => {
+                if let Some(t) = lookups.entries.get(&(e.site.clone(), r.target.clone())) {
+                    add(&t.body.learner, &t.body.category, t.body.occurred_at);
+                }
+            }
+        }
+    }
+    for entry in lookups.group_entries.values().flatten() {
+        add(&entry.body.learner, &entry.body.category, entry.body.occurred_at);
+    }
+    keys
 }
 
 /// Why an item was rejected: a stable code and the offending field.
@@ -72,13 +166,13 @@ pub enum Outcome {
     Accepted {
         position: Position,
         kind: EntryKind,
-        credits: crate::amount::Credits,
+        credits: Credits,
     },
     /// Already in the ledger with the same content: nothing written.
     Duplicate {
         position: Position,
         kind: EntryKind,
-        credits: crate::amount::Credits,
+        credits: Credits,
     },
     /// Already in the ledger with different content in `field`: nothing written.
     Conflict { field: &'static str, position: Position },
@@ -109,8 +203,17 @@ struct Planner<'a> {
     /// Entries accepted earlier in this batch, by key (index into `plan.entries`).
     written: HashMap<Key, usize>,
     reversed: HashSet<Key>,
+    /// Group histories touched so far, starting from the lookups' and
+    /// growing with this batch's entries.
+    groups: HashMap<(LearnerId, GroupId), Vec<Entry>>,
+    /// Year totals of capped categories, likewise.
+    totals: HashMap<(LearnerId, Category, i32), Credits>,
     plan: Plan,
 }
+
+/// What a revocation writes after its reversal: the promotion of the next
+/// recognised completion of the group, when the reversed entry was paid.
+type Promote = Option<(u32, LearnerId, GroupId)>;
 
 /// Plans a batch. `now` is the recording time of every entry of the batch.
 pub fn plan(events: &[Event], now: Millis, lookups: &Lookups) -> Plan {
@@ -119,6 +222,8 @@ pub fn plan(events: &[Event], now: Millis, lookups: &Lookups) -> Plan {
         now,
         written: HashMap::new(),
         reversed: HashSet::new(),
+        groups: HashMap::new(),
+        totals: HashMap::new(),
         plan: Plan {
             outcomes: Vec::with_capacity(events.len()),
             ..Plan::default()
@@ -164,20 +269,137 @@ impl Planner<'_> {
             };
         }
         let built = match &event.body {
-            EventBody::Completion(c) => self.completion(event, c),
+            EventBody::Completion(c) => self.completion(event, c).map(|(chain, body)| (chain, body, None)),
             EventBody::Revocation(r) => self.revocation(event, r),
         };
         match built {
-            Ok((chain, body)) => self.append(key, chain, body),
+            Ok((chain, body, promote)) => {
+                let outcome = self.append(Some(key), chain, body);
+                if let Some((chain, learner, group)) = promote {
+                    self.promote_next(chain, &learner, &group);
+                }
+                outcome
+            }
             Err(rejected) => rejected,
         }
+    }
+
+    /// Every entry of `learner` in `group`: the ledger's and this batch's.
+    fn group_history(&self, learner: &LearnerId, group: &GroupId) -> &[Entry] {
+        let key = (learner.clone(), group.clone());
+        self.groups
+            .get(&key)
+            .or_else(|| self.lookups.group_entries.get(&key))
+            .map_or(&[], Vec::as_slice)
+    }
+
+    /// The entry that currently pays `learner`'s credits for `group`: a
+    /// paying entry that no reversal refers to. At most one exists.
+    fn paid_entry(&self, learner: &LearnerId, group: &GroupId) -> Option<&Entry> {
+        let history = self.group_history(learner, group);
+        let reversed: HashSet<Position> = history
+            .iter()
+            .filter(|e| e.body.kind == EntryKind::Reversal)
+            .filter_map(|e| e.body.refers_to)
+            .collect();
+        history
+            .iter()
+            .rev()
+            .find(|e| e.body.kind.pays() && !reversed.contains(&e.position))
+    }
+
+    /// The credits of a year's category total so far.
+    fn year_total(&self, key: &(LearnerId, Category, i32)) -> Credits {
+        self.totals
+            .get(key)
+            .or_else(|| self.lookups.year_totals.get(key))
+            .copied()
+            .unwrap_or(Credits::ZERO)
+    }
+
+    /// Splits `credits` into what fits under the learner's annual cap for
+    /// the category and what is withheld.
+    fn fit_under_cap(
+        &self,
+        learner: &LearnerId,
+        category: &Category,
+        at: Millis,
+        credits: Credits,
+    ) -> (Credits, Credits) {
+        let Some(cap) = self.lookups.caps.get(category) else {
+            return (credits, Credits::ZERO);
+        };
+        let total = self.year_total(&(learner.clone(), category.clone(), at.year_cst()));
+        let room = (cap.cents() - total.cents()).max(0);
+        let granted = credits.cents().min(room).max(0);
+        (
+            Credits::from_cents(granted),
+            Credits::from_cents(credits.cents() - granted),
+        )
+    }
+
+    /// Keeps the group histories and year totals current with a new entry.
+    fn record(&mut self, entry: &Entry) {
+        let b = &entry.body;
+        if let Some(group) = &b.recognition_group {
+            let key = (b.learner.clone(), group.clone());
+            let lookups = self.lookups;
+            self.groups
+                .entry(key)
+                .or_insert_with_key(|k| lookups.group_entries.get(k).cloned().unwrap_or_default())
+                .push(entry.clone());
+        }
+        if self.lookups.caps.contains_key(&b.category) {
+            let key = (b.learner.clone(), b.category.clone(), b.occurred_at.year_cst());
+            let total = self.year_total(&key);
+            // Per-entry credits are bounded far below i64::MAX / entries.
+            let sum = Credits::from_cents(total.cents().saturating_add(b.credits.cents()));
+            self.totals.insert(key, sum);
+        }
+    }
+
+    /// After the paid entry of a group was reversed, pays the earliest
+    /// recognised completion of the group that is still valid.
+    fn promote_next(&mut self, chain: u32, learner: &LearnerId, group: &GroupId) {
+        if self.paid_entry(learner, group).is_some() {
+            return;
+        }
+        let history = self.group_history(learner, group);
+        let used: HashSet<Position> = history
+            .iter()
+            .filter(|e| matches!(e.body.kind, EntryKind::Reversal | EntryKind::Promoted))
+            .filter_map(|e| e.body.refers_to)
+            .collect();
+        let Some(next) = history
+            .iter()
+            .find(|e| e.body.kind == EntryKind::Recognised && !used.contains(&e.position))
+        else {
+            return;
+        };
+        let b = &next.body;
+        let owed = b.withheld.unwrap_or(Credits::ZERO);
+        let (credits, over) = self.fit_under_cap(learner, &b.category, b.occurred_at, owed);
+        let body = EntryBody {
+            kind: EntryKind::Promoted,
+            credits,
+            recorded_at: self.now,
+            refers_to: Some(next.position),
+            target_event: None,
+            reason: Reason::default(),
+            withheld: (over.cents() > 0).then_some(over),
+            ..b.clone()
+        };
+        self.append(None, chain, body);
     }
 
     /// The first field in which `event` differs from the entry stored under
     /// its key (TigerBeetle's `exists_with_different_<field>`).
     fn first_difference(&self, event: &Event, stored: &EntryBody) -> Option<&'static str> {
         match (&event.body, stored.kind) {
-            (EventBody::Completion(c), EntryKind::Awarded | EntryKind::NotPassed) => {
+            (
+                EventBody::Completion(c),
+                EntryKind::Awarded | EntryKind::NotPassed | EntryKind::Recognised | EntryKind::Capped,
+            ) => {
                 let learner = self.resolve(&event.site, &c.learner).map(|(id, _)| id);
                 if c.course != stored.course {
                     Some("course")
@@ -234,9 +456,30 @@ impl Planner<'_> {
         if c.completed_at.0 > self.now.0.saturating_add(COMPLETED_AT_FUTURE_SKEW_MS) {
             return Err(reject("completed_at_out_of_range", "completed_at", "is in the future"));
         }
-        let (kind, credits) = match terms.assess(c.score, c.hours) {
-            Ok(Assessment::Passed(credits)) => (EntryKind::Awarded, credits),
-            Ok(Assessment::NotPassed) => (EntryKind::NotPassed, crate::amount::Credits::ZERO),
+        if let Some(from) = terms.offered_from
+            && c.completed_at < from
+        {
+            return Err(reject(
+                "completed_before_course_offered",
+                "completed_at",
+                format!("is before the course was first offered ({})", from.to_rfc3339()),
+            ));
+        }
+        let group = terms.recognition_group.as_ref();
+        let (kind, credits, refers_to, withheld) = match terms.assess(c.score, c.hours) {
+            Ok(Assessment::Passed(credits)) => match group.and_then(|g| self.paid_entry(&learner, g)) {
+                // The group is paid already: recorded, not paid again.
+                Some(paid) => (EntryKind::Recognised, Credits::ZERO, Some(paid.position), Some(credits)),
+                None => {
+                    let (granted, over) = self.fit_under_cap(&learner, &terms.category, c.completed_at, credits);
+                    if over.cents() > 0 {
+                        (EntryKind::Capped, granted, None, Some(over))
+                    } else {
+                        (EntryKind::Awarded, credits, None, None)
+                    }
+                }
+            },
+            Ok(Assessment::NotPassed) => (EntryKind::NotPassed, Credits::ZERO, None, None),
             Err(e) => {
                 return Err(Outcome::Rejected(Rejection {
                     code: "rule_needs_field",
@@ -259,14 +502,16 @@ impl Planner<'_> {
                 score: c.score,
                 hours: c.hours,
                 rule_version: terms.rule_version,
-                refers_to: None,
+                refers_to,
                 target_event: None,
                 reason: Reason::default(),
+                recognition_group: group.cloned(),
+                withheld,
             },
         ))
     }
 
-    fn revocation(&self, event: &Event, r: &Revocation) -> Result<(u32, EntryBody), Outcome> {
+    fn revocation(&self, event: &Event, r: &Revocation) -> Result<(u32, EntryBody, Promote), Outcome> {
         let target_key = (event.site.clone(), r.target.clone());
         let Some(target) = self.existing(&target_key) else {
             return Err(reject(
@@ -289,7 +534,21 @@ impl Planner<'_> {
                 "the event has already been revoked",
             ));
         }
+        // A recognised completion that was promoted is paid by its
+        // promotion: that is the entry the revocation reverses.
+        let target = match &target.body.recognition_group {
+            Some(g) => self
+                .group_history(&target.body.learner, g)
+                .iter()
+                .find(|e| e.body.kind == EntryKind::Promoted && e.body.refers_to == Some(target.position))
+                .unwrap_or(target),
+            None => target,
+        };
         let t = &target.body;
+        let promote = match &t.recognition_group {
+            Some(g) if t.kind.pays() => Some((target.position.chain, t.learner.clone(), g.clone())),
+            _ => None,
+        };
         Ok((
             target.position.chain,
             EntryBody {
@@ -308,11 +567,16 @@ impl Planner<'_> {
                 refers_to: Some(target.position),
                 target_event: Some(r.target.clone()),
                 reason: r.reason.clone(),
+                recognition_group: t.recognition_group.clone(),
+                withheld: None,
             },
+            promote,
         ))
     }
 
-    fn append(&mut self, key: Key, chain: u32, body: EntryBody) -> Outcome {
+    /// Seals `body` at the end of `chain`. `key` is the idempotency key the
+    /// entry owns (none for a promotion).
+    fn append(&mut self, key: Option<Key>, chain: u32, body: EntryBody) -> Outcome {
         let head = self
             .plan
             .heads
@@ -343,7 +607,10 @@ impl Planner<'_> {
                 hash: entry.hash,
             },
         );
-        self.written.insert(key, self.plan.entries.len());
+        self.record(&entry);
+        if let Some(key) = key {
+            self.written.insert(key, self.plan.entries.len());
+        }
         self.plan.entries.push(entry);
         outcome
     }
@@ -402,6 +669,8 @@ mod tests {
                 },
                 pass_mark: None,
                 rule_version: 1,
+                recognition_group: None,
+                offered_from: None,
             },
         );
         l
@@ -482,6 +751,19 @@ mod tests {
         }
         let head = p.heads[&0];
         assert_eq!(v.finish(head.seq, &head.hash), Ok(2));
+    }
+
+    #[test]
+    fn a_completion_before_the_course_was_offered_is_rejected_naming_completed_at() {
+        let mut l = lookups();
+        let key = (site(), CourseCode::parse("c1").expect("code"));
+        if let Some(t) = l.courses.get_mut(&key) {
+            t.offered_from = Some(Millis(NOW.0 - 500));
+        }
+        let p = plan(&[completion("e1", 1, "c1")], NOW, &l);
+        assert!(matches!(&p.outcomes[0], Outcome::Rejected(r)
+            if r.code == "completed_before_course_offered" && r.error.field == "completed_at"));
+        assert!(p.entries.is_empty());
     }
 
     #[test]

@@ -59,6 +59,12 @@ pub struct CourseTerms {
     pub pass_mark: Option<Score>,
     /// The version of the rule, recorded in every award.
     pub rule_version: u32,
+    /// The course's recognition group (学分互认), if any.
+    pub recognition_group: Option<crate::ids::GroupId>,
+    /// When the course was first offered: completions dated earlier are
+    /// refused. Declared by the site (a site back-filling years of history
+    /// registers its courses after they ran), so absent means no bound.
+    pub offered_from: Option<crate::event::Millis>,
 }
 
 /// The result of applying a course's terms to a completion.
@@ -121,6 +127,8 @@ mod tests {
             },
             pass_mark: Some(Score::from_cents(60_00)),
             rule_version: 1,
+            recognition_group: None,
+            offered_from: None,
         };
         assert_eq!(
             terms.assess(Some(Score::from_cents(59_99)), None),

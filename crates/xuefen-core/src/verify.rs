@@ -60,32 +60,41 @@ impl ChainVerifier {
 
     /// Checks the next entry of the chain.
     pub fn push(&mut self, entry: &Entry) -> Result<(), VerifyError> {
+        self.push_sealed(entry.position, &entry.prev_hash, &entry.hash, &entry.body.encode())
+    }
+
+    /// Checks the next entry given as its position, stored hashes and
+    /// canonical bytes (for entries of another layout, e.g. site changes).
+    pub fn push_sealed(
+        &mut self,
+        position: Position,
+        prev_hash: &[u8; 32],
+        hash: &[u8; 32],
+        canonical: &[u8],
+    ) -> Result<(), VerifyError> {
         let expected = Position {
             chain: self.chain,
             seq: self.next_seq,
         };
-        if entry.position != expected {
+        if position != expected {
             return Err(VerifyError {
                 position: expected,
-                fault: Fault::Gap {
-                    found: entry.position.seq,
-                },
+                fault: Fault::Gap { found: position.seq },
             });
         }
-        if entry.prev_hash != self.last_hash {
+        if *prev_hash != self.last_hash {
             return Err(VerifyError {
                 position: expected,
                 fault: Fault::BrokenLink,
             });
         }
-        let computed = entry_hash(entry.position, &entry.prev_hash, &entry.body.encode());
-        if computed != entry.hash {
+        if entry_hash(position, prev_hash, canonical) != *hash {
             return Err(VerifyError {
                 position: expected,
                 fault: Fault::HashMismatch,
             });
         }
-        self.last_hash = entry.hash;
+        self.last_hash = *hash;
         self.next_seq += 1;
         Ok(())
     }

@@ -20,14 +20,16 @@ use sha2::{Digest, Sha256};
 use xuefen_core::amount::{Credits, Hours, Score};
 use xuefen_core::entry::{DOMAIN_TAG, Entry, EntryBody, EntryKind, FORMAT_VERSION, GENESIS, entry_hash};
 use xuefen_core::event::{Millis, Reason};
-use xuefen_core::ids::{Category, CourseCode, EventId, LearnerId, Position, SiteId};
+use xuefen_core::ids::SiteStatus;
+use xuefen_core::ids::{Category, CourseCode, EventId, GroupId, LearnerId, Position, SiteId};
+use xuefen_core::site_log::{ALLIANCE_CHAIN, SiteChange, SiteChangeEntry};
 use xuefen_core::verify::{ChainVerifier, Fault, VerifyError};
 
 /// The chain of the worked example.
 const CHAIN: u32 = 5;
 
 /// Field names in canonical order, as the document spells them.
-const FIELDS: [&str; 16] = [
+const FIELDS: [&str; 18] = [
     "version",
     "kind",
     "site",
@@ -44,6 +46,8 @@ const FIELDS: [&str; 16] = [
     "refers_to",
     "target_event",
     "reason",
+    "recognition_group",
+    "withheld",
 ];
 
 // ---------------------------------------------------------------------------
@@ -57,6 +61,7 @@ fn example_bodies() -> [EntryBody; 2] {
     let course = CourseCode::parse("PY-101").expect("example course code");
     let category = Category::parse("vocational").expect("example category");
     let award_event = EventId::parse("hzxh-2025-000123").expect("example award event id");
+    let group = GroupId::parse("zj-py101").expect("example recognition group");
     let award = EntryBody {
         kind: EntryKind::Awarded,
         site: site.clone(),
@@ -75,6 +80,8 @@ fn example_bodies() -> [EntryBody; 2] {
         refers_to: None,
         target_event: None,
         reason: Reason::default(),
+        recognition_group: Some(group.clone()),
+        withheld: None,
     };
     let reversal = EntryBody {
         kind: EntryKind::Reversal,
@@ -93,6 +100,8 @@ fn example_bodies() -> [EntryBody; 2] {
         refers_to: Some(Position { chain: CHAIN, seq: 1 }),
         target_event: Some(award_event),
         reason: Reason::parse("成绩录入错误", "reason").expect("example reason"),
+        recognition_group: Some(group),
+        withheld: None,
     };
     [award, reversal]
 }
@@ -245,6 +254,17 @@ fn fields(body: &EntryBody) -> Vec<Field> {
             body.target_event.as_ref().map(|e| string("target_event", e.as_str())),
         ),
         string("reason", body.reason.as_str()),
+        optional(
+            "recognition_group",
+            body.recognition_group
+                .as_ref()
+                .map(|g| string("recognition_group", g.as_str())),
+        ),
+        optional(
+            "withheld",
+            body.withheld
+                .map(|v| int64("withheld", v.cents(), hundredths(v.cents(), "credits"))),
+        ),
     ];
     assert_eq!(out.iter().map(|f| f.name).collect::<Vec<_>>(), FIELDS);
     out
@@ -581,4 +601,69 @@ fn fragments() {
         println!("```");
         println!("\nhash seq={seq}: {}", hex::encode(entry.hash));
     }
+}
+
+// ---------------------------------------------------------------------------
+// Section 3b: a site change in the alliance chain.
+// ---------------------------------------------------------------------------
+
+/// The site change of the document: `hangzhou-xihu` suspended by an admin key.
+fn example_site_change() -> SiteChange {
+    SiteChange {
+        site: SiteId::parse("hangzhou-xihu").expect("example site id"),
+        from: Some(SiteStatus::Active),
+        to: SiteStatus::Suspended,
+        actor: "key_3f9a2c417be0".into(),
+        reason: Reason::parse("连续三个月未更新", "reason").expect("example reason"),
+        // 2025-07-01T00:00:00.000Z
+        at: Millis(1_751_328_000_000),
+        // 2024-01-01T00:00:00.000+08:00 and three years (1,096 days) later
+        agreement_starts_at: Millis(1_704_038_400_000),
+        agreement_ends_at: Millis(1_704_038_400_000 + 1_096 * 86_400_000),
+    }
+}
+
+#[test]
+fn the_documented_site_change_is_what_the_encoder_writes() {
+    let doc = doc();
+    let change = example_site_change();
+    let documented = hex_block(&doc, "canonical site-change");
+    assert_eq!(
+        hex::encode(&documented),
+        hex::encode(change.encode()),
+        "canonical site-change"
+    );
+    assert_eq!(SiteChange::decode(&documented), Ok(change.clone()));
+    let sealed = SiteChangeEntry::seal(1, GENESIS, change);
+    let label = "hash site-change:";
+    let line = doc
+        .lines()
+        .find_map(|l| l.trim().strip_prefix(label))
+        .expect("docs/ledger-format.md has a line `hash site-change: <hex>`");
+    assert_eq!(line.trim(), hex::encode(sealed.hash));
+    assert_eq!(
+        sealed.position,
+        Position {
+            chain: ALLIANCE_CHAIN,
+            seq: 1
+        }
+    );
+    let mut v = ChainVerifier::new(ALLIANCE_CHAIN);
+    v.push_sealed(sealed.position, &sealed.prev_hash, &sealed.hash, &documented)
+        .expect("the documented site change verifies");
+}
+
+/// Prints the fragments of the document's site-change example.
+#[test]
+fn site_change_fragments() {
+    let change = example_site_change();
+    println!("\n```hex canonical site-change");
+    for line in change.encode().chunks(32) {
+        println!("{}", hex::encode(line));
+    }
+    println!("```");
+    println!(
+        "\nhash site-change: {}",
+        hex::encode(SiteChangeEntry::seal(1, GENESIS, change).hash)
+    );
 }

@@ -13,7 +13,7 @@
 //! every query against a real PostgreSQL instead.
 #![forbid(unsafe_code)]
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -24,18 +24,44 @@ use async_trait::async_trait;
 use futures::stream::{BoxStream, StreamExt, TryStreamExt};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{PgPool, Postgres, Row, Transaction};
+use xuefen_core::amount::Credits;
 use xuefen_core::entry::Entry;
 use xuefen_core::event::{Event, EventBody, LearnerRef, Millis};
-use xuefen_core::ids::{CourseCode, EventId, LearnerId, LocalAccount, RegionCode, SiteId, SiteLevel, SiteStatus};
+use xuefen_core::ids::{
+    Category, CourseCode, EventId, GroupId, LearnerId, LocalAccount, Position, RegionCode, SiteId, SiteLevel,
+    SiteStatus,
+};
 use xuefen_core::plan::{self, Head, Key, Lookups, Outcome};
+use xuefen_core::site_log::{SiteChange, SiteChangeEntry};
+use xuefen_core::transcript::TotalRow;
+use xuefen_store::records::{CourseRecord, EntryRecord, SiteChangeRecord};
+use xuefen_store::{
+    Course, Group, KeyRecord, NewKey, NewLearner, Principal, Result, Site, SiteAct, SiteYearStats, StatsRule, Store,
+    StoreError, Written, site_change,
+};
+
 pub mod copy;
 
 use copy::CopyWriter;
-use xuefen_store::records::{CourseRecord, EntryRecord};
-use xuefen_store::{Course, KeyRecord, NewKey, NewLearner, Principal, Result, Site, Store, StoreError, Written};
 
 /// Migrations embedded from `migrations/postgres`.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
+
+/// The columns of a course in [`CourseRecord`] order, with its recognition
+/// group.
+macro_rules! course_columns {
+    () => {
+        "c.site_id, c.code, c.title, c.category, c.rule_kind, c.credits_cents, c.hours_per_credit_cents,
+         c.cap_cents, c.pass_mark_cents, c.rule_version::bigint, m.group_id, c.offered_from_ms"
+    };
+}
+
+macro_rules! course_from {
+    () => {
+        " from courses c
+          left join recognition_members m on m.site_id = c.site_id and m.course_code = c.code"
+    };
+}
 
 /// How many times a batch is retried after losing a race on an idempotency
 /// key or a deadlock with another instance.
@@ -222,11 +248,14 @@ impl PgStore {
         }
         // Read under the locks: the state of every touched chain is settled.
         for e in entries_by_keys(&mut tx, &keys).await? {
-            lookups
-                .entries
-                .insert((e.body.site.clone(), e.body.event_id.clone()), e);
+            lookups.add_entry(e);
         }
         lookups.reversed = reversed_targets(&mut tx, events).await?;
+        // Recognition and caps, read under the same locks: a learner's
+        // entries all live in one locked chain. Only batches that touch a
+        // group or a capped category run these queries.
+        lookups.group_entries = group_entries(&mut tx, &plan::group_keys(events, &lookups)).await?;
+        lookups.year_totals = year_totals(&mut tx, &plan::cap_keys(events, &lookups)).await?;
         let planned = plan::plan(events, now, &lookups);
         if optimistic && planned.outcomes.iter().any(|o| !matches!(o, Outcome::Accepted { .. })) {
             // A rejection may only mean that the key exists (a re-posted
@@ -417,13 +446,18 @@ async fn lookup_courses(
     wanted.sort();
     wanted.dedup();
     let (sites, codes): (Vec<String>, Vec<String>) = wanted.into_iter().unzip();
-    let rows = sqlx::query(
-        "select c.site_id, c.code, c.title, c.category, c.rule_kind, c.credits_cents,
-                c.hours_per_credit_cents, c.cap_cents, c.pass_mark_cents, c.rule_version::bigint
+    // The course's group and its category's annual cap come with it: no
+    // extra round trip for batches that use neither.
+    let rows = sqlx::query(concat!(
+        "select ",
+        course_columns!(),
+        ", cc.annual_cap_cents
            from courses c
            join unnest($1::text[], $2::text[]) as k(site_id, code)
-             on c.site_id = k.site_id and c.code = k.code",
-    )
+             on c.site_id = k.site_id and c.code = k.code
+           left join recognition_members m on m.site_id = c.site_id and m.course_code = c.code
+           left join category_caps cc on cc.category = c.category"
+    ))
     .bind(&sites)
     .bind(&codes)
     .fetch_all(&mut **tx)
@@ -432,6 +466,9 @@ async fn lookup_courses(
         // A course row the service could not have written is skipped here,
         // so its events are rejected as naming an unknown course.
         if let Ok(course) = Course::try_from(course_record(&row)) {
+            if let Some(cap) = row.get::<Option<i64>, _>(12) {
+                lookups.caps.insert(course.category.clone(), Credits::from_cents(cap));
+            }
             lookups
                 .courses
                 .insert((course.site.clone(), course.code.clone()), course.terms());
@@ -497,7 +534,8 @@ macro_rules! entry_columns {
     () => {
         "chain_id::bigint, seq, prev_hash, hash, kind::bigint, site_id, event_id, learner_id,
          course_code, category, credits_cents, occurred_at_ms, recorded_at_ms, score_cents, hours_cents,
-         rule_version::bigint, refers_chain::bigint, refers_seq, target_event, reason"
+         rule_version::bigint, refers_chain::bigint, refers_seq, target_event, reason, recognition_group,
+         withheld_cents"
     };
 }
 
@@ -523,6 +561,8 @@ fn entry_record(row: &PgRow) -> EntryRecord {
         refers_seq: row.get(17),
         target_event: row.get(18),
         reason: row.get(19),
+        recognition_group: row.get(20),
+        withheld_cents: row.get(21),
     }
 }
 
@@ -538,6 +578,8 @@ fn course_record(row: &PgRow) -> CourseRecord {
         cap_cents: row.get(7),
         pass_mark_cents: row.get(8),
         rule_version: row.get(9),
+        recognition_group: row.get(10),
+        offered_from_ms: row.get(11),
     }
 }
 
@@ -590,6 +632,84 @@ async fn reversed_targets(
         .collect())
 }
 
+/// Every entry of each (learner, group) pair, in sequence order.
+async fn group_entries(
+    tx: &mut Transaction<'_, Postgres>,
+    keys: &BTreeSet<(LearnerId, GroupId)>,
+) -> std::result::Result<HashMap<(LearnerId, GroupId), Vec<Entry>>, sqlx::Error> {
+    let mut out: HashMap<(LearnerId, GroupId), Vec<Entry>> = keys.iter().map(|k| (k.clone(), Vec::new())).collect();
+    if keys.is_empty() {
+        return Ok(out);
+    }
+    let (learners, groups): (Vec<&str>, Vec<&str>) = keys.iter().map(|(l, g)| (l.as_str(), g.as_str())).unzip();
+    let rows = sqlx::query(concat!(
+        "select ",
+        entry_columns!(),
+        " from ledger_entries l
+           join unnest($1::text[], $2::text[]) as k(k_learner, k_group)
+             on l.learner_id = k.k_learner and l.recognition_group = k.k_group
+          order by l.chain_id, l.seq"
+    ))
+    .bind(&learners)
+    .bind(&groups)
+    .fetch_all(&mut **tx)
+    .await?;
+    for row in &rows {
+        let e = Entry::try_from(entry_record(row)).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+        if let Some(g) = e.body.recognition_group.clone() {
+            out.entry((e.body.learner.clone(), g)).or_default().push(e);
+        }
+    }
+    Ok(out)
+}
+
+/// The sum of signed credits of each (learner, category, CST year).
+async fn year_totals(
+    tx: &mut Transaction<'_, Postgres>,
+    keys: &BTreeSet<(LearnerId, Category, i32)>,
+) -> std::result::Result<HashMap<(LearnerId, Category, i32), Credits>, sqlx::Error> {
+    let mut out = HashMap::new();
+    if keys.is_empty() {
+        return Ok(out);
+    }
+    let mut learners = Vec::with_capacity(keys.len());
+    let mut categories = Vec::with_capacity(keys.len());
+    let mut years = Vec::with_capacity(keys.len());
+    let mut starts = Vec::with_capacity(keys.len());
+    let mut ends = Vec::with_capacity(keys.len());
+    for (learner, category, year) in keys {
+        let (start, end) = Millis::cst_year_bounds(*year);
+        learners.push(learner.as_str());
+        categories.push(category.as_str());
+        years.push(*year);
+        starts.push(start.0);
+        ends.push(end.0);
+    }
+    let rows = sqlx::query(
+        "select k.k_learner, k.k_category, k.k_year, sum(l.credits_cents)::bigint
+           from unnest($1::text[], $2::text[], $3::int[], $4::bigint[], $5::bigint[])
+                as k(k_learner, k_category, k_year, k_start, k_end)
+           join ledger_entries l on l.learner_id = k.k_learner and l.category = k.k_category
+            and l.occurred_at_ms >= k.k_start and l.occurred_at_ms < k.k_end
+          group by k.k_learner, k.k_category, k.k_year",
+    )
+    .bind(&learners)
+    .bind(&categories)
+    .bind(&years)
+    .bind(&starts)
+    .bind(&ends)
+    .fetch_all(&mut **tx)
+    .await?;
+    for row in rows {
+        let (learner, category, year, sum): (String, String, i32, Option<i64>) =
+            (row.get(0), row.get(1), row.get(2), row.get(3));
+        if let (Ok(l), Ok(c)) = (LearnerId::parse(learner), Category::parse(category)) {
+            out.insert((l, c, year), Credits::from_cents(sum.unwrap_or(0)));
+        }
+    }
+    Ok(out)
+}
+
 /// Writes `entries` with one binary `COPY` and returns how many were written.
 ///
 /// `COPY` cannot skip conflicting rows: if another transaction committed one
@@ -605,7 +725,7 @@ async fn insert_entries(
         |v: i64, what: &str| i32::try_from(v).map_err(|_| sqlx::Error::Protocol(format!("{what} out of range")));
     for e in entries {
         let r = EntryRecord::from(e);
-        w.row(20);
+        w.row(22);
         w.int4(small(r.chain_id, "chain id")?);
         w.int8(r.seq);
         w.bytea(&r.prev_hash);
@@ -626,12 +746,14 @@ async fn insert_entries(
         w.opt_int8(r.refers_seq);
         w.opt_text(r.target_event.as_deref());
         w.text(&r.reason);
+        w.opt_text(r.recognition_group.as_deref());
+        w.opt_int8(r.withheld_cents);
     }
     let mut copy = tx
         .copy_in_raw(
             "copy ledger_entries (chain_id, seq, prev_hash, hash, kind, site_id, event_id, learner_id,
                 course_code, category, credits_cents, occurred_at_ms, recorded_at_ms, score_cents, hours_cents,
-                rule_version, refers_chain, refers_seq, target_event, reason)
+                rule_version, refers_chain, refers_seq, target_event, reason, recognition_group, withheld_cents)
              from stdin (format binary)",
         )
         .await?;
@@ -671,7 +793,74 @@ fn site_from_row(row: &PgRow) -> Result<Site> {
         level: SiteLevel::parse(row.get::<&str, _>(2)).map_err(corrupt)?,
         region_code: RegionCode::parse(row.get::<String, _>(3)).map_err(corrupt)?,
         status: SiteStatus::parse(row.get::<&str, _>(4)).map_err(corrupt)?,
+        agreement_starts_at: row.get::<Option<i64>, _>(5).map(Millis),
+        agreement_ends_at: row.get::<Option<i64>, _>(6).map(Millis),
     })
+}
+
+const SITE_COLUMNS: &str = "id, name, level, region_code, status, agreement_starts_at_ms, agreement_ends_at_ms";
+
+const SITE_CHANGE_COLUMNS: &str = "seq, prev_hash, hash, site_id, from_status, to_status, actor, reason, at_ms,
+     agreement_starts_at_ms, agreement_ends_at_ms";
+
+fn site_change_from_row(row: &PgRow) -> Result<SiteChangeEntry> {
+    SiteChangeEntry::try_from(SiteChangeRecord {
+        seq: row.get(0),
+        prev_hash: row.get(1),
+        hash: row.get(2),
+        site_id: row.get(3),
+        from_status: row.get(4),
+        to_status: row.get(5),
+        actor: row.get(6),
+        reason: row.get(7),
+        at_ms: row.get(8),
+        agreement_starts_at_ms: row.get(9),
+        agreement_ends_at_ms: row.get(10),
+    })
+}
+
+/// Seals `change` after the alliance chain's head, which it locks, and
+/// writes both inside the caller's transaction.
+async fn append_site_change(tx: &mut Transaction<'_, Postgres>, change: SiteChange) -> Result<SiteChangeEntry> {
+    let row = sqlx::query("select seq, hash from alliance_head where id for update")
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(db)?;
+    let corrupt = |d: &str| StoreError::Corrupt {
+        at: "alliance_head".into(),
+        detail: d.into(),
+    };
+    let (seq, hash): (i64, Vec<u8>) = (row.get(0), row.get(1));
+    let seq = u64::try_from(seq).map_err(|_| corrupt("negative seq"))?;
+    let hash: [u8; 32] = hash.try_into().map_err(|_| corrupt("hash is not 32 bytes"))?;
+    let entry = SiteChangeEntry::seal(seq + 1, hash, change);
+    let r = SiteChangeRecord::from(&entry);
+    sqlx::query(
+        "insert into site_changes (seq, prev_hash, hash, site_id, from_status, to_status, actor, reason, at_ms,
+                agreement_starts_at_ms, agreement_ends_at_ms)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+    )
+    .bind(r.seq)
+    .bind(r.prev_hash)
+    .bind(&r.hash)
+    .bind(r.site_id)
+    .bind(r.from_status)
+    .bind(r.to_status)
+    .bind(r.actor)
+    .bind(r.reason)
+    .bind(r.at_ms)
+    .bind(r.agreement_starts_at_ms)
+    .bind(r.agreement_ends_at_ms)
+    .execute(&mut **tx)
+    .await
+    .map_err(db)?;
+    sqlx::query("update alliance_head set seq = $1, hash = $2 where id")
+        .bind(r.seq)
+        .bind(r.hash)
+        .execute(&mut **tx)
+        .await
+        .map_err(db)?;
+    Ok(entry)
 }
 
 #[async_trait]
@@ -698,21 +887,36 @@ impl Store for PgStore {
         Ok(())
     }
 
-    async fn create_site(&self, site: &Site) -> Result<()> {
-        sqlx::query("insert into sites (id, name, level, region_code, status) values ($1, $2, $3, $4, $5)")
-            .bind(site.id.as_str())
-            .bind(&site.name)
-            .bind(site.level.as_str())
-            .bind(site.region_code.as_str())
-            .bind(site.status.as_str())
-            .execute(&self.pool)
-            .await
-            .map_err(db)?;
-        Ok(())
+    async fn create_site(&self, site: &Site, act: &SiteAct) -> Result<SiteChangeEntry> {
+        if !matches!(site.status, SiteStatus::Pending | SiteStatus::Active) {
+            return Err(StoreError::Conflict(format!(
+                "invalid_transition: a site starts pending or active, not {}",
+                site.status
+            )));
+        }
+        let change = site_change(site, None, act);
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        sqlx::query(
+            "insert into sites (id, name, level, region_code, status, agreement_starts_at_ms, agreement_ends_at_ms)
+             values ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(site.id.as_str())
+        .bind(&site.name)
+        .bind(site.level.as_str())
+        .bind(site.region_code.as_str())
+        .bind(site.status.as_str())
+        .bind(change.agreement_starts_at.0)
+        .bind(change.agreement_ends_at.0)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        let entry = append_site_change(&mut tx, change).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(entry)
     }
 
     async fn site(&self, id: &SiteId) -> Result<Option<Site>> {
-        let row = sqlx::query("select id, name, level, region_code, status from sites where id = $1")
+        let row = sqlx::query(&format!("select {SITE_COLUMNS} from sites where id = $1"))
             .bind(id.as_str())
             .fetch_optional(&self.pool)
             .await
@@ -721,22 +925,99 @@ impl Store for PgStore {
     }
 
     async fn sites(&self) -> Result<Vec<Site>> {
-        let rows = sqlx::query("select id, name, level, region_code, status from sites order by id")
+        let rows = sqlx::query(&format!("select {SITE_COLUMNS} from sites order by id"))
             .fetch_all(&self.pool)
             .await
             .map_err(db)?;
         rows.iter().map(site_from_row).collect()
     }
 
-    async fn set_site_status(&self, id: &SiteId, status: SiteStatus) -> Result<Site> {
-        let row =
-            sqlx::query("update sites set status = $2 where id = $1 returning id, name, level, region_code, status")
-                .bind(id.as_str())
-                .bind(status.as_str())
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(db)?;
-        row.as_ref().map(site_from_row).transpose()?.ok_or(StoreError::NotFound)
+    async fn set_site_status(
+        &self,
+        id: &SiteId,
+        status: SiteStatus,
+        agreement_ends_at: Option<Millis>,
+        act: &SiteAct,
+    ) -> Result<(Site, SiteChangeEntry)> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let row = sqlx::query(&format!("select {SITE_COLUMNS} from sites where id = $1 for update"))
+            .bind(id.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db)?;
+        let current = row
+            .as_ref()
+            .map(site_from_row)
+            .transpose()?
+            .ok_or(StoreError::NotFound)?;
+        if !current.status.may_move_to(status) {
+            return Err(StoreError::Conflict(format!(
+                "invalid_transition: a {} site cannot become {status}",
+                current.status
+            )));
+        }
+        let next = Site {
+            status,
+            agreement_ends_at: agreement_ends_at.or(current.agreement_ends_at),
+            ..current.clone()
+        };
+        let change = site_change(&next, Some(current.status), act);
+        sqlx::query(
+            "update sites set status = $2, agreement_starts_at_ms = $3, agreement_ends_at_ms = $4 where id = $1",
+        )
+        .bind(id.as_str())
+        .bind(status.as_str())
+        .bind(change.agreement_starts_at.0)
+        .bind(change.agreement_ends_at.0)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        let site = Site {
+            agreement_starts_at: Some(change.agreement_starts_at),
+            agreement_ends_at: Some(change.agreement_ends_at),
+            ..next
+        };
+        let entry = append_site_change(&mut tx, change).await?;
+        tx.commit().await.map_err(db)?;
+        Ok((site, entry))
+    }
+
+    async fn site_changes(&self, id: &SiteId) -> Result<Vec<SiteChangeEntry>> {
+        let rows = sqlx::query(&format!(
+            "select {SITE_CHANGE_COLUMNS} from site_changes where site_id = $1 order by seq"
+        ))
+        .bind(id.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter().map(site_change_from_row).collect()
+    }
+
+    async fn alliance_head(&self) -> Result<Head> {
+        let row = sqlx::query("select seq, hash from alliance_head where id")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db)?;
+        let (seq, hash): (i64, Vec<u8>) = (row.get(0), row.get(1));
+        let corrupt = |d: &str| StoreError::Corrupt {
+            at: "alliance_head".into(),
+            detail: d.into(),
+        };
+        Ok(Head {
+            seq: u64::try_from(seq).map_err(|_| corrupt("negative seq"))?,
+            hash: hash.try_into().map_err(|_| corrupt("hash is not 32 bytes"))?,
+        })
+    }
+
+    fn alliance_entries(&self) -> BoxStream<'_, Result<SiteChangeEntry>> {
+        sqlx::query(
+            "select seq, prev_hash, hash, site_id, from_status, to_status, actor, reason, at_ms,
+                    agreement_starts_at_ms, agreement_ends_at_ms from site_changes order by seq",
+        )
+        .fetch(&self.pool)
+        .map_err(db)
+        .and_then(|r| async move { site_change_from_row(&r) })
+        .boxed()
     }
 
     async fn create_key(&self, key: &NewKey) -> Result<()> {
@@ -769,7 +1050,7 @@ impl Store for PgStore {
 
     async fn key_by_hash(&self, secret_hash: &[u8; 32]) -> Result<Option<KeyRecord>> {
         let row = sqlx::query(
-            "select k.id, k.role, k.site_id, k.revoked_at is not null, s.status
+            "select k.id, k.role, k.site_id, k.revoked_at is not null, s.status, s.agreement_ends_at_ms
                from api_keys k left join sites s on s.id = k.site_id
               where k.secret_hash = $1",
         )
@@ -798,6 +1079,7 @@ impl Store for PgStore {
             principal,
             revoked: row.get(3),
             site_status,
+            agreement_ends_at: row.get::<Option<i64>, _>(5).map(Millis),
         }))
     }
 
@@ -890,11 +1172,13 @@ impl Store for PgStore {
 
     async fn put_course(&self, course: &Course) -> Result<(Course, Written)> {
         let mut tx = self.pool.begin().await.map_err(db)?;
-        let row = sqlx::query(
-            "select site_id, code, title, category, rule_kind, credits_cents, hours_per_credit_cents, cap_cents,
-                    pass_mark_cents, rule_version::bigint
-               from courses where site_id = $1 and code = $2 for update",
-        )
+        // `for update of c`: the member row may be absent (outer join).
+        let row = sqlx::query(concat!(
+            "select ",
+            course_columns!(),
+            course_from!(),
+            " where c.site_id = $1 and c.code = $2 for update of c"
+        ))
         .bind(course.site.as_str())
         .bind(course.code.as_str())
         .fetch_optional(&mut *tx)
@@ -908,18 +1192,19 @@ impl Store for PgStore {
         };
         let stored = Course {
             rule_version: version,
+            recognition_group: existing.as_ref().and_then(|c| c.recognition_group.clone()),
             ..course.clone()
         };
         let r = CourseRecord::from(&stored);
         sqlx::query(
             "insert into courses (site_id, code, title, category, rule_kind, credits_cents, hours_per_credit_cents,
-                    cap_cents, pass_mark_cents, rule_version)
-             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                    cap_cents, pass_mark_cents, rule_version, offered_from_ms)
+             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
              on conflict (site_id, code) do update set title = excluded.title, category = excluded.category,
                  rule_kind = excluded.rule_kind, credits_cents = excluded.credits_cents,
                  hours_per_credit_cents = excluded.hours_per_credit_cents, cap_cents = excluded.cap_cents,
                  pass_mark_cents = excluded.pass_mark_cents, rule_version = excluded.rule_version,
-                 updated_at = now()",
+                 offered_from_ms = excluded.offered_from_ms, updated_at = now()",
         )
         .bind(&r.site_id)
         .bind(&r.code)
@@ -931,6 +1216,7 @@ impl Store for PgStore {
         .bind(r.cap_cents)
         .bind(r.pass_mark_cents)
         .bind(r.rule_version as i32)
+        .bind(r.offered_from_ms)
         .execute(&mut *tx)
         .await
         .map_err(db)?;
@@ -939,17 +1225,144 @@ impl Store for PgStore {
     }
 
     async fn course(&self, site: &SiteId, code: &CourseCode) -> Result<Option<Course>> {
-        let row = sqlx::query(
-            "select site_id, code, title, category, rule_kind, credits_cents, hours_per_credit_cents, cap_cents,
-                    pass_mark_cents, rule_version::bigint
-               from courses where site_id = $1 and code = $2",
-        )
+        let row = sqlx::query(concat!(
+            "select ",
+            course_columns!(),
+            course_from!(),
+            " where c.site_id = $1 and c.code = $2"
+        ))
         .bind(site.as_str())
         .bind(code.as_str())
         .fetch_optional(&self.pool)
         .await
         .map_err(db)?;
         row.as_ref().map(|r| Course::try_from(course_record(r))).transpose()
+    }
+
+    async fn put_group(&self, group: &Group) -> Result<Written> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        // Serialises group changes, so that two admins cannot both claim a
+        // course (a transaction-scoped advisory lock; groups change rarely).
+        sqlx::query("select pg_advisory_xact_lock(hashtext('xuefen.recognition_groups'))")
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        let (sites, codes): (Vec<&str>, Vec<&str>) =
+            group.courses.iter().map(|(s, c)| (s.as_str(), c.as_str())).unzip();
+        let taken = sqlx::query(
+            "select m.site_id, m.course_code, m.group_id
+               from recognition_members m
+               join unnest($1::text[], $2::text[]) as k(k_site, k_code)
+                 on m.site_id = k.k_site and m.course_code = k.k_code
+              where m.group_id <> $3
+              limit 1",
+        )
+        .bind(&sites)
+        .bind(&codes)
+        .bind(group.id.as_str())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db)?;
+        if let Some(row) = taken {
+            let (site, code, other): (String, String, String) = (row.get(0), row.get(1), row.get(2));
+            return Err(StoreError::Conflict(format!(
+                "course {site}/{code} is already in group {other}"
+            )));
+        }
+        let created: bool = sqlx::query_scalar(
+            "insert into recognition_groups (id, title) values ($1, $2)
+             on conflict (id) do update set title = excluded.title, updated_at = now()
+             returning (xmax = 0)",
+        )
+        .bind(group.id.as_str())
+        .bind(&group.title)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db)?;
+        sqlx::query("delete from recognition_members where group_id = $1")
+            .bind(group.id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        sqlx::query(
+            "insert into recognition_members (site_id, course_code, group_id)
+             select k.site_id, k.code, $3 from unnest($1::text[], $2::text[]) as k(site_id, code)",
+        )
+        .bind(&sites)
+        .bind(&codes)
+        .bind(group.id.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(if created { Written::Created } else { Written::Existing })
+    }
+
+    async fn group(&self, id: &GroupId) -> Result<Option<Group>> {
+        let title: Option<String> = sqlx::query_scalar("select title from recognition_groups where id = $1")
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        let Some(title) = title else { return Ok(None) };
+        let rows = sqlx::query(
+            "select site_id, course_code from recognition_members where group_id = $1 order by site_id, course_code",
+        )
+        .bind(id.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        let corrupt = |e: xuefen_core::FieldError| StoreError::Corrupt {
+            at: format!("group {id}"),
+            detail: e.to_string(),
+        };
+        let courses = rows
+            .iter()
+            .map(|r| {
+                Ok((
+                    SiteId::parse(r.get::<String, _>(0)).map_err(corrupt)?,
+                    CourseCode::parse(r.get::<String, _>(1)).map_err(corrupt)?,
+                ))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Some(Group {
+            id: id.clone(),
+            title,
+            courses,
+        }))
+    }
+
+    async fn set_cap(&self, category: &Category, annual: Option<Credits>) -> Result<()> {
+        match annual {
+            Some(cap) => sqlx::query(
+                "insert into category_caps (category, annual_cap_cents) values ($1, $2)
+                 on conflict (category) do update set annual_cap_cents = excluded.annual_cap_cents,
+                     updated_at = now()",
+            )
+            .bind(category.as_str())
+            .bind(cap.cents()),
+            None => sqlx::query("delete from category_caps where category = $1").bind(category.as_str()),
+        }
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    async fn caps(&self) -> Result<Vec<(Category, Credits)>> {
+        let rows = sqlx::query("select category, annual_cap_cents from category_caps order by category")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        rows.iter()
+            .map(|r| {
+                let category = Category::parse(r.get::<String, _>(0)).map_err(|e| StoreError::Corrupt {
+                    at: "category_caps".into(),
+                    detail: e.to_string(),
+                })?;
+                Ok((category, Credits::from_cents(r.get(1))))
+            })
+            .collect()
     }
 
     async fn ingest(&self, events: &[Event], now: Millis) -> Result<Vec<Outcome>> {
@@ -967,7 +1380,7 @@ impl Store for PgStore {
         let row = sqlx::query(concat!(
             "select ",
             entry_columns!(),
-            " from ledger_entries where site_id = $1 and event_id = $2"
+            " from ledger_entries where site_id = $1 and event_id = $2 and kind <> 6"
         ))
         .bind(site.as_str())
         .bind(event.as_str())
@@ -988,6 +1401,125 @@ impl Store for PgStore {
         .await
         .map_err(db)?;
         rows.into_iter().map(|r| Entry::try_from(entry_record(&r))).collect()
+    }
+
+    async fn learner_entries_page(&self, learner: &LearnerId, after_seq: u64, limit: usize) -> Result<Vec<Entry>> {
+        let rows = sqlx::query(concat!(
+            "select ",
+            entry_columns!(),
+            " from ledger_entries where learner_id = $1 and seq > $2 order by seq limit $3"
+        ))
+        .bind(learner.as_str())
+        .bind(i64::try_from(after_seq).unwrap_or(i64::MAX))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.into_iter().map(|r| Entry::try_from(entry_record(&r))).collect()
+    }
+
+    async fn learner_summary(&self, learner: &LearnerId) -> Result<(Vec<TotalRow>, HashSet<Position>)> {
+        // Years in China Standard Time: UTC+8 all year round (no DST).
+        let rows = sqlx::query(
+            "select extract(year from to_timestamp((occurred_at_ms + 28800000) / 1000.0) at time zone 'UTC')::int
+                        as year,
+                    category, site_id, sum(credits_cents)::bigint
+               from ledger_entries where learner_id = $1
+              group by year, category, site_id",
+        )
+        .bind(learner.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        let totals = rows
+            .iter()
+            .map(|r| TotalRow {
+                year: r.get(0),
+                category: r.get(1),
+                site: r.get(2),
+                credits: Credits::from_cents(r.get(3)),
+            })
+            .collect();
+        let rows = sqlx::query(
+            "select refers_chain::bigint, refers_seq from ledger_entries
+              where learner_id = $1 and kind = 3 and refers_seq is not null",
+        )
+        .bind(learner.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        let reversed = rows
+            .iter()
+            .filter_map(|r| {
+                let (chain, seq): (i64, i64) = (r.get(0), r.get(1));
+                Some(Position {
+                    chain: u32::try_from(chain).ok()?,
+                    seq: u64::try_from(seq).ok()?,
+                })
+            })
+            .collect();
+        Ok((totals, reversed))
+    }
+
+    async fn site_year_stats(&self, site: Option<&SiteId>, year: i32, rule: StatsRule) -> Result<Vec<SiteYearStats>> {
+        let (start, end) = Millis::cst_year_bounds(year);
+        // A scan of the year's entries: statistics are an admin report,
+        // derived from the ledger rather than from per-event counters.
+        let rows = sqlx::query(
+            "with in_year as (
+                 select site_id, learner_id, kind, credits_cents from ledger_entries
+                  where occurred_at_ms >= $2 and occurred_at_ms < $3
+             ),
+             site_learner as (
+                 select site_id, learner_id, sum(credits_cents)::bigint as credits,
+                        max(case when kind <> 3 then 1 else 0 end) as active
+                   from in_year group by site_id, learner_id
+             ),
+             learner_year as (
+                 select learner_id, sum(credits_cents)::bigint as credits from in_year group by learner_id
+             ),
+             regs as (
+                 select site_id, learner_id from learner_accounts group by site_id, learner_id
+                 having min(created_at) >= to_timestamp($2 / 1000.0) and min(created_at) < to_timestamp($3 / 1000.0)
+             )
+             select s.id,
+                    (select count(*) from regs r where r.site_id = s.id),
+                    (select count(*) from regs r join learner_year y on y.learner_id = r.learner_id
+                      where r.site_id = s.id and y.credits >= $4),
+                    (select count(*) from site_learner l where l.site_id = s.id and l.active = 1),
+                    (select count(*) from site_learner l where l.site_id = s.id and l.credits >= $4),
+                    (select coalesce(sum(l.credits), 0)::bigint from site_learner l where l.site_id = s.id),
+                    (select count(*) from site_learner l where l.site_id = s.id and l.credits >= $5)
+               from sites s
+              where $1::text is null or s.id = $1::text
+              order by s.id",
+        )
+        .bind(site.map(SiteId::as_str))
+        .bind(start.0)
+        .bind(end.0)
+        .bind(rule.credits_each.cents())
+        .bind(rule.star_credits.cents())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter()
+            .map(|r| {
+                let id: String = r.get(0);
+                let count = |i: usize| u64::try_from(r.get::<i64, _>(i)).unwrap_or_default();
+                Ok(SiteYearStats {
+                    site: SiteId::parse(id.clone()).map_err(|e| StoreError::Corrupt {
+                        at: format!("site {id}"),
+                        detail: e.to_string(),
+                    })?,
+                    registrations: count(1),
+                    registrations_with_credits: count(2),
+                    learners_active: count(3),
+                    learners_with_credits: count(4),
+                    credits: Credits::from_cents(r.get::<i64, _>(5)),
+                    learning_stars: count(6),
+                })
+            })
+            .collect()
     }
 
     async fn heads(&self) -> Result<Vec<(u32, Head)>> {

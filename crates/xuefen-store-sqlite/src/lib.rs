@@ -42,12 +42,21 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
 use sqlx::{Row, SqlitePool};
+use xuefen_core::amount::Credits;
 use xuefen_core::entry::Entry;
 use xuefen_core::event::{Event, EventBody, LearnerRef, Millis};
-use xuefen_core::ids::{CourseCode, EventId, LearnerId, LocalAccount, RegionCode, SiteId, SiteLevel, SiteStatus};
+use xuefen_core::ids::{
+    Category, CourseCode, EventId, GroupId, LearnerId, LocalAccount, Position, RegionCode, SiteId, SiteLevel,
+    SiteStatus,
+};
 use xuefen_core::plan::{self, Head, Key, Lookups, Outcome};
-use xuefen_store::records::{CourseRecord, EntryRecord};
-use xuefen_store::{Course, KeyRecord, NewKey, NewLearner, Principal, Result, Site, Store, StoreError, Written};
+use xuefen_core::site_log::{SiteChange, SiteChangeEntry};
+use xuefen_core::transcript::TotalRow;
+use xuefen_store::records::{CourseRecord, EntryRecord, SiteChangeRecord};
+use xuefen_store::{
+    Course, Group, KeyRecord, NewKey, NewLearner, Principal, Result, Site, SiteAct, SiteYearStats, StatsRule, Store,
+    StoreError, Written, site_change,
+};
 
 /// Migrations embedded from `migrations/sqlite`.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
@@ -63,9 +72,9 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 const PARAMS_PER_STATEMENT_MAX: usize = 10_000;
 
 /// Columns of `ledger_entries`.
-const ENTRY_COLUMNS: usize = 20;
+const ENTRY_COLUMNS: usize = 22;
 
-/// Rows per multi-row insert of entries: 500 × 20 = 10 000 parameters.
+/// Rows per multi-row insert of entries: 454 × 22 ≤ 10 000 parameters.
 const ENTRY_ROWS_PER_INSERT: usize = PARAMS_PER_STATEMENT_MAX / ENTRY_COLUMNS;
 
 /// The columns of an entry in [`EntryRecord`] order, as a literal so that
@@ -74,7 +83,24 @@ macro_rules! entry_columns {
     () => {
         "chain_id, seq, prev_hash, hash, kind, site_id, event_id, learner_id, course_code,
          category, credits_cents, occurred_at_ms, recorded_at_ms, score_cents, hours_cents,
-         rule_version, refers_chain, refers_seq, target_event, reason"
+         rule_version, refers_chain, refers_seq, target_event, reason, recognition_group, withheld_cents"
+    };
+}
+
+/// The columns of a course in [`CourseRecord`] order, with its recognition
+/// group; the caller's query ends with [`course_from!`].
+macro_rules! course_columns {
+    () => {
+        "c.site_id, c.code, c.title, c.category, c.rule_kind, c.credits_cents,
+         c.hours_per_credit_cents, c.cap_cents, c.pass_mark_cents, c.rule_version,
+         m.group_id, c.offered_from_ms"
+    };
+}
+
+macro_rules! course_from {
+    () => {
+        " from courses c
+          left join recognition_members m on m.site_id = c.site_id and m.course_code = c.code"
     };
 }
 
@@ -211,11 +237,13 @@ async fn ingest_locked(conn: &mut SqliteConnection, events: &[Event], now: Milli
     lookup_learners(conn, events, &mut lookups).await?;
     lookup_courses(conn, events, &mut lookups).await?;
     for e in entries_by_keys(conn, &batch_keys(events)).await? {
-        lookups
-            .entries
-            .insert((e.body.site.clone(), e.body.event_id.clone()), e);
+        lookups.add_entry(e);
     }
     lookups.reversed = reversed_targets(conn, events).await?;
+    // Recognition and caps: only batches that touch a group or a capped
+    // category run these.
+    lookups.group_entries = group_entries(conn, &plan::group_keys(events, &lookups)).await?;
+    lookups.year_totals = year_totals(conn, &plan::cap_keys(events, &lookups)).await?;
     // The chains the batch may append to: its learners' and those of the
     // entries its revocations target, now in `lookups.entries`. We hold the
     // write lock, so these heads cannot move before commit.
@@ -306,11 +334,18 @@ async fn lookup_courses(conn: &mut SqliteConnection, events: &[Event], lookups: 
     wanted.sort();
     wanted.dedup();
     for chunk in wanted.chunks(PARAMS_PER_STATEMENT_MAX / 2) {
+        // The course's group and its category's annual cap come with it:
+        // no extra round trip for batches that use neither.
         let sql = format!(
-            "select c.site_id, c.code, c.title, c.category, c.rule_kind, c.credits_cents,
-                    c.hours_per_credit_cents, c.cap_cents, c.pass_mark_cents, c.rule_version
-               from (values {}) as k
-               join courses c on c.site_id = k.column1 and c.code = k.column2",
+            concat!(
+                "select ",
+                course_columns!(),
+                ", cc.annual_cap_cents
+                   from (values {}) as k
+                   join courses c on c.site_id = k.column1 and c.code = k.column2
+                   left join recognition_members m on m.site_id = c.site_id and m.course_code = c.code
+                   left join category_caps cc on cc.category = c.category"
+            ),
             tuples(chunk.len(), 2)
         );
         let mut q = sqlx::query(&sql).persistent(REUSE_DYNAMIC_STATEMENTS);
@@ -321,6 +356,9 @@ async fn lookup_courses(conn: &mut SqliteConnection, events: &[Event], lookups: 
             // A course row the service could not have written is skipped
             // here, so its events are rejected as naming an unknown course.
             if let Ok(course) = course_record(&row).and_then(Course::try_from) {
+                if let Ok(Some(cap)) = row.try_get::<Option<i64>, _>(12) {
+                    lookups.caps.insert(course.category.clone(), Credits::from_cents(cap));
+                }
                 lookups
                     .courses
                     .insert((course.site.clone(), course.code.clone()), course.terms());
@@ -383,6 +421,82 @@ async fn reversed_targets(conn: &mut SqliteConnection, events: &[Event]) -> Resu
     Ok(reversed)
 }
 
+/// Every entry of each (learner, group) pair, in sequence order.
+async fn group_entries(
+    conn: &mut SqliteConnection,
+    keys: &BTreeSet<(LearnerId, GroupId)>,
+) -> Result<HashMap<(LearnerId, GroupId), Vec<Entry>>> {
+    let mut out: HashMap<(LearnerId, GroupId), Vec<Entry>> = keys.iter().map(|k| (k.clone(), Vec::new())).collect();
+    let keys: Vec<&(LearnerId, GroupId)> = keys.iter().collect();
+    for chunk in keys.chunks(PARAMS_PER_STATEMENT_MAX / 2) {
+        let sql = format!(
+            concat!(
+                "select ",
+                entry_columns!(),
+                " from (values {}) as k
+                  join ledger_entries l on l.learner_id = k.column1 and l.recognition_group = k.column2
+                 order by l.chain_id, l.seq"
+            ),
+            tuples(chunk.len(), 2)
+        );
+        let mut q = sqlx::query(&sql).persistent(REUSE_DYNAMIC_STATEMENTS);
+        for (learner, group) in chunk {
+            q = q.bind(learner.as_str()).bind(group.as_str());
+        }
+        for row in q.fetch_all(&mut *conn).await.map_err(db)? {
+            let e = entry_from_row(&row)?;
+            if let Some(g) = e.body.recognition_group.clone() {
+                out.entry((e.body.learner.clone(), g)).or_default().push(e);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The sum of signed credits of each (learner, category, CST year).
+async fn year_totals(
+    conn: &mut SqliteConnection,
+    keys: &BTreeSet<(LearnerId, Category, i32)>,
+) -> Result<HashMap<(LearnerId, Category, i32), Credits>> {
+    let mut out = HashMap::new();
+    let keys: Vec<&(LearnerId, Category, i32)> = keys.iter().collect();
+    for chunk in keys.chunks(PARAMS_PER_STATEMENT_MAX / 5) {
+        let sql = format!(
+            "select k.column1, k.column2, k.column3, coalesce(sum(l.credits_cents), 0)
+               from (values {}) as k
+               join ledger_entries l on l.learner_id = k.column1 and l.category = k.column2
+                and l.occurred_at_ms >= k.column4 and l.occurred_at_ms < k.column5
+              group by k.column1, k.column2, k.column3",
+            tuples(chunk.len(), 5)
+        );
+        let mut q = sqlx::query(&sql).persistent(REUSE_DYNAMIC_STATEMENTS);
+        for (learner, category, year) in chunk {
+            let (start, end) = Millis::cst_year_bounds(*year);
+            q = q
+                .bind(learner.as_str())
+                .bind(category.as_str())
+                .bind(i64::from(*year))
+                .bind(start.0)
+                .bind(end.0);
+        }
+        for row in q.fetch_all(&mut *conn).await.map_err(db)? {
+            let read = |e| unreadable("ledger_entries", e);
+            let learner: String = row.try_get(0).map_err(read)?;
+            let category: String = row.try_get(1).map_err(read)?;
+            let year: i64 = row.try_get(2).map_err(read)?;
+            let sum: i64 = row.try_get(3).map_err(read)?;
+            if let (Ok(l), Ok(c), Ok(y)) = (
+                LearnerId::parse(learner),
+                Category::parse(category),
+                i32::try_from(year),
+            ) {
+                out.insert((l, c, y), Credits::from_cents(sum));
+            }
+        }
+    }
+    Ok(out)
+}
+
 fn head_from_row(row: &SqliteRow) -> Result<(u32, Head)> {
     let chain: i64 = row.try_get(0).map_err(|e| unreadable("chain_heads", e))?;
     let corrupt = |d: &str| StoreError::Corrupt {
@@ -437,7 +551,7 @@ async fn insert_entries(conn: &mut SqliteConnection, entries: &[Entry]) -> Resul
             "insert into ledger_entries (chain_id, seq, prev_hash, hash, kind, site_id, event_id,
                     learner_id, course_code, category, credits_cents, occurred_at_ms,
                     recorded_at_ms, score_cents, hours_cents, rule_version, refers_chain,
-                    refers_seq, target_event, reason)
+                    refers_seq, target_event, reason, recognition_group, withheld_cents)
              values {}",
             tuples(chunk.len(), ENTRY_COLUMNS)
         );
@@ -464,7 +578,9 @@ async fn insert_entries(conn: &mut SqliteConnection, entries: &[Entry]) -> Resul
                 .bind(r.refers_chain)
                 .bind(r.refers_seq)
                 .bind(r.target_event)
-                .bind(r.reason);
+                .bind(r.reason)
+                .bind(r.recognition_group)
+                .bind(r.withheld_cents);
         }
         q.execute(&mut *conn).await.map_err(db)?;
     }
@@ -519,6 +635,8 @@ fn entry_record(row: &SqliteRow) -> sqlx::Result<EntryRecord> {
         refers_seq: row.try_get(17)?,
         target_event: row.try_get(18)?,
         reason: row.try_get(19)?,
+        recognition_group: row.try_get(20)?,
+        withheld_cents: row.try_get(21)?,
     })
 }
 
@@ -542,6 +660,8 @@ fn course_record(row: &SqliteRow) -> Result<CourseRecord> {
             cap_cents: row.try_get(7)?,
             pass_mark_cents: row.try_get(8)?,
             rule_version: row.try_get(9)?,
+            recognition_group: row.try_get(10)?,
+            offered_from_ms: row.try_get(11)?,
         })
     };
     get().map_err(|e| unreadable("courses", e))
@@ -564,6 +684,8 @@ fn site_from_row(row: &SqliteRow) -> Result<Site> {
         level: SiteLevel::parse(row.try_get::<&str, _>(2).map_err(read)?).map_err(corrupt)?,
         region_code: RegionCode::parse(row.try_get::<String, _>(3).map_err(read)?).map_err(corrupt)?,
         status: SiteStatus::parse(row.try_get::<&str, _>(4).map_err(read)?).map_err(corrupt)?,
+        agreement_starts_at: row.try_get::<Option<i64>, _>(5).map_err(read)?.map(Millis),
+        agreement_ends_at: row.try_get::<Option<i64>, _>(6).map_err(read)?.map(Millis),
     })
 }
 
@@ -608,11 +730,12 @@ async fn put_course_locked(pool: &SqlitePool, course: &Course) -> Result<(Course
     // `for update` does on PostgreSQL: two concurrent updates cannot both
     // derive their rule version from the same old row.
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
-    let row = sqlx::query(
-        "select site_id, code, title, category, rule_kind, credits_cents,
-                hours_per_credit_cents, cap_cents, pass_mark_cents, rule_version
-           from courses where site_id = ?1 and code = ?2",
-    )
+    let row = sqlx::query(concat!(
+        "select ",
+        course_columns!(),
+        course_from!(),
+        " where c.site_id = ?1 and c.code = ?2"
+    ))
     .bind(course.site.as_str())
     .bind(course.code.as_str())
     .fetch_optional(&mut *tx)
@@ -629,19 +752,21 @@ async fn put_course_locked(pool: &SqlitePool, course: &Course) -> Result<(Course
     };
     let stored = Course {
         rule_version: version,
+        recognition_group: existing.as_ref().and_then(|c| c.recognition_group.clone()),
         ..course.clone()
     };
     let r = CourseRecord::from(&stored);
     sqlx::query(concat!(
         "insert into courses (site_id, code, title, category, rule_kind, credits_cents,
-                hours_per_credit_cents, cap_cents, pass_mark_cents, rule_version)
-         values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                hours_per_credit_cents, cap_cents, pass_mark_cents, rule_version, offered_from_ms)
+         values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
          on conflict (site_id, code) do update set title = excluded.title,
              category = excluded.category, rule_kind = excluded.rule_kind,
              credits_cents = excluded.credits_cents,
              hours_per_credit_cents = excluded.hours_per_credit_cents,
              cap_cents = excluded.cap_cents, pass_mark_cents = excluded.pass_mark_cents,
-             rule_version = excluded.rule_version, updated_at = ",
+             rule_version = excluded.rule_version, offered_from_ms = excluded.offered_from_ms,
+             updated_at = ",
         now_sql!()
     ))
     .bind(&r.site_id)
@@ -654,11 +779,81 @@ async fn put_course_locked(pool: &SqlitePool, course: &Course) -> Result<(Course
     .bind(r.cap_cents)
     .bind(r.pass_mark_cents)
     .bind(r.rule_version)
+    .bind(r.offered_from_ms)
     .execute(&mut *tx)
     .await
     .map_err(db)?;
     tx.commit().await.map_err(db)?;
     Ok((stored, written))
+}
+
+const SITE_COLUMNS: &str = "id, name, level, region_code, status, agreement_starts_at_ms, agreement_ends_at_ms";
+
+fn site_change_from_row(row: &SqliteRow) -> Result<SiteChangeEntry> {
+    let get = || -> sqlx::Result<SiteChangeRecord> {
+        Ok(SiteChangeRecord {
+            seq: row.try_get(0)?,
+            prev_hash: row.try_get(1)?,
+            hash: row.try_get(2)?,
+            site_id: row.try_get(3)?,
+            from_status: row.try_get(4)?,
+            to_status: row.try_get(5)?,
+            actor: row.try_get(6)?,
+            reason: row.try_get(7)?,
+            at_ms: row.try_get(8)?,
+            agreement_starts_at_ms: row.try_get(9)?,
+            agreement_ends_at_ms: row.try_get(10)?,
+        })
+    };
+    SiteChangeEntry::try_from(get().map_err(|e| unreadable("site_changes", e))?)
+}
+
+const SITE_CHANGE_COLUMNS: &str = "seq, prev_hash, hash, site_id, from_status, to_status, actor, reason, at_ms,
+     agreement_starts_at_ms, agreement_ends_at_ms";
+
+/// Seals `change` after the alliance chain's head and writes both, inside
+/// the caller's write transaction.
+async fn append_site_change(conn: &mut SqliteConnection, change: SiteChange) -> Result<SiteChangeEntry> {
+    let row = sqlx::query("select seq, hash from alliance_head where id = 1")
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(db)?;
+    let corrupt = |d: &str| StoreError::Corrupt {
+        at: "alliance_head".into(),
+        detail: d.into(),
+    };
+    let seq: i64 = row.try_get(0).map_err(|e| unreadable("alliance_head", e))?;
+    let hash: Vec<u8> = row.try_get(1).map_err(|e| unreadable("alliance_head", e))?;
+    let seq = u64::try_from(seq).map_err(|_| corrupt("negative seq"))?;
+    let hash: [u8; 32] = hash.try_into().map_err(|_| corrupt("hash is not 32 bytes"))?;
+    let entry = SiteChangeEntry::seal(seq + 1, hash, change);
+    let r = SiteChangeRecord::from(&entry);
+    sqlx::query(
+        "insert into site_changes (seq, prev_hash, hash, site_id, from_status, to_status, actor, reason, at_ms,
+                agreement_starts_at_ms, agreement_ends_at_ms)
+         values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+    )
+    .bind(r.seq)
+    .bind(r.prev_hash)
+    .bind(&r.hash)
+    .bind(r.site_id)
+    .bind(r.from_status)
+    .bind(r.to_status)
+    .bind(r.actor)
+    .bind(r.reason)
+    .bind(r.at_ms)
+    .bind(r.agreement_starts_at_ms)
+    .bind(r.agreement_ends_at_ms)
+    .execute(&mut *conn)
+    .await
+    .map_err(db)?;
+    sqlx::query("update alliance_head set seq = ?1, hash = ?2 where id = 1")
+        .bind(r.seq)
+        .bind(r.hash)
+        .execute(&mut *conn)
+        .await
+        .map_err(db)?;
+    Ok(entry)
 }
 
 #[async_trait]
@@ -685,21 +880,36 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn create_site(&self, site: &Site) -> Result<()> {
-        sqlx::query("insert into sites (id, name, level, region_code, status) values (?1, ?2, ?3, ?4, ?5)")
-            .bind(site.id.as_str())
-            .bind(&site.name)
-            .bind(site.level.as_str())
-            .bind(site.region_code.as_str())
-            .bind(site.status.as_str())
-            .execute(&self.pool)
-            .await
-            .map_err(db)?;
-        Ok(())
+    async fn create_site(&self, site: &Site, act: &SiteAct) -> Result<SiteChangeEntry> {
+        if !matches!(site.status, SiteStatus::Pending | SiteStatus::Active) {
+            return Err(StoreError::Conflict(format!(
+                "invalid_transition: a site starts pending or active, not {}",
+                site.status
+            )));
+        }
+        let change = site_change(site, None, act);
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
+        sqlx::query(
+            "insert into sites (id, name, level, region_code, status, agreement_starts_at_ms, agreement_ends_at_ms)
+             values (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )
+        .bind(site.id.as_str())
+        .bind(&site.name)
+        .bind(site.level.as_str())
+        .bind(site.region_code.as_str())
+        .bind(site.status.as_str())
+        .bind(change.agreement_starts_at.0)
+        .bind(change.agreement_ends_at.0)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        let entry = append_site_change(&mut tx, change).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(entry)
     }
 
     async fn site(&self, id: &SiteId) -> Result<Option<Site>> {
-        let row = sqlx::query("select id, name, level, region_code, status from sites where id = ?1")
+        let row = sqlx::query(&format!("select {SITE_COLUMNS} from sites where id = ?1"))
             .bind(id.as_str())
             .fetch_optional(&self.pool)
             .await
@@ -708,24 +918,91 @@ impl Store for SqliteStore {
     }
 
     async fn sites(&self) -> Result<Vec<Site>> {
-        let rows = sqlx::query("select id, name, level, region_code, status from sites order by id")
+        let rows = sqlx::query(&format!("select {SITE_COLUMNS} from sites order by id"))
             .fetch_all(&self.pool)
             .await
             .map_err(db)?;
         rows.iter().map(site_from_row).collect()
     }
 
-    async fn set_site_status(&self, id: &SiteId, status: SiteStatus) -> Result<Site> {
-        let row = sqlx::query(
-            "update sites set status = ?2 where id = ?1
-             returning id, name, level, region_code, status",
+    async fn set_site_status(
+        &self,
+        id: &SiteId,
+        status: SiteStatus,
+        agreement_ends_at: Option<Millis>,
+        act: &SiteAct,
+    ) -> Result<(Site, SiteChangeEntry)> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
+        let row = sqlx::query(&format!("select {SITE_COLUMNS} from sites where id = ?1"))
+            .bind(id.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db)?;
+        let current = row
+            .as_ref()
+            .map(site_from_row)
+            .transpose()?
+            .ok_or(StoreError::NotFound)?;
+        if !current.status.may_move_to(status) {
+            return Err(StoreError::Conflict(format!(
+                "invalid_transition: a {} site cannot become {status}",
+                current.status
+            )));
+        }
+        let next = Site {
+            status,
+            agreement_ends_at: agreement_ends_at.or(current.agreement_ends_at),
+            ..current.clone()
+        };
+        let change = site_change(&next, Some(current.status), act);
+        sqlx::query(
+            "update sites set status = ?2, agreement_starts_at_ms = ?3, agreement_ends_at_ms = ?4 where id = ?1",
         )
         .bind(id.as_str())
         .bind(status.as_str())
-        .fetch_optional(&self.pool)
+        .bind(change.agreement_starts_at.0)
+        .bind(change.agreement_ends_at.0)
+        .execute(&mut *tx)
         .await
         .map_err(db)?;
-        row.as_ref().map(site_from_row).transpose()?.ok_or(StoreError::NotFound)
+        let site = Site {
+            agreement_starts_at: Some(change.agreement_starts_at),
+            agreement_ends_at: Some(change.agreement_ends_at),
+            ..next
+        };
+        let entry = append_site_change(&mut tx, change).await?;
+        tx.commit().await.map_err(db)?;
+        Ok((site, entry))
+    }
+
+    async fn site_changes(&self, id: &SiteId) -> Result<Vec<SiteChangeEntry>> {
+        let rows = sqlx::query(&format!(
+            "select {SITE_CHANGE_COLUMNS} from site_changes where site_id = ?1 order by seq"
+        ))
+        .bind(id.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter().map(site_change_from_row).collect()
+    }
+
+    async fn alliance_head(&self) -> Result<Head> {
+        let row = sqlx::query("select 0, seq, hash from alliance_head where id = 1")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(head_from_row(&row)?.1)
+    }
+
+    fn alliance_entries(&self) -> BoxStream<'_, Result<SiteChangeEntry>> {
+        sqlx::query(
+            "select seq, prev_hash, hash, site_id, from_status, to_status, actor, reason, at_ms,
+                    agreement_starts_at_ms, agreement_ends_at_ms from site_changes order by seq",
+        )
+        .fetch(&self.pool)
+        .map_err(db)
+        .and_then(|r| async move { site_change_from_row(&r) })
+        .boxed()
     }
 
     async fn create_key(&self, key: &NewKey) -> Result<()> {
@@ -762,7 +1039,7 @@ impl Store for SqliteStore {
 
     async fn key_by_hash(&self, secret_hash: &[u8; 32]) -> Result<Option<KeyRecord>> {
         let row = sqlx::query(
-            "select k.id, k.role, k.site_id, k.revoked_at is not null, s.status
+            "select k.id, k.role, k.site_id, k.revoked_at is not null, s.status, s.agreement_ends_at_ms
                from api_keys k left join sites s on s.id = k.site_id
               where k.secret_hash = ?1",
         )
@@ -795,6 +1072,7 @@ impl Store for SqliteStore {
             principal,
             revoked: row.try_get(3).map_err(read)?,
             site_status,
+            agreement_ends_at: row.try_get::<Option<i64>, _>(5).map_err(read)?.map(Millis),
         }))
     }
 
@@ -892,11 +1170,12 @@ impl Store for SqliteStore {
     }
 
     async fn course(&self, site: &SiteId, code: &CourseCode) -> Result<Option<Course>> {
-        let row = sqlx::query(
-            "select site_id, code, title, category, rule_kind, credits_cents,
-                    hours_per_credit_cents, cap_cents, pass_mark_cents, rule_version
-               from courses where site_id = ?1 and code = ?2",
-        )
+        let row = sqlx::query(concat!(
+            "select ",
+            course_columns!(),
+            course_from!(),
+            " where c.site_id = ?1 and c.code = ?2"
+        ))
         .bind(site.as_str())
         .bind(code.as_str())
         .fetch_optional(&self.pool)
@@ -905,6 +1184,140 @@ impl Store for SqliteStore {
         row.as_ref()
             .map(|r| course_record(r).and_then(Course::try_from))
             .transpose()
+    }
+
+    async fn put_group(&self, group: &Group) -> Result<Written> {
+        // Under the write lock, so that two admins cannot both claim a course.
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
+        let existed: bool = sqlx::query_scalar("select exists (select 1 from recognition_groups where id = ?1)")
+            .bind(group.id.as_str())
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db)?;
+        for chunk in group.courses.chunks(PARAMS_PER_STATEMENT_MAX / 2) {
+            let sql = format!(
+                "select m.site_id, m.course_code, m.group_id
+                   from (values {}) as k
+                   join recognition_members m on m.site_id = k.column1 and m.course_code = k.column2
+                  where m.group_id <> ?",
+                tuples(chunk.len(), 2)
+            );
+            let mut q = sqlx::query(&sql).persistent(REUSE_DYNAMIC_STATEMENTS);
+            for (site, code) in chunk {
+                q = q.bind(site.as_str()).bind(code.as_str());
+            }
+            if let Some(row) = q.bind(group.id.as_str()).fetch_optional(&mut *tx).await.map_err(db)? {
+                let read = |e| unreadable("recognition_members", e);
+                let (site, code, other): (String, String, String) = (
+                    row.try_get(0).map_err(read)?,
+                    row.try_get(1).map_err(read)?,
+                    row.try_get(2).map_err(read)?,
+                );
+                return Err(StoreError::Conflict(format!(
+                    "course {site}/{code} is already in group {other}"
+                )));
+            }
+        }
+        sqlx::query(concat!(
+            "insert into recognition_groups (id, title) values (?1, ?2)
+             on conflict (id) do update set title = excluded.title, updated_at = ",
+            now_sql!()
+        ))
+        .bind(group.id.as_str())
+        .bind(&group.title)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        sqlx::query("delete from recognition_members where group_id = ?1")
+            .bind(group.id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        for chunk in group.courses.chunks(PARAMS_PER_STATEMENT_MAX / 3) {
+            let sql = format!(
+                "insert into recognition_members (site_id, course_code, group_id) values {}",
+                tuples(chunk.len(), 3)
+            );
+            let mut q = sqlx::query(&sql).persistent(REUSE_DYNAMIC_STATEMENTS);
+            for (site, code) in chunk {
+                q = q.bind(site.as_str()).bind(code.as_str()).bind(group.id.as_str());
+            }
+            q.execute(&mut *tx).await.map_err(db)?;
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(if existed { Written::Existing } else { Written::Created })
+    }
+
+    async fn group(&self, id: &GroupId) -> Result<Option<Group>> {
+        let title: Option<String> = sqlx::query_scalar("select title from recognition_groups where id = ?1")
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        let Some(title) = title else { return Ok(None) };
+        let rows = sqlx::query(
+            "select site_id, course_code from recognition_members where group_id = ?1 order by site_id, course_code",
+        )
+        .bind(id.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        let corrupt = |e: xuefen_core::FieldError| StoreError::Corrupt {
+            at: format!("group {id}"),
+            detail: e.to_string(),
+        };
+        let mut courses = Vec::with_capacity(rows.len());
+        for row in rows {
+            let read = |e| unreadable("recognition_members", e);
+            let site: String = row.try_get(0).map_err(read)?;
+            let code: String = row.try_get(1).map_err(read)?;
+            courses.push((
+                SiteId::parse(site).map_err(corrupt)?,
+                CourseCode::parse(code).map_err(corrupt)?,
+            ));
+        }
+        Ok(Some(Group {
+            id: id.clone(),
+            title,
+            courses,
+        }))
+    }
+
+    async fn set_cap(&self, category: &Category, annual: Option<Credits>) -> Result<()> {
+        match annual {
+            Some(cap) => sqlx::query(concat!(
+                "insert into category_caps (category, annual_cap_cents) values (?1, ?2)
+                 on conflict (category) do update set annual_cap_cents = excluded.annual_cap_cents,
+                     updated_at = ",
+                now_sql!()
+            ))
+            .bind(category.as_str())
+            .bind(cap.cents()),
+            None => sqlx::query("delete from category_caps where category = ?1").bind(category.as_str()),
+        }
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    async fn caps(&self) -> Result<Vec<(Category, Credits)>> {
+        let rows = sqlx::query("select category, annual_cap_cents from category_caps order by category")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        rows.iter()
+            .map(|row| {
+                let read = |e| unreadable("category_caps", e);
+                let category: String = row.try_get(0).map_err(read)?;
+                let cents: i64 = row.try_get(1).map_err(read)?;
+                let category = Category::parse(category).map_err(|e| StoreError::Corrupt {
+                    at: "category_caps".into(),
+                    detail: e.to_string(),
+                })?;
+                Ok((category, Credits::from_cents(cents)))
+            })
+            .collect()
     }
 
     async fn ingest(&self, events: &[Event], now: Millis) -> Result<Vec<Outcome>> {
@@ -920,7 +1333,7 @@ impl Store for SqliteStore {
         let row = sqlx::query(concat!(
             "select ",
             entry_columns!(),
-            " from ledger_entries where site_id = ?1 and event_id = ?2"
+            " from ledger_entries where site_id = ?1 and event_id = ?2 and kind <> 6"
         ))
         .bind(site.as_str())
         .bind(event.as_str())
@@ -941,6 +1354,132 @@ impl Store for SqliteStore {
         .await
         .map_err(db)?;
         rows.iter().map(entry_from_row).collect()
+    }
+
+    async fn learner_entries_page(&self, learner: &LearnerId, after_seq: u64, limit: usize) -> Result<Vec<Entry>> {
+        let rows = sqlx::query(concat!(
+            "select ",
+            entry_columns!(),
+            " from ledger_entries where learner_id = ?1 and seq > ?2 order by seq limit ?3"
+        ))
+        .bind(learner.as_str())
+        .bind(i64::try_from(after_seq).unwrap_or(i64::MAX))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter().map(entry_from_row).collect()
+    }
+
+    async fn learner_summary(&self, learner: &LearnerId) -> Result<(Vec<TotalRow>, HashSet<Position>)> {
+        // Years in China Standard Time: UTC+8 all year round (no DST).
+        let rows = sqlx::query(
+            "select cast(strftime('%Y', (occurred_at_ms + 28800000) / 1000, 'unixepoch') as integer) as year,
+                    category, site_id, sum(credits_cents)
+               from ledger_entries where learner_id = ?1
+              group by year, category, site_id",
+        )
+        .bind(learner.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        let mut totals = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let read = |e| unreadable("ledger_entries", e);
+            let year: i64 = row.try_get(0).map_err(read)?;
+            totals.push(TotalRow {
+                year: i32::try_from(year).map_err(|_| StoreError::Corrupt {
+                    at: format!("learner {learner}"),
+                    detail: "year out of range".into(),
+                })?,
+                category: row.try_get(1).map_err(read)?,
+                site: row.try_get(2).map_err(read)?,
+                credits: Credits::from_cents(row.try_get(3).map_err(read)?),
+            });
+        }
+        let rows = sqlx::query(
+            "select refers_chain, refers_seq from ledger_entries
+              where learner_id = ?1 and kind = 3 and refers_seq is not null",
+        )
+        .bind(learner.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        let mut reversed = HashSet::with_capacity(rows.len());
+        for row in &rows {
+            let read = |e| unreadable("ledger_entries", e);
+            let (chain, seq): (i64, i64) = (row.try_get(0).map_err(read)?, row.try_get(1).map_err(read)?);
+            if let (Ok(chain), Ok(seq)) = (u32::try_from(chain), u64::try_from(seq)) {
+                reversed.insert(Position { chain, seq });
+            }
+        }
+        Ok((totals, reversed))
+    }
+
+    async fn site_year_stats(&self, site: Option<&SiteId>, year: i32, rule: StatsRule) -> Result<Vec<SiteYearStats>> {
+        let (start, end) = Millis::cst_year_bounds(year);
+        // `created_at` is ISO-8601 UTC text with milliseconds, the format
+        // of `Millis::to_rfc3339`, so the bounds compare as text.
+        let rows = sqlx::query(
+            "with in_year as (
+                 select site_id, learner_id, kind, credits_cents from ledger_entries
+                  where occurred_at_ms >= ?2 and occurred_at_ms < ?3
+             ),
+             site_learner as (
+                 select site_id, learner_id, sum(credits_cents) as credits,
+                        max(case when kind <> 3 then 1 else 0 end) as active
+                   from in_year group by site_id, learner_id
+             ),
+             learner_year as (
+                 select learner_id, sum(credits_cents) as credits from in_year group by learner_id
+             ),
+             regs as (
+                 select site_id, learner_id from learner_accounts group by site_id, learner_id
+                 having min(created_at) >= ?6 and min(created_at) < ?7
+             )
+             select s.id,
+                    (select count(*) from regs r where r.site_id = s.id),
+                    (select count(*) from regs r join learner_year y on y.learner_id = r.learner_id
+                      where r.site_id = s.id and y.credits >= ?4),
+                    (select count(*) from site_learner l where l.site_id = s.id and l.active = 1),
+                    (select count(*) from site_learner l where l.site_id = s.id and l.credits >= ?4),
+                    (select coalesce(sum(l.credits), 0) from site_learner l where l.site_id = s.id),
+                    (select count(*) from site_learner l where l.site_id = s.id and l.credits >= ?5)
+               from sites s
+              where ?1 is null or s.id = ?1
+              order by s.id",
+        )
+        .bind(site.map(SiteId::as_str))
+        .bind(start.0)
+        .bind(end.0)
+        .bind(rule.credits_each.cents())
+        .bind(rule.star_credits.cents())
+        .bind(start.to_rfc3339())
+        .bind(end.to_rfc3339())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter()
+            .map(|r| {
+                let read = |e| unreadable("statistics", e);
+                let id: String = r.try_get(0).map_err(read)?;
+                let count = |i: usize| -> Result<u64> {
+                    Ok(u64::try_from(r.try_get::<i64, _>(i).map_err(read)?).unwrap_or_default())
+                };
+                Ok(SiteYearStats {
+                    site: SiteId::parse(id.clone()).map_err(|e| StoreError::Corrupt {
+                        at: format!("site {id}"),
+                        detail: e.to_string(),
+                    })?,
+                    registrations: count(1)?,
+                    registrations_with_credits: count(2)?,
+                    learners_active: count(3)?,
+                    learners_with_credits: count(4)?,
+                    credits: Credits::from_cents(r.try_get::<i64, _>(5).map_err(read)?),
+                    learning_stars: count(6)?,
+                })
+            })
+            .collect()
     }
 
     async fn heads(&self) -> Result<Vec<(u32, Head)>> {

@@ -9,7 +9,7 @@ use xuefen_core::event::{Completion, Event, EventBody, LearnerRef, Millis};
 use xuefen_core::identity::DocumentKind;
 use xuefen_core::ids::{CourseCode, EventId, LearnerId, Position, SiteId};
 use xuefen_core::plan::Outcome;
-use xuefen_store::conformance::{NOW, hours_course, site, site_id};
+use xuefen_store::conformance::{NOW, act, hours_course, site, site_id};
 use xuefen_store::verify::verify_ledger;
 use xuefen_store::{NewLearner, Store, StoreError};
 use xuefen_store_sqlite::{SqliteSettings, SqliteStore};
@@ -140,7 +140,7 @@ async fn strict_tables_refuse_values_of_the_wrong_type() {
 async fn a_failed_batch_leaves_its_connection_usable() {
     let db = TempDb::new();
     let store = open(&db, 1).await;
-    store.create_site(&site(site_id())).await.expect("site");
+    store.create_site(&site(site_id()), &act("joined")).await.expect("site");
     store.put_course(&hours_course(site_id())).await.expect("course");
     let person = NewLearner {
         candidate: LearnerId::from_random([1; 16]),

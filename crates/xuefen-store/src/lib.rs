@@ -6,17 +6,22 @@
 //! [`xuefen_core::plan::plan`], and writes the plan in one transaction).
 #![forbid(unsafe_code)]
 
+use std::collections::HashSet;
+
 use async_trait::async_trait;
 use futures::stream::BoxStream;
-use xuefen_core::amount::Score;
+use xuefen_core::amount::{Credits, Score};
 use xuefen_core::entry::Entry;
-use xuefen_core::event::{Event, Millis};
+use xuefen_core::event::{Event, Millis, Reason};
 use xuefen_core::identity::DocumentKind;
+use xuefen_core::ids::Position;
 use xuefen_core::ids::{
-    Category, CourseCode, EventId, LearnerId, LocalAccount, RegionCode, SiteId, SiteLevel, SiteStatus,
+    Category, CourseCode, EventId, GroupId, LearnerId, LocalAccount, RegionCode, SiteId, SiteLevel, SiteStatus,
 };
 use xuefen_core::plan::{Head, Outcome};
 use xuefen_core::rule::CreditRule;
+use xuefen_core::site_log::SiteChangeEntry;
+use xuefen_core::transcript::TotalRow;
 
 /// Errors every backend maps its own errors into, once.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +57,19 @@ pub struct Site {
     pub level: SiteLevel,
     pub region_code: RegionCode,
     pub status: SiteStatus,
+    /// The agreement with the provincial centre: a site may not post after
+    /// its end. When creating a site, absent means from now for three years.
+    pub agreement_starts_at: Option<Millis>,
+    pub agreement_ends_at: Option<Millis>,
+}
+
+/// Who changes a site, why, and when: recorded in the alliance chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SiteAct {
+    /// The admin key id, or `cli`.
+    pub actor: String,
+    pub reason: Reason,
+    pub at: Millis,
 }
 
 /// A key as the store keeps it: only the SHA-256 of the secret.
@@ -70,6 +88,8 @@ pub struct KeyRecord {
     pub revoked: bool,
     /// The status of the key's site, for site keys.
     pub site_status: Option<SiteStatus>,
+    /// When the site's agreement ends, for site keys.
+    pub agreement_ends_at: Option<Millis>,
 }
 
 #[derive(Debug, Clone)]
@@ -92,6 +112,53 @@ pub struct Course {
     pub pass_mark: Option<Score>,
     /// Starts at 1 and grows whenever the rule or pass mark changes.
     pub rule_version: u32,
+    /// The recognition group the admin put the course in (read only here:
+    /// [`Store::put_group`] sets it).
+    pub recognition_group: Option<GroupId>,
+    /// When the course was first offered; earlier completions are refused.
+    pub offered_from: Option<Millis>,
+}
+
+/// A recognition group (学分互认): equivalent courses of several sites,
+/// credited once per learner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Group {
+    pub id: GroupId,
+    pub title: String,
+    /// The member courses, sorted.
+    pub courses: Vec<(SiteId, CourseCode)>,
+}
+
+/// The thresholds the alliance statistics count against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatsRule {
+    /// Credits a learner needs in the year to count as "with ≥ 20 credits".
+    pub credits_each: Credits,
+    /// Credits earned on one site in the year that make a learning star
+    /// (学习之星) of that site.
+    pub star_credits: Credits,
+}
+
+/// One site's figures for one calendar year (China Standard Time), derived
+/// from the ledger and the account links, never from counters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SiteYearStats {
+    pub site: SiteId,
+    /// Learners whose first account link with the site was made in the year
+    /// (new real-name registrations and activations on the site).
+    pub registrations: u64,
+    /// Of those, the ones with at least `credits_each` net credits in the
+    /// year, on any site.
+    pub registrations_with_credits: u64,
+    /// Learners with a completion (any entry but a reversal) of the site
+    /// dated in the year.
+    pub learners_active: u64,
+    /// Learners with at least `credits_each` net credits from the site in the year.
+    pub learners_with_credits: u64,
+    /// Net credits of the site's entries dated in the year.
+    pub credits: Credits,
+    /// Learners with at least `star_credits` net credits from the site in the year.
+    pub learning_stars: u64,
 }
 
 /// Whether a write created something or found it already there.
@@ -127,10 +194,28 @@ pub trait Store: Send + Sync + 'static {
     /// The connection pool's size and idle count, read without waiting.
     fn pool_stats(&self) -> PoolStats;
 
-    async fn create_site(&self, site: &Site) -> Result<()>;
+    /// Creates a site (initial status pending or active) and records its
+    /// creation in the alliance chain, in one transaction.
+    async fn create_site(&self, site: &Site, act: &SiteAct) -> Result<SiteChangeEntry>;
     async fn site(&self, id: &SiteId) -> Result<Option<Site>>;
     async fn sites(&self) -> Result<Vec<Site>>;
-    async fn set_site_status(&self, id: &SiteId, status: SiteStatus) -> Result<Site>;
+    /// Moves a site along its lifecycle ([`SiteStatus::may_move_to`]),
+    /// optionally renewing its agreement to `agreement_ends_at`, and records
+    /// the change in the alliance chain. A move the lifecycle does not allow
+    /// is `Conflict("invalid_transition …")`.
+    async fn set_site_status(
+        &self,
+        id: &SiteId,
+        status: SiteStatus,
+        agreement_ends_at: Option<Millis>,
+        act: &SiteAct,
+    ) -> Result<(Site, SiteChangeEntry)>;
+    /// The recorded changes of a site, oldest first.
+    async fn site_changes(&self, id: &SiteId) -> Result<Vec<SiteChangeEntry>>;
+    /// The head of the alliance chain.
+    async fn alliance_head(&self) -> Result<Head>;
+    /// Every site change in sequence order, streamed.
+    fn alliance_entries(&self) -> BoxStream<'_, Result<SiteChangeEntry>>;
 
     async fn create_key(&self, key: &NewKey) -> Result<()>;
     /// Revokes a key; revoking a revoked key is not an error.
@@ -152,6 +237,16 @@ pub trait Store: Send + Sync + 'static {
     async fn put_course(&self, course: &Course) -> Result<(Course, Written)>;
     async fn course(&self, site: &SiteId, code: &CourseCode) -> Result<Option<Course>>;
 
+    /// Creates or replaces a recognition group and its member courses. A
+    /// course already in another group is a `Conflict` naming it. Entries
+    /// already written keep the group they were written with.
+    async fn put_group(&self, group: &Group) -> Result<Written>;
+    async fn group(&self, id: &GroupId) -> Result<Option<Group>>;
+    /// Sets (or with `None` removes) the annual credit cap of a category.
+    async fn set_cap(&self, category: &Category, annual: Option<Credits>) -> Result<()>;
+    /// Every category cap, by category.
+    async fn caps(&self) -> Result<Vec<(Category, Credits)>>;
+
     /// Plans and writes a batch of events in one transaction, returning one
     /// outcome per event. Durable when it returns `Ok`.
     async fn ingest(&self, events: &[Event], now: Millis) -> Result<Vec<Outcome>>;
@@ -159,6 +254,17 @@ pub trait Store: Send + Sync + 'static {
     async fn entry_by_event(&self, site: &SiteId, event: &EventId) -> Result<Option<Entry>>;
     /// Every entry of a learner, in sequence order.
     async fn learner_entries(&self, learner: &LearnerId) -> Result<Vec<Entry>>;
+    /// At most `limit` entries of a learner after sequence number
+    /// `after_seq` of their chain, in sequence order (a learner's entries
+    /// all live in one chain, so the sequence number is the cursor).
+    async fn learner_entries_page(&self, learner: &LearnerId, after_seq: u64, limit: usize) -> Result<Vec<Entry>>;
+    /// A learner's credit sums grouped by CST year, category and site, and
+    /// the positions of their entries that a reversal refers to: what a
+    /// transcript page needs beyond its own lines.
+    async fn learner_summary(&self, learner: &LearnerId) -> Result<(Vec<TotalRow>, HashSet<Position>)>;
+
+    /// The figures of one site (or every site, in id order) for a CST year.
+    async fn site_year_stats(&self, site: Option<&SiteId>, year: i32, rule: StatsRule) -> Result<Vec<SiteYearStats>>;
 
     /// The recorded head of every chain, in chain order.
     async fn heads(&self) -> Result<Vec<(u32, Head)>>;
@@ -197,3 +303,21 @@ pub mod verify;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
+/// The change a store records for `act` on `site` (pure: both backends seal
+/// exactly this). The agreement defaults to three years from the act.
+pub fn site_change(site: &Site, from: Option<SiteStatus>, act: &SiteAct) -> xuefen_core::site_log::SiteChange {
+    let start = site.agreement_starts_at.unwrap_or(act.at);
+    let end = site.agreement_ends_at.unwrap_or(Millis(
+        start.0.saturating_add(xuefen_core::site_log::AGREEMENT_DEFAULT_MS),
+    ));
+    xuefen_core::site_log::SiteChange {
+        site: site.id.clone(),
+        from,
+        to: site.status,
+        actor: act.actor.clone(),
+        reason: act.reason.clone(),
+        at: act.at,
+        agreement_starts_at: start,
+        agreement_ends_at: end,
+    }
+}

@@ -5,8 +5,10 @@
 use xuefen_core::amount::{Credits, Hours, Score};
 use xuefen_core::entry::{Entry, EntryBody, EntryKind};
 use xuefen_core::event::{Millis, Reason};
-use xuefen_core::ids::{Category, CourseCode, EventId, LearnerId, Position, SiteId};
+use xuefen_core::ids::SiteStatus;
+use xuefen_core::ids::{Category, CourseCode, EventId, GroupId, LearnerId, Position, SiteId};
 use xuefen_core::rule::CreditRule;
+use xuefen_core::site_log::{ALLIANCE_CHAIN, SiteChange, SiteChangeEntry, check_actor};
 
 use crate::{Course, StoreError};
 
@@ -33,6 +35,8 @@ pub struct EntryRecord {
     pub refers_seq: Option<i64>,
     pub target_event: Option<String>,
     pub reason: String,
+    pub recognition_group: Option<String>,
+    pub withheld_cents: Option<i64>,
 }
 
 impl From<&Entry> for EntryRecord {
@@ -59,6 +63,8 @@ impl From<&Entry> for EntryRecord {
             refers_seq: b.refers_to.map(|p| p.seq as i64),
             target_event: b.target_event.as_ref().map(|t| t.as_str().to_owned()),
             reason: b.reason.as_str().to_owned(),
+            recognition_group: b.recognition_group.as_ref().map(|g| g.as_str().to_owned()),
+            withheld_cents: b.withheld.map(Credits::cents),
         }
     }
 }
@@ -105,6 +111,8 @@ impl TryFrom<EntryRecord> for Entry {
             refers_to,
             target_event: r.target_event.map(EventId::parse).transpose().map_err(field)?,
             reason: Reason::parse(r.reason, "reason").map_err(field)?,
+            recognition_group: r.recognition_group.map(GroupId::parse).transpose().map_err(field)?,
+            withheld: r.withheld_cents.map(Credits::from_cents),
         };
         Ok(Entry {
             position,
@@ -139,6 +147,8 @@ pub struct EntryColumns {
     pub refers_seq: Vec<Option<i64>>,
     pub target_event: Vec<Option<String>>,
     pub reason: Vec<String>,
+    pub recognition_group: Vec<Option<String>>,
+    pub withheld_cents: Vec<Option<i64>>,
 }
 
 impl EntryColumns {
@@ -166,6 +176,8 @@ impl EntryColumns {
             c.refers_seq.push(r.refers_seq);
             c.target_event.push(r.target_event);
             c.reason.push(r.reason);
+            c.recognition_group.push(r.recognition_group);
+            c.withheld_cents.push(r.withheld_cents);
         }
         c
     }
@@ -184,6 +196,9 @@ pub struct CourseRecord {
     pub cap_cents: Option<i64>,
     pub pass_mark_cents: Option<i64>,
     pub rule_version: i64,
+    /// From `recognition_members`, not a column of `courses`.
+    pub recognition_group: Option<String>,
+    pub offered_from_ms: Option<i64>,
 }
 
 impl From<&Course> for CourseRecord {
@@ -205,6 +220,8 @@ impl From<&Course> for CourseRecord {
             cap_cents: cap,
             pass_mark_cents: c.pass_mark.map(Score::cents),
             rule_version: i64::from(c.rule_version),
+            recognition_group: c.recognition_group.as_ref().map(|g| g.as_str().to_owned()),
+            offered_from_ms: c.offered_from.map(|m| m.0),
         }
     }
 }
@@ -238,6 +255,12 @@ impl TryFrom<CourseRecord> for Course {
             rule,
             pass_mark: r.pass_mark_cents.map(Score::from_cents),
             rule_version: u32::try_from(r.rule_version).map_err(|_| corrupt("rule_version out of range".into()))?,
+            recognition_group: r
+                .recognition_group
+                .map(GroupId::parse)
+                .transpose()
+                .map_err(|e| corrupt(e.to_string()))?,
+            offered_from: r.offered_from_ms.map(Millis),
         })
     }
 }
@@ -250,11 +273,89 @@ impl Course {
             rule: self.rule,
             pass_mark: self.pass_mark,
             rule_version: self.rule_version,
+            recognition_group: self.recognition_group.clone(),
+            offered_from: self.offered_from,
         }
     }
 
     /// Whether `other` credits differently (which makes a new rule version).
     pub fn terms_differ(&self, other: &Course) -> bool {
-        self.rule != other.rule || self.pass_mark != other.pass_mark || self.category != other.category
+        self.rule != other.rule
+            || self.pass_mark != other.pass_mark
+            || self.category != other.category
+            || self.offered_from != other.offered_from
+    }
+}
+
+/// One row of `site_changes`, column for column.
+#[derive(Debug, Clone, Default)]
+pub struct SiteChangeRecord {
+    pub seq: i64,
+    pub prev_hash: Vec<u8>,
+    pub hash: Vec<u8>,
+    pub site_id: String,
+    pub from_status: Option<String>,
+    pub to_status: String,
+    pub actor: String,
+    pub reason: String,
+    pub at_ms: i64,
+    pub agreement_starts_at_ms: i64,
+    pub agreement_ends_at_ms: i64,
+}
+
+impl From<&SiteChangeEntry> for SiteChangeRecord {
+    fn from(e: &SiteChangeEntry) -> Self {
+        let c = &e.change;
+        Self {
+            seq: e.position.seq as i64,
+            prev_hash: e.prev_hash.to_vec(),
+            hash: e.hash.to_vec(),
+            site_id: c.site.as_str().to_owned(),
+            from_status: c.from.map(|s| s.as_str().to_owned()),
+            to_status: c.to.as_str().to_owned(),
+            actor: c.actor.clone(),
+            reason: c.reason.as_str().to_owned(),
+            at_ms: c.at.0,
+            agreement_starts_at_ms: c.agreement_starts_at.0,
+            agreement_ends_at_ms: c.agreement_ends_at.0,
+        }
+    }
+}
+
+impl TryFrom<SiteChangeRecord> for SiteChangeEntry {
+    type Error = StoreError;
+
+    fn try_from(r: SiteChangeRecord) -> Result<Self, StoreError> {
+        let corrupt = |detail: String| StoreError::Corrupt {
+            at: format!("alliance chain position {}", r.seq),
+            detail,
+        };
+        let field = |e: xuefen_core::FieldError| corrupt(e.to_string());
+        let hash32 =
+            |v: &[u8], name: &str| <[u8; 32]>::try_from(v).map_err(|_| corrupt(format!("{name} is not 32 bytes")));
+        check_actor(&r.actor).map_err(field)?;
+        Ok(SiteChangeEntry {
+            position: Position {
+                chain: ALLIANCE_CHAIN,
+                seq: u64::try_from(r.seq).map_err(|_| corrupt("seq out of range".into()))?,
+            },
+            prev_hash: hash32(&r.prev_hash, "prev_hash")?,
+            hash: hash32(&r.hash, "hash")?,
+            change: SiteChange {
+                site: SiteId::parse(r.site_id.clone()).map_err(field)?,
+                from: r
+                    .from_status
+                    .as_deref()
+                    .map(SiteStatus::parse)
+                    .transpose()
+                    .map_err(field)?,
+                to: SiteStatus::parse(&r.to_status).map_err(field)?,
+                actor: r.actor.clone(),
+                reason: Reason::parse(r.reason.clone(), "reason").map_err(field)?,
+                at: Millis(r.at_ms),
+                agreement_starts_at: Millis(r.agreement_starts_at_ms),
+                agreement_ends_at: Millis(r.agreement_ends_at_ms),
+            },
+        })
     }
 }

@@ -3,6 +3,7 @@
 use futures::StreamExt;
 use xuefen_core::ids::Position;
 use xuefen_core::plan::Head;
+use xuefen_core::site_log::ALLIANCE_CHAIN;
 use xuefen_core::verify::{ChainVerifier, Fault, VerifyError};
 
 use crate::{Store, StoreError};
@@ -10,8 +11,12 @@ use crate::{Store, StoreError};
 /// What a successful verification covered.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct VerifyReport {
+    /// Learner chains verified.
     pub chains: u64,
+    /// Entries in them.
     pub entries: u64,
+    /// Site changes in the alliance chain.
+    pub site_changes: u64,
 }
 
 /// Why verification failed.
@@ -87,6 +92,27 @@ pub async fn verify_ledger(
         report.entries += seen;
         progress(&report);
     }
+    // The alliance chain of site changes, by the same rule.
+    let head = store.alliance_head().await.map_err(VerifyFailure::Store)?;
+    let mut verifier = ChainVerifier::new(ALLIANCE_CHAIN);
+    let mut entries = store.alliance_entries();
+    let mut seen = 0u64;
+    while let Some(entry) = entries.next().await {
+        let entry = match entry {
+            Ok(e) => e,
+            Err(StoreError::Corrupt { at, detail }) => {
+                return Err(VerifyFailure::Unreadable(format!(
+                    "{at}: stored site change is not valid: {detail}"
+                )));
+            }
+            Err(e) => return Err(VerifyFailure::Store(e)),
+        };
+        verifier.push_sealed(entry.position, &entry.prev_hash, &entry.hash, &entry.change.encode())?;
+        seen += 1;
+    }
+    verifier.finish(head.seq, &head.hash)?;
+    report.site_changes = seen;
+    progress(&report);
     Ok(report)
 }
 

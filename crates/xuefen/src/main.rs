@@ -12,10 +12,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
-use xuefen_api::{AppState, CommitSettings, Limits};
+use xuefen_api::sso::{SsoKey, SsoSettings, SsoVerifier, dev_token};
+use xuefen_api::{AppState, CommitSettings, Limits, StatsSettings};
 use xuefen_core::ids::{RegionCode, SiteId, SiteLevel, SiteStatus};
 use xuefen_store::verify::{VerifyFailure, verify_ledger};
-use xuefen_store::{Principal, Site, Store};
+use xuefen_store::{Principal, Site, SiteAct, Store};
 use xuefen_store_postgres::{PgSettings, PgStore};
 use xuefen_store_sqlite::{SqliteSettings, SqliteStore};
 
@@ -83,6 +84,16 @@ enum Command {
     /// Configuration: print an example file, or check the effective settings.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Print a learner token signed with the HS256 single sign-on secret
+    /// (the development default), for trying `/v1/me/transcript`.
+    DevToken {
+        /// The unified learner id (`lrn_…`).
+        #[arg(long)]
+        learner: String,
+        /// How long the token is valid.
+        #[arg(long, default_value_t = 3600)]
+        ttl_seconds: u64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -145,11 +156,20 @@ enum SitesCommand {
         region: String,
         #[arg(long, default_value = "active")]
         status: String,
+        /// Why (recorded in the alliance chain).
+        #[arg(long, default_value = "site created")]
+        reason: String,
     },
     /// List sites.
     List,
-    /// Change a site's status (pending, active, suspended, terminated).
-    Status { id: String, status: String },
+    /// Move a site along its lifecycle (active, suspended, terminated),
+    /// recorded in the alliance chain with the reason.
+    Status {
+        id: String,
+        status: String,
+        #[arg(long)]
+        reason: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -304,7 +324,78 @@ async fn run(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode> {
         Command::Verify => verify(db).await,
         Command::Sites(cmd) => sites(db, cmd).await,
         Command::Keys(cmd) => keys(db, cmd).await,
+        Command::DevToken { learner, ttl_seconds } => {
+            let SsoKey::Hs256(secret) = sso_key(&settings)? else {
+                bail!("dev-token signs with an HS256 secret; the configured key is a public key");
+            };
+            let learner = xuefen_core::ids::LearnerId::parse(learner)?;
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .context("read the clock")?
+                .as_secs();
+            let token = dev_token(
+                &secret,
+                &settings.sso_issuer,
+                &settings.sso_audience,
+                &learner,
+                now,
+                ttl_seconds,
+            )
+            .context("sign the token")?;
+            println!("{token}");
+            Ok(ExitCode::SUCCESS)
+        }
     }
+}
+
+/// The key learner tokens are verified with: `sso_key` (or the file
+/// `sso_key_file`) for the algorithm `sso_algorithm`; for HS256 without a
+/// key, a development secret generated once into `data_dir`.
+fn sso_key(settings: &Settings) -> anyhow::Result<SsoKey> {
+    let given = match (&settings.sso_key, &settings.sso_key_file) {
+        (Some(k), _) => Some(k.expose().to_owned()),
+        (None, Some(path)) => {
+            Some(std::fs::read_to_string(path).with_context(|| format!("read sso_key_file {}", path.display()))?)
+        }
+        (None, None) => None,
+    };
+    match (settings.sso_algorithm.as_str(), given) {
+        ("HS256", Some(hex_key)) => {
+            let key = hex::decode(hex_key.trim()).context("sso_key must be hex for HS256")?;
+            if key.len() < 32 {
+                bail!("sso_key must hold at least 32 bytes (64 hex digits) for HS256");
+            }
+            Ok(SsoKey::Hs256(key))
+        }
+        ("HS256", None) => Ok(SsoKey::Hs256(local_secret(
+            &settings.data_dir,
+            "sso-dev.key",
+            "development SSO secret",
+        )?)),
+        ("RS256", Some(pem)) => Ok(SsoKey::Rs256Pem(pem.into_bytes())),
+        ("ES256", Some(pem)) => Ok(SsoKey::Es256Pem(pem.into_bytes())),
+        ("RS256" | "ES256", None) => bail!("sso_key or sso_key_file must give the SSO's public key"),
+        (other, _) => bail!("sso_algorithm `{other}` is not one of HS256, RS256, ES256"),
+    }
+}
+
+/// A 32-byte secret kept as hex in `data_dir/name`, generated on first use.
+fn local_secret(data_dir: &std::path::Path, name: &str, what: &str) -> anyhow::Result<Vec<u8>> {
+    let path = data_dir.join(name);
+    if let Ok(existing) = std::fs::read_to_string(&path) {
+        return hex::decode(existing.trim()).with_context(|| format!("read {what} {}", path.display()));
+    }
+    std::fs::create_dir_all(data_dir).with_context(|| format!("create {}", data_dir.display()))?;
+    let mut key = [0u8; 32];
+    rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut key);
+    std::fs::write(&path, hex::encode(key)).with_context(|| format!("write {}", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    tracing::warn!(path = %path.display(), "generated a new {what}");
+    Ok(key.to_vec())
 }
 
 fn identity_key(settings: &Settings) -> anyhow::Result<Vec<u8>> {
@@ -348,8 +439,27 @@ async fn serve(args: &Settings) -> anyhow::Result<ExitCode> {
         shards: args.commit_shards,
         queue_requests_max: args.queue_requests_max,
     };
-    let state =
-        AppState::new(store, limits, commit, key).with_key_cache_ttl(Duration::from_secs(args.key_cache_seconds));
+    let sso = SsoVerifier::new(&SsoSettings {
+        issuer: args.sso_issuer.clone(),
+        audience: args.sso_audience.clone(),
+        key: sso_key(args)?,
+    })
+    .context("load the single sign-on key")?;
+    let whole = |credits: u64| {
+        xuefen_core::amount::Credits::from_cents(i64::try_from(credits).unwrap_or(i64::MAX / 100).saturating_mul(100))
+    };
+    let stats = StatsSettings {
+        rule: xuefen_store::StatsRule {
+            credits_each: whole(args.stats_credits_each),
+            star_credits: whole(args.learning_star_credits),
+        },
+        registrations_min: args.agreement_registrations_min,
+        learning_stars_min: args.agreement_learning_stars_min,
+    };
+    let state = AppState::new(store, limits, commit, key)
+        .with_sso(sso)
+        .with_stats(stats)
+        .with_key_cache_ttl(Duration::from_secs(args.key_cache_seconds));
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("bind {}", args.listen))?;
@@ -429,9 +539,10 @@ async fn verify(db: &Settings) -> anyhow::Result<ExitCode> {
     match result {
         Ok(report) => {
             println!(
-                "ok: {} entries in {} chains verified in {:.3}s ({:.0} entries/s)",
+                "ok: {} entries in {} chains and {} site changes in the alliance chain verified in {:.3}s ({:.0} entries/s)",
                 report.entries,
                 report.chains,
+                report.site_changes,
                 secs,
                 report.entries as f64 / secs
             );
@@ -454,6 +565,7 @@ async fn sites(db: &Settings, cmd: SitesCommand) -> anyhow::Result<ExitCode> {
             level,
             region,
             status,
+            reason,
         } => {
             let site = Site {
                 id: SiteId::parse(id)?,
@@ -461,8 +573,13 @@ async fn sites(db: &Settings, cmd: SitesCommand) -> anyhow::Result<ExitCode> {
                 level: SiteLevel::parse(&level)?,
                 region_code: RegionCode::parse(region)?,
                 status: SiteStatus::parse(&status)?,
+                agreement_starts_at: None,
+                agreement_ends_at: None,
             };
-            store.create_site(&site).await.context("create site")?;
+            store
+                .create_site(&site, &cli_act(&reason)?)
+                .await
+                .context("create site")?;
             let (key, secret) = xuefen_api::auth::mint(Principal::Site(site.id.clone()));
             store.create_key(&key).await?;
             println!("site {} created; key {} (shown once): {secret}", site.id, key.id);
@@ -479,14 +596,31 @@ async fn sites(db: &Settings, cmd: SitesCommand) -> anyhow::Result<ExitCode> {
                 );
             }
         }
-        SitesCommand::Status { id, status } => {
-            let site = store
-                .set_site_status(&SiteId::parse(id)?, SiteStatus::parse(&status)?)
+        SitesCommand::Status { id, status, reason } => {
+            let (site, entry) = store
+                .set_site_status(
+                    &SiteId::parse(id)?,
+                    SiteStatus::parse(&status)?,
+                    None,
+                    &cli_act(&reason)?,
+                )
                 .await?;
-            println!("site {} is {}", site.id, site.status);
+            println!(
+                "site {} is {} (alliance chain {})",
+                site.id, site.status, entry.position
+            );
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A site change made from the command line.
+fn cli_act(reason: &str) -> anyhow::Result<SiteAct> {
+    Ok(SiteAct {
+        actor: "cli".into(),
+        reason: xuefen_core::event::Reason::parse(reason, "reason")?,
+        at: xuefen_core::event::Millis::from_datetime(time::OffsetDateTime::now_utc()),
+    })
 }
 
 async fn keys(db: &Settings, cmd: KeysCommand) -> anyhow::Result<ExitCode> {

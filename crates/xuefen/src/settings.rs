@@ -263,6 +263,24 @@ settings! {
     key_cache_seconds: u64 = "1", env ["XUEFEN_KEY_CACHE_SECONDS"];
     /// Seconds to finish in-flight requests and group commits after SIGTERM/SIGINT before exiting 1.
     shutdown_grace_seconds: u64 = "30", env ["XUEFEN_SHUTDOWN_GRACE_SECONDS"];
+    /// The `iss` a learner's single sign-on token must carry.
+    sso_issuer: String = "xuefen-dev-sso", env ["XUEFEN_SSO_ISSUER"];
+    /// The `aud` a learner's single sign-on token must carry.
+    sso_audience: String = "xuefen", env ["XUEFEN_SSO_AUDIENCE"];
+    /// How learner tokens are signed: `HS256` (a shared secret, for development), `RS256` or `ES256` (the SSO's public key).
+    sso_algorithm: String = "HS256", env ["XUEFEN_SSO_ALGORITHM"];
+    /// HS256: the secret as hex (at least 32 bytes); RS256/ES256: the SSO's PEM public key. Unset with HS256 means a development secret generated once into `data_dir`, with which `xuefen dev-token` signs.
+    sso_key: Option<Secret> = "", env ["XUEFEN_SSO_KEY"];
+    /// A file holding `sso_key` instead (e.g. the SSO's PEM public key).
+    sso_key_file: Option<PathBuf> = "", env ["XUEFEN_SSO_KEY_FILE"];
+    /// Whole credits a learner needs in a calendar year to count towards the agreement's "each with at least 20 credits".
+    stats_credits_each: u64 = "20", env ["XUEFEN_STATS_CREDITS_EACH"];
+    /// Whole credits earned on one site in a calendar year that make a learning star (学习之星) of that site.
+    learning_star_credits: u64 = "30", env ["XUEFEN_LEARNING_STAR_CREDITS"];
+    /// New registrations/activations the agreement asks of a site each year.
+    agreement_registrations_min: u64 = "1000", env ["XUEFEN_AGREEMENT_REGISTRATIONS_MIN"];
+    /// Learning-star awards the agreement asks of a site each year.
+    agreement_learning_stars_min: u64 = "50", env ["XUEFEN_AGREEMENT_LEARNING_STARS_MIN"];
     /// Log lines on stderr: `text` or `json` (one object a line, with `trace_id`).
     log_format: LogFormat = "text", env ["XUEFEN_LOG_FORMAT"];
     /// Log filter in `tracing` `EnvFilter` syntax.
@@ -282,6 +300,10 @@ const RANGES: &[(&str, u64, u64)] = &[
     ("key_cache_seconds", 0, 3_600),
     ("queue_requests_max", 1, 1_000_000),
     ("shutdown_grace_seconds", 1, 3_600),
+    ("stats_credits_each", 1, 1_000_000),
+    ("learning_star_credits", 1, 1_000_000),
+    ("agreement_registrations_min", 0, 100_000_000),
+    ("agreement_learning_stars_min", 0, 100_000_000),
 ];
 
 /// Values given on the command line, by key.

@@ -26,7 +26,7 @@ use xuefen_core::rule::CreditRule;
 use xuefen_core::verify::Fault;
 use xuefen_store::records::EntryRecord;
 use xuefen_store::verify::{VerifyFailure, VerifyReport, verify_ledger};
-use xuefen_store::{Course, NewLearner, Site, Store, StoreError, Written};
+use xuefen_store::{Course, NewLearner, Site, SiteAct, Store, StoreError, Written};
 use xuefen_store_postgres::{PgSettings, PgStore};
 use xuefen_store_sqlite::{SqliteSettings, SqliteStore};
 
@@ -145,6 +145,17 @@ fn site(id: &str, name: &str, region: &str) -> Site {
         level: SiteLevel::County,
         region_code: RegionCode::parse(region).expect("region"),
         status: SiteStatus::Active,
+        agreement_starts_at: None,
+        agreement_ends_at: None,
+    }
+}
+
+/// An admin act at a fixed time, so that site changes hash the same.
+fn act(minutes: i64, reason: &str) -> SiteAct {
+    SiteAct {
+        actor: "key_0123456789ab".into(),
+        reason: Reason::parse(reason, "reason").expect("reason"),
+        at: Millis(T0.0 - 7 * 86_400_000 + minutes * 60_000),
     }
 }
 
@@ -160,6 +171,8 @@ fn per_hours(site: &str, code: &str, category: &str, hours_per_credit: i64, cap:
         },
         pass_mark: None,
         rule_version: 1,
+        recognition_group: None,
+        offered_from: None,
     }
 }
 
@@ -174,6 +187,8 @@ fn fixed(site: &str, code: &str, category: &str, credits: i64, pass_mark: Option
         },
         pass_mark: pass_mark.map(Score::from_cents),
         rule_version: 1,
+        recognition_group: None,
+        offered_from: None,
     }
 }
 
@@ -238,13 +253,31 @@ struct SetupResults {
 /// Sites, courses, learners and accounts, the same on every backend.
 async fn setup(store: &dyn Store) -> SetupResults {
     store
-        .create_site(&site("xihu", "西湖区社区学院", "330106"))
+        .create_site(&site("xihu", "西湖区社区学院", "330106"), &act(0, "加入联盟"))
         .await
         .expect("site xihu");
     store
-        .create_site(&site("gongshu", "Gongshu learning centre", "330105"))
+        .create_site(&site("gongshu", "Gongshu learning centre", "330105"), &act(1, "joined"))
         .await
         .expect("site gongshu");
+    store
+        .set_site_status(
+            &site_id("gongshu"),
+            SiteStatus::Suspended,
+            None,
+            &act(2, "stale for 90 days"),
+        )
+        .await
+        .expect("suspend gongshu");
+    store
+        .set_site_status(
+            &site_id("gongshu"),
+            SiteStatus::Active,
+            Some(Millis(T0.0 + 365 * 86_400_000)),
+            &act(3, "content updated; agreement renewed"),
+        )
+        .await
+        .expect("reactivate gongshu");
     let mut courses = Vec::new();
     for course in [
         c1(4_00),
@@ -746,11 +779,24 @@ async fn the_same_event_stream_yields_the_same_chain_heads_on_both_backends() {
         verified(&lite.store, "sqlite").await,
     );
     assert_eq!(pg_report, lite_report);
+    // The alliance chain: two creations, a suspension and a reactivation.
+    let (pg_alliance, lite_alliance) = (
+        pg.store.alliance_head().await.expect("alliance head"),
+        lite.store.alliance_head().await.expect("alliance head"),
+    );
+    assert_eq!(pg_alliance, lite_alliance, "alliance chain heads differ");
+    assert_eq!(lite_alliance.seq, 4);
+    let changes = lite.store.site_changes(&site_id("gongshu")).await.expect("changes");
+    assert_eq!(
+        changes,
+        pg.store.site_changes(&site_id("gongshu")).await.expect("changes")
+    );
     assert_eq!(
         lite_report,
         VerifyReport {
             chains: u64::from(CHAINS),
-            entries: total as u64
+            entries: total as u64,
+            site_changes: 4,
         }
     );
 
@@ -775,8 +821,10 @@ async fn a_ledger_exported_from_one_backend_verifies_from_the_other() {
         sqlx::query(
             "insert into ledger_entries (chain_id, seq, prev_hash, hash, kind, site_id, event_id, learner_id,
                     course_code, category, credits_cents, occurred_at_ms, recorded_at_ms, score_cents,
-                    hours_cents, rule_version, refers_chain, refers_seq, target_event, reason)
-             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)",
+                    hours_cents, rule_version, refers_chain, refers_seq, target_event, reason, recognition_group,
+                    withheld_cents)
+             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20,
+                    $21, $22)",
         )
         .bind(small(r.chain_id, "chain_id"))
         .bind(r.seq)
@@ -798,10 +846,60 @@ async fn a_ledger_exported_from_one_backend_verifies_from_the_other() {
         .bind(r.refers_seq)
         .bind(r.target_event)
         .bind(r.reason)
+        .bind(r.recognition_group)
+        .bind(r.withheld_cents)
         .execute(&mut *tx)
         .await
         .unwrap_or_else(|e| panic!("insert entry {}: {e}", entry.position));
     }
+    // The alliance chain: its sites, its site changes and its head.
+    for site in lite.store.sites().await.expect("sites") {
+        sqlx::query(
+            "insert into sites (id, name, level, region_code, status, agreement_starts_at_ms, agreement_ends_at_ms)
+             values ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(site.id.as_str())
+        .bind(&site.name)
+        .bind(site.level.as_str())
+        .bind(site.region_code.as_str())
+        .bind(site.status.as_str())
+        .bind(site.agreement_starts_at.map(|m| m.0))
+        .bind(site.agreement_ends_at.map(|m| m.0))
+        .execute(&mut *tx)
+        .await
+        .expect("insert site");
+    }
+    let changes: Vec<_> = lite.store.alliance_entries().try_collect().await.expect("site changes");
+    assert_eq!(changes.len(), 4);
+    for change in &changes {
+        let r = xuefen_store::records::SiteChangeRecord::from(change);
+        sqlx::query(
+            "insert into site_changes (seq, prev_hash, hash, site_id, from_status, to_status, actor, reason, at_ms,
+                    agreement_starts_at_ms, agreement_ends_at_ms)
+             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        )
+        .bind(r.seq)
+        .bind(r.prev_hash)
+        .bind(r.hash)
+        .bind(r.site_id)
+        .bind(r.from_status)
+        .bind(r.to_status)
+        .bind(r.actor)
+        .bind(r.reason)
+        .bind(r.at_ms)
+        .bind(r.agreement_starts_at_ms)
+        .bind(r.agreement_ends_at_ms)
+        .execute(&mut *tx)
+        .await
+        .expect("insert site change");
+    }
+    let alliance = lite.store.alliance_head().await.expect("alliance head");
+    sqlx::query("update alliance_head set seq = $1, hash = $2")
+        .bind(i64::try_from(alliance.seq).expect("seq"))
+        .bind(alliance.hash.to_vec())
+        .execute(&mut *tx)
+        .await
+        .expect("update alliance head");
     for (chain, head) in &lite_heads {
         let done = sqlx::query("update chain_heads set seq = $2, hash = $3 where chain_id = $1")
             .bind(i32::try_from(*chain).expect("chain id"))

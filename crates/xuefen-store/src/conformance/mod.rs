@@ -189,6 +189,17 @@ pub fn site(id: SiteId) -> Site {
         level: SiteLevel::County,
         region_code: parse(RegionCode::parse("330106")),
         status: SiteStatus::Active,
+        agreement_starts_at: None,
+        agreement_ends_at: None,
+    }
+}
+
+/// The act of the test's admin, for site changes.
+pub fn act(reason: &str) -> crate::SiteAct {
+    crate::SiteAct {
+        actor: "conformance".into(),
+        reason: parse(Reason::parse(reason, "reason")),
+        at: NOW,
     }
 }
 
@@ -205,6 +216,8 @@ pub fn hours_course(site: SiteId) -> Course {
         },
         pass_mark: None,
         rule_version: 1,
+        recognition_group: None,
+        offered_from: None,
     }
 }
 
@@ -220,6 +233,8 @@ pub fn scored_course(site: SiteId) -> Course {
         },
         pass_mark: Some(Score::from_cents(60_00)),
         rule_version: 1,
+        recognition_group: None,
+        offered_from: None,
     }
 }
 
@@ -305,7 +320,10 @@ pub struct World {
 
 impl World {
     pub async fn build(store: &dyn Store, site_id: SiteId, n: u8) -> Self {
-        store.create_site(&site(site_id.clone())).await.expect("create site");
+        store
+            .create_site(&site(site_id.clone()), &act("joined"))
+            .await
+            .expect("create site");
         let courses = vec![hours_course(site_id.clone()), scored_course(site_id.clone())];
         for c in &courses {
             store.put_course(c).await.expect("put course");

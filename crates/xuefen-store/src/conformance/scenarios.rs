@@ -15,7 +15,7 @@ use xuefen_core::rule::CreditRule;
 use xuefen_core::verify::Fault;
 
 use super::{
-    Backend, CHAINS, Dialect, NOW, World, account, all_entries, completion, entry_count, event_id, hours_course,
+    Backend, CHAINS, Dialect, NOW, World, account, act, all_entries, completion, entry_count, event_id, hours_course,
     moved_heads, other_site_id, person, revocation, scored, site, site_id,
 };
 use crate::verify::{VerifyFailure, verify_ledger};
@@ -45,28 +45,43 @@ pub async fn migrations_give_empty_chains_and_a_ready_schema<B: Backend>(db: &B)
 pub async fn sites_and_keys_round_trip<B: Backend>(db: &B) {
     let store = db.store();
     let xihu = site(site_id());
-    store.create_site(&xihu).await.expect("site");
+    store.create_site(&xihu, &act("joined")).await.expect("site");
     assert!(
-        matches!(store.create_site(&xihu).await, Err(StoreError::Conflict(_))),
+        matches!(
+            store.create_site(&xihu, &act("joined")).await,
+            Err(StoreError::Conflict(_))
+        ),
         "a site id is unique"
     );
+    // A site joins under an agreement of three years from the act by default.
+    let with_agreement = |s: crate::Site| crate::Site {
+        agreement_starts_at: Some(NOW),
+        agreement_ends_at: Some(Millis(NOW.0 + xuefen_core::site_log::AGREEMENT_DEFAULT_MS)),
+        ..s
+    };
+    let xihu = with_agreement(xihu);
     assert_eq!(store.site(&site_id()).await.expect("site"), Some(xihu.clone()));
     assert_eq!(store.site(&other_site_id()).await.expect("site"), None);
-    let other = site(other_site_id());
-    store.create_site(&other).await.expect("site");
+    store
+        .create_site(&site(other_site_id()), &act("joined"))
+        .await
+        .expect("site");
+    let other = with_agreement(site(other_site_id()));
     assert_eq!(
         store.sites().await.expect("sites"),
         vec![other, xihu],
         "sites in id order"
     );
     let suspended = store
-        .set_site_status(&site_id(), SiteStatus::Suspended)
+        .set_site_status(&site_id(), SiteStatus::Suspended, None, &act("stale"))
         .await
         .expect("status");
-    assert_eq!(suspended.status, SiteStatus::Suspended);
+    assert_eq!(suspended.0.status, SiteStatus::Suspended);
     let nowhere = xuefen_core::ids::SiteId::parse("nowhere").expect("id");
     assert!(matches!(
-        store.set_site_status(&nowhere, SiteStatus::Active).await,
+        store
+            .set_site_status(&nowhere, SiteStatus::Active, None, &act("revived"))
+            .await,
         Err(StoreError::NotFound)
     ));
 
@@ -156,8 +171,11 @@ pub async fn concurrent_registrations_of_one_person_make_one_learner<B: Backend>
 
 pub async fn an_account_links_to_one_learner_only<B: Backend>(db: &B) {
     let store = db.store();
-    store.create_site(&site(site_id())).await.expect("site");
-    store.create_site(&site(other_site_id())).await.expect("site");
+    store.create_site(&site(site_id()), &act("joined")).await.expect("site");
+    store
+        .create_site(&site(other_site_id()), &act("joined"))
+        .await
+        .expect("site");
     let (a, _) = store.register_learner(&person(1)).await.expect("register");
     let (b, _) = store.register_learner(&person(2)).await.expect("register");
     let u1 = account("u-1");
@@ -217,7 +235,7 @@ pub async fn an_account_links_to_one_learner_only<B: Backend>(db: &B) {
 
 pub async fn a_course_rule_version_grows_only_when_its_terms_change<B: Backend>(db: &B) {
     let store = db.store();
-    store.create_site(&site(site_id())).await.expect("site");
+    store.create_site(&site(site_id()), &act("joined")).await.expect("site");
     let course = hours_course(site_id());
     let (stored, written) = store.put_course(&course).await.expect("course");
     assert_eq!((stored.rule_version, written), (1, Written::Created));
@@ -1510,7 +1528,10 @@ pub async fn entries_are_found_by_their_own_sites_key_only<B: Backend>(db: &B) {
     let store = db.store();
     let w = World::build(store.as_ref(), site_id(), 1).await;
     let other = other_site_id();
-    store.create_site(&site(other.clone())).await.expect("site");
+    store
+        .create_site(&site(other.clone()), &act("joined"))
+        .await
+        .expect("site");
     store.put_course(&hours_course(other.clone())).await.expect("course");
     let a = store
         .ingest(&[completion(&w.site, "e1", w.by_id(0), 10_00)], NOW)

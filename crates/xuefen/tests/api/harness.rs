@@ -42,6 +42,28 @@ pub const TEST_LIMITS: Limits = Limits {
     body_bytes_max: 64 * 1024,
 };
 
+/// The single sign-on settings of every test server (the binary's defaults
+/// for issuer and audience, and a fixed HS256 secret).
+pub const SSO_ISSUER: &str = "xuefen-dev-sso";
+pub const SSO_AUDIENCE: &str = "xuefen";
+pub const SSO_SECRET: &[u8; 32] = b"test single sign-on secret 32 by";
+
+/// A learner token as the province's single sign-on would issue it.
+pub fn learner_token(learner: &str, issuer: &str, secret: &[u8], ttl_seconds: i64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let learner = xuefen_core::ids::LearnerId::parse(learner).expect("learner id");
+    // A negative TTL gives a token that expired that long ago.
+    let (now, ttl) = if ttl_seconds < 0 {
+        (now - ttl_seconds.unsigned_abs() * 2, ttl_seconds.unsigned_abs())
+    } else {
+        (now, ttl_seconds.unsigned_abs())
+    };
+    xuefen_api::sso::dev_token(secret, issuer, SSO_AUDIENCE, &learner, now, ttl).expect("sign")
+}
+
 impl TestApp {
     pub async fn spawn(backend: Backend) -> Self {
         match backend {
@@ -77,12 +99,19 @@ impl TestApp {
     async fn start(store: Arc<dyn Store>, database_url: String, db: Db) -> Self {
         let (key, admin) = xuefen_api::auth::mint(Principal::Admin);
         store.create_key(&key).await.expect("admin key");
+        let sso = xuefen_api::sso::SsoVerifier::new(&xuefen_api::sso::SsoSettings {
+            issuer: SSO_ISSUER.into(),
+            audience: SSO_AUDIENCE.into(),
+            key: xuefen_api::sso::SsoKey::Hs256(SSO_SECRET.to_vec()),
+        })
+        .expect("SSO verifier");
         let state = AppState::new(
             store.clone(),
             TEST_LIMITS,
             CommitSettings::default(),
             b"test identity key".to_vec(),
-        );
+        )
+        .with_sso(sso);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind loopback");
@@ -185,7 +214,12 @@ impl TestApp {
                     .expect("restore");
             }
             Db::Sqlite(lite, _) => {
-                for trigger in ["ledger_entries_append_only_update", "ledger_entries_append_only_delete"] {
+                for trigger in [
+                    "ledger_entries_append_only_update",
+                    "ledger_entries_append_only_delete",
+                    "site_changes_append_only_update",
+                    "site_changes_append_only_delete",
+                ] {
                     sqlx::query(&format!("drop trigger if exists {trigger}"))
                         .execute(lite.pool())
                         .await

@@ -6,4 +6,5 @@
 mod pg;
 
 mod harness;
+mod recognition;
 mod scenarios;

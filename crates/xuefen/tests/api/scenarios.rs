@@ -90,7 +90,11 @@ async fn a_suspended_site_gets_403_saying_so(app: TestApp) {
     let (status, _) = app.get("/v1/sites/xihu", &key).await;
     assert_eq!(status, StatusCode::OK);
     let (status, _) = app
-        .put("/v1/sites/xihu/status", &app.admin, json!({"status": "suspended"}))
+        .put(
+            "/v1/sites/xihu/status",
+            &app.admin,
+            json!({"status": "suspended", "reason": "no updates for 90 days"}),
+        )
         .await;
     assert_eq!(status, StatusCode::OK);
     let (status, body) = app.put("/v1/events/e1", &key, completion("u1", "C1", "5")).await;
@@ -98,7 +102,11 @@ async fn a_suspended_site_gets_403_saying_so(app: TestApp) {
     assert_eq!(body["code"], "site_suspended");
     assert!(body["detail"].as_str().expect("detail").contains("suspended"));
     let (status, _) = app
-        .put("/v1/sites/xihu/status", &app.admin, json!({"status": "active"}))
+        .put(
+            "/v1/sites/xihu/status",
+            &app.admin,
+            json!({"status": "active", "reason": "updated again"}),
+        )
         .await;
     assert_eq!(status, StatusCode::OK);
     let (status, _) = app.get("/v1/sites/xihu", &key).await;

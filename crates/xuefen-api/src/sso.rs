@@ -1,0 +1,216 @@
+//! Learners sign in through the province's single sign-on, which hands them
+//! a JWT; Xuefen only verifies it.
+//!
+//! The token's `sub` is the unified learner id (`lrn_…`); `iss`, `aud` and
+//! `exp` are required and checked against the settings. Production uses the
+//! SSO's public key (RS256 or ES256, PEM); development and tests use an
+//! HS256 secret, with which [`dev_token`] signs tokens (`xuefen dev-token`).
+
+use axum::extract::FromRequestParts;
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use xuefen_core::ids::LearnerId;
+
+use crate::AppState;
+use crate::problem::{ApiError, Problem};
+
+/// The key tokens are verified with.
+#[derive(Clone)]
+pub enum SsoKey {
+    /// A shared secret (development and tests).
+    Hs256(Vec<u8>),
+    /// The SSO's RSA public key, PEM.
+    Rs256Pem(Vec<u8>),
+    /// The SSO's P-256 public key, PEM.
+    Es256Pem(Vec<u8>),
+}
+
+impl std::fmt::Debug for SsoKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print key material.
+        f.write_str(match self {
+            SsoKey::Hs256(_) => "Hs256(<redacted>)",
+            SsoKey::Rs256Pem(_) => "Rs256Pem",
+            SsoKey::Es256Pem(_) => "Es256Pem",
+        })
+    }
+}
+
+/// What a token must say and what it is checked with.
+#[derive(Debug, Clone)]
+pub struct SsoSettings {
+    pub issuer: String,
+    pub audience: String,
+    pub key: SsoKey,
+}
+
+/// Verifies learner tokens.
+pub struct SsoVerifier {
+    key: DecodingKey,
+    validation: Validation,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Claims {
+    sub: String,
+    iss: String,
+    aud: String,
+    exp: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    iat: Option<u64>,
+}
+
+impl SsoVerifier {
+    pub fn new(settings: &SsoSettings) -> Result<Self, jsonwebtoken::errors::Error> {
+        let (key, alg) = match &settings.key {
+            SsoKey::Hs256(secret) => (DecodingKey::from_secret(secret), Algorithm::HS256),
+            SsoKey::Rs256Pem(pem) => (DecodingKey::from_rsa_pem(pem)?, Algorithm::RS256),
+            SsoKey::Es256Pem(pem) => (DecodingKey::from_ec_pem(pem)?, Algorithm::ES256),
+        };
+        // One algorithm only: a token cannot pick a weaker one.
+        let mut validation = Validation::new(alg);
+        validation.set_issuer(&[settings.issuer.as_str()]);
+        validation.set_audience(&[settings.audience.as_str()]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        validation.leeway = 30;
+        Ok(Self { key, validation })
+    }
+
+    /// The learner a token speaks for.
+    pub fn verify(&self, token: &str) -> Result<LearnerId, ApiError> {
+        let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation).map_err(|e| {
+            use jsonwebtoken::errors::ErrorKind;
+            let why = match e.kind() {
+                ErrorKind::ExpiredSignature => "the token has expired",
+                ErrorKind::InvalidIssuer => "the token was not issued by the configured single sign-on",
+                ErrorKind::InvalidAudience => "the token is not meant for this service",
+                ErrorKind::InvalidSignature => "the token's signature is not valid",
+                ErrorKind::InvalidAlgorithm => "the token is signed with another algorithm",
+                ErrorKind::MissingRequiredClaim(_) => "the token lacks a required claim (sub, iss, aud, exp)",
+                _ => "the token is not a valid JWT",
+            };
+            ApiError::from(unauthorized(why))
+        })?;
+        LearnerId::parse_as(data.claims.sub, "sub")
+            .map_err(|_| unauthorized("the token's subject is not a unified learner id").into())
+    }
+}
+
+fn unauthorized(detail: &str) -> Problem {
+    Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", detail)
+}
+
+/// A token for `learner`, valid for `ttl_seconds`, signed with an HS256
+/// secret: what `xuefen dev-token` prints for development and tests.
+pub fn dev_token(
+    secret: &[u8],
+    issuer: &str,
+    audience: &str,
+    learner: &LearnerId,
+    now_unix: u64,
+    ttl_seconds: u64,
+) -> Result<String, jsonwebtoken::errors::Error> {
+    let claims = Claims {
+        sub: learner.to_string(),
+        iss: issuer.to_owned(),
+        aud: audience.to_owned(),
+        exp: now_unix.saturating_add(ttl_seconds),
+        iat: Some(now_unix),
+    };
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(secret),
+    )
+}
+
+/// The learner signed in with a single sign-on token.
+#[derive(Debug, Clone)]
+pub struct SignedInLearner(pub LearnerId);
+
+impl FromRequestParts<AppState> for SignedInLearner {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let Some(verifier) = &state.sso else {
+            return Err(Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "sso_not_configured",
+                "single sign-on is not configured on this service",
+            )
+            .into());
+        };
+        let token = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|h| h.to_str().ok())
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| {
+                ApiError::from(unauthorized(
+                    "send the single sign-on token as `Authorization: Bearer <jwt>`",
+                ))
+            })?;
+        Ok(Self(verifier.verify(token)?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A P-256 key pair made for this test only (it signs nothing else).
+    const TEST_EC_PRIVATE_PKCS8: &str = "-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQge7UirPmHTIdqMrUI
+fbHG+cp9as8+F8sm3JrFT6C0xKahRANCAAR7NLzy0/YPvX4KGlY/6MxnSx9wFST7
+johSwnz1e3aolqFJp2p5NDA+BASVNzBI2zJAHfeiz3cozpyGR1aAq4KP
+-----END PRIVATE KEY-----
+";
+    const TEST_EC_PUBLIC: &str = "-----BEGIN PUBLIC KEY-----
+MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEezS88tP2D71+ChpWP+jMZ0sfcBUk
++46IUsJ89Xt2qJahSadqeTQwPgQElTcwSNsyQB33os93KM6chkdWgKuCjw==
+-----END PUBLIC KEY-----
+";
+
+    fn now() -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or_default()
+    }
+
+    fn claims(sub: &str) -> Claims {
+        Claims {
+            sub: sub.into(),
+            iss: "sso.zj.example".into(),
+            aud: "xuefen".into(),
+            exp: now() + 600,
+            iat: None,
+        }
+    }
+
+    #[test]
+    fn an_es256_token_of_the_province_sso_is_verified_with_its_public_key() {
+        let verifier = SsoVerifier::new(&SsoSettings {
+            issuer: "sso.zj.example".into(),
+            audience: "xuefen".into(),
+            key: SsoKey::Es256Pem(TEST_EC_PUBLIC.as_bytes().to_vec()),
+        })
+        .expect("public key");
+        let learner = LearnerId::from_random([7; 16]);
+        let key = EncodingKey::from_ec_pem(TEST_EC_PRIVATE_PKCS8.as_bytes()).expect("private key");
+        let token =
+            jsonwebtoken::encode(&Header::new(Algorithm::ES256), &claims(learner.as_str()), &key).expect("sign");
+        assert_eq!(verifier.verify(&token).ok(), Some(learner.clone()));
+        // A token signed with a shared secret is refused by a public-key
+        // verifier, whatever the secret: no algorithm confusion.
+        let hs = dev_token(b"any secret", "sso.zj.example", "xuefen", &learner, now(), 600).expect("sign");
+        assert!(verifier.verify(&hs).is_err());
+        // A subject that is not a unified learner id is refused.
+        let odd = jsonwebtoken::encode(&Header::new(Algorithm::ES256), &claims("zhangsan"), &key).expect("sign");
+        assert!(verifier.verify(&odd).is_err());
+    }
+}
