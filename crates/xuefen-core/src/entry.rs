@@ -27,6 +27,10 @@ pub enum EntryKind {
     NotPassed,
     /// The reversal of an earlier award, with its credits negated.
     Reversal,
+    /// The credit bank accepted the deposit at `refers_to` (see `bank`).
+    BankAccepted,
+    /// The credit bank rejected the deposit at `refers_to`; `reason` says why.
+    BankRejected,
 }
 
 impl EntryKind {
@@ -35,6 +39,8 @@ impl EntryKind {
             EntryKind::Awarded => 1,
             EntryKind::NotPassed => 2,
             EntryKind::Reversal => 3,
+            EntryKind::BankAccepted => 10,
+            EntryKind::BankRejected => 11,
         }
     }
 
@@ -43,6 +49,8 @@ impl EntryKind {
             1 => Some(EntryKind::Awarded),
             2 => Some(EntryKind::NotPassed),
             3 => Some(EntryKind::Reversal),
+            10 => Some(EntryKind::BankAccepted),
+            11 => Some(EntryKind::BankRejected),
             _ => None,
         }
     }
@@ -52,13 +60,21 @@ impl EntryKind {
             EntryKind::Awarded => "awarded",
             EntryKind::NotPassed => "not_passed",
             EntryKind::Reversal => "reversal",
+            EntryKind::BankAccepted => "bank_accepted",
+            EntryKind::BankRejected => "bank_rejected",
         }
     }
 
     pub fn parse(value: &str) -> Option<Self> {
-        [EntryKind::Awarded, EntryKind::NotPassed, EntryKind::Reversal]
-            .into_iter()
-            .find(|k| k.as_str() == value)
+        [
+            EntryKind::Awarded,
+            EntryKind::NotPassed,
+            EntryKind::Reversal,
+            EntryKind::BankAccepted,
+            EntryKind::BankRejected,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == value)
     }
 }
 
@@ -323,7 +339,9 @@ pub(crate) mod tests {
                 prop_oneof![
                     Just(EntryKind::Awarded),
                     Just(EntryKind::NotPassed),
-                    Just(EntryKind::Reversal)
+                    Just(EntryKind::Reversal),
+                    Just(EntryKind::BankAccepted),
+                    Just(EntryKind::BankRejected)
                 ],
                 id,
                 token,

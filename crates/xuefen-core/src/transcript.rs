@@ -1,6 +1,6 @@
 //! A learner's transcript, derived from their ledger entries.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::amount::Credits;
 use crate::entry::{Entry, EntryKind};
@@ -14,6 +14,14 @@ pub enum LineStatus {
     Reversed,
     /// The reversal itself.
     Reversal,
+    /// An award the credit bank accepted.
+    Deposited,
+    /// An award the credit bank rejected.
+    RejectedByBank,
+    /// The bank's acceptance of a deposit (the line of the ack entry).
+    BankAccepted,
+    /// The bank's rejection of a deposit (the line of the ack entry).
+    BankRejected,
 }
 
 impl LineStatus {
@@ -23,6 +31,10 @@ impl LineStatus {
             LineStatus::NotPassed => "not_passed",
             LineStatus::Reversed => "reversed",
             LineStatus::Reversal => "reversal",
+            LineStatus::Deposited => "deposited",
+            LineStatus::RejectedByBank => "rejected_by_bank",
+            LineStatus::BankAccepted => "bank_accepted",
+            LineStatus::BankRejected => "bank_rejected",
         }
     }
 }
@@ -38,13 +50,31 @@ pub struct Totals {
 /// Line statuses (parallel to `entries`) and totals. Totals are the exact sum
 /// of signed credits, so an award and its reversal net to zero in the year,
 /// category and site of the award.
+/// The credit bank's acknowledgements count in no total: they carry zero
+/// credits and the bank's pseudo-site, and only set the status of the
+/// deposit they name.
 pub fn summarise(entries: &[Entry]) -> (Vec<LineStatus>, Totals) {
-    let reversed: HashSet<_> = entries.iter().filter_map(|e| e.body.refers_to).collect();
+    let is_ack = |k: EntryKind| matches!(k, EntryKind::BankAccepted | EntryKind::BankRejected);
+    let reversed: HashSet<_> = entries
+        .iter()
+        .filter(|e| e.body.kind == EntryKind::Reversal)
+        .filter_map(|e| e.body.refers_to)
+        .collect();
+    let acked: HashMap<_, _> = entries
+        .iter()
+        .filter(|e| is_ack(e.body.kind))
+        .filter_map(|e| e.body.refers_to.map(|p| (p, e.body.kind)))
+        .collect();
     let mut totals = Totals::default();
     let statuses = entries
         .iter()
         .map(|e| {
             let b = &e.body;
+            match b.kind {
+                EntryKind::BankAccepted => return LineStatus::BankAccepted,
+                EntryKind::BankRejected => return LineStatus::BankRejected,
+                _ => {}
+            }
             add(&mut totals.total, b.credits);
             add(totals.by_year.entry(b.occurred_at.year_cst()).or_default(), b.credits);
             add(
@@ -55,8 +85,14 @@ pub fn summarise(entries: &[Entry]) -> (Vec<LineStatus>, Totals) {
             match b.kind {
                 EntryKind::Reversal => LineStatus::Reversal,
                 _ if reversed.contains(&e.position) => LineStatus::Reversed,
-                EntryKind::Awarded => LineStatus::Awarded,
+                EntryKind::Awarded => match acked.get(&e.position) {
+                    Some(EntryKind::BankAccepted) => LineStatus::Deposited,
+                    Some(_) => LineStatus::RejectedByBank,
+                    None => LineStatus::Awarded,
+                },
                 EntryKind::NotPassed => LineStatus::NotPassed,
+                EntryKind::BankAccepted => LineStatus::BankAccepted,
+                EntryKind::BankRejected => LineStatus::BankRejected,
             }
         })
         .collect();
