@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod bank;
 pub mod body;
 pub mod commit;
 pub mod dto;
@@ -50,6 +51,8 @@ pub struct AppState {
     pub limits: Limits,
     /// The HMAC key under which identity document numbers are hashed.
     pub identity_key: Arc<[u8]>,
+    /// The checkpoint signing key and the checkpointer's schedule.
+    pub checkpoints: bank::CheckpointSettings,
 }
 
 impl AppState {
@@ -61,6 +64,7 @@ impl AppState {
             committer,
             limits,
             identity_key: identity_key.into(),
+            checkpoints: bank::CheckpointSettings::ephemeral(),
         }
     }
 }
@@ -76,12 +80,26 @@ pub fn router(state: AppState) -> Router {
 
 /// Serves the API on `listener` until `shutdown` resolves, then finishes
 /// the requests in flight (and so their group commits) before returning.
+/// The checkpointer runs alongside for as long as the server does.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let checkpointer = tokio::spawn(bank::run_checkpointer(
+        state.store.clone(),
+        state.checkpoints.clone(),
+        async move {
+            let _ = stop_rx.await;
+        },
+    ));
+    let served = axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
-        .await
+        .await;
+    let _ = stop_tx.send(());
+    if let Err(e) = checkpointer.await {
+        tracing::warn!(error = %e, "checkpointer task ended abnormally");
+    }
+    served
 }

@@ -36,6 +36,7 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/events", post(post_events))
         .route("/v1/events/{event_id}", put(put_event).get(get_event))
         .route("/v1/learners/{learner_id}/transcript", get(get_transcript))
+        .merge(crate::bank::routes())
 }
 
 fn status_for(w: Written) -> StatusCode {
@@ -106,6 +107,15 @@ pub async fn create_site(
 ) -> ApiResult<Response> {
     caller.require_admin()?;
     let site = input.parse()?;
+    if site.id.as_str() == xuefen_core::bank::BANK_SITE {
+        return Err(Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "reserved_site_id",
+            "this id is reserved for the credit bank's acknowledgements",
+        )
+        .with_field("id")
+        .into());
+    }
     state.store.create_site(&site).await.map_err(|e| match e {
         xuefen_store::StoreError::Conflict(_) => ApiError::from(
             Problem::new(StatusCode::CONFLICT, "site_exists", "a site with this id exists").with_field("id"),
@@ -139,6 +149,7 @@ pub async fn get_site(
     caller: Caller,
     Path(site_id): Path<String>,
 ) -> ApiResult<Json<SiteOut>> {
+    caller.refuse_bank()?;
     let id = path_id(|v| SiteId::parse_as(v, "site_id"), site_id)?;
     if let Principal::Site(own) = &caller.principal
         && *own != id
@@ -218,6 +229,7 @@ pub async fn register_learner(
     let site = match (&caller.principal, &parsed.local_account) {
         (Principal::Site(site), _) => Some(site.clone()),
         (Principal::Admin, None) => None,
+        (Principal::Bank, _) => return Err(forbidden("the credit bank does not register learners").into()),
         (Principal::Admin, Some(_)) => {
             return Err(Problem::invalid(&xuefen_core::FieldError::new(
                 "local_account",
@@ -555,6 +567,7 @@ pub async fn get_transcript(
     caller: Caller,
     Path(learner): Path<String>,
 ) -> ApiResult<Json<TranscriptOut>> {
+    caller.refuse_bank()?;
     let learner = path_id(|v| LearnerId::parse_as(v, "learner_id"), learner)?;
     if !state.store.learner_exists(&learner).await? {
         return Err(xuefen_store::StoreError::NotFound.into());

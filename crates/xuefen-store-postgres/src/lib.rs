@@ -18,12 +18,19 @@ use async_trait::async_trait;
 use futures::stream::{BoxStream, StreamExt, TryStreamExt};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{PgPool, Postgres, Row, Transaction};
+use std::collections::HashMap;
 use xuefen_core::entry::Entry;
+use xuefen_core::entry::EntryKind;
 use xuefen_core::event::{Event, EventBody, LearnerRef, Millis};
+use xuefen_core::ids::Position;
 use xuefen_core::ids::{CourseCode, EventId, LearnerId, LocalAccount, RegionCode, SiteId, SiteLevel, SiteStatus};
+use xuefen_core::merkle::{Hash, NodeId};
 use xuefen_core::plan::{self, Head, Key, Lookups, Outcome};
+use xuefen_store::bank::{AckOutcome, AckRequest, DepositRecord, NewCheckpoint, StoredCheckpoint};
 use xuefen_store::records::{CourseRecord, EntryColumns, EntryRecord};
 use xuefen_store::{Course, KeyRecord, NewKey, NewLearner, Principal, Result, Site, Store, StoreError, Written};
+
+mod bank;
 
 /// Migrations embedded from `migrations/postgres`.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
@@ -569,6 +576,7 @@ impl Store for PgStore {
         let (role, site) = match &key.principal {
             Principal::Admin => ("admin", None),
             Principal::Site(s) => ("site", Some(s.as_str())),
+            Principal::Bank => ("bank", None),
         };
         sqlx::query("insert into api_keys (id, role, site_id, secret_hash) values ($1, $2, $3, $4)")
             .bind(&key.id)
@@ -611,6 +619,7 @@ impl Store for PgStore {
         };
         let principal = match (row.get::<&str, _>(1), row.get::<Option<String>, _>(2)) {
             ("admin", _) => Principal::Admin,
+            ("bank", None) => Principal::Bank,
             ("site", Some(site)) => Principal::Site(SiteId::parse(site).map_err(|e| corrupt(e.to_string()))?),
             (role, _) => return Err(corrupt(format!("role {role}"))),
         };
@@ -861,5 +870,37 @@ impl Store for PgStore {
         .map_err(db)
         .and_then(|r| async move { Entry::try_from(entry_record(&r)) })
         .boxed()
+    }
+
+    async fn latest_checkpoint(&self) -> Result<Option<StoredCheckpoint>> {
+        bank::latest_checkpoint(&self.pool).await
+    }
+
+    async fn checkpoint(&self, number: u64) -> Result<Option<StoredCheckpoint>> {
+        bank::checkpoint(&self.pool, number).await
+    }
+
+    async fn chain_range(&self, chain: u32, after: u64, upto: u64) -> Result<Vec<Entry>> {
+        bank::chain_range(&self.pool, chain, after, upto).await
+    }
+
+    async fn entry_kinds(&self, positions: &[Position]) -> Result<HashMap<Position, EntryKind>> {
+        bank::entry_kinds(&self.pool, positions).await
+    }
+
+    async fn merkle_nodes(&self, chain: u32, nodes: &[NodeId]) -> Result<HashMap<NodeId, Hash>> {
+        bank::merkle_nodes(&self.pool, chain, nodes).await
+    }
+
+    async fn write_checkpoint(&self, checkpoint: &NewCheckpoint) -> Result<Written> {
+        bank::write_checkpoint(&self.pool, checkpoint).await
+    }
+
+    async fn deposits_after(&self, after: u64, limit: u32) -> Result<Vec<DepositRecord>> {
+        bank::deposits_after(&self.pool, after, limit).await
+    }
+
+    async fn ack_deposits(&self, acks: &[AckRequest], now: Millis) -> Result<Vec<AckOutcome>> {
+        bank::ack_deposits(&self.pool, acks, now).await
     }
 }

@@ -6,15 +6,18 @@
 //! [`xuefen_core::plan::plan`], and writes the plan in one transaction).
 #![forbid(unsafe_code)]
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use futures::stream::BoxStream;
 use xuefen_core::amount::Score;
-use xuefen_core::entry::Entry;
+use xuefen_core::entry::{Entry, EntryKind};
 use xuefen_core::event::{Event, Millis};
 use xuefen_core::identity::DocumentKind;
 use xuefen_core::ids::{
-    Category, CourseCode, EventId, LearnerId, LocalAccount, RegionCode, SiteId, SiteLevel, SiteStatus,
+    Category, CourseCode, EventId, LearnerId, LocalAccount, Position, RegionCode, SiteId, SiteLevel, SiteStatus,
 };
+use xuefen_core::merkle::{Hash, NodeId};
 use xuefen_core::plan::{Head, Outcome};
 use xuefen_core::rule::CreditRule;
 
@@ -43,6 +46,8 @@ pub enum Principal {
     Admin,
     /// One alliance site.
     Site(SiteId),
+    /// The provincial credit bank: reads deposits and acknowledges them.
+    Bank,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -144,8 +149,32 @@ pub trait Store: Send + Sync + 'static {
     async fn heads(&self) -> Result<Vec<(u32, Head)>>;
     /// The entries of one chain in sequence order, streamed.
     fn chain_entries(&self, chain: u32) -> BoxStream<'_, Result<Entry>>;
+
+    // ---------------------------------------------------- credit bank feed
+    // The primitives of [`bank`]; the decisions are made there.
+
+    /// The checkpoint with the highest number.
+    async fn latest_checkpoint(&self) -> Result<Option<bank::StoredCheckpoint>>;
+    async fn checkpoint(&self, number: u64) -> Result<Option<bank::StoredCheckpoint>>;
+    /// The entries of `chain` with `after < seq <= upto`, in sequence order.
+    async fn chain_range(&self, chain: u32, after: u64, upto: u64) -> Result<Vec<Entry>>;
+    /// The kinds of the entries at `positions` (those that exist).
+    async fn entry_kinds(&self, positions: &[Position]) -> Result<HashMap<Position, EntryKind>>;
+    /// The stored Merkle nodes of `chain` among `nodes`.
+    async fn merkle_nodes(&self, chain: u32, nodes: &[NodeId]) -> Result<HashMap<NodeId, Hash>>;
+    /// Writes a checkpoint with its nodes and deposits in one transaction.
+    /// `Existing` when its number is already taken (another instance won).
+    async fn write_checkpoint(&self, checkpoint: &bank::NewCheckpoint) -> Result<Written>;
+    /// The deposits numbered after `after`, in order, at most `limit`.
+    async fn deposits_after(&self, after: u64, limit: u32) -> Result<Vec<bank::DepositRecord>>;
+    /// Records the bank's decisions, one outcome per request, in one
+    /// transaction. Each is a ledger entry in the deposit's chain written
+    /// under that chain's head; the ledger's idempotency index on the bank's
+    /// event id (`deposit-<chain>-<seq>`) allows one decision per deposit.
+    async fn ack_deposits(&self, acks: &[bank::AckRequest], now: Millis) -> Result<Vec<bank::AckOutcome>>;
 }
 
+pub mod bank;
 pub mod records;
 
 pub mod verify;
