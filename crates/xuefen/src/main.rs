@@ -2,6 +2,8 @@
 //! administer sites and keys.
 #![forbid(unsafe_code)]
 
+mod bank_pull;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -59,6 +61,9 @@ enum Command {
     /// Manage API keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Act as the credit bank.
+    #[command(subcommand)]
+    Bank(BankCommand),
     /// Print the OpenAPI document.
     Openapi,
 }
@@ -84,9 +89,26 @@ struct ServeArgs {
     /// it, a key is generated once into the data directory.
     #[arg(long, env = "XUEFEN_IDENTITY_KEY", hide_env_values = true)]
     identity_key: Option<String>,
+    /// Hex Ed25519 secret key (32 bytes) that signs checkpoints. Without it,
+    /// a key is generated once into the data directory.
+    #[arg(long, env = "XUEFEN_CHECKPOINT_KEY", hide_env_values = true)]
+    checkpoint_key: Option<String>,
+    /// Milliseconds between checkpoints (one is made only when a chain head moved).
+    #[arg(long, env = "XUEFEN_CHECKPOINT_INTERVAL_MS", default_value_t = 1_000)]
+    checkpoint_interval_ms: u64,
+    /// Most entries of one chain sealed by one checkpoint (bounds its transaction).
+    #[arg(long, env = "XUEFEN_CHECKPOINT_CHAIN_ENTRIES_MAX", default_value_t = 20_000)]
+    checkpoint_chain_entries_max: u64,
     /// Seconds to finish in-flight requests after SIGTERM/SIGINT.
     #[arg(long, env = "XUEFEN_SHUTDOWN_GRACE_SECONDS", default_value_t = 30)]
     shutdown_grace_seconds: u64,
+}
+
+#[derive(Subcommand)]
+enum BankCommand {
+    /// Pull deposits, verify every proof and checkpoint, acknowledge them,
+    /// and keep the cursor in a state file; resumes where it stopped.
+    Pull(bank_pull::PullArgs),
 }
 
 #[derive(Subcommand)]
@@ -117,8 +139,11 @@ enum KeysCommand {
     /// Create a key and print it (shown once).
     Create {
         /// A key for the provincial centre.
-        #[arg(long, conflicts_with = "site")]
+        #[arg(long, conflicts_with_all = ["site", "bank"])]
         admin: bool,
+        /// A key for the credit bank (reads deposits, acknowledges them).
+        #[arg(long, conflicts_with = "site")]
+        bank: bool,
         /// A key for this site.
         #[arg(long)]
         site: Option<String>,
@@ -196,6 +221,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Verify => verify(&cli.db).await,
         Command::Sites(cmd) => sites(&cli.db, cmd).await,
         Command::Keys(cmd) => keys(&cli.db, cmd).await,
+        Command::Bank(BankCommand::Pull(args)) => bank_pull::pull(args).await,
     }
 }
 
@@ -207,9 +233,30 @@ fn identity_key(args: &ServeArgs, data_dir: &std::path::Path) -> anyhow::Result<
         }
         return Ok(key);
     }
-    let path = data_dir.join("identity.key");
+    stored_key(data_dir, "identity.key", "learners cannot be matched without it")
+}
+
+/// The checkpoint signing key: from the settings, or generated once into the data directory.
+fn checkpoint_key(args: &ServeArgs, data_dir: &std::path::Path) -> anyhow::Result<ed25519_dalek::SigningKey> {
+    let secret = match &args.checkpoint_key {
+        Some(hex_key) => hex::decode(hex_key.trim()).context("XUEFEN_CHECKPOINT_KEY must be hex")?,
+        None => stored_key(
+            data_dir,
+            "checkpoint.key",
+            "checkpoints signed with it cannot be verified with a new one",
+        )?,
+    };
+    let secret: [u8; 32] = secret
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("the checkpoint key must be 32 bytes (64 hex digits)"))?;
+    Ok(ed25519_dalek::SigningKey::from_bytes(&secret))
+}
+
+/// A 32-byte secret kept as hex in `data_dir/name`, generated on first use.
+fn stored_key(data_dir: &std::path::Path, name: &str, why_back_up: &str) -> anyhow::Result<Vec<u8>> {
+    let path = data_dir.join(name);
     if let Ok(existing) = std::fs::read_to_string(&path) {
-        return hex::decode(existing.trim()).with_context(|| format!("read identity key {}", path.display()));
+        return hex::decode(existing.trim()).with_context(|| format!("read key {}", path.display()));
     }
     std::fs::create_dir_all(data_dir).with_context(|| format!("create {}", data_dir.display()))?;
     let mut key = [0u8; 32];
@@ -220,12 +267,13 @@ fn identity_key(args: &ServeArgs, data_dir: &std::path::Path) -> anyhow::Result<
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
     }
-    tracing::warn!(path = %path.display(), "generated a new identity key; back it up: learners cannot be matched without it");
+    tracing::warn!(path = %path.display(), "generated a new key; back it up: {why_back_up}");
     Ok(key.to_vec())
 }
 
 async fn serve(db: &DbArgs, args: ServeArgs) -> anyhow::Result<ExitCode> {
     let key = identity_key(&args, &db.data_dir)?;
+    let signing = checkpoint_key(&args, &db.data_dir)?;
     let store = open_store(db, true).await?;
     if !store.admin_key_exists().await? {
         let (key, secret) = xuefen_api::auth::mint(Principal::Admin);
@@ -241,7 +289,14 @@ async fn serve(db: &DbArgs, args: ServeArgs) -> anyhow::Result<ExitCode> {
         commits_in_flight: args.commits_in_flight,
         ..CommitSettings::default()
     };
-    let state = AppState::new(store, limits, commit, key);
+    let mut state = AppState::new(store, limits, commit, key);
+    state.checkpoints = xuefen_api::bank::CheckpointSettings {
+        key: Arc::new(signing),
+        interval: Duration::from_millis(args.checkpoint_interval_ms.max(10)),
+        limits: xuefen_store::bank::CheckpointLimits {
+            chain_entries_max: args.checkpoint_chain_entries_max.max(1),
+        },
+    };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("bind {}", args.listen))?;
@@ -356,15 +411,16 @@ async fn sites(db: &DbArgs, cmd: SitesCommand) -> anyhow::Result<ExitCode> {
 async fn keys(db: &DbArgs, cmd: KeysCommand) -> anyhow::Result<ExitCode> {
     let store = open_store(db, true).await?;
     match cmd {
-        KeysCommand::Create { admin, site } => {
+        KeysCommand::Create { admin, bank, site } => {
             let principal = match (admin, site) {
+                (false, None) if bank => Principal::Bank,
                 (true, None) => Principal::Admin,
                 (false, Some(site)) => {
                     let id = SiteId::parse(site)?;
                     store.site(&id).await?.context("no such site")?;
                     Principal::Site(id)
                 }
-                _ => bail!("give --admin or --site ID"),
+                _ => bail!("give --admin, --bank or --site ID"),
             };
             let (key, secret) = xuefen_api::auth::mint(principal);
             store.create_key(&key).await?;

@@ -77,12 +77,14 @@ impl TestApp {
     async fn start(store: Arc<dyn Store>, database_url: String, db: Db) -> Self {
         let (key, admin) = xuefen_api::auth::mint(Principal::Admin);
         store.create_key(&key).await.expect("admin key");
-        let state = AppState::new(
+        let mut state = AppState::new(
             store.clone(),
             TEST_LIMITS,
             CommitSettings::default(),
             b"test identity key".to_vec(),
         );
+        // Checkpoints often, so that deposits are sealed soon after ingestion.
+        state.checkpoints.interval = Duration::from_millis(50);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind loopback");
@@ -167,6 +169,13 @@ impl TestApp {
         let (status, body) = self.post("/v1/learners", key, body).await;
         assert!(status.is_success(), "{body}");
         body["learner_id"].as_str().expect("learner id").to_owned()
+    }
+
+    /// Creates a credit bank key and returns its secret.
+    pub async fn bank(&self) -> String {
+        let (status, body) = self.post("/v1/bank/keys", &self.admin, json!(null)).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body["secret"].as_str().expect("secret").to_owned()
     }
 
     /// Runs SQL directly on the database, bypassing the append-only guard.

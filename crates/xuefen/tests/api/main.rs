@@ -5,5 +5,6 @@
 #[path = "../support/pg.rs"]
 mod pg;
 
+mod bank;
 mod harness;
 mod scenarios;
