@@ -348,7 +348,7 @@ pub async fn deposit_page(store: &dyn Store, after: u64, limit: u32) -> Result<D
     let rows = store.deposits_after(after, limit).await?;
     let mut checkpoints = BTreeMap::new();
     for r in &rows {
-        if !checkpoints.contains_key(&r.checkpoint) {
+        if let std::collections::btree_map::Entry::Vacant(slot) = checkpoints.entry(r.checkpoint) {
             let cp = store
                 .checkpoint(r.checkpoint)
                 .await?
@@ -356,7 +356,7 @@ pub async fn deposit_page(store: &dyn Store, after: u64, limit: u32) -> Result<D
                     at: format!("deposit {}", r.number),
                     detail: format!("names checkpoint {} which is missing", r.checkpoint),
                 })?;
-            checkpoints.insert(r.checkpoint, cp);
+            slot.insert(cp);
         }
     }
     let mut chain_paths: HashMap<(u64, u32), Vec<Hash>> = HashMap::new();

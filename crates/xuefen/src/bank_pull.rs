@@ -189,7 +189,11 @@ fn hashes(v: &Value) -> anyhow::Result<Vec<[u8; 32]>> {
         .collect()
 }
 
-fn checkpoint_from(v: &Value) -> anyhow::Result<(Checkpoint, [u8; 64], Vec<Vec<[u8; 32]>>)> {
+/// A checkpoint as served: the checkpoint, its signature, and the
+/// consistency proof of each chain from the previous checkpoint.
+type ServedCheckpoint = (Checkpoint, [u8; 64], Vec<Vec<[u8; 32]>>);
+
+fn checkpoint_from(v: &Value) -> anyhow::Result<ServedCheckpoint> {
     let chains = v["chains"]
         .as_array()
         .ok_or_else(|| anyhow!("`chains` is missing"))?

@@ -196,11 +196,11 @@ async fn deposits_come_in_pages_with_valid_proofs_and_a_cursor_always_gives_the_
     let mut checkpoints: BTreeMap<u64, Checkpoint> = BTreeMap::new();
     for d in &all {
         let n = d["proof"]["checkpoint"].as_u64().expect("cp");
-        if !checkpoints.contains_key(&n) {
+        if let std::collections::btree_map::Entry::Vacant(slot) = checkpoints.entry(n) {
             let (_, v) = app.get(&format!("/v1/checkpoints/{n}"), &bank).await;
             let cp = checkpoint_of(&v);
             cp.verify_signature(&pk, &signature_of(&v)).expect("signed");
-            checkpoints.insert(n, cp);
+            slot.insert(cp);
         }
         check_deposit(d, &checkpoints[&n]);
     }
