@@ -508,6 +508,7 @@ mod tests {
             chains: (0..64).map(ChainState::empty).collect(),
             deposits_end: 0,
         };
+        assert_eq!(cp.signed_bytes().len(), 121, "as documented in docs/ledger-format.md");
         let sig = cp.sign(&key);
         assert_eq!(cp.verify_signature(&key.verifying_key(), &sig), Ok(()));
         let mut changed = cp.clone();

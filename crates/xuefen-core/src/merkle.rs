@@ -282,6 +282,48 @@ pub fn extend(
     Ok(out)
 }
 
+/// The root of a growing tree in O(log n) memory: the hashes of its
+/// complete subtrees, left to right. A verifier streaming a chain uses it to
+/// recompute the roots a checkpoint claims.
+#[derive(Debug, Clone, Default)]
+pub struct Frontier {
+    size: u64,
+    stack: Vec<Hash>,
+}
+
+impl Frontier {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Appends a leaf hash.
+    pub fn push(&mut self, leaf: Hash) {
+        let mut index = self.size;
+        let mut hash = leaf;
+        while index & 1 == 1 {
+            // The left sibling is complete: a right child always has one.
+            let Some(left) = self.stack.pop() else { break };
+            hash = node_hash(&left, &hash);
+            index >>= 1;
+        }
+        self.stack.push(hash);
+        self.size += 1;
+    }
+
+    /// The root of the leaves pushed so far.
+    pub fn root(&self) -> Hash {
+        let mut it = self.stack.iter().rev();
+        match it.next() {
+            None => empty_root(),
+            Some(last) => it.fold(*last, |right, left| node_hash(left, &right)),
+        }
+    }
+}
+
 /// RFC 9162 2.1.3.2: whether `path` proves leaf `index` (hash `leaf`) is in
 /// the tree of `size` leaves whose root is `root`.
 pub fn verify_inclusion(index: u64, size: u64, leaf: &Hash, path: &[Hash], root: &Hash) -> bool {
@@ -407,6 +449,19 @@ mod tests {
             prop_assert_eq!(root(n, &map), Ok(mth(&all)));
             let complete: usize = (0..64).map(|l| (n >> l) as usize).sum();
             prop_assert_eq!(map.len(), complete);
+        }
+
+        /// The streaming frontier gives the reference root at every size.
+        #[test]
+        fn a_frontier_gives_the_reference_root(n in 0u64..300) {
+            let all = leaves(n);
+            let mut f = Frontier::new();
+            for (i, leaf) in all.iter().enumerate() {
+                prop_assert_eq!(f.root(), mth(&all[..i]));
+                f.push(*leaf);
+            }
+            prop_assert_eq!(f.root(), mth(&all));
+            prop_assert_eq!(f.size(), n);
         }
 
         /// An inclusion proof verifies for every index and size, needs only

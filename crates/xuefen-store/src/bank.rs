@@ -449,3 +449,52 @@ pub async fn consistency_proofs(store: &dyn Store, current: &Checkpoint) -> Resu
     }
     Ok(out)
 }
+
+/// What [`verify_checkpoints`] covered.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CheckpointReport {
+    pub checkpoints: u64,
+    /// Whether signatures were checked (a public key was given).
+    pub signatures: bool,
+}
+
+/// Checks every stored checkpoint against its predecessor: the link, the
+/// numbering, the consistency proof of every chain (built from the stored
+/// Merkle nodes), and with `key` the signature. Returns the latest
+/// checkpoint, which a caller checks against the entries
+/// ([`crate::verify::verify_ledger_under`]).
+pub async fn verify_checkpoints(
+    store: &dyn Store,
+    key: Option<&ed25519_dalek::VerifyingKey>,
+) -> std::result::Result<(CheckpointReport, Option<Checkpoint>), String> {
+    let latest = store.latest_checkpoint().await.map_err(|e| e.to_string())?;
+    let Some(latest) = latest else {
+        return Ok((CheckpointReport::default(), None));
+    };
+    let mut prev: Option<Checkpoint> = None;
+    for number in 1..=latest.checkpoint.number {
+        let stored = store
+            .checkpoint(number)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("checkpoint {number} is missing"))?;
+        let cp = stored.checkpoint;
+        if let Some(key) = key {
+            cp.verify_signature(key, &stored.signature).map_err(|e| e.to_string())?;
+        }
+        match &prev {
+            None if cp.prev_hash != [0; 32] => return Err("checkpoint 1 names a predecessor".into()),
+            None => {}
+            Some(p) => {
+                let proofs = consistency_proofs(store, &cp).await.map_err(|e| e.to_string())?;
+                cp.verify_extends(p, &proofs).map_err(|e| e.to_string())?;
+            }
+        }
+        prev = Some(cp);
+    }
+    let report = CheckpointReport {
+        checkpoints: latest.checkpoint.number,
+        signatures: key.is_some(),
+    };
+    Ok((report, prev))
+}

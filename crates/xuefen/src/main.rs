@@ -14,7 +14,8 @@ use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use xuefen_api::{AppState, CommitSettings, Limits};
 use xuefen_core::ids::{RegionCode, SiteId, SiteLevel, SiteStatus};
-use xuefen_store::verify::{VerifyFailure, verify_ledger};
+use xuefen_store::bank::verify_checkpoints;
+use xuefen_store::verify::{VerifyFailure, verify_ledger_under};
 use xuefen_store::{Principal, Site, Store};
 use xuefen_store_postgres::{PgSettings, PgStore};
 use xuefen_store_sqlite::{SqliteSettings, SqliteStore};
@@ -53,8 +54,13 @@ enum Command {
     Serve(ServeArgs),
     /// Apply pending migrations and exit.
     Migrate,
-    /// Verify every hash chain from genesis; exit 1 naming the first bad entry.
-    Verify,
+    /// Verify every hash chain from genesis and every checkpoint; exit 1
+    /// naming the first bad entry or checkpoint.
+    Verify {
+        /// The service's checkpoint public key (hex), to check signatures too.
+        #[arg(long)]
+        public_key: Option<String>,
+    },
     /// Manage alliance sites.
     #[command(subcommand)]
     Sites(SitesCommand),
@@ -218,7 +224,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Serve(args) => serve(&cli.db, args).await,
-        Command::Verify => verify(&cli.db).await,
+        Command::Verify { public_key } => verify(&cli.db, public_key.as_deref()).await,
         Command::Sites(cmd) => sites(&cli.db, cmd).await,
         Command::Keys(cmd) => keys(&cli.db, cmd).await,
         Command::Bank(BankCommand::Pull(args)) => bank_pull::pull(args).await,
@@ -340,10 +346,26 @@ async fn shutdown_signal() {
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
 }
 
-async fn verify(db: &DbArgs) -> anyhow::Result<ExitCode> {
+async fn verify(db: &DbArgs, public_key: Option<&str>) -> anyhow::Result<ExitCode> {
     let store = open_store(db, false).await?;
+    let key = public_key
+        .map(|k| -> anyhow::Result<ed25519_dalek::VerifyingKey> {
+            let bytes: [u8; 32] = hex::decode(k.trim())
+                .ok()
+                .and_then(|b| b.try_into().ok())
+                .context("--public-key must be 32 bytes of hex")?;
+            ed25519_dalek::VerifyingKey::from_bytes(&bytes).context("--public-key is not an Ed25519 key")
+        })
+        .transpose()?;
     let started = Instant::now();
-    let result = verify_ledger(&*store, |_| {}).await;
+    let (checkpoints, latest) = match verify_checkpoints(&*store, key.as_ref()).await {
+        Ok(found) => found,
+        Err(e) => {
+            println!("FAILED: {e}");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let result = verify_ledger_under(&*store, latest.as_ref(), |_| {}).await;
     let secs = started.elapsed().as_secs_f64().max(1e-9);
     match result {
         Ok(report) => {
@@ -354,6 +376,18 @@ async fn verify(db: &DbArgs) -> anyhow::Result<ExitCode> {
                 secs,
                 report.entries as f64 / secs
             );
+            if let Some(latest) = &latest {
+                println!(
+                    "ok: {} checkpoints consistent ({}), the latest binds {} entries",
+                    checkpoints.checkpoints,
+                    if checkpoints.signatures {
+                        "signatures verified"
+                    } else {
+                        "signatures not checked: give --public-key"
+                    },
+                    latest.entries()
+                );
+            }
             Ok(ExitCode::SUCCESS)
         }
         Err(VerifyFailure::Store(e)) => Err(e).context("read the ledger"),

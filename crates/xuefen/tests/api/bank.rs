@@ -23,6 +23,7 @@ backend_tests!(
     acks_are_idempotent_contradictions_are_409_and_the_transcript_shows_them,
     the_bank_reads_deposits_only_and_nobody_else_reads_them,
     consecutive_checkpoints_are_signed_and_consistent,
+    verify_checks_checkpoints_against_the_entries,
     bank_pull_survives_kills_acks_each_deposit_once_and_stops_at_a_tampered_entry,
 );
 
@@ -551,4 +552,22 @@ async fn bank_pull_survives_kills_acks_each_deposit_once_and_stops_at_a_tampered
     let acked = app.scalar("select count(*) from ledger_entries where kind = 10").await;
     assert_eq!(acked, i64::from(N), "nothing of the tampered page is acknowledged");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+async fn verify_checks_checkpoints_against_the_entries(app: TestApp) {
+    let key = setup(&app, 3).await;
+    let bank = app.bank().await;
+    post_events(&app, &key, 0, 6, 3).await;
+    wait_for_deposits(&app, &bank, 6).await;
+    post_events(&app, &key, 6, 9, 3).await;
+    wait_for_deposits(&app, &bank, 9).await;
+    let (code, out) = app.verify_cli().await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("checkpoints consistent"), "{out}");
+    // A checkpoint rewritten in place no longer hashes to what it stored.
+    app.tamper("update checkpoints set created_at_ms = created_at_ms + 1 where number = 1")
+        .await;
+    let (code, out) = app.verify_cli().await;
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("checkpoint 1"), "{out}");
 }

@@ -194,7 +194,12 @@ impl TestApp {
                     .expect("restore");
             }
             Db::Sqlite(lite, _) => {
-                for trigger in ["ledger_entries_append_only_update", "ledger_entries_append_only_delete"] {
+                for trigger in [
+                    "ledger_entries_append_only_update",
+                    "ledger_entries_append_only_delete",
+                    "checkpoints_append_only_update",
+                    "checkpoints_append_only_delete",
+                ] {
                     sqlx::query(&format!("drop trigger if exists {trigger}"))
                         .execute(lite.pool())
                         .await
