@@ -3,6 +3,7 @@
 #   scripts/with-postgres.sh CMD [ARGS...]
 # Exports DATABASE_URL, XUEFEN_TEST_DATABASE_URL and XUEFEN_TEST_PG_ADMIN_URL for CMD,
 # then stops the cluster and deletes it. Exits with CMD's exit status.
+# XUEFEN_PG_OPTIONS adds server options (e.g. "-c shared_preload_libraries=pg_stat_statements").
 set -euo pipefail
 
 die() { echo "with-postgres: $*" >&2; exit 1; }
@@ -70,7 +71,7 @@ for _ in 1 2 3; do
   port=$(pick_port) || die "could not find a free port"
   # fsync stays on on purpose: durability is part of what the tests check.
   if as_pg "$bindir/pg_ctl" -D "$tmp/data" -l "$tmp/postgres.log" -w -t 30 -o \
-      "-c listen_addresses=127.0.0.1 -p $port -c unix_socket_directories=$tmp -c fsync=on -c max_connections=300 -c shared_buffers=256MB" \
+      "-c listen_addresses=127.0.0.1 -p $port -c unix_socket_directories=$tmp -c fsync=on -c max_connections=300 -c shared_buffers=256MB ${XUEFEN_PG_OPTIONS:-}" \
       start >/dev/null; then
     started=true; break
   fi

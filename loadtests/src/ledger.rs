@@ -8,6 +8,7 @@ use xuefen_core::entry::{Entry, EntryBody, EntryKind, GENESIS, entry_hash};
 use xuefen_core::event::{Millis, Reason};
 use xuefen_core::ids::{Category, CourseCode, EventId, LearnerId, Position, SiteId};
 use xuefen_core::rule::CreditRule;
+use xuefen_store_postgres::copy::CopyWriter;
 
 /// The course every benchmark event completes: one credit per 8 hours, at
 /// most 4, no pass mark.
@@ -301,14 +302,78 @@ impl Rows {
     }
 
     /// `COPY ledger_entries FROM STDIN` of pre-encoded text: one transaction.
-    pub async fn copy_in(pool: &PgPool, text: &[u8]) -> Result<u64> {
+    /// The rows in `COPY … FROM STDIN (FORMAT binary)` format.
+    pub fn copy_binary(&self) -> Vec<u8> {
+        let mut w = CopyWriter::with_capacity(self.len() * 320);
+        for i in 0..self.len() {
+            w.row(20);
+            w.int4(self.chain_id[i]);
+            w.int8(self.seq[i]);
+            w.bytea(&self.prev_hash[i]);
+            w.bytea(&self.hash[i]);
+            w.int2(self.kind[i]);
+            w.text(&self.site_id[i]);
+            w.text(&self.event_id[i]);
+            w.text(&self.learner_id[i]);
+            w.text(&self.course_code[i]);
+            w.text(&self.category[i]);
+            w.int8(self.credits_cents[i]);
+            w.int8(self.occurred_at_ms[i]);
+            w.int8(self.recorded_at_ms[i]);
+            w.opt_int8(self.score_cents[i]);
+            w.opt_int8(self.hours_cents[i]);
+            w.int4(self.rule_version[i]);
+            w.opt_int4(self.refers_chain[i]);
+            w.opt_int8(self.refers_seq[i]);
+            w.opt_text(self.target_event[i].as_deref());
+            w.text(&self.reason[i]);
+        }
+        w.finish()
+    }
+
+    /// One `COPY` of prepared data (`binary` or text format): one transaction.
+    pub async fn copy_in(pool: &PgPool, data: &[u8], binary: bool) -> Result<u64> {
         let mut conn = pool.acquire().await?;
+        let format = if binary { " (format binary)" } else { "" };
         let mut copy = conn
-            .copy_in_raw(&format!("copy ledger_entries ({COLUMNS}) from stdin"))
+            .copy_in_raw(&format!("copy ledger_entries ({COLUMNS}) from stdin{format}"))
             .await
             .context("start COPY")?;
-        copy.send(text).await.context("send COPY data")?;
+        copy.send(data).await.context("send COPY data")?;
         copy.finish().await.context("finish COPY")
+    }
+
+    /// One row per transaction, as a client without batching writes.
+    pub async fn insert_one(&self, pool: &PgPool, i: usize) -> Result<u64> {
+        let sql = format!(
+            "insert into ledger_entries ({COLUMNS})
+             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)"
+        );
+        let done = sqlx::query(&sql)
+            .bind(self.chain_id[i])
+            .bind(self.seq[i])
+            .bind(&self.prev_hash[i])
+            .bind(&self.hash[i])
+            .bind(self.kind[i])
+            .bind(&self.site_id[i])
+            .bind(&self.event_id[i])
+            .bind(&self.learner_id[i])
+            .bind(&self.course_code[i])
+            .bind(&self.category[i])
+            .bind(self.credits_cents[i])
+            .bind(self.occurred_at_ms[i])
+            .bind(self.recorded_at_ms[i])
+            .bind(self.score_cents[i])
+            .bind(self.hours_cents[i])
+            .bind(self.rule_version[i])
+            .bind(self.refers_chain[i])
+            .bind(self.refers_seq[i])
+            .bind(&self.target_event[i])
+            .bind(&self.reason[i])
+            .execute(pool)
+            .await
+            .context("insert one ledger row")?;
+        Ok(done.rows_affected())
     }
 }
 

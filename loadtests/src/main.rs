@@ -72,6 +72,9 @@ struct Args {
     /// Seconds after which every loop stops and the run fails [default: 900; smoke 90; big 2400].
     #[arg(long)]
     deadline_seconds: Option<u64>,
+    /// Skip the transcript and verify ledgers (ingestion scenarios only).
+    #[arg(long)]
+    no_ledgers: bool,
     /// Keep the scratch databases instead of dropping them.
     #[arg(long)]
     keep_databases: bool,
@@ -90,6 +93,7 @@ struct Config {
     /// Time cap of each `single` run.
     single_limit: Duration,
     ledgers: Vec<usize>,
+    no_ledgers: bool,
     transcript_requests: usize,
     deadline: Duration,
 }
@@ -117,6 +121,7 @@ fn config(a: &Args) -> Result<Config> {
         scenario_limit: Duration::from_secs(if a.smoke { 20 } else { 90 }),
         single_limit: Duration::from_secs(if a.smoke { 10 } else { 15 }),
         ledgers,
+        no_ledgers: a.no_ledgers,
         transcript_requests: if a.smoke { 40 } else { 200 },
         deadline: Duration::from_secs(a.deadline_seconds.unwrap_or(if a.smoke {
             90
@@ -234,7 +239,8 @@ async fn run(cfg: &Config, cluster: &mut Cluster, dir: &Path) -> Result<()> {
     );
 
     // ---------------------------------------------------------------- baseline
-    let baseline = run_baseline(cfg, cluster, chunks, srv.pid).await?;
+    let chunks = Arc::new(chunks);
+    let baseline = run_baseline(cfg, cluster, chunks.clone(), srv.pid).await?;
 
     // ---------------------------------------------------------------- batch
     let batches = Arc::new(batches);
@@ -294,6 +300,7 @@ async fn run(cfg: &Config, cluster: &mut Cluster, dir: &Path) -> Result<()> {
     };
     let mut single_accepted = 0u64;
     for &conns in &cfg.single_conns {
+        run_single_baseline(cfg, cluster, &chunks, conns).await?;
         let cpu = CpuSnapshot::take(srv.pid);
         let s = api::run_single(
             &api,
@@ -337,7 +344,9 @@ async fn run(cfg: &Config, cluster: &mut Cluster, dir: &Path) -> Result<()> {
     srv.stop().await;
 
     // ---------------------------------------------------------------- transcript + verify
-    run_ledgers(cfg, cluster, dir, &http, &course).await?;
+    if !cfg.no_ledgers {
+        run_ledgers(cfg, cluster, dir, &http, &course).await?;
+    }
 
     // ---------------------------------------------------------------- ratio
     line!("ingest_ratio={:.3}", batch_rate / baseline.max(1e-9));
@@ -396,13 +405,14 @@ fn batch_material(cfg: &Config, course: &BenchCourse, learners: &[Learner], chai
 
 /// Raw inserts of the batch rows into fresh migrated databases; returns the
 /// faster method's rows/s.
-async fn run_baseline(cfg: &Config, cluster: &mut Cluster, chunks: Vec<Rows>, server_pid: u32) -> Result<f64> {
+async fn run_baseline(cfg: &Config, cluster: &mut Cluster, chunks: Arc<Vec<Rows>>, server_pid: u32) -> Result<f64> {
     let total: usize = chunks.iter().map(Rows::len).sum();
     let copies: Vec<Vec<u8>> = chunks.iter().map(Rows::copy_text).collect();
-    let chunks = Arc::new(chunks);
+    let binaries: Vec<Vec<u8>> = chunks.iter().map(Rows::copy_binary).collect();
     let copies = Arc::new(copies);
+    let binaries = Arc::new(binaries);
     let mut best: Option<(f64, &str)> = None;
-    for method in ["unnest", "copy"] {
+    for method in ["unnest", "copy", "copy_binary"] {
         let url = cluster.create(&format!("base_{method}")).await?;
         server::migrate(&cfg.bin, &url).await?;
         let pool = server::pool(&url, u32::try_from(cfg.clients)?).await?;
@@ -412,16 +422,17 @@ async fn run_baseline(cfg: &Config, cluster: &mut Cluster, chunks: Vec<Rows>, se
         let limit = cfg.scenario_limit;
         let tasks: Vec<_> = (0..cfg.clients)
             .map(|_| {
-                let (pool, next, chunks, copies) = (pool.clone(), next.clone(), chunks.clone(), copies.clone());
+                let (pool, next, chunks) = (pool.clone(), next.clone(), chunks.clone());
+                let (copies, binaries) = (copies.clone(), binaries.clone());
                 tokio::spawn(async move {
                     let mut n = 0u64;
                     while !stopped() && started.elapsed() < limit {
                         let i = next.fetch_add(1, Ordering::Relaxed);
                         let Some(rows) = chunks.get(i) else { break };
-                        let done = if method == "copy" {
-                            Rows::copy_in(&pool, copies.get(i).context("copy chunk")?).await
-                        } else {
-                            rows.insert_unnest(&pool).await
+                        let done = match method {
+                            "copy" => Rows::copy_in(&pool, copies.get(i).context("copy chunk")?, false).await,
+                            "copy_binary" => Rows::copy_in(&pool, binaries.get(i).context("copy chunk")?, true).await,
+                            _ => rows.insert_unnest(&pool).await,
                         };
                         match done {
                             Ok(k) => n += k,
@@ -468,6 +479,62 @@ async fn run_baseline(cfg: &Config, cluster: &mut Cluster, chunks: Vec<Rows>, se
     let (r, method) = best.context("no baseline ran")?;
     line!("baseline rows_per_s={r:.0} method={method}");
     Ok(r)
+}
+
+/// Raw one-row-per-commit inserts of ledger rows at `conns` concurrent
+/// connections: what `single` is measured against (the connection count is
+/// capped below the server's `max_connections`).
+async fn run_single_baseline(cfg: &Config, cluster: &mut Cluster, chunks: &Arc<Vec<Rows>>, conns: usize) -> Result<()> {
+    let url = cluster.create(&format!("base_single_{conns}")).await?;
+    server::migrate(&cfg.bin, &url).await?;
+    let conns = conns.min(240);
+    let pool = server::pool(&url, u32::try_from(conns)?).await?;
+    let rows: Vec<(usize, usize)> = chunks
+        .iter()
+        .enumerate()
+        .flat_map(|(c, r)| (0..r.len()).map(move |i| (c, i)))
+        .take(cfg.single_events)
+        .collect();
+    let rows = Arc::new(rows);
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let started = Instant::now();
+    let limit = cfg.single_limit;
+    let tasks: Vec<_> = (0..conns)
+        .map(|_| {
+            let (pool, next, rows, chunks) = (pool.clone(), next.clone(), rows.clone(), chunks.clone());
+            tokio::spawn(async move {
+                let mut lat = Vec::new();
+                while !stopped() && started.elapsed() < limit {
+                    let Some(&(c, i)) = rows.get(next.fetch_add(1, Ordering::Relaxed)) else {
+                        break;
+                    };
+                    let t = Instant::now();
+                    if let Err(e) = chunks[c].insert_one(&pool, i).await {
+                        raise_stop();
+                        return Err(e);
+                    }
+                    lat.push(t.elapsed());
+                }
+                Ok::<_, anyhow::Error>(lat)
+            })
+        })
+        .collect();
+    let mut lat = Vec::new();
+    for t in tasks {
+        lat.extend(t.await.context("single baseline task panicked")??);
+    }
+    let elapsed = started.elapsed();
+    pool.close().await;
+    let n = lat.len() as u64;
+    let l = Latencies::new(lat);
+    line!(
+        "single_baseline conns={conns} rows_per_s={:.0} p50_ms={:.1} p99_ms={:.1} rows={n} elapsed_s={:.2}",
+        rate(n, elapsed),
+        l.ms(0.5),
+        l.ms(0.99),
+        elapsed.as_secs_f64()
+    );
+    Ok(())
 }
 
 /// Transcript latency, `xuefen verify` and peak RSS over ledgers of growing size.

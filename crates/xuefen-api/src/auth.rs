@@ -5,13 +5,15 @@
 //! `Authorization: Bearer <key>`. Only its SHA-256 is stored, so a leaked
 //! database does not leak usable keys; lookups are by that hash.
 
+use std::time::{Duration, Instant};
+
 use axum::extract::FromRequestParts;
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 use xuefen_core::ids::SiteId;
-use xuefen_store::{NewKey, Principal};
+use xuefen_store::{KeyRecord, NewKey, Principal};
 
 use crate::AppState;
 use crate::problem::{ApiError, Problem};
@@ -34,6 +36,47 @@ pub fn mint(principal: Principal) -> (NewKey, String) {
 
 pub fn secret_hash(secret: &str) -> [u8; 32] {
     Sha256::digest(secret.as_bytes()).into()
+}
+
+/// Keys found recently, so that a burst of requests with one key costs one
+/// database lookup, not one each.
+///
+/// An entry lives at most `ttl`. Revoking a key or changing a site's status
+/// through this instance clears the cache at once; through another instance
+/// (or `xuefen keys revoke` on the database) it takes effect here within
+/// `ttl`. Unknown keys are never cached, so guessing costs a lookup each and
+/// cannot fill the cache. A `ttl` of zero turns caching off.
+pub struct KeyCache {
+    ttl: Duration,
+    entries: quick_cache::sync::Cache<[u8; 32], (KeyRecord, Instant)>,
+}
+
+impl KeyCache {
+    /// How many keys are kept at most.
+    const KEYS_MAX: usize = 4_096;
+
+    pub fn new(ttl: Duration) -> Self {
+        Self {
+            ttl,
+            entries: quick_cache::sync::Cache::new(Self::KEYS_MAX),
+        }
+    }
+
+    fn get(&self, hash: &[u8; 32]) -> Option<KeyRecord> {
+        let (record, at) = self.entries.get(hash)?;
+        (at.elapsed() < self.ttl).then_some(record)
+    }
+
+    fn put(&self, hash: [u8; 32], record: &KeyRecord) {
+        if !self.ttl.is_zero() {
+            self.entries.insert(hash, (record.clone(), Instant::now()));
+        }
+    }
+
+    /// Forgets every key: after a revocation or a site status change.
+    pub fn clear(&self) {
+        self.entries.clear();
+    }
 }
 
 /// The authenticated caller.
@@ -105,11 +148,19 @@ impl FromRequestParts<AppState> for Caller {
             .map(str::trim)
             .filter(|s| !s.is_empty())
             .ok_or_else(|| unauthorized("the Authorization header must be `Bearer <key>`"))?;
-        let record = state
-            .store
-            .key_by_hash(&secret_hash(secret))
-            .await?
-            .ok_or_else(|| unauthorized("the API key is not valid"))?;
+        let hash = secret_hash(secret);
+        let record = match state.key_cache.get(&hash) {
+            Some(record) => record,
+            None => {
+                let record = state
+                    .store
+                    .key_by_hash(&hash)
+                    .await?
+                    .ok_or_else(|| unauthorized("the API key is not valid"))?;
+                state.key_cache.put(hash, &record);
+                record
+            }
+        };
         if record.revoked {
             return Err(unauthorized("the API key has been revoked"));
         }

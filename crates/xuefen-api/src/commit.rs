@@ -1,17 +1,36 @@
-//! Group commit: many requests, one transaction.
+//! Group commit: many requests, one transaction per chain shard.
 //!
-//! Handlers hand their parsed events to the [`Committer`] and wait. A single
-//! dispatcher drains whatever has queued while the previous transactions
-//! ran, up to `group_events_max` events, and writes them with one
-//! `Store::ingest` call; up to `commits_in_flight` such transactions run at
-//! once. Under load one fsync is shared by every request of the group; when
-//! idle a lone request goes straight through, without waiting on a timer.
-//! A request's events always stay together in one transaction.
+//! Handlers hand their parsed events to the [`Committer`] and wait. The
+//! ledger's chains are split into `shards` (chain `c` belongs to shard
+//! `c % shards`). Each shard has a dispatcher that drains whatever has queued
+//! for it while its previous transactions ran, up to `group_events_max`
+//! events, and writes them with one `Store::ingest` call; up to
+//! `commits_in_flight` such transactions run at once per shard. Under load
+//! one fsync is shared by every request of a group; when idle a lone request
+//! goes straight through, without waiting on a timer.
+//!
+//! Why shards: a group transaction locks the head row of every chain it
+//! appends to. Groups that mix every chain serialise on those locks (one
+//! group's insert and commit waits for the other's), while groups of disjoint
+//! chains run side by side in PostgreSQL. Routing is only a hint: a store
+//! takes its locks and checks its keys itself, so an event routed to the
+//! "wrong" shard (an account linked a moment ago, another instance writing the
+//! same chains) is still written correctly, only with more lock waiting.
+//!
+//! A request whose events fall into several shards is split; each part is
+//! committed by its shard and the outcomes are put back in request order.
+//! Events that share an idempotency key, and a revocation and the completion
+//! it targets within one request, always go to the same shard, so the
+//! planner sees them in request order. If one part fails the request fails;
+//! parts that committed are durable and come back as duplicates on retry.
 
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use tokio::sync::{Semaphore, mpsc, oneshot};
-use xuefen_core::event::{Event, Millis};
+use xuefen_core::event::{Event, EventBody, LearnerRef, Millis};
+use xuefen_core::ids::{EventId, LearnerId, LocalAccount, SiteId};
 use xuefen_core::plan::Outcome;
 use xuefen_store::{Store, StoreError};
 
@@ -27,9 +46,13 @@ struct Job {
 pub struct CommitSettings {
     /// Most events written by one transaction (a single request may exceed it).
     pub group_events_max: usize,
-    /// Transactions in flight at once.
+    /// Transactions in flight at once, per shard.
     pub commits_in_flight: usize,
-    /// Requests waiting for a transaction before new ones are pushed back.
+    /// Chain shards, each with its own group committer. One for a backend
+    /// that writes one transaction at a time.
+    pub shards: usize,
+    /// Requests waiting for a transaction, per shard, before new ones are
+    /// pushed back.
     pub queue_requests_max: usize,
 }
 
@@ -37,7 +60,8 @@ impl Default for CommitSettings {
     fn default() -> Self {
         Self {
             group_events_max: 4_000,
-            commits_in_flight: 2,
+            commits_in_flight: 1,
+            shards: 2,
             queue_requests_max: 16_384,
         }
     }
@@ -46,7 +70,8 @@ impl Default for CommitSettings {
 /// The handle handlers submit to. Cloning is cheap.
 #[derive(Clone)]
 pub struct Committer {
-    tx: mpsc::Sender<Job>,
+    shards: Arc<[mpsc::Sender<Job>]>,
+    router: Arc<Router>,
 }
 
 /// Why a submission did not commit.
@@ -59,21 +84,150 @@ pub enum CommitError {
 }
 
 impl Committer {
-    /// Starts the dispatcher on the current runtime.
+    /// Starts one dispatcher per shard on the current runtime.
     pub fn start(store: Arc<dyn Store>, settings: CommitSettings) -> Self {
-        let (tx, rx) = mpsc::channel(settings.queue_requests_max.max(1));
-        tokio::spawn(dispatch(store, settings, rx));
-        Self { tx }
+        let shards = if store.parallel_writes() {
+            settings.shards.max(1)
+        } else {
+            1
+        };
+        let shards: Vec<_> = (0..shards)
+            .map(|_| {
+                let (tx, rx) = mpsc::channel(settings.queue_requests_max.max(1));
+                tokio::spawn(dispatch(store.clone(), settings, rx));
+                tx
+            })
+            .collect();
+        let router = Router {
+            chains: store.chain_count().max(1),
+            store,
+        };
+        Self {
+            shards: shards.into(),
+            router: Arc::new(router),
+        }
     }
 
-    /// Writes `events` in the next group and returns their outcomes.
+    /// Writes `events` in the next groups and returns their outcomes, in
+    /// the order of `events`.
     pub async fn submit(&self, events: Vec<Event>) -> Result<Vec<Outcome>, CommitError> {
+        let n = self.shards.len();
+        if n == 1 || events.is_empty() {
+            return self.submit_to(0, events).await;
+        }
+        let routes = self.router.route(&events, n).await;
+        if routes.iter().all(|s| *s == routes[0]) {
+            return self.submit_to(routes[0], events).await;
+        }
+        let total = events.len();
+        let mut parts: Vec<(Vec<usize>, Vec<Event>)> = (0..n).map(|_| (Vec::new(), Vec::new())).collect();
+        for (i, (event, shard)) in events.into_iter().zip(routes).enumerate() {
+            parts[shard].0.push(i);
+            parts[shard].1.push(event);
+        }
+        let pending = parts
+            .into_iter()
+            .enumerate()
+            .filter(|(_, (idx, _))| !idx.is_empty())
+            .map(|(shard, (idx, part))| async move { (idx, self.submit_to(shard, part).await) });
+        let mut slots: Vec<Option<Outcome>> = vec![None; total];
+        for (idx, done) in futures::future::join_all(pending).await {
+            for (i, outcome) in idx.into_iter().zip(done?) {
+                slots[i] = Some(outcome);
+            }
+        }
+        slots.into_iter().collect::<Option<Vec<_>>>().ok_or_else(|| {
+            CommitError::Store(Arc::new(StoreError::Database(
+                "a shard returned too few outcomes".into(),
+            )))
+        })
+    }
+
+    async fn submit_to(&self, shard: usize, events: Vec<Event>) -> Result<Vec<Outcome>, CommitError> {
         let (reply, rx) = oneshot::channel();
-        self.tx
+        self.shards[shard]
             .send(Job { events, reply })
             .await
             .map_err(|_| CommitError::Stopped)?;
         rx.await.map_err(|_| CommitError::Stopped)?.map_err(CommitError::Store)
+    }
+}
+
+/// Picks the shard of each event from the chain it will land on.
+struct Router {
+    store: Arc<dyn Store>,
+    chains: u32,
+}
+
+impl Router {
+    async fn route(&self, events: &[Event], shards: usize) -> Vec<usize> {
+        let shard_of_chain = |chain: u32| chain as usize % shards;
+        let mut accounts: Vec<(SiteId, LocalAccount)> = events
+            .iter()
+            .filter_map(|e| match &e.body {
+                EventBody::Completion(c) => match &c.learner {
+                    LearnerRef::Account(a) => Some((e.site.clone(), a.clone())),
+                    LearnerRef::Id(_) => None,
+                },
+                EventBody::Revocation(_) => None,
+            })
+            .collect();
+        accounts.sort();
+        accounts.dedup();
+        let mut linked: HashMap<(SiteId, LocalAccount), LearnerId> = HashMap::new();
+        if !accounts.is_empty() {
+            match self.store.account_learners(&accounts).await {
+                Ok(found) => linked.extend(found),
+                Err(e) => tracing::warn!(error = %e, "routing lookup of accounts failed"),
+            }
+        }
+        let in_request: std::collections::HashSet<(&SiteId, &EventId)> =
+            events.iter().map(|e| (&e.site, &e.id)).collect();
+        let outside: Vec<(SiteId, EventId)> = events
+            .iter()
+            .filter_map(|e| match &e.body {
+                EventBody::Revocation(r) if !in_request.contains(&(&e.site, &r.target)) => {
+                    Some((e.site.clone(), r.target.clone()))
+                }
+                _ => None,
+            })
+            .collect();
+        let mut target_chains: HashMap<(SiteId, EventId), u32> = HashMap::new();
+        if !outside.is_empty() {
+            match self.store.event_chains(&outside).await {
+                Ok(found) => target_chains.extend(found),
+                Err(e) => tracing::warn!(error = %e, "routing lookup of revocation targets failed"),
+            }
+        }
+        let mut by_key: HashMap<(&SiteId, &EventId), usize> = HashMap::with_capacity(events.len());
+        let mut routes = Vec::with_capacity(events.len());
+        for e in events {
+            let shard = by_key.get(&(&e.site, &e.id)).copied().unwrap_or_else(|| {
+                let known = match &e.body {
+                    EventBody::Completion(c) => match &c.learner {
+                        LearnerRef::Id(l) => Some(shard_of_chain(l.chain(self.chains))),
+                        LearnerRef::Account(a) => linked
+                            .get(&(e.site.clone(), a.clone()))
+                            .map(|l| shard_of_chain(l.chain(self.chains))),
+                    },
+                    EventBody::Revocation(r) => by_key.get(&(&e.site, &r.target)).copied().or_else(|| {
+                        target_chains
+                            .get(&(e.site.clone(), r.target.clone()))
+                            .map(|c| shard_of_chain(*c))
+                    }),
+                };
+                // Unknown learner or target: the event will most likely be
+                // rejected; any shard will do, so spread them.
+                known.unwrap_or_else(|| {
+                    let mut h = std::collections::hash_map::DefaultHasher::new();
+                    (&e.site, &e.id).hash(&mut h);
+                    h.finish() as usize % shards
+                })
+            });
+            by_key.entry((&e.site, &e.id)).or_insert(shard);
+            routes.push(shard);
+        }
+        routes
     }
 }
 
@@ -118,11 +272,23 @@ async fn commit_group(store: &dyn Store, jobs: Vec<Job>, len: usize) {
     }
     let now = Millis::from_datetime(time::OffsetDateTime::now_utc());
     match store.ingest(&events, now).await {
-        Ok(outcomes) => {
-            assert_eq!(outcomes.len(), events.len(), "one outcome per event");
+        Ok(outcomes) if outcomes.len() == events.len() => {
             let mut rest = outcomes.into_iter();
             for (reply, n) in replies.into_iter().zip(sizes) {
                 let _ = reply.send(Ok(rest.by_ref().take(n).collect()));
+            }
+        }
+        Ok(outcomes) => {
+            tracing::error!(
+                events = events.len(),
+                outcomes = outcomes.len(),
+                "store returned the wrong number of outcomes"
+            );
+            let e = Arc::new(StoreError::Database(
+                "the store returned the wrong number of outcomes".into(),
+            ));
+            for reply in replies {
+                let _ = reply.send(Err(e.clone()));
             }
         }
         Err(e) => {

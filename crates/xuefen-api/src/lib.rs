@@ -51,6 +51,8 @@ pub struct AppState {
     pub limits: Limits,
     /// The HMAC key under which identity document numbers are hashed.
     pub identity_key: Arc<[u8]>,
+    /// Recently authenticated keys.
+    pub key_cache: Arc<auth::KeyCache>,
     /// The checkpoint signing key and the checkpointer's schedule.
     pub checkpoints: bank::CheckpointSettings,
 }
@@ -64,8 +66,18 @@ impl AppState {
             committer,
             limits,
             identity_key: identity_key.into(),
+            key_cache: Arc::new(auth::KeyCache::new(Self::KEY_CACHE_TTL)),
             checkpoints: bank::CheckpointSettings::ephemeral(),
         }
+    }
+
+    /// How long an authenticated key is remembered by default.
+    pub const KEY_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(1);
+
+    /// Remembers authenticated keys for `ttl` (zero: look every key up).
+    pub fn with_key_cache_ttl(mut self, ttl: std::time::Duration) -> Self {
+        self.key_cache = Arc::new(auth::KeyCache::new(ttl));
+        self
     }
 }
 

@@ -7,6 +7,7 @@ use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
+use serde_json::value::RawValue;
 use xuefen_core::entry::Entry;
 use xuefen_core::event::Event;
 use xuefen_core::ids::{CourseCode, EventId, LearnerId, LocalAccount, SiteId, SiteStatus};
@@ -174,6 +175,7 @@ pub async fn set_site_status(
     let id = path_id(|v| SiteId::parse_as(v, "site_id"), site_id)?;
     let status = SiteStatus::parse(&input.status)?;
     let site = state.store.set_site_status(&id, status).await?;
+    state.key_cache.clear();
     tracing::info!(site.id = %id, site.status = %status, "site status changed");
     Ok(Json(SiteOut::from(&site)))
 }
@@ -206,6 +208,7 @@ pub async fn revoke_key(
 ) -> ApiResult<StatusCode> {
     caller.require_admin()?;
     state.store.revoke_key(&key_id).await?;
+    state.key_cache.clear();
     tracing::info!(key.id = %key_id, "key revoked");
     Ok(StatusCode::NO_CONTENT)
 }
@@ -445,7 +448,10 @@ pub async fn post_events(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/x-ndjson"));
-    let items: Vec<serde_json::Value> = if ndjson {
+    // Items stay raw until each is parsed on its own: one bad item gets its
+    // own result instead of failing the batch, and no intermediate
+    // `serde_json::Value` tree is built.
+    let items: Vec<&RawValue> = if ndjson {
         let text = std::str::from_utf8(&bytes)
             .map_err(|_| Problem::new(StatusCode::BAD_REQUEST, "malformed_json", "the body is not UTF-8"))?;
         let lines = text.lines().filter(|l| !l.trim().is_empty());
@@ -524,19 +530,38 @@ pub async fn post_events(
 /// An item that could not be parsed: its raw event id and the problem.
 type ItemRejection = Box<(String, Problem)>;
 
-fn parse_item(site: &SiteId, item: serde_json::Value) -> Result<Event, ItemRejection> {
-    let raw_id = item
-        .get("event_id")
-        .and_then(|v| v.as_str())
-        .unwrap_or_default()
-        .to_owned();
-    let input: EventIn = serde_path_to_error::deserialize(item).map_err(|e| {
-        let path = e.path().to_string().replace('.', "/");
-        Box::new((
-            raw_id.clone(),
-            Problem::new(StatusCode::BAD_REQUEST, "malformed_json", e.into_inner().to_string()).with_field(path),
-        ))
-    })?;
+fn parse_item(site: &SiteId, item: &RawValue) -> Result<Event, ItemRejection> {
+    // The fast path parses without tracking where it is; only a failure is
+    // parsed again to name the offending field.
+    let input: EventIn = match serde_json::from_str(item.get()) {
+        Ok(input) => input,
+        Err(_) => {
+            let raw_id = serde_json::from_str::<serde_json::Value>(item.get())
+                .ok()
+                .and_then(|v| v.get("event_id").and_then(|id| id.as_str()).map(str::to_owned))
+                .unwrap_or_default();
+            let de = &mut serde_json::Deserializer::from_str(item.get());
+            let e = match serde_path_to_error::deserialize::<_, EventIn>(de) {
+                Ok(_) => {
+                    return Err(Box::new((
+                        raw_id,
+                        Problem::new(
+                            StatusCode::BAD_REQUEST,
+                            "malformed_json",
+                            "the item is not a valid event",
+                        ),
+                    )));
+                }
+                Err(e) => e,
+            };
+            let path = e.path().to_string().replace('.', "/");
+            return Err(Box::new((
+                raw_id,
+                Problem::new(StatusCode::BAD_REQUEST, "malformed_json", e.into_inner().to_string()).with_field(path),
+            )));
+        }
+    };
+    let raw_id = input.event_id.clone().unwrap_or_default();
     let id = input
         .event_id
         .clone()

@@ -3,7 +3,9 @@
 //! Ingestion is one transaction per batch: look up what the batch names,
 //! lock the heads of the chains it touches (sorted, so transactions never
 //! deadlock on them), plan in `xuefen-core`, then write every entry with one
-//! `UNNEST` insert and every head with one `UNNEST` update.
+//! binary `COPY` and every head with one `UNNEST` update. The group
+//! committer routes each chain shard's events to its own transactions, so
+//! concurrent transactions mostly lock disjoint heads.
 //!
 //! Queries are built at run time with `sqlx::query` rather than checked at
 //! compile time with `query!`: compile-time checking needs a live database or
@@ -12,7 +14,10 @@
 #![forbid(unsafe_code)]
 
 use std::collections::{BTreeSet, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
+
+use quick_cache::sync::Cache;
 
 use async_trait::async_trait;
 use futures::stream::{BoxStream, StreamExt, TryStreamExt};
@@ -26,8 +31,11 @@ use xuefen_core::ids::Position;
 use xuefen_core::ids::{CourseCode, EventId, LearnerId, LocalAccount, RegionCode, SiteId, SiteLevel, SiteStatus};
 use xuefen_core::merkle::{Hash, NodeId};
 use xuefen_core::plan::{self, Head, Key, Lookups, Outcome};
+pub mod copy;
+
+use copy::CopyWriter;
 use xuefen_store::bank::{AckOutcome, AckRequest, DepositRecord, NewCheckpoint, StoredCheckpoint};
-use xuefen_store::records::{CourseRecord, EntryColumns, EntryRecord};
+use xuefen_store::records::{CourseRecord, EntryRecord};
 use xuefen_store::{Course, KeyRecord, NewKey, NewLearner, Principal, Result, Site, Store, StoreError, Written};
 
 mod bank;
@@ -57,11 +65,32 @@ fn retryable(e: &sqlx::Error) -> bool {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct PgStore {
     pool: PgPool,
     chains: u32,
+    known: Arc<Known>,
 }
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgStore")
+            .field("chains", &self.chains)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Facts that never change once written, remembered so that ingestion does
+/// not ask the database again: an account stays linked to its learner (a
+/// link to another learner is refused), and a learner keeps its id and chain
+/// (learners are never deleted). Bounded; a forgotten fact is read again.
+struct Known {
+    accounts: Cache<(SiteId, LocalAccount), (LearnerId, u32)>,
+    learners: Cache<LearnerId, u32>,
+}
+
+/// How many links and learners [`Known`] keeps, each.
+const KNOWN_MAX: usize = 262_144;
 
 /// Connection settings of the PostgreSQL store.
 #[derive(Debug, Clone)]
@@ -78,6 +107,10 @@ impl PgStore {
         let options: PgConnectOptions = settings.url.parse().map_err(db)?;
         let pool = PgPoolOptions::new()
             .max_connections(settings.pool_connections_max)
+            // No ping before every checkout: a broken connection fails its
+            // query, and ingestion retries; the ping cost a round trip per
+            // group transaction.
+            .test_before_acquire(false)
             .acquire_timeout(settings.acquire_timeout)
             .connect_with(options)
             .await
@@ -99,7 +132,15 @@ impl PgStore {
                 at: "chain_heads".into(),
                 detail: "no chains".into(),
             })?;
-        Ok(Self { pool, chains })
+        let known = Known {
+            accounts: Cache::new(KNOWN_MAX),
+            learners: Cache::new(KNOWN_MAX),
+        };
+        Ok(Self {
+            pool,
+            chains,
+            known: Arc::new(known),
+        })
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -147,64 +188,101 @@ impl PgStore {
         Ok(planned.outcomes)
     }
 
+    /// Fills the learners and links of `events` into `lookups`, from
+    /// [`Known`] where it can and with one query for the rest.
     async fn lookup_learners(
         &self,
         tx: &mut Transaction<'_, Postgres>,
         events: &[Event],
         lookups: &mut Lookups,
     ) -> std::result::Result<(), sqlx::Error> {
-        let mut ids: HashSet<String> = HashSet::new();
-        let (mut sites, mut accounts) = (Vec::new(), Vec::new());
+        let mut ids: Vec<&LearnerId> = Vec::new();
+        let mut accounts: Vec<(SiteId, LocalAccount)> = Vec::new();
         for e in events {
             if let EventBody::Completion(c) = &e.body {
                 match &c.learner {
-                    LearnerRef::Id(id) => {
-                        ids.insert(id.as_str().to_owned());
-                    }
+                    LearnerRef::Id(id) => match self.known.learners.get(id) {
+                        Some(chain) => {
+                            lookups.learner_chains.insert(id.clone(), chain);
+                        }
+                        None => ids.push(id),
+                    },
                     LearnerRef::Account(a) => {
-                        sites.push(e.site.as_str().to_owned());
-                        accounts.push(a.as_str().to_owned());
+                        let key = (e.site.clone(), a.clone());
+                        match self.known.accounts.get(&key) {
+                            Some((learner, chain)) => {
+                                lookups.learner_chains.insert(learner.clone(), chain);
+                                lookups.accounts.insert(key, learner);
+                            }
+                            None => accounts.push(key),
+                        }
                     }
                 }
             }
         }
-        if !accounts.is_empty() {
-            let rows = sqlx::query(
-                "select a.site_id, a.local_account, a.learner_id
-                   from learner_accounts a
-                   join unnest($1::text[], $2::text[]) as k(site_id, local_account)
-                     on a.site_id = k.site_id and a.local_account = k.local_account",
-            )
-            .bind(&sites)
-            .bind(&accounts)
-            .fetch_all(&mut **tx)
-            .await?;
-            for row in rows {
-                let (site, acct, learner): (String, String, String) = (row.get(0), row.get(1), row.get(2));
-                if let (Ok(site), Ok(acct), Ok(learner)) = (
-                    SiteId::parse(site),
-                    LocalAccount::parse(acct),
-                    LearnerId::parse(learner),
-                ) {
-                    ids.insert(learner.as_str().to_owned());
-                    lookups.accounts.insert((site, acct), learner);
-                }
-            }
+        ids.sort();
+        ids.dedup();
+        accounts.sort();
+        accounts.dedup();
+        if ids.is_empty() && accounts.is_empty() {
+            return Ok(());
         }
-        if !ids.is_empty() {
-            let ids: Vec<String> = ids.into_iter().collect();
-            let rows = sqlx::query("select id, chain_id from learners where id = any($1)")
-                .bind(&ids)
-                .fetch_all(&mut **tx)
-                .await?;
-            for row in rows {
-                let (id, chain): (String, i32) = (row.get(0), row.get(1));
-                if let (Ok(id), Ok(chain)) = (LearnerId::parse(id), u32::try_from(chain)) {
-                    lookups.learner_chains.insert(id, chain);
-                }
+        for (key, learner, chain) in self.read_learners(&mut **tx, &accounts, &ids).await? {
+            lookups.learner_chains.insert(learner.clone(), chain);
+            if let Some(key) = key {
+                lookups.accounts.insert(key, learner);
             }
         }
         Ok(())
+    }
+
+    /// Reads linked accounts and learners (with their chains) in one query,
+    /// and remembers them in [`Known`].
+    async fn read_learners<'c>(
+        &self,
+        conn: impl sqlx::PgExecutor<'c>,
+        accounts: &[(SiteId, LocalAccount)],
+        ids: &[&LearnerId],
+    ) -> std::result::Result<Vec<(Option<(SiteId, LocalAccount)>, LearnerId, u32)>, sqlx::Error> {
+        let (sites, accts): (Vec<&str>, Vec<&str>) = accounts.iter().map(|(s, a)| (s.as_str(), a.as_str())).unzip();
+        let ids: Vec<&str> = ids.iter().map(|id| id.as_str()).collect();
+        let rows = sqlx::query(
+            "select a.site_id, a.local_account, l.id, l.chain_id
+               from unnest($1::text[], $2::text[]) as k(site_id, local_account)
+               join learner_accounts a on a.site_id = k.site_id and a.local_account = k.local_account
+               join learners l on l.id = a.learner_id
+             union all
+             select null, null, l.id, l.chain_id from learners l where l.id = any($3)",
+        )
+        .bind(&sites)
+        .bind(&accts)
+        .bind(&ids)
+        .fetch_all(conn)
+        .await?;
+        let mut found = Vec::with_capacity(rows.len());
+        for row in rows {
+            let site: Option<String> = row.try_get(0)?;
+            let account: Option<String> = row.try_get(1)?;
+            let (learner, chain): (String, i32) = (row.try_get(2)?, row.try_get(3)?);
+            // A row the service could not have written names nobody: its
+            // events are rejected as naming an unknown learner.
+            let (Ok(learner), Ok(chain)) = (LearnerId::parse(learner), u32::try_from(chain)) else {
+                continue;
+            };
+            let key = match (site, account) {
+                (Some(site), Some(account)) => match (SiteId::parse(site), LocalAccount::parse(account)) {
+                    (Ok(site), Ok(account)) => Some((site, account)),
+                    _ => continue,
+                },
+                _ => None,
+            };
+            self.known.learners.insert(learner.clone(), chain);
+            if let Some(key) = &key {
+                self.known.accounts.insert(key.clone(), (learner.clone(), chain));
+            }
+            found.push((key, learner, chain));
+        }
+        Ok(found)
     }
 }
 
@@ -296,9 +374,9 @@ async fn target_chains(
     }
     let chains: Vec<i32> = sqlx::query_scalar(
         "select distinct l.chain_id
-           from ledger_entries l
-           join unnest($1::text[], $2::text[]) as k(k_site, k_event)
-             on l.site_id = k.k_site and l.event_id = k.k_event",
+           from unnest($1::text[], $2::text[]) as k(k_site, k_event)
+           cross join lateral (select chain_id from ledger_entries e
+                                where e.site_id = k.k_site and e.event_id = k.k_event) l",
     )
     .bind(&sites)
     .bind(&targets)
@@ -395,9 +473,9 @@ async fn entries_by_keys(
     let rows = sqlx::query(concat!(
         "select ",
         entry_columns!(),
-        " from ledger_entries l
-           join unnest($1::text[], $2::text[]) as k(k_site, k_event)
-             on l.site_id = k.k_site and l.event_id = k.k_event"
+        " from unnest($1::text[], $2::text[]) as k(k_site, k_event)
+           cross join lateral (select * from ledger_entries e
+                                where e.site_id = k.k_site and e.event_id = k.k_event) l"
     ))
     .bind(&sites)
     .bind(&ids)
@@ -418,9 +496,9 @@ async fn reversed_targets(
     }
     let rows = sqlx::query(
         "select l.site_id, l.target_event
-           from ledger_entries l
-           join unnest($1::text[], $2::text[]) as k(k_site, k_event)
-             on l.site_id = k.k_site and l.target_event = k.k_event",
+           from unnest($1::text[], $2::text[]) as k(k_site, k_event)
+           cross join lateral (select site_id, target_event from ledger_entries e
+                                where e.site_id = k.k_site and e.target_event = k.k_event) l",
     )
     .bind(&sites)
     .bind(&targets)
@@ -436,48 +514,53 @@ async fn reversed_targets(
         .collect())
 }
 
+/// Writes `entries` with one binary `COPY` and returns how many were written.
+///
+/// `COPY` cannot skip conflicting rows: if another transaction committed one
+/// of these idempotency keys (or positions) since the lookups, the statement
+/// fails with a unique violation, the transaction rolls back and the batch is
+/// planned again, this time seeing that entry.
 async fn insert_entries(
     tx: &mut Transaction<'_, Postgres>,
     entries: &[Entry],
 ) -> std::result::Result<u64, sqlx::Error> {
-    let c = EntryColumns::new(entries);
-    let done = sqlx::query(
-        "insert into ledger_entries (chain_id, seq, prev_hash, hash, kind, site_id, event_id, learner_id,
+    let mut w = CopyWriter::with_capacity(entries.len() * 320);
+    let small =
+        |v: i64, what: &str| i32::try_from(v).map_err(|_| sqlx::Error::Protocol(format!("{what} out of range")));
+    for e in entries {
+        let r = EntryRecord::from(e);
+        w.row(20);
+        w.int4(small(r.chain_id, "chain id")?);
+        w.int8(r.seq);
+        w.bytea(&r.prev_hash);
+        w.bytea(&r.hash);
+        w.int2(i16::try_from(r.kind).map_err(|_| sqlx::Error::Protocol("entry kind out of range".into()))?);
+        w.text(&r.site_id);
+        w.text(&r.event_id);
+        w.text(&r.learner_id);
+        w.text(&r.course_code);
+        w.text(&r.category);
+        w.int8(r.credits_cents);
+        w.int8(r.occurred_at_ms);
+        w.int8(r.recorded_at_ms);
+        w.opt_int8(r.score_cents);
+        w.opt_int8(r.hours_cents);
+        w.int4(small(r.rule_version, "rule version")?);
+        w.opt_int4(r.refers_chain.map(|c| small(c, "refers chain")).transpose()?);
+        w.opt_int8(r.refers_seq);
+        w.opt_text(r.target_event.as_deref());
+        w.text(&r.reason);
+    }
+    let mut copy = tx
+        .copy_in_raw(
+            "copy ledger_entries (chain_id, seq, prev_hash, hash, kind, site_id, event_id, learner_id,
                 course_code, category, credits_cents, occurred_at_ms, recorded_at_ms, score_cents, hours_cents,
                 rule_version, refers_chain, refers_seq, target_event, reason)
-         select * from unnest($1::int[], $2::bigint[], $3::bytea[], $4::bytea[], $5::smallint[], $6::text[],
-                $7::text[], $8::text[], $9::text[], $10::text[], $11::bigint[], $12::bigint[], $13::bigint[],
-                $14::bigint[], $15::bigint[], $16::int[], $17::int[], $18::bigint[], $19::text[], $20::text[])
-         on conflict do nothing",
-    )
-    .bind(c.chain_id.iter().map(|v| *v as i32).collect::<Vec<i32>>())
-    .bind(&c.seq)
-    .bind(&c.prev_hash)
-    .bind(&c.hash)
-    .bind(c.kind.iter().map(|v| *v as i16).collect::<Vec<i16>>())
-    .bind(&c.site_id)
-    .bind(&c.event_id)
-    .bind(&c.learner_id)
-    .bind(&c.course_code)
-    .bind(&c.category)
-    .bind(&c.credits_cents)
-    .bind(&c.occurred_at_ms)
-    .bind(&c.recorded_at_ms)
-    .bind(&c.score_cents)
-    .bind(&c.hours_cents)
-    .bind(c.rule_version.iter().map(|v| *v as i32).collect::<Vec<i32>>())
-    .bind(
-        c.refers_chain
-            .iter()
-            .map(|v| v.map(|x| x as i32))
-            .collect::<Vec<Option<i32>>>(),
-    )
-    .bind(&c.refers_seq)
-    .bind(&c.target_event)
-    .bind(&c.reason)
-    .execute(&mut **tx)
-    .await?;
-    Ok(done.rows_affected())
+             from stdin (format binary)",
+        )
+        .await?;
+    copy.send(w.finish()).await?;
+    copy.finish().await
 }
 
 async fn update_heads(
@@ -855,6 +938,63 @@ impl Store for PgStore {
                 ))
             })
             .collect()
+    }
+
+    fn chain_count(&self) -> u32 {
+        self.chains
+    }
+
+    async fn account_learners(
+        &self,
+        accounts: &[(SiteId, LocalAccount)],
+    ) -> Result<Vec<((SiteId, LocalAccount), LearnerId)>> {
+        let mut found = Vec::with_capacity(accounts.len());
+        let mut missing = Vec::new();
+        for key in accounts {
+            match self.known.accounts.get(key) {
+                Some((learner, _)) => found.push((key.clone(), learner)),
+                None => missing.push(key.clone()),
+            }
+        }
+        if !missing.is_empty() {
+            for (key, learner, _) in self.read_learners(&self.pool, &missing, &[]).await.map_err(db)? {
+                if let Some(key) = key {
+                    found.push((key, learner));
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    async fn event_chains(&self, keys: &[(SiteId, EventId)]) -> Result<Vec<((SiteId, EventId), u32)>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (sites, ids): (Vec<&str>, Vec<&str>) = keys.iter().map(|(s, e)| (s.as_str(), e.as_str())).unzip();
+        let rows = sqlx::query(
+            "select l.site_id, l.event_id, l.chain_id
+               from unnest($1::text[], $2::text[]) as k(k_site, k_event)
+               cross join lateral (select site_id, event_id, chain_id from ledger_entries e
+                                    where e.site_id = k.k_site and e.event_id = k.k_event) l",
+        )
+        .bind(&sites)
+        .bind(&ids)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        let mut found = Vec::with_capacity(rows.len());
+        for row in rows {
+            let (site, event, chain): (String, String, i32) = (
+                row.try_get(0).map_err(db)?,
+                row.try_get(1).map_err(db)?,
+                row.try_get(2).map_err(db)?,
+            );
+            if let (Ok(site), Ok(event), Ok(chain)) = (SiteId::parse(site), EventId::parse(event), u32::try_from(chain))
+            {
+                found.push(((site, event), chain));
+            }
+        }
+        Ok(found)
     }
 
     fn chain_entries(&self, chain: u32) -> BoxStream<'_, Result<Entry>> {

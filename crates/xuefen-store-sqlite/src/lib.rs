@@ -919,6 +919,15 @@ impl Store for SqliteStore {
         rows.iter().map(head_from_row).collect()
     }
 
+    fn chain_count(&self) -> u32 {
+        self.chains
+    }
+
+    /// SQLite has one writer at a time (`BEGIN IMMEDIATE`).
+    fn parallel_writes(&self) -> bool {
+        false
+    }
+
     fn chain_entries(&self, chain: u32) -> BoxStream<'_, Result<Entry>> {
         // Rows are stepped one at a time through a bounded channel from the
         // connection's worker: memory stays flat however long the chain is.

@@ -147,6 +147,31 @@ pub trait Store: Send + Sync + 'static {
 
     /// The recorded head of every chain, in chain order.
     async fn heads(&self) -> Result<Vec<(u32, Head)>>;
+    /// How many chains the ledger has (fixed when the schema is created).
+    fn chain_count(&self) -> u32;
+    /// Whether transactions on disjoint chains can commit side by side. When
+    /// they cannot (one writer at a time), the committer keeps one queue.
+    fn parallel_writes(&self) -> bool {
+        true
+    }
+
+    /// Routing hint for the group committer: the learners linked to these
+    /// accounts (unknown accounts are left out). A link never changes once
+    /// made, so a caller may cache the answer. Backends that write one
+    /// transaction at a time never route, and need not answer.
+    async fn account_learners(
+        &self,
+        accounts: &[(SiteId, LocalAccount)],
+    ) -> Result<Vec<((SiteId, LocalAccount), LearnerId)>> {
+        let _ = accounts;
+        Ok(Vec::new())
+    }
+    /// Routing hint for the group committer: the chains holding these events
+    /// (unknown events are left out). An entry never moves once written.
+    async fn event_chains(&self, keys: &[(SiteId, EventId)]) -> Result<Vec<((SiteId, EventId), u32)>> {
+        let _ = keys;
+        Ok(Vec::new())
+    }
     /// The entries of one chain in sequence order, streamed.
     fn chain_entries(&self, chain: u32) -> BoxStream<'_, Result<Entry>>;
 

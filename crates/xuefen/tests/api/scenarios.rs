@@ -18,6 +18,7 @@ backend_tests!(
     sixteen_concurrent_identical_events_write_one_entry,
     a_batch_writes_only_new_events_and_rejected_items_do_not_block,
     a_revocation_writes_a_reversal_once,
+    a_batch_over_many_chains_keeps_request_order,
     events_can_name_the_learner_by_unified_id,
     a_batch_longer_than_the_limit_is_rejected,
     a_body_larger_than_the_limit_is_rejected,
@@ -44,6 +45,9 @@ async fn requests_without_a_valid_key_get_401(app: TestApp) {
     assert_eq!(status, StatusCode::CREATED);
     let second = created["secret"].as_str().expect("secret").to_owned();
     let key_id = created["key_id"].as_str().expect("key id").to_owned();
+    // Used once, so the service remembers it; revocation must still bite at once.
+    let (status, _) = app.get("/v1/sites/xihu", &second).await;
+    assert_eq!(status, StatusCode::OK);
     let (status, _) = app
         .call(Method::DELETE, &format!("/v1/keys/{key_id}"), Some(&app.admin), None)
         .await;
@@ -82,6 +86,9 @@ async fn a_site_key_cannot_act_as_admin_or_read_another_site(app: TestApp) {
 
 async fn a_suspended_site_gets_403_saying_so(app: TestApp) {
     let key = app.site("xihu").await;
+    // The key is in use (and remembered) when the site is suspended.
+    let (status, _) = app.get("/v1/sites/xihu", &key).await;
+    assert_eq!(status, StatusCode::OK);
     let (status, _) = app
         .put("/v1/sites/xihu/status", &app.admin, json!({"status": "suspended"}))
         .await;
@@ -401,6 +408,53 @@ async fn a_revocation_writes_a_reversal_once(app: TestApp) {
     assert_eq!(t["totals"]["total"], "0.00");
     assert_eq!(t["entries"][0]["status"], "reversed");
     assert_eq!(t["entries"][1]["reverses"], award["position"]);
+}
+
+/// On PostgreSQL the committer splits a batch by chain shard; the answer
+/// must still be in request order, with same-key items and a revocation of
+/// an item of the same request judged in that order.
+async fn a_batch_over_many_chains_keeps_request_order(app: TestApp) {
+    let key = app.site("xihu").await;
+    app.course(&key, "C1", "community").await;
+    let accounts: Vec<String> = (0..16).map(|i| format!("u{i}")).collect();
+    for (i, acct) in accounts.iter().enumerate() {
+        app.learner(&key, acct, 100 + i as u32).await;
+    }
+    // Committed by an earlier request: revoked from inside the batch.
+    let (status, _) = app.put("/v1/events/old", &key, completion("u3", "C1", "8")).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let item = |id: &str, acct: &str, hours: &str| {
+        let mut e = completion(acct, "C1", hours);
+        e["event_id"] = json!(id);
+        e
+    };
+    let revoke = |id: &str, target: &str| json!({"event_id": id, "kind": "revocation", "target_event_id": target, "reason": "录入错误"});
+    let mut items: Vec<Value> = accounts.iter().map(|a| item(&format!("e-{a}"), a, "8")).collect();
+    items.push(revoke("r-5", "e-u5"));
+    items.push(item("e-u7", "u7", "8"));
+    items.push(item("e-u9", "u9", "9"));
+    items.push(revoke("r-old", "old"));
+    items.push(revoke("r-5-again", "e-u5"));
+    let (status, out) = app.post("/v1/events", &key, Value::Array(items)).await;
+    assert_eq!(status, StatusCode::OK, "{out}");
+    let results = out["results"].as_array().expect("results");
+    let statuses: Vec<&str> = results.iter().map(|r| r["status"].as_str().expect("status")).collect();
+    let mut expected = vec!["accepted"; 16];
+    expected.extend(["accepted", "duplicate", "conflict", "accepted", "rejected"]);
+    assert_eq!(statuses, expected, "{out}");
+    for (i, r) in results.iter().enumerate().take(16) {
+        assert_eq!(r["event_id"], json!(format!("e-u{i}")));
+    }
+    assert_eq!(
+        results[17]["position"], results[7]["position"],
+        "a same-key duplicate names the first"
+    );
+    assert_eq!(results[18]["problem"]["field"], "18/hours");
+    assert_eq!(results[20]["problem"]["code"], "already_revoked");
+    assert_eq!(app.scalar("select count(*) from ledger_entries").await, 19);
+    // Every chain is gap-free and verifies.
+    let (code, report) = app.verify_cli().await;
+    assert_eq!(code, 0, "{report}");
 }
 
 async fn events_can_name_the_learner_by_unified_id(app: TestApp) {
