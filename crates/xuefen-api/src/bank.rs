@@ -189,8 +189,10 @@ pub struct CheckpointOut {
     /// Ed25519 signature of the signed bytes (hex).
     pub signature: String,
     pub chains: Vec<ChainOut>,
-    /// Per chain, the RFC 9162 consistency proof from the previous
-    /// checkpoint's tree to this one (empty when the chain did not move).
+    /// The checkpoint the consistency proofs start from (the previous one unless `from` was given).
+    pub consistency_from: u64,
+    /// Per chain, the RFC 9162 consistency proof from checkpoint
+    /// `consistency_from`'s tree to this one (empty when the chain did not move).
     pub consistency: Vec<Vec<String>>,
 }
 
@@ -320,7 +322,7 @@ fn deposit_out(r: &DepositRecord, proof: &DepositProof) -> DepositOut {
     }
 }
 
-fn checkpoint_out(s: &StoredCheckpoint, consistency: &[Vec<[u8; 32]>]) -> CheckpointOut {
+fn checkpoint_out(s: &StoredCheckpoint, from: u64, consistency: &[Vec<[u8; 32]>]) -> CheckpointOut {
     let c: &Checkpoint = &s.checkpoint;
     CheckpointOut {
         number: c.number,
@@ -342,6 +344,7 @@ fn checkpoint_out(s: &StoredCheckpoint, consistency: &[Vec<[u8; 32]>]) -> Checkp
                 root: hex::encode(ch.root),
             })
             .collect(),
+        consistency_from: from,
         consistency: consistency.iter().map(|p| hexes(p)).collect(),
     }
 }
@@ -546,7 +549,29 @@ pub async fn get_public_key(State(state): State<AppState>, _caller: Caller) -> J
     })
 }
 
-async fn checkpoint_response(state: &AppState, stored: Option<StoredCheckpoint>) -> ApiResult<Json<CheckpointOut>> {
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct CheckpointQuery {
+    /// The consistency proofs lead from this earlier checkpoint (default: the previous one).
+    pub from: Option<String>,
+}
+
+impl CheckpointQuery {
+    fn start(&self) -> Result<Option<u64>, FieldError> {
+        self.from
+            .as_deref()
+            .map(|f| {
+                f.parse::<u64>()
+                    .map_err(|_| FieldError::new("from", "must be a checkpoint number"))
+            })
+            .transpose()
+    }
+}
+
+async fn checkpoint_response(
+    state: &AppState,
+    stored: Option<StoredCheckpoint>,
+    from: Option<u64>,
+) -> ApiResult<Json<CheckpointOut>> {
     let stored = stored.ok_or_else(|| {
         ApiError::from(Problem::new(
             StatusCode::NOT_FOUND,
@@ -554,31 +579,46 @@ async fn checkpoint_response(state: &AppState, stored: Option<StoredCheckpoint>)
             "no such checkpoint (none is made until the ledger has entries)",
         ))
     })?;
-    let consistency = consistency_proofs(&*state.store, &stored.checkpoint).await?;
-    Ok(Json(checkpoint_out(&stored, &consistency)))
+    if let Some(from) = from
+        && from >= stored.checkpoint.number
+    {
+        return Err(Problem::invalid(&FieldError::new("from", "must be an earlier checkpoint")).into());
+    }
+    let consistency = consistency_proofs(&*state.store, &stored.checkpoint, from).await?;
+    let from = from.unwrap_or(stored.checkpoint.number.saturating_sub(1));
+    Ok(Json(checkpoint_out(&stored, from, &consistency)))
 }
 
-/// The latest signed checkpoint, with consistency proofs from its predecessor.
+/// The latest signed checkpoint, with consistency proofs from its
+/// predecessor or from the checkpoint `from`.
 #[utoipa::path(get, path = "/v1/checkpoints/latest", operation_id = "get_latest_checkpoint", tag = "bank",
-    security(("api_key" = [])),
+    security(("api_key" = [])), params(CheckpointQuery),
     responses((status = 200, body = CheckpointOut), (status = 404, body = Problem, content_type = "application/problem+json")))]
-pub async fn get_latest_checkpoint(State(state): State<AppState>, _caller: Caller) -> ApiResult<Json<CheckpointOut>> {
+pub async fn get_latest_checkpoint(
+    State(state): State<AppState>,
+    _caller: Caller,
+    Query(query): Query<CheckpointQuery>,
+) -> ApiResult<Json<CheckpointOut>> {
+    let from = query.start()?;
     let stored = state.store.latest_checkpoint().await?;
-    checkpoint_response(&state, stored).await
+    checkpoint_response(&state, stored, from).await
 }
 
-/// A signed checkpoint by number, with consistency proofs from its predecessor.
+/// A signed checkpoint by number, with consistency proofs from its
+/// predecessor or from the checkpoint `from`.
 #[utoipa::path(get, path = "/v1/checkpoints/{number}", operation_id = "get_checkpoint", tag = "bank",
-    security(("api_key" = [])), params(("number" = u64, Path)),
+    security(("api_key" = [])), params(("number" = u64, Path), CheckpointQuery),
     responses((status = 200, body = CheckpointOut), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn get_checkpoint(
     State(state): State<AppState>,
     _caller: Caller,
     Path(number): Path<String>,
+    Query(query): Query<CheckpointQuery>,
 ) -> ApiResult<Json<CheckpointOut>> {
     let number: u64 = number
         .parse()
         .map_err(|_| FieldError::new("number", "must be a checkpoint number"))?;
+    let from = query.start()?;
     let stored = state.store.checkpoint(number).await?;
-    checkpoint_response(&state, stored).await
+    checkpoint_response(&state, stored, from).await
 }

@@ -146,15 +146,31 @@ impl Checkpoint {
     /// hash, the same chains, no chain shorter, and for each chain a
     /// consistency proof (`proofs[chain]`) from `prev`'s tree to this one.
     pub fn verify_extends(&self, prev: &Checkpoint, proofs: &[Vec<Hash>]) -> Result<(), ProofFailure> {
+        if self.number != prev.number + 1 {
+            return Err(ProofFailure::Inconsistent {
+                number: self.number,
+                prev: prev.number,
+                detail: "numbers are not consecutive".into(),
+            });
+        }
+        self.verify_extends_from(prev, proofs)
+    }
+
+    /// Checks that `self` extends an earlier checkpoint `prev`, consecutive or
+    /// not: a higher number, the same chains, no chain shorter, and for each
+    /// chain a consistency proof from `prev`'s tree to this one. When the
+    /// two are consecutive, `prev_hash` must also name `prev`. A consumer
+    /// that skips checkpoints nobody referred to checks this.
+    pub fn verify_extends_from(&self, prev: &Checkpoint, proofs: &[Vec<Hash>]) -> Result<(), ProofFailure> {
         let fail = |detail: String| ProofFailure::Inconsistent {
             number: self.number,
             prev: prev.number,
             detail,
         };
-        if self.number != prev.number + 1 {
-            return Err(fail("numbers are not consecutive".into()));
+        if self.number <= prev.number {
+            return Err(fail("it is not later".into()));
         }
-        if self.prev_hash != prev.hash() {
+        if self.number == prev.number + 1 && self.prev_hash != prev.hash() {
             return Err(fail("prev_hash is not the hash of the previous checkpoint".into()));
         }
         if self.chains.len() != prev.chains.len() || proofs.len() != self.chains.len() {

@@ -1,9 +1,10 @@
 //! `xuefen bank pull`: the reference consumer of the deposit feed, acting
 //! as the credit bank.
 //!
-//! It pulls pages after its cursor, checks every checkpoint it meets (the
-//! Ed25519 signature under the pinned public key, the link to the previous
-//! checkpoint, and the RFC 9162 consistency proof of every chain), checks
+//! It pulls pages after its cursor, checks every checkpoint a deposit refers
+//! to (the Ed25519 signature under the pinned public key, and the RFC 9162
+//! consistency proof of every chain from the checkpoint it verified before,
+//! with the `prev_hash` link when they are consecutive), checks
 //! every deposit (its canonical bytes hash to its entry hash, its fields are
 //! the ones the bytes say, and its proof leads to the checkpoint's root),
 //! acknowledges the page, and only then saves its cursor. Killed at any
@@ -231,19 +232,23 @@ fn checkpoint_from(v: &Value) -> anyhow::Result<ServedCheckpoint> {
     Ok((checkpoint, sig, consistency))
 }
 
-/// Fetches and verifies checkpoints after `from` up to `to`, each against
-/// its predecessor; returns them by number.
+/// Fetches and verifies the checkpoints `needed` (ascending, all after
+/// `from`), each with consistency proofs from the one before it, so that
+/// checkpoints no deposit refers to are never fetched.
 async fn verify_checkpoints(
     client: &Client,
     key: &VerifyingKey,
     from: Option<&Checkpoint>,
-    to: u64,
+    needed: &[u64],
     verified: &mut std::collections::BTreeMap<u64, Checkpoint>,
 ) -> anyhow::Result<()> {
     let mut prev = from.cloned();
-    let start = prev.as_ref().map_or(1, |p| p.number + 1);
-    for number in start..=to {
-        let v = client.get(&format!("/v1/checkpoints/{number}")).await?;
+    for &number in needed {
+        let path = match &prev {
+            Some(p) => format!("/v1/checkpoints/{number}?from={}", p.number),
+            None => format!("/v1/checkpoints/{number}"),
+        };
+        let v = client.get(&path).await?;
         let (cp, sig, consistency) =
             checkpoint_from(&v).with_context(|| format!("checkpoint {number} is malformed"))?;
         let untrusted = |e: ProofFailure| anyhow::Error::new(Untrusted(e.to_string()));
@@ -252,11 +257,13 @@ async fn verify_checkpoints(
         }
         cp.verify_signature(key, &sig).map_err(untrusted)?;
         match &prev {
-            Some(p) => cp.verify_extends(p, &consistency).map_err(untrusted)?,
-            None if cp.number == 1 && cp.prev_hash == [0; 32] => {}
-            None => {
-                return Err(Untrusted(format!("checkpoint {number} does not start the sequence")).into());
+            Some(p) => cp.verify_extends_from(p, &consistency).map_err(untrusted)?,
+            // The first checkpoint this consumer meets: signed, and if it is
+            // the very first, with no predecessor.
+            None if cp.number == 1 && cp.prev_hash != [0; 32] => {
+                return Err(Untrusted("checkpoint 1 names a predecessor".into()).into());
             }
+            None => {}
         }
         verified.insert(number, cp.clone());
         prev = Some(cp);
@@ -382,12 +389,14 @@ async fn run(client: &Client, args: &PullArgs, key: &VerifyingKey, state: &mut P
         if let Some(l) = &last {
             verified.insert(l.number, l.clone());
         }
-        let newest = items
+        let mut needed: Vec<u64> = items
             .iter()
             .filter_map(|d| d["proof"]["checkpoint"].as_u64())
-            .max()
-            .unwrap_or(0);
-        verify_checkpoints(client, key, last.as_ref(), newest, &mut verified).await?;
+            .filter(|n| last.as_ref().is_none_or(|l| *n > l.number))
+            .collect();
+        needed.sort_unstable();
+        needed.dedup();
+        verify_checkpoints(client, key, last.as_ref(), &needed, &mut verified).await?;
         let mut acks = Vec::with_capacity(items.len());
         for d in &items {
             let number = d["number"].as_u64().unwrap_or(0);

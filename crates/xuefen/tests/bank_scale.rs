@@ -119,7 +119,11 @@ async fn a_page_of_100_deposits_with_proofs_on_a_large_ledger() {
         chain_entries_max: 20_000,
     };
     let mut checkpoints = 0;
-    while make_checkpoint(&*store, &key, now, limits).await.expect("checkpoint").is_some() {
+    while make_checkpoint(&*store, &key, now, limits)
+        .await
+        .expect("checkpoint")
+        .is_some()
+    {
         checkpoints += 1;
     }
     let checkpoint_s = started.elapsed().as_secs_f64();

@@ -447,6 +447,26 @@ async fn consecutive_checkpoints_are_signed_and_consistent(app: TestApp) {
         }
         prev = Some(cp);
     }
+    // A consumer that skipped checkpoints checks consistency from the one it has.
+    let first = {
+        let (_, v) = app.get("/v1/checkpoints/1", &bank).await;
+        checkpoint_of(&v)
+    };
+    let (status, v) = app.get(&format!("/v1/checkpoints/{last}?from=1"), &bank).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(v["consistency_from"], 1);
+    let proofs: Vec<Vec<[u8; 32]>> = v["consistency"]
+        .as_array()
+        .expect("consistency")
+        .iter()
+        .map(|p| p.as_array().expect("proof").iter().map(h32).collect())
+        .collect();
+    checkpoint_of(&v)
+        .verify_extends_from(&first, &proofs)
+        .expect("extends checkpoint 1");
+    let (status, body) = app.get(&format!("/v1/checkpoints/1?from={last}"), &bank).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body["field"], "from");
     let (status, body) = app.get(&format!("/v1/checkpoints/{}", last + 1), &bank).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
     // No new entries, no new checkpoint.
