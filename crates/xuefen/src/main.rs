@@ -116,7 +116,7 @@ struct ServeArgs {
     #[arg(long, env = "XUEFEN_CHECKPOINT_INTERVAL_MS", default_value_t = 1_000)]
     checkpoint_interval_ms: u64,
     /// Most entries of one chain sealed by one checkpoint (bounds its transaction).
-    #[arg(long, env = "XUEFEN_CHECKPOINT_CHAIN_ENTRIES_MAX", default_value_t = 20_000)]
+    #[arg(long, env = "XUEFEN_CHECKPOINT_CHAIN_ENTRIES_MAX", default_value_t = 10_000)]
     checkpoint_chain_entries_max: u64,
     /// Seconds to finish in-flight requests after SIGTERM/SIGINT.
     #[arg(long, env = "XUEFEN_SHUTDOWN_GRACE_SECONDS", default_value_t = 30)]
