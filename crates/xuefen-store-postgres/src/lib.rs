@@ -15,6 +15,7 @@
 
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use quick_cache::sync::Cache;
@@ -57,6 +58,10 @@ fn db(e: sqlx::Error) -> StoreError {
     }
 }
 
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
+}
+
 /// Whether a failed ingest transaction should simply be run again.
 fn retryable(e: &sqlx::Error) -> bool {
     match e {
@@ -70,6 +75,10 @@ pub struct PgStore {
     pool: PgPool,
     chains: u32,
     known: Arc<Known>,
+    /// Whether recent batches held keys already in the ledger (client
+    /// retries): then keys are looked up before writing, otherwise a batch is
+    /// first tried as all-new (see [`PgStore::ingest_once`]).
+    expect_existing: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -140,6 +149,7 @@ impl PgStore {
             pool,
             chains,
             known: Arc::new(known),
+            expect_existing: Arc::new(AtomicBool::new(false)),
         })
     }
 
@@ -147,12 +157,64 @@ impl PgStore {
         &self.pool
     }
 
-    async fn ingest_once(&self, events: &[Event], now: Millis) -> std::result::Result<Vec<Outcome>, IngestError> {
+    /// Runs attempts of a batch until one commits (see [`Store::ingest`]).
+    async fn ingest_to_end(&self, events: &[Event], now: Millis) -> Result<Vec<Outcome>> {
+        let mut attempt = 0;
+        let mut optimistic = !self.expect_existing.load(Ordering::Relaxed);
+        loop {
+            attempt += 1;
+            let retry = match self.ingest_once(events, now, optimistic).await {
+                Ok(outcomes) => {
+                    if !optimistic {
+                        let existing = outcomes
+                            .iter()
+                            .any(|o| matches!(o, Outcome::Duplicate { .. } | Outcome::Conflict { .. }));
+                        self.expect_existing.store(existing, Ordering::Relaxed);
+                    }
+                    return Ok(outcomes);
+                }
+                Err(IngestError::Race) => "idempotency key committed by another transaction",
+                Err(IngestError::Recheck) => "an item was not accepted when assumed new",
+                Err(IngestError::Sql(e)) if optimistic && is_unique_violation(&e) => {
+                    // Retries and duplicates come in runs: look keys up
+                    // first until a batch without any.
+                    self.expect_existing.store(true, Ordering::Relaxed);
+                    "a key of the batch exists"
+                }
+                Err(IngestError::Sql(e)) if retryable(&e) => "deadlock or serialization failure",
+                Err(IngestError::Sql(e)) => return Err(db(e)),
+                Err(IngestError::Corrupt(e)) => return Err(e),
+            };
+            optimistic = false;
+            if attempt >= INGEST_ATTEMPTS_MAX {
+                return Err(StoreError::Database(
+                    format!("ingest gave up after {attempt} attempts: {retry}").into(),
+                ));
+            }
+            tracing::debug!(attempt, reason = retry, "ingest transaction lost a race; retrying");
+        }
+    }
+
+    /// One attempt at a batch. `optimistic`: assume the batch's own keys are
+    /// new and skip looking them up (revocation targets are still read). The
+    /// attempt commits only if every item is accepted and the `COPY` finds no
+    /// existing key (a unique violation); otherwise the batch is run again
+    /// without the assumption, so outcomes never depend on it.
+    async fn ingest_once(
+        &self,
+        events: &[Event],
+        now: Millis,
+        optimistic: bool,
+    ) -> std::result::Result<Vec<Outcome>, IngestError> {
         let mut tx = self.pool.begin().await?;
         let mut lookups = Lookups::default();
         self.lookup_learners(&mut tx, events, &mut lookups).await?;
         lookup_courses(&mut tx, events, &mut lookups).await?;
-        let keys = batch_keys(events);
+        let keys = if optimistic {
+            revocation_keys(events)
+        } else {
+            batch_keys(events)
+        };
         // The chains of revocation targets are read before locking: an
         // entry's chain never changes once written.
         let target_chains = target_chains(&mut tx, events).await?;
@@ -173,6 +235,12 @@ impl PgStore {
         }
         lookups.reversed = reversed_targets(&mut tx, events).await?;
         let planned = plan::plan(events, now, &lookups);
+        if optimistic && planned.outcomes.iter().any(|o| !matches!(o, Outcome::Accepted { .. })) {
+            // A rejection may only mean that the key exists (a re-posted
+            // revocation looks like a second one): judge it knowing.
+            tx.rollback().await?;
+            return Err(IngestError::Recheck);
+        }
         if !planned.entries.is_empty() {
             let inserted = insert_entries(&mut tx, &planned.entries).await?;
             if inserted != planned.entries.len() as u64 {
@@ -291,6 +359,8 @@ impl PgStore {
 enum IngestError {
     /// Another transaction committed one of the batch's keys meanwhile.
     Race,
+    /// An optimistic attempt planned something other than acceptance.
+    Recheck,
     Corrupt(StoreError),
     Sql(sqlx::Error),
 }
@@ -299,6 +369,19 @@ impl From<sqlx::Error> for IngestError {
     fn from(e: sqlx::Error) -> Self {
         Self::Sql(e)
     }
+}
+
+fn revocation_keys(events: &[Event]) -> Vec<Key> {
+    let mut keys: Vec<Key> = events
+        .iter()
+        .filter_map(|e| match &e.body {
+            EventBody::Revocation(r) => Some((e.site.clone(), r.target.clone())),
+            EventBody::Completion(_) => None,
+        })
+        .collect();
+    keys.sort();
+    keys.dedup();
+    keys
 }
 
 fn batch_keys(events: &[Event]) -> Vec<Key> {
@@ -871,23 +954,14 @@ impl Store for PgStore {
     }
 
     async fn ingest(&self, events: &[Event], now: Millis) -> Result<Vec<Outcome>> {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let retry = match self.ingest_once(events, now).await {
-                Ok(outcomes) => return Ok(outcomes),
-                Err(IngestError::Race) => "idempotency key committed by another transaction",
-                Err(IngestError::Sql(e)) if retryable(&e) => "deadlock or serialization failure",
-                Err(IngestError::Sql(e)) => return Err(db(e)),
-                Err(IngestError::Corrupt(e)) => return Err(e),
-            };
-            if attempt >= INGEST_ATTEMPTS_MAX {
-                return Err(StoreError::Database(
-                    format!("ingest gave up after {attempt} attempts: {retry}").into(),
-                ));
-            }
-            tracing::debug!(attempt, reason = retry, "ingest transaction lost a race; retrying");
-        }
+        // The transaction runs to its end in its own task: a caller that
+        // stops waiting (a client gone, a timeout) must not drop it halfway
+        // through a `COPY` on a connection that goes back to the pool.
+        let store = self.clone();
+        let events = events.to_vec();
+        tokio::spawn(async move { store.ingest_to_end(&events, now).await })
+            .await
+            .map_err(|e| StoreError::Database(Box::new(e)))?
     }
 
     async fn entry_by_event(&self, site: &SiteId, event: &EventId) -> Result<Option<Entry>> {
