@@ -24,6 +24,7 @@ backend_tests!(
     the_bank_reads_deposits_only_and_nobody_else_reads_them,
     consecutive_checkpoints_are_signed_and_consistent,
     verify_checks_checkpoints_against_the_entries,
+    sixteen_concurrent_identical_acks_write_one_entry,
     bank_pull_survives_kills_acks_each_deposit_once_and_stops_at_a_tampered_entry,
 );
 
@@ -330,6 +331,16 @@ async fn acks_are_idempotent_contradictions_are_409_and_the_transcript_shows_the
         .scalar("select count(*) from ledger_entries where kind in (10, 11)")
         .await;
     assert_eq!(acks, 3, "one entry per decided deposit, no more");
+    // Acknowledgements are sealed like any entry, but are no deposits.
+    let before = app.scalar("select count(*) from checkpoints").await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while app.scalar("select count(*) from checkpoints").await == before {
+        assert!(Instant::now() < deadline, "no checkpoint sealed the acknowledgements");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (_, latest) = app.get("/v1/checkpoints/latest", &bank).await;
+    assert_eq!(latest["deposits_end"], 4);
+    assert_eq!(latest["entries"], 7);
 
     // The transcript shows the bank's decisions; totals do not move.
     let learner = all[0]["learner_id"].as_str().expect("learner");
@@ -590,4 +601,26 @@ async fn verify_checks_checkpoints_against_the_entries(app: TestApp) {
     let (code, out) = app.verify_cli().await;
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("checkpoint 1"), "{out}");
+}
+
+async fn sixteen_concurrent_identical_acks_write_one_entry(app: TestApp) {
+    let key = setup(&app, 1).await;
+    let bank = app.bank().await;
+    post_events(&app, &key, 0, 1, 1).await;
+    wait_for_deposits(&app, &bank, 1).await;
+    let (_, page) = app.get("/v1/deposits", &bank).await;
+    let p = page["deposits"][0]["position"].clone();
+    let path = format!("/v1/deposits/{}/{}/ack", p["chain"], p["seq"]);
+    let body = json!({"outcome": "rejected", "reason_code": "not_recognised"});
+    let calls = (0..16).map(|_| app.put(&path, &bank, body.clone()));
+    let results = futures::future::join_all(calls).await;
+    let created = results.iter().filter(|(s, _)| *s == StatusCode::CREATED).count();
+    let repeated = results.iter().filter(|(s, _)| *s == StatusCode::OK).count();
+    assert_eq!((created, repeated), (1, 15), "{results:?}");
+    let positions: HashSet<String> = results.iter().map(|(_, b)| b["position"].to_string()).collect();
+    assert_eq!(positions.len(), 1, "every answer names the one entry");
+    let acks = app.scalar("select count(*) from ledger_entries where kind = 11").await;
+    assert_eq!(acks, 1);
+    let (code, out) = app.verify_cli().await;
+    assert_eq!(code, 0, "{out}");
 }
