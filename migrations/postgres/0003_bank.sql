@@ -18,9 +18,11 @@ create table checkpoints (
     hash bytea not null
 );
 
--- The hash of every complete aligned subtree of every chain's Merkle tree:
--- `2^level` leaves from `idx * 2^level`. Written once, when the subtree's
--- last leaf is checkpointed, and never changed; any proof reads O(log n) rows.
+-- The hash of every complete aligned subtree of every chain's Merkle tree
+-- above the leaves: `2^level` leaves from `idx * 2^level`, level >= 1 (a
+-- leaf is the leaf hash of its entry's hash, read from ledger_entries).
+-- Written once, when the subtree's last leaf is checkpointed, and never
+-- changed; any proof reads O(log n) rows.
 create table merkle_nodes (
     chain_id integer not null,
     level smallint not null,

@@ -15,7 +15,7 @@ use xuefen_core::bank::{BANK_SITE, Decision, ack_body, ack_event_id};
 use xuefen_core::entry::{Entry, EntryKind};
 use xuefen_core::event::Millis;
 use xuefen_core::ids::Position;
-use xuefen_core::merkle::{Hash, NodeId};
+use xuefen_core::merkle::{self, Hash, NodeId};
 use xuefen_store::bank::{AckOutcome, AckRequest, CheckpointRecord, DepositRecord, NewCheckpoint, StoredCheckpoint};
 use xuefen_store::records::EntryRecord;
 use xuefen_store::{Result, StoreError, Written};
@@ -105,13 +105,19 @@ pub(crate) async fn entry_kinds(pool: &PgPool, positions: &[Position]) -> Result
     Ok(out)
 }
 
+/// Stored nodes above the leaves come from `merkle_nodes`; a leaf (level 0)
+/// is the leaf hash of the entry's stored hash, read from `ledger_entries`.
 pub(crate) async fn merkle_nodes(pool: &PgPool, chain: u32, nodes: &[NodeId]) -> Result<HashMap<NodeId, Hash>> {
     let levels: Vec<i16> = nodes.iter().map(|n| i16::from(n.level)).collect();
     let idxs: Vec<i64> = nodes.iter().map(|n| n.index as i64).collect();
     let rows = sqlx::query(
         "select m.level, m.idx, m.hash from merkle_nodes m
            join unnest($2::smallint[], $3::bigint[]) as k(l, i) on m.level = k.l and m.idx = k.i
-          where m.chain_id = $1",
+          where m.chain_id = $1 and k.l > 0
+         union all
+         select 0::smallint, l.seq - 1, l.hash from ledger_entries l
+           join unnest($2::smallint[], $3::bigint[]) as k(l, i) on k.l = 0 and l.seq = k.i + 1
+          where l.chain_id = $1",
     )
     .bind(chain as i32)
     .bind(&levels)
@@ -130,7 +136,8 @@ pub(crate) async fn merkle_nodes(pool: &PgPool, chain: u32, nodes: &[NodeId]) ->
             level: u8::try_from(level).map_err(|_| corrupt())?,
             index: u64::try_from(idx).map_err(|_| corrupt())?,
         };
-        out.insert(id, hash.try_into().map_err(|_| corrupt())?);
+        let hash: Hash = hash.try_into().map_err(|_| corrupt())?;
+        out.insert(id, if level == 0 { merkle::leaf_hash(&hash) } else { hash });
     }
     Ok(out)
 }

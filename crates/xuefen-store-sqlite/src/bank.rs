@@ -13,7 +13,7 @@ use xuefen_core::bank::{BANK_SITE, Decision, ack_body, ack_event_id};
 use xuefen_core::entry::{Entry, EntryKind};
 use xuefen_core::event::Millis;
 use xuefen_core::ids::Position;
-use xuefen_core::merkle::{Hash, NodeId};
+use xuefen_core::merkle::{self, Hash, NodeId};
 use xuefen_core::plan::Head;
 use xuefen_store::bank::{AckOutcome, AckRequest, CheckpointRecord, DepositRecord, NewCheckpoint, StoredCheckpoint};
 use xuefen_store::records::EntryRecord;
@@ -106,9 +106,12 @@ pub(crate) async fn entry_kinds(pool: &SqlitePool, positions: &[Position]) -> Re
     Ok(out)
 }
 
+/// Stored nodes above the leaves come from `merkle_nodes`; a leaf (level 0)
+/// is the leaf hash of the entry's stored hash, read from `ledger_entries`.
 pub(crate) async fn merkle_nodes(pool: &SqlitePool, chain: u32, nodes: &[NodeId]) -> Result<HashMap<NodeId, Hash>> {
     let mut out = HashMap::with_capacity(nodes.len());
-    for chunk in nodes.chunks(PARAMS_PER_STATEMENT_MAX / 2) {
+    let (leaves, inner): (Vec<NodeId>, Vec<NodeId>) = nodes.iter().partition(|n| n.level == 0);
+    for chunk in inner.chunks(PARAMS_PER_STATEMENT_MAX / 2) {
         let sql = format!(
             "select level, idx, hash from merkle_nodes where chain_id = ? and (level, idx) in (values {})",
             tuples(chunk.len(), 2)
@@ -120,24 +123,45 @@ pub(crate) async fn merkle_nodes(pool: &SqlitePool, chain: u32, nodes: &[NodeId]
             q = q.bind(i64::from(n.level)).bind(n.index as i64);
         }
         for row in q.fetch_all(pool).await.map_err(db)? {
-            let read = |e: sqlx::Error| unreadable("merkle_nodes", e);
-            let (level, idx, hash): (i64, i64, Vec<u8>) = (
-                row.try_get(0).map_err(read)?,
-                row.try_get(1).map_err(read)?,
-                row.try_get(2).map_err(read)?,
-            );
-            let corrupt = || StoreError::Corrupt {
-                at: format!("merkle node {chain}/{level}/{idx}"),
-                detail: "out of range or not 32 bytes".into(),
-            };
-            let id = NodeId {
-                level: u8::try_from(level).map_err(|_| corrupt())?,
-                index: u64::try_from(idx).map_err(|_| corrupt())?,
-            };
-            out.insert(id, hash.try_into().map_err(|_| corrupt())?);
+            let (id, hash) = node_from_row(chain, &row, "merkle_nodes")?;
+            out.insert(id, hash);
+        }
+    }
+    for chunk in leaves.chunks(PARAMS_PER_STATEMENT_MAX) {
+        let sql = format!(
+            "select 0, seq - 1, hash from ledger_entries where chain_id = ? and seq in ({})",
+            super::placeholders(chunk.len())
+        );
+        let mut q = sqlx::query(&sql)
+            .persistent(REUSE_DYNAMIC_STATEMENTS)
+            .bind(i64::from(chain));
+        for n in chunk {
+            q = q.bind(n.index as i64 + 1);
+        }
+        for row in q.fetch_all(pool).await.map_err(db)? {
+            let (id, hash) = node_from_row(chain, &row, "ledger_entries")?;
+            out.insert(id, merkle::leaf_hash(&hash));
         }
     }
     Ok(out)
+}
+
+fn node_from_row(chain: u32, row: &SqliteRow, table: &str) -> Result<(NodeId, Hash)> {
+    let read = |e: sqlx::Error| unreadable(table, e);
+    let (level, idx, hash): (i64, i64, Vec<u8>) = (
+        row.try_get(0).map_err(read)?,
+        row.try_get(1).map_err(read)?,
+        row.try_get(2).map_err(read)?,
+    );
+    let corrupt = || StoreError::Corrupt {
+        at: format!("merkle node {chain}/{level}/{idx}"),
+        detail: "out of range or not 32 bytes".into(),
+    };
+    let id = NodeId {
+        level: u8::try_from(level).map_err(|_| corrupt())?,
+        index: u64::try_from(idx).map_err(|_| corrupt())?,
+    };
+    Ok((id, hash.try_into().map_err(|_| corrupt())?))
 }
 
 pub(crate) async fn write_checkpoint(pool: &SqlitePool, new: &NewCheckpoint) -> Result<Written> {

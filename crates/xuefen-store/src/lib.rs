@@ -185,7 +185,9 @@ pub trait Store: Send + Sync + 'static {
     async fn chain_range(&self, chain: u32, after: u64, upto: u64) -> Result<Vec<Entry>>;
     /// The kinds of the entries at `positions` (those that exist).
     async fn entry_kinds(&self, positions: &[Position]) -> Result<HashMap<Position, EntryKind>>;
-    /// The stored Merkle nodes of `chain` among `nodes`.
+    /// The Merkle nodes of `chain` among `nodes`: stored ones above the
+    /// leaves, and for a leaf (level 0, index `i`) the leaf hash of the
+    /// stored hash of the entry at `seq` = `i + 1`.
     async fn merkle_nodes(&self, chain: u32, nodes: &[NodeId]) -> Result<HashMap<NodeId, Hash>>;
     /// Writes a checkpoint with its nodes and deposits in one transaction.
     /// `Existing` when its number is already taken (another instance won).
