@@ -83,6 +83,35 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/checkpoints/{number}", get(get_checkpoint))
 }
 
+/// The checkpointer running in the background of a server.
+pub struct Checkpointer {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Checkpointer {
+    /// Starts [`run_checkpointer`] over the state's store and settings.
+    pub fn start(state: &AppState) -> Self {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(run_checkpointer(
+            state.store.clone(),
+            state.checkpoints.clone(),
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        Self { stop, task }
+    }
+
+    /// Stops it after the checkpoint in progress, if any.
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        if let Err(e) = self.task.await {
+            tracing::warn!(error = %e, "checkpointer task ended abnormally");
+        }
+    }
+}
+
 /// Runs the checkpointer until `stop` resolves: every `interval`, a new
 /// signed checkpoint if any chain head moved. Errors are logged and retried
 /// on the next tick; a ledger that fails verification is never sealed.

@@ -27,18 +27,27 @@
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
+use std::time::Instant;
 
+use opentelemetry::trace::TraceContextExt;
 use tokio::sync::{Semaphore, mpsc, oneshot};
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 use xuefen_core::event::{Event, EventBody, LearnerRef, Millis};
 use xuefen_core::ids::{EventId, LearnerId, LocalAccount, SiteId};
 use xuefen_core::plan::Outcome;
 use xuefen_store::{Store, StoreError};
+
+use crate::metrics::Metrics;
 
 type Reply = oneshot::Sender<Result<Vec<Outcome>, Arc<StoreError>>>;
 
 struct Job {
     events: Vec<Event>,
     reply: Reply,
+    /// The submitting request's span: the group's span is a child of the
+    /// first one and links to the others.
+    span: tracing::Span,
 }
 
 /// Settings of the group committer.
@@ -86,6 +95,12 @@ pub enum CommitError {
 impl Committer {
     /// Starts one dispatcher per shard on the current runtime.
     pub fn start(store: Arc<dyn Store>, settings: CommitSettings) -> Self {
+        Self::start_with_metrics(store, settings, Arc::new(Metrics::new()))
+    }
+
+    /// Starts one dispatcher per shard on the current runtime, recording
+    /// into `metrics`.
+    pub fn start_with_metrics(store: Arc<dyn Store>, settings: CommitSettings, metrics: Arc<Metrics>) -> Self {
         let shards = if store.parallel_writes() {
             settings.shards.max(1)
         } else {
@@ -94,7 +109,7 @@ impl Committer {
         let shards: Vec<_> = (0..shards)
             .map(|_| {
                 let (tx, rx) = mpsc::channel(settings.queue_requests_max.max(1));
-                tokio::spawn(dispatch(store.clone(), settings, rx));
+                tokio::spawn(dispatch(store.clone(), settings, rx, metrics.clone()));
                 tx
             })
             .collect();
@@ -146,7 +161,11 @@ impl Committer {
     async fn submit_to(&self, shard: usize, events: Vec<Event>) -> Result<Vec<Outcome>, CommitError> {
         let (reply, rx) = oneshot::channel();
         self.shards[shard]
-            .send(Job { events, reply })
+            .send(Job {
+                events,
+                reply,
+                span: tracing::Span::current(),
+            })
             .await
             .map_err(|_| CommitError::Stopped)?;
         rx.await.map_err(|_| CommitError::Stopped)?.map_err(CommitError::Store)
@@ -231,7 +250,7 @@ impl Router {
     }
 }
 
-async fn dispatch(store: Arc<dyn Store>, settings: CommitSettings, mut rx: mpsc::Receiver<Job>) {
+async fn dispatch(store: Arc<dyn Store>, settings: CommitSettings, mut rx: mpsc::Receiver<Job>, metrics: Arc<Metrics>) {
     let slots = Arc::new(Semaphore::new(settings.commits_in_flight.max(1)));
     while let Some(first) = rx.recv().await {
         // Wait for a free slot first: while every slot is busy, requests keep
@@ -251,8 +270,10 @@ async fn dispatch(store: Arc<dyn Store>, settings: CommitSettings, mut rx: mpsc:
             }
         }
         let store = store.clone();
+        let metrics = metrics.clone();
         tokio::spawn(async move {
-            commit_group(&*store, jobs, len).await;
+            let span = group_span(&jobs, len);
+            commit_group(&*store, jobs, len, &metrics).instrument(span).await;
             drop(permit);
         });
     }
@@ -260,8 +281,19 @@ async fn dispatch(store: Arc<dyn Store>, settings: CommitSettings, mut rx: mpsc:
     let _ = slots.acquire_many(settings.commits_in_flight.max(1) as u32).await;
 }
 
-#[tracing::instrument(name = "group_commit", skip_all, fields(batch.requests = jobs.len(), batch.len = len))]
-async fn commit_group(store: &dyn Store, jobs: Vec<Job>, len: usize) {
+/// The span of one group commit. One transaction serves many requests, so
+/// the span is a child of the first request's span (its trace shows the
+/// commit) and links to every other request's span.
+fn group_span(jobs: &[Job], len: usize) -> tracing::Span {
+    let span = tracing::info_span!(parent: &jobs[0].span, "group_commit", batch.requests = jobs.len(), batch.len = len);
+    for job in &jobs[1..] {
+        span.add_link(job.span.context().span().span_context().clone());
+    }
+    span
+}
+
+async fn commit_group(store: &dyn Store, jobs: Vec<Job>, len: usize, metrics: &Metrics) {
+    let requests = jobs.len();
     let mut events = Vec::with_capacity(len);
     let mut sizes = Vec::with_capacity(jobs.len());
     let mut replies = Vec::with_capacity(jobs.len());
@@ -271,7 +303,14 @@ async fn commit_group(store: &dyn Store, jobs: Vec<Job>, len: usize) {
         replies.push(job.reply);
     }
     let now = Millis::from_datetime(time::OffsetDateTime::now_utc());
-    match store.ingest(&events, now).await {
+    let started = Instant::now();
+    let result = store.ingest(&events, now).await;
+    let committed = match &result {
+        Ok(outcomes) if outcomes.len() == events.len() => Some(outcomes.as_slice()),
+        _ => None,
+    };
+    metrics.commit_done(requests, committed, events.len(), started.elapsed());
+    match result {
         Ok(outcomes) if outcomes.len() == events.len() => {
             let mut rest = outcomes.into_iter();
             for (reply, n) in replies.into_iter().zip(sizes) {

@@ -10,20 +10,24 @@ pub mod bank;
 pub mod body;
 pub mod commit;
 pub mod dto;
+pub mod metrics;
 pub mod openapi;
 pub mod problem;
 mod routes;
+pub mod telemetry;
 
 use std::future::Future;
 use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use axum::routing::get;
 use tokio::net::TcpListener;
 use tower_http::trace::TraceLayer;
 use xuefen_store::Store;
 
 pub use commit::{CommitSettings, Committer};
+pub use metrics::Metrics;
 
 /// Limits on what a request may carry.
 #[derive(Debug, Clone, Copy)]
@@ -49,6 +53,8 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     pub committer: Committer,
     pub limits: Limits,
+    /// What `/metrics` shows.
+    pub metrics: Arc<Metrics>,
     /// The HMAC key under which identity document numbers are hashed.
     pub identity_key: Arc<[u8]>,
     /// Recently authenticated keys.
@@ -60,11 +66,13 @@ pub struct AppState {
 impl AppState {
     /// State over `store`, starting the group committer on the current runtime.
     pub fn new(store: Arc<dyn Store>, limits: Limits, commit: CommitSettings, identity_key: Vec<u8>) -> Self {
-        let committer = Committer::start(store.clone(), commit);
+        let metrics = Arc::new(Metrics::new());
+        let committer = Committer::start_with_metrics(store.clone(), commit, metrics.clone());
         Self {
             store,
             committer,
             limits,
+            metrics,
             identity_key: identity_key.into(),
             key_cache: Arc::new(auth::KeyCache::new(Self::KEY_CACHE_TTL)),
             checkpoints: bank::CheckpointSettings::ephemeral(),
@@ -81,13 +89,48 @@ impl AppState {
     }
 }
 
-/// The application with all its routes and layers.
+/// The application with all its routes and layers, `/metrics` included.
 pub fn router(state: AppState) -> Router {
+    with_layers(routes::routes().merge(metrics_routes()), state)
+}
+
+/// The application without `/metrics`, for when metrics have a listener of
+/// their own (see [`metrics_router`]).
+pub fn api_router(state: AppState) -> Router {
+    with_layers(routes::routes(), state)
+}
+
+/// `/metrics` alone, for a listener that only the scraper can reach.
+pub fn metrics_router(state: AppState) -> Router {
+    metrics_routes().with_state(state)
+}
+
+fn metrics_routes() -> Router<AppState> {
+    Router::new().route("/metrics", get(metrics::metrics))
+}
+
+/// Body limit, request metrics (labelled by route template, so they sit
+/// inside the router) and the request span around everything.
+fn with_layers(routes: Router<AppState>, state: AppState) -> Router {
     let body_limit = state.limits.body_bytes_max;
-    routes::routes()
+    routes
+        .fallback(not_found)
         .layer(DefaultBodyLimit::max(body_limit))
-        .layer(TraceLayer::new_for_http())
+        .layer(axum::middleware::from_fn_with_state(
+            state.metrics.clone(),
+            metrics::track,
+        ))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(telemetry::request_span)
+                .on_response(telemetry::on_response),
+        )
         .with_state(state)
+}
+
+/// Any path no route matches: a problem like every other error.
+async fn not_found() -> problem::Problem {
+    problem::Problem::new(axum::http::StatusCode::NOT_FOUND, "not_found", "no such resource")
 }
 
 /// Serves the API on `listener` until `shutdown` resolves, then finishes
@@ -98,20 +141,19 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let checkpointer = tokio::spawn(bank::run_checkpointer(
-        state.store.clone(),
-        state.checkpoints.clone(),
-        async move {
-            let _ = stop_rx.await;
-        },
-    ));
-    let served = axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await;
-    let _ = stop_tx.send(());
-    if let Err(e) = checkpointer.await {
-        tracing::warn!(error = %e, "checkpointer task ended abnormally");
-    }
+    let checkpointer = bank::Checkpointer::start(&state);
+    let served = serve_router(listener, router(state), shutdown).await;
+    checkpointer.stop().await;
     served
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves, then finishes
+/// the requests in flight: the listener closes at once, so new connections
+/// are refused while the last responses are written.
+pub async fn serve_router(
+    listener: TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router).with_graceful_shutdown(shutdown).await
 }

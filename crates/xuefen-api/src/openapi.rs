@@ -30,7 +30,7 @@ impl Modify for Security {
     info(title = "Xuefen", description = "The lifelong-learning credit ledger of a provincial alliance of learning sites."),
     modifiers(&Security),
     paths(
-        routes::healthz, routes::readyz,
+        routes::healthz, routes::readyz, crate::metrics::metrics,
         routes::create_site, routes::list_sites, routes::get_site, routes::set_site_status, routes::create_site_key, routes::revoke_key,
         routes::register_learner, routes::link_account,
         routes::put_course, routes::get_course,

@@ -11,7 +11,8 @@ use utoipa::ToSchema;
 use xuefen_core::FieldError;
 use xuefen_store::StoreError;
 
-/// A problem detail (RFC 9457) with the extension members `code` and `field`.
+/// A problem detail (RFC 9457) with the extension members `code`, `field`
+/// and `trace_id`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Problem {
     /// A URI naming the kind of problem.
@@ -28,6 +29,10 @@ pub struct Problem {
     /// For conflicts: where the existing entry is.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub position: Option<crate::dto::PositionOut>,
+    /// The trace of the request that failed (32 hex digits), to find its
+    /// spans and log lines. Set on every problem response.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
 }
 
 impl Problem {
@@ -40,6 +45,7 @@ impl Problem {
             code: code.to_owned(),
             field: None,
             position: None,
+            trace_id: None,
         }
     }
 
@@ -108,7 +114,10 @@ impl From<StoreError> for ApiError {
 }
 
 impl IntoResponse for Problem {
-    fn into_response(self) -> Response {
+    fn into_response(mut self) -> Response {
+        if self.trace_id.is_none() {
+            self.trace_id = crate::telemetry::current_trace_id();
+        }
         let status = self.status();
         let mut resp = (status, axum::Json(self)).into_response();
         resp.headers_mut().insert(

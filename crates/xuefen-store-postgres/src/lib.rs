@@ -683,6 +683,14 @@ fn site_from_row(row: &PgRow) -> Result<Site> {
 
 #[async_trait]
 impl Store for PgStore {
+    fn pool_stats(&self) -> xuefen_store::PoolStats {
+        xuefen_store::PoolStats {
+            size: self.pool.size(),
+            idle: u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX),
+            max: self.pool.options().get_max_connections(),
+        }
+    }
+
     async fn ready(&self) -> Result<()> {
         let applied: Option<i64> = sqlx::query_scalar("select max(version) from _sqlx_migrations where success")
             .fetch_one(&self.pool)

@@ -106,11 +106,31 @@ pub enum Written {
     Existing,
 }
 
+/// How busy a backend's connection pool is, for the saturation metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PoolStats {
+    /// Connections open now (idle or in use).
+    pub size: u32,
+    /// Open connections waiting for work.
+    pub idle: u32,
+    /// The most connections the pool may open.
+    pub max: u32,
+}
+
+impl PoolStats {
+    /// Connections doing work now.
+    pub fn in_use(&self) -> u32 {
+        self.size.saturating_sub(self.idle)
+    }
+}
+
 /// The storage port.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Whether the database answers and its schema is current.
     async fn ready(&self) -> Result<()>;
+    /// The connection pool's size and idle count, read without waiting.
+    fn pool_stats(&self) -> PoolStats;
 
     async fn create_site(&self, site: &Site) -> Result<()>;
     async fn site(&self, id: &SiteId) -> Result<Option<Site>>;

@@ -3,8 +3,9 @@
 #![forbid(unsafe_code)]
 
 mod bank_pull;
+mod settings;
+mod telemetry;
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -20,6 +21,8 @@ use xuefen_store::{Principal, Site, Store};
 use xuefen_store_postgres::{PgSettings, PgStore};
 use xuefen_store_sqlite::{SqliteSettings, SqliteStore};
 
+use crate::settings::Settings;
+
 /// mimalloc: the service allocates many small, short-lived objects per
 /// request (parsed events, rows, responses); the system allocator spent about
 /// a tenth of the server's CPU in `free` under the batch benchmark.
@@ -30,7 +33,9 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[command(
     name = "xuefen",
     version,
-    about = "The lifelong-learning credit ledger of a provincial alliance of learning sites"
+    about = "The lifelong-learning credit ledger of a provincial alliance of learning sites",
+    after_help = "Settings come from defaults, then the --config file, then XUEFEN_* environment \
+                  variables, then flags; `xuefen config example` lists every key."
 )]
 struct Cli {
     #[command(flatten)]
@@ -39,19 +44,26 @@ struct Cli {
     command: Command,
 }
 
+/// Flags every subcommand takes. Each is a configuration key; the
+/// environment is read by the configuration loader, not by clap, so that
+/// one parser judges every layer.
 #[derive(Args, Clone)]
 struct DbArgs {
-    /// `postgres://…` (production) or `sqlite://…` URL of the store. When
-    /// unset, an SQLite file in the data directory is used.
-    #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
+    /// A TOML configuration file (also XUEFEN_CONFIG).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// Set any configuration key, e.g. `--set log_format=json` (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE", global = true)]
+    set: Vec<String>,
+    /// Key `database_url`: `postgres://…` or `sqlite://…` (also DATABASE_URL).
+    #[arg(long, global = true, hide_default_value = true)]
     database_url: Option<String>,
-    /// Where the service keeps local files: the embedded database and the
-    /// generated identity key.
-    #[arg(long, env = "XUEFEN_DATA_DIR", default_value = ".data", global = true)]
-    data_dir: PathBuf,
-    /// Most connections in the pool (2 cores: a small pool keeps PostgreSQL busy without thrashing).
-    #[arg(long, env = "XUEFEN_POOL_CONNECTIONS_MAX", default_value_t = 16, global = true)]
-    pool_connections_max: u32,
+    /// Key `data_dir`: embedded database and generated identity key (also XUEFEN_DATA_DIR).
+    #[arg(long, global = true)]
+    data_dir: Option<String>,
+    /// Key `pool_connections_max` (also XUEFEN_POOL_CONNECTIONS_MAX).
+    #[arg(long, global = true)]
+    pool_connections_max: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -78,49 +90,53 @@ enum Command {
     Bank(BankCommand),
     /// Print the OpenAPI document.
     Openapi,
+    /// Configuration: print an example file, or check the effective settings.
+    #[command(subcommand)]
+    Config(ConfigCommand),
 }
 
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Print an example configuration file with every key, its meaning and default.
+    Example,
+    /// Load the configuration, report the first invalid key, and print the
+    /// effective settings (secrets redacted).
+    Check,
+}
+
+/// Flags of `serve`; each is a configuration key of the same name.
 #[derive(Args)]
 struct ServeArgs {
-    /// Address to listen on.
-    #[arg(long, env = "XUEFEN_LISTEN", default_value = "127.0.0.1:8080")]
-    listen: SocketAddr,
-    /// Most events in one batch request.
-    #[arg(long, env = "XUEFEN_BATCH_EVENTS_MAX", default_value_t = 1_000)]
-    batch_events_max: usize,
-    /// Largest request body in bytes.
-    #[arg(long, env = "XUEFEN_BODY_BYTES_MAX", default_value_t = 2 * 1024 * 1024)]
-    body_bytes_max: usize,
-    /// Most events one group-commit transaction writes.
-    #[arg(long, env = "XUEFEN_GROUP_EVENTS_MAX", default_value_t = 4_000)]
-    group_events_max: usize,
-    /// Group-commit transactions in flight at once, per shard.
-    #[arg(long, env = "XUEFEN_COMMITS_IN_FLIGHT", default_value_t = 1)]
-    commits_in_flight: usize,
-    /// Seconds an authenticated API key is remembered (0: look up every
-    /// request). Revocations through another instance take effect within it.
-    #[arg(long, env = "XUEFEN_KEY_CACHE_SECONDS", default_value_t = 1)]
-    key_cache_seconds: u64,
-    /// Chain shards with a group committer each (PostgreSQL; SQLite has one).
-    #[arg(long, env = "XUEFEN_COMMIT_SHARDS", default_value_t = 2)]
-    commit_shards: usize,
-    /// Hex HMAC key for identity document hashes (at least 32 bytes). Without
-    /// it, a key is generated once into the data directory.
-    #[arg(long, env = "XUEFEN_IDENTITY_KEY", hide_env_values = true)]
+    /// Key `listen` (also XUEFEN_LISTEN).
+    #[arg(long)]
+    listen: Option<String>,
+    /// Key `metrics_listen` (also XUEFEN_METRICS_LISTEN).
+    #[arg(long)]
+    metrics_listen: Option<String>,
+    /// Key `batch_events_max` (also XUEFEN_BATCH_EVENTS_MAX).
+    #[arg(long)]
+    batch_events_max: Option<String>,
+    /// Key `body_bytes_max` (also XUEFEN_BODY_BYTES_MAX).
+    #[arg(long)]
+    body_bytes_max: Option<String>,
+    /// Key `group_events_max` (also XUEFEN_GROUP_EVENTS_MAX).
+    #[arg(long)]
+    group_events_max: Option<String>,
+    /// Key `commits_in_flight` (also XUEFEN_COMMITS_IN_FLIGHT).
+    #[arg(long)]
+    commits_in_flight: Option<String>,
+    /// Key `commit_shards` (also XUEFEN_COMMIT_SHARDS).
+    #[arg(long)]
+    commit_shards: Option<String>,
+    /// Key `key_cache_seconds` (also XUEFEN_KEY_CACHE_SECONDS).
+    #[arg(long)]
+    key_cache_seconds: Option<String>,
+    /// Key `identity_key` (also XUEFEN_IDENTITY_KEY).
+    #[arg(long)]
     identity_key: Option<String>,
-    /// Hex Ed25519 secret key (32 bytes) that signs checkpoints. Without it,
-    /// a key is generated once into the data directory.
-    #[arg(long, env = "XUEFEN_CHECKPOINT_KEY", hide_env_values = true)]
-    checkpoint_key: Option<String>,
-    /// Milliseconds between checkpoints (one is made only when a chain head moved).
-    #[arg(long, env = "XUEFEN_CHECKPOINT_INTERVAL_MS", default_value_t = 1_000)]
-    checkpoint_interval_ms: u64,
-    /// Most entries of one chain sealed by one checkpoint (bounds its transaction).
-    #[arg(long, env = "XUEFEN_CHECKPOINT_CHAIN_ENTRIES_MAX", default_value_t = 10_000)]
-    checkpoint_chain_entries_max: u64,
-    /// Seconds to finish in-flight requests after SIGTERM/SIGINT.
-    #[arg(long, env = "XUEFEN_SHUTDOWN_GRACE_SECONDS", default_value_t = 30)]
-    shutdown_grace_seconds: u64,
+    /// Key `shutdown_grace_seconds` (also XUEFEN_SHUTDOWN_GRACE_SECONDS).
+    #[arg(long)]
+    shutdown_grace_seconds: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -171,35 +187,101 @@ enum KeysCommand {
     Revoke { key_id: String },
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,sqlx=warn,tower_http=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    match run(cli).await {
+    if let Command::Config(ConfigCommand::Example) = cli.command {
+        print!("{}", settings::example());
+        return ExitCode::SUCCESS;
+    }
+    let settings = match load_settings(&cli) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: invalid configuration: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Command::Config(ConfigCommand::Check) = cli.command {
+        print!("{}", settings.to_toml());
+        return ExitCode::SUCCESS;
+    }
+    // Telemetry starts before the runtime: the OTLP exporter runs on a
+    // thread of its own with a blocking HTTP client.
+    let telemetry = match telemetry::init(&settings) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let code = match runtime.block_on(run(cli, settings)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(2)
         }
-    }
+    };
+    // Stop the runtime before flushing, so every span has ended.
+    runtime.shutdown_timeout(Duration::from_secs(5));
+    telemetry.shutdown();
+    code
 }
 
-async fn open_store(db: &DbArgs, migrate: bool) -> anyhow::Result<Arc<dyn Store>> {
+/// Every configuration flag given, as `(key, value, flag)`.
+fn flags(cli: &Cli) -> anyhow::Result<settings::Flags> {
+    let mut out = Vec::new();
+    let mut add = |key: &str, value: &Option<String>| {
+        if let Some(v) = value {
+            out.push((key.to_owned(), v.clone(), format!("--{}", key.replace('_', "-"))));
+        }
+    };
+    add("database_url", &cli.db.database_url);
+    add("data_dir", &cli.db.data_dir);
+    add("pool_connections_max", &cli.db.pool_connections_max);
+    if let Command::Serve(a) = &cli.command {
+        add("listen", &a.listen);
+        add("metrics_listen", &a.metrics_listen);
+        add("batch_events_max", &a.batch_events_max);
+        add("body_bytes_max", &a.body_bytes_max);
+        add("group_events_max", &a.group_events_max);
+        add("commits_in_flight", &a.commits_in_flight);
+        add("commit_shards", &a.commit_shards);
+        add("key_cache_seconds", &a.key_cache_seconds);
+        add("identity_key", &a.identity_key);
+        add("shutdown_grace_seconds", &a.shutdown_grace_seconds);
+    }
+    for pair in &cli.db.set {
+        let Some((key, value)) = pair.split_once('=') else {
+            bail!("--set {pair}: expected KEY=VALUE");
+        };
+        out.push((key.trim().to_owned(), value.to_owned(), format!("--set {}", key.trim())));
+    }
+    Ok(out)
+}
+
+fn load_settings(cli: &Cli) -> anyhow::Result<Settings> {
+    let file = cli
+        .db
+        .config
+        .clone()
+        .or_else(|| std::env::var_os("XUEFEN_CONFIG").map(PathBuf::from));
+    let flags = flags(cli)?;
+    Ok(Settings::load(file.as_deref(), |k| std::env::var(k).ok(), &flags)?)
+}
+
+async fn open_store(db: &Settings, migrate: bool) -> anyhow::Result<Arc<dyn Store>> {
     let url = match &db.database_url {
-        Some(url) => url.clone(),
+        Some(url) => url.expose().to_owned(),
         None => {
             std::fs::create_dir_all(&db.data_dir).with_context(|| format!("create {}", db.data_dir.display()))?;
             let path = db.data_dir.join("xuefen.db");
-            eprintln!(
-                "DATABASE_URL is unset: using the embedded SQLite database {}",
-                path.display()
-            );
+            tracing::info!(path = %path.display(), "database_url is unset: using the embedded SQLite database");
             format!("sqlite://{}", path.display())
         }
     };
@@ -214,68 +296,47 @@ async fn open_store(db: &DbArgs, migrate: bool) -> anyhow::Result<Arc<dyn Store>
         let settings = PgSettings {
             url,
             pool_connections_max: db.pool_connections_max,
-            acquire_timeout: Duration::from_secs(10),
+            acquire_timeout: Duration::from_secs(db.db_acquire_timeout_seconds),
         };
         let store = PgStore::connect(&settings, migrate)
             .await
             .context("connect to PostgreSQL")?;
         Ok(Arc::new(store))
     } else {
-        bail!("DATABASE_URL must start with postgres://, postgresql:// or sqlite://")
+        bail!("database_url must start with postgres://, postgresql:// or sqlite://")
     }
 }
 
-async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+async fn run(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode> {
+    let db = &settings;
     match cli.command {
+        Command::Config(_) => Ok(ExitCode::SUCCESS),
         Command::Openapi => {
             print!("{}", xuefen_api::openapi::json());
             Ok(ExitCode::SUCCESS)
         }
         Command::Migrate => {
-            open_store(&cli.db, true).await?;
+            open_store(db, true).await?;
             eprintln!("migrations applied");
             Ok(ExitCode::SUCCESS)
         }
-        Command::Serve(args) => serve(&cli.db, args).await,
-        Command::Verify { public_key } => verify(&cli.db, public_key.as_deref()).await,
-        Command::Sites(cmd) => sites(&cli.db, cmd).await,
-        Command::Keys(cmd) => keys(&cli.db, cmd).await,
+        Command::Serve(_) => serve(&settings).await,
+        Command::Verify { public_key } => verify(db, public_key.as_deref()).await,
+        Command::Sites(cmd) => sites(db, cmd).await,
+        Command::Keys(cmd) => keys(db, cmd).await,
         Command::Bank(BankCommand::Pull(args)) => bank_pull::pull(args).await,
     }
 }
 
-fn identity_key(args: &ServeArgs, data_dir: &std::path::Path) -> anyhow::Result<Vec<u8>> {
-    if let Some(hex_key) = &args.identity_key {
-        let key = hex::decode(hex_key.trim()).context("XUEFEN_IDENTITY_KEY must be hex")?;
-        if key.len() < 32 {
-            bail!("XUEFEN_IDENTITY_KEY must hold at least 32 bytes (64 hex digits)");
-        }
-        return Ok(key);
+fn identity_key(settings: &Settings) -> anyhow::Result<Vec<u8>> {
+    let data_dir = settings.data_dir.as_path();
+    if let Some(hex_key) = &settings.identity_key {
+        // Length and hex were checked when the configuration loaded.
+        return hex::decode(hex_key.expose()).context("identity_key must be hex");
     }
-    stored_key(data_dir, "identity.key", "learners cannot be matched without it")
-}
-
-/// The checkpoint signing key: from the settings, or generated once into the data directory.
-fn checkpoint_key(args: &ServeArgs, data_dir: &std::path::Path) -> anyhow::Result<ed25519_dalek::SigningKey> {
-    let secret = match &args.checkpoint_key {
-        Some(hex_key) => hex::decode(hex_key.trim()).context("XUEFEN_CHECKPOINT_KEY must be hex")?,
-        None => stored_key(
-            data_dir,
-            "checkpoint.key",
-            "checkpoints signed with it cannot be verified with a new one",
-        )?,
-    };
-    let secret: [u8; 32] = secret
-        .try_into()
-        .map_err(|_| anyhow::anyhow!("the checkpoint key must be 32 bytes (64 hex digits)"))?;
-    Ok(ed25519_dalek::SigningKey::from_bytes(&secret))
-}
-
-/// A 32-byte secret kept as hex in `data_dir/name`, generated on first use.
-fn stored_key(data_dir: &std::path::Path, name: &str, why_back_up: &str) -> anyhow::Result<Vec<u8>> {
-    let path = data_dir.join(name);
+    let path = data_dir.join("identity.key");
     if let Ok(existing) = std::fs::read_to_string(&path) {
-        return hex::decode(existing.trim()).with_context(|| format!("read key {}", path.display()));
+        return hex::decode(existing.trim()).with_context(|| format!("read identity key {}", path.display()));
     }
     std::fs::create_dir_all(data_dir).with_context(|| format!("create {}", data_dir.display()))?;
     let mut key = [0u8; 32];
@@ -286,14 +347,48 @@ fn stored_key(data_dir: &std::path::Path, name: &str, why_back_up: &str) -> anyh
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
     }
-    tracing::warn!(path = %path.display(), "generated a new key; back it up: {why_back_up}");
+    tracing::warn!(path = %path.display(), "generated a new identity key; back it up: learners cannot be matched without it");
     Ok(key.to_vec())
 }
 
-async fn serve(db: &DbArgs, args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let key = identity_key(&args, &db.data_dir)?;
-    let signing = checkpoint_key(&args, &db.data_dir)?;
-    let store = open_store(db, true).await?;
+/// The checkpoint signing key: from the settings, or generated once into `data_dir`.
+fn checkpoint_key(settings: &Settings) -> anyhow::Result<ed25519_dalek::SigningKey> {
+    let secret = match &settings.checkpoint_key {
+        // Length and hex were checked when the configuration loaded.
+        Some(hex_key) => hex::decode(hex_key.expose()).context("checkpoint_key must be hex")?,
+        None => {
+            let path = settings.data_dir.join("checkpoint.key");
+            match std::fs::read_to_string(&path) {
+                Ok(existing) => {
+                    hex::decode(existing.trim()).with_context(|| format!("read checkpoint key {}", path.display()))?
+                }
+                Err(_) => {
+                    std::fs::create_dir_all(&settings.data_dir)
+                        .with_context(|| format!("create {}", settings.data_dir.display()))?;
+                    let mut key = [0u8; 32];
+                    rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut key);
+                    std::fs::write(&path, hex::encode(key)).with_context(|| format!("write {}", path.display()))?;
+                    #[cfg(unix)]
+                    {
+                        use std::os::unix::fs::PermissionsExt;
+                        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+                    }
+                    tracing::warn!(path = %path.display(), "generated a new checkpoint key; back it up: checkpoints it signed cannot be verified with another");
+                    key.to_vec()
+                }
+            }
+        }
+    };
+    let secret: [u8; 32] = secret
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("the checkpoint key must be 32 bytes (64 hex digits)"))?;
+    Ok(ed25519_dalek::SigningKey::from_bytes(&secret))
+}
+
+async fn serve(args: &Settings) -> anyhow::Result<ExitCode> {
+    let key = identity_key(args)?;
+    let signing = checkpoint_key(args)?;
+    let store = open_store(args, true).await?;
     if !store.admin_key_exists().await? {
         let (key, secret) = xuefen_api::auth::mint(Principal::Admin);
         store.create_key(&key).await?;
@@ -307,33 +402,63 @@ async fn serve(db: &DbArgs, args: ServeArgs) -> anyhow::Result<ExitCode> {
         group_events_max: args.group_events_max,
         commits_in_flight: args.commits_in_flight,
         shards: args.commit_shards,
-        ..CommitSettings::default()
+        queue_requests_max: args.queue_requests_max,
     };
     let mut state =
         AppState::new(store, limits, commit, key).with_key_cache_ttl(Duration::from_secs(args.key_cache_seconds));
     state.checkpoints = xuefen_api::bank::CheckpointSettings {
         key: Arc::new(signing),
-        interval: Duration::from_millis(args.checkpoint_interval_ms.max(10)),
+        interval: Duration::from_millis(args.checkpoint_interval_ms),
         limits: xuefen_store::bank::CheckpointLimits {
-            chain_entries_max: args.checkpoint_chain_entries_max.max(1),
+            chain_entries_max: args.checkpoint_chain_entries_max,
         },
     };
+    let checkpointer = xuefen_api::bank::Checkpointer::start(&state);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("bind {}", args.listen))?;
     let addr = listener.local_addr()?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = move |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    // With a metrics listener of its own, /metrics is served only there.
+    let (app, metrics_server) = match args.metrics_listen {
+        Some(metrics_addr) => {
+            let metrics_listener = tokio::net::TcpListener::bind(metrics_addr)
+                .await
+                .with_context(|| format!("bind {metrics_addr}"))?;
+            let metrics_addr = metrics_listener.local_addr()?;
+            println!("metrics on http://{metrics_addr}/metrics");
+            let server = tokio::spawn(xuefen_api::serve_router(
+                metrics_listener,
+                xuefen_api::metrics_router(state.clone()),
+                stopped(stop_rx.clone()),
+            ));
+            (xuefen_api::api_router(state), Some(server))
+        }
+        None => (xuefen_api::router(state), None),
+    };
     println!("listening on http://{addr}");
     tracing::info!(%addr, "listening");
     let grace = Duration::from_secs(args.shutdown_grace_seconds);
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(xuefen_api::serve(listener, state, async move {
-        let _ = stop_rx.await;
-    }));
+    let server = tokio::spawn(xuefen_api::serve_router(listener, app, stopped(stop_rx)));
     shutdown_signal().await;
-    tracing::info!("stopping: finishing in-flight requests");
-    let _ = stop_tx.send(());
-    match tokio::time::timeout(grace, server).await {
-        Ok(joined) => joined.context("server task")?.context("serve")?,
+    tracing::info!(
+        grace_s = grace.as_secs(),
+        "stopping: refusing new connections, finishing in-flight requests"
+    );
+    let _ = stop_tx.send(true);
+    let drained = async {
+        server.await.context("server task")?.context("serve")?;
+        if let Some(m) = metrics_server {
+            m.await.context("metrics task")?.context("serve metrics")?;
+        }
+        checkpointer.stop().await;
+        anyhow::Ok(())
+    };
+    match tokio::time::timeout(grace, drained).await {
+        Ok(result) => result?,
         Err(_) => {
             tracing::warn!(grace_s = grace.as_secs(), "in-flight requests did not finish in time");
             return Ok(ExitCode::from(1));
@@ -361,7 +486,7 @@ async fn shutdown_signal() {
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
 }
 
-async fn verify(db: &DbArgs, public_key: Option<&str>) -> anyhow::Result<ExitCode> {
+async fn verify(db: &Settings, public_key: Option<&str>) -> anyhow::Result<ExitCode> {
     let store = open_store(db, false).await?;
     let key = public_key
         .map(|k| -> anyhow::Result<ed25519_dalek::VerifyingKey> {
@@ -413,7 +538,7 @@ async fn verify(db: &DbArgs, public_key: Option<&str>) -> anyhow::Result<ExitCod
     }
 }
 
-async fn sites(db: &DbArgs, cmd: SitesCommand) -> anyhow::Result<ExitCode> {
+async fn sites(db: &Settings, cmd: SitesCommand) -> anyhow::Result<ExitCode> {
     let store = open_store(db, true).await?;
     match cmd {
         SitesCommand::Add {
@@ -457,7 +582,7 @@ async fn sites(db: &DbArgs, cmd: SitesCommand) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn keys(db: &DbArgs, cmd: KeysCommand) -> anyhow::Result<ExitCode> {
+async fn keys(db: &Settings, cmd: KeysCommand) -> anyhow::Result<ExitCode> {
     let store = open_store(db, true).await?;
     match cmd {
         KeysCommand::Create { admin, bank, site } => {

@@ -1,0 +1,652 @@
+//! The one typed configuration of the service.
+//!
+//! Every setting is a key of [`Settings`], declared once below with its
+//! type, default, environment variables and meaning. Values are layered,
+//! later layers winning: compiled-in defaults, then a TOML file (`--config`
+//! or `XUEFEN_CONFIG`), then environment variables (`XUEFEN_<KEY>`, plus the
+//! conventional `DATABASE_URL` and `RUST_LOG`), then command-line flags
+//! (`--listen`, …, or `--set key=value` for any key). Every value passes
+//! through the same parser, so an invalid one fails at start with a message
+//! naming the key and where the value came from. The README's configuration
+//! table is checked against [`KEYS`] by a test, and `xuefen config example`
+//! prints a file generated from it, so the documentation cannot drift.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// One configuration key, as documented.
+#[derive(Debug, Clone, Copy)]
+pub struct Key {
+    /// The name in the file and after `--set`.
+    pub name: &'static str,
+    /// Environment variables read for it; a later one wins over an earlier.
+    pub env: &'static [&'static str],
+    /// The default as written in a file; empty for "unset".
+    pub default: &'static str,
+    /// What it means (the doc comment of the field).
+    pub doc: &'static str,
+}
+
+/// Where a value came from, for error messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    Default,
+    File(PathBuf),
+    Env(String),
+    Flag(String),
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Default => write!(f, "the default"),
+            Source::File(p) => write!(f, "the configuration file {}", p.display()),
+            Source::Env(v) => write!(f, "the environment variable {v}"),
+            Source::Flag(s) => write!(f, "the flag {s}"),
+        }
+    }
+}
+
+/// An invalid configuration: which key, from where, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration key `{key}` (from {origin}): {message}")]
+    Invalid {
+        key: String,
+        origin: Source,
+        message: String,
+    },
+    #[error("unknown configuration key `{key}` in {origin}; known keys: {known}")]
+    Unknown { key: String, origin: Source, known: String },
+    #[error("cannot read the configuration file {path}: {message}")]
+    File { path: PathBuf, message: String },
+}
+
+/// A secret value: parsed like any other, never shown by `Debug` or
+/// `config check`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"[redacted]\"")
+    }
+}
+
+/// How log lines are written to stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object a line, with the request's `trace_id` among the span fields.
+    Json,
+}
+
+/// A value a key can hold: parsed from the text of a file value, an
+/// environment variable or a flag, and shown back in that same form.
+pub trait Value: Sized {
+    fn parse_value(raw: &str) -> Result<Self, String>;
+    fn show(&self) -> String;
+}
+
+macro_rules! from_str_value {
+    ($($t:ty),+) => {$(
+        impl Value for $t {
+            fn parse_value(raw: &str) -> Result<Self, String> {
+                raw.trim().parse::<$t>().map_err(|e| format!("`{raw}` is not valid: {e}"))
+            }
+            fn show(&self) -> String {
+                self.to_string()
+            }
+        }
+    )+};
+}
+
+from_str_value!(u32, u64, usize, SocketAddr);
+
+impl Value for String {
+    fn parse_value(raw: &str) -> Result<Self, String> {
+        Ok(raw.to_owned())
+    }
+    fn show(&self) -> String {
+        self.clone()
+    }
+}
+
+impl Value for PathBuf {
+    fn parse_value(raw: &str) -> Result<Self, String> {
+        if raw.trim().is_empty() {
+            return Err("must not be empty".into());
+        }
+        Ok(PathBuf::from(raw))
+    }
+    fn show(&self) -> String {
+        self.display().to_string()
+    }
+}
+
+impl Value for Secret {
+    fn parse_value(raw: &str) -> Result<Self, String> {
+        Ok(Secret(raw.trim().to_owned()))
+    }
+    fn show(&self) -> String {
+        "[redacted]".into()
+    }
+}
+
+impl Value for LogFormat {
+    fn parse_value(raw: &str) -> Result<Self, String> {
+        match raw.trim() {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            other => Err(format!("`{other}` is not one of `text`, `json`")),
+        }
+    }
+    fn show(&self) -> String {
+        match self {
+            LogFormat::Text => "text".into(),
+            LogFormat::Json => "json".into(),
+        }
+    }
+}
+
+/// An empty value means unset.
+impl<T: Value> Value for Option<T> {
+    fn parse_value(raw: &str) -> Result<Self, String> {
+        if raw.trim().is_empty() {
+            Ok(None)
+        } else {
+            T::parse_value(raw).map(Some)
+        }
+    }
+    fn show(&self) -> String {
+        self.as_ref().map(Value::show).unwrap_or_default()
+    }
+}
+
+/// Declares [`Settings`], [`KEYS`] and the per-key parser from one list.
+macro_rules! settings {
+    ($(
+        $(#[doc = $doc:literal])+
+        $name:ident: $ty:ty = $default:literal, env [$($env:literal),+];
+    )+) => {
+        /// Every setting of the service (see the module documentation).
+        #[derive(Debug, Clone)]
+        pub struct Settings {
+            $( $(#[doc = $doc])+ pub $name: $ty, )+
+        }
+
+        /// Every key, in the order of the README table.
+        pub const KEYS: &[Key] = &[
+            $( Key {
+                name: stringify!($name),
+                env: &[$($env),+],
+                default: $default,
+                doc: concat!($($doc),+),
+            }, )+
+        ];
+
+        impl Settings {
+            /// Sets `key` from its text form.
+            fn set_raw(&mut self, key: &str, raw: &str) -> Result<(), SetError> {
+                match key {
+                    $( stringify!($name) => {
+                        self.$name = <$ty as Value>::parse_value(raw).map_err(SetError::Invalid)?;
+                        Ok(())
+                    } )+
+                    _ => Err(SetError::Unknown),
+                }
+            }
+
+            /// The text form of `key`'s value (secrets redacted).
+            pub fn show(&self, key: &str) -> Option<String> {
+                match key {
+                    $( stringify!($name) => Some(Value::show(&self.$name)), )+
+                    _ => None,
+                }
+            }
+
+            /// The compiled-in defaults.
+            pub fn defaults() -> Self {
+                Self {
+                    $( $name: match <$ty as Value>::parse_value($default) {
+                        Ok(v) => v,
+                        Err(e) => panic!("the default of {} does not parse: {e}", stringify!($name)),
+                    }, )+
+                }
+            }
+        }
+    };
+}
+
+enum SetError {
+    Unknown,
+    Invalid(String),
+}
+
+settings! {
+    /// `postgres://…` (production) or `sqlite://…` URL of the store; unset means an SQLite file `xuefen.db` in `data_dir`.
+    database_url: Option<Secret> = "", env ["DATABASE_URL", "XUEFEN_DATABASE_URL"];
+    /// Where the service keeps local files: the embedded database and the generated identity key.
+    data_dir: PathBuf = ".data", env ["XUEFEN_DATA_DIR"];
+    /// Most connections in the database pool (SQLite uses at most 8).
+    pool_connections_max: u32 = "16", env ["XUEFEN_POOL_CONNECTIONS_MAX"];
+    /// Seconds to wait for a pooled PostgreSQL connection before a request fails with 503.
+    db_acquire_timeout_seconds: u64 = "10", env ["XUEFEN_DB_ACQUIRE_TIMEOUT_SECONDS"];
+    /// Address the API listens on.
+    listen: SocketAddr = "127.0.0.1:8080", env ["XUEFEN_LISTEN"];
+    /// Address of a separate listener for `/metrics`; unset serves `/metrics` on `listen`.
+    metrics_listen: Option<SocketAddr> = "", env ["XUEFEN_METRICS_LISTEN"];
+    /// Hex HMAC key (at least 32 bytes) for identity document hashes; unset means one generated once into `data_dir`. Back it up.
+    identity_key: Option<Secret> = "", env ["XUEFEN_IDENTITY_KEY"];
+    /// Most events in one `POST /v1/events`.
+    batch_events_max: usize = "1000", env ["XUEFEN_BATCH_EVENTS_MAX"];
+    /// Largest request body in bytes.
+    body_bytes_max: usize = "2097152", env ["XUEFEN_BODY_BYTES_MAX"];
+    /// Most events one group-commit transaction writes.
+    group_events_max: usize = "4000", env ["XUEFEN_GROUP_EVENTS_MAX"];
+    /// Group-commit transactions in flight at once, per shard.
+    commits_in_flight: usize = "1", env ["XUEFEN_COMMITS_IN_FLIGHT"];
+    /// Chain shards with a group committer each (PostgreSQL; SQLite uses one).
+    commit_shards: usize = "2", env ["XUEFEN_COMMIT_SHARDS"];
+    /// Requests waiting for a group commit before new ones wait to be queued.
+    queue_requests_max: usize = "16384", env ["XUEFEN_QUEUE_REQUESTS_MAX"];
+    /// Seconds an authenticated API key is remembered (0: look it up on every request); a revocation through another instance takes effect within it.
+    key_cache_seconds: u64 = "1", env ["XUEFEN_KEY_CACHE_SECONDS"];
+    /// Hex Ed25519 secret key (32 bytes) that signs checkpoints; unset means one generated once into `data_dir`. Back it up.
+    checkpoint_key: Option<Secret> = "", env ["XUEFEN_CHECKPOINT_KEY"];
+    /// Milliseconds between checkpoints; one is made only when a chain head moved.
+    checkpoint_interval_ms: u64 = "1000", env ["XUEFEN_CHECKPOINT_INTERVAL_MS"];
+    /// Most entries of one chain one checkpoint seals; a backlog is sealed over several checkpoints.
+    checkpoint_chain_entries_max: u64 = "10000", env ["XUEFEN_CHECKPOINT_CHAIN_ENTRIES_MAX"];
+    /// Seconds to finish in-flight requests and group commits after SIGTERM/SIGINT before exiting 1.
+    shutdown_grace_seconds: u64 = "30", env ["XUEFEN_SHUTDOWN_GRACE_SECONDS"];
+    /// Log lines on stderr: `text` or `json` (one object a line, with `trace_id`).
+    log_format: LogFormat = "text", env ["XUEFEN_LOG_FORMAT"];
+    /// Log filter in `tracing` `EnvFilter` syntax.
+    log_filter: String = "info,sqlx=warn,tower_http=warn", env ["RUST_LOG", "XUEFEN_LOG_FILTER"];
+}
+
+/// Limits on numeric keys: (key, least, most). Values outside are a
+/// configuration error naming the key.
+const RANGES: &[(&str, u64, u64)] = &[
+    ("pool_connections_max", 1, 1_000),
+    ("db_acquire_timeout_seconds", 1, 600),
+    ("batch_events_max", 1, 100_000),
+    ("body_bytes_max", 1_024, 256 * 1024 * 1024),
+    ("group_events_max", 1, 1_000_000),
+    ("commits_in_flight", 1, 64),
+    ("commit_shards", 1, 64),
+    ("key_cache_seconds", 0, 3_600),
+    ("queue_requests_max", 1, 1_000_000),
+    ("checkpoint_interval_ms", 10, 3_600_000),
+    ("checkpoint_chain_entries_max", 1, 1_000_000),
+    ("shutdown_grace_seconds", 1, 3_600),
+];
+
+/// Values given on the command line, by key.
+pub type Flags = Vec<(String, String, String)>;
+
+impl Settings {
+    /// Layers defaults, the file, the environment and `flags` (each
+    /// `(key, value, flag as typed)`), then validates.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl Fn(&str) -> Option<String>,
+        flags: &[(String, String, String)],
+    ) -> Result<Self, ConfigError> {
+        let mut s = Self::defaults();
+        let mut sources = HashMap::new();
+        if let Some(path) = file {
+            s.apply_file(path, &mut sources)?;
+        }
+        for key in KEYS {
+            for var in key.env {
+                if let Some(raw) = env(var) {
+                    s.set(key.name, &raw, Source::Env((*var).to_owned()), &mut sources)?;
+                }
+            }
+        }
+        for (key, raw, flag) in flags {
+            s.set(key, raw, Source::Flag(flag.clone()), &mut sources)?;
+        }
+        s.validate(&sources)?;
+        Ok(s)
+    }
+
+    fn set(
+        &mut self,
+        key: &str,
+        raw: &str,
+        source: Source,
+        sources: &mut HashMap<String, Source>,
+    ) -> Result<(), ConfigError> {
+        sources.insert(key.to_owned(), source.clone());
+        self.set_raw(key, raw).map_err(|e| match e {
+            SetError::Unknown => ConfigError::Unknown {
+                key: key.to_owned(),
+                origin: source,
+                known: KEYS.iter().map(|k| k.name).collect::<Vec<_>>().join(", "),
+            },
+            SetError::Invalid(message) => ConfigError::Invalid {
+                key: key.to_owned(),
+                origin: source,
+                message,
+            },
+        })
+    }
+
+    fn apply_file(&mut self, path: &Path, sources: &mut HashMap<String, Source>) -> Result<(), ConfigError> {
+        let file_err = |message: String| ConfigError::File {
+            path: path.to_owned(),
+            message,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| file_err(e.to_string()))?;
+        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| file_err(e.to_string()))?;
+        for (key, value) in table {
+            let source = Source::File(path.to_owned());
+            let raw = match value {
+                toml::Value::String(s) => s,
+                toml::Value::Integer(i) => i.to_string(),
+                toml::Value::Boolean(b) => b.to_string(),
+                other => {
+                    return Err(ConfigError::Invalid {
+                        key,
+                        origin: source,
+                        message: format!("expected a string or an integer, found {}", other.type_str()),
+                    });
+                }
+            };
+            self.set(&key, &raw, source, sources)?;
+        }
+        Ok(())
+    }
+
+    /// Checks what a type alone cannot: ranges, URL schemes, key lengths,
+    /// the log filter's syntax.
+    fn validate(&self, sources: &HashMap<String, Source>) -> Result<(), ConfigError> {
+        let invalid = |key: &str, message: String| ConfigError::Invalid {
+            key: key.to_owned(),
+            origin: sources.get(key).cloned().unwrap_or(Source::Default),
+            message,
+        };
+        for (key, least, most) in RANGES {
+            let value: u64 = self
+                .show(key)
+                .and_then(|v| v.parse().ok())
+                .ok_or_else(|| invalid(key, "is not a number".into()))?;
+            if value < *least || value > *most {
+                return Err(invalid(key, format!("{value} is outside {least}..={most}")));
+            }
+        }
+        if let Some(url) = &self.database_url {
+            let url = url.expose();
+            if !["postgres://", "postgresql://", "sqlite:"]
+                .iter()
+                .any(|p| url.starts_with(p))
+            {
+                return Err(invalid(
+                    "database_url",
+                    "must start with postgres://, postgresql:// or sqlite:".into(),
+                ));
+            }
+        }
+        if let Some(key) = &self.identity_key {
+            let bytes = hex::decode(key.expose()).map_err(|e| invalid("identity_key", format!("is not hex: {e}")))?;
+            if bytes.len() < 32 {
+                return Err(invalid(
+                    "identity_key",
+                    format!("holds {} bytes; at least 32 (64 hex digits) are needed", bytes.len()),
+                ));
+            }
+        }
+        if let Some(key) = &self.checkpoint_key {
+            let bytes = hex::decode(key.expose()).map_err(|e| invalid("checkpoint_key", format!("is not hex: {e}")))?;
+            if bytes.len() != 32 {
+                return Err(invalid(
+                    "checkpoint_key",
+                    format!("holds {} bytes; exactly 32 (64 hex digits) are needed", bytes.len()),
+                ));
+            }
+        }
+        // Port 0 asks the kernel for a free port, so two of them never clash.
+        if self.metrics_listen == Some(self.listen) && self.listen.port() != 0 {
+            return Err(invalid("metrics_listen", "must differ from `listen`".into()));
+        }
+        tracing_subscriber::EnvFilter::try_new(&self.log_filter).map_err(|e| invalid("log_filter", e.to_string()))?;
+        Ok(())
+    }
+
+    /// The settings as a TOML file (secrets redacted, unset keys commented out).
+    pub fn to_toml(&self) -> String {
+        let mut out = String::new();
+        for key in KEYS {
+            let value = self.show(key.name).unwrap_or_default();
+            if value.is_empty() {
+                out.push_str(&format!("# {} = (unset)\n", key.name));
+            } else {
+                out.push_str(&format!("{} = {}\n", key.name, toml_literal(key.name, &value)));
+            }
+        }
+        out
+    }
+}
+
+/// `value` as a TOML literal: numbers bare, everything else quoted.
+fn toml_literal(key: &str, value: &str) -> String {
+    let numeric = RANGES.iter().any(|(k, _, _)| *k == key);
+    if numeric {
+        value.to_owned()
+    } else {
+        toml::Value::String(value.to_owned()).to_string()
+    }
+}
+
+/// The example configuration file: every key with its meaning, defaults
+/// commented out.
+pub fn example() -> String {
+    let mut out = String::from(
+        "# Xuefen configuration (TOML). Give it with --config FILE or XUEFEN_CONFIG=FILE.\n\
+         # Environment variables override the file; flags override both.\n",
+    );
+    for key in KEYS {
+        out.push('\n');
+        for line in key.doc.trim().lines() {
+            out.push_str(&format!("# {}\n", line.trim()));
+        }
+        out.push_str(&format!("# environment: {}\n", key.env.join(", ")));
+        if key.default.is_empty() {
+            out.push_str(&format!("# {} = \"\"\n", key.name));
+        } else {
+            out.push_str(&format!("# {} = {}\n", key.name, toml_literal(key.name, key.default)));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(env: &[(&str, &str)], flags: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let env: HashMap<String, String> = env.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect();
+        let flags: Flags = flags
+            .iter()
+            .map(|(k, v)| ((*k).into(), (*v).into(), format!("--{k}")))
+            .collect();
+        Settings::load(None, |k| env.get(k).cloned(), &flags)
+    }
+
+    #[test]
+    fn every_default_parses_and_shows_as_written() {
+        let s = Settings::defaults();
+        for key in KEYS {
+            assert_eq!(s.show(key.name).as_deref(), Some(key.default), "{}", key.name);
+        }
+        s.validate(&HashMap::new()).expect("defaults are valid");
+    }
+
+    #[test]
+    fn flags_win_over_the_environment_which_wins_over_the_defaults() {
+        let s = load(
+            &[("XUEFEN_BATCH_EVENTS_MAX", "10"), ("XUEFEN_LISTEN", "127.0.0.1:1")],
+            &[("listen", "127.0.0.1:2")],
+        )
+        .expect("valid");
+        assert_eq!(s.batch_events_max, 10);
+        assert_eq!(s.listen.port(), 2);
+        assert_eq!(s.group_events_max, 4_000);
+    }
+
+    #[test]
+    fn the_xuefen_variable_wins_over_the_conventional_one() {
+        let s = load(&[("RUST_LOG", "warn"), ("XUEFEN_LOG_FILTER", "debug")], &[]).expect("valid");
+        assert_eq!(s.log_filter, "debug");
+        let s = load(&[("DATABASE_URL", "sqlite://a.db")], &[]).expect("valid");
+        assert_eq!(s.database_url.as_ref().map(Secret::expose), Some("sqlite://a.db"));
+    }
+
+    #[test]
+    fn a_bad_value_names_its_key_and_where_it_came_from() {
+        let e = load(&[("XUEFEN_BATCH_EVENTS_MAX", "many")], &[]).expect_err("invalid");
+        let text = e.to_string();
+        assert!(text.contains("`batch_events_max`"), "{text}");
+        assert!(text.contains("XUEFEN_BATCH_EVENTS_MAX"), "{text}");
+    }
+
+    #[test]
+    fn values_outside_their_range_name_the_key() {
+        for (key, bad) in [
+            ("batch_events_max", "0"),
+            ("commits_in_flight", "65"),
+            ("body_bytes_max", "10"),
+        ] {
+            let e = load(&[], &[(key, bad)]).expect_err("out of range");
+            assert!(e.to_string().contains(&format!("`{key}`")), "{e}");
+        }
+        // Both ends of a range are allowed.
+        load(&[], &[("commits_in_flight", "1")]).expect("least");
+        load(&[], &[("commits_in_flight", "64")]).expect("most");
+    }
+
+    #[test]
+    fn the_metrics_listener_cannot_share_the_api_address() {
+        let e = load(
+            &[],
+            &[("listen", "127.0.0.1:9000"), ("metrics_listen", "127.0.0.1:9000")],
+        )
+        .expect_err("same address");
+        assert!(e.to_string().contains("`metrics_listen`"), "{e}");
+        load(&[], &[("listen", "127.0.0.1:0"), ("metrics_listen", "127.0.0.1:0")]).expect("two free ports");
+    }
+
+    #[test]
+    fn a_short_or_non_hex_identity_key_is_refused() {
+        let e = load(&[("XUEFEN_IDENTITY_KEY", "abcd")], &[]).expect_err("short");
+        assert!(e.to_string().contains("`identity_key`"), "{e}");
+        let e = load(&[("XUEFEN_IDENTITY_KEY", &"zz".repeat(32))], &[]).expect_err("not hex");
+        assert!(e.to_string().contains("`identity_key`"), "{e}");
+        load(&[("XUEFEN_IDENTITY_KEY", &"ab".repeat(32))], &[]).expect("32 bytes");
+    }
+
+    #[test]
+    fn secrets_never_show() {
+        let s = load(
+            &[
+                ("DATABASE_URL", "postgres://u:hunter2@db/x"),
+                ("XUEFEN_IDENTITY_KEY", &"ab".repeat(32)),
+            ],
+            &[],
+        )
+        .expect("valid");
+        let shown = format!("{s:?}\n{}", s.to_toml());
+        assert!(
+            !shown.contains("hunter2") && !shown.contains(&"ab".repeat(32)),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn a_file_is_read_and_unknown_keys_are_refused() {
+        let dir = std::env::temp_dir().join(format!("xuefen-settings-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("good.toml");
+        std::fs::write(&path, "batch_events_max = 7\nlog_format = \"json\"\n").expect("write");
+        let s = Settings::load(Some(&path), |_| None, &[]).expect("valid file");
+        assert_eq!(s.batch_events_max, 7);
+        assert_eq!(s.log_format, LogFormat::Json);
+        // The environment wins over the file.
+        let s = Settings::load(
+            Some(&path),
+            |k| (k == "XUEFEN_BATCH_EVENTS_MAX").then(|| "9".into()),
+            &[],
+        )
+        .expect("valid");
+        assert_eq!(s.batch_events_max, 9);
+        let bad = dir.join("bad.toml");
+        std::fs::write(&bad, "batch_event_max = 7\n").expect("write");
+        let e = Settings::load(Some(&bad), |_| None, &[]).expect_err("unknown key");
+        assert!(e.to_string().contains("`batch_event_max`"), "{e}");
+        std::fs::write(&bad, "log_format = \"xml\"\n").expect("write");
+        let e = Settings::load(Some(&bad), |_| None, &[]).expect_err("bad value");
+        assert!(e.to_string().contains("`log_format`"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_example_file_parses_to_the_defaults() {
+        // Uncomment every key of the example: the result is the defaults.
+        let uncommented: String = example()
+            .lines()
+            .filter_map(|l| l.strip_prefix("# "))
+            .filter(|l| KEYS.iter().any(|k| l.starts_with(&format!("{} = ", k.name))))
+            .filter(|l| !l.ends_with("= \"\""))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let table: toml::Table = uncommented.parse().expect("the example is TOML");
+        assert_eq!(table.len(), KEYS.iter().filter(|k| !k.default.is_empty()).count());
+        let dir = std::env::temp_dir().join(format!("xuefen-example-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("example.toml");
+        std::fs::write(&path, &uncommented).expect("write");
+        let s = Settings::load(Some(&path), |_| None, &[]).expect("valid");
+        assert_eq!(s.to_toml(), Settings::defaults().to_toml());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// The README's configuration table lists exactly the keys, each with
+    /// its environment variables and its default.
+    #[test]
+    fn the_readme_table_matches_the_keys() {
+        let readme = include_str!("../../../README.md");
+        let rows: Vec<Vec<String>> = readme
+            .lines()
+            .skip_while(|l| !l.starts_with("## Configuration"))
+            .skip(1)
+            .take_while(|l| !l.starts_with("## "))
+            .filter(|l| l.starts_with("| `"))
+            .map(|l| l.trim_matches('|').split(" | ").map(|c| c.trim().to_owned()).collect())
+            .collect();
+        let names: Vec<&str> = rows.iter().map(|r| r[0].trim_matches('`')).collect();
+        let keys: Vec<&str> = KEYS.iter().map(|k| k.name).collect();
+        assert_eq!(names, keys, "README rows, in order");
+        for (row, key) in rows.iter().zip(KEYS) {
+            let env: Vec<String> = key.env.iter().map(|e| format!("`{e}`")).collect();
+            assert_eq!(row[1], env.join(", "), "environment of {}", key.name);
+            let default = if key.default.is_empty() {
+                "unset".to_owned()
+            } else {
+                format!("`{}`", key.default)
+            };
+            assert_eq!(row[2], default, "default of {}", key.name);
+        }
+    }
+}
