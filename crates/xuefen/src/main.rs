@@ -498,17 +498,30 @@ async fn verify(db: &Settings, public_key: Option<&str>) -> anyhow::Result<ExitC
         })
         .transpose()?;
     let started = Instant::now();
-    let (checkpoints, latest) = match verify_checkpoints(&*store, key.as_ref()).await {
-        Ok(found) => found,
-        Err(e) => {
+    // The entries first, so that an altered entry is named as such; then the
+    // sequence of checkpoints, whose proofs are built from those entries.
+    let latest = match store.latest_checkpoint().await {
+        Ok(latest) => latest.map(|l| l.checkpoint),
+        Err(e @ xuefen_store::StoreError::Corrupt { .. }) => {
             println!("FAILED: {e}");
             return Ok(ExitCode::from(1));
         }
+        Err(e) => return Err(e).context("read the latest checkpoint"),
     };
     let result = verify_ledger_under(&*store, latest.as_ref(), |_| {}).await;
+    let result = match result {
+        Ok(report) => match verify_checkpoints(&*store, key.as_ref()).await {
+            Ok((checkpoints, _)) => Ok((report, checkpoints)),
+            Err(e) => {
+                println!("FAILED: {e}");
+                return Ok(ExitCode::from(1));
+            }
+        },
+        Err(e) => Err(e),
+    };
     let secs = started.elapsed().as_secs_f64().max(1e-9);
     match result {
-        Ok(report) => {
+        Ok((report, checkpoints)) => {
             println!(
                 "ok: {} entries in {} chains verified in {:.3}s ({:.0} entries/s)",
                 report.entries,
