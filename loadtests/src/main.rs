@@ -7,6 +7,7 @@ mod api;
 mod fill;
 mod ledger;
 mod server;
+mod sqlite;
 mod stats;
 
 use std::path::{Path, PathBuf};
@@ -43,8 +44,16 @@ pub fn raise_stop() {
 )]
 struct Args {
     /// The PostgreSQL server to use (a scratch database is created per scenario).
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
-    database_url: String,
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        hide_env_values = true,
+        required_unless_present = "sqlite_only"
+    )]
+    database_url: Option<String>,
+    /// Run only the SQLite scenario (no PostgreSQL needed).
+    #[arg(long)]
+    sqlite_only: bool,
     /// The `xuefen` binary; when the default is missing, the `xuefen` next to this binary.
     #[arg(long, default_value = "target/release/xuefen")]
     xuefen_bin: PathBuf,
@@ -170,11 +179,31 @@ async fn main_inner(args: Args) -> Result<()> {
         raise_stop();
     });
     let dir = std::env::temp_dir().join(format!("xuefen-loadtest-{}", std::process::id()));
-    let mut cluster = Cluster::connect(&args.database_url).await?;
-    let result = run(&cfg, &mut cluster, &dir).await;
-    if !args.keep_databases {
-        cluster.drop_all().await;
-    }
+    let result = match (&args.database_url, args.sqlite_only) {
+        (Some(url), false) => {
+            let mut cluster = Cluster::connect(url).await?;
+            let result = run(&cfg, &mut cluster, &dir).await;
+            if !args.keep_databases {
+                cluster.drop_all().await;
+            }
+            result
+        }
+        _ => {
+            println!(
+                "run mode={} scenario=sqlite clients={} learners={} batch_events={} xuefen_bin={}",
+                if cfg.smoke { "smoke" } else { "default" },
+                cfg.clients,
+                cfg.learners,
+                cfg.batch_events,
+                cfg.bin.display()
+            );
+            Ok(())
+        }
+    };
+    let result = match result {
+        Ok(()) => run_sqlite(&cfg, &dir).await,
+        Err(e) => Err(e),
+    };
     if result.is_ok() {
         let _ = std::fs::remove_dir_all(&dir);
     } else {
@@ -350,6 +379,15 @@ async fn run(cfg: &Config, cluster: &mut Cluster, dir: &Path) -> Result<()> {
 
     // ---------------------------------------------------------------- ratio
     line!("ingest_ratio={:.3}", batch_rate / baseline.max(1e-9));
+    Ok(())
+}
+
+/// The batch scenario on SQLite against its own raw baseline.
+async fn run_sqlite(cfg: &Config, dir: &Path) -> Result<()> {
+    let course = Arc::new(BenchCourse::new("bench", "bench-hours")?);
+    let http = api::client(cfg.clients + 16)?;
+    let ratio = sqlite::run(cfg, &http, &course, dir).await?;
+    line!("sqlite_ingest_ratio={ratio:.3}");
     Ok(())
 }
 

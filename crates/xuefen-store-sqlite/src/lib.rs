@@ -15,6 +15,8 @@
 //!   writer can change before commit. There is no head locking and no retry
 //!   on idempotency races as on PostgreSQL: a competing batch waits for the
 //!   lock (`busy_timeout`) and then sees what this one wrote.
+//! - Write transactions run in a task of their own (`run_to_end`): a caller
+//!   that stops waiting cannot leave one open on a pooled connection.
 //! - The database runs in WAL mode, so readers (verification, statements,
 //!   key checks) never block the writer nor are blocked by it.
 //! - `synchronous = FULL` makes every commit fsync the WAL: when `ingest`
@@ -31,6 +33,7 @@
 #![forbid(unsafe_code)]
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::future::Future;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -570,6 +573,100 @@ fn site_from_row(row: &SqliteRow) -> Result<Site> {
     })
 }
 
+/// Runs a write transaction to its end in a task of its own, so that it
+/// commits or rolls back even when the caller stops waiting (a client
+/// disconnecting, a timeout).
+///
+/// Dropping a transaction midway is not enough on SQLite: sqlx's
+/// `begin_with` can be cancelled after its `BEGIN IMMEDIATE` ran but before
+/// the transaction object exists, which leaves the transaction open on a
+/// pooled connection. That connection would then hold the database's single
+/// write lock (every other writer fails with "database is locked") and run
+/// later autocommit writes inside a transaction that never commits. The
+/// conformance scenario `a_batch_cancelled_at_any_instant_is_all_or_nothing`
+/// caught it.
+async fn run_to_end<T: Send + 'static>(work: impl Future<Output = Result<T>> + Send + 'static) -> Result<T> {
+    tokio::spawn(work)
+        .await
+        .map_err(|e| StoreError::Database(Box::new(e)))?
+}
+
+/// One write transaction for the whole batch, holding the database's single
+/// write lock from its first read (see the module docs).
+async fn ingest_batch(pool: &SqlitePool, events: &[Event], now: Millis) -> Result<Vec<Outcome>> {
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
+    match ingest_locked(&mut tx, events, now).await {
+        Ok(outcomes) => {
+            tx.commit().await.map_err(db)?;
+            Ok(outcomes)
+        }
+        Err(e) => {
+            if let Err(rollback) = tx.rollback().await {
+                tracing::warn!(error = %rollback, "rolling back a failed ingest failed");
+            }
+            Err(e)
+        }
+    }
+}
+
+async fn put_course_locked(pool: &SqlitePool, course: &Course) -> Result<(Course, Written)> {
+    // BEGIN IMMEDIATE takes the write lock before the read, as
+    // `for update` does on PostgreSQL: two concurrent updates cannot both
+    // derive their rule version from the same old row.
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
+    let row = sqlx::query(
+        "select site_id, code, title, category, rule_kind, credits_cents,
+                hours_per_credit_cents, cap_cents, pass_mark_cents, rule_version
+           from courses where site_id = ?1 and code = ?2",
+    )
+    .bind(course.site.as_str())
+    .bind(course.code.as_str())
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(db)?;
+    let existing = row
+        .as_ref()
+        .map(|r| course_record(r).and_then(Course::try_from))
+        .transpose()?;
+    let (version, written) = match &existing {
+        None => (1, Written::Created),
+        Some(old) if old.terms_differ(course) => (old.rule_version + 1, Written::Existing),
+        Some(old) => (old.rule_version, Written::Existing),
+    };
+    let stored = Course {
+        rule_version: version,
+        ..course.clone()
+    };
+    let r = CourseRecord::from(&stored);
+    sqlx::query(concat!(
+        "insert into courses (site_id, code, title, category, rule_kind, credits_cents,
+                hours_per_credit_cents, cap_cents, pass_mark_cents, rule_version)
+         values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+         on conflict (site_id, code) do update set title = excluded.title,
+             category = excluded.category, rule_kind = excluded.rule_kind,
+             credits_cents = excluded.credits_cents,
+             hours_per_credit_cents = excluded.hours_per_credit_cents,
+             cap_cents = excluded.cap_cents, pass_mark_cents = excluded.pass_mark_cents,
+             rule_version = excluded.rule_version, updated_at = ",
+        now_sql!()
+    ))
+    .bind(&r.site_id)
+    .bind(&r.code)
+    .bind(&r.title)
+    .bind(&r.category)
+    .bind(&r.rule_kind)
+    .bind(r.credits_cents)
+    .bind(r.hours_per_credit_cents)
+    .bind(r.cap_cents)
+    .bind(r.pass_mark_cents)
+    .bind(r.rule_version)
+    .execute(&mut *tx)
+    .await
+    .map_err(db)?;
+    tx.commit().await.map_err(db)?;
+    Ok((stored, written))
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     fn pool_stats(&self) -> xuefen_store::PoolStats {
@@ -797,61 +894,9 @@ impl Store for SqliteStore {
     }
 
     async fn put_course(&self, course: &Course) -> Result<(Course, Written)> {
-        // BEGIN IMMEDIATE takes the write lock before the read, as
-        // `for update` does on PostgreSQL: two concurrent updates cannot both
-        // derive their rule version from the same old row.
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
-        let row = sqlx::query(
-            "select site_id, code, title, category, rule_kind, credits_cents,
-                    hours_per_credit_cents, cap_cents, pass_mark_cents, rule_version
-               from courses where site_id = ?1 and code = ?2",
-        )
-        .bind(course.site.as_str())
-        .bind(course.code.as_str())
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(db)?;
-        let existing = row
-            .as_ref()
-            .map(|r| course_record(r).and_then(Course::try_from))
-            .transpose()?;
-        let (version, written) = match &existing {
-            None => (1, Written::Created),
-            Some(old) if old.terms_differ(course) => (old.rule_version + 1, Written::Existing),
-            Some(old) => (old.rule_version, Written::Existing),
-        };
-        let stored = Course {
-            rule_version: version,
-            ..course.clone()
-        };
-        let r = CourseRecord::from(&stored);
-        sqlx::query(concat!(
-            "insert into courses (site_id, code, title, category, rule_kind, credits_cents,
-                    hours_per_credit_cents, cap_cents, pass_mark_cents, rule_version)
-             values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
-             on conflict (site_id, code) do update set title = excluded.title,
-                 category = excluded.category, rule_kind = excluded.rule_kind,
-                 credits_cents = excluded.credits_cents,
-                 hours_per_credit_cents = excluded.hours_per_credit_cents,
-                 cap_cents = excluded.cap_cents, pass_mark_cents = excluded.pass_mark_cents,
-                 rule_version = excluded.rule_version, updated_at = ",
-            now_sql!()
-        ))
-        .bind(&r.site_id)
-        .bind(&r.code)
-        .bind(&r.title)
-        .bind(&r.category)
-        .bind(&r.rule_kind)
-        .bind(r.credits_cents)
-        .bind(r.hours_per_credit_cents)
-        .bind(r.cap_cents)
-        .bind(r.pass_mark_cents)
-        .bind(r.rule_version)
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
-        tx.commit().await.map_err(db)?;
-        Ok((stored, written))
+        let pool = self.pool.clone();
+        let course = course.clone();
+        run_to_end(async move { put_course_locked(&pool, &course).await }).await
     }
 
     async fn course(&self, site: &SiteId, code: &CourseCode) -> Result<Option<Course>> {
@@ -874,22 +919,9 @@ impl Store for SqliteStore {
         if events.is_empty() {
             return Ok(Vec::new());
         }
-        // One write transaction for the whole batch, holding the database's
-        // single write lock from its first read (see the module docs). The
-        // transaction also rolls back if this future is dropped midway.
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
-        match ingest_locked(&mut tx, events, now).await {
-            Ok(outcomes) => {
-                tx.commit().await.map_err(db)?;
-                Ok(outcomes)
-            }
-            Err(e) => {
-                if let Err(rollback) = tx.rollback().await {
-                    tracing::warn!(error = %rollback, "rolling back a failed ingest failed");
-                }
-                Err(e)
-            }
-        }
+        let pool = self.pool.clone();
+        let events = events.to_vec();
+        run_to_end(async move { ingest_batch(&pool, &events, now).await }).await
     }
 
     async fn entry_by_event(&self, site: &SiteId, event: &EventId) -> Result<Option<Entry>> {

@@ -225,3 +225,6 @@ pub mod bank;
 pub mod records;
 
 pub mod verify;
+
+#[cfg(feature = "conformance")]
+pub mod conformance;

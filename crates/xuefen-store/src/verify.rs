@@ -4,7 +4,8 @@ use futures::StreamExt;
 use xuefen_core::bank::Checkpoint;
 use xuefen_core::ids::Position;
 use xuefen_core::merkle;
-use xuefen_core::verify::{ChainVerifier, VerifyError};
+use xuefen_core::plan::Head;
+use xuefen_core::verify::{ChainVerifier, Fault, VerifyError};
 
 use crate::{Store, StoreError};
 
@@ -33,6 +34,13 @@ pub enum VerifyFailure {
 
 /// Walks every chain from genesis and checks it against its recorded head.
 /// `progress` is called after each chain with the running totals.
+///
+/// It may run while the service writes: each chain is checked up to the
+/// head read at the start (entries and heads are written in one
+/// transaction, so every entry up to that head is committed). Entries past
+/// that head are newer commits when the head has moved since; when it has
+/// not, they were put there behind the service's back, and the chain fails
+/// at its recorded head.
 pub async fn verify_ledger(
     store: &dyn Store,
     progress: impl FnMut(&VerifyReport),
@@ -63,6 +71,7 @@ pub async fn verify_ledger_under(
         let mut verifier = ChainVerifier::new(chain);
         let mut entries = store.chain_entries(chain);
         let mut seen = 0u64;
+        let mut beyond_head = false;
         while let Some(entry) = entries.next().await {
             let entry = match entry {
                 Ok(e) => e,
@@ -82,6 +91,10 @@ pub async fn verify_ledger_under(
                     }
                 )));
             }
+            if entry.position.seq > head.seq {
+                beyond_head = true;
+                break;
+            }
             verifier.push(&entry)?;
             seen += 1;
             if let Some((number, state)) = bound
@@ -95,6 +108,16 @@ pub async fn verify_ledger_under(
                     )));
                 }
             }
+        }
+        drop(entries);
+        if beyond_head && head_now(store, chain).await? == Some(head) {
+            return Err(VerifyFailure::Chain(VerifyError {
+                position: Position {
+                    chain,
+                    seq: head.seq.max(1),
+                },
+                fault: Fault::HeadMismatch { head_seq: head.seq },
+            }));
         }
         verifier.finish(head.seq, &head.hash)?;
         if let Some((number, state)) = bound
@@ -110,4 +133,10 @@ pub async fn verify_ledger_under(
         progress(&report);
     }
     Ok(report)
+}
+
+/// The head of `chain` as it is now.
+async fn head_now(store: &dyn Store, chain: u32) -> Result<Option<Head>, VerifyFailure> {
+    let heads = store.heads().await.map_err(VerifyFailure::Store)?;
+    Ok(heads.into_iter().find(|(c, _)| *c == chain).map(|(_, h)| h))
 }

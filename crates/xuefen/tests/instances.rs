@@ -5,8 +5,11 @@
 //! matches its head, `xuefen verify` passes, and transcript totals equal a
 //! recount from SQL and from the events themselves.
 //!
-//! Runs only when `XUEFEN_TEST_DATABASE_URL` is set (scripts/test.sh and
-//! scripts/with-postgres.sh set it); otherwise it prints a note and passes.
+//! Needs `XUEFEN_TEST_PG_ADMIN_URL` (scripts/test.sh and
+//! scripts/with-postgres.sh set it) and fails without it.
+
+#[path = "support/pg.rs"]
+mod pg;
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader};
@@ -18,8 +21,8 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
+use sqlx::Row;
 use sqlx::postgres::PgPoolOptions;
-use sqlx::{PgPool, Row};
 
 const XUEFEN: &str = env!("CARGO_BIN_EXE_xuefen");
 const INSTANCES: usize = 3;
@@ -44,14 +47,6 @@ impl Drop for Instances {
             let _ = c.wait();
         }
     }
-}
-
-/// `url` with its database name replaced by `database`.
-fn with_database(url: &str, database: &str) -> String {
-    let scheme_end = url.find("://").map_or(0, |i| i + 3);
-    let (head, query) = url.split_at(url.find('?').unwrap_or(url.len()));
-    let authority_end = head[scheme_end..].find('/').map_or(head.len(), |i| scheme_end + i);
-    format!("{}/{database}{query}", &head[..authority_end])
 }
 
 /// Starts `xuefen serve` on a free loopback port; returns the child, its
@@ -241,29 +236,9 @@ fn gcd(a: usize, b: usize) -> usize {
     if b == 0 { a } else { gcd(b, a % b) }
 }
 
-async fn admin_pool() -> Option<(PgPool, String)> {
-    let url = std::env::var("XUEFEN_TEST_DATABASE_URL").ok()?;
-    let admin_url = std::env::var("XUEFEN_TEST_PG_ADMIN_URL").unwrap_or_else(|_| url.clone());
-    let pool = PgPoolOptions::new()
-        .max_connections(1)
-        .connect(&admin_url)
-        .await
-        .expect("connect to the test cluster");
-    Some((pool, url))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_instances_write_one_consistent_ledger() {
-    let Some((admin, base_url)) = admin_pool().await else {
-        eprintln!("skipped: XUEFEN_TEST_DATABASE_URL is not set (run under scripts/with-postgres.sh)");
-        return;
-    };
-    let db = format!("xuefen_instances_{}", uuid::Uuid::new_v4().simple());
-    sqlx::query(&format!("create database {db}"))
-        .execute(&admin)
-        .await
-        .expect("create database");
-    let db_url = with_database(&base_url, &db);
+    let (db, db_url) = pg::create_database().await;
     let data_dir: PathBuf = std::env::temp_dir().join(&db);
     std::fs::create_dir_all(&data_dir).expect("data dir");
     eprintln!("instances: database {db}, logs in {}", data_dir.display());
@@ -469,8 +444,6 @@ async fn three_instances_write_one_consistent_ledger() {
 
     pool.close().await;
     drop(guard);
-    let _ = sqlx::query(&format!("drop database if exists {db} with (force)"))
-        .execute(&admin)
-        .await;
+    pg::drop_database(&db).await;
     let _ = std::fs::remove_dir_all(&data_dir);
 }

@@ -35,3 +35,17 @@ pub async fn create_database() -> (String, String) {
     let url = with_database(&admin_url, &name);
     (name, url)
 }
+
+/// Drops a database made by [`create_database`], closing what still uses it.
+/// Not every test binary that includes this file drops its databases.
+#[allow(dead_code)]
+pub async fn drop_database(name: &str) {
+    let admin = sqlx::PgPool::connect(&pg_admin_url())
+        .await
+        .expect("connect to the test cluster");
+    sqlx::query(&format!("drop database if exists {name} with (force)"))
+        .execute(&admin)
+        .await
+        .expect("drop database");
+    admin.close().await;
+}
