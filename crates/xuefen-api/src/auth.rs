@@ -92,7 +92,9 @@ impl Caller {
     pub fn require_admin(&self) -> Result<(), ApiError> {
         match self.principal {
             Principal::Admin => Ok(()),
-            Principal::Site(_) => Err(forbidden("this operation is for the provincial centre's admin key").into()),
+            Principal::Site(_) | Principal::Bank => {
+                Err(forbidden("this operation is for the provincial centre's admin key").into())
+            }
         }
     }
 
@@ -118,7 +120,27 @@ impl Caller {
     pub fn require_site(&self) -> Result<&SiteId, ApiError> {
         match &self.principal {
             Principal::Site(site) => Ok(site),
-            Principal::Admin => Err(forbidden("this operation is performed with a site's key").into()),
+            Principal::Admin | Principal::Bank => {
+                Err(forbidden("this operation is performed with a site's key").into())
+            }
+        }
+    }
+
+    /// Operations only the credit bank performs (reading and acknowledging deposits).
+    pub fn require_bank(&self) -> Result<(), ApiError> {
+        match self.principal {
+            Principal::Bank => Ok(()),
+            Principal::Admin | Principal::Site(_) => {
+                Err(forbidden("this operation is performed with the credit bank's key").into())
+            }
+        }
+    }
+
+    /// Refuses the credit bank, which reads deposits and nothing else.
+    pub fn refuse_bank(&self) -> Result<(), ApiError> {
+        match self.principal {
+            Principal::Bank => Err(forbidden("the credit bank's key reads deposits and checkpoints only").into()),
+            Principal::Admin | Principal::Site(_) => Ok(()),
         }
     }
 }

@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod bank;
 pub mod body;
 pub mod commit;
 pub mod dto;
@@ -68,6 +69,8 @@ pub struct AppState {
     pub sso: Option<Arc<sso::SsoVerifier>>,
     /// How the alliance statistics count and what the agreement asks.
     pub stats: StatsSettings,
+    /// The checkpoint signing key and the checkpointer's schedule.
+    pub checkpoints: bank::CheckpointSettings,
 }
 
 /// The learning-star rule and the agreement figures a site is measured
@@ -108,6 +111,7 @@ impl AppState {
             key_cache: Arc::new(auth::KeyCache::new(Self::KEY_CACHE_TTL)),
             sso: None,
             stats: StatsSettings::default(),
+            checkpoints: bank::CheckpointSettings::ephemeral(),
         }
     }
 
@@ -179,12 +183,16 @@ async fn not_found() -> problem::Problem {
 
 /// Serves the API on `listener` until `shutdown` resolves, then finishes
 /// the requests in flight (and so their group commits) before returning.
+/// The checkpointer runs alongside for as long as the server does.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    serve_router(listener, router(state), shutdown).await
+    let checkpointer = bank::Checkpointer::start(&state);
+    let served = serve_router(listener, router(state), shutdown).await;
+    checkpointer.stop().await;
+    served
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves, then finishes

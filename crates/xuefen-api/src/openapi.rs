@@ -6,7 +6,7 @@ use utoipa::{Modify, OpenApi};
 
 use crate::dto::*;
 use crate::problem::Problem;
-use crate::routes;
+use crate::{bank, routes};
 
 struct Security;
 
@@ -46,11 +46,16 @@ impl Modify for Security {
         routes::put_event, routes::get_event, routes::post_events,
         routes::get_transcript, routes::get_my_transcript,
         routes::put_group, routes::get_group, routes::list_caps, routes::put_cap, routes::delete_cap,
+        bank::create_bank_key, bank::list_deposits, bank::post_acks, bank::put_ack,
+        bank::get_public_key, bank::get_latest_checkpoint, bank::get_checkpoint,
     ),
     components(schemas(
         Problem, PositionOut, SiteIn, SiteOut, SiteStatusIn, KeyOut, SiteCreated, DocumentIn, LearnerIn, LearnerOut,
         AccountLinkIn, AccountLinkOut, RuleIn, CourseIn, CourseOut, LearnerRefIn, EventIn, EventResult, BatchOut,
         EntryOut, TotalsOut, TranscriptOut, GroupCourse, GroupIn, GroupOut, CapIn, CapOut, SiteChangeOut, StandingOut, SiteStatsOut,
+
+        bank::ProofOut, bank::DepositOut, bank::DepositPageOut, bank::ChainOut, bank::CheckpointOut,
+        bank::PublicKeyOut, bank::DecisionIn, bank::AckIn, bank::AcksIn, bank::AckResult, bank::AcksOut,
     ))
 )]
 pub struct ApiDoc;

@@ -45,6 +45,7 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/recognition-groups/{group_id}", put(put_group).get(get_group))
         .route("/v1/caps", get(list_caps))
         .route("/v1/caps/{category}", put(put_cap).delete(delete_cap))
+        .merge(crate::bank::routes())
 }
 
 fn status_for(w: Written) -> StatusCode {
@@ -115,6 +116,15 @@ pub async fn create_site(
 ) -> ApiResult<Response> {
     caller.require_admin()?;
     let site = input.parse()?;
+    if site.id.as_str() == xuefen_core::bank::BANK_SITE {
+        return Err(Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "reserved_site_id",
+            "this id is reserved for the credit bank's acknowledgements",
+        )
+        .with_field("id")
+        .into());
+    }
     let act = SiteAct {
         actor: caller.key_id.clone(),
         reason: input.reason()?,
@@ -166,6 +176,7 @@ pub async fn get_site(
     caller: Caller,
     Path(site_id): Path<String>,
 ) -> ApiResult<Json<SiteOut>> {
+    caller.refuse_bank()?;
     let id = path_id(|v| SiteId::parse_as(v, "site_id"), site_id)?;
     if let Principal::Site(own) = &caller.principal
         && *own != id
@@ -292,6 +303,7 @@ pub async fn register_learner(
     let site = match (&caller.principal, &parsed.local_account) {
         (Principal::Site(site), _) => Some(site.clone()),
         (Principal::Admin, None) => None,
+        (Principal::Bank, _) => return Err(forbidden("the credit bank does not register learners").into()),
         (Principal::Admin, Some(_)) => {
             return Err(Problem::invalid(&xuefen_core::FieldError::new(
                 "local_account",
@@ -656,6 +668,7 @@ pub async fn get_transcript(
     Path(learner): Path<String>,
     RawQuery(query): RawQuery,
 ) -> ApiResult<Json<TranscriptOut>> {
+    caller.refuse_bank()?;
     let learner = path_id(|v| LearnerId::parse_as(v, "learner_id"), learner)?;
     let page = Page::parse(query.as_deref())?;
     if !state.store.learner_exists(&learner).await? {
@@ -756,7 +769,7 @@ async fn transcript_page(state: &AppState, learner: &LearnerId, page: Page) -> A
         .await?;
     let more = entries.len() > page.limit;
     entries.truncate(page.limit);
-    let (rows, reversed) = state.store.learner_summary(learner).await?;
+    let (rows, referred) = state.store.learner_summary(learner).await?;
     let totals = totals_from_rows(&rows);
     let s = |m: std::collections::BTreeMap<String, xuefen_core::amount::Credits>| {
         m.into_iter().map(|(k, v)| (k, v.to_string())).collect()
@@ -780,7 +793,7 @@ async fn transcript_page(state: &AppState, learner: &LearnerId, page: Page) -> A
         },
         entries: entries
             .iter()
-            .map(|e| EntryOut::new(e, Some(status_of(e, &reversed).as_str())))
+            .map(|e| EntryOut::new(e, Some(status_of(e, &referred).as_str())))
             .collect(),
     })
 }

@@ -37,6 +37,10 @@ pub enum EntryKind {
     /// A recognised completion that became the paid one of its group after
     /// the paid entry was reversed: `refers_to` the recognised entry.
     Promoted,
+    /// The credit bank accepted the deposit at `refers_to` (see `bank`).
+    BankAccepted,
+    /// The credit bank rejected the deposit at `refers_to`; `reason` says why.
+    BankRejected,
 }
 
 impl EntryKind {
@@ -48,6 +52,8 @@ impl EntryKind {
             EntryKind::Recognised => 4,
             EntryKind::Capped => 5,
             EntryKind::Promoted => 6,
+            EntryKind::BankAccepted => 10,
+            EntryKind::BankRejected => 11,
         }
     }
 
@@ -59,6 +65,8 @@ impl EntryKind {
             4 => Some(EntryKind::Recognised),
             5 => Some(EntryKind::Capped),
             6 => Some(EntryKind::Promoted),
+            10 => Some(EntryKind::BankAccepted),
+            11 => Some(EntryKind::BankRejected),
             _ => None,
         }
     }
@@ -71,16 +79,20 @@ impl EntryKind {
             EntryKind::Recognised => "recognised",
             EntryKind::Capped => "capped",
             EntryKind::Promoted => "promoted",
+            EntryKind::BankAccepted => "bank_accepted",
+            EntryKind::BankRejected => "bank_rejected",
         }
     }
 
-    pub const ALL: [EntryKind; 6] = [
+    pub const ALL: [EntryKind; 8] = [
         EntryKind::Awarded,
         EntryKind::NotPassed,
         EntryKind::Reversal,
         EntryKind::Recognised,
         EntryKind::Capped,
         EntryKind::Promoted,
+        EntryKind::BankAccepted,
+        EntryKind::BankRejected,
     ];
 
     pub fn parse(value: &str) -> Option<Self> {

@@ -9,12 +9,14 @@
 #![forbid(unsafe_code)]
 
 pub mod amount;
+pub mod bank;
 pub mod entry;
 pub mod error;
 pub mod event;
 pub mod identity;
 pub mod ids;
 pub mod limits;
+pub mod merkle;
 pub mod plan;
 pub mod rule;
 pub mod site_log;

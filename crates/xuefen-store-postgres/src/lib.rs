@@ -26,14 +26,17 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{PgPool, Postgres, Row, Transaction};
 use xuefen_core::amount::Credits;
 use xuefen_core::entry::Entry;
+use xuefen_core::entry::EntryKind;
 use xuefen_core::event::{Event, EventBody, LearnerRef, Millis};
 use xuefen_core::ids::{
     Category, CourseCode, EventId, GroupId, LearnerId, LocalAccount, Position, RegionCode, SiteId, SiteLevel,
     SiteStatus,
 };
+use xuefen_core::merkle::{Hash, NodeId};
 use xuefen_core::plan::{self, Head, Key, Lookups, Outcome};
 use xuefen_core::site_log::{SiteChange, SiteChangeEntry};
-use xuefen_core::transcript::TotalRow;
+use xuefen_core::transcript::{Referrals, TotalRow};
+use xuefen_store::bank::{AckOutcome, AckRequest, DepositRecord, NewCheckpoint, StoredCheckpoint};
 use xuefen_store::records::{CourseRecord, EntryRecord, SiteChangeRecord};
 use xuefen_store::{
     Course, Group, KeyRecord, NewKey, NewLearner, Principal, Result, Site, SiteAct, SiteYearStats, StatsRule, Store,
@@ -43,6 +46,8 @@ use xuefen_store::{
 pub mod copy;
 
 use copy::CopyWriter;
+
+mod bank;
 
 /// Migrations embedded from `migrations/postgres`.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
@@ -1024,6 +1029,7 @@ impl Store for PgStore {
         let (role, site) = match &key.principal {
             Principal::Admin => ("admin", None),
             Principal::Site(s) => ("site", Some(s.as_str())),
+            Principal::Bank => ("bank", None),
         };
         sqlx::query("insert into api_keys (id, role, site_id, secret_hash) values ($1, $2, $3, $4)")
             .bind(&key.id)
@@ -1066,6 +1072,7 @@ impl Store for PgStore {
         };
         let principal = match (row.get::<&str, _>(1), row.get::<Option<String>, _>(2)) {
             ("admin", _) => Principal::Admin,
+            ("bank", None) => Principal::Bank,
             ("site", Some(site)) => Principal::Site(SiteId::parse(site).map_err(|e| corrupt(e.to_string()))?),
             (role, _) => return Err(corrupt(format!("role {role}"))),
         };
@@ -1418,13 +1425,13 @@ impl Store for PgStore {
         rows.into_iter().map(|r| Entry::try_from(entry_record(&r))).collect()
     }
 
-    async fn learner_summary(&self, learner: &LearnerId) -> Result<(Vec<TotalRow>, HashSet<Position>)> {
+    async fn learner_summary(&self, learner: &LearnerId) -> Result<(Vec<TotalRow>, Referrals)> {
         // Years in China Standard Time: UTC+8 all year round (no DST).
         let rows = sqlx::query(
             "select extract(year from to_timestamp((occurred_at_ms + 28800000) / 1000.0) at time zone 'UTC')::int
                         as year,
                     category, site_id, sum(credits_cents)::bigint
-               from ledger_entries where learner_id = $1
+               from ledger_entries where learner_id = $1 and kind not in (10, 11)
               group by year, category, site_id",
         )
         .bind(learner.as_str())
@@ -1441,24 +1448,25 @@ impl Store for PgStore {
             })
             .collect();
         let rows = sqlx::query(
-            "select refers_chain::bigint, refers_seq from ledger_entries
-              where learner_id = $1 and kind = 3 and refers_seq is not null",
+            "select refers_chain::bigint, refers_seq, kind::bigint from ledger_entries
+              where learner_id = $1 and kind in (3, 10, 11) and refers_seq is not null",
         )
         .bind(learner.as_str())
         .fetch_all(&self.pool)
         .await
         .map_err(db)?;
-        let reversed = rows
-            .iter()
-            .filter_map(|r| {
-                let (chain, seq): (i64, i64) = (r.get(0), r.get(1));
-                Some(Position {
-                    chain: u32::try_from(chain).ok()?,
-                    seq: u64::try_from(seq).ok()?,
-                })
-            })
-            .collect();
-        Ok((totals, reversed))
+        let mut referred = Referrals::default();
+        for row in &rows {
+            let (chain, seq, kind): (i64, i64, i64) = (
+                row.try_get(0).map_err(db)?,
+                row.try_get(1).map_err(db)?,
+                row.try_get(2).map_err(db)?,
+            );
+            if let (Ok(chain), Ok(seq)) = (u32::try_from(chain), u64::try_from(seq)) {
+                xuefen_store::referral(&mut referred, Position { chain, seq }, kind);
+            }
+        }
+        Ok((totals, referred))
     }
 
     async fn site_year_stats(&self, site: Option<&SiteId>, year: i32, rule: StatsRule) -> Result<Vec<SiteYearStats>> {
@@ -1615,5 +1623,37 @@ impl Store for PgStore {
         .map_err(db)
         .and_then(|r| async move { Entry::try_from(entry_record(&r)) })
         .boxed()
+    }
+
+    async fn latest_checkpoint(&self) -> Result<Option<StoredCheckpoint>> {
+        bank::latest_checkpoint(&self.pool).await
+    }
+
+    async fn checkpoint(&self, number: u64) -> Result<Option<StoredCheckpoint>> {
+        bank::checkpoint(&self.pool, number).await
+    }
+
+    async fn chain_range(&self, chain: u32, after: u64, upto: u64) -> Result<Vec<Entry>> {
+        bank::chain_range(&self.pool, chain, after, upto).await
+    }
+
+    async fn entry_kinds(&self, positions: &[Position]) -> Result<HashMap<Position, EntryKind>> {
+        bank::entry_kinds(&self.pool, positions).await
+    }
+
+    async fn merkle_nodes(&self, chain: u32, nodes: &[NodeId]) -> Result<HashMap<NodeId, Hash>> {
+        bank::merkle_nodes(&self.pool, chain, nodes).await
+    }
+
+    async fn write_checkpoint(&self, checkpoint: &NewCheckpoint) -> Result<Written> {
+        bank::write_checkpoint(&self.pool, checkpoint).await
+    }
+
+    async fn deposits_after(&self, after: u64, limit: u32) -> Result<Vec<DepositRecord>> {
+        bank::deposits_after(&self.pool, after, limit).await
+    }
+
+    async fn ack_deposits(&self, acks: &[AckRequest], now: Millis) -> Result<Vec<AckOutcome>> {
+        bank::ack_deposits(&self.pool, acks, now).await
     }
 }

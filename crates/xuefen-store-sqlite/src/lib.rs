@@ -44,19 +44,24 @@ use sqlx::sqlite::{
 use sqlx::{Row, SqlitePool};
 use xuefen_core::amount::Credits;
 use xuefen_core::entry::Entry;
+use xuefen_core::entry::EntryKind;
 use xuefen_core::event::{Event, EventBody, LearnerRef, Millis};
 use xuefen_core::ids::{
     Category, CourseCode, EventId, GroupId, LearnerId, LocalAccount, Position, RegionCode, SiteId, SiteLevel,
     SiteStatus,
 };
+use xuefen_core::merkle::{Hash, NodeId};
 use xuefen_core::plan::{self, Head, Key, Lookups, Outcome};
 use xuefen_core::site_log::{SiteChange, SiteChangeEntry};
-use xuefen_core::transcript::TotalRow;
+use xuefen_core::transcript::{Referrals, TotalRow};
+use xuefen_store::bank::{AckOutcome, AckRequest, DepositRecord, NewCheckpoint, StoredCheckpoint};
 use xuefen_store::records::{CourseRecord, EntryRecord, SiteChangeRecord};
 use xuefen_store::{
     Course, Group, KeyRecord, NewKey, NewLearner, Principal, Result, Site, SiteAct, SiteYearStats, StatsRule, Store,
     StoreError, Written, site_change,
 };
+
+mod bank;
 
 /// Migrations embedded from `migrations/sqlite`.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
@@ -1009,6 +1014,7 @@ impl Store for SqliteStore {
         let (role, site) = match &key.principal {
             Principal::Admin => ("admin", None),
             Principal::Site(s) => ("site", Some(s.as_str())),
+            Principal::Bank => ("bank", None),
         };
         sqlx::query("insert into api_keys (id, role, site_id, secret_hash) values (?1, ?2, ?3, ?4)")
             .bind(&key.id)
@@ -1058,6 +1064,7 @@ impl Store for SqliteStore {
         let site: Option<String> = row.try_get(2).map_err(read)?;
         let principal = match (role, site) {
             ("admin", _) => Principal::Admin,
+            ("bank", None) => Principal::Bank,
             ("site", Some(site)) => Principal::Site(SiteId::parse(site).map_err(|e| corrupt(e.to_string()))?),
             (role, _) => return Err(corrupt(format!("role {role}"))),
         };
@@ -1371,12 +1378,12 @@ impl Store for SqliteStore {
         rows.iter().map(entry_from_row).collect()
     }
 
-    async fn learner_summary(&self, learner: &LearnerId) -> Result<(Vec<TotalRow>, HashSet<Position>)> {
+    async fn learner_summary(&self, learner: &LearnerId) -> Result<(Vec<TotalRow>, Referrals)> {
         // Years in China Standard Time: UTC+8 all year round (no DST).
         let rows = sqlx::query(
             "select cast(strftime('%Y', (occurred_at_ms + 28800000) / 1000, 'unixepoch') as integer) as year,
                     category, site_id, sum(credits_cents)
-               from ledger_entries where learner_id = ?1
+               from ledger_entries where learner_id = ?1 and kind not in (10, 11)
               group by year, category, site_id",
         )
         .bind(learner.as_str())
@@ -1398,22 +1405,26 @@ impl Store for SqliteStore {
             });
         }
         let rows = sqlx::query(
-            "select refers_chain, refers_seq from ledger_entries
-              where learner_id = ?1 and kind = 3 and refers_seq is not null",
+            "select refers_chain, refers_seq, kind from ledger_entries
+              where learner_id = ?1 and kind in (3, 10, 11) and refers_seq is not null",
         )
         .bind(learner.as_str())
         .fetch_all(&self.pool)
         .await
         .map_err(db)?;
-        let mut reversed = HashSet::with_capacity(rows.len());
+        let mut referred = Referrals::default();
         for row in &rows {
             let read = |e| unreadable("ledger_entries", e);
-            let (chain, seq): (i64, i64) = (row.try_get(0).map_err(read)?, row.try_get(1).map_err(read)?);
+            let (chain, seq, kind): (i64, i64, i64) = (
+                row.try_get(0).map_err(read)?,
+                row.try_get(1).map_err(read)?,
+                row.try_get(2).map_err(read)?,
+            );
             if let (Ok(chain), Ok(seq)) = (u32::try_from(chain), u64::try_from(seq)) {
-                reversed.insert(Position { chain, seq });
+                xuefen_store::referral(&mut referred, Position { chain, seq }, kind);
             }
         }
-        Ok((totals, reversed))
+        Ok((totals, referred))
     }
 
     async fn site_year_stats(&self, site: Option<&SiteId>, year: i32, rule: StatsRule) -> Result<Vec<SiteYearStats>> {
@@ -1513,5 +1524,37 @@ impl Store for SqliteStore {
         .map_err(db)
         .and_then(|r| async move { entry_from_row(&r) })
         .boxed()
+    }
+
+    async fn latest_checkpoint(&self) -> Result<Option<StoredCheckpoint>> {
+        bank::latest_checkpoint(&self.pool).await
+    }
+
+    async fn checkpoint(&self, number: u64) -> Result<Option<StoredCheckpoint>> {
+        bank::checkpoint(&self.pool, number).await
+    }
+
+    async fn chain_range(&self, chain: u32, after: u64, upto: u64) -> Result<Vec<Entry>> {
+        bank::chain_range(&self.pool, chain, after, upto).await
+    }
+
+    async fn entry_kinds(&self, positions: &[Position]) -> Result<HashMap<Position, EntryKind>> {
+        bank::entry_kinds(&self.pool, positions).await
+    }
+
+    async fn merkle_nodes(&self, chain: u32, nodes: &[NodeId]) -> Result<HashMap<NodeId, Hash>> {
+        bank::merkle_nodes(&self.pool, chain, nodes).await
+    }
+
+    async fn write_checkpoint(&self, checkpoint: &NewCheckpoint) -> Result<Written> {
+        bank::write_checkpoint(&self.pool, checkpoint).await
+    }
+
+    async fn deposits_after(&self, after: u64, limit: u32) -> Result<Vec<DepositRecord>> {
+        bank::deposits_after(&self.pool, after, limit).await
+    }
+
+    async fn ack_deposits(&self, acks: &[AckRequest], now: Millis) -> Result<Vec<AckOutcome>> {
+        bank::ack_deposits(&self.pool, acks, now).await
     }
 }

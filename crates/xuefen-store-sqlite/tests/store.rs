@@ -187,3 +187,90 @@ async fn a_failed_batch_leaves_its_connection_usable() {
     let report = verify_ledger(&store, |_| {}).await.expect("verifies");
     assert_eq!(report.entries, 1);
 }
+
+/// A checkpoint seals what moved, numbers the deposits (awards and
+/// reversals of awards) in order, is written by one writer only, and is
+/// never made over an entry that no longer verifies.
+#[tokio::test]
+async fn checkpoints_number_deposits_and_refuse_an_altered_ledger() {
+    use xuefen_store::bank::{CheckpointLimits, make_checkpoint};
+    use xuefen_store::conformance::{World, completion, revocation};
+    let db = TempDb::new();
+    let store = open(&db, 2).await;
+    let world = World::build(&store, site_id(), 3).await;
+    let learners = world.learners.clone();
+    let key = ed25519_dalek::SigningKey::from_bytes(&[3; 32]);
+    let limits = CheckpointLimits { chain_entries_max: 2 };
+    assert_eq!(make_checkpoint(&store, &key, NOW, limits).await.expect("empty"), None);
+    let mut batch: Vec<Event> = (0..5)
+        .map(|i| {
+            completion(
+                &site_id(),
+                &format!("e{i}"),
+                LearnerRef::Id(learners[i % 3].clone()),
+                10_00,
+            )
+        })
+        .collect();
+    batch.push(revocation(&site_id(), "r1", "e1"));
+    store.ingest(&batch, NOW).await.expect("ingest");
+    // A backlog is sealed over several checkpoints of at most 2 entries per chain.
+    let mut made = Vec::new();
+    while let Some(n) = make_checkpoint(&store, &key, NOW, limits).await.expect("checkpoint") {
+        made.push(n);
+    }
+    assert!(made.len() >= 2, "{made:?}");
+    let latest = store.latest_checkpoint().await.expect("read").expect("latest");
+    assert_eq!(latest.checkpoint.entries(), 6);
+    assert_eq!(
+        latest.checkpoint.deposits_end, 6,
+        "5 awards and the reversal of an award"
+    );
+    let page = store.deposits_after(0, 100).await.expect("page");
+    let numbers: Vec<u64> = page.iter().map(|d| d.number).collect();
+    assert_eq!(numbers, (1..=6).collect::<Vec<_>>());
+    assert!(
+        page.windows(2)
+            .all(|w| (w[0].checkpoint, w[0].entry.position) < (w[1].checkpoint, w[1].entry.position))
+    );
+
+    // Another instance writing the same number loses quietly.
+    let again = xuefen_store::bank::NewCheckpoint {
+        stored: latest.clone(),
+        nodes: Vec::new(),
+        deposits: Vec::new(),
+    };
+    assert_eq!(
+        store.write_checkpoint(&again).await.expect("write"),
+        xuefen_store::Written::Existing
+    );
+
+    // An entry altered before it is sealed is never sealed.
+    store
+        .ingest(
+            &[completion(&site_id(), "e9", LearnerRef::Id(learners[0].clone()), 10_00)],
+            NOW,
+        )
+        .await
+        .expect("ingest");
+    let altered = store
+        .entry_by_event(&site_id(), &EventId::parse("e9").expect("id"))
+        .await
+        .expect("read")
+        .expect("entry");
+    sqlx::query("drop trigger ledger_entries_append_only_update")
+        .execute(store.pool())
+        .await
+        .expect("drop guard");
+    sqlx::query("update ledger_entries set credits_cents = 99 where event_id = 'e9'")
+        .execute(store.pool())
+        .await
+        .expect("tamper");
+    let err = make_checkpoint(&store, &key, NOW, limits).await.expect_err("refused");
+    assert!(
+        err.to_string().contains(&format!("entry {}", altered.position)),
+        "{err}"
+    );
+    let still = store.latest_checkpoint().await.expect("read").expect("latest");
+    assert_eq!(still.checkpoint.number, latest.checkpoint.number);
+}

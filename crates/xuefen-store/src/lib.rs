@@ -6,22 +6,23 @@
 //! [`xuefen_core::plan::plan`], and writes the plan in one transaction).
 #![forbid(unsafe_code)]
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 
 use async_trait::async_trait;
 use futures::stream::BoxStream;
 use xuefen_core::amount::{Credits, Score};
-use xuefen_core::entry::Entry;
+use xuefen_core::entry::{Entry, EntryKind};
 use xuefen_core::event::{Event, Millis, Reason};
 use xuefen_core::identity::DocumentKind;
-use xuefen_core::ids::Position;
 use xuefen_core::ids::{
-    Category, CourseCode, EventId, GroupId, LearnerId, LocalAccount, RegionCode, SiteId, SiteLevel, SiteStatus,
+    Category, CourseCode, EventId, GroupId, LearnerId, LocalAccount, Position, RegionCode, SiteId, SiteLevel,
+    SiteStatus,
 };
+use xuefen_core::merkle::{Hash, NodeId};
 use xuefen_core::plan::{Head, Outcome};
 use xuefen_core::rule::CreditRule;
 use xuefen_core::site_log::SiteChangeEntry;
-use xuefen_core::transcript::TotalRow;
+use xuefen_core::transcript::{Referrals, TotalRow};
 
 /// Errors every backend maps its own errors into, once.
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +49,8 @@ pub enum Principal {
     Admin,
     /// One alliance site.
     Site(SiteId),
+    /// The provincial credit bank: reads deposits and acknowledges them.
+    Bank,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -258,10 +261,11 @@ pub trait Store: Send + Sync + 'static {
     /// `after_seq` of their chain, in sequence order (a learner's entries
     /// all live in one chain, so the sequence number is the cursor).
     async fn learner_entries_page(&self, learner: &LearnerId, after_seq: u64, limit: usize) -> Result<Vec<Entry>>;
-    /// A learner's credit sums grouped by CST year, category and site, and
-    /// the positions of their entries that a reversal refers to: what a
-    /// transcript page needs beyond its own lines.
-    async fn learner_summary(&self, learner: &LearnerId) -> Result<(Vec<TotalRow>, HashSet<Position>)>;
+    /// A learner's credit sums grouped by CST year, category and site
+    /// (the credit bank's acknowledgements excluded), and what later
+    /// entries say of earlier ones (reversed, acknowledged by the bank):
+    /// what a transcript page needs beyond its own lines.
+    async fn learner_summary(&self, learner: &LearnerId) -> Result<(Vec<TotalRow>, Referrals)>;
 
     /// The figures of one site (or every site, in id order) for a CST year.
     async fn site_year_stats(&self, site: Option<&SiteId>, year: i32, rule: StatsRule) -> Result<Vec<SiteYearStats>>;
@@ -295,6 +299,46 @@ pub trait Store: Send + Sync + 'static {
     }
     /// The entries of one chain in sequence order, streamed.
     fn chain_entries(&self, chain: u32) -> BoxStream<'_, Result<Entry>>;
+
+    // ---------------------------------------------------- credit bank feed
+    // The primitives of [`bank`]; the decisions are made there.
+
+    /// The checkpoint with the highest number.
+    async fn latest_checkpoint(&self) -> Result<Option<bank::StoredCheckpoint>>;
+    async fn checkpoint(&self, number: u64) -> Result<Option<bank::StoredCheckpoint>>;
+    /// The entries of `chain` with `after < seq <= upto`, in sequence order.
+    async fn chain_range(&self, chain: u32, after: u64, upto: u64) -> Result<Vec<Entry>>;
+    /// The kinds of the entries at `positions` (those that exist).
+    async fn entry_kinds(&self, positions: &[Position]) -> Result<HashMap<Position, EntryKind>>;
+    /// The Merkle nodes of `chain` among `nodes`: stored ones above the
+    /// leaves, and for a leaf (level 0, index `i`) the leaf hash of the
+    /// stored hash of the entry at `seq` = `i + 1`.
+    async fn merkle_nodes(&self, chain: u32, nodes: &[NodeId]) -> Result<HashMap<NodeId, Hash>>;
+    /// Writes a checkpoint with its nodes and deposits in one transaction.
+    /// `Existing` when its number is already taken (another instance won).
+    async fn write_checkpoint(&self, checkpoint: &bank::NewCheckpoint) -> Result<Written>;
+    /// The deposits numbered after `after`, in order, at most `limit`.
+    async fn deposits_after(&self, after: u64, limit: u32) -> Result<Vec<bank::DepositRecord>>;
+    /// Records the bank's decisions, one outcome per request, in one
+    /// transaction. Each is a ledger entry in the deposit's chain written
+    /// under that chain's head; the ledger's idempotency index on the bank's
+    /// event id (`deposit-<chain>-<seq>`) allows one decision per deposit.
+    async fn ack_deposits(&self, acks: &[bank::AckRequest], now: Millis) -> Result<Vec<bank::AckOutcome>>;
+}
+
+pub mod bank;
+/// Files a row of what a later entry (kind `kind`) says of the entry at
+/// `position` into `referred`: a reversal, or the bank's acknowledgement.
+pub fn referral(referred: &mut Referrals, position: Position, kind: i64) {
+    match u8::try_from(kind).ok().and_then(EntryKind::from_code) {
+        Some(EntryKind::Reversal) => {
+            referred.reversed.insert(position);
+        }
+        Some(k @ (EntryKind::BankAccepted | EntryKind::BankRejected)) => {
+            referred.acked.insert(position, k);
+        }
+        _ => {}
+    }
 }
 
 pub mod records;

@@ -1,7 +1,9 @@
 //! Verifies a whole stored ledger, chain by chain, streaming.
 
 use futures::StreamExt;
+use xuefen_core::bank::Checkpoint;
 use xuefen_core::ids::Position;
+use xuefen_core::merkle;
 use xuefen_core::plan::Head;
 use xuefen_core::site_log::ALLIANCE_CHAIN;
 use xuefen_core::verify::{ChainVerifier, Fault, VerifyError};
@@ -28,6 +30,9 @@ pub enum VerifyFailure {
     /// A stored row cannot be an entry at all.
     #[error("{0}")]
     Unreadable(String),
+    /// A checkpoint does not match the entries it claims to bind.
+    #[error("{0}")]
+    Checkpoint(String),
     #[error(transparent)]
     Store(StoreError),
 }
@@ -43,10 +48,31 @@ pub enum VerifyFailure {
 /// at its recorded head.
 pub async fn verify_ledger(
     store: &dyn Store,
+    progress: impl FnMut(&VerifyReport),
+) -> Result<VerifyReport, VerifyFailure> {
+    verify_ledger_under(store, None, progress).await
+}
+
+/// As [`verify_ledger`], and in the same pass recomputes the Merkle root of
+/// every chain at the size `checkpoint` binds, which must be its root and
+/// head there (`docs/ledger-format.md`, sections 7 and 8).
+pub async fn verify_ledger_under(
+    store: &dyn Store,
+    checkpoint: Option<&Checkpoint>,
     mut progress: impl FnMut(&VerifyReport),
 ) -> Result<VerifyReport, VerifyFailure> {
     let mut report = VerifyReport::default();
     for (chain, head) in store.heads().await.map_err(VerifyFailure::Store)? {
+        let bound = match checkpoint {
+            None => None,
+            Some(cp) => Some((
+                cp.number,
+                *cp.chains.get(chain as usize).ok_or_else(|| {
+                    VerifyFailure::Checkpoint(format!("checkpoint {} has no chain {chain}", cp.number))
+                })?,
+            )),
+        };
+        let mut frontier = merkle::Frontier::new();
         let mut verifier = ChainVerifier::new(chain);
         let mut entries = store.chain_entries(chain);
         let mut seen = 0u64;
@@ -76,6 +102,17 @@ pub async fn verify_ledger(
             }
             verifier.push(&entry)?;
             seen += 1;
+            if let Some((number, state)) = bound
+                && seen <= state.size
+            {
+                frontier.push(merkle::leaf_hash(&entry.hash));
+                if seen == state.size && (frontier.root() != state.root || entry.hash != state.head) {
+                    return Err(VerifyFailure::Checkpoint(format!(
+                        "checkpoint {number}: chain {chain} at size {} does not match its entries (root or head differs)",
+                        state.size
+                    )));
+                }
+            }
         }
         drop(entries);
         if beyond_head && head_now(store, chain).await? == Some(head) {
@@ -88,6 +125,14 @@ pub async fn verify_ledger(
             }));
         }
         verifier.finish(head.seq, &head.hash)?;
+        if let Some((number, state)) = bound
+            && seen < state.size
+        {
+            return Err(VerifyFailure::Checkpoint(format!(
+                "checkpoint {number} binds {} entries of chain {chain}, the chain holds {seen} (entries removed)",
+                state.size
+            )));
+        }
         report.chains += 1;
         report.entries += seen;
         progress(&report);

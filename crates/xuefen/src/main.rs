@@ -2,6 +2,7 @@
 //! administer sites and keys.
 #![forbid(unsafe_code)]
 
+mod bank_pull;
 mod settings;
 mod telemetry;
 
@@ -15,7 +16,8 @@ use clap::{Args, Parser, Subcommand};
 use xuefen_api::sso::{SsoKey, SsoSettings, SsoVerifier, dev_token};
 use xuefen_api::{AppState, CommitSettings, Limits, StatsSettings};
 use xuefen_core::ids::{RegionCode, SiteId, SiteLevel, SiteStatus};
-use xuefen_store::verify::{VerifyFailure, verify_ledger};
+use xuefen_store::bank::verify_checkpoints;
+use xuefen_store::verify::{VerifyFailure, verify_ledger_under};
 use xuefen_store::{Principal, Site, SiteAct, Store};
 use xuefen_store_postgres::{PgSettings, PgStore};
 use xuefen_store_sqlite::{SqliteSettings, SqliteStore};
@@ -71,14 +73,22 @@ enum Command {
     Serve(ServeArgs),
     /// Apply pending migrations and exit.
     Migrate,
-    /// Verify every hash chain from genesis; exit 1 naming the first bad entry.
-    Verify,
+    /// Verify every hash chain from genesis and every checkpoint; exit 1
+    /// naming the first bad entry or checkpoint.
+    Verify {
+        /// The service's checkpoint public key (hex), to check signatures too.
+        #[arg(long)]
+        public_key: Option<String>,
+    },
     /// Manage alliance sites.
     #[command(subcommand)]
     Sites(SitesCommand),
     /// Manage API keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Act as the credit bank.
+    #[command(subcommand)]
+    Bank(BankCommand),
     /// Print the OpenAPI document.
     Openapi,
     /// Configuration: print an example file, or check the effective settings.
@@ -141,6 +151,13 @@ struct ServeArgs {
 }
 
 #[derive(Subcommand)]
+enum BankCommand {
+    /// Pull deposits, verify every proof and checkpoint, acknowledge them,
+    /// and keep the cursor in a state file; resumes where it stopped.
+    Pull(bank_pull::PullArgs),
+}
+
+#[derive(Subcommand)]
 enum SitesCommand {
     /// Create a site and print its first API key (shown once).
     Add {
@@ -177,8 +194,11 @@ enum KeysCommand {
     /// Create a key and print it (shown once).
     Create {
         /// A key for the provincial centre.
-        #[arg(long, conflicts_with = "site")]
+        #[arg(long, conflicts_with_all = ["site", "bank"])]
         admin: bool,
+        /// A key for the credit bank (reads deposits, acknowledges them).
+        #[arg(long, conflicts_with = "site")]
+        bank: bool,
         /// A key for this site.
         #[arg(long)]
         site: Option<String>,
@@ -321,7 +341,7 @@ async fn run(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Serve(_) => serve(&settings).await,
-        Command::Verify => verify(db).await,
+        Command::Verify { public_key } => verify(db, public_key.as_deref()).await,
         Command::Sites(cmd) => sites(db, cmd).await,
         Command::Keys(cmd) => keys(db, cmd).await,
         Command::DevToken { learner, ttl_seconds } => {
@@ -345,6 +365,7 @@ async fn run(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode> {
             println!("{token}");
             Ok(ExitCode::SUCCESS)
         }
+        Command::Bank(BankCommand::Pull(args)) => bank_pull::pull(args).await,
     }
 }
 
@@ -421,8 +442,43 @@ fn identity_key(settings: &Settings) -> anyhow::Result<Vec<u8>> {
     Ok(key.to_vec())
 }
 
+/// The checkpoint signing key: from the settings, or generated once into `data_dir`.
+fn checkpoint_key(settings: &Settings) -> anyhow::Result<ed25519_dalek::SigningKey> {
+    let secret = match &settings.checkpoint_key {
+        // Length and hex were checked when the configuration loaded.
+        Some(hex_key) => hex::decode(hex_key.expose()).context("checkpoint_key must be hex")?,
+        None => {
+            let path = settings.data_dir.join("checkpoint.key");
+            match std::fs::read_to_string(&path) {
+                Ok(existing) => {
+                    hex::decode(existing.trim()).with_context(|| format!("read checkpoint key {}", path.display()))?
+                }
+                Err(_) => {
+                    std::fs::create_dir_all(&settings.data_dir)
+                        .with_context(|| format!("create {}", settings.data_dir.display()))?;
+                    let mut key = [0u8; 32];
+                    rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut key);
+                    std::fs::write(&path, hex::encode(key)).with_context(|| format!("write {}", path.display()))?;
+                    #[cfg(unix)]
+                    {
+                        use std::os::unix::fs::PermissionsExt;
+                        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+                    }
+                    tracing::warn!(path = %path.display(), "generated a new checkpoint key; back it up: checkpoints it signed cannot be verified with another");
+                    key.to_vec()
+                }
+            }
+        }
+    };
+    let secret: [u8; 32] = secret
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("the checkpoint key must be 32 bytes (64 hex digits)"))?;
+    Ok(ed25519_dalek::SigningKey::from_bytes(&secret))
+}
+
 async fn serve(args: &Settings) -> anyhow::Result<ExitCode> {
     let key = identity_key(args)?;
+    let signing = checkpoint_key(args)?;
     let store = open_store(args, true).await?;
     if !store.admin_key_exists().await? {
         let (key, secret) = xuefen_api::auth::mint(Principal::Admin);
@@ -456,10 +512,18 @@ async fn serve(args: &Settings) -> anyhow::Result<ExitCode> {
         registrations_min: args.agreement_registrations_min,
         learning_stars_min: args.agreement_learning_stars_min,
     };
-    let state = AppState::new(store, limits, commit, key)
+    let mut state = AppState::new(store, limits, commit, key)
         .with_sso(sso)
         .with_stats(stats)
         .with_key_cache_ttl(Duration::from_secs(args.key_cache_seconds));
+    state.checkpoints = xuefen_api::bank::CheckpointSettings {
+        key: Arc::new(signing),
+        interval: Duration::from_millis(args.checkpoint_interval_ms),
+        limits: xuefen_store::bank::CheckpointLimits {
+            chain_entries_max: args.checkpoint_chain_entries_max,
+        },
+    };
+    let checkpointer = xuefen_api::bank::Checkpointer::start(&state);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("bind {}", args.listen))?;
@@ -500,6 +564,7 @@ async fn serve(args: &Settings) -> anyhow::Result<ExitCode> {
         if let Some(m) = metrics_server {
             m.await.context("metrics task")?.context("serve metrics")?;
         }
+        checkpointer.stop().await;
         anyhow::Ok(())
     };
     match tokio::time::timeout(grace, drained).await {
@@ -531,13 +596,42 @@ async fn shutdown_signal() {
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
 }
 
-async fn verify(db: &Settings) -> anyhow::Result<ExitCode> {
+async fn verify(db: &Settings, public_key: Option<&str>) -> anyhow::Result<ExitCode> {
     let store = open_store(db, false).await?;
+    let key = public_key
+        .map(|k| -> anyhow::Result<ed25519_dalek::VerifyingKey> {
+            let bytes: [u8; 32] = hex::decode(k.trim())
+                .ok()
+                .and_then(|b| b.try_into().ok())
+                .context("--public-key must be 32 bytes of hex")?;
+            ed25519_dalek::VerifyingKey::from_bytes(&bytes).context("--public-key is not an Ed25519 key")
+        })
+        .transpose()?;
     let started = Instant::now();
-    let result = verify_ledger(&*store, |_| {}).await;
+    // The entries first, so that an altered entry is named as such; then the
+    // sequence of checkpoints, whose proofs are built from those entries.
+    let latest = match store.latest_checkpoint().await {
+        Ok(latest) => latest.map(|l| l.checkpoint),
+        Err(e @ xuefen_store::StoreError::Corrupt { .. }) => {
+            println!("FAILED: {e}");
+            return Ok(ExitCode::from(1));
+        }
+        Err(e) => return Err(e).context("read the latest checkpoint"),
+    };
+    let result = verify_ledger_under(&*store, latest.as_ref(), |_| {}).await;
+    let result = match result {
+        Ok(report) => match verify_checkpoints(&*store, key.as_ref()).await {
+            Ok((checkpoints, _)) => Ok((report, checkpoints)),
+            Err(e) => {
+                println!("FAILED: {e}");
+                return Ok(ExitCode::from(1));
+            }
+        },
+        Err(e) => Err(e),
+    };
     let secs = started.elapsed().as_secs_f64().max(1e-9);
     match result {
-        Ok(report) => {
+        Ok((report, checkpoints)) => {
             println!(
                 "ok: {} entries in {} chains and {} site changes in the alliance chain verified in {:.3}s ({:.0} entries/s)",
                 report.entries,
@@ -546,6 +640,18 @@ async fn verify(db: &Settings) -> anyhow::Result<ExitCode> {
                 secs,
                 report.entries as f64 / secs
             );
+            if let Some(latest) = &latest {
+                println!(
+                    "ok: {} checkpoints consistent ({}), the latest binds {} entries",
+                    checkpoints.checkpoints,
+                    if checkpoints.signatures {
+                        "signatures verified"
+                    } else {
+                        "signatures not checked: give --public-key"
+                    },
+                    latest.entries()
+                );
+            }
             Ok(ExitCode::SUCCESS)
         }
         Err(VerifyFailure::Store(e)) => Err(e).context("read the ledger"),
@@ -626,15 +732,16 @@ fn cli_act(reason: &str) -> anyhow::Result<SiteAct> {
 async fn keys(db: &Settings, cmd: KeysCommand) -> anyhow::Result<ExitCode> {
     let store = open_store(db, true).await?;
     match cmd {
-        KeysCommand::Create { admin, site } => {
+        KeysCommand::Create { admin, bank, site } => {
             let principal = match (admin, site) {
+                (false, None) if bank => Principal::Bank,
                 (true, None) => Principal::Admin,
                 (false, Some(site)) => {
                     let id = SiteId::parse(site)?;
                     store.site(&id).await?.context("no such site")?;
                     Principal::Site(id)
                 }
-                _ => bail!("give --admin or --site ID"),
+                _ => bail!("give --admin, --bank or --site ID"),
             };
             let (key, secret) = xuefen_api::auth::mint(principal);
             store.create_key(&key).await?;

@@ -261,6 +261,12 @@ settings! {
     queue_requests_max: usize = "16384", env ["XUEFEN_QUEUE_REQUESTS_MAX"];
     /// Seconds an authenticated API key is remembered (0: look it up on every request); a revocation through another instance takes effect within it.
     key_cache_seconds: u64 = "1", env ["XUEFEN_KEY_CACHE_SECONDS"];
+    /// Hex Ed25519 secret key (32 bytes) that signs checkpoints; unset means one generated once into `data_dir`. Back it up.
+    checkpoint_key: Option<Secret> = "", env ["XUEFEN_CHECKPOINT_KEY"];
+    /// Milliseconds between checkpoints; one is made only when a chain head moved.
+    checkpoint_interval_ms: u64 = "1000", env ["XUEFEN_CHECKPOINT_INTERVAL_MS"];
+    /// Most entries of one chain one checkpoint seals; a backlog is sealed over several checkpoints.
+    checkpoint_chain_entries_max: u64 = "10000", env ["XUEFEN_CHECKPOINT_CHAIN_ENTRIES_MAX"];
     /// Seconds to finish in-flight requests and group commits after SIGTERM/SIGINT before exiting 1.
     shutdown_grace_seconds: u64 = "30", env ["XUEFEN_SHUTDOWN_GRACE_SECONDS"];
     /// The `iss` a learner's single sign-on token must carry.
@@ -299,6 +305,8 @@ const RANGES: &[(&str, u64, u64)] = &[
     ("commit_shards", 1, 64),
     ("key_cache_seconds", 0, 3_600),
     ("queue_requests_max", 1, 1_000_000),
+    ("checkpoint_interval_ms", 10, 3_600_000),
+    ("checkpoint_chain_entries_max", 1, 1_000_000),
     ("shutdown_grace_seconds", 1, 3_600),
     ("stats_credits_each", 1, 1_000_000),
     ("learning_star_credits", 1, 1_000_000),
@@ -419,6 +427,15 @@ impl Settings {
                 return Err(invalid(
                     "identity_key",
                     format!("holds {} bytes; at least 32 (64 hex digits) are needed", bytes.len()),
+                ));
+            }
+        }
+        if let Some(key) = &self.checkpoint_key {
+            let bytes = hex::decode(key.expose()).map_err(|e| invalid("checkpoint_key", format!("is not hex: {e}")))?;
+            if bytes.len() != 32 {
+                return Err(invalid(
+                    "checkpoint_key",
+                    format!("holds {} bytes; exactly 32 (64 hex digits) are needed", bytes.len()),
                 ));
             }
         }

@@ -105,13 +105,15 @@ impl TestApp {
             key: xuefen_api::sso::SsoKey::Hs256(SSO_SECRET.to_vec()),
         })
         .expect("SSO verifier");
-        let state = AppState::new(
+        let mut state = AppState::new(
             store.clone(),
             TEST_LIMITS,
             CommitSettings::default(),
             b"test identity key".to_vec(),
         )
         .with_sso(sso);
+        // Checkpoints often, so that deposits are sealed soon after ingestion.
+        state.checkpoints.interval = Duration::from_millis(50);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind loopback");
@@ -198,6 +200,13 @@ impl TestApp {
         body["learner_id"].as_str().expect("learner id").to_owned()
     }
 
+    /// Creates a credit bank key and returns its secret.
+    pub async fn bank(&self) -> String {
+        let (status, body) = self.post("/v1/bank/keys", &self.admin, json!(null)).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body["secret"].as_str().expect("secret").to_owned()
+    }
+
     /// Runs SQL directly on the database, bypassing the append-only guard.
     pub async fn tamper(&self, sql: &str) {
         match &self.db {
@@ -219,6 +228,8 @@ impl TestApp {
                     "ledger_entries_append_only_delete",
                     "site_changes_append_only_update",
                     "site_changes_append_only_delete",
+                    "checkpoints_append_only_update",
+                    "checkpoints_append_only_delete",
                 ] {
                     sqlx::query(&format!("drop trigger if exists {trigger}"))
                         .execute(lite.pool())

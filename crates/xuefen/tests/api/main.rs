@@ -5,6 +5,7 @@
 #[path = "../support/pg.rs"]
 mod pg;
 
+mod bank;
 mod harness;
 mod recognition;
 mod scenarios;

@@ -1,0 +1,394 @@
+//! The credit bank feed on PostgreSQL: checkpoints, Merkle nodes, deposits
+//! and acknowledgements (`migrations/postgres/0003_bank.sql`).
+//!
+//! A checkpoint is one transaction whose first statement claims its number
+//! (`on conflict do nothing`): of several instances building the same
+//! number, one writes and the others learn they lost. An acknowledgement is
+//! a ledger entry written under its chain's head row lock, like ingestion,
+//! taken in chain order so that it never deadlocks with a group commit.
+
+use std::collections::HashMap;
+
+use sqlx::postgres::PgRow;
+use sqlx::{PgPool, Postgres, Row, Transaction};
+use xuefen_core::bank::{BANK_SITE, Decision, ack_body, ack_event_id};
+use xuefen_core::entry::{Entry, EntryKind};
+use xuefen_core::event::Millis;
+use xuefen_core::ids::Position;
+use xuefen_core::merkle::{self, Hash, NodeId};
+use xuefen_store::bank::{AckOutcome, AckRequest, CheckpointRecord, DepositRecord, NewCheckpoint, StoredCheckpoint};
+use xuefen_store::records::EntryRecord;
+use xuefen_store::{Result, StoreError, Written};
+
+use super::{db, entry_record};
+
+/// Rows per `UNNEST` insert of Merkle nodes: bounds one statement's arrays.
+const NODE_ROWS_PER_INSERT: usize = 50_000;
+
+/// The entry columns with the `l.` alias, in [`EntryRecord`] order.
+macro_rules! l_entry_columns {
+    () => {
+        "l.chain_id::bigint, l.seq, l.prev_hash, l.hash, l.kind::bigint, l.site_id, l.event_id, l.learner_id,
+         l.course_code, l.category, l.credits_cents, l.occurred_at_ms, l.recorded_at_ms, l.score_cents,
+         l.hours_cents, l.rule_version::bigint, l.refers_chain::bigint, l.refers_seq, l.target_event, l.reason,
+         l.recognition_group, l.withheld_cents"
+    };
+}
+
+const CHECKPOINT_COLUMNS: &str = "number, created_at_ms, prev_hash, deposits_end, chains, signature, hash";
+
+fn entry(row: &PgRow) -> Result<Entry> {
+    Entry::try_from(entry_record(row))
+}
+
+fn checkpoint_from_row(row: &PgRow) -> Result<StoredCheckpoint> {
+    StoredCheckpoint::try_from(CheckpointRecord {
+        number: row.get(0),
+        created_at_ms: row.get(1),
+        prev_hash: row.get(2),
+        deposits_end: row.get(3),
+        chains: row.get(4),
+        signature: row.get(5),
+        hash: row.get(6),
+    })
+}
+
+pub(crate) async fn latest_checkpoint(pool: &PgPool) -> Result<Option<StoredCheckpoint>> {
+    let sql = format!("select {CHECKPOINT_COLUMNS} from checkpoints order by number desc limit 1");
+    let row = sqlx::query(&sql).fetch_optional(pool).await.map_err(db)?;
+    row.as_ref().map(checkpoint_from_row).transpose()
+}
+
+pub(crate) async fn checkpoint(pool: &PgPool, number: u64) -> Result<Option<StoredCheckpoint>> {
+    let Ok(number) = i64::try_from(number) else {
+        return Ok(None);
+    };
+    let sql = format!("select {CHECKPOINT_COLUMNS} from checkpoints where number = $1");
+    let row = sqlx::query(&sql).bind(number).fetch_optional(pool).await.map_err(db)?;
+    row.as_ref().map(checkpoint_from_row).transpose()
+}
+
+pub(crate) async fn chain_range(pool: &PgPool, chain: u32, after: u64, upto: u64) -> Result<Vec<Entry>> {
+    let rows = sqlx::query(concat!(
+        "select ",
+        l_entry_columns!(),
+        " from ledger_entries l where l.chain_id = $1 and l.seq > $2 and l.seq <= $3 order by l.seq"
+    ))
+    .bind(chain as i32)
+    .bind(after as i64)
+    .bind(upto as i64)
+    .fetch_all(pool)
+    .await
+    .map_err(db)?;
+    rows.iter().map(entry).collect()
+}
+
+pub(crate) async fn entry_kinds(pool: &PgPool, positions: &[Position]) -> Result<HashMap<Position, EntryKind>> {
+    let chains: Vec<i32> = positions.iter().map(|p| p.chain as i32).collect();
+    let seqs: Vec<i64> = positions.iter().map(|p| p.seq as i64).collect();
+    let rows = sqlx::query(
+        "select l.chain_id, l.seq, l.kind from ledger_entries l
+           join unnest($1::int[], $2::bigint[]) as k(c, s) on l.chain_id = k.c and l.seq = k.s",
+    )
+    .bind(&chains)
+    .bind(&seqs)
+    .fetch_all(pool)
+    .await
+    .map_err(db)?;
+    let mut out = HashMap::new();
+    for row in rows {
+        let (chain, seq, kind): (i32, i64, i16) = (row.get(0), row.get(1), row.get(2));
+        let kind = u8::try_from(kind).ok().and_then(EntryKind::from_code);
+        if let (Ok(chain), Ok(seq), Some(kind)) = (u32::try_from(chain), u64::try_from(seq), kind) {
+            out.insert(Position { chain, seq }, kind);
+        }
+    }
+    Ok(out)
+}
+
+/// Stored nodes above the leaves come from `merkle_nodes`; a leaf (level 0)
+/// is the leaf hash of the entry's stored hash, read from `ledger_entries`.
+pub(crate) async fn merkle_nodes(pool: &PgPool, chain: u32, nodes: &[NodeId]) -> Result<HashMap<NodeId, Hash>> {
+    let levels: Vec<i16> = nodes.iter().map(|n| i16::from(n.level)).collect();
+    let idxs: Vec<i64> = nodes.iter().map(|n| n.index as i64).collect();
+    let rows = sqlx::query(
+        "select m.level, m.idx, m.hash from merkle_nodes m
+           join unnest($2::smallint[], $3::bigint[]) as k(l, i) on m.level = k.l and m.idx = k.i
+          where m.chain_id = $1 and k.l > 0
+         union all
+         select 0::smallint, l.seq - 1, l.hash from ledger_entries l
+           join unnest($2::smallint[], $3::bigint[]) as k(l, i) on k.l = 0 and l.seq = k.i + 1
+          where l.chain_id = $1",
+    )
+    .bind(chain as i32)
+    .bind(&levels)
+    .bind(&idxs)
+    .fetch_all(pool)
+    .await
+    .map_err(db)?;
+    let mut out = HashMap::with_capacity(rows.len());
+    for row in rows {
+        let (level, idx, hash): (i16, i64, Vec<u8>) = (row.get(0), row.get(1), row.get(2));
+        let corrupt = || StoreError::Corrupt {
+            at: format!("merkle node {chain}/{level}/{idx}"),
+            detail: "out of range or not 32 bytes".into(),
+        };
+        let id = NodeId {
+            level: u8::try_from(level).map_err(|_| corrupt())?,
+            index: u64::try_from(idx).map_err(|_| corrupt())?,
+        };
+        let hash: Hash = hash.try_into().map_err(|_| corrupt())?;
+        out.insert(id, if level == 0 { merkle::leaf_hash(&hash) } else { hash });
+    }
+    Ok(out)
+}
+
+pub(crate) async fn write_checkpoint(pool: &PgPool, new: &NewCheckpoint) -> Result<Written> {
+    let mut tx = pool.begin().await.map_err(db)?;
+    let r = CheckpointRecord::from(&new.stored);
+    let claimed: Option<i64> = sqlx::query_scalar(
+        "insert into checkpoints (number, created_at_ms, prev_hash, deposits_end, chains, signature, hash)
+         values ($1, $2, $3, $4, $5, $6, $7) on conflict (number) do nothing returning number",
+    )
+    .bind(r.number)
+    .bind(r.created_at_ms)
+    .bind(&r.prev_hash)
+    .bind(r.deposits_end)
+    .bind(&r.chains)
+    .bind(&r.signature)
+    .bind(&r.hash)
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(db)?;
+    if claimed.is_none() {
+        tx.rollback().await.map_err(db)?;
+        return Ok(Written::Existing);
+    }
+    for chunk in new.nodes.chunks(NODE_ROWS_PER_INSERT) {
+        let chains: Vec<i32> = chunk.iter().map(|(c, _, _)| *c as i32).collect();
+        let levels: Vec<i16> = chunk.iter().map(|(_, n, _)| i16::from(n.level)).collect();
+        let idxs: Vec<i64> = chunk.iter().map(|(_, n, _)| n.index as i64).collect();
+        let hashes: Vec<Vec<u8>> = chunk.iter().map(|(_, _, h)| h.to_vec()).collect();
+        sqlx::query(
+            "insert into merkle_nodes (chain_id, level, idx, hash)
+             select * from unnest($1::int[], $2::smallint[], $3::bigint[], $4::bytea[])
+             on conflict do nothing",
+        )
+        .bind(&chains)
+        .bind(&levels)
+        .bind(&idxs)
+        .bind(&hashes)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+    }
+    if !new.deposits.is_empty() {
+        let numbers: Vec<i64> = new.deposits.iter().map(|(n, _)| *n as i64).collect();
+        let chains: Vec<i32> = new.deposits.iter().map(|(_, p)| p.chain as i32).collect();
+        let seqs: Vec<i64> = new.deposits.iter().map(|(_, p)| p.seq as i64).collect();
+        sqlx::query(
+            "insert into deposits (number, checkpoint, chain_id, seq)
+             select n, $4, c, s from unnest($1::bigint[], $2::int[], $3::bigint[]) as k(n, c, s)",
+        )
+        .bind(&numbers)
+        .bind(&chains)
+        .bind(&seqs)
+        .bind(r.number)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+    }
+    tx.commit().await.map_err(db)?;
+    Ok(Written::Created)
+}
+
+pub(crate) async fn deposits_after(pool: &PgPool, after: u64, limit: u32) -> Result<Vec<DepositRecord>> {
+    let rows = sqlx::query(concat!(
+        "select ",
+        l_entry_columns!(),
+        ", d.number, d.checkpoint, ln.document_hash
+           from deposits d
+           join ledger_entries l on l.chain_id = d.chain_id and l.seq = d.seq
+           left join learners ln on ln.id = l.learner_id
+          where d.number > $1
+          order by d.number
+          limit $2"
+    ))
+    .bind(i64::try_from(after).unwrap_or(i64::MAX))
+    .bind(i64::from(limit))
+    .fetch_all(pool)
+    .await
+    .map_err(db)?;
+    rows.iter()
+        .map(|row| {
+            let number: i64 = row.get(22);
+            let checkpoint: i64 = row.get(23);
+            let hash: Option<Vec<u8>> = row.get(24);
+            Ok(DepositRecord {
+                number: number as u64,
+                checkpoint: checkpoint as u64,
+                entry: entry(row)?,
+                learner_hash: hash.and_then(|h| h.try_into().ok()),
+            })
+        })
+        .collect()
+}
+
+async fn deposit_entries(tx: &mut Transaction<'_, Postgres>, acks: &[AckRequest]) -> Result<HashMap<Position, Entry>> {
+    let chains: Vec<i32> = acks.iter().map(|a| a.deposit.chain as i32).collect();
+    let seqs: Vec<i64> = acks.iter().map(|a| a.deposit.seq as i64).collect();
+    let rows = sqlx::query(concat!(
+        "select ",
+        l_entry_columns!(),
+        " from deposits d
+           join unnest($1::int[], $2::bigint[]) as k(c, s) on d.chain_id = k.c and d.seq = k.s
+           join ledger_entries l on l.chain_id = d.chain_id and l.seq = d.seq"
+    ))
+    .bind(&chains)
+    .bind(&seqs)
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(db)?;
+    rows.iter().map(|r| entry(r).map(|e| (e.position, e))).collect()
+}
+
+async fn lock_head(tx: &mut Transaction<'_, Postgres>, chain: u32) -> Result<(u64, Hash)> {
+    let row = sqlx::query("select seq, hash from chain_heads where chain_id = $1 for update")
+        .bind(chain as i32)
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(db)?;
+    let (seq, hash): (i64, Vec<u8>) = (row.get(0), row.get(1));
+    let corrupt = || StoreError::Corrupt {
+        at: format!("chain head {chain}"),
+        detail: "negative seq or hash not 32 bytes".into(),
+    };
+    Ok((
+        u64::try_from(seq).map_err(|_| corrupt())?,
+        hash.try_into().map_err(|_| corrupt())?,
+    ))
+}
+
+/// Inserts one entry unless its idempotency key is taken; whether it was.
+async fn insert_entry_once(tx: &mut Transaction<'_, Postgres>, e: &Entry) -> Result<bool> {
+    let r = EntryRecord::from(e);
+    let done = sqlx::query(
+        "insert into ledger_entries (chain_id, seq, prev_hash, hash, kind, site_id, event_id, learner_id,
+                course_code, category, credits_cents, occurred_at_ms, recorded_at_ms, score_cents, hours_cents,
+                rule_version, refers_chain, refers_seq, target_event, reason, recognition_group, withheld_cents)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)
+         on conflict do nothing",
+    )
+    .bind(r.chain_id as i32)
+    .bind(r.seq)
+    .bind(r.prev_hash)
+    .bind(r.hash)
+    .bind(r.kind as i16)
+    .bind(r.site_id)
+    .bind(r.event_id)
+    .bind(r.learner_id)
+    .bind(r.course_code)
+    .bind(r.category)
+    .bind(r.credits_cents)
+    .bind(r.occurred_at_ms)
+    .bind(r.recorded_at_ms)
+    .bind(r.score_cents)
+    .bind(r.hours_cents)
+    .bind(r.rule_version as i32)
+    .bind(r.refers_chain.map(|c| c as i32))
+    .bind(r.refers_seq)
+    .bind(r.target_event)
+    .bind(r.reason)
+    .bind(r.recognition_group)
+    .bind(r.withheld_cents)
+    .execute(&mut **tx)
+    .await
+    .map_err(db)?;
+    Ok(done.rows_affected() == 1)
+}
+
+async fn recorded_ack(tx: &mut Transaction<'_, Postgres>, deposit: Position) -> Result<Entry> {
+    let row = sqlx::query(concat!(
+        "select ",
+        l_entry_columns!(),
+        " from ledger_entries l where l.site_id = $1 and l.event_id = $2"
+    ))
+    .bind(BANK_SITE)
+    .bind(ack_event_id(deposit).as_str())
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(db)?;
+    let row = row.ok_or_else(|| StoreError::Corrupt {
+        at: format!("acknowledgement of deposit {deposit}"),
+        detail: "its key is taken but no entry has it".into(),
+    })?;
+    entry(&row)
+}
+
+pub(crate) async fn ack_deposits(pool: &PgPool, acks: &[AckRequest], now: Millis) -> Result<Vec<AckOutcome>> {
+    if acks.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut tx = pool.begin().await.map_err(db)?;
+    let deposits = deposit_entries(&mut tx, acks).await?;
+    // Heads are locked in chain order, as ingestion locks them.
+    let mut order: Vec<usize> = (0..acks.len()).collect();
+    order.sort_by_key(|i| acks[*i].deposit);
+    let mut heads: HashMap<u32, (u64, Hash)> = HashMap::new();
+    let mut out: Vec<Option<AckOutcome>> = vec![None; acks.len()];
+    for i in order {
+        let ack = &acks[i];
+        let Some(deposit) = deposits.get(&ack.deposit) else {
+            out[i] = Some(AckOutcome::UnknownDeposit);
+            continue;
+        };
+        let chain = ack.deposit.chain;
+        let (seq, hash) = match heads.get(&chain) {
+            Some(h) => *h,
+            None => lock_head(&mut tx, chain).await?,
+        };
+        let position = Position { chain, seq: seq + 1 };
+        let entry = Entry::seal(position, hash, ack_body(deposit, &ack.decision, now));
+        if insert_entry_once(&mut tx, &entry).await? {
+            heads.insert(chain, (position.seq, entry.hash));
+            out[i] = Some(AckOutcome::Recorded { position });
+            continue;
+        }
+        heads.insert(chain, (seq, hash));
+        let existing = recorded_ack(&mut tx, ack.deposit).await?;
+        let recorded = Decision::of(&existing.body).ok_or_else(|| StoreError::Corrupt {
+            at: format!("entry {}", existing.position),
+            detail: "the bank's key names an entry that is not an acknowledgement".into(),
+        })?;
+        out[i] = Some(match ack.decision.first_difference(&recorded) {
+            None => AckOutcome::Duplicate {
+                position: existing.position,
+            },
+            Some(field) => AckOutcome::Conflict {
+                field,
+                position: existing.position,
+            },
+        });
+    }
+    if !heads.is_empty() {
+        let chains: Vec<i32> = heads.keys().map(|c| *c as i32).collect();
+        let seqs: Vec<i64> = heads.values().map(|(s, _)| *s as i64).collect();
+        let hashes: Vec<Vec<u8>> = heads.values().map(|(_, h)| h.to_vec()).collect();
+        sqlx::query(
+            "update chain_heads h set seq = k.s, hash = k.h
+               from unnest($1::int[], $2::bigint[], $3::bytea[]) as k(c, s, h)
+              where h.chain_id = k.c",
+        )
+        .bind(&chains)
+        .bind(&seqs)
+        .bind(&hashes)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+    }
+    tx.commit().await.map_err(db)?;
+    Ok(out
+        .into_iter()
+        .map(|o| o.unwrap_or(AckOutcome::UnknownDeposit))
+        .collect())
+}

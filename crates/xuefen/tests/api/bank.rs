@@ -1,0 +1,632 @@
+//! The credit bank feed over HTTP, on both backends: pages and cursors,
+//! proofs and checkpoints, acknowledgements, isolation, and the reference
+//! consumer `xuefen bank pull` killed and resumed.
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::{Duration, Instant};
+
+use ed25519_dalek::VerifyingKey;
+use rand::Rng;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use xuefen_core::bank::{ChainState, Checkpoint, DepositProof};
+use xuefen_core::entry::{Entry, EntryBody};
+use xuefen_core::event::Millis;
+use xuefen_core::ids::Position;
+
+use crate::backend_tests;
+use crate::harness::{TestApp, completion};
+
+backend_tests!(
+    deposits_come_in_pages_with_valid_proofs_and_a_cursor_always_gives_the_same_page,
+    paging_during_concurrent_ingestion_never_skips_or_repeats_a_deposit,
+    acks_are_idempotent_contradictions_are_409_and_the_transcript_shows_them,
+    the_bank_reads_deposits_only_and_nobody_else_reads_them,
+    consecutive_checkpoints_are_signed_and_consistent,
+    verify_checks_checkpoints_against_the_entries,
+    sixteen_concurrent_identical_acks_write_one_entry,
+    bank_pull_survives_kills_acks_each_deposit_once_and_stops_at_a_tampered_entry,
+);
+
+/// A site with a course and `learners` linked learners (`u0`, `u1`, …).
+async fn setup(app: &TestApp, learners: u32) -> String {
+    let key = app.site("xihu").await;
+    app.course(&key, "C1", "community").await;
+    for i in 0..learners {
+        app.learner(&key, &format!("u{i}"), i).await;
+    }
+    key
+}
+
+/// Posts completions `e{from}`..`e{to}` in batches, spread over the learners.
+async fn post_events(app: &TestApp, key: &str, from: u32, to: u32, learners: u32) {
+    let ids: Vec<u32> = (from..to).collect();
+    for chunk in ids.chunks(50) {
+        let items: Vec<Value> = chunk
+            .iter()
+            .map(|i| {
+                let mut e = completion(&format!("u{}", i % learners), "C1", "5");
+                e["event_id"] = json!(format!("e{i}"));
+                e
+            })
+            .collect();
+        let (status, out) = app.post("/v1/events", key, Value::Array(items)).await;
+        assert_eq!(status, StatusCode::OK, "{out}");
+        assert_eq!(out["accepted"], chunk.len(), "{out}");
+    }
+}
+
+/// Waits until checkpoints cover at least `n` deposits (bounded: 30 s).
+async fn wait_for_deposits(app: &TestApp, key: &str, n: u64) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, cp) = app.get("/v1/checkpoints/latest", key).await;
+        if status == StatusCode::OK && cp["deposits_end"].as_u64().unwrap_or(0) >= n {
+            return cp;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "checkpoints did not cover {n} deposits: {cp}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn h32(v: &Value) -> [u8; 32] {
+    hex::decode(v.as_str().expect("hex"))
+        .expect("hex")
+        .try_into()
+        .expect("32 bytes")
+}
+
+fn checkpoint_of(v: &Value) -> Checkpoint {
+    Checkpoint {
+        number: v["number"].as_u64().expect("number"),
+        created_at: Millis(v["created_at_ms"].as_i64().expect("ms")),
+        prev_hash: h32(&v["prev_hash"]),
+        chains: v["chains"]
+            .as_array()
+            .expect("chains")
+            .iter()
+            .map(|c| ChainState {
+                chain: c["chain"].as_u64().expect("chain") as u32,
+                size: c["size"].as_u64().expect("size"),
+                head: h32(&c["head"]),
+                root: h32(&c["root"]),
+            })
+            .collect(),
+        deposits_end: v["deposits_end"].as_u64().expect("deposits_end"),
+    }
+}
+
+fn signature_of(v: &Value) -> [u8; 64] {
+    hex::decode(v["signature"].as_str().expect("sig"))
+        .expect("hex")
+        .try_into()
+        .expect("64 bytes")
+}
+
+async fn public_key(app: &TestApp, key: &str) -> VerifyingKey {
+    let (status, pk) = app.get("/v1/checkpoints/public-key", key).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(pk["algorithm"], "Ed25519");
+    VerifyingKey::from_bytes(&h32(&pk["public_key"])).expect("key")
+}
+
+/// Checks a deposit's proof the way an outside consumer would.
+fn check_deposit(d: &Value, cp: &Checkpoint) {
+    let position = Position {
+        chain: d["position"]["chain"].as_u64().expect("chain") as u32,
+        seq: d["position"]["seq"].as_u64().expect("seq"),
+    };
+    let body =
+        EntryBody::decode(&hex::decode(d["entry_bytes"].as_str().expect("bytes")).expect("hex")).expect("decode");
+    assert_eq!(body.event_id.as_str(), d["event_id"]);
+    assert_eq!(body.learner.as_str(), d["learner_id"]);
+    let entry = Entry {
+        position,
+        prev_hash: h32(&d["prev_hash"]),
+        hash: h32(&d["entry_hash"]),
+        body,
+    };
+    let p = &d["proof"];
+    let path = |v: &Value| v.as_array().expect("path").iter().map(h32).collect::<Vec<_>>();
+    let proof = DepositProof {
+        checkpoint: p["checkpoint"].as_u64().expect("cp"),
+        chain: ChainState {
+            chain: position.chain,
+            size: p["chain_size"].as_u64().expect("size"),
+            head: h32(&p["chain_head"]),
+            root: h32(&p["chain_root"]),
+        },
+        entry_path: path(&p["entry_path"]),
+        chain_path: path(&p["chain_path"]),
+    };
+    assert_eq!(proof.chain_path.len(), 6, "64 chains: 6 hashes");
+    proof.verify(&entry, cp).expect("the proof verifies");
+}
+
+/// Reads the whole feed from `after` in pages of `limit`.
+async fn read_feed(app: &TestApp, bank: &str, after: &str, limit: u32) -> (Vec<Value>, String) {
+    let mut cursor = after.to_owned();
+    let mut all = Vec::new();
+    for _ in 0..1_000 {
+        let (status, page) = app
+            .get(&format!("/v1/deposits?after={cursor}&limit={limit}"), bank)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        let items = page["deposits"].as_array().expect("deposits").clone();
+        cursor = page["next_cursor"].as_str().expect("cursor").to_owned();
+        if items.is_empty() {
+            break;
+        }
+        all.extend(items);
+    }
+    (all, cursor)
+}
+
+async fn deposits_come_in_pages_with_valid_proofs_and_a_cursor_always_gives_the_same_page(app: TestApp) {
+    let key = setup(&app, 7).await;
+    let bank = app.bank().await;
+    post_events(&app, &key, 0, 30, 7).await;
+    let (status, _) = app
+        .put(
+            "/v1/events/r1",
+            &key,
+            json!({"kind": "revocation", "target_event_id": "e3", "reason": "录入错误"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    wait_for_deposits(&app, &bank, 31).await;
+    let pk = public_key(&app, &bank).await;
+
+    let (all, end) = read_feed(&app, &bank, "", 7).await;
+    assert_eq!(all.len(), 31, "30 awards and 1 reversal");
+    let numbers: Vec<u64> = all.iter().map(|d| d["number"].as_u64().expect("n")).collect();
+    assert_eq!(numbers, (1..=31).collect::<Vec<_>>());
+    let reversal = all
+        .iter()
+        .find(|d| d["kind"] == "reversal")
+        .expect("the reversal is a deposit");
+    assert_eq!(reversal["credits"], "-1.00");
+    assert!(all.iter().all(|d| d["recognition_group"].is_null()));
+    assert!(
+        all.iter()
+            .all(|d| d["learner_real_name_hash"].as_str().is_some_and(|h| h.len() == 64))
+    );
+
+    let mut checkpoints: BTreeMap<u64, Checkpoint> = BTreeMap::new();
+    for d in &all {
+        let n = d["proof"]["checkpoint"].as_u64().expect("cp");
+        if let std::collections::btree_map::Entry::Vacant(slot) = checkpoints.entry(n) {
+            let (_, v) = app.get(&format!("/v1/checkpoints/{n}"), &bank).await;
+            let cp = checkpoint_of(&v);
+            cp.verify_signature(&pk, &signature_of(&v)).expect("signed");
+            slot.insert(cp);
+        }
+        check_deposit(d, &checkpoints[&n]);
+    }
+
+    // The same cursor gives the same page; an old cursor replays.
+    let cursor = all[9]["cursor"].as_str().expect("cursor");
+    let (_, a) = app.get(&format!("/v1/deposits?after={cursor}&limit=5"), &bank).await;
+    post_events(&app, &key, 30, 40, 7).await;
+    wait_for_deposits(&app, &bank, 41).await;
+    let (_, b) = app.get(&format!("/v1/deposits?after={cursor}&limit=5"), &bank).await;
+    assert_eq!(a["deposits"], b["deposits"]);
+    assert_eq!(a["deposits"][0]["number"], 11);
+    let (rest, _) = read_feed(&app, &bank, &end, 50).await;
+    assert_eq!(rest.len(), 10, "the feed continues after its old end");
+    assert_eq!(rest[0]["number"], 32);
+}
+
+async fn paging_during_concurrent_ingestion_never_skips_or_repeats_a_deposit(app: TestApp) {
+    let key = setup(&app, 20).await;
+    let bank = app.bank().await;
+    let app = std::sync::Arc::new(app);
+    let writer = {
+        let (app, key) = (app.clone(), key.clone());
+        tokio::spawn(async move {
+            for round in 0..8u32 {
+                post_events(&app, &key, round * 25, round * 25 + 25, 20).await;
+            }
+        })
+    };
+    let mut seen: Vec<Value> = Vec::new();
+    let mut cursor = String::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while seen.len() < 200 {
+        assert!(Instant::now() < deadline, "only {} of 200 deposits seen", seen.len());
+        let (status, page) = app.get(&format!("/v1/deposits?after={cursor}&limit=7"), &bank).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        cursor = page["next_cursor"].as_str().expect("cursor").to_owned();
+        seen.extend(page["deposits"].as_array().expect("deposits").iter().cloned());
+    }
+    writer.await.expect("writer");
+    let numbers: Vec<u64> = seen.iter().map(|d| d["number"].as_u64().expect("n")).collect();
+    assert_eq!(
+        numbers,
+        (1..=200).collect::<Vec<_>>(),
+        "contiguous, in order, no repeat"
+    );
+    let events: HashSet<String> = seen
+        .iter()
+        .map(|d| d["event_id"].as_str().expect("id").to_owned())
+        .collect();
+    assert_eq!(events.len(), 200);
+    let (_, page) = app.get(&format!("/v1/deposits?after={cursor}"), &bank).await;
+    assert_eq!(page["deposits"], json!([]), "nothing more, nothing twice");
+    // Feed order is (checkpoint, chain, seq).
+    let order: Vec<(u64, u64, u64)> = seen
+        .iter()
+        .map(|d| {
+            (
+                d["proof"]["checkpoint"].as_u64().expect("cp"),
+                d["position"]["chain"].as_u64().expect("chain"),
+                d["position"]["seq"].as_u64().expect("seq"),
+            )
+        })
+        .collect();
+    assert!(order.windows(2).all(|w| w[0] < w[1]));
+}
+
+async fn acks_are_idempotent_contradictions_are_409_and_the_transcript_shows_them(app: TestApp) {
+    let key = setup(&app, 2).await;
+    let bank = app.bank().await;
+    post_events(&app, &key, 0, 4, 2).await;
+    wait_for_deposits(&app, &bank, 4).await;
+    let (all, _) = read_feed(&app, &bank, "", 10).await;
+    let pos = |i: usize| all[i]["position"].clone();
+    let path = |i: usize| format!("/v1/deposits/{}/{}/ack", pos(i)["chain"], pos(i)["seq"]);
+
+    let (status, first) = app.put(&path(0), &bank, json!({"outcome": "accepted"})).await;
+    assert_eq!(status, StatusCode::CREATED, "{first}");
+    let (status, again) = app.put(&path(0), &bank, json!({"outcome": "accepted"})).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(again["position"], first["position"], "the same ack answers as before");
+    let (status, body) = app
+        .put(
+            &path(0),
+            &bank,
+            json!({"outcome": "rejected", "reason_code": "duplicate_record"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(body["field"], "outcome");
+    assert_eq!(body["code"], "ack_exists_with_different_outcome");
+
+    let reject =
+        json!({"deposit": pos(1), "outcome": "rejected", "reason_code": "not_recognised", "reason": "课程未备案"});
+    let batch = json!({"acks": [
+        reject,
+        {"deposit": pos(0), "outcome": "accepted"},
+        {"deposit": {"chain": 63, "seq": 999}, "outcome": "accepted"},
+        {"deposit": pos(2), "outcome": "accepted"},
+    ]});
+    let (status, out) = app.post("/v1/deposits/acks", &bank, batch).await;
+    assert_eq!(status, StatusCode::OK, "{out}");
+    assert_eq!(
+        (out["recorded"].clone(), out["duplicate"].clone()),
+        (json!(2), json!(1))
+    );
+    assert_eq!(out["results"][2]["problem"]["code"], "unknown_deposit");
+    let again = json!({"acks": [{"deposit": pos(1), "outcome": "rejected", "reason_code": "not_recognised", "reason": "other text"}]});
+    let (_, out) = app.post("/v1/deposits/acks", &bank, again).await;
+    assert_eq!(out["results"][0]["status"], "conflict");
+    assert_eq!(out["results"][0]["problem"]["field"], "reason");
+
+    // Bad input names the field and writes nothing.
+    let (status, body) = app
+        .post(
+            "/v1/deposits/acks",
+            &bank,
+            json!({"acks": [{"deposit": pos(3), "outcome": "rejected", "reason_code": "Bad Code"}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body["field"], "acks/0/reason_code");
+    let (status, _) = app.post("/v1/deposits/acks", &bank, json!({"acks": []})).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let acks = app
+        .scalar("select count(*) from ledger_entries where kind in (10, 11)")
+        .await;
+    assert_eq!(acks, 3, "one entry per decided deposit, no more");
+    // Acknowledgements are sealed like any entry, but are no deposits.
+    // (Wait for the entry count itself: the checkpoint may already exist.)
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let latest = loop {
+        let (_, latest) = app.get("/v1/checkpoints/latest", &bank).await;
+        if latest["entries"] == 7 {
+            break latest;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no checkpoint sealed the acknowledgements: {latest}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(latest["deposits_end"], 4);
+    assert_eq!(latest["entries"], 7);
+
+    // The transcript shows the bank's decisions; totals do not move.
+    let learner = all[0]["learner_id"].as_str().expect("learner");
+    let (status, t) = app.get(&format!("/v1/learners/{learner}/transcript"), &app.admin).await;
+    assert_eq!(status, StatusCode::OK);
+    let status_of = |p: &Value| {
+        t["entries"]
+            .as_array()
+            .expect("entries")
+            .iter()
+            .find(|e| e["position"] == *p)
+            .map(|e| e["status"].clone())
+    };
+    assert_eq!(status_of(&pos(0)), Some(json!("deposited")));
+    assert!(t["totals"]["by_site"].get("credit-bank").is_none());
+    assert_eq!(t["totals"]["total"], "2.00");
+    let other = all[1]["learner_id"].as_str().expect("learner");
+    let (_, t) = app.get(&format!("/v1/learners/{other}/transcript"), &app.admin).await;
+    let statuses: Vec<&str> = t["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter_map(|e| e["status"].as_str())
+        .collect();
+    assert!(statuses.contains(&"rejected_by_bank"), "{statuses:?}");
+    assert!(statuses.contains(&"bank_rejected"), "{statuses:?}");
+    let (code, out) = app.verify_cli().await;
+    assert_eq!(code, 0, "acks keep the chains valid: {out}");
+}
+
+async fn the_bank_reads_deposits_only_and_nobody_else_reads_them(app: TestApp) {
+    let key = setup(&app, 1).await;
+    let bank = app.bank().await;
+    post_events(&app, &key, 0, 2, 1).await;
+    wait_for_deposits(&app, &bank, 2).await;
+    for who in [&key, &app.admin] {
+        let (status, body) = app.get("/v1/deposits", who).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+        let (status, _) = app.post("/v1/deposits/acks", who, json!({"acks": []})).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+    }
+    let (status, _) = app.put("/v1/events/x1", &bank, completion("u0", "C1", "5")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = app.post("/v1/events", &bank, json!([])).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = app.get("/v1/sites", &bank).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = app.get("/v1/sites/xihu", &bank).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = app.post("/v1/bank/keys", &bank, json!(null)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (_, page) = app.get("/v1/deposits?limit=1", &bank).await;
+    let learner = page["deposits"][0]["learner_id"].as_str().expect("learner").to_owned();
+    let (status, _) = app.get(&format!("/v1/learners/{learner}/transcript"), &bank).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    // Limits and cursors are checked, naming the parameter.
+    for (query, field) in [
+        ("limit=0", "limit"),
+        ("limit=501", "limit"),
+        ("limit=x", "limit"),
+        ("after=nope", "after"),
+    ] {
+        let (status, body) = app.get(&format!("/v1/deposits?{query}"), &bank).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{query}");
+        assert_eq!(body["field"], field);
+    }
+    let (status, page) = app.get("/v1/deposits?limit=500", &bank).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(page["deposits"].as_array().map(Vec::len), Some(2));
+    // The bank's site id cannot be taken by an alliance site.
+    let (status, body) = app
+        .post(
+            "/v1/sites",
+            &app.admin,
+            json!({"id": "credit-bank", "name": "假银行", "level": "county", "region_code": "330106"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body["field"], "id");
+}
+
+async fn consecutive_checkpoints_are_signed_and_consistent(app: TestApp) {
+    let key = setup(&app, 9).await;
+    let bank = app.bank().await;
+    for round in 0..4 {
+        post_events(&app, &key, round * 10, round * 10 + 10, 9).await;
+        wait_for_deposits(&app, &bank, u64::from(round * 10 + 10)).await;
+    }
+    let pk = public_key(&app, &bank).await;
+    let (_, latest) = app.get("/v1/checkpoints/latest", &bank).await;
+    let last = latest["number"].as_u64().expect("number");
+    assert!(last >= 4, "a checkpoint per round at least");
+    let mut prev: Option<Checkpoint> = None;
+    for n in 1..=last {
+        let (status, v) = app.get(&format!("/v1/checkpoints/{n}"), &bank).await;
+        assert_eq!(status, StatusCode::OK);
+        let cp = checkpoint_of(&v);
+        assert_eq!(hex::encode(cp.hash()), v["hash"]);
+        cp.verify_signature(&pk, &signature_of(&v)).expect("signed");
+        let proofs: Vec<Vec<[u8; 32]>> = v["consistency"]
+            .as_array()
+            .expect("consistency")
+            .iter()
+            .map(|p| p.as_array().expect("proof").iter().map(h32).collect())
+            .collect();
+        if let Some(p) = &prev {
+            cp.verify_extends(p, &proofs).expect("extends its predecessor");
+            let mut forged = cp.clone();
+            if let Some(c) = forged.chains.iter_mut().find(|c| c.size > 0) {
+                c.root[0] ^= 1;
+            }
+            assert!(forged.verify_extends(p, &proofs).is_err() || proofs.iter().all(Vec::is_empty));
+        } else {
+            assert_eq!(cp.prev_hash, [0; 32]);
+        }
+        prev = Some(cp);
+    }
+    // A consumer that skipped checkpoints checks consistency from the one it has.
+    let first = {
+        let (_, v) = app.get("/v1/checkpoints/1", &bank).await;
+        checkpoint_of(&v)
+    };
+    let (status, v) = app.get(&format!("/v1/checkpoints/{last}?from=1"), &bank).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(v["consistency_from"], 1);
+    let proofs: Vec<Vec<[u8; 32]>> = v["consistency"]
+        .as_array()
+        .expect("consistency")
+        .iter()
+        .map(|p| p.as_array().expect("proof").iter().map(h32).collect())
+        .collect();
+    checkpoint_of(&v)
+        .verify_extends_from(&first, &proofs)
+        .expect("extends checkpoint 1");
+    let (status, body) = app.get(&format!("/v1/checkpoints/1?from={last}"), &bank).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body["field"], "from");
+    let (status, body) = app.get(&format!("/v1/checkpoints/{}", last + 1), &bank).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    // No new entries, no new checkpoint.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (_, again) = app.get("/v1/checkpoints/latest", &bank).await;
+    assert_eq!(again["number"], latest["number"]);
+}
+
+async fn run_pull(app: &TestApp, bank: &str, state: &std::path::Path) -> tokio::process::Child {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_xuefen"))
+        .args(["bank", "pull", "--limit", "9"])
+        .arg("--url")
+        .arg(&app.base)
+        .arg("--state")
+        .arg(state)
+        .env("XUEFEN_BANK_KEY", bank)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn xuefen bank pull")
+}
+
+async fn bank_pull_survives_kills_acks_each_deposit_once_and_stops_at_a_tampered_entry(app: TestApp) {
+    const N: u32 = 240;
+    let key = setup(&app, 16).await;
+    let bank = app.bank().await;
+    post_events(&app, &key, 0, N, 16).await;
+    wait_for_deposits(&app, &bank, u64::from(N)).await;
+    let dir = std::env::temp_dir().join(format!("xuefen-pull-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let state = dir.join("state.json");
+
+    // Kill the consumer at random points, a bounded number of times.
+    let mut rng = rand::thread_rng();
+    let mut kills = Vec::new();
+    for _ in 0..5 {
+        let mut child = run_pull(&app, &bank, &state).await;
+        tokio::time::sleep(Duration::from_millis(rng.gen_range(50..1_500))).await;
+        if child.try_wait().expect("wait").is_none() {
+            child.kill().await.expect("kill");
+            let saved: Value = std::fs::read(&state)
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok())
+                .unwrap_or(Value::Null);
+            kills.push(saved["deposits_acknowledged"].as_u64().unwrap_or(0));
+        }
+    }
+    eprintln!("xuefen bank pull killed with {kills:?} deposits acknowledged");
+    let out = run_pull(&app, &bank, &state)
+        .await
+        .wait_with_output()
+        .await
+        .expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains(&format!("{N} in all")), "{stdout}");
+    let acked = app.scalar("select count(*) from ledger_entries where kind = 10").await;
+    let distinct = app
+        .scalar("select count(*) from (select distinct refers_chain, refers_seq from ledger_entries where kind = 10) d")
+        .await;
+    assert_eq!(
+        (acked, distinct),
+        (i64::from(N), i64::from(N)),
+        "each deposit acknowledged exactly once (killed at {kills:?})"
+    );
+
+    // A later deposit altered in the database stops the consumer, naming it.
+    post_events(&app, &key, N, N + 5, 16).await;
+    wait_for_deposits(&app, &bank, u64::from(N + 5)).await;
+    let (chain, seq) = (
+        app.scalar(&format!(
+            "select cast(chain_id as bigint) from ledger_entries where event_id = 'e{}'",
+            N + 2
+        ))
+        .await,
+        app.scalar(&format!("select seq from ledger_entries where event_id = 'e{}'", N + 2))
+            .await,
+    );
+    app.tamper(&format!(
+        "update ledger_entries set credits_cents = 9900 where event_id = 'e{}'",
+        N + 2
+    ))
+    .await;
+    let out = run_pull(&app, &bank, &state)
+        .await
+        .wait_with_output()
+        .await
+        .expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains(&format!("entry {chain}:{seq}")), "{stdout}");
+    assert!(stdout.contains("altered"), "{stdout}");
+    let acked = app.scalar("select count(*) from ledger_entries where kind = 10").await;
+    assert_eq!(acked, i64::from(N), "nothing of the tampered page is acknowledged");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+async fn verify_checks_checkpoints_against_the_entries(app: TestApp) {
+    let key = setup(&app, 3).await;
+    let bank = app.bank().await;
+    post_events(&app, &key, 0, 6, 3).await;
+    wait_for_deposits(&app, &bank, 6).await;
+    post_events(&app, &key, 6, 9, 3).await;
+    wait_for_deposits(&app, &bank, 9).await;
+    let (code, out) = app.verify_cli().await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("checkpoints consistent"), "{out}");
+    // A checkpoint rewritten in place no longer hashes to what it stored.
+    app.tamper("update checkpoints set created_at_ms = created_at_ms + 1 where number = 1")
+        .await;
+    let (code, out) = app.verify_cli().await;
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("checkpoint 1"), "{out}");
+}
+
+async fn sixteen_concurrent_identical_acks_write_one_entry(app: TestApp) {
+    let key = setup(&app, 1).await;
+    let bank = app.bank().await;
+    post_events(&app, &key, 0, 1, 1).await;
+    wait_for_deposits(&app, &bank, 1).await;
+    let (_, page) = app.get("/v1/deposits", &bank).await;
+    let p = page["deposits"][0]["position"].clone();
+    let path = format!("/v1/deposits/{}/{}/ack", p["chain"], p["seq"]);
+    let body = json!({"outcome": "rejected", "reason_code": "not_recognised"});
+    let calls = (0..16).map(|_| app.put(&path, &bank, body.clone()));
+    let results = futures::future::join_all(calls).await;
+    let created = results.iter().filter(|(s, _)| *s == StatusCode::CREATED).count();
+    let repeated = results.iter().filter(|(s, _)| *s == StatusCode::OK).count();
+    assert_eq!((created, repeated), (1, 15), "{results:?}");
+    let positions: HashSet<String> = results.iter().map(|(_, b)| b["position"].to_string()).collect();
+    assert_eq!(positions.len(), 1, "every answer names the one entry");
+    let acks = app.scalar("select count(*) from ledger_entries where kind = 11").await;
+    assert_eq!(acks, 1);
+    let (code, out) = app.verify_cli().await;
+    assert_eq!(code, 0, "{out}");
+}
