@@ -426,6 +426,7 @@ pub async fn list_deposits(
             .ok_or_else(|| FieldError::new("limit", format!("must be an integer from 1 to {PAGE_DEPOSITS_MAX}")))?,
     };
     let page = deposit_page(&*state.store, after.0, limit).await?;
+    state.metrics.deposits_served(page.last);
     Ok(Json(DepositPageOut {
         deposits: page.deposits.iter().map(|(r, p)| deposit_out(r, p)).collect(),
         next_cursor: Cursor(page.last).encode(),

@@ -86,6 +86,10 @@ pub struct Metrics {
     chain_head: Family<ChainLabels, Gauge>,
     pool_connections: Family<PoolLabels, Gauge>,
     pool_connections_max: Gauge,
+    deposits_read: Gauge,
+    deposits_published: Gauge,
+    checkpoint_number: Gauge,
+    checkpoint_age: Gauge<f64, std::sync::atomic::AtomicU64>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -124,7 +128,7 @@ impl Metrics {
         let events = Family::<OutcomeLabels, Counter>::default();
         registry.register(
             "xuefen_events",
-            "Events judged by the ledger, by outcome (accepted, duplicate, conflict, rejected)",
+            "Events judged, by outcome (accepted, duplicate, conflict, rejected); rejected includes batch items that could not be parsed",
             events.clone(),
         );
         let commit_events = Histogram::new(SIZE_BUCKETS);
@@ -163,6 +167,30 @@ impl Metrics {
             "The most connections the database pool may open",
             pool_connections_max.clone(),
         );
+        let deposits_read = Gauge::default();
+        registry.register(
+            "xuefen_deposits_read",
+            "Highest deposit number this instance has served to the credit bank's feed",
+            deposits_read.clone(),
+        );
+        let deposits_published = Gauge::default();
+        registry.register(
+            "xuefen_deposits_published",
+            "Deposits covered by the latest checkpoint (the feed's end), read at scrape time",
+            deposits_published.clone(),
+        );
+        let checkpoint_number = Gauge::default();
+        registry.register(
+            "xuefen_checkpoint_latest",
+            "Number of the latest signed checkpoint, read at scrape time",
+            checkpoint_number.clone(),
+        );
+        let checkpoint_age = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        registry.register(
+            "xuefen_checkpoint_age_seconds",
+            "Seconds since the latest signed checkpoint was made, read at scrape time",
+            checkpoint_age.clone(),
+        );
         Self {
             registry,
             http_requests,
@@ -175,6 +203,29 @@ impl Metrics {
             chain_head,
             pool_connections,
             pool_connections_max,
+            deposits_read,
+            deposits_published,
+            checkpoint_number,
+            checkpoint_age,
+        }
+    }
+
+    /// Records that the feed served deposits up to `number` (a page's last).
+    /// The gauge only rises: a replayed older page does not lower it.
+    pub fn deposits_served(&self, number: u64) {
+        let number = i64::try_from(number).unwrap_or(i64::MAX);
+        self.deposits_read
+            .inner()
+            .fetch_max(number, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Counts events that never reached the ledger because they could not be
+    /// parsed (each gets a `rejected` result in its batch).
+    pub fn events_rejected_unparsed(&self, count: usize) {
+        if count > 0 {
+            self.events
+                .get_or_create(&OutcomeLabels { outcome: "rejected" })
+                .inc_by(count as u64);
         }
     }
 
@@ -228,6 +279,21 @@ impl Metrics {
             }
             // A scrape still shows everything else; the stale heads keep their last value.
             Err(e) => tracing::warn!(error = %e, "metrics: could not read chain heads"),
+        }
+        match store.latest_checkpoint().await {
+            Ok(Some(latest)) => {
+                let c = &latest.checkpoint;
+                self.deposits_published
+                    .set(i64::try_from(c.deposits_end).unwrap_or(i64::MAX));
+                self.checkpoint_number.set(i64::try_from(c.number).unwrap_or(i64::MAX));
+                let now_ms = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+                self.checkpoint_age
+                    .set(now_ms.saturating_sub(c.created_at.0).max(0) as f64 / 1000.0);
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "metrics: could not read the latest checkpoint"),
         }
         let mut out = String::new();
         if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {

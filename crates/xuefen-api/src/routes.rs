@@ -576,6 +576,7 @@ pub async fn post_events(
             }
         }
     }
+    state.metrics.events_rejected_unparsed(results.len() - events.len());
     if !events.is_empty() {
         let ids: Vec<String> = events.iter().map(|e| e.id.to_string()).collect();
         let outcomes = state.committer.submit(events).await.map_err(commit_error)?;

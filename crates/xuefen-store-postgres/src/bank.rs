@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 
 use sqlx::postgres::PgRow;
-use sqlx::{PgPool, Postgres, Row, Transaction};
+use sqlx::{PgPool, Postgres, Transaction};
 use xuefen_core::bank::{BANK_SITE, Decision, ack_body, ack_event_id};
 use xuefen_core::entry::{Entry, EntryKind};
 use xuefen_core::event::Millis;
@@ -20,7 +20,7 @@ use xuefen_store::bank::{AckOutcome, AckRequest, CheckpointRecord, DepositRecord
 use xuefen_store::records::EntryRecord;
 use xuefen_store::{Result, StoreError, Written};
 
-use super::{db, entry_record};
+use super::{Col, db, entry_record};
 
 /// Rows per `UNNEST` insert of Merkle nodes: bounds one statement's arrays.
 const NODE_ROWS_PER_INSERT: usize = 50_000;
@@ -38,18 +38,18 @@ macro_rules! l_entry_columns {
 const CHECKPOINT_COLUMNS: &str = "number, created_at_ms, prev_hash, deposits_end, chains, signature, hash";
 
 fn entry(row: &PgRow) -> Result<Entry> {
-    Entry::try_from(entry_record(row))
+    entry_record(row).and_then(Entry::try_from)
 }
 
 fn checkpoint_from_row(row: &PgRow) -> Result<StoredCheckpoint> {
     StoredCheckpoint::try_from(CheckpointRecord {
-        number: row.get(0),
-        created_at_ms: row.get(1),
-        prev_hash: row.get(2),
-        deposits_end: row.get(3),
-        chains: row.get(4),
-        signature: row.get(5),
-        hash: row.get(6),
+        number: row.col(0)?,
+        created_at_ms: row.col(1)?,
+        prev_hash: row.col(2)?,
+        deposits_end: row.col(3)?,
+        chains: row.col(4)?,
+        signature: row.col(5)?,
+        hash: row.col(6)?,
     })
 }
 
@@ -97,7 +97,7 @@ pub(crate) async fn entry_kinds(pool: &PgPool, positions: &[Position]) -> Result
     .map_err(db)?;
     let mut out = HashMap::new();
     for row in rows {
-        let (chain, seq, kind): (i32, i64, i16) = (row.get(0), row.get(1), row.get(2));
+        let (chain, seq, kind): (i32, i64, i16) = (row.col(0)?, row.col(1)?, row.col(2)?);
         let kind = u8::try_from(kind).ok().and_then(EntryKind::from_code);
         if let (Ok(chain), Ok(seq), Some(kind)) = (u32::try_from(chain), u64::try_from(seq), kind) {
             out.insert(Position { chain, seq }, kind);
@@ -128,7 +128,7 @@ pub(crate) async fn merkle_nodes(pool: &PgPool, chain: u32, nodes: &[NodeId]) ->
     .map_err(db)?;
     let mut out = HashMap::with_capacity(rows.len());
     for row in rows {
-        let (level, idx, hash): (i16, i64, Vec<u8>) = (row.get(0), row.get(1), row.get(2));
+        let (level, idx, hash): (i16, i64, Vec<u8>) = (row.col(0)?, row.col(1)?, row.col(2)?);
         let corrupt = || StoreError::Corrupt {
             at: format!("merkle node {chain}/{level}/{idx}"),
             detail: "out of range or not 32 bytes".into(),
@@ -221,9 +221,9 @@ pub(crate) async fn deposits_after(pool: &PgPool, after: u64, limit: u32) -> Res
     .map_err(db)?;
     rows.iter()
         .map(|row| {
-            let number: i64 = row.get(22);
-            let checkpoint: i64 = row.get(23);
-            let hash: Option<Vec<u8>> = row.get(24);
+            let number: i64 = row.col(22)?;
+            let checkpoint: i64 = row.col(23)?;
+            let hash: Option<Vec<u8>> = row.col(24)?;
             Ok(DepositRecord {
                 number: number as u64,
                 checkpoint: checkpoint as u64,
@@ -258,7 +258,7 @@ async fn lock_head(tx: &mut Transaction<'_, Postgres>, chain: u32) -> Result<(u6
         .fetch_one(&mut **tx)
         .await
         .map_err(db)?;
-    let (seq, hash): (i64, Vec<u8>) = (row.get(0), row.get(1));
+    let (seq, hash): (i64, Vec<u8>) = (row.col(0)?, row.col(1)?);
     let corrupt = || StoreError::Corrupt {
         at: format!("chain head {chain}"),
         detail: "negative seq or hash not 32 bytes".into(),

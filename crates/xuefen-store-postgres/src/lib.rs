@@ -82,6 +82,22 @@ fn db(e: sqlx::Error) -> StoreError {
     }
 }
 
+/// Reads a column by index: a type mismatch is an error, never a panic.
+pub(crate) trait Col {
+    fn col<'r, T>(&'r self, i: usize) -> Result<T>
+    where
+        T: sqlx::Decode<'r, Postgres> + sqlx::Type<Postgres>;
+}
+
+impl Col for PgRow {
+    fn col<'r, T>(&'r self, i: usize) -> Result<T>
+    where
+        T: sqlx::Decode<'r, Postgres> + sqlx::Type<Postgres>,
+    {
+        self.try_get(i).map_err(db)
+    }
+}
+
 fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
 }
@@ -470,8 +486,8 @@ async fn lookup_courses(
     for row in rows {
         // A course row the service could not have written is skipped here,
         // so its events are rejected as naming an unknown course.
-        if let Ok(course) = Course::try_from(course_record(&row)) {
-            if let Some(cap) = row.get::<Option<i64>, _>(12) {
+        if let Ok(course) = course_record(&row).and_then(Course::try_from) {
+            if let Some(cap) = row.try_get::<Option<i64>, _>(12)? {
                 lookups.caps.insert(course.category.clone(), Credits::from_cents(cap));
             }
             lookups
@@ -519,7 +535,7 @@ async fn lock_heads(
     .fetch_all(&mut **tx)
     .await?;
     for row in rows {
-        let (chain, seq, hash): (i32, i64, Vec<u8>) = (row.get(0), row.get(1), row.get(2));
+        let (chain, seq, hash): (i32, i64, Vec<u8>) = (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
         let head = Head {
             seq: u64::try_from(seq).map_err(|_| sqlx::Error::Protocol("negative head seq".into()))?,
             hash: hash
@@ -544,48 +560,48 @@ macro_rules! entry_columns {
     };
 }
 
-fn entry_record(row: &PgRow) -> EntryRecord {
-    EntryRecord {
-        chain_id: row.get(0),
-        seq: row.get(1),
-        prev_hash: row.get(2),
-        hash: row.get(3),
-        kind: row.get(4),
-        site_id: row.get(5),
-        event_id: row.get(6),
-        learner_id: row.get(7),
-        course_code: row.get(8),
-        category: row.get(9),
-        credits_cents: row.get(10),
-        occurred_at_ms: row.get(11),
-        recorded_at_ms: row.get(12),
-        score_cents: row.get(13),
-        hours_cents: row.get(14),
-        rule_version: row.get(15),
-        refers_chain: row.get(16),
-        refers_seq: row.get(17),
-        target_event: row.get(18),
-        reason: row.get(19),
-        recognition_group: row.get(20),
-        withheld_cents: row.get(21),
-    }
+fn entry_record(row: &PgRow) -> Result<EntryRecord> {
+    Ok(EntryRecord {
+        chain_id: row.col(0)?,
+        seq: row.col(1)?,
+        prev_hash: row.col(2)?,
+        hash: row.col(3)?,
+        kind: row.col(4)?,
+        site_id: row.col(5)?,
+        event_id: row.col(6)?,
+        learner_id: row.col(7)?,
+        course_code: row.col(8)?,
+        category: row.col(9)?,
+        credits_cents: row.col(10)?,
+        occurred_at_ms: row.col(11)?,
+        recorded_at_ms: row.col(12)?,
+        score_cents: row.col(13)?,
+        hours_cents: row.col(14)?,
+        rule_version: row.col(15)?,
+        refers_chain: row.col(16)?,
+        refers_seq: row.col(17)?,
+        target_event: row.col(18)?,
+        reason: row.col(19)?,
+        recognition_group: row.col(20)?,
+        withheld_cents: row.col(21)?,
+    })
 }
 
-fn course_record(row: &PgRow) -> CourseRecord {
-    CourseRecord {
-        site_id: row.get(0),
-        code: row.get(1),
-        title: row.get(2),
-        category: row.get(3),
-        rule_kind: row.get(4),
-        credits_cents: row.get(5),
-        hours_per_credit_cents: row.get(6),
-        cap_cents: row.get(7),
-        pass_mark_cents: row.get(8),
-        rule_version: row.get(9),
-        recognition_group: row.get(10),
-        offered_from_ms: row.get(11),
-    }
+fn course_record(row: &PgRow) -> Result<CourseRecord> {
+    Ok(CourseRecord {
+        site_id: row.col(0)?,
+        code: row.col(1)?,
+        title: row.col(2)?,
+        category: row.col(3)?,
+        rule_kind: row.col(4)?,
+        credits_cents: row.col(5)?,
+        hours_per_credit_cents: row.col(6)?,
+        cap_cents: row.col(7)?,
+        pass_mark_cents: row.col(8)?,
+        rule_version: row.col(9)?,
+        recognition_group: row.col(10)?,
+        offered_from_ms: row.col(11)?,
+    })
 }
 
 async fn entries_by_keys(
@@ -605,7 +621,11 @@ async fn entries_by_keys(
     .fetch_all(&mut **tx)
     .await?;
     rows.iter()
-        .map(|r| Entry::try_from(entry_record(r)).map_err(|e| sqlx::Error::Decode(Box::new(e))))
+        .map(|r| {
+            entry_record(r)
+                .and_then(Entry::try_from)
+                .map_err(|e| sqlx::Error::Decode(Box::new(e)))
+        })
         .collect()
 }
 
@@ -627,14 +647,18 @@ async fn reversed_targets(
     .bind(&targets)
     .fetch_all(&mut **tx)
     .await?;
-    Ok(rows
-        .iter()
+    rows.iter()
         .filter_map(|r| {
-            let site = SiteId::parse(r.get::<String, _>(0)).ok()?;
-            let event = EventId::parse(r.get::<String, _>(1)).ok()?;
-            Some((site, event))
+            let site = r.try_get::<String, _>(0).map(SiteId::parse);
+            let event = r.try_get::<String, _>(1).map(EventId::parse);
+            match (site, event) {
+                (Ok(Ok(site)), Ok(Ok(event))) => Some(Ok((site, event))),
+                (Err(e), _) | (_, Err(e)) => Some(Err(e)),
+                // Ids the service could not have written name no event.
+                _ => None,
+            }
         })
-        .collect())
+        .collect()
 }
 
 /// Every entry of each (learner, group) pair, in sequence order.
@@ -660,7 +684,9 @@ async fn group_entries(
     .fetch_all(&mut **tx)
     .await?;
     for row in &rows {
-        let e = Entry::try_from(entry_record(row)).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+        let e = entry_record(row)
+            .and_then(Entry::try_from)
+            .map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
         if let Some(g) = e.body.recognition_group.clone() {
             out.entry((e.body.learner.clone(), g)).or_default().push(e);
         }
@@ -707,7 +733,7 @@ async fn year_totals(
     .await?;
     for row in rows {
         let (learner, category, year, sum): (String, String, i32, Option<i64>) =
-            (row.get(0), row.get(1), row.get(2), row.get(3));
+            (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?, row.try_get(3)?);
         if let (Ok(l), Ok(c)) = (LearnerId::parse(learner), Category::parse(category)) {
             out.insert((l, c, year), Credits::from_cents(sum.unwrap_or(0)));
         }
@@ -787,19 +813,19 @@ async fn update_heads(
 }
 
 fn site_from_row(row: &PgRow) -> Result<Site> {
-    let id: String = row.get(0);
+    let id: String = row.col(0)?;
     let corrupt = |e: xuefen_core::FieldError| StoreError::Corrupt {
         at: format!("site {id}"),
         detail: e.to_string(),
     };
     Ok(Site {
         id: SiteId::parse(id.clone()).map_err(corrupt)?,
-        name: row.get(1),
-        level: SiteLevel::parse(row.get::<&str, _>(2)).map_err(corrupt)?,
-        region_code: RegionCode::parse(row.get::<String, _>(3)).map_err(corrupt)?,
-        status: SiteStatus::parse(row.get::<&str, _>(4)).map_err(corrupt)?,
-        agreement_starts_at: row.get::<Option<i64>, _>(5).map(Millis),
-        agreement_ends_at: row.get::<Option<i64>, _>(6).map(Millis),
+        name: row.col(1)?,
+        level: SiteLevel::parse(row.col::<&str>(2)?).map_err(corrupt)?,
+        region_code: RegionCode::parse(row.col::<String>(3)?).map_err(corrupt)?,
+        status: SiteStatus::parse(row.col::<&str>(4)?).map_err(corrupt)?,
+        agreement_starts_at: row.col::<Option<i64>>(5)?.map(Millis),
+        agreement_ends_at: row.col::<Option<i64>>(6)?.map(Millis),
     })
 }
 
@@ -810,17 +836,17 @@ const SITE_CHANGE_COLUMNS: &str = "seq, prev_hash, hash, site_id, from_status, t
 
 fn site_change_from_row(row: &PgRow) -> Result<SiteChangeEntry> {
     SiteChangeEntry::try_from(SiteChangeRecord {
-        seq: row.get(0),
-        prev_hash: row.get(1),
-        hash: row.get(2),
-        site_id: row.get(3),
-        from_status: row.get(4),
-        to_status: row.get(5),
-        actor: row.get(6),
-        reason: row.get(7),
-        at_ms: row.get(8),
-        agreement_starts_at_ms: row.get(9),
-        agreement_ends_at_ms: row.get(10),
+        seq: row.col(0)?,
+        prev_hash: row.col(1)?,
+        hash: row.col(2)?,
+        site_id: row.col(3)?,
+        from_status: row.col(4)?,
+        to_status: row.col(5)?,
+        actor: row.col(6)?,
+        reason: row.col(7)?,
+        at_ms: row.col(8)?,
+        agreement_starts_at_ms: row.col(9)?,
+        agreement_ends_at_ms: row.col(10)?,
     })
 }
 
@@ -835,7 +861,7 @@ async fn append_site_change(tx: &mut Transaction<'_, Postgres>, change: SiteChan
         at: "alliance_head".into(),
         detail: d.into(),
     };
-    let (seq, hash): (i64, Vec<u8>) = (row.get(0), row.get(1));
+    let (seq, hash): (i64, Vec<u8>) = (row.col(0)?, row.col(1)?);
     let seq = u64::try_from(seq).map_err(|_| corrupt("negative seq"))?;
     let hash: [u8; 32] = hash.try_into().map_err(|_| corrupt("hash is not 32 bytes"))?;
     let entry = SiteChangeEntry::seal(seq + 1, hash, change);
@@ -1003,7 +1029,7 @@ impl Store for PgStore {
             .fetch_one(&self.pool)
             .await
             .map_err(db)?;
-        let (seq, hash): (i64, Vec<u8>) = (row.get(0), row.get(1));
+        let (seq, hash): (i64, Vec<u8>) = (row.col(0)?, row.col(1)?);
         let corrupt = |d: &str| StoreError::Corrupt {
             at: "alliance_head".into(),
             detail: d.into(),
@@ -1065,28 +1091,28 @@ impl Store for PgStore {
         .await
         .map_err(db)?;
         let Some(row) = row else { return Ok(None) };
-        let id: String = row.get(0);
+        let id: String = row.col(0)?;
         let corrupt = |detail: String| StoreError::Corrupt {
             at: format!("key {id}"),
             detail,
         };
-        let principal = match (row.get::<&str, _>(1), row.get::<Option<String>, _>(2)) {
+        let principal = match (row.col::<&str>(1)?, row.col::<Option<String>>(2)?) {
             ("admin", _) => Principal::Admin,
             ("bank", None) => Principal::Bank,
             ("site", Some(site)) => Principal::Site(SiteId::parse(site).map_err(|e| corrupt(e.to_string()))?),
             (role, _) => return Err(corrupt(format!("role {role}"))),
         };
         let site_status = row
-            .get::<Option<&str>, _>(4)
+            .col::<Option<&str>>(4)?
             .map(SiteStatus::parse)
             .transpose()
             .map_err(|e| corrupt(e.to_string()))?;
         Ok(Some(KeyRecord {
             id: id.clone(),
             principal,
-            revoked: row.get(3),
+            revoked: row.col(3)?,
             site_status,
-            agreement_ends_at: row.get::<Option<i64>, _>(5).map(Millis),
+            agreement_ends_at: row.col::<Option<i64>>(5)?.map(Millis),
         }))
     }
 
@@ -1191,7 +1217,10 @@ impl Store for PgStore {
         .fetch_optional(&mut *tx)
         .await
         .map_err(db)?;
-        let existing = row.as_ref().map(|r| Course::try_from(course_record(r))).transpose()?;
+        let existing = row
+            .as_ref()
+            .map(|r| course_record(r).and_then(Course::try_from))
+            .transpose()?;
         let (version, written) = match &existing {
             None => (1, Written::Created),
             Some(old) if old.terms_differ(course) => (old.rule_version + 1, Written::Existing),
@@ -1243,7 +1272,9 @@ impl Store for PgStore {
         .fetch_optional(&self.pool)
         .await
         .map_err(db)?;
-        row.as_ref().map(|r| Course::try_from(course_record(r))).transpose()
+        row.as_ref()
+            .map(|r| course_record(r).and_then(Course::try_from))
+            .transpose()
     }
 
     async fn put_group(&self, group: &Group) -> Result<Written> {
@@ -1271,7 +1302,7 @@ impl Store for PgStore {
         .await
         .map_err(db)?;
         if let Some(row) = taken {
-            let (site, code, other): (String, String, String) = (row.get(0), row.get(1), row.get(2));
+            let (site, code, other): (String, String, String) = (row.col(0)?, row.col(1)?, row.col(2)?);
             return Err(StoreError::Conflict(format!(
                 "course {site}/{code} is already in group {other}"
             )));
@@ -1327,8 +1358,8 @@ impl Store for PgStore {
             .iter()
             .map(|r| {
                 Ok((
-                    SiteId::parse(r.get::<String, _>(0)).map_err(corrupt)?,
-                    CourseCode::parse(r.get::<String, _>(1)).map_err(corrupt)?,
+                    SiteId::parse(r.col::<String>(0)?).map_err(corrupt)?,
+                    CourseCode::parse(r.col::<String>(1)?).map_err(corrupt)?,
                 ))
             })
             .collect::<Result<Vec<_>>>()?;
@@ -1363,11 +1394,11 @@ impl Store for PgStore {
             .map_err(db)?;
         rows.iter()
             .map(|r| {
-                let category = Category::parse(r.get::<String, _>(0)).map_err(|e| StoreError::Corrupt {
+                let category = Category::parse(r.col::<String>(0)?).map_err(|e| StoreError::Corrupt {
                     at: "category_caps".into(),
                     detail: e.to_string(),
                 })?;
-                Ok((category, Credits::from_cents(r.get(1))))
+                Ok((category, Credits::from_cents(r.col(1)?)))
             })
             .collect()
     }
@@ -1394,7 +1425,7 @@ impl Store for PgStore {
         .fetch_optional(&self.pool)
         .await
         .map_err(db)?;
-        row.map(|r| Entry::try_from(entry_record(&r))).transpose()
+        row.map(|r| entry_record(&r).and_then(Entry::try_from)).transpose()
     }
 
     async fn learner_entries(&self, learner: &LearnerId) -> Result<Vec<Entry>> {
@@ -1407,7 +1438,9 @@ impl Store for PgStore {
         .fetch_all(&self.pool)
         .await
         .map_err(db)?;
-        rows.into_iter().map(|r| Entry::try_from(entry_record(&r))).collect()
+        rows.into_iter()
+            .map(|r| entry_record(&r).and_then(Entry::try_from))
+            .collect()
     }
 
     async fn learner_entries_page(&self, learner: &LearnerId, after_seq: u64, limit: usize) -> Result<Vec<Entry>> {
@@ -1422,7 +1455,9 @@ impl Store for PgStore {
         .fetch_all(&self.pool)
         .await
         .map_err(db)?;
-        rows.into_iter().map(|r| Entry::try_from(entry_record(&r))).collect()
+        rows.into_iter()
+            .map(|r| entry_record(&r).and_then(Entry::try_from))
+            .collect()
     }
 
     async fn learner_summary(&self, learner: &LearnerId) -> Result<(Vec<TotalRow>, Referrals)> {
@@ -1440,13 +1475,15 @@ impl Store for PgStore {
         .map_err(db)?;
         let totals = rows
             .iter()
-            .map(|r| TotalRow {
-                year: r.get(0),
-                category: r.get(1),
-                site: r.get(2),
-                credits: Credits::from_cents(r.get(3)),
+            .map(|r| {
+                Ok(TotalRow {
+                    year: r.col(0)?,
+                    category: r.col(1)?,
+                    site: r.col(2)?,
+                    credits: Credits::from_cents(r.col(3)?),
+                })
             })
-            .collect();
+            .collect::<Result<_>>()?;
         let rows = sqlx::query(
             "select refers_chain::bigint, refers_seq, kind::bigint from ledger_entries
               where learner_id = $1 and kind in (3, 10, 11) and refers_seq is not null",
@@ -1512,19 +1549,19 @@ impl Store for PgStore {
         .map_err(db)?;
         rows.iter()
             .map(|r| {
-                let id: String = r.get(0);
-                let count = |i: usize| u64::try_from(r.get::<i64, _>(i)).unwrap_or_default();
+                let id: String = r.col(0)?;
+                let count = |i: usize| r.col::<i64>(i).map(|n| u64::try_from(n).unwrap_or_default());
                 Ok(SiteYearStats {
                     site: SiteId::parse(id.clone()).map_err(|e| StoreError::Corrupt {
                         at: format!("site {id}"),
                         detail: e.to_string(),
                     })?,
-                    registrations: count(1),
-                    registrations_with_credits: count(2),
-                    learners_active: count(3),
-                    learners_with_credits: count(4),
-                    credits: Credits::from_cents(r.get::<i64, _>(5)),
-                    learning_stars: count(6),
+                    registrations: count(1)?,
+                    registrations_with_credits: count(2)?,
+                    learners_active: count(3)?,
+                    learners_with_credits: count(4)?,
+                    credits: Credits::from_cents(r.col::<i64>(5)?),
+                    learning_stars: count(6)?,
                 })
             })
             .collect()
@@ -1537,7 +1574,7 @@ impl Store for PgStore {
             .map_err(db)?;
         rows.iter()
             .map(|r| {
-                let (chain, seq, hash): (i32, i64, Vec<u8>) = (r.get(0), r.get(1), r.get(2));
+                let (chain, seq, hash): (i32, i64, Vec<u8>) = (r.col(0)?, r.col(1)?, r.col(2)?);
                 let corrupt = |d: &str| StoreError::Corrupt {
                     at: format!("chain head {chain}"),
                     detail: d.into(),
@@ -1621,7 +1658,7 @@ impl Store for PgStore {
         .bind(chain as i32)
         .fetch(&self.pool)
         .map_err(db)
-        .and_then(|r| async move { Entry::try_from(entry_record(&r)) })
+        .and_then(|r| async move { entry_record(&r).and_then(Entry::try_from) })
         .boxed()
     }
 

@@ -24,19 +24,26 @@ async fn metrics_count_requests_outcomes_commits_heads_and_the_pool() {
             )
             .await;
         }
-        // A batch: one accepted, one rejected by the ledger (unknown course).
+        // A batch: one accepted, one rejected by the ledger (unknown course),
+        // one rejected before it (no such event kind).
         let mut unknown = completion("5");
         unknown["course"] = json!("NOPE");
         unknown["event_id"] = json!("b2");
         let mut good = completion("5");
         good["event_id"] = json!("b1");
+        let unparsed = json!({"event_id": "b3", "kind": "attendance"});
         let (s, body) = app
-            .call(Method::POST, "/v1/events", Some(&site), Some(json!([good, unknown])))
+            .call(
+                Method::POST,
+                "/v1/events",
+                Some(&site),
+                Some(json!([good, unknown, unparsed])),
+            )
             .await;
         assert_eq!(s, StatusCode::OK, "{body}");
         assert_eq!(
             (body["accepted"].as_u64(), body["rejected"].as_u64()),
-            (Some(1), Some(1)),
+            (Some(1), Some(2)),
             "{body}"
         );
         // A route that does not exist is counted as `unmatched`, not by its path.
@@ -65,9 +72,10 @@ async fn metrics_count_requests_outcomes_commits_heads_and_the_pool() {
         assert_eq!(delta("xuefen_events_total{outcome=\"accepted\"}"), 4.0, "{after}");
         assert_eq!(delta("xuefen_events_total{outcome=\"duplicate\"}"), 1.0);
         assert_eq!(delta("xuefen_events_total{outcome=\"conflict\"}"), 1.0);
-        assert_eq!(delta("xuefen_events_total{outcome=\"rejected\"}"), 1.0);
+        assert_eq!(delta("xuefen_events_total{outcome=\"rejected\"}"), 2.0);
 
-        // Six group commits (five PUTs and the batch) wrote seven events.
+        // Six group commits (five PUTs and the batch) wrote seven events; the
+        // unparsed item never reached a commit.
         assert_eq!(delta("xuefen_commit_batch_events_count"), 6.0);
         assert_eq!(delta("xuefen_commit_batch_events_sum"), 7.0);
         assert_eq!(delta("xuefen_commit_batch_requests_sum"), 6.0);
@@ -84,6 +92,55 @@ async fn metrics_count_requests_outcomes_commits_heads_and_the_pool() {
             1.0,
             "the scrape itself is in flight"
         );
+    }
+}
+
+/// The credit bank's lag behind the feed is `published - read`: the
+/// deposits the latest checkpoint covers against the highest deposit the feed
+/// has served; the checkpoint's number and age are there to alert on a
+/// checkpointer that stopped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_show_the_deposit_feed_lag_and_the_checkpoint_age() {
+    for backend in backends() {
+        let app = Server::start(backend, &[], &["--set", "checkpoint_interval_ms=50"]).await;
+        let site = app.fixture().await;
+        for (id, hours) in [("e1", "5"), ("e2", "10"), ("e3", "15")] {
+            let (s, body) = app
+                .call(
+                    Method::PUT,
+                    &format!("/v1/events/{id}"),
+                    Some(&site),
+                    Some(completion(hours)),
+                )
+                .await;
+            assert_eq!(s, StatusCode::CREATED, "{body}");
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let mut scrape = app.scrape().await;
+        while sample(&scrape, "xuefen_deposits_published") < 3.0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{backend:?}: no checkpoint\n{scrape}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            scrape = app.scrape().await;
+        }
+        assert_eq!(sample(&scrape, "xuefen_deposits_read"), 0.0, "nothing read yet");
+        assert!(sample(&scrape, "xuefen_checkpoint_latest") >= 1.0);
+        let age = sample(&scrape, "xuefen_checkpoint_age_seconds");
+        assert!((0.0..20.0).contains(&age), "{age}");
+
+        let (s, body) = app.call(Method::POST, "/v1/bank/keys", Some(&app.admin), None).await;
+        assert!(s.is_success(), "{body}");
+        let bank = body["secret"].as_str().expect("bank secret").to_owned();
+        let (s, page) = app.call(Method::GET, "/v1/deposits?limit=2", Some(&bank), None).await;
+        assert_eq!(s, StatusCode::OK, "{page}");
+        assert_eq!(sample(&app.scrape().await, "xuefen_deposits_read"), 2.0);
+        // Replaying the first page again does not lower the mark.
+        app.call(Method::GET, "/v1/deposits?limit=1", Some(&bank), None).await;
+        let scrape = app.scrape().await;
+        assert_eq!(sample(&scrape, "xuefen_deposits_read"), 2.0, "{scrape}");
+        assert_eq!(sample(&scrape, "xuefen_deposits_published"), 3.0);
     }
 }
 
