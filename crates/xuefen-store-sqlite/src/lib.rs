@@ -58,7 +58,7 @@ use xuefen_store::bank::{AckOutcome, AckRequest, DepositRecord, NewCheckpoint, S
 use xuefen_store::records::{CourseRecord, EntryRecord, SiteChangeRecord};
 use xuefen_store::{
     Course, Group, KeyRecord, NewKey, NewLearner, Principal, Result, Site, SiteAct, SiteYearStats, StatsRule, Store,
-    StoreError, Written, site_change,
+    StoreError, Written, site_change, site_transition,
 };
 
 mod bank;
@@ -948,18 +948,7 @@ impl Store for SqliteStore {
             .map(site_from_row)
             .transpose()?
             .ok_or(StoreError::NotFound)?;
-        if !current.status.may_move_to(status) {
-            return Err(StoreError::Conflict(format!(
-                "invalid_transition: a {} site cannot become {status}",
-                current.status
-            )));
-        }
-        let next = Site {
-            status,
-            agreement_ends_at: agreement_ends_at.or(current.agreement_ends_at),
-            ..current.clone()
-        };
-        let change = site_change(&next, Some(current.status), act);
+        let (site, change) = site_transition(&current, status, agreement_ends_at, act)?;
         sqlx::query(
             "update sites set status = ?2, agreement_starts_at_ms = ?3, agreement_ends_at_ms = ?4 where id = ?1",
         )
@@ -970,11 +959,6 @@ impl Store for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(db)?;
-        let site = Site {
-            agreement_starts_at: Some(change.agreement_starts_at),
-            agreement_ends_at: Some(change.agreement_ends_at),
-            ..next
-        };
         let entry = append_site_change(&mut tx, change).await?;
         tx.commit().await.map_err(db)?;
         Ok((site, entry))

@@ -365,3 +365,33 @@ pub fn site_change(site: &Site, from: Option<SiteStatus>, act: &SiteAct) -> xuef
         agreement_ends_at: end,
     }
 }
+
+/// A site's status change, decided once for every backend: refuses a
+/// transition the lifecycle does not allow (`Conflict`), and returns the
+/// site as it will be stored and the change to append to the alliance chain.
+/// A new agreement end date replaces the old one; without one the old stays.
+pub fn site_transition(
+    current: &Site,
+    status: SiteStatus,
+    agreement_ends_at: Option<Millis>,
+    act: &SiteAct,
+) -> Result<(Site, xuefen_core::site_log::SiteChange)> {
+    if !current.status.may_move_to(status) {
+        return Err(StoreError::Conflict(format!(
+            "invalid_transition: a {} site cannot become {status}",
+            current.status
+        )));
+    }
+    let next = Site {
+        status,
+        agreement_ends_at: agreement_ends_at.or(current.agreement_ends_at),
+        ..current.clone()
+    };
+    let change = site_change(&next, Some(current.status), act);
+    let site = Site {
+        agreement_starts_at: Some(change.agreement_starts_at),
+        agreement_ends_at: Some(change.agreement_ends_at),
+        ..next
+    };
+    Ok((site, change))
+}

@@ -415,7 +415,7 @@ fn local_secret(data_dir: &std::path::Path, name: &str, what: &str) -> anyhow::R
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
     }
-    tracing::warn!(path = %path.display(), "generated a new {what}");
+    tracing::warn!(path = %path.display(), "generated a new {what}; back it up");
     Ok(key.to_vec())
 }
 
@@ -425,21 +425,18 @@ fn identity_key(settings: &Settings) -> anyhow::Result<Vec<u8>> {
         // Length and hex were checked when the configuration loaded.
         return hex::decode(hex_key.expose()).context("identity_key must be hex");
     }
-    let path = data_dir.join("identity.key");
-    if let Ok(existing) = std::fs::read_to_string(&path) {
-        return hex::decode(existing.trim()).with_context(|| format!("read identity key {}", path.display()));
+    let key = local_secret(
+        data_dir,
+        "identity.key",
+        "identity key (learners cannot be matched across sites without it)",
+    )?;
+    if key.len() < 32 {
+        anyhow::bail!(
+            "the identity key in {} is shorter than 32 bytes",
+            data_dir.join("identity.key").display()
+        );
     }
-    std::fs::create_dir_all(data_dir).with_context(|| format!("create {}", data_dir.display()))?;
-    let mut key = [0u8; 32];
-    rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut key);
-    std::fs::write(&path, hex::encode(key)).with_context(|| format!("write {}", path.display()))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
-    }
-    tracing::warn!(path = %path.display(), "generated a new identity key; back it up: learners cannot be matched without it");
-    Ok(key.to_vec())
+    Ok(key)
 }
 
 /// The checkpoint signing key: from the settings, or generated once into `data_dir`.
