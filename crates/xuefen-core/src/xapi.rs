@@ -504,6 +504,17 @@ fn known_keys(m: &Map<String, Value>, allowed: &[&str], field: &str) -> R<()> {
     }
 }
 
+/// Checks an IRI given outside a statement (a course's activity id).
+pub fn check_iri(value: &str, field: &str) -> Result<(), StatementError> {
+    iri(&Value::String(value.to_owned()), field).map(|_| ())
+}
+
+/// Checks a UUID given outside a statement (a query parameter); returns it
+/// in lower case.
+pub fn check_uuid(value: &str, field: &str) -> Result<String, StatementError> {
+    uuid(&Value::String(value.to_owned()), field)
+}
+
 /// An IRI: a scheme, a colon, and no white space.
 fn iri<'a>(v: &'a Value, field: &str) -> R<&'a str> {
     let s = string(v, field)?;

@@ -1802,7 +1802,7 @@ pub async fn xapi_statements_are_stored_once_and_other_content_under_an_id_confl
         vec![Written::Created, Written::Created]
     );
     assert_eq!(
-        store.insert_statements(&site_id(), &[s1.clone()]).await.expect("again"),
+        store.insert_statements(&site_id(), std::slice::from_ref(&s1)).await.expect("again"),
         vec![Written::Existing]
     );
     let s3 = statement(3, "cc", COMPLETED, None, None);
@@ -1827,14 +1827,14 @@ pub async fn xapi_statements_are_stored_once_and_other_content_under_an_id_confl
     assert!(!first.voided);
     assert_eq!(
         store
-            .insert_statements(&other_site_id(), &[s1.clone()])
+            .insert_statements(&other_site_id(), std::slice::from_ref(&s1))
             .await
             .expect("other site"),
         vec![Written::Created]
     );
     assert!(
         store
-            .statements_by_ids(&other_site_id(), &[s2.id.clone()])
+            .statements_by_ids(&other_site_id(), std::slice::from_ref(&s2.id))
             .await
             .expect("read")
             .is_empty(),
@@ -1911,7 +1911,7 @@ pub async fn xapi_the_query_filters_pages_and_leaves_voided_statements_out<B: Ba
         .await
         .expect("insert");
     store
-        .insert_statements(&site_id(), &[late.clone()])
+        .insert_statements(&site_id(), std::slice::from_ref(&late))
         .await
         .expect("insert");
 
