@@ -1802,7 +1802,10 @@ pub async fn xapi_statements_are_stored_once_and_other_content_under_an_id_confl
         vec![Written::Created, Written::Created]
     );
     assert_eq!(
-        store.insert_statements(&site_id(), std::slice::from_ref(&s1)).await.expect("again"),
+        store
+            .insert_statements(&site_id(), std::slice::from_ref(&s1))
+            .await
+            .expect("again"),
         vec![Written::Existing]
     );
     let s3 = statement(3, "cc", COMPLETED, None, None);
