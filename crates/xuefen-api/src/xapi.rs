@@ -252,13 +252,9 @@ pub struct AboutOut {
               (status = 400, body = Problem, content_type = "application/problem+json"),
               (status = 401, body = Problem, content_type = "application/problem+json"),
               (status = 409, body = Problem, content_type = "application/problem+json")))]
-pub async fn put_statement(
-    State(state): State<AppState>,
-    auth: XapiSite,
-    Query(params): Query<Vec<(String, String)>>,
-    req: Request,
-) -> ApiResult<Response> {
+pub async fn put_statement(State(state): State<AppState>, auth: XapiSite, req: Request) -> ApiResult<Response> {
     let site = auth.caller.require_posting_site()?.clone();
+    let params = query_pairs(req.uri())?;
     let version = version_of(req.extensions().get::<Version>());
     let mut statement_id = None;
     for (name, value) in params {
@@ -685,9 +681,10 @@ async fn submit(
 pub async fn get_statements(
     State(state): State<AppState>,
     auth: XapiSite,
-    Query(params): Query<Vec<(String, String)>>,
+    uri: axum::http::Uri,
 ) -> ApiResult<Response> {
     let site = auth.site;
+    let params = query_pairs(&uri)?;
     let mut seen = HashSet::new();
     for (name, _) in &params {
         if !seen.insert(name.as_str()) {
@@ -746,6 +743,14 @@ pub struct StatementPageOut {
     pub statements: Vec<serde_json::Value>,
     /// The relative URL of the next page, or empty when there is none.
     pub more: String,
+}
+
+/// The query string's pairs, percent-decoded; a malformed one is a 400
+/// problem like every other error.
+fn query_pairs(uri: &axum::http::Uri) -> ApiResult<Vec<(String, String)>> {
+    Query::<Vec<(String, String)>>::try_from_uri(uri)
+        .map(|Query(pairs)| pairs)
+        .map_err(|e| bad_request("malformed_query", "?", e.body_text()))
 }
 
 fn json_response(body: String) -> Response {
@@ -1021,4 +1026,53 @@ pub async fn put_mbox_link(
         }),
     )
         .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_more_link_carries_the_query_and_a_cursor_that_decodes_back() {
+        let params = vec![
+            ("verb".to_owned(), "http://adlnet.gov/expapi/verbs/completed".to_owned()),
+            ("cursor".to_owned(), "old".to_owned()),
+            ("limit".to_owned(), "3".to_owned()),
+        ];
+        let link = more_link(&params, 42);
+        assert!(
+            link.starts_with(
+                "/xapi/statements?verb=http%3A%2F%2Fadlnet.gov%2Fexpapi%2Fverbs%2Fcompleted&limit=3&cursor="
+            )
+        );
+        let uri: axum::http::Uri = link.parse().expect("uri");
+        let pairs = query_pairs(&uri).expect("pairs");
+        assert_eq!(pairs[0].1, "http://adlnet.gov/expapi/verbs/completed");
+        let cursor = pairs
+            .iter()
+            .find(|(n, _)| n == "cursor")
+            .map(|(_, v)| v.as_str())
+            .expect("cursor");
+        assert_eq!(decode_cursor(cursor).expect("decodes"), 42);
+        assert!(decode_cursor("42").is_err(), "a cursor is only what `more` gave");
+    }
+
+    #[test]
+    fn an_mbox_is_matched_by_its_sha1() {
+        let sum = mbox_sha1sum(&Ifi::Mbox("mailto:xapi@adlnet.gov".into()));
+        assert_eq!(sum.as_deref(), Some("cd9b00a5611f94eaa7b1661edab976068e364975"));
+        assert_eq!(
+            mbox_sha1sum(&Ifi::MboxSha1("ab".repeat(20))).as_deref(),
+            Some("abababababababababababababababababababab")
+        );
+        assert_eq!(mbox_sha1sum(&Ifi::OpenId("https://id.example/u".into())), None);
+    }
+
+    #[test]
+    fn generated_ids_are_version_4_uuids() {
+        let id = new_uuid();
+        assert_eq!(core::check_uuid(&id, "id").as_deref(), Ok(id.as_str()));
+        assert_eq!(&id[14..15], "4");
+        assert!(["8", "9", "a", "b"].contains(&&id[19..20]));
+    }
 }

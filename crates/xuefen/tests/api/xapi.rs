@@ -22,6 +22,7 @@ backend_tests!(
     xapi_basic_authentication_failures_are_refused,
     xapi_a_re_send_repairs_a_statement_lost_after_the_ledger_write,
     xapi_course_activity_ids_are_checked,
+    xapi_concurrent_identical_posts_store_and_credit_once,
 );
 
 const MOODLE: &str = "https://moodle.xihu.example.edu";
@@ -829,4 +830,33 @@ async fn xapi_course_activity_ids_are_checked(app: TestApp) {
     assert_eq!(body["activity_id"], COURSE_IRI);
     let (_, body) = app.get("/v1/xapi/profile", &lms.key).await;
     assert_eq!(body, json!({"home_page": MOODLE, "default": false}));
+}
+
+async fn xapi_concurrent_identical_posts_store_and_credit_once(app: TestApp) {
+    let (lms, learner) = moodle_site(&app).await;
+    let body = json!([
+        moodle_completion("aa9c3a1e-5b7d-4c2a-9e8f-1a2b3c4d5e6f", "u42"),
+        moodle_completion("ab9c3a1e-5b7d-4c2a-9e8f-1a2b3c4d5e6f", "u42"),
+    ]);
+    let (a, b, c, d) = tokio::join!(
+        post(&app, &lms, &body),
+        post(&app, &lms, &body),
+        post(&app, &lms, &body),
+        put(&app, &lms, "aa9c3a1e-5b7d-4c2a-9e8f-1a2b3c4d5e6f", &body[0]),
+    );
+    for r in [&a, &b, &c] {
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        assert_eq!(
+            r.json(),
+            json!([
+                "aa9c3a1e-5b7d-4c2a-9e8f-1a2b3c4d5e6f",
+                "ab9c3a1e-5b7d-4c2a-9e8f-1a2b3c4d5e6f"
+            ])
+        );
+    }
+    assert_eq!(d.status, StatusCode::NO_CONTENT, "{}", d.text);
+    assert_eq!(app.scalar("select count(*) from xapi_statements").await, 2);
+    let t = transcript(&app, &lms.key, &learner).await;
+    assert_eq!(t["totals"]["total"], "4.00");
+    assert_eq!(statuses(&t).len(), 2, "each statement credited once");
 }
