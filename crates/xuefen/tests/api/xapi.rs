@@ -389,6 +389,19 @@ async fn xapi_voiding_a_credited_completion_reverses_it(app: TestApp) {
     );
     assert_eq!(r.json()["field"], "object/objectType");
     assert_eq!(transcript(&app, &lms.key, &learner).await["totals"]["total"], "0.00");
+
+    // A completion and its voiding in one POST: credited, then reversed.
+    let both = "3c9c3a1e-5b7d-4c2a-9e8f-1a2b3c4d5e6f";
+    let mut void_both = wrong;
+    void_both["object"] = json!({"objectType": "StatementRef", "id": both});
+    let r = post(&app, &lms, &json!([moodle_completion(both, "u42"), void_both])).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let t = transcript(&app, &lms.key, &learner).await;
+    assert_eq!(t["totals"]["total"], "0.00");
+    let lines = statuses(&t);
+    assert_eq!(lines.len(), 4);
+    assert_eq!(lines[2], (both.to_owned(), "reversed".to_owned(), "2.00".to_owned()));
+    assert_eq!(lines[3].1, "reversal");
 }
 
 async fn xapi_a_2_0_0_statement_is_stored_as_2_0_0_and_versions_are_checked(app: TestApp) {
