@@ -9,7 +9,7 @@ use xuefen_core::ids::{CourseCode, LocalAccount, SiteId};
 use xuefen_store::xapi::{NewStatement, StatementQuery, StatementRow, XapiStore};
 use xuefen_store::{Result, StoreError, Written};
 
-use crate::{PARAMS_PER_STATEMENT_MAX, SqliteStore, db, placeholders, run_to_end, tuples};
+use crate::{PARAMS_PER_STATEMENT_MAX, REUSE_DYNAMIC_STATEMENTS, SqliteStore, db, placeholders, run_to_end, tuples};
 
 /// The columns of a [`StatementRow`], in its order.
 const ROW_COLUMNS: &str = "s.seq, s.statement_id, s.body, s.fingerprint, s.verb,
@@ -40,7 +40,7 @@ async fn insert_locked(pool: SqlitePool, site: SiteId, statements: Vec<NewStatem
              values {} on conflict (site_id, statement_id) do nothing returning statement_id",
             tuples(chunk.len(), STATEMENT_WIDTH)
         );
-        let mut q = sqlx::query_scalar::<_, String>(&sql);
+        let mut q = sqlx::query_scalar::<_, String>(&sql).persistent(REUSE_DYNAMIC_STATEMENTS);
         for s in chunk {
             q = q
                 .bind(site.as_str())
@@ -62,7 +62,9 @@ async fn insert_locked(pool: SqlitePool, site: SiteId, statements: Vec<NewStatem
             "select statement_id, fingerprint from xapi_statements where site_id = ? and statement_id in ({})",
             placeholders(chunk.len())
         );
-        let mut q = sqlx::query(&sql).bind(site.as_str());
+        let mut q = sqlx::query(&sql)
+            .persistent(REUSE_DYNAMIC_STATEMENTS)
+            .bind(site.as_str());
         for s in chunk {
             q = q.bind(&s.id);
         }
@@ -100,7 +102,9 @@ impl XapiStore for SqliteStore {
                 "select {ROW_COLUMNS} from xapi_statements s where s.site_id = ? and s.statement_id in ({})",
                 placeholders(chunk.len())
             );
-            let mut q = sqlx::query(&sql).bind(site.as_str());
+            let mut q = sqlx::query(&sql)
+                .persistent(REUSE_DYNAMIC_STATEMENTS)
+                .bind(site.as_str());
             for id in chunk {
                 q = q.bind(id);
             }
@@ -144,7 +148,12 @@ impl XapiStore for SqliteStore {
             " order by s.seq desc"
         });
         b.push(" limit ").push_bind(i64::try_from(q.limit).unwrap_or(i64::MAX));
-        let rows = b.build().fetch_all(&self.pool).await.map_err(db)?;
+        let rows = b
+            .build()
+            .persistent(REUSE_DYNAMIC_STATEMENTS)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
         rows.iter().map(statement_row).collect()
     }
 
@@ -206,7 +215,9 @@ impl XapiStore for SqliteStore {
                 "select mbox_sha1sum, local_account from xapi_mbox_links where site_id = ? and mbox_sha1sum in ({})",
                 placeholders(chunk.len())
             );
-            let mut q = sqlx::query(&sql).bind(site.as_str());
+            let mut q = sqlx::query(&sql)
+                .persistent(REUSE_DYNAMIC_STATEMENTS)
+                .bind(site.as_str());
             for s in chunk {
                 q = q.bind(s);
             }
@@ -265,7 +276,9 @@ impl XapiStore for SqliteStore {
                 "select activity_id, course_code from xapi_course_activities where site_id = ? and activity_id in ({})",
                 placeholders(chunk.len())
             );
-            let mut q = sqlx::query(&sql).bind(site.as_str());
+            let mut q = sqlx::query(&sql)
+                .persistent(REUSE_DYNAMIC_STATEMENTS)
+                .bind(site.as_str());
             for a in chunk {
                 q = q.bind(a);
             }
