@@ -1304,7 +1304,82 @@ mod tests {
         );
     }
 
+    /// Arbitrary JSON built from the words statements use, so that the
+    /// checks are reached deep inside.
+    fn json_value() -> impl Strategy<Value = Value> {
+        let key = prop::sample::select(vec![
+            "id",
+            "actor",
+            "verb",
+            "object",
+            "objectType",
+            "mbox",
+            "mbox_sha1sum",
+            "account",
+            "homePage",
+            "name",
+            "member",
+            "result",
+            "score",
+            "scaled",
+            "raw",
+            "min",
+            "max",
+            "context",
+            "registration",
+            "timestamp",
+            "definition",
+            "display",
+            "statement",
+            "contextActivities",
+            "attachments",
+            "fileUrl",
+            "authority",
+        ]);
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            (-1_000i64..1_000).prop_map(Value::from),
+            (-2.0f64..2.0).prop_map(Value::from),
+            prop::sample::select(vec![
+                "Agent",
+                "Group",
+                "Activity",
+                "StatementRef",
+                "SubStatement",
+                "mailto:a@b.example",
+                "http://adlnet.gov/expapi/verbs/voided",
+                ID,
+                "2024-01-01T00:00:00Z",
+                "PT1H",
+                "x",
+            ])
+            .prop_map(|s| Value::String(s.to_owned())),
+        ];
+        leaf.prop_recursive(6, 64, 6, move |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::btree_map(key.clone(), inner, 0..6)
+                    .prop_map(|m| Value::Object(m.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())),
+            ]
+        })
+    }
+
     proptest! {
+        /// Validation is total: any JSON gives a prepared statement or a
+        /// named rule, never a panic; and what it accepts, it stores as
+        /// JSON that parses again.
+        #[test]
+        fn any_json_is_prepared_or_refused_with_a_rule(v in json_value()) {
+            match prep(&v.to_string()) {
+                Ok(p) => {
+                    prop_assert!(serde_json::from_str::<Value>(&p.json).is_ok());
+                    prop_assert_eq!(p.fingerprint.len(), 64);
+                }
+                Err(e) => prop_assert!(!e.rule.is_empty()),
+            }
+        }
+
         /// A re-send is recognised whatever the member order and white
         /// space: the fingerprint depends on the content only.
         #[test]
