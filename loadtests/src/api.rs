@@ -168,6 +168,50 @@ impl Api {
         Ok(resp.status() == StatusCode::CREATED)
     }
 
+    /// Readies the site for the xAPI door: its LMS home page and a
+    /// fixed-credit course carrying the activity IRI the statements name.
+    pub async fn setup_xapi(&self, course_code: &str) -> Result<()> {
+        let resp = self
+            .http
+            .put(format!("{}/v1/xapi/profile", self.base))
+            .bearer_auth(&self.site_key)
+            .json(&serde_json::json!({"home_page": XAPI_HOME_PAGE}))
+            .send()
+            .await
+            .context("PUT /v1/xapi/profile")?;
+        expect(resp, &[StatusCode::OK], "set the xAPI home page").await?;
+        let resp = self
+            .http
+            .put(format!("{}/v1/courses/{course_code}", self.base))
+            .bearer_auth(&self.site_key)
+            .json(&serde_json::json!({
+                "title": "Benchmark xAPI course", "category": "community",
+                "rule": {"kind": "fixed", "credits": "1.50"}, "activity_id": XAPI_ACTIVITY,
+            }))
+            .send()
+            .await
+            .context("PUT /v1/courses (xAPI)")?;
+        expect(resp, &[StatusCode::CREATED, StatusCode::OK], "create the xAPI course").await?;
+        Ok(())
+    }
+
+    /// `POST /xapi/statements` of a pre-encoded JSON array, with the site's
+    /// Basic credentials; returns how many ids came back.
+    pub async fn post_statements(&self, site: &str, body: Vec<u8>) -> Result<u64> {
+        let resp = self
+            .http
+            .post(format!("{}/xapi/statements", self.base))
+            .basic_auth(site, Some(&self.site_key))
+            .header("X-Experience-API-Version", "1.0.3")
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body)
+            .send()
+            .await
+            .context("POST /xapi/statements")?;
+        let ids: Vec<String> = expect(resp, &[StatusCode::OK], "post statements").await?.json().await?;
+        Ok(ids.len() as u64)
+    }
+
     /// The number of entries on a learner's transcript (read with the admin
     /// key, every page of the largest size in turn).
     pub async fn transcript_len(&self, learner: &LearnerId) -> Result<usize> {
@@ -222,6 +266,61 @@ pub fn event_json(
         o.insert("event_id".into(), id.into());
     }
     v
+}
+
+/// The account home page of the benchmark site's LMS.
+pub const XAPI_HOME_PAGE: &str = "https://lms.bench.example";
+/// The activity IRI of the benchmark's xAPI course.
+pub const XAPI_ACTIVITY: &str = "https://lms.bench.example/course/view.php?id=1";
+
+/// Completion statement `i` of a run (`seed`) for a learner by local
+/// account, shaped like an LMS plug-in's course completion.
+pub fn statement_json(account: &str, seed: u64, i: u64) -> serde_json::Value {
+    let (at, _) = event_terms(seed, i);
+    serde_json::json!({
+        "id": format!("00000000-0000-4000-8000-{i:012x}"),
+        "actor": {"objectType": "Agent", "account": {"homePage": XAPI_HOME_PAGE, "name": account}},
+        "verb": {"id": "http://adlnet.gov/expapi/verbs/completed", "display": {"en": "completed"}},
+        "object": {"objectType": "Activity", "id": XAPI_ACTIVITY,
+                   "definition": {"type": "http://adlnet.gov/expapi/activities/course"}},
+        "result": {"completion": true, "duration": "PT2H"},
+        "context": {"platform": "Moodle"},
+        "timestamp": at.to_rfc3339(),
+    })
+}
+
+/// Posts `arrays` of statements (pre-encoded) from `clients` concurrent
+/// clients until all are sent, `limit` passes or the stop flag is raised;
+/// `accepted` counts the ids answered.
+pub async fn run_statements(
+    api: &Api,
+    site: &str,
+    arrays: Arc<Vec<Vec<u8>>>,
+    clients: usize,
+    limit: Duration,
+) -> Result<LoopResult> {
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..clients.max(1))
+        .map(|_| {
+            let (api, arrays, next, site) = (api.clone(), arrays.clone(), next.clone(), site.to_owned());
+            tokio::spawn(abort_on_error(async move {
+                let mut lat = Vec::new();
+                let mut counts = BatchCounts::default();
+                let mut sent = 0;
+                while !stopped() && started.elapsed() < limit {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(body) = arrays.get(i) else { break };
+                    let t = Instant::now();
+                    counts.accepted += api.post_statements(&site, body.clone()).await?;
+                    lat.push(t.elapsed());
+                    sent += 1;
+                }
+                Ok::<_, anyhow::Error>((lat, counts, sent))
+            }))
+        })
+        .collect();
+    collect(tasks, started).await
 }
 
 /// The learner of generated event `i` (uniform over `n`).

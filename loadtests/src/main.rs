@@ -321,6 +321,45 @@ async fn run(cfg: &Config, cluster: &mut Cluster, dir: &Path) -> Result<()> {
         format!("duplicates sent {} of {} batches", d.sent, sent_batches.len())
     })?;
 
+    // ---------------------------------------------------------------- xapi
+    // The same number of completions through the xAPI door, in POST arrays
+    // of the batch's size, each credited on the same ledger.
+    api.setup_xapi("bench-xapi").await?;
+    let (arrays, xlens) = xapi_material(cfg, &learners)?;
+    let arrays = Arc::new(arrays);
+    let cpu = CpuSnapshot::take(srv.pid);
+    let x = api::run_statements(&api, "bench", arrays.clone(), cfg.clients, cfg.scenario_limit).await?;
+    let cpu = CpuSnapshot::take(srv.pid).since(&cpu);
+    let xposted: usize = xlens.iter().take(x.sent).sum();
+    let xapi_rate = rate(x.counts.accepted, x.elapsed);
+    let l = Latencies::new(x.latencies);
+    line!(
+        "xapi statements_per_s={xapi_rate:.0} p50_ms={:.1} p99_ms={:.1} clients={} batch={CHUNK} statements={xposted} stored={} elapsed_s={:.2}",
+        l.ms(0.5),
+        l.ms(0.99),
+        cfg.clients,
+        x.counts.accepted,
+        x.elapsed.as_secs_f64()
+    );
+    line!("cpu scenario=xapi wall_s={:.2} {cpu}", x.elapsed.as_secs_f64());
+    line!("xapi_statements_per_second={xapi_rate:.0}");
+    line!("xapi_vs_batch_ratio={:.3}", xapi_rate / batch_rate.max(1e-9));
+    check(x.counts.accepted == xposted as u64, || {
+        format!("xapi stored {} of {xposted} statements", x.counts.accepted)
+    })?;
+    check(x.sent == arrays.len() || !cfg.smoke, || {
+        format!("xapi sent {} of {} arrays", x.sent, arrays.len())
+    })?;
+    let statements: i64 = sqlx::query_scalar("select count(*) from xapi_statements")
+        .fetch_one(&svc_pool)
+        .await?;
+    check(statements as u64 == x.counts.accepted, || {
+        format!(
+            "the store holds {statements} statements, the service answered {}",
+            x.counts.accepted
+        )
+    })?;
+
     // ---------------------------------------------------------------- single
     let work = Workload {
         course: course.clone(),
@@ -365,9 +404,10 @@ async fn run(cfg: &Config, cluster: &mut Cluster, dir: &Path) -> Result<()> {
     let stored: i64 = sqlx::query_scalar("select count(*) from ledger_entries")
         .fetch_one(&svc_pool)
         .await?;
-    let expected = r.counts.accepted + single_accepted;
+    // Every statement was a credited completion: one entry each.
+    let expected = r.counts.accepted + single_accepted + x.counts.accepted;
     check(stored as u64 == expected, || {
-        format!("ledger holds {stored} entries, the service accepted {expected}")
+        format!("ledger holds {stored} entries, the service accepted {expected} (xAPI included)")
     })?;
     svc_pool.close().await;
     srv.stop().await;
@@ -439,6 +479,28 @@ fn batch_material(cfg: &Config, course: &BenchCourse, learners: &[Learner], chai
         i = end;
     }
     Ok((batches, lens, chunks))
+}
+
+/// The xAPI arrays: as many completion statements as `batch` has events,
+/// in arrays of [`CHUNK`], for the same learners.
+fn xapi_material(cfg: &Config, learners: &[Learner]) -> Result<(Vec<Vec<u8>>, Vec<usize>)> {
+    let seed = SEED ^ 0x0a91;
+    let (mut arrays, mut lens) = (Vec::new(), Vec::new());
+    let mut i = 0;
+    while i < cfg.batch_events {
+        let end = (i + CHUNK).min(cfg.batch_events);
+        let mut items = Vec::with_capacity(end - i);
+        for j in i..end {
+            let learner = learners
+                .get(learner_of(seed, j as u64, learners.len()))
+                .context("no learners")?;
+            items.push(api::statement_json(&learner.account, seed, j as u64));
+        }
+        arrays.push(serde_json::to_vec(&items)?);
+        lens.push(end - i);
+        i = end;
+    }
+    Ok((arrays, lens))
 }
 
 /// Raw inserts of the batch rows into fresh migrated databases; returns the

@@ -149,7 +149,7 @@ pub fn forbidden(detail: &str) -> Problem {
     Problem::new(StatusCode::FORBIDDEN, "forbidden", detail)
 }
 
-fn unauthorized(detail: &str) -> ApiError {
+pub(crate) fn unauthorized(detail: &str) -> ApiError {
     Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", detail).into()
 }
 
@@ -168,35 +168,43 @@ impl FromRequestParts<AppState> for Caller {
             .map(str::trim)
             .filter(|s| !s.is_empty())
             .ok_or_else(|| unauthorized("the Authorization header must be `Bearer <key>`"))?;
-        let hash = secret_hash(secret);
-        let record = match state.key_cache.get(&hash) {
-            Some(record) => record,
-            None => {
-                let record = state
-                    .store
-                    .key_by_hash(&hash)
-                    .await?
-                    .ok_or_else(|| unauthorized("the API key is not valid"))?;
-                state.key_cache.put(hash, &record);
-                record
-            }
-        };
-        if record.revoked {
-            return Err(unauthorized("the API key has been revoked"));
-        }
-        if let Some(status) = record.site_status
-            && !status.may_post()
-        {
-            let mut p = forbidden(&format!(
-                "the site is {status}; its keys are refused until it is active again"
-            ));
-            p.code = format!("site_{status}");
-            return Err(p.into());
-        }
-        Ok(Caller {
-            key_id: record.id,
-            principal: record.principal,
-            agreement_ends_at: record.agreement_ends_at,
-        })
+        authenticate(state, secret).await
     }
+}
+
+/// The caller a key secret speaks for: the key must exist, not be revoked,
+/// and its site (for a site key) must be allowed to post. Found keys are
+/// remembered in the key cache. Both the Bearer scheme of the native API
+/// and the Basic scheme of the xAPI door end here.
+pub async fn authenticate(state: &AppState, secret: &str) -> Result<Caller, ApiError> {
+    let hash = secret_hash(secret);
+    let record = match state.key_cache.get(&hash) {
+        Some(record) => record,
+        None => {
+            let record = state
+                .store
+                .key_by_hash(&hash)
+                .await?
+                .ok_or_else(|| unauthorized("the API key is not valid"))?;
+            state.key_cache.put(hash, &record);
+            record
+        }
+    };
+    if record.revoked {
+        return Err(unauthorized("the API key has been revoked"));
+    }
+    if let Some(status) = record.site_status
+        && !status.may_post()
+    {
+        let mut p = forbidden(&format!(
+            "the site is {status}; its keys are refused until it is active again"
+        ));
+        p.code = format!("site_{status}");
+        return Err(p.into());
+    }
+    Ok(Caller {
+        key_id: record.id,
+        principal: record.principal,
+        agreement_ends_at: record.agreement_ends_at,
+    })
 }

@@ -297,6 +297,13 @@ pub struct CourseIn {
     /// earlier are rejected (`completed_before_course_offered`). Absent: no
     /// bound, so that a site can back-fill years of history.
     pub offered_from: Option<String>,
+    /// The xAPI activity IRI of the course (the `object.id` of its
+    /// statements), unique among the site's courses. A `completed` or
+    /// `passed` statement about it credits a linked learner by this
+    /// course's rule. Only a course with a `fixed` rule can have one: a
+    /// statement declares no learning hours the ledger could trust. Absent:
+    /// the course has none (a PUT replaces the whole declaration).
+    pub activity_id: Option<String>,
 }
 
 impl CourseIn {
@@ -355,6 +362,9 @@ pub struct CourseOut {
     pub recognition_group: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub offered_from: Option<String>,
+    /// The xAPI activity IRI of the course.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub activity_id: Option<String>,
 }
 
 impl From<&Course> for CourseOut {
@@ -376,6 +386,7 @@ impl From<&Course> for CourseOut {
             rule_version: c.rule_version,
             recognition_group: c.recognition_group.as_ref().map(ToString::to_string),
             offered_from: c.offered_from.map(Millis::to_rfc3339),
+            activity_id: None,
         }
     }
 }

@@ -16,6 +16,7 @@ pub mod problem;
 mod routes;
 pub mod sso;
 pub mod telemetry;
+pub mod xapi;
 
 use std::future::Future;
 use std::sync::Arc;

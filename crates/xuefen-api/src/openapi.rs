@@ -6,7 +6,7 @@ use utoipa::{Modify, OpenApi};
 
 use crate::dto::*;
 use crate::problem::Problem;
-use crate::{bank, routes};
+use crate::{bank, routes, xapi};
 
 struct Security;
 
@@ -19,6 +19,17 @@ impl Modify for Security {
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
                     .bearer_format("xf_<48 hex>")
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "basic",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Basic)
+                    .description(Some(
+                        "the xAPI door: user name the site id, password one of the site's API keys",
+                    ))
                     .build(),
             ),
         );
@@ -48,6 +59,8 @@ impl Modify for Security {
         routes::put_group, routes::get_group, routes::list_caps, routes::put_cap, routes::delete_cap,
         bank::create_bank_key, bank::list_deposits, bank::post_acks, bank::put_ack,
         bank::get_public_key, bank::get_latest_checkpoint, bank::get_checkpoint,
+        xapi::get_about, xapi::put_statement, xapi::post_statements, xapi::get_statements,
+        xapi::put_profile, xapi::get_profile, xapi::put_mbox_link,
     ),
     components(schemas(
         Problem, PositionOut, SiteIn, SiteOut, SiteStatusIn, KeyOut, SiteCreated, DocumentIn, LearnerIn, LearnerOut,
@@ -56,6 +69,7 @@ impl Modify for Security {
 
         bank::ProofOut, bank::DepositOut, bank::DepositPageOut, bank::ChainOut, bank::CheckpointOut,
         bank::PublicKeyOut, bank::DecisionIn, bank::AckIn, bank::AcksIn, bank::AckResult, bank::AcksOut,
+        xapi::AboutOut, xapi::StatementPageOut, xapi::XapiProfileIn, xapi::XapiProfileOut, xapi::MboxLinkIn, xapi::MboxLinkOut,
     ))
 )]
 pub struct ApiDoc;

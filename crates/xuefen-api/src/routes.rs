@@ -46,6 +46,7 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/caps", get(list_caps))
         .route("/v1/caps/{category}", put(put_cap).delete(delete_cap))
         .merge(crate::bank::routes())
+        .merge(crate::xapi::routes())
 }
 
 fn status_for(w: Written) -> StatusCode {
@@ -59,7 +60,7 @@ fn path_id<T>(parse: impl FnOnce(String) -> Result<T, xuefen_core::FieldError>, 
     parse(value).map_err(|e| Problem::invalid(&e).into())
 }
 
-fn commit_error(e: CommitError) -> ApiError {
+pub(crate) fn commit_error(e: CommitError) -> ApiError {
     match e {
         CommitError::Stopped => Problem::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -401,8 +402,61 @@ pub async fn put_course(
     let site = caller.require_site()?.clone();
     let code = path_id(|v| CourseCode::parse_as(v, "code"), code)?;
     let course = input.parse(site, code)?;
+    let activity = course_activity(&state, &course, input.activity_id.as_deref()).await?;
     let (stored, written) = state.store.put_course(&course).await?;
-    Ok((status_for(written), Json(CourseOut::from(&stored))).into_response())
+    state
+        .store
+        .set_course_activity(&course.site, &course.code, activity)
+        .await
+        .map_err(activity_taken)?;
+    let mut out = CourseOut::from(&stored);
+    out.activity_id = activity.map(str::to_owned);
+    Ok((status_for(written), Json(out)).into_response())
+}
+
+/// Checks a course's xAPI activity IRI: well formed, on a course with a
+/// fixed rule (a statement declares no hours the ledger could trust), and
+/// not another course's.
+async fn course_activity<'a>(
+    state: &AppState,
+    course: &xuefen_store::Course,
+    activity: Option<&'a str>,
+) -> ApiResult<Option<&'a str>> {
+    let Some(iri) = activity else { return Ok(None) };
+    let invalid = |code: &str, detail: String| {
+        ApiError::from(Problem::new(StatusCode::UNPROCESSABLE_ENTITY, code, detail).with_field("activity_id"))
+    };
+    xuefen_core::xapi::check_iri(iri, "activity_id").map_err(|e| invalid("invalid_field", e.detail))?;
+    if iri.len() > xuefen_core::limits::EVENT_ID_BYTES_MAX * 4 {
+        return Err(invalid(
+            "invalid_field",
+            format!("is longer than {} bytes", xuefen_core::limits::EVENT_ID_BYTES_MAX * 4),
+        ));
+    }
+    if !matches!(course.rule, xuefen_core::rule::CreditRule::Fixed { .. }) {
+        return Err(invalid(
+            "activity_needs_fixed_rule",
+            "only a course with a fixed rule can have an xAPI activity: statements declare no learning hours the ledger could credit".into(),
+        ));
+    }
+    let holders = state.store.activity_courses(&course.site, &[iri.to_owned()]).await?;
+    if holders.iter().any(|(_, code)| *code != course.code) {
+        return Err(activity_taken(xuefen_store::StoreError::Conflict(iri.to_owned())));
+    }
+    Ok(Some(iri))
+}
+
+fn activity_taken(e: xuefen_store::StoreError) -> ApiError {
+    match e {
+        xuefen_store::StoreError::Conflict(_) => Problem::new(
+            StatusCode::CONFLICT,
+            "activity_id_taken",
+            "another course of the site has this activity IRI",
+        )
+        .with_field("activity_id")
+        .into(),
+        e => e.into(),
+    }
 }
 
 /// One of the calling site's courses.
@@ -421,7 +475,9 @@ pub async fn get_course(
         .course(site, &code)
         .await?
         .ok_or(xuefen_store::StoreError::NotFound)?;
-    Ok(Json(CourseOut::from(&course)))
+    let mut out = CourseOut::from(&course);
+    out.activity_id = state.store.course_activity(site, &code).await?;
+    Ok(Json(out))
 }
 
 // ------------------------------------------------------------------ events

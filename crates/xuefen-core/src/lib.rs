@@ -22,5 +22,6 @@ pub mod rule;
 pub mod site_log;
 pub mod transcript;
 pub mod verify;
+pub mod xapi;
 
 pub use error::FieldError;

@@ -28,3 +28,7 @@ pub const SCORE_MAX_CENTS: i64 = 100_00;
 pub const COMPLETED_AT_MIN_MS: i64 = 946_684_800_000;
 /// How far in the future a completion may be dated (clock skew between sites).
 pub const COMPLETED_AT_FUTURE_SKEW_MS: i64 = 5 * 60 * 1000;
+/// Largest xAPI statement, in bytes of its JSON.
+pub const STATEMENT_BYTES_MAX: usize = 64 * 1024;
+/// Deepest nesting of JSON inside one xAPI statement.
+pub const STATEMENT_DEPTH_MAX: usize = 32;

@@ -48,6 +48,7 @@ pub mod copy;
 use copy::CopyWriter;
 
 mod bank;
+mod xapi;
 
 /// Migrations embedded from `migrations/postgres`.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");

@@ -62,6 +62,7 @@ use xuefen_store::{
 };
 
 mod bank;
+mod xapi;
 
 /// Migrations embedded from `migrations/sqlite`.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");

@@ -191,7 +191,7 @@ impl PoolStats {
 
 /// The storage port.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: xapi::XapiStore + Send + Sync + 'static {
     /// Whether the database answers and its schema is current.
     async fn ready(&self) -> Result<()>;
     /// The connection pool's size and idle count, read without waiting.
@@ -344,6 +344,9 @@ pub fn referral(referred: &mut Referrals, position: Position, kind: i64) {
 pub mod records;
 
 pub mod verify;
+
+pub mod xapi;
+pub use xapi::{NewStatement, StatementQuery, StatementRow, XapiStore};
 
 #[cfg(feature = "conformance")]
 pub mod conformance;

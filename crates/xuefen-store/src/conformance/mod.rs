@@ -137,6 +137,10 @@ macro_rules! conformance_scenarios {
             learner_entries_are_that_learners_own_in_sequence_order,
             entries_are_found_by_their_own_sites_key_only,
             random_streams_in_random_batchings_give_the_planned_ledger,
+            xapi_statements_are_stored_once_and_other_content_under_an_id_conflicts,
+            xapi_concurrent_identical_statements_are_stored_once,
+            xapi_the_query_filters_pages_and_leaves_voided_statements_out,
+            xapi_links_name_one_account_and_one_course,
         );
     };
 }

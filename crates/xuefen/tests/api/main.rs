@@ -9,3 +9,4 @@ mod bank;
 mod harness;
 mod recognition;
 mod scenarios;
+mod xapi;

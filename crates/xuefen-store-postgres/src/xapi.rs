@@ -1,0 +1,282 @@
+//! The xAPI part of the PostgreSQL store: statements written with one
+//! `UNNEST` insert per call, the statement query built from its filters.
+
+use async_trait::async_trait;
+use sqlx::postgres::PgRow;
+use sqlx::{Postgres, QueryBuilder, Row};
+use xuefen_core::ids::{CourseCode, LocalAccount, SiteId};
+use xuefen_store::xapi::{NewStatement, StatementQuery, StatementRow, XapiStore};
+use xuefen_store::{Result, StoreError, Written};
+
+use crate::{PgStore, db};
+
+/// The columns of a [`StatementRow`], in its order.
+const ROW_COLUMNS: &str = "s.seq, s.statement_id, s.body, s.fingerprint, s.verb,
+    exists (select 1 from xapi_statements v where v.site_id = s.site_id and v.voids = s.statement_id) as voided";
+
+fn statement_row(row: &PgRow) -> Result<StatementRow> {
+    Ok(StatementRow {
+        seq: row.try_get(0).map_err(db)?,
+        id: row.try_get(1).map_err(db)?,
+        json: row.try_get(2).map_err(db)?,
+        fingerprint: row.try_get(3).map_err(db)?,
+        verb: row.try_get(4).map_err(db)?,
+        voided: row.try_get(5).map_err(db)?,
+    })
+}
+
+#[async_trait]
+impl XapiStore for PgStore {
+    async fn insert_statements(&self, site: &SiteId, statements: &[NewStatement]) -> Result<Vec<Written>> {
+        let col = |f: fn(&NewStatement) -> String| statements.iter().map(f).collect::<Vec<String>>();
+        let opt = |f: fn(&NewStatement) -> Option<String>| statements.iter().map(f).collect::<Vec<Option<String>>>();
+        let ids = col(|s| s.id.clone());
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        // Rows come out of `unnest` in array order, so `seq` follows the
+        // order of the request.
+        let inserted: Vec<String> = sqlx::query_scalar(
+            "insert into xapi_statements
+                 (site_id, statement_id, fingerprint, verb, activity, agent, registration, voids, stored_ms, body)
+             select $1, i.id, i.fp, i.verb, i.activity, i.agent, i.registration, i.voids, i.stored_ms, i.body
+               from unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
+                           $9::bigint[], $10::text[]) with ordinality
+                    as i(id, fp, verb, activity, agent, registration, voids, stored_ms, body, n)
+             order by n
+             on conflict (site_id, statement_id) do nothing
+             returning statement_id",
+        )
+        .bind(site.as_str())
+        .bind(&ids)
+        .bind(col(|s| s.fingerprint.clone()))
+        .bind(col(|s| s.verb.clone()))
+        .bind(opt(|s| s.activity.clone()))
+        .bind(opt(|s| s.agent.clone()))
+        .bind(opt(|s| s.registration.clone()))
+        .bind(opt(|s| s.voids.clone()))
+        .bind(statements.iter().map(|s| s.stored.0).collect::<Vec<i64>>())
+        .bind(col(|s| s.json.clone()))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db)?;
+        let inserted: std::collections::HashSet<String> = inserted.into_iter().collect();
+        let existing: Vec<String> = ids.iter().filter(|id| !inserted.contains(*id)).cloned().collect();
+        if !existing.is_empty() {
+            let rows = sqlx::query(
+                "select statement_id, fingerprint from xapi_statements where site_id = $1 and statement_id = any($2)",
+            )
+            .bind(site.as_str())
+            .bind(&existing)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db)?;
+            for row in rows {
+                let (id, fingerprint): (String, String) = (row.try_get(0).map_err(db)?, row.try_get(1).map_err(db)?);
+                let ours = statements.iter().find(|s| s.id == id);
+                if ours.is_some_and(|s| s.fingerprint != fingerprint) {
+                    tx.rollback().await.map_err(db)?;
+                    return Err(StoreError::Conflict(id));
+                }
+            }
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(ids
+            .iter()
+            .map(|id| {
+                if inserted.contains(id) {
+                    Written::Created
+                } else {
+                    Written::Existing
+                }
+            })
+            .collect())
+    }
+
+    async fn statements_by_ids(&self, site: &SiteId, ids: &[String]) -> Result<Vec<StatementRow>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql =
+            format!("select {ROW_COLUMNS} from xapi_statements s where s.site_id = $1 and s.statement_id = any($2)");
+        let rows = sqlx::query(&sql)
+            .bind(site.as_str())
+            .bind(ids)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        rows.iter().map(statement_row).collect()
+    }
+
+    async fn query_statements(&self, site: &SiteId, q: &StatementQuery) -> Result<Vec<StatementRow>> {
+        // Dynamic: each filter adds a condition only when given, so that
+        // the planner can pick the matching partial index.
+        let mut b: QueryBuilder<Postgres> = QueryBuilder::new(format!(
+            "select {ROW_COLUMNS} from xapi_statements s where s.site_id = "
+        ));
+        b.push_bind(site.as_str());
+        for (column, value) in [
+            ("verb", &q.verb),
+            ("activity", &q.activity),
+            ("agent", &q.agent),
+            ("registration", &q.registration),
+        ] {
+            if let Some(v) = value {
+                b.push(format!(" and s.{column} = ")).push_bind(v.as_str());
+            }
+        }
+        if let Some(since) = q.since {
+            b.push(" and s.stored_ms > ").push_bind(since.0);
+        }
+        if let Some(until) = q.until {
+            b.push(" and s.stored_ms <= ").push_bind(until.0);
+        }
+        if let Some(cursor) = q.cursor {
+            b.push(if q.ascending { " and s.seq > " } else { " and s.seq < " })
+                .push_bind(cursor);
+        }
+        b.push(" and not exists (select 1 from xapi_statements v where v.site_id = s.site_id and v.voids = s.statement_id)");
+        b.push(if q.ascending {
+            " order by s.seq asc"
+        } else {
+            " order by s.seq desc"
+        });
+        b.push(" limit ").push_bind(i64::try_from(q.limit).unwrap_or(i64::MAX));
+        let rows = b.build().fetch_all(&self.pool).await.map_err(db)?;
+        rows.iter().map(statement_row).collect()
+    }
+
+    async fn set_xapi_home_page(&self, site: &SiteId, home_page: &str) -> Result<()> {
+        sqlx::query(
+            "insert into xapi_profiles (site_id, home_page) values ($1, $2)
+             on conflict (site_id) do update set home_page = excluded.home_page",
+        )
+        .bind(site.as_str())
+        .bind(home_page)
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    async fn xapi_home_page(&self, site: &SiteId) -> Result<Option<String>> {
+        sqlx::query_scalar("select home_page from xapi_profiles where site_id = $1")
+            .bind(site.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)
+    }
+
+    async fn link_mbox_sha1sum(&self, site: &SiteId, account: &LocalAccount, sha1sum: &str) -> Result<Written> {
+        let inserted = sqlx::query(
+            "insert into xapi_mbox_links (site_id, mbox_sha1sum, local_account) values ($1, $2, $3)
+             on conflict (site_id, mbox_sha1sum) do nothing",
+        )
+        .bind(site.as_str())
+        .bind(sha1sum)
+        .bind(account.as_str())
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        if inserted.rows_affected() == 1 {
+            return Ok(Written::Created);
+        }
+        let linked: String =
+            sqlx::query_scalar("select local_account from xapi_mbox_links where site_id = $1 and mbox_sha1sum = $2")
+                .bind(site.as_str())
+                .bind(sha1sum)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(db)?;
+        if linked == account.as_str() {
+            Ok(Written::Existing)
+        } else {
+            Err(StoreError::Conflict(
+                "the mbox_sha1sum is registered for another account".into(),
+            ))
+        }
+    }
+
+    async fn mbox_accounts(&self, site: &SiteId, sha1sums: &[String]) -> Result<Vec<(String, LocalAccount)>> {
+        if sha1sums.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(
+            "select mbox_sha1sum, local_account from xapi_mbox_links where site_id = $1 and mbox_sha1sum = any($2)",
+        )
+        .bind(site.as_str())
+        .bind(sha1sums)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter()
+            .map(|row| {
+                let sum: String = row.try_get(0).map_err(db)?;
+                let account: String = row.try_get(1).map_err(db)?;
+                let account = LocalAccount::parse(account).map_err(|e| StoreError::Corrupt {
+                    at: format!("xapi_mbox_links {sum}"),
+                    detail: e.to_string(),
+                })?;
+                Ok((sum, account))
+            })
+            .collect()
+    }
+
+    async fn set_course_activity(&self, site: &SiteId, course: &CourseCode, activity: Option<&str>) -> Result<()> {
+        match activity {
+            None => {
+                sqlx::query("delete from xapi_course_activities where site_id = $1 and course_code = $2")
+                    .bind(site.as_str())
+                    .bind(course.as_str())
+                    .execute(&self.pool)
+                    .await
+                    .map_err(db)?;
+            }
+            Some(iri) => {
+                sqlx::query(
+                    "insert into xapi_course_activities (site_id, course_code, activity_id) values ($1, $2, $3)
+                     on conflict (site_id, course_code) do update set activity_id = excluded.activity_id",
+                )
+                .bind(site.as_str())
+                .bind(course.as_str())
+                .bind(iri)
+                .execute(&self.pool)
+                .await
+                .map_err(db)?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn course_activity(&self, site: &SiteId, course: &CourseCode) -> Result<Option<String>> {
+        sqlx::query_scalar("select activity_id from xapi_course_activities where site_id = $1 and course_code = $2")
+            .bind(site.as_str())
+            .bind(course.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)
+    }
+
+    async fn activity_courses(&self, site: &SiteId, activities: &[String]) -> Result<Vec<(String, CourseCode)>> {
+        if activities.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(
+            "select activity_id, course_code from xapi_course_activities where site_id = $1 and activity_id = any($2)",
+        )
+        .bind(site.as_str())
+        .bind(activities)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter()
+            .map(|row| {
+                let iri: String = row.try_get(0).map_err(db)?;
+                let code: String = row.try_get(1).map_err(db)?;
+                let code = CourseCode::parse(code).map_err(|e| StoreError::Corrupt {
+                    at: format!("xapi_course_activities {iri}"),
+                    detail: e.to_string(),
+                })?;
+                Ok((iri, code))
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,297 @@
+//! The xAPI part of the SQLite store: statements written in one
+//! `BEGIN IMMEDIATE` transaction with chunked multi-row inserts, the
+//! statement query built from its filters.
+
+use async_trait::async_trait;
+use sqlx::sqlite::SqliteRow;
+use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
+use xuefen_core::ids::{CourseCode, LocalAccount, SiteId};
+use xuefen_store::xapi::{NewStatement, StatementQuery, StatementRow, XapiStore};
+use xuefen_store::{Result, StoreError, Written};
+
+use crate::{PARAMS_PER_STATEMENT_MAX, REUSE_DYNAMIC_STATEMENTS, SqliteStore, db, placeholders, run_to_end, tuples};
+
+/// The columns of a [`StatementRow`], in its order.
+const ROW_COLUMNS: &str = "s.seq, s.statement_id, s.body, s.fingerprint, s.verb,
+    exists (select 1 from xapi_statements v where v.site_id = s.site_id and v.voids = s.statement_id) as voided";
+
+/// Columns bound per statement row.
+const STATEMENT_WIDTH: usize = 10;
+
+fn statement_row(row: &SqliteRow) -> Result<StatementRow> {
+    Ok(StatementRow {
+        seq: row.try_get(0).map_err(db)?,
+        id: row.try_get(1).map_err(db)?,
+        json: row.try_get(2).map_err(db)?,
+        fingerprint: row.try_get(3).map_err(db)?,
+        verb: row.try_get(4).map_err(db)?,
+        voided: row.try_get(5).map_err(db)?,
+    })
+}
+
+async fn insert_locked(pool: SqlitePool, site: SiteId, statements: Vec<NewStatement>) -> Result<Vec<Written>> {
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
+    let mut inserted = std::collections::HashSet::new();
+    for chunk in statements.chunks(PARAMS_PER_STATEMENT_MAX / STATEMENT_WIDTH) {
+        // Dynamic: the number of rows varies with the request.
+        let sql = format!(
+            "insert into xapi_statements
+                 (site_id, statement_id, fingerprint, verb, activity, agent, registration, voids, stored_ms, body)
+             values {} on conflict (site_id, statement_id) do nothing returning statement_id",
+            tuples(chunk.len(), STATEMENT_WIDTH)
+        );
+        let mut q = sqlx::query_scalar::<_, String>(&sql).persistent(REUSE_DYNAMIC_STATEMENTS);
+        for s in chunk {
+            q = q
+                .bind(site.as_str())
+                .bind(&s.id)
+                .bind(&s.fingerprint)
+                .bind(&s.verb)
+                .bind(&s.activity)
+                .bind(&s.agent)
+                .bind(&s.registration)
+                .bind(&s.voids)
+                .bind(s.stored.0)
+                .bind(&s.json);
+        }
+        inserted.extend(q.fetch_all(&mut *tx).await.map_err(db)?);
+    }
+    let existing: Vec<&NewStatement> = statements.iter().filter(|s| !inserted.contains(&s.id)).collect();
+    for chunk in existing.chunks(PARAMS_PER_STATEMENT_MAX) {
+        let sql = format!(
+            "select statement_id, fingerprint from xapi_statements where site_id = ? and statement_id in ({})",
+            placeholders(chunk.len())
+        );
+        let mut q = sqlx::query(&sql)
+            .persistent(REUSE_DYNAMIC_STATEMENTS)
+            .bind(site.as_str());
+        for s in chunk {
+            q = q.bind(&s.id);
+        }
+        for row in q.fetch_all(&mut *tx).await.map_err(db)? {
+            let (id, fingerprint): (String, String) = (row.try_get(0).map_err(db)?, row.try_get(1).map_err(db)?);
+            if chunk.iter().any(|s| s.id == id && s.fingerprint != fingerprint) {
+                tx.rollback().await.map_err(db)?;
+                return Err(StoreError::Conflict(id));
+            }
+        }
+    }
+    tx.commit().await.map_err(db)?;
+    Ok(statements
+        .iter()
+        .map(|s| {
+            if inserted.contains(&s.id) {
+                Written::Created
+            } else {
+                Written::Existing
+            }
+        })
+        .collect())
+}
+
+#[async_trait]
+impl XapiStore for SqliteStore {
+    async fn insert_statements(&self, site: &SiteId, statements: &[NewStatement]) -> Result<Vec<Written>> {
+        run_to_end(insert_locked(self.pool.clone(), site.clone(), statements.to_vec())).await
+    }
+
+    async fn statements_by_ids(&self, site: &SiteId, ids: &[String]) -> Result<Vec<StatementRow>> {
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(PARAMS_PER_STATEMENT_MAX) {
+            let sql = format!(
+                "select {ROW_COLUMNS} from xapi_statements s where s.site_id = ? and s.statement_id in ({})",
+                placeholders(chunk.len())
+            );
+            let mut q = sqlx::query(&sql)
+                .persistent(REUSE_DYNAMIC_STATEMENTS)
+                .bind(site.as_str());
+            for id in chunk {
+                q = q.bind(id);
+            }
+            for row in q.fetch_all(&self.pool).await.map_err(db)? {
+                out.push(statement_row(&row)?);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn query_statements(&self, site: &SiteId, q: &StatementQuery) -> Result<Vec<StatementRow>> {
+        // Dynamic: each filter adds a condition only when given.
+        let mut b: QueryBuilder<Sqlite> = QueryBuilder::new(format!(
+            "select {ROW_COLUMNS} from xapi_statements s where s.site_id = "
+        ));
+        b.push_bind(site.as_str());
+        for (column, value) in [
+            ("verb", &q.verb),
+            ("activity", &q.activity),
+            ("agent", &q.agent),
+            ("registration", &q.registration),
+        ] {
+            if let Some(v) = value {
+                b.push(format!(" and s.{column} = ")).push_bind(v.clone());
+            }
+        }
+        if let Some(since) = q.since {
+            b.push(" and s.stored_ms > ").push_bind(since.0);
+        }
+        if let Some(until) = q.until {
+            b.push(" and s.stored_ms <= ").push_bind(until.0);
+        }
+        if let Some(cursor) = q.cursor {
+            b.push(if q.ascending { " and s.seq > " } else { " and s.seq < " })
+                .push_bind(cursor);
+        }
+        b.push(" and not exists (select 1 from xapi_statements v where v.site_id = s.site_id and v.voids = s.statement_id)");
+        b.push(if q.ascending {
+            " order by s.seq asc"
+        } else {
+            " order by s.seq desc"
+        });
+        b.push(" limit ").push_bind(i64::try_from(q.limit).unwrap_or(i64::MAX));
+        let rows = b
+            .build()
+            .persistent(REUSE_DYNAMIC_STATEMENTS)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        rows.iter().map(statement_row).collect()
+    }
+
+    async fn set_xapi_home_page(&self, site: &SiteId, home_page: &str) -> Result<()> {
+        sqlx::query(
+            "insert into xapi_profiles (site_id, home_page) values (?1, ?2)
+             on conflict (site_id) do update set home_page = excluded.home_page",
+        )
+        .bind(site.as_str())
+        .bind(home_page)
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    async fn xapi_home_page(&self, site: &SiteId) -> Result<Option<String>> {
+        sqlx::query_scalar("select home_page from xapi_profiles where site_id = ?1")
+            .bind(site.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)
+    }
+
+    async fn link_mbox_sha1sum(&self, site: &SiteId, account: &LocalAccount, sha1sum: &str) -> Result<Written> {
+        let inserted = sqlx::query(
+            "insert into xapi_mbox_links (site_id, mbox_sha1sum, local_account) values (?1, ?2, ?3)
+             on conflict (site_id, mbox_sha1sum) do nothing",
+        )
+        .bind(site.as_str())
+        .bind(sha1sum)
+        .bind(account.as_str())
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        if inserted.rows_affected() == 1 {
+            return Ok(Written::Created);
+        }
+        let linked: String =
+            sqlx::query_scalar("select local_account from xapi_mbox_links where site_id = ?1 and mbox_sha1sum = ?2")
+                .bind(site.as_str())
+                .bind(sha1sum)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(db)?;
+        if linked == account.as_str() {
+            Ok(Written::Existing)
+        } else {
+            Err(StoreError::Conflict(
+                "the mbox_sha1sum is registered for another account".into(),
+            ))
+        }
+    }
+
+    async fn mbox_accounts(&self, site: &SiteId, sha1sums: &[String]) -> Result<Vec<(String, LocalAccount)>> {
+        let mut out = Vec::new();
+        for chunk in sha1sums.chunks(PARAMS_PER_STATEMENT_MAX) {
+            let sql = format!(
+                "select mbox_sha1sum, local_account from xapi_mbox_links where site_id = ? and mbox_sha1sum in ({})",
+                placeholders(chunk.len())
+            );
+            let mut q = sqlx::query(&sql)
+                .persistent(REUSE_DYNAMIC_STATEMENTS)
+                .bind(site.as_str());
+            for s in chunk {
+                q = q.bind(s);
+            }
+            for row in q.fetch_all(&self.pool).await.map_err(db)? {
+                let sum: String = row.try_get(0).map_err(db)?;
+                let account: String = row.try_get(1).map_err(db)?;
+                let account = LocalAccount::parse(account).map_err(|e| StoreError::Corrupt {
+                    at: format!("xapi_mbox_links {sum}"),
+                    detail: e.to_string(),
+                })?;
+                out.push((sum, account));
+            }
+        }
+        Ok(out)
+    }
+
+    async fn set_course_activity(&self, site: &SiteId, course: &CourseCode, activity: Option<&str>) -> Result<()> {
+        match activity {
+            None => {
+                sqlx::query("delete from xapi_course_activities where site_id = ?1 and course_code = ?2")
+                    .bind(site.as_str())
+                    .bind(course.as_str())
+                    .execute(&self.pool)
+                    .await
+                    .map_err(db)?;
+            }
+            Some(iri) => {
+                sqlx::query(
+                    "insert into xapi_course_activities (site_id, course_code, activity_id) values (?1, ?2, ?3)
+                     on conflict (site_id, course_code) do update set activity_id = excluded.activity_id",
+                )
+                .bind(site.as_str())
+                .bind(course.as_str())
+                .bind(iri)
+                .execute(&self.pool)
+                .await
+                .map_err(db)?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn course_activity(&self, site: &SiteId, course: &CourseCode) -> Result<Option<String>> {
+        sqlx::query_scalar("select activity_id from xapi_course_activities where site_id = ?1 and course_code = ?2")
+            .bind(site.as_str())
+            .bind(course.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)
+    }
+
+    async fn activity_courses(&self, site: &SiteId, activities: &[String]) -> Result<Vec<(String, CourseCode)>> {
+        let mut out = Vec::new();
+        for chunk in activities.chunks(PARAMS_PER_STATEMENT_MAX) {
+            let sql = format!(
+                "select activity_id, course_code from xapi_course_activities where site_id = ? and activity_id in ({})",
+                placeholders(chunk.len())
+            );
+            let mut q = sqlx::query(&sql)
+                .persistent(REUSE_DYNAMIC_STATEMENTS)
+                .bind(site.as_str());
+            for a in chunk {
+                q = q.bind(a);
+            }
+            for row in q.fetch_all(&self.pool).await.map_err(db)? {
+                let iri: String = row.try_get(0).map_err(db)?;
+                let code: String = row.try_get(1).map_err(db)?;
+                let code = CourseCode::parse(code).map_err(|e| StoreError::Corrupt {
+                    at: format!("xapi_course_activities {iri}"),
+                    detail: e.to_string(),
+                })?;
+                out.push((iri, code));
+            }
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,93 @@
+//! The storage port of the xAPI door: statements as received, and the
+//! links that let a statement name a learner and a course.
+//!
+//! A statement row keeps the exact JSON the door prepared
+//! ([`xuefen_core::xapi::Prepared`]) under `(site, statement id)`, with a
+//! per-database sequence number for ordering and paging and the columns the
+//! statement query filters on. Whether a statement is voided is derived at
+//! read time from the voiding statements stored (`voids`), so no row is ever
+//! updated and a voiding statement that arrives before its target still
+//! voids it.
+
+use async_trait::async_trait;
+use xuefen_core::event::Millis;
+use xuefen_core::ids::{CourseCode, LocalAccount, SiteId};
+
+use crate::{Result, Written};
+
+/// A statement to store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewStatement {
+    /// Lower-case UUID.
+    pub id: String,
+    pub json: String,
+    /// Hex SHA-256 of the received content (the idempotency comparison).
+    pub fingerprint: String,
+    pub verb: String,
+    pub activity: Option<String>,
+    pub agent: Option<String>,
+    pub registration: Option<String>,
+    pub voids: Option<String>,
+    pub stored: Millis,
+}
+
+/// A stored statement as read back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatementRow {
+    /// Position in the store's statement order (the paging cursor).
+    pub seq: i64,
+    pub id: String,
+    pub json: String,
+    pub fingerprint: String,
+    pub verb: String,
+    /// Whether a stored voiding statement of the same site names it.
+    pub voided: bool,
+}
+
+/// The filters of the statement query (`GET /xapi/statements`). Voided
+/// statements are never returned.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct StatementQuery {
+    pub verb: Option<String>,
+    pub activity: Option<String>,
+    pub agent: Option<String>,
+    pub registration: Option<String>,
+    /// Stored strictly after.
+    pub since: Option<Millis>,
+    /// Stored at or before.
+    pub until: Option<Millis>,
+    pub ascending: bool,
+    /// Continue after (ascending) or before (descending) this sequence number.
+    pub cursor: Option<i64>,
+    pub limit: usize,
+}
+
+/// The xAPI part of the storage port. Every method is scoped to one site.
+#[async_trait]
+pub trait XapiStore: Send + Sync {
+    /// Stores statements in one transaction. A statement whose id is
+    /// already stored with the same fingerprint is left as it is
+    /// (`Existing`); with another fingerprint the whole call writes nothing
+    /// and fails with `Conflict(<statement id>)`.
+    async fn insert_statements(&self, site: &SiteId, statements: &[NewStatement]) -> Result<Vec<Written>>;
+    /// The stored statements among `ids` (lower-case), in no particular order.
+    async fn statements_by_ids(&self, site: &SiteId, ids: &[String]) -> Result<Vec<StatementRow>>;
+    /// At most `query.limit` statements that are not voided, newest first
+    /// unless `ascending`.
+    async fn query_statements(&self, site: &SiteId, query: &StatementQuery) -> Result<Vec<StatementRow>>;
+
+    /// Sets the home page under which the site's LMS names its accounts.
+    async fn set_xapi_home_page(&self, site: &SiteId, home_page: &str) -> Result<()>;
+    async fn xapi_home_page(&self, site: &SiteId) -> Result<Option<String>>;
+    /// Registers the `mbox_sha1sum` under which the site's LMS names a local
+    /// account. A sum already registered for another account is a `Conflict`.
+    async fn link_mbox_sha1sum(&self, site: &SiteId, account: &LocalAccount, sha1sum: &str) -> Result<Written>;
+    /// The local accounts registered under these sums (unknown ones left out).
+    async fn mbox_accounts(&self, site: &SiteId, sha1sums: &[String]) -> Result<Vec<(String, LocalAccount)>>;
+    /// Sets (or with `None` removes) the activity IRI of one of the site's
+    /// courses. An IRI another course of the site holds is a `Conflict`.
+    async fn set_course_activity(&self, site: &SiteId, course: &CourseCode, activity: Option<&str>) -> Result<()>;
+    async fn course_activity(&self, site: &SiteId, course: &CourseCode) -> Result<Option<String>>;
+    /// The courses of these activity IRIs (unknown ones left out).
+    async fn activity_courses(&self, site: &SiteId, activities: &[String]) -> Result<Vec<(String, CourseCode)>>;
+}
