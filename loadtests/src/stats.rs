@@ -55,11 +55,17 @@ fn cpu_ticks(stat_path: &std::path::Path) -> Option<(String, u64)> {
     Some((comm, utime + stime))
 }
 
-/// CPU ticks of the server, of every `postgres` process and of this process.
-#[derive(Clone, Copy, Default)]
+/// CPU ticks of the server, of each `postgres` process and of this process.
+///
+/// PostgreSQL's processes are kept by pid: backends come and go (a
+/// scenario's connections close while the next one runs), so a plain sum
+/// would drop by what exited processes had used and hide the interval's
+/// work. The work of a backend that exits within the interval is lost, which
+/// undercounts only what it did between its last sample and its exit.
+#[derive(Clone, Default)]
 pub struct CpuSnapshot {
     server: u64,
-    postgres: u64,
+    postgres: std::collections::HashMap<u32, u64>,
     me: u64,
 }
 
@@ -70,17 +76,16 @@ impl CpuSnapshot {
     pub fn take(server_pid: u32) -> Self {
         let server = cpu_ticks(std::path::Path::new(&format!("/proc/{server_pid}/stat"))).map_or(0, |(_, t)| t);
         let me = cpu_ticks(std::path::Path::new("/proc/self/stat")).map_or(0, |(_, t)| t);
-        let mut postgres = 0;
+        let mut postgres = std::collections::HashMap::new();
         if let Ok(dir) = std::fs::read_dir("/proc") {
             for entry in dir.flatten() {
-                let name = entry.file_name();
-                if !name.to_string_lossy().bytes().all(|b| b.is_ascii_digit()) {
+                let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
                     continue;
-                }
+                };
                 if let Some((comm, t)) = cpu_ticks(&entry.path().join("stat"))
                     && comm == "postgres"
                 {
-                    postgres += t;
+                    postgres.insert(pid, t);
                 }
             }
         }
@@ -90,10 +95,16 @@ impl CpuSnapshot {
     /// `server_cpu_s=… postgres_cpu_s=… loadtest_cpu_s=…` since `earlier`.
     pub fn since(&self, earlier: &Self) -> String {
         let s = |a: u64, b: u64| a.saturating_sub(b) as f64 / TICKS_PER_S;
+        // A pid seen only now started within the interval: all its time counts.
+        let postgres: u64 = self
+            .postgres
+            .iter()
+            .map(|(pid, t)| t.saturating_sub(earlier.postgres.get(pid).copied().unwrap_or(0)))
+            .sum();
         format!(
             "server_cpu_s={:.2} postgres_cpu_s={:.2} loadtest_cpu_s={:.2}",
             s(self.server, earlier.server),
-            s(self.postgres, earlier.postgres),
+            postgres as f64 / TICKS_PER_S,
             s(self.me, earlier.me)
         )
     }
