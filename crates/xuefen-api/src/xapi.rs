@@ -418,6 +418,7 @@ async fn write_statements(
     check_stored(state, site, &prepared, &at).await?;
     let events = ledger_events(state, site, &home, &prepared).await?;
     if !events.is_empty() {
+        check_ledger(state, site, &prepared, &events, &at).await?;
         submit(state, &prepared, events, &at).await?;
     }
     let rows: Vec<NewStatement> = prepared
@@ -637,25 +638,66 @@ async fn submit(
             Outcome::Rejected(r) => {
                 tracing::debug!(statement.id = %prepared[slot].id, reason = ?r, "statement earns nothing");
             }
-            Outcome::Conflict { field, .. } => {
-                let e = at(
-                    slot,
-                    StatementError::new(
-                        "statement_conflicts_with_ledger_event",
-                        "id",
-                        format!(
-                            "the ledger holds another event of this site under the id {} (it differs in `{field}`)",
-                            prepared[slot].id
-                        ),
-                    ),
-                );
-                return Err(Problem::new(StatusCode::CONFLICT, e.rule, e.detail)
-                    .with_field(e.field)
-                    .into());
-            }
+            Outcome::Conflict { field, .. } => return Err(ledger_conflict(prepared, slot, field, at)),
         }
     }
     Ok(())
+}
+
+/// Refuses the request before anything is written when one of its events
+/// is already in the ledger with other content (the site used the id for a
+/// native event), so that the POST fails whole. The learner is compared by
+/// the committer, which answers the same 409; only a concurrent native
+/// event under the same id, or one differing in its learner alone, is
+/// left to it, and then completions of the request that the ledger
+/// accepted stay (their statements are stored by a corrected re-send).
+async fn check_ledger(
+    state: &AppState,
+    site: &SiteId,
+    prepared: &[Prepared],
+    events: &[(usize, Event)],
+    at: &(dyn Fn(usize, StatementError) -> StatementError + Sync),
+) -> ApiResult<()> {
+    let ids: Vec<EventId> = events.iter().map(|(_, e)| e.id.clone()).collect();
+    let entries = state.store.entries_by_events(site, &ids).await?;
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let by_id: HashMap<&EventId, &xuefen_core::entry::Entry> = entries
+        .iter()
+        .filter(|e| e.body.kind.owns_key())
+        .map(|e| (&e.body.event_id, e))
+        .collect();
+    for (slot, event) in events {
+        if let Some(entry) = by_id.get(&event.id)
+            && let Some(field) = xuefen_core::plan::first_difference(event, &entry.body, |_| true)
+        {
+            return Err(ledger_conflict(prepared, *slot, field, at));
+        }
+    }
+    Ok(())
+}
+
+fn ledger_conflict(
+    prepared: &[Prepared],
+    slot: usize,
+    field: &str,
+    at: &(dyn Fn(usize, StatementError) -> StatementError + Sync),
+) -> ApiError {
+    let e = at(
+        slot,
+        StatementError::new(
+            "statement_conflicts_with_ledger_event",
+            "id",
+            format!(
+                "the ledger holds another event of this site under the id {} (it differs in `{field}`)",
+                prepared[slot].id
+            ),
+        ),
+    );
+    Problem::new(StatusCode::CONFLICT, e.rule, e.detail)
+        .with_field(e.field)
+        .into()
 }
 
 // ------------------------------------------------------------------ reading

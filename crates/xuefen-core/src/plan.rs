@@ -395,37 +395,9 @@ impl Planner<'_> {
     /// The first field in which `event` differs from the entry stored under
     /// its key (TigerBeetle's `exists_with_different_<field>`).
     fn first_difference(&self, event: &Event, stored: &EntryBody) -> Option<&'static str> {
-        match (&event.body, stored.kind) {
-            (
-                EventBody::Completion(c),
-                EntryKind::Awarded | EntryKind::NotPassed | EntryKind::Recognised | EntryKind::Capped,
-            ) => {
-                let learner = self.resolve(&event.site, &c.learner).map(|(id, _)| id);
-                if c.course != stored.course {
-                    Some("course")
-                } else if learner.as_ref() != Some(&stored.learner) {
-                    Some("learner")
-                } else if c.completed_at != stored.occurred_at {
-                    Some("completed_at")
-                } else if c.score != stored.score {
-                    Some("score")
-                } else if c.hours != stored.hours {
-                    Some("hours")
-                } else {
-                    None
-                }
-            }
-            (EventBody::Revocation(r), EntryKind::Reversal) => {
-                if Some(&r.target) != stored.target_event.as_ref() {
-                    Some("target_event_id")
-                } else if r.reason != stored.reason {
-                    Some("reason")
-                } else {
-                    None
-                }
-            }
-            _ => Some("kind"),
-        }
+        first_difference(event, stored, |learner| {
+            self.resolve(&event.site, learner).map(|(id, _)| id).as_ref() == Some(&stored.learner)
+        })
     }
 
     fn completion(&self, event: &Event, c: &Completion) -> Result<(u32, EntryBody), Outcome> {
@@ -613,6 +585,47 @@ impl Planner<'_> {
         }
         self.plan.entries.push(entry);
         outcome
+    }
+}
+
+/// The first field in which `event` differs from `stored`, the entry under
+/// its key (TigerBeetle's `exists_with_different_<field>`); `None` when the
+/// event repeats it. `same_learner` says whether the event's learner is the
+/// entry's (resolving an account is the caller's business).
+pub fn first_difference(
+    event: &Event,
+    stored: &EntryBody,
+    same_learner: impl FnOnce(&LearnerRef) -> bool,
+) -> Option<&'static str> {
+    match (&event.body, stored.kind) {
+        (
+            EventBody::Completion(c),
+            EntryKind::Awarded | EntryKind::NotPassed | EntryKind::Recognised | EntryKind::Capped,
+        ) => {
+            if c.course != stored.course {
+                Some("course")
+            } else if !same_learner(&c.learner) {
+                Some("learner")
+            } else if c.completed_at != stored.occurred_at {
+                Some("completed_at")
+            } else if c.score != stored.score {
+                Some("score")
+            } else if c.hours != stored.hours {
+                Some("hours")
+            } else {
+                None
+            }
+        }
+        (EventBody::Revocation(r), EntryKind::Reversal) => {
+            if Some(&r.target) != stored.target_event.as_ref() {
+                Some("target_event_id")
+            } else if r.reason != stored.reason {
+                Some("reason")
+            } else {
+                None
+            }
+        }
+        _ => Some("kind"),
     }
 }
 

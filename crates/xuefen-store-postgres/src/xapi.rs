@@ -4,7 +4,8 @@
 use async_trait::async_trait;
 use sqlx::postgres::PgRow;
 use sqlx::{Postgres, QueryBuilder, Row};
-use xuefen_core::ids::{CourseCode, LocalAccount, SiteId};
+use xuefen_core::entry::Entry;
+use xuefen_core::ids::{CourseCode, EventId, LocalAccount, SiteId};
 use xuefen_store::xapi::{NewStatement, StatementQuery, StatementRow, XapiStore};
 use xuefen_store::{Result, StoreError, Written};
 
@@ -278,5 +279,16 @@ impl XapiStore for PgStore {
                 Ok((iri, code))
             })
             .collect()
+    }
+
+    async fn entries_by_events(&self, site: &SiteId, ids: &[EventId]) -> Result<Vec<Entry>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<(SiteId, EventId)> = ids.iter().map(|id| (site.clone(), id.clone())).collect();
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let entries = crate::entries_by_keys(&mut tx, &keys).await.map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(entries)
     }
 }

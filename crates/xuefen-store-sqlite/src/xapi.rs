@@ -5,7 +5,8 @@
 use async_trait::async_trait;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
-use xuefen_core::ids::{CourseCode, LocalAccount, SiteId};
+use xuefen_core::entry::Entry;
+use xuefen_core::ids::{CourseCode, EventId, LocalAccount, SiteId};
 use xuefen_store::xapi::{NewStatement, StatementQuery, StatementRow, XapiStore};
 use xuefen_store::{Result, StoreError, Written};
 
@@ -293,5 +294,14 @@ impl XapiStore for SqliteStore {
             }
         }
         Ok(out)
+    }
+
+    async fn entries_by_events(&self, site: &SiteId, ids: &[EventId]) -> Result<Vec<Entry>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<(SiteId, EventId)> = ids.iter().map(|id| (site.clone(), id.clone())).collect();
+        let mut conn = self.pool.acquire().await.map_err(db)?;
+        crate::entries_by_keys(&mut conn, &keys).await
     }
 }

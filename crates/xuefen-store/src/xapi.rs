@@ -10,8 +10,9 @@
 //! voids it.
 
 use async_trait::async_trait;
+use xuefen_core::entry::Entry;
 use xuefen_core::event::Millis;
-use xuefen_core::ids::{CourseCode, LocalAccount, SiteId};
+use xuefen_core::ids::{CourseCode, EventId, LocalAccount, SiteId};
 
 use crate::{Result, Written};
 
@@ -90,4 +91,8 @@ pub trait XapiStore: Send + Sync {
     async fn course_activity(&self, site: &SiteId, course: &CourseCode) -> Result<Option<String>>;
     /// The courses of these activity IRIs (unknown ones left out).
     async fn activity_courses(&self, site: &SiteId, activities: &[String]) -> Result<Vec<(String, CourseCode)>>;
+    /// The ledger entries of the site's events with these ids (every entry
+    /// carrying one of the ids, in no particular order): a request checks
+    /// them before it writes, so that a POST is refused whole.
+    async fn entries_by_events(&self, site: &SiteId, ids: &[EventId]) -> Result<Vec<Entry>>;
 }

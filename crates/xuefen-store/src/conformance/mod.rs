@@ -141,6 +141,7 @@ macro_rules! conformance_scenarios {
             xapi_concurrent_identical_statements_are_stored_once,
             xapi_the_query_filters_pages_and_leaves_voided_statements_out,
             xapi_links_name_one_account_and_one_course,
+            xapi_entries_by_events_are_the_sites_own,
         );
     };
 }

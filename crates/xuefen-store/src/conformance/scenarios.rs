@@ -2122,3 +2122,48 @@ pub async fn xapi_links_name_one_account_and_one_course<B: Backend>(db: &B) {
             .is_empty()
     );
 }
+
+/// The ledger entries under event ids, as the xAPI door reads them before
+/// it writes: every entry of the site under those ids, none of another
+/// site's, nothing for unknown ids.
+pub async fn xapi_entries_by_events_are_the_sites_own<B: Backend>(db: &B) {
+    let store = db.store();
+    let w = World::build(store.as_ref(), site_id(), 2).await;
+    let batch = vec![
+        completion(&w.site, "e1", w.by_id(0), 10_00),
+        completion(&w.site, "e2", w.by_id(1), 10_00),
+        revocation(&w.site, "r1", "e1"),
+    ];
+    store.ingest(&batch, NOW).await.expect("ingest");
+    let id = |s: &str| xuefen_core::ids::EventId::parse(s.to_owned()).expect("event id");
+    let mut found: Vec<(String, EntryKind)> = store
+        .entries_by_events(&site_id(), &[id("e1"), id("r1"), id("nope")])
+        .await
+        .expect("entries")
+        .into_iter()
+        .map(|e| (e.body.event_id.to_string(), e.body.kind))
+        .collect();
+    found.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        found,
+        vec![
+            ("e1".to_owned(), EntryKind::Awarded),
+            ("r1".to_owned(), EntryKind::Reversal)
+        ]
+    );
+    assert!(
+        store
+            .entries_by_events(&other_site_id(), &[id("e1"), id("e2")])
+            .await
+            .expect("entries")
+            .is_empty(),
+        "another site's ids name none of this site's entries"
+    );
+    assert!(
+        store
+            .entries_by_events(&site_id(), &[])
+            .await
+            .expect("empty")
+            .is_empty()
+    );
+}

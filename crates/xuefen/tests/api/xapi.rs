@@ -594,6 +594,48 @@ async fn xapi_a_post_is_all_or_nothing(app: TestApp) {
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(transcript(&app, &lms.key, &learner2).await["totals"]["total"], "0.00");
 
+    // The site used a statement's id for a native event of other content:
+    // 409 naming that statement, and the new completion next to it is
+    // neither credited nor stored either.
+    let native = "6d9c3a1e-5b7d-4c2a-9e8f-1a2b3c4d5e6f";
+    let (status, body) = app
+        .put(
+            &format!("/v1/events/{native}"),
+            &lms.key,
+            json!({"kind": "completion", "course": "tea-101", "learner": {"local_account": "u42"},
+                   "completed_at": "2026-02-01T10:00:00Z"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let r = post(
+        &app,
+        &lms,
+        &json!([moodle_completion(fresh, "u43"), moodle_completion(native, "u42")]),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::CONFLICT, "statement_conflicts_with_ledger_event".to_owned()),
+        "{}",
+        r.text
+    );
+    assert_eq!(r.json()["field"], "1/id");
+    assert!(r.text.contains("completed_at"), "{}", r.text);
+    let (status, _) = app.get(&format!("/v1/events/{fresh}"), &lms.key).await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "nothing of the request reached the ledger"
+    );
+    assert_eq!(transcript(&app, &lms.key, &learner2).await["totals"]["total"], "0.00");
+    // The same statement, dated as the native event: it repeats the event,
+    // so it is stored and the ledger writes nothing new.
+    let mut same = moodle_completion(native, "u42");
+    same["timestamp"] = json!("2026-02-01T10:00:00Z");
+    let r = post(&app, &lms, &same).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(transcript(&app, &lms.key, &learner).await["totals"]["total"], "4.00");
+
     // More statements than batch_events_max: refused whole.
     let many: Vec<Value> = (0..51)
         .map(|n| json!({"actor": {"mbox": "mailto:a@example.edu"}, "verb": {"id": COMPLETED}, "object": {"id": format!("urn:x:{n}")}}))
@@ -603,8 +645,8 @@ async fn xapi_a_post_is_all_or_nothing(app: TestApp) {
         (r.status, r.code()),
         (StatusCode::PAYLOAD_TOO_LARGE, "batch_too_long".to_owned())
     );
-    assert_eq!(app.scalar("select count(*) from xapi_statements").await, 1);
-    assert_eq!(transcript(&app, &lms.key, &learner).await["totals"]["total"], "2.00");
+    assert_eq!(app.scalar("select count(*) from xapi_statements").await, 2);
+    assert_eq!(transcript(&app, &lms.key, &learner).await["totals"]["total"], "4.00");
 }
 
 async fn xapi_the_query_filters_and_pages_with_more_links(app: TestApp) {
