@@ -35,6 +35,7 @@ use serde_json::value::RawValue;
 use sha1::Digest as _;
 use utoipa::ToSchema;
 use xuefen_core::amount::Score;
+use xuefen_core::entry::Entry;
 use xuefen_core::event::{Completion, Event, EventBody, LearnerRef, Millis, Reason, Revocation};
 use xuefen_core::ids::{CourseCode, EventId, LocalAccount, SiteId};
 use xuefen_core::limits::SCORE_MAX_CENTS;
@@ -416,9 +417,10 @@ async fn write_statements(
         }
     }
     check_stored(state, site, &prepared, &at).await?;
-    let events = ledger_events(state, site, &home, &prepared).await?;
+    let ledger = ledger_entries(state, site, &prepared).await?;
+    let events = ledger_events(state, site, &home, &prepared, &ledger).await?;
     if !events.is_empty() {
-        check_ledger(state, site, &prepared, &events, &at).await?;
+        check_ledger(&prepared, &events, &ledger, &at)?;
         submit(state, &prepared, events, &at).await?;
     }
     let rows: Vec<NewStatement> = prepared
@@ -499,6 +501,23 @@ async fn check_stored(
     Ok(())
 }
 
+/// The ledger entries, by event id, already under the request's statement
+/// ids and under the targets of its voiding statements (one read): what
+/// voiding reverses, and what the request must not contradict.
+async fn ledger_entries(state: &AppState, site: &SiteId, prepared: &[Prepared]) -> ApiResult<HashMap<EventId, Entry>> {
+    let ids: Vec<EventId> = prepared
+        .iter()
+        .flat_map(|p| std::iter::once(&p.id).chain(p.voids.as_ref()))
+        .filter_map(|id| EventId::parse(id.clone()).ok())
+        .collect();
+    let entries = state.store.entries_by_events(site, &ids).await?;
+    Ok(entries
+        .into_iter()
+        .filter(|e| e.body.kind.owns_key())
+        .map(|e| (e.body.event_id.clone(), e))
+        .collect())
+}
+
 /// The ledger events of the request: completions of linked learners on
 /// courses with an activity IRI, and revocations of credited statements
 /// that a statement voids.
@@ -507,6 +526,7 @@ async fn ledger_events(
     site: &SiteId,
     home: &str,
     prepared: &[Prepared],
+    ledger: &HashMap<EventId, Entry>,
 ) -> ApiResult<Vec<(usize, Event)>> {
     let creditable: Vec<&Prepared> = prepared.iter().filter(|p| p.is_creditable_verb()).collect();
     let mut activities: Vec<String> = creditable.iter().filter_map(|p| p.activity.clone()).collect();
@@ -547,9 +567,7 @@ async fn ledger_events(
         let Ok(target_id) = EventId::parse(target.clone()) else {
             continue;
         };
-        let was_credited =
-            credited.contains(target.as_str()) || state.store.entry_by_event(site, &target_id).await?.is_some();
-        if !was_credited {
+        if !credited.contains(target.as_str()) && !ledger.contains_key(&target_id) {
             continue;
         }
         let Ok(id) = EventId::parse(p.id.clone()) else { continue };
@@ -651,25 +669,14 @@ async fn submit(
 /// event under the same id, or one differing in its learner alone, is
 /// left to it, and then completions of the request that the ledger
 /// accepted stay (their statements are stored by a corrected re-send).
-async fn check_ledger(
-    state: &AppState,
-    site: &SiteId,
+fn check_ledger(
     prepared: &[Prepared],
     events: &[(usize, Event)],
+    ledger: &HashMap<EventId, Entry>,
     at: &(dyn Fn(usize, StatementError) -> StatementError + Sync),
 ) -> ApiResult<()> {
-    let ids: Vec<EventId> = events.iter().map(|(_, e)| e.id.clone()).collect();
-    let entries = state.store.entries_by_events(site, &ids).await?;
-    if entries.is_empty() {
-        return Ok(());
-    }
-    let by_id: HashMap<&EventId, &xuefen_core::entry::Entry> = entries
-        .iter()
-        .filter(|e| e.body.kind.owns_key())
-        .map(|e| (&e.body.event_id, e))
-        .collect();
     for (slot, event) in events {
-        if let Some(entry) = by_id.get(&event.id)
+        if let Some(entry) = ledger.get(&event.id)
             && let Some(field) = xuefen_core::plan::first_difference(event, &entry.body, |_| true)
         {
             return Err(ledger_conflict(prepared, *slot, field, at));
@@ -1030,7 +1037,7 @@ pub async fn put_mbox_link(
     let site = caller.require_site()?.clone();
     let account = LocalAccount::parse(account)?;
     let sum = input.mbox_sha1sum.to_ascii_lowercase();
-    if sum.len() != 40 || !sum.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if !core::is_sha1_hex(&sum) {
         return Err(Problem::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_field",

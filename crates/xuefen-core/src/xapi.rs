@@ -673,7 +673,7 @@ fn ifi(m: &Map<String, Value>, field: &str) -> R<Option<Ifi>> {
         }
         "mbox_sha1sum" => {
             let s = string(v, &f)?;
-            if s.len() != 40 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+            if !is_sha1_hex(s) {
                 return Err(StatementError::new(
                     "mbox_sha1sum_invalid",
                     f,
@@ -1101,6 +1101,12 @@ fn attachments(v: &Value) -> R<()> {
         }
     }
     Ok(())
+}
+
+/// Whether `s` is a SHA-1 in hexadecimal (40 digits, either case), as an
+/// `mbox_sha1sum` must be.
+pub fn is_sha1_hex(s: &str) -> bool {
+    s.len() == 40 && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 #[cfg(test)]
