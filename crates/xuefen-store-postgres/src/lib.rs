@@ -1479,11 +1479,7 @@ impl Store for PgStore {
         .map_err(db)?;
         let mut referred = Referrals::default();
         for row in &rows {
-            let (chain, seq, kind): (i64, i64, i64) = (
-                row.try_get(0).map_err(db)?,
-                row.try_get(1).map_err(db)?,
-                row.try_get(2).map_err(db)?,
-            );
+            let (chain, seq, kind): (i64, i64, i64) = (row.col(0)?, row.col(1)?, row.col(2)?);
             if let (Ok(chain), Ok(seq)) = (u32::try_from(chain), u64::try_from(seq)) {
                 xuefen_store::referral(&mut referred, Position { chain, seq }, kind);
             }
@@ -1619,11 +1615,7 @@ impl Store for PgStore {
         .map_err(db)?;
         let mut found = Vec::with_capacity(rows.len());
         for row in rows {
-            let (site, event, chain): (String, String, i32) = (
-                row.try_get(0).map_err(db)?,
-                row.try_get(1).map_err(db)?,
-                row.try_get(2).map_err(db)?,
-            );
+            let (site, event, chain): (String, String, i32) = (row.col(0)?, row.col(1)?, row.col(2)?);
             if let (Ok(site), Ok(event), Ok(chain)) = (SiteId::parse(site), EventId::parse(event), u32::try_from(chain))
             {
                 found.push(((site, event), chain));

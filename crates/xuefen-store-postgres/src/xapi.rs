@@ -3,13 +3,13 @@
 
 use async_trait::async_trait;
 use sqlx::postgres::PgRow;
-use sqlx::{Postgres, QueryBuilder, Row};
+use sqlx::{Postgres, QueryBuilder};
 use xuefen_core::entry::Entry;
 use xuefen_core::ids::{CourseCode, EventId, LocalAccount, SiteId};
 use xuefen_store::xapi::{NewStatement, StatementQuery, StatementRow, XapiStore};
 use xuefen_store::{Result, StoreError, Written};
 
-use crate::{PgStore, db};
+use crate::{Col, PgStore, db};
 
 /// The columns of a [`StatementRow`], in its order.
 const ROW_COLUMNS: &str = "s.seq, s.statement_id, s.body, s.fingerprint, s.verb,
@@ -17,12 +17,12 @@ const ROW_COLUMNS: &str = "s.seq, s.statement_id, s.body, s.fingerprint, s.verb,
 
 fn statement_row(row: &PgRow) -> Result<StatementRow> {
     Ok(StatementRow {
-        seq: row.try_get(0).map_err(db)?,
-        id: row.try_get(1).map_err(db)?,
-        json: row.try_get(2).map_err(db)?,
-        fingerprint: row.try_get(3).map_err(db)?,
-        verb: row.try_get(4).map_err(db)?,
-        voided: row.try_get(5).map_err(db)?,
+        seq: row.col(0)?,
+        id: row.col(1)?,
+        json: row.col(2)?,
+        fingerprint: row.col(3)?,
+        verb: row.col(4)?,
+        voided: row.col(5)?,
     })
 }
 
@@ -71,7 +71,7 @@ impl XapiStore for PgStore {
             .await
             .map_err(db)?;
             for row in rows {
-                let (id, fingerprint): (String, String) = (row.try_get(0).map_err(db)?, row.try_get(1).map_err(db)?);
+                let (id, fingerprint): (String, String) = (row.col(0)?, row.col(1)?);
                 let ours = statements.iter().find(|s| s.id == id);
                 if ours.is_some_and(|s| s.fingerprint != fingerprint) {
                     tx.rollback().await.map_err(db)?;
@@ -210,8 +210,8 @@ impl XapiStore for PgStore {
         .map_err(db)?;
         rows.iter()
             .map(|row| {
-                let sum: String = row.try_get(0).map_err(db)?;
-                let account: String = row.try_get(1).map_err(db)?;
+                let sum: String = row.col(0)?;
+                let account: String = row.col(1)?;
                 let account = LocalAccount::parse(account).map_err(|e| StoreError::Corrupt {
                     at: format!("xapi_mbox_links {sum}"),
                     detail: e.to_string(),
@@ -270,8 +270,8 @@ impl XapiStore for PgStore {
         .map_err(db)?;
         rows.iter()
             .map(|row| {
-                let iri: String = row.try_get(0).map_err(db)?;
-                let code: String = row.try_get(1).map_err(db)?;
+                let iri: String = row.col(0)?;
+                let code: String = row.col(1)?;
                 let code = CourseCode::parse(code).map_err(|e| StoreError::Corrupt {
                     at: format!("xapi_course_activities {iri}"),
                     detail: e.to_string(),
