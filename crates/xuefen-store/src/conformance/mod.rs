@@ -1,6 +1,6 @@
 //! The conformance suite: one list of store-level scenarios that every
 //! backend runs, so that PostgreSQL and SQLite are held to the same
-//! invariants (DESIGN.md §3) by the same code.
+//! invariants (`docs/design.md` §3) by the same code.
 //!
 //! A backend's test binary implements [`Backend`] — a fresh, migrated
 //! database of its own per test, and a way to run raw SQL against it for the
