@@ -12,6 +12,9 @@ cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+echo "== cargo doc (warnings denied)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
+
 echo "== the core does no I/O"
 if cargo tree -p xuefen-core -e normal --prefix none | grep -E '^(tokio|sqlx|axum|reqwest|hyper|tracing-subscriber) '; then
     echo "xuefen-core must not depend on I/O crates" >&2
