@@ -496,6 +496,7 @@ async fn serve(args: &Settings) -> anyhow::Result<ExitCode> {
         issuer: args.sso_issuer.clone(),
         audience: args.sso_audience.clone(),
         key: sso_key(args)?,
+        leeway_seconds: args.sso_leeway_seconds,
     })
     .context("load the single sign-on key")?;
     let whole = |credits: u64| {
