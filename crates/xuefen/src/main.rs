@@ -680,6 +680,7 @@ async fn sites(db: &Settings, cmd: SitesCommand) -> anyhow::Result<ExitCode> {
                 agreement_starts_at: None,
                 agreement_ends_at: None,
             };
+            site.region_code.check_level(site.level)?;
             store
                 .create_site(&site, &cli_act(&reason)?)
                 .await
