@@ -93,6 +93,7 @@ impl SiteIn {
             )),
             _ => Ok(site),
         })
+        .and_then(|site| site.region_code.check_level(site.level).map(|()| site))
     }
 
     pub fn reason(&self) -> Result<Reason, FieldError> {

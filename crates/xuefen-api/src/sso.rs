@@ -44,6 +44,9 @@ pub struct SsoSettings {
     pub issuer: String,
     pub audience: String,
     pub key: SsoKey,
+    /// Seconds a token's `exp` may lie in the past and still be accepted,
+    /// for the clock skew between the single sign-on and this service.
+    pub leeway_seconds: u64,
 }
 
 /// Verifies learner tokens.
@@ -74,7 +77,7 @@ impl SsoVerifier {
         validation.set_issuer(&[settings.issuer.as_str()]);
         validation.set_audience(&[settings.audience.as_str()]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-        validation.leeway = 30;
+        validation.leeway = settings.leeway_seconds;
         Ok(Self { key, validation })
     }
 
@@ -198,6 +201,7 @@ MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEezS88tP2D71+ChpWP+jMZ0sfcBUk
             issuer: "sso.zj.example".into(),
             audience: "xuefen".into(),
             key: SsoKey::Es256Pem(TEST_EC_PUBLIC.as_bytes().to_vec()),
+            leeway_seconds: 5,
         })
         .expect("public key");
         let learner = LearnerId::from_random([7; 16]);
@@ -212,5 +216,48 @@ MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEezS88tP2D71+ChpWP+jMZ0sfcBUk
         // A subject that is not a unified learner id is refused.
         let odd = jsonwebtoken::encode(&Header::new(Algorithm::ES256), &claims("zhangsan"), &key).expect("sign");
         assert!(verifier.verify(&odd).is_err());
+    }
+
+    /// A token that lived one second is refused once the leeway after its
+    /// `exp` has passed, and accepted within it.
+    #[test]
+    fn an_expired_token_is_refused_once_the_leeway_has_passed() {
+        let verifier = |leeway_seconds| {
+            SsoVerifier::new(&SsoSettings {
+                issuer: "sso.zj.example".into(),
+                audience: "xuefen".into(),
+                key: SsoKey::Hs256(b"a development secret of 32 bytes".to_vec()),
+                leeway_seconds,
+            })
+            .expect("secret")
+        };
+        let learner = LearnerId::from_random([9; 16]);
+        let sign = |issued: u64| {
+            dev_token(
+                b"a development secret of 32 bytes",
+                "sso.zj.example",
+                "xuefen",
+                &learner,
+                issued,
+                1,
+            )
+            .expect("sign")
+        };
+        // Issued 3 s ago with a 1 s lifetime: expired 2 s ago.
+        let expired_2s_ago = sign(now() - 3);
+        assert!(verifier(0).verify(&expired_2s_ago).is_err(), "no leeway: refused");
+        assert!(
+            verifier(1).verify(&expired_2s_ago).is_err(),
+            "leeway 1 s has passed: refused"
+        );
+        assert_eq!(
+            verifier(5).verify(&expired_2s_ago).ok(),
+            Some(learner.clone()),
+            "within 5 s of leeway"
+        );
+        // Expired 10 s ago: refused with the default leeway of 5 s.
+        assert!(verifier(5).verify(&sign(now() - 11)).is_err());
+        // Still valid: accepted with no leeway at all.
+        assert_eq!(verifier(0).verify(&sign(now())).ok(), Some(learner));
     }
 }

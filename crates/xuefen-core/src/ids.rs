@@ -197,6 +197,33 @@ impl RegionCode {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// Whether the code names a region of `level` (GB/T 2260): a province
+    /// ends in `0000`, a city in `00` (and not `0000`), a county or township
+    /// in neither. The problem names `region_code`.
+    pub fn check_level(&self, level: SiteLevel) -> Result<(), FieldError> {
+        let province = self.0.ends_with("0000");
+        let city = !province && self.0.ends_with("00");
+        let fits = match level {
+            SiteLevel::Province => province,
+            SiteLevel::City => city,
+            SiteLevel::County | SiteLevel::Township => !province && !city,
+        };
+        if fits {
+            Ok(())
+        } else {
+            Err(FieldError::new(
+                "region_code",
+                match level {
+                    SiteLevel::Province => "a province site needs a province code (xx0000)",
+                    SiteLevel::City => "a city site needs a city code (xxxx00, not xx0000)",
+                    SiteLevel::County | SiteLevel::Township => {
+                        "a county or township site needs a county code (not ending in 00)"
+                    }
+                },
+            ))
+        }
+    }
 }
 
 macro_rules! name_enum {
@@ -290,5 +317,28 @@ mod tests {
         assert!(RegionCode::parse("33010").is_err());
         assert!(RegionCode::parse("990106").is_err());
         assert!(RegionCode::parse("33010a").is_err());
+    }
+
+    #[test]
+    fn region_codes_agree_with_the_site_level() {
+        let code = |c: &str| RegionCode::parse(c).expect("code");
+        for (c, level, fits) in [
+            ("330000", SiteLevel::Province, true),
+            ("330100", SiteLevel::Province, false),
+            ("330106", SiteLevel::Province, false),
+            ("330100", SiteLevel::City, true),
+            ("330000", SiteLevel::City, false),
+            ("330106", SiteLevel::City, false),
+            ("330106", SiteLevel::County, true),
+            ("330106", SiteLevel::Township, true),
+            ("330100", SiteLevel::County, false),
+            ("330000", SiteLevel::Township, false),
+        ] {
+            let got = code(c).check_level(level);
+            assert_eq!(got.is_ok(), fits, "{c} {level:?}");
+            if let Err(e) = got {
+                assert_eq!(e.field, "region_code");
+            }
+        }
     }
 }

@@ -295,6 +295,22 @@ fn load_settings(cli: &Cli) -> anyhow::Result<Settings> {
     Ok(Settings::load(file.as_deref(), |k| std::env::var(k).ok(), &flags)?)
 }
 
+/// The store of a server that already ran: a command other than `serve` and
+/// `migrate` run from another directory (or with other settings) refuses
+/// instead of creating an empty embedded database and answering from it.
+async fn open_existing_store(db: &Settings, migrate: bool) -> anyhow::Result<Arc<dyn Store>> {
+    if db.database_url.is_none() {
+        let path = db.data_dir.join("xuefen.db");
+        anyhow::ensure!(
+            path.exists(),
+            "no Xuefen database at {}: run this command with the server's settings (from the directory \
+             `xuefen serve` runs in, or with its XUEFEN_DATA_DIR or DATABASE_URL)",
+            path.display()
+        );
+    }
+    open_store(db, migrate).await
+}
+
 async fn open_store(db: &Settings, migrate: bool) -> anyhow::Result<Arc<dyn Store>> {
     let url = match &db.database_url {
         Some(url) => url.expose().to_owned(),
@@ -496,6 +512,7 @@ async fn serve(args: &Settings) -> anyhow::Result<ExitCode> {
         issuer: args.sso_issuer.clone(),
         audience: args.sso_audience.clone(),
         key: sso_key(args)?,
+        leeway_seconds: args.sso_leeway_seconds,
     })
     .context("load the single sign-on key")?;
     let whole = |credits: u64| {
@@ -594,7 +611,7 @@ async fn shutdown_signal() {
 }
 
 async fn verify(db: &Settings, public_key: Option<&str>) -> anyhow::Result<ExitCode> {
-    let store = open_store(db, false).await?;
+    let store = open_existing_store(db, false).await?;
     let key = public_key
         .map(|k| -> anyhow::Result<ed25519_dalek::VerifyingKey> {
             let bytes: [u8; 32] = hex::decode(k.trim())
@@ -660,7 +677,7 @@ async fn verify(db: &Settings, public_key: Option<&str>) -> anyhow::Result<ExitC
 }
 
 async fn sites(db: &Settings, cmd: SitesCommand) -> anyhow::Result<ExitCode> {
-    let store = open_store(db, true).await?;
+    let store = open_existing_store(db, true).await?;
     match cmd {
         SitesCommand::Add {
             id,
@@ -679,6 +696,7 @@ async fn sites(db: &Settings, cmd: SitesCommand) -> anyhow::Result<ExitCode> {
                 agreement_starts_at: None,
                 agreement_ends_at: None,
             };
+            site.region_code.check_level(site.level)?;
             store
                 .create_site(&site, &cli_act(&reason)?)
                 .await
@@ -727,7 +745,7 @@ fn cli_act(reason: &str) -> anyhow::Result<SiteAct> {
 }
 
 async fn keys(db: &Settings, cmd: KeysCommand) -> anyhow::Result<ExitCode> {
-    let store = open_store(db, true).await?;
+    let store = open_existing_store(db, true).await?;
     match cmd {
         KeysCommand::Create { admin, bank, site } => {
             let principal = match (admin, site) {

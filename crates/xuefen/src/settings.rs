@@ -279,6 +279,8 @@ settings! {
     sso_key: Option<Secret> = "", env ["XUEFEN_SSO_KEY"];
     /// A file holding `sso_key` instead (e.g. the SSO's PEM public key).
     sso_key_file: Option<PathBuf> = "", env ["XUEFEN_SSO_KEY_FILE"];
+    /// Seconds a learner token's `exp` may lie in the past and still be accepted (clock skew between the single sign-on and this service).
+    sso_leeway_seconds: u64 = "5", env ["XUEFEN_SSO_LEEWAY_SECONDS"];
     /// Whole credits a learner needs in a calendar year to count towards the agreement's "each with at least 20 credits".
     stats_credits_each: u64 = "20", env ["XUEFEN_STATS_CREDITS_EACH"];
     /// Whole credits earned on one site in a calendar year that make a learning star (学习之星) of that site.

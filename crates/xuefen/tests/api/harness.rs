@@ -47,6 +47,8 @@ pub const TEST_LIMITS: Limits = Limits {
 pub const SSO_ISSUER: &str = "xuefen-dev-sso";
 pub const SSO_AUDIENCE: &str = "xuefen";
 pub const SSO_SECRET: &[u8; 32] = b"test single sign-on secret 32 by";
+/// The clock-skew leeway of every test server's token check.
+pub const SSO_LEEWAY_SECONDS: u64 = 1;
 
 /// A learner token as the province's single sign-on would issue it.
 pub fn learner_token(learner: &str, issuer: &str, secret: &[u8], ttl_seconds: i64) -> String {
@@ -103,6 +105,7 @@ impl TestApp {
             issuer: SSO_ISSUER.into(),
             audience: SSO_AUDIENCE.into(),
             key: xuefen_api::sso::SsoKey::Hs256(SSO_SECRET.to_vec()),
+            leeway_seconds: SSO_LEEWAY_SECONDS,
         })
         .expect("SSO verifier");
         let mut state = AppState::new(

@@ -386,11 +386,12 @@ mod me {
 
     use super::{done, fixed_course};
     use crate::backend_tests;
-    use crate::harness::{SSO_ISSUER, SSO_SECRET, TestApp, learner_token};
+    use crate::harness::{SSO_ISSUER, SSO_LEEWAY_SECONDS, SSO_SECRET, TestApp, learner_token};
 
     backend_tests!(
         a_learner_reads_their_own_transcript_with_a_single_sign_on_token,
         bad_tokens_get_401_naming_why,
+        a_one_second_token_is_refused_once_the_leeway_has_passed,
         the_transcript_pages_by_ledger_position_with_full_totals,
         the_dev_token_command_signs_a_token_the_service_accepts,
     );
@@ -431,6 +432,19 @@ mod me {
             (status, p["code"].clone()),
             (StatusCode::NOT_FOUND, json!("unknown_learner"))
         );
+    }
+
+    async fn a_one_second_token_is_refused_once_the_leeway_has_passed(app: TestApp) {
+        let a = app.site("site-a").await;
+        let learner = app.learner(&a, "u1", 1).await;
+        let token = learner_token(&learner, SSO_ISSUER, SSO_SECRET, 1);
+        let (status, _) = me(&app, &token, "").await;
+        assert_eq!(status, StatusCode::OK, "a fresh token is accepted");
+        // Its `exp` plus the leeway, with a second's margin for the whole-second clock.
+        tokio::time::sleep(std::time::Duration::from_secs(2 + SSO_LEEWAY_SECONDS)).await;
+        let (status, p) = me(&app, &token, "").await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{p}");
+        assert!(p["detail"].as_str().expect("detail").contains("expired"), "{p}");
     }
 
     async fn bad_tokens_get_401_naming_why(app: TestApp) {

@@ -615,6 +615,18 @@ async fn strings_and_decimals_out_of_range_are_rejected(app: TestApp) {
         (status, body["field"].clone()),
         (StatusCode::UNPROCESSABLE_ENTITY, json!("region_code"))
     );
+    // GB/T 2260: a province site with a county code is refused, naming the field.
+    let (status, body) = app
+        .post(
+            "/v1/sites",
+            &app.admin,
+            json!({"id": "ok", "name": "n", "level": "province", "region_code": "330106"}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["field"].clone()),
+        (StatusCode::UNPROCESSABLE_ENTITY, json!("region_code"))
+    );
     let mut future = completion("u1", "C1", "1");
     future["completed_at"] = json!("2999-01-01T00:00:00Z");
     let (status, body) = app.put("/v1/events/future", &key, future).await;

@@ -119,3 +119,25 @@ fn the_example_file_in_ops_is_current() {
         "ops/xuefen.example.toml is stale: rerun with XUEFEN_UPDATE_EXAMPLE=1"
     );
 }
+
+/// A command run away from the server's data directory refuses, naming
+/// where it looked, and creates no empty database there.
+#[test]
+fn a_command_away_from_the_server_data_dir_refuses_and_creates_nothing() {
+    let dir = std::env::temp_dir().join(format!("xuefen-nodata-{}", uuid::Uuid::new_v4().simple()));
+    let data = dir.join("data");
+    let data_str = data.to_str().expect("utf-8");
+    for args in [&["verify"][..], &["keys", "create", "--admin"][..]] {
+        let mut cmd = Command::new(XUEFEN);
+        cmd.args(args)
+            .env_remove("DATABASE_URL")
+            .env_remove("XUEFEN_CONFIG")
+            .env("XUEFEN_DATA_DIR", data_str);
+        let out = cmd.output().expect("run xuefen");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} succeeded without a database");
+        assert!(stderr.contains("no Xuefen database"), "{args:?}: {stderr}");
+        assert!(!data.join("xuefen.db").exists(), "{args:?} created an empty database");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
