@@ -848,8 +848,127 @@ fn activity(m: &Map<String, Value>, field: &str) -> R<String> {
         if let Some(x) = def.get("extensions") {
             extensions(x, &join(&f, "extensions"))?;
         }
+        interaction(def, &f)?;
     }
     Ok(id)
+}
+
+/// The interaction members of an activity definition: `interactionType` is one of the
+/// specification's values (case matters), `correctResponsesPattern` is an array of strings, and
+/// each component list (`choices`, `scale`, `source`, `target`, `steps`) is an array of
+/// `{id, description}` with distinct ids, present only with an `interactionType` that uses it.
+fn interaction(def: &Map<String, Value>, f: &str) -> R<()> {
+    const TYPES: [&str; 10] = [
+        "true-false",
+        "choice",
+        "fill-in",
+        "long-fill-in",
+        "matching",
+        "performance",
+        "sequencing",
+        "likert",
+        "numeric",
+        "other",
+    ];
+    let kind = match def.get("interactionType") {
+        None => None,
+        Some(v) => {
+            let field = join(f, "interactionType");
+            let k = string(v, &field)?;
+            if !TYPES.contains(&k) {
+                return Err(StatementError::new(
+                    "interaction_type_invalid",
+                    field,
+                    format!("interactionType must be one of {}", TYPES.join(", ")),
+                ));
+            }
+            Some(k)
+        }
+    };
+    if let Some(p) = def.get("correctResponsesPattern") {
+        let field = join(f, "correctResponsesPattern");
+        let items = p.as_array().ok_or_else(|| {
+            StatementError::new(
+                "interaction_pattern_invalid",
+                field.clone(),
+                "correctResponsesPattern must be an array of strings",
+            )
+        })?;
+        if kind.is_none() {
+            return Err(StatementError::new(
+                "interaction_type_required",
+                field,
+                "correctResponsesPattern needs an interactionType",
+            ));
+        }
+        for (i, item) in items.iter().enumerate() {
+            if !item.is_string() {
+                return Err(StatementError::new(
+                    "interaction_pattern_invalid",
+                    format!("{field}/{i}"),
+                    "correctResponsesPattern must be an array of strings",
+                ));
+            }
+        }
+    }
+    for k in ["choices", "scale", "source", "target", "steps"] {
+        let Some(list) = def.get(k) else { continue };
+        let field = join(f, k);
+        let allowed = match k {
+            "choices" => matches!(kind, Some("choice" | "sequencing")),
+            "scale" => kind == Some("likert"),
+            "source" | "target" => kind == Some("matching"),
+            _ => kind == Some("performance"),
+        };
+        if kind.is_none() {
+            return Err(StatementError::new(
+                "interaction_type_required",
+                field,
+                format!("{k} needs an interactionType"),
+            ));
+        }
+        if !allowed {
+            return Err(StatementError::new(
+                "interaction_component_not_allowed",
+                field,
+                format!("{k} is not a component of interactionType {}", kind.unwrap_or_default()),
+            ));
+        }
+        let items = list.as_array().ok_or_else(|| {
+            StatementError::new(
+                "interaction_component_invalid",
+                field.clone(),
+                "interaction components are an array",
+            )
+        })?;
+        let mut seen = std::collections::HashSet::new();
+        for (i, item) in items.iter().enumerate() {
+            let at = format!("{field}/{i}");
+            let c = object(item, &at)?;
+            known_keys(c, &["id", "description"], &at)?;
+            let cid = match c.get("id") {
+                Some(Value::String(s)) if !s.is_empty() => s.as_str(),
+                _ => {
+                    return Err(StatementError::new(
+                        "interaction_component_invalid",
+                        join(&at, "id"),
+                        "an interaction component needs a string id",
+                    ));
+                }
+            };
+            if !seen.insert(cid) {
+                return Err(StatementError::new(
+                    "interaction_component_invalid",
+                    join(&at, "id"),
+                    "interaction component ids are distinct within a list",
+                ));
+            }
+            if let Some(d) = c.get("description") {
+                language_map(d, &join(&at, "description"))?;
+            }
+        }
+    }
+    Ok(())
 }
 
 fn result(v: &Value) -> R<Option<Decimal>> {
@@ -1234,6 +1353,43 @@ mod tests {
         assert!(
             prep(&r.to_string()).is_ok(),
             "a StatementRef object is fine for other verbs"
+        );
+    }
+
+    #[test]
+    fn interaction_type_is_validated_case_sensitively_and_needed_by_components() {
+        let mut c = completion();
+        c["object"] = serde_json::json!({"id": "urn:x:q1", "definition": {"interactionType": "choice",
+            "correctResponsesPattern": ["a"], "choices": [{"id": "a", "description": {"en-US": "A"}}]}});
+        assert!(prep(&c.to_string()).is_ok(), "a well-formed choice interaction is fine");
+        let edit = |e: fn(&mut Value)| rule_of(c.clone(), e);
+        assert_eq!(
+            edit(|v| v["object"]["definition"]["interactionType"] = "choiCe".into()),
+            "interaction_type_invalid"
+        );
+        assert_eq!(
+            edit(|v| v["object"]["definition"]["interactionType"] = serde_json::json!({})),
+            "not_a_string"
+        );
+        assert_eq!(
+            edit(|v| drop(
+                v["object"]["definition"]
+                    .as_object_mut()
+                    .map(|m| m.remove("interactionType"))
+            )),
+            "interaction_type_required"
+        );
+        assert_eq!(
+            edit(|v| v["object"]["definition"]["interactionType"] = "likert".into()),
+            "interaction_component_not_allowed"
+        );
+        assert_eq!(
+            edit(|v| v["object"]["definition"]["choices"] = serde_json::json!([{"id": "a"}, {"id": "a"}])),
+            "interaction_component_invalid"
+        );
+        assert_eq!(
+            edit(|v| v["object"]["definition"]["correctResponsesPattern"] = serde_json::json!([1])),
+            "interaction_pattern_invalid"
         );
     }
 
