@@ -1068,7 +1068,7 @@ fn score(v: &Value) -> R<Option<Decimal>> {
     Ok(percent.map(|p| p.round_dp_with_strategy(2, rust_decimal::RoundingStrategy::ToZero)))
 }
 
-/// ISO 8601 durations as xAPI uses them: `P[nY][nM][nW][nD][T[nH][nM][n[.n]S]]`.
+/// ISO 8601 durations as xAPI uses them: `P[nY][nM][nD][T[nH][nM][n[.n]S]]` or `PnW`.
 fn is_duration(s: &str) -> bool {
     let Some(rest) = s.strip_prefix('P') else { return false };
     let (date, time) = match rest.split_once('T') {
@@ -1096,6 +1096,12 @@ fn is_duration(s: &str) -> bool {
             count += 1;
         }
         number.is_empty().then_some(count)
+    }
+    // The week form stands alone (`PnW`): ISO 8601 has no `P4W1D` nor `P1WT1H`.
+    if date.contains('W')
+        && (time.is_some() || !date.ends_with('W') || !date[..date.len() - 1].bytes().all(|b| b.is_ascii_digit()))
+    {
+        return false;
     }
     let Some(d) = parts(date, b"YMWD", false) else {
         return false;
@@ -1437,7 +1443,9 @@ mod tests {
         for ok in ["PT1H30M", "P1D", "PT0.5S", "P1Y2M3DT4H5M6.7S", "P2W"] {
             assert!(is_duration(ok), "{ok}");
         }
-        for bad in ["P", "PT", "1H", "PT1.5H", "P1H", "PTM", "PT1M1H"] {
+        for bad in [
+            "P", "PT", "1H", "PT1.5H", "P1H", "PTM", "PT1M1H", "P4W1D", "P1Y2W", "P1WT1H",
+        ] {
             assert!(!is_duration(bad), "{bad}");
         }
     }
