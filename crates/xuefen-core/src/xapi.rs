@@ -760,8 +760,27 @@ fn actor(v: &Value, field: &str) -> R<Option<Ifi>> {
     }
 }
 
+/// An authority: an Agent, or (OAuth 3-legged) an anonymous Group of exactly two Agents.
 fn authority(v: &Value, field: &str) -> R<()> {
-    actor(v, field).map(|_| ())
+    let id = actor(v, field)?;
+    let m = object(v, field)?;
+    if m.get("objectType").and_then(Value::as_str) == Some("Group") {
+        if id.is_some() {
+            return Err(StatementError::new(
+                "authority_group_invalid",
+                field,
+                "an authority Group is anonymous (no mbox, mbox_sha1sum, openid or account)",
+            ));
+        }
+        if m.get("member").and_then(Value::as_array).map(Vec::len) != Some(2) {
+            return Err(StatementError::new(
+                "authority_group_invalid",
+                join(field, "member"),
+                "an authority Group has exactly two members",
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The object: its type, the activity id, and a StatementRef's target.
@@ -1396,6 +1415,25 @@ mod tests {
         assert_eq!(
             edit(|v| v["object"]["definition"]["correctResponsesPattern"] = serde_json::json!([1])),
             "interaction_pattern_invalid"
+        );
+    }
+
+    #[test]
+    fn an_authority_group_is_anonymous_with_two_members() {
+        let two = serde_json::json!([{"mbox": "mailto:app@x.example"}, {"mbox": "mailto:u@x.example"}]);
+        let mut c = completion();
+        c["authority"] = serde_json::json!({"objectType": "Group", "member": two.clone()});
+        assert!(prep(&c.to_string()).is_ok(), "an anonymous pair is fine");
+        let mut one = c.clone();
+        one["authority"]["member"] = serde_json::json!([two[0].clone()]);
+        assert_eq!(rule_of(one, |_| {}), "authority_group_invalid");
+        let mut three = c.clone();
+        three["authority"]["member"] =
+            serde_json::json!([two[0].clone(), two[1].clone(), {"mbox": "mailto:w@x.example"}]);
+        assert_eq!(rule_of(three, |_| {}), "authority_group_invalid");
+        assert_eq!(
+            rule_of(c, |v| v["authority"]["mbox"] = "mailto:g@x.example".into()),
+            "authority_group_invalid"
         );
     }
 
