@@ -1231,6 +1231,7 @@ fn attachments(v: &Value) -> R<()> {
             ],
             &f,
         )?;
+        attachment_metadata(m, &f)?;
         if m.get("fileUrl").is_none() {
             return Err(StatementError::new(
                 "attachment_content_unsupported",
@@ -1243,6 +1244,53 @@ fn attachments(v: &Value) -> R<()> {
                 iri(x, &join(&f, k))?;
             }
         }
+    }
+    Ok(())
+}
+
+/// The metadata every attachment carries: `usageType` (IRI), `display` (language map),
+/// optional `description` (language map), `contentType` (string), `length` (a non-negative
+/// integer) and `sha2` (hexadecimal SHA-2).
+fn attachment_metadata(m: &Map<String, Value>, f: &str) -> R<()> {
+    let missing = |k: &str| {
+        StatementError::new(
+            "attachment_metadata_invalid",
+            join(f, k),
+            format!("an attachment needs `{k}`"),
+        )
+    };
+    iri(
+        m.get("usageType").ok_or_else(|| missing("usageType"))?,
+        &join(f, "usageType"),
+    )?;
+    language_map(m.get("display").ok_or_else(|| missing("display"))?, &join(f, "display"))?;
+    if let Some(d) = m.get("description") {
+        language_map(d, &join(f, "description"))?;
+    }
+    if !m.get("contentType").ok_or_else(|| missing("contentType"))?.is_string() {
+        return Err(StatementError::new(
+            "attachment_metadata_invalid",
+            join(f, "contentType"),
+            "contentType is an Internet media type as a string",
+        ));
+    }
+    if m.get("length").ok_or_else(|| missing("length"))?.as_u64().is_none() {
+        return Err(StatementError::new(
+            "attachment_metadata_invalid",
+            join(f, "length"),
+            "length is the content's size in octets, a non-negative integer",
+        ));
+    }
+    let sha2 = m.get("sha2").ok_or_else(|| missing("sha2"))?;
+    if !sha2
+        .as_str()
+        .is_some_and(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_hexdigit()))
+    {
+        return Err(StatementError::new(
+            "attachment_metadata_invalid",
+            join(f, "sha2"),
+            "sha2 is the content's SHA-2 hash in hexadecimal",
+        ));
     }
     Ok(())
 }
@@ -1434,6 +1482,33 @@ mod tests {
         assert_eq!(
             rule_of(c, |v| v["authority"]["mbox"] = "mailto:g@x.example".into()),
             "authority_group_invalid"
+        );
+    }
+
+    #[test]
+    fn attachment_metadata_is_validated() {
+        let mut c = completion();
+        c["attachments"] = serde_json::json!([{"usageType": "http://x.example/a", "display": {"en-US": "A"},
+            "contentType": "text/plain", "length": 10, "sha2": "ab12", "fileUrl": "https://x.example/a.txt"}]);
+        assert!(prep(&c.to_string()).is_ok(), "complete metadata with a fileUrl is fine");
+        assert_eq!(
+            rule_of(c.clone(), |v| v["attachments"][0]["length"] = "ten".into()),
+            "attachment_metadata_invalid"
+        );
+        assert_eq!(
+            rule_of(c.clone(), |v| v["attachments"][0]["contentType"] = 7.into()),
+            "attachment_metadata_invalid"
+        );
+        assert_eq!(
+            rule_of(c.clone(), |v| v["attachments"][0]["display"] =
+                serde_json::json!({"not a tag": "A"})),
+            "language_tag_invalid"
+        );
+        assert_eq!(
+            rule_of(c, |v| drop(
+                v["attachments"][0].as_object_mut().map(|m| m.remove("sha2"))
+            )),
+            "attachment_metadata_invalid"
         );
     }
 
