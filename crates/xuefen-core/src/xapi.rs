@@ -1190,6 +1190,14 @@ fn context(v: &Value, object_is_activity: bool, version: &Version) -> R<Option<S
     if let Some(x) = m.get("extensions") {
         extensions(x, "context/extensions")?;
     }
+    for (k, kind, member) in [
+        ("contextAgents", "contextAgent", "agent"),
+        ("contextGroups", "contextGroup", "group"),
+    ] {
+        if let Some(x) = m.get(k) {
+            context_actors(x, &join("context", k), kind, member)?;
+        }
+    }
     if let Some(x) = m.get("contextActivities") {
         let ca = object(x, "context/contextActivities")?;
         known_keys(
@@ -1209,6 +1217,42 @@ fn context(v: &Value, object_is_activity: bool, version: &Version) -> R<Option<S
         }
     }
     Ok(registration)
+}
+
+/// `contextAgents` / `contextGroups` (2.0.0): an array of `{objectType, agent|group,
+/// relevantTypes?}` where `objectType` is `contextAgent` / `contextGroup` and `relevantTypes`, when
+/// present, is a non-empty array of IRIs.
+fn context_actors(v: &Value, field: &str, kind: &str, member: &str) -> R<()> {
+    let bad = |f: String, d: String| StatementError::new("context_actor_invalid", f, d);
+    let list = v
+        .as_array()
+        .ok_or_else(|| bad(field.to_owned(), format!("must be an array of {kind} objects")))?;
+    for (i, item) in list.iter().enumerate() {
+        let f = format!("{field}/{i}");
+        let o = object(item, &f)?;
+        known_keys(o, &["objectType", member, "relevantTypes"], &f)?;
+        if o.get("objectType").and_then(Value::as_str) != Some(kind) {
+            return Err(bad(join(&f, "objectType"), format!("must be `{kind}`")));
+        }
+        let who = o
+            .get(member)
+            .ok_or_else(|| bad(join(&f, member), format!("a {kind} needs `{member}`")))?;
+        if member == "agent" {
+            agent(who, &join(&f, member))?;
+        } else {
+            group(who, &join(&f, member))?;
+        }
+        if let Some(types) = o.get("relevantTypes") {
+            let t = types
+                .as_array()
+                .filter(|t| !t.is_empty())
+                .ok_or_else(|| bad(join(&f, "relevantTypes"), "must be a non-empty array of IRIs".into()))?;
+            for (j, x) in t.iter().enumerate() {
+                iri(x, &format!("{f}/relevantTypes/{j}"))?;
+            }
+        }
+    }
+    Ok(())
 }
 
 fn attachments(v: &Value) -> R<()> {
@@ -1510,6 +1554,29 @@ mod tests {
             )),
             "attachment_metadata_invalid"
         );
+    }
+
+    #[test]
+    fn context_agents_and_groups_are_validated_at_2_0() {
+        let mut c = completion();
+        c["context"] = serde_json::json!({"contextAgents": [{"objectType": "contextAgent",
+            "agent": {"mbox": "mailto:t@x.example"}, "relevantTypes": ["https://x.example/tutor"]}]});
+        let ok = prepare(&c.to_string(), &stamp(&Version::V2));
+        assert!(ok.is_ok(), "{ok:?}");
+        let at2 = |v: Value| prepare(&v.to_string(), &stamp(&Version::V2)).err().map(|e| e.rule);
+        let mut e = c.clone();
+        e["context"]["contextAgents"][0]["objectType"] = "Agent".into();
+        assert_eq!(at2(e), Some("context_actor_invalid"));
+        let mut e = c.clone();
+        e["context"]["contextAgents"][0]["relevantTypes"] = serde_json::json!([]);
+        assert_eq!(at2(e), Some("context_actor_invalid"));
+        let mut e = c.clone();
+        e["context"]["contextAgents"] = serde_json::json!({"objectType": "contextAgent"});
+        assert_eq!(at2(e), Some("context_actor_invalid"));
+        let mut e = c;
+        e["context"] = serde_json::json!({"contextGroups": [{"objectType": "contextGroup",
+            "group": {"objectType": "Group"}}]});
+        assert_eq!(at2(e), Some("group_member_required"));
     }
 
     #[test]
