@@ -263,7 +263,11 @@ pub fn prepare(raw: &str, stamp: &Stamp<'_>) -> R<Prepared> {
         None => stamp.stored,
     };
 
-    let json = stored_json(&members, m, &id, stamp);
+    // A single Activity under a contextActivities key is stored (and so returned) as an array of
+    // one, as the specification requires; every other member keeps its received bytes.
+    let normalised = normalised_context(m);
+    let m = normalised.as_ref().unwrap_or(m);
+    let json = stored_json(&members, m, normalised.is_some(), &id, stamp);
     let fingerprint = fingerprint(m, &id);
     Ok(Prepared {
         id,
@@ -291,7 +295,37 @@ pub fn agent_key(json: &str) -> R<String> {
         .ok_or_else(|| StatementError::new("agent_invalid", "agent", "an anonymous group cannot be a filter"))
 }
 
-fn stored_json(members: &Members, m: &Map<String, Value>, id: &str, stamp: &Stamp<'_>) -> String {
+/// The statement with each single-object `contextActivities` value wrapped in an array (also in
+/// a SubStatement's context), or `None` when nothing needs it.
+fn normalised_context(m: &Map<String, Value>) -> Option<Map<String, Value>> {
+    fn wrap(ctx: Option<&mut Value>) -> bool {
+        let mut changed = false;
+        if let Some(Value::Object(ca)) = ctx.and_then(|c| c.get_mut("contextActivities")) {
+            for v in ca.values_mut() {
+                if !v.is_array() {
+                    *v = Value::Array(vec![v.take()]);
+                    changed = true;
+                }
+            }
+        }
+        changed
+    }
+    let single = |ctx: Option<&Value>| {
+        ctx.and_then(|c| c.get("contextActivities"))
+            .and_then(Value::as_object)
+            .is_some_and(|ca| ca.values().any(|v| !v.is_array()))
+    };
+    let sub = m.get("object").and_then(|o| o.get("context"));
+    if !single(m.get("context")) && !single(sub) {
+        return None;
+    }
+    let mut n = m.clone();
+    let a = wrap(n.get_mut("context"));
+    let b = wrap(n.get_mut("object").and_then(|o| o.get_mut("context")));
+    (a || b).then_some(n)
+}
+
+fn stored_json(members: &Members, m: &Map<String, Value>, normalised: bool, id: &str, stamp: &Stamp<'_>) -> String {
     let lrs_set = ["stored", "authority"];
     let mut out = String::with_capacity(
         members
@@ -313,8 +347,12 @@ fn stored_json(members: &Members, m: &Map<String, Value>, id: &str, stamp: &Stam
         out.push_str(v);
     };
     for (k, v) in &members.0 {
-        if !lrs_set.contains(&k.as_str()) {
-            member(&mut out, k, v.get());
+        if lrs_set.contains(&k.as_str()) {
+            continue;
+        }
+        match m.get(k.as_str()) {
+            Some(n) if normalised && (k == "context" || k == "object") => member(&mut out, k, &n.to_string()),
+            _ => member(&mut out, k, v.get()),
         }
     }
     if !m.contains_key("id") {
@@ -1577,6 +1615,29 @@ mod tests {
         e["context"] = serde_json::json!({"contextGroups": [{"objectType": "contextGroup",
             "group": {"objectType": "Group"}}]});
         assert_eq!(at2(e), Some("group_member_required"));
+    }
+
+    #[test]
+    fn a_single_context_activity_is_stored_as_an_array_of_one() {
+        let mut c = completion();
+        c["context"] =
+            serde_json::json!({"contextActivities": {"parent": {"id": "urn:x:p"}, "other": [{"id": "urn:x:o"}]}});
+        let single = prep(&c.to_string()).expect("a single parent is accepted");
+        let stored: Value = serde_json::from_str(&single.json).expect("stored JSON");
+        assert_eq!(
+            stored["context"]["contextActivities"]["parent"],
+            serde_json::json!([{"id": "urn:x:p"}])
+        );
+        assert_eq!(
+            stored["context"]["contextActivities"]["other"],
+            serde_json::json!([{"id": "urn:x:o"}])
+        );
+        c["context"]["contextActivities"]["parent"] = serde_json::json!([{"id": "urn:x:p"}]);
+        let array = prep(&c.to_string()).expect("an array of one is accepted");
+        assert_eq!(
+            single.fingerprint, array.fingerprint,
+            "both forms are the same statement"
+        );
     }
 
     #[test]
