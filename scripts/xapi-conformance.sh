@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the ADL LRS conformance test suite against a real `xuefen serve`.
-#   scripts/xapi-conformance.sh SUITE_PATH [--backend sqlite|postgres] [--versions "1.0.3 2.0.0"]
+#   scripts/xapi-conformance.sh SUITE_PATH [--backend sqlite|postgres] [--versions "1.0.3 2.0.0"] [--debug]
 # SUITE_PATH is a checkout of adlnet/lrs-conformance-test-suite (not vendored into this
 # repository); its npm dependencies are installed there when missing. The script builds the
 # service in release mode, starts it on a temp SQLite data dir (or a throwaway PostgreSQL cluster
@@ -16,10 +16,12 @@ suite=$(cd "$1" && pwd) || die "no such suite folder: $1"
 shift
 backend=sqlite
 versions="1.0.3 2.0.0"
+profile=release
 while [ $# -gt 0 ]; do
   case "$1" in
     --backend) backend=${2:?}; shift 2 ;;
     --versions) versions=${2:?}; shift 2 ;;
+    --debug) profile=debug; shift ;;
     *) die "unknown argument: $1" ;;
   esac
 done
@@ -27,7 +29,7 @@ done
 command -v node >/dev/null || die "node is not installed"
 
 if [ "$backend" = postgres ] && [ -z "${XAPI_CONFORMANCE_IN_PG:-}" ]; then
-  XAPI_CONFORMANCE_IN_PG=1 exec scripts/with-postgres.sh "$0" "$suite" --backend postgres --versions "$versions"
+  XAPI_CONFORMANCE_IN_PG=1 exec scripts/with-postgres.sh "$0" "$suite" --backend postgres --versions "$versions" $([ "$profile" = debug ] && echo --debug)
 fi
 case "$backend" in sqlite|postgres) ;; *) die "backend must be sqlite or postgres" ;; esac
 
@@ -36,13 +38,13 @@ if [ ! -d "$suite/node_modules" ]; then
   (cd "$suite" && npm install --no-audit --no-fund >&2)
 fi
 
-cargo build -q --release -p xuefen
+if [ "$profile" = release ]; then cargo build -q --release -p xuefen; else cargo build -q -p xuefen; fi
 work=$(mktemp -d)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 if [ "$backend" = sqlite ]; then
-  env -u DATABASE_URL XUEFEN_DATA_DIR="$work/data" target/release/xuefen serve --listen "127.0.0.1:$port" >"$work/out" 2>"$work/err" &
+  env -u DATABASE_URL XUEFEN_DATA_DIR="$work/data" target/$profile/xuefen serve --listen "127.0.0.1:$port" >"$work/out" 2>"$work/err" &
 else
-  XUEFEN_DATA_DIR="$work/data" target/release/xuefen serve --listen "127.0.0.1:$port" >"$work/out" 2>"$work/err" &
+  XUEFEN_DATA_DIR="$work/data" target/$profile/xuefen serve --listen "127.0.0.1:$port" >"$work/out" 2>"$work/err" &
 fi
 server=$!
 trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; rm -rf "$work"' EXIT
