@@ -263,7 +263,11 @@ pub fn prepare(raw: &str, stamp: &Stamp<'_>) -> R<Prepared> {
         None => stamp.stored,
     };
 
-    let json = stored_json(&members, m, &id, stamp);
+    // A single Activity under a contextActivities key is stored (and so returned) as an array of
+    // one, as the specification requires; every other member keeps its received bytes.
+    let normalised = normalised_context(m);
+    let m = normalised.as_ref().unwrap_or(m);
+    let json = stored_json(&members, m, normalised.is_some(), &id, stamp);
     let fingerprint = fingerprint(m, &id);
     Ok(Prepared {
         id,
@@ -291,7 +295,37 @@ pub fn agent_key(json: &str) -> R<String> {
         .ok_or_else(|| StatementError::new("agent_invalid", "agent", "an anonymous group cannot be a filter"))
 }
 
-fn stored_json(members: &Members, m: &Map<String, Value>, id: &str, stamp: &Stamp<'_>) -> String {
+/// The statement with each single-object `contextActivities` value wrapped in an array (also in
+/// a SubStatement's context), or `None` when nothing needs it.
+fn normalised_context(m: &Map<String, Value>) -> Option<Map<String, Value>> {
+    fn wrap(ctx: Option<&mut Value>) -> bool {
+        let mut changed = false;
+        if let Some(Value::Object(ca)) = ctx.and_then(|c| c.get_mut("contextActivities")) {
+            for v in ca.values_mut() {
+                if !v.is_array() {
+                    *v = Value::Array(vec![v.take()]);
+                    changed = true;
+                }
+            }
+        }
+        changed
+    }
+    let single = |ctx: Option<&Value>| {
+        ctx.and_then(|c| c.get("contextActivities"))
+            .and_then(Value::as_object)
+            .is_some_and(|ca| ca.values().any(|v| !v.is_array()))
+    };
+    let sub = m.get("object").and_then(|o| o.get("context"));
+    if !single(m.get("context")) && !single(sub) {
+        return None;
+    }
+    let mut n = m.clone();
+    let a = wrap(n.get_mut("context"));
+    let b = wrap(n.get_mut("object").and_then(|o| o.get_mut("context")));
+    (a || b).then_some(n)
+}
+
+fn stored_json(members: &Members, m: &Map<String, Value>, normalised: bool, id: &str, stamp: &Stamp<'_>) -> String {
     let lrs_set = ["stored", "authority"];
     let mut out = String::with_capacity(
         members
@@ -313,8 +347,12 @@ fn stored_json(members: &Members, m: &Map<String, Value>, id: &str, stamp: &Stam
         out.push_str(v);
     };
     for (k, v) in &members.0 {
-        if !lrs_set.contains(&k.as_str()) {
-            member(&mut out, k, v.get());
+        if lrs_set.contains(&k.as_str()) {
+            continue;
+        }
+        match m.get(k.as_str()) {
+            Some(n) if normalised && (k == "context" || k == "object") => member(&mut out, k, &n.to_string()),
+            _ => member(&mut out, k, v.get()),
         }
     }
     if !m.contains_key("id") {
@@ -760,8 +798,27 @@ fn actor(v: &Value, field: &str) -> R<Option<Ifi>> {
     }
 }
 
+/// An authority: an Agent, or (OAuth 3-legged) an anonymous Group of exactly two Agents.
 fn authority(v: &Value, field: &str) -> R<()> {
-    actor(v, field).map(|_| ())
+    let id = actor(v, field)?;
+    let m = object(v, field)?;
+    if m.get("objectType").and_then(Value::as_str) == Some("Group") {
+        if id.is_some() {
+            return Err(StatementError::new(
+                "authority_group_invalid",
+                field,
+                "an authority Group is anonymous (no mbox, mbox_sha1sum, openid or account)",
+            ));
+        }
+        if m.get("member").and_then(Value::as_array).map(Vec::len) != Some(2) {
+            return Err(StatementError::new(
+                "authority_group_invalid",
+                join(field, "member"),
+                "an authority Group has exactly two members",
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The object: its type, the activity id, and a StatementRef's target.
@@ -848,8 +905,127 @@ fn activity(m: &Map<String, Value>, field: &str) -> R<String> {
         if let Some(x) = def.get("extensions") {
             extensions(x, &join(&f, "extensions"))?;
         }
+        interaction(def, &f)?;
     }
     Ok(id)
+}
+
+/// The interaction members of an activity definition: `interactionType` is one of the
+/// specification's values (case matters), `correctResponsesPattern` is an array of strings, and
+/// each component list (`choices`, `scale`, `source`, `target`, `steps`) is an array of
+/// `{id, description}` with distinct ids, present only with an `interactionType` that uses it.
+fn interaction(def: &Map<String, Value>, f: &str) -> R<()> {
+    const TYPES: [&str; 10] = [
+        "true-false",
+        "choice",
+        "fill-in",
+        "long-fill-in",
+        "matching",
+        "performance",
+        "sequencing",
+        "likert",
+        "numeric",
+        "other",
+    ];
+    let kind = match def.get("interactionType") {
+        None => None,
+        Some(v) => {
+            let field = join(f, "interactionType");
+            let k = string(v, &field)?;
+            if !TYPES.contains(&k) {
+                return Err(StatementError::new(
+                    "interaction_type_invalid",
+                    field,
+                    format!("interactionType must be one of {}", TYPES.join(", ")),
+                ));
+            }
+            Some(k)
+        }
+    };
+    if let Some(p) = def.get("correctResponsesPattern") {
+        let field = join(f, "correctResponsesPattern");
+        let items = p.as_array().ok_or_else(|| {
+            StatementError::new(
+                "interaction_pattern_invalid",
+                field.clone(),
+                "correctResponsesPattern must be an array of strings",
+            )
+        })?;
+        if kind.is_none() {
+            return Err(StatementError::new(
+                "interaction_type_required",
+                field,
+                "correctResponsesPattern needs an interactionType",
+            ));
+        }
+        for (i, item) in items.iter().enumerate() {
+            if !item.is_string() {
+                return Err(StatementError::new(
+                    "interaction_pattern_invalid",
+                    format!("{field}/{i}"),
+                    "correctResponsesPattern must be an array of strings",
+                ));
+            }
+        }
+    }
+    for k in ["choices", "scale", "source", "target", "steps"] {
+        let Some(list) = def.get(k) else { continue };
+        let field = join(f, k);
+        let allowed = match k {
+            "choices" => matches!(kind, Some("choice" | "sequencing")),
+            "scale" => kind == Some("likert"),
+            "source" | "target" => kind == Some("matching"),
+            _ => kind == Some("performance"),
+        };
+        if kind.is_none() {
+            return Err(StatementError::new(
+                "interaction_type_required",
+                field,
+                format!("{k} needs an interactionType"),
+            ));
+        }
+        if !allowed {
+            return Err(StatementError::new(
+                "interaction_component_not_allowed",
+                field,
+                format!("{k} is not a component of interactionType {}", kind.unwrap_or_default()),
+            ));
+        }
+        let items = list.as_array().ok_or_else(|| {
+            StatementError::new(
+                "interaction_component_invalid",
+                field.clone(),
+                "interaction components are an array",
+            )
+        })?;
+        let mut seen = std::collections::HashSet::new();
+        for (i, item) in items.iter().enumerate() {
+            let at = format!("{field}/{i}");
+            let c = object(item, &at)?;
+            known_keys(c, &["id", "description"], &at)?;
+            let cid = match c.get("id") {
+                Some(Value::String(s)) if !s.is_empty() => s.as_str(),
+                _ => {
+                    return Err(StatementError::new(
+                        "interaction_component_invalid",
+                        join(&at, "id"),
+                        "an interaction component needs a string id",
+                    ));
+                }
+            };
+            if !seen.insert(cid) {
+                return Err(StatementError::new(
+                    "interaction_component_invalid",
+                    join(&at, "id"),
+                    "interaction component ids are distinct within a list",
+                ));
+            }
+            if let Some(d) = c.get("description") {
+                language_map(d, &join(&at, "description"))?;
+            }
+        }
+    }
+    Ok(())
 }
 
 fn result(v: &Value) -> R<Option<Decimal>> {
@@ -949,7 +1125,7 @@ fn score(v: &Value) -> R<Option<Decimal>> {
     Ok(percent.map(|p| p.round_dp_with_strategy(2, rust_decimal::RoundingStrategy::ToZero)))
 }
 
-/// ISO 8601 durations as xAPI uses them: `P[nY][nM][nW][nD][T[nH][nM][n[.n]S]]`.
+/// ISO 8601 durations as xAPI uses them: `P[nY][nM][nD][T[nH][nM][n[.n]S]]` or `PnW`.
 fn is_duration(s: &str) -> bool {
     let Some(rest) = s.strip_prefix('P') else { return false };
     let (date, time) = match rest.split_once('T') {
@@ -977,6 +1153,12 @@ fn is_duration(s: &str) -> bool {
             count += 1;
         }
         number.is_empty().then_some(count)
+    }
+    // The week form stands alone (`PnW`): ISO 8601 has no `P4W1D` nor `P1WT1H`.
+    if date.contains('W')
+        && (time.is_some() || !date.ends_with('W') || !date[..date.len() - 1].bytes().all(|b| b.is_ascii_digit()))
+    {
+        return false;
     }
     let Some(d) = parts(date, b"YMWD", false) else {
         return false;
@@ -1046,6 +1228,14 @@ fn context(v: &Value, object_is_activity: bool, version: &Version) -> R<Option<S
     if let Some(x) = m.get("extensions") {
         extensions(x, "context/extensions")?;
     }
+    for (k, kind, member) in [
+        ("contextAgents", "contextAgent", "agent"),
+        ("contextGroups", "contextGroup", "group"),
+    ] {
+        if let Some(x) = m.get(k) {
+            context_actors(x, &join("context", k), kind, member)?;
+        }
+    }
     if let Some(x) = m.get("contextActivities") {
         let ca = object(x, "context/contextActivities")?;
         known_keys(
@@ -1065,6 +1255,42 @@ fn context(v: &Value, object_is_activity: bool, version: &Version) -> R<Option<S
         }
     }
     Ok(registration)
+}
+
+/// `contextAgents` / `contextGroups` (2.0.0): an array of `{objectType, agent|group,
+/// relevantTypes?}` where `objectType` is `contextAgent` / `contextGroup` and `relevantTypes`, when
+/// present, is a non-empty array of IRIs.
+fn context_actors(v: &Value, field: &str, kind: &str, member: &str) -> R<()> {
+    let bad = |f: String, d: String| StatementError::new("context_actor_invalid", f, d);
+    let list = v
+        .as_array()
+        .ok_or_else(|| bad(field.to_owned(), format!("must be an array of {kind} objects")))?;
+    for (i, item) in list.iter().enumerate() {
+        let f = format!("{field}/{i}");
+        let o = object(item, &f)?;
+        known_keys(o, &["objectType", member, "relevantTypes"], &f)?;
+        if o.get("objectType").and_then(Value::as_str) != Some(kind) {
+            return Err(bad(join(&f, "objectType"), format!("must be `{kind}`")));
+        }
+        let who = o
+            .get(member)
+            .ok_or_else(|| bad(join(&f, member), format!("a {kind} needs `{member}`")))?;
+        if member == "agent" {
+            agent(who, &join(&f, member))?;
+        } else {
+            group(who, &join(&f, member))?;
+        }
+        if let Some(types) = o.get("relevantTypes") {
+            let t = types
+                .as_array()
+                .filter(|t| !t.is_empty())
+                .ok_or_else(|| bad(join(&f, "relevantTypes"), "must be a non-empty array of IRIs".into()))?;
+            for (j, x) in t.iter().enumerate() {
+                iri(x, &format!("{f}/relevantTypes/{j}"))?;
+            }
+        }
+    }
+    Ok(())
 }
 
 fn attachments(v: &Value) -> R<()> {
@@ -1087,6 +1313,7 @@ fn attachments(v: &Value) -> R<()> {
             ],
             &f,
         )?;
+        attachment_metadata(m, &f)?;
         if m.get("fileUrl").is_none() {
             return Err(StatementError::new(
                 "attachment_content_unsupported",
@@ -1099,6 +1326,53 @@ fn attachments(v: &Value) -> R<()> {
                 iri(x, &join(&f, k))?;
             }
         }
+    }
+    Ok(())
+}
+
+/// The metadata every attachment carries: `usageType` (IRI), `display` (language map),
+/// optional `description` (language map), `contentType` (string), `length` (a non-negative
+/// integer) and `sha2` (hexadecimal SHA-2).
+fn attachment_metadata(m: &Map<String, Value>, f: &str) -> R<()> {
+    let missing = |k: &str| {
+        StatementError::new(
+            "attachment_metadata_invalid",
+            join(f, k),
+            format!("an attachment needs `{k}`"),
+        )
+    };
+    iri(
+        m.get("usageType").ok_or_else(|| missing("usageType"))?,
+        &join(f, "usageType"),
+    )?;
+    language_map(m.get("display").ok_or_else(|| missing("display"))?, &join(f, "display"))?;
+    if let Some(d) = m.get("description") {
+        language_map(d, &join(f, "description"))?;
+    }
+    if !m.get("contentType").ok_or_else(|| missing("contentType"))?.is_string() {
+        return Err(StatementError::new(
+            "attachment_metadata_invalid",
+            join(f, "contentType"),
+            "contentType is an Internet media type as a string",
+        ));
+    }
+    if m.get("length").ok_or_else(|| missing("length"))?.as_u64().is_none() {
+        return Err(StatementError::new(
+            "attachment_metadata_invalid",
+            join(f, "length"),
+            "length is the content's size in octets, a non-negative integer",
+        ));
+    }
+    let sha2 = m.get("sha2").ok_or_else(|| missing("sha2"))?;
+    if !sha2
+        .as_str()
+        .is_some_and(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_hexdigit()))
+    {
+        return Err(StatementError::new(
+            "attachment_metadata_invalid",
+            join(f, "sha2"),
+            "sha2 is the content's SHA-2 hash in hexadecimal",
+        ));
     }
     Ok(())
 }
@@ -1238,6 +1512,135 @@ mod tests {
     }
 
     #[test]
+    fn interaction_type_is_validated_case_sensitively_and_needed_by_components() {
+        let mut c = completion();
+        c["object"] = serde_json::json!({"id": "urn:x:q1", "definition": {"interactionType": "choice",
+            "correctResponsesPattern": ["a"], "choices": [{"id": "a", "description": {"en-US": "A"}}]}});
+        assert!(prep(&c.to_string()).is_ok(), "a well-formed choice interaction is fine");
+        let edit = |e: fn(&mut Value)| rule_of(c.clone(), e);
+        assert_eq!(
+            edit(|v| v["object"]["definition"]["interactionType"] = "choiCe".into()),
+            "interaction_type_invalid"
+        );
+        assert_eq!(
+            edit(|v| v["object"]["definition"]["interactionType"] = serde_json::json!({})),
+            "not_a_string"
+        );
+        assert_eq!(
+            edit(|v| drop(
+                v["object"]["definition"]
+                    .as_object_mut()
+                    .map(|m| m.remove("interactionType"))
+            )),
+            "interaction_type_required"
+        );
+        assert_eq!(
+            edit(|v| v["object"]["definition"]["interactionType"] = "likert".into()),
+            "interaction_component_not_allowed"
+        );
+        assert_eq!(
+            edit(|v| v["object"]["definition"]["choices"] = serde_json::json!([{"id": "a"}, {"id": "a"}])),
+            "interaction_component_invalid"
+        );
+        assert_eq!(
+            edit(|v| v["object"]["definition"]["correctResponsesPattern"] = serde_json::json!([1])),
+            "interaction_pattern_invalid"
+        );
+    }
+
+    #[test]
+    fn an_authority_group_is_anonymous_with_two_members() {
+        let two = serde_json::json!([{"mbox": "mailto:app@x.example"}, {"mbox": "mailto:u@x.example"}]);
+        let mut c = completion();
+        c["authority"] = serde_json::json!({"objectType": "Group", "member": two.clone()});
+        assert!(prep(&c.to_string()).is_ok(), "an anonymous pair is fine");
+        let mut one = c.clone();
+        one["authority"]["member"] = serde_json::json!([two[0].clone()]);
+        assert_eq!(rule_of(one, |_| {}), "authority_group_invalid");
+        let mut three = c.clone();
+        three["authority"]["member"] =
+            serde_json::json!([two[0].clone(), two[1].clone(), {"mbox": "mailto:w@x.example"}]);
+        assert_eq!(rule_of(three, |_| {}), "authority_group_invalid");
+        assert_eq!(
+            rule_of(c, |v| v["authority"]["mbox"] = "mailto:g@x.example".into()),
+            "authority_group_invalid"
+        );
+    }
+
+    #[test]
+    fn attachment_metadata_is_validated() {
+        let mut c = completion();
+        c["attachments"] = serde_json::json!([{"usageType": "http://x.example/a", "display": {"en-US": "A"},
+            "contentType": "text/plain", "length": 10, "sha2": "ab12", "fileUrl": "https://x.example/a.txt"}]);
+        assert!(prep(&c.to_string()).is_ok(), "complete metadata with a fileUrl is fine");
+        assert_eq!(
+            rule_of(c.clone(), |v| v["attachments"][0]["length"] = "ten".into()),
+            "attachment_metadata_invalid"
+        );
+        assert_eq!(
+            rule_of(c.clone(), |v| v["attachments"][0]["contentType"] = 7.into()),
+            "attachment_metadata_invalid"
+        );
+        assert_eq!(
+            rule_of(c.clone(), |v| v["attachments"][0]["display"] =
+                serde_json::json!({"not a tag": "A"})),
+            "language_tag_invalid"
+        );
+        assert_eq!(
+            rule_of(c, |v| drop(
+                v["attachments"][0].as_object_mut().map(|m| m.remove("sha2"))
+            )),
+            "attachment_metadata_invalid"
+        );
+    }
+
+    #[test]
+    fn context_agents_and_groups_are_validated_at_2_0() {
+        let mut c = completion();
+        c["context"] = serde_json::json!({"contextAgents": [{"objectType": "contextAgent",
+            "agent": {"mbox": "mailto:t@x.example"}, "relevantTypes": ["https://x.example/tutor"]}]});
+        let ok = prepare(&c.to_string(), &stamp(&Version::V2));
+        assert!(ok.is_ok(), "{ok:?}");
+        let at2 = |v: Value| prepare(&v.to_string(), &stamp(&Version::V2)).err().map(|e| e.rule);
+        let mut e = c.clone();
+        e["context"]["contextAgents"][0]["objectType"] = "Agent".into();
+        assert_eq!(at2(e), Some("context_actor_invalid"));
+        let mut e = c.clone();
+        e["context"]["contextAgents"][0]["relevantTypes"] = serde_json::json!([]);
+        assert_eq!(at2(e), Some("context_actor_invalid"));
+        let mut e = c.clone();
+        e["context"]["contextAgents"] = serde_json::json!({"objectType": "contextAgent"});
+        assert_eq!(at2(e), Some("context_actor_invalid"));
+        let mut e = c;
+        e["context"] = serde_json::json!({"contextGroups": [{"objectType": "contextGroup",
+            "group": {"objectType": "Group"}}]});
+        assert_eq!(at2(e), Some("group_member_required"));
+    }
+
+    #[test]
+    fn a_single_context_activity_is_stored_as_an_array_of_one() {
+        let mut c = completion();
+        c["context"] =
+            serde_json::json!({"contextActivities": {"parent": {"id": "urn:x:p"}, "other": [{"id": "urn:x:o"}]}});
+        let single = prep(&c.to_string()).expect("a single parent is accepted");
+        let stored: Value = serde_json::from_str(&single.json).expect("stored JSON");
+        assert_eq!(
+            stored["context"]["contextActivities"]["parent"],
+            serde_json::json!([{"id": "urn:x:p"}])
+        );
+        assert_eq!(
+            stored["context"]["contextActivities"]["other"],
+            serde_json::json!([{"id": "urn:x:o"}])
+        );
+        c["context"]["contextActivities"]["parent"] = serde_json::json!([{"id": "urn:x:p"}]);
+        let array = prep(&c.to_string()).expect("an array of one is accepted");
+        assert_eq!(
+            single.fingerprint, array.fingerprint,
+            "both forms are the same statement"
+        );
+    }
+
+    #[test]
     fn a_voiding_statement_names_its_target() {
         let v = serde_json::json!({
             "actor": {"mbox": "mailto:admin@lms.example"},
@@ -1281,7 +1684,9 @@ mod tests {
         for ok in ["PT1H30M", "P1D", "PT0.5S", "P1Y2M3DT4H5M6.7S", "P2W"] {
             assert!(is_duration(ok), "{ok}");
         }
-        for bad in ["P", "PT", "1H", "PT1.5H", "P1H", "PTM", "PT1M1H"] {
+        for bad in [
+            "P", "PT", "1H", "PT1.5H", "P1H", "PTM", "PT1M1H", "P4W1D", "P1Y2W", "P1WT1H",
+        ] {
             assert!(!is_duration(bad), "{bad}");
         }
     }
