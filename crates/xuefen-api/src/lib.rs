@@ -168,6 +168,7 @@ fn with_layers(routes: Router<AppState>, state: AppState) -> Router {
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn(guard::refuse_nul_in_uri))
+        .layer(axum::middleware::from_fn(guard::errors_as_problems))
         .layer(axum::middleware::from_fn_with_state(
             state.metrics.clone(),
             metrics::track,

@@ -12,6 +12,7 @@ backend_tests!(
     a_nul_character_anywhere_is_refused_naming_the_field,
     data_after_the_json_value_is_refused_and_nothing_is_written,
     decimals_past_28_digits_are_refused_not_rounded,
+    every_error_is_a_problem_and_405_says_allow,
 );
 
 /// Sends `body` as raw bytes; answers the status and the problem (or Null).
@@ -172,4 +173,34 @@ async fn decimals_past_28_digits_are_refused_not_rounded(app: TestApp) {
     assert!(b["detail"].as_str().is_some_and(|d| d.contains("held exactly")), "{b}");
     let (s, _) = app.get("/v1/courses/CF", &key).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
+}
+
+async fn every_error_is_a_problem_and_405_says_allow(app: TestApp) {
+    let key = app.site("xihu").await;
+    let (s, b) = app.get("/v1/events/%FF", &key).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
+    let bank = app.bank().await;
+    let (s, b) = app.get("/v1/deposits?limit=1&limit=2", &bank).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
+    let (s, b) = app.get("/v1/nowhere", &key).await;
+    assert_eq!((s, b["code"].clone()), (StatusCode::NOT_FOUND, json!("not_found")));
+    let resp = app
+        .client
+        .patch(format!("{}/v1/events", app.base))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert!(
+        resp.headers()
+            .get("allow")
+            .is_some_and(|v| v.to_str().is_ok_and(|v| v.contains("POST")))
+    );
+    assert_eq!(
+        resp.headers().get("content-type").and_then(|v| v.to_str().ok()),
+        Some("application/problem+json")
+    );
+    let b: Value = resp.json().await.expect("problem");
+    assert_eq!(b["code"], "method_not_allowed");
 }
