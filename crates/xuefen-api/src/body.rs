@@ -14,7 +14,7 @@ pub struct ApiJson<T>(pub T);
 
 /// Reads the raw body, turning an over-long body into a 413 problem.
 pub async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
-    Bytes::from_request(req, state).await.map_err(|rejection| {
+    let bytes = Bytes::from_request(req, state).await.map_err(|rejection| -> ApiError {
         let status = rejection.status();
         if status == StatusCode::PAYLOAD_TOO_LARGE {
             Problem::new(
@@ -26,13 +26,15 @@ pub async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes,
         } else {
             Problem::new(status, "unreadable_body", rejection.body_text()).into()
         }
-    })
+    })?;
+    check_no_nul(&bytes)?;
+    Ok(bytes)
 }
 
 /// Parses JSON, naming the path of the first bad field.
 pub fn parse_json<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, Box<Problem>> {
     let de = &mut serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(de).map_err(|e| {
+    let value = serde_path_to_error::deserialize(&mut *de).map_err(|e| {
         let path = e.path().to_string().replace('.', "/");
         let inner = e.into_inner();
         let p = Problem::new(StatusCode::BAD_REQUEST, "malformed_json", inner.to_string());
@@ -41,7 +43,77 @@ pub fn parse_json<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, Box<Prob
         } else {
             p.with_field(path)
         })
-    })
+    })?;
+    // One body is one JSON value: anything but whitespace after it would
+    // otherwise be silently dropped.
+    de.end().map_err(|_| {
+        Box::new(Problem::new(
+            StatusCode::BAD_REQUEST,
+            "trailing_data",
+            "the body has data after its JSON value; send one value (or one per NDJSON line)",
+        ))
+    })?;
+    Ok(value)
+}
+
+/// Refuses a JSON text holding a `\u0000` escape in any string (key or
+/// value): PostgreSQL cannot store U+0000 in text, so both backends refuse
+/// it before the database. A raw NUL byte is not valid JSON and fails the
+/// parser itself. The scan is one `memmem` over the body; only a hit walks
+/// the value to name the field.
+pub fn check_no_nul(bytes: &[u8]) -> Result<(), Box<Problem>> {
+    let mut from = 0;
+    while let Some(at) = memchr::memmem::find(&bytes[from..], br"\u0000") {
+        let at = from + at;
+        // The backslash starts an escape only after an even run of backslashes.
+        let run = bytes[..at].iter().rev().take_while(|&&b| b == b'\\').count();
+        if run % 2 == 0 {
+            let field = serde_json::from_slice::<serde_json::Value>(bytes)
+                .ok()
+                .and_then(|v| nul_path(&v, String::new()))
+                .unwrap_or_else(|| "/".to_owned());
+            return Err(Box::new(nul_problem(field)));
+        }
+        from = at + 1;
+    }
+    Ok(())
+}
+
+/// The problem for a value holding U+0000, naming its field.
+pub fn nul_problem(field: impl Into<String>) -> Problem {
+    Problem::new(
+        StatusCode::BAD_REQUEST,
+        "nul_character",
+        "the value holds the character U+0000, which cannot be stored",
+    )
+    .with_field(field)
+}
+
+fn nul_path(v: &serde_json::Value, at: String) -> Option<String> {
+    let join = |k: &str| {
+        if at.is_empty() {
+            k.to_owned()
+        } else {
+            format!("{at}/{k}")
+        }
+    };
+    match v {
+        serde_json::Value::String(s) => s
+            .contains('\0')
+            .then(|| if at.is_empty() { "/".to_owned() } else { at.clone() }),
+        serde_json::Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, x)| nul_path(x, join(&i.to_string()))),
+        serde_json::Value::Object(map) => map.iter().find_map(|(k, x)| {
+            if k.contains('\0') {
+                Some(join(k))
+            } else {
+                nul_path(x, join(k))
+            }
+        }),
+        _ => None,
+    }
 }
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {

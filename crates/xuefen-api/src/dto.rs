@@ -269,16 +269,16 @@ pub enum RuleIn {
     /// Every passing completion earns `credits`.
     Fixed {
         #[schema(value_type = String, example = "2.00")]
-        #[serde(with = "rust_decimal::serde::str")]
+        #[serde(deserialize_with = "crate::decimal::exact")]
         credits: Decimal,
     },
     /// One credit per `hours_per_credit` hours, at most `cap`.
     PerHours {
         #[schema(value_type = String, example = "8")]
-        #[serde(with = "rust_decimal::serde::str")]
+        #[serde(deserialize_with = "crate::decimal::exact")]
         hours_per_credit: Decimal,
         #[schema(value_type = String, example = "4")]
-        #[serde(with = "rust_decimal::serde::str")]
+        #[serde(deserialize_with = "crate::decimal::exact")]
         cap: Decimal,
     },
 }
@@ -292,7 +292,7 @@ pub struct CourseIn {
     pub rule: RuleIn,
     /// Minimum score (0..100) to earn credits.
     #[schema(value_type = Option<String>, example = "60")]
-    #[serde(default, with = "rust_decimal::serde::str_option")]
+    #[serde(default, deserialize_with = "crate::decimal::exact_option")]
     pub pass_mark: Option<Decimal>,
     /// RFC 3339: when the course was first offered. Completions dated
     /// earlier are rejected (`completed_before_course_offered`). Absent: no
@@ -417,10 +417,10 @@ pub struct EventIn {
     /// RFC 3339.
     pub completed_at: Option<String>,
     #[schema(value_type = Option<String>, example = "86.5")]
-    #[serde(default, with = "rust_decimal::serde::str_option")]
+    #[serde(default, deserialize_with = "crate::decimal::exact_option")]
     pub score: Option<Decimal>,
     #[schema(value_type = Option<String>, example = "12")]
-    #[serde(default, with = "rust_decimal::serde::str_option")]
+    #[serde(default, deserialize_with = "crate::decimal::exact_option")]
     pub hours: Option<Decimal>,
     pub target_event_id: Option<String>,
     pub reason: Option<String>,
@@ -750,7 +750,7 @@ impl From<&Group> for GroupOut {
 #[serde(deny_unknown_fields)]
 pub struct CapIn {
     #[schema(value_type = String, example = "20")]
-    #[serde(with = "rust_decimal::serde::str")]
+    #[serde(deserialize_with = "crate::decimal::exact")]
     pub annual_credits: Decimal,
 }
 

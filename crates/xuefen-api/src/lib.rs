@@ -9,7 +9,9 @@ pub mod auth;
 pub mod bank;
 pub mod body;
 pub mod commit;
+mod decimal;
 pub mod dto;
+mod guard;
 pub mod metrics;
 pub mod openapi;
 pub mod problem;
@@ -165,6 +167,8 @@ fn with_layers(routes: Router<AppState>, state: AppState) -> Router {
     routes
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn(guard::refuse_nul_in_uri))
+        .layer(axum::middleware::from_fn(guard::errors_as_problems))
         .layer(axum::middleware::from_fn_with_state(
             state.metrics.clone(),
             metrics::track,

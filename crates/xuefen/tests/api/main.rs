@@ -7,6 +7,7 @@ mod pg;
 
 mod bank;
 mod harness;
+mod hostile;
 mod recognition;
 mod scenarios;
 mod xapi;

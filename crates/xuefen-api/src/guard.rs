@@ -1,0 +1,94 @@
+//! Request guards applied before any route: input the service can never
+//! store is refused here, alike on both backends.
+
+use axum::extract::Request;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use crate::body::nul_problem;
+
+/// Refuses a path or query holding an encoded U+0000 (`%00`): PostgreSQL
+/// cannot store it in text, so it would otherwise reach the database and
+/// fail there as an outage. The problem names the query parameter, or
+/// `path` for a path segment.
+pub async fn refuse_nul_in_uri(req: Request, next: Next) -> Response {
+    let uri = req.uri();
+    if memchr::memmem::find(uri.path().as_bytes(), b"%00").is_some() {
+        return nul_problem("path").into_response();
+    }
+    if let Some(query) = uri.query()
+        && let Some(pair) = query
+            .split('&')
+            .find(|p| memchr::memmem::find(p.as_bytes(), b"%00").is_some())
+    {
+        let key = pair.split('=').next().unwrap_or_default();
+        let key = percent_decode(key);
+        let field = if key.contains('\0') || key.is_empty() {
+            "query".to_owned()
+        } else {
+            key
+        };
+        return nul_problem(field).into_response();
+    }
+    next.run(req).await
+}
+
+/// Percent-decodes a query key for naming it (lossy; only for messages).
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        if b[i] == b'%'
+            && let (Some(h), Some(l)) = (b.get(i + 1).copied().and_then(hex), b.get(i + 2).copied().and_then(hex))
+        {
+            out.push((h * 16 + l) as u8);
+            i += 3;
+        } else {
+            out.push(if b[i] == b'+' { b' ' } else { b[i] });
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Turns every error answer that is not yet a problem (axum's own
+/// extractor rejections such as a bad path encoding or a repeated query
+/// parameter, and 405) into `application/problem+json`, keeping `Allow`.
+pub async fn errors_as_problems(req: Request, next: Next) -> Response {
+    let resp = next.run(req).await;
+    let status = resp.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return resp;
+    }
+    let is_problem = resp
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("application/problem+json"));
+    if is_problem {
+        return resp;
+    }
+    let allow = resp.headers().get(axum::http::header::ALLOW).cloned();
+    let (_, body) = resp.into_parts();
+    let text = axum::body::to_bytes(body, 4096).await.unwrap_or_default();
+    let detail = String::from_utf8_lossy(&text).trim().to_owned();
+    let code = match status {
+        axum::http::StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        axum::http::StatusCode::NOT_FOUND => "not_found",
+        axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        s if s.is_server_error() => "internal",
+        _ => "bad_request",
+    };
+    let detail = if detail.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_owned()
+    } else {
+        detail
+    };
+    let mut out = crate::problem::Problem::new(status, code, detail).into_response();
+    if let Some(allow) = allow {
+        out.headers_mut().insert(axum::http::header::ALLOW, allow);
+    }
+    out
+}

@@ -1,0 +1,206 @@
+//! Hostile input: values the service cannot store, data after a JSON value,
+//! decimals past what can be held exactly. Each is a 4xx problem naming the
+//! field, alike on both backends, and nothing is written.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::backend_tests;
+use crate::harness::{TestApp, completion};
+
+backend_tests!(
+    a_nul_character_anywhere_is_refused_naming_the_field,
+    data_after_the_json_value_is_refused_and_nothing_is_written,
+    decimals_past_28_digits_are_refused_not_rounded,
+    every_error_is_a_problem_and_405_says_allow,
+);
+
+/// Sends `body` as raw bytes; answers the status and the problem (or Null).
+async fn raw(app: &TestApp, method: Method, path: &str, key: &str, ctype: &str, body: &str) -> (StatusCode, Value) {
+    let resp = app
+        .client
+        .request(method, format!("{}{path}", app.base))
+        .bearer_auth(key)
+        .header("content-type", ctype)
+        .body(body.to_owned())
+        .send()
+        .await
+        .expect("send");
+    let status = resp.status();
+    let ctype = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let text = resp.text().await.expect("body");
+    if status.is_client_error() || status.is_server_error() {
+        assert_eq!(ctype.as_deref(), Some("application/problem+json"), "{status}: {text}");
+    }
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+fn nul(status: StatusCode, body: &Value) -> (StatusCode, Value, Value) {
+    (status, body["code"].clone(), body["field"].clone())
+}
+
+async fn a_nul_character_anywhere_is_refused_naming_the_field(app: TestApp) {
+    let key = app.site("xihu").await;
+    app.course(&key, "C1", "community").await;
+    app.learner(&key, "u1", 1).await;
+    let bad = StatusCode::BAD_REQUEST;
+    // Path segments and query parameters.
+    let (s, b) = app.call(Method::DELETE, "/v1/keys/%00", Some(&app.admin), None).await;
+    assert_eq!(nul(s, &b), (bad, json!("nul_character"), json!("path")));
+    let (s, b) = app.get("/v1/events/e%001", &key).await;
+    assert_eq!(nul(s, &b), (bad, json!("nul_character"), json!("path")));
+    let (s, b) = app.get("/v1/sites?limit=1&cursor=a%00", &app.admin).await;
+    assert_eq!(nul(s, &b), (bad, json!("nul_character"), json!("cursor")));
+    // JSON strings of the native API, values and keys.
+    let (s, b) = app
+        .put(
+            "/v1/xapi/profile",
+            &key,
+            json!({"home_page": "https://lms.example/\u{0}"}),
+        )
+        .await;
+    assert_eq!(nul(s, &b), (bad, json!("nul_character"), json!("home_page")));
+    let course = json!({"title": "t", "category": "community", "rule": {"kind": "fixed", "credits": "1"},
+                        "activity_id": "http://x.example/\u{0}"});
+    let (s, b) = app.put("/v1/courses/C2", &key, course).await;
+    assert_eq!(nul(s, &b), (bad, json!("nul_character"), json!("activity_id")));
+    let mut event = completion("u1", "C1", "5");
+    event["event_id"] = json!("ok-1");
+    let mut evil = completion("u1\u{0}", "C1", "5");
+    evil["event_id"] = json!("nul-1");
+    let (s, b) = app.post("/v1/events", &key, json!([event, evil])).await;
+    assert_eq!(
+        nul(s, &b),
+        (bad, json!("nul_character"), json!("1/learner/local_account"))
+    );
+    // The whole batch was refused: its good item was not written either.
+    let (s, _) = app.get("/v1/events/ok-1", &key).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    // An escaped backslash followed by `u0000` is text, not a NUL.
+    let (s, b) = app
+        .put(
+            "/v1/courses/C3",
+            &key,
+            json!({"title": "a\\u0000b", "category": "community", "rule": {"kind": "fixed", "credits": "1"}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    assert_eq!(b["title"], "a\\u0000b");
+    // The xAPI door, body and query.
+    let statement = json!({"actor": {"account": {"homePage": "https://lms.example/", "name": "u\u{0}"}},
+                           "verb": {"id": "http://adlnet.gov/expapi/verbs/completed"},
+                           "object": {"id": "http://x.example/c"}});
+    for (method, path, body) in [
+        (Method::POST, "/xapi/statements", Some(statement.to_string())),
+        (Method::GET, "/xapi/statements?verb=http://x.example/%00", None),
+    ] {
+        let mut req = app
+            .client
+            .request(method, format!("{}{path}", app.base))
+            .basic_auth("xihu", Some(&key))
+            .header("X-Experience-API-Version", "1.0.3");
+        if let Some(body) = body {
+            req = req.header("content-type", "application/json").body(body);
+        }
+        let resp = req.send().await.expect("send");
+        assert_eq!(resp.status(), bad, "{path}");
+        let b: Value = resp.json().await.expect("problem");
+        assert_eq!(b["code"], "nul_character", "{path}: {b}");
+        assert!(
+            b["field"] == "actor/account/name" || b["field"] == "verb",
+            "{path}: {b}"
+        );
+    }
+}
+
+async fn data_after_the_json_value_is_refused_and_nothing_is_written(app: TestApp) {
+    let key = app.site("xihu").await;
+    app.course(&key, "C1", "community").await;
+    app.learner(&key, "u1", 1).await;
+    let item = |id: &str| {
+        let mut e = completion("u1", "C1", "5");
+        e["event_id"] = json!(id);
+        e.to_string()
+    };
+    let bad = (StatusCode::BAD_REQUEST, json!("trailing_data"));
+    let body = format!("[{}][{}]", item("t2"), item("t3"));
+    let (s, b) = raw(&app, Method::POST, "/v1/events", &key, "application/json", &body).await;
+    assert_eq!((s, b["code"].clone()), bad, "{b}");
+    let body = format!("{}{}\n", item("t4"), item("t5"));
+    let (s, b) = raw(&app, Method::POST, "/v1/events", &key, "application/x-ndjson", &body).await;
+    assert_eq!((s, b["code"].clone()), bad, "{b}");
+    assert_eq!(b["field"], "0");
+    let body = format!("{} this is not JSON", completion("u1", "C1", "5"));
+    let (s, b) = raw(&app, Method::PUT, "/v1/events/t1", &key, "application/json", &body).await;
+    assert_eq!((s, b["code"].clone()), bad, "{b}");
+    for id in ["t1", "t2", "t3", "t4", "t5"] {
+        let (s, _) = app.get(&format!("/v1/events/{id}"), &key).await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{id}");
+    }
+    // Trailing whitespace is fine.
+    let body = format!("[{}]\n\t ", item("t6"));
+    let (s, b) = raw(&app, Method::POST, "/v1/events", &key, "application/json", &body).await;
+    assert_eq!((s, b["accepted"].clone()), (StatusCode::OK, json!(1)), "{b}");
+}
+
+async fn decimals_past_28_digits_are_refused_not_rounded(app: TestApp) {
+    let key = app.site("xihu").await;
+    let per8 = json!({"title": "t", "category": "community", "rule": {"kind": "per_hours", "hours_per_credit": "8", "cap": "4"}});
+    let (s, b) = app.put("/v1/courses/C8", &key, per8).await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    app.learner(&key, "u1", 1).await;
+    let (s, b) = app
+        .put(
+            "/v1/events/h1",
+            &key,
+            completion("u1", "C8", "7.99999999999999999999999999999"),
+        )
+        .await;
+    assert_eq!(
+        (s, b["field"].clone()),
+        (StatusCode::BAD_REQUEST, json!("hours")),
+        "{b}"
+    );
+    let (s, _) = app.get("/v1/events/h1", &key).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let fixed = json!({"title": "t", "category": "community", "rule": {"kind": "fixed", "credits": "1.0000000000000000000000000000001"}});
+    let (s, b) = app.put("/v1/courses/CF", &key, fixed).await;
+    assert_eq!((s, b["field"].clone()), (StatusCode::BAD_REQUEST, json!("rule")), "{b}");
+    assert!(b["detail"].as_str().is_some_and(|d| d.contains("held exactly")), "{b}");
+    let (s, _) = app.get("/v1/courses/CF", &key).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+}
+
+async fn every_error_is_a_problem_and_405_says_allow(app: TestApp) {
+    let key = app.site("xihu").await;
+    let (s, b) = app.get("/v1/events/%FF", &key).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
+    let bank = app.bank().await;
+    let (s, b) = app.get("/v1/deposits?limit=1&limit=2", &bank).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
+    let (s, b) = app.get("/v1/nowhere", &key).await;
+    assert_eq!((s, b["code"].clone()), (StatusCode::NOT_FOUND, json!("not_found")));
+    let resp = app
+        .client
+        .patch(format!("{}/v1/events", app.base))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert!(
+        resp.headers()
+            .get("allow")
+            .is_some_and(|v| v.to_str().is_ok_and(|v| v.contains("POST")))
+    );
+    assert_eq!(
+        resp.headers().get("content-type").and_then(|v| v.to_str().ok()),
+        Some("application/problem+json")
+    );
+    let b: Value = resp.json().await.expect("problem");
+    assert_eq!(b["code"], "method_not_allowed");
+}
