@@ -637,8 +637,9 @@ async fn sixteen_concurrent_identical_acks_write_one_entry(app: TestApp) {
     assert_eq!(code, 0, "{out}");
 }
 
-/// Rejects events `e5` and `e11` with a reason code, accepts the rest.
-const DECIDE: &str = r#"case "$(cat)" in *'"event_id":"e5"'*|*'"event_id":"e11"'*) echo '{"outcome":"rejected","reason_code":"too_late","reason":"after the deadline"}';; *) echo '{"outcome":"accepted"}';; esac"#;
+/// Rejects events `e5` and `e11` with a reason code, accepts the rest;
+/// slow enough (20 ms a deposit) that a kill lands in the middle of a run.
+const DECIDE: &str = r#"sleep 0.02; case "$(cat)" in *'"event_id":"e5"'*|*'"event_id":"e11"'*) echo '{"outcome":"rejected","reason_code":"too_late","reason":"after the deadline"}';; *) echo '{"outcome":"accepted"}';; esac"#;
 
 async fn bank_pull_decides_by_policy_and_skips_deposits_decided_through_the_api(app: TestApp) {
     const N: u32 = 60;
@@ -678,13 +679,16 @@ async fn bank_pull_decides_by_policy_and_skips_deposits_decided_through_the_api(
     let state = dir.join("state.json");
     let policy = ["--decide-command", DECIDE];
     let mut rng = rand::thread_rng();
+    let mut kills = 0;
     for _ in 0..3 {
         let mut child = run_pull_with(&app, &bank, &state, &policy).await;
         tokio::time::sleep(Duration::from_millis(rng.gen_range(50..800))).await;
         if child.try_wait().expect("wait").is_none() {
             child.kill().await.expect("kill");
+            kills += 1;
         }
     }
+    assert!(kills > 0, "no run was killed midway");
     let out = run_pull_with(&app, &bank, &state, &policy)
         .await
         .wait_with_output()
