@@ -11,6 +11,14 @@
 //! instant, it resumes from the last saved cursor: a page acknowledged but
 //! not yet saved is pulled and acknowledged again, which the service answers
 //! as a duplicate, so every deposit is acknowledged exactly once.
+//!
+//! Each deposit is decided by a policy: accept all (the default), a rules
+//! file (`--rules`), or a command (`--decide-command`). The decisions of a
+//! page are saved in the state file before they are posted, so a replayed
+//! page posts the same decisions and the policy is asked once per deposit.
+//! A deposit the bank already decided otherwise (through the API) is
+//! answered as a per-item conflict: it is recorded as "decided elsewhere",
+//! reported, and the cursor moves on; the consumer never stops on it.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -20,7 +28,7 @@ use anyhow::{Context, anyhow, bail};
 use ed25519_dalek::VerifyingKey;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use xuefen_core::bank::{ChainState, Checkpoint, DepositProof, ProofFailure};
+use xuefen_core::bank::{ChainState, Checkpoint, Decision, DepositProof, ProofFailure};
 use xuefen_core::entry::{Entry, EntryBody};
 use xuefen_core::event::Millis;
 use xuefen_core::ids::Position;
@@ -50,6 +58,142 @@ pub struct PullArgs {
     /// With --follow: milliseconds between polls of an exhausted feed.
     #[arg(long, default_value_t = 1_000)]
     pub poll_ms: u64,
+    /// Decide by a TOML rules file: `[[rule]]` tables with optional matchers
+    /// `site`, `course`, `kind`, `event_id` and a decision `outcome`
+    /// (`accepted` or `rejected`, with `reason_code` and optional `reason`);
+    /// the first matching rule decides, no match accepts.
+    #[arg(long, conflicts_with = "decide_command")]
+    pub rules: Option<PathBuf>,
+    /// Decide by a command run with `sh -c` once per deposit: the deposit
+    /// (JSON, as served) on its standard input, one JSON object
+    /// `{"outcome": "accepted"}` or `{"outcome": "rejected", "reason_code": …,
+    /// "reason": …}` on its standard output. A failing command stops the
+    /// consumer with the cursor kept (exit 2), naming the deposit.
+    #[arg(long)]
+    pub decide_command: Option<String>,
+}
+
+/// One rule of a `--rules` file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Rule {
+    site: Option<String>,
+    course: Option<String>,
+    kind: Option<String>,
+    event_id: Option<String>,
+    outcome: String,
+    reason_code: Option<String>,
+    reason: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RulesFile {
+    #[serde(default)]
+    rule: Vec<Rule>,
+}
+
+/// How the consumer decides each deposit.
+enum Policy {
+    AcceptAll,
+    Rules(Vec<(Rule, Value)>),
+    Command(String),
+}
+
+/// A decision as posted: `{"outcome": …, "reason_code": …, "reason": …}`,
+/// checked with the service's own rules so one bad decision cannot make a
+/// whole page of acknowledgements refused.
+fn decision_json(outcome: &str, code: Option<&str>, reason: Option<&str>) -> anyhow::Result<Value> {
+    match (outcome, code) {
+        ("accepted", None) => Ok(json!({"outcome": "accepted"})),
+        ("accepted", Some(_)) => bail!("`reason_code` is only for a rejection"),
+        ("rejected", Some(code)) => {
+            let text = reason.unwrap_or("");
+            Decision::rejected(code, text).map_err(|e| anyhow!("`{}` {}", e.field, e.detail))?;
+            let mut d = json!({"outcome": "rejected", "reason_code": code});
+            if !text.trim().is_empty() {
+                d["reason"] = json!(text.trim());
+            }
+            Ok(d)
+        }
+        ("rejected", None) => bail!("`reason_code` is required for a rejection"),
+        (other, _) => bail!("`outcome` must be `accepted` or `rejected`, not {other:?}"),
+    }
+}
+
+impl Policy {
+    fn from_args(args: &PullArgs) -> anyhow::Result<Self> {
+        if let Some(cmd) = &args.decide_command {
+            return Ok(Self::Command(cmd.clone()));
+        }
+        let Some(path) = &args.rules else {
+            return Ok(Self::AcceptAll);
+        };
+        let text = std::fs::read_to_string(path).with_context(|| format!("read rules {}", path.display()))?;
+        let file: RulesFile = toml::from_str(&text).with_context(|| format!("rules {}", path.display()))?;
+        let rules = file
+            .rule
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let d = decision_json(&r.outcome, r.reason_code.as_deref(), r.reason.as_deref())
+                    .with_context(|| format!("rules {}: rule {}", path.display(), i + 1))?;
+                Ok((r, d))
+            })
+            .collect::<anyhow::Result<_>>()?;
+        Ok(Self::Rules(rules))
+    }
+
+    async fn decide(&self, d: &Value) -> anyhow::Result<Value> {
+        match self {
+            Self::AcceptAll => Ok(json!({"outcome": "accepted"})),
+            Self::Rules(rules) => {
+                let is = |want: &Option<String>, name: &str| want.as_ref().is_none_or(|w| d[name].as_str() == Some(w));
+                Ok(rules
+                    .iter()
+                    .find(|(r, _)| {
+                        is(&r.site, "site_id")
+                            && is(&r.course, "course")
+                            && is(&r.kind, "kind")
+                            && is(&r.event_id, "event_id")
+                    })
+                    .map_or_else(|| json!({"outcome": "accepted"}), |(_, d)| d.clone()))
+            }
+            Self::Command(cmd) => run_decide_command(cmd, d).await,
+        }
+    }
+}
+
+async fn run_decide_command(cmd: &str, d: &Value) -> anyhow::Result<Value> {
+    use tokio::io::AsyncWriteExt;
+    let mut child = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("start the decide command {cmd:?}"))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        // A command that does not read its input is fine.
+        let _ = stdin.write_all(serde_json::to_string(d)?.as_bytes()).await;
+    }
+    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .map_err(|_| anyhow!("the decide command took longer than 60 s"))?
+        .context("the decide command")?;
+    if !out.status.success() {
+        bail!("the decide command exited with {}", out.status);
+    }
+    let v: Value = serde_json::from_slice(&out.stdout).with_context(|| {
+        format!(
+            "the decide command printed {:?}, not a JSON decision",
+            String::from_utf8_lossy(&out.stdout).trim()
+        )
+    })?;
+    let text = |name: &str| v[name].as_str();
+    let outcome = text("outcome").ok_or_else(|| anyhow!("the decide command printed no `outcome`: {v}"))?;
+    decision_json(outcome, text("reason_code"), text("reason")).context("the decide command's decision")
 }
 
 /// The consumer's saved state. Written atomically (temporary file, then rename).
@@ -60,6 +204,40 @@ struct PullState {
     /// The checkpoint of the last acknowledged deposit, fully verified.
     checkpoint: Option<SavedCheckpoint>,
     deposits_acknowledged: u64,
+    /// Of those, accepted and rejected by this consumer's policy.
+    #[serde(default)]
+    accepted: u64,
+    #[serde(default)]
+    rejected: u64,
+    /// Deposits the bank had already decided otherwise (through the API):
+    /// skipped, reported, never retried.
+    #[serde(default)]
+    decided_elsewhere: Vec<DecidedElsewhere>,
+    /// The decisions of the page after `cursor`, saved before they are
+    /// posted; a replay of that page posts them again instead of asking the
+    /// policy anew.
+    #[serde(default)]
+    pending: Option<PendingPage>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct PendingPage {
+    after: String,
+    /// Per deposit number: the decision posted.
+    decisions: std::collections::BTreeMap<u64, Value>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct DecidedElsewhere {
+    number: u64,
+    deposit: Value,
+    site_id: Value,
+    event_id: Value,
+    /// What this consumer would have decided.
+    ours: Value,
+    /// The field the recorded decision differs in, and its ack entry.
+    field: Value,
+    ack_entry: Value,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -331,6 +509,7 @@ pub async fn pull(args: PullArgs) -> anyhow::Result<ExitCode> {
     if !(1..=500).contains(&args.limit) {
         bail!("--limit must be from 1 to 500");
     }
+    let policy = Policy::from_args(&args)?;
     let client = Client {
         http: reqwest::Client::new(),
         base: args.url.trim_end_matches('/').to_owned(),
@@ -352,7 +531,7 @@ pub async fn pull(args: PullArgs) -> anyhow::Result<ExitCode> {
     let key = VerifyingKey::from_bytes(&key_bytes).context("the public key is not an Ed25519 key")?;
     state.public_key = Some(key_hex);
     save_state(&args.state, &state)?;
-    match run(&client, &args, &key, &mut state).await {
+    match run(&client, &args, &policy, &key, &mut state).await {
         Ok(()) => Ok(ExitCode::SUCCESS),
         Err(e) if e.downcast_ref::<Untrusted>().is_some() || e.chain().any(|c| c.is::<Untrusted>()) => {
             println!("STOPPED: the feed failed verification: {e:#}");
@@ -366,8 +545,14 @@ pub async fn pull(args: PullArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-async fn run(client: &Client, args: &PullArgs, key: &VerifyingKey, state: &mut PullState) -> anyhow::Result<()> {
-    let (mut pages, mut deposits, mut recorded, mut duplicate, mut rejected) = (0u64, 0u64, 0u64, 0u64, 0u64);
+async fn run(
+    client: &Client,
+    args: &PullArgs,
+    policy: &Policy,
+    key: &VerifyingKey,
+    state: &mut PullState,
+) -> anyhow::Result<()> {
+    let (mut pages, mut deposits, mut recorded, mut duplicate, mut elsewhere) = (0u64, 0u64, 0u64, 0u64, 0u64);
     loop {
         let page = client
             .get(&format!("/v1/deposits?after={}&limit={}", state.cursor, args.limit))
@@ -397,7 +582,6 @@ async fn run(client: &Client, args: &PullArgs, key: &VerifyingKey, state: &mut P
         needed.sort_unstable();
         needed.dedup();
         verify_checkpoints(client, key, last.as_ref(), &needed, &mut verified).await?;
-        let mut acks = Vec::with_capacity(items.len());
         for d in &items {
             let number = d["number"].as_u64().unwrap_or(0);
             let n = d["proof"]["checkpoint"].as_u64().unwrap_or(0);
@@ -412,15 +596,83 @@ async fn run(client: &Client, args: &PullArgs, key: &VerifyingKey, state: &mut P
                 .into());
             };
             verify_deposit(d, cp).with_context(|| described.clone())?;
-            acks.push(json!({"deposit": d["position"], "outcome": "accepted"}));
         }
+        // Every deposit of the page verified: decide them (or take the
+        // decisions saved before a kill), save, then post.
+        let mut decisions = match state.pending.take() {
+            Some(p) if p.after == state.cursor => p.decisions,
+            _ => std::collections::BTreeMap::new(),
+        };
+        let mut acks = Vec::with_capacity(items.len());
+        for d in &items {
+            let number = d["number"].as_u64().unwrap_or(0);
+            let decision = match decisions.get(&number) {
+                Some(saved) => saved.clone(),
+                None => policy.decide(d).await.with_context(|| {
+                    format!(
+                        "deciding deposit #{number} (site {}, event {}); cursor {:?} kept",
+                        d["site_id"], d["event_id"], state.cursor
+                    )
+                })?,
+            };
+            decisions.insert(number, decision.clone());
+            let mut ack = decision;
+            ack["deposit"] = d["position"].clone();
+            acks.push(ack);
+        }
+        state.pending = Some(PendingPage {
+            after: state.cursor.clone(),
+            decisions: decisions.clone(),
+        });
+        save_state(&args.state, state)?;
         let out = client.post("/v1/deposits/acks", &json!({"acks": acks})).await?;
+        let results = out["results"].as_array().cloned().unwrap_or_default();
+        if results.len() != items.len() {
+            bail!(
+                "the service answered {} results for {} acknowledgements",
+                results.len(),
+                items.len()
+            );
+        }
         recorded += out["recorded"].as_u64().unwrap_or(0);
         duplicate += out["duplicate"].as_u64().unwrap_or(0);
-        rejected += out["conflict"].as_u64().unwrap_or(0) + out["rejected"].as_u64().unwrap_or(0);
-        if rejected > 0 {
-            bail!("the service refused acknowledgements: {out}");
+        for ((d, ack), r) in items.iter().zip(&acks).zip(&results) {
+            let number = d["number"].as_u64().unwrap_or(0);
+            match r["status"].as_str() {
+                Some("recorded" | "duplicate") if ack["outcome"] == "rejected" => state.rejected += 1,
+                Some("recorded" | "duplicate") => state.accepted += 1,
+                Some("conflict") => {
+                    println!(
+                        "decided elsewhere: deposit #{number} (entry {}:{}, site {}, event {}): {}",
+                        d["position"]["chain"],
+                        d["position"]["seq"],
+                        d["site_id"],
+                        d["event_id"],
+                        r["problem"]["detail"].as_str().unwrap_or("already decided otherwise")
+                    );
+                    elsewhere += 1;
+                    state.decided_elsewhere.push(DecidedElsewhere {
+                        number,
+                        deposit: d["position"].clone(),
+                        site_id: d["site_id"].clone(),
+                        event_id: d["event_id"].clone(),
+                        ours: decisions.get(&number).cloned().unwrap_or(Value::Null),
+                        field: r["problem"]["field"].clone(),
+                        ack_entry: r["position"].clone(),
+                    });
+                }
+                // A verified deposit the service says it does not know: the
+                // feed contradicts itself.
+                _ => {
+                    return Err(Untrusted(format!(
+                        "deposit #{number} (entry {}:{}): the service refused its acknowledgement: {}",
+                        d["position"]["chain"], d["position"]["seq"], r["problem"]
+                    ))
+                    .into());
+                }
+            }
         }
+        state.pending = None;
         // Saved only after the acknowledgements committed: a crash before
         // this line replays the page, which the service answers as duplicates.
         let last_checkpoint = items
@@ -437,8 +689,12 @@ async fn run(client: &Client, args: &PullArgs, key: &VerifyingKey, state: &mut P
         deposits += items.len() as u64;
     }
     println!(
-        "done: {pages} pages, {deposits} deposits verified and acknowledged ({recorded} recorded, {duplicate} already recorded); {} in all; cursor {}",
-        state.deposits_acknowledged, state.cursor
+        "done: {pages} pages, {deposits} deposits verified and acknowledged ({recorded} recorded, {duplicate} already recorded, {elsewhere} decided elsewhere); {} in all ({} accepted, {} rejected, {} decided elsewhere); cursor {}",
+        state.deposits_acknowledged,
+        state.accepted,
+        state.rejected,
+        state.decided_elsewhere.len(),
+        state.cursor
     );
     Ok(())
 }

@@ -26,6 +26,7 @@ backend_tests!(
     verify_checks_checkpoints_against_the_entries,
     sixteen_concurrent_identical_acks_write_one_entry,
     bank_pull_survives_kills_acks_each_deposit_once_and_stops_at_a_tampered_entry,
+    bank_pull_decides_by_policy_and_skips_deposits_decided_through_the_api,
 );
 
 /// A site with a course and `learners` linked learners (`u0`, `u1`, …).
@@ -493,8 +494,13 @@ async fn consecutive_checkpoints_are_signed_and_consistent(app: TestApp) {
 }
 
 async fn run_pull(app: &TestApp, bank: &str, state: &std::path::Path) -> tokio::process::Child {
+    run_pull_with(app, bank, state, &[]).await
+}
+
+async fn run_pull_with(app: &TestApp, bank: &str, state: &std::path::Path, extra: &[&str]) -> tokio::process::Child {
     tokio::process::Command::new(env!("CARGO_BIN_EXE_xuefen"))
         .args(["bank", "pull", "--limit", "9"])
+        .args(extra)
         .arg("--url")
         .arg(&app.base)
         .arg("--state")
@@ -629,4 +635,144 @@ async fn sixteen_concurrent_identical_acks_write_one_entry(app: TestApp) {
     assert_eq!(acks, 1);
     let (code, out) = app.verify_cli().await;
     assert_eq!(code, 0, "{out}");
+}
+
+/// Rejects events `e5` and `e11` with a reason code, accepts the rest;
+/// slow enough (20 ms a deposit) that a kill lands in the middle of a run.
+const DECIDE: &str = r#"sleep 0.02; case "$(cat)" in *'"event_id":"e5"'*|*'"event_id":"e11"'*) echo '{"outcome":"rejected","reason_code":"too_late","reason":"after the deadline"}';; *) echo '{"outcome":"accepted"}';; esac"#;
+
+async fn bank_pull_decides_by_policy_and_skips_deposits_decided_through_the_api(app: TestApp) {
+    const N: u32 = 60;
+    let key = setup(&app, 4).await;
+    let bank = app.bank().await;
+    post_events(&app, &key, 0, N, 4).await;
+    wait_for_deposits(&app, &bank, u64::from(N)).await;
+    let (all, _) = read_feed(&app, &bank, "", 100).await;
+    let by_event: BTreeMap<String, Value> = all
+        .iter()
+        .map(|d| {
+            (
+                d["event_id"].as_str().unwrap_or_default().to_owned(),
+                d["position"].clone(),
+            )
+        })
+        .collect();
+    let path = |e: &str| format!("/v1/deposits/{}/{}/ack", by_event[e]["chain"], by_event[e]["seq"]);
+    // Bank staff decide three deposits through the API first: e2 rejected
+    // (the policy would accept it), e5 accepted (the policy would reject
+    // it), e6 accepted (as the policy would).
+    let (status, body) = app
+        .put(
+            &path("e2"),
+            &bank,
+            json!({"outcome": "rejected", "reason_code": "bank_staff"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    for e in ["e5", "e6"] {
+        let (status, body) = app.put(&path(e), &bank, json!({"outcome": "accepted"})).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+
+    let dir = std::env::temp_dir().join(format!("xuefen-policy-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let state = dir.join("state.json");
+    let policy = ["--decide-command", DECIDE];
+    let mut rng = rand::thread_rng();
+    let mut kills = 0;
+    for _ in 0..3 {
+        let mut child = run_pull_with(&app, &bank, &state, &policy).await;
+        tokio::time::sleep(Duration::from_millis(rng.gen_range(50..800))).await;
+        if child.try_wait().expect("wait").is_none() {
+            child.kill().await.expect("kill");
+            kills += 1;
+        }
+    }
+    assert!(kills > 0, "no run was killed midway");
+    let out = run_pull_with(&app, &bank, &state, &policy)
+        .await
+        .wait_with_output()
+        .await
+        .expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains(&format!("{N} in all (57 accepted, 1 rejected, 2 decided elsewhere)")),
+        "{stdout}"
+    );
+    let acked = app
+        .scalar("select count(*) from ledger_entries where kind in (10, 11)")
+        .await;
+    let distinct = app
+        .scalar("select count(*) from (select distinct refers_chain, refers_seq from ledger_entries where kind in (10, 11)) d")
+        .await;
+    assert_eq!(
+        (acked, distinct),
+        (i64::from(N), i64::from(N)),
+        "one decision per deposit"
+    );
+    let saved: Value = serde_json::from_slice(&std::fs::read(&state).expect("state")).expect("state json");
+    let mut elsewhere: Vec<&str> = saved["decided_elsewhere"]
+        .as_array()
+        .expect("decided_elsewhere")
+        .iter()
+        .map(|d| d["event_id"].as_str().unwrap_or_default())
+        .collect();
+    elsewhere.sort_unstable();
+    assert_eq!(elsewhere, ["e2", "e5"], "each reported once, across kills");
+    assert_eq!(saved["decided_elsewhere"][0]["field"], "outcome");
+    assert!(saved["pending"].is_null(), "{saved}");
+    // The policy's rejection of e11 is what the service recorded.
+    let (status, body) = app.put(&path("e11"), &bank, json!({"outcome": "accepted"})).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    let (status, _) = app
+        .put(
+            &path("e11"),
+            &bank,
+            json!({"outcome": "rejected", "reason_code": "too_late", "reason": "after the deadline"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    // A rules file: the first matching rule decides, no match accepts.
+    let rules = dir.join("rules.toml");
+    std::fs::write(
+        &rules,
+        "[[rule]]\nevent_id = \"e62\"\noutcome = \"rejected\"\nreason_code = \"not_recognised\"\n",
+    )
+    .expect("rules");
+    let rules_arg = rules.to_str().expect("utf-8 path");
+    post_events(&app, &key, N, N + 5, 4).await;
+    wait_for_deposits(&app, &bank, u64::from(N + 5)).await;
+    let out = run_pull_with(&app, &bank, &state, &["--rules", rules_arg])
+        .await
+        .wait_with_output()
+        .await
+        .expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains(&format!(
+            "{} in all (61 accepted, 2 rejected, 2 decided elsewhere)",
+            N + 5
+        )),
+        "{stdout}"
+    );
+
+    // A bad rules file is refused before anything is pulled, naming the rule.
+    std::fs::write(&rules, "[[rule]]\noutcome = \"rejected\"\nreason_code = \"Bad Code\"\n").expect("rules");
+    let out = run_pull_with(&app, &bank, &state, &["--rules", rules_arg])
+        .await
+        .wait_with_output()
+        .await
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("rule 1") && stderr.contains("reason_code"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
 }
