@@ -13,6 +13,7 @@ backend_tests!(
     data_after_the_json_value_is_refused_and_nothing_is_written,
     decimals_past_28_digits_are_refused_not_rounded,
     every_error_is_a_problem_and_405_says_allow,
+    the_native_api_accepts_json_media_types_only_and_names_others,
 );
 
 /// Sends `body` as raw bytes; answers the status and the problem (or Null).
@@ -203,4 +204,71 @@ async fn every_error_is_a_problem_and_405_says_allow(app: TestApp) {
     );
     let b: Value = resp.json().await.expect("problem");
     assert_eq!(b["code"], "method_not_allowed");
+}
+
+async fn the_native_api_accepts_json_media_types_only_and_names_others(app: TestApp) {
+    let key = app.site("xihu").await;
+    app.course(&key, "C1", "community").await;
+    app.learner(&key, "u1", 1).await;
+    let one = |id: &str| {
+        let mut e = completion("u1", "C1", "5");
+        e["event_id"] = json!(id);
+        e.to_string()
+    };
+    // JSON under any spelling of its media type, with parameters.
+    for (i, ctype) in [
+        "application/json",
+        "APPLICATION/JSON; charset=utf-8",
+        "application/vnd.xuefen+json",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let (s, _) = raw(
+            &app,
+            Method::PUT,
+            &format!("/v1/events/j{i}"),
+            &key,
+            ctype,
+            &one(&format!("j{i}")),
+        )
+        .await;
+        assert_eq!(s, StatusCode::CREATED, "{ctype}");
+    }
+    // NDJSON, case-insensitively, on the batch route.
+    let lines = format!("{}\n{}\n", one("n1"), one("n2"));
+    let (s, b) = raw(&app, Method::POST, "/v1/events", &key, "APPLICATION/X-NDJSON", &lines).await;
+    assert_eq!((s, b["accepted"].clone()), (StatusCode::OK, json!(2)), "{b}");
+    // Anything else is a 415 naming the media type; nothing is written.
+    for (method, path, ctype) in [
+        (Method::PUT, "/v1/events/f1", "application/x-www-form-urlencoded"),
+        (Method::PUT, "/v1/events/f1", "text/plain"),
+        (Method::PUT, "/v1/events/f1", "application/x-ndjson"),
+        (Method::POST, "/v1/events", "text/csv; charset=utf-8"),
+        (Method::PUT, "/v1/courses/C2", "multipart/form-data"),
+    ] {
+        let body = if path == "/v1/events" {
+            format!("[{}]", one("f1"))
+        } else {
+            one("f1")
+        };
+        let (s, b) = raw(&app, method.clone(), path, &key, ctype, &body).await;
+        assert_eq!(s, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{method} {path} {ctype}: {b}");
+        assert_eq!(b["code"], "unsupported_media_type");
+        assert_eq!(b["field"], "content-type");
+        let essence = ctype.split(';').next().unwrap_or_default();
+        assert!(b["detail"].as_str().is_some_and(|d| d.contains(essence)), "{b}");
+    }
+    // No Content-Type at all.
+    let resp = app
+        .client
+        .put(format!("{}/v1/events/f1", app.base))
+        .bearer_auth(&key)
+        .body(one("f1"))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let (s, _) = app.get("/v1/events/f1", &key).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
 }
