@@ -14,6 +14,7 @@ backend_tests!(
     decimals_past_28_digits_are_refused_not_rounded,
     every_error_is_a_problem_and_405_says_allow,
     the_native_api_accepts_json_media_types_only_and_names_others,
+    a_declared_length_over_the_limit_is_refused_before_the_body_is_sent,
 );
 
 /// Sends `body` as raw bytes; answers the status and the problem (or Null).
@@ -271,4 +272,34 @@ async fn the_native_api_accepts_json_media_types_only_and_names_others(app: Test
     assert_eq!(resp.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
     let (s, _) = app.get("/v1/events/f1", &key).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
+}
+
+async fn a_declared_length_over_the_limit_is_refused_before_the_body_is_sent(app: TestApp) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let key = app.site("xihu").await;
+    let addr = app.base.trim_start_matches("http://").trim_end_matches('/').to_owned();
+    let mut conn = tokio::net::TcpStream::connect(&addr).await.expect("connect");
+    // Headers only: 64 MiB declared, not one byte of body sent.
+    let head = format!(
+        "PUT /v1/events/big HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {key}\r\n\
+         content-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        64 * 1024 * 1024
+    );
+    conn.write_all(head.as_bytes()).await.expect("write");
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        let mut buf = [0u8; 4096];
+        while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = conn.read(&mut buf).await.expect("read");
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "no answer while the body was still owed");
+    let text = String::from_utf8_lossy(&got).to_ascii_lowercase();
+    assert!(text.starts_with("http/1.1 413"), "{text}");
+    assert!(text.contains("content-type: application/problem+json"), "{text}");
 }
