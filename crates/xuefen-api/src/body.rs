@@ -3,7 +3,7 @@
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode, header};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
@@ -29,6 +29,47 @@ pub async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes,
     })?;
     check_no_nul(&bytes)?;
     Ok(bytes)
+}
+
+/// How a body is framed, from its `Content-Type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyKind {
+    /// One JSON value (`application/json` or any `+json` type).
+    Json,
+    /// One JSON value per line (`application/x-ndjson`).
+    Ndjson,
+}
+
+/// The framing a native API body declares. Media types compare
+/// case-insensitively and parameters (`charset`) are ignored; JSON is
+/// `application/json` or any `application/*+json`, NDJSON only where
+/// `ndjson_ok`. Anything else, a missing type included, is a 415 problem
+/// naming the media type.
+pub fn body_kind(headers: &HeaderMap, ndjson_ok: bool) -> Result<BodyKind, Box<Problem>> {
+    let raw = headers
+        .get(header::CONTENT_TYPE)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    let essence = raw
+        .as_deref()
+        .map(|v| v.split(';').next().unwrap_or_default().trim().to_ascii_lowercase());
+    match essence.as_deref() {
+        Some("application/json") => return Ok(BodyKind::Json),
+        Some("application/x-ndjson") if ndjson_ok => return Ok(BodyKind::Ndjson),
+        Some(t) if t.starts_with("application/") && t.ends_with("+json") => return Ok(BodyKind::Json),
+        _ => {}
+    }
+    let accepted = if ndjson_ok {
+        "application/json or application/x-ndjson"
+    } else {
+        "application/json"
+    };
+    let detail = match essence {
+        Some(t) => format!("the media type \"{t}\" is not accepted here; send {accepted}"),
+        None => format!("the request has no Content-Type; send {accepted}"),
+    };
+    Err(Box::new(
+        Problem::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", detail).with_field("content-type"),
+    ))
 }
 
 /// Parses JSON, naming the path of the first bad field.
@@ -120,6 +161,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        body_kind(req.headers(), false)?;
         let bytes = read_body(req, state).await?;
         Ok(Self(parse_json(&bytes)?))
     }

@@ -1,7 +1,7 @@
 //! Request guards applied before any route: input the service can never
 //! store is refused here, alike on both backends.
 
-use axum::extract::Request;
+use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
@@ -91,4 +91,23 @@ pub async fn errors_as_problems(req: Request, next: Next) -> Response {
         out.headers_mut().insert(axum::http::header::ALLOW, allow);
     }
     out
+}
+
+/// Refuses a request whose declared `Content-Length` is over the body
+/// limit with a 413 problem before a byte of its body is read.
+pub async fn refuse_long_content_length(State(max): State<usize>, req: Request, next: Next) -> Response {
+    let declared = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max as u64) {
+        return crate::problem::Problem::new(
+            axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            "the request body is larger than the limit (body_bytes_max)",
+        )
+        .into_response();
+    }
+    next.run(req).await
 }

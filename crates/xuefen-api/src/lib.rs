@@ -167,6 +167,10 @@ fn with_layers(routes: Router<AppState>, state: AppState) -> Router {
     routes
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn_with_state(
+            body_limit,
+            guard::refuse_long_content_length,
+        ))
         .layer(axum::middleware::from_fn(guard::refuse_nul_in_uri))
         .layer(axum::middleware::from_fn(guard::errors_as_problems))
         .layer(axum::middleware::from_fn_with_state(

@@ -4,7 +4,7 @@
 use axum::Json;
 use axum::Router;
 use axum::extract::{Path, RawQuery, Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use serde_json::value::RawValue;
@@ -17,7 +17,7 @@ use xuefen_store::{NewLearner, Principal, SiteAct, Written};
 
 use crate::AppState;
 use crate::auth::{Caller, forbidden, mint};
-use crate::body::{ApiJson, parse_json, read_body};
+use crate::body::{ApiJson, BodyKind, body_kind, parse_json, read_body};
 use crate::commit::CommitError;
 use crate::dto::*;
 use crate::problem::{ApiError, ApiResult, Problem};
@@ -570,11 +570,8 @@ pub async fn post_events(
     req: Request,
 ) -> ApiResult<Json<BatchOut>> {
     let site = caller.require_posting_site()?.clone();
+    let ndjson = body_kind(&headers, true)? == BodyKind::Ndjson;
     let bytes = read_body(req, &state).await?;
-    let ndjson = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/x-ndjson"));
     // Items stay raw until each is parsed on its own: one bad item gets its
     // own result instead of failing the batch, and no intermediate
     // `serde_json::Value` tree is built.

@@ -13,6 +13,8 @@ backend_tests!(
     data_after_the_json_value_is_refused_and_nothing_is_written,
     decimals_past_28_digits_are_refused_not_rounded,
     every_error_is_a_problem_and_405_says_allow,
+    the_native_api_accepts_json_media_types_only_and_names_others,
+    a_declared_length_over_the_limit_is_refused_before_the_body_is_sent,
 );
 
 /// Sends `body` as raw bytes; answers the status and the problem (or Null).
@@ -203,4 +205,101 @@ async fn every_error_is_a_problem_and_405_says_allow(app: TestApp) {
     );
     let b: Value = resp.json().await.expect("problem");
     assert_eq!(b["code"], "method_not_allowed");
+}
+
+async fn the_native_api_accepts_json_media_types_only_and_names_others(app: TestApp) {
+    let key = app.site("xihu").await;
+    app.course(&key, "C1", "community").await;
+    app.learner(&key, "u1", 1).await;
+    let one = |id: &str| {
+        let mut e = completion("u1", "C1", "5");
+        e["event_id"] = json!(id);
+        e.to_string()
+    };
+    // JSON under any spelling of its media type, with parameters.
+    for (i, ctype) in [
+        "application/json",
+        "APPLICATION/JSON; charset=utf-8",
+        "application/vnd.xuefen+json",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let (s, _) = raw(
+            &app,
+            Method::PUT,
+            &format!("/v1/events/j{i}"),
+            &key,
+            ctype,
+            &one(&format!("j{i}")),
+        )
+        .await;
+        assert_eq!(s, StatusCode::CREATED, "{ctype}");
+    }
+    // NDJSON, case-insensitively, on the batch route.
+    let lines = format!("{}\n{}\n", one("n1"), one("n2"));
+    let (s, b) = raw(&app, Method::POST, "/v1/events", &key, "APPLICATION/X-NDJSON", &lines).await;
+    assert_eq!((s, b["accepted"].clone()), (StatusCode::OK, json!(2)), "{b}");
+    // Anything else is a 415 naming the media type; nothing is written.
+    for (method, path, ctype) in [
+        (Method::PUT, "/v1/events/f1", "application/x-www-form-urlencoded"),
+        (Method::PUT, "/v1/events/f1", "text/plain"),
+        (Method::PUT, "/v1/events/f1", "application/x-ndjson"),
+        (Method::POST, "/v1/events", "text/csv; charset=utf-8"),
+        (Method::PUT, "/v1/courses/C2", "multipart/form-data"),
+    ] {
+        let body = if path == "/v1/events" {
+            format!("[{}]", one("f1"))
+        } else {
+            one("f1")
+        };
+        let (s, b) = raw(&app, method.clone(), path, &key, ctype, &body).await;
+        assert_eq!(s, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{method} {path} {ctype}: {b}");
+        assert_eq!(b["code"], "unsupported_media_type");
+        assert_eq!(b["field"], "content-type");
+        let essence = ctype.split(';').next().unwrap_or_default();
+        assert!(b["detail"].as_str().is_some_and(|d| d.contains(essence)), "{b}");
+    }
+    // No Content-Type at all.
+    let resp = app
+        .client
+        .put(format!("{}/v1/events/f1", app.base))
+        .bearer_auth(&key)
+        .body(one("f1"))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let (s, _) = app.get("/v1/events/f1", &key).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+}
+
+async fn a_declared_length_over_the_limit_is_refused_before_the_body_is_sent(app: TestApp) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let key = app.site("xihu").await;
+    let addr = app.base.trim_start_matches("http://").trim_end_matches('/').to_owned();
+    let mut conn = tokio::net::TcpStream::connect(&addr).await.expect("connect");
+    // Headers only: 64 MiB declared, not one byte of body sent.
+    let head = format!(
+        "PUT /v1/events/big HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {key}\r\n\
+         content-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        64 * 1024 * 1024
+    );
+    conn.write_all(head.as_bytes()).await.expect("write");
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        let mut buf = [0u8; 4096];
+        while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = conn.read(&mut buf).await.expect("read");
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "no answer while the body was still owed");
+    let text = String::from_utf8_lossy(&got).to_ascii_lowercase();
+    assert!(text.starts_with("http/1.1 413"), "{text}");
+    assert!(text.contains("content-type: application/problem+json"), "{text}");
 }
