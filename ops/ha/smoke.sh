@@ -16,3 +16,4 @@ if ! ops/ha/cluster.sh up; then
 fi
 trap 'ops/ha/cluster.sh down >/dev/null 2>&1 || true' EXIT
 timeout 300 ops/ha/failover.py --seconds "${HA_SMOKE_SECONDS:-12}" --bin "$bin"
+timeout 180 ops/ha/replica-reads.py --seconds "${HA_SMOKE_SECONDS:-12}" --bin "$bin"
