@@ -9,6 +9,7 @@ The rule it checks (README "Reads from replicas"):
   entry it shows is on the primary at the same position with the same body, and they are a prefix
   (in ledger order) of what the primary shows; an acknowledged credit not yet shown is pending and
   shows within a bounded time (the replay lag, printed);
+- statistics read from a replica never count more than the primary's and equal them once writes stop;
 - the deposit feed read from a replica serves only deposits the replica has, which are sealed under a
   checkpoint and never change: every deposit it serves is byte-for-byte the primary's at that number.
 Every loop is bounded by count and by time."""
@@ -154,6 +155,12 @@ def run(a, base, work):
             with lock:
                 mine = [k for k, (li, _) in acked.items() if li == i]
             pending_max = max(pending_max, sum(1 for k in mine if k not in seen))
+        rs = req("GET", f"{repl}/v1/sites/{site_id}/stats?year=2026", site)
+        ps = req("GET", f"{prim}/v1/sites/{site_id}/stats?year=2026", site)
+        if rs[0] != 200 or ps[0] != 200:
+            bad.append(f"statistics refused ({rs[0]}, {ps[0]})")
+        elif float(rs[1]["credits"]) > float(ps[1]["credits"]):
+            bad.append("replica statistics count more credits than the primary's")
         rf, pf = feed(repl, bank), feed(prim, bank)
         if rf is None or pf is None:
             bad.append("deposit feed refused")
@@ -166,6 +173,14 @@ def run(a, base, work):
         if not writing and not missing:
             break
         time.sleep(0.05)
+    for _ in range(50):  # 10 s: once writes stop, the replica's statistics equal the primary's
+        rs = req("GET", f"{repl}/v1/sites/{site_id}/stats?year=2026", site)
+        ps = req("GET", f"{prim}/v1/sites/{site_id}/stats?year=2026", site)
+        if rs[0] == 200 and rs == ps:
+            break
+        time.sleep(0.2)
+    else:
+        bad.append(f"replica statistics never caught up: {rs} vs {ps}")
     with lock:
         for k, (_, at) in acked.items():
             if k in seen:
