@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A short smoke of the replicated cluster for CI: etcd and three PostgreSQL
 # nodes under Patroni, two service instances under load, one SIGKILL of the
-# primary, and the checks of ops/ha/failover.py. Skips, saying so, where the
+# primary, and the checks of ops/ha/failover.py; before that, the replica-read
+# consistency checks of ops/ha/replica-reads.py. Skips, saying so, where the
 # packages cannot be installed (not root, or no Debian mirror).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -15,4 +16,6 @@ if ! ops/ha/cluster.sh up; then
     exit 0
 fi
 trap 'ops/ha/cluster.sh down >/dev/null 2>&1 || true' EXIT
+# Replica reads first, while all three nodes are up; then the failover.
+timeout 180 ops/ha/replica-reads.py --seconds "${HA_SMOKE_SECONDS:-12}" --bin "$bin"
 timeout 300 ops/ha/failover.py --seconds "${HA_SMOKE_SECONDS:-12}" --bin "$bin"

@@ -114,6 +114,9 @@ fn retryable(e: &sqlx::Error) -> bool {
 #[derive(Clone)]
 pub struct PgStore {
     pool: PgPool,
+    /// Serves the transcript, the statistics and the deposit feed: a
+    /// replica's pool when `read_url` is set, else a clone of `pool`.
+    read_pool: PgPool,
     chains: u32,
     known: Arc<Known>,
     /// Whether recent batches held keys already in the ledger (client
@@ -146,6 +149,9 @@ const KNOWN_MAX: usize = 262_144;
 #[derive(Debug, Clone)]
 pub struct PgSettings {
     pub url: String,
+    /// A replica (or a load balancer over replicas) for the transcript, the
+    /// statistics and the deposit feed; `None` reads them from `url`.
+    pub read_url: Option<String>,
     pub pool_connections_max: u32,
     pub acquire_timeout: Duration,
 }
@@ -186,8 +192,22 @@ impl PgStore {
             accounts: Cache::new(KNOWN_MAX),
             learners: Cache::new(KNOWN_MAX),
         };
+        let read_pool = match &settings.read_url {
+            None => pool.clone(),
+            Some(url) => {
+                let options: PgConnectOptions = url.parse().map_err(db)?;
+                PgPoolOptions::new()
+                    .max_connections(settings.pool_connections_max)
+                    .test_before_acquire(false)
+                    .acquire_timeout(settings.acquire_timeout)
+                    .connect_with(options)
+                    .await
+                    .map_err(db)?
+            }
+        };
         Ok(Self {
             pool,
+            read_pool,
             chains,
             known: Arc::new(known),
             expect_existing: Arc::new(AtomicBool::new(false)),
@@ -1420,7 +1440,7 @@ impl Store for PgStore {
             " from ledger_entries where learner_id = $1 order by seq"
         ))
         .bind(learner.as_str())
-        .fetch_all(&self.pool)
+        .fetch_all(&self.read_pool)
         .await
         .map_err(db)?;
         rows.into_iter()
@@ -1437,7 +1457,7 @@ impl Store for PgStore {
         .bind(learner.as_str())
         .bind(i64::try_from(after_seq).unwrap_or(i64::MAX))
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.read_pool)
         .await
         .map_err(db)?;
         rows.into_iter()
@@ -1455,7 +1475,7 @@ impl Store for PgStore {
               group by year, category, site_id",
         )
         .bind(learner.as_str())
-        .fetch_all(&self.pool)
+        .fetch_all(&self.read_pool)
         .await
         .map_err(db)?;
         let totals = rows
@@ -1474,7 +1494,7 @@ impl Store for PgStore {
               where learner_id = $1 and kind in (3, 10, 11) and refers_seq is not null",
         )
         .bind(learner.as_str())
-        .fetch_all(&self.pool)
+        .fetch_all(&self.read_pool)
         .await
         .map_err(db)?;
         let mut referred = Referrals::default();
@@ -1525,7 +1545,7 @@ impl Store for PgStore {
         .bind(end.0)
         .bind(rule.credits_each.cents())
         .bind(rule.star_credits.cents())
-        .fetch_all(&self.pool)
+        .fetch_all(&self.read_pool)
         .await
         .map_err(db)?;
         rows.iter()
@@ -1664,7 +1684,7 @@ impl Store for PgStore {
     }
 
     async fn deposits_after(&self, after: u64, limit: u32) -> Result<Vec<DepositRecord>> {
-        bank::deposits_after(&self.pool, after, limit).await
+        bank::deposits_after(&self.read_pool, after, limit).await
     }
 
     async fn ack_deposits(&self, acks: &[AckRequest], now: Millis) -> Result<Vec<AckOutcome>> {

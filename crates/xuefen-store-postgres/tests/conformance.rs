@@ -26,6 +26,7 @@ impl Backend for Pg {
         let (name, url) = pg::create_database().await;
         let settings = PgSettings {
             url,
+            read_url: None,
             pool_connections_max: 8,
             acquire_timeout: Duration::from_secs(30),
         };

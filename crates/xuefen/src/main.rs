@@ -322,6 +322,9 @@ async fn open_store(db: &Settings, migrate: bool) -> anyhow::Result<Arc<dyn Stor
         }
     };
     if url.starts_with("sqlite:") {
+        if db.database_read_url.is_some() {
+            tracing::warn!("database_read_url is ignored with SQLite: every read is served by the one database");
+        }
         let settings = SqliteSettings {
             url,
             pool_connections_max: db.pool_connections_max.min(8),
@@ -331,6 +334,7 @@ async fn open_store(db: &Settings, migrate: bool) -> anyhow::Result<Arc<dyn Stor
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         let settings = PgSettings {
             url,
+            read_url: db.database_read_url.as_ref().map(|u| u.expose().to_owned()),
             pool_connections_max: db.pool_connections_max,
             acquire_timeout: Duration::from_secs(db.db_acquire_timeout_seconds),
         };

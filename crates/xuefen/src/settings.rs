@@ -235,6 +235,8 @@ enum SetError {
 settings! {
     /// `postgres://…` (production) or `sqlite://…` URL of the store; unset means an SQLite file `xuefen.db` in `data_dir`.
     database_url: Option<Secret> = "", env ["DATABASE_URL", "XUEFEN_DATABASE_URL"];
+    /// `postgres://…` URL of a replica (or a balancer over replicas) serving transcripts, statistics and the deposit feed as of its replay point; unset reads them from `database_url`. SQLite ignores it.
+    database_read_url: Option<Secret> = "", env ["XUEFEN_DATABASE_READ_URL"];
     /// Where the service keeps local files: the embedded database and the generated identity key.
     data_dir: PathBuf = ".data", env ["XUEFEN_DATA_DIR"];
     /// Most connections in the database pool (SQLite uses at most 8).
@@ -420,6 +422,15 @@ impl Settings {
                 return Err(invalid(
                     "database_url",
                     "must start with postgres://, postgresql:// or sqlite:".into(),
+                ));
+            }
+        }
+        if let Some(url) = &self.database_read_url {
+            let url = url.expose();
+            if !["postgres://", "postgresql://"].iter().any(|p| url.starts_with(p)) {
+                return Err(invalid(
+                    "database_read_url",
+                    "must start with postgres:// or postgresql://".into(),
                 ));
             }
         }

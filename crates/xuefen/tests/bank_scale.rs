@@ -41,6 +41,7 @@ async fn a_page_of_100_deposits_with_proofs_on_a_large_ledger() {
     let (_, url) = pg::create_database().await;
     let settings = PgSettings {
         url,
+        read_url: None,
         pool_connections_max: 8,
         acquire_timeout: Duration::from_secs(30),
     };

@@ -53,6 +53,7 @@ impl Pg {
         let (name, url) = pg::create_database().await;
         let settings = PgSettings {
             url,
+            read_url: None,
             pool_connections_max: 4,
             acquire_timeout: Duration::from_secs(10),
         };

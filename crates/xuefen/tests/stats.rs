@@ -272,7 +272,7 @@ proptest! {
         let rt = tokio::runtime::Runtime::new().expect("runtime");
         rt.block_on(async {
             let (name, url) = pg::create_database().await;
-            let settings = PgSettings { url, pool_connections_max: 2, acquire_timeout: Duration::from_secs(10) };
+            let settings = PgSettings { url, read_url: None, pool_connections_max: 2, acquire_timeout: Duration::from_secs(10) };
             let store = PgStore::connect(&settings, true).await.expect("connect");
             let result = check(Arc::new(store.clone()), links, ops).await;
             store.pool().close().await;

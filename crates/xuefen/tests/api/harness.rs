@@ -78,6 +78,7 @@ impl TestApp {
         let (_, url) = pg::create_database().await;
         let settings = PgSettings {
             url: url.clone(),
+            read_url: None,
             pool_connections_max: 8,
             acquire_timeout: Duration::from_secs(10),
         };
