@@ -52,7 +52,7 @@ for _ in $(seq 1 300); do grep -q "listening on" "$work/out" 2>/dev/null && brea
 admin=$(sed -n 's/^bootstrap admin key (shown once): //p' "$work/out")
 [ -n "$admin" ] || { cat "$work/err" >&2; die "the service printed no bootstrap admin key"; }
 site=lrs-conformance
-key=$(curl -sf -X POST "127.0.0.1:$port/v1/sites" -H "authorization: Bearer $admin" \
+key=$(curl -sf -X POST "127.0.0.1:$port/v1/sites" -H "authorization: Bearer $admin" -H "content-type: application/json" \
   -d "{\"id\":\"$site\",\"name\":\"LRS conformance\",\"level\":\"county\",\"region_code\":\"330106\"}" \
   | python3 -c 'import json,sys; print(json.load(sys.stdin)["key"]["secret"])')
 [ -n "$key" ] || die "could not bootstrap a site"
