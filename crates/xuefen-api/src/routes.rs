@@ -885,9 +885,10 @@ async fn transcript_page(state: &AppState, learner: &LearnerId, page: Page) -> A
     let mut titles = std::collections::HashMap::new();
     for e in &entries {
         let key = (e.body.site.clone(), e.body.course.clone());
-        if !titles.contains_key(&key) {
-            let title = state.store.course(&key.0, &key.1).await?.map(|c| c.title);
-            titles.insert(key, title);
+        if let std::collections::hash_map::Entry::Vacant(slot) = titles.entry(key) {
+            let (site, course) = slot.key();
+            let title = state.store.course(site, course).await?.map(|c| c.title);
+            slot.insert(title);
         }
     }
 
