@@ -588,10 +588,20 @@ pub struct EntryOut {
     pub site_id: String,
     /// `awarded`, `not_passed`, `reversal`, `recognised`, `capped` or `promoted`.
     pub kind: String,
-    /// On a transcript: the kind, or `reversed` for an entry a later
-    /// reversal cancelled.
+    /// On a transcript: `awarded`, `not_passed`, `reversal`, `recognised`
+    /// (credited already through another course of its recognition group),
+    /// `capped`, `promoted`, `reversed` (cancelled by a later reversal),
+    /// `deposited` (accepted by the credit bank) or `rejected_by_bank`. The
+    /// bank's decisions are the status of the line they decide, never
+    /// lines of their own.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
+    /// On a transcript: the course's title, as its site declared it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub course_title: Option<String>,
+    /// On a transcript: the name of the site.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub site_name: Option<String>,
     pub learner_id: String,
     pub course: String,
     pub category: String,
@@ -627,6 +637,8 @@ impl EntryOut {
             site_id: b.site.to_string(),
             kind: b.kind.as_str().to_owned(),
             status: status.map(str::to_owned),
+            course_title: None,
+            site_name: None,
             learner_id: b.learner.to_string(),
             course: b.course.to_string(),
             category: b.category.to_string(),
@@ -660,10 +672,14 @@ pub struct TotalsOut {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct TranscriptOut {
     pub learner_id: String,
-    /// Totals over the learner's whole history, whatever the page.
+    /// Totals over the learner's whole history (within `?year=`,
+    /// `?category=` and `?site=` when given), whatever the page.
     pub totals: TotalsOut,
-    /// One page of lines, in ledger order.
+    /// One page of lines, in ledger order (within the filters when given).
     pub entries: Vec<EntryOut>,
+    /// The name of every site in the totals and on the page, by site id.
+    #[schema(value_type = Object)]
+    pub site_names: std::collections::BTreeMap<String, String>,
     /// The cursor of the next page (`?after=`): the ledger position of this
     /// page's last line. Absent on the last page.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -12,7 +12,7 @@ use xuefen_core::entry::Entry;
 use xuefen_core::event::Event;
 use xuefen_core::ids::{Category, CourseCode, EventId, GroupId, LearnerId, LocalAccount, SiteId};
 use xuefen_core::plan::Outcome;
-use xuefen_core::transcript::{status_of, totals_from_rows};
+use xuefen_core::transcript::{Filter, status_of, totals_from_rows};
 use xuefen_store::{NewLearner, Principal, SiteAct, Written};
 
 use crate::AppState;
@@ -712,7 +712,10 @@ fn parse_item(site: &SiteId, item: &RawValue) -> Result<Event, ItemRejection> {
     security(("api_key" = [])),
     params(("learner_id" = String, Path),
            ("after" = Option<String>, Query, description = "cursor: `next_after` of the previous page"),
-           ("limit" = Option<u32>, Query, description = "lines per page, 1 to 500 (default 100)")),
+           ("limit" = Option<u32>, Query, description = "lines per page, 1 to 500 (default 100)"),
+           ("year" = Option<i32>, Query, description = "only the lines (and totals) of this calendar year, China Standard Time"),
+           ("category" = Option<String>, Query, description = "only the lines (and totals) of this category"),
+           ("site" = Option<String>, Query, description = "only the lines (and totals) of this site (its id)")),
     responses((status = 200, body = TranscriptOut), (status = 403, body = Problem, content_type = "application/problem+json"),
               (status = 404, body = Problem, content_type = "application/problem+json"),
               (status = 422, body = Problem, content_type = "application/problem+json")))]
@@ -741,7 +744,10 @@ pub async fn get_transcript(
 #[utoipa::path(get, path = "/v1/me/transcript", operation_id = "get_my_transcript", tag = "learners",
     security(("sso" = [])),
     params(("after" = Option<String>, Query, description = "cursor: `next_after` of the previous page"),
-           ("limit" = Option<u32>, Query, description = "lines per page, 1 to 500 (default 100)")),
+           ("limit" = Option<u32>, Query, description = "lines per page, 1 to 500 (default 100)"),
+           ("year" = Option<i32>, Query, description = "only the lines (and totals) of this calendar year, China Standard Time"),
+           ("category" = Option<String>, Query, description = "only the lines (and totals) of this category"),
+           ("site" = Option<String>, Query, description = "only the lines (and totals) of this site (its id)")),
     responses((status = 200, body = TranscriptOut), (status = 401, body = Problem, content_type = "application/problem+json"),
               (status = 404, body = Problem, content_type = "application/problem+json"),
               (status = 422, body = Problem, content_type = "application/problem+json")))]
@@ -762,10 +768,11 @@ pub async fn get_my_transcript(
     Ok(Json(transcript_page(&state, &learner, page).await?))
 }
 
-/// `?after=CHAIN:SEQ&limit=N`, parsed.
+/// `?after=CHAIN:SEQ&limit=N&year=Y&category=C&site=S`, parsed.
 struct Page {
     after_seq: u64,
     limit: usize,
+    filter: Filter,
 }
 
 impl Page {
@@ -773,6 +780,7 @@ impl Page {
         let mut page = Page {
             after_seq: 0,
             limit: crate::PAGE_SIZE_DEFAULT,
+            filter: Filter::default(),
         };
         for pair in query.unwrap_or_default().split('&').filter(|p| !p.is_empty()) {
             let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
@@ -802,10 +810,27 @@ impl Page {
                             ))
                         })?;
                 }
+                "year" => {
+                    let year = value.parse::<i32>().ok().filter(|y| (1900..=9999).contains(y));
+                    page.filter.year = Some(year.ok_or_else(|| {
+                        Problem::invalid(&xuefen_core::FieldError::new(
+                            "year",
+                            "must be a calendar year, four digits",
+                        ))
+                    })?);
+                }
+                "category" => {
+                    let category = Category::parse_as(value, "category").map_err(|e| Problem::invalid(&e))?;
+                    page.filter.category = Some(category.as_str().to_owned());
+                }
+                "site" => {
+                    let site = SiteId::parse_as(value, "site").map_err(|e| Problem::invalid(&e))?;
+                    page.filter.site = Some(site.as_str().to_owned());
+                }
                 other => {
                     return Err(Problem::invalid(&xuefen_core::FieldError::new(
                         other.to_owned(),
-                        "is not a parameter of this operation (after, limit)",
+                        "is not a parameter of this operation (after, limit, year, category, site)",
                     ))
                     .into());
                 }
@@ -816,15 +841,54 @@ impl Page {
 }
 
 async fn transcript_page(state: &AppState, learner: &LearnerId, page: Page) -> ApiResult<TranscriptOut> {
-    // One more line than asked tells whether another page follows.
-    let mut entries: Vec<Entry> = state
-        .store
-        .learner_entries_page(learner, page.after_seq, page.limit + 1)
-        .await?;
+    // Reads the learner's entries in ledger order until one more listed line
+    // than asked (which tells whether another page follows) or the end. The
+    // bank's acknowledgements and lines outside the filter are skipped, so a
+    // page may take more than one read; each read moves forward, so the loop
+    // ends within the learner's history.
+    let chunk = page.limit + 1;
+    let mut entries: Vec<Entry> = Vec::with_capacity(chunk);
+    let mut after = page.after_seq;
+    loop {
+        let read = state.store.learner_entries_page(learner, after, chunk).await?;
+        let exhausted = read.len() < chunk;
+        let Some(last) = read.last() else { break };
+        after = last.position.seq;
+        entries.extend(read.into_iter().filter(|e| page.filter.matches(e)));
+        if exhausted || entries.len() > page.limit {
+            break;
+        }
+    }
     let more = entries.len() > page.limit;
     entries.truncate(page.limit);
     let (rows, referred) = state.store.learner_summary(learner).await?;
+    let rows: Vec<_> = rows.into_iter().filter(|r| page.filter.matches_row(r)).collect();
     let totals = totals_from_rows(&rows);
+
+    // Titles and names, one read per site and per course shown.
+    let mut site_names = std::collections::BTreeMap::new();
+    let sites = totals
+        .by_site
+        .keys()
+        .cloned()
+        .chain(entries.iter().map(|e| e.body.site.as_str().to_owned()))
+        .collect::<std::collections::BTreeSet<_>>();
+    for id in sites {
+        let site = SiteId::parse(id.clone()).map_err(|e| Problem::invalid(&e))?;
+        if let Some(site) = state.store.site(&site).await? {
+            site_names.insert(id, site.name);
+        }
+    }
+    let mut titles = std::collections::HashMap::new();
+    for e in &entries {
+        let key = (e.body.site.clone(), e.body.course.clone());
+        if let std::collections::hash_map::Entry::Vacant(slot) = titles.entry(key) {
+            let (site, course) = slot.key();
+            let title = state.store.course(site, course).await?.map(|c| c.title);
+            slot.insert(title);
+        }
+    }
+
     let s = |m: std::collections::BTreeMap<String, xuefen_core::amount::Credits>| {
         m.into_iter().map(|(k, v)| (k, v.to_string())).collect()
     };
@@ -847,8 +911,17 @@ async fn transcript_page(state: &AppState, learner: &LearnerId, page: Page) -> A
         },
         entries: entries
             .iter()
-            .map(|e| EntryOut::new(e, Some(status_of(e, &referred).as_str())))
+            .map(|e| {
+                let mut line = EntryOut::new(e, Some(status_of(e, &referred).as_str()));
+                line.course_title = titles
+                    .get(&(e.body.site.clone(), e.body.course.clone()))
+                    .cloned()
+                    .flatten();
+                line.site_name = site_names.get(e.body.site.as_str()).cloned();
+                line
+            })
             .collect(),
+        site_names,
     })
 }
 

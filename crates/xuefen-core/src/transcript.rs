@@ -157,3 +157,83 @@ fn add(total: &mut Credits, credits: Credits) {
         .checked_add(credits)
         .unwrap_or_else(|| panic!("credit total overflow"));
 }
+
+/// Whether an entry is a line of its own on a transcript. The credit bank's
+/// acknowledgements are not: they are the status (`deposited`,
+/// `rejected_by_bank`) of the deposit they decide.
+pub fn is_listed(e: &Entry) -> bool {
+    !matches!(e.body.kind, EntryKind::BankAccepted | EntryKind::BankRejected)
+}
+
+/// The `?year=`, `?category=` and `?site=` of a transcript: a line (and a
+/// totals row) is shown when it matches every filter given.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filter {
+    /// Calendar year of the learning (China Standard Time).
+    pub year: Option<i32>,
+    pub category: Option<String>,
+    pub site: Option<String>,
+}
+
+impl Filter {
+    /// Whether a listed entry falls within the filter.
+    pub fn matches(&self, e: &Entry) -> bool {
+        let b = &e.body;
+        is_listed(e)
+            && self.year.is_none_or(|y| y == b.occurred_at.year_cst())
+            && self.category.as_deref().is_none_or(|c| c == b.category.as_str())
+            && self.site.as_deref().is_none_or(|s| s == b.site.as_str())
+    }
+
+    /// Whether a totals row falls within the filter.
+    pub fn matches_row(&self, r: &TotalRow) -> bool {
+        self.year.is_none_or(|y| y == r.year)
+            && self.category.as_deref().is_none_or(|c| c == r.category)
+            && self.site.as_deref().is_none_or(|s| s == r.site)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(year: i32, category: &str, site: &str, cents: i64) -> TotalRow {
+        TotalRow {
+            year,
+            category: category.to_owned(),
+            site: site.to_owned(),
+            credits: Credits::from_cents(cents),
+        }
+    }
+
+    #[test]
+    fn a_filter_keeps_the_rows_matching_every_given_field() {
+        let rows = [
+            row(2025, "community", "a", 100),
+            row(2026, "community", "a", 200),
+            row(2026, "vocational", "b", 400),
+        ];
+        let sum = |f: &Filter| {
+            let kept: Vec<TotalRow> = rows.iter().filter(|r| f.matches_row(r)).cloned().collect();
+            totals_from_rows(&kept).total.to_string()
+        };
+        assert_eq!(sum(&Filter::default()), "7.00");
+        let year = Filter {
+            year: Some(2026),
+            ..Filter::default()
+        };
+        assert_eq!(sum(&year), "6.00");
+        let both = Filter {
+            year: Some(2026),
+            site: Some("a".to_owned()),
+            ..Filter::default()
+        };
+        assert_eq!(sum(&both), "2.00");
+        let none = Filter {
+            category: Some("vocational".to_owned()),
+            site: Some("a".to_owned()),
+            ..Filter::default()
+        };
+        assert_eq!(sum(&none), "0.00");
+    }
+}

@@ -373,7 +373,20 @@ async fn acks_are_idempotent_contradictions_are_409_and_the_transcript_shows_the
         .filter_map(|e| e["status"].as_str())
         .collect();
     assert!(statuses.contains(&"rejected_by_bank"), "{statuses:?}");
-    assert!(statuses.contains(&"bank_rejected"), "{statuses:?}");
+    assert!(!statuses.contains(&"bank_rejected"), "{statuses:?}");
+    // The bank's decisions are statuses of the lines they decide, not lines.
+    for t in [
+        &t,
+        &app.get(&format!("/v1/learners/{learner}/transcript"), &app.admin)
+            .await
+            .1,
+    ] {
+        for line in t["entries"].as_array().expect("entries") {
+            assert_ne!(line["site_id"], "credit-bank", "{line}");
+            assert_eq!(line["kind"], "awarded", "{line}");
+        }
+    }
+    assert_eq!(t["entries"].as_array().expect("entries").len(), 2);
     let (code, out) = app.verify_cli().await;
     assert_eq!(code, 0, "acks keep the chains valid: {out}");
 }

@@ -24,6 +24,7 @@ backend_tests!(
     a_body_larger_than_the_limit_is_rejected,
     strings_and_decimals_out_of_range_are_rejected,
     the_transcript_totals_by_year_category_and_site,
+    the_transcript_shows_titles_and_names_and_filters_by_year_category_and_site,
     verify_names_an_altered_entry,
     verify_names_a_deleted_entry,
     verify_names_a_deleted_last_entry,
@@ -686,6 +687,112 @@ async fn the_transcript_totals_by_year_category_and_site(app: TestApp) {
         )
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+async fn the_transcript_shows_titles_and_names_and_filters_by_year_category_and_site(app: TestApp) {
+    let a = app.site("site-a").await;
+    let b = app.site("site-b").await;
+    let titled = |title: &str, category: &str| json!({"title": title, "category": category, "rule": {"kind": "per_hours", "hours_per_credit": "5", "cap": "4"}});
+    let (status, body) = app.put("/v1/courses/A1", &a, titled("茶艺入门", "community")).await;
+    assert!(status.is_success(), "{body}");
+    let (status, body) = app.put("/v1/courses/B1", &b, titled("电工基础", "vocational")).await;
+    assert!(status.is_success(), "{body}");
+    let learner = app.learner(&a, "a-1", 1).await;
+    let (status, _) = app.put("/v1/accounts/b-1", &b, json!({"learner_id": learner})).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let ev = |acct: &str, course: &str, hours: &str, at: &str| {
+        let mut e = completion(acct, course, hours);
+        e["completed_at"] = json!(at);
+        e
+    };
+    for (id, key, acct, course, hours, at) in [
+        ("1", &a, "a-1", "A1", "10", "2025-06-01T00:00:00Z"),
+        ("2", &a, "a-1", "A1", "5", "2026-02-01T00:00:00Z"),
+        ("3", &b, "b-1", "B1", "15", "2026-03-01T00:00:00Z"),
+        ("4", &b, "b-1", "B1", "5", "2026-04-01T00:00:00Z"),
+        ("5", &a, "a-1", "A1", "20", "2026-05-01T00:00:00Z"),
+    ] {
+        let (status, body) = app
+            .put(&format!("/v1/events/{id}"), key, ev(acct, course, hours, at))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    let (status, t) = transcript_of(&app, &learner, "").await;
+    assert_eq!(status, StatusCode::OK, "{t}");
+    let lines = t["entries"].as_array().expect("entries");
+    assert_eq!(lines.len(), 5);
+    assert_eq!(lines[0]["course_title"], "茶艺入门");
+    assert_eq!(lines[0]["site_name"], "site-a 学习网");
+    assert_eq!(lines[2]["course_title"], "电工基础");
+    assert_eq!(lines[2]["site_name"], "site-b 学习网");
+    assert_eq!(lines[0]["category"], "community");
+    assert_eq!(
+        t["site_names"],
+        json!({"site-a": "site-a 学习网", "site-b": "site-b 学习网"})
+    );
+    assert_eq!(t["totals"]["total"], "11.00");
+
+    // Filters narrow the lines and the totals alike.
+    let (_, t) = transcript_of(&app, &learner, "?year=2026").await;
+    let events = |t: &Value| -> Vec<String> {
+        t["entries"]
+            .as_array()
+            .expect("entries")
+            .iter()
+            .map(|e| e["event_id"].as_str().expect("id").to_owned())
+            .collect()
+    };
+    assert_eq!(events(&t), ["2", "3", "4", "5"]);
+    assert_eq!(t["totals"]["total"], "9.00");
+    assert_eq!(t["totals"]["by_year"], json!({"2026": "9.00"}));
+    let (_, t) = transcript_of(&app, &learner, "?site=site-b").await;
+    assert_eq!(events(&t), ["3", "4"]);
+    assert_eq!(t["totals"]["by_site"], json!({"site-b": "4.00"}));
+    assert_eq!(t["site_names"], json!({"site-b": "site-b 学习网"}));
+    let (_, t) = transcript_of(&app, &learner, "?category=community&year=2026").await;
+    assert_eq!(events(&t), ["2", "5"]);
+    assert_eq!(t["totals"]["total"], "5.00");
+    assert_eq!(t["totals"]["by_category"], json!({"community": "5.00"}));
+    let (_, t) = transcript_of(&app, &learner, "?year=2024").await;
+    assert_eq!(events(&t), Vec::<String>::new());
+    assert_eq!(t["totals"]["total"], "0.00");
+
+    // Paging within a filter: pages of one line, no line skipped or repeated.
+    let mut seen = Vec::new();
+    let mut query = "?category=community&limit=1".to_owned();
+    for _ in 0..10 {
+        let (status, t) = transcript_of(&app, &learner, &query).await;
+        assert_eq!(status, StatusCode::OK, "{t}");
+        assert_eq!(t["totals"]["total"], "7.00", "filtered totals on every page");
+        seen.extend(events(&t));
+        match t["next_after"].as_str() {
+            Some(next) => query = format!("?category=community&limit=1&after={next}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ["1", "2", "5"]);
+
+    // Bad filters name their field.
+    for (query, field) in [
+        ("?year=26", "year"),
+        ("?year=abc", "year"),
+        ("?category=Not%20A%20Category", "category"),
+        ("?site=", "site"),
+        ("?term=1", "term"),
+    ] {
+        let (status, p) = transcript_of(&app, &learner, query).await;
+        assert_eq!(
+            (status, p["field"].clone()),
+            (StatusCode::UNPROCESSABLE_ENTITY, json!(field)),
+            "{query}: {p}"
+        );
+    }
+}
+
+/// The admin's view of a learner's transcript with a query string.
+async fn transcript_of(app: &TestApp, learner: &str, query: &str) -> (StatusCode, Value) {
+    app.get(&format!("/v1/learners/{learner}/transcript{query}"), &app.admin)
+        .await
 }
 
 /// Writes entries for three learners and returns the chain of the first.
