@@ -23,6 +23,7 @@ backend_tests!(
     xapi_a_re_send_repairs_a_statement_lost_after_the_ledger_write,
     xapi_course_activity_ids_are_checked,
     xapi_concurrent_identical_posts_store_and_credit_once,
+    xapi_filters_match_a_voiding_statement_through_its_target,
 );
 
 const MOODLE: &str = "https://moodle.xihu.example.edu";
@@ -914,4 +915,51 @@ async fn xapi_concurrent_identical_posts_store_and_credit_once(app: TestApp) {
     let t = transcript(&app, &lms.key, &learner).await;
     assert_eq!(t["totals"]["total"], "4.00");
     assert_eq!(statuses(&t).len(), 2, "each statement credited once");
+}
+
+/// xAPI 1.0.3 §2.1.3 (Filter Conditions for StatementRefs): the filters
+/// other than since, until and limit return a voiding statement whose
+/// target matches them all, though its own verb and object do not.
+async fn xapi_filters_match_a_voiding_statement_through_its_target(app: TestApp) {
+    let (lms, _) = moodle_site(&app).await;
+    let agent = json!({"account": {"homePage": MOODLE, "name": "u50"}});
+    let target = "8a9c3a1e-5b7d-4c2a-9e8f-000000000001";
+    let other = "8a9c3a1e-5b7d-4c2a-9e8f-000000000002";
+    let void_id = "8a9c3a1e-5b7d-4c2a-9e8f-000000000003";
+    for (id, verb, object) in [(target, PASSED, "urn:x:quiz"), (other, PASSED, "urn:x:other")] {
+        let s = json!({"id": id, "actor": agent, "verb": {"id": verb}, "object": {"id": object}});
+        assert_eq!(post(&app, &lms, &s).await.status, StatusCode::OK);
+    }
+    let voiding = json!({"id": void_id, "actor": {"account": {"homePage": MOODLE, "name": "admin"}},
+                         "verb": {"id": VOIDED}, "object": {"objectType": "StatementRef", "id": target}});
+    assert_eq!(post(&app, &lms, &voiding).await.status, StatusCode::OK);
+
+    let encode = |s: &str| s.bytes().map(|b| format!("%{b:02X}")).collect::<String>();
+    let ids = |query: String| {
+        let app = &app;
+        let lms = &lms;
+        async move {
+            let r = get(app, lms, &query).await;
+            assert_eq!(r.status, StatusCode::OK, "{query}: {}", r.text);
+            r.json()["statements"]
+                .as_array()
+                .expect("statements")
+                .iter()
+                .filter_map(|s| s["id"].as_str().map(str::to_owned))
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(ids(format!("verb={}", encode(PASSED))).await, vec![void_id, other]);
+    assert_eq!(ids(format!("activity={}", encode("urn:x:quiz"))).await, vec![void_id]);
+    assert_eq!(ids(format!("verb={}", encode(VOIDED))).await, vec![void_id]);
+    assert_eq!(
+        ids(format!("verb={}&activity={}", encode(PASSED), encode("urn:x:quiz"))).await,
+        vec![void_id]
+    );
+    assert_eq!(
+        ids(format!("verb={}&activity={}", encode(COMPLETED), encode("urn:x:quiz"))).await,
+        Vec::<String>::new(),
+        "the target must match every filter"
+    );
+    assert_eq!(ids(format!("activity={}", encode("urn:x:other"))).await, vec![other]);
 }
