@@ -24,6 +24,7 @@ backend_tests!(
     xapi_course_activity_ids_are_checked,
     xapi_concurrent_identical_posts_store_and_credit_once,
     xapi_filters_match_a_voiding_statement_through_its_target,
+    xapi_statement_gets_carry_last_modified_of_the_stored_time,
 );
 
 const MOODLE: &str = "https://moodle.xihu.example.edu";
@@ -962,4 +963,49 @@ async fn xapi_filters_match_a_voiding_statement_through_its_target(app: TestApp)
         "the target must match every filter"
     );
     assert_eq!(ids(format!("activity={}", encode("urn:x:other"))).await, vec![other]);
+}
+
+/// xAPI 2.0.0 §4.1.6.1: a statement GET carries `Last-Modified`, the
+/// `stored` time of the statement (of the newest one for a page), to the
+/// second.
+async fn xapi_statement_gets_carry_last_modified_of_the_stored_time(app: TestApp) {
+    let (lms, _) = moodle_site(&app).await;
+    let agent = json!({"account": {"homePage": MOODLE, "name": "u50"}});
+    let mut stored = Vec::new();
+    for n in 1..=2u32 {
+        let id = format!("9a9c3a1e-5b7d-4c2a-9e8f-{n:012}");
+        let s = json!({"id": id, "actor": agent, "verb": {"id": PASSED}, "object": {"id": "urn:x:quiz"}});
+        assert_eq!(post(&app, &lms, &s).await.status, StatusCode::OK);
+        let r = get(&app, &lms, &format!("statementId={id}")).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        let at = time::OffsetDateTime::parse(
+            r.json()["stored"].as_str().expect("stored"),
+            &time::format_description::well_known::Rfc3339,
+        )
+        .expect("stored is RFC 3339");
+        let header = r
+            .headers
+            .get("last-modified")
+            .and_then(|v| v.to_str().ok())
+            .expect("Last-Modified on a single statement")
+            .to_owned();
+        let parsed = time::PrimitiveDateTime::parse(
+            &header,
+            time::macros::format_description!(
+                "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+            ),
+        )
+        .expect("an HTTP date")
+        .assume_utc();
+        assert_eq!(parsed.unix_timestamp(), at.unix_timestamp(), "{header}");
+        stored.push((at.unix_timestamp(), header));
+        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    }
+    let page = get(&app, &lms, "").await;
+    let newest = stored.iter().max().map(|(_, h)| h.clone()).expect("two statements");
+    assert_eq!(
+        page.headers.get("last-modified").and_then(|v| v.to_str().ok()),
+        Some(newest.as_str()),
+        "a page's Last-Modified is its newest statement's stored time"
+    );
 }
