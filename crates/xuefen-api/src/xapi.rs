@@ -782,7 +782,34 @@ pub async fn get_statements(
     body.push_str("],\"more\":");
     body.push_str(&serde_json::Value::String(more.unwrap_or_default()).to_string());
     body.push('}');
-    Ok(json_response(body))
+    let modified = rows.iter().take(query.limit).filter_map(|r| stored_at(&r.json)).max();
+    Ok(with_last_modified(json_response(body), modified))
+}
+
+/// The `stored` time of a stored statement's JSON.
+fn stored_at(json: &str) -> Option<time::OffsetDateTime> {
+    #[derive(Deserialize)]
+    struct Stored {
+        stored: String,
+    }
+    let s: Stored = serde_json::from_str(json).ok()?;
+    time::OffsetDateTime::parse(&s.stored, &time::format_description::well_known::Rfc3339).ok()
+}
+
+/// `Last-Modified` (an HTTP date, to the second) of a statement answer: the
+/// `stored` time of the statement, or of the newest one of a page (xAPI
+/// 2.0.0 §4.1.6.1).
+fn with_last_modified(mut resp: Response, modified: Option<time::OffsetDateTime>) -> Response {
+    let format = time::macros::format_description!(
+        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+    );
+    if let Some(value) = modified
+        .and_then(|t| t.to_offset(time::UtcOffset::UTC).format(format).ok())
+        .and_then(|v| HeaderValue::from_str(&v).ok())
+    {
+        resp.headers_mut().insert(header::LAST_MODIFIED, value);
+    }
+    resp
 }
 
 /// A page of statements (the statements are returned exactly as stored).
@@ -814,7 +841,10 @@ async fn single_statement(state: &AppState, site: &SiteId, id: &str, voided: boo
     let id = core::check_uuid(id, field).map_err(bad)?;
     let rows = state.store.statements_by_ids(site, std::slice::from_ref(&id)).await?;
     match rows.into_iter().next() {
-        Some(row) if row.voided == voided => Ok(json_response(row.json)),
+        Some(row) if row.voided == voided => {
+            let modified = stored_at(&row.json);
+            Ok(with_last_modified(json_response(row.json), modified))
+        }
         Some(_) if voided => Err(Problem::new(
             StatusCode::NOT_FOUND,
             "not_voided",

@@ -114,15 +114,30 @@ impl XapiStore for PgStore {
             "select {ROW_COLUMNS} from xapi_statements s where s.site_id = "
         ));
         b.push_bind(site.as_str());
-        for (column, value) in [
+        // The filters other than since, until and limit also match a
+        // voiding statement through the statement it targets (xAPI
+        // 1.0.3 §2.1.3 "Filter Conditions for StatementRefs").
+        let filters: Vec<(&str, &String)> = [
             ("verb", &q.verb),
             ("activity", &q.activity),
             ("agent", &q.agent),
             ("registration", &q.registration),
-        ] {
-            if let Some(v) = value {
+        ]
+        .into_iter()
+        .filter_map(|(column, value)| value.as_ref().map(|v| (column, v)))
+        .collect();
+        if !filters.is_empty() {
+            b.push(" and ((true");
+            for (column, v) in &filters {
                 b.push(format!(" and s.{column} = ")).push_bind(v.as_str());
             }
+            b.push(
+                ") or exists (select 1 from xapi_statements t where t.site_id = s.site_id and t.statement_id = s.voids",
+            );
+            for (column, v) in &filters {
+                b.push(format!(" and t.{column} = ")).push_bind(v.as_str());
+            }
+            b.push("))");
         }
         if let Some(since) = q.since {
             b.push(" and s.stored_ms > ").push_bind(since.0);

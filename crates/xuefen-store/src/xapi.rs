@@ -46,7 +46,9 @@ pub struct StatementRow {
 }
 
 /// The filters of the statement query (`GET /xapi/statements`). Voided
-/// statements are never returned.
+/// statements are never returned. `verb`, `activity`, `agent` and
+/// `registration` match a statement, or a voiding statement whose target
+/// matches them all.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct StatementQuery {
     pub verb: Option<String>,

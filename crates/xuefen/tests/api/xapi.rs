@@ -23,6 +23,8 @@ backend_tests!(
     xapi_a_re_send_repairs_a_statement_lost_after_the_ledger_write,
     xapi_course_activity_ids_are_checked,
     xapi_concurrent_identical_posts_store_and_credit_once,
+    xapi_filters_match_a_voiding_statement_through_its_target,
+    xapi_statement_gets_carry_last_modified_of_the_stored_time,
 );
 
 const MOODLE: &str = "https://moodle.xihu.example.edu";
@@ -914,4 +916,96 @@ async fn xapi_concurrent_identical_posts_store_and_credit_once(app: TestApp) {
     let t = transcript(&app, &lms.key, &learner).await;
     assert_eq!(t["totals"]["total"], "4.00");
     assert_eq!(statuses(&t).len(), 2, "each statement credited once");
+}
+
+/// xAPI 1.0.3 §2.1.3 (Filter Conditions for StatementRefs): the filters
+/// other than since, until and limit return a voiding statement whose
+/// target matches them all, though its own verb and object do not.
+async fn xapi_filters_match_a_voiding_statement_through_its_target(app: TestApp) {
+    let (lms, _) = moodle_site(&app).await;
+    let agent = json!({"account": {"homePage": MOODLE, "name": "u50"}});
+    let target = "8a9c3a1e-5b7d-4c2a-9e8f-000000000001";
+    let other = "8a9c3a1e-5b7d-4c2a-9e8f-000000000002";
+    let void_id = "8a9c3a1e-5b7d-4c2a-9e8f-000000000003";
+    for (id, verb, object) in [(target, PASSED, "urn:x:quiz"), (other, PASSED, "urn:x:other")] {
+        let s = json!({"id": id, "actor": agent, "verb": {"id": verb}, "object": {"id": object}});
+        assert_eq!(post(&app, &lms, &s).await.status, StatusCode::OK);
+    }
+    let voiding = json!({"id": void_id, "actor": {"account": {"homePage": MOODLE, "name": "admin"}},
+                         "verb": {"id": VOIDED}, "object": {"objectType": "StatementRef", "id": target}});
+    assert_eq!(post(&app, &lms, &voiding).await.status, StatusCode::OK);
+
+    let encode = |s: &str| s.bytes().map(|b| format!("%{b:02X}")).collect::<String>();
+    let ids = |query: String| {
+        let app = &app;
+        let lms = &lms;
+        async move {
+            let r = get(app, lms, &query).await;
+            assert_eq!(r.status, StatusCode::OK, "{query}: {}", r.text);
+            r.json()["statements"]
+                .as_array()
+                .expect("statements")
+                .iter()
+                .filter_map(|s| s["id"].as_str().map(str::to_owned))
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(ids(format!("verb={}", encode(PASSED))).await, vec![void_id, other]);
+    assert_eq!(ids(format!("activity={}", encode("urn:x:quiz"))).await, vec![void_id]);
+    assert_eq!(ids(format!("verb={}", encode(VOIDED))).await, vec![void_id]);
+    assert_eq!(
+        ids(format!("verb={}&activity={}", encode(PASSED), encode("urn:x:quiz"))).await,
+        vec![void_id]
+    );
+    assert_eq!(
+        ids(format!("verb={}&activity={}", encode(COMPLETED), encode("urn:x:quiz"))).await,
+        Vec::<String>::new(),
+        "the target must match every filter"
+    );
+    assert_eq!(ids(format!("activity={}", encode("urn:x:other"))).await, vec![other]);
+}
+
+/// xAPI 2.0.0 §4.1.6.1: a statement GET carries `Last-Modified`, the
+/// `stored` time of the statement (of the newest one for a page), to the
+/// second.
+async fn xapi_statement_gets_carry_last_modified_of_the_stored_time(app: TestApp) {
+    let (lms, _) = moodle_site(&app).await;
+    let agent = json!({"account": {"homePage": MOODLE, "name": "u50"}});
+    let mut stored = Vec::new();
+    for n in 1..=2u32 {
+        let id = format!("9a9c3a1e-5b7d-4c2a-9e8f-{n:012}");
+        let s = json!({"id": id, "actor": agent, "verb": {"id": PASSED}, "object": {"id": "urn:x:quiz"}});
+        assert_eq!(post(&app, &lms, &s).await.status, StatusCode::OK);
+        let r = get(&app, &lms, &format!("statementId={id}")).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        let at = time::OffsetDateTime::parse(
+            r.json()["stored"].as_str().expect("stored"),
+            &time::format_description::well_known::Rfc3339,
+        )
+        .expect("stored is RFC 3339");
+        let header = r
+            .headers
+            .get("last-modified")
+            .and_then(|v| v.to_str().ok())
+            .expect("Last-Modified on a single statement")
+            .to_owned();
+        let parsed = time::PrimitiveDateTime::parse(
+            &header,
+            time::macros::format_description!(
+                "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+            ),
+        )
+        .expect("an HTTP date")
+        .assume_utc();
+        assert_eq!(parsed.unix_timestamp(), at.unix_timestamp(), "{header}");
+        stored.push((at.unix_timestamp(), header));
+        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    }
+    let page = get(&app, &lms, "").await;
+    let newest = stored.iter().max().map(|(_, h)| h.clone()).expect("two statements");
+    assert_eq!(
+        page.headers.get("last-modified").and_then(|v| v.to_str().ok()),
+        Some(newest.as_str()),
+        "a page's Last-Modified is its newest statement's stored time"
+    );
 }
