@@ -193,7 +193,7 @@ impl<'de> Deserialize<'de> for Members {
         struct V;
         impl<'de> serde::de::Visitor<'de> for V {
             type Value = Members;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str("a JSON object")
             }
             fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Members, A::Error> {

@@ -110,7 +110,7 @@ impl XapiStore for PgStore {
     async fn query_statements(&self, site: &SiteId, q: &StatementQuery) -> Result<Vec<StatementRow>> {
         // Dynamic: each filter adds a condition only when given, so that
         // the planner can pick the matching partial index.
-        let mut b: QueryBuilder<Postgres> = QueryBuilder::new(format!(
+        let mut b: QueryBuilder<'_, Postgres> = QueryBuilder::new(format!(
             "select {ROW_COLUMNS} from xapi_statements s where s.site_id = "
         ));
         b.push_bind(site.as_str());

@@ -118,7 +118,7 @@ impl XapiStore for SqliteStore {
 
     async fn query_statements(&self, site: &SiteId, q: &StatementQuery) -> Result<Vec<StatementRow>> {
         // Dynamic: each filter adds a condition only when given.
-        let mut b: QueryBuilder<Sqlite> = QueryBuilder::new(format!(
+        let mut b: QueryBuilder<'_, Sqlite> = QueryBuilder::new(format!(
             "select {ROW_COLUMNS} from xapi_statements s where s.site_id = "
         ));
         b.push_bind(site.as_str());
