@@ -10,23 +10,7 @@ instances (never restarted) accept writes afterwards. Prints the seconds writes 
 Every loop is bounded by count and by time."""
 import argparse, json, os, random, signal, subprocess, sys, threading, time, urllib.request, urllib.error
 
-HA_DIR = os.environ.get("HA_DIR", "/tmp/xuefen-ha")
-PG_BASE = int(os.environ.get("HA_PG_BASE", "25430"))
-REST_BASE = int(os.environ.get("HA_REST_BASE", "28000"))
-URL = f"postgres://postgres@127.0.0.1:{PG_BASE}/xuefen"
-
-
-def req(method, url, token, body=None, timeout=10):
-    data = None if body is None else json.dumps(body).encode()
-    r = urllib.request.Request(url, data=data, method=method,
-                               headers={"authorization": f"Bearer {token}", "content-type": "application/json"})
-    try:
-        with urllib.request.urlopen(r, timeout=timeout) as resp:
-            return resp.status, json.loads(resp.read() or b"null")
-    except urllib.error.HTTPError as e:
-        return e.code, None
-    except Exception:
-        return 0, None
+from halib import HA_DIR, PG_BASE, REST_BASE, URL, req
 
 
 def leader():

@@ -15,22 +15,7 @@ The rule it checks (README "Reads from replicas"):
 Every loop is bounded by count and by time."""
 import argparse, json, os, signal, subprocess, sys, threading, time, urllib.request, urllib.error
 
-HA_DIR = os.environ.get("HA_DIR", "/tmp/xuefen-ha")
-URL = "postgres://postgres@127.0.0.1:25430/xuefen"
-READ_URL = "postgres://postgres@127.0.0.1:25440/xuefen"
-
-
-def req(method, url, token, body=None, timeout=10):
-    data = None if body is None else json.dumps(body).encode()
-    r = urllib.request.Request(url, data=data, method=method,
-                               headers={"authorization": f"Bearer {token}", "content-type": "application/json"})
-    try:
-        with urllib.request.urlopen(r, timeout=timeout) as resp:
-            return resp.status, json.loads(resp.read() or b"null")
-    except urllib.error.HTTPError as e:
-        return e.code, None
-    except Exception:
-        return 0, None
+from halib import HA_DIR, URL, READ_URL, req
 
 
 def main():

@@ -1883,7 +1883,8 @@ pub async fn xapi_concurrent_identical_statements_are_stored_once<B: Backend>(db
 
 /// The statement query filters by verb, activity, agent, registration and
 /// stored time, pages newest first (or oldest first) by its cursor, and
-/// leaves voided statements out; a voided statement is still found by id,
+/// leaves voided statements out while returning a voiding statement whose
+/// target matches the filters; a voided statement is still found by id,
 /// marked voided, even when its voiding statement came first.
 pub async fn xapi_the_query_filters_pages_and_leaves_voided_statements_out<B: Backend>(db: &B) {
     let store = db.store();
@@ -1943,15 +1944,16 @@ pub async fn xapi_the_query_filters_pages_and_leaves_voided_statements_out<B: Ba
     );
     assert_eq!(
         numbers(run(q(&|q| q.verb = Some(COMPLETED.into()))).await),
-        vec![6, 5, 4, 3, 2]
+        vec![10, 8, 6, 5, 4, 3, 2],
+        "a voiding statement is returned when the statement it voids matches"
     );
     assert_eq!(
         numbers(run(q(&|q| q.activity = c1.map(str::to_owned))).await),
-        vec![3, 2]
+        vec![10, 8, 3, 2]
     );
     assert_eq!(
         numbers(run(q(&|q| q.agent = Some("account|h|odd".into()))).await),
-        vec![5, 3]
+        vec![10, 8, 5, 3]
     );
     assert_eq!(
         numbers(

@@ -1,0 +1,25 @@
+"""What the cluster scripts share: where the cluster is and one HTTP helper.
+
+Ports follow ops/ha/cluster.sh: HAProxy's write port is HA_PG_BASE (25430),
+its read port HA_PG_BASE + 10, and node n's Patroni REST API HA_REST_BASE + n."""
+import json, os, urllib.error, urllib.request
+
+HA_DIR = os.environ.get("HA_DIR", "/tmp/xuefen-ha")
+PG_BASE = int(os.environ.get("HA_PG_BASE", "25430"))
+REST_BASE = int(os.environ.get("HA_REST_BASE", "28000"))
+URL = f"postgres://postgres@127.0.0.1:{PG_BASE}/xuefen"
+READ_URL = f"postgres://postgres@127.0.0.1:{PG_BASE + 10}/xuefen"
+
+
+def req(method, url, token, body=None, timeout=10):
+    """One JSON request: (status, body); status 0 when no answer came."""
+    data = None if body is None else json.dumps(body).encode()
+    r = urllib.request.Request(url, data=data, method=method,
+                               headers={"authorization": f"Bearer {token}", "content-type": "application/json"})
+    try:
+        with urllib.request.urlopen(r, timeout=timeout) as resp:
+            return resp.status, json.loads(resp.read() or b"null")
+    except urllib.error.HTTPError as e:
+        return e.code, None
+    except Exception:
+        return 0, None
