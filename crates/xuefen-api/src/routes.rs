@@ -1046,12 +1046,13 @@ pub async fn delete_cap(
 
 // ------------------------------------------------------------------ statistics
 
-/// `?year=YYYY`, required, 2000 to 2100.
+/// `?year=YYYY`, 2000 to 2100; without it, the current year in China
+/// Standard Time (the agreement year the centre reads).
 fn stats_year(query: Option<&str>) -> ApiResult<i32> {
     let bad = || {
         ApiError::from(Problem::invalid(&xuefen_core::FieldError::new(
             "year",
-            "give `?year=YYYY`, a calendar year from 2000 to 2100",
+            "give `?year=YYYY`, a calendar year from 2000 to 2100 (or leave it out for this year)",
         )))
     };
     let mut year = None;
@@ -1075,14 +1076,14 @@ fn stats_year(query: Option<&str>) -> ApiResult<i32> {
             }
         }
     }
-    year.ok_or_else(bad)
+    Ok(year.unwrap_or_else(|| now().year_cst()))
 }
 
 /// One site's alliance statistics for a year, and how it stands against
 /// the agreement figures. The admin, or the site itself.
 #[utoipa::path(get, path = "/v1/sites/{site_id}/stats", operation_id = "get_site_stats", tag = "sites",
     security(("api_key" = [])),
-    params(("site_id" = String, Path), ("year" = i32, Query, description = "calendar year (China Standard Time)")),
+    params(("site_id" = String, Path), ("year" = Option<i32>, Query, description = "calendar year (China Standard Time); default: the current year")),
     responses((status = 200, body = SiteStatsOut), (status = 404, body = Problem, content_type = "application/problem+json"),
               (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub async fn get_site_stats(
@@ -1106,7 +1107,7 @@ pub async fn get_site_stats(
 /// Every site's alliance statistics for a year, in site order. Admin only.
 #[utoipa::path(get, path = "/v1/stats", operation_id = "list_stats", tag = "sites",
     security(("api_key" = [])),
-    params(("year" = i32, Query, description = "calendar year (China Standard Time)")),
+    params(("year" = Option<i32>, Query, description = "calendar year (China Standard Time); default: the current year")),
     responses((status = 200, body = Vec<SiteStatsOut>), (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub async fn list_stats(
     State(state): State<AppState>,

@@ -805,6 +805,10 @@ mod stats {
         let (status, s) = app.get(&format!("/v1/sites/site-a/stats?year={this_year}"), &a).await;
         assert_eq!(status, StatusCode::OK, "{s}");
         assert_eq!(s["registrations"], 2);
+        // Without `?year` the figures are this year's (CST).
+        let (status, default_year) = app.get("/v1/sites/site-a/stats", &a).await;
+        assert_eq!(status, StatusCode::OK, "{default_year}");
+        assert_eq!(default_year, s);
         let (_, s) = app.get("/v1/sites/site-a/stats?year=2026", &a).await;
         assert_eq!(
             (
@@ -836,7 +840,7 @@ mod stats {
         assert_eq!(status, StatusCode::FORBIDDEN);
         let (status, _) = app.get("/v1/stats?year=2026", &a).await;
         assert_eq!(status, StatusCode::FORBIDDEN);
-        for query in ["", "?year=1999", "?year=abc", "?yr=2026"] {
+        for query in ["?year=1999", "?year=abc", "?yr=2026", "?year="] {
             let (status, p) = app.get(&format!("/v1/sites/site-a/stats{query}"), &a).await;
             assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{query}: {p}");
         }
