@@ -10,7 +10,7 @@ instances (never restarted) accept writes afterwards. Prints the seconds writes 
 Every loop is bounded by count and by time."""
 import argparse, json, os, random, signal, subprocess, sys, threading, time, urllib.request, urllib.error
 
-from halib import HA_DIR, PG_BASE, REST_BASE, URL, req
+from halib import HA_DIR, PG_BASE, REST_BASE, URL, req, start_serve
 
 
 def leader():
@@ -41,16 +41,7 @@ def main():
     ports[1] = ports[0] + 1
     procs = []
     for i, p in enumerate(ports):
-        out = open(f"{work}/serve{i}.out", "w")
-        env = dict(os.environ, DATABASE_URL=URL)
-        procs.append(subprocess.Popen([a.bin, "serve", "--listen", f"127.0.0.1:{p}"], stdout=out,
-                                      stderr=open(f"{work}/serve{i}.err", "w"), env=env))
-        for _ in range(150):  # 30 s
-            if "listening on" in open(f"{work}/serve{i}.out").read():
-                break
-            time.sleep(0.2)
-        else:
-            sys.exit(f"instance {i} did not start; see {work}")
+        procs.append(start_serve(a.bin, p, work, i, dict(os.environ, DATABASE_URL=URL)))
     try:
         run(a, rnd, ports, procs, work)
     finally:

@@ -2,7 +2,7 @@
 
 Ports follow ops/ha/cluster.sh: HAProxy's write port is HA_PG_BASE (25430),
 its read port HA_PG_BASE + 10, and node n's Patroni REST API HA_REST_BASE + n."""
-import json, os, urllib.error, urllib.request
+import json, os, subprocess, sys, time, urllib.error, urllib.request
 
 HA_DIR = os.environ.get("HA_DIR", "/tmp/xuefen-ha")
 PG_BASE = int(os.environ.get("HA_PG_BASE", "25430"))
@@ -23,3 +23,16 @@ def req(method, url, token, body=None, timeout=10):
         return e.code, None
     except Exception:
         return 0, None
+
+
+def start_serve(bin, port, work, i, env):
+    """Starts `xuefen serve` on 127.0.0.1:port with its output in work/serve{i}.*
+    and waits (at most 30 s) until it listens."""
+    proc = subprocess.Popen([bin, "serve", "--listen", f"127.0.0.1:{port}"],
+                            stdout=open(f"{work}/serve{i}.out", "w"),
+                            stderr=open(f"{work}/serve{i}.err", "w"), env=env)
+    for _ in range(150):  # 30 s
+        if "listening on" in open(f"{work}/serve{i}.out").read():
+            return proc
+        time.sleep(0.2)
+    sys.exit(f"instance {i} did not start; see {work}")

@@ -15,7 +15,7 @@ The rule it checks (README "Reads from replicas"):
 Every loop is bounded by count and by time."""
 import argparse, json, os, signal, subprocess, sys, threading, time, urllib.request, urllib.error
 
-from halib import HA_DIR, URL, READ_URL, req
+from halib import HA_DIR, URL, READ_URL, req, start_serve
 
 
 def main():
@@ -32,15 +32,7 @@ def main():
         env.pop("XUEFEN_DATABASE_READ_URL", None)
         if i == 1:
             env["XUEFEN_DATABASE_READ_URL"] = READ_URL
-        procs.append(subprocess.Popen([a.bin, "serve", "--listen", f"127.0.0.1:{p}"],
-                                      stdout=open(f"{work}/serve{i}.out", "w"),
-                                      stderr=open(f"{work}/serve{i}.err", "w"), env=env))
-        for _ in range(150):  # 30 s
-            if "listening on" in open(f"{work}/serve{i}.out").read():
-                break
-            time.sleep(0.2)
-        else:
-            sys.exit(f"instance {i} did not start; see {work}")
+        procs.append(start_serve(a.bin, p, work, i, env))
     try:
         return run(a, [f"http://127.0.0.1:{p}" for p in ports], work)
     finally:
