@@ -15,6 +15,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo doc (warnings denied)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
 
+echo "== dependency policy (cargo deny, cargo machete)"
+scripts/deps-check.sh
+
 echo "== the core does no I/O"
 if cargo tree -p xuefen-core -e normal --prefix none | grep -E '^(tokio|sqlx|axum|reqwest|hyper|tracing-subscriber) '; then
     echo "xuefen-core must not depend on I/O crates" >&2
