@@ -149,15 +149,18 @@ def transcripts(side, pos):
     return out
 
 
-def feed(side, pos):
+def wait_sealed(side):
     total = int(psql(side.url, "select count(*) from ledger_entries"))
-    for _ in range(240):  # 60 s: everything sealed
+    for _ in range(480):  # 120 s: everything sealed
         st, cp = side.call("GET", "/v1/checkpoints/latest", "bank")
         if st == 200 and cp["entries"] == total:
-            break
+            return
         time.sleep(0.25)
-    else:
-        sys.exit(f"{side.name}: entries not sealed within 60 s")
+    sys.exit(f"{side.name}: entries not sealed within 120 s")
+
+
+def feed(side, pos):
+    wait_sealed(side)
     deposits, after = [], None
     for _ in range(1000):
         st, b = side.call("GET", "/v1/deposits?limit=500" + (f"&after={after}" if after else ""), "bank")
@@ -239,14 +242,18 @@ def main():
 def run(a, sides):
     bad = []
     reqs = workload(a.seed, a.events, a.learners)
-    t = {}
+    t, wal = {}, {}
     for s in sides:
         setup(s, a.learners)
+        # WAL written by the ingest and its sealing (one side at a time; the other idles).
+        lsn0 = psql(s.url, "select pg_current_wal_lsn()")
         t0 = time.monotonic()
         for method, path, site, body in reqs:
             st, b = s.call(method, path, site, body)
             s.answers.append((st, b))
         t[s.name] = time.monotonic() - t0
+        wait_sealed(s)
+        wal[s.name] = int(psql(s.url, f"select pg_current_wal_lsn() - '{lsn0}'::pg_lsn"))
     pos = [s.positions() for s in sides]
     answers = [[(st, s.norm(b, p)) for st, b in s.answers] for s, p in zip(sides, pos)]
     diff = [i for i, (x, y) in enumerate(zip(*answers)) if x != y]
@@ -301,7 +308,8 @@ def run(a, sides):
         sz = sizes(s.url)
         total = sum(v[2] for v in sz.values())
         parts = ", ".join(f"{k} {v[0] / entries:.0f}+{v[1] / entries:.0f}" for k, v in sz.items())
-        print(f"bytes per entry, {s.name} ({entries} entries): {total / entries:.0f} in all; table+indexes: {parts}")
+        print(f"bytes per entry, {s.name} ({entries} entries): {total / entries:.0f} in all; table+indexes: {parts}; "
+              f"WAL {wal[s.name] / entries:.0f} (ingest and sealing)")
     for b in bad:
         print(f"FAILED: {b}")
     print("partition-check: PASS" if not bad else "partition-check: FAIL")
