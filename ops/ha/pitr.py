@@ -106,7 +106,9 @@ def check_held(held, public_hex, work):
         bad.append("held checkpoint: its chain list does not hash to its root")
     if sum(c["size"] for c in held["chains"]) != held["entries"]:
         bad.append("held checkpoint: chain sizes do not add up to its entries")
-    if not ed25519_ok(public_hex, signed_bytes(held), held["signature"], work):
+    if not shutil.which("openssl"):
+        print("held checkpoint: signature NOT checked here (no openssl); `xuefen verify --public-key` checks it")
+    elif not ed25519_ok(public_hex, signed_bytes(held), held["signature"], work):
         bad.append("held checkpoint: the Ed25519 signature does not verify")
     return bad
 
