@@ -2,7 +2,7 @@
 """Backup and point-in-time recovery on the cluster of ops/ha/cluster.sh, checked against a
 checkpoint held outside the database.
 
-    ops/ha/cluster.sh up && ops/ha/pitr.py [--events 2000] [--bin target/debug/xuefen] [--keep]
+    ops/ha/cluster.sh up && ops/ha/pitr.py [--events 2000] [--bin target/debug/xuefen] [--failover] [--keep]
 
 1. A service instance on the cluster (its own database, `xuefen_pitr`, fixed identity and
    checkpoint keys) takes a first load; then a base backup (`pg_basebackup -X stream`) of the
@@ -21,7 +21,9 @@ checkpoint held outside the database.
    event is there at its acknowledged position; no load-B event is there. Then the sites' re-send
    (RUNBOOK step 6): load B is accepted afresh, load A answers duplicate at its old positions,
    and `xuefen verify` passes again.
-Prints the restore figures (base backup bytes and seconds, WAL segments replayed, seconds from
+With --failover, the primary is killed right after the base backup, so that the restore replays
+the WAL across the timeline switch of the promotion (recovery_target_timeline 'latest', the
+default). Prints the restore figures (base backup bytes and seconds, WAL segments replayed, seconds from
 start to promotion). Every loop is bounded by count and by time."""
 import argparse, hashlib, json, os, secrets, shutil, signal, socket, struct, subprocess, sys, tempfile, time
 
@@ -177,6 +179,23 @@ SIGNED = ("number", "created_at_ms", "prev_hash", "entries", "deposits_end", "ro
 
 # ---------------------------------------------------------------- load
 
+def kill_primary():
+    """The loss of the primary's server between the base backup and the target, as failover.py does it."""
+    from failover import leader
+    old = leader()
+    pid = int(open(f"{HA_DIR}/node{old}/data/postmaster.pid").readline())
+    os.kill(int(open(f"{HA_DIR}/node{old}/patroni.pid").read()), signal.SIGKILL)
+    os.kill(pid, signal.SIGKILL)
+    t = time.monotonic()
+    for _ in range(120):  # 60 s
+        new = leader()
+        if new and new != old:
+            print(f"killed primary node{old}; node{new} promoted after {time.monotonic() - t:.1f} s")
+            return
+        time.sleep(0.5)
+    sys.exit("no promotion within 60 s")
+
+
 def event(n, learners):
     return {"event_id": f"p{n}", "kind": "completion", "course": "PITR-1",
             "learner": {"local_account": f"u{n % learners}"}, "completed_at": "2026-03-01T10:00:00Z",
@@ -188,7 +207,7 @@ def load(base, site, first, count, learners, batch=50):
     acked = {}
     for start in range(first, first + count, batch):
         body = [event(n, learners) for n in range(start, min(first + count, start + batch))]
-        for _ in range(20):
+        for _ in range(120):  # 60 s: rides out a failover (promotion, HAProxy's next check)
             st, b = req("POST", f"{base}/v1/events", site, body, timeout=60)
             if 200 <= st < 300:
                 break
@@ -225,6 +244,8 @@ def main():
     ap.add_argument("--events", type=int, default=2000, help="events in load A (B and the first load: a quarter each)")
     ap.add_argument("--learners", type=int, default=40)
     ap.add_argument("--bin", default="target/debug/xuefen")
+    ap.add_argument("--failover", action="store_true",
+                    help="kill the primary (SIGKILL) after the base backup: the restore then replays across the timeline switch")
     ap.add_argument("--keep", action="store_true", help="keep the work directory and leave the restored server running")
     a = ap.parse_args()
     bin = os.path.abspath(a.bin)
@@ -287,6 +308,8 @@ def run(a, bin, work, port, serve, cluster_url, keys, restore_dir, procs):
     print(f"base backup: {backup_bytes} B in {backup_s:.1f} s ({len(first)} events before it)")
 
     # 2. Load A, sealed; the bank's copy of the latest checkpoint; the target time.
+    if a.failover:
+        kill_primary()
     acked_a = load(base, site, quarter, a.events, a.learners)
     acked_a.update(first)
     held = wait_sealed(base, bank, cluster_url)
