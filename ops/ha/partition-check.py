@@ -12,7 +12,7 @@ feed (as a set: it is ordered by chain), and `xuefen verify`'s counts. Then one 
 raced across learners of different chains on each database: exactly one entry may be stored.
 Finally the plans of a one-chain read and of a learner's read, and the bytes per entry.
 Every loop is bounded by count and by time."""
-import argparse, json, os, random, re, secrets, signal, subprocess, sys, tempfile, threading, time
+import argparse, json, os, random, re, secrets, shutil, signal, subprocess, sys, tempfile, threading, time
 
 from halib import req, start_serve
 
@@ -226,6 +226,7 @@ def main():
     keys = {"XUEFEN_CHECKPOINT_KEY": secrets.token_hex(32), "XUEFEN_IDENTITY_KEY": secrets.token_hex(32),
             "XUEFEN_CHECKPOINT_INTERVAL_MS": "300"}
     sides = [Side("plain", a.plain, a.bin, work, 0, keys), Side("parted", a.parted, a.bin, work, 1, keys)]
+    ok = False
     try:
         ok = run(a, sides)
     finally:
@@ -236,6 +237,10 @@ def main():
                 s.proc.wait(30)
             except subprocess.TimeoutExpired:
                 s.proc.kill()
+        if ok:
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            print(f"service logs kept in {work}")
     sys.exit(0 if ok else 1)
 
 
