@@ -44,6 +44,8 @@ use xuefen_core::xapi::{self as core, Ifi, Prepared, StatementError, Version};
 use xuefen_store::{NewStatement, StatementQuery, StoreError, Written};
 
 use crate::AppState;
+
+pub mod documents;
 use crate::auth::{Caller, authenticate};
 use crate::body::{ApiJson, read_body};
 use crate::problem::{ApiError, ApiResult, Problem};
@@ -62,11 +64,35 @@ pub fn routes() -> Router<AppState> {
             put(put_statement).post(post_statements).get(get_statements),
         )
         .route("/xapi/about", get(get_about))
+        .route(
+            "/xapi/activities/state",
+            get(documents::state_resource)
+                .put(documents::state_resource)
+                .post(documents::state_resource)
+                .delete(documents::state_resource),
+        )
+        .route(
+            "/xapi/activities/profile",
+            get(documents::activity_profile_resource)
+                .put(documents::activity_profile_resource)
+                .post(documents::activity_profile_resource)
+                .delete(documents::activity_profile_resource),
+        )
+        .route(
+            "/xapi/agents/profile",
+            get(documents::agent_profile_resource)
+                .put(documents::agent_profile_resource)
+                .post(documents::agent_profile_resource)
+                .delete(documents::agent_profile_resource),
+        )
+        .route("/xapi/activities", get(documents::get_activity))
+        .route("/xapi/agents", get(documents::get_agents))
         .layer(axum::middleware::from_fn(xapi_headers));
     Router::new()
         .merge(lrs)
         .route("/v1/xapi/profile", put(put_profile).get(get_profile))
         .route("/v1/xapi/accounts/{local_account}", put(put_mbox_link))
+        .route("/v1/xapi/documents", get(documents::get_document_usage))
 }
 
 fn bad(e: StatementError) -> ApiError {
@@ -425,7 +451,13 @@ async fn write_statements(
     }
     let rows: Vec<NewStatement> = prepared
         .iter()
-        .map(|p| NewStatement {
+        .map(|p| {
+            let (related_agents, related_activities) = serde_json::from_str(&p.json)
+                .map(|v| core::related::related(&v))
+                .unwrap_or_default();
+            (p, related_agents, related_activities)
+        })
+        .map(|(p, related_agents, related_activities)| NewStatement {
             id: p.id.clone(),
             json: p.json.clone(),
             fingerprint: p.fingerprint.clone(),
@@ -435,13 +467,44 @@ async fn write_statements(
             registration: p.registration.clone(),
             voids: p.voids.clone(),
             stored,
+            related_agents,
+            related_activities,
         })
         .collect();
     let written = state.store.insert_statements(site, &rows).await.map_err(|e| match e {
         StoreError::Conflict(id) => conflict(&prepared, &id, &at),
         e => e.into(),
     })?;
+    let activities: Vec<(String, String)> = prepared
+        .iter()
+        .zip(&written)
+        .filter(|(_, w)| **w == Written::Created)
+        .filter_map(|(p, _)| activity_object(&p.json))
+        .collect();
+    state.store.merge_activities(site, &activities).await?;
     Ok(prepared.into_iter().map(|p| p.id).zip(written).collect())
+}
+
+/// The statement's object when it is an Activity: (id, the object's JSON),
+/// what the Activities resource folds into its canonical Activity Object.
+fn activity_object(json: &str) -> Option<(String, String)> {
+    #[derive(Deserialize)]
+    struct Outer<'a> {
+        #[serde(borrow)]
+        object: &'a RawValue,
+    }
+    #[derive(Deserialize)]
+    struct Object {
+        #[serde(rename = "objectType")]
+        object_type: Option<String>,
+        id: Option<String>,
+    }
+    let outer: Outer<'_> = serde_json::from_str(json).ok()?;
+    let object: Object = serde_json::from_str(outer.object.get()).ok()?;
+    match object.object_type.as_deref() {
+        None | Some("Activity") => Some((object.id?, outer.object.get().to_owned())),
+        Some(_) => None,
+    }
 }
 
 fn conflict(
@@ -721,7 +784,9 @@ fn ledger_conflict(
            ("registration" = Option<String>, Query), ("since" = Option<String>, Query, description = "stored after"),
            ("until" = Option<String>, Query, description = "stored at or before"),
            ("limit" = Option<u32>, Query, description = "0 or absent: 100; at most 500"),
-           ("ascending" = Option<bool>, Query), ("format" = Option<String>, Query, description = "exact, ids or canonical: statements are returned as stored"),
+           ("ascending" = Option<bool>, Query), ("format" = Option<String>, Query, description = "exact (as stored), ids (identifiers only) or canonical (one language per map, by Accept-Language)"),
+           ("related_agents" = Option<bool>, Query, description = "agent matches any agent the statement relates to"),
+           ("related_activities" = Option<bool>, Query, description = "activity matches any activity the statement relates to"),
            ("attachments" = Option<bool>, Query), ("cursor" = Option<String>, Query, description = "opaque, from `more`")),
     responses((status = 200, body = StatementPageOut, description = "a statement, or a page of them"),
               (status = 400, body = Problem, content_type = "application/problem+json"),
@@ -730,10 +795,12 @@ fn ledger_conflict(
 pub async fn get_statements(
     State(state): State<AppState>,
     auth: XapiSite,
+    headers: HeaderMap,
     uri: axum::http::Uri,
 ) -> ApiResult<Response> {
     let site = auth.site;
     let params = query_pairs(&uri)?;
+    let shape = answer_shape(&params, &headers)?;
     let mut seen = HashSet::new();
     for (name, _) in &params {
         if !seen.insert(name.as_str()) {
@@ -757,7 +824,7 @@ pub async fn get_statements(
                     format!("`{single}` is given alone (with `format` and `attachments` at most)"),
                 ));
             }
-            return single_statement(&state, &site, id, single == "voidedStatementId").await;
+            return single_statement(&state, &site, id, single == "voidedStatementId", &shape).await;
         }
     }
     let query = parse_query(&params)?;
@@ -777,7 +844,7 @@ pub async fn get_statements(
         if i > 0 {
             body.push(',');
         }
-        body.push_str(&row.json);
+        body.push_str(&shape.render(&row.json));
     }
     body.push_str("],\"more\":");
     body.push_str(&serde_json::Value::String(more.unwrap_or_default()).to_string());
@@ -836,14 +903,57 @@ fn json_response(body: String) -> Response {
     resp
 }
 
-async fn single_statement(state: &AppState, site: &SiteId, id: &str, voided: bool) -> ApiResult<Response> {
+/// How statements are answered: `format` and the languages of
+/// `Accept-Language` (for `canonical`).
+struct AnswerShape {
+    format: core::format::Format,
+    languages: Vec<String>,
+}
+
+impl AnswerShape {
+    /// The stored JSON in the requested format (`exact`: as stored).
+    fn render(&self, json: &str) -> String {
+        if self.format == core::format::Format::Exact {
+            return json.to_owned();
+        }
+        match serde_json::from_str::<serde_json::Value>(json) {
+            Ok(mut v) => {
+                core::format::apply(&mut v, self.format, &self.languages);
+                v.to_string()
+            }
+            Err(_) => json.to_owned(),
+        }
+    }
+}
+
+fn answer_shape(params: &[(String, String)], headers: &HeaderMap) -> ApiResult<AnswerShape> {
+    let format = match params.iter().find(|(n, _)| n == "format") {
+        Some((_, v)) => core::format::Format::parse(v)
+            .ok_or_else(|| bad_request("parameter_invalid", "format", "must be exact, ids or canonical"))?,
+        None => core::format::Format::Exact,
+    };
+    let languages = headers
+        .get(header::ACCEPT_LANGUAGE)
+        .and_then(|v| v.to_str().ok())
+        .map(core::format::accepted_languages)
+        .unwrap_or_default();
+    Ok(AnswerShape { format, languages })
+}
+
+async fn single_statement(
+    state: &AppState,
+    site: &SiteId,
+    id: &str,
+    voided: bool,
+    shape: &AnswerShape,
+) -> ApiResult<Response> {
     let field = if voided { "voidedStatementId" } else { "statementId" };
     let id = core::check_uuid(id, field).map_err(bad)?;
     let rows = state.store.statements_by_ids(site, std::slice::from_ref(&id)).await?;
     match rows.into_iter().next() {
         Some(row) if row.voided == voided => {
             let modified = stored_at(&row.json);
-            Ok(with_last_modified(json_response(row.json), modified))
+            Ok(with_last_modified(json_response(shape.render(&row.json)), modified))
         }
         Some(_) if voided => Err(Problem::new(
             StatusCode::NOT_FOUND,
@@ -897,20 +1007,10 @@ fn parse_query(params: &[(String, String)]) -> ApiResult<StatementQuery> {
             "attachments" => {
                 boolean(n, v)?;
             }
-            "related_agents" | "related_activities" => {
-                if boolean(n, v)? {
-                    return Err(bad_request(
-                        "parameter_unsupported",
-                        n,
-                        "this LRS matches the actor and the object only; `true` is not supported",
-                    ));
-                }
-            }
-            "format" => {
-                if !["exact", "ids", "canonical"].contains(&v.as_str()) {
-                    return Err(bad_request("parameter_invalid", n, "must be exact, ids or canonical"));
-                }
-            }
+            "related_agents" => q.related_agents = boolean(n, v)?,
+            "related_activities" => q.related_activities = boolean(n, v)?,
+            // Checked by `answer_shape`.
+            "format" => {}
             "limit" => {
                 let limit: usize = v
                     .parse()

@@ -24,6 +24,10 @@ use time::format_description::well_known::Rfc3339;
 use crate::event::Millis;
 use crate::limits::{STATEMENT_BYTES_MAX, STATEMENT_DEPTH_MAX};
 
+pub mod documents;
+pub mod format;
+pub mod related;
+
 /// The verb of a voiding statement.
 pub const VERB_VOIDED: &str = "http://adlnet.gov/expapi/verbs/voided";
 /// The verb of a completion.
