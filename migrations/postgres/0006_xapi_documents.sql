@@ -51,3 +51,14 @@ create table xapi_statement_related (
     value text not null,
     primary key (site_id, kind, value, statement_id)
 );
+
+-- Attachment bytes received in multipart/mixed statement requests, by
+-- their SHA-256 (what statements name in `attachments[].sha2`), for
+-- `GET /xapi/statements?attachments=true`.
+create table xapi_attachments (
+    site_id text not null references sites (id),
+    sha2 text not null,
+    content_type text not null,
+    body bytea not null,
+    primary key (site_id, sha2)
+);

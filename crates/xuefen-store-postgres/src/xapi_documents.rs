@@ -8,6 +8,7 @@ use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
 use xuefen_core::event::Millis;
 use xuefen_core::ids::SiteId;
+use xuefen_core::xapi::attachments::Part;
 use xuefen_store::xapi_documents::{
     Document, DocumentRefusal, DocumentScope, DocumentUsage, DocumentWrite, Preconditions, XapiDocumentStore,
     check_preconditions, decide, fold_activities,
@@ -262,5 +263,49 @@ impl XapiDocumentStore for PgStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(db)
+    }
+
+    async fn put_attachments(&self, site: &SiteId, parts: &[Part]) -> Result<()> {
+        if parts.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        for p in parts {
+            sqlx::query(
+                "insert into xapi_attachments (site_id, sha2, content_type, body) values ($1, $2, $3, $4)
+                 on conflict (site_id, sha2) do nothing",
+            )
+            .bind(site.as_str())
+            .bind(&p.sha2)
+            .bind(&p.content_type)
+            .bind(&p.body)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(())
+    }
+
+    async fn attachments(&self, site: &SiteId, sha2s: &[String]) -> Result<Vec<Part>> {
+        if sha2s.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows =
+            sqlx::query("select sha2, content_type, body from xapi_attachments where site_id = $1 and sha2 = any($2)")
+                .bind(site.as_str())
+                .bind(sha2s)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db)?;
+        rows.iter()
+            .map(|row| {
+                Ok(Part {
+                    sha2: row.try_get(0).map_err(db)?,
+                    content_type: row.try_get(1).map_err(db)?,
+                    body: row.try_get(2).map_err(db)?,
+                })
+            })
+            .collect()
     }
 }

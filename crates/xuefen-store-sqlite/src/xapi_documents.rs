@@ -8,6 +8,7 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqlitePool};
 use xuefen_core::event::Millis;
 use xuefen_core::ids::SiteId;
+use xuefen_core::xapi::attachments::Part;
 use xuefen_store::xapi_documents::{
     Document, DocumentRefusal, DocumentScope, DocumentUsage, DocumentWrite, Preconditions, XapiDocumentStore,
     check_preconditions, decide, fold_activities,
@@ -281,5 +282,48 @@ impl XapiDocumentStore for SqliteStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(db)
+    }
+
+    async fn put_attachments(&self, site: &SiteId, parts: &[Part]) -> Result<()> {
+        if parts.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        for p in parts {
+            sqlx::query(
+                "insert into xapi_attachments (site_id, sha2, content_type, body) values (?1, ?2, ?3, ?4)
+                 on conflict (site_id, sha2) do nothing",
+            )
+            .bind(site.as_str())
+            .bind(&p.sha2)
+            .bind(&p.content_type)
+            .bind(&p.body)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(())
+    }
+
+    async fn attachments(&self, site: &SiteId, sha2s: &[String]) -> Result<Vec<Part>> {
+        let mut out = Vec::new();
+        for sha2 in sha2s {
+            let row =
+                sqlx::query("select sha2, content_type, body from xapi_attachments where site_id = ?1 and sha2 = ?2")
+                    .bind(site.as_str())
+                    .bind(sha2)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(db)?;
+            if let Some(row) = row {
+                out.push(Part {
+                    sha2: row.try_get(0).map_err(db)?,
+                    content_type: row.try_get(1).map_err(db)?,
+                    body: row.try_get(2).map_err(db)?,
+                });
+            }
+        }
+        Ok(out)
     }
 }

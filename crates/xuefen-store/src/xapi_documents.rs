@@ -15,6 +15,7 @@
 use async_trait::async_trait;
 use xuefen_core::event::Millis;
 use xuefen_core::ids::SiteId;
+use xuefen_core::xapi::attachments::Part;
 use xuefen_core::xapi::documents::{self as core, MergeError};
 
 use crate::{Result, Written};
@@ -264,6 +265,13 @@ pub trait XapiDocumentStore: Send + Sync {
     async fn merge_activities(&self, site: &SiteId, activities: &[(String, String)]) -> Result<()>;
     /// The canonical Activity Object (JSON) of an activity id.
     async fn activity(&self, site: &SiteId, id: &str) -> Result<Option<String>>;
+
+    /// Stores attachment bytes by their SHA-256 (the same hash is the same
+    /// bytes, so a stored one is left as it is).
+    async fn put_attachments(&self, site: &SiteId, parts: &[Part]) -> Result<()>;
+    /// The stored attachments among these hashes (lower-case hex), in no
+    /// particular order.
+    async fn attachments(&self, site: &SiteId, sha2s: &[String]) -> Result<Vec<Part>>;
 }
 
 /// The merged Activity Objects to store: `stored` (id, JSON) folded with

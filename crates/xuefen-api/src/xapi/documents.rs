@@ -208,7 +208,7 @@ fn refusal(r: DocumentRefusal) -> ApiError {
     }
 }
 
-async fn read_document_body(req: Request, state: &AppState) -> ApiResult<Bytes> {
+pub(super) async fn read_document_body(req: Request, state: &AppState) -> ApiResult<Bytes> {
     Bytes::from_request(req, state).await.map_err(|rejection| -> ApiError {
         let status = rejection.status();
         if status == StatusCode::PAYLOAD_TOO_LARGE {

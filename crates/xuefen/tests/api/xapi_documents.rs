@@ -18,6 +18,9 @@ backend_tests!(
     xapi_the_activities_resource_unites_definitions_and_agents_answer_a_person,
     xapi_related_agents_and_related_activities_widen_the_query,
     xapi_format_ids_and_canonical_follow_accept_language,
+    xapi_the_alternate_request_syntax_stands_for_the_request_at_1_0_3_only,
+    xapi_multipart_attachments_match_by_sha2_and_come_back_with_attachments_true,
+    xapi_signed_statements_carry_an_rs_jws_of_themselves,
 );
 
 const AGENT_PROFILE: &str = "/xapi/agents/profile";
@@ -600,4 +603,259 @@ async fn xapi_format_ids_and_canonical_follow_accept_language(app: TestApp) {
         exact["verb"]["display"],
         json!({"en-US": "attended", "en-GB": "attended (GB)"})
     );
+}
+
+async fn xapi_the_alternate_request_syntax_stands_for_the_request_at_1_0_3_only(app: TestApp) {
+    let lrs = lrs(&app, "xihu").await;
+    let id = "6a9c3a1e-5b7d-4c2a-9e8f-000000000003";
+    let statement =
+        json!({"actor": {"mbox": "mailto:a@example.com"}, "verb": {"id": "http://adlnet.gov/expapi/verbs/attended"},
+        "object": {"id": "http://x.example/lesson"}})
+        .to_string();
+    let auth = app
+        .client
+        .get(&app.base)
+        .basic_auth(&lrs.site, Some(&lrs.key))
+        .build()
+        .expect("request")
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .expect("basic credentials")
+        .to_owned();
+    let send = |query: &str, form: Vec<(&'static str, String)>| {
+        let url = format!("{}/xapi/statements?{query}", app.base);
+        let client = app.client.clone();
+        async move {
+            let r = client.post(url).form(&form).send().await.expect("request");
+            let status = r.status();
+            (status, r.text().await.expect("body"))
+        }
+    };
+    let put = vec![
+        ("statementId", id.to_owned()),
+        ("content", statement.clone()),
+        ("X-Experience-API-Version", "1.0.3".to_owned()),
+        ("Authorization", auth.clone()),
+    ];
+    let (status, text) = send("method=PUT", put.clone()).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{text}");
+    let (status, text) = send(
+        "method=GET",
+        vec![
+            ("statementId", id.to_owned()),
+            ("X-Experience-API-Version", "1.0.3".into()),
+            ("Authorization", auth.clone()),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    assert_eq!(serde_json::from_str::<Value>(&text).expect("json")["id"], id);
+    let (status, _) = send(&format!("method=PUT&statementId={id}"), put.clone()).await;
+    assert_eq!(
+        status,
+        StatusCode::BAD_REQUEST,
+        "anything but `method` in the query is refused"
+    );
+    let mut v2 = put.clone();
+    v2[2].1 = "2.0.0".into();
+    let (status, text) = send("method=PUT", v2).await;
+    assert_eq!(
+        status,
+        StatusCode::BAD_REQUEST,
+        "2.0.0 has no Alternate Request Syntax: {text}"
+    );
+    assert!(text.contains("alternate_request_syntax_removed"), "{text}");
+    let r = call(
+        &app,
+        &lrs,
+        Method::PUT,
+        "/xapi/statements?method=POST",
+        "1.0.3",
+        &[],
+        Some(("application/json", statement)),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "the syntax is a POST");
+}
+
+fn b64url(bytes: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
+        for i in 0..=chunk.len() {
+            out.push(A[((n >> (18 - 6 * i)) & 63) as usize] as char);
+        }
+    }
+    out
+}
+
+fn sha256(b: &[u8]) -> String {
+    hex::encode(sha2::Sha256::digest(b))
+}
+
+fn multipart(boundary: &str, statement: &Value, parts: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut b = format!("--{boundary}\r\nContent-Type: application/json\r\n\r\n{statement}").into_bytes();
+    for (hash, content) in parts {
+        b.extend_from_slice(
+            format!("\r\n--{boundary}\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: binary\r\nX-Experience-API-Hash: {hash}\r\n\r\n")
+                .as_bytes(),
+        );
+        b.extend_from_slice(content);
+    }
+    b.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    b
+}
+
+async fn post_multipart(app: &TestApp, lrs: &Lrs, content_type: &str, body: Vec<u8>) -> (StatusCode, String) {
+    let r = app
+        .client
+        .post(format!("{}/xapi/statements", app.base))
+        .basic_auth(&lrs.site, Some(&lrs.key))
+        .header("X-Experience-API-Version", "1.0.3")
+        .header("Content-Type", content_type)
+        .body(body)
+        .send()
+        .await
+        .expect("request");
+    let status = r.status();
+    (status, r.text().await.expect("body"))
+}
+
+async fn xapi_multipart_attachments_match_by_sha2_and_come_back_with_attachments_true(app: TestApp) {
+    let lrs = lrs(&app, "xihu").await;
+    let id = "6a9c3a1e-5b7d-4c2a-9e8f-000000000004";
+    let bytes: &[u8] = b"resume data \x00\x01 binary";
+    let statement = json!({"id": id, "actor": {"mbox": "mailto:a@example.com"}, "verb": {"id": "http://adlnet.gov/expapi/verbs/attended"},
+        "object": {"id": "http://x.example/lesson"},
+        "attachments": [{"usageType": "http://x.example/usage", "display": {"en-US": "notes"}, "contentType": "application/octet-stream",
+                         "length": bytes.len(), "sha2": sha256(bytes)}]});
+    let (status, text) = post_multipart(
+        &app,
+        &lrs,
+        "multipart/mixed; boundary=abc",
+        multipart("abc", &statement, &[]),
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::BAD_REQUEST,
+        "an attachment without fileUrl needs its part: {text}"
+    );
+    assert!(text.contains("attachment_part_missing"), "{text}");
+    let (status, text) = post_multipart(
+        &app,
+        &lrs,
+        "multipart/mixed; boundary=abc",
+        multipart("abc", &statement, &[(&sha256(b"other"), bytes)]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
+    assert!(text.contains("attachment_hash_mismatch"), "{text}");
+    let (status, text) = post_multipart(
+        &app,
+        &lrs,
+        "multipart/form-data; boundary=abc",
+        multipart("abc", &statement, &[(&sha256(bytes), bytes)]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "only multipart/mixed: {text}");
+    let r = call(
+        &app,
+        &lrs,
+        Method::POST,
+        "/xapi/statements",
+        "1.0.3",
+        &[],
+        Some(("application/json", statement.to_string())),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "JSON alone cannot carry the bytes");
+    let (status, text) = post_multipart(
+        &app,
+        &lrs,
+        "multipart/mixed; boundary=abc",
+        multipart("abc", &statement, &[(&sha256(bytes), bytes)]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+
+    let r = app
+        .client
+        .get(format!(
+            "{}/xapi/statements?statementId={id}&attachments=true",
+            app.base
+        ))
+        .basic_auth(&lrs.site, Some(&lrs.key))
+        .header("X-Experience-API-Version", "1.0.3")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status(), StatusCode::OK);
+    let ct = r
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let boundary = ct
+        .strip_prefix("multipart/mixed; boundary=")
+        .expect("multipart/mixed")
+        .to_owned();
+    let body = r.bytes().await.expect("body").to_vec();
+    let (json, parts) = xuefen_core::xapi::attachments::parse(&body, &boundary).expect("a multipart answer");
+    assert_eq!(serde_json::from_slice::<Value>(&json).expect("json")["id"], id);
+    assert_eq!(parts.len(), 1);
+    assert_eq!(parts[0].body, bytes);
+    let plain = call(
+        &app,
+        &lrs,
+        Method::GET,
+        &format!("/xapi/statements?statementId={id}&attachments=false"),
+        "1.0.3",
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(plain.header("content-type").as_deref(), Some("application/json"));
+}
+
+async fn xapi_signed_statements_carry_an_rs_jws_of_themselves(app: TestApp) {
+    let lrs = lrs(&app, "xihu").await;
+    let statement = json!({"actor": {"mbox": "mailto:a@example.com"}, "verb": {"id": "http://adlnet.gov/expapi/verbs/attended"},
+        "object": {"id": "http://x.example/lesson"}});
+    let signed = |alg: &str, payload: &Value, content_type: &str| {
+        let jws = format!(
+            "{}.{}.{}",
+            b64url(json!({"alg": alg}).to_string().as_bytes()),
+            b64url(payload.to_string().as_bytes()),
+            b64url(b"signature bytes")
+        );
+        let mut s = statement.clone();
+        s["attachments"] = json!([{"usageType": "http://adlnet.gov/expapi/attachments/signature", "display": {"en-US": "signed"},
+            "contentType": content_type, "length": jws.len(), "sha2": sha256(jws.as_bytes())}]);
+        multipart("sig", &s, &[(&sha256(jws.as_bytes()), jws.as_bytes())])
+    };
+    let ct = "multipart/mixed; boundary=sig";
+    for alg in ["RS256", "RS384", "RS512"] {
+        let (status, text) = post_multipart(&app, &lrs, ct, signed(alg, &statement, "application/octet-stream")).await;
+        assert_eq!(status, StatusCode::OK, "{alg}: {text}");
+    }
+    let (status, text) = post_multipart(&app, &lrs, ct, signed("HS256", &statement, "application/octet-stream")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
+    assert!(text.contains("signature_invalid"), "{text}");
+    let (status, _) = post_multipart(&app, &lrs, ct, signed("RS256", &statement, "text/plain")).await;
+    assert_eq!(
+        status,
+        StatusCode::BAD_REQUEST,
+        "a signature is application/octet-stream"
+    );
+    let mut other = statement.clone();
+    other["verb"]["id"] = "http://adlnet.gov/expapi/verbs/failed".into();
+    let (status, _) = post_multipart(&app, &lrs, ct, signed("RS256", &other, "application/octet-stream")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "the payload must be the statement");
 }
