@@ -195,6 +195,55 @@ impl Api {
         Ok(())
     }
 
+    /// Writes xAPI document `i` (see [`run_documents`]); expects 204.
+    pub async fn write_document(&self, site: &str, i: usize) -> Result<()> {
+        let agent =
+            serde_json::json!({"account": {"homePage": XAPI_HOME_PAGE, "name": format!("learner-{}", i % 997)}})
+                .to_string();
+        let agent: String = agent
+            .bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() {
+                    (b as char).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect();
+        let body = serde_json::json!({
+            "cmi.location": format!("page-{i}"), "cmi.suspend_data": "A1B2C3".repeat(30),
+            "cmi.completion_status": "incomplete", "bookmark": {"chapter": i % 12, "offset": i},
+        })
+        .to_string();
+        let (method, url) = if i % 2 == 0 {
+            (
+                reqwest::Method::PUT,
+                format!(
+                    "{}/xapi/activities/state?activityId=https%3A%2F%2Flms.example%2Fscorm%2F{}&agent={agent}&stateId=resume-{i}",
+                    self.base,
+                    i % 31
+                ),
+            )
+        } else {
+            (
+                reqwest::Method::POST,
+                format!("{}/xapi/agents/profile?agent={agent}&profileId=prefs-{i}", self.base),
+            )
+        };
+        let resp = self
+            .http
+            .request(method, url)
+            .basic_auth(site, Some(&self.site_key))
+            .header("X-Experience-API-Version", "1.0.3")
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body)
+            .send()
+            .await
+            .context("xAPI document write")?;
+        expect(resp, &[StatusCode::NO_CONTENT], "write an xAPI document").await?;
+        Ok(())
+    }
+
     /// `POST /xapi/statements` of a pre-encoded JSON array, with the site's
     /// Basic credentials; returns how many ids came back.
     pub async fn post_statements(&self, site: &str, body: Vec<u8>) -> Result<u64> {
@@ -313,6 +362,38 @@ pub async fn run_statements(
                     let Some(body) = arrays.get(i) else { break };
                     let t = Instant::now();
                     counts.accepted += api.post_statements(&site, body.clone()).await?;
+                    lat.push(t.elapsed());
+                    sent += 1;
+                }
+                Ok::<_, anyhow::Error>((lat, counts, sent))
+            }))
+        })
+        .collect();
+    collect(tasks, started).await
+}
+
+/// xAPI document writes: `count` documents from `clients` concurrent
+/// clients, even ones `PUT` to the State resource (a SCORM-style resume
+/// document per learner and activity), odd ones `POST` (JSON merge) to the
+/// Agent Profile resource, each a new document of about 300 bytes.
+pub async fn run_documents(api: &Api, site: &str, count: usize, clients: usize, limit: Duration) -> Result<LoopResult> {
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..clients.max(1))
+        .map(|_| {
+            let (api, next, site) = (api.clone(), next.clone(), site.to_owned());
+            tokio::spawn(abort_on_error(async move {
+                let mut lat = Vec::new();
+                let mut counts = BatchCounts::default();
+                let mut sent = 0;
+                while !stopped() && started.elapsed() < limit {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= count {
+                        break;
+                    }
+                    let t = Instant::now();
+                    api.write_document(&site, i).await?;
+                    counts.accepted += 1;
                     lat.push(t.elapsed());
                     sent += 1;
                 }

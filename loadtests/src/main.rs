@@ -360,6 +360,37 @@ async fn run(cfg: &Config, cluster: &mut Cluster, dir: &Path) -> Result<()> {
         )
     })?;
 
+    // ---------------------------------------------------------------- xapi_documents
+    // State and Agent Profile writes (new documents), as SCORM-style
+    // packages save resume data: PUT and POST, 16 connections.
+    let documents = if cfg.smoke { 400 } else { 20_000 };
+    let doc_clients = 16;
+    let cpu = CpuSnapshot::take(srv.pid);
+    let dw = api::run_documents(&api, "bench", documents, doc_clients, cfg.single_limit).await?;
+    let cpu = CpuSnapshot::take(srv.pid).since(&cpu);
+    let l = Latencies::new(dw.latencies);
+    line!(
+        "xapi_documents documents_per_s={:.0} p50_ms={:.1} p99_ms={:.1} clients={doc_clients} documents={} elapsed_s={:.2}",
+        rate(dw.counts.accepted, dw.elapsed),
+        l.ms(0.5),
+        l.ms(0.99),
+        dw.counts.accepted,
+        dw.elapsed.as_secs_f64()
+    );
+    line!(
+        "cpu scenario=xapi_documents wall_s={:.2} {cpu}",
+        dw.elapsed.as_secs_f64()
+    );
+    let stored_docs: i64 = sqlx::query_scalar("select count(*) from xapi_documents")
+        .fetch_one(&svc_pool)
+        .await?;
+    check(stored_docs as u64 == dw.counts.accepted, || {
+        format!(
+            "the store holds {stored_docs} documents, the service answered {}",
+            dw.counts.accepted
+        )
+    })?;
+
     // ---------------------------------------------------------------- single
     let work = Workload {
         course: course.clone(),

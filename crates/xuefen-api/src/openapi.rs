@@ -61,6 +61,9 @@ impl Modify for Security {
         bank::get_public_key, bank::get_latest_checkpoint, bank::get_checkpoint,
         xapi::get_about, xapi::put_statement, xapi::post_statements, xapi::get_statements,
         xapi::put_profile, xapi::get_profile, xapi::put_mbox_link,
+        xapi::documents::state_resource, xapi::documents::activity_profile_resource,
+        xapi::documents::agent_profile_resource, xapi::documents::get_activity, xapi::documents::get_agents,
+        xapi::documents::get_document_usage,
     ),
     components(schemas(
         Problem, PositionOut, SiteIn, SiteOut, SiteStatusIn, KeyOut, SiteCreated, DocumentIn, LearnerIn, LearnerOut,
@@ -69,7 +72,7 @@ impl Modify for Security {
 
         bank::ProofOut, bank::DepositOut, bank::DepositPageOut, bank::ChainOut, bank::CheckpointOut,
         bank::PublicKeyOut, bank::DecisionIn, bank::AckIn, bank::AcksIn, bank::AckResult, bank::AcksOut,
-        xapi::AboutOut, xapi::StatementPageOut, xapi::XapiProfileIn, xapi::XapiProfileOut, xapi::MboxLinkIn, xapi::MboxLinkOut,
+        xapi::AboutOut, xapi::StatementPageOut, xapi::XapiProfileIn, xapi::XapiProfileOut, xapi::MboxLinkIn, xapi::MboxLinkOut, xapi::documents::DocumentUsageOut,
     ))
 )]
 pub struct ApiDoc;

@@ -44,6 +44,9 @@ use xuefen_core::xapi::{self as core, Ifi, Prepared, StatementError, Version};
 use xuefen_store::{NewStatement, StatementQuery, StoreError, Written};
 
 use crate::AppState;
+
+mod alternate;
+pub mod documents;
 use crate::auth::{Caller, authenticate};
 use crate::body::{ApiJson, read_body};
 use crate::problem::{ApiError, ApiResult, Problem};
@@ -62,11 +65,36 @@ pub fn routes() -> Router<AppState> {
             put(put_statement).post(post_statements).get(get_statements),
         )
         .route("/xapi/about", get(get_about))
-        .layer(axum::middleware::from_fn(xapi_headers));
+        .route(
+            "/xapi/activities/state",
+            get(documents::state_resource)
+                .put(documents::state_resource)
+                .post(documents::state_resource)
+                .delete(documents::state_resource),
+        )
+        .route(
+            "/xapi/activities/profile",
+            get(documents::activity_profile_resource)
+                .put(documents::activity_profile_resource)
+                .post(documents::activity_profile_resource)
+                .delete(documents::activity_profile_resource),
+        )
+        .route(
+            "/xapi/agents/profile",
+            get(documents::agent_profile_resource)
+                .put(documents::agent_profile_resource)
+                .post(documents::agent_profile_resource)
+                .delete(documents::agent_profile_resource),
+        )
+        .route("/xapi/activities", get(documents::get_activity))
+        .route("/xapi/agents", get(documents::get_agents))
+        .layer(axum::middleware::from_fn(xapi_headers))
+        .layer(axum::middleware::from_fn(alternate::alternate_request_syntax));
     Router::new()
         .merge(lrs)
         .route("/v1/xapi/profile", put(put_profile).get(get_profile))
         .route("/v1/xapi/accounts/{local_account}", put(put_mbox_link))
+        .route("/v1/xapi/documents", get(documents::get_document_usage))
 }
 
 fn bad(e: StatementError) -> ApiError {
@@ -273,7 +301,8 @@ pub async fn put_statement(State(state): State<AppState>, auth: XapiSite, req: R
     let statement_id =
         statement_id.ok_or_else(|| bad_request("statement_id_required", "statementId", "PUT needs `?statementId=`"))?;
     let statement_id = core::check_uuid(&statement_id, "statementId").map_err(bad)?;
-    let bytes = read_body(req, &state).await?;
+    let headers = req.headers().clone();
+    let (bytes, parts) = statement_body(&state, &headers, req).await?;
     let raw: &RawValue = serde_json::from_slice(&bytes)
         .map_err(|e| bad_request("malformed_json", "/", format!("the body is not JSON: {e}")))?;
     if raw.get().trim_start().starts_with('[') {
@@ -283,6 +312,7 @@ pub async fn put_statement(State(state): State<AppState>, auth: XapiSite, req: R
             "PUT takes one statement, not an array",
         ));
     }
+    check_attachments(&state, &site, &[raw], &parts).await?;
     let written = write_statements(&state, &site, &version, &[raw], Some(&statement_id)).await?;
     tracing::info!(site.id = %site, statements = written.len(), "xAPI statement put");
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -307,21 +337,27 @@ pub async fn post_statements(
     headers: HeaderMap,
     req: Request,
 ) -> ApiResult<Response> {
+    // The Alternate Request Syntax rewrote the method after routing.
+    match req.method().clone() {
+        axum::http::Method::POST => {}
+        axum::http::Method::GET => {
+            let uri = req.uri().clone();
+            return get_statements(State(state), auth, headers, uri).await;
+        }
+        axum::http::Method::PUT => return put_statement(State(state), auth, req).await,
+        _ => {
+            return Err(Problem::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "the statements resource takes GET, PUT and POST",
+            )
+            .into());
+        }
+    }
     let site = auth.caller.require_posting_site()?.clone();
     let version = version_of(req.extensions().get::<Version>());
-    if headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("multipart/"))
-    {
-        return Err(bad_request(
-            "attachment_content_unsupported",
-            "Content-Type",
-            "this LRS takes statements as application/json; attachments by `fileUrl` only",
-        ));
-    }
-    let bytes = read_body(req, &state).await?;
-    let text = std::str::from_utf8(&bytes).map_err(|_| bad_request("malformed_json", "/", "the body is not UTF-8"))?;
+    let (json, parts) = statement_body(&state, &headers, req).await?;
+    let text = std::str::from_utf8(&json).map_err(|_| bad_request("malformed_json", "/", "the body is not UTF-8"))?;
     let items: Vec<&RawValue> = if text.trim_start().starts_with('[') {
         serde_json::from_str(text)
             .map_err(|e| bad_request("malformed_json", "/", format!("the body is not JSON: {e}")))?
@@ -331,9 +367,62 @@ pub async fn post_statements(
                 .map_err(|e| bad_request("malformed_json", "/", format!("the body is not JSON: {e}")))?,
         ]
     };
+    check_attachments(&state, &site, &items, &parts).await?;
     let ids = write_statements(&state, &site, &version, &items, None).await?;
     tracing::info!(site.id = %site, statements = ids.len(), "xAPI statements posted");
     Ok(axum::Json(ids.into_iter().map(|(id, _)| id).collect::<Vec<String>>()).into_response())
+}
+
+/// The statements' JSON of a request, and its attachment parts: the body
+/// itself for `application/json`, the first part and the others for
+/// `multipart/mixed` (each part's hash checked). Other multipart types are
+/// refused.
+async fn statement_body(
+    state: &AppState,
+    headers: &HeaderMap,
+    req: Request,
+) -> ApiResult<(Vec<u8>, Vec<core::attachments::Part>)> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    if !content_type.to_ascii_lowercase().starts_with("multipart/") {
+        return Ok((read_body(req, state).await?.to_vec(), Vec::new()));
+    }
+    let boundary = core::attachments::boundary(&content_type).ok_or_else(|| {
+        bad_request(
+            "multipart_type_unsupported",
+            "Content-Type",
+            "statements with attachments are multipart/mixed with a boundary",
+        )
+    })?;
+    let bytes = documents::read_document_body(req, state).await?;
+    core::attachments::parse(&bytes, &boundary).map_err(bad)
+}
+
+/// Checks the statements' attachments against the parts (every attachment
+/// without `fileUrl` has its part, every part its attachment, signatures
+/// are JWS of their statement), then stores the parts' bytes.
+async fn check_attachments(
+    state: &AppState,
+    site: &SiteId,
+    items: &[&RawValue],
+    parts: &[core::attachments::Part],
+) -> ApiResult<()> {
+    if parts.is_empty() && !items.iter().any(|i| i.get().contains("\"attachments\"")) {
+        return Ok(());
+    }
+    let values: Vec<serde_json::Value> = items
+        .iter()
+        .map(|i| serde_json::from_str(i.get()))
+        .collect::<Result<_, _>>()
+        .map_err(|e| bad_request("malformed_json", "/", format!("the body is not JSON: {e}")))?;
+    core::attachments::check(&values, parts).map_err(bad)?;
+    // Stored first and by hash: a statement refused later leaves bytes no
+    // statement names, never a statement without its bytes.
+    state.store.put_attachments(site, parts).await?;
+    Ok(())
 }
 
 /// A fresh random UUID (version 4) for a statement sent without an id.
@@ -425,7 +514,13 @@ async fn write_statements(
     }
     let rows: Vec<NewStatement> = prepared
         .iter()
-        .map(|p| NewStatement {
+        .map(|p| {
+            let (related_agents, related_activities) = serde_json::from_str(&p.json)
+                .map(|v| core::related::related(&v))
+                .unwrap_or_default();
+            (p, related_agents, related_activities)
+        })
+        .map(|(p, related_agents, related_activities)| NewStatement {
             id: p.id.clone(),
             json: p.json.clone(),
             fingerprint: p.fingerprint.clone(),
@@ -435,13 +530,44 @@ async fn write_statements(
             registration: p.registration.clone(),
             voids: p.voids.clone(),
             stored,
+            related_agents,
+            related_activities,
         })
         .collect();
     let written = state.store.insert_statements(site, &rows).await.map_err(|e| match e {
         StoreError::Conflict(id) => conflict(&prepared, &id, &at),
         e => e.into(),
     })?;
+    let activities: Vec<(String, String)> = prepared
+        .iter()
+        .zip(&written)
+        .filter(|(_, w)| **w == Written::Created)
+        .filter_map(|(p, _)| activity_object(&p.json))
+        .collect();
+    state.store.merge_activities(site, &activities).await?;
     Ok(prepared.into_iter().map(|p| p.id).zip(written).collect())
+}
+
+/// The statement's object when it is an Activity: (id, the object's JSON),
+/// what the Activities resource folds into its canonical Activity Object.
+fn activity_object(json: &str) -> Option<(String, String)> {
+    #[derive(Deserialize)]
+    struct Outer<'a> {
+        #[serde(borrow)]
+        object: &'a RawValue,
+    }
+    #[derive(Deserialize)]
+    struct Object {
+        #[serde(rename = "objectType")]
+        object_type: Option<String>,
+        id: Option<String>,
+    }
+    let outer: Outer<'_> = serde_json::from_str(json).ok()?;
+    let object: Object = serde_json::from_str(outer.object.get()).ok()?;
+    match object.object_type.as_deref() {
+        None | Some("Activity") => Some((object.id?, outer.object.get().to_owned())),
+        Some(_) => None,
+    }
 }
 
 fn conflict(
@@ -721,7 +847,9 @@ fn ledger_conflict(
            ("registration" = Option<String>, Query), ("since" = Option<String>, Query, description = "stored after"),
            ("until" = Option<String>, Query, description = "stored at or before"),
            ("limit" = Option<u32>, Query, description = "0 or absent: 100; at most 500"),
-           ("ascending" = Option<bool>, Query), ("format" = Option<String>, Query, description = "exact, ids or canonical: statements are returned as stored"),
+           ("ascending" = Option<bool>, Query), ("format" = Option<String>, Query, description = "exact (as stored), ids (identifiers only) or canonical (one language per map, by Accept-Language)"),
+           ("related_agents" = Option<bool>, Query, description = "agent matches any agent the statement relates to"),
+           ("related_activities" = Option<bool>, Query, description = "activity matches any activity the statement relates to"),
            ("attachments" = Option<bool>, Query), ("cursor" = Option<String>, Query, description = "opaque, from `more`")),
     responses((status = 200, body = StatementPageOut, description = "a statement, or a page of them"),
               (status = 400, body = Problem, content_type = "application/problem+json"),
@@ -730,10 +858,12 @@ fn ledger_conflict(
 pub async fn get_statements(
     State(state): State<AppState>,
     auth: XapiSite,
+    headers: HeaderMap,
     uri: axum::http::Uri,
 ) -> ApiResult<Response> {
     let site = auth.site;
     let params = query_pairs(&uri)?;
+    let shape = answer_shape(&params, &headers)?;
     let mut seen = HashSet::new();
     for (name, _) in &params {
         if !seen.insert(name.as_str()) {
@@ -757,7 +887,7 @@ pub async fn get_statements(
                     format!("`{single}` is given alone (with `format` and `attachments` at most)"),
                 ));
             }
-            return single_statement(&state, &site, id, single == "voidedStatementId").await;
+            return single_statement(&state, &site, id, single == "voidedStatementId", &shape).await;
         }
     }
     let query = parse_query(&params)?;
@@ -777,13 +907,13 @@ pub async fn get_statements(
         if i > 0 {
             body.push(',');
         }
-        body.push_str(&row.json);
+        body.push_str(&shape.render(&row.json));
     }
     body.push_str("],\"more\":");
     body.push_str(&serde_json::Value::String(more.unwrap_or_default()).to_string());
     body.push('}');
     let modified = rows.iter().take(query.limit).filter_map(|r| stored_at(&r.json)).max();
-    Ok(with_last_modified(json_response(body), modified))
+    Ok(with_last_modified(answer(&state, &site, &shape, body).await?, modified))
 }
 
 /// The `stored` time of a stored statement's JSON.
@@ -836,14 +966,106 @@ fn json_response(body: String) -> Response {
     resp
 }
 
-async fn single_statement(state: &AppState, site: &SiteId, id: &str, voided: bool) -> ApiResult<Response> {
+/// How statements are answered: `format` and the languages of
+/// `Accept-Language` (for `canonical`).
+struct AnswerShape {
+    format: core::format::Format,
+    languages: Vec<String>,
+    /// `attachments=true`: a multipart/mixed answer with the bytes of the
+    /// statements' attachments.
+    attachments: bool,
+}
+
+/// The answer of a statement GET: the JSON, or with `attachments=true` a
+/// `multipart/mixed` body of the JSON and then each stored attachment the
+/// answered statements name.
+async fn answer(state: &AppState, site: &SiteId, shape: &AnswerShape, body: String) -> ApiResult<Response> {
+    if !shape.attachments {
+        return Ok(json_response(body));
+    }
+    fn hashes(v: &serde_json::Value, out: &mut Vec<String>) {
+        if let Some(list) = v.get("attachments").and_then(serde_json::Value::as_array) {
+            for a in list {
+                if let Some(h) = a.get("sha2").and_then(serde_json::Value::as_str) {
+                    let h = h.to_ascii_lowercase();
+                    if !out.contains(&h) {
+                        out.push(h);
+                    }
+                }
+            }
+        }
+    }
+    let mut sha2s = Vec::new();
+    if let Ok(v) = serde_json::from_str::<serde_json::Value>(&body) {
+        match v.get("statements").and_then(serde_json::Value::as_array) {
+            Some(list) => list.iter().for_each(|s| hashes(s, &mut sha2s)),
+            None => hashes(&v, &mut sha2s),
+        }
+    }
+    let parts = state.store.attachments(site, &sha2s).await?;
+    let boundary = format!("xuefen-{}", new_uuid());
+    let mut resp = Response::new(Body::from(core::attachments::render(&body, &parts, &boundary)));
+    if let Ok(v) = HeaderValue::from_str(&format!("multipart/mixed; boundary={boundary}")) {
+        resp.headers_mut().insert(header::CONTENT_TYPE, v);
+    }
+    Ok(resp)
+}
+
+impl AnswerShape {
+    /// The stored JSON in the requested format (`exact`: as stored).
+    fn render(&self, json: &str) -> String {
+        if self.format == core::format::Format::Exact {
+            return json.to_owned();
+        }
+        match serde_json::from_str::<serde_json::Value>(json) {
+            Ok(mut v) => {
+                core::format::apply(&mut v, self.format, &self.languages);
+                v.to_string()
+            }
+            Err(_) => json.to_owned(),
+        }
+    }
+}
+
+fn answer_shape(params: &[(String, String)], headers: &HeaderMap) -> ApiResult<AnswerShape> {
+    let format = match params.iter().find(|(n, _)| n == "format") {
+        Some((_, v)) => core::format::Format::parse(v)
+            .ok_or_else(|| bad_request("parameter_invalid", "format", "must be exact, ids or canonical"))?,
+        None => core::format::Format::Exact,
+    };
+    let languages = headers
+        .get(header::ACCEPT_LANGUAGE)
+        .and_then(|v| v.to_str().ok())
+        .map(core::format::accepted_languages)
+        .unwrap_or_default();
+    let attachments = match params.iter().find(|(n, _)| n == "attachments") {
+        Some((_, v)) if v == "true" => true,
+        Some((_, v)) if v == "false" => false,
+        Some(_) => return Err(bad_request("parameter_invalid", "attachments", "must be true or false")),
+        None => false,
+    };
+    Ok(AnswerShape {
+        format,
+        languages,
+        attachments,
+    })
+}
+
+async fn single_statement(
+    state: &AppState,
+    site: &SiteId,
+    id: &str,
+    voided: bool,
+    shape: &AnswerShape,
+) -> ApiResult<Response> {
     let field = if voided { "voidedStatementId" } else { "statementId" };
     let id = core::check_uuid(id, field).map_err(bad)?;
     let rows = state.store.statements_by_ids(site, std::slice::from_ref(&id)).await?;
     match rows.into_iter().next() {
         Some(row) if row.voided == voided => {
             let modified = stored_at(&row.json);
-            Ok(with_last_modified(json_response(row.json), modified))
+            let body = shape.render(&row.json);
+            Ok(with_last_modified(answer(state, site, shape, body).await?, modified))
         }
         Some(_) if voided => Err(Problem::new(
             StatusCode::NOT_FOUND,
@@ -897,20 +1119,10 @@ fn parse_query(params: &[(String, String)]) -> ApiResult<StatementQuery> {
             "attachments" => {
                 boolean(n, v)?;
             }
-            "related_agents" | "related_activities" => {
-                if boolean(n, v)? {
-                    return Err(bad_request(
-                        "parameter_unsupported",
-                        n,
-                        "this LRS matches the actor and the object only; `true` is not supported",
-                    ));
-                }
-            }
-            "format" => {
-                if !["exact", "ids", "canonical"].contains(&v.as_str()) {
-                    return Err(bad_request("parameter_invalid", n, "must be exact, ids or canonical"));
-                }
-            }
+            "related_agents" => q.related_agents = boolean(n, v)?,
+            "related_activities" => q.related_activities = boolean(n, v)?,
+            // Checked by `answer_shape`.
+            "format" => {}
             "limit" => {
                 let limit: usize = v
                     .parse()

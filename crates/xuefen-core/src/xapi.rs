@@ -24,6 +24,11 @@ use time::format_description::well_known::Rfc3339;
 use crate::event::Millis;
 use crate::limits::{STATEMENT_BYTES_MAX, STATEMENT_DEPTH_MAX};
 
+pub mod attachments;
+pub mod documents;
+pub mod format;
+pub mod related;
+
 /// The verb of a voiding statement.
 pub const VERB_VOIDED: &str = "http://adlnet.gov/expapi/verbs/voided";
 /// The verb of a completion.
@@ -1314,13 +1319,8 @@ fn attachments(v: &Value) -> R<()> {
             &f,
         )?;
         attachment_metadata(m, &f)?;
-        if m.get("fileUrl").is_none() {
-            return Err(StatementError::new(
-                "attachment_content_unsupported",
-                join(&f, "fileUrl"),
-                "this LRS takes attachments by `fileUrl` only, not as multipart content",
-            ));
-        }
+        // An attachment without `fileUrl` has its bytes in a multipart
+        // part: checked with the parts (`attachments::check`).
         for k in ["usageType", "fileUrl"] {
             if let Some(x) = m.get(k) {
                 iri(x, &join(&f, k))?;
@@ -1496,12 +1496,15 @@ mod tests {
         );
         assert_eq!(rule_of(c.clone(), |v| v["colour"] = "red".into()), "unknown_property");
         assert_eq!(rule_of(c.clone(), |v| v["version"] = "0.95".into()), "version_invalid");
+        let mut inline = c.clone();
+        inline["attachments"] = serde_json::json!([{"usageType": "http://x.example/a", "display": {}, "contentType": "text/plain", "length": 1, "sha2": "ab"}]);
+        assert!(
+            prep(&inline.to_string()).is_ok(),
+            "valid metadata; the part is checked with the parts"
+        );
         assert_eq!(
-            rule_of(
-                c.clone(),
-                |v| v["attachments"] = serde_json::json!([{"usageType": "http://x.example/a", "display": {}, "contentType": "text/plain", "length": 1, "sha2": "ab"}])
-            ),
-            "attachment_content_unsupported"
+            attachments::check(&[inline], &[]).map_err(|e| e.rule),
+            Err("attachment_part_missing")
         );
         let mut r = c.clone();
         r["object"] = serde_json::json!({"objectType": "StatementRef", "id": ID});

@@ -49,6 +49,7 @@ use copy::CopyWriter;
 
 mod bank;
 mod xapi;
+mod xapi_documents;
 
 /// Migrations embedded from `migrations/postgres`.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");

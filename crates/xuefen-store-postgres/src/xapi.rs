@@ -60,6 +60,29 @@ impl XapiStore for PgStore {
         .await
         .map_err(db)?;
         let inserted: std::collections::HashSet<String> = inserted.into_iter().collect();
+        let mut related: (Vec<&str>, Vec<&str>, Vec<&str>) = (Vec::new(), Vec::new(), Vec::new());
+        for s in statements.iter().filter(|s| inserted.contains(&s.id)) {
+            let agents = s.related_agents.iter().map(|a| ("agent", a));
+            for (kind, value) in agents.chain(s.related_activities.iter().map(|a| ("activity", a))) {
+                related.0.push(&s.id);
+                related.1.push(kind);
+                related.2.push(value);
+            }
+        }
+        if !related.0.is_empty() {
+            sqlx::query(
+                "insert into xapi_statement_related (site_id, statement_id, kind, value)
+                 select $1, i.id, i.kind, i.value from unnest($2::text[], $3::text[], $4::text[]) as i(id, kind, value)
+                 on conflict do nothing",
+            )
+            .bind(site.as_str())
+            .bind(&related.0)
+            .bind(&related.1)
+            .bind(&related.2)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        }
         let existing: Vec<String> = ids.iter().filter(|id| !inserted.contains(*id)).cloned().collect();
         if !existing.is_empty() {
             let rows = sqlx::query(
@@ -127,15 +150,32 @@ impl XapiStore for PgStore {
         .filter_map(|(column, value)| value.as_ref().map(|v| (column, v)))
         .collect();
         if !filters.is_empty() {
-            b.push(" and ((true");
-            for (column, v) in &filters {
-                b.push(format!(" and s.{column} = ")).push_bind(v.as_str());
-            }
-            b.push(
-                ") or exists (select 1 from xapi_statements t where t.site_id = s.site_id and t.statement_id = s.voids",
-            );
-            for (column, v) in &filters {
-                b.push(format!(" and t.{column} = ")).push_bind(v.as_str());
+            let related = |column: &str| match column {
+                "agent" if q.related_agents => Some("agent"),
+                "activity" if q.related_activities => Some("activity"),
+                _ => None,
+            };
+            for (i, alias) in ["s", "t"].into_iter().enumerate() {
+                b.push(if i == 0 {
+                    " and ((true"
+                } else {
+                    ") or exists (select 1 from xapi_statements t where t.site_id = s.site_id and t.statement_id = s.voids"
+                });
+                for (column, v) in &filters {
+                    match related(column) {
+                        Some(kind) => {
+                            b.push(format!(
+                                " and exists (select 1 from xapi_statement_related r where r.site_id = {alias}.site_id
+                                   and r.kind = '{kind}' and r.statement_id = {alias}.statement_id and r.value = "
+                            ))
+                            .push_bind(v.as_str())
+                            .push(")");
+                        }
+                        None => {
+                            b.push(format!(" and {alias}.{column} = ")).push_bind(v.as_str());
+                        }
+                    }
+                }
             }
             b.push("))");
         }

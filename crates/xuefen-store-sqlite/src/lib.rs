@@ -63,6 +63,7 @@ use xuefen_store::{
 
 mod bank;
 mod xapi;
+mod xapi_documents;
 
 /// Migrations embedded from `migrations/sqlite`.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");

@@ -57,6 +57,34 @@ async fn insert_locked(pool: SqlitePool, site: SiteId, statements: Vec<NewStatem
         }
         inserted.extend(q.fetch_all(&mut *tx).await.map_err(db)?);
     }
+    let related: Vec<(&str, &str, &str)> = statements
+        .iter()
+        .filter(|s| inserted.contains(&s.id))
+        .flat_map(|s| {
+            let agents = s
+                .related_agents
+                .iter()
+                .map(move |a| (s.id.as_str(), "agent", a.as_str()));
+            let activities = s
+                .related_activities
+                .iter()
+                .map(move |a| (s.id.as_str(), "activity", a.as_str()));
+            agents.chain(activities)
+        })
+        .collect();
+    for chunk in related.chunks(PARAMS_PER_STATEMENT_MAX / 4) {
+        // Dynamic: the number of rows varies with the request.
+        let sql = format!(
+            "insert into xapi_statement_related (site_id, statement_id, kind, value) values {}
+             on conflict do nothing",
+            tuples(chunk.len(), 4)
+        );
+        let mut q = sqlx::query(&sql).persistent(REUSE_DYNAMIC_STATEMENTS);
+        for (id, kind, value) in chunk {
+            q = q.bind(site.as_str()).bind(*id).bind(*kind).bind(*value);
+        }
+        q.execute(&mut *tx).await.map_err(db)?;
+    }
     let existing: Vec<&NewStatement> = statements.iter().filter(|s| !inserted.contains(&s.id)).collect();
     for chunk in existing.chunks(PARAMS_PER_STATEMENT_MAX) {
         let sql = format!(
@@ -135,15 +163,32 @@ impl XapiStore for SqliteStore {
         .filter_map(|(column, value)| value.as_ref().map(|v| (column, v)))
         .collect();
         if !filters.is_empty() {
-            b.push(" and ((true");
-            for (column, v) in &filters {
-                b.push(format!(" and s.{column} = ")).push_bind(String::clone(v));
-            }
-            b.push(
-                ") or exists (select 1 from xapi_statements t where t.site_id = s.site_id and t.statement_id = s.voids",
-            );
-            for (column, v) in &filters {
-                b.push(format!(" and t.{column} = ")).push_bind(String::clone(v));
+            let related = |column: &str| match column {
+                "agent" if q.related_agents => Some("agent"),
+                "activity" if q.related_activities => Some("activity"),
+                _ => None,
+            };
+            for (i, alias) in ["s", "t"].into_iter().enumerate() {
+                b.push(if i == 0 {
+                    " and ((true"
+                } else {
+                    ") or exists (select 1 from xapi_statements t where t.site_id = s.site_id and t.statement_id = s.voids"
+                });
+                for (column, v) in &filters {
+                    match related(column) {
+                        Some(kind) => {
+                            b.push(format!(
+                                " and exists (select 1 from xapi_statement_related r where r.site_id = {alias}.site_id
+                                   and r.kind = '{kind}' and r.statement_id = {alias}.statement_id and r.value = "
+                            ))
+                            .push_bind(String::clone(v))
+                            .push(")");
+                        }
+                        None => {
+                            b.push(format!(" and {alias}.{column} = ")).push_bind(String::clone(v));
+                        }
+                    }
+                }
             }
             b.push("))");
         }

@@ -191,7 +191,7 @@ impl PoolStats {
 
 /// The storage port.
 #[async_trait]
-pub trait Store: xapi::XapiStore + Send + Sync + 'static {
+pub trait Store: xapi::XapiStore + xapi_documents::XapiDocumentStore + Send + Sync + 'static {
     /// Whether the database answers and its schema is current.
     async fn ready(&self) -> Result<()>;
     /// The connection pool's size and idle count, read without waiting.
@@ -347,6 +347,8 @@ pub mod verify;
 
 pub mod xapi;
 pub use xapi::{NewStatement, StatementQuery, StatementRow, XapiStore};
+pub mod xapi_documents;
+pub use xapi_documents::XapiDocumentStore;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;

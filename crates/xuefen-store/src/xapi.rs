@@ -30,6 +30,10 @@ pub struct NewStatement {
     pub registration: Option<String>,
     pub voids: Option<String>,
     pub stored: Millis,
+    /// The agent keys the statement relates to (`related_agents=true`).
+    pub related_agents: Vec<String>,
+    /// The activity ids the statement relates to (`related_activities=true`).
+    pub related_activities: Vec<String>,
 }
 
 /// A stored statement as read back.
@@ -55,6 +59,11 @@ pub struct StatementQuery {
     pub activity: Option<String>,
     pub agent: Option<String>,
     pub registration: Option<String>,
+    /// `agent` matches any agent the statement relates to, not only the actor.
+    pub related_agents: bool,
+    /// `activity` matches any activity the statement relates to, not only
+    /// the object.
+    pub related_activities: bool,
     /// Stored strictly after.
     pub since: Option<Millis>,
     /// Stored at or before.

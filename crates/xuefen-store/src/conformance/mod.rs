@@ -41,6 +41,8 @@ use xuefen_core::rule::CreditRule;
 use crate::{Course, NewLearner, Site, Store};
 
 pub mod scenarios;
+pub mod xapi_documents;
+pub mod xapi_related;
 
 /// Which SQL a backend speaks, for the scenarios that go around the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,6 +144,12 @@ macro_rules! conformance_scenarios {
             xapi_the_query_filters_pages_and_leaves_voided_statements_out,
             xapi_links_name_one_account_and_one_course,
             xapi_entries_by_events_are_the_sites_own,
+            xapi_documents_honour_preconditions_and_merge,
+            xapi_documents_keep_size_limits_per_document_and_per_site,
+            xapi_concurrent_document_writes_keep_the_site_limit,
+            xapi_documents_are_each_sites_own_and_outside_the_ledger,
+            xapi_activity_objects_unite_the_statements_about_them,
+            xapi_related_agents_and_activities_match_beyond_actor_and_object,
         );
     };
 }

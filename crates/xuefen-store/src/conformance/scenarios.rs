@@ -14,6 +14,8 @@ use xuefen_core::plan::{self, Head, Outcome};
 use xuefen_core::rule::CreditRule;
 use xuefen_core::verify::Fault;
 
+pub use super::xapi_documents::*;
+pub use super::xapi_related::*;
 use super::{
     Backend, CHAINS, Dialect, NOW, World, account, act, all_entries, completion, entry_count, event_id, hours_course,
     moved_heads, other_site_id, person, revocation, scored, site, site_id,
@@ -1770,6 +1772,8 @@ fn statement(n: u32, fp: &str, verb: &str, activity: Option<&str>, agent: Option
         registration: None,
         voids: None,
         stored: Millis(NOW.0 + i64::from(n) * 1_000),
+        related_agents: agent.map(str::to_owned).into_iter().collect(),
+        related_activities: activity.map(str::to_owned).into_iter().collect(),
     }
 }
 

@@ -11,3 +11,4 @@ mod hostile;
 mod recognition;
 mod scenarios;
 mod xapi;
+mod xapi_documents;

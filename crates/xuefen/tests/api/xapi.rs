@@ -722,7 +722,8 @@ async fn xapi_the_query_filters_and_pages_with_more_links(app: TestApp) {
 
     for (query, code) in [
         ("colour=red", "unknown_parameter"),
-        ("related_agents=true", "parameter_unsupported"),
+        ("related_agents=yes", "parameter_invalid"),
+        ("format=full", "parameter_invalid"),
         ("cursor=bm9wZQ", "parameter_invalid"),
         ("agent=%7B%22name%22%3A%22x%22%7D", "agent_ifi_count"),
         (
