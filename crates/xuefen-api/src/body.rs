@@ -16,7 +16,9 @@ pub struct ApiJson<T>(pub T);
 pub async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
     let bytes = Bytes::from_request(req, state).await.map_err(|rejection| -> ApiError {
         let status = rejection.status();
-        if status == StatusCode::PAYLOAD_TOO_LARGE {
+        if crate::server::is_body_timeout(&rejection) {
+            crate::throttle::body_timeout_problem().into()
+        } else if status == StatusCode::PAYLOAD_TOO_LARGE {
             Problem::new(
                 status,
                 "body_too_large",
