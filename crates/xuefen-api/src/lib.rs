@@ -9,6 +9,7 @@ pub mod auth;
 pub mod bank;
 pub mod body;
 pub mod commit;
+mod contract;
 mod decimal;
 pub mod dto;
 mod guard;
