@@ -12,6 +12,8 @@ pub mod commit;
 mod contract;
 mod decimal;
 pub mod dto;
+#[doc(hidden)]
+pub mod fuzz;
 mod guard;
 pub mod metrics;
 pub mod openapi;
