@@ -27,5 +27,8 @@ fi
 echo "== README try-it lines"
 scripts/try-it.sh
 
+echo "== schemathesis against openapi/xuefen.json (both backends)"
+scripts/with-postgres.sh scripts/schemathesis.sh
+
 echo "== tests"
 exec scripts/with-postgres.sh cargo test --workspace --locked --no-fail-fast "$@"

@@ -202,6 +202,7 @@ pub async fn authenticate(state: &AppState, secret: &str) -> Result<Caller, ApiE
         p.code = format!("site_{status}");
         return Err(p.into());
     }
+    state.rate.take(&record.id).map_err(crate::throttle::rate_limited)?;
     Ok(Caller {
         key_id: record.id,
         principal: record.principal,

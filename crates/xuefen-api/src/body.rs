@@ -12,11 +12,22 @@ use crate::problem::{ApiError, Problem};
 /// A JSON body parsed into `T`; failures become 400/413 problems.
 pub struct ApiJson<T>(pub T);
 
-/// Reads the raw body, turning an over-long body into a 413 problem.
+/// Reads the raw body, turning an over-long body into a 413 problem and a
+/// `\u0000` anywhere in it into a 400 problem naming the field.
 pub async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
+    let bytes = read_body_unchecked(req, state).await?;
+    check_no_nul(&bytes)?;
+    Ok(bytes)
+}
+
+/// [`read_body`] without the U+0000 check, for a batch that checks each
+/// item on its own.
+pub async fn read_body_unchecked<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
     let bytes = Bytes::from_request(req, state).await.map_err(|rejection| -> ApiError {
         let status = rejection.status();
-        if status == StatusCode::PAYLOAD_TOO_LARGE {
+        if crate::server::is_body_timeout(&rejection) {
+            crate::throttle::body_timeout_problem().into()
+        } else if status == StatusCode::PAYLOAD_TOO_LARGE {
             Problem::new(
                 status,
                 "body_too_large",
@@ -27,7 +38,6 @@ pub async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes,
             Problem::new(status, "unreadable_body", rejection.body_text()).into()
         }
     })?;
-    check_no_nul(&bytes)?;
     Ok(bytes)
 }
 

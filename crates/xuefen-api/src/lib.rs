@@ -9,15 +9,20 @@ pub mod auth;
 pub mod bank;
 pub mod body;
 pub mod commit;
+mod contract;
 mod decimal;
 pub mod dto;
+#[doc(hidden)]
+pub mod fuzz;
 mod guard;
 pub mod metrics;
 pub mod openapi;
 pub mod problem;
 mod routes;
+pub mod server;
 pub mod sso;
 pub mod telemetry;
+pub mod throttle;
 pub mod xapi;
 
 use std::future::Future;
@@ -32,6 +37,8 @@ use xuefen_store::Store;
 
 pub use commit::{CommitSettings, Committer};
 pub use metrics::Metrics;
+pub use server::{ServeSettings, serve_router_with};
+pub use throttle::RequestBounds;
 
 /// Limits on what a request may carry.
 #[derive(Debug, Clone, Copy)]
@@ -74,6 +81,10 @@ pub struct AppState {
     pub stats: StatsSettings,
     /// The checkpoint signing key and the checkpointer's schedule.
     pub checkpoints: bank::CheckpointSettings,
+    /// Body-read and request timeouts, and the per-key rate.
+    pub bounds: RequestBounds,
+    /// Per-key token buckets at `bounds`' rate.
+    pub rate: Arc<throttle::RateLimiter>,
 }
 
 /// The learning-star rule and the agreement figures a site is measured
@@ -115,7 +126,16 @@ impl AppState {
             sso: None,
             stats: StatsSettings::default(),
             checkpoints: bank::CheckpointSettings::ephemeral(),
+            bounds: RequestBounds::default(),
+            rate: Arc::new(throttle::RateLimiter::new(&RequestBounds::default())),
         }
+    }
+
+    /// The same state, with these timeouts and this per-key rate.
+    pub fn with_bounds(mut self, bounds: RequestBounds) -> Self {
+        self.bounds = bounds;
+        self.rate = Arc::new(throttle::RateLimiter::new(&bounds));
+        self
     }
 
     /// How long an authenticated key is remembered by default.
@@ -172,6 +192,10 @@ fn with_layers(routes: Router<AppState>, state: AppState) -> Router {
             guard::refuse_long_content_length,
         ))
         .layer(axum::middleware::from_fn(guard::refuse_nul_in_uri))
+        .layer(axum::middleware::from_fn_with_state(
+            state.bounds,
+            throttle::bound_request,
+        ))
         .layer(axum::middleware::from_fn(guard::errors_as_problems))
         .layer(axum::middleware::from_fn_with_state(
             state.metrics.clone(),
@@ -212,5 +236,5 @@ pub async fn serve_router(
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router).with_graceful_shutdown(shutdown).await
+    serve_router_with(listener, router, shutdown, ServeSettings::default()).await
 }

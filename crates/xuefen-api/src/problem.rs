@@ -33,6 +33,9 @@ pub struct Problem {
     /// spans and log lines. Set on every problem response.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub trace_id: Option<String>,
+    /// Seconds to send as `Retry-After` (429), not part of the body.
+    #[serde(skip)]
+    pub retry_after: Option<u64>,
 }
 
 impl Problem {
@@ -46,6 +49,7 @@ impl Problem {
             field: None,
             position: None,
             trace_id: None,
+            retry_after: None,
         }
     }
 
@@ -119,7 +123,11 @@ impl IntoResponse for Problem {
             self.trace_id = crate::telemetry::current_trace_id();
         }
         let status = self.status();
+        let retry_after = self.retry_after;
         let mut resp = (status, axum::Json(self)).into_response();
+        if let Some(secs) = retry_after {
+            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
         resp.headers_mut().insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),

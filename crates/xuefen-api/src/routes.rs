@@ -17,7 +17,7 @@ use xuefen_store::{NewLearner, Principal, SiteAct, Written};
 
 use crate::AppState;
 use crate::auth::{Caller, forbidden, mint};
-use crate::body::{ApiJson, BodyKind, body_kind, parse_json, read_body};
+use crate::body::{ApiJson, BodyKind, body_kind, parse_json, read_body_unchecked};
 use crate::commit::CommitError;
 use crate::dto::*;
 use crate::problem::{ApiError, ApiResult, Problem};
@@ -571,21 +571,13 @@ pub async fn post_events(
 ) -> ApiResult<Json<BatchOut>> {
     let site = caller.require_posting_site()?.clone();
     let ndjson = body_kind(&headers, true)? == BodyKind::Ndjson;
-    let bytes = read_body(req, &state).await?;
+    // U+0000 is checked per item (in `parse_item`): one item holding it is
+    // rejected on its own, like any other invalid item.
+    let bytes = read_body_unchecked(req, &state).await?;
     // Items stay raw until each is parsed on its own: one bad item gets its
     // own result instead of failing the batch, and no intermediate
     // `serde_json::Value` tree is built.
-    let items: Vec<&RawValue> = if ndjson {
-        let text = std::str::from_utf8(&bytes)
-            .map_err(|_| Problem::new(StatusCode::BAD_REQUEST, "malformed_json", "the body is not UTF-8"))?;
-        let lines = text.lines().filter(|l| !l.trim().is_empty());
-        lines
-            .enumerate()
-            .map(|(i, line)| parse_json(line.as_bytes()).map_err(|p| Box::new(p.with_field(format!("{i}")))))
-            .collect::<Result<_, _>>()?
-    } else {
-        parse_json(&bytes)?
-    };
+    let items = split_batch(&bytes, ndjson)?;
     let limit = state.limits.batch_events_max;
     if items.len() > limit {
         return Err(Problem::new(
@@ -655,7 +647,30 @@ pub async fn post_events(
 /// An item that could not be parsed: its raw event id and the problem.
 type ItemRejection = Box<(String, Problem)>;
 
-fn parse_item(site: &SiteId, item: &RawValue) -> Result<Event, ItemRejection> {
+/// The items of a batch body, each still raw: a JSON array, or one JSON
+/// value per non-blank NDJSON line.
+pub(crate) fn split_batch(bytes: &[u8], ndjson: bool) -> Result<Vec<&RawValue>, Box<Problem>> {
+    if ndjson {
+        let text = std::str::from_utf8(bytes)
+            .map_err(|_| Problem::new(StatusCode::BAD_REQUEST, "malformed_json", "the body is not UTF-8"))?;
+        let lines = text.lines().filter(|l| !l.trim().is_empty());
+        lines
+            .enumerate()
+            .map(|(i, line)| parse_json(line.as_bytes()).map_err(|p| Box::new(p.with_field(format!("{i}")))))
+            .collect()
+    } else {
+        parse_json(bytes)
+    }
+}
+
+pub(crate) fn parse_item(site: &SiteId, item: &RawValue) -> Result<Event, ItemRejection> {
+    if let Err(problem) = crate::body::check_no_nul(item.get().as_bytes()) {
+        let raw_id = serde_json::from_str::<serde_json::Value>(item.get())
+            .ok()
+            .and_then(|v| v.get("event_id").and_then(|id| id.as_str()).map(str::to_owned))
+            .unwrap_or_default();
+        return Err(Box::new((raw_id, *problem)));
+    }
     // The fast path parses without tracking where it is; only a failure is
     // parsed again to name the offending field.
     let input: EventIn = match serde_json::from_str(item.get()) {

@@ -88,7 +88,7 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/xapi/activities", get(documents::get_activity))
         .route("/xapi/agents", get(documents::get_agents))
-        .layer(axum::middleware::from_fn(xapi_headers))
+        .route_layer(axum::middleware::from_fn(xapi_headers))
         .layer(axum::middleware::from_fn(alternate::alternate_request_syntax));
     Router::new()
         .merge(lrs)
@@ -119,10 +119,25 @@ fn bad_request(code: &str, field: &str, detail: impl Into<String>) -> ApiError {
 /// `X-Experience-API-Consistent-Through` on every response.
 async fn xapi_headers(req: Request, next: Next) -> Response {
     let about = req.uri().path() == "/xapi/about";
+    // A method no xAPI resource has is answered 405 by the router, before
+    // credentials or the version are looked at.
+    if !matches!(
+        *req.method(),
+        axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::PUT | axum::http::Method::POST
+    ) {
+        return next.run(req).await;
+    }
     let given = req
         .headers()
         .get(VERSION_HEADER)
         .map(|v| v.to_str().unwrap_or_default().to_owned());
+    // A request without credentials is told so first, whatever its version.
+    if !about && !req.headers().contains_key(axum::http::header::AUTHORIZATION) {
+        return with_xapi_headers(
+            crate::auth::unauthorized("send the site id and an API key with HTTP Basic authentication").into_response(),
+            &Version::V2,
+        );
+    }
     let version = match (given.as_deref().map(Version::parse), about) {
         (Some(Some(v)), _) => v,
         (None, true) | (Some(None), true) => Version::V2,

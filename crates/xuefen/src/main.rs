@@ -533,7 +533,13 @@ async fn serve(args: &Settings) -> anyhow::Result<ExitCode> {
     let mut state = AppState::new(store, limits, commit, key)
         .with_sso(sso)
         .with_stats(stats)
-        .with_key_cache_ttl(Duration::from_secs(args.key_cache_seconds));
+        .with_key_cache_ttl(Duration::from_secs(args.key_cache_seconds))
+        .with_bounds(xuefen_api::RequestBounds {
+            body_read_timeout: Duration::from_millis(args.body_read_timeout_ms),
+            request_timeout: Duration::from_millis(args.request_timeout_ms),
+            rate_per_second: args.rate_limit_per_second,
+            rate_burst: args.rate_limit_burst,
+        });
     state.checkpoints = xuefen_api::bank::CheckpointSettings {
         key: Arc::new(signing),
         interval: Duration::from_millis(args.checkpoint_interval_ms),
@@ -570,7 +576,16 @@ async fn serve(args: &Settings) -> anyhow::Result<ExitCode> {
     println!("listening on http://{addr}");
     tracing::info!(%addr, "listening");
     let grace = Duration::from_secs(args.shutdown_grace_seconds);
-    let server = tokio::spawn(xuefen_api::serve_router(listener, app, stopped(stop_rx)));
+    let serve_settings = xuefen_api::ServeSettings {
+        header_read_timeout: Duration::from_millis(args.header_read_timeout_ms),
+        connections_max: connections_max(args),
+    };
+    let server = tokio::spawn(xuefen_api::serve_router_with(
+        listener,
+        app,
+        stopped(stop_rx),
+        serve_settings,
+    ));
     shutdown_signal().await;
     tracing::info!(
         grace_s = grace.as_secs(),
@@ -594,6 +609,32 @@ async fn serve(args: &Settings) -> anyhow::Result<ExitCode> {
     }
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// `connections_max`, kept below the process's descriptor limit with room
+/// for the database pool, the metrics listener and files.
+fn connections_max(args: &Settings) -> usize {
+    let reserve = 64 + 2 * args.pool_connections_max as usize;
+    match open_files_limit() {
+        Some(limit) if limit.saturating_sub(reserve) < args.connections_max => {
+            let max = limit.saturating_sub(reserve).max(1);
+            tracing::warn!(
+                connections_max = args.connections_max,
+                descriptor_limit = limit,
+                effective = max,
+                "connections_max lowered to fit the descriptor limit"
+            );
+            max
+        }
+        _ => args.connections_max,
+    }
+}
+
+/// The soft `RLIMIT_NOFILE` of this process (Linux: `/proc/self/limits`).
+fn open_files_limit() -> Option<usize> {
+    let text = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = text.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
 }
 
 async fn shutdown_signal() {

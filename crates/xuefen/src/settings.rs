@@ -253,6 +253,18 @@ settings! {
     batch_events_max: usize = "1000", env ["XUEFEN_BATCH_EVENTS_MAX"];
     /// Largest request body in bytes.
     body_bytes_max: usize = "2097152", env ["XUEFEN_BODY_BYTES_MAX"];
+    /// Milliseconds a client may take to send a request's headers, from connecting or from its previous response (so also how long an idle keep-alive connection stays open).
+    header_read_timeout_ms: u64 = "30000", env ["XUEFEN_HEADER_READ_TIMEOUT_MS"];
+    /// Milliseconds a request body may take to arrive in full after its headers; past it the answer is a 408 problem.
+    body_read_timeout_ms: u64 = "30000", env ["XUEFEN_BODY_READ_TIMEOUT_MS"];
+    /// Milliseconds from a request's headers to its answer; past it the answer is a 503 problem with `Retry-After`.
+    request_timeout_ms: u64 = "60000", env ["XUEFEN_REQUEST_TIMEOUT_MS"];
+    /// Most client connections open at once (also kept below the descriptor limit); past it the oldest idle connection is closed.
+    connections_max: usize = "4096", env ["XUEFEN_CONNECTIONS_MAX"];
+    /// Requests per second one API key may make, sustained (0: no limit); past it the answer is a 429 problem with `Retry-After`.
+    rate_limit_per_second: u32 = "20000", env ["XUEFEN_RATE_LIMIT_PER_SECOND"];
+    /// Requests one API key may make in a burst above its sustained rate.
+    rate_limit_burst: u32 = "40000", env ["XUEFEN_RATE_LIMIT_BURST"];
     /// Most events one group-commit transaction writes.
     group_events_max: usize = "4000", env ["XUEFEN_GROUP_EVENTS_MAX"];
     /// Group-commit transactions in flight at once, per shard.
@@ -304,6 +316,12 @@ const RANGES: &[(&str, u64, u64)] = &[
     ("db_acquire_timeout_seconds", 1, 600),
     ("batch_events_max", 1, 100_000),
     ("body_bytes_max", 1_024, 256 * 1024 * 1024),
+    ("header_read_timeout_ms", 100, 3_600_000),
+    ("body_read_timeout_ms", 100, 3_600_000),
+    ("request_timeout_ms", 100, 3_600_000),
+    ("connections_max", 1, 1_000_000),
+    ("rate_limit_per_second", 0, 100_000_000),
+    ("rate_limit_burst", 1, 100_000_000),
     ("group_events_max", 1, 1_000_000),
     ("commits_in_flight", 1, 64),
     ("commit_shards", 1, 64),

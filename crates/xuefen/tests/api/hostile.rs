@@ -75,12 +75,21 @@ async fn a_nul_character_anywhere_is_refused_naming_the_field(app: TestApp) {
     let mut evil = completion("u1\u{0}", "C1", "5");
     evil["event_id"] = json!("nul-1");
     let (s, b) = app.post("/v1/events", &key, json!([event, evil])).await;
+    // The item holding U+0000 gets its own rejected result; the other is written.
+    assert_eq!(s, StatusCode::OK, "{b}");
     assert_eq!(
-        nul(s, &b),
-        (bad, json!("nul_character"), json!("1/learner/local_account"))
+        (b["accepted"].clone(), b["rejected"].clone()),
+        (json!(1), json!(1)),
+        "{b}"
     );
-    // The whole batch was refused: its good item was not written either.
+    assert_eq!(b["results"][0]["status"], "accepted", "{b}");
+    assert_eq!(b["results"][1]["event_id"], "nul-1", "{b}");
+    assert_eq!(b["results"][1]["status"], "rejected", "{b}");
+    assert_eq!(b["results"][1]["problem"]["code"], "nul_character", "{b}");
+    assert_eq!(b["results"][1]["problem"]["field"], "1/learner/local_account", "{b}");
     let (s, _) = app.get("/v1/events/ok-1", &key).await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _) = app.get("/v1/events/nul-1", &key).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
     // An escaped backslash followed by `u0000` is text, not a NUL.
     let (s, b) = app

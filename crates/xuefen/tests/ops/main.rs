@@ -9,6 +9,7 @@
 mod pg;
 
 mod config;
+mod hostile_tcp;
 mod manifests;
 mod metrics;
 mod otel;

@@ -45,6 +45,12 @@ impl Server {
     /// Starts `xuefen serve` with `env` and `args` added, on a fresh
     /// database of `backend`, and waits until it listens.
     pub async fn start(backend: Backend, env: &[(&str, String)], args: &[&str]) -> Self {
+        Self::start_under(&[], backend, env, args).await
+    }
+
+    /// As [`Server::start`], with the binary run under `wrapper` (a
+    /// command and its arguments, such as `prlimit --nofile=256`).
+    pub async fn start_under(wrapper: &[&str], backend: Backend, env: &[(&str, String)], args: &[&str]) -> Self {
         let dir = std::env::temp_dir().join(format!("xuefen-ops-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).expect("temp dir");
         let database_url = match backend {
@@ -52,7 +58,14 @@ impl Server {
             Backend::Postgres => crate::pg::create_database().await.1,
         };
         let log = std::fs::File::create(dir.join("server.log")).expect("log file");
-        let mut cmd = Command::new(XUEFEN);
+        let mut cmd = match wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut cmd = Command::new(program);
+                cmd.args(rest).arg(XUEFEN);
+                cmd
+            }
+            None => Command::new(XUEFEN),
+        };
         cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(&dir)
             .args(args)
