@@ -47,7 +47,9 @@ pub fn leaf(entry_hash: &Hash) -> Hash {
 /// The width of tile `id` in the tree of `size` leaves (0: it does not exist yet).
 pub fn tile_width(id: TileId, size: u64) -> u64 {
     let hashes = level_hashes(id.level, size);
-    hashes.saturating_sub(id.index.saturating_mul(TILE_WIDTH)).min(TILE_WIDTH)
+    hashes
+        .saturating_sub(id.index.saturating_mul(TILE_WIDTH))
+        .min(TILE_WIDTH)
 }
 
 /// How many hashes tile level `level` holds in a tree of `size` leaves.
@@ -84,7 +86,12 @@ pub enum TileError {
     Proof(#[from] merkle::ProofError),
 }
 
-/// The hash of the perfect subtree over `hashes` (a power-of-two count).
+/// The hash of the perfect subtree over `hashes` (a power-of-two count):
+/// for a full tile, the hash it contributes to the tile level above.
+pub fn subtree(hashes: &[Hash]) -> Hash {
+    perfect(hashes)
+}
+
 fn perfect(hashes: &[Hash]) -> Hash {
     let mut level: Vec<Hash> = hashes.to_vec();
     while level.len() > 1 {
@@ -340,9 +347,7 @@ impl LogCheckpoint {
         let verifier = StandardVerifier::new(&vkey).map_err(|e| NoteFailure::Malformed(e.to_string()))?;
         let parsed = Note::from_bytes(note.as_bytes()).map_err(|e| NoteFailure::Malformed(e.to_string()))?;
         let list = VerifierList::new(vec![Box::new(verifier)]);
-        let (verified, _) = parsed
-            .verify(&list)
-            .map_err(|_| NoteFailure::Unsigned(vkey.clone()))?;
+        let (verified, _) = parsed.verify(&list).map_err(|_| NoteFailure::Unsigned(vkey.clone()))?;
         if verified.is_empty() {
             return Err(NoteFailure::Unsigned(vkey));
         }

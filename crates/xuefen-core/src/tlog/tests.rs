@@ -100,7 +100,12 @@ impl tlog_tiles::HashReader for Oracle {
     fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<tlog_tiles::Hash>, tlog_tiles::tlog::Error> {
         indexes
             .iter()
-            .map(|i| self.0.get(*i as usize).copied().ok_or(tlog_tiles::tlog::Error::IndexesNotInTree))
+            .map(|i| {
+                self.0
+                    .get(*i as usize)
+                    .copied()
+                    .ok_or(tlog_tiles::tlog::Error::IndexesNotInTree)
+            })
             .collect()
     }
 }
@@ -155,7 +160,9 @@ proptest! {
 
 #[test]
 fn a_missing_or_short_tile_is_named() {
-    let leaves: Vec<Hash> = (0..300u64).map(|i| leaf(&merkle::leaf_hash(&i.to_be_bytes()))).collect();
+    let leaves: Vec<Hash> = (0..300u64)
+        .map(|i| leaf(&merkle::leaf_hash(&i.to_be_bytes())))
+        .collect();
     let mut tiles = grow(&leaves, &[300]);
     let edge = TileId { level: 0, index: 1 };
     assert_eq!(edge_tiles(300), vec![edge, TileId { level: 1, index: 0 }]);
@@ -197,8 +204,13 @@ fn checkpoints_open_only_with_the_log_key_and_origin() {
         root: [9; 32],
     };
     let note = cp.sign(&key).expect("sign");
-    assert!(note.starts_with("ledger.example/xuefen\n3\nCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQk=\n\n— ledger.example/xuefen "));
-    assert_eq!(LogCheckpoint::open(&note, &cp.origin, &key.verifying_key()), Ok(cp.clone()));
+    assert!(note.starts_with(
+        "ledger.example/xuefen\n3\nCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQk=\n\n— ledger.example/xuefen "
+    ));
+    assert_eq!(
+        LogCheckpoint::open(&note, &cp.origin, &key.verifying_key()),
+        Ok(cp.clone())
+    );
     let other = SigningKey::from_bytes(&[8; 32]);
     assert!(matches!(
         LogCheckpoint::open(&note, &cp.origin, &other.verifying_key()),
@@ -207,7 +219,11 @@ fn checkpoints_open_only_with_the_log_key_and_origin() {
     assert!(LogCheckpoint::open(&note, "elsewhere.example/log", &key.verifying_key()).is_err());
     let forged = note.replacen("\n3\n", "\n4\n", 1);
     assert!(LogCheckpoint::open(&forged, &cp.origin, &key.verifying_key()).is_err());
-    for bad in ["o\n03\nAAAA\n", "o\n3\n", "\n3\nCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQk=\n"] {
+    for bad in [
+        "o\n03\nAAAA\n",
+        "o\n3\n",
+        "\n3\nCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQk=\n",
+    ] {
         assert_eq!(LogCheckpoint::parse_body(bad), None, "{bad:?}");
     }
 }

@@ -40,6 +40,7 @@ use xuefen_core::rule::CreditRule;
 
 use crate::{Course, NewLearner, Site, Store};
 
+pub mod log;
 pub mod scenarios;
 
 /// Which SQL a backend speaks, for the scenarios that go around the store.
@@ -142,6 +143,12 @@ macro_rules! conformance_scenarios {
             xapi_the_query_filters_pages_and_leaves_voided_statements_out,
             xapi_links_name_one_account_and_one_course,
             xapi_entries_by_events_are_the_sites_own,
+        );
+        $crate::__conformance_apply!($callback $backend
+            sealing_gives_log_indexes_tiles_and_a_signed_checkpoint,
+            an_entry_altered_before_it_is_sealed_is_never_sealed,
+            verify_catches_an_altered_or_missing_tile,
+            verify_catches_a_log_cut_short_behind_a_held_checkpoint,
         );
     };
 }
