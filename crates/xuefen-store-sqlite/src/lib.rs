@@ -1486,6 +1486,16 @@ impl Store for SqliteStore {
         rows.iter().map(head_from_row).collect()
     }
 
+    async fn stray_entry(&self, chains: u32) -> Result<Option<(i64, i64)>> {
+        let row: Option<(i64, i64)> =
+            sqlx::query_as("select chain_id, seq from ledger_entries where chain_id < 0 or chain_id >= ?1 limit 1")
+                .bind(i64::from(chains))
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db)?;
+        Ok(row)
+    }
+
     fn chain_count(&self) -> u32 {
         self.chains
     }

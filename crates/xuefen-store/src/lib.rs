@@ -299,6 +299,9 @@ pub trait Store: xapi::XapiStore + Send + Sync + 'static {
     }
     /// The entries of one chain in sequence order, streamed.
     fn chain_entries(&self, chain: u32) -> BoxStream<'_, Result<Entry>>;
+    /// One ledger entry whose chain is outside `0 .. chains`, as
+    /// `(chain, seq)`, if any: an entry no chain verification would read.
+    async fn stray_entry(&self, chains: u32) -> Result<Option<(i64, i64)>>;
 
     // ---------------------------------------------------- credit bank feed
     // The primitives of [`bank`]; the decisions are made there.

@@ -61,52 +61,39 @@ pub async fn verify_ledger_under(
     mut progress: impl FnMut(&VerifyReport),
 ) -> Result<VerifyReport, VerifyFailure> {
     let mut report = VerifyReport::default();
-    for (chain, head) in store.heads().await.map_err(VerifyFailure::Store)? {
-        let mut verifier = ChainVerifier::new(chain);
-        let mut entries = store.chain_entries(chain);
-        let mut seen = 0u64;
-        let mut beyond_head = false;
-        while let Some(entry) = entries.next().await {
-            let entry = match entry {
-                Ok(e) => e,
-                Err(StoreError::Corrupt { at, detail }) => {
-                    return Err(VerifyFailure::Unreadable(format!(
-                        "{at}: stored entry is not valid: {detail}"
-                    )));
-                }
-                Err(e) => return Err(VerifyFailure::Store(e)),
-            };
-            if entry.position.chain != chain {
-                return Err(VerifyFailure::Unreadable(format!(
-                    "{}: entry listed under chain {chain}",
-                    Position {
-                        chain: entry.position.chain,
-                        seq: entry.position.seq
-                    }
-                )));
-            }
-            if entry.position.seq > head.seq {
-                beyond_head = true;
-                break;
-            }
-            verifier.push(&entry)?;
-            seen += 1;
-        }
-        drop(entries);
-        if beyond_head && head_now(store, chain).await? == Some(head) {
-            return Err(VerifyFailure::Chain(VerifyError {
-                position: Position {
-                    chain,
-                    seq: head.seq.max(1),
-                },
-                fault: Fault::HeadMismatch { head_seq: head.seq },
-            }));
-        }
-        verifier.finish(head.seq, &head.hash)?;
+    let heads = store.heads().await.map_err(VerifyFailure::Store)?;
+    // One head row per chain 0 .. chain_count, no more, no fewer: a chain
+    // without its head row would otherwise not be verified at all.
+    let chains = store.chain_count();
+    let listed: std::collections::BTreeSet<u32> = heads.iter().map(|(c, _)| *c).collect();
+    if let Some(extra) = listed.iter().find(|c| **c >= chains) {
+        return Err(VerifyFailure::Unreadable(format!(
+            "chain_heads: a head row for chain {extra}, but the ledger has chains 0 to {}",
+            chains.saturating_sub(1)
+        )));
+    }
+    if let Some(missing) = (0..chains).find(|c| !listed.contains(c)) {
+        return Err(VerifyFailure::Unreadable(format!(
+            "chain_heads: chain {missing} has no head row (removed?)"
+        )));
+    }
+    if let Some((chain, seq)) = store.stray_entry(chains).await.map_err(VerifyFailure::Store)? {
+        return Err(VerifyFailure::Unreadable(format!(
+            "entry {chain}:{seq} is in no chain of the ledger (chains are 0 to {})",
+            chains.saturating_sub(1)
+        )));
+    }
+    // Chains are independent: read several at once, each streamed, and
+    // report in chain order (the first bad chain is named).
+    let mut checks = futures::stream::iter(heads)
+        .map(|(chain, head)| async move { verify_chain(store, chain, head).await })
+        .buffered(CHAINS_IN_PARALLEL);
+    while let Some(seen) = checks.next().await {
         report.chains += 1;
-        report.entries += seen;
+        report.entries += seen?;
         progress(&report);
     }
+    drop(checks);
     // The alliance chain of site changes, by the same rule.
     let head = store.alliance_head().await.map_err(VerifyFailure::Store)?;
     let mut verifier = ChainVerifier::new(ALLIANCE_CHAIN);
@@ -129,6 +116,55 @@ pub async fn verify_ledger_under(
     report.site_changes = seen;
     progress(&report);
     Ok(report)
+}
+
+/// Chains verified at once, each on a connection of its own.
+const CHAINS_IN_PARALLEL: usize = 4;
+
+/// Verifies one chain up to `head`; the number of entries it holds.
+async fn verify_chain(store: &dyn Store, chain: u32, head: Head) -> Result<u64, VerifyFailure> {
+    let mut verifier = ChainVerifier::new(chain);
+    let mut entries = store.chain_entries(chain);
+    let mut seen = 0u64;
+    let mut beyond_head = false;
+    while let Some(entry) = entries.next().await {
+        let entry = match entry {
+            Ok(e) => e,
+            Err(StoreError::Corrupt { at, detail }) => {
+                return Err(VerifyFailure::Unreadable(format!(
+                    "{at}: stored entry is not valid: {detail}"
+                )));
+            }
+            Err(e) => return Err(VerifyFailure::Store(e)),
+        };
+        if entry.position.chain != chain {
+            return Err(VerifyFailure::Unreadable(format!(
+                "{}: entry listed under chain {chain}",
+                Position {
+                    chain: entry.position.chain,
+                    seq: entry.position.seq
+                }
+            )));
+        }
+        if entry.position.seq > head.seq {
+            beyond_head = true;
+            break;
+        }
+        verifier.push(&entry)?;
+        seen += 1;
+    }
+    drop(entries);
+    if beyond_head && head_now(store, chain).await? == Some(head) {
+        return Err(VerifyFailure::Chain(VerifyError {
+            position: Position {
+                chain,
+                seq: head.seq.max(1),
+            },
+            fault: Fault::HeadMismatch { head_seq: head.seq },
+        }));
+    }
+    verifier.finish(head.seq, &head.hash)?;
+    Ok(seen)
 }
 
 /// The head of `chain` as it is now.

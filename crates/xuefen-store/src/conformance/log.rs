@@ -201,3 +201,47 @@ pub async fn verify_catches_a_log_cut_short_behind_a_held_checkpoint<B: Backend>
     other.root[0] ^= 1;
     log_fails(db, Some(&other), "rewritten").await;
 }
+
+async fn ledger_fails<B: Backend>(db: &B, expect: &str) {
+    match crate::verify::verify_ledger(db.store().as_ref(), |_| {}).await {
+        Err(VerifyFailure::Unreadable(m)) => assert!(m.contains(expect), "expected {expect:?} in {m:?}"),
+        other => panic!("expected a failure naming {expect:?}, got {other:?}"),
+    }
+}
+
+/// A correctly hashed row put in a chain outside the ledger's, a removed
+/// head row and an extra one are each named.
+pub async fn verify_catches_entries_in_unknown_chains_and_missing_or_extra_heads<B: Backend>(db: &B) {
+    sealed_six(db).await;
+    crate::verify::verify_ledger(db.store().as_ref(), |_| {})
+        .await
+        .expect("verifies before tampering");
+    let (unguard, copy) = match db.dialect() {
+        Dialect::Postgres => (
+            "alter table ledger_entries disable trigger ledger_entries_append_only",
+            "create temp table stray as select * from ledger_entries limit 1;
+             update stray set chain_id = -1, event_id = 'stray-1'; insert into ledger_entries select * from stray",
+        ),
+        Dialect::Sqlite => (
+            "drop trigger ledger_entries_append_only_update; drop trigger ledger_entries_append_only_delete",
+            "create temp table stray as select * from ledger_entries limit 1;
+             update stray set chain_id = -1, event_id = 'stray-1'; insert into ledger_entries select * from stray",
+        ),
+    };
+    db.execute(unguard).await.expect("allow tampering");
+    db.execute(copy).await.expect("tamper");
+    ledger_fails(db, "is in no chain").await;
+    db.execute("delete from ledger_entries where chain_id = -1")
+        .await
+        .expect("undo");
+    db.execute("delete from chain_heads where chain_id = 7")
+        .await
+        .expect("tamper");
+    ledger_fails(db, "chain 7 has no head row").await;
+    db.execute(
+        "insert into chain_heads (chain_id, seq, hash) select 64, seq, hash from chain_heads where chain_id = 0",
+    )
+    .await
+    .expect("tamper");
+    ledger_fails(db, "a head row for chain 64").await;
+}

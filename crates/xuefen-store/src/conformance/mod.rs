@@ -149,6 +149,7 @@ macro_rules! conformance_scenarios {
             an_entry_altered_before_it_is_sealed_is_never_sealed,
             verify_catches_an_altered_or_missing_tile,
             verify_catches_a_log_cut_short_behind_a_held_checkpoint,
+            verify_catches_entries_in_unknown_chains_and_missing_or_extra_heads,
         );
     };
 }
