@@ -82,13 +82,15 @@ fn body_of(note: &str) -> LogCheckpoint {
     LogCheckpoint::parse_body(&body).expect("a checkpoint")
 }
 
-/// Waits until the log holds at least `n` entries (bounded: 30 s).
+/// Waits until the log holds at least `n` entries and every committed
+/// entry is sealed (bounded: 30 s).
 async fn wait_for_deposits(app: &TestApp, _key: &str, n: u64) -> LogCheckpoint {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         if let Some(note) = checkpoint_note(app).await {
             let cp = body_of(&note);
-            if cp.size >= n {
+            let committed = app.scalar("select count(*) from ledger_entries").await;
+            if cp.size >= n && i64::try_from(cp.size).ok() == Some(committed) {
                 return cp;
             }
         }
