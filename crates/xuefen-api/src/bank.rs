@@ -1,10 +1,10 @@
 //! The credit bank's side of the API: the deposit feed with proofs,
-//! acknowledgements, signed checkpoints, and the background checkpointer.
+//! acknowledgements, the log's checkpoint and tiles (C2SP tlog-tiles), and
+//! the background sealer.
 //!
-//! Only entries under a signed checkpoint are served, in the order the
-//! checkpoints first covered them; a cursor is a deposit number, so the same
-//! cursor always returns the same page and a deposit committed later can
-//! never appear before a cursor already handed out.
+//! Only entries sealed into the log are served, in log order; a cursor is a
+//! log index, so the same cursor always returns the same deposits and an
+//! entry committed later can never appear before a cursor already handed out.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,13 +19,11 @@ use ed25519_dalek::SigningKey;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use xuefen_core::FieldError;
-use xuefen_core::bank::{Checkpoint, Cursor, Decision, DepositProof};
+use xuefen_core::bank::{Cursor, Decision};
 use xuefen_core::event::Millis;
 use xuefen_core::ids::Position;
-use xuefen_store::bank::{
-    AckOutcome, AckRequest, CheckpointLimits, DepositRecord, StoredCheckpoint, consistency_proofs, deposit_page,
-    make_checkpoint,
-};
+use xuefen_core::tlog;
+use xuefen_store::bank::{AckOutcome, AckRequest, CheckpointLimits, DepositRecord, deposit_page, make_checkpoint};
 use xuefen_store::{Principal, Store};
 
 use crate::AppState;
@@ -39,10 +37,15 @@ pub const PAGE_DEPOSITS_DEFAULT: u32 = 100;
 /// Most deposits per page.
 pub const PAGE_DEPOSITS_MAX: u32 = 500;
 
+/// The log's origin when the settings name none.
+pub const DEFAULT_ORIGIN: &str = "xuefen.invalid/ledger";
+
 /// How checkpoints are made and signed.
 #[derive(Clone)]
 pub struct CheckpointSettings {
     pub key: Arc<SigningKey>,
+    /// The log's origin: the first line of its checkpoints and the name of its key.
+    pub origin: String,
     /// How often the checkpointer looks for moved chain heads.
     pub interval: Duration,
     pub limits: CheckpointLimits,
@@ -52,6 +55,7 @@ impl std::fmt::Debug for CheckpointSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CheckpointSettings")
             .field("public_key", &hex::encode(self.key.verifying_key().as_bytes()))
+            .field("origin", &self.origin)
             .field("interval", &self.interval)
             .field("limits", &self.limits)
             .finish()
@@ -66,6 +70,7 @@ impl CheckpointSettings {
         rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut secret);
         Self {
             key: Arc::new(SigningKey::from_bytes(&secret)),
+            origin: DEFAULT_ORIGIN.into(),
             interval: Duration::from_millis(1_000),
             limits: CheckpointLimits::default(),
         }
@@ -79,8 +84,8 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/deposits/acks", post(post_acks))
         .route("/v1/deposits/{chain}/{seq}/ack", put(put_ack))
         .route("/v1/checkpoints/public-key", get(get_public_key))
-        .route("/v1/checkpoints/latest", get(get_latest_checkpoint))
-        .route("/v1/checkpoints/{number}", get(get_checkpoint))
+        .route("/checkpoint", get(get_log_checkpoint))
+        .route("/tile/{*path}", get(get_tile))
 }
 
 /// The checkpointer running in the background of a server.
@@ -125,8 +130,8 @@ pub async fn run_checkpointer(store: Arc<dyn Store>, settings: CheckpointSetting
             _ = tick.tick() => {}
         }
         let now = Millis::from_datetime(time::OffsetDateTime::now_utc());
-        match make_checkpoint(&*store, &settings.key, now, settings.limits).await {
-            Ok(Some(number)) => tracing::debug!(checkpoint.number = number, "checkpoint signed"),
+        match make_checkpoint(&*store, &settings.key, &settings.origin, now, settings.limits).await {
+            Ok(Some(size)) => tracing::debug!(log.size = size, "entries sealed, checkpoint signed"),
             Ok(None) => {}
             Err(e) => tracing::error!(error = %e, "checkpoint failed"),
         }
@@ -135,28 +140,24 @@ pub async fn run_checkpointer(store: Arc<dyn Store>, settings: CheckpointSetting
 
 // ------------------------------------------------------------------ wire types
 
-/// The proof that a deposit's entry is in the ledger under a signed checkpoint.
+/// The proof that a deposit's entry is in the log under the page's checkpoint.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ProofOut {
-    /// The checkpoint the proof leads to.
-    pub checkpoint: u64,
-    /// The entry's chain as the checkpoint binds it: size, head hash and Merkle root (hex).
-    pub chain_size: u64,
-    pub chain_head: String,
-    pub chain_root: String,
-    /// Inclusion path of the entry's leaf (index `seq - 1`) in its chain's tree, leaf side first (hex).
-    pub entry_path: Vec<String>,
-    /// Inclusion path of the chain's leaf in the checkpoint's tree of chains (hex).
-    pub chain_path: Vec<String>,
+    /// The size of the log under the page's checkpoint.
+    pub tree_size: u64,
+    /// RFC 9162 inclusion path of the leaf `SHA-256(0x00 ‖ entry hash)` at
+    /// `log_index` in the tree of `tree_size` leaves, leaf side first (hex).
+    pub inclusion: Vec<String>,
 }
 
-/// A deposit: an award, or the reversal of an award, handed to the credit bank.
+/// A deposit: an entry that pays credits (awarded, capped, promoted), or
+/// the reversal of one, handed to the credit bank.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct DepositOut {
     /// The cursor that resumes the feed after this deposit.
     pub cursor: String,
-    /// Its place in the feed.
-    pub number: u64,
+    /// Its index in the log.
+    pub log_index: u64,
     /// `awarded`, `capped`, `promoted` (an entry that pays credits) or
     /// `reversal` (of one).
     pub kind: String,
@@ -190,40 +191,13 @@ pub struct DepositOut {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct DepositPageOut {
     pub deposits: Vec<DepositOut>,
-    /// Pass as `after` for the next page; the same as `after` when the page is empty.
+    /// Pass as `after` for the next page.
     pub next_cursor: String,
-    /// The checkpoints the proofs lead to (fetch each from `/v1/checkpoints/{number}`).
-    pub checkpoints: Vec<u64>,
-}
-
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct ChainOut {
-    pub chain: u32,
-    pub size: u64,
-    pub head: String,
-    pub root: String,
-}
-
-/// A signed checkpoint (docs/ledger-format.md, section 8).
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct CheckpointOut {
-    pub number: u64,
-    pub created_at: String,
-    /// Unix milliseconds of `created_at`, as signed.
-    pub created_at_ms: i64,
-    pub prev_hash: String,
-    pub entries: u64,
-    pub deposits_end: u64,
-    pub root: String,
-    pub hash: String,
-    /// Ed25519 signature of the signed bytes (hex).
-    pub signature: String,
-    pub chains: Vec<ChainOut>,
-    /// The checkpoint the consistency proofs start from (the previous one unless `from` was given).
-    pub consistency_from: u64,
-    /// Per chain, the RFC 9162 consistency proof from checkpoint
-    /// `consistency_from`'s tree to this one (empty when the chain did not move).
-    pub consistency: Vec<Vec<String>>,
+    /// The signed checkpoint (C2SP signed note) every proof of the page
+    /// leads to; absent before anything is sealed.
+    pub checkpoint: Option<String>,
+    /// The log size that checkpoint names.
+    pub tree_size: u64,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -232,6 +206,10 @@ pub struct PublicKeyOut {
     pub algorithm: String,
     /// The 32-byte public key, hex.
     pub public_key: String,
+    /// The log's origin, the first line of every checkpoint.
+    pub origin: String,
+    /// The C2SP signed-note verifier key: `origin+keyid+base64(0x01 ‖ key)`.
+    pub verifier_key: String,
 }
 
 /// The bank's decision on one deposit.
@@ -318,12 +296,12 @@ fn hexes(hashes: &[[u8; 32]]) -> Vec<String> {
     hashes.iter().map(hex::encode).collect()
 }
 
-fn deposit_out(r: &DepositRecord, proof: &DepositProof) -> DepositOut {
+fn deposit_out(r: &DepositRecord, size: u64, path: &[[u8; 32]]) -> DepositOut {
     let e = &r.entry;
     let b = &e.body;
     DepositOut {
-        cursor: Cursor(r.number).encode(),
-        number: r.number,
+        cursor: Cursor(r.index + 1).encode(),
+        log_index: r.index,
         kind: b.kind.as_str().to_owned(),
         learner_id: b.learner.to_string(),
         learner_real_name_hash: r.learner_hash.map(hex::encode),
@@ -342,40 +320,9 @@ fn deposit_out(r: &DepositRecord, proof: &DepositProof) -> DepositOut {
         prev_hash: hex::encode(e.prev_hash),
         entry_bytes: hex::encode(b.encode()),
         proof: ProofOut {
-            checkpoint: proof.checkpoint,
-            chain_size: proof.chain.size,
-            chain_head: hex::encode(proof.chain.head),
-            chain_root: hex::encode(proof.chain.root),
-            entry_path: hexes(&proof.entry_path),
-            chain_path: hexes(&proof.chain_path),
+            tree_size: size,
+            inclusion: hexes(path),
         },
-    }
-}
-
-fn checkpoint_out(s: &StoredCheckpoint, from: u64, consistency: &[Vec<[u8; 32]>]) -> CheckpointOut {
-    let c: &Checkpoint = &s.checkpoint;
-    CheckpointOut {
-        number: c.number,
-        created_at: c.created_at.to_rfc3339(),
-        created_at_ms: c.created_at.0,
-        prev_hash: hex::encode(c.prev_hash),
-        entries: c.entries(),
-        deposits_end: c.deposits_end,
-        root: hex::encode(c.root()),
-        hash: hex::encode(c.hash()),
-        signature: hex::encode(s.signature),
-        chains: c
-            .chains
-            .iter()
-            .map(|ch| ChainOut {
-                chain: ch.chain,
-                size: ch.size,
-                head: hex::encode(ch.head),
-                root: hex::encode(ch.root),
-            })
-            .collect(),
-        consistency_from: from,
-        consistency: consistency.iter().map(|p| hexes(p)).collect(),
     }
 }
 
@@ -426,11 +373,13 @@ pub async fn list_deposits(
             .ok_or_else(|| FieldError::new("limit", format!("must be an integer from 1 to {PAGE_DEPOSITS_MAX}")))?,
     };
     let page = deposit_page(&*state.store, after.0, limit).await?;
-    state.metrics.deposits_served(page.last);
+    state.metrics.deposits_served(page.next);
+    let size = page.head.as_ref().map_or(0, |h| h.size);
     Ok(Json(DepositPageOut {
-        deposits: page.deposits.iter().map(|(r, p)| deposit_out(r, p)).collect(),
-        next_cursor: Cursor(page.last).encode(),
-        checkpoints: page.checkpoints.keys().copied().collect(),
+        deposits: page.deposits.iter().map(|(r, p)| deposit_out(r, size, p)).collect(),
+        next_cursor: Cursor(page.next).encode(),
+        checkpoint: page.head.map(|h| h.note),
+        tree_size: size,
     }))
 }
 
@@ -570,86 +519,77 @@ pub async fn put_ack(
     })
 }
 
-/// The Ed25519 public key that verifies checkpoint signatures.
+/// The Ed25519 public key that verifies checkpoint signatures, the log's
+/// origin and its C2SP verifier key.
 #[utoipa::path(get, path = "/v1/checkpoints/public-key", operation_id = "get_checkpoint_public_key", tag = "bank",
     security(("api_key" = [])), responses((status = 200, body = PublicKeyOut)))]
 pub async fn get_public_key(State(state): State<AppState>, _caller: Caller) -> Json<PublicKeyOut> {
+    let key = state.checkpoints.key.verifying_key();
     Json(PublicKeyOut {
         algorithm: "Ed25519".into(),
-        public_key: hex::encode(state.checkpoints.key.verifying_key().as_bytes()),
+        public_key: hex::encode(key.as_bytes()),
+        origin: state.checkpoints.origin.clone(),
+        verifier_key: tlog::verifier_key(&state.checkpoints.origin, &key),
     })
 }
 
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-pub struct CheckpointQuery {
-    /// The consistency proofs lead from this earlier checkpoint (default: the previous one).
-    pub from: Option<String>,
+/// Cache lifetime of a tile: any tile of a given width never changes.
+const TILE_CACHE: &str = "public, max-age=31536000, immutable";
+
+fn not_found(code: &str, detail: &str) -> Response {
+    Problem::new(StatusCode::NOT_FOUND, code, detail.to_owned()).into_response()
 }
 
-impl CheckpointQuery {
-    fn start(&self) -> Result<Option<u64>, FieldError> {
-        self.from
-            .as_deref()
-            .map(|f| {
-                f.parse::<u64>()
-                    .map_err(|_| FieldError::new("from", "must be a checkpoint number"))
-            })
-            .transpose()
+/// The log's latest checkpoint, a C2SP signed note (`text/plain`), as
+/// `tlog-tiles` names it. Public: it holds only the log's size and root.
+#[utoipa::path(get, path = "/checkpoint", operation_id = "get_log_checkpoint", tag = "log",
+    responses((status = 200, body = String, content_type = "text/plain; charset=utf-8"),
+              (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn get_log_checkpoint(State(state): State<AppState>) -> ApiResult<Response> {
+    Ok(match state.store.log_head().await? {
+        Some(head) => (
+            StatusCode::OK,
+            [
+                (axum::http::header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+                (axum::http::header::CACHE_CONTROL, "no-cache"),
+            ],
+            head.note,
+        )
+            .into_response(),
+        None => not_found("no_checkpoint", "no checkpoint yet: nothing is sealed"),
+    })
+}
+
+/// A tile of the log's Merkle tree, `tile/<L>/<N>[.p/<W>]` as `tlog-tiles`
+/// names it: the hashes, 32 bytes each. A full tile and a partial tile of a
+/// given width never change, so both are served as immutable. Public: tiles
+/// hold only hashes.
+#[utoipa::path(get, path = "/tile/{path}", operation_id = "get_log_tile", tag = "log",
+    params(("path" = String, Path, description = "`<L>/<N>` or `<L>/<N>.p/<W>`, N in groups of three digits, `x`-prefixed but the last")),
+    responses((status = 200, body = Vec<u8>, content_type = "application/octet-stream"),
+              (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn get_tile(State(state): State<AppState>, Path(path): Path<String>) -> ApiResult<Response> {
+    let Some((id, width)) = tlog::parse_tile_path(&path) else {
+        return Ok(not_found("no_tile", "not a tile path (tile/<L>/<N>[.p/<W>])"));
+    };
+    let size = state.store.log_head().await?.map_or(0, |h| h.size);
+    let have = tlog::tile_width(id, size);
+    // A tile is served at any width the log has reached: a partial tile is
+    // a prefix of what the tile becomes.
+    if have < width {
+        return Ok(not_found("no_tile", "the log has no such tile yet"));
     }
-}
-
-async fn checkpoint_response(
-    state: &AppState,
-    stored: Option<StoredCheckpoint>,
-    from: Option<u64>,
-) -> ApiResult<Json<CheckpointOut>> {
-    let stored = stored.ok_or_else(|| {
-        ApiError::from(Problem::new(
-            StatusCode::NOT_FOUND,
-            "no_checkpoint",
-            "no such checkpoint (none is made until the ledger has entries)",
-        ))
-    })?;
-    if let Some(from) = from
-        && from >= stored.checkpoint.number
-    {
-        return Err(Problem::invalid(&FieldError::new("from", "must be an earlier checkpoint")).into());
-    }
-    let consistency = consistency_proofs(&*state.store, &stored.checkpoint, from).await?;
-    let from = from.unwrap_or(stored.checkpoint.number.saturating_sub(1));
-    Ok(Json(checkpoint_out(&stored, from, &consistency)))
-}
-
-/// The latest signed checkpoint, with consistency proofs from its
-/// predecessor or from the checkpoint `from`.
-#[utoipa::path(get, path = "/v1/checkpoints/latest", operation_id = "get_latest_checkpoint", tag = "bank",
-    security(("api_key" = [])), params(CheckpointQuery),
-    responses((status = 200, body = CheckpointOut), (status = 404, body = Problem, content_type = "application/problem+json")))]
-pub async fn get_latest_checkpoint(
-    State(state): State<AppState>,
-    _caller: Caller,
-    Query(query): Query<CheckpointQuery>,
-) -> ApiResult<Json<CheckpointOut>> {
-    let from = query.start()?;
-    let stored = state.store.latest_checkpoint().await?;
-    checkpoint_response(&state, stored, from).await
-}
-
-/// A signed checkpoint by number, with consistency proofs from its
-/// predecessor or from the checkpoint `from`.
-#[utoipa::path(get, path = "/v1/checkpoints/{number}", operation_id = "get_checkpoint", tag = "bank",
-    security(("api_key" = [])), params(("number" = u64, Path), CheckpointQuery),
-    responses((status = 200, body = CheckpointOut), (status = 404, body = Problem, content_type = "application/problem+json")))]
-pub async fn get_checkpoint(
-    State(state): State<AppState>,
-    _caller: Caller,
-    Path(number): Path<String>,
-    Query(query): Query<CheckpointQuery>,
-) -> ApiResult<Json<CheckpointOut>> {
-    let number: u64 = number
-        .parse()
-        .map_err(|_| FieldError::new("number", "must be a checkpoint number"))?;
-    let from = query.start()?;
-    let stored = state.store.checkpoint(number).await?;
-    checkpoint_response(&state, stored, from).await
+    let tiles = state.store.log_tiles(&[id]).await?;
+    let Some(hashes) = tiles.get(&id).filter(|h| h.len() as u64 >= width) else {
+        return Ok(not_found("no_tile", "the log has no such tile yet"));
+    };
+    Ok((
+        StatusCode::OK,
+        [
+            (axum::http::header::CONTENT_TYPE, "application/octet-stream"),
+            (axum::http::header::CACHE_CONTROL, TILE_CACHE),
+        ],
+        tlog::tile_bytes(&hashes[..width as usize]),
+    )
+        .into_response())
 }

@@ -170,19 +170,19 @@ impl Metrics {
         let deposits_read = Gauge::default();
         registry.register(
             "xuefen_deposits_read",
-            "Highest deposit number this instance has served to the credit bank's feed",
+            "Highest log index (cursor) this instance has served to the credit bank's feed",
             deposits_read.clone(),
         );
         let deposits_published = Gauge::default();
         registry.register(
             "xuefen_deposits_published",
-            "Deposits covered by the latest checkpoint (the feed's end), read at scrape time",
+            "Entries in the log under the latest checkpoint (the feed's end, a log index), read at scrape time",
             deposits_published.clone(),
         );
         let checkpoint_number = Gauge::default();
         registry.register(
             "xuefen_checkpoint_latest",
-            "Number of the latest signed checkpoint, read at scrape time",
+            "Size of the log under the latest signed checkpoint, read at scrape time",
             checkpoint_number.clone(),
         );
         let checkpoint_age = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
@@ -280,17 +280,17 @@ impl Metrics {
             // A scrape still shows everything else; the stale heads keep their last value.
             Err(e) => tracing::warn!(error = %e, "metrics: could not read chain heads"),
         }
-        match store.latest_checkpoint().await {
+        match store.log_head().await {
             Ok(Some(latest)) => {
-                let c = &latest.checkpoint;
                 self.deposits_published
-                    .set(i64::try_from(c.deposits_end).unwrap_or(i64::MAX));
-                self.checkpoint_number.set(i64::try_from(c.number).unwrap_or(i64::MAX));
+                    .set(i64::try_from(latest.size).unwrap_or(i64::MAX));
+                self.checkpoint_number
+                    .set(i64::try_from(latest.size).unwrap_or(i64::MAX));
                 let now_ms = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
                 self.checkpoint_age
-                    .set(now_ms.saturating_sub(c.created_at.0).max(0) as f64 / 1000.0);
+                    .set(now_ms.saturating_sub(latest.created_at_ms).max(0) as f64 / 1000.0);
             }
             Ok(None) => {}
             Err(e) => tracing::warn!(error = %e, "metrics: could not read the latest checkpoint"),

@@ -59,7 +59,7 @@ impl Modify for Security {
         routes::get_transcript, routes::get_my_transcript,
         routes::put_group, routes::get_group, routes::list_caps, routes::put_cap, routes::delete_cap,
         bank::create_bank_key, bank::list_deposits, bank::post_acks, bank::put_ack,
-        bank::get_public_key, bank::get_latest_checkpoint, bank::get_checkpoint,
+        bank::get_public_key, bank::get_log_checkpoint, bank::get_tile,
         xapi::get_about, xapi::put_statement, xapi::post_statements, xapi::get_statements,
         xapi::put_profile, xapi::get_profile, xapi::put_mbox_link,
         xapi::documents::state_resource, xapi::documents::activity_profile_resource,
@@ -71,7 +71,7 @@ impl Modify for Security {
         AccountLinkIn, AccountLinkOut, RuleIn, CourseIn, CourseOut, LearnerRefIn, EventIn, EventResult, BatchOut,
         EntryOut, TotalsOut, TranscriptOut, GroupCourse, GroupIn, GroupOut, CapIn, CapOut, SiteChangeOut, StandingOut, SiteStatsOut,
 
-        bank::ProofOut, bank::DepositOut, bank::DepositPageOut, bank::ChainOut, bank::CheckpointOut,
+        bank::ProofOut, bank::DepositOut, bank::DepositPageOut,
         bank::PublicKeyOut, bank::DecisionIn, bank::AckIn, bank::AcksIn, bank::AckResult, bank::AcksOut,
         xapi::AboutOut, xapi::StatementPageOut, xapi::XapiProfileIn, xapi::XapiProfileOut, xapi::MboxLinkIn, xapi::MboxLinkOut, xapi::documents::DocumentUsageOut,
     ))

@@ -265,12 +265,13 @@ impl DepositProof {
 }
 
 /// A position in the deposit feed, opaque to clients: base64url (no padding)
-/// of `"xfd1"` and the number of deposits already served, as a `u64`.
+/// of `"xfl1"` and the log index the next page starts from, as a `u64`.
+/// (Cursors of the earlier numbering, `"xfd1"`, are refused.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
 pub struct Cursor(pub u64);
 
 impl Cursor {
-    const MAGIC: &'static [u8; 4] = b"xfd1";
+    const MAGIC: &'static [u8; 4] = b"xfl1";
 
     pub fn encode(self) -> String {
         let mut bytes = Self::MAGIC.to_vec();
@@ -571,7 +572,14 @@ mod tests {
         for n in [0, 1, 99, u64::MAX] {
             assert_eq!(Cursor::parse(&Cursor(n).encode()), Ok(Cursor(n)));
         }
-        for bad in ["", "abc", "eGZkMQ", &"A".repeat(40), "eGZkMgAAAAAAAAAB"] {
+        for bad in [
+            "",
+            "abc",
+            "eGZsMQ",
+            &"A".repeat(40),
+            "eGZkMQAAAAAAAAAA",
+            "eGZkMgAAAAAAAAAB",
+        ] {
             assert_eq!(Cursor::parse(bad).expect_err(bad).field, "after");
         }
     }

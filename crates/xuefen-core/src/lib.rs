@@ -20,6 +20,7 @@ pub mod merkle;
 pub mod plan;
 pub mod rule;
 pub mod site_log;
+pub mod tlog;
 pub mod transcript;
 pub mod verify;
 pub mod xapi;

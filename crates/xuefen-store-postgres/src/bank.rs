@@ -1,5 +1,5 @@
-//! The credit bank feed on PostgreSQL: checkpoints, Merkle nodes, deposits
-//! and acknowledgements (`migrations/postgres/0003_bank.sql`).
+//! The credit bank feed on PostgreSQL: the log's segments, tiles, chain
+//! tips and checkpoints (`migrations/postgres/0008_log.sql`), and acknowledgements.
 //!
 //! A checkpoint is one transaction whose first statement claims its number
 //! (`on conflict do nothing`): of several instances building the same
@@ -15,15 +15,13 @@ use xuefen_core::bank::{BANK_SITE, Decision, ack_body, ack_event_id};
 use xuefen_core::entry::{Entry, EntryKind};
 use xuefen_core::event::Millis;
 use xuefen_core::ids::Position;
-use xuefen_core::merkle::{self, Hash, NodeId};
-use xuefen_store::bank::{AckOutcome, AckRequest, CheckpointRecord, DepositRecord, NewCheckpoint, StoredCheckpoint};
+use xuefen_core::merkle::Hash;
+use xuefen_core::tlog::{TileId, Tiles};
+use xuefen_store::bank::{AckOutcome, AckRequest, ChainTip, DepositRecord, LogHead, Seal, Segment};
 use xuefen_store::records::EntryRecord;
 use xuefen_store::{Result, StoreError, Written};
 
 use super::{Col, db, entry_record};
-
-/// Rows per `UNNEST` insert of Merkle nodes: bounds one statement's arrays.
-const NODE_ROWS_PER_INSERT: usize = 50_000;
 
 /// The entry columns with the `l.` alias, in [`EntryRecord`] order.
 macro_rules! l_entry_columns {
@@ -35,37 +33,191 @@ macro_rules! l_entry_columns {
     };
 }
 
-const CHECKPOINT_COLUMNS: &str = "number, created_at_ms, prev_hash, deposits_end, chains, signature, hash";
-
 fn entry(row: &PgRow) -> Result<Entry> {
     entry_record(row).and_then(Entry::try_from)
 }
 
-fn checkpoint_from_row(row: &PgRow) -> Result<StoredCheckpoint> {
-    StoredCheckpoint::try_from(CheckpointRecord {
-        number: row.col(0)?,
-        created_at_ms: row.col(1)?,
-        prev_hash: row.col(2)?,
-        deposits_end: row.col(3)?,
-        chains: row.col(4)?,
-        signature: row.col(5)?,
-        hash: row.col(6)?,
+pub(crate) async fn log_head(pool: &PgPool) -> Result<Option<LogHead>> {
+    let row = sqlx::query("select size, created_at_ms, note from log_checkpoints order by size desc limit 1")
+        .fetch_optional(pool)
+        .await
+        .map_err(db)?;
+    row.map(|row| {
+        let size: i64 = row.col(0)?;
+        Ok(LogHead {
+            size: size as u64,
+            created_at_ms: row.col(1)?,
+            note: row.col(2)?,
+        })
     })
+    .transpose()
 }
 
-pub(crate) async fn latest_checkpoint(pool: &PgPool) -> Result<Option<StoredCheckpoint>> {
-    let sql = format!("select {CHECKPOINT_COLUMNS} from checkpoints order by number desc limit 1");
-    let row = sqlx::query(&sql).fetch_optional(pool).await.map_err(db)?;
-    row.as_ref().map(checkpoint_from_row).transpose()
+pub(crate) async fn log_tips(pool: &PgPool) -> Result<Vec<ChainTip>> {
+    let rows = sqlx::query("select chain_id::bigint, seq, hash from log_chain_tips order by chain_id")
+        .fetch_all(pool)
+        .await
+        .map_err(db)?;
+    rows.iter()
+        .map(|row| {
+            let (chain, seq, hash): (i64, i64, Vec<u8>) = (row.col(0)?, row.col(1)?, row.col(2)?);
+            let corrupt = || StoreError::Corrupt {
+                at: format!("log_chain_tips {chain}"),
+                detail: "out of range or not 32 bytes".into(),
+            };
+            Ok(ChainTip {
+                chain: u32::try_from(chain).map_err(|_| corrupt())?,
+                seq: u64::try_from(seq).map_err(|_| corrupt())?,
+                hash: hash.try_into().map_err(|_| corrupt())?,
+            })
+        })
+        .collect()
 }
 
-pub(crate) async fn checkpoint(pool: &PgPool, number: u64) -> Result<Option<StoredCheckpoint>> {
-    let Ok(number) = i64::try_from(number) else {
-        return Ok(None);
+pub(crate) async fn log_tiles(pool: &PgPool, ids: &[TileId]) -> Result<Tiles> {
+    let levels: Vec<i16> = ids.iter().map(|t| i16::from(t.level)).collect();
+    let idxs: Vec<i64> = ids.iter().map(|t| t.index as i64).collect();
+    let rows = sqlx::query(
+        "select t.level::bigint, t.idx, t.hashes from log_tiles t
+           join unnest($1::smallint[], $2::bigint[]) as k(l, i) on t.level = k.l and t.idx = k.i",
+    )
+    .bind(&levels)
+    .bind(&idxs)
+    .fetch_all(pool)
+    .await
+    .map_err(db)?;
+    let mut out = Tiles::with_capacity(rows.len());
+    for row in rows {
+        let (level, idx, bytes): (i64, i64, Vec<u8>) = (row.col(0)?, row.col(1)?, row.col(2)?);
+        let (id, hashes) = xuefen_store::bank::tile_from_row(level, idx, &bytes)?;
+        out.insert(id, hashes);
+    }
+    Ok(out)
+}
+
+pub(crate) async fn log_segments(pool: &PgPool, from: u64, to: u64) -> Result<Vec<Segment>> {
+    let rows = sqlx::query(
+        "select start, chain_id::bigint, first_seq, count from log_segments
+          where start < $2 and start >= coalesce((select max(start) from log_segments where start <= $1), 0)
+          order by start",
+    )
+    .bind(from as i64)
+    .bind(to as i64)
+    .fetch_all(pool)
+    .await
+    .map_err(db)?;
+    rows.iter()
+        .map(|row| xuefen_store::bank::segment_from_row((row.col(0)?, row.col(1)?, row.col(2)?, row.col(3)?)))
+        .collect()
+}
+
+pub(crate) async fn segment_entries(pool: &PgPool, chain: u32, after: u64, upto: u64) -> Result<Vec<DepositRecord>> {
+    let rows = sqlx::query(concat!(
+        "select ",
+        l_entry_columns!(),
+        ", ln.document_hash from ledger_entries l left join learners ln on ln.id = l.learner_id
+          where l.chain_id = $1 and l.seq > $2 and l.seq <= $3 order by l.seq"
+    ))
+    .bind(chain as i32)
+    .bind(after as i64)
+    .bind(upto as i64)
+    .fetch_all(pool)
+    .await
+    .map_err(db)?;
+    rows.iter()
+        .map(|row| {
+            let hash: Option<Vec<u8>> = row.col(22)?;
+            Ok(DepositRecord {
+                index: 0,
+                entry: entry(row)?,
+                learner_hash: hash.and_then(|h| h.try_into().ok()),
+            })
+        })
+        .collect()
+}
+
+pub(crate) async fn legacy_checkpoint_chains(pool: &PgPool) -> Result<Vec<Vec<u8>>> {
+    sqlx::query_scalar("select chains from legacy_checkpoints order by number")
+        .fetch_all(pool)
+        .await
+        .map_err(db)
+}
+
+pub(crate) async fn write_seal(pool: &PgPool, seal: &Seal) -> Result<Written> {
+    let mut tx = pool.begin().await.map_err(db)?;
+    // The first segment claims the continuation of the log at `old_size`.
+    let mut segments = seal.segments.iter();
+    let Some(first) = segments.next() else {
+        return Ok(Written::Existing);
     };
-    let sql = format!("select {CHECKPOINT_COLUMNS} from checkpoints where number = $1");
-    let row = sqlx::query(&sql).bind(number).fetch_optional(pool).await.map_err(db)?;
-    row.as_ref().map(checkpoint_from_row).transpose()
+    let claimed: Option<i64> = sqlx::query_scalar(
+        "insert into log_segments (start, chain_id, first_seq, count) values ($1, $2, $3, $4)
+         on conflict do nothing returning start",
+    )
+    .bind(first.start as i64)
+    .bind(first.chain as i32)
+    .bind(first.first_seq as i64)
+    .bind(first.count as i64)
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(db)?;
+    if claimed.is_none() || first.start != seal.old_size {
+        tx.rollback().await.map_err(db)?;
+        return Ok(Written::Existing);
+    }
+    let rest: Vec<_> = segments.collect();
+    let starts: Vec<i64> = rest.iter().map(|s| s.start as i64).collect();
+    let chains: Vec<i32> = rest.iter().map(|s| s.chain as i32).collect();
+    let firsts: Vec<i64> = rest.iter().map(|s| s.first_seq as i64).collect();
+    let counts: Vec<i64> = rest.iter().map(|s| s.count as i64).collect();
+    sqlx::query(
+        "insert into log_segments (start, chain_id, first_seq, count)
+         select * from unnest($1::bigint[], $2::int[], $3::bigint[], $4::bigint[])",
+    )
+    .bind(&starts)
+    .bind(&chains)
+    .bind(&firsts)
+    .bind(&counts)
+    .execute(&mut *tx)
+    .await
+    .map_err(db)?;
+    let levels: Vec<i16> = seal.tiles.iter().map(|(t, _)| i16::from(t.level)).collect();
+    let idxs: Vec<i64> = seal.tiles.iter().map(|(t, _)| t.index as i64).collect();
+    let bytes: Vec<Vec<u8>> = seal.tiles.iter().map(|(_, h)| h.concat()).collect();
+    sqlx::query(
+        "insert into log_tiles (level, idx, hashes)
+         select * from unnest($1::smallint[], $2::bigint[], $3::bytea[])
+         on conflict (level, idx) do update set hashes = excluded.hashes",
+    )
+    .bind(&levels)
+    .bind(&idxs)
+    .bind(&bytes)
+    .execute(&mut *tx)
+    .await
+    .map_err(db)?;
+    let tip_chains: Vec<i32> = seal.tips.iter().map(|t| t.chain as i32).collect();
+    let tip_seqs: Vec<i64> = seal.tips.iter().map(|t| t.seq as i64).collect();
+    let tip_hashes: Vec<Vec<u8>> = seal.tips.iter().map(|t| t.hash.to_vec()).collect();
+    sqlx::query(
+        "insert into log_chain_tips (chain_id, seq, hash)
+         select * from unnest($1::int[], $2::bigint[], $3::bytea[])
+         on conflict (chain_id) do update set seq = excluded.seq, hash = excluded.hash",
+    )
+    .bind(&tip_chains)
+    .bind(&tip_seqs)
+    .bind(&tip_hashes)
+    .execute(&mut *tx)
+    .await
+    .map_err(db)?;
+    sqlx::query("insert into log_checkpoints (size, created_at_ms, note) values ($1, $2, $3)")
+        .bind(seal.head.size as i64)
+        .bind(seal.head.created_at_ms)
+        .bind(&seal.head.note)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+    tx.commit().await.map_err(db)?;
+    Ok(Written::Created)
 }
 
 pub(crate) async fn chain_range(pool: &PgPool, chain: u32, after: u64, upto: u64) -> Result<Vec<Entry>> {
@@ -106,150 +258,36 @@ pub(crate) async fn entry_kinds(pool: &PgPool, positions: &[Position]) -> Result
     Ok(out)
 }
 
-/// Stored nodes above the leaves come from `merkle_nodes`; a leaf (level 0)
-/// is the leaf hash of the entry's stored hash, read from `ledger_entries`.
-pub(crate) async fn merkle_nodes(pool: &PgPool, chain: u32, nodes: &[NodeId]) -> Result<HashMap<NodeId, Hash>> {
-    let levels: Vec<i16> = nodes.iter().map(|n| i16::from(n.level)).collect();
-    let idxs: Vec<i64> = nodes.iter().map(|n| n.index as i64).collect();
-    let rows = sqlx::query(
-        "select m.level, m.idx, m.hash from merkle_nodes m
-           join unnest($2::smallint[], $3::bigint[]) as k(l, i) on m.level = k.l and m.idx = k.i
-          where m.chain_id = $1 and k.l > 0
-         union all
-         select 0::smallint, l.seq - 1, l.hash from ledger_entries l
-           join unnest($2::smallint[], $3::bigint[]) as k(l, i) on k.l = 0 and l.seq = k.i + 1
-          where l.chain_id = $1",
-    )
-    .bind(chain as i32)
-    .bind(&levels)
-    .bind(&idxs)
-    .fetch_all(pool)
-    .await
-    .map_err(db)?;
-    let mut out = HashMap::with_capacity(rows.len());
-    for row in rows {
-        let (level, idx, hash): (i16, i64, Vec<u8>) = (row.col(0)?, row.col(1)?, row.col(2)?);
-        let corrupt = || StoreError::Corrupt {
-            at: format!("merkle node {chain}/{level}/{idx}"),
-            detail: "out of range or not 32 bytes".into(),
-        };
-        let id = NodeId {
-            level: u8::try_from(level).map_err(|_| corrupt())?,
-            index: u64::try_from(idx).map_err(|_| corrupt())?,
-        };
-        let hash: Hash = hash.try_into().map_err(|_| corrupt())?;
-        out.insert(id, if level == 0 { merkle::leaf_hash(&hash) } else { hash });
-    }
-    Ok(out)
-}
-
-pub(crate) async fn write_checkpoint(pool: &PgPool, new: &NewCheckpoint) -> Result<Written> {
-    let mut tx = pool.begin().await.map_err(db)?;
-    let r = CheckpointRecord::from(&new.stored);
-    let claimed: Option<i64> = sqlx::query_scalar(
-        "insert into checkpoints (number, created_at_ms, prev_hash, deposits_end, chains, signature, hash)
-         values ($1, $2, $3, $4, $5, $6, $7) on conflict (number) do nothing returning number",
-    )
-    .bind(r.number)
-    .bind(r.created_at_ms)
-    .bind(&r.prev_hash)
-    .bind(r.deposits_end)
-    .bind(&r.chains)
-    .bind(&r.signature)
-    .bind(&r.hash)
-    .fetch_optional(&mut *tx)
-    .await
-    .map_err(db)?;
-    if claimed.is_none() {
-        tx.rollback().await.map_err(db)?;
-        return Ok(Written::Existing);
-    }
-    for chunk in new.nodes.chunks(NODE_ROWS_PER_INSERT) {
-        let chains: Vec<i32> = chunk.iter().map(|(c, _, _)| *c as i32).collect();
-        let levels: Vec<i16> = chunk.iter().map(|(_, n, _)| i16::from(n.level)).collect();
-        let idxs: Vec<i64> = chunk.iter().map(|(_, n, _)| n.index as i64).collect();
-        let hashes: Vec<Vec<u8>> = chunk.iter().map(|(_, _, h)| h.to_vec()).collect();
-        sqlx::query(
-            "insert into merkle_nodes (chain_id, level, idx, hash)
-             select * from unnest($1::int[], $2::smallint[], $3::bigint[], $4::bytea[])
-             on conflict do nothing",
-        )
-        .bind(&chains)
-        .bind(&levels)
-        .bind(&idxs)
-        .bind(&hashes)
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
-    }
-    if !new.deposits.is_empty() {
-        let numbers: Vec<i64> = new.deposits.iter().map(|(n, _)| *n as i64).collect();
-        let chains: Vec<i32> = new.deposits.iter().map(|(_, p)| p.chain as i32).collect();
-        let seqs: Vec<i64> = new.deposits.iter().map(|(_, p)| p.seq as i64).collect();
-        sqlx::query(
-            "insert into deposits (number, checkpoint, chain_id, seq)
-             select n, $4, c, s from unnest($1::bigint[], $2::int[], $3::bigint[]) as k(n, c, s)",
-        )
-        .bind(&numbers)
-        .bind(&chains)
-        .bind(&seqs)
-        .bind(r.number)
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
-    }
-    tx.commit().await.map_err(db)?;
-    Ok(Written::Created)
-}
-
-pub(crate) async fn deposits_after(pool: &PgPool, after: u64, limit: u32) -> Result<Vec<DepositRecord>> {
-    let rows = sqlx::query(concat!(
-        "select ",
-        l_entry_columns!(),
-        ", d.number, d.checkpoint, ln.document_hash
-           from deposits d
-           join ledger_entries l on l.chain_id = d.chain_id and l.seq = d.seq
-           left join learners ln on ln.id = l.learner_id
-          where d.number > $1
-          order by d.number
-          limit $2"
-    ))
-    .bind(i64::try_from(after).unwrap_or(i64::MAX))
-    .bind(i64::from(limit))
-    .fetch_all(pool)
-    .await
-    .map_err(db)?;
-    rows.iter()
-        .map(|row| {
-            let number: i64 = row.col(22)?;
-            let checkpoint: i64 = row.col(23)?;
-            let hash: Option<Vec<u8>> = row.col(24)?;
-            Ok(DepositRecord {
-                number: number as u64,
-                checkpoint: checkpoint as u64,
-                entry: entry(row)?,
-                learner_hash: hash.and_then(|h| h.try_into().ok()),
-            })
-        })
-        .collect()
-}
-
 async fn deposit_entries(tx: &mut Transaction<'_, Postgres>, acks: &[AckRequest]) -> Result<HashMap<Position, Entry>> {
     let chains: Vec<i32> = acks.iter().map(|a| a.deposit.chain as i32).collect();
     let seqs: Vec<i64> = acks.iter().map(|a| a.deposit.seq as i64).collect();
     let rows = sqlx::query(concat!(
         "select ",
         l_entry_columns!(),
-        " from deposits d
-           join unnest($1::int[], $2::bigint[]) as k(c, s) on d.chain_id = k.c and d.seq = k.s
-           join ledger_entries l on l.chain_id = d.chain_id and l.seq = d.seq"
+        ", (select r.kind::bigint from ledger_entries r where r.chain_id = l.refers_chain and r.seq = l.refers_seq),
+           (select t.seq from log_chain_tips t where t.chain_id = l.chain_id)
+           from unnest($1::int[], $2::bigint[]) as k(c, s)
+           join ledger_entries l on l.chain_id = k.c and l.seq = k.s"
     ))
     .bind(&chains)
     .bind(&seqs)
     .fetch_all(&mut **tx)
     .await
     .map_err(db)?;
-    rows.iter().map(|r| entry(r).map(|e| (e.position, e))).collect()
+    let mut out = HashMap::new();
+    for r in &rows {
+        let e = entry(r)?;
+        let reversed: Option<i64> = r.col(22)?;
+        let tip: Option<i64> = r.col(23)?;
+        let reversed = reversed
+            .and_then(|k| u8::try_from(k).ok())
+            .and_then(EntryKind::from_code);
+        let tip = tip.and_then(|t| u64::try_from(t).ok()).unwrap_or(0);
+        if xuefen_store::bank::sealed_deposit(&e, tip, reversed) {
+            out.insert(e.position, e);
+        }
+    }
+    Ok(out)
 }
 
 async fn lock_head(tx: &mut Transaction<'_, Postgres>, chain: u32) -> Result<(u64, Hash)> {

@@ -1,5 +1,5 @@
-//! The credit bank feed on SQLite: checkpoints, Merkle nodes, deposits and
-//! acknowledgements (`migrations/sqlite/0003_bank.sql`).
+//! The credit bank feed on SQLite: the log's segments, tiles, chain tips
+//! and checkpoints (`migrations/sqlite/0008_log.sql`), and acknowledgements.
 //!
 //! Writes take the database's single write lock (`BEGIN IMMEDIATE`), so a
 //! checkpoint or an acknowledgement sees chain heads no other writer can
@@ -7,22 +7,19 @@
 
 use std::collections::HashMap;
 
-use sqlx::sqlite::{SqliteConnection, SqliteRow};
+use sqlx::sqlite::SqliteConnection;
 use sqlx::{Row, SqlitePool};
 use xuefen_core::bank::{BANK_SITE, Decision, ack_body, ack_event_id};
 use xuefen_core::entry::{Entry, EntryKind};
 use xuefen_core::event::Millis;
 use xuefen_core::ids::Position;
-use xuefen_core::merkle::{self, Hash, NodeId};
 use xuefen_core::plan::Head;
-use xuefen_store::bank::{AckOutcome, AckRequest, CheckpointRecord, DepositRecord, NewCheckpoint, StoredCheckpoint};
+use xuefen_core::tlog::{TileId, Tiles};
+use xuefen_store::bank::{AckOutcome, AckRequest, ChainTip, DepositRecord, LogHead, Seal, Segment};
 use xuefen_store::records::EntryRecord;
 use xuefen_store::{Result, StoreError, Written};
 
 use super::{PARAMS_PER_STATEMENT_MAX, REUSE_DYNAMIC_STATEMENTS, db, entry_from_row, tuples, unreadable};
-
-/// Rows per multi-row insert of Merkle nodes (4 columns).
-const NODE_ROWS_PER_INSERT: usize = PARAMS_PER_STATEMENT_MAX / 4;
 
 /// The entry columns with the `l.` alias, in [`EntryRecord`] order.
 macro_rules! l_entry_columns {
@@ -33,35 +30,189 @@ macro_rules! l_entry_columns {
     };
 }
 
-const CHECKPOINT_COLUMNS: &str = "number, created_at_ms, prev_hash, deposits_end, chains, signature, hash";
-
-fn checkpoint_from_row(row: &SqliteRow) -> Result<StoredCheckpoint> {
-    let read = |e: sqlx::Error| unreadable("checkpoints", e);
-    let record = CheckpointRecord {
-        number: row.try_get(0).map_err(read)?,
-        created_at_ms: row.try_get(1).map_err(read)?,
-        prev_hash: row.try_get(2).map_err(read)?,
-        deposits_end: row.try_get(3).map_err(read)?,
-        chains: row.try_get(4).map_err(read)?,
-        signature: row.try_get(5).map_err(read)?,
-        hash: row.try_get(6).map_err(read)?,
-    };
-    StoredCheckpoint::try_from(record)
+pub(crate) async fn log_head(pool: &SqlitePool) -> Result<Option<LogHead>> {
+    let row = sqlx::query("select size, created_at_ms, note from log_checkpoints order by size desc limit 1")
+        .fetch_optional(pool)
+        .await
+        .map_err(db)?;
+    row.map(|row| {
+        let read = |e: sqlx::Error| unreadable("log_checkpoints", e);
+        let size: i64 = row.try_get(0).map_err(read)?;
+        Ok(LogHead {
+            size: size as u64,
+            created_at_ms: row.try_get(1).map_err(read)?,
+            note: row.try_get(2).map_err(read)?,
+        })
+    })
+    .transpose()
 }
 
-pub(crate) async fn latest_checkpoint(pool: &SqlitePool) -> Result<Option<StoredCheckpoint>> {
-    let sql = format!("select {CHECKPOINT_COLUMNS} from checkpoints order by number desc limit 1");
-    let row = sqlx::query(&sql).fetch_optional(pool).await.map_err(db)?;
-    row.as_ref().map(checkpoint_from_row).transpose()
+pub(crate) async fn log_tips(pool: &SqlitePool) -> Result<Vec<ChainTip>> {
+    let rows = sqlx::query("select chain_id, seq, hash from log_chain_tips order by chain_id")
+        .fetch_all(pool)
+        .await
+        .map_err(db)?;
+    rows.iter()
+        .map(|row| {
+            let read = |e: sqlx::Error| unreadable("log_chain_tips", e);
+            let (chain, seq, hash): (i64, i64, Vec<u8>) = (
+                row.try_get(0).map_err(read)?,
+                row.try_get(1).map_err(read)?,
+                row.try_get(2).map_err(read)?,
+            );
+            let corrupt = || StoreError::Corrupt {
+                at: format!("log_chain_tips {chain}"),
+                detail: "out of range or not 32 bytes".into(),
+            };
+            Ok(ChainTip {
+                chain: u32::try_from(chain).map_err(|_| corrupt())?,
+                seq: u64::try_from(seq).map_err(|_| corrupt())?,
+                hash: hash.try_into().map_err(|_| corrupt())?,
+            })
+        })
+        .collect()
 }
 
-pub(crate) async fn checkpoint(pool: &SqlitePool, number: u64) -> Result<Option<StoredCheckpoint>> {
-    let Ok(number) = i64::try_from(number) else {
-        return Ok(None);
-    };
-    let sql = format!("select {CHECKPOINT_COLUMNS} from checkpoints where number = ?1");
-    let row = sqlx::query(&sql).bind(number).fetch_optional(pool).await.map_err(db)?;
-    row.as_ref().map(checkpoint_from_row).transpose()
+pub(crate) async fn log_tiles(pool: &SqlitePool, ids: &[TileId]) -> Result<Tiles> {
+    let mut out = Tiles::with_capacity(ids.len());
+    for chunk in ids.chunks(PARAMS_PER_STATEMENT_MAX / 2) {
+        let sql = format!(
+            "select level, idx, hashes from log_tiles where (level, idx) in (values {})",
+            tuples(chunk.len(), 2)
+        );
+        let mut q = sqlx::query(&sql).persistent(REUSE_DYNAMIC_STATEMENTS);
+        for t in chunk {
+            q = q.bind(i64::from(t.level)).bind(t.index as i64);
+        }
+        for row in q.fetch_all(pool).await.map_err(db)? {
+            let read = |e: sqlx::Error| unreadable("log_tiles", e);
+            let (level, idx, bytes): (i64, i64, Vec<u8>) = (
+                row.try_get(0).map_err(read)?,
+                row.try_get(1).map_err(read)?,
+                row.try_get(2).map_err(read)?,
+            );
+            let (id, hashes) = xuefen_store::bank::tile_from_row(level, idx, &bytes)?;
+            out.insert(id, hashes);
+        }
+    }
+    Ok(out)
+}
+
+pub(crate) async fn log_segments(pool: &SqlitePool, from: u64, to: u64) -> Result<Vec<Segment>> {
+    let rows = sqlx::query(
+        "select start, chain_id, first_seq, count from log_segments
+          where start < ?2 and start >= coalesce((select max(start) from log_segments where start <= ?1), 0)
+          order by start",
+    )
+    .bind(from as i64)
+    .bind(to as i64)
+    .fetch_all(pool)
+    .await
+    .map_err(db)?;
+    rows.iter()
+        .map(|row| {
+            let read = |e: sqlx::Error| unreadable("log_segments", e);
+            let v: (i64, i64, i64, i64) = (
+                row.try_get(0).map_err(read)?,
+                row.try_get(1).map_err(read)?,
+                row.try_get(2).map_err(read)?,
+                row.try_get(3).map_err(read)?,
+            );
+            xuefen_store::bank::segment_from_row(v)
+        })
+        .collect()
+}
+
+pub(crate) async fn segment_entries(
+    pool: &SqlitePool,
+    chain: u32,
+    after: u64,
+    upto: u64,
+) -> Result<Vec<DepositRecord>> {
+    let rows = sqlx::query(concat!(
+        "select ",
+        l_entry_columns!(),
+        ", ln.document_hash from ledger_entries l left join learners ln on ln.id = l.learner_id
+          where l.chain_id = ?1 and l.seq > ?2 and l.seq <= ?3 order by l.seq"
+    ))
+    .bind(i64::from(chain))
+    .bind(after as i64)
+    .bind(upto as i64)
+    .fetch_all(pool)
+    .await
+    .map_err(db)?;
+    rows.iter()
+        .map(|row| {
+            let hash: Option<Vec<u8>> = row.try_get(22).map_err(|e| unreadable("learners", e))?;
+            Ok(DepositRecord {
+                index: 0,
+                entry: entry_from_row(row)?,
+                learner_hash: hash.and_then(|h| h.try_into().ok()),
+            })
+        })
+        .collect()
+}
+
+pub(crate) async fn legacy_checkpoint_chains(pool: &SqlitePool) -> Result<Vec<Vec<u8>>> {
+    sqlx::query_scalar("select chains from legacy_checkpoints order by number")
+        .fetch_all(pool)
+        .await
+        .map_err(db)
+}
+
+pub(crate) async fn write_seal(pool: &SqlitePool, seal: &Seal) -> Result<Written> {
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
+    let current: Option<i64> = sqlx::query_scalar("select max(size) from log_checkpoints")
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db)?;
+    if current.unwrap_or(0) as u64 != seal.old_size {
+        tx.rollback().await.map_err(db)?;
+        return Ok(Written::Existing);
+    }
+    for s in &seal.segments {
+        sqlx::query("insert into log_segments (start, chain_id, first_seq, count) values (?1, ?2, ?3, ?4)")
+            .bind(s.start as i64)
+            .bind(i64::from(s.chain))
+            .bind(s.first_seq as i64)
+            .bind(s.count as i64)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+    }
+    for (id, hashes) in &seal.tiles {
+        sqlx::query(
+            "insert into log_tiles (level, idx, hashes) values (?1, ?2, ?3)
+             on conflict (level, idx) do update set hashes = excluded.hashes",
+        )
+        .bind(i64::from(id.level))
+        .bind(id.index as i64)
+        .bind(hashes.concat())
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+    }
+    for t in &seal.tips {
+        sqlx::query(
+            "insert into log_chain_tips (chain_id, seq, hash) values (?1, ?2, ?3)
+             on conflict (chain_id) do update set seq = excluded.seq, hash = excluded.hash",
+        )
+        .bind(i64::from(t.chain))
+        .bind(t.seq as i64)
+        .bind(t.hash.to_vec())
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+    }
+    sqlx::query("insert into log_checkpoints (size, created_at_ms, note) values (?1, ?2, ?3)")
+        .bind(seal.head.size as i64)
+        .bind(seal.head.created_at_ms)
+        .bind(&seal.head.note)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+    tx.commit().await.map_err(db)?;
+    Ok(Written::Created)
 }
 
 pub(crate) async fn chain_range(pool: &SqlitePool, chain: u32, after: u64, upto: u64) -> Result<Vec<Entry>> {
@@ -106,165 +257,29 @@ pub(crate) async fn entry_kinds(pool: &SqlitePool, positions: &[Position]) -> Re
     Ok(out)
 }
 
-/// Stored nodes above the leaves come from `merkle_nodes`; a leaf (level 0)
-/// is the leaf hash of the entry's stored hash, read from `ledger_entries`.
-pub(crate) async fn merkle_nodes(pool: &SqlitePool, chain: u32, nodes: &[NodeId]) -> Result<HashMap<NodeId, Hash>> {
-    let mut out = HashMap::with_capacity(nodes.len());
-    let (leaves, inner): (Vec<NodeId>, Vec<NodeId>) = nodes.iter().partition(|n| n.level == 0);
-    for chunk in inner.chunks(PARAMS_PER_STATEMENT_MAX / 2) {
-        let sql = format!(
-            "select level, idx, hash from merkle_nodes where chain_id = ? and (level, idx) in (values {})",
-            tuples(chunk.len(), 2)
-        );
-        let mut q = sqlx::query(&sql)
-            .persistent(REUSE_DYNAMIC_STATEMENTS)
-            .bind(i64::from(chain));
-        for n in chunk {
-            q = q.bind(i64::from(n.level)).bind(n.index as i64);
-        }
-        for row in q.fetch_all(pool).await.map_err(db)? {
-            let (id, hash) = node_from_row(chain, &row, "merkle_nodes")?;
-            out.insert(id, hash);
-        }
-    }
-    for chunk in leaves.chunks(PARAMS_PER_STATEMENT_MAX) {
-        let sql = format!(
-            "select 0, seq - 1, hash from ledger_entries where chain_id = ? and seq in ({})",
-            super::placeholders(chunk.len())
-        );
-        let mut q = sqlx::query(&sql)
-            .persistent(REUSE_DYNAMIC_STATEMENTS)
-            .bind(i64::from(chain));
-        for n in chunk {
-            q = q.bind(n.index as i64 + 1);
-        }
-        for row in q.fetch_all(pool).await.map_err(db)? {
-            let (id, hash) = node_from_row(chain, &row, "ledger_entries")?;
-            out.insert(id, merkle::leaf_hash(&hash));
-        }
-    }
-    Ok(out)
-}
-
-fn node_from_row(chain: u32, row: &SqliteRow, table: &str) -> Result<(NodeId, Hash)> {
-    let read = |e: sqlx::Error| unreadable(table, e);
-    let (level, idx, hash): (i64, i64, Vec<u8>) = (
-        row.try_get(0).map_err(read)?,
-        row.try_get(1).map_err(read)?,
-        row.try_get(2).map_err(read)?,
-    );
-    let corrupt = || StoreError::Corrupt {
-        at: format!("merkle node {chain}/{level}/{idx}"),
-        detail: "out of range or not 32 bytes".into(),
-    };
-    let id = NodeId {
-        level: u8::try_from(level).map_err(|_| corrupt())?,
-        index: u64::try_from(idx).map_err(|_| corrupt())?,
-    };
-    Ok((id, hash.try_into().map_err(|_| corrupt())?))
-}
-
-pub(crate) async fn write_checkpoint(pool: &SqlitePool, new: &NewCheckpoint) -> Result<Written> {
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
-    let r = CheckpointRecord::from(&new.stored);
-    let inserted = sqlx::query(
-        "insert into checkpoints (number, created_at_ms, prev_hash, deposits_end, chains, signature, hash)
-         values (?1, ?2, ?3, ?4, ?5, ?6, ?7) on conflict (number) do nothing",
-    )
-    .bind(r.number)
-    .bind(r.created_at_ms)
-    .bind(&r.prev_hash)
-    .bind(r.deposits_end)
-    .bind(&r.chains)
-    .bind(&r.signature)
-    .bind(&r.hash)
-    .execute(&mut *tx)
-    .await
-    .map_err(db)?;
-    if inserted.rows_affected() == 0 {
-        tx.rollback().await.map_err(db)?;
-        return Ok(Written::Existing);
-    }
-    for chunk in new.nodes.chunks(NODE_ROWS_PER_INSERT) {
-        let sql = format!(
-            "insert into merkle_nodes (chain_id, level, idx, hash) values {} on conflict do nothing",
-            tuples(chunk.len(), 4)
-        );
-        let mut q = sqlx::query(&sql).persistent(REUSE_DYNAMIC_STATEMENTS);
-        for (chain, id, hash) in chunk {
-            q = q
-                .bind(i64::from(*chain))
-                .bind(i64::from(id.level))
-                .bind(id.index as i64)
-                .bind(hash.to_vec());
-        }
-        q.execute(&mut *tx).await.map_err(db)?;
-    }
-    for chunk in new.deposits.chunks(PARAMS_PER_STATEMENT_MAX / 4) {
-        let sql = format!(
-            "insert into deposits (number, checkpoint, chain_id, seq) values {}",
-            tuples(chunk.len(), 4)
-        );
-        let mut q = sqlx::query(&sql).persistent(REUSE_DYNAMIC_STATEMENTS);
-        for (number, p) in chunk {
-            q = q
-                .bind(*number as i64)
-                .bind(r.number)
-                .bind(i64::from(p.chain))
-                .bind(p.seq as i64);
-        }
-        q.execute(&mut *tx).await.map_err(db)?;
-    }
-    tx.commit().await.map_err(db)?;
-    Ok(Written::Created)
-}
-
-pub(crate) async fn deposits_after(pool: &SqlitePool, after: u64, limit: u32) -> Result<Vec<DepositRecord>> {
-    let rows = sqlx::query(concat!(
-        "select ",
-        l_entry_columns!(),
-        ", d.number, d.checkpoint, ln.document_hash
-           from deposits d
-           join ledger_entries l on l.chain_id = d.chain_id and l.seq = d.seq
-           left join learners ln on ln.id = l.learner_id
-          where d.number > ?1
-          order by d.number
-          limit ?2"
-    ))
-    .bind(i64::try_from(after).unwrap_or(i64::MAX))
-    .bind(i64::from(limit))
-    .fetch_all(pool)
-    .await
-    .map_err(db)?;
-    rows.iter()
-        .map(|row| {
-            let read = |e: sqlx::Error| unreadable("deposits", e);
-            let number: i64 = row.try_get(22).map_err(read)?;
-            let checkpoint: i64 = row.try_get(23).map_err(read)?;
-            let hash: Option<Vec<u8>> = row.try_get(24).map_err(read)?;
-            Ok(DepositRecord {
-                number: number as u64,
-                checkpoint: checkpoint as u64,
-                entry: entry_from_row(row)?,
-                learner_hash: hash.and_then(|h| h.try_into().ok()),
-            })
-        })
-        .collect()
-}
-
 async fn deposit_entry(conn: &mut SqliteConnection, deposit: Position) -> Result<Option<Entry>> {
     let row = sqlx::query(concat!(
         "select ",
         l_entry_columns!(),
-        " from deposits d join ledger_entries l on l.chain_id = d.chain_id and l.seq = d.seq
-          where d.chain_id = ?1 and d.seq = ?2"
+        ", (select r.kind from ledger_entries r where r.chain_id = l.refers_chain and r.seq = l.refers_seq),
+           (select t.seq from log_chain_tips t where t.chain_id = l.chain_id)
+           from ledger_entries l where l.chain_id = ?1 and l.seq = ?2"
     ))
     .bind(i64::from(deposit.chain))
     .bind(deposit.seq as i64)
     .fetch_optional(&mut *conn)
     .await
     .map_err(db)?;
-    row.as_ref().map(entry_from_row).transpose()
+    let Some(row) = row else { return Ok(None) };
+    let entry = entry_from_row(&row)?;
+    let read = |e: sqlx::Error| unreadable("ledger_entries", e);
+    let reversed: Option<i64> = row.try_get(22).map_err(read)?;
+    let tip: Option<i64> = row.try_get(23).map_err(read)?;
+    let reversed = reversed
+        .and_then(|k| u8::try_from(k).ok())
+        .and_then(EntryKind::from_code);
+    let tip = tip.and_then(|t| u64::try_from(t).ok()).unwrap_or(0);
+    Ok(xuefen_store::bank::sealed_deposit(&entry, tip, reversed).then_some(entry))
 }
 
 async fn ack_entry(conn: &mut SqliteConnection, deposit: Position) -> Result<Option<Entry>> {

@@ -50,11 +50,11 @@ use xuefen_core::ids::{
     Category, CourseCode, EventId, GroupId, LearnerId, LocalAccount, Position, RegionCode, SiteId, SiteLevel,
     SiteStatus,
 };
-use xuefen_core::merkle::{Hash, NodeId};
 use xuefen_core::plan::{self, Head, Key, Lookups, Outcome};
 use xuefen_core::site_log::{SiteChange, SiteChangeEntry};
+use xuefen_core::tlog::{TileId, Tiles};
 use xuefen_core::transcript::{Referrals, TotalRow};
-use xuefen_store::bank::{AckOutcome, AckRequest, DepositRecord, NewCheckpoint, StoredCheckpoint};
+use xuefen_store::bank::{AckOutcome, AckRequest, ChainTip, DepositRecord, LogHead, Seal, Segment};
 use xuefen_store::records::{CourseRecord, EntryRecord, SiteChangeRecord};
 use xuefen_store::{
     Course, Group, KeyRecord, NewKey, NewLearner, Principal, Result, Site, SiteAct, SiteYearStats, StatsRule, Store,
@@ -1487,6 +1487,16 @@ impl Store for SqliteStore {
         rows.iter().map(head_from_row).collect()
     }
 
+    async fn stray_entry(&self, chains: u32) -> Result<Option<(i64, i64)>> {
+        let row: Option<(i64, i64)> =
+            sqlx::query_as("select chain_id, seq from ledger_entries where chain_id < 0 or chain_id >= ?1 limit 1")
+                .bind(i64::from(chains))
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db)?;
+        Ok(row)
+    }
+
     fn chain_count(&self) -> u32 {
         self.chains
     }
@@ -1512,12 +1522,32 @@ impl Store for SqliteStore {
         .boxed()
     }
 
-    async fn latest_checkpoint(&self) -> Result<Option<StoredCheckpoint>> {
-        bank::latest_checkpoint(&self.pool).await
+    async fn log_head(&self) -> Result<Option<LogHead>> {
+        bank::log_head(&self.pool).await
     }
 
-    async fn checkpoint(&self, number: u64) -> Result<Option<StoredCheckpoint>> {
-        bank::checkpoint(&self.pool, number).await
+    async fn log_tips(&self) -> Result<Vec<ChainTip>> {
+        bank::log_tips(&self.pool).await
+    }
+
+    async fn log_tiles(&self, ids: &[TileId]) -> Result<Tiles> {
+        bank::log_tiles(&self.pool, ids).await
+    }
+
+    async fn log_segments(&self, from: u64, to: u64) -> Result<Vec<Segment>> {
+        bank::log_segments(&self.pool, from, to).await
+    }
+
+    async fn segment_entries(&self, chain: u32, after: u64, upto: u64) -> Result<Vec<DepositRecord>> {
+        bank::segment_entries(&self.pool, chain, after, upto).await
+    }
+
+    async fn legacy_checkpoint_chains(&self) -> Result<Vec<Vec<u8>>> {
+        bank::legacy_checkpoint_chains(&self.pool).await
+    }
+
+    async fn write_seal(&self, seal: &Seal) -> Result<Written> {
+        bank::write_seal(&self.pool, seal).await
     }
 
     async fn chain_range(&self, chain: u32, after: u64, upto: u64) -> Result<Vec<Entry>> {
@@ -1526,18 +1556,6 @@ impl Store for SqliteStore {
 
     async fn entry_kinds(&self, positions: &[Position]) -> Result<HashMap<Position, EntryKind>> {
         bank::entry_kinds(&self.pool, positions).await
-    }
-
-    async fn merkle_nodes(&self, chain: u32, nodes: &[NodeId]) -> Result<HashMap<NodeId, Hash>> {
-        bank::merkle_nodes(&self.pool, chain, nodes).await
-    }
-
-    async fn write_checkpoint(&self, checkpoint: &NewCheckpoint) -> Result<Written> {
-        bank::write_checkpoint(&self.pool, checkpoint).await
-    }
-
-    async fn deposits_after(&self, after: u64, limit: u32) -> Result<Vec<DepositRecord>> {
-        bank::deposits_after(&self.pool, after, limit).await
     }
 
     async fn ack_deposits(&self, acks: &[AckRequest], now: Millis) -> Result<Vec<AckOutcome>> {

@@ -1,49 +1,71 @@
-//! The credit bank feed over any [`Store`]: making signed checkpoints,
-//! paging deposits with their proofs, and consistency proofs between
-//! checkpoints.
+//! The credit bank feed over any [`Store`]: sealing entries into the one
+//! log (`docs/ledger-format.md`, section 7), signing its checkpoints, and
+//! paging deposits with inclusion proofs computed from the log's tiles.
 //!
-//! A backend provides the primitive reads and one atomic write per
-//! checkpoint; everything decided here is the same on every backend. Several
-//! service instances may run the checkpointer at once: each builds the next
-//! checkpoint from the latest one it read, and the database's primary key on
-//! the checkpoint number lets exactly one of them write it (the others find
-//! the number taken and try again on their next tick).
+//! A backend provides the primitive reads and one atomic write per seal;
+//! everything decided here is the same on every backend. Several service
+//! instances may run the sealer at once: each continues the log from the
+//! size it read, and the primary key on a segment's first log index lets
+//! exactly one of them write that continuation (the others find it taken
+//! and try again on their next tick).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeSet, HashMap};
 
 use ed25519_dalek::SigningKey;
-use xuefen_core::bank::{ChainState, Checkpoint, Decision, DepositProof, is_deposit};
+use xuefen_core::bank::{ChainState, Decision, is_deposit};
 use xuefen_core::entry::{Entry, EntryKind, entry_hash};
 use xuefen_core::event::Millis;
 use xuefen_core::ids::Position;
-use xuefen_core::merkle::{self, Hash, NodeId};
+use xuefen_core::merkle::Hash;
+use xuefen_core::tlog::{self, LogCheckpoint, TileId};
 
 use crate::{Result, Store, StoreError, Written};
 
-/// A checkpoint as stored: the checkpoint and the service's signature of it.
+/// The latest signed checkpoint of the log, as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredCheckpoint {
-    pub checkpoint: Checkpoint,
-    pub signature: [u8; 64],
+pub struct LogHead {
+    pub size: u64,
+    pub created_at_ms: i64,
+    /// The C2SP signed note (`origin\nsize\nroot\n\n— origin sig\n`).
+    pub note: String,
 }
 
-/// Everything one checkpoint writes, in one transaction.
+/// A run of one chain's entries in the log: log indexes `start ..
+/// start + count` are the entries `first_seq .. first_seq + count` of `chain`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Segment {
+    pub start: u64,
+    pub chain: u32,
+    pub first_seq: u64,
+    pub count: u64,
+}
+
+/// How far a chain is sealed: its last sealed entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChainTip {
+    pub chain: u32,
+    pub seq: u64,
+    pub hash: Hash,
+}
+
+/// Everything one seal writes, in one transaction.
 #[derive(Debug, Clone)]
-pub struct NewCheckpoint {
-    pub stored: StoredCheckpoint,
-    /// Merkle nodes above the leaves that became complete: `(chain, node, hash)`.
-    pub nodes: Vec<(u32, NodeId, Hash)>,
-    /// Deposits first covered by this checkpoint, numbered in feed order.
-    pub deposits: Vec<(u64, Position)>,
+pub struct Seal {
+    /// The log size it continues from: the first segment starts there.
+    pub old_size: u64,
+    pub segments: Vec<Segment>,
+    /// Tiles that changed: new partial tiles and tiles that became full.
+    pub tiles: Vec<(TileId, Vec<Hash>)>,
+    /// The new tips of the chains sealed.
+    pub tips: Vec<ChainTip>,
+    pub head: LogHead,
 }
 
-/// A deposit as the feed serves it.
+/// An entry of the log as the feed serves it.
 #[derive(Debug, Clone)]
 pub struct DepositRecord {
-    /// Its place in the feed (1, 2, 3, …).
-    pub number: u64,
-    /// The checkpoint that first covered it.
-    pub checkpoint: u64,
+    /// Its log index.
+    pub index: u64,
     pub entry: Entry,
     /// The learner's keyed real-name hash (HMAC-SHA256 of the identity document).
     pub learner_hash: Option<[u8; 32]>,
@@ -70,22 +92,11 @@ pub enum AckOutcome {
     UnknownDeposit,
 }
 
-/// Encodes chain states as stored: per chain, `chain u32 ‖ size u64 ‖ head ‖ root`.
-pub fn encode_chains(chains: &[ChainState]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(chains.len() * 76);
-    for c in chains {
-        out.extend_from_slice(&c.chain.to_be_bytes());
-        out.extend_from_slice(&c.size.to_be_bytes());
-        out.extend_from_slice(&c.head);
-        out.extend_from_slice(&c.root);
-    }
-    out
-}
-
-/// Decodes [`encode_chains`]; `at` names the checkpoint for errors.
+/// Decodes the chain list of a checkpoint of the earlier format (per chain
+/// `chain u32 ‖ size u64 ‖ head ‖ root`), kept in `legacy_checkpoints`.
 pub fn decode_chains(bytes: &[u8], at: u64) -> Result<Vec<ChainState>> {
     let corrupt = |detail: &str| StoreError::Corrupt {
-        at: format!("checkpoint {at}"),
+        at: format!("legacy checkpoint {at}"),
         detail: detail.into(),
     };
     if bytes.len() % 76 != 0 {
@@ -107,72 +118,11 @@ pub fn decode_chains(bytes: &[u8], at: u64) -> Result<Vec<ChainState>> {
         .collect()
 }
 
-/// A stored checkpoint row, column for column.
-#[derive(Debug, Clone, Default)]
-pub struct CheckpointRecord {
-    pub number: i64,
-    pub created_at_ms: i64,
-    pub prev_hash: Vec<u8>,
-    pub deposits_end: i64,
-    pub chains: Vec<u8>,
-    pub signature: Vec<u8>,
-    pub hash: Vec<u8>,
-}
-
-impl From<&StoredCheckpoint> for CheckpointRecord {
-    fn from(s: &StoredCheckpoint) -> Self {
-        let c = &s.checkpoint;
-        Self {
-            number: c.number as i64,
-            created_at_ms: c.created_at.0,
-            prev_hash: c.prev_hash.to_vec(),
-            deposits_end: c.deposits_end as i64,
-            chains: encode_chains(&c.chains),
-            signature: s.signature.to_vec(),
-            hash: c.hash().to_vec(),
-        }
-    }
-}
-
-impl TryFrom<CheckpointRecord> for StoredCheckpoint {
-    type Error = StoreError;
-
-    fn try_from(r: CheckpointRecord) -> Result<Self> {
-        let number = u64::try_from(r.number).unwrap_or(0);
-        let corrupt = |detail: &str| StoreError::Corrupt {
-            at: format!("checkpoint {}", r.number),
-            detail: detail.into(),
-        };
-        let checkpoint = Checkpoint {
-            number,
-            created_at: Millis(r.created_at_ms),
-            prev_hash: r
-                .prev_hash
-                .try_into()
-                .map_err(|_| corrupt("prev_hash is not 32 bytes"))?,
-            chains: decode_chains(&r.chains, number)?,
-            deposits_end: u64::try_from(r.deposits_end).map_err(|_| corrupt("negative deposits_end"))?,
-        };
-        if checkpoint.hash().as_slice() != r.hash.as_slice() {
-            return Err(corrupt("stored hash is not the hash of the checkpoint"));
-        }
-        Ok(Self {
-            checkpoint,
-            signature: r
-                .signature
-                .try_into()
-                .map_err(|_| corrupt("signature is not 64 bytes"))?,
-        })
-    }
-}
-
-/// Settings of the checkpointer.
+/// Settings of the sealer.
 #[derive(Debug, Clone, Copy)]
 pub struct CheckpointLimits {
-    /// Most entries of one chain that one checkpoint seals: a long backlog
-    /// is sealed over several checkpoints, each a bounded transaction. With
-    /// 64 chains, 10 000 keeps one checkpoint under ~1.3 M Merkle nodes
-    /// (about 60 MB in memory) and still seals 640 000 entries per tick.
+    /// Most entries of one chain that one seal takes: a long backlog is
+    /// sealed over several seals, each a bounded transaction.
     pub chain_entries_max: u64,
 }
 
@@ -184,109 +134,145 @@ impl Default for CheckpointLimits {
     }
 }
 
-/// Makes the next checkpoint if any chain head moved since the latest one.
-/// Returns its number, or `None` when nothing moved or another instance
-/// wrote that number first.
+fn corrupt_tiles(e: tlog::TileError) -> StoreError {
+    StoreError::Corrupt {
+        at: "log_tiles".into(),
+        detail: e.to_string(),
+    }
+}
+
+/// The chain ranges `(chain, after, upto)` to seal next, in log order.
+///
+/// A log that has never been sealed but whose store holds checkpoints of
+/// the earlier per-chain format (`legacy_checkpoints`) is first sealed in
+/// the order those checkpoints numbered their entries (checkpoint, chain,
+/// seq), so the deposits keep their order; then every chain's entries past
+/// its tip follow, in chain order.
+async fn plan(store: &dyn Store, size: u64, tips: &HashMap<u32, ChainTip>) -> Result<Vec<(u32, u64, u64)>> {
+    let mut sealed: HashMap<u32, u64> = tips.iter().map(|(c, t)| (*c, t.seq)).collect();
+    let mut out = Vec::new();
+    if size == 0 {
+        for (i, blob) in store.legacy_checkpoint_chains().await?.iter().enumerate() {
+            for state in decode_chains(blob, i as u64 + 1)? {
+                let done = sealed.entry(state.chain).or_insert(0);
+                if state.size > *done {
+                    out.push((state.chain, *done, state.size));
+                    *done = state.size;
+                }
+            }
+        }
+    }
+    for (chain, head) in store.heads().await? {
+        let done = sealed.get(&chain).copied().unwrap_or(0);
+        if head.seq > done {
+            out.push((chain, done, head.seq));
+        }
+    }
+    Ok(out)
+}
+
+/// Seals the entries committed since the last seal into the log, signs the
+/// new checkpoint and writes both. Returns the new log size, or `None` when
+/// nothing moved or another instance sealed first.
 ///
 /// Before sealing, every new entry is checked against its predecessor and
 /// its own content: a ledger altered since it was written is never sealed.
 pub async fn make_checkpoint(
     store: &dyn Store,
     key: &SigningKey,
+    origin: &str,
     now: Millis,
     limits: CheckpointLimits,
 ) -> Result<Option<u64>> {
-    let prev = store.latest_checkpoint().await?;
-    let heads = store.heads().await?;
-    let prev_states: Vec<ChainState> = match &prev {
-        Some(p) => p.checkpoint.chains.clone(),
-        None => heads.iter().map(|(c, _)| ChainState::empty(*c)).collect(),
-    };
-    if prev_states.len() != heads.len() || heads.iter().enumerate().any(|(i, (c, _))| *c as usize != i) {
-        return Err(StoreError::Corrupt {
-            at: "chain_heads".into(),
-            detail: "the chains are not numbered 0.. like the latest checkpoint's".into(),
-        });
-    }
-    let mut states = prev_states.clone();
-    let mut nodes = Vec::new();
-    let mut deposit_positions = Vec::new();
-    for ((chain, head), old) in heads.iter().zip(&prev_states) {
-        if head.seq <= old.size {
+    let size = store.log_head().await?.map_or(0, |h| h.size);
+    let mut tips: HashMap<u32, ChainTip> = store.log_tips().await?.into_iter().map(|t| (t.chain, t)).collect();
+    let ranges = plan(store, size, &tips).await?;
+    let mut budget: HashMap<u32, u64> = HashMap::new();
+    let mut leaves = Vec::new();
+    let mut segments = Vec::new();
+    let mut moved = BTreeSet::new();
+    for (chain, after, upto) in ranges {
+        let used = budget.entry(chain).or_insert(0);
+        let room = limits.chain_entries_max.max(1).saturating_sub(*used);
+        let upto = upto.min(after.saturating_add(room));
+        if upto <= after {
             continue;
         }
-        let upto = head.seq.min(old.size.saturating_add(limits.chain_entries_max.max(1)));
-        let entries = store.chain_range(*chain, old.size, upto).await?;
-        check_range(old, upto, &entries)?;
-        let frontier = store.merkle_nodes(*chain, &merkle::root_nodes(old.size)).await?;
-        let leaves: Vec<Hash> = entries.iter().map(|e| merkle::leaf_hash(&e.hash)).collect();
-        let grown = merkle::extend(old.size, &frontier, &leaves).map_err(|e| StoreError::Corrupt {
-            at: format!("merkle nodes of chain {chain}"),
-            detail: e.to_string(),
-        })?;
-        let mut all: HashMap<NodeId, Hash> = frontier;
-        all.extend(grown.iter().copied());
-        let root = merkle::root(upto, &all).map_err(|e| StoreError::Corrupt {
-            at: format!("merkle nodes of chain {chain}"),
-            detail: e.to_string(),
-        })?;
-        let last = entries.last().map_or(old.head, |e| e.hash);
-        states[*chain as usize] = ChainState {
-            chain: *chain,
-            size: upto,
-            head: last,
-            root,
-        };
-        // Leaves are not stored: a leaf is the leaf hash of its entry's
-        // stored hash, which the backends read from the ledger itself. That
-        // halves the nodes kept (n − 1 instead of 2n − 1 for n entries).
-        nodes.extend(
-            grown
-                .into_iter()
-                .filter(|(id, _)| id.level > 0)
-                .map(|(id, h)| (*chain, id, h)),
+        *used += upto - after;
+        let entries = store.chain_range(chain, after, upto).await?;
+        let tip = tips.get(&chain).copied().unwrap_or(ChainTip {
+            chain,
+            seq: 0,
+            hash: xuefen_core::entry::GENESIS,
+        });
+        if tip.seq != after {
+            return Err(StoreError::Corrupt {
+                at: format!("chain {chain}"),
+                detail: format!("sealed up to {} but asked to continue after {after}", tip.seq),
+            });
+        }
+        check_range(&tip, upto, &entries)?;
+        segments.push(Segment {
+            start: size + leaves.len() as u64,
+            chain,
+            first_seq: after + 1,
+            count: upto - after,
+        });
+        leaves.extend(entries.iter().map(|e| tlog::leaf(&e.hash)));
+        let last = entries.last().map_or(tip.hash, |e| e.hash);
+        tips.insert(
+            chain,
+            ChainTip {
+                chain,
+                seq: upto,
+                hash: last,
+            },
         );
-        deposit_positions.extend(deposits_in(store, &entries).await?);
+        moved.insert(chain);
     }
-    if states == prev_states {
+    if leaves.is_empty() {
         return Ok(None);
     }
-    let (number, prev_hash, deposits_before) = match &prev {
-        Some(p) => (p.checkpoint.number + 1, p.checkpoint.hash(), p.checkpoint.deposits_end),
-        None => (1, [0u8; 32], 0),
+    let edge_ids = tlog::edge_tiles(size);
+    let mut tiles = store.log_tiles(&edge_ids).await?;
+    let changed = tlog::append(size, &tiles, &leaves).map_err(corrupt_tiles)?;
+    tiles.extend(changed.iter().cloned());
+    let new_size = size + leaves.len() as u64;
+    let root = tlog::root(new_size, &tiles).map_err(corrupt_tiles)?;
+    let checkpoint = LogCheckpoint {
+        origin: origin.to_owned(),
+        size: new_size,
+        root,
     };
-    let deposits: Vec<(u64, Position)> = deposit_positions
-        .into_iter()
-        .enumerate()
-        .map(|(i, p)| (deposits_before + 1 + i as u64, p))
-        .collect();
-    let checkpoint = Checkpoint {
-        number,
-        created_at: now,
-        prev_hash,
-        chains: states,
-        deposits_end: deposits_before + deposits.len() as u64,
+    let note = checkpoint.sign(key).map_err(|e| StoreError::Corrupt {
+        at: "checkpoint".into(),
+        detail: e.to_string(),
+    })?;
+    let seal = Seal {
+        old_size: size,
+        segments,
+        tiles: changed,
+        tips: moved.iter().filter_map(|c| tips.get(c).copied()).collect(),
+        head: LogHead {
+            size: new_size,
+            created_at_ms: now.0,
+            note,
+        },
     };
-    let signature = checkpoint.sign(key);
-    let new = NewCheckpoint {
-        stored: StoredCheckpoint { checkpoint, signature },
-        nodes,
-        deposits,
-    };
-    match store.write_checkpoint(&new).await? {
-        Written::Created => Ok(Some(number)),
+    match store.write_seal(&seal).await? {
+        Written::Created => Ok(Some(new_size)),
         Written::Existing => Ok(None),
     }
 }
 
-/// Checks that `entries` are exactly the entries `old.size + 1 ..= upto`,
+/// Checks that `entries` are exactly the entries `tip.seq + 1 ..= upto`,
 /// each linked to the one before and hashing to its stored hash.
-fn check_range(old: &ChainState, upto: u64, entries: &[Entry]) -> Result<()> {
-    let mut last = old.head;
-    let mut expected = old.size + 1;
+fn check_range(tip: &ChainTip, upto: u64, entries: &[Entry]) -> Result<()> {
+    let mut last = tip.hash;
+    let mut expected = tip.seq + 1;
     for e in entries {
         let at = Position {
-            chain: old.chain,
+            chain: tip.chain,
             seq: expected,
         };
         let fault = |detail: &str| StoreError::Corrupt {
@@ -307,206 +293,167 @@ fn check_range(old: &ChainState, upto: u64, entries: &[Entry]) -> Result<()> {
     }
     if expected != upto + 1 {
         return Err(StoreError::Corrupt {
-            at: format!("chain {}", old.chain),
+            at: format!("chain {}", tip.chain),
             detail: format!("entries end at {} below the head {upto}", expected - 1),
         });
     }
     Ok(())
 }
 
-/// The deposits among `entries` (one chain's, in order): awards, and
-/// reversals of awards (the award may be earlier in the chain).
-async fn deposits_in(store: &dyn Store, entries: &[Entry]) -> Result<Vec<Position>> {
-    let local: HashMap<Position, EntryKind> = entries.iter().map(|e| (e.position, e.body.kind)).collect();
-    let outside: Vec<Position> = entries
-        .iter()
-        .filter(|e| e.body.kind == EntryKind::Reversal)
-        .filter_map(|e| e.body.refers_to)
-        .filter(|p| !local.contains_key(p))
-        .collect();
-    let earlier = if outside.is_empty() {
-        HashMap::new()
-    } else {
-        store.entry_kinds(&outside).await?
-    };
-    Ok(entries
-        .iter()
-        .filter(|e| {
-            let reversed = e
-                .body
-                .refers_to
-                .and_then(|p| local.get(&p).or_else(|| earlier.get(&p)).copied());
-            is_deposit(e.body.kind, reversed)
-        })
-        .map(|e| e.position)
-        .collect())
+/// Whether `entry` is a deposit (an entry that pays, or the reversal of
+/// one), given the kinds of the entries reversals refer to.
+fn deposit(entry: &Entry, kinds: &HashMap<Position, EntryKind>) -> bool {
+    let reversed = entry.body.refers_to.and_then(|p| kinds.get(&p).copied());
+    is_deposit(entry.body.kind, reversed)
 }
+
+/// Log entries a page may scan for each deposit it can hold: pages that
+/// cross many non-paying entries end early, with a cursor past them.
+const SCAN_PER_DEPOSIT: u64 = 16;
 
 /// A page of the feed.
 #[derive(Debug, Clone)]
 pub struct DepositPage {
-    pub deposits: Vec<(DepositRecord, DepositProof)>,
-    /// The checkpoints the page's proofs refer to, by number.
-    pub checkpoints: BTreeMap<u64, StoredCheckpoint>,
-    /// The number of the last deposit served (the `after` given when empty).
-    pub last: u64,
+    /// The checkpoint every proof of the page leads to.
+    pub head: Option<LogHead>,
+    /// Each deposit with its inclusion proof in the tree of `head.size`.
+    pub deposits: Vec<(DepositRecord, Vec<Hash>)>,
+    /// The log index the next page starts from.
+    pub next: u64,
 }
 
-/// The deposits after number `after`, at most `limit`, each with its proof.
-/// Reads O(log n) Merkle nodes per deposit, in one query for the page.
-pub async fn deposit_page(store: &dyn Store, after: u64, limit: u32) -> Result<DepositPage> {
-    let rows = store.deposits_after(after, limit).await?;
-    let mut checkpoints = BTreeMap::new();
-    for r in &rows {
-        if let std::collections::btree_map::Entry::Vacant(slot) = checkpoints.entry(r.checkpoint) {
-            let cp = store
-                .checkpoint(r.checkpoint)
-                .await?
-                .ok_or_else(|| StoreError::Corrupt {
-                    at: format!("deposit {}", r.number),
-                    detail: format!("names checkpoint {} which is missing", r.checkpoint),
-                })?;
-            slot.insert(cp);
+/// The deposits at log index `from` or later, at most `limit`, each with its
+/// inclusion proof under the latest checkpoint, computed from the tiles.
+pub async fn deposit_page(store: &dyn Store, from: u64, limit: u32) -> Result<DepositPage> {
+    let Some(head) = store.log_head().await? else {
+        return Ok(DepositPage {
+            head: None,
+            deposits: Vec::new(),
+            next: from,
+        });
+    };
+    let size = head.size;
+    let end = size.min(from.saturating_add(u64::from(limit.max(1)) * SCAN_PER_DEPOSIT));
+    let mut found: Vec<DepositRecord> = Vec::new();
+    let mut next = from;
+    if from < end {
+        next = end;
+        'segments: for seg in store.log_segments(from, end).await? {
+            let lo = seg.start.max(from);
+            let hi = (seg.start + seg.count).min(end);
+            if lo >= hi {
+                continue;
+            }
+            let after = seg.first_seq + (lo - seg.start) - 1;
+            let upto = seg.first_seq + (hi - seg.start) - 1;
+            let rows = store.segment_entries(seg.chain, after, upto).await?;
+            if rows.len() as u64 != hi - lo {
+                return Err(StoreError::Corrupt {
+                    at: format!("log index {lo}"),
+                    detail: format!(
+                        "the log names {} entries of chain {}, {} are stored",
+                        hi - lo,
+                        seg.chain,
+                        rows.len()
+                    ),
+                });
+            }
+            let refs: Vec<Position> = rows
+                .iter()
+                .filter(|r| r.entry.body.kind == EntryKind::Reversal)
+                .filter_map(|r| r.entry.body.refers_to)
+                .collect();
+            let kinds = if refs.is_empty() {
+                HashMap::new()
+            } else {
+                store.entry_kinds(&refs).await?
+            };
+            for (i, mut r) in rows.into_iter().enumerate() {
+                r.index = lo + i as u64;
+                if deposit(&r.entry, &kinds) {
+                    let index = r.index;
+                    found.push(r);
+                    if found.len() as u32 >= limit {
+                        next = index + 1;
+                        break 'segments;
+                    }
+                }
+            }
         }
     }
-    let mut chain_paths: HashMap<(u64, u32), Vec<Hash>> = HashMap::new();
-    let mut by_chain: BTreeMap<u32, Vec<NodeId>> = BTreeMap::new();
-    let mut sizes = Vec::with_capacity(rows.len());
-    for r in &rows {
-        let p = r.entry.position;
-        let state = checkpoints
-            .get(&r.checkpoint)
-            .and_then(|c| c.checkpoint.chains.get(p.chain as usize).copied())
-            .filter(|s| p.seq >= 1 && p.seq <= s.size)
-            .ok_or_else(|| StoreError::Corrupt {
-                at: format!("deposit {}", r.number),
-                detail: format!("entry {p} is not under checkpoint {}", r.checkpoint),
-            })?;
-        by_chain
-            .entry(p.chain)
-            .or_default()
-            .extend(merkle::inclusion_nodes(p.seq - 1, state.size));
-        sizes.push(state);
+    let mut ids: BTreeSet<TileId> = BTreeSet::new();
+    for r in &found {
+        ids.extend(tlog::inclusion_tiles(r.index, size).into_iter().map(|(t, _)| t));
     }
-    let mut nodes: HashMap<u32, HashMap<NodeId, Hash>> = HashMap::new();
-    for (chain, mut ids) in by_chain {
-        ids.sort();
-        ids.dedup();
-        nodes.insert(chain, store.merkle_nodes(chain, &ids).await?);
+    let ids: Vec<TileId> = ids.into_iter().collect();
+    let tiles = store.log_tiles(&ids).await?;
+    let mut deposits = Vec::with_capacity(found.len());
+    for r in found {
+        let path = tlog::inclusion_proof(r.index, size, &tiles).map_err(corrupt_tiles)?;
+        deposits.push((r, path));
     }
-    let empty = HashMap::new();
-    let mut deposits = Vec::with_capacity(rows.len());
-    for (r, state) in rows.into_iter().zip(sizes) {
-        let p = r.entry.position;
-        let chain_nodes = nodes.get(&p.chain).unwrap_or(&empty);
-        let entry_path =
-            merkle::inclusion_proof(p.seq - 1, state.size, chain_nodes).map_err(|e| StoreError::Corrupt {
-                at: format!("merkle nodes of chain {}", p.chain),
-                detail: e.to_string(),
-            })?;
-        let chain_path = chain_paths
-            .entry((r.checkpoint, p.chain))
-            .or_insert_with(|| {
-                checkpoints
-                    .get(&r.checkpoint)
-                    .map(|c| c.checkpoint.chain_path(p.chain))
-                    .unwrap_or_default()
-            })
-            .clone();
-        let proof = DepositProof {
-            checkpoint: r.checkpoint,
-            chain: state,
-            entry_path,
-            chain_path,
-        };
-        deposits.push((r, proof));
-    }
-    let last = deposits.last().map_or(after, |(r, _)| r.number);
     Ok(DepositPage {
+        head: Some(head),
         deposits,
-        checkpoints,
-        last,
+        next,
     })
 }
 
-/// For each chain of `current`, the consistency proof from the tree of
-/// checkpoint `from` (by default the previous one) to `current`'s (empty
-/// for chains that did not move and from before the first checkpoint).
-pub async fn consistency_proofs(store: &dyn Store, current: &Checkpoint, from: Option<u64>) -> Result<Vec<Vec<Hash>>> {
-    let from = from.unwrap_or(current.number.saturating_sub(1));
-    let prev = match from {
-        0 => None,
-        n if n >= current.number => return Err(StoreError::NotFound),
-        n => store.checkpoint(n).await?,
-    };
-    let mut out = Vec::with_capacity(current.chains.len());
-    for new in &current.chains {
-        let old_size = prev
-            .as_ref()
-            .and_then(|p| p.checkpoint.chains.get(new.chain as usize))
-            .map_or(0, |c| c.size);
-        if old_size == 0 || old_size >= new.size {
-            out.push(Vec::new());
-            continue;
-        }
-        let nodes = store
-            .merkle_nodes(new.chain, &merkle::consistency_nodes(old_size, new.size))
-            .await?;
-        out.push(
-            merkle::consistency_proof(old_size, new.size, &nodes).map_err(|e| StoreError::Corrupt {
-                at: format!("merkle nodes of chain {}", new.chain),
-                detail: e.to_string(),
-            })?,
-        );
-    }
-    Ok(out)
+/// The consistency proof between two sizes of the log, from the tiles.
+pub async fn consistency_proof(store: &dyn Store, from: u64, to: u64) -> Result<Vec<Hash>> {
+    let ids: Vec<TileId> = tlog::consistency_tiles(from, to).into_iter().map(|(t, _)| t).collect();
+    let tiles = store.log_tiles(&ids).await?;
+    tlog::consistency_proof(from, to, &tiles).map_err(corrupt_tiles)
 }
 
-/// What [`verify_checkpoints`] covered.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct CheckpointReport {
-    pub checkpoints: u64,
-    /// Whether signatures were checked (a public key was given).
-    pub signatures: bool,
+/// Whether the entry at `position` is a sealed deposit, given its tip.
+pub fn sealed_deposit(entry: &Entry, tip_seq: u64, reversed: Option<EntryKind>) -> bool {
+    entry.position.seq <= tip_seq && is_deposit(entry.body.kind, reversed)
 }
 
-/// Checks every stored checkpoint against its predecessor: the link, the
-/// numbering, the consistency proof of every chain (built from the stored
-/// Merkle nodes), and with `key` the signature. Returns the latest
-/// checkpoint, which a caller checks against the entries
-/// ([`crate::verify::verify_ledger_under`]).
-pub async fn verify_checkpoints(
-    store: &dyn Store,
-    key: Option<&ed25519_dalek::VerifyingKey>,
-) -> std::result::Result<(CheckpointReport, Option<Checkpoint>), String> {
-    let latest = store.latest_checkpoint().await.map_err(|e| e.to_string())?;
-    let Some(latest) = latest else {
-        return Ok((CheckpointReport::default(), None));
+/// The tiles a tree of `size` has, with their widths: what verification
+/// recomputes.
+pub fn all_tiles(size: u64) -> impl Iterator<Item = (TileId, u64)> {
+    (0..8u8).flat_map(move |level| {
+        let n = if u32::from(level) * 8 >= 64 {
+            0
+        } else {
+            size >> (u32::from(level) * 8)
+        };
+        (0..n.div_ceil(tlog::TILE_WIDTH)).map(move |index| {
+            let id = TileId { level, index };
+            (id, tlog::tile_width(id, size))
+        })
+    })
+}
+
+/// A tile row read back: refused unless its level and index are in range
+/// and it holds 1 to 256 whole hashes.
+pub fn tile_from_row(level: i64, idx: i64, bytes: &[u8]) -> Result<(TileId, Vec<Hash>)> {
+    let corrupt = || StoreError::Corrupt {
+        at: format!("log tile {level}/{idx}"),
+        detail: "out of range or not whole hashes".into(),
     };
-    let mut prev: Option<Checkpoint> = None;
-    for number in 1..=latest.checkpoint.number {
-        let stored = store
-            .checkpoint(number)
-            .await
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| format!("checkpoint {number} is missing"))?;
-        let cp = stored.checkpoint;
-        if let Some(key) = key {
-            cp.verify_signature(key, &stored.signature).map_err(|e| e.to_string())?;
-        }
-        match &prev {
-            None if cp.prev_hash != [0; 32] => return Err("checkpoint 1 names a predecessor".into()),
-            None => {}
-            Some(p) => {
-                let proofs = consistency_proofs(store, &cp, None).await.map_err(|e| e.to_string())?;
-                cp.verify_extends(p, &proofs).map_err(|e| e.to_string())?;
-            }
-        }
-        prev = Some(cp);
-    }
-    let report = CheckpointReport {
-        checkpoints: latest.checkpoint.number,
-        signatures: key.is_some(),
+    let id = TileId {
+        level: u8::try_from(level).map_err(|_| corrupt())?,
+        index: u64::try_from(idx).map_err(|_| corrupt())?,
     };
-    Ok((report, prev))
+    let hashes = tlog::tile_from_bytes(bytes)
+        .filter(|h| !h.is_empty())
+        .ok_or_else(corrupt)?;
+    Ok((id, hashes))
+}
+
+/// A segment row read back: `(start, chain_id, first_seq, count)`.
+pub fn segment_from_row((start, chain, first_seq, count): (i64, i64, i64, i64)) -> Result<Segment> {
+    let corrupt = || StoreError::Corrupt {
+        at: format!("log segment at {start}"),
+        detail: "out of range".into(),
+    };
+    Ok(Segment {
+        start: u64::try_from(start).map_err(|_| corrupt())?,
+        chain: u32::try_from(chain).map_err(|_| corrupt())?,
+        first_seq: u64::try_from(first_seq).map_err(|_| corrupt())?,
+        count: u64::try_from(count).map_err(|_| corrupt())?,
+    })
 }

@@ -18,10 +18,10 @@ use xuefen_core::ids::{
     Category, CourseCode, EventId, GroupId, LearnerId, LocalAccount, Position, RegionCode, SiteId, SiteLevel,
     SiteStatus,
 };
-use xuefen_core::merkle::{Hash, NodeId};
 use xuefen_core::plan::{Head, Outcome};
 use xuefen_core::rule::CreditRule;
 use xuefen_core::site_log::SiteChangeEntry;
+use xuefen_core::tlog::{TileId, Tiles};
 use xuefen_core::transcript::{Referrals, TotalRow};
 
 /// Errors every backend maps its own errors into, once.
@@ -299,26 +299,34 @@ pub trait Store: xapi::XapiStore + xapi_documents::XapiDocumentStore + Send + Sy
     }
     /// The entries of one chain in sequence order, streamed.
     fn chain_entries(&self, chain: u32) -> BoxStream<'_, Result<Entry>>;
+    /// One ledger entry whose chain is outside `0 .. chains`, as
+    /// `(chain, seq)`, if any: an entry no chain verification would read.
+    async fn stray_entry(&self, chains: u32) -> Result<Option<(i64, i64)>>;
 
     // ---------------------------------------------------- credit bank feed
     // The primitives of [`bank`]; the decisions are made there.
 
-    /// The checkpoint with the highest number.
-    async fn latest_checkpoint(&self) -> Result<Option<bank::StoredCheckpoint>>;
-    async fn checkpoint(&self, number: u64) -> Result<Option<bank::StoredCheckpoint>>;
+    /// The latest checkpoint of the log (the one of the largest size).
+    async fn log_head(&self) -> Result<Option<bank::LogHead>>;
+    /// How far each chain is sealed into the log (chains never sealed are absent).
+    async fn log_tips(&self) -> Result<Vec<bank::ChainTip>>;
+    /// The stored tiles among `ids` (each as wide as the log has made it).
+    async fn log_tiles(&self, ids: &[TileId]) -> Result<Tiles>;
+    /// The log's segments that overlap log indexes `from .. to`, in order.
+    async fn log_segments(&self, from: u64, to: u64) -> Result<Vec<bank::Segment>>;
+    /// The entries of `chain` with `after < seq <= upto`, in order, with
+    /// their learners' keyed real-name hashes (`index` is left 0).
+    async fn segment_entries(&self, chain: u32, after: u64, upto: u64) -> Result<Vec<bank::DepositRecord>>;
+    /// The chain lists of the checkpoints of the earlier per-chain format,
+    /// in number order (empty on a store that never had them).
+    async fn legacy_checkpoint_chains(&self) -> Result<Vec<Vec<u8>>>;
+    /// Writes a seal in one transaction. `Existing` when a segment already
+    /// starts at its `old_size` (another instance sealed first).
+    async fn write_seal(&self, seal: &bank::Seal) -> Result<Written>;
     /// The entries of `chain` with `after < seq <= upto`, in sequence order.
     async fn chain_range(&self, chain: u32, after: u64, upto: u64) -> Result<Vec<Entry>>;
     /// The kinds of the entries at `positions` (those that exist).
     async fn entry_kinds(&self, positions: &[Position]) -> Result<HashMap<Position, EntryKind>>;
-    /// The Merkle nodes of `chain` among `nodes`: stored ones above the
-    /// leaves, and for a leaf (level 0, index `i`) the leaf hash of the
-    /// stored hash of the entry at `seq` = `i + 1`.
-    async fn merkle_nodes(&self, chain: u32, nodes: &[NodeId]) -> Result<HashMap<NodeId, Hash>>;
-    /// Writes a checkpoint with its nodes and deposits in one transaction.
-    /// `Existing` when its number is already taken (another instance won).
-    async fn write_checkpoint(&self, checkpoint: &bank::NewCheckpoint) -> Result<Written>;
-    /// The deposits numbered after `after`, in order, at most `limit`.
-    async fn deposits_after(&self, after: u64, limit: u32) -> Result<Vec<bank::DepositRecord>>;
     /// Records the bank's decisions, one outcome per request, in one
     /// transaction. Each is a ledger entry in the deposit's chain written
     /// under that chain's head; the ledger's idempotency index on the bank's

@@ -1,11 +1,13 @@
 //! Verifies a whole stored ledger, chain by chain, streaming.
 
 use futures::StreamExt;
-use xuefen_core::bank::Checkpoint;
+use std::collections::HashMap;
+
+use xuefen_core::entry::GENESIS;
 use xuefen_core::ids::Position;
-use xuefen_core::merkle;
 use xuefen_core::plan::Head;
 use xuefen_core::site_log::ALLIANCE_CHAIN;
+use xuefen_core::tlog::{LogCheckpoint, TileId};
 use xuefen_core::verify::{ChainVerifier, Fault, VerifyError};
 
 use crate::{Store, StoreError};
@@ -50,93 +52,48 @@ pub async fn verify_ledger(
     store: &dyn Store,
     progress: impl FnMut(&VerifyReport),
 ) -> Result<VerifyReport, VerifyFailure> {
-    verify_ledger_under(store, None, progress).await
+    verify_ledger_under(store, progress).await
 }
 
-/// As [`verify_ledger`], and in the same pass recomputes the Merkle root of
-/// every chain at the size `checkpoint` binds, which must be its root and
-/// head there (`docs/ledger-format.md`, sections 7 and 8).
+/// As [`verify_ledger`] (kept for callers of the earlier name).
 pub async fn verify_ledger_under(
     store: &dyn Store,
-    checkpoint: Option<&Checkpoint>,
     mut progress: impl FnMut(&VerifyReport),
 ) -> Result<VerifyReport, VerifyFailure> {
     let mut report = VerifyReport::default();
-    for (chain, head) in store.heads().await.map_err(VerifyFailure::Store)? {
-        let bound = match checkpoint {
-            None => None,
-            Some(cp) => Some((
-                cp.number,
-                *cp.chains.get(chain as usize).ok_or_else(|| {
-                    VerifyFailure::Checkpoint(format!("checkpoint {} has no chain {chain}", cp.number))
-                })?,
-            )),
-        };
-        let mut frontier = merkle::Frontier::new();
-        let mut verifier = ChainVerifier::new(chain);
-        let mut entries = store.chain_entries(chain);
-        let mut seen = 0u64;
-        let mut beyond_head = false;
-        while let Some(entry) = entries.next().await {
-            let entry = match entry {
-                Ok(e) => e,
-                Err(StoreError::Corrupt { at, detail }) => {
-                    return Err(VerifyFailure::Unreadable(format!(
-                        "{at}: stored entry is not valid: {detail}"
-                    )));
-                }
-                Err(e) => return Err(VerifyFailure::Store(e)),
-            };
-            if entry.position.chain != chain {
-                return Err(VerifyFailure::Unreadable(format!(
-                    "{}: entry listed under chain {chain}",
-                    Position {
-                        chain: entry.position.chain,
-                        seq: entry.position.seq
-                    }
-                )));
-            }
-            if entry.position.seq > head.seq {
-                beyond_head = true;
-                break;
-            }
-            verifier.push(&entry)?;
-            seen += 1;
-            if let Some((number, state)) = bound
-                && seen <= state.size
-            {
-                frontier.push(merkle::leaf_hash(&entry.hash));
-                if seen == state.size && (frontier.root() != state.root || entry.hash != state.head) {
-                    return Err(VerifyFailure::Checkpoint(format!(
-                        "checkpoint {number}: chain {chain} at size {} does not match its entries (root or head differs)",
-                        state.size
-                    )));
-                }
-            }
-        }
-        drop(entries);
-        if beyond_head && head_now(store, chain).await? == Some(head) {
-            return Err(VerifyFailure::Chain(VerifyError {
-                position: Position {
-                    chain,
-                    seq: head.seq.max(1),
-                },
-                fault: Fault::HeadMismatch { head_seq: head.seq },
-            }));
-        }
-        verifier.finish(head.seq, &head.hash)?;
-        if let Some((number, state)) = bound
-            && seen < state.size
-        {
-            return Err(VerifyFailure::Checkpoint(format!(
-                "checkpoint {number} binds {} entries of chain {chain}, the chain holds {seen} (entries removed)",
-                state.size
-            )));
-        }
+    let heads = store.heads().await.map_err(VerifyFailure::Store)?;
+    // One head row per chain 0 .. chain_count, no more, no fewer: a chain
+    // without its head row would otherwise not be verified at all.
+    let chains = store.chain_count();
+    let listed: std::collections::BTreeSet<u32> = heads.iter().map(|(c, _)| *c).collect();
+    if let Some(extra) = listed.iter().find(|c| **c >= chains) {
+        return Err(VerifyFailure::Unreadable(format!(
+            "chain_heads: a head row for chain {extra}, but the ledger has chains 0 to {}",
+            chains.saturating_sub(1)
+        )));
+    }
+    if let Some(missing) = (0..chains).find(|c| !listed.contains(c)) {
+        return Err(VerifyFailure::Unreadable(format!(
+            "chain_heads: chain {missing} has no head row (removed?)"
+        )));
+    }
+    if let Some((chain, seq)) = store.stray_entry(chains).await.map_err(VerifyFailure::Store)? {
+        return Err(VerifyFailure::Unreadable(format!(
+            "entry {chain}:{seq} is in no chain of the ledger (chains are 0 to {})",
+            chains.saturating_sub(1)
+        )));
+    }
+    // Chains are independent: read several at once, each streamed, and
+    // report in chain order (the first bad chain is named).
+    let mut checks = futures::stream::iter(heads)
+        .map(|(chain, head)| async move { verify_chain(store, chain, head).await })
+        .buffered(CHAINS_IN_PARALLEL);
+    while let Some(seen) = checks.next().await {
         report.chains += 1;
-        report.entries += seen;
+        report.entries += seen?;
         progress(&report);
     }
+    drop(checks);
     // The alliance chain of site changes, by the same rule.
     let head = store.alliance_head().await.map_err(VerifyFailure::Store)?;
     let mut verifier = ChainVerifier::new(ALLIANCE_CHAIN);
@@ -161,8 +118,288 @@ pub async fn verify_ledger_under(
     Ok(report)
 }
 
+/// Chains verified at once, each on a connection of its own.
+const CHAINS_IN_PARALLEL: usize = 4;
+
+/// Verifies one chain up to `head`; the number of entries it holds.
+async fn verify_chain(store: &dyn Store, chain: u32, head: Head) -> Result<u64, VerifyFailure> {
+    let mut verifier = ChainVerifier::new(chain);
+    let mut entries = store.chain_entries(chain);
+    let mut seen = 0u64;
+    let mut beyond_head = false;
+    while let Some(entry) = entries.next().await {
+        let entry = match entry {
+            Ok(e) => e,
+            Err(StoreError::Corrupt { at, detail }) => {
+                return Err(VerifyFailure::Unreadable(format!(
+                    "{at}: stored entry is not valid: {detail}"
+                )));
+            }
+            Err(e) => return Err(VerifyFailure::Store(e)),
+        };
+        if entry.position.chain != chain {
+            return Err(VerifyFailure::Unreadable(format!(
+                "{}: entry listed under chain {chain}",
+                Position {
+                    chain: entry.position.chain,
+                    seq: entry.position.seq
+                }
+            )));
+        }
+        if entry.position.seq > head.seq {
+            beyond_head = true;
+            break;
+        }
+        verifier.push(&entry)?;
+        seen += 1;
+    }
+    drop(entries);
+    if beyond_head && head_now(store, chain).await? == Some(head) {
+        return Err(VerifyFailure::Chain(VerifyError {
+            position: Position {
+                chain,
+                seq: head.seq.max(1),
+            },
+            fault: Fault::HeadMismatch { head_seq: head.seq },
+        }));
+    }
+    verifier.finish(head.seq, &head.hash)?;
+    Ok(seen)
+}
+
 /// The head of `chain` as it is now.
 async fn head_now(store: &dyn Store, chain: u32) -> Result<Option<Head>, VerifyFailure> {
     let heads = store.heads().await.map_err(VerifyFailure::Store)?;
     Ok(heads.into_iter().find(|(c, _)| *c == chain).map(|(_, h)| h))
+}
+
+/// What [`verify_log`] covered.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogReport {
+    /// Entries in the log (its latest checkpoint's size).
+    pub size: u64,
+    /// Tiles recomputed and found as stored.
+    pub tiles: u64,
+    /// Whether the checkpoint's signature was checked (a key was given).
+    pub signature: bool,
+    /// The size of the checkpoint held elsewhere that the log was found to extend.
+    pub held: Option<u64>,
+}
+
+/// Log indexes read per round of [`verify_log`].
+const LOG_READ_STEP: u64 = 8_192;
+
+/// Recomputes the log from the entries: every segment must continue the
+/// one before, every chain's segments must continue each other and end at
+/// the chain's recorded tip, every tile recomputed from the entries' hashes
+/// must be the stored tile, and the root must be the latest checkpoint's
+/// (signed with `key` when given). With `held`, a checkpoint kept
+/// elsewhere, the log must contain it: the root at its size must be its
+/// root, so a log cut short, or rewritten, behind it fails. Memory stays
+/// flat: one partial tile per level.
+pub async fn verify_log(
+    store: &dyn Store,
+    key: Option<&ed25519_dalek::VerifyingKey>,
+    held: Option<&LogCheckpoint>,
+) -> Result<LogReport, VerifyFailure> {
+    let fail = |m: String| Err(VerifyFailure::Checkpoint(m));
+    let head = store.log_head().await.map_err(VerifyFailure::Store)?;
+    let tips = store.log_tips().await.map_err(VerifyFailure::Store)?;
+    let Some(head) = head else {
+        if let Some(h) = held {
+            return fail(format!("the log is empty, but a checkpoint of size {} is held", h.size));
+        }
+        if !tips.is_empty() {
+            return fail("no checkpoint, yet chains are recorded as sealed".into());
+        }
+        return Ok(LogReport::default());
+    };
+    let body = head
+        .note
+        .split_once("\n\n")
+        .map(|(b, _)| format!("{b}\n"))
+        .unwrap_or_default();
+    let Some(cp) = LogCheckpoint::parse_body(&body) else {
+        return fail(format!("the checkpoint of size {} is not a checkpoint note", head.size));
+    };
+    if let Some(key) = key {
+        LogCheckpoint::open(&head.note, &cp.origin, key)
+            .map_err(|e| VerifyFailure::Checkpoint(format!("checkpoint of size {}: {e}", head.size)))?;
+    }
+    if cp.size != head.size {
+        return fail(format!(
+            "the checkpoint stored at size {} says size {}",
+            head.size, cp.size
+        ));
+    }
+    if let Some(h) = held {
+        if h.origin != cp.origin {
+            return fail(format!(
+                "the held checkpoint is of the log `{}`, not `{}`",
+                h.origin, cp.origin
+            ));
+        }
+        if h.size > cp.size {
+            return fail(format!(
+                "the log holds {} entries, but a checkpoint of {} is held: the log was cut short",
+                cp.size, h.size
+            ));
+        }
+    }
+    let mut frontier = xuefen_core::merkle::Frontier::new();
+    let mut open: Vec<Vec<xuefen_core::merkle::Hash>> = vec![Vec::new(); 8];
+    let mut sealed: HashMap<u32, (u64, xuefen_core::merkle::Hash)> = HashMap::new();
+    let mut report = LogReport {
+        size: cp.size,
+        signature: key.is_some(),
+        ..LogReport::default()
+    };
+    let mut index = 0u64;
+    let check_held = |index: u64, frontier: &xuefen_core::merkle::Frontier| -> Result<(), VerifyFailure> {
+        if let Some(h) = held
+            && h.size == index
+            && frontier.root() != h.root
+        {
+            return Err(VerifyFailure::Checkpoint(format!(
+                "the log at size {} is not the held checkpoint's (root differs): the log was rewritten",
+                h.size
+            )));
+        }
+        Ok(())
+    };
+    check_held(0, &frontier)?;
+    while index < cp.size {
+        let to = cp.size.min(index + LOG_READ_STEP);
+        let segments = store.log_segments(index, to).await.map_err(VerifyFailure::Store)?;
+        for seg in segments {
+            if seg.start + seg.count <= index {
+                continue;
+            }
+            if seg.start != index {
+                return fail(format!(
+                    "log index {index}: no segment starts there (the log has a gap or overlap)"
+                ));
+            }
+            if seg.start + seg.count > cp.size {
+                return fail(format!(
+                    "log segment at {} runs past the checkpoint's size {}",
+                    seg.start, cp.size
+                ));
+            }
+            let (last_seq, last_hash) = sealed.get(&seg.chain).copied().unwrap_or((0, GENESIS));
+            if seg.first_seq != last_seq + 1 {
+                return fail(format!(
+                    "log index {index}: chain {} continues at seq {} after {last_seq}",
+                    seg.chain, seg.first_seq
+                ));
+            }
+            let entries = store
+                .chain_range(seg.chain, seg.first_seq - 1, seg.first_seq - 1 + seg.count)
+                .await
+                .map_err(VerifyFailure::Store)?;
+            if entries.len() as u64 != seg.count {
+                return fail(format!(
+                    "log index {index}: the log names {} entries of chain {}, {} are stored",
+                    seg.count,
+                    seg.chain,
+                    entries.len()
+                ));
+            }
+            let mut prev = last_hash;
+            for e in &entries {
+                if e.prev_hash != prev {
+                    return fail(format!(
+                        "log index {index}: entry {} does not follow the one sealed before it",
+                        e.position
+                    ));
+                }
+                prev = e.hash;
+                let leaf = xuefen_core::tlog::leaf(&e.hash);
+                frontier.push(leaf);
+                push_tile(store, &mut open, leaf, index, &mut report).await?;
+                index += 1;
+                check_held(index, &frontier)?;
+            }
+            sealed.insert(seg.chain, (seg.first_seq - 1 + seg.count, prev));
+        }
+        if index < to {
+            return fail(format!("log index {index}: no segment covers it"));
+        }
+    }
+    report.held = held.map(|h| h.size);
+    if frontier.root() != cp.root {
+        return fail(format!("the log's root at size {} is not the checkpoint's", cp.size));
+    }
+    // The partial tiles left open must be stored as they are (at least as wide).
+    let ids: Vec<TileId> = xuefen_core::tlog::edge_tiles(cp.size);
+    let stored = store.log_tiles(&ids).await.map_err(VerifyFailure::Store)?;
+    for id in ids {
+        let want = &open[usize::from(id.level)];
+        match stored.get(&id) {
+            Some(t) if t.len() >= want.len() && t[..want.len()] == want[..] => report.tiles += 1,
+            _ => {
+                return fail(format!(
+                    "tile {}: stored tile differs from the entries or is missing",
+                    tile_name(id, want.len())
+                ));
+            }
+        }
+    }
+    let mut tips_seen = 0;
+    for t in &tips {
+        match sealed.get(&t.chain) {
+            Some((seq, hash)) if *seq == t.seq && *hash == t.hash => tips_seen += 1,
+            _ => {
+                return fail(format!(
+                    "chain {}: recorded as sealed up to {}, the log says otherwise",
+                    t.chain, t.seq
+                ));
+            }
+        }
+    }
+    if tips_seen != sealed.len() {
+        return fail("a chain in the log has no recorded tip".into());
+    }
+    Ok(report)
+}
+
+fn tile_name(id: TileId, width: usize) -> String {
+    xuefen_core::tlog::tile_path(id, width as u64)
+}
+
+/// Adds one leaf to the tiles being recomputed; each tile that becomes full
+/// is compared with the stored one.
+async fn push_tile(
+    store: &dyn Store,
+    open: &mut [Vec<xuefen_core::merkle::Hash>],
+    leaf: xuefen_core::merkle::Hash,
+    index: u64,
+    report: &mut LogReport,
+) -> Result<(), VerifyFailure> {
+    let mut carry = Some(leaf);
+    let mut level = 0usize;
+    let mut at = index;
+    while let Some(h) = carry.take() {
+        let Some(tile) = open.get_mut(level) else { break };
+        tile.push(h);
+        if tile.len() as u64 == xuefen_core::tlog::TILE_WIDTH {
+            let id = TileId {
+                level: level as u8,
+                index: at / xuefen_core::tlog::TILE_WIDTH,
+            };
+            let stored = store.log_tiles(&[id]).await.map_err(VerifyFailure::Store)?;
+            if stored.get(&id) != Some(&*tile) {
+                return Err(VerifyFailure::Checkpoint(format!(
+                    "tile {}: stored tile differs from the entries or is missing",
+                    tile_name(id, tile.len())
+                )));
+            }
+            report.tiles += 1;
+            carry = Some(xuefen_core::tlog::subtree(tile));
+            tile.clear();
+            at /= xuefen_core::tlog::TILE_WIDTH;
+            level += 1;
+        }
+    }
+    Ok(())
 }

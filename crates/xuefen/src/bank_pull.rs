@@ -1,12 +1,12 @@
 //! `xuefen bank pull`: the reference consumer of the deposit feed, acting
 //! as the credit bank.
 //!
-//! It pulls pages after its cursor, checks every checkpoint a deposit refers
-//! to (the Ed25519 signature under the pinned public key, and the RFC 9162
-//! consistency proof of every chain from the checkpoint it verified before,
-//! with the `prev_hash` link when they are consecutive), checks
+//! It pulls pages after its cursor, checks the checkpoint each page carries
+//! (a C2SP signed note under the pinned public key and origin, and the RFC
+//! 9162 consistency proof from the checkpoint it verified before, computed
+//! from the log's tiles, so a log rolled back or forked is refused), checks
 //! every deposit (its canonical bytes hash to its entry hash, its fields are
-//! the ones the bytes say, and its proof leads to the checkpoint's root),
+//! the ones the bytes say, and its inclusion proof leads to the checkpoint's root),
 //! acknowledges the page, and only then saves its cursor. Killed at any
 //! instant, it resumes from the last saved cursor: a page acknowledged but
 //! not yet saved is pulled and acknowledged again, which the service answers
@@ -28,10 +28,11 @@ use anyhow::{Context, anyhow, bail};
 use ed25519_dalek::VerifyingKey;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use xuefen_core::bank::{ChainState, Checkpoint, Decision, DepositProof, ProofFailure};
-use xuefen_core::entry::{Entry, EntryBody};
-use xuefen_core::event::Millis;
+use xuefen_core::bank::Decision;
+use xuefen_core::entry::{EntryBody, entry_hash};
 use xuefen_core::ids::Position;
+use xuefen_core::merkle;
+use xuefen_core::tlog::{self, LogCheckpoint, Tiles};
 
 /// Options of `xuefen bank pull`.
 #[derive(clap::Args, Debug)]
@@ -223,7 +224,7 @@ struct PullState {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct PendingPage {
     after: String,
-    /// Per deposit number: the decision posted.
+    /// Per deposit log index: the decision posted.
     decisions: std::collections::BTreeMap<u64, Value>,
 }
 
@@ -242,48 +243,26 @@ struct DecidedElsewhere {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct SavedCheckpoint {
-    number: u64,
-    created_at_ms: i64,
-    prev_hash: String,
-    deposits_end: u64,
-    /// Per chain: `[size, head hex, root hex]`.
-    chains: Vec<(u64, String, String)>,
+    origin: String,
+    size: u64,
+    /// The root, hex.
+    root: String,
 }
 
 impl SavedCheckpoint {
-    fn from_checkpoint(c: &Checkpoint) -> Self {
+    fn from_checkpoint(c: &LogCheckpoint) -> Self {
         Self {
-            number: c.number,
-            created_at_ms: c.created_at.0,
-            prev_hash: hex::encode(c.prev_hash),
-            deposits_end: c.deposits_end,
-            chains: c
-                .chains
-                .iter()
-                .map(|s| (s.size, hex::encode(s.head), hex::encode(s.root)))
-                .collect(),
+            origin: c.origin.clone(),
+            size: c.size,
+            root: hex::encode(c.root),
         }
     }
 
-    fn to_checkpoint(&self) -> anyhow::Result<Checkpoint> {
-        Ok(Checkpoint {
-            number: self.number,
-            created_at: Millis(self.created_at_ms),
-            prev_hash: hash32(&self.prev_hash, "prev_hash")?,
-            deposits_end: self.deposits_end,
-            chains: self
-                .chains
-                .iter()
-                .enumerate()
-                .map(|(i, (size, head, root))| {
-                    Ok(ChainState {
-                        chain: u32::try_from(i)?,
-                        size: *size,
-                        head: hash32(head, "head")?,
-                        root: hash32(root, "root")?,
-                    })
-                })
-                .collect::<anyhow::Result<_>>()?,
+    fn to_checkpoint(&self) -> anyhow::Result<LogCheckpoint> {
+        Ok(LogCheckpoint {
+            origin: self.origin.clone(),
+            size: self.size,
+            root: hash32(&self.root, "root")?,
         })
     }
 }
@@ -368,89 +347,84 @@ fn hashes(v: &Value) -> anyhow::Result<Vec<[u8; 32]>> {
         .collect()
 }
 
-/// A checkpoint as served: the checkpoint, its signature, and the
-/// consistency proof of each chain from the previous checkpoint.
-type ServedCheckpoint = (Checkpoint, [u8; 64], Vec<Vec<[u8; 32]>>);
-
-fn checkpoint_from(v: &Value) -> anyhow::Result<ServedCheckpoint> {
-    let chains = v["chains"]
-        .as_array()
-        .ok_or_else(|| anyhow!("`chains` is missing"))?
-        .iter()
-        .map(|c| {
-            Ok(ChainState {
-                chain: u32::try_from(c["chain"].as_u64().unwrap_or(u64::MAX))?,
-                size: c["size"].as_u64().ok_or_else(|| anyhow!("chain size missing"))?,
-                head: hash32(field(c, "head")?, "head")?,
-                root: hash32(field(c, "root")?, "root")?,
-            })
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let checkpoint = Checkpoint {
-        number: v["number"].as_u64().ok_or_else(|| anyhow!("`number` is missing"))?,
-        created_at: Millis(
-            v["created_at_ms"]
-                .as_i64()
-                .ok_or_else(|| anyhow!("`created_at_ms` is missing"))?,
-        ),
-        prev_hash: hash32(field(v, "prev_hash")?, "prev_hash")?,
-        chains,
-        deposits_end: v["deposits_end"]
-            .as_u64()
-            .ok_or_else(|| anyhow!("`deposits_end` is missing"))?,
-    };
-    let sig = hex::decode(field(v, "signature")?)?;
-    let sig: [u8; 64] = sig.try_into().map_err(|_| anyhow!("signature is not 64 bytes"))?;
-    let consistency = v["consistency"]
-        .as_array()
-        .ok_or_else(|| anyhow!("`consistency` is missing"))?
-        .iter()
-        .map(hashes)
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    Ok((checkpoint, sig, consistency))
+/// Fetches the tiles `ids` of the log (untrusted: whatever they hold, a
+/// proof computed from them either verifies against the signed roots or
+/// the log is refused).
+async fn fetch_tiles(client: &Client, ids: &[(tlog::TileId, u64)]) -> anyhow::Result<Tiles> {
+    let mut tiles = Tiles::new();
+    for (id, width) in ids {
+        let path = tlog::tile_path(*id, *width);
+        let resp = client
+            .http
+            .get(format!("{}/{path}", client.base))
+            .timeout(Duration::from_secs(30))
+            .send()
+            .await
+            .with_context(|| format!("GET /{path}: request failed"))?;
+        if !resp.status().is_success() {
+            return Err(Untrusted(format!(
+                "GET /{path}: {}: the log does not serve a tile its checkpoint needs",
+                resp.status()
+            ))
+            .into());
+        }
+        let bytes = resp.bytes().await.with_context(|| format!("GET /{path}"))?;
+        let hashes = tlog::tile_from_bytes(&bytes)
+            .filter(|h| h.len() as u64 == *width)
+            .ok_or_else(|| Untrusted(format!("/{path} is not {width} hashes")))?;
+        tiles.insert(*id, hashes);
+    }
+    Ok(tiles)
 }
 
-/// Fetches and verifies the checkpoints `needed` (ascending, all after
-/// `from`), each with consistency proofs from the one before it, so that
-/// checkpoints no deposit refers to are never fetched.
-async fn verify_checkpoints(
+/// Opens the page's checkpoint with the pinned key and checks that it
+/// extends the one verified before (same origin; a consistency proof from
+/// the tiles when it grew; the same root when it did not).
+async fn verify_checkpoint(
     client: &Client,
     key: &VerifyingKey,
-    from: Option<&Checkpoint>,
-    needed: &[u64],
-    verified: &mut std::collections::BTreeMap<u64, Checkpoint>,
-) -> anyhow::Result<()> {
-    let mut prev = from.cloned();
-    for &number in needed {
-        let path = match &prev {
-            Some(p) => format!("/v1/checkpoints/{number}?from={}", p.number),
-            None => format!("/v1/checkpoints/{number}"),
-        };
-        let v = client.get(&path).await?;
-        let (cp, sig, consistency) =
-            checkpoint_from(&v).with_context(|| format!("checkpoint {number} is malformed"))?;
-        let untrusted = |e: ProofFailure| anyhow::Error::new(Untrusted(e.to_string()));
-        if cp.number != number {
-            return Err(Untrusted(format!("asked for checkpoint {number}, got {}", cp.number)).into());
-        }
-        cp.verify_signature(key, &sig).map_err(untrusted)?;
-        match &prev {
-            Some(p) => cp.verify_extends_from(p, &consistency).map_err(untrusted)?,
-            // The first checkpoint this consumer meets: signed, and if it is
-            // the very first, with no predecessor.
-            None if cp.number == 1 && cp.prev_hash != [0; 32] => {
-                return Err(Untrusted("checkpoint 1 names a predecessor".into()).into());
-            }
-            None => {}
-        }
-        verified.insert(number, cp.clone());
-        prev = Some(cp);
+    note: &str,
+    before: Option<&LogCheckpoint>,
+) -> anyhow::Result<LogCheckpoint> {
+    let body = note
+        .split_once("\n\n")
+        .map(|(b, _)| format!("{b}\n"))
+        .unwrap_or_default();
+    let claimed = LogCheckpoint::parse_body(&body)
+        .ok_or_else(|| Untrusted("the page's checkpoint is not a checkpoint note".into()))?;
+    let origin = before.map_or(claimed.origin.as_str(), |b| b.origin.as_str());
+    let cp = LogCheckpoint::open(note, origin, key).map_err(|e| Untrusted(e.to_string()))?;
+    let Some(before) = before else {
+        return Ok(cp);
+    };
+    if cp.size < before.size {
+        return Err(Untrusted(format!(
+            "the log went back from {} to {} entries (rolled back)",
+            before.size, cp.size
+        ))
+        .into());
     }
-    Ok(())
+    if cp.size == before.size {
+        if cp.root != before.root {
+            return Err(Untrusted(format!("the log of {} entries changed its root (forked)", cp.size)).into());
+        }
+        return Ok(cp);
+    }
+    let tiles = fetch_tiles(client, &tlog::consistency_tiles(before.size, cp.size)).await?;
+    let proof = tlog::consistency_proof(before.size, cp.size, &tiles)
+        .map_err(|e| Untrusted(format!("consistency proof {} → {}: {e}", before.size, cp.size)))?;
+    if !merkle::verify_consistency(before.size, cp.size, &before.root, &cp.root, &proof) {
+        return Err(Untrusted(format!(
+            "the log of {} entries does not extend the one of {} verified before (forked or rewritten)",
+            cp.size, before.size
+        ))
+        .into());
+    }
+    Ok(cp)
 }
 
 /// Checks one deposit of a page against its (verified) checkpoint.
-fn verify_deposit(d: &Value, checkpoint: &Checkpoint) -> anyhow::Result<()> {
+fn verify_deposit(d: &Value, checkpoint: &LogCheckpoint) -> anyhow::Result<()> {
     let position = Position {
         chain: u32::try_from(d["position"]["chain"].as_u64().unwrap_or(u64::MAX))?,
         seq: d["position"]["seq"]
@@ -478,29 +452,27 @@ fn verify_deposit(d: &Value, checkpoint: &Checkpoint) -> anyhow::Result<()> {
         ))
         .into());
     }
-    let entry = Entry {
-        position,
-        prev_hash: hash32(field(d, "prev_hash")?, "prev_hash")?,
-        hash: hash32(field(d, "entry_hash")?, "entry_hash")?,
-        body,
-    };
+    let prev = hash32(field(d, "prev_hash")?, "prev_hash")?;
+    let hash = hash32(field(d, "entry_hash")?, "entry_hash")?;
+    if entry_hash(position, &prev, &body.encode()) != hash {
+        return Err(Untrusted(format!(
+            "entry {position}: the entry's hash does not match its content (entry altered)"
+        ))
+        .into());
+    }
+    let index = d["log_index"].as_u64().ok_or_else(|| anyhow!("log_index missing"))?;
     let p = &d["proof"];
-    let proof = DepositProof {
-        checkpoint: p["checkpoint"]
-            .as_u64()
-            .ok_or_else(|| anyhow!("proof checkpoint missing"))?,
-        chain: ChainState {
-            chain: position.chain,
-            size: p["chain_size"].as_u64().ok_or_else(|| anyhow!("chain_size missing"))?,
-            head: hash32(field(p, "chain_head")?, "chain_head")?,
-            root: hash32(field(p, "chain_root")?, "chain_root")?,
-        },
-        entry_path: hashes(&p["entry_path"])?,
-        chain_path: hashes(&p["chain_path"])?,
-    };
-    proof
-        .verify(&entry, checkpoint)
-        .map_err(|e| anyhow::Error::new(Untrusted(e.to_string())))
+    if p["tree_size"].as_u64() != Some(checkpoint.size) {
+        return Err(Untrusted(format!("entry {position}: the proof is not for the page's checkpoint")).into());
+    }
+    let path = hashes(&p["inclusion"])?;
+    if !merkle::verify_inclusion(index, checkpoint.size, &tlog::leaf(&hash), &path, &checkpoint.root) {
+        return Err(Untrusted(format!(
+            "entry {position}: not in the log at index {index} under the checkpoint"
+        ))
+        .into());
+    }
+    Ok(())
 }
 
 /// Runs the consumer; exit 0 when the feed is drained (or never, with
@@ -558,44 +530,45 @@ async fn run(
             .get(&format!("/v1/deposits?after={}&limit={}", state.cursor, args.limit))
             .await?;
         let items = page["deposits"].as_array().cloned().unwrap_or_default();
+        let next_cursor = field(&page, "next_cursor")?.to_owned();
+        let last = state
+            .checkpoint
+            .as_ref()
+            .map(SavedCheckpoint::to_checkpoint)
+            .transpose()?;
+        let verified = match page["checkpoint"].as_str() {
+            Some(note) => Some(verify_checkpoint(client, key, note, last.as_ref()).await?),
+            None if last.is_some() => {
+                return Err(Untrusted("the log has no checkpoint any more (rolled back)".into()).into());
+            }
+            None => None,
+        };
         if items.is_empty() {
+            if let Some(cp) = &verified {
+                state.checkpoint = Some(SavedCheckpoint::from_checkpoint(cp));
+            }
+            if next_cursor != state.cursor {
+                state.cursor = next_cursor;
+                save_state(&args.state, state)?;
+                continue;
+            }
+            save_state(&args.state, state)?;
             if args.follow {
                 tokio::time::sleep(Duration::from_millis(args.poll_ms)).await;
                 continue;
             }
             break;
         }
-        let mut verified = std::collections::BTreeMap::new();
-        let last = state
-            .checkpoint
-            .as_ref()
-            .map(SavedCheckpoint::to_checkpoint)
-            .transpose()?;
-        if let Some(l) = &last {
-            verified.insert(l.number, l.clone());
-        }
-        let mut needed: Vec<u64> = items
-            .iter()
-            .filter_map(|d| d["proof"]["checkpoint"].as_u64())
-            .filter(|n| last.as_ref().is_none_or(|l| *n > l.number))
-            .collect();
-        needed.sort_unstable();
-        needed.dedup();
-        verify_checkpoints(client, key, last.as_ref(), &needed, &mut verified).await?;
+        let Some(cp) = verified else {
+            return Err(Untrusted("a page of deposits without a checkpoint".into()).into());
+        };
         for d in &items {
-            let number = d["number"].as_u64().unwrap_or(0);
-            let n = d["proof"]["checkpoint"].as_u64().unwrap_or(0);
+            let number = d["log_index"].as_u64().unwrap_or(0);
             let described = format!(
-                "deposit #{number} (entry {}:{}, site {}, event {})",
+                "deposit at log index {number} (entry {}:{}, site {}, event {})",
                 d["position"]["chain"], d["position"]["seq"], d["site_id"], d["event_id"]
             );
-            let Some(cp) = verified.get(&n) else {
-                return Err(Untrusted(format!(
-                    "{described}: its checkpoint {n} is older than one already verified"
-                ))
-                .into());
-            };
-            verify_deposit(d, cp).with_context(|| described.clone())?;
+            verify_deposit(d, &cp).with_context(|| described.clone())?;
         }
         // Every deposit of the page verified: decide them (or take the
         // decisions saved before a kill), save, then post.
@@ -605,7 +578,7 @@ async fn run(
         };
         let mut acks = Vec::with_capacity(items.len());
         for d in &items {
-            let number = d["number"].as_u64().unwrap_or(0);
+            let number = d["log_index"].as_u64().unwrap_or(0);
             let decision = match decisions.get(&number) {
                 Some(saved) => saved.clone(),
                 None => policy.decide(d).await.with_context(|| {
@@ -637,13 +610,13 @@ async fn run(
         recorded += out["recorded"].as_u64().unwrap_or(0);
         duplicate += out["duplicate"].as_u64().unwrap_or(0);
         for ((d, ack), r) in items.iter().zip(&acks).zip(&results) {
-            let number = d["number"].as_u64().unwrap_or(0);
+            let number = d["log_index"].as_u64().unwrap_or(0);
             match r["status"].as_str() {
                 Some("recorded" | "duplicate") if ack["outcome"] == "rejected" => state.rejected += 1,
                 Some("recorded" | "duplicate") => state.accepted += 1,
                 Some("conflict") => {
                     println!(
-                        "decided elsewhere: deposit #{number} (entry {}:{}, site {}, event {}): {}",
+                        "decided elsewhere: deposit at log index {number} (entry {}:{}, site {}, event {}): {}",
                         d["position"]["chain"],
                         d["position"]["seq"],
                         d["site_id"],
@@ -665,7 +638,7 @@ async fn run(
                 // feed contradicts itself.
                 _ => {
                     return Err(Untrusted(format!(
-                        "deposit #{number} (entry {}:{}): the service refused its acknowledgement: {}",
+                        "deposit at log index {number} (entry {}:{}): the service refused its acknowledgement: {}",
                         d["position"]["chain"], d["position"]["seq"], r["problem"]
                     ))
                     .into());
@@ -675,15 +648,11 @@ async fn run(
         state.pending = None;
         // Saved only after the acknowledgements committed: a crash before
         // this line replays the page, which the service answers as duplicates.
-        let last_checkpoint = items
-            .last()
-            .and_then(|d| d["proof"]["checkpoint"].as_u64())
-            .and_then(|n| verified.get(&n));
-        state.checkpoint = last_checkpoint.map(SavedCheckpoint::from_checkpoint);
-        state.cursor = field(&page, "next_cursor")?.to_owned();
-        // The feed numbers deposits 1, 2, 3, … so the last one acknowledged
-        // counts them all, however many times a page was replayed.
-        state.deposits_acknowledged = items.last().and_then(|d| d["number"].as_u64()).unwrap_or(0);
+        state.checkpoint = Some(SavedCheckpoint::from_checkpoint(&cp));
+        state.cursor = next_cursor;
+        // Counted with the cursor: a page replayed after a kill was not saved,
+        // so it is counted once.
+        state.deposits_acknowledged += items.len() as u64;
         save_state(&args.state, state)?;
         pages += 1;
         deposits += items.len() as u64;

@@ -16,8 +16,7 @@ use clap::{Args, Parser, Subcommand};
 use xuefen_api::sso::{SsoKey, SsoSettings, SsoVerifier, dev_token};
 use xuefen_api::{AppState, CommitSettings, Limits, StatsSettings};
 use xuefen_core::ids::{RegionCode, SiteId, SiteLevel, SiteStatus};
-use xuefen_store::bank::verify_checkpoints;
-use xuefen_store::verify::{VerifyFailure, verify_ledger_under};
+use xuefen_store::verify::{VerifyFailure, verify_ledger_under, verify_log};
 use xuefen_store::{Principal, Site, SiteAct, Store};
 use xuefen_store_postgres::{PgSettings, PgStore};
 use xuefen_store_sqlite::{SqliteSettings, SqliteStore};
@@ -73,12 +72,18 @@ enum Command {
     Serve(ServeArgs),
     /// Apply pending migrations and exit.
     Migrate,
-    /// Verify every hash chain from genesis and every checkpoint; exit 1
-    /// naming the first bad entry or checkpoint.
+    /// Verify every hash chain from genesis and the log over them (its
+    /// segments, tiles, chain tips and latest checkpoint); exit 1 naming the
+    /// first bad entry, tile or checkpoint.
     Verify {
         /// The service's checkpoint public key (hex), to check signatures too.
         #[arg(long)]
         public_key: Option<String>,
+        /// A checkpoint held elsewhere (a signed note, e.g. saved by a
+        /// witness or the bank): the log must contain it, so a log cut short
+        /// or rewritten behind it fails. Its signature is checked with --public-key.
+        #[arg(long)]
+        checkpoint: Option<std::path::PathBuf>,
     },
     /// Manage alliance sites.
     #[command(subcommand)]
@@ -361,7 +366,7 @@ async fn run(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Serve(_) => serve(&settings).await,
-        Command::Verify { public_key } => verify(db, public_key.as_deref()).await,
+        Command::Verify { public_key, checkpoint } => verify(db, public_key.as_deref(), checkpoint.as_deref()).await,
         Command::Sites(cmd) => sites(db, cmd).await,
         Command::Keys(cmd) => keys(db, cmd).await,
         Command::DevToken { learner, ttl_seconds } => {
@@ -542,6 +547,7 @@ async fn serve(args: &Settings) -> anyhow::Result<ExitCode> {
         });
     state.checkpoints = xuefen_api::bank::CheckpointSettings {
         key: Arc::new(signing),
+        origin: args.log_origin.clone(),
         interval: Duration::from_millis(args.checkpoint_interval_ms),
         limits: xuefen_store::bank::CheckpointLimits {
             chain_entries_max: args.checkpoint_chain_entries_max,
@@ -655,7 +661,7 @@ async fn shutdown_signal() {
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
 }
 
-async fn verify(db: &Settings, public_key: Option<&str>) -> anyhow::Result<ExitCode> {
+async fn verify(db: &Settings, public_key: Option<&str>, held: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
     let store = open_existing_store(db, false).await?;
     let key = public_key
         .map(|k| -> anyhow::Result<ed25519_dalek::VerifyingKey> {
@@ -666,31 +672,37 @@ async fn verify(db: &Settings, public_key: Option<&str>) -> anyhow::Result<ExitC
             ed25519_dalek::VerifyingKey::from_bytes(&bytes).context("--public-key is not an Ed25519 key")
         })
         .transpose()?;
+    let held = match held {
+        None => None,
+        Some(path) => {
+            let note = std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
+            let body = note
+                .split_once("\n\n")
+                .map(|(b, _)| format!("{b}\n"))
+                .unwrap_or_default();
+            let cp = xuefen_core::tlog::LogCheckpoint::parse_body(&body)
+                .with_context(|| format!("{} is not a checkpoint (a signed note)", path.display()))?;
+            if let Some(key) = &key {
+                xuefen_core::tlog::LogCheckpoint::open(&note, &cp.origin, key)
+                    .with_context(|| format!("{}: the held checkpoint", path.display()))?;
+            }
+            Some(cp)
+        }
+    };
     let started = Instant::now();
     // The entries first, so that an altered entry is named as such; then the
-    // sequence of checkpoints, whose proofs are built from those entries.
-    let latest = match store.latest_checkpoint().await {
-        Ok(latest) => latest.map(|l| l.checkpoint),
-        Err(e @ xuefen_store::StoreError::Corrupt { .. }) => {
-            println!("FAILED: {e}");
-            return Ok(ExitCode::from(1));
-        }
-        Err(e) => return Err(e).context("read the latest checkpoint"),
-    };
-    let result = verify_ledger_under(&*store, latest.as_ref(), |_| {}).await;
-    let result = match result {
-        Ok(report) => match verify_checkpoints(&*store, key.as_ref()).await {
-            Ok((checkpoints, _)) => Ok((report, checkpoints)),
-            Err(e) => {
-                println!("FAILED: {e}");
-                return Ok(ExitCode::from(1));
-            }
+    // log over them, recomputed from their hashes.
+    let result = match verify_ledger_under(&*store, |_| {}).await {
+        Ok(report) => match verify_log(&*store, key.as_ref(), held.as_ref()).await {
+            Ok(log) => Ok((report, log)),
+            Err(VerifyFailure::Store(e)) => return Err(e).context("read the log"),
+            Err(e) => Err(e),
         },
         Err(e) => Err(e),
     };
     let secs = started.elapsed().as_secs_f64().max(1e-9);
     match result {
-        Ok((report, checkpoints)) => {
+        Ok((report, log)) => {
             println!(
                 "ok: {} entries in {} chains and {} site changes in the alliance chain verified in {:.3}s ({:.0} entries/s)",
                 report.entries,
@@ -699,17 +711,18 @@ async fn verify(db: &Settings, public_key: Option<&str>) -> anyhow::Result<ExitC
                 secs,
                 report.entries as f64 / secs
             );
-            if let Some(latest) = &latest {
-                println!(
-                    "ok: {} checkpoints consistent ({}), the latest binds {} entries",
-                    checkpoints.checkpoints,
-                    if checkpoints.signatures {
-                        "signatures verified"
-                    } else {
-                        "signatures not checked: give --public-key"
-                    },
-                    latest.entries()
-                );
+            println!(
+                "ok: the log of {} entries matches its {} tiles and its checkpoint ({})",
+                log.size,
+                log.tiles,
+                if log.signature {
+                    "signature verified"
+                } else {
+                    "signature not checked: give --public-key"
+                }
+            );
+            if let Some(h) = log.held {
+                println!("ok: the log contains the held checkpoint of size {h}");
             }
             Ok(ExitCode::SUCCESS)
         }

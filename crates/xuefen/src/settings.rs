@@ -281,6 +281,8 @@ settings! {
     checkpoint_interval_ms: u64 = "1000", env ["XUEFEN_CHECKPOINT_INTERVAL_MS"];
     /// Most entries of one chain one checkpoint seals; a backlog is sealed over several checkpoints.
     checkpoint_chain_entries_max: u64 = "10000", env ["XUEFEN_CHECKPOINT_CHAIN_ENTRIES_MAX"];
+    /// The log's origin: the first line of every checkpoint and the name of the checkpoint key (C2SP signed note; no spaces or `+`).
+    log_origin: String = "xuefen.invalid/ledger", env ["XUEFEN_LOG_ORIGIN"];
     /// Seconds to finish in-flight requests and group commits after SIGTERM/SIGINT before exiting 1.
     shutdown_grace_seconds: u64 = "30", env ["XUEFEN_SHUTDOWN_GRACE_SECONDS"];
     /// The `iss` a learner's single sign-on token must carry.

@@ -40,6 +40,7 @@ use xuefen_core::rule::CreditRule;
 
 use crate::{Course, NewLearner, Site, Store};
 
+pub mod log;
 pub mod scenarios;
 pub mod xapi_documents;
 pub mod xapi_related;
@@ -150,6 +151,13 @@ macro_rules! conformance_scenarios {
             xapi_documents_are_each_sites_own_and_outside_the_ledger,
             xapi_activity_objects_unite_the_statements_about_them,
             xapi_related_agents_and_activities_match_beyond_actor_and_object,
+        );
+        $crate::__conformance_apply!($callback $backend
+            sealing_gives_log_indexes_tiles_and_a_signed_checkpoint,
+            an_entry_altered_before_it_is_sealed_is_never_sealed,
+            verify_catches_an_altered_or_missing_tile,
+            verify_catches_a_log_cut_short_behind_a_held_checkpoint,
+            verify_catches_entries_in_unknown_chains_and_missing_or_extra_heads,
         );
     };
 }

@@ -2173,3 +2173,6 @@ pub async fn xapi_entries_by_events_are_the_sites_own<B: Backend>(db: &B) {
             .is_empty()
     );
 }
+
+// The scenarios of the log, kept in their own file.
+pub use super::log::*;

@@ -9,10 +9,10 @@ use ed25519_dalek::VerifyingKey;
 use rand::Rng;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use xuefen_core::bank::{ChainState, Checkpoint, DepositProof};
-use xuefen_core::entry::{Entry, EntryBody};
-use xuefen_core::event::Millis;
+use xuefen_core::entry::{EntryBody, entry_hash};
 use xuefen_core::ids::Position;
+use xuefen_core::merkle;
+use xuefen_core::tlog::{self, LogCheckpoint, Tiles};
 
 use crate::backend_tests;
 use crate::harness::{TestApp, completion};
@@ -22,8 +22,8 @@ backend_tests!(
     paging_during_concurrent_ingestion_never_skips_or_repeats_a_deposit,
     acks_are_idempotent_contradictions_are_409_and_the_transcript_shows_them,
     the_bank_reads_deposits_only_and_nobody_else_reads_them,
-    consecutive_checkpoints_are_signed_and_consistent,
-    verify_checks_checkpoints_against_the_entries,
+    the_checkpoint_and_tiles_are_served_as_c2sp_names_them,
+    verify_checks_the_log_against_the_entries,
     sixteen_concurrent_identical_acks_write_one_entry,
     bank_pull_survives_kills_acks_each_deposit_once_and_stops_at_a_tampered_entry,
     bank_pull_decides_by_policy_and_skips_deposits_decided_through_the_api,
@@ -57,18 +57,44 @@ async fn post_events(app: &TestApp, key: &str, from: u32, to: u32, learners: u32
     }
 }
 
-/// Waits until checkpoints cover at least `n` deposits (bounded: 30 s).
-async fn wait_for_deposits(app: &TestApp, key: &str, n: u64) -> Value {
+/// The log's latest checkpoint note, if any.
+async fn checkpoint_note(app: &TestApp) -> Option<String> {
+    let resp = app
+        .client
+        .get(format!("{}/checkpoint", app.base))
+        .send()
+        .await
+        .expect("GET /checkpoint");
+    if resp.status() == StatusCode::NOT_FOUND {
+        return None;
+    }
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["content-type"], "text/plain; charset=utf-8");
+    assert_eq!(resp.headers()["cache-control"], "no-cache");
+    Some(resp.text().await.expect("text"))
+}
+
+fn body_of(note: &str) -> LogCheckpoint {
+    let body = note
+        .split_once("\n\n")
+        .map(|(b, _)| format!("{b}\n"))
+        .expect("a signed note");
+    LogCheckpoint::parse_body(&body).expect("a checkpoint")
+}
+
+/// Waits until the log holds at least `n` entries and every committed
+/// entry is sealed (bounded: 30 s).
+async fn wait_for_deposits(app: &TestApp, _key: &str, n: u64) -> LogCheckpoint {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let (status, cp) = app.get("/v1/checkpoints/latest", key).await;
-        if status == StatusCode::OK && cp["deposits_end"].as_u64().unwrap_or(0) >= n {
-            return cp;
+        if let Some(note) = checkpoint_note(app).await {
+            let cp = body_of(&note);
+            let committed = app.scalar("select count(*) from ledger_entries").await;
+            if cp.size >= n && i64::try_from(cp.size).ok() == Some(committed) {
+                return cp;
+            }
         }
-        assert!(
-            Instant::now() < deadline,
-            "checkpoints did not cover {n} deposits: {cp}"
-        );
+        assert!(Instant::now() < deadline, "the log did not reach {n} entries");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -80,42 +106,19 @@ fn h32(v: &Value) -> [u8; 32] {
         .expect("32 bytes")
 }
 
-fn checkpoint_of(v: &Value) -> Checkpoint {
-    Checkpoint {
-        number: v["number"].as_u64().expect("number"),
-        created_at: Millis(v["created_at_ms"].as_i64().expect("ms")),
-        prev_hash: h32(&v["prev_hash"]),
-        chains: v["chains"]
-            .as_array()
-            .expect("chains")
-            .iter()
-            .map(|c| ChainState {
-                chain: c["chain"].as_u64().expect("chain") as u32,
-                size: c["size"].as_u64().expect("size"),
-                head: h32(&c["head"]),
-                root: h32(&c["root"]),
-            })
-            .collect(),
-        deposits_end: v["deposits_end"].as_u64().expect("deposits_end"),
-    }
-}
-
-fn signature_of(v: &Value) -> [u8; 64] {
-    hex::decode(v["signature"].as_str().expect("sig"))
-        .expect("hex")
-        .try_into()
-        .expect("64 bytes")
-}
-
-async fn public_key(app: &TestApp, key: &str) -> VerifyingKey {
+/// The log's public key and origin.
+async fn public_key(app: &TestApp, key: &str) -> (VerifyingKey, String) {
     let (status, pk) = app.get("/v1/checkpoints/public-key", key).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(pk["algorithm"], "Ed25519");
-    VerifyingKey::from_bytes(&h32(&pk["public_key"])).expect("key")
+    let origin = pk["origin"].as_str().expect("origin").to_owned();
+    let vk = VerifyingKey::from_bytes(&h32(&pk["public_key"])).expect("key");
+    assert_eq!(pk["verifier_key"], tlog::verifier_key(&origin, &vk));
+    (vk, origin)
 }
 
 /// Checks a deposit's proof the way an outside consumer would.
-fn check_deposit(d: &Value, cp: &Checkpoint) {
+fn check_deposit(d: &Value, cp: &LogCheckpoint) {
     let position = Position {
         chain: d["position"]["chain"].as_u64().expect("chain") as u32,
         seq: d["position"]["seq"].as_u64().expect("seq"),
@@ -124,27 +127,36 @@ fn check_deposit(d: &Value, cp: &Checkpoint) {
         EntryBody::decode(&hex::decode(d["entry_bytes"].as_str().expect("bytes")).expect("hex")).expect("decode");
     assert_eq!(body.event_id.as_str(), d["event_id"]);
     assert_eq!(body.learner.as_str(), d["learner_id"]);
-    let entry = Entry {
-        position,
-        prev_hash: h32(&d["prev_hash"]),
-        hash: h32(&d["entry_hash"]),
-        body,
-    };
+    let hash = h32(&d["entry_hash"]);
+    assert_eq!(entry_hash(position, &h32(&d["prev_hash"]), &body.encode()), hash);
     let p = &d["proof"];
-    let path = |v: &Value| v.as_array().expect("path").iter().map(h32).collect::<Vec<_>>();
-    let proof = DepositProof {
-        checkpoint: p["checkpoint"].as_u64().expect("cp"),
-        chain: ChainState {
-            chain: position.chain,
-            size: p["chain_size"].as_u64().expect("size"),
-            head: h32(&p["chain_head"]),
-            root: h32(&p["chain_root"]),
-        },
-        entry_path: path(&p["entry_path"]),
-        chain_path: path(&p["chain_path"]),
-    };
-    assert_eq!(proof.chain_path.len(), 6, "64 chains: 6 hashes");
-    proof.verify(&entry, cp).expect("the proof verifies");
+    assert_eq!(p["tree_size"].as_u64(), Some(cp.size));
+    let path: Vec<[u8; 32]> = p["inclusion"].as_array().expect("path").iter().map(h32).collect();
+    let index = d["log_index"].as_u64().expect("log index");
+    assert!(
+        merkle::verify_inclusion(index, cp.size, &tlog::leaf(&hash), &path, &cp.root),
+        "the proof verifies"
+    );
+}
+
+/// Fetches tiles over HTTP as any tlog-tiles client would.
+async fn fetch_tiles(app: &TestApp, ids: &[(tlog::TileId, u64)]) -> Tiles {
+    let mut tiles = Tiles::new();
+    for (id, width) in ids {
+        let resp = app
+            .client
+            .get(format!("{}/{}", app.base, tlog::tile_path(*id, *width)))
+            .send()
+            .await
+            .expect("GET tile");
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert_eq!(resp.headers()["cache-control"], "public, max-age=31536000, immutable");
+        let bytes = resp.bytes().await.expect("bytes");
+        let hashes = tlog::tile_from_bytes(&bytes).expect("whole hashes");
+        assert_eq!(hashes.len() as u64, *width);
+        tiles.insert(*id, hashes);
+    }
+    tiles
 }
 
 /// Reads the whole feed from `after` in pages of `limit`.
@@ -157,10 +169,11 @@ async fn read_feed(app: &TestApp, bank: &str, after: &str, limit: u32) -> (Vec<V
             .await;
         assert_eq!(status, StatusCode::OK, "{page}");
         let items = page["deposits"].as_array().expect("deposits").clone();
-        cursor = page["next_cursor"].as_str().expect("cursor").to_owned();
-        if items.is_empty() {
+        let next = page["next_cursor"].as_str().expect("cursor").to_owned();
+        if items.is_empty() && next == cursor {
             break;
         }
+        cursor = next;
         all.extend(items);
     }
     (all, cursor)
@@ -179,12 +192,12 @@ async fn deposits_come_in_pages_with_valid_proofs_and_a_cursor_always_gives_the_
         .await;
     assert_eq!(status, StatusCode::CREATED);
     wait_for_deposits(&app, &bank, 31).await;
-    let pk = public_key(&app, &bank).await;
+    let (pk, origin) = public_key(&app, &bank).await;
 
     let (all, end) = read_feed(&app, &bank, "", 7).await;
     assert_eq!(all.len(), 31, "30 awards and 1 reversal");
-    let numbers: Vec<u64> = all.iter().map(|d| d["number"].as_u64().expect("n")).collect();
-    assert_eq!(numbers, (1..=31).collect::<Vec<_>>());
+    let numbers: Vec<u64> = all.iter().map(|d| d["log_index"].as_u64().expect("n")).collect();
+    assert_eq!(numbers, (0..31).collect::<Vec<_>>());
     let reversal = all
         .iter()
         .find(|d| d["kind"] == "reversal")
@@ -196,16 +209,13 @@ async fn deposits_come_in_pages_with_valid_proofs_and_a_cursor_always_gives_the_
             .all(|d| d["learner_real_name_hash"].as_str().is_some_and(|h| h.len() == 64))
     );
 
-    let mut checkpoints: BTreeMap<u64, Checkpoint> = BTreeMap::new();
-    for d in &all {
-        let n = d["proof"]["checkpoint"].as_u64().expect("cp");
-        if let std::collections::btree_map::Entry::Vacant(slot) = checkpoints.entry(n) {
-            let (_, v) = app.get(&format!("/v1/checkpoints/{n}"), &bank).await;
-            let cp = checkpoint_of(&v);
-            cp.verify_signature(&pk, &signature_of(&v)).expect("signed");
-            slot.insert(cp);
-        }
-        check_deposit(d, &checkpoints[&n]);
+    // Each page carries the signed checkpoint its proofs lead to.
+    let (_, page) = app.get("/v1/deposits?limit=500", &bank).await;
+    let note = page["checkpoint"].as_str().expect("a checkpoint");
+    let cp = LogCheckpoint::open(note, &origin, &pk).expect("signed by the log");
+    assert_eq!(page["tree_size"], cp.size);
+    for d in page["deposits"].as_array().expect("deposits") {
+        check_deposit(d, &cp);
     }
 
     // The same cursor gives the same page; an old cursor replays.
@@ -214,11 +224,27 @@ async fn deposits_come_in_pages_with_valid_proofs_and_a_cursor_always_gives_the_
     post_events(&app, &key, 30, 40, 7).await;
     wait_for_deposits(&app, &bank, 41).await;
     let (_, b) = app.get(&format!("/v1/deposits?after={cursor}&limit=5"), &bank).await;
-    assert_eq!(a["deposits"], b["deposits"]);
-    assert_eq!(a["deposits"][0]["number"], 11);
+    let strip = |v: &Value| -> Vec<Value> {
+        v["deposits"]
+            .as_array()
+            .expect("deposits")
+            .iter()
+            .map(|d| {
+                let mut d = d.clone();
+                d["proof"] = Value::Null;
+                d
+            })
+            .collect()
+    };
+    assert_eq!(
+        strip(&a),
+        strip(&b),
+        "the same deposits (proofs lead to the newer checkpoint)"
+    );
+    assert_eq!(a["deposits"][0]["log_index"], 10);
     let (rest, _) = read_feed(&app, &bank, &end, 50).await;
     assert_eq!(rest.len(), 10, "the feed continues after its old end");
-    assert_eq!(rest[0]["number"], 32);
+    assert_eq!(rest[0]["log_index"], 31);
 }
 
 async fn paging_during_concurrent_ingestion_never_skips_or_repeats_a_deposit(app: TestApp) {
@@ -244,12 +270,8 @@ async fn paging_during_concurrent_ingestion_never_skips_or_repeats_a_deposit(app
         seen.extend(page["deposits"].as_array().expect("deposits").iter().cloned());
     }
     writer.await.expect("writer");
-    let numbers: Vec<u64> = seen.iter().map(|d| d["number"].as_u64().expect("n")).collect();
-    assert_eq!(
-        numbers,
-        (1..=200).collect::<Vec<_>>(),
-        "contiguous, in order, no repeat"
-    );
+    let numbers: Vec<u64> = seen.iter().map(|d| d["log_index"].as_u64().expect("n")).collect();
+    assert_eq!(numbers, (0..200).collect::<Vec<_>>(), "contiguous, in order, no repeat");
     let events: HashSet<String> = seen
         .iter()
         .map(|d| d["event_id"].as_str().expect("id").to_owned())
@@ -257,18 +279,13 @@ async fn paging_during_concurrent_ingestion_never_skips_or_repeats_a_deposit(app
     assert_eq!(events.len(), 200);
     let (_, page) = app.get(&format!("/v1/deposits?after={cursor}"), &bank).await;
     assert_eq!(page["deposits"], json!([]), "nothing more, nothing twice");
-    // Feed order is (checkpoint, chain, seq).
-    let order: Vec<(u64, u64, u64)> = seen
-        .iter()
-        .map(|d| {
-            (
-                d["proof"]["checkpoint"].as_u64().expect("cp"),
-                d["position"]["chain"].as_u64().expect("chain"),
-                d["position"]["seq"].as_u64().expect("seq"),
-            )
-        })
-        .collect();
-    assert!(order.windows(2).all(|w| w[0] < w[1]));
+    // Each chain's entries come in sequence order.
+    let mut last: std::collections::HashMap<u64, u64> = std::collections::HashMap::new();
+    for d in &seen {
+        let chain = d["position"]["chain"].as_u64().expect("chain");
+        let seq = d["position"]["seq"].as_u64().expect("seq");
+        assert!(last.insert(chain, seq).is_none_or(|before| before < seq));
+    }
 }
 
 async fn acks_are_idempotent_contradictions_are_409_and_the_transcript_shows_them(app: TestApp) {
@@ -335,19 +352,22 @@ async fn acks_are_idempotent_contradictions_are_409_and_the_transcript_shows_the
     // Acknowledgements are sealed like any entry, but are no deposits.
     // (Wait for the entry count itself: the checkpoint may already exist.)
     let deadline = Instant::now() + Duration::from_secs(30);
-    let latest = loop {
-        let (_, latest) = app.get("/v1/checkpoints/latest", &bank).await;
-        if latest["entries"] == 7 {
-            break latest;
+    loop {
+        let size = match checkpoint_note(&app).await {
+            Some(note) => body_of(&note).size,
+            None => 0,
+        };
+        if size == 7 {
+            break;
         }
         assert!(
             Instant::now() < deadline,
-            "no checkpoint sealed the acknowledgements: {latest}"
+            "no checkpoint sealed the acknowledgements: {size}"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    assert_eq!(latest["deposits_end"], 4);
-    assert_eq!(latest["entries"], 7);
+    }
+    let (again, _) = read_feed(&app, &bank, "", 10).await;
+    assert_eq!(again.len(), 4, "7 entries in the log, 4 of them deposits");
 
     // The transcript shows the bank's decisions; totals do not move.
     let learner = all[0]["learner_id"].as_str().expect("learner");
@@ -442,68 +462,58 @@ async fn the_bank_reads_deposits_only_and_nobody_else_reads_them(app: TestApp) {
     assert_eq!(body["field"], "id");
 }
 
-async fn consecutive_checkpoints_are_signed_and_consistent(app: TestApp) {
+async fn the_checkpoint_and_tiles_are_served_as_c2sp_names_them(app: TestApp) {
     let key = setup(&app, 9).await;
     let bank = app.bank().await;
-    for round in 0..4 {
-        post_events(&app, &key, round * 10, round * 10 + 10, 9).await;
-        wait_for_deposits(&app, &bank, u64::from(round * 10 + 10)).await;
-    }
-    let pk = public_key(&app, &bank).await;
-    let (_, latest) = app.get("/v1/checkpoints/latest", &bank).await;
-    let last = latest["number"].as_u64().expect("number");
-    assert!(last >= 4, "a checkpoint per round at least");
-    let mut prev: Option<Checkpoint> = None;
-    for n in 1..=last {
-        let (status, v) = app.get(&format!("/v1/checkpoints/{n}"), &bank).await;
-        assert_eq!(status, StatusCode::OK);
-        let cp = checkpoint_of(&v);
-        assert_eq!(hex::encode(cp.hash()), v["hash"]);
-        cp.verify_signature(&pk, &signature_of(&v)).expect("signed");
-        let proofs: Vec<Vec<[u8; 32]>> = v["consistency"]
-            .as_array()
-            .expect("consistency")
-            .iter()
-            .map(|p| p.as_array().expect("proof").iter().map(h32).collect())
-            .collect();
+    let (pk, origin) = public_key(&app, &bank).await;
+    assert!(checkpoint_note(&app).await.is_none(), "nothing sealed, no checkpoint");
+    let mut prev: Option<LogCheckpoint> = None;
+    // 150 entries a round: the log crosses a full tile of 256.
+    for round in 0..4u32 {
+        post_events(&app, &key, round * 150, round * 150 + 150, 9).await;
+        wait_for_deposits(&app, &bank, u64::from(round * 150 + 150)).await;
+        let note = checkpoint_note(&app).await.expect("a checkpoint");
+        let cp = LogCheckpoint::open(&note, &origin, &pk).expect("signed by the log key");
+        assert!(note.starts_with(&format!("{origin}\n{}\n", cp.size)), "{note}");
+        let tiles = fetch_tiles(&app, &tlog::root_tiles(cp.size)).await;
+        assert_eq!(tlog::root(cp.size, &tiles), Ok(cp.root), "the tiles give the root");
         if let Some(p) = &prev {
-            cp.verify_extends(p, &proofs).expect("extends its predecessor");
-            let mut forged = cp.clone();
-            if let Some(c) = forged.chains.iter_mut().find(|c| c.size > 0) {
-                c.root[0] ^= 1;
-            }
-            assert!(forged.verify_extends(p, &proofs).is_err() || proofs.iter().all(Vec::is_empty));
-        } else {
-            assert_eq!(cp.prev_hash, [0; 32]);
+            let tiles = fetch_tiles(&app, &tlog::consistency_tiles(p.size, cp.size)).await;
+            let proof = tlog::consistency_proof(p.size, cp.size, &tiles).expect("proof");
+            assert!(merkle::verify_consistency(p.size, cp.size, &p.root, &cp.root, &proof));
+            let mut forked = cp.root;
+            forked[0] ^= 1;
+            assert!(!merkle::verify_consistency(p.size, cp.size, &p.root, &forked, &proof));
         }
         prev = Some(cp);
     }
-    // A consumer that skipped checkpoints checks consistency from the one it has.
-    let first = {
-        let (_, v) = app.get("/v1/checkpoints/1", &bank).await;
-        checkpoint_of(&v)
+    let size = prev.as_ref().map_or(0, |p| p.size);
+    assert!(size >= 600);
+    // The full tile 0 and the partial one after it; nothing past the log's end.
+    let get = |path: String| {
+        let app = &app;
+        async move {
+            app.client
+                .get(format!("{}/{path}", app.base))
+                .send()
+                .await
+                .expect("GET")
+                .status()
+        }
     };
-    let (status, v) = app.get(&format!("/v1/checkpoints/{last}?from=1"), &bank).await;
-    assert_eq!(status, StatusCode::OK);
-    assert_eq!(v["consistency_from"], 1);
-    let proofs: Vec<Vec<[u8; 32]>> = v["consistency"]
-        .as_array()
-        .expect("consistency")
-        .iter()
-        .map(|p| p.as_array().expect("proof").iter().map(h32).collect())
-        .collect();
-    checkpoint_of(&v)
-        .verify_extends_from(&first, &proofs)
-        .expect("extends checkpoint 1");
-    let (status, body) = app.get(&format!("/v1/checkpoints/1?from={last}"), &bank).await;
-    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(body["field"], "from");
-    let (status, body) = app.get(&format!("/v1/checkpoints/{}", last + 1), &bank).await;
-    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert_eq!(get("tile/0/000".into()).await, StatusCode::OK);
+    assert_eq!(get(format!("tile/0/002.p/{}", size - 512)).await, StatusCode::OK);
+    assert_eq!(get("tile/0/002".into()).await, StatusCode::NOT_FOUND);
+    assert_eq!(get(format!("tile/0/002.p/{}", size - 511)).await, StatusCode::NOT_FOUND);
+    assert_eq!(get("tile/0/2".into()).await, StatusCode::NOT_FOUND, "not a C2SP path");
+    assert_eq!(
+        get("tile/0/000.p/256".into()).await,
+        StatusCode::NOT_FOUND,
+        "not a C2SP path"
+    );
     // No new entries, no new checkpoint.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let (_, again) = app.get("/v1/checkpoints/latest", &bank).await;
-    assert_eq!(again["number"], latest["number"]);
+    assert_eq!(body_of(&checkpoint_note(&app).await.expect("cp")).size, size);
 }
 
 async fn run_pull(app: &TestApp, bank: &str, state: &std::path::Path) -> tokio::process::Child {
@@ -610,7 +620,7 @@ async fn bank_pull_survives_kills_acks_each_deposit_once_and_stops_at_a_tampered
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-async fn verify_checks_checkpoints_against_the_entries(app: TestApp) {
+async fn verify_checks_the_log_against_the_entries(app: TestApp) {
     let key = setup(&app, 3).await;
     let bank = app.bank().await;
     post_events(&app, &key, 0, 6, 3).await;
@@ -619,13 +629,12 @@ async fn verify_checks_checkpoints_against_the_entries(app: TestApp) {
     wait_for_deposits(&app, &bank, 9).await;
     let (code, out) = app.verify_cli().await;
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains("checkpoints consistent"), "{out}");
-    // A checkpoint rewritten in place no longer hashes to what it stored.
-    app.tamper("update checkpoints set created_at_ms = created_at_ms + 1 where number = 1")
-        .await;
+    assert!(out.contains("the log of 9 entries matches"), "{out}");
+    // A tile removed behind the service's back.
+    app.tamper("delete from log_tiles").await;
     let (code, out) = app.verify_cli().await;
     assert_eq!(code, 1, "{out}");
-    assert!(out.contains("checkpoint 1"), "{out}");
+    assert!(out.contains("tile/0/000.p/9"), "{out}");
 }
 
 async fn sixteen_concurrent_identical_acks_write_one_entry(app: TestApp) {

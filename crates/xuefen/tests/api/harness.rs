@@ -232,8 +232,12 @@ impl TestApp {
                     "ledger_entries_append_only_delete",
                     "site_changes_append_only_update",
                     "site_changes_append_only_delete",
-                    "checkpoints_append_only_update",
-                    "checkpoints_append_only_delete",
+                    "log_tiles_grow_only",
+                    "log_tiles_no_delete",
+                    "log_segments_append_only_update",
+                    "log_segments_append_only_delete",
+                    "log_checkpoints_append_only_update",
+                    "log_checkpoints_append_only_delete",
                 ] {
                     sqlx::query(&format!("drop trigger if exists {trigger}"))
                         .execute(lite.pool())
