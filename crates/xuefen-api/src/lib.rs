@@ -14,6 +14,7 @@ pub mod dto;
 mod guard;
 pub mod metrics;
 pub mod openapi;
+mod pages;
 pub mod problem;
 mod routes;
 pub mod sso;

@@ -1478,6 +1478,42 @@ impl Store for SqliteStore {
             .collect()
     }
 
+    async fn site_month_credits(&self, year: i32) -> Result<Vec<(SiteId, u8, Credits)>> {
+        let (start, end) = Millis::cst_year_bounds(year);
+        let rows = sqlx::query(
+            "select site_id, cast(strftime('%%m', occurred_at_ms / 1000 + 28800, 'unixepoch') as integer) as month,
+                    sum(credits_cents)
+               from ledger_entries
+              where occurred_at_ms >= ?1 and occurred_at_ms < ?2
+              group by site_id, month
+              order by site_id, month",
+        )
+        .bind(start.0)
+        .bind(end.0)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter()
+            .map(|r| {
+                let read = |e| unreadable("monthly credits", e);
+                let id: String = r.try_get(0).map_err(read)?;
+                let site = SiteId::parse(id.clone()).map_err(|e| StoreError::Corrupt {
+                    at: format!("site {id}"),
+                    detail: e.to_string(),
+                })?;
+                let month: i64 = r.try_get(1).map_err(read)?;
+                let month = u8::try_from(month)
+                    .ok()
+                    .filter(|m| (1..=12).contains(m))
+                    .ok_or_else(|| StoreError::Corrupt {
+                        at: format!("site {id}"),
+                        detail: format!("month {month} out of range"),
+                    })?;
+                Ok((site, month, Credits::from_cents(r.try_get::<i64, _>(2).map_err(read)?)))
+            })
+            .collect()
+    }
+
     async fn heads(&self) -> Result<Vec<(u32, Head)>> {
         let rows = sqlx::query("select chain_id, seq, hash from chain_heads order by chain_id")
             .fetch_all(&self.pool)
