@@ -85,7 +85,10 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
 fn html(status: StatusCode, body: String) -> Response {
     let mut resp = (status, body).into_response();
     let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
     h.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(
@@ -105,7 +108,8 @@ fn render(status: StatusCode, name: &str, ctx: minijinja::Value) -> Response {
             tracing::error!(template = name, error = %e, "page did not render");
             html(
                 StatusCode::INTERNAL_SERVER_ERROR,
-                "<!doctype html><meta charset=utf-8><title>内部错误</title><p>页面暂时无法显示，请稍后再试。</p>".into(),
+                "<!doctype html><meta charset=utf-8><title>内部错误</title><p>页面暂时无法显示，请稍后再试。</p>"
+                    .into(),
             )
         }
     }
@@ -140,7 +144,8 @@ fn redirect(to: &'static str, cookie: Option<String>) -> Response {
     {
         resp.headers_mut().insert(header::SET_COOKIE, v);
     }
-    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp
 }
 
@@ -299,10 +304,7 @@ async fn me_page(State(state): State<AppState>, headers: HeaderMap, RawQuery(que
     match state.store.learner_exists(&learner).await {
         Ok(true) => {}
         Ok(false) => {
-            return error_page(
-                StatusCode::NOT_FOUND,
-                "统一身份认证中的这位学习者尚未在学分银行登记。",
-            );
+            return error_page(StatusCode::NOT_FOUND, "统一身份认证中的这位学习者尚未在学分银行登记。");
         }
         Err(e) => return api_error_page(e.into()),
     }
@@ -397,7 +399,11 @@ struct TokenForm {
 }
 
 /// Checks the token in the form and keeps it in the `xf_sso` cookie.
-async fn me_login(State(state): State<AppState>, headers: HeaderMap, form: Result<Form<TokenForm>, FormRejection>) -> Response {
+async fn me_login(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    form: Result<Form<TokenForm>, FormRejection>,
+) -> Response {
     let Some(verifier) = &state.sso else {
         return error_page(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -413,7 +419,10 @@ async fn me_login(State(state): State<AppState>, headers: HeaderMap, form: Resul
         );
     }
     // A JWT is base64url and dots; anything else cannot be a cookie value.
-    if !token.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')) {
+    if !token
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    {
         return render(
             StatusCode::UNAUTHORIZED,
             "me_login.html",
@@ -496,7 +505,11 @@ struct KeyForm {
     key: String,
 }
 
-async fn admin_login(State(state): State<AppState>, headers: HeaderMap, form: Result<Form<KeyForm>, FormRejection>) -> Response {
+async fn admin_login(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    form: Result<Form<KeyForm>, FormRejection>,
+) -> Response {
     let key = form.map(|Form(f)| f.key.trim().to_owned()).unwrap_or_default();
     if key.is_empty() {
         return admin_login_page(StatusCode::UNAUTHORIZED, Some("请填写管理密钥。"));
@@ -653,7 +666,13 @@ mod tests {
 
     #[test]
     fn every_template_parses() {
-        for name in ["me.html", "me_login.html", "admin.html", "admin_login.html", "error.html"] {
+        for name in [
+            "me.html",
+            "me_login.html",
+            "admin.html",
+            "admin_login.html",
+            "error.html",
+        ] {
             assert!(TEMPLATES.get_template(name).is_ok(), "{name}");
         }
     }
