@@ -289,8 +289,18 @@ async fn signed_in_learner(state: &AppState, headers: &HeaderMap) -> Result<Lear
     })
 }
 
-/// The signed-in learner's transcript as a page.
-async fn me_page(State(state): State<AppState>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
+/// The signed-in learner's transcript as a page in Chinese (the same
+/// filters and paging as `/v1/me/transcript`). Without a valid token: the
+/// sign-in page, 401.
+#[utoipa::path(get, path = "/me", operation_id = "get_me_page", tag = "pages",
+    security(("sso" = []), ("sso_cookie" = [])),
+    params(("after" = Option<String>, Query, description = "cursor of the next page"),
+           ("limit" = Option<u32>, Query, description = "lines per page, 1 to 500 (default 100)"),
+           ("year" = Option<i32>, Query, description = "only this calendar year (CST); blank: all"),
+           ("category" = Option<String>, Query, description = "only this category; blank: all"),
+           ("site" = Option<String>, Query, description = "only this site (its id); blank: all")),
+    responses((status = 200, description = "the transcript page", content_type = "text/html"), (status = 401, description = "the sign-in page", content_type = "text/html"), (status = 404, description = "an error page: no learner under the token's subject", content_type = "text/html"), (status = 422, description = "an error page naming the bad filter", content_type = "text/html"), (status = 503, description = "an error page: single sign-on not configured or the database unavailable", content_type = "text/html")))]
+pub async fn me_page(State(state): State<AppState>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
     let learner = match signed_in_learner(&state, &headers).await {
         Ok(l) => l,
         Err(resp) => return resp,
@@ -398,8 +408,13 @@ struct TokenForm {
     token: String,
 }
 
-/// Checks the token in the form and keeps it in the `xf_sso` cookie.
-async fn me_login(
+/// Signs in with the single sign-on token (form field `token`): sets the
+/// `xf_sso` cookie (HttpOnly, SameSite=Strict, Path=/me, Secure behind
+/// TLS) and redirects to `/me`.
+#[utoipa::path(post, path = "/me/login", operation_id = "post_me_login", tag = "pages",
+    request_body(content_type = "application/x-www-form-urlencoded", description = "`token=<jwt>`"),
+    responses((status = 303, description = "signed in: cookie set, redirect to /me"), (status = 401, description = "the sign-in page with the reason", content_type = "text/html"), (status = 503, description = "an error page: single sign-on not configured", content_type = "text/html")))]
+pub async fn me_login(
     State(state): State<AppState>,
     headers: HeaderMap,
     form: Result<Form<TokenForm>, FormRejection>,
@@ -439,7 +454,10 @@ async fn me_login(
     }
 }
 
-async fn me_logout(headers: HeaderMap) -> Response {
+/// Signs out: clears the `xf_sso` cookie and redirects to `/me`.
+#[utoipa::path(post, path = "/me/logout", operation_id = "post_me_logout", tag = "pages",
+    responses((status = 303, description = "cookie cleared, redirect to /me")))]
+pub async fn me_logout(headers: HeaderMap) -> Response {
     redirect("/me", Some(clear_cookie(&headers, LEARNER_COOKIE, "/me")))
 }
 
@@ -505,7 +523,14 @@ struct KeyForm {
     key: String,
 }
 
-async fn admin_login(
+/// Signs in with the admin key (form field `key`): sets the `xf_admin`
+/// session cookie (8 hours; HttpOnly, SameSite=Strict, Path=/admin,
+/// Secure behind TLS) and redirects to `/admin`. Site and bank keys are
+/// refused.
+#[utoipa::path(post, path = "/admin/login", operation_id = "post_admin_login", tag = "pages",
+    request_body(content_type = "application/x-www-form-urlencoded", description = "`key=<admin key>`"),
+    responses((status = 303, description = "signed in: session cookie set, redirect to /admin"), (status = 401, description = "the sign-in page: no or unknown key", content_type = "text/html"), (status = 403, description = "the sign-in page: not the admin key", content_type = "text/html")))]
+pub async fn admin_login(
     State(state): State<AppState>,
     headers: HeaderMap,
     form: Result<Form<KeyForm>, FormRejection>,
@@ -531,7 +556,10 @@ async fn admin_login(
     }
 }
 
-async fn admin_logout(headers: HeaderMap) -> Response {
+/// Signs out: clears the `xf_admin` cookie and redirects to `/admin`.
+#[utoipa::path(post, path = "/admin/logout", operation_id = "post_admin_logout", tag = "pages",
+    responses((status = 303, description = "cookie cleared, redirect to /admin")))]
+pub async fn admin_logout(headers: HeaderMap) -> Response {
     redirect("/admin", Some(clear_cookie(&headers, ADMIN_COOKIE, "/admin")))
 }
 
@@ -595,7 +623,15 @@ fn bars(months: &[i64; 12]) -> (Vec<Bar>, String) {
     (bars, peak)
 }
 
-async fn admin_page(State(state): State<AppState>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
+/// The provincial centre's page: every alliance site with its level,
+/// region, status and agreement dates, the year's figures against the
+/// agreement (met / not met) and an SVG chart of credits by month. Admin
+/// session (see `/admin/login`); without one, the sign-in page, 401.
+#[utoipa::path(get, path = "/admin", operation_id = "get_admin_page", tag = "pages",
+    security(("admin_session" = [])),
+    params(("year" = Option<i32>, Query, description = "calendar year (CST), 2000 to 2100; default: the current year")),
+    responses((status = 200, description = "the alliance page", content_type = "text/html"), (status = 401, description = "the sign-in page", content_type = "text/html"), (status = 422, description = "an error page naming the bad year", content_type = "text/html"), (status = 503, description = "an error page: the database is unavailable", content_type = "text/html")))]
+pub async fn admin_page(State(state): State<AppState>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
     if let Err(resp) = signed_in_admin(&state, &headers).await {
         return resp;
     }
