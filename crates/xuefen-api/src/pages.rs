@@ -403,7 +403,7 @@ fn me_context(t: &TranscriptOut, query: &str, limit: usize) -> minijinja::Value 
 }
 
 #[derive(Deserialize)]
-struct TokenForm {
+pub struct TokenForm {
     #[serde(default)]
     token: String,
 }
@@ -518,7 +518,7 @@ async fn signed_in_admin(state: &AppState, headers: &HeaderMap) -> Result<(), Re
 }
 
 #[derive(Deserialize)]
-struct KeyForm {
+pub struct KeyForm {
     #[serde(default)]
     key: String,
 }

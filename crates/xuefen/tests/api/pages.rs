@@ -102,9 +102,11 @@ fn assert_html(got: &Got, status: StatusCode) {
 async fn pages_read_well(backend: Backend) {
     // Agreement figures of one, so that a site with one registered star
     // learner meets them all and a site with none meets none.
-    let mut stats = xuefen_api::StatsSettings::default();
-    stats.registrations_min = 1;
-    stats.learning_stars_min = 1;
+    let stats = xuefen_api::StatsSettings {
+        registrations_min: 1,
+        learning_stars_min: 1,
+        ..Default::default()
+    };
     let app = TestApp::spawn_with_stats(backend, stats).await;
     let http = client();
     let url = |path: &str| format!("{}{path}", app.base);
