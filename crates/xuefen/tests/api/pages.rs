@@ -332,6 +332,21 @@ async fn pages_read_well(backend: Backend) {
         "no script element may reach the page: {me_dom}"
     );
     chromium.screenshot(&helper.url("/me"), &out.join("me.png")).await;
+    // Print to PDF: the summary on a page of its own, then one page per year.
+    let pdf = out.join("me.pdf");
+    chromium
+        .run(
+            &helper.url("/me"),
+            &[
+                format!("--print-to-pdf={}", pdf.display()),
+                "--no-pdf-header-footer".into(),
+            ],
+        )
+        .await;
+    let bytes = std::fs::read(&pdf).expect("the printed PDF");
+    let text = String::from_utf8_lossy(&bytes);
+    let pages = text.matches("/Type /Page").count() - text.matches("/Type /Pages").count();
+    assert_eq!(pages, 3, "summary, {} and {this_year}: one page each", this_year - 1);
 
     // The service lands the browser on `/admin`: this year's table.
     let admin_dom = chromium.dump_dom(&helper.url("/admin")).await;
