@@ -30,5 +30,23 @@ scripts/try-it.sh
 echo "== schemathesis against openapi/xuefen.json (both backends)"
 scripts/with-postgres.sh scripts/schemathesis.sh
 
+echo "== headless Chromium for the page tests"
+# The page tests (crates/xuefen/tests/api/pages.rs) load /me and /admin in
+# Debian's chromium. Installed here when root with apt-get (bounded in
+# time); found on PATH or through XUEFEN_CHROMIUM otherwise. Where there is
+# none, the browser half of those tests skips with a SKIPPED line.
+if [ -z "${XUEFEN_CHROMIUM:-}" ] && ! command -v chromium >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        timeout 900 apt-get install -y --no-install-recommends chromium fonts-wqy-zenhei >/dev/null \
+            || { timeout 300 apt-get update >/dev/null && timeout 900 apt-get install -y --no-install-recommends chromium fonts-wqy-zenhei >/dev/null; } \
+            || echo "SKIPPED: could not install chromium; the page tests will skip their browser half"
+    else
+        echo "SKIPPED: no chromium and not root; the page tests will skip their browser half"
+    fi
+fi
+if [ -n "${XUEFEN_CHROMIUM:-}" ] || command -v chromium >/dev/null 2>&1; then
+    export XUEFEN_REQUIRE_BROWSER=1
+fi
+
 echo "== tests"
 exec scripts/with-postgres.sh cargo test --workspace --locked --no-fail-fast "$@"

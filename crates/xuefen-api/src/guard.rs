@@ -67,7 +67,13 @@ pub async fn errors_as_problems(req: Request, next: Next) -> Response {
         .get(axum::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.eq_ignore_ascii_case("application/problem+json"));
-    if is_problem {
+    // The browser pages (`/me`, `/admin`) answer their errors as HTML pages.
+    let is_page = resp
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/html"));
+    if is_problem || is_page {
         return resp;
     }
     let allow = resp.headers().get(axum::http::header::ALLOW).cloned();

@@ -17,6 +17,7 @@ pub mod fuzz;
 mod guard;
 pub mod metrics;
 pub mod openapi;
+mod pages;
 pub mod problem;
 mod routes;
 pub mod server;

@@ -1,13 +1,13 @@
 //! The OpenAPI document, generated from the handlers' annotations. The
 //! committed copy in `openapi/xuefen.json` is checked against it by a test.
 
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::contract::Strict;
 use crate::dto::*;
 use crate::problem::Problem;
-use crate::{bank, routes, xapi};
+use crate::{bank, pages, routes, xapi};
 
 struct Security;
 
@@ -43,6 +43,21 @@ impl Modify for Security {
                     .build(),
             ),
         );
+        // The browser pages (tag `pages`) sign in with cookies.
+        components.add_security_scheme(
+            "sso_cookie",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+                "xf_sso",
+                "the single sign-on token, set by POST /me/login",
+            ))),
+        );
+        components.add_security_scheme(
+            "admin_session",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+                "xf_admin",
+                "the admin session, set by POST /admin/login with the admin key",
+            ))),
+        );
     }
 }
 
@@ -65,6 +80,7 @@ impl Modify for Security {
         xapi::documents::state_resource, xapi::documents::activity_profile_resource,
         xapi::documents::agent_profile_resource, xapi::documents::get_activity, xapi::documents::get_agents,
         xapi::documents::get_document_usage,
+        pages::me_page, pages::me_login, pages::me_logout, pages::admin_page, pages::admin_login, pages::admin_logout,
     ),
     components(schemas(
         Problem, PositionOut, SiteIn, SiteOut, SiteStatusIn, KeyOut, SiteCreated, DocumentIn, LearnerIn, LearnerOut,

@@ -47,6 +47,7 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/caps/{category}", put(put_cap).delete(delete_cap))
         .merge(crate::bank::routes())
         .merge(crate::xapi::routes())
+        .merge(crate::pages::routes())
 }
 
 fn status_for(w: Written) -> StatusCode {
@@ -784,14 +785,14 @@ pub async fn get_my_transcript(
 }
 
 /// `?after=CHAIN:SEQ&limit=N&year=Y&category=C&site=S`, parsed.
-struct Page {
+pub(crate) struct Page {
     after_seq: u64,
-    limit: usize,
+    pub(crate) limit: usize,
     filter: Filter,
 }
 
 impl Page {
-    fn parse(query: Option<&str>) -> ApiResult<Self> {
+    pub(crate) fn parse(query: Option<&str>) -> ApiResult<Self> {
         let mut page = Page {
             after_seq: 0,
             limit: crate::PAGE_SIZE_DEFAULT,
@@ -855,7 +856,7 @@ impl Page {
     }
 }
 
-async fn transcript_page(state: &AppState, learner: &LearnerId, page: Page) -> ApiResult<TranscriptOut> {
+pub(crate) async fn transcript_page(state: &AppState, learner: &LearnerId, page: Page) -> ApiResult<TranscriptOut> {
     // Reads the learner's entries in ledger order until one more listed line
     // than asked (which tells whether another page follows) or the end. The
     // bank's acknowledgements and lines outside the filter are skipped, so a
@@ -1063,7 +1064,7 @@ pub async fn delete_cap(
 
 /// `?year=YYYY`, 2000 to 2100; without it, the current year in China
 /// Standard Time (the agreement year the centre reads).
-fn stats_year(query: Option<&str>) -> ApiResult<i32> {
+pub(crate) fn stats_year(query: Option<&str>) -> ApiResult<i32> {
     let bad = || {
         ApiError::from(Problem::invalid(&xuefen_core::FieldError::new(
             "year",

@@ -23,8 +23,15 @@ fn every_operation_has_an_id_and_every_error_is_a_problem() {
     for (path, item) in doc["paths"].as_object().expect("paths") {
         for (method, op) in item.as_object().expect("operations") {
             assert!(op["operationId"].is_string(), "{method} {path} has no operationId");
+            // The browser pages answer their errors as HTML pages.
+            let page = op["tags"].as_array().is_some_and(|t| t.iter().any(|t| t == "pages"));
             for (status, resp) in op["responses"].as_object().expect("responses") {
-                if status.starts_with('4') || status.starts_with('5') {
+                if page && (status.starts_with('4') || status.starts_with('5')) {
+                    assert!(
+                        resp["content"]["text/html"].is_object(),
+                        "{method} {path} {status} is not text/html"
+                    );
+                } else if status.starts_with('4') || status.starts_with('5') {
                     assert!(
                         resp["content"]["application/problem+json"].is_object(),
                         "{method} {path} {status} is not application/problem+json"

@@ -60,12 +60,37 @@ impl Millis {
         };
         (start(year), start(year.saturating_add(1)))
     }
+
+    /// The first instant of each month of `year` in China Standard Time,
+    /// and the first of the next year: month `m` (1 to 12) is
+    /// `[bounds[m - 1], bounds[m])`.
+    pub fn cst_month_bounds(year: i32) -> [Millis; 13] {
+        let (first, end) = Self::cst_year_bounds(year);
+        let mut bounds = [end; 13];
+        for (i, slot) in bounds.iter_mut().take(12).enumerate() {
+            let month = time::Month::January.nth_next(u8::try_from(i).unwrap_or(0));
+            if let Ok(d) = time::Date::from_calendar_date(year, month, 1) {
+                *slot = Millis::from_datetime(d.midnight().assume_utc() - time::Duration::hours(8));
+            }
+        }
+        bounds[0] = first;
+        bounds
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn cst_month_bounds_start_each_month_at_midnight_in_china() {
+        let b = Millis::cst_month_bounds(2026);
+        assert_eq!(b[0].to_rfc3339(), "2025-12-31T16:00:00.000Z");
+        assert_eq!(b[2].to_rfc3339(), "2026-02-28T16:00:00.000Z");
+        assert_eq!(b[12], Millis::cst_year_bounds(2026).1);
+        assert!(b.windows(2).all(|w| w[0] < w[1]));
+    }
 
     proptest! {
         /// The CST year bounds hold exactly the instants of that CST year.

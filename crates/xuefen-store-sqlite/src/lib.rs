@@ -1479,6 +1479,43 @@ impl Store for SqliteStore {
             .collect()
     }
 
+    async fn site_month_credits(&self, year: i32) -> Result<Vec<(SiteId, u8, Credits)>> {
+        // Months are told apart by their bounds in China Standard Time
+        // (?1 is January's start, ?13 the next year's), not by the
+        // database's date functions.
+        let bounds = Millis::cst_month_bounds(year);
+        let sql = "select site_id, case when occurred_at_ms < ?2 then 1 when occurred_at_ms < ?3 then 2 when occurred_at_ms < ?4 then 3 when occurred_at_ms < ?5 then 4 when occurred_at_ms < ?6 then 5 when occurred_at_ms < ?7 then 6 when occurred_at_ms < ?8 then 7 when occurred_at_ms < ?9 then 8 when occurred_at_ms < ?10 then 9 when occurred_at_ms < ?11 then 10 when occurred_at_ms < ?12 then 11 else 12 end as month, sum(credits_cents)
+               from ledger_entries
+              where occurred_at_ms >= ?1 and occurred_at_ms < ?13
+                and site_id in (select id from sites)
+              group by site_id, month
+              order by site_id, month";
+        let mut query = sqlx::query(sql);
+        for b in bounds {
+            query = query.bind(b.0);
+        }
+        let rows = query.fetch_all(&self.pool).await.map_err(db)?;
+        rows.iter()
+            .map(|r| {
+                let read = |e| unreadable("monthly credits", e);
+                let id: String = r.try_get(0).map_err(read)?;
+                let site = SiteId::parse(id.clone()).map_err(|e| StoreError::Corrupt {
+                    at: format!("site {id}"),
+                    detail: e.to_string(),
+                })?;
+                let month: i64 = r.try_get(1).map_err(read)?;
+                let month = u8::try_from(month)
+                    .ok()
+                    .filter(|m| (1..=12).contains(m))
+                    .ok_or_else(|| StoreError::Corrupt {
+                        at: format!("site {id}"),
+                        detail: format!("month {month} out of range"),
+                    })?;
+                Ok((site, month, Credits::from_cents(r.try_get::<i64, _>(2).map_err(read)?)))
+            })
+            .collect()
+    }
+
     async fn heads(&self) -> Result<Vec<(u32, Head)>> {
         let rows = sqlx::query("select chain_id, seq, hash from chain_heads order by chain_id")
             .fetch_all(&self.pool)

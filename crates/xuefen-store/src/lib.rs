@@ -269,6 +269,10 @@ pub trait Store: xapi::XapiStore + xapi_documents::XapiDocumentStore + Send + Sy
 
     /// The figures of one site (or every site, in id order) for a CST year.
     async fn site_year_stats(&self, site: Option<&SiteId>, year: i32, rule: StatsRule) -> Result<Vec<SiteYearStats>>;
+    /// Net credits of each site's entries dated in a CST year, by CST month:
+    /// `(site, month 1 to 12, credits)` for the months that have entries, in
+    /// site then month order (the centre's chart of credits by month).
+    async fn site_month_credits(&self, year: i32) -> Result<Vec<(SiteId, u8, Credits)>>;
 
     /// The recorded head of every chain, in chain order.
     async fn heads(&self) -> Result<Vec<(u32, Head)>>;

@@ -68,13 +68,18 @@ pub fn learner_token(learner: &str, issuer: &str, secret: &[u8], ttl_seconds: i6
 
 impl TestApp {
     pub async fn spawn(backend: Backend) -> Self {
+        Self::spawn_with_stats(backend, xuefen_api::StatsSettings::default()).await
+    }
+
+    /// A service whose statistics count with these settings.
+    pub async fn spawn_with_stats(backend: Backend, stats: xuefen_api::StatsSettings) -> Self {
         match backend {
-            Backend::Postgres => Self::postgres().await,
-            Backend::Sqlite => Self::sqlite().await,
+            Backend::Postgres => Self::postgres(stats).await,
+            Backend::Sqlite => Self::sqlite(stats).await,
         }
     }
 
-    async fn postgres() -> Self {
+    async fn postgres(stats: xuefen_api::StatsSettings) -> Self {
         let (_, url) = pg::create_database().await;
         let settings = PgSettings {
             url: url.clone(),
@@ -83,10 +88,10 @@ impl TestApp {
             acquire_timeout: Duration::from_secs(10),
         };
         let store = PgStore::connect(&settings, true).await.expect("connect and migrate");
-        Self::start(Arc::new(store.clone()), url, Db::Postgres(store)).await
+        Self::start(Arc::new(store.clone()), url, Db::Postgres(store), stats).await
     }
 
-    async fn sqlite() -> Self {
+    async fn sqlite(stats: xuefen_api::StatsSettings) -> Self {
         let path = std::env::temp_dir().join(format!("xuefen-test-{}.db", uuid::Uuid::new_v4().simple()));
         let url = format!("sqlite://{}", path.display());
         let settings = SqliteSettings {
@@ -96,10 +101,10 @@ impl TestApp {
         let store = SqliteStore::connect(&settings, true)
             .await
             .expect("open and migrate SQLite");
-        Self::start(Arc::new(store.clone()), url, Db::Sqlite(store, path)).await
+        Self::start(Arc::new(store.clone()), url, Db::Sqlite(store, path), stats).await
     }
 
-    async fn start(store: Arc<dyn Store>, database_url: String, db: Db) -> Self {
+    async fn start(store: Arc<dyn Store>, database_url: String, db: Db, stats: xuefen_api::StatsSettings) -> Self {
         let (key, admin) = xuefen_api::auth::mint(Principal::Admin);
         store.create_key(&key).await.expect("admin key");
         let sso = xuefen_api::sso::SsoVerifier::new(&xuefen_api::sso::SsoSettings {
@@ -115,7 +120,8 @@ impl TestApp {
             CommitSettings::default(),
             b"test identity key".to_vec(),
         )
-        .with_sso(sso);
+        .with_sso(sso)
+        .with_stats(stats);
         // Checkpoints often, so that deposits are sealed soon after ingestion.
         state.checkpoints.interval = Duration::from_millis(50);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
