@@ -236,7 +236,7 @@ impl LearnerIn {
         Ok(LearnerParsed {
             name: text(&self.name, "name")?,
             document: Document::parse(kind, &self.document.number)?,
-            local_account: self.local_account.clone().map(LocalAccount::parse).transpose()?,
+            local_account: self.local_account.clone().map(LocalAccount::parse_input).transpose()?,
         })
     }
 }
@@ -248,10 +248,59 @@ pub struct LearnerOut {
     pub created: bool,
 }
 
+/// What links a local account to a learner: proof that the site knows the
+/// person. Either the full real-name data (`name` and `document`, which
+/// must match what is stored), or `learner_id` with `consent_token`, the
+/// learner's own single sign-on token naming that learner.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AccountLinkIn {
-    pub learner_id: String,
+    pub learner_id: Option<String>,
+    /// The learner's single sign-on token: their consent to the link.
+    pub consent_token: Option<String>,
+    /// Real name, with `document`: the full real-name data of the person.
+    pub name: Option<String>,
+    pub document: Option<DocumentIn>,
+}
+
+/// An account link request, checked for its shape.
+pub enum AccountLinkParsed {
+    /// The learner's consent through their token.
+    Consent { learner: LearnerId, token: String },
+    /// The person's full real-name data.
+    RealName { name: String, document: Document },
+}
+
+impl AccountLinkIn {
+    pub fn parse(&self) -> Result<AccountLinkParsed, FieldError> {
+        match (&self.name, &self.document) {
+            (Some(name), Some(doc)) => {
+                if self.learner_id.is_some() || self.consent_token.is_some() {
+                    return Err(FieldError::new(
+                        "learner_id",
+                        "send either the real-name data (name, document) or learner_id with consent_token, not both",
+                    ));
+                }
+                let kind = DocumentKind::parse(&doc.kind)?;
+                Ok(AccountLinkParsed::RealName {
+                    name: text(name, "name")?,
+                    document: Document::parse(kind, &doc.number)?,
+                })
+            }
+            (Some(_), None) => Err(FieldError::new("document", "is required with name")),
+            (None, Some(_)) => Err(FieldError::new("name", "is required with document")),
+            (None, None) => {
+                let learner = LearnerId::parse(required(&self.learner_id, "learner_id")?)?;
+                let token = required(&self.consent_token, "consent_token").map_err(|_| {
+                    FieldError::new(
+                        "consent_token",
+                        "linking by learner_id needs the learner's consent: their single sign-on token (or send the full real-name data instead)",
+                    )
+                })?;
+                Ok(AccountLinkParsed::Consent { learner, token })
+            }
+        }
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -442,7 +491,7 @@ impl EventIn {
                     Some(LearnerRefIn {
                         id: None,
                         local_account: Some(a),
-                    }) => LearnerRef::Account(LocalAccount::parse_as(a.clone(), "learner/local_account")?),
+                    }) => LearnerRef::Account(LocalAccount::parse_input_as(a.clone(), "learner/local_account")?),
                     _ => {
                         return Err(FieldError::new(
                             "learner",

@@ -1196,6 +1196,22 @@ impl Store for PgStore {
             .map_err(db)
     }
 
+    async fn learner_by_document(&self, document_hash: &[u8; 32]) -> Result<Option<(LearnerId, String)>> {
+        let row: Option<(String, String)> = sqlx::query_as("select id, name from learners where document_hash = $1")
+            .bind(&document_hash[..])
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        row.map(|(id, name)| {
+            let id = LearnerId::parse(id).map_err(|e| StoreError::Corrupt {
+                at: "learners".into(),
+                detail: e.to_string(),
+            })?;
+            Ok((id, name))
+        })
+        .transpose()
+    }
+
     async fn site_knows_learner(&self, site: &SiteId, learner: &LearnerId) -> Result<bool> {
         sqlx::query_scalar(
             "select exists (select 1 from learner_accounts where learner_id = $2 and site_id = $1)

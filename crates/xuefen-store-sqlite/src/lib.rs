@@ -157,6 +157,7 @@ impl SqliteStore {
     /// when `migrate` is set, and reads the number of chains.
     pub async fn connect(settings: &SqliteSettings, migrate: bool) -> Result<Self> {
         let options: SqliteConnectOptions = settings.url.parse().map_err(db)?;
+        private_file(options.get_filename()).map_err(|e| StoreError::Database(Box::new(e)))?;
         let options = options
             .create_if_missing(true)
             // Readers and the writer do not block each other.
@@ -193,6 +194,31 @@ impl SqliteStore {
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
     }
+}
+
+/// Creates the database file readable and writable by its owner only
+/// (0600), in a directory that, when created here, only its owner may enter
+/// (0700); an existing file is narrowed to 0600. SQLite creates the WAL and
+/// shared-memory files with the database file's permissions. The learners'
+/// data must not be world-readable on a shared machine.
+fn private_file(path: &std::path::Path) -> std::io::Result<()> {
+    if path.as_os_str().is_empty() || path == std::path::Path::new(":memory:") {
+        return Ok(());
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
+            std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+        }
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(path)?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(())
 }
 
 /// `(?, ?), (?, ?)`: `rows` tuples of `width` placeholders.
@@ -1141,6 +1167,22 @@ impl Store for SqliteStore {
             .fetch_one(&self.pool)
             .await
             .map_err(db)
+    }
+
+    async fn learner_by_document(&self, document_hash: &[u8; 32]) -> Result<Option<(LearnerId, String)>> {
+        let row: Option<(String, String)> = sqlx::query_as("select id, name from learners where document_hash = ?1")
+            .bind(&document_hash[..])
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        row.map(|(id, name)| {
+            let id = LearnerId::parse(id).map_err(|e| StoreError::Corrupt {
+                at: "learners".into(),
+                detail: e.to_string(),
+            })?;
+            Ok((id, name))
+        })
+        .transpose()
     }
 
     async fn site_knows_learner(&self, site: &SiteId, learner: &LearnerId) -> Result<bool> {

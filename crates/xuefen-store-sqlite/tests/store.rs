@@ -274,3 +274,34 @@ async fn checkpoints_number_deposits_and_refuse_an_altered_ledger() {
     let still = store.latest_checkpoint().await.expect("read").expect("latest");
     assert_eq!(still.checkpoint.number, latest.checkpoint.number);
 }
+
+/// The database file and its WAL are the owner's alone (0600), in a
+/// directory created 0700; an existing file is narrowed to 0600.
+#[cfg(unix)]
+#[tokio::test]
+async fn the_database_file_its_wal_and_a_new_directory_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).expect("metadata").permissions().mode() & 0o777;
+    let dir = std::env::temp_dir().join(format!("xuefen-private-{}", rand::random::<u64>()));
+    let file = dir.join("nested").join("xuefen.db");
+    let settings = SqliteSettings {
+        url: format!("sqlite://{}", file.display()),
+        pool_connections_max: 1,
+    };
+    let store = SqliteStore::connect(&settings, true).await.expect("open");
+    store
+        .set_cap(&xuefen_core::ids::Category::parse("community").expect("category"), None)
+        .await
+        .expect("write");
+    assert_eq!(mode(&file), 0o600);
+    assert_eq!(mode(file.parent().expect("parent")), 0o700);
+    let wal = dir.join("nested").join("xuefen.db-wal");
+    assert!(wal.exists(), "WAL mode writes a -wal file");
+    assert_eq!(mode(&wal), 0o600);
+    drop(store);
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let reopened = SqliteStore::connect(&settings, true).await.expect("reopen");
+    assert_eq!(mode(&file), 0o600);
+    drop(reopened);
+    let _ = std::fs::remove_dir_all(&dir);
+}

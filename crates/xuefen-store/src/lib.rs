@@ -233,6 +233,9 @@ pub trait Store: xapi::XapiStore + Send + Sync + 'static {
     /// learner it already names is fine; to another learner is a conflict.
     async fn link_account(&self, site: &SiteId, account: &LocalAccount, learner: &LearnerId) -> Result<Written>;
     async fn learner_exists(&self, learner: &LearnerId) -> Result<bool>;
+    /// The learner registered with this document hash, and the real name
+    /// stored for them: what a site's real-name data is checked against.
+    async fn learner_by_document(&self, document_hash: &[u8; 32]) -> Result<Option<(LearnerId, String)>>;
     /// Whether the site has linked the learner or posted for them.
     async fn site_knows_learner(&self, site: &SiteId, learner: &LearnerId) -> Result<bool>;
 

@@ -287,6 +287,12 @@ impl Drop for TestApp {
     }
 }
 
+/// The body of `PUT /v1/accounts/{local}` linking to `learner` with the
+/// learner's consent (their single sign-on token).
+pub fn consent(learner: &str) -> Value {
+    json!({"learner_id": learner, "consent_token": learner_token(learner, SSO_ISSUER, SSO_SECRET, 300)})
+}
+
 /// A synthetic 18-character resident ID with a correct check digit.
 pub fn resident_id(person: u32) -> String {
     let first17 = format!("33010619900101{:03}", person % 1_000);

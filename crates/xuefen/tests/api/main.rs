@@ -8,6 +8,7 @@ mod pg;
 mod bank;
 mod harness;
 mod hostile;
+mod privacy;
 mod recognition;
 mod scenarios;
 mod xapi;
