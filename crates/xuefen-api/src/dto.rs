@@ -453,7 +453,7 @@ pub struct LearnerRefIn {
 
 /// An event. `kind` is `completion` (with `course`, `learner`,
 /// `completed_at` and `score` and/or `hours` as the course's rule needs) or
-/// `revocation` (with `target_event_id` and `reason`).
+/// `revocation` (with `target_event_id`, and `reason_code` and/or `reason`).
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EventIn {
@@ -472,6 +472,11 @@ pub struct EventIn {
     #[serde(default, deserialize_with = "crate::decimal::exact_option")]
     pub hours: Option<Decimal>,
     pub target_event_id: Option<String>,
+    /// For a revocation: why, as a code (`[a-z0-9_]`, at most 32 bytes, e.g.
+    /// `entered_in_error`); the ledger hashes this. Default `unspecified`.
+    pub reason_code: Option<String>,
+    /// For a revocation: free text with the code. Kept beside the entry as
+    /// its note, never hashed, removed when the learner is erased.
     pub reason: Option<String>,
 }
 
@@ -517,12 +522,18 @@ impl EventIn {
                 }))
             }
             "revocation" => {
-                let reason = required(&self.reason, "reason")?;
-                if reason.trim().is_empty() {
-                    return Err(FieldError::new("reason", "must not be empty"));
-                }
+                let reason = self.reason.as_deref().map(str::trim).unwrap_or_default();
+                let code = match self.reason_code.as_deref() {
+                    Some("") => return Err(FieldError::new("reason_code", "must not be empty")),
+                    Some(code) => code,
+                    None if reason.is_empty() => {
+                        return Err(FieldError::new("reason_code", "is required (or a reason text)"));
+                    }
+                    None => xuefen_core::event::REASON_CODE_UNSPECIFIED,
+                };
                 Ok(EventBody::Revocation(Revocation {
                     target: EventId::parse_as(required(&self.target_event_id, "target_event_id")?, "target_event_id")?,
+                    code: Reason::code(code, "reason_code")?,
                     reason: Reason::parse(reason, "reason")?,
                 }))
             }

@@ -312,7 +312,10 @@ pub async fn register_learner(
     };
     let mut bytes = [0u8; 16];
     rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut bytes);
+    let mut secret = [0u8; 32];
+    rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut secret);
     let new = NewLearner {
+        secret,
         candidate: LearnerId::from_random(bytes),
         document_kind: parsed.document.kind(),
         document_hash: parsed.document.keyed_hash(&state.identity_key),

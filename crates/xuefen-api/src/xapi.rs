@@ -581,6 +581,7 @@ async fn ledger_events(
                 id,
                 body: EventBody::Revocation(Revocation {
                     target: target_id,
+                    code: Reason::code("xapi_voided", "reason_code").unwrap_or_default(),
                     reason,
                 }),
             },

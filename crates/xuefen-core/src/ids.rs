@@ -163,6 +163,13 @@ impl LearnerId {
     pub const FIELD: &'static str = "learner_id";
     const PREFIX: &'static str = "lrn_";
 
+    /// `lrn_` and 32 zeros: never drawn for a learner (the odds are 2^-128).
+    /// What a decoded version-2 entry names, since its bytes carry a
+    /// commitment instead of the id.
+    pub fn nobody() -> Self {
+        Self::from_random([0; 16])
+    }
+
     /// A learner id from 16 random bytes (the caller supplies the randomness).
     pub fn from_random(bytes: [u8; 16]) -> Self {
         Self(format!("{}{}", Self::PREFIX, hex::encode(bytes)))

@@ -29,7 +29,8 @@ macro_rules! l_entry_columns {
     () => {
         "l.chain_id, l.seq, l.prev_hash, l.hash, l.kind, l.site_id, l.event_id, l.learner_id, l.course_code,
          l.category, l.credits_cents, l.occurred_at_ms, l.recorded_at_ms, l.score_cents, l.hours_cents,
-         l.rule_version, l.refers_chain, l.refers_seq, l.target_event, l.reason, l.recognition_group, l.withheld_cents"
+         l.rule_version, l.refers_chain, l.refers_seq, l.target_event, l.reason, l.recognition_group, l.withheld_cents,
+         l.learner_commitment, l.reason_note"
     };
 }
 
@@ -239,9 +240,9 @@ pub(crate) async fn deposits_after(pool: &SqlitePool, after: u64, limit: u32) ->
     rows.iter()
         .map(|row| {
             let read = |e: sqlx::Error| unreadable("deposits", e);
-            let number: i64 = row.try_get(22).map_err(read)?;
-            let checkpoint: i64 = row.try_get(23).map_err(read)?;
-            let hash: Option<Vec<u8>> = row.try_get(24).map_err(read)?;
+            let number: i64 = row.try_get(24).map_err(read)?;
+            let checkpoint: i64 = row.try_get(25).map_err(read)?;
+            let hash: Option<Vec<u8>> = row.try_get(26).map_err(read)?;
             Ok(DepositRecord {
                 number: number as u64,
                 checkpoint: checkpoint as u64,
@@ -296,8 +297,10 @@ async fn insert_entry_once(conn: &mut SqliteConnection, e: &Entry) -> Result<boo
     let done = sqlx::query(
         "insert into ledger_entries (chain_id, seq, prev_hash, hash, kind, site_id, event_id, learner_id,
                 course_code, category, credits_cents, occurred_at_ms, recorded_at_ms, score_cents, hours_cents,
-                rule_version, refers_chain, refers_seq, target_event, reason, recognition_group, withheld_cents)
-         values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)
+                rule_version, refers_chain, refers_seq, target_event, reason, recognition_group, withheld_cents,
+                learner_commitment, reason_note)
+         values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22,
+                 ?23, ?24)
          on conflict do nothing",
     )
     .bind(r.chain_id)
@@ -322,6 +325,8 @@ async fn insert_entry_once(conn: &mut SqliteConnection, e: &Entry) -> Result<boo
     .bind(r.reason)
     .bind(r.recognition_group)
     .bind(r.withheld_cents)
+    .bind(r.learner_commitment)
+    .bind(r.reason_note)
     .execute(&mut *conn)
     .await
     .map_err(db)?;

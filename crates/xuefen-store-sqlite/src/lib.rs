@@ -78,7 +78,7 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 const PARAMS_PER_STATEMENT_MAX: usize = 10_000;
 
 /// Columns of `ledger_entries`.
-const ENTRY_COLUMNS: usize = 22;
+const ENTRY_COLUMNS: usize = 24;
 
 /// Rows per multi-row insert of entries: 454 × 22 ≤ 10 000 parameters.
 const ENTRY_ROWS_PER_INSERT: usize = PARAMS_PER_STATEMENT_MAX / ENTRY_COLUMNS;
@@ -89,7 +89,8 @@ macro_rules! entry_columns {
     () => {
         "chain_id, seq, prev_hash, hash, kind, site_id, event_id, learner_id, course_code,
          category, credits_cents, occurred_at_ms, recorded_at_ms, score_cents, hours_cents,
-         rule_version, refers_chain, refers_seq, target_event, reason, recognition_group, withheld_cents"
+         rule_version, refers_chain, refers_seq, target_event, reason, recognition_group, withheld_cents,
+         learner_commitment, reason_note"
     };
 }
 
@@ -276,6 +277,7 @@ async fn ingest_locked(conn: &mut SqliteConnection, events: &[Event], now: Milli
     // category run these.
     lookups.group_entries = group_entries(conn, &plan::group_keys(events, &lookups)).await?;
     lookups.year_totals = year_totals(conn, &plan::cap_keys(events, &lookups)).await?;
+    lookups.learner_secrets = learner_secrets(conn, &lookups).await?;
     // The chains the batch may append to: its learners' and those of the
     // entries its revocations target, now in `lookups.entries`. We hold the
     // write lock, so these heads cannot move before commit.
@@ -353,6 +355,33 @@ async fn lookup_learners(conn: &mut SqliteConnection, events: &[Event], lookups:
         }
     }
     Ok(())
+}
+
+/// The secrets of the learners the batch may write for (those it names and
+/// those of its revocation targets); an erased learner has none.
+async fn learner_secrets(conn: &mut SqliteConnection, lookups: &Lookups) -> Result<HashMap<LearnerId, [u8; 32]>> {
+    let mut ids: BTreeSet<&str> = lookups.learner_chains.keys().map(LearnerId::as_str).collect();
+    ids.extend(lookups.entries.values().map(|e| e.body.learner.as_str()));
+    let ids: Vec<&str> = ids.into_iter().collect();
+    let mut out = HashMap::new();
+    for chunk in ids.chunks(PARAMS_PER_STATEMENT_MAX) {
+        let sql = format!(
+            "select learner_id, secret from learner_secrets where learner_id in ({})",
+            placeholders(chunk.len())
+        );
+        let mut q = sqlx::query(&sql).persistent(REUSE_DYNAMIC_STATEMENTS);
+        for id in chunk {
+            q = q.bind(*id);
+        }
+        for row in q.fetch_all(&mut *conn).await.map_err(db)? {
+            let id: String = row.try_get(0).map_err(db)?;
+            let secret: Vec<u8> = row.try_get(1).map_err(db)?;
+            if let (Ok(id), Ok(secret)) = (LearnerId::parse(id), <[u8; 32]>::try_from(secret)) {
+                out.insert(id, secret);
+            }
+        }
+    }
+    Ok(out)
 }
 
 async fn lookup_courses(conn: &mut SqliteConnection, events: &[Event], lookups: &mut Lookups) -> Result<()> {
@@ -583,7 +612,8 @@ async fn insert_entries(conn: &mut SqliteConnection, entries: &[Entry]) -> Resul
             "insert into ledger_entries (chain_id, seq, prev_hash, hash, kind, site_id, event_id,
                     learner_id, course_code, category, credits_cents, occurred_at_ms,
                     recorded_at_ms, score_cents, hours_cents, rule_version, refers_chain,
-                    refers_seq, target_event, reason, recognition_group, withheld_cents)
+                    refers_seq, target_event, reason, recognition_group, withheld_cents,
+                    learner_commitment, reason_note)
              values {}",
             tuples(chunk.len(), ENTRY_COLUMNS)
         );
@@ -612,7 +642,9 @@ async fn insert_entries(conn: &mut SqliteConnection, entries: &[Entry]) -> Resul
                 .bind(r.target_event)
                 .bind(r.reason)
                 .bind(r.recognition_group)
-                .bind(r.withheld_cents);
+                .bind(r.withheld_cents)
+                .bind(r.learner_commitment)
+                .bind(r.reason_note);
         }
         q.execute(&mut *conn).await.map_err(db)?;
     }
@@ -669,6 +701,8 @@ fn entry_record(row: &SqliteRow) -> sqlx::Result<EntryRecord> {
         reason: row.try_get(19)?,
         recognition_group: row.try_get(20)?,
         withheld_cents: row.try_get(21)?,
+        learner_commitment: row.try_get(22)?,
+        reason_note: row.try_get(23)?,
     })
 }
 
@@ -1105,6 +1139,8 @@ impl Store for SqliteStore {
         let chain = learner.candidate.chain(self.chains);
         // Insert-or-find: the unique document hash decides, so two sites
         // registering the same person concurrently reach the same learner.
+        // The learner and their secret are written together.
+        let mut tx = self.pool.begin().await.map_err(db)?;
         let inserted: Option<String> = sqlx::query_scalar(
             "insert into learners (id, chain_id, document_kind, document_hash, name)
              values (?1, ?2, ?3, ?4, ?5)
@@ -1115,12 +1151,20 @@ impl Store for SqliteStore {
         .bind(learner.document_kind.as_str())
         .bind(&learner.document_hash[..])
         .bind(&learner.name)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await
         .map_err(db)?;
         if inserted.is_some() {
+            sqlx::query("insert into learner_secrets (learner_id, secret) values (?1, ?2)")
+                .bind(learner.candidate.as_str())
+                .bind(&learner.secret[..])
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+            tx.commit().await.map_err(db)?;
             return Ok((learner.candidate.clone(), Written::Created));
         }
+        tx.rollback().await.map_err(db)?;
         let id: String = sqlx::query_scalar("select id from learners where document_hash = ?1")
             .bind(&learner.document_hash[..])
             .fetch_one(&self.pool)

@@ -103,6 +103,10 @@ pub struct NewLearner {
     /// HMAC-SHA256 of the document under the service's identity key.
     pub document_hash: [u8; 32],
     pub name: String,
+    /// 32 random bytes, the learner's own secret if the person is new:
+    /// version-2 entries name the learner by a commitment under it, and
+    /// erasure destroys it.
+    pub secret: [u8; 32],
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -204,6 +204,7 @@ fn new_learner(i: u8, document: u8) -> NewLearner {
         document_kind: DocumentKind::ALL[usize::from(i) % DocumentKind::ALL.len()],
         document_hash: [document; 32],
         name: format!("学员 {i}"),
+        secret: [i.wrapping_add(0x80); 32],
     }
 }
 
@@ -235,6 +236,7 @@ fn revocation(site: &str, id: &str, target: &str, reason: &str) -> Event {
         id: event_id(id),
         body: EventBody::Revocation(Revocation {
             target: event_id(target),
+            code: Reason::code("entered_in_error", "reason_code").expect("code"),
             reason: Reason::parse(reason, "reason").expect("reason"),
         }),
     }
