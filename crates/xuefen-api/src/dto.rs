@@ -248,6 +248,15 @@ pub struct LearnerOut {
     pub created: bool,
 }
 
+/// The record of an erasure: where its ledger entry is, and why.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ErasureOut {
+    pub erased: bool,
+    /// The `erased` entry in the learner's former chain.
+    pub position: PositionOut,
+    pub reason_code: String,
+}
+
 /// What links a local account to a learner: proof that the site knows the
 /// person. Either the full real-name data (`name` and `document`, which
 /// must match what is stored), or `learner_id` with `consent_token`, the

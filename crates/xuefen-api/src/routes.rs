@@ -40,6 +40,7 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/courses/{code}", put(put_course).get(get_course))
         .route("/v1/events", post(post_events))
         .route("/v1/events/{event_id}", put(put_event).get(get_event))
+        .route("/v1/learners/{learner_id}", delete(erase_learner))
         .route("/v1/learners/{learner_id}/transcript", get(get_transcript))
         .route("/v1/me/transcript", get(get_my_transcript))
         .route("/v1/recognition-groups/{group_id}", put(put_group).get(get_group))
@@ -362,6 +363,77 @@ async fn same_person(state: &AppState, document_hash: &[u8; 32], name: &str) -> 
         .into());
     }
     Ok(id)
+}
+
+/// The legal bases an erasure may name, recorded as its reason code.
+pub const ERASURE_REASONS: &[&str] = &[
+    // PIPL art. 47: the person asks for deletion, or the purpose is met.
+    "pipl_art47",
+    // GDPR art. 17: the right to erasure.
+    "gdpr_art17",
+    "consent_withdrawn",
+    "court_order",
+    "retention_expired",
+];
+
+/// Erases a learner's personal data: real name, document hash, account
+/// links and the secret their entries' commitments are made under, so that
+/// nothing ties the ledger to the person any more; every entry, checkpoint
+/// and proof stays valid. Recorded in the ledger as an `erased` entry with
+/// the legal reason code (`?reason_code=`, one of `pipl_art47`,
+/// `gdpr_art17`, `consent_withdrawn`, `court_order`, `retention_expired`)
+/// and nothing personal. Afterwards the learner's transcript is 404.
+///
+/// Roles: admin.
+#[utoipa::path(delete, path = "/v1/learners/{learner_id}", operation_id = "erase_learner", tag = "learners",
+    security(("api_key" = [])),
+    params(("learner_id" = String, Path), ("reason_code" = String, Query, description = "the legal basis: pipl_art47, gdpr_art17, consent_withdrawn, court_order or retention_expired")),
+    responses((status = 200, body = ErasureOut), (status = 403, body = Problem, content_type = "application/problem+json"),
+              (status = 404, body = Problem, content_type = "application/problem+json"),
+              (status = 422, body = Problem, content_type = "application/problem+json")))]
+pub async fn erase_learner(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(learner_id): Path<String>,
+    RawQuery(query): RawQuery,
+) -> ApiResult<Json<ErasureOut>> {
+    caller.require_admin()?;
+    let learner = path_id(LearnerId::parse, learner_id)?;
+    let code = query
+        .as_deref()
+        .unwrap_or_default()
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("reason_code="))
+        .unwrap_or_default();
+    if !ERASURE_REASONS.contains(&code) {
+        return Err(Problem::invalid(&xuefen_core::FieldError::new(
+            "reason_code",
+            format!("must be one of {}", ERASURE_REASONS.join(", ")),
+        ))
+        .into());
+    }
+    let reason = xuefen_core::event::Reason::code(code, "reason_code")?;
+    let position = state
+        .store
+        .erase_learner(&learner, &reason, now())
+        .await
+        .map_err(|e| match e {
+            xuefen_store::StoreError::NotFound => ApiError::from(
+                Problem::new(
+                    StatusCode::NOT_FOUND,
+                    "unknown_learner",
+                    "no learner has this id (or it was erased)",
+                )
+                .with_field("learner_id"),
+            ),
+            e => e.into(),
+        })?;
+    tracing::info!(%position, reason_code = code, "learner erased");
+    Ok(Json(ErasureOut {
+        erased: true,
+        position: position.into(),
+        reason_code: code.to_owned(),
+    }))
 }
 
 fn account_conflict(e: xuefen_store::StoreError) -> ApiError {

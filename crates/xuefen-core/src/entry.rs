@@ -448,6 +448,51 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// The reserved site id of erasure records.
+pub const ERASURE_SITE: &str = "xuefen";
+
+/// The entry that records an erasure in the erased learner's chain
+/// (`docs/ledger-format.md`, section 3c, kind 12): the legal reason code and
+/// nothing that names the learner or their entries. `nonce` (16 random
+/// bytes) makes its event id; `tombstone` is the learner id the store keeps
+/// beside it (a fresh random one). Sealed at `position` after `prev_hash`,
+/// with a commitment under the learner's `secret`, which the caller then
+/// destroys.
+pub fn erasure_entry(
+    secret: &[u8; 32],
+    position: Position,
+    prev_hash: [u8; 32],
+    reason: Reason,
+    now: Millis,
+    nonce: [u8; 16],
+    tombstone: LearnerId,
+) -> Entry {
+    let erasure = |s: &str| s.to_owned();
+    let body = EntryBody {
+        kind: EntryKind::Erased,
+        site: SiteId::parse(ERASURE_SITE).unwrap_or_else(|_| unreachable!("the erasure site id is valid")),
+        event_id: EventId::parse(format!("erasure-{}", hex::encode(nonce)))
+            .unwrap_or_else(|_| unreachable!("hex digits make a valid event id")),
+        learner: tombstone,
+        commitment: Some(learner_commitment(secret, position)),
+        course: CourseCode::parse(erasure("erasure")).unwrap_or_else(|_| unreachable!("valid course code")),
+        category: Category::parse(erasure("erasure")).unwrap_or_else(|_| unreachable!("valid category")),
+        credits: Credits::ZERO,
+        occurred_at: now,
+        recorded_at: now,
+        score: None,
+        hours: None,
+        rule_version: 0,
+        refers_to: None,
+        target_event: None,
+        reason,
+        note: None,
+        recognition_group: None,
+        withheld: None,
+    };
+    Entry::seal(position, prev_hash, body)
+}
+
 /// `SHA-256(tag ‖ chain ‖ seq ‖ prev_hash ‖ canonical)`, integers
 /// big-endian, where the tag is that of the version the canonical bytes
 /// open with ([`DOMAIN_TAG_V1`] for version 1, [`DOMAIN_TAG`] otherwise).

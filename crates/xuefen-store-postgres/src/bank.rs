@@ -396,3 +396,88 @@ pub(crate) async fn ack_deposits(pool: &PgPool, acks: &[AckRequest], now: Millis
         .map(|o| o.unwrap_or(AckOutcome::UnknownDeposit))
         .collect())
 }
+
+/// [`xuefen_store::Store::erase_learner`], under the lock of the learner's
+/// chain head.
+pub(crate) async fn erase_learner(
+    pool: &PgPool,
+    learner: &xuefen_core::ids::LearnerId,
+    reason: &xuefen_core::event::Reason,
+    now: Millis,
+) -> Result<Position> {
+    let mut tx = pool.begin().await.map_err(db)?;
+    let row: Option<(Vec<u8>, i32, Vec<u8>, Vec<u8>)> = sqlx::query_as(
+        "select s.secret, l.chain_id, uuid_send(gen_random_uuid()), uuid_send(gen_random_uuid())
+           from learner_secrets s join learners l on l.id = s.learner_id
+          where s.learner_id = $1
+          for update of s",
+    )
+    .bind(learner.as_str())
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(db)?;
+    let (secret, chain, nonce, tombstone) = row.ok_or(StoreError::NotFound)?;
+    let corrupt = |detail: &str| StoreError::Corrupt {
+        at: format!("learner {learner}"),
+        detail: detail.into(),
+    };
+    let secret: [u8; 32] = secret.try_into().map_err(|_| corrupt("secret is not 32 bytes"))?;
+    let nonce: [u8; 16] = nonce.try_into().map_err(|_| corrupt("uuid is not 16 bytes"))?;
+    let tombstone: [u8; 16] = tombstone.try_into().map_err(|_| corrupt("uuid is not 16 bytes"))?;
+    let chain = u32::try_from(chain).map_err(|_| corrupt("chain out of range"))?;
+    let (seq, prev) = lock_head(&mut tx, chain).await?;
+    let position = Position { chain, seq: seq + 1 };
+    let entry = xuefen_core::entry::erasure_entry(
+        &secret,
+        position,
+        prev,
+        reason.clone(),
+        now,
+        nonce,
+        xuefen_core::ids::LearnerId::from_random(tombstone),
+    );
+    if !insert_entry_once(&mut tx, &entry).await? {
+        return Err(corrupt("the erasure's event id is taken"));
+    }
+    sqlx::query("update chain_heads set seq = $2, hash = $3 where chain_id = $1")
+        .bind(chain as i32)
+        .bind(position.seq as i64)
+        .bind(entry.hash.to_vec())
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+    // The one update the ledger allows (migration 0007): each version-2
+    // entry gets a learner id of its own, drawn at random, and loses its note.
+    sqlx::query("set local xuefen.erasure = 'on'")
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+    sqlx::query(
+        "update ledger_entries set learner_id = 'lrn_' || encode(uuid_send(gen_random_uuid()), 'hex'),
+                reason_note = null
+          where learner_id = $1 and learner_commitment is not null",
+    )
+    .bind(learner.as_str())
+    .execute(&mut *tx)
+    .await
+    .map_err(db)?;
+    sqlx::query("set local xuefen.erasure = 'off'")
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+    for sql in [
+        "delete from xapi_mbox_links where (site_id, local_account) in
+            (select site_id, local_account from learner_accounts where learner_id = $1)",
+        "delete from learner_accounts where learner_id = $1",
+        "delete from learner_secrets where learner_id = $1",
+        "delete from learners where id = $1",
+    ] {
+        sqlx::query(sql)
+            .bind(learner.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+    }
+    tx.commit().await.map_err(db)?;
+    Ok(position)
+}

@@ -27,7 +27,7 @@ use sqlx::{PgPool, Postgres, Row, Transaction};
 use xuefen_core::amount::Credits;
 use xuefen_core::entry::Entry;
 use xuefen_core::entry::EntryKind;
-use xuefen_core::event::{Event, EventBody, LearnerRef, Millis};
+use xuefen_core::event::{Event, EventBody, LearnerRef, Millis, Reason};
 use xuefen_core::ids::{
     Category, CourseCode, EventId, GroupId, LearnerId, LocalAccount, Position, RegionCode, SiteId, SiteLevel,
     SiteStatus,
@@ -1745,6 +1745,14 @@ impl Store for PgStore {
 
     async fn deposits_after(&self, after: u64, limit: u32) -> Result<Vec<DepositRecord>> {
         bank::deposits_after(&self.read_pool, after, limit).await
+    }
+
+    async fn erase_learner(&self, learner: &LearnerId, reason: &Reason, now: Millis) -> Result<Position> {
+        let position = bank::erase_learner(&self.pool, learner, reason, now).await?;
+        // The account cache must not route events to the erased learner;
+        // they are refused anyway (no secret), this only keeps it small.
+        self.known.learners.remove(learner);
+        Ok(position)
     }
 
     async fn ack_deposits(&self, acks: &[AckRequest], now: Millis) -> Result<Vec<AckOutcome>> {

@@ -45,7 +45,7 @@ use sqlx::{Row, SqlitePool};
 use xuefen_core::amount::Credits;
 use xuefen_core::entry::Entry;
 use xuefen_core::entry::EntryKind;
-use xuefen_core::event::{Event, EventBody, LearnerRef, Millis};
+use xuefen_core::event::{Event, EventBody, LearnerRef, Millis, Reason};
 use xuefen_core::ids::{
     Category, CourseCode, EventId, GroupId, LearnerId, LocalAccount, Position, RegionCode, SiteId, SiteLevel,
     SiteStatus,
@@ -166,6 +166,9 @@ impl SqliteStore {
             // A 2xx must mean durable: FULL fsyncs the WAL at every commit.
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
+            // Deleted content is overwritten with zeros, so that an erased
+            // learner's rows do not linger in free pages of the file.
+            .pragma("secure_delete", "on")
             .busy_timeout(BUSY_TIMEOUT);
         let pool = SqlitePoolOptions::new()
             .max_connections(settings.pool_connections_max.max(1))
@@ -1627,5 +1630,9 @@ impl Store for SqliteStore {
 
     async fn ack_deposits(&self, acks: &[AckRequest], now: Millis) -> Result<Vec<AckOutcome>> {
         bank::ack_deposits(&self.pool, acks, now).await
+    }
+
+    async fn erase_learner(&self, learner: &LearnerId, reason: &Reason, now: Millis) -> Result<Position> {
+        bank::erase_learner(&self.pool, learner, reason, now).await
     }
 }

@@ -240,6 +240,15 @@ pub trait Store: xapi::XapiStore + Send + Sync + 'static {
     /// The learner registered with this document hash, and the real name
     /// stored for them: what a site's real-name data is checked against.
     async fn learner_by_document(&self, document_hash: &[u8; 32]) -> Result<Option<(LearnerId, String)>>;
+    /// Erases a learner's personal data, in one transaction: appends an
+    /// erasure entry with the legal `reason` code to their chain (a
+    /// commitment under their secret, nothing else of them), replaces the
+    /// learner id kept beside each of their version-2 entries with a fresh
+    /// random one and removes those entries' notes, and deletes their
+    /// secret, real name, document hash and account links. Every hash stays
+    /// as written, so the ledger still verifies. `NotFound` when no such
+    /// learner is registered (never, or already erased).
+    async fn erase_learner(&self, learner: &LearnerId, reason: &Reason, now: Millis) -> Result<Position>;
     /// Whether the site has linked the learner or posted for them.
     async fn site_knows_learner(&self, site: &SiteId, learner: &LearnerId) -> Result<bool>;
 

@@ -12,6 +12,7 @@ backend_tests!(
     a_site_that_knows_only_the_id_number_gets_a_409_naming_the_name,
     linking_an_account_needs_real_name_data_or_the_learners_consent,
     ids_that_carry_a_resident_id_number_are_refused_naming_the_field,
+    erasure_keeps_the_ledger_valid_and_leaves_nothing_personal_in_the_database,
 );
 
 /// `GET /v1/sites/{id}/changes` and `/stats`: the admin and the site read
@@ -159,4 +160,102 @@ async fn ids_that_carry_a_resident_id_number_are_refused_naming_the_field(app: T
     assert_eq!(body["field"], json!("local_account"));
     // Nothing of it was written.
     assert_eq!(app.scalar("select count(*) from ledger_entries").await, 0);
+}
+
+/// `DELETE /v1/learners/{id}`: admin only, with a legal reason code; the
+/// ledger still verifies, the transcript is 404, the learner's account no
+/// longer posts, and neither the database file and its WAL (SQLite) nor a
+/// `pg_dump` (PostgreSQL) holds the name, the unified id, the local account,
+/// the revocation note or the document hash. Another learner is untouched.
+async fn erasure_keeps_the_ledger_valid_and_leaves_nothing_personal_in_the_database(app: TestApp) {
+    let a = app.site("site-a").await;
+    let b = app.site("site-b").await;
+    app.course(&a, "A1", "community").await;
+    app.course(&b, "B1", "community").await;
+    let name = "欧阳娜娜";
+    let account = "acct-ouyang-7";
+    let doc = json!({"kind": "passport", "number": "E99887766"});
+    let (status, body) = app
+        .post(
+            "/v1/learners",
+            &a,
+            json!({"name": name, "document": doc, "local_account": account}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let learner = body["learner_id"].as_str().expect("id").to_owned();
+    let other = app.learner(&a, "acct-other", 3).await;
+    let (status, _) = app.put("/v1/accounts/b-ouyang", &b, consent(&learner)).await;
+    assert_eq!(status, StatusCode::CREATED);
+    for (key, id, acct, course) in [
+        (&a, "ev-1", account, "A1"),
+        (&a, "ev-2", account, "A1"),
+        (&b, "ev-3", "b-ouyang", "B1"),
+        (&a, "ev-4", "acct-other", "A1"),
+    ] {
+        let (status, body) = app
+            .put(&format!("/v1/events/{id}"), key, completion(acct, course, "10"))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    let note = "学员本人来电说明私事";
+    let revoke =
+        json!({"kind": "revocation", "target_event_id": "ev-2", "reason_code": "entered_in_error", "reason": note});
+    let (status, body) = app.put("/v1/events/rv-1", &a, revoke).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (code, out) = app.verify_cli().await;
+    assert_eq!(code, 0, "{out}");
+
+    let path = format!("/v1/learners/{learner}?reason_code=pipl_art47");
+    let (status, _) = app.call(reqwest::Method::DELETE, &path, Some(&a), None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "a site cannot erase");
+    let bad = format!("/v1/learners/{learner}?reason_code=because");
+    let (status, body) = app.call(reqwest::Method::DELETE, &bad, Some(&app.admin), None).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["field"], json!("reason_code"));
+    let (status, body) = app.call(reqwest::Method::DELETE, &path, Some(&app.admin), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["reason_code"], json!("pipl_art47"));
+    let (status, _) = app.call(reqwest::Method::DELETE, &path, Some(&app.admin), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "erased once");
+
+    let (status, _) = app.get(&format!("/v1/learners/{learner}/transcript"), &app.admin).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = app.put("/v1/events/ev-5", &a, completion(account, "A1", "5")).await;
+    assert_eq!(
+        status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "the erased account no longer posts"
+    );
+    let (status, t) = app.get(&format!("/v1/learners/{other}/transcript"), &app.admin).await;
+    assert_eq!(status, StatusCode::OK, "{t}");
+    assert_eq!(t["entries"].as_array().map(Vec::len), Some(1), "{t}");
+    let (code, out) = app.verify_cli().await;
+    assert_eq!(code, 0, "every hash still holds after the erasure: {out}");
+    assert_eq!(
+        app.scalar("select count(*) from ledger_entries where kind = 12").await,
+        1
+    );
+
+    let document = xuefen_core::identity::Document::parse(xuefen_core::identity::DocumentKind::Passport, "E99887766")
+        .expect("document")
+        .keyed_hash(b"test identity key");
+    let bytes = app.raw_database_bytes().await;
+    let holds = |needle: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
+    assert!(
+        holds("测试".as_bytes()),
+        "the other learner's name is still there (the check can fail)"
+    );
+    assert!(holds(other.as_bytes()), "the other learner's id is still there");
+    for (what, needle) in [
+        ("the name", name.as_bytes()),
+        ("the unified id", learner.as_bytes()),
+        ("the local account", account.as_bytes()),
+        ("the other site's local account", "b-ouyang".as_bytes()),
+        ("the revocation note", note.as_bytes()),
+        ("the document hash", &document[..]),
+        ("the document hash in hex", hex::encode(document).as_bytes()),
+    ] {
+        assert!(!holds(needle), "the database still holds {what} after the erasure");
+    }
 }
