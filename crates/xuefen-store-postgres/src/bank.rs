@@ -397,6 +397,9 @@ pub(crate) async fn ack_deposits(pool: &PgPool, acks: &[AckRequest], now: Millis
         .collect())
 }
 
+/// The learner's secret and chain, and two 16-byte random values.
+type ErasureRow = (Vec<u8>, i32, Vec<u8>, Vec<u8>);
+
 /// [`xuefen_store::Store::erase_learner`], under the lock of the learner's
 /// chain head.
 pub(crate) async fn erase_learner(
@@ -406,7 +409,7 @@ pub(crate) async fn erase_learner(
     now: Millis,
 ) -> Result<Position> {
     let mut tx = pool.begin().await.map_err(db)?;
-    let row: Option<(Vec<u8>, i32, Vec<u8>, Vec<u8>)> = sqlx::query_as(
+    let row: Option<ErasureRow> = sqlx::query_as(
         "select s.secret, l.chain_id, uuid_send(gen_random_uuid()), uuid_send(gen_random_uuid())
            from learner_secrets s join learners l on l.id = s.learner_id
           where s.learner_id = $1

@@ -393,6 +393,9 @@ pub(crate) async fn ack_deposits(pool: &SqlitePool, acks: &[AckRequest], now: Mi
     Ok(out)
 }
 
+/// The learner's secret and chain, and two 16-byte random values.
+type ErasureRow = (Vec<u8>, i64, Vec<u8>, Vec<u8>);
+
 /// [`xuefen_store::Store::erase_learner`] under the write lock.
 pub(crate) async fn erase_learner(
     pool: &SqlitePool,
@@ -401,7 +404,7 @@ pub(crate) async fn erase_learner(
     now: Millis,
 ) -> Result<Position> {
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
-    let row: Option<(Vec<u8>, i64, Vec<u8>, Vec<u8>)> = sqlx::query_as(
+    let row: Option<ErasureRow> = sqlx::query_as(
         "select s.secret, l.chain_id, randomblob(16), randomblob(16)
            from learner_secrets s join learners l on l.id = s.learner_id
           where s.learner_id = ?1",

@@ -52,7 +52,7 @@ async fn link(app: &TestApp, key: &str, account: &str, learner: &str) {
         .put(
             &format!("/v1/accounts/{account}"),
             key,
-            crate::harness::consent(&learner),
+            crate::harness::consent(learner),
         )
         .await;
     assert!(status.is_success(), "{body}");
