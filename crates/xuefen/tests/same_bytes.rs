@@ -825,9 +825,9 @@ async fn a_ledger_exported_from_one_backend_verifies_from_the_other() {
             "insert into ledger_entries (chain_id, seq, prev_hash, hash, kind, site_id, event_id, learner_id,
                     course_code, category, credits_cents, occurred_at_ms, recorded_at_ms, score_cents,
                     hours_cents, rule_version, refers_chain, refers_seq, target_event, reason, recognition_group,
-                    withheld_cents)
+                    withheld_cents, learner_commitment, reason_note)
              values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20,
-                    $21, $22)",
+                    $21, $22, $23, $24)",
         )
         .bind(small(r.chain_id, "chain_id"))
         .bind(r.seq)
@@ -851,6 +851,8 @@ async fn a_ledger_exported_from_one_backend_verifies_from_the_other() {
         .bind(r.reason)
         .bind(r.recognition_group)
         .bind(r.withheld_cents)
+        .bind(r.learner_commitment)
+        .bind(r.reason_note)
         .execute(&mut *tx)
         .await
         .unwrap_or_else(|e| panic!("insert entry {}: {e}", entry.position));
