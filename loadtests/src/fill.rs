@@ -116,6 +116,16 @@ impl FillPlan {
             .execute(pool)
             .await
             .context("insert fill learners")?;
+            let secrets: Vec<Vec<u8>> = part.iter().map(|_| rng.r#gen::<[u8; 32]>().to_vec()).collect();
+            sqlx::query(
+                "insert into learner_secrets (learner_id, secret)
+                 select u.id, u.secret from unnest($1::text[], $2::bytea[]) as u(id, secret)",
+            )
+            .bind(&ids)
+            .bind(&secrets)
+            .execute(pool)
+            .await
+            .context("insert fill learner secrets")?;
         }
         Ok(())
     }

@@ -58,6 +58,9 @@ impl BenchCourse {
             site: self.site.clone(),
             event_id: EventId::parse(event_id)?,
             learner: learner.clone(),
+            // Filled rows are version-1 entries, which every verifier
+            // still checks; the service writes version 2 on top of them.
+            commitment: None,
             course: self.code.clone(),
             category: self.category.clone(),
             credits,
@@ -69,6 +72,7 @@ impl BenchCourse {
             refers_to: None,
             target_event: None,
             reason: Reason::default(),
+            note: None,
             recognition_group: None,
             withheld: None,
         })

@@ -136,6 +136,20 @@ impl Caller {
         }
     }
 
+    /// The admin, or the site `id` itself: a site's own record (its
+    /// changes, its statistics). Another site and the credit bank are refused.
+    pub fn require_admin_or_site(&self, id: &SiteId, what: &str) -> Result<(), ApiError> {
+        match &self.principal {
+            Principal::Admin => Ok(()),
+            Principal::Site(own) if own == id => Ok(()),
+            Principal::Site(_) => Err(forbidden(&format!("a site can read only its own {what}")).into()),
+            Principal::Bank => Err(forbidden(&format!(
+                "a site's {what} are for the admin and the site itself, not the credit bank"
+            ))
+            .into()),
+        }
+    }
+
     /// Refuses the credit bank, which reads deposits and nothing else.
     pub fn refuse_bank(&self) -> Result<(), ApiError> {
         match self.principal {

@@ -236,7 +236,7 @@ impl LearnerIn {
         Ok(LearnerParsed {
             name: text(&self.name, "name")?,
             document: Document::parse(kind, &self.document.number)?,
-            local_account: self.local_account.clone().map(LocalAccount::parse).transpose()?,
+            local_account: self.local_account.clone().map(LocalAccount::parse_input).transpose()?,
         })
     }
 }
@@ -248,10 +248,68 @@ pub struct LearnerOut {
     pub created: bool,
 }
 
+/// The record of an erasure: where its ledger entry is, and why.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ErasureOut {
+    pub erased: bool,
+    /// The `erased` entry in the learner's former chain.
+    pub position: PositionOut,
+    pub reason_code: String,
+}
+
+/// What links a local account to a learner: proof that the site knows the
+/// person. Either the full real-name data (`name` and `document`, which
+/// must match what is stored), or `learner_id` with `consent_token`, the
+/// learner's own single sign-on token naming that learner.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AccountLinkIn {
-    pub learner_id: String,
+    pub learner_id: Option<String>,
+    /// The learner's single sign-on token: their consent to the link.
+    pub consent_token: Option<String>,
+    /// Real name, with `document`: the full real-name data of the person.
+    pub name: Option<String>,
+    pub document: Option<DocumentIn>,
+}
+
+/// An account link request, checked for its shape.
+pub enum AccountLinkParsed {
+    /// The learner's consent through their token.
+    Consent { learner: LearnerId, token: String },
+    /// The person's full real-name data.
+    RealName { name: String, document: Document },
+}
+
+impl AccountLinkIn {
+    pub fn parse(&self) -> Result<AccountLinkParsed, FieldError> {
+        match (&self.name, &self.document) {
+            (Some(name), Some(doc)) => {
+                if self.learner_id.is_some() || self.consent_token.is_some() {
+                    return Err(FieldError::new(
+                        "learner_id",
+                        "send either the real-name data (name, document) or learner_id with consent_token, not both",
+                    ));
+                }
+                let kind = DocumentKind::parse(&doc.kind)?;
+                Ok(AccountLinkParsed::RealName {
+                    name: text(name, "name")?,
+                    document: Document::parse(kind, &doc.number)?,
+                })
+            }
+            (Some(_), None) => Err(FieldError::new("document", "is required with name")),
+            (None, Some(_)) => Err(FieldError::new("name", "is required with document")),
+            (None, None) => {
+                let learner = LearnerId::parse(required(&self.learner_id, "learner_id")?)?;
+                let token = required(&self.consent_token, "consent_token").map_err(|_| {
+                    FieldError::new(
+                        "consent_token",
+                        "linking by learner_id needs the learner's consent: their single sign-on token (or send the full real-name data instead)",
+                    )
+                })?;
+                Ok(AccountLinkParsed::Consent { learner, token })
+            }
+        }
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -404,7 +462,7 @@ pub struct LearnerRefIn {
 
 /// An event. `kind` is `completion` (with `course`, `learner`,
 /// `completed_at` and `score` and/or `hours` as the course's rule needs) or
-/// `revocation` (with `target_event_id` and `reason`).
+/// `revocation` (with `target_event_id`, and `reason_code` and/or `reason`).
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EventIn {
@@ -423,6 +481,11 @@ pub struct EventIn {
     #[serde(default, deserialize_with = "crate::decimal::exact_option")]
     pub hours: Option<Decimal>,
     pub target_event_id: Option<String>,
+    /// For a revocation: why, as a code (`[a-z0-9_]`, at most 32 bytes, e.g.
+    /// `entered_in_error`); the ledger hashes this. Default `unspecified`.
+    pub reason_code: Option<String>,
+    /// For a revocation: free text with the code. Kept beside the entry as
+    /// its note, never hashed, removed when the learner is erased.
     pub reason: Option<String>,
 }
 
@@ -442,7 +505,7 @@ impl EventIn {
                     Some(LearnerRefIn {
                         id: None,
                         local_account: Some(a),
-                    }) => LearnerRef::Account(LocalAccount::parse_as(a.clone(), "learner/local_account")?),
+                    }) => LearnerRef::Account(LocalAccount::parse_input_as(a.clone(), "learner/local_account")?),
                     _ => {
                         return Err(FieldError::new(
                             "learner",
@@ -468,12 +531,18 @@ impl EventIn {
                 }))
             }
             "revocation" => {
-                let reason = required(&self.reason, "reason")?;
-                if reason.trim().is_empty() {
-                    return Err(FieldError::new("reason", "must not be empty"));
-                }
+                let reason = self.reason.as_deref().map(str::trim).unwrap_or_default();
+                let code = match self.reason_code.as_deref() {
+                    Some("") => return Err(FieldError::new("reason_code", "must not be empty")),
+                    Some(code) => code,
+                    None if reason.is_empty() => {
+                        return Err(FieldError::new("reason_code", "is required (or a reason text)"));
+                    }
+                    None => xuefen_core::event::REASON_CODE_UNSPECIFIED,
+                };
                 Ok(EventBody::Revocation(Revocation {
                     target: EventId::parse_as(required(&self.target_event_id, "target_event_id")?, "target_event_id")?,
+                    code: Reason::code(code, "reason_code")?,
                     reason: Reason::parse(reason, "reason")?,
                 }))
             }

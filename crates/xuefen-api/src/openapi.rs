@@ -68,7 +68,7 @@ impl Modify for Security {
     paths(
         routes::healthz, routes::readyz, crate::metrics::metrics,
         routes::create_site, routes::list_sites, routes::get_site, routes::set_site_status, routes::list_site_changes, routes::get_site_stats, routes::list_stats, routes::create_site_key, routes::revoke_key,
-        routes::register_learner, routes::link_account,
+        routes::register_learner, routes::link_account, routes::erase_learner,
         routes::put_course, routes::get_course,
         routes::put_event, routes::get_event, routes::post_events,
         routes::get_transcript, routes::get_my_transcript,
@@ -84,7 +84,7 @@ impl Modify for Security {
     ),
     components(schemas(
         Problem, PositionOut, SiteIn, SiteOut, SiteStatusIn, KeyOut, SiteCreated, DocumentIn, LearnerIn, LearnerOut,
-        AccountLinkIn, AccountLinkOut, RuleIn, CourseIn, CourseOut, LearnerRefIn, EventIn, EventResult, BatchOut,
+        AccountLinkIn, AccountLinkOut, ErasureOut, RuleIn, CourseIn, CourseOut, LearnerRefIn, EventIn, EventResult, BatchOut,
         EntryOut, TotalsOut, TranscriptOut, GroupCourse, GroupIn, GroupOut, CapIn, CapOut, SiteChangeOut, StandingOut, SiteStatsOut,
 
         bank::ProofOut, bank::DepositOut, bank::DepositPageOut,

@@ -40,6 +40,7 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/courses/{code}", put(put_course).get(get_course))
         .route("/v1/events", post(post_events))
         .route("/v1/events/{event_id}", put(put_event).get(get_event))
+        .route("/v1/learners/{learner_id}", delete(erase_learner))
         .route("/v1/learners/{learner_id}/transcript", get(get_transcript))
         .route("/v1/me/transcript", get(get_my_transcript))
         .route("/v1/recognition-groups/{group_id}", put(put_group).get(get_group))
@@ -228,22 +229,19 @@ pub async fn set_site_status(
 }
 
 /// The recorded lifecycle of a site: every status change with who, why,
-/// the agreement in force and its place in the alliance chain. The admin,
-/// or the site itself.
+/// the agreement in force and its place in the alliance chain.
+///
+/// Roles: admin; site (its own only). Not the credit bank.
 #[utoipa::path(get, path = "/v1/sites/{site_id}/changes", operation_id = "list_site_changes", tag = "sites",
     security(("api_key" = [])), params(("site_id" = String, Path)),
-    responses((status = 200, body = Vec<SiteChangeOut>), (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = Vec<SiteChangeOut>), (status = 403, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn list_site_changes(
     State(state): State<AppState>,
     caller: Caller,
     Path(site_id): Path<String>,
 ) -> ApiResult<Json<Vec<SiteChangeOut>>> {
     let id = path_id(|v| SiteId::parse_as(v, "site_id"), site_id)?;
-    if let Principal::Site(own) = &caller.principal
-        && *own != id
-    {
-        return Err(forbidden("a site can read only its own record").into());
-    }
+    caller.require_admin_or_site(&id, "changes")?;
     state.store.site(&id).await?.ok_or(xuefen_store::StoreError::NotFound)?;
     let changes = state.store.site_changes(&id).await?;
     Ok(Json(changes.iter().map(SiteChangeOut::from).collect()))
@@ -316,13 +314,19 @@ pub async fn register_learner(
     };
     let mut bytes = [0u8; 16];
     rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut bytes);
+    let mut secret = [0u8; 32];
+    rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut secret);
     let new = NewLearner {
+        secret,
         candidate: LearnerId::from_random(bytes),
         document_kind: parsed.document.kind(),
         document_hash: parsed.document.keyed_hash(&state.identity_key),
         name: parsed.name,
     };
     let (id, written) = state.store.register_learner(&new).await?;
+    if written == Written::Existing {
+        same_person(&state, &new.document_hash, &new.name).await?;
+    }
     if let (Some(site), Some(account)) = (site, parsed.local_account) {
         state
             .store
@@ -335,6 +339,102 @@ pub async fn register_learner(
         created: written == Written::Created,
     };
     Ok((status_for(written), Json(out)).into_response())
+}
+
+/// Checks real-name data against the person registered with the document:
+/// a different name under the same document is a 409 naming `name`, never a
+/// silent match. Returns the learner.
+async fn same_person(state: &AppState, document_hash: &[u8; 32], name: &str) -> ApiResult<LearnerId> {
+    let Some((id, stored)) = state.store.learner_by_document(document_hash).await? else {
+        return Err(Problem::new(
+            StatusCode::NOT_FOUND,
+            "unknown_learner",
+            "no learner is registered with this document",
+        )
+        .with_field("document")
+        .into());
+    };
+    if stored != name {
+        return Err(Problem::new(
+            StatusCode::CONFLICT,
+            "name_mismatch",
+            "the name does not match the one registered with this document",
+        )
+        .with_field("name")
+        .into());
+    }
+    Ok(id)
+}
+
+/// The legal bases an erasure may name, recorded as its reason code.
+pub const ERASURE_REASONS: &[&str] = &[
+    // PIPL art. 47: the person asks for deletion, or the purpose is met.
+    "pipl_art47",
+    // GDPR art. 17: the right to erasure.
+    "gdpr_art17",
+    "consent_withdrawn",
+    "court_order",
+    "retention_expired",
+];
+
+/// Erases a learner's personal data: real name, document hash, account
+/// links and the secret their entries' commitments are made under, so that
+/// nothing ties the ledger to the person any more; every entry, checkpoint
+/// and proof stays valid. Recorded in the ledger as an `erased` entry with
+/// the legal reason code (`?reason_code=`, one of `pipl_art47`,
+/// `gdpr_art17`, `consent_withdrawn`, `court_order`, `retention_expired`)
+/// and nothing personal. Afterwards the learner's transcript is 404.
+///
+/// Roles: admin.
+#[utoipa::path(delete, path = "/v1/learners/{learner_id}", operation_id = "erase_learner", tag = "learners",
+    security(("api_key" = [])),
+    params(("learner_id" = String, Path), ("reason_code" = String, Query, description = "the legal basis: pipl_art47, gdpr_art17, consent_withdrawn, court_order or retention_expired")),
+    responses((status = 200, body = ErasureOut), (status = 403, body = Problem, content_type = "application/problem+json"),
+              (status = 404, body = Problem, content_type = "application/problem+json"),
+              (status = 422, body = Problem, content_type = "application/problem+json")))]
+pub async fn erase_learner(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(learner_id): Path<String>,
+    RawQuery(query): RawQuery,
+) -> ApiResult<Json<ErasureOut>> {
+    caller.require_admin()?;
+    let learner = path_id(LearnerId::parse, learner_id)?;
+    let code = query
+        .as_deref()
+        .unwrap_or_default()
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("reason_code="))
+        .unwrap_or_default();
+    if !ERASURE_REASONS.contains(&code) {
+        return Err(Problem::invalid(&xuefen_core::FieldError::new(
+            "reason_code",
+            format!("must be one of {}", ERASURE_REASONS.join(", ")),
+        ))
+        .into());
+    }
+    let reason = xuefen_core::event::Reason::code(code, "reason_code")?;
+    let position = state
+        .store
+        .erase_learner(&learner, &reason, now())
+        .await
+        .map_err(|e| match e {
+            xuefen_store::StoreError::NotFound => ApiError::from(
+                Problem::new(
+                    StatusCode::NOT_FOUND,
+                    "unknown_learner",
+                    "no learner has this id (or it was erased)",
+                )
+                .with_field("learner_id"),
+            ),
+            e => e.into(),
+        })?;
+    tracing::info!(%position, reason_code = code, "learner erased");
+    Ok(Json(ErasureOut {
+        erased: true,
+        position: position.into(),
+        reason_code: code.to_owned(),
+    }))
 }
 
 fn account_conflict(e: xuefen_store::StoreError) -> ApiError {
@@ -350,11 +450,18 @@ fn account_conflict(e: xuefen_store::StoreError) -> ApiError {
     }
 }
 
-/// Links the calling site's local account to a learner.
+/// Links the calling site's local account to a learner, given proof that
+/// the site knows the person: the full real-name data matching what is
+/// stored (a name mismatch is a 409 naming `name`), or the learner's
+/// consent through their single sign-on token.
+///
+/// Roles: site.
 #[utoipa::path(put, path = "/v1/accounts/{local_account}", operation_id = "link_account", tag = "learners",
     security(("api_key" = [])), params(("local_account" = String, Path)), request_body = AccountLinkIn,
     responses((status = 201, body = AccountLinkOut), (status = 200, body = AccountLinkOut),
+              (status = 401, body = Problem, content_type = "application/problem+json"),
               (status = 404, body = Problem, content_type = "application/problem+json"),
+              (status = 422, body = Problem, content_type = "application/problem+json"),
               (status = 409, body = Problem, content_type = "application/problem+json")))]
 pub async fn link_account(
     State(state): State<AppState>,
@@ -363,15 +470,40 @@ pub async fn link_account(
     ApiJson(input): ApiJson<AccountLinkIn>,
 ) -> ApiResult<Response> {
     let site = caller.require_site()?.clone();
-    let account = path_id(LocalAccount::parse, account)?;
-    let learner = LearnerId::parse(input.learner_id)?;
-    if !state.store.learner_exists(&learner).await? {
-        return Err(
-            Problem::new(StatusCode::NOT_FOUND, "unknown_learner", "no learner has this id")
-                .with_field("learner_id")
-                .into(),
-        );
-    }
+    let account = path_id(LocalAccount::parse_input, account)?;
+    let learner = match input.parse()? {
+        AccountLinkParsed::RealName { name, document } => {
+            same_person(&state, &document.keyed_hash(&state.identity_key), &name).await?
+        }
+        AccountLinkParsed::Consent { learner, token } => {
+            let sso = state.sso.as_ref().ok_or_else(|| {
+                Problem::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "sso_not_configured",
+                    "no single sign-on is configured, so consent tokens cannot be checked; send the real-name data",
+                )
+                .with_field("consent_token")
+            })?;
+            let consenting = sso.verify(&token)?;
+            if consenting != learner {
+                return Err(Problem::new(
+                    StatusCode::FORBIDDEN,
+                    "consent_mismatch",
+                    "the consent token is not the named learner's",
+                )
+                .with_field("consent_token")
+                .into());
+            }
+            if !state.store.learner_exists(&learner).await? {
+                return Err(
+                    Problem::new(StatusCode::NOT_FOUND, "unknown_learner", "no learner has this id")
+                        .with_field("learner_id")
+                        .into(),
+                );
+            }
+            learner
+        }
+    };
     let written = state
         .store
         .link_account(&site, &account, &learner)
@@ -498,7 +630,7 @@ pub async fn put_event(
     ApiJson(input): ApiJson<EventIn>,
 ) -> ApiResult<Response> {
     let site = caller.require_posting_site()?.clone();
-    let id = path_id(EventId::parse, event_id)?;
+    let id = path_id(EventId::parse_input, event_id)?;
     if let Some(body_id) = &input.event_id
         && body_id != id.as_str()
     {
@@ -707,7 +839,7 @@ pub(crate) fn parse_item(site: &SiteId, item: &RawValue) -> Result<Event, ItemRe
         .event_id
         .clone()
         .ok_or_else(|| xuefen_core::FieldError::new("event_id", "is required in a batch"))
-        .and_then(EventId::parse)
+        .and_then(EventId::parse_input)
         .map_err(|e| Box::new((raw_id.clone(), Problem::invalid(&e))))?;
     let body = input
         .parse_body()
@@ -1096,11 +1228,13 @@ pub(crate) fn stats_year(query: Option<&str>) -> ApiResult<i32> {
 }
 
 /// One site's alliance statistics for a year, and how it stands against
-/// the agreement figures. The admin, or the site itself.
+/// the agreement figures.
+///
+/// Roles: admin; site (its own only). Not the credit bank.
 #[utoipa::path(get, path = "/v1/sites/{site_id}/stats", operation_id = "get_site_stats", tag = "sites",
     security(("api_key" = [])),
     params(("site_id" = String, Path), ("year" = Option<i32>, Query, description = "calendar year (China Standard Time); default: the current year")),
-    responses((status = 200, body = SiteStatsOut), (status = 404, body = Problem, content_type = "application/problem+json"),
+    responses((status = 200, body = SiteStatsOut), (status = 403, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json"),
               (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub async fn get_site_stats(
     State(state): State<AppState>,
@@ -1109,11 +1243,7 @@ pub async fn get_site_stats(
     RawQuery(query): RawQuery,
 ) -> ApiResult<Json<SiteStatsOut>> {
     let id = path_id(|v| SiteId::parse_as(v, "site_id"), site_id)?;
-    if let Principal::Site(own) = &caller.principal
-        && *own != id
-    {
-        return Err(forbidden("a site can read only its own statistics").into());
-    }
+    caller.require_admin_or_site(&id, "statistics")?;
     let year = stats_year(query.as_deref())?;
     let rows = state.store.site_year_stats(Some(&id), year, state.stats.rule).await?;
     let row = rows.first().ok_or(xuefen_store::StoreError::NotFound)?;

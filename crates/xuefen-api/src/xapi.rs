@@ -722,6 +722,7 @@ async fn ledger_events(
                 id,
                 body: EventBody::Revocation(Revocation {
                     target: target_id,
+                    code: Reason::code("xapi_voided", "reason_code").unwrap_or_default(),
                     reason,
                 }),
             },
@@ -1292,7 +1293,7 @@ pub async fn put_mbox_link(
     ApiJson(input): ApiJson<MboxLinkIn>,
 ) -> ApiResult<Response> {
     let site = caller.require_site()?.clone();
-    let account = LocalAccount::parse(account)?;
+    let account = LocalAccount::parse_input(account)?;
     let sum = input.mbox_sha1sum.to_ascii_lowercase();
     if !core::is_sha1_hex(&sum) {
         return Err(Problem::new(

@@ -348,6 +348,10 @@ impl Decision {
     pub fn of(body: &EntryBody) -> Option<Self> {
         match body.kind {
             EntryKind::BankAccepted => Some(Decision::Accepted),
+            EntryKind::BankRejected if body.commitment.is_some() => Some(Decision::Rejected {
+                code: body.reason.as_str().to_owned(),
+                text: body.note.as_ref().map(|n| n.as_str().to_owned()).unwrap_or_default(),
+            }),
             EntryKind::BankRejected => {
                 let r = body.reason.as_str();
                 let (code, text) = r.split_once(": ").unwrap_or((r, ""));
@@ -389,9 +393,22 @@ pub fn ack_event_id(deposit: Position) -> EventId {
 
 /// The ledger entry body that records the bank's decision on `deposit`: in
 /// the deposit's chain, naming the deposit by `refers_to`, with zero credits
-/// and the deposit's learner, course, category, rule version and date.
+/// and the deposit's learner, course, category, rule version and date. It
+/// is written in the deposit's format version: a version-2 deposit's
+/// acknowledgement repeats its commitment (`refers_to` links the two
+/// anyway) and hashes the reason code alone, the text going to the note; a
+/// version-1 deposit's is a version-1 entry with `code: text` as before.
 pub fn ack_body(deposit: &Entry, decision: &Decision, now: Millis) -> EntryBody {
     let d = &deposit.body;
+    let (reason, note) = match (d.commitment, decision) {
+        (Some(_), Decision::Rejected { code, text }) => (
+            Reason::code(code.clone(), "reason_code").unwrap_or_default(),
+            (!text.is_empty()).then(|| Reason::parse(text.clone(), "reason").unwrap_or_default()),
+        ),
+        (Some(_), Decision::Accepted) => (Reason::default(), None),
+        // Checked by `Decision::rejected`.
+        (None, _) => (Reason::parse(decision.reason(), "reason").unwrap_or_default(), None),
+    };
     EntryBody {
         kind: match decision {
             Decision::Accepted => EntryKind::BankAccepted,
@@ -400,6 +417,7 @@ pub fn ack_body(deposit: &Entry, decision: &Decision, now: Millis) -> EntryBody 
         site: SiteId::parse(BANK_SITE).unwrap_or_else(|_| unreachable!("the bank's site id is valid")),
         event_id: ack_event_id(deposit.position),
         learner: d.learner.clone(),
+        commitment: d.commitment,
         course: d.course.clone(),
         category: d.category.clone(),
         credits: Credits::ZERO,
@@ -410,8 +428,8 @@ pub fn ack_body(deposit: &Entry, decision: &Decision, now: Millis) -> EntryBody 
         rule_version: d.rule_version,
         refers_to: Some(deposit.position),
         target_event: None,
-        // Checked by `Decision::rejected`.
-        reason: Reason::parse(decision.reason(), "reason").unwrap_or_default(),
+        reason,
+        note,
         recognition_group: d.recognition_group.clone(),
         withheld: None,
     }
@@ -567,6 +585,17 @@ mod tests {
         arb_body().new_tree(&mut runner).expect("tree").current()
     }
 
+    fn sample_body_of(version: u8) -> EntryBody {
+        use proptest::strategy::ValueTree;
+        let mut runner = proptest::test_runner::TestRunner::deterministic();
+        let strategy = if version == crate::entry::FORMAT_V1 {
+            crate::entry::tests::arb_body_v1().boxed()
+        } else {
+            crate::entry::tests::arb_body_v2().boxed()
+        };
+        strategy.new_tree(&mut runner).expect("tree").current()
+    }
+
     #[test]
     fn cursors_round_trip_and_foreign_strings_are_refused() {
         for n in [0, 1, 99, u64::MAX] {
@@ -586,14 +615,29 @@ mod tests {
 
     #[test]
     fn decisions_round_trip_through_an_ack_entry_and_differences_are_named() {
-        let deposit = Entry::seal(Position { chain: 1, seq: 4 }, GENESIS, sample_body());
         let rejected = Decision::rejected("duplicate_record", "已在本行登记").expect("valid");
-        let body = ack_body(&deposit, &rejected, Millis(5));
-        assert_eq!(body.kind, EntryKind::BankRejected);
-        assert_eq!(body.event_id.as_str(), "deposit-1-4");
-        assert_eq!(body.refers_to, Some(deposit.position));
-        assert_eq!(Decision::of(&body), Some(rejected.clone()));
-        assert_eq!(EntryBody::decode(&body.encode()), Ok(body));
+        for version in [crate::entry::FORMAT_V1, crate::entry::FORMAT_VERSION] {
+            let deposit = Entry::seal(Position { chain: 1, seq: 4 }, GENESIS, sample_body_of(version));
+            let body = ack_body(&deposit, &rejected, Millis(5));
+            assert_eq!(body.version(), version, "an ack is written in its deposit's version");
+            assert_eq!(body.commitment, deposit.body.commitment);
+            assert_eq!(body.kind, EntryKind::BankRejected);
+            assert_eq!(body.event_id.as_str(), "deposit-1-4");
+            assert_eq!(body.refers_to, Some(deposit.position));
+            assert_eq!(Decision::of(&body), Some(rejected.clone()));
+            let without_note = EntryBody {
+                note: None,
+                ..body.clone()
+            };
+            let mut decoded = EntryBody::decode(&body.encode()).expect("decodes");
+            decoded.learner = body.learner.clone();
+            assert_eq!(decoded, without_note);
+            if version == crate::entry::FORMAT_VERSION {
+                // The text is the note, outside the hashed bytes.
+                assert_eq!(body.reason.as_str(), "duplicate_record");
+                assert!(!String::from_utf8_lossy(&body.encode()).contains("已在本行登记"));
+            }
+        }
         assert_eq!(rejected.first_difference(&Decision::Accepted), Some("outcome"));
         let other = Decision::rejected("duplicate_record", "other").expect("valid");
         assert_eq!(rejected.first_difference(&other), Some("reason"));

@@ -2,8 +2,10 @@
 //!
 //! The byte layout is specified in `docs/ledger-format.md`; this module is
 //! its reference implementation and a test checks the worked example there.
-//! An entry holds no personal data in clear: the learner appears by the
-//! unified id only.
+//! Format version 2 (the one written now) names the learner by an
+//! unlinkable commitment under the learner's own secret, and hashes a
+//! reason code instead of free text; version 1 (the unified learner id and
+//! free text) is still decoded and verified.
 
 use sha2::{Digest, Sha256};
 
@@ -11,10 +13,16 @@ use crate::amount::{Credits, Hours, Score};
 use crate::event::{Millis, Reason};
 use crate::ids::{Category, CourseCode, EventId, GroupId, LearnerId, Position, SiteId};
 
-/// Version byte that opens every canonical encoding.
-pub const FORMAT_VERSION: u8 = 1;
-/// Domain-separation tag hashed before every entry.
-pub const DOMAIN_TAG: &[u8] = b"xuefen/ledger/v1\0";
+/// Version byte of the entries written now.
+pub const FORMAT_VERSION: u8 = 2;
+/// Version byte of the entries written before learner commitments.
+pub const FORMAT_V1: u8 = 1;
+/// Domain-separation tag hashed before every version-2 entry.
+pub const DOMAIN_TAG: &[u8] = b"xuefen/ledger/v2\0";
+/// Domain-separation tag hashed before every version-1 entry.
+pub const DOMAIN_TAG_V1: &[u8] = b"xuefen/ledger/v1\0";
+/// The prefix of the HMAC message of a learner commitment.
+pub const COMMITMENT_TAG: &[u8] = b"xuefen/learner-commitment/v2\0";
 /// The `prev_hash` of the first entry of every chain.
 pub const GENESIS: [u8; 32] = [0; 32];
 
@@ -41,6 +49,9 @@ pub enum EntryKind {
     BankAccepted,
     /// The credit bank rejected the deposit at `refers_to`; `reason` says why.
     BankRejected,
+    /// A learner's personal data was erased (version 2 only): `reason` is
+    /// the legal reason code; nothing names the learner or their entries.
+    Erased,
 }
 
 impl EntryKind {
@@ -54,6 +65,7 @@ impl EntryKind {
             EntryKind::Promoted => 6,
             EntryKind::BankAccepted => 10,
             EntryKind::BankRejected => 11,
+            EntryKind::Erased => 12,
         }
     }
 
@@ -67,6 +79,7 @@ impl EntryKind {
             6 => Some(EntryKind::Promoted),
             10 => Some(EntryKind::BankAccepted),
             11 => Some(EntryKind::BankRejected),
+            12 => Some(EntryKind::Erased),
             _ => None,
         }
     }
@@ -81,10 +94,11 @@ impl EntryKind {
             EntryKind::Promoted => "promoted",
             EntryKind::BankAccepted => "bank_accepted",
             EntryKind::BankRejected => "bank_rejected",
+            EntryKind::Erased => "erased",
         }
     }
 
-    pub const ALL: [EntryKind; 8] = [
+    pub const ALL: [EntryKind; 9] = [
         EntryKind::Awarded,
         EntryKind::NotPassed,
         EntryKind::Reversal,
@@ -93,6 +107,7 @@ impl EntryKind {
         EntryKind::Promoted,
         EntryKind::BankAccepted,
         EntryKind::BankRejected,
+        EntryKind::Erased,
     ];
 
     pub fn parse(value: &str) -> Option<Self> {
@@ -114,13 +129,19 @@ impl EntryKind {
 }
 
 /// The content of a ledger entry: everything that is hashed besides its
-/// position and predecessor.
+/// position and predecessor, and (`note`) the one field kept beside it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EntryBody {
     pub kind: EntryKind,
     pub site: SiteId,
     pub event_id: EventId,
+    /// The unified learner id. Hashed in version 1; in version 2 it is only
+    /// the store's index (erasure replaces it) and the commitment is hashed
+    /// instead, so a decoded version-2 entry has [`LearnerId::nobody`].
     pub learner: LearnerId,
+    /// Version 2: the learner commitment ([`learner_commitment`]) hashed in
+    /// place of the learner id. `None` for a version-1 entry.
+    pub commitment: Option<[u8; 32]>,
     pub course: CourseCode,
     pub category: Category,
     /// Signed: a reversal carries the negated credits of its award.
@@ -137,8 +158,12 @@ pub struct EntryBody {
     pub refers_to: Option<Position>,
     /// For a reversal: the event id of the award it reverses.
     pub target_event: Option<EventId>,
-    /// For a reversal: why.
+    /// For a reversal (and a bank rejection, an erasure): why. Version 1:
+    /// free text; version 2: a reason code ([`check_reason_code`]).
     pub reason: Reason,
+    /// Version 2: free text given with the reason code, kept outside the
+    /// canonical bytes (so never hashed) and removed by an erasure.
+    pub note: Option<Reason>,
     /// The recognition group of the course, when it has one (a reversal
     /// repeats its target's), so that a learner's group history is read
     /// from the ledger alone.
@@ -171,14 +196,27 @@ pub enum DecodeError {
 }
 
 impl EntryBody {
-    /// The canonical bytes of the entry (format version 1).
+    /// The format version of the entry: 2 with a commitment, 1 without.
+    pub fn version(&self) -> u8 {
+        if self.commitment.is_some() {
+            FORMAT_VERSION
+        } else {
+            FORMAT_V1
+        }
+    }
+
+    /// The canonical bytes of the entry, in its format version
+    /// (`docs/ledger-format.md`, section 3).
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(192);
-        out.push(FORMAT_VERSION);
+        out.push(self.version());
         out.push(self.kind.code());
         put_str(&mut out, self.site.as_str());
         put_str(&mut out, self.event_id.as_str());
-        put_str(&mut out, self.learner.as_str());
+        match &self.commitment {
+            Some(c) => out.extend_from_slice(c),
+            None => put_str(&mut out, self.learner.as_str()),
+        }
         put_str(&mut out, self.course.as_str());
         put_str(&mut out, self.category.as_str());
         out.extend_from_slice(&self.credits.cents().to_be_bytes());
@@ -214,21 +252,28 @@ impl EntryBody {
         out
     }
 
-    /// Parses canonical bytes back into an entry, refusing anything that
-    /// [`EntryBody::encode`] would not have produced.
+    /// Parses canonical bytes (version 1 or 2) back into an entry, refusing
+    /// anything that [`EntryBody::encode`] would not have produced. The
+    /// `note` is not in the bytes and decodes as `None`.
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
         let mut r = Reader { bytes, at: 0 };
         let version = r.u8()?;
-        if version != FORMAT_VERSION {
+        if version != FORMAT_VERSION && version != FORMAT_V1 {
             return Err(DecodeError::Version(version));
         }
-        let kind = EntryKind::from_code(r.u8()?).ok_or(DecodeError::Field {
-            field: "kind",
-            detail: "unknown code".into(),
-        })?;
+        let kind = EntryKind::from_code(r.u8()?)
+            .filter(|k| version == FORMAT_VERSION || *k != EntryKind::Erased)
+            .ok_or(DecodeError::Field {
+                field: "kind",
+                detail: "unknown code".into(),
+            })?;
         let site = SiteId::parse(r.str()?).map_err(field_err)?;
         let event_id = EventId::parse(r.str()?).map_err(field_err)?;
-        let learner = LearnerId::parse(r.str()?).map_err(field_err)?;
+        let (learner, commitment) = if version == FORMAT_VERSION {
+            (LearnerId::nobody(), Some(r.array::<32>()?))
+        } else {
+            (LearnerId::parse(r.str()?).map_err(field_err)?, None)
+        };
         let course = CourseCode::parse(r.str()?).map_err(field_err)?;
         let category = Category::parse(r.str()?).map_err(field_err)?;
         let credits = Credits::from_cents(r.i64()?);
@@ -248,7 +293,11 @@ impl EntryBody {
             false => None,
             true => Some(EventId::parse(r.str()?).map_err(field_err)?),
         };
-        let reason = Reason::parse(r.str()?, "reason").map_err(field_err)?;
+        let reason = r.str()?;
+        if version == FORMAT_VERSION {
+            check_reason_code(&reason, "reason").map_err(field_err)?;
+        }
+        let reason = Reason::parse(reason, "reason").map_err(field_err)?;
         let recognition_group = match r.flag()? {
             false => None,
             true => Some(GroupId::parse(r.str()?).map_err(field_err)?),
@@ -262,6 +311,7 @@ impl EntryBody {
             site,
             event_id,
             learner,
+            commitment,
             course,
             category,
             credits,
@@ -273,10 +323,49 @@ impl EntryBody {
             refers_to,
             target_event,
             reason,
+            note: None,
             recognition_group,
             withheld,
         })
     }
+}
+
+/// The most bytes of a reason code.
+pub const REASON_CODE_BYTES_MAX: usize = 32;
+
+/// A reason code, the `reason` of a version-2 entry: `[a-z0-9_]`, at most
+/// [`REASON_CODE_BYTES_MAX`] bytes, empty where the entry has no reason. It
+/// is chosen from a list, never typed by a person, so it holds no personal
+/// data; free text goes to the entry's `note`, outside the hash.
+pub fn check_reason_code(code: &str, field: &'static str) -> Result<(), crate::FieldError> {
+    let ok = code.len() <= REASON_CODE_BYTES_MAX
+        && code
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(crate::FieldError::new(
+            field,
+            format!("a reason code is [a-z0-9_], at most {REASON_CODE_BYTES_MAX} bytes"),
+        ))
+    }
+}
+
+/// The commitment that names a learner in the version-2 entry at
+/// `position`: `HMAC-SHA256(secret, COMMITMENT_TAG ‖ chain ‖ seq)` under the
+/// learner's own 32-byte secret. Different at every position, so two
+/// entries of one learner cannot be matched by it; whoever holds the secret
+/// can show an entry is the learner's; once the secret is destroyed
+/// (erasure) nobody can.
+pub fn learner_commitment(secret: &[u8; 32], position: Position) -> [u8; 32] {
+    use hmac::{Hmac, Mac};
+    let mut mac =
+        <Hmac<Sha256> as Mac>::new_from_slice(secret).unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+    mac.update(COMMITMENT_TAG);
+    mac.update(&position.chain.to_be_bytes());
+    mac.update(&position.seq.to_be_bytes());
+    mac.finalize().into_bytes().into()
 }
 
 fn field_err(e: crate::FieldError) -> DecodeError {
@@ -359,10 +448,61 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// `SHA-256(DOMAIN_TAG ‖ chain ‖ seq ‖ prev_hash ‖ canonical)`, integers big-endian.
+/// The reserved site id of erasure records.
+pub const ERASURE_SITE: &str = "xuefen";
+
+/// The entry that records an erasure in the erased learner's chain
+/// (`docs/ledger-format.md`, section 3c, kind 12): the legal reason code and
+/// nothing that names the learner or their entries. `nonce` (16 random
+/// bytes) makes its event id; `tombstone` is the learner id the store keeps
+/// beside it (a fresh random one). Sealed at `position` after `prev_hash`,
+/// with a commitment under the learner's `secret`, which the caller then
+/// destroys.
+pub fn erasure_entry(
+    secret: &[u8; 32],
+    position: Position,
+    prev_hash: [u8; 32],
+    reason: Reason,
+    now: Millis,
+    nonce: [u8; 16],
+    tombstone: LearnerId,
+) -> Entry {
+    let erasure = |s: &str| s.to_owned();
+    let body = EntryBody {
+        kind: EntryKind::Erased,
+        site: SiteId::parse(ERASURE_SITE).unwrap_or_else(|_| unreachable!("the erasure site id is valid")),
+        event_id: EventId::parse(format!("erasure-{}", hex::encode(nonce)))
+            .unwrap_or_else(|_| unreachable!("hex digits make a valid event id")),
+        learner: tombstone,
+        commitment: Some(learner_commitment(secret, position)),
+        course: CourseCode::parse(erasure("erasure")).unwrap_or_else(|_| unreachable!("valid course code")),
+        category: Category::parse(erasure("erasure")).unwrap_or_else(|_| unreachable!("valid category")),
+        credits: Credits::ZERO,
+        occurred_at: now,
+        recorded_at: now,
+        score: None,
+        hours: None,
+        rule_version: 0,
+        refers_to: None,
+        target_event: None,
+        reason,
+        note: None,
+        recognition_group: None,
+        withheld: None,
+    };
+    Entry::seal(position, prev_hash, body)
+}
+
+/// `SHA-256(tag ‖ chain ‖ seq ‖ prev_hash ‖ canonical)`, integers
+/// big-endian, where the tag is that of the version the canonical bytes
+/// open with ([`DOMAIN_TAG_V1`] for version 1, [`DOMAIN_TAG`] otherwise).
 pub fn entry_hash(position: Position, prev_hash: &[u8; 32], canonical: &[u8]) -> [u8; 32] {
     let mut h = Sha256::new();
-    h.update(DOMAIN_TAG);
+    h.update(if canonical.first() == Some(&FORMAT_V1) {
+        DOMAIN_TAG_V1
+    } else {
+        DOMAIN_TAG
+    });
     h.update(position.chain.to_be_bytes());
     h.update(position.seq.to_be_bytes());
     h.update(prev_hash);
@@ -388,12 +528,35 @@ pub(crate) mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// Entries of either format version, as a decoder gives them back.
     pub fn arb_body() -> impl Strategy<Value = EntryBody> {
+        prop_oneof![arb_body_v1(), arb_body_v2()]
+    }
+
+    /// Version-2 entries: a commitment, a reason code, no note.
+    pub fn arb_body_v2() -> impl Strategy<Value = EntryBody> {
+        (
+            arb_body_v1(),
+            proptest::sample::select(EntryKind::ALL.to_vec()),
+            any::<[u8; 32]>(),
+            "[a-z0-9_]{0,32}",
+        )
+            .prop_map(|(mut b, kind, commitment, code)| {
+                b.kind = kind;
+                b.learner = LearnerId::nobody();
+                b.commitment = Some(commitment);
+                b.reason = Reason::parse(code, "reason").expect("strategy code");
+                b
+            })
+    }
+
+    /// Version-1 entries: the learner id and free text.
+    pub fn arb_body_v1() -> impl Strategy<Value = EntryBody> {
         let id = "[a-z0-9][a-z0-9-]{0,20}";
         let token = "[A-Za-z0-9._:-]{1,40}";
         (
             (
-                proptest::sample::select(EntryKind::ALL.to_vec()),
+                proptest::sample::select(EntryKind::ALL[..8].to_vec()),
                 id,
                 token,
                 any::<[u8; 16]>(),
@@ -426,6 +589,7 @@ pub(crate) mod tests {
                     site: SiteId::parse(site).expect("strategy id"),
                     event_id: EventId::parse(ev).expect("strategy id"),
                     learner: LearnerId::from_random(learner),
+                    commitment: None,
                     course: CourseCode::parse(course).expect("strategy id"),
                     category: Category::parse(cat).expect("strategy id"),
                     credits: Credits::from_cents(cr),
@@ -437,6 +601,7 @@ pub(crate) mod tests {
                     refers_to: refers.map(|(chain, seq)| Position { chain, seq }),
                     target_event: target.map(|t| EventId::parse(t).expect("strategy id")),
                     reason: Reason::parse(reason, "reason").expect("strategy reason"),
+                    note: None,
                     recognition_group: group.map(|g| GroupId::parse(g).expect("strategy id")),
                     withheld: withheld.map(Credits::from_cents),
                 },
@@ -465,6 +630,28 @@ pub(crate) mod tests {
             }
             let pos = Position { chain: 0, seq: 1 };
             prop_assert_ne!(entry_hash(pos, &GENESIS, &bytes), entry_hash(pos, &GENESIS, &altered));
+        }
+
+        /// The two versions never hash alike: a version-1 entry re-encoded
+        /// with a commitment is another entry under another domain tag.
+        #[test]
+        fn a_version_one_entry_and_its_version_two_form_hash_differently(body in arb_body_v1(), c in any::<[u8; 32]>()) {
+            let pos = Position { chain: 3, seq: 9 };
+            let v2 = EntryBody { commitment: Some(c), reason: Reason::default(), ..body.clone() };
+            prop_assert_eq!(body.encode()[0], FORMAT_V1);
+            prop_assert_eq!(v2.encode()[0], FORMAT_VERSION);
+            prop_assert_ne!(entry_hash(pos, &GENESIS, &body.encode()), entry_hash(pos, &GENESIS, &v2.encode()));
+        }
+
+        /// A learner's commitments differ at every position and under every secret.
+        #[test]
+        fn commitments_differ_by_position_and_secret(a in any::<[u8; 32]>(), b in any::<[u8; 32]>(), seq in 1u64..1_000_000) {
+            let p = Position { chain: 1, seq };
+            let q = Position { chain: 1, seq: seq + 1 };
+            prop_assert_ne!(learner_commitment(&a, p), learner_commitment(&a, q));
+            if a != b {
+                prop_assert_ne!(learner_commitment(&a, p), learner_commitment(&b, p));
+            }
         }
 
         /// Truncated encodings never decode.

@@ -127,7 +127,24 @@ pub struct Completion {
 pub struct Revocation {
     /// The earlier event of the same site whose award is reversed.
     pub target: EventId,
+    /// Why, as a reason code ([`crate::entry::check_reason_code`]): what the
+    /// ledger hashes.
+    pub code: Reason,
+    /// Free text with the code, possibly empty: kept beside the entry as its
+    /// note, never hashed.
     pub reason: Reason,
+}
+
+/// The reason code of a revocation that gives only free text.
+pub const REASON_CODE_UNSPECIFIED: &str = "unspecified";
+
+impl Reason {
+    /// A reason code ([`crate::entry::check_reason_code`]), naming `field`.
+    pub fn code(value: impl Into<String>, field: &'static str) -> Result<Self, FieldError> {
+        let value = value.into();
+        crate::entry::check_reason_code(&value, field)?;
+        Self::parse(value, field)
+    }
 }
 
 /// Free text with a length limit, e.g. a revocation reason.

@@ -124,6 +124,19 @@ pub fn resident_id_check_char(first17: &[u8; 17]) -> char {
     }
 }
 
+/// Whether `value` holds something that reads as a resident ID number: a
+/// run of exactly 18 characters, 17 digits and a digit or `X`, bounded by
+/// anything else or the ends, with a valid birth date and check digit.
+/// Site-chosen ids that enter the ledger (event ids) or name a person on a
+/// site (local accounts) are refused when this holds, so that an ID number
+/// never reaches the hashed bytes or the account table.
+pub fn contains_resident_id(value: &str) -> bool {
+    value
+        .split(|c: char| !(c.is_ascii_digit() || c == 'X' || c == 'x'))
+        .filter(|run| run.len() == 18)
+        .any(|run| check_resident_id(&run.to_ascii_uppercase()).is_ok())
+}
+
 fn check_resident_id(number: &str) -> Result<(), FieldError> {
     let bytes = number.as_bytes();
     if bytes.len() != 18 {
@@ -190,6 +203,20 @@ mod tests {
         assert!(err.detail.contains("check digit"));
         assert!(Document::parse(DocumentKind::ResidentId, &valid_id("33010619901301123")).is_err());
         assert!(Document::parse(DocumentKind::ResidentId, "1101051949123100").is_err());
+    }
+
+    #[test]
+    fn a_resident_id_inside_an_id_is_found_and_other_numbers_are_not() {
+        let id = valid_id("33010619900101123");
+        assert!(contains_resident_id(&id));
+        assert!(contains_resident_id(&format!("user-{id}")));
+        assert!(contains_resident_id(&format!("{}.2025", id.to_ascii_lowercase())));
+        assert!(contains_resident_id("11010519491231002x"));
+        // A wrong check digit, a longer digit run, a bad birth date: not an ID.
+        assert!(!contains_resident_id("110105194912310021"));
+        assert!(!contains_resident_id(&format!("{id}7")));
+        assert!(!contains_resident_id(&valid_id("33010619901301123")));
+        assert!(!contains_resident_id("hzxh-2025-000123"));
     }
 
     #[test]

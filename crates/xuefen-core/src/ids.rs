@@ -123,6 +123,38 @@ string_id!(
     Category, CATEGORY_BYTES_MAX, category_char, "[a-z0-9_-]", "category"
 );
 
+macro_rules! input_id {
+    ($name:ident, $what:expr) => {
+        impl $name {
+            /// Parses a new value from a caller: as [`Self::parse_as`], and
+            /// refused when it holds a resident ID number
+            /// ([`crate::identity::contains_resident_id`]). Values already
+            /// stored are read back with [`Self::parse`].
+            pub fn parse_input_as(value: impl Into<String>, field: &'static str) -> Result<Self, FieldError> {
+                let id = Self::parse_as(value, field)?;
+                if crate::identity::contains_resident_id(id.as_str()) {
+                    return Err(FieldError::new(
+                        field,
+                        concat!(
+                            "looks like a resident ID number; ",
+                            $what,
+                            " must not carry personal data: use the site's own opaque id"
+                        ),
+                    ));
+                }
+                Ok(id)
+            }
+
+            /// As [`Self::parse_input_as`], naming [`Self::FIELD`].
+            pub fn parse_input(value: impl Into<String>) -> Result<Self, FieldError> {
+                Self::parse_input_as(value, Self::FIELD)
+            }
+        }
+    };
+}
+input_id!(EventId, "an event id enters the ledger's hashed bytes and");
+input_id!(LocalAccount, "a local account");
+
 /// The unified learner id: `lrn_` followed by 32 lowercase hex digits.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct LearnerId(String);
@@ -130,6 +162,13 @@ pub struct LearnerId(String);
 impl LearnerId {
     pub const FIELD: &'static str = "learner_id";
     const PREFIX: &'static str = "lrn_";
+
+    /// `lrn_` and 32 zeros: never drawn for a learner (the odds are 2^-128).
+    /// What a decoded version-2 entry names, since its bytes carry a
+    /// commitment instead of the id.
+    pub fn nobody() -> Self {
+        Self::from_random([0; 16])
+    }
 
     /// A learner id from 16 random bytes (the caller supplies the randomness).
     pub fn from_random(bytes: [u8; 16]) -> Self {

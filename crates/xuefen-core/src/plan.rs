@@ -35,6 +35,12 @@ pub type Key = (SiteId, EventId);
 pub struct Lookups {
     /// Known learners named by the batch, with their chain.
     pub learner_chains: HashMap<LearnerId, u32>,
+    /// The 32-byte secret of every learner the batch writes for: of those in
+    /// `learner_chains` and of the entries its revocations target. Entries
+    /// name their learner by a commitment under it
+    /// ([`crate::entry::learner_commitment`]). A learner without one was
+    /// erased: nothing more is written for them.
+    pub learner_secrets: HashMap<LearnerId, [u8; 32]>,
     /// Local accounts named by the batch, with the learner they link to.
     pub accounts: HashMap<(SiteId, LocalAccount), LearnerId>,
     /// Courses named by the batch.
@@ -250,7 +256,7 @@ impl Planner<'_> {
             LearnerRef::Account(acct) => self.lookups.accounts.get(&(site.clone(), acct.clone()))?.clone(),
         };
         let chain = *self.lookups.learner_chains.get(&id)?;
-        Some((id, chain))
+        self.lookups.learner_secrets.contains_key(&id).then_some((id, chain))
     }
 
     fn one(&mut self, event: &Event) -> Outcome {
@@ -386,6 +392,7 @@ impl Planner<'_> {
             refers_to: Some(next.position),
             target_event: None,
             reason: Reason::default(),
+            note: None,
             withheld: (over.cents() > 0).then_some(over),
             ..b.clone()
         };
@@ -466,6 +473,7 @@ impl Planner<'_> {
                 site: event.site.clone(),
                 event_id: event.id.clone(),
                 learner,
+                commitment: None,
                 course: c.course.clone(),
                 category: terms.category.clone(),
                 credits,
@@ -477,6 +485,7 @@ impl Planner<'_> {
                 refers_to,
                 target_event: None,
                 reason: Reason::default(),
+                note: None,
                 recognition_group: group.cloned(),
                 withheld,
             },
@@ -497,6 +506,13 @@ impl Planner<'_> {
                 "target_not_revocable",
                 "target_event_id",
                 "names a revocation; revoke the original event instead",
+            ));
+        }
+        if !self.lookups.learner_secrets.contains_key(&target.body.learner) {
+            return Err(reject(
+                "learner_erased",
+                "target_event_id",
+                "the learner of this event was erased; nothing more is written for them",
             ));
         }
         if self.lookups.reversed.contains(&target_key) || self.reversed.contains(&target_key) {
@@ -528,6 +544,7 @@ impl Planner<'_> {
                 site: event.site.clone(),
                 event_id: event.id.clone(),
                 learner: t.learner.clone(),
+                commitment: None,
                 course: t.course.clone(),
                 category: t.category.clone(),
                 credits: t.credits.negated(),
@@ -538,7 +555,8 @@ impl Planner<'_> {
                 rule_version: t.rule_version,
                 refers_to: Some(target.position),
                 target_event: Some(r.target.clone()),
-                reason: r.reason.clone(),
+                reason: r.code.clone(),
+                note: (!r.reason.as_str().is_empty()).then(|| r.reason.clone()),
                 recognition_group: t.recognition_group.clone(),
                 withheld: None,
             },
@@ -559,14 +577,23 @@ impl Planner<'_> {
         if let Some(target) = &body.target_event {
             self.reversed.insert((body.site.clone(), target.clone()));
         }
-        let entry = Entry::seal(
-            Position {
-                chain,
-                seq: head.seq + 1,
-            },
-            head.hash,
-            body,
-        );
+        let position = Position {
+            chain,
+            seq: head.seq + 1,
+        };
+        // Every learner written for has a secret: `resolve` and
+        // `revocation` refuse the others before an entry is planned.
+        let secret = self
+            .lookups
+            .learner_secrets
+            .get(&body.learner)
+            .copied()
+            .unwrap_or_default();
+        let body = EntryBody {
+            commitment: Some(crate::entry::learner_commitment(&secret, position)),
+            ..body
+        };
+        let entry = Entry::seal(position, head.hash, body);
         let outcome = Outcome::Accepted {
             position: entry.position,
             kind: entry.body.kind,
@@ -617,9 +644,20 @@ pub fn first_difference(
             }
         }
         (EventBody::Revocation(r), EntryKind::Reversal) => {
+            // A version-1 reversal holds the free text in `reason`; a
+            // version-2 one the code, with the text as its note.
+            let (code, text) = match stored.commitment {
+                Some(_) => (
+                    stored.reason.as_str(),
+                    stored.note.as_ref().map(Reason::as_str).unwrap_or_default(),
+                ),
+                None => (r.code.as_str(), stored.reason.as_str()),
+            };
             if Some(&r.target) != stored.target_event.as_ref() {
                 Some("target_event_id")
-            } else if r.reason != stored.reason {
+            } else if r.code.as_str() != code {
+                Some("reason_code")
+            } else if r.reason.as_str() != text {
                 Some("reason")
             } else {
                 None
@@ -664,6 +702,7 @@ mod tests {
             id: EventId::parse(id).expect("id"),
             body: EventBody::Revocation(Revocation {
                 target: EventId::parse(target).expect("id"),
+                code: Reason::parse("entered_in_error", "reason_code").expect("code"),
                 reason: Reason::parse("entered in error", "reason").expect("reason"),
             }),
         }
@@ -672,6 +711,8 @@ mod tests {
         let mut l = Lookups::default();
         l.learner_chains.insert(learner(1), 0);
         l.learner_chains.insert(learner(2), 1);
+        l.learner_secrets.insert(learner(1), [1; 32]);
+        l.learner_secrets.insert(learner(2), [2; 32]);
         l.courses.insert(
             (site(), CourseCode::parse("c1").expect("code")),
             CourseTerms {

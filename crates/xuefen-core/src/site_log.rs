@@ -8,7 +8,7 @@
 //! [`crate::verify::ChainVerifier`]. Status changes are rare admin acts, so
 //! one chain head for them is no hot row on the ingest path.
 
-use crate::entry::{DecodeError, FORMAT_VERSION, entry_hash};
+use crate::entry::{DecodeError, FORMAT_V1, entry_hash};
 use crate::event::{Millis, Reason};
 use crate::ids::{Position, SiteId, SiteStatus};
 
@@ -93,7 +93,8 @@ impl SiteChange {
     /// The canonical bytes (format version 1, kind 7).
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(128);
-        out.push(FORMAT_VERSION);
+        // Site changes hold no learner: they stay in version 1.
+        out.push(FORMAT_V1);
         out.push(SITE_CHANGE_KIND);
         put_str(&mut out, self.site.as_str());
         match self.from {
@@ -117,7 +118,7 @@ impl SiteChange {
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
         let mut r = Reader { bytes, at: 0 };
         let version = r.u8()?;
-        if version != FORMAT_VERSION {
+        if version != FORMAT_V1 {
             return Err(DecodeError::Version(version));
         }
         if r.u8()? != SITE_CHANGE_KIND {

@@ -29,6 +29,8 @@ pub enum LineStatus {
     BankAccepted,
     /// The bank's rejection of a deposit (the line of the ack entry).
     BankRejected,
+    /// The record of an erasure (never one of a learner's lines).
+    Erased,
 }
 
 impl LineStatus {
@@ -45,6 +47,7 @@ impl LineStatus {
             LineStatus::RejectedByBank => "rejected_by_bank",
             LineStatus::BankAccepted => "bank_accepted",
             LineStatus::BankRejected => "bank_rejected",
+            LineStatus::Erased => "erased",
         }
     }
 }
@@ -126,6 +129,7 @@ pub fn status_of(e: &Entry, referred: &Referrals) -> LineStatus {
         EntryKind::Promoted => paid(LineStatus::Promoted),
         EntryKind::BankAccepted => LineStatus::BankAccepted,
         EntryKind::BankRejected => LineStatus::BankRejected,
+        EntryKind::Erased => LineStatus::Erased,
     }
 }
 

@@ -12,13 +12,21 @@
 //! - the table under the heading `### Field values`, one row per field:
 //!   `` | `field` | `value of seq 1` ... | `value of seq 2` ... | ``.
 //!
+//! The document has two worked examples, one per format version: section 6
+//! (version 1) and section 6b (version 2), whose block names and hash lines
+//! carry ` v2` after their name (`hex canonical v2 seq=1`,
+//! `hash v2 seq=1: …`, the table under `### Field values (version 2)`).
+//!
 //! After a deliberate change of the example, print the fragments to paste
 //! into the document with
 //! `cargo test -p xuefen-core --test ledger_format -- --nocapture fragments`.
 
 use sha2::{Digest, Sha256};
 use xuefen_core::amount::{Credits, Hours, Score};
-use xuefen_core::entry::{DOMAIN_TAG, Entry, EntryBody, EntryKind, FORMAT_VERSION, GENESIS, entry_hash};
+use xuefen_core::entry::{
+    COMMITMENT_TAG, DOMAIN_TAG, DOMAIN_TAG_V1, Entry, EntryBody, EntryKind, FORMAT_V1, FORMAT_VERSION, GENESIS,
+    entry_hash, learner_commitment,
+};
 use xuefen_core::event::{Millis, Reason};
 use xuefen_core::ids::SiteStatus;
 use xuefen_core::ids::{Category, CourseCode, EventId, GroupId, LearnerId, Position, SiteId};
@@ -28,7 +36,43 @@ use xuefen_core::verify::{ChainVerifier, Fault, VerifyError};
 /// The chain of the worked example.
 const CHAIN: u32 = 5;
 
-/// Field names in canonical order, as the document spells them.
+/// The two format versions the document has an example of.
+const VERSIONS: [u8; 2] = [FORMAT_V1, FORMAT_VERSION];
+
+/// The learner secret of the version-2 example: bytes 0x00 to 0x1f.
+fn example_secret() -> [u8; 32] {
+    std::array::from_fn(|i| u8::try_from(i).expect("small index"))
+}
+
+/// The name of a block or line of the example of version `v`:
+/// `canonical seq=1` for version 1, `canonical v2 seq=1` for version 2.
+fn label(v: u8, name: &str, seq: Option<u64>) -> String {
+    let version = if v == FORMAT_V1 {
+        String::new()
+    } else {
+        format!(" v{v}")
+    };
+    match seq {
+        Some(seq) => format!("{name}{version} seq={seq}"),
+        None => format!("{name}{version}"),
+    }
+}
+
+/// The domain tag of version `v`.
+fn tag(v: u8) -> &'static [u8] {
+    if v == FORMAT_V1 { DOMAIN_TAG_V1 } else { DOMAIN_TAG }
+}
+
+/// Field names in canonical order, as the document spells them for version `v`.
+fn field_names(v: u8) -> [&'static str; 18] {
+    let mut names = FIELDS;
+    if v != FORMAT_V1 {
+        names[4] = "learner_commitment";
+    }
+    names
+}
+
+/// Field names in canonical order (version 1), as the document spells them.
 const FIELDS: [&str; 18] = [
     "version",
     "kind",
@@ -54,8 +98,31 @@ const FIELDS: [&str; 18] = [
 // The example, built with the public API.
 // ---------------------------------------------------------------------------
 
-/// The award (seq 1) and its reversal (seq 2).
-fn example_bodies() -> [EntryBody; 2] {
+/// The award (seq 1) and its reversal (seq 2) in version `v`. In version
+/// 2 the learner is a commitment under [`example_secret`], the reason a
+/// code, and the free text the reversal's note (outside the bytes).
+fn example_bodies(v: u8) -> [EntryBody; 2] {
+    let [award, reversal] = example_bodies_v1();
+    if v == FORMAT_V1 {
+        return [award, reversal];
+    }
+    let at = |seq| learner_commitment(&example_secret(), Position { chain: CHAIN, seq });
+    let award = EntryBody {
+        learner: LearnerId::nobody(),
+        commitment: Some(at(1)),
+        ..award
+    };
+    let reversal = EntryBody {
+        learner: LearnerId::nobody(),
+        commitment: Some(at(2)),
+        reason: Reason::code("score_error", "reason").expect("example reason code"),
+        ..reversal
+    };
+    [award, reversal]
+}
+
+/// The version-1 example.
+fn example_bodies_v1() -> [EntryBody; 2] {
     let site = SiteId::parse("hangzhou-xihu").expect("example site id");
     let learner = LearnerId::parse("lrn_3f9a2c417be04d5a8c16e2b7d90f4a61").expect("example learner id");
     let course = CourseCode::parse("PY-101").expect("example course code");
@@ -67,6 +134,7 @@ fn example_bodies() -> [EntryBody; 2] {
         site: site.clone(),
         event_id: award_event.clone(),
         learner: learner.clone(),
+        commitment: None,
         course: course.clone(),
         category: category.clone(),
         credits: Credits::from_cents(250),
@@ -80,6 +148,7 @@ fn example_bodies() -> [EntryBody; 2] {
         refers_to: None,
         target_event: None,
         reason: Reason::default(),
+        note: None,
         recognition_group: Some(group.clone()),
         withheld: None,
     };
@@ -88,6 +157,7 @@ fn example_bodies() -> [EntryBody; 2] {
         site,
         event_id: EventId::parse("hzxh-2025-000187").expect("example reversal event id"),
         learner,
+        commitment: None,
         course,
         category,
         credits: award.credits.negated(),
@@ -100,17 +170,18 @@ fn example_bodies() -> [EntryBody; 2] {
         refers_to: Some(Position { chain: CHAIN, seq: 1 }),
         target_event: Some(award_event),
         reason: Reason::parse("成绩录入错误", "reason").expect("example reason"),
+        note: None,
         recognition_group: Some(group),
         withheld: None,
     };
     [award, reversal]
 }
 
-/// The example sealed into chain 5 from genesis.
-fn example() -> Vec<Entry> {
+/// The example of version `v` sealed into chain 5 from genesis.
+fn example(v: u8) -> Vec<Entry> {
     let mut prev = GENESIS;
     let mut entries = Vec::new();
-    for (i, body) in example_bodies().into_iter().enumerate() {
+    for (i, body) in example_bodies(v).into_iter().enumerate() {
         let seq = u64::try_from(i).expect("small index") + 1;
         let entry = Entry::seal(Position { chain: CHAIN, seq }, prev, body);
         prev = entry.hash;
@@ -197,11 +268,21 @@ fn hundredths(cents: i64, unit: &str) -> String {
 /// rather than from `EntryBody::encode`.
 fn fields(body: &EntryBody) -> Vec<Field> {
     let time = |name, at: Millis| int64(name, at.0, at.to_rfc3339());
+    let version = body.version();
+    let learner = match &body.commitment {
+        None => string("learner", body.learner.as_str()),
+        Some(c) => Field::new(
+            "learner_commitment",
+            vec![c.to_vec()],
+            hex::encode(c),
+            "32 bytes, no length".to_owned(),
+        ),
+    };
     let out = vec![
         Field::new(
             "version",
-            vec![vec![FORMAT_VERSION]],
-            FORMAT_VERSION.to_string(),
+            vec![vec![version]],
+            version.to_string(),
             "format version".to_owned(),
         ),
         Field::new(
@@ -212,7 +293,7 @@ fn fields(body: &EntryBody) -> Vec<Field> {
         ),
         string("site", body.site.as_str()),
         string("event_id", body.event_id.as_str()),
-        string("learner", body.learner.as_str()),
+        learner,
         string("course", body.course.as_str()),
         string("category", body.category.as_str()),
         int64(
@@ -266,7 +347,7 @@ fn fields(body: &EntryBody) -> Vec<Field> {
                 .map(|v| int64("withheld", v.cents(), hundredths(v.cents(), "credits"))),
         ),
     ];
-    assert_eq!(out.iter().map(|f| f.name).collect::<Vec<_>>(), FIELDS);
+    assert_eq!(out.iter().map(|f| f.name).collect::<Vec<_>>(), field_names(version));
     out
 }
 
@@ -335,8 +416,8 @@ fn hex_block(doc: &str, name: &str) -> Vec<u8> {
 }
 
 /// The block ```` ```text fields seq=N ```` as (field name, bytes) per line.
-fn fields_block(doc: &str, seq: u64) -> Vec<(String, Vec<u8>)> {
-    let info = format!("text fields seq={seq}");
+fn fields_block(doc: &str, v: u8, seq: u64) -> Vec<(String, Vec<u8>)> {
+    let info = format!("text {}", label(v, "fields", Some(seq)));
     block(doc, &info)
         .lines()
         .filter(|l| !l.trim().is_empty())
@@ -352,8 +433,8 @@ fn fields_block(doc: &str, seq: u64) -> Vec<(String, Vec<u8>)> {
 }
 
 /// The hash given by the line `hash seq=N: <hex>`.
-fn doc_hash(doc: &str, seq: u64) -> [u8; 32] {
-    let label = format!("hash seq={seq}:");
+fn doc_hash(doc: &str, v: u8, seq: u64) -> [u8; 32] {
+    let label = format!("{}:", label(v, "hash", Some(seq)));
     let mut found = doc.lines().filter_map(|l| l.trim().strip_prefix(label.as_str()));
     let value = found
         .next()
@@ -369,11 +450,16 @@ fn doc_hash(doc: &str, seq: u64) -> [u8; 32] {
 
 /// The rows of the table under `### Field values`: the first backticked
 /// span of each cell.
-fn value_table(doc: &str) -> Vec<Vec<String>> {
+fn value_table(doc: &str, v: u8) -> Vec<Vec<String>> {
+    let heading = if v == FORMAT_V1 {
+        "### Field values".to_owned()
+    } else {
+        format!("### Field values (version {v})")
+    };
     let start = doc
         .lines()
-        .position(|l| l.trim() == "### Field values")
-        .expect("docs/ledger-format.md has a heading `### Field values`");
+        .position(|l| l.trim() == heading)
+        .unwrap_or_else(|| panic!("docs/ledger-format.md has a heading `{heading}`"));
     doc.lines()
         .skip(start + 1)
         .take_while(|l| !l.starts_with('#'))
@@ -392,13 +478,14 @@ fn value_table(doc: &str) -> Vec<Vec<String>> {
 
 /// The example as the document gives it: canonical bytes decoded, with the
 /// positions and hashes the document states.
-fn doc_entries(doc: &str) -> Vec<Entry> {
+fn doc_entries(doc: &str, v: u8) -> Vec<Entry> {
     let mut prev = GENESIS;
     let mut entries = Vec::new();
     for seq in 1..=2 {
-        let bytes = hex_block(doc, &format!("canonical seq={seq}"));
-        let body = EntryBody::decode(&bytes).unwrap_or_else(|e| panic!("canonical seq={seq} does not decode: {e}"));
-        let hash = doc_hash(doc, seq);
+        let name = label(v, "canonical", Some(seq));
+        let bytes = hex_block(doc, &name);
+        let body = EntryBody::decode(&bytes).unwrap_or_else(|e| panic!("{name} does not decode: {e}"));
+        let hash = doc_hash(doc, v, seq);
         entries.push(Entry {
             position: Position { chain: CHAIN, seq },
             prev_hash: prev,
@@ -425,36 +512,52 @@ fn verify(entries: &[Entry], head_seq: u64, head_hash: &[u8; 32]) -> Result<u64,
 #[test]
 fn the_documented_bytes_are_what_the_encoder_writes() {
     let doc = doc();
-    for entry in example() {
-        let seq = entry.position.seq;
-        let expected = entry.body.encode();
-        let documented = hex_block(&doc, &format!("canonical seq={seq}"));
-        assert_eq!(
-            hex::encode(&documented),
-            hex::encode(&expected),
-            "canonical seq={seq} in the document differs from EntryBody::encode"
-        );
-        let length = format!("Canonical bytes ({} bytes", expected.len());
-        assert_eq!(doc.matches(&length).count(), 1, "the document states `{length}` once");
+    for v in VERSIONS {
+        for entry in example(v) {
+            let seq = entry.position.seq;
+            let expected = entry.body.encode();
+            assert_eq!(expected[0], v);
+            let name = label(v, "canonical", Some(seq));
+            let documented = hex_block(&doc, &name);
+            assert_eq!(
+                hex::encode(&documented),
+                hex::encode(&expected),
+                "{name} in the document differs from EntryBody::encode"
+            );
+            let length = format!("Canonical bytes ({} bytes", expected.len());
+            assert_eq!(doc.matches(&length).count(), 1, "the document states `{length}` once");
+        }
     }
 }
 
 #[test]
 fn the_documented_hashes_are_what_the_chain_rule_gives() {
     let doc = doc();
-    assert_eq!(hex_block(&doc, "domain-tag"), DOMAIN_TAG, "documented DOMAIN_TAG");
-    for entry in example() {
-        let seq = entry.position.seq;
-        assert_eq!(
-            hex::encode(doc_hash(&doc, seq)),
-            hex::encode(entry.hash),
-            "hash seq={seq}"
-        );
-        let recomputed = entry_hash(entry.position, &entry.prev_hash, &entry.body.encode());
-        assert_eq!(
-            recomputed, entry.hash,
-            "entry_hash agrees with Entry::seal at seq={seq}"
-        );
+    assert_eq!(
+        hex_block(&doc, "domain-tag"),
+        DOMAIN_TAG_V1,
+        "documented DOMAIN_TAG of version 1"
+    );
+    assert_eq!(
+        hex_block(&doc, "domain-tag v2"),
+        DOMAIN_TAG,
+        "documented DOMAIN_TAG of version 2"
+    );
+    for v in VERSIONS {
+        for entry in example(v) {
+            let seq = entry.position.seq;
+            assert_eq!(
+                hex::encode(doc_hash(&doc, v, seq)),
+                hex::encode(entry.hash),
+                "{}",
+                label(v, "hash", Some(seq))
+            );
+            let recomputed = entry_hash(entry.position, &entry.prev_hash, &entry.body.encode());
+            assert_eq!(
+                recomputed, entry.hash,
+                "entry_hash agrees with Entry::seal at seq={seq}"
+            );
+        }
     }
 }
 
@@ -464,56 +567,86 @@ fn the_documented_hashes_are_what_the_chain_rule_gives() {
 #[test]
 fn the_documented_hashes_follow_from_the_documented_bytes() {
     let doc = doc();
-    let tag = hex_block(&doc, "domain-tag");
-    let mut prev = GENESIS;
-    for seq in 1..=2 {
-        let prefix = hex_block(&doc, &format!("hash-prefix seq={seq}"));
-        let expected_prefix = hash_prefix(&tag, Position { chain: CHAIN, seq }, &prev);
+    for v in VERSIONS {
+        let tag = hex_block(&doc, &label(v, "domain-tag", None));
+        let mut prev = GENESIS;
+        for seq in 1..=2 {
+            let name = label(v, "hash-prefix", Some(seq));
+            let prefix = hex_block(&doc, &name);
+            let expected_prefix = hash_prefix(&tag, Position { chain: CHAIN, seq }, &prev);
+            assert_eq!(hex::encode(&prefix), hex::encode(expected_prefix), "{name}");
+            let canonical = hex_block(&doc, &label(v, "canonical", Some(seq)));
+            let hash: [u8; 32] = Sha256::new()
+                .chain_update(&prefix)
+                .chain_update(&canonical)
+                .finalize()
+                .into();
+            assert_eq!(
+                hex::encode(hash),
+                hex::encode(doc_hash(&doc, v, seq)),
+                "SHA-256 of {name}"
+            );
+            prev = hash;
+        }
+    }
+}
+
+/// The version-2 commitments of the document follow from its secret: the
+/// HMAC message it shows, and HMAC-SHA256 under the secret.
+#[test]
+fn the_documented_commitments_follow_from_the_documented_secret() {
+    use hmac::{Hmac, Mac};
+    let doc = doc();
+    assert_eq!(hex_block(&doc, "learner-secret v2"), example_secret());
+    assert_eq!(hex_block(&doc, "commitment-tag v2"), COMMITMENT_TAG);
+    for entry in example(FORMAT_VERSION) {
+        let seq = entry.position.seq;
+        let message = hex_block(&doc, &label(FORMAT_VERSION, "commitment-message", Some(seq)));
         assert_eq!(
-            hex::encode(&prefix),
-            hex::encode(expected_prefix),
-            "hash-prefix seq={seq}"
+            message,
+            [COMMITMENT_TAG, &CHAIN.to_be_bytes(), &seq.to_be_bytes()].concat(),
+            "commitment-message v2 seq={seq}"
         );
-        let canonical = hex_block(&doc, &format!("canonical seq={seq}"));
-        let hash: [u8; 32] = Sha256::new()
-            .chain_update(&prefix)
-            .chain_update(&canonical)
-            .finalize()
-            .into();
-        assert_eq!(
-            hex::encode(hash),
-            hex::encode(doc_hash(&doc, seq)),
-            "SHA-256 of seq={seq}"
-        );
-        prev = hash;
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&example_secret()).expect("any key length");
+        mac.update(&message);
+        let independent: [u8; 32] = mac.finalize().into_bytes().into();
+        assert_eq!(Some(independent), entry.body.commitment, "commitment of seq={seq}");
     }
 }
 
 #[test]
 fn the_documented_bytes_decode_to_the_example() {
     let doc = doc();
-    let expected = example();
-    let documented = doc_entries(&doc);
-    assert_eq!(documented, expected);
-    for entry in &documented {
-        assert_eq!(EntryBody::decode(&entry.body.encode()).as_ref(), Ok(&entry.body));
+    for v in VERSIONS {
+        let expected = example(v);
+        let documented = doc_entries(&doc, v);
+        assert_eq!(documented, expected, "version {v}");
+        for entry in &documented {
+            assert_eq!(EntryBody::decode(&entry.body.encode()).as_ref(), Ok(&entry.body));
+        }
     }
 }
 
 #[test]
 fn the_documented_field_breakdown_matches_an_independent_encoder() {
     let doc = doc();
-    for entry in example() {
-        let seq = entry.position.seq;
-        let independent = fields(&entry.body);
-        let joined: Vec<u8> = independent.iter().flat_map(Field::bytes).collect();
-        assert_eq!(hex::encode(&joined), hex::encode(entry.body.encode()), "seq={seq}");
-        let documented = fields_block(&doc, seq);
-        let documented_names: Vec<&str> = documented.iter().map(|f| f.0.as_str()).collect();
-        assert_eq!(documented_names, FIELDS, "field names of `text fields seq={seq}`");
-        for ((name, bytes), expected) in documented.iter().zip(&independent) {
-            let expected = expected.bytes();
-            assert_eq!(hex::encode(bytes), hex::encode(expected), "field {name} of seq={seq}");
+    for v in VERSIONS {
+        for entry in example(v) {
+            let seq = entry.position.seq;
+            let independent = fields(&entry.body);
+            let joined: Vec<u8> = independent.iter().flat_map(Field::bytes).collect();
+            assert_eq!(hex::encode(&joined), hex::encode(entry.body.encode()), "v{v} seq={seq}");
+            let documented = fields_block(&doc, v, seq);
+            let documented_names: Vec<&str> = documented.iter().map(|f| f.0.as_str()).collect();
+            assert_eq!(documented_names, field_names(v), "field names of v{v} seq={seq}");
+            for ((name, bytes), expected) in documented.iter().zip(&independent) {
+                let expected = expected.bytes();
+                assert_eq!(
+                    hex::encode(bytes),
+                    hex::encode(expected),
+                    "field {name} of v{v} seq={seq}"
+                );
+            }
         }
     }
 }
@@ -521,85 +654,131 @@ fn the_documented_field_breakdown_matches_an_independent_encoder() {
 #[test]
 fn the_documented_field_values_are_the_example() {
     let doc = doc();
-    let [award, reversal] = example_bodies();
-    let (award, reversal) = (fields(&award), fields(&reversal));
-    let mut expected = vec![vec!["position".to_owned(), format!("{CHAIN}:1"), format!("{CHAIN}:2")]];
-    expected.extend(
-        award
-            .into_iter()
-            .zip(reversal)
-            .map(|(one, two)| vec![one.name.to_owned(), one.value, two.value]),
-    );
-    assert_eq!(value_table(&doc), expected, "the table under `### Field values`");
+    for v in VERSIONS {
+        let [award, reversal] = example_bodies(v);
+        let (award, reversal) = (fields(&award), fields(&reversal));
+        let mut expected = vec![vec!["position".to_owned(), format!("{CHAIN}:1"), format!("{CHAIN}:2")]];
+        expected.extend(
+            award
+                .into_iter()
+                .zip(reversal)
+                .map(|(one, two)| vec![one.name.to_owned(), one.value, two.value]),
+        );
+        assert_eq!(value_table(&doc, v), expected, "the table of the version-{v} example");
+    }
 }
 
 #[test]
 fn a_chain_verifier_accepts_the_documented_chain() {
     let doc = doc();
-    let entries = doc_entries(&doc);
-    let head = doc_hash(&doc, 2);
-    assert_eq!(verify(&entries, 2, &head), Ok(2));
+    for v in VERSIONS {
+        let entries = doc_entries(&doc, v);
+        let head = doc_hash(&doc, v, 2);
+        assert_eq!(verify(&entries, 2, &head), Ok(2), "version {v}");
+    }
 }
 
 /// The failures the document describes, on its own example.
 #[test]
 fn a_chain_verifier_names_tampering_with_the_documented_chain() {
     let doc = doc();
-    let entries = doc_entries(&doc);
-    let head = doc_hash(&doc, 2);
     let at = |seq| Position { chain: CHAIN, seq };
+    for v in VERSIONS {
+        let entries = doc_entries(&doc, v);
+        let head = doc_hash(&doc, v, 2);
 
-    let mut altered = entries.clone();
-    altered[0].body.credits = Credits::from_cents(500);
-    let err = verify(&altered, 2, &head).expect_err("altered credits");
-    assert_eq!((err.position, err.fault), (at(1), Fault::HashMismatch));
+        let mut altered = entries.clone();
+        altered[0].body.credits = Credits::from_cents(500);
+        let err = verify(&altered, 2, &head).expect_err("altered credits");
+        assert_eq!((err.position, err.fault), (at(1), Fault::HashMismatch));
 
-    let removed_first = &entries[1..];
-    let err = verify(removed_first, 2, &head).expect_err("first entry removed");
-    assert_eq!((err.position, err.fault), (at(1), Fault::Gap { found: 2 }));
+        let removed_first = &entries[1..];
+        let err = verify(removed_first, 2, &head).expect_err("first entry removed");
+        assert_eq!((err.position, err.fault), (at(1), Fault::Gap { found: 2 }));
 
-    let removed_last = &entries[..1];
-    let err = verify(removed_last, 2, &head).expect_err("last entry removed");
-    assert_eq!((err.position, err.fault), (at(2), Fault::HeadMismatch { head_seq: 2 }));
+        let removed_last = &entries[..1];
+        let err = verify(removed_last, 2, &head).expect_err("last entry removed");
+        assert_eq!((err.position, err.fault), (at(2), Fault::HeadMismatch { head_seq: 2 }));
 
-    let mut swapped = vec![entries[1].clone(), entries[0].clone()];
-    swapped[0].position = at(1);
-    swapped[1].position = at(2);
-    let err = verify(&swapped, 2, &head).expect_err("entries swapped");
-    assert_eq!((err.position, err.fault), (at(1), Fault::BrokenLink));
+        let mut swapped = vec![entries[1].clone(), entries[0].clone()];
+        swapped[0].position = at(1);
+        swapped[1].position = at(2);
+        let err = verify(&swapped, 2, &head).expect_err("entries swapped");
+        assert_eq!((err.position, err.fault), (at(1), Fault::BrokenLink));
+    }
 }
 
-/// Prints the fragments of the document's worked example.
+/// A version-2 entry verifies without its note and without its learner id:
+/// erasure removes both and every hash still holds.
+#[test]
+fn a_version_two_chain_verifies_without_notes_or_learner_ids() {
+    let mut entries = example(FORMAT_VERSION);
+    entries[1].body.note = Some(Reason::parse("成绩录入错误", "reason").expect("note"));
+    let head = entries[1].hash;
+    assert_eq!(verify(&entries, 2, &head), Ok(2));
+    for e in &mut entries {
+        e.body.note = None;
+        e.body.learner = LearnerId::from_random([0xee; 16]);
+    }
+    assert_eq!(verify(&entries, 2, &head), Ok(2));
+}
+
+/// Prints the fragments of the document's worked examples.
 #[test]
 fn fragments() {
-    let entries = example();
-    println!("### Field values\n");
-    println!("| Field | seq 1 (award) | seq 2 (reversal) |");
-    println!("|---|---|---|");
-    println!("| `position` | `{}` | `{}` |", entries[0].position, entries[1].position);
-    for (one, two) in fields(&entries[0].body).into_iter().zip(fields(&entries[1].body)) {
-        let cell = |f: &Field| format!("`{}` ({})", f.value, f.note);
-        println!("| `{}` | {} | {} |", one.name, cell(&one), cell(&two));
-    }
-    println!("\n```hex domain-tag\n{}\n```", hex::encode(DOMAIN_TAG));
-    for entry in &entries {
-        let seq = entry.position.seq;
-        println!("\n```text fields seq={seq}");
-        for field in fields(&entry.body) {
-            println!("{:<44} # {}", field.hex(), field.name);
+    for v in VERSIONS {
+        let entries = example(v);
+        let heading = if v == FORMAT_V1 {
+            "### Field values".to_owned()
+        } else {
+            format!("### Field values (version {v})")
+        };
+        println!("{heading}\n");
+        println!("| Field | seq 1 (award) | seq 2 (reversal) |");
+        println!("|---|---|---|");
+        println!("| `position` | `{}` | `{}` |", entries[0].position, entries[1].position);
+        for (one, two) in fields(&entries[0].body).into_iter().zip(fields(&entries[1].body)) {
+            let cell = |f: &Field| format!("`{}` ({})", f.value, f.note);
+            println!("| `{}` | {} | {} |", one.name, cell(&one), cell(&two));
         }
-        println!("```");
-        println!("\n```hex canonical seq={seq}");
-        for line in entry.body.encode().chunks(32) {
-            println!("{}", hex::encode(line));
+        println!(
+            "\n```hex {}\n{}\n```",
+            label(v, "domain-tag", None),
+            hex::encode(tag(v))
+        );
+        if v != FORMAT_V1 {
+            println!("\n```hex learner-secret v{v}\n{}\n```", hex::encode(example_secret()));
+            println!("\n```hex commitment-tag v{v}\n{}\n```", hex::encode(COMMITMENT_TAG));
+            for entry in &entries {
+                let seq = entry.position.seq;
+                let message = [COMMITMENT_TAG, &CHAIN.to_be_bytes(), &seq.to_be_bytes()].concat();
+                println!(
+                    "\n```hex {}\n{}\n```",
+                    label(v, "commitment-message", Some(seq)),
+                    hex::encode(message)
+                );
+            }
         }
-        println!("```");
-        println!("\n```hex hash-prefix seq={seq}");
-        for line in hash_prefix(DOMAIN_TAG, entry.position, &entry.prev_hash).chunks(32) {
-            println!("{}", hex::encode(line));
+        for entry in &entries {
+            let seq = entry.position.seq;
+            println!("\n```text {}", label(v, "fields", Some(seq)));
+            for field in fields(&entry.body) {
+                println!("{:<44} # {}", field.hex(), field.name);
+            }
+            println!("```");
+            println!("\nCanonical bytes ({} bytes, 32 a line):", entry.body.encode().len());
+            println!("\n```hex {}", label(v, "canonical", Some(seq)));
+            for line in entry.body.encode().chunks(32) {
+                println!("{}", hex::encode(line));
+            }
+            println!("```");
+            println!("\n```hex {}", label(v, "hash-prefix", Some(seq)));
+            for line in hash_prefix(tag(v), entry.position, &entry.prev_hash).chunks(32) {
+                println!("{}", hex::encode(line));
+            }
+            println!("```");
+            println!("\n{}: {}", label(v, "hash", Some(seq)), hex::encode(entry.hash));
         }
-        println!("```");
-        println!("\nhash seq={seq}: {}", hex::encode(entry.hash));
     }
 }
 
@@ -666,4 +845,23 @@ fn site_change_fragments() {
         "\nhash site-change: {}",
         hex::encode(SiteChangeEntry::seal(1, GENESIS, change).hash)
     );
+}
+
+/// A chain begun in version 1 and continued in version 2 (a ledger written
+/// before migration 0007 and after it) verifies entry by entry, each under
+/// its own domain tag.
+#[test]
+fn a_chain_that_changes_version_midway_verifies() {
+    let [award_v1, _] = example_bodies(FORMAT_V1);
+    let [_, reversal_v2] = example_bodies(FORMAT_VERSION);
+    let first = Entry::seal(Position { chain: CHAIN, seq: 1 }, GENESIS, award_v1);
+    let second = Entry::seal(Position { chain: CHAIN, seq: 2 }, first.hash, reversal_v2);
+    assert_eq!(first.body.version(), FORMAT_V1);
+    assert_eq!(second.body.version(), FORMAT_VERSION);
+    let entries = [first, second];
+    assert_eq!(verify(&entries, 2, &entries[1].hash), Ok(2));
+    let mut altered = entries.clone();
+    altered[1].body.reason = Reason::code("other", "reason").expect("code");
+    let err = verify(&altered, 2, &entries[1].hash).expect_err("altered reason code");
+    assert_eq!(err.fault, Fault::HashMismatch);
 }

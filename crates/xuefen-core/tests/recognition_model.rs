@@ -96,6 +96,7 @@ fn lookups_base() -> Lookups {
     let mut l = Lookups::default();
     for n in 0..3 {
         l.learner_chains.insert(learner(n), chain_of(n));
+        l.learner_secrets.insert(learner(n), [n as u8 + 1; 32]);
     }
     for (i, c) in COURSES.iter().enumerate() {
         l.courses.insert(
@@ -174,6 +175,7 @@ fn events_of(ops: &[Op]) -> Vec<Event> {
                     id: EventId::parse(format!("r{i}")).expect("id"),
                     body: EventBody::Revocation(Revocation {
                         target: target.id.clone(),
+                        code: Reason::code("model", "reason_code").expect("code"),
                         reason: Reason::parse("model", "reason").expect("reason"),
                     }),
                 }

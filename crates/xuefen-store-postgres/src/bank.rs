@@ -29,9 +29,13 @@ macro_rules! l_entry_columns {
         "l.chain_id::bigint, l.seq, l.prev_hash, l.hash, l.kind::bigint, l.site_id, l.event_id, l.learner_id,
          l.course_code, l.category, l.credits_cents, l.occurred_at_ms, l.recorded_at_ms, l.score_cents,
          l.hours_cents, l.rule_version::bigint, l.refers_chain::bigint, l.refers_seq, l.target_event, l.reason,
-         l.recognition_group, l.withheld_cents"
+         l.recognition_group, l.withheld_cents, l.learner_commitment, l.reason_note"
     };
 }
+
+/// How many columns [`l_entry_columns!`] selects: a query's own columns
+/// after it start at this index.
+const ENTRY_COLUMNS: usize = 24;
 
 fn entry(row: &PgRow) -> Result<Entry> {
     entry_record(row).and_then(Entry::try_from)
@@ -126,7 +130,7 @@ pub(crate) async fn segment_entries(pool: &PgPool, chain: u32, after: u64, upto:
     .map_err(db)?;
     rows.iter()
         .map(|row| {
-            let hash: Option<Vec<u8>> = row.col(22)?;
+            let hash: Option<Vec<u8>> = row.col(ENTRY_COLUMNS)?;
             Ok(DepositRecord {
                 index: 0,
                 entry: entry(row)?,
@@ -277,8 +281,8 @@ async fn deposit_entries(tx: &mut Transaction<'_, Postgres>, acks: &[AckRequest]
     let mut out = HashMap::new();
     for r in &rows {
         let e = entry(r)?;
-        let reversed: Option<i64> = r.col(22)?;
-        let tip: Option<i64> = r.col(23)?;
+        let reversed: Option<i64> = r.col(ENTRY_COLUMNS)?;
+        let tip: Option<i64> = r.col(ENTRY_COLUMNS + 1)?;
         let reversed = reversed
             .and_then(|k| u8::try_from(k).ok())
             .and_then(EntryKind::from_code);
@@ -313,8 +317,10 @@ async fn insert_entry_once(tx: &mut Transaction<'_, Postgres>, e: &Entry) -> Res
     let done = sqlx::query(
         "insert into ledger_entries (chain_id, seq, prev_hash, hash, kind, site_id, event_id, learner_id,
                 course_code, category, credits_cents, occurred_at_ms, recorded_at_ms, score_cents, hours_cents,
-                rule_version, refers_chain, refers_seq, target_event, reason, recognition_group, withheld_cents)
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)
+                rule_version, refers_chain, refers_seq, target_event, reason, recognition_group, withheld_cents,
+                learner_commitment, reason_note)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22,
+                 $23, $24)
          on conflict do nothing",
     )
     .bind(r.chain_id as i32)
@@ -339,6 +345,8 @@ async fn insert_entry_once(tx: &mut Transaction<'_, Postgres>, e: &Entry) -> Res
     .bind(r.reason)
     .bind(r.recognition_group)
     .bind(r.withheld_cents)
+    .bind(r.learner_commitment)
+    .bind(r.reason_note)
     .execute(&mut **tx)
     .await
     .map_err(db)?;
@@ -429,4 +437,92 @@ pub(crate) async fn ack_deposits(pool: &PgPool, acks: &[AckRequest], now: Millis
         .into_iter()
         .map(|o| o.unwrap_or(AckOutcome::UnknownDeposit))
         .collect())
+}
+
+/// The learner's secret and chain, and two 16-byte random values.
+type ErasureRow = (Vec<u8>, i32, Vec<u8>, Vec<u8>);
+
+/// [`xuefen_store::Store::erase_learner`], under the lock of the learner's
+/// chain head.
+pub(crate) async fn erase_learner(
+    pool: &PgPool,
+    learner: &xuefen_core::ids::LearnerId,
+    reason: &xuefen_core::event::Reason,
+    now: Millis,
+) -> Result<Position> {
+    let mut tx = pool.begin().await.map_err(db)?;
+    let row: Option<ErasureRow> = sqlx::query_as(
+        "select s.secret, l.chain_id, uuid_send(gen_random_uuid()), uuid_send(gen_random_uuid())
+           from learner_secrets s join learners l on l.id = s.learner_id
+          where s.learner_id = $1
+          for update of s",
+    )
+    .bind(learner.as_str())
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(db)?;
+    let (secret, chain, nonce, tombstone) = row.ok_or(StoreError::NotFound)?;
+    let corrupt = |detail: &str| StoreError::Corrupt {
+        at: format!("learner {learner}"),
+        detail: detail.into(),
+    };
+    let secret: [u8; 32] = secret.try_into().map_err(|_| corrupt("secret is not 32 bytes"))?;
+    let nonce: [u8; 16] = nonce.try_into().map_err(|_| corrupt("uuid is not 16 bytes"))?;
+    let tombstone: [u8; 16] = tombstone.try_into().map_err(|_| corrupt("uuid is not 16 bytes"))?;
+    let chain = u32::try_from(chain).map_err(|_| corrupt("chain out of range"))?;
+    let (seq, prev) = lock_head(&mut tx, chain).await?;
+    let position = Position { chain, seq: seq + 1 };
+    let entry = xuefen_core::entry::erasure_entry(
+        &secret,
+        position,
+        prev,
+        reason.clone(),
+        now,
+        nonce,
+        xuefen_core::ids::LearnerId::from_random(tombstone),
+    );
+    if !insert_entry_once(&mut tx, &entry).await? {
+        return Err(corrupt("the erasure's event id is taken"));
+    }
+    sqlx::query("update chain_heads set seq = $2, hash = $3 where chain_id = $1")
+        .bind(chain as i32)
+        .bind(position.seq as i64)
+        .bind(entry.hash.to_vec())
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+    // The one update the ledger allows (migration 0007): each version-2
+    // entry gets a learner id of its own, drawn at random, and loses its note.
+    sqlx::query("set local xuefen.erasure = 'on'")
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+    sqlx::query(
+        "update ledger_entries set learner_id = 'lrn_' || encode(uuid_send(gen_random_uuid()), 'hex'),
+                reason_note = null
+          where learner_id = $1 and learner_commitment is not null",
+    )
+    .bind(learner.as_str())
+    .execute(&mut *tx)
+    .await
+    .map_err(db)?;
+    sqlx::query("set local xuefen.erasure = 'off'")
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+    for sql in [
+        "delete from xapi_mbox_links where (site_id, local_account) in
+            (select site_id, local_account from learner_accounts where learner_id = $1)",
+        "delete from learner_accounts where learner_id = $1",
+        "delete from learner_secrets where learner_id = $1",
+        "delete from learners where id = $1",
+    ] {
+        sqlx::query(sql)
+            .bind(learner.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+    }
+    tx.commit().await.map_err(db)?;
+    Ok(position)
 }

@@ -27,7 +27,7 @@ use sqlx::{PgPool, Postgres, Row, Transaction};
 use xuefen_core::amount::Credits;
 use xuefen_core::entry::Entry;
 use xuefen_core::entry::EntryKind;
-use xuefen_core::event::{Event, EventBody, LearnerRef, Millis};
+use xuefen_core::event::{Event, EventBody, LearnerRef, Millis, Reason};
 use xuefen_core::ids::{
     Category, CourseCode, EventId, GroupId, LearnerId, LocalAccount, Position, RegionCode, SiteId, SiteLevel,
     SiteStatus,
@@ -299,6 +299,9 @@ impl PgStore {
         // group or a capped category run these queries.
         lookups.group_entries = group_entries(&mut tx, &plan::group_keys(events, &lookups)).await?;
         lookups.year_totals = year_totals(&mut tx, &plan::cap_keys(events, &lookups)).await?;
+        // Never cached: an erasure deletes the secret, and from then on
+        // nothing is written for the learner on any instance.
+        lookups.learner_secrets = learner_secrets(&mut tx, &lookups).await?;
         let planned = plan::plan(events, now, &lookups);
         if optimistic && planned.outcomes.iter().any(|o| !matches!(o, Outcome::Accepted { .. })) {
             // A rejection may only mean that the key exists (a re-posted
@@ -578,7 +581,7 @@ macro_rules! entry_columns {
         "chain_id::bigint, seq, prev_hash, hash, kind::bigint, site_id, event_id, learner_id,
          course_code, category, credits_cents, occurred_at_ms, recorded_at_ms, score_cents, hours_cents,
          rule_version::bigint, refers_chain::bigint, refers_seq, target_event, reason, recognition_group,
-         withheld_cents"
+         withheld_cents, learner_commitment, reason_note"
     };
 }
 
@@ -606,6 +609,8 @@ fn entry_record(row: &PgRow) -> Result<EntryRecord> {
         reason: row.col(19)?,
         recognition_group: row.col(20)?,
         withheld_cents: row.col(21)?,
+        learner_commitment: row.col(22)?,
+        reason_note: row.col(23)?,
     })
 }
 
@@ -763,6 +768,29 @@ async fn year_totals(
     Ok(out)
 }
 
+/// The secrets of the learners the batch may write for (those it names and
+/// those of its revocation targets); an erased learner has none.
+async fn learner_secrets(
+    tx: &mut Transaction<'_, Postgres>,
+    lookups: &Lookups,
+) -> std::result::Result<HashMap<LearnerId, [u8; 32]>, sqlx::Error> {
+    let mut ids: BTreeSet<&str> = lookups.learner_chains.keys().map(LearnerId::as_str).collect();
+    ids.extend(lookups.entries.values().map(|e| e.body.learner.as_str()));
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let ids: Vec<&str> = ids.into_iter().collect();
+    let rows: Vec<(String, Vec<u8>)> =
+        sqlx::query_as("select learner_id, secret from learner_secrets where learner_id = any($1)")
+            .bind(&ids)
+            .fetch_all(&mut **tx)
+            .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(id, secret)| Some((LearnerId::parse(id).ok()?, <[u8; 32]>::try_from(secret).ok()?)))
+        .collect())
+}
+
 /// Writes `entries` with one binary `COPY` and returns how many were written.
 ///
 /// `COPY` cannot skip conflicting rows: if another transaction committed one
@@ -778,7 +806,7 @@ async fn insert_entries(
         |v: i64, what: &str| i32::try_from(v).map_err(|_| sqlx::Error::Protocol(format!("{what} out of range")));
     for e in entries {
         let r = EntryRecord::from(e);
-        w.row(22);
+        w.row(24);
         w.int4(small(r.chain_id, "chain id")?);
         w.int8(r.seq);
         w.bytea(&r.prev_hash);
@@ -801,12 +829,18 @@ async fn insert_entries(
         w.text(&r.reason);
         w.opt_text(r.recognition_group.as_deref());
         w.opt_int8(r.withheld_cents);
+        match &r.learner_commitment {
+            Some(c) => w.bytea(c),
+            None => w.null(),
+        }
+        w.opt_text(r.reason_note.as_deref());
     }
     let mut copy = tx
         .copy_in_raw(
             "copy ledger_entries (chain_id, seq, prev_hash, hash, kind, site_id, event_id, learner_id,
                 course_code, category, credits_cents, occurred_at_ms, recorded_at_ms, score_cents, hours_cents,
-                rule_version, refers_chain, refers_seq, target_event, reason, recognition_group, withheld_cents)
+                rule_version, refers_chain, refers_seq, target_event, reason, recognition_group, withheld_cents,
+                learner_commitment, reason_note)
              from stdin (format binary)",
         )
         .await?;
@@ -1133,7 +1167,9 @@ impl Store for PgStore {
         let chain = learner.candidate.chain(self.chains);
         // Insert-or-find in one statement pair: the unique document hash
         // decides, so two sites registering the same person concurrently
-        // reach the same learner.
+        // reach the same learner. The learner and their secret are written
+        // together.
+        let mut tx = self.pool.begin().await.map_err(db)?;
         let inserted: Option<String> = sqlx::query_scalar(
             "insert into learners (id, chain_id, document_kind, document_hash, name) values ($1, $2, $3, $4, $5)
              on conflict (document_hash) do nothing returning id",
@@ -1143,12 +1179,20 @@ impl Store for PgStore {
         .bind(learner.document_kind.as_str())
         .bind(&learner.document_hash[..])
         .bind(&learner.name)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await
         .map_err(db)?;
         if inserted.is_some() {
+            sqlx::query("insert into learner_secrets (learner_id, secret) values ($1, $2)")
+                .bind(learner.candidate.as_str())
+                .bind(&learner.secret[..])
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+            tx.commit().await.map_err(db)?;
             return Ok((learner.candidate.clone(), Written::Created));
         }
+        tx.rollback().await.map_err(db)?;
         let id: String = sqlx::query_scalar("select id from learners where document_hash = $1")
             .bind(&learner.document_hash[..])
             .fetch_one(&self.pool)
@@ -1195,6 +1239,22 @@ impl Store for PgStore {
             .fetch_one(&self.pool)
             .await
             .map_err(db)
+    }
+
+    async fn learner_by_document(&self, document_hash: &[u8; 32]) -> Result<Option<(LearnerId, String)>> {
+        let row: Option<(String, String)> = sqlx::query_as("select id, name from learners where document_hash = $1")
+            .bind(&document_hash[..])
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        row.map(|(id, name)| {
+            let id = LearnerId::parse(id).map_err(|e| StoreError::Corrupt {
+                at: "learners".into(),
+                detail: e.to_string(),
+            })?;
+            Ok((id, name))
+        })
+        .transpose()
     }
 
     async fn site_knows_learner(&self, site: &SiteId, learner: &LearnerId) -> Result<bool> {
@@ -1741,6 +1801,14 @@ impl Store for PgStore {
 
     async fn entry_kinds(&self, positions: &[Position]) -> Result<HashMap<Position, EntryKind>> {
         bank::entry_kinds(&self.pool, positions).await
+    }
+
+    async fn erase_learner(&self, learner: &LearnerId, reason: &Reason, now: Millis) -> Result<Position> {
+        let position = bank::erase_learner(&self.pool, learner, reason, now).await?;
+        // The account cache must not route events to the erased learner;
+        // they are refused anyway (no secret), this only keeps it small.
+        self.known.learners.remove(learner);
+        Ok(position)
     }
 
     async fn ack_deposits(&self, acks: &[AckRequest], now: Millis) -> Result<Vec<AckOutcome>> {

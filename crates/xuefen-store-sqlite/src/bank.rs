@@ -26,9 +26,14 @@ macro_rules! l_entry_columns {
     () => {
         "l.chain_id, l.seq, l.prev_hash, l.hash, l.kind, l.site_id, l.event_id, l.learner_id, l.course_code,
          l.category, l.credits_cents, l.occurred_at_ms, l.recorded_at_ms, l.score_cents, l.hours_cents,
-         l.rule_version, l.refers_chain, l.refers_seq, l.target_event, l.reason, l.recognition_group, l.withheld_cents"
+         l.rule_version, l.refers_chain, l.refers_seq, l.target_event, l.reason, l.recognition_group, l.withheld_cents,
+         l.learner_commitment, l.reason_note"
     };
 }
+
+/// How many columns [`l_entry_columns!`] selects: a query's own columns
+/// after it start at this index.
+const ENTRY_COLUMNS: usize = 24;
 
 pub(crate) async fn log_head(pool: &SqlitePool) -> Result<Option<LogHead>> {
     let row = sqlx::query("select size, created_at_ms, note from log_checkpoints order by size desc limit 1")
@@ -143,7 +148,7 @@ pub(crate) async fn segment_entries(
     .map_err(db)?;
     rows.iter()
         .map(|row| {
-            let hash: Option<Vec<u8>> = row.try_get(22).map_err(|e| unreadable("learners", e))?;
+            let hash: Option<Vec<u8>> = row.try_get(ENTRY_COLUMNS).map_err(|e| unreadable("learners", e))?;
             Ok(DepositRecord {
                 index: 0,
                 entry: entry_from_row(row)?,
@@ -273,8 +278,8 @@ async fn deposit_entry(conn: &mut SqliteConnection, deposit: Position) -> Result
     let Some(row) = row else { return Ok(None) };
     let entry = entry_from_row(&row)?;
     let read = |e: sqlx::Error| unreadable("ledger_entries", e);
-    let reversed: Option<i64> = row.try_get(22).map_err(read)?;
-    let tip: Option<i64> = row.try_get(23).map_err(read)?;
+    let reversed: Option<i64> = row.try_get(ENTRY_COLUMNS).map_err(read)?;
+    let tip: Option<i64> = row.try_get(ENTRY_COLUMNS + 1).map_err(read)?;
     let reversed = reversed
         .and_then(|k| u8::try_from(k).ok())
         .and_then(EntryKind::from_code);
@@ -311,8 +316,10 @@ async fn insert_entry_once(conn: &mut SqliteConnection, e: &Entry) -> Result<boo
     let done = sqlx::query(
         "insert into ledger_entries (chain_id, seq, prev_hash, hash, kind, site_id, event_id, learner_id,
                 course_code, category, credits_cents, occurred_at_ms, recorded_at_ms, score_cents, hours_cents,
-                rule_version, refers_chain, refers_seq, target_event, reason, recognition_group, withheld_cents)
-         values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)
+                rule_version, refers_chain, refers_seq, target_event, reason, recognition_group, withheld_cents,
+                learner_commitment, reason_note)
+         values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22,
+                 ?23, ?24)
          on conflict do nothing",
     )
     .bind(r.chain_id)
@@ -337,6 +344,8 @@ async fn insert_entry_once(conn: &mut SqliteConnection, e: &Entry) -> Result<boo
     .bind(r.reason)
     .bind(r.recognition_group)
     .bind(r.withheld_cents)
+    .bind(r.learner_commitment)
+    .bind(r.reason_note)
     .execute(&mut *conn)
     .await
     .map_err(db)?;
@@ -401,4 +410,92 @@ pub(crate) async fn ack_deposits(pool: &SqlitePool, acks: &[AckRequest], now: Mi
     }
     tx.commit().await.map_err(db)?;
     Ok(out)
+}
+
+/// The learner's secret and chain, and two 16-byte random values.
+type ErasureRow = (Vec<u8>, i64, Vec<u8>, Vec<u8>);
+
+/// [`xuefen_store::Store::erase_learner`] under the write lock.
+pub(crate) async fn erase_learner(
+    pool: &SqlitePool,
+    learner: &xuefen_core::ids::LearnerId,
+    reason: &xuefen_core::event::Reason,
+    now: Millis,
+) -> Result<Position> {
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
+    let row: Option<ErasureRow> = sqlx::query_as(
+        "select s.secret, l.chain_id, randomblob(16), randomblob(16)
+           from learner_secrets s join learners l on l.id = s.learner_id
+          where s.learner_id = ?1",
+    )
+    .bind(learner.as_str())
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(db)?;
+    let (secret, chain, nonce, tombstone) = row.ok_or(StoreError::NotFound)?;
+    let corrupt = |detail: &str| StoreError::Corrupt {
+        at: format!("learner {learner}"),
+        detail: detail.into(),
+    };
+    let secret: [u8; 32] = secret.try_into().map_err(|_| corrupt("secret is not 32 bytes"))?;
+    let nonce: [u8; 16] = nonce.try_into().map_err(|_| corrupt("random blob is not 16 bytes"))?;
+    let tombstone: [u8; 16] = tombstone
+        .try_into()
+        .map_err(|_| corrupt("random blob is not 16 bytes"))?;
+    let chain = u32::try_from(chain).map_err(|_| corrupt("chain out of range"))?;
+    let head = head(&mut tx, chain).await?;
+    let position = Position {
+        chain,
+        seq: head.seq + 1,
+    };
+    let entry = xuefen_core::entry::erasure_entry(
+        &secret,
+        position,
+        head.hash,
+        reason.clone(),
+        now,
+        nonce,
+        xuefen_core::ids::LearnerId::from_random(tombstone),
+    );
+    if !insert_entry_once(&mut tx, &entry).await? {
+        return Err(corrupt("the erasure's event id is taken"));
+    }
+    sqlx::query("update chain_heads set seq = ?2, hash = ?3 where chain_id = ?1")
+        .bind(i64::from(position.chain))
+        .bind(position.seq as i64)
+        .bind(entry.hash.to_vec())
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+    // Each version-2 entry gets a learner id of its own, drawn at random, so
+    // that its entries cannot be told apart from anyone else's.
+    sqlx::query(
+        "update ledger_entries set learner_id = 'lrn_' || lower(hex(randomblob(16))), reason_note = null
+          where learner_id = ?1 and learner_commitment is not null",
+    )
+    .bind(learner.as_str())
+    .execute(&mut *tx)
+    .await
+    .map_err(db)?;
+    for sql in [
+        "delete from xapi_mbox_links where (site_id, local_account) in
+            (select site_id, local_account from learner_accounts where learner_id = ?1)",
+        "delete from learner_accounts where learner_id = ?1",
+        "delete from learner_secrets where learner_id = ?1",
+        "delete from learners where id = ?1",
+    ] {
+        sqlx::query(sql)
+            .bind(learner.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+    }
+    tx.commit().await.map_err(db)?;
+    // The WAL still holds the pages as they were before the erasure: copy
+    // it into the database and truncate it to nothing. Best effort while
+    // readers hold old snapshots; the runbook says to run it again.
+    if let Err(e) = sqlx::query("pragma wal_checkpoint(truncate)").execute(pool).await {
+        tracing::warn!(error = %e, "the WAL could not be truncated after an erasure");
+    }
+    Ok(position)
 }

@@ -45,7 +45,7 @@ use sqlx::{Row, SqlitePool};
 use xuefen_core::amount::Credits;
 use xuefen_core::entry::Entry;
 use xuefen_core::entry::EntryKind;
-use xuefen_core::event::{Event, EventBody, LearnerRef, Millis};
+use xuefen_core::event::{Event, EventBody, LearnerRef, Millis, Reason};
 use xuefen_core::ids::{
     Category, CourseCode, EventId, GroupId, LearnerId, LocalAccount, Position, RegionCode, SiteId, SiteLevel,
     SiteStatus,
@@ -79,7 +79,7 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 const PARAMS_PER_STATEMENT_MAX: usize = 10_000;
 
 /// Columns of `ledger_entries`.
-const ENTRY_COLUMNS: usize = 22;
+const ENTRY_COLUMNS: usize = 24;
 
 /// Rows per multi-row insert of entries: 454 × 22 ≤ 10 000 parameters.
 const ENTRY_ROWS_PER_INSERT: usize = PARAMS_PER_STATEMENT_MAX / ENTRY_COLUMNS;
@@ -90,7 +90,8 @@ macro_rules! entry_columns {
     () => {
         "chain_id, seq, prev_hash, hash, kind, site_id, event_id, learner_id, course_code,
          category, credits_cents, occurred_at_ms, recorded_at_ms, score_cents, hours_cents,
-         rule_version, refers_chain, refers_seq, target_event, reason, recognition_group, withheld_cents"
+         rule_version, refers_chain, refers_seq, target_event, reason, recognition_group, withheld_cents,
+         learner_commitment, reason_note"
     };
 }
 
@@ -158,6 +159,7 @@ impl SqliteStore {
     /// when `migrate` is set, and reads the number of chains.
     pub async fn connect(settings: &SqliteSettings, migrate: bool) -> Result<Self> {
         let options: SqliteConnectOptions = settings.url.parse().map_err(db)?;
+        private_file(options.get_filename()).map_err(|e| StoreError::Database(Box::new(e)))?;
         let options = options
             .create_if_missing(true)
             // Readers and the writer do not block each other.
@@ -165,6 +167,9 @@ impl SqliteStore {
             // A 2xx must mean durable: FULL fsyncs the WAL at every commit.
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
+            // Deleted content is overwritten with zeros, so that an erased
+            // learner's rows do not linger in free pages of the file.
+            .pragma("secure_delete", "on")
             .busy_timeout(BUSY_TIMEOUT);
         let pool = SqlitePoolOptions::new()
             .max_connections(settings.pool_connections_max.max(1))
@@ -194,6 +199,31 @@ impl SqliteStore {
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
     }
+}
+
+/// Creates the database file readable and writable by its owner only
+/// (0600), in a directory that, when created here, only its owner may enter
+/// (0700); an existing file is narrowed to 0600. SQLite creates the WAL and
+/// shared-memory files with the database file's permissions. The learners'
+/// data must not be world-readable on a shared machine.
+fn private_file(path: &std::path::Path) -> std::io::Result<()> {
+    if path.as_os_str().is_empty() || path == std::path::Path::new(":memory:") {
+        return Ok(());
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
+            std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+        }
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(path)?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(())
 }
 
 /// `(?, ?), (?, ?)`: `rows` tuples of `width` placeholders.
@@ -251,6 +281,7 @@ async fn ingest_locked(conn: &mut SqliteConnection, events: &[Event], now: Milli
     // category run these.
     lookups.group_entries = group_entries(conn, &plan::group_keys(events, &lookups)).await?;
     lookups.year_totals = year_totals(conn, &plan::cap_keys(events, &lookups)).await?;
+    lookups.learner_secrets = learner_secrets(conn, &lookups).await?;
     // The chains the batch may append to: its learners' and those of the
     // entries its revocations target, now in `lookups.entries`. We hold the
     // write lock, so these heads cannot move before commit.
@@ -328,6 +359,33 @@ async fn lookup_learners(conn: &mut SqliteConnection, events: &[Event], lookups:
         }
     }
     Ok(())
+}
+
+/// The secrets of the learners the batch may write for (those it names and
+/// those of its revocation targets); an erased learner has none.
+async fn learner_secrets(conn: &mut SqliteConnection, lookups: &Lookups) -> Result<HashMap<LearnerId, [u8; 32]>> {
+    let mut ids: BTreeSet<&str> = lookups.learner_chains.keys().map(LearnerId::as_str).collect();
+    ids.extend(lookups.entries.values().map(|e| e.body.learner.as_str()));
+    let ids: Vec<&str> = ids.into_iter().collect();
+    let mut out = HashMap::new();
+    for chunk in ids.chunks(PARAMS_PER_STATEMENT_MAX) {
+        let sql = format!(
+            "select learner_id, secret from learner_secrets where learner_id in ({})",
+            placeholders(chunk.len())
+        );
+        let mut q = sqlx::query(&sql).persistent(REUSE_DYNAMIC_STATEMENTS);
+        for id in chunk {
+            q = q.bind(*id);
+        }
+        for row in q.fetch_all(&mut *conn).await.map_err(db)? {
+            let id: String = row.try_get(0).map_err(db)?;
+            let secret: Vec<u8> = row.try_get(1).map_err(db)?;
+            if let (Ok(id), Ok(secret)) = (LearnerId::parse(id), <[u8; 32]>::try_from(secret)) {
+                out.insert(id, secret);
+            }
+        }
+    }
+    Ok(out)
 }
 
 async fn lookup_courses(conn: &mut SqliteConnection, events: &[Event], lookups: &mut Lookups) -> Result<()> {
@@ -558,7 +616,8 @@ async fn insert_entries(conn: &mut SqliteConnection, entries: &[Entry]) -> Resul
             "insert into ledger_entries (chain_id, seq, prev_hash, hash, kind, site_id, event_id,
                     learner_id, course_code, category, credits_cents, occurred_at_ms,
                     recorded_at_ms, score_cents, hours_cents, rule_version, refers_chain,
-                    refers_seq, target_event, reason, recognition_group, withheld_cents)
+                    refers_seq, target_event, reason, recognition_group, withheld_cents,
+                    learner_commitment, reason_note)
              values {}",
             tuples(chunk.len(), ENTRY_COLUMNS)
         );
@@ -587,7 +646,9 @@ async fn insert_entries(conn: &mut SqliteConnection, entries: &[Entry]) -> Resul
                 .bind(r.target_event)
                 .bind(r.reason)
                 .bind(r.recognition_group)
-                .bind(r.withheld_cents);
+                .bind(r.withheld_cents)
+                .bind(r.learner_commitment)
+                .bind(r.reason_note);
         }
         q.execute(&mut *conn).await.map_err(db)?;
     }
@@ -644,6 +705,8 @@ fn entry_record(row: &SqliteRow) -> sqlx::Result<EntryRecord> {
         reason: row.try_get(19)?,
         recognition_group: row.try_get(20)?,
         withheld_cents: row.try_get(21)?,
+        learner_commitment: row.try_get(22)?,
+        reason_note: row.try_get(23)?,
     })
 }
 
@@ -1080,6 +1143,8 @@ impl Store for SqliteStore {
         let chain = learner.candidate.chain(self.chains);
         // Insert-or-find: the unique document hash decides, so two sites
         // registering the same person concurrently reach the same learner.
+        // The learner and their secret are written together.
+        let mut tx = self.pool.begin().await.map_err(db)?;
         let inserted: Option<String> = sqlx::query_scalar(
             "insert into learners (id, chain_id, document_kind, document_hash, name)
              values (?1, ?2, ?3, ?4, ?5)
@@ -1090,12 +1155,20 @@ impl Store for SqliteStore {
         .bind(learner.document_kind.as_str())
         .bind(&learner.document_hash[..])
         .bind(&learner.name)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await
         .map_err(db)?;
         if inserted.is_some() {
+            sqlx::query("insert into learner_secrets (learner_id, secret) values (?1, ?2)")
+                .bind(learner.candidate.as_str())
+                .bind(&learner.secret[..])
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+            tx.commit().await.map_err(db)?;
             return Ok((learner.candidate.clone(), Written::Created));
         }
+        tx.rollback().await.map_err(db)?;
         let id: String = sqlx::query_scalar("select id from learners where document_hash = ?1")
             .bind(&learner.document_hash[..])
             .fetch_one(&self.pool)
@@ -1142,6 +1215,22 @@ impl Store for SqliteStore {
             .fetch_one(&self.pool)
             .await
             .map_err(db)
+    }
+
+    async fn learner_by_document(&self, document_hash: &[u8; 32]) -> Result<Option<(LearnerId, String)>> {
+        let row: Option<(String, String)> = sqlx::query_as("select id, name from learners where document_hash = ?1")
+            .bind(&document_hash[..])
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        row.map(|(id, name)| {
+            let id = LearnerId::parse(id).map_err(|e| StoreError::Corrupt {
+                at: "learners".into(),
+                detail: e.to_string(),
+            })?;
+            Ok((id, name))
+        })
+        .transpose()
     }
 
     async fn site_knows_learner(&self, site: &SiteId, learner: &LearnerId) -> Result<bool> {
@@ -1597,5 +1686,9 @@ impl Store for SqliteStore {
 
     async fn ack_deposits(&self, acks: &[AckRequest], now: Millis) -> Result<Vec<AckOutcome>> {
         bank::ack_deposits(&self.pool, acks, now).await
+    }
+
+    async fn erase_learner(&self, learner: &LearnerId, reason: &Reason, now: Millis) -> Result<Position> {
+        bank::erase_learner(&self.pool, learner, reason, now).await
     }
 }

@@ -103,6 +103,10 @@ pub struct NewLearner {
     /// HMAC-SHA256 of the document under the service's identity key.
     pub document_hash: [u8; 32],
     pub name: String,
+    /// 32 random bytes, the learner's own secret if the person is new:
+    /// version-2 entries name the learner by a commitment under it, and
+    /// erasure destroys it.
+    pub secret: [u8; 32],
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -233,6 +237,18 @@ pub trait Store: xapi::XapiStore + xapi_documents::XapiDocumentStore + Send + Sy
     /// learner it already names is fine; to another learner is a conflict.
     async fn link_account(&self, site: &SiteId, account: &LocalAccount, learner: &LearnerId) -> Result<Written>;
     async fn learner_exists(&self, learner: &LearnerId) -> Result<bool>;
+    /// The learner registered with this document hash, and the real name
+    /// stored for them: what a site's real-name data is checked against.
+    async fn learner_by_document(&self, document_hash: &[u8; 32]) -> Result<Option<(LearnerId, String)>>;
+    /// Erases a learner's personal data, in one transaction: appends an
+    /// erasure entry with the legal `reason` code to their chain (a
+    /// commitment under their secret, nothing else of them), replaces the
+    /// learner id kept beside each of their version-2 entries with a fresh
+    /// random one and removes those entries' notes, and deletes their
+    /// secret, real name, document hash and account links. Every hash stays
+    /// as written, so the ledger still verifies. `NotFound` when no such
+    /// learner is registered (never, or already erased).
+    async fn erase_learner(&self, learner: &LearnerId, reason: &Reason, now: Millis) -> Result<Position>;
     /// Whether the site has linked the learner or posted for them.
     async fn site_knows_learner(&self, site: &SiteId, learner: &LearnerId) -> Result<bool>;
 

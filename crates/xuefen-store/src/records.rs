@@ -37,6 +37,10 @@ pub struct EntryRecord {
     pub reason: String,
     pub recognition_group: Option<String>,
     pub withheld_cents: Option<i64>,
+    /// Version 2: the learner commitment (null: a version-1 entry).
+    pub learner_commitment: Option<Vec<u8>>,
+    /// Version 2: the free text with the reason code, outside the hash.
+    pub reason_note: Option<String>,
 }
 
 impl From<&Entry> for EntryRecord {
@@ -65,6 +69,8 @@ impl From<&Entry> for EntryRecord {
             reason: b.reason.as_str().to_owned(),
             recognition_group: b.recognition_group.as_ref().map(|g| g.as_str().to_owned()),
             withheld_cents: b.withheld.map(Credits::cents),
+            learner_commitment: b.commitment.map(|c| c.to_vec()),
+            reason_note: b.note.as_ref().map(|n| n.as_str().to_owned()),
         }
     }
 }
@@ -100,6 +106,10 @@ impl TryFrom<EntryRecord> for Entry {
             site: SiteId::parse(r.site_id).map_err(field)?,
             event_id: EventId::parse(r.event_id).map_err(field)?,
             learner: LearnerId::parse(r.learner_id).map_err(field)?,
+            commitment: r
+                .learner_commitment
+                .map(|c| hash32(c, "learner_commitment"))
+                .transpose()?,
             course: CourseCode::parse(r.course_code).map_err(field)?,
             category: Category::parse(r.category).map_err(field)?,
             credits: Credits::from_cents(r.credits_cents),
@@ -111,6 +121,11 @@ impl TryFrom<EntryRecord> for Entry {
             refers_to,
             target_event: r.target_event.map(EventId::parse).transpose().map_err(field)?,
             reason: Reason::parse(r.reason, "reason").map_err(field)?,
+            note: r
+                .reason_note
+                .map(|n| Reason::parse(n, "reason_note"))
+                .transpose()
+                .map_err(field)?,
             recognition_group: r.recognition_group.map(GroupId::parse).transpose().map_err(field)?,
             withheld: r.withheld_cents.map(Credits::from_cents),
         };
@@ -149,6 +164,8 @@ pub struct EntryColumns {
     pub reason: Vec<String>,
     pub recognition_group: Vec<Option<String>>,
     pub withheld_cents: Vec<Option<i64>>,
+    pub learner_commitment: Vec<Option<Vec<u8>>>,
+    pub reason_note: Vec<Option<String>>,
 }
 
 impl EntryColumns {
@@ -178,6 +195,8 @@ impl EntryColumns {
             c.reason.push(r.reason);
             c.recognition_group.push(r.recognition_group);
             c.withheld_cents.push(r.withheld_cents);
+            c.learner_commitment.push(r.learner_commitment);
+            c.reason_note.push(r.reason_note);
         }
         c
     }

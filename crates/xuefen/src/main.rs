@@ -320,7 +320,7 @@ async fn open_store(db: &Settings, migrate: bool) -> anyhow::Result<Arc<dyn Stor
     let url = match &db.database_url {
         Some(url) => url.expose().to_owned(),
         None => {
-            std::fs::create_dir_all(&db.data_dir).with_context(|| format!("create {}", db.data_dir.display()))?;
+            private_dir(&db.data_dir)?;
             let path = db.data_dir.join("xuefen.db");
             tracing::info!(path = %path.display(), "database_url is unset: using the embedded SQLite database");
             format!("sqlite://{}", path.display())
@@ -425,13 +425,26 @@ fn sso_key(settings: &Settings) -> anyhow::Result<SsoKey> {
     }
 }
 
+/// Creates the data directory, when missing, so that only its owner may
+/// enter it (0700): it holds the database and the service's keys.
+fn private_dir(dir: &std::path::Path) -> anyhow::Result<()> {
+    if dir.exists() {
+        return Ok(());
+    }
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir).with_context(|| format!("create {}", dir.display()))
+}
+
 /// A 32-byte secret kept as hex in `data_dir/name`, generated on first use.
 fn local_secret(data_dir: &std::path::Path, name: &str, what: &str) -> anyhow::Result<Vec<u8>> {
     let path = data_dir.join(name);
     if let Ok(existing) = std::fs::read_to_string(&path) {
         return hex::decode(existing.trim()).with_context(|| format!("read {what} {}", path.display()));
     }
-    std::fs::create_dir_all(data_dir).with_context(|| format!("create {}", data_dir.display()))?;
+    private_dir(data_dir)?;
     let mut key = [0u8; 32];
     rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut key);
     std::fs::write(&path, hex::encode(key)).with_context(|| format!("write {}", path.display()))?;
@@ -476,8 +489,7 @@ fn checkpoint_key(settings: &Settings) -> anyhow::Result<ed25519_dalek::SigningK
                     hex::decode(existing.trim()).with_context(|| format!("read checkpoint key {}", path.display()))?
                 }
                 Err(_) => {
-                    std::fs::create_dir_all(&settings.data_dir)
-                        .with_context(|| format!("create {}", settings.data_dir.display()))?;
+                    private_dir(&settings.data_dir)?;
                     let mut key = [0u8; 32];
                     rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut key);
                     std::fs::write(&path, hex::encode(key)).with_context(|| format!("write {}", path.display()))?;

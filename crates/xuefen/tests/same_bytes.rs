@@ -204,6 +204,7 @@ fn new_learner(i: u8, document: u8) -> NewLearner {
         document_kind: DocumentKind::ALL[usize::from(i) % DocumentKind::ALL.len()],
         document_hash: [document; 32],
         name: format!("学员 {i}"),
+        secret: [i.wrapping_add(0x80); 32],
     }
 }
 
@@ -235,6 +236,7 @@ fn revocation(site: &str, id: &str, target: &str, reason: &str) -> Event {
         id: event_id(id),
         body: EventBody::Revocation(Revocation {
             target: event_id(target),
+            code: Reason::code("entered_in_error", "reason_code").expect("code"),
             reason: Reason::parse(reason, "reason").expect("reason"),
         }),
     }
@@ -823,9 +825,9 @@ async fn a_ledger_exported_from_one_backend_verifies_from_the_other() {
             "insert into ledger_entries (chain_id, seq, prev_hash, hash, kind, site_id, event_id, learner_id,
                     course_code, category, credits_cents, occurred_at_ms, recorded_at_ms, score_cents,
                     hours_cents, rule_version, refers_chain, refers_seq, target_event, reason, recognition_group,
-                    withheld_cents)
+                    withheld_cents, learner_commitment, reason_note)
              values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20,
-                    $21, $22)",
+                    $21, $22, $23, $24)",
         )
         .bind(small(r.chain_id, "chain_id"))
         .bind(r.seq)
@@ -849,6 +851,8 @@ async fn a_ledger_exported_from_one_backend_verifies_from_the_other() {
         .bind(r.reason)
         .bind(r.recognition_group)
         .bind(r.withheld_cents)
+        .bind(r.learner_commitment)
+        .bind(r.reason_note)
         .execute(&mut *tx)
         .await
         .unwrap_or_else(|e| panic!("insert entry {}: {e}", entry.position));

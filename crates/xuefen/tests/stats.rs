@@ -96,6 +96,7 @@ fn events_of(ops: &[Op]) -> Vec<Event> {
                     id: EventId::parse(format!("r{i}")).expect("id"),
                     body: EventBody::Revocation(Revocation {
                         target: target.id.clone(),
+                        code: Reason::code("recount", "reason_code").expect("code"),
                         reason: Reason::parse("recount", "reason").expect("reason"),
                     }),
                 }
@@ -148,6 +149,7 @@ async fn build(store: &dyn Store, links: &[(usize, usize)], events: &[Event]) ->
             document_kind: DocumentKind::Passport,
             document_hash: [l as u8 + 1; 32],
             name: format!("learner {l}"),
+            secret: [l as u8; 32],
         };
         store.register_learner(&new).await.expect("learner");
     }

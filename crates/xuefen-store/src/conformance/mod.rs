@@ -279,6 +279,7 @@ pub fn person(n: u8) -> NewLearner {
         document_kind: DocumentKind::Passport,
         document_hash: [n; 32],
         name: format!("Learner {n}"),
+        secret: [n.wrapping_add(0x80); 32],
     }
 }
 
@@ -325,6 +326,7 @@ pub fn revocation(site: &SiteId, id: &str, target: &str) -> Event {
         id: event_id(id),
         body: EventBody::Revocation(Revocation {
             target: event_id(target),
+            code: parse(Reason::code("entered_in_error", "reason_code")),
             reason: parse(Reason::parse("entered in error", "reason")),
         }),
     }
@@ -382,8 +384,10 @@ impl World {
     /// planner's input for the expected outcome of a batch.
     pub fn lookups(&self) -> Lookups {
         let mut l = Lookups::default();
-        for (id, acct) in self.learners.iter().zip(&self.accounts) {
+        for (i, (id, acct)) in self.learners.iter().zip(&self.accounts).enumerate() {
             l.learner_chains.insert(id.clone(), id.chain(CHAINS));
+            let n = u8::try_from(i + 1).unwrap_or(u8::MAX);
+            l.learner_secrets.insert(id.clone(), person(n).secret);
             l.accounts.insert((self.site.clone(), acct.clone()), id.clone());
         }
         for c in &self.courses {

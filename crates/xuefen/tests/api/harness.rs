@@ -272,6 +272,36 @@ impl TestApp {
         }
     }
 
+    /// Every byte of the database as it lies on disk: the SQLite file and
+    /// its WAL, or a `pg_dump` of the PostgreSQL database.
+    pub async fn raw_database_bytes(&self) -> Vec<u8> {
+        match &self.db {
+            Db::Sqlite(_, path) => {
+                let mut bytes = std::fs::read(path).expect("read the database file");
+                for suffix in ["-wal", "-shm"] {
+                    if let Ok(more) = std::fs::read(format!("{}{suffix}", path.display())) {
+                        bytes.extend(more);
+                    }
+                }
+                bytes
+            }
+            Db::Postgres(_) => {
+                let out = tokio::process::Command::new("pg_dump")
+                    .arg("--dbname")
+                    .arg(&self.database_url)
+                    .output()
+                    .await
+                    .expect("run pg_dump");
+                assert!(
+                    out.status.success(),
+                    "pg_dump: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                out.stdout
+            }
+        }
+    }
+
     /// Runs `xuefen verify` on this database and returns (exit code, stdout).
     pub async fn verify_cli(&self) -> (i32, String) {
         let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_xuefen"))
@@ -295,6 +325,12 @@ impl Drop for TestApp {
             }
         }
     }
+}
+
+/// The body of `PUT /v1/accounts/{local}` linking to `learner` with the
+/// learner's consent (their single sign-on token).
+pub fn consent(learner: &str) -> Value {
+    json!({"learner_id": learner, "consent_token": learner_token(learner, SSO_ISSUER, SSO_SECRET, 300)})
 }
 
 /// A synthetic 18-character resident ID with a correct check digit.

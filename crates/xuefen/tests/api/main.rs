@@ -9,6 +9,7 @@ mod bank;
 mod harness;
 mod hostile;
 mod pages;
+mod privacy;
 mod recognition;
 mod scenarios;
 mod xapi;

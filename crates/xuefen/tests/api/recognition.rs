@@ -49,7 +49,11 @@ async fn setup(app: &TestApp) -> Setup {
 
 async fn link(app: &TestApp, key: &str, account: &str, learner: &str) {
     let (status, body) = app
-        .put(&format!("/v1/accounts/{account}"), key, json!({"learner_id": learner}))
+        .put(
+            &format!("/v1/accounts/{account}"),
+            key,
+            crate::harness::consent(learner),
+        )
         .await;
     assert!(status.is_success(), "{body}");
 }

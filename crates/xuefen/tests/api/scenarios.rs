@@ -140,10 +140,10 @@ async fn the_same_person_registered_by_two_sites_is_one_learner(app: TestApp) {
     assert_eq!(first["learner_id"], second["learner_id"]);
     // Linking an account already linked to someone else is a conflict.
     let other = app.learner(&a, "a-2", 43).await;
-    let (status, body) = app.put("/v1/accounts/a-1", &a, json!({"learner_id": other})).await;
+    let (status, body) = app.put("/v1/accounts/a-1", &a, crate::harness::consent(&other)).await;
     assert_eq!(status, StatusCode::CONFLICT);
     assert_eq!(body["field"], "local_account");
-    let (status, body) = app.put("/v1/accounts/a-3", &a, json!({"learner_id": other})).await;
+    let (status, body) = app.put("/v1/accounts/a-3", &a, crate::harness::consent(&other)).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
 }
 
@@ -654,7 +654,7 @@ async fn the_transcript_totals_by_year_category_and_site(app: TestApp) {
     app.course(&a, "A1", "community").await;
     app.course(&b, "B1", "vocational").await;
     let learner = app.learner(&a, "a-1", 1).await;
-    let (status, _) = app.put("/v1/accounts/b-1", &b, json!({"learner_id": learner})).await;
+    let (status, _) = app.put("/v1/accounts/b-1", &b, crate::harness::consent(&learner)).await;
     assert_eq!(status, StatusCode::CREATED);
     let ev = |acct: &str, course: &str, hours: &str, at: &str| {
         let mut e = completion(acct, course, hours);
@@ -698,7 +698,7 @@ async fn the_transcript_shows_titles_and_names_and_filters_by_year_category_and_
     let (status, body) = app.put("/v1/courses/B1", &b, titled("电工基础", "vocational")).await;
     assert!(status.is_success(), "{body}");
     let learner = app.learner(&a, "a-1", 1).await;
-    let (status, _) = app.put("/v1/accounts/b-1", &b, json!({"learner_id": learner})).await;
+    let (status, _) = app.put("/v1/accounts/b-1", &b, crate::harness::consent(&learner)).await;
     assert_eq!(status, StatusCode::CREATED);
     let ev = |acct: &str, course: &str, hours: &str, at: &str| {
         let mut e = completion(acct, course, hours);
