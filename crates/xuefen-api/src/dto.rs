@@ -222,12 +222,18 @@ pub struct LearnerIn {
     pub document: DocumentIn,
     /// The registering site's own account id, linked to the learner.
     pub local_account: Option<String>,
+    /// RFC 3339: when the learner registered on the site, for a
+    /// registration older than this request (a back-fill). The statistics
+    /// count the registration in that year; the service still records when
+    /// it was told. Needs `local_account`. Absent: now.
+    pub registered_at: Option<String>,
 }
 
 pub struct LearnerParsed {
     pub name: String,
     pub document: Document,
     pub local_account: Option<LocalAccount>,
+    pub registered_at: Option<Millis>,
 }
 
 impl LearnerIn {
@@ -237,6 +243,11 @@ impl LearnerIn {
             name: text(&self.name, "name")?,
             document: Document::parse(kind, &self.document.number)?,
             local_account: self.local_account.clone().map(LocalAccount::parse).transpose()?,
+            registered_at: self
+                .registered_at
+                .as_deref()
+                .map(|v| Millis::parse_rfc3339(v, "registered_at"))
+                .transpose()?,
         })
     }
 }
@@ -252,6 +263,9 @@ pub struct LearnerOut {
 #[serde(deny_unknown_fields)]
 pub struct AccountLinkIn {
     pub learner_id: String,
+    /// RFC 3339: when the learner registered on the site, for a link older
+    /// than this request (a back-fill); counted in that year's statistics.
+    pub registered_at: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -305,6 +319,12 @@ pub struct CourseIn {
     /// statement declares no learning hours the ledger could trust. Absent:
     /// the course has none (a PUT replaces the whole declaration).
     pub activity_id: Option<String>,
+    /// How often the course may credit the same learner: `once` (the
+    /// default: a later completion is recorded as `recognised` with zero
+    /// credits, referring to the paid entry) or `per_year` (once per
+    /// calendar year in China Standard Time, by completion date). Changing
+    /// it starts a new rule version.
+    pub repeat: Option<String>,
 }
 
 impl CourseIn {
@@ -331,6 +351,12 @@ impl CourseIn {
                 .transpose()?,
             rule_version: 1,
             recognition_group: None,
+            repeat: self
+                .repeat
+                .as_deref()
+                .map(|r| xuefen_core::rule::Repeat::parse(r, "repeat"))
+                .transpose()?
+                .unwrap_or_default(),
             offered_from: self
                 .offered_from
                 .as_deref()
@@ -366,6 +392,9 @@ pub struct CourseOut {
     /// The xAPI activity IRI of the course.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub activity_id: Option<String>,
+    /// `once` or `per_year`.
+    #[serde(default)]
+    pub repeat: String,
 }
 
 impl From<&Course> for CourseOut {
@@ -388,6 +417,7 @@ impl From<&Course> for CourseOut {
             recognition_group: c.recognition_group.as_ref().map(ToString::to_string),
             offered_from: c.offered_from.map(Millis::to_rfc3339),
             activity_id: None,
+            repeat: c.repeat.as_str().to_owned(),
         }
     }
 }
@@ -504,6 +534,13 @@ pub struct EventResult {
     pub credits: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub problem: Option<Problem>,
+    /// For an accepted completion: the event id under which the site
+    /// already sent a completion of the same learner, course and
+    /// `completed_at`. The new event is recorded (with zero credits when
+    /// the course is paid already); the site should check whether it sent
+    /// one completion twice under two ids.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub likely_duplicate_of: Option<String>,
 }
 
 impl EventResult {
@@ -515,13 +552,18 @@ impl EventResult {
             entry: Some(kind.as_str().to_owned()),
             credits: Some(credits.to_string()),
             problem: None,
+            likely_duplicate_of: None,
         };
         match outcome {
             Outcome::Accepted {
                 position,
                 kind,
                 credits,
-            } => base("accepted", *position, *kind, *credits),
+                likely_duplicate_of,
+            } => Self {
+                likely_duplicate_of: likely_duplicate_of.as_ref().map(ToString::to_string),
+                ..base("accepted", *position, *kind, *credits)
+            },
             Outcome::Duplicate {
                 position,
                 kind,
@@ -534,6 +576,7 @@ impl EventResult {
                 entry: None,
                 credits: None,
                 problem: Some(conflict_problem(field, *position)),
+                likely_duplicate_of: None,
             },
             Outcome::Rejected(r) => Self::rejected(
                 event_id,
@@ -555,6 +598,7 @@ impl EventResult {
             entry: None,
             credits: None,
             problem: Some(problem),
+            likely_duplicate_of: None,
         }
     }
 }
@@ -741,11 +785,45 @@ pub struct GroupOut {
     pub group_id: String,
     pub title: String,
     pub courses: Vec<GroupCourse>,
+    /// Only in the answer to a PUT: the reversals the declaration wrote.
+    /// A learner paid for more than one of the group's courses by entries
+    /// recorded before keeps one payment (the one already in the group,
+    /// else the earliest); each other is reversed by a new entry that
+    /// carries the group and names the kept entry in its reason. Old
+    /// entries are never changed; a repeated PUT writes nothing new.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub declared: Vec<DeclaredReversal>,
+}
+
+/// A reversal written by declaring a recognition group.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct DeclaredReversal {
+    pub position: PositionOut,
+    pub site_id: String,
+    /// The event whose payment is reversed.
+    pub target_event_id: String,
+    /// Negative: the credits taken back.
+    pub credits: String,
+    /// The entry that stays paid.
+    pub refers_to: Option<PositionOut>,
+}
+
+impl DeclaredReversal {
+    pub fn from_entry(e: &xuefen_core::entry::Entry) -> Self {
+        Self {
+            position: e.position.into(),
+            site_id: e.body.site.to_string(),
+            target_event_id: e.body.target_event.as_ref().map(ToString::to_string).unwrap_or_default(),
+            credits: e.body.credits.to_string(),
+            refers_to: e.body.refers_to.map(Into::into),
+        }
+    }
 }
 
 impl From<&Group> for GroupOut {
     fn from(g: &Group) -> Self {
         Self {
+            declared: Vec::new(),
             group_id: g.id.to_string(),
             title: g.title.clone(),
             courses: g

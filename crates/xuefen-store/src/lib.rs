@@ -120,6 +120,8 @@ pub struct Course {
     pub recognition_group: Option<GroupId>,
     /// When the course was first offered; earlier completions are refused.
     pub offered_from: Option<Millis>,
+    /// How often the course may credit the same learner.
+    pub repeat: xuefen_core::rule::Repeat,
 }
 
 /// A recognition group (学分互认): equivalent courses of several sites,
@@ -231,7 +233,15 @@ pub trait Store: xapi::XapiStore + Send + Sync + 'static {
     async fn register_learner(&self, learner: &NewLearner) -> Result<(LearnerId, Written)>;
     /// Links a site's local account to a learner. Linking an account to the
     /// learner it already names is fine; to another learner is a conflict.
-    async fn link_account(&self, site: &SiteId, account: &LocalAccount, learner: &LearnerId) -> Result<Written>;
+    /// `registered_at` is when the registration happened, when it is older
+    /// than the link (a back-fill); the statistics count it in that year.
+    async fn link_account(
+        &self,
+        site: &SiteId,
+        account: &LocalAccount,
+        learner: &LearnerId,
+        registered_at: Option<Millis>,
+    ) -> Result<Written>;
     async fn learner_exists(&self, learner: &LearnerId) -> Result<bool>;
     /// Whether the site has linked the learner or posted for them.
     async fn site_knows_learner(&self, site: &SiteId, learner: &LearnerId) -> Result<bool>;
@@ -240,10 +250,13 @@ pub trait Store: xapi::XapiStore + Send + Sync + 'static {
     async fn put_course(&self, course: &Course) -> Result<(Course, Written)>;
     async fn course(&self, site: &SiteId, code: &CourseCode) -> Result<Option<Course>>;
 
-    /// Creates or replaces a recognition group and its member courses. A
-    /// course already in another group is a `Conflict` naming it. Entries
-    /// already written keep the group they were written with.
-    async fn put_group(&self, group: &Group) -> Result<Written>;
+    /// Creates or replaces a recognition group and its member courses, and
+    /// in the same transaction writes what the declaration plans
+    /// ([`xuefen_core::plan::plan_declaration`]): a reversal of every
+    /// earlier double payment among the group's courses. A course already
+    /// in another group is a `Conflict` naming it. Entries already written
+    /// are never changed. Returns the reversals written.
+    async fn put_group(&self, group: &Group, now: Millis) -> Result<(Written, Vec<Entry>)>;
     async fn group(&self, id: &GroupId) -> Result<Option<Group>>;
     /// Sets (or with `None` removes) the annual credit cap of a category.
     async fn set_cap(&self, category: &Category, annual: Option<Credits>) -> Result<()>;
