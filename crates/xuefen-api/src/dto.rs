@@ -804,8 +804,10 @@ pub struct DeclaredReversal {
     pub target_event_id: String,
     /// Negative: the credits taken back.
     pub credits: String,
-    /// The entry that stays paid.
-    pub refers_to: Option<PositionOut>,
+    /// The entry of `target_event_id` that this reversal reverses.
+    pub reverses: Option<PositionOut>,
+    /// Names the group and the entry that stays paid.
+    pub reason: String,
 }
 
 impl DeclaredReversal {
@@ -815,7 +817,8 @@ impl DeclaredReversal {
             site_id: e.body.site.to_string(),
             target_event_id: e.body.target_event.as_ref().map(ToString::to_string).unwrap_or_default(),
             credits: e.body.credits.to_string(),
-            refers_to: e.body.refers_to.map(Into::into),
+            reverses: e.body.refers_to.map(Into::into),
+            reason: e.body.reason.as_str().to_owned(),
         }
     }
 }

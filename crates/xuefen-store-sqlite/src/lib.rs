@@ -796,10 +796,10 @@ async fn declare_group(conn: &mut SqliteConnection, group: &GroupId, now: Millis
     let rows = sqlx::query(concat!(
         "select ",
         entry_columns!(),
-        " from recognition_members m
-          join ledger_entries l on l.site_id = m.site_id and l.course_code = m.course_code
-         where m.group_id = ?1
-         order by l.chain_id, l.seq"
+        " from ledger_entries
+         where (site_id, course_code) in
+               (select site_id, course_code from recognition_members where group_id = ?1)
+         order by chain_id, seq"
     ))
     .bind(group.as_str())
     .fetch_all(&mut *conn)

@@ -6,6 +6,7 @@
 mod pg;
 
 mod bank;
+mod credited_once;
 mod harness;
 mod hostile;
 mod recognition;
