@@ -6,7 +6,7 @@
 -- Table for table the schema of migrations/postgres/0005_credited_once.sql.
 
 alter table courses add column credit_repeat text not null default 'once'
-    check (credit_repeat in ('once', 'per_year'));
+    check (credit_repeat in ('once', 'per_year', 'every_completion'));
 
 create index ledger_entries_learner_course on ledger_entries (learner_id, site_id, course_code);
 create index ledger_entries_course on ledger_entries (site_id, course_code);

@@ -139,7 +139,10 @@ pub struct SiteStatusIn {
     pub status: String,
     /// Why (recorded in the alliance chain); required.
     pub reason: Option<String>,
-    /// RFC 3339: renews the agreement to this end.
+    /// RFC 3339: renews the agreement to this end. With the site's current
+    /// status (`active` → `active`, `suspended` → `suspended`) this is a
+    /// renewal: a new agreement from now to this end, recorded in the
+    /// alliance chain as its own change. Must be after now.
     pub agreement_ends_at: Option<String>,
 }
 
@@ -322,8 +325,10 @@ pub struct CourseIn {
     /// How often the course may credit the same learner: `once` (the
     /// default: a later completion is recorded as `recognised` with zero
     /// credits, referring to the paid entry) or `per_year` (once per
-    /// calendar year in China Standard Time, by completion date). Changing
-    /// it starts a new rule version.
+    /// calendar year in China Standard Time, by completion date) or
+    /// `every_completion` (each completion is distinct learning and is
+    /// credited; a re-send is still reported as a likely duplicate).
+    /// Changing it starts a new rule version.
     pub repeat: Option<String>,
 }
 
@@ -392,7 +397,7 @@ pub struct CourseOut {
     /// The xAPI activity IRI of the course.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub activity_id: Option<String>,
-    /// `once` or `per_year`.
+    /// `once`, `per_year` or `every_completion`.
     #[serde(default)]
     pub repeat: String,
 }
@@ -815,7 +820,12 @@ impl DeclaredReversal {
         Self {
             position: e.position.into(),
             site_id: e.body.site.to_string(),
-            target_event_id: e.body.target_event.as_ref().map(ToString::to_string).unwrap_or_default(),
+            target_event_id: e
+                .body
+                .target_event
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default(),
             credits: e.body.credits.to_string(),
             reverses: e.body.refers_to.map(Into::into),
             reason: e.body.reason.as_str().to_owned(),

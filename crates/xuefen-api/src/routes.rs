@@ -216,6 +216,9 @@ pub async fn set_site_status(
         .set_site_status(&id, status, ends, &act)
         .await
         .map_err(|e| match e {
+            xuefen_store::StoreError::Conflict(d) if d.starts_with("invalid_renewal") => ApiError::from(
+                Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_renewal", d).with_field("agreement_ends_at"),
+            ),
             xuefen_store::StoreError::Conflict(d) => {
                 ApiError::from(Problem::new(StatusCode::CONFLICT, "invalid_transition", d).with_field("status"))
             }

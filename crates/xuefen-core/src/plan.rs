@@ -404,7 +404,10 @@ impl Planner<'_> {
         }
         let found = match unit {
             Unit::Group(g) => self.lookups.group_entries.get(&(learner.clone(), g.clone())),
-            Unit::Course(s, c) => self.lookups.course_entries.get(&(learner.clone(), s.clone(), c.clone())),
+            Unit::Course(s, c) => self
+                .lookups
+                .course_entries
+                .get(&(learner.clone(), s.clone(), c.clone())),
         };
         found.map_or(&[], Vec::as_slice)
     }
@@ -573,7 +576,10 @@ impl Planner<'_> {
         };
         let period = terms.repeat.period(c.completed_at);
         let (kind, credits, refers_to, withheld) = match terms.assess(c.score, c.hours) {
-            Ok(Assessment::Passed(credits)) => match self.paid_entry(&learner, &unit, period) {
+            Ok(Assessment::Passed(credits)) => match self
+                .paid_entry(&learner, &unit, period)
+                .filter(|_| group.is_some() || terms.repeat.once_per_period())
+            {
                 // The course or its group is paid already: recorded, not paid again.
                 Some(paid) => (EntryKind::Recognised, Credits::ZERO, Some(paid.position), Some(credits)),
                 None => {
@@ -780,10 +786,7 @@ pub fn plan_declaration(
                 // A promotion repeats its recognised completion's key.
                 let target = t.event_id.clone();
                 let reason = Reason::parse(
-                    format!(
-                        "credited once: recognition group {group} pays entry {}",
-                        keep.position
-                    ),
+                    format!("credited once: recognition group {group} pays entry {}", keep.position),
                     "reason",
                 )
                 .unwrap_or_default();

@@ -80,32 +80,44 @@ pub enum Repeat {
     /// At most once per calendar year in China Standard Time, by the date
     /// of the completion.
     PerYearCst,
+    /// Every completion is credited (each is distinct learning, e.g. a
+    /// session credited by its hours). Declared explicitly by the site; a
+    /// re-sent completion is still reported as a likely duplicate.
+    EveryCompletion,
 }
 
 impl Repeat {
-    pub const ALL: [Repeat; 2] = [Repeat::Once, Repeat::PerYearCst];
+    pub const ALL: [Repeat; 3] = [Repeat::Once, Repeat::PerYearCst, Repeat::EveryCompletion];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Repeat::Once => "once",
             Repeat::PerYearCst => "per_year",
+            Repeat::EveryCompletion => "every_completion",
         }
     }
 
     pub fn parse(value: &str, field: &'static str) -> Result<Self, FieldError> {
-        Self::ALL
-            .into_iter()
-            .find(|r| r.as_str() == value)
-            .ok_or_else(|| FieldError::new(field, format!("`{value}` is not one of once, per_year")))
+        Self::ALL.into_iter().find(|r| r.as_str() == value).ok_or_else(|| {
+            FieldError::new(
+                field,
+                format!("`{value}` is not one of once, per_year, every_completion"),
+            )
+        })
     }
 
     /// The period a completion at `at` is credited in: `None` for the
     /// whole history, the CST year otherwise.
     pub fn period(self, at: crate::event::Millis) -> Option<i32> {
         match self {
-            Repeat::Once => None,
+            Repeat::Once | Repeat::EveryCompletion => None,
             Repeat::PerYearCst => Some(at.year_cst()),
         }
+    }
+
+    /// Whether a completion is credited once per period at all.
+    pub fn once_per_period(self) -> bool {
+        self != Repeat::EveryCompletion
     }
 }
 

@@ -479,7 +479,9 @@ fn check(ops: &[Op], cuts: &[usize]) -> Result<(), TestCaseError> {
         }
         let outcomes = store.ingest(&events[start..end]);
         for (n, outcome) in (start..end).zip(&outcomes) {
-            let original = (firsts[n].as_ref() != Some(&events[n].id)).then(|| firsts[n].clone()).flatten();
+            let original = (firsts[n].as_ref() != Some(&events[n].id))
+                .then(|| firsts[n].clone())
+                .flatten();
             match outcome {
                 Outcome::Accepted {
                     likely_duplicate_of, ..
@@ -653,15 +655,28 @@ fn a_course_is_paid_once_and_a_resend_is_reported_as_a_likely_duplicate() {
     let (events, _) = resends_of(&ops);
     let mut store = MemStore::default();
     let out = store.ingest(&events[..1]);
-    assert!(matches!(out[0], Outcome::Accepted { kind: EntryKind::Awarded, likely_duplicate_of: None, .. }));
+    assert!(matches!(
+        out[0],
+        Outcome::Accepted {
+            kind: EntryKind::Awarded,
+            likely_duplicate_of: None,
+            ..
+        }
+    ));
     let out = store.ingest(&events[1..]);
     // A second completion at another time: recorded, not paid, not a duplicate.
-    assert!(matches!(out[0], Outcome::Accepted { kind: EntryKind::Recognised, credits, likely_duplicate_of: None, .. } if credits.cents() == 0));
+    assert!(
+        matches!(out[0], Outcome::Accepted { kind: EntryKind::Recognised, credits, likely_duplicate_of: None, .. } if credits.cents() == 0)
+    );
     assert_eq!(store.ledger[1].body.refers_to, Some(store.ledger[0].position));
     assert_eq!(store.ledger[1].body.withheld.map(Credits::cents), Some(1_25));
     // The first completion again under a new id: the same, and reported.
     match &out[1] {
-        Outcome::Accepted { kind: EntryKind::Recognised, likely_duplicate_of: Some(first), .. } => {
+        Outcome::Accepted {
+            kind: EntryKind::Recognised,
+            likely_duplicate_of: Some(first),
+            ..
+        } => {
             assert_eq!(first.as_str(), "e0");
         }
         other => panic!("{other:?}"),
@@ -671,9 +686,24 @@ fn a_course_is_paid_once_and_a_resend_is_reported_as_a_likely_duplicate() {
 #[test]
 fn a_repeatable_course_is_paid_once_per_cst_year() {
     let ops = [
-        Op::Complete { learner: 0, course: 6, date: 0, passes: true },
-        Op::Complete { learner: 0, course: 6, date: 0, passes: true },
-        Op::Complete { learner: 0, course: 6, date: 1, passes: true },
+        Op::Complete {
+            learner: 0,
+            course: 6,
+            date: 0,
+            passes: true,
+        },
+        Op::Complete {
+            learner: 0,
+            course: 6,
+            date: 0,
+            passes: true,
+        },
+        Op::Complete {
+            learner: 0,
+            course: 6,
+            date: 1,
+            passes: true,
+        },
     ];
     let mut store = MemStore::default();
     let out = store.ingest(&events_of(&ops));

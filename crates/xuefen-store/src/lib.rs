@@ -392,14 +392,37 @@ pub fn site_transition(
     agreement_ends_at: Option<Millis>,
     act: &SiteAct,
 ) -> Result<(Site, xuefen_core::site_log::SiteChange)> {
-    if !current.status.may_move_to(status) {
+    // A renewal: the same status (active or suspended) with a new
+    // agreement end. The new agreement starts with the act, and the
+    // change is recorded like any other.
+    let renewal = status == current.status
+        && matches!(status, SiteStatus::Active | SiteStatus::Suspended)
+        && agreement_ends_at.is_some();
+    if !renewal && !current.status.may_move_to(status) {
         return Err(StoreError::Conflict(format!(
-            "invalid_transition: a {} site cannot become {status}",
-            current.status
+            "invalid_transition: a {} site cannot become {status}{}",
+            current.status,
+            if status == current.status {
+                " (a renewal keeps the status and gives a new agreement_ends_at)"
+            } else {
+                ""
+            }
         )));
+    }
+    if let Some(end) = agreement_ends_at
+        && end <= act.at
+    {
+        return Err(StoreError::Conflict(
+            "invalid_renewal: agreement_ends_at must be after now".into(),
+        ));
     }
     let next = Site {
         status,
+        agreement_starts_at: if renewal {
+            Some(act.at)
+        } else {
+            current.agreement_starts_at
+        },
         agreement_ends_at: agreement_ends_at.or(current.agreement_ends_at),
         ..current.clone()
     };
@@ -410,4 +433,20 @@ pub fn site_transition(
         ..next
     };
     Ok((site, change))
+}
+
+/// A site's standing against its agreement at `now`: `pending`,
+/// `suspended` and `terminated` are its status; an active site is `active`
+/// within its agreement, `not_started` before it and `expired` after it.
+pub fn agreement_standing(site: &Site, now: Millis) -> &'static str {
+    match site.status {
+        SiteStatus::Active => match (site.agreement_starts_at, site.agreement_ends_at) {
+            (Some(start), _) if now < start => "not_started",
+            (_, Some(end)) if now >= end => "expired",
+            _ => "active",
+        },
+        SiteStatus::Pending => "pending",
+        SiteStatus::Suspended => "suspended",
+        SiteStatus::Terminated => "terminated",
+    }
 }

@@ -340,7 +340,10 @@ impl World {
         for i in 0..n {
             let (id, _) = store.register_learner(&person(i + 1)).await.expect("register learner");
             let acct = account(&format!("u-{i}"));
-            store.link_account(&site_id, &acct, &id, None).await.expect("link account");
+            store
+                .link_account(&site_id, &acct, &id, None)
+                .await
+                .expect("link account");
             learners.push(id);
             accounts.push(acct);
         }

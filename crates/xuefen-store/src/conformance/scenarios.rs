@@ -644,7 +644,10 @@ pub async fn rejected_items_write_nothing_and_a_corrected_retry_is_judged_afresh
 
     // Corrected: the account gets linked, the course named rightly, the
     // date fixed. The same keys are now accepted.
-    store.link_account(s, &unlinked, &w.learners[1], None).await.expect("link");
+    store
+        .link_account(s, &unlinked, &w.learners[1], None)
+        .await
+        .expect("link");
     let corrected = [
         completion(s, "e0", LearnerRef::Account(unlinked), 10_00),
         completion(s, "e2", w.by_id(0), 10_00),

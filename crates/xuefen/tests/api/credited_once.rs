@@ -44,10 +44,16 @@ async fn a_course_pays_once_and_a_resent_completion_is_reported_as_a_likely_dupl
     let (status, out) = app.post("/v1/events", &key, batch).await;
     assert_eq!(status, StatusCode::OK, "{out}");
     let r = &out["results"];
-    assert_eq!((r[0]["entry"].clone(), r[0]["credits"].clone()), (json!("awarded"), json!("6.00")));
+    assert_eq!(
+        (r[0]["entry"].clone(), r[0]["credits"].clone()),
+        (json!("awarded"), json!("6.00"))
+    );
     assert!(r[0].get("likely_duplicate_of").is_none(), "{out}");
     assert_eq!(r[1]["status"], "accepted", "{out}");
-    assert_eq!((r[1]["entry"].clone(), r[1]["credits"].clone()), (json!("recognised"), json!("0.00")));
+    assert_eq!(
+        (r[1]["entry"].clone(), r[1]["credits"].clone()),
+        (json!("recognised"), json!("0.00"))
+    );
     assert_eq!(r[1]["likely_duplicate_of"], "twice-a", "{out}");
     // The second entry refers to the paid one and says what it withheld.
     let (_, entry) = app.get("/v1/events/twice-b", &key).await;
@@ -56,13 +62,19 @@ async fn a_course_pays_once_and_a_resent_completion_is_reported_as_a_likely_dupl
     // Another completion of the course, later, in another batch and under
     // PUT: recorded, not paid, and not a likely duplicate.
     let (status, later) = app
-        .put("/v1/events/again-1", &key, done("again-1", "u1", "C6", "2026-05-01T10:00:00Z"))
+        .put(
+            "/v1/events/again-1",
+            &key,
+            done("again-1", "u1", "C6", "2026-05-01T10:00:00Z"),
+        )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{later}");
     assert_eq!(later["entry"], "recognised");
     assert!(later.get("likely_duplicate_of").is_none(), "{later}");
     // The re-send again in a later batch: still reported.
-    let (_, out) = app.post("/v1/events", &key, json!([done("twice-c", "u1", "C6", at)])).await;
+    let (_, out) = app
+        .post("/v1/events", &key, json!([done("twice-c", "u1", "C6", at)]))
+        .await;
     assert_eq!(out["results"][0]["likely_duplicate_of"], "twice-a", "{out}");
     assert_eq!(total(&app, &learner).await, "6.00");
     // Revoking the paid completion pays the next recognised one instead.
@@ -92,9 +104,13 @@ async fn a_repeatable_course_pays_once_per_cst_year(app: TestApp) {
         .collect();
     assert_eq!(kinds, ["awarded", "recognised", "awarded"], "{out}");
     assert_eq!(total(&app, &learner).await, "4.00");
-    let bad = json!({"title": "t", "category": "community", "rule": {"kind": "fixed", "credits": "1"}, "repeat": "weekly"});
+    let bad =
+        json!({"title": "t", "category": "community", "rule": {"kind": "fixed", "credits": "1"}, "repeat": "weekly"});
     let (status, problem) = app.put("/v1/courses/Y3", &key, bad).await;
-    assert_eq!((status, problem["field"].clone()), (StatusCode::UNPROCESSABLE_ENTITY, json!("repeat")));
+    assert_eq!(
+        (status, problem["field"].clone()),
+        (StatusCode::UNPROCESSABLE_ENTITY, json!("repeat"))
+    );
 }
 
 async fn declaring_a_group_after_the_fact_reverses_the_second_payment_by_a_new_entry(app: TestApp) {
@@ -103,9 +119,7 @@ async fn declaring_a_group_after_the_fact_reverses_the_second_payment_by_a_new_e
     course(&app, &a, "A1", "2", None).await;
     course(&app, &b, "B1", "3", None).await;
     let learner = app.learner(&a, "u1", 1).await;
-    let (status, body) = app
-        .put("/v1/accounts/v1", &b, json!({"learner_id": learner}))
-        .await;
+    let (status, body) = app.put("/v1/accounts/v1", &b, json!({"learner_id": learner})).await;
     assert!(status.is_success(), "{body}");
     let (_, first) = app
         .put("/v1/events/a-1", &a, done("a-1", "u1", "A1", "2026-03-01T10:00:00Z"))
@@ -113,7 +127,10 @@ async fn declaring_a_group_after_the_fact_reverses_the_second_payment_by_a_new_e
     let (_, second) = app
         .put("/v1/events/b-1", &b, done("b-1", "v1", "B1", "2026-04-01T10:00:00Z"))
         .await;
-    assert_eq!((first["entry"].clone(), second["entry"].clone()), (json!("awarded"), json!("awarded")));
+    assert_eq!(
+        (first["entry"].clone(), second["entry"].clone()),
+        (json!("awarded"), json!("awarded"))
+    );
     assert_eq!(total(&app, &learner).await, "5.00");
     let entries_before = app.scalar("select count(*) from ledger_entries").await;
 
@@ -129,9 +146,15 @@ async fn declaring_a_group_after_the_fact_reverses_the_second_payment_by_a_new_e
     assert!(declared[0]["reason"].as_str().expect("reason").contains("g1"), "{out}");
     assert_eq!(total(&app, &learner).await, "2.00");
     // Old entries unchanged, one new one; the ledger still verifies.
-    assert_eq!(app.scalar("select count(*) from ledger_entries").await, entries_before + 1);
+    assert_eq!(
+        app.scalar("select count(*) from ledger_entries").await,
+        entries_before + 1
+    );
     let (_, b1) = app.get("/v1/events/b-1", &b).await;
-    assert_eq!((b1["kind"].clone(), b1["credits"].clone()), (json!("awarded"), json!("3.00")));
+    assert_eq!(
+        (b1["kind"].clone(), b1["credits"].clone()),
+        (json!("awarded"), json!("3.00"))
+    );
     let (code, report) = app.verify_cli().await;
     assert_eq!(code, 0, "{report}");
 
@@ -139,7 +162,10 @@ async fn declaring_a_group_after_the_fact_reverses_the_second_payment_by_a_new_e
     let (status, again) = app.put("/v1/recognition-groups/g1", &app.admin, group).await;
     assert_eq!(status, StatusCode::OK, "{again}");
     assert!(again.get("declared").is_none(), "{again}");
-    assert_eq!(app.scalar("select count(*) from ledger_entries").await, entries_before + 1);
+    assert_eq!(
+        app.scalar("select count(*) from ledger_entries").await,
+        entries_before + 1
+    );
     // A later completion of either course is recognised against the kept payment.
     let (_, later) = app
         .put("/v1/events/b-2", &b, done("b-2", "v1", "B1", "2026-06-01T10:00:00Z"))

@@ -9,6 +9,8 @@ mod bank;
 mod credited_once;
 mod harness;
 mod hostile;
+mod import;
 mod recognition;
+mod renewal;
 mod scenarios;
 mod xapi;
