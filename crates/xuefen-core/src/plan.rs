@@ -305,7 +305,7 @@ pub fn plan(events: &[Event], now: Millis, lookups: &Lookups) -> Plan {
 /// The entry that currently pays a unit in `period` (`None`: any period)
 /// within `history`: a paying entry that no reversal refers to. At most
 /// one exists per period.
-fn paid_in<'h>(history: &'h [Entry], period: impl Fn(&Entry) -> bool) -> Option<&'h Entry> {
+fn paid_in(history: &[Entry], period: impl Fn(&Entry) -> bool) -> Option<&Entry> {
     let reversed: HashSet<Position> = history
         .iter()
         .filter(|e| e.body.kind == EntryKind::Reversal)
