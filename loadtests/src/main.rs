@@ -465,9 +465,9 @@ async fn run(cfg: &Config, cluster: &mut Cluster, dir: &Path) -> Result<()> {
         .fetch_one(&svc_pool)
         .await?;
     // Every statement was a credited completion: one entry each.
-    let expected = r.counts.accepted + single_accepted + x.counts.accepted;
+    let expected = r.counts.accepted + single_accepted + x.counts.accepted + n as u64;
     check(stored as u64 == expected, || {
-        format!("ledger holds {stored} entries, the service accepted {expected} (xAPI included)")
+        format!("ledger holds {stored} entries, the service accepted {expected} (xAPI and import included)")
     })?;
     svc_pool.close().await;
     srv.stop().await;
