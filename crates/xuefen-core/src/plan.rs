@@ -125,28 +125,46 @@ pub fn group_keys(events: &[Event], lookups: &Lookups) -> BTreeSet<(LearnerId, G
     keys
 }
 
+/// A learner's history of one course to load: every entry (`None`), or
+/// only the entries dated at one instant (`Some`: a course that credits
+/// every completion needs no more, to report a re-sent completion).
+pub type CourseKey = (LearnerId, SiteId, CourseCode, Option<Millis>);
+
 /// The learners and courses whose history the planner needs (a course is
 /// credited once per learner, or once per period when repeatable): those of
 /// the batch's completions and of the entries its revocations target. A
 /// store loads [`Lookups::course_entries`] for exactly these, after the
-/// learners, courses and keyed entries.
-pub fn course_keys(events: &[Event], lookups: &Lookups) -> BTreeSet<(LearnerId, SiteId, CourseCode)> {
-    let mut keys = BTreeSet::new();
+/// learners, courses and keyed entries: for a key with an instant, only the
+/// entries of the learner and course dated then.
+pub fn course_keys(events: &[Event], lookups: &Lookups) -> BTreeSet<CourseKey> {
+    let mut whole: BTreeSet<(LearnerId, SiteId, CourseCode)> = BTreeSet::new();
+    let mut at: BTreeSet<CourseKey> = BTreeSet::new();
     for e in events {
         match &e.body {
             EventBody::Completion(c) => {
-                if let Some(l) = lookups.learner_of(&e.site, &c.learner) {
-                    keys.insert((l, e.site.clone(), c.course.clone()));
+                let Some(l) = lookups.learner_of(&e.site, &c.learner) else {
+                    continue;
+                };
+                let every = lookups
+                    .courses
+                    .get(&(e.site.clone(), c.course.clone()))
+                    .is_some_and(|t| t.recognition_group.is_none() && !t.repeat.once_per_period());
+                if every {
+                    at.insert((l, e.site.clone(), c.course.clone(), Some(c.completed_at)));
+                } else {
+                    whole.insert((l, e.site.clone(), c.course.clone()));
                 }
             }
             EventBody::Revocation(r) => {
                 if let Some(t) = lookups.entries.get(&(e.site.clone(), r.target.clone())) {
-                    keys.insert((t.body.learner.clone(), t.body.site.clone(), t.body.course.clone()));
+                    whole.insert((t.body.learner.clone(), t.body.site.clone(), t.body.course.clone()));
                 }
             }
         }
     }
-    keys
+    at.retain(|(l, s, c, _)| !whole.contains(&(l.clone(), s.clone(), c.clone())));
+    at.extend(whole.into_iter().map(|(l, s, c)| (l, s, c, None)));
+    at
 }
 
 /// The courses of the entries the batch's revocations target that the

@@ -282,14 +282,18 @@ impl MemStore {
                 .collect();
             l.group_entries.insert((learner, group), history);
         }
-        for (learner, site, course) in course_keys(events, &l) {
+        for (learner, site, course, at) in course_keys(events, &l) {
             let history: Vec<Entry> = self
                 .ledger
                 .iter()
                 .filter(|e| e.body.learner == learner && e.body.site == site && e.body.course == course)
+                .filter(|e| at.is_none_or(|t| e.body.occurred_at == t))
                 .cloned()
                 .collect();
-            l.course_entries.insert((learner, site, course), history);
+            l.course_entries
+                .entry((learner, site, course))
+                .or_default()
+                .extend(history);
         }
         for (learner, category, year) in cap_keys(events, &l) {
             let sum: Credits = self

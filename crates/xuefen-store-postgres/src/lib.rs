@@ -744,35 +744,42 @@ async fn group_entries(
     Ok(out)
 }
 
-/// Every entry of each (learner, site, course), in sequence order.
+/// Every entry of each (learner, site, course), or those dated at the
+/// key's instant, in sequence order.
 async fn course_entries(
     tx: &mut Transaction<'_, Postgres>,
-    keys: &BTreeSet<(LearnerId, SiteId, CourseCode)>,
+    keys: &BTreeSet<plan::CourseKey>,
 ) -> std::result::Result<HashMap<(LearnerId, SiteId, CourseCode), Vec<Entry>>, sqlx::Error> {
-    let mut out: HashMap<(LearnerId, SiteId, CourseCode), Vec<Entry>> =
-        keys.iter().map(|k| (k.clone(), Vec::new())).collect();
+    let mut out: HashMap<(LearnerId, SiteId, CourseCode), Vec<Entry>> = keys
+        .iter()
+        .map(|(l, s, c, _)| ((l.clone(), s.clone(), c.clone()), Vec::new()))
+        .collect();
     if keys.is_empty() {
         return Ok(out);
     }
     let mut learners = Vec::with_capacity(keys.len());
     let mut sites = Vec::with_capacity(keys.len());
     let mut courses = Vec::with_capacity(keys.len());
-    for (l, s, c) in keys {
+    let mut ats: Vec<Option<i64>> = Vec::with_capacity(keys.len());
+    for (l, s, c, at) in keys {
         learners.push(l.as_str());
         sites.push(s.as_str());
         courses.push(c.as_str());
+        ats.push(at.map(|m| m.0));
     }
     let rows = sqlx::query(concat!(
         "select ",
         entry_columns!(),
         " from ledger_entries l
-           join unnest($1::text[], $2::text[], $3::text[]) as k(k_learner, k_site, k_course)
+           join unnest($1::text[], $2::text[], $3::text[], $4::bigint[]) as k(k_learner, k_site, k_course, k_at)
              on l.learner_id = k.k_learner and l.site_id = k.k_site and l.course_code = k.k_course
+            and (k.k_at is null or l.occurred_at_ms = k.k_at)
           order by l.chain_id, l.seq"
     ))
     .bind(&learners)
     .bind(&sites)
     .bind(&courses)
+    .bind(&ats)
     .fetch_all(&mut **tx)
     .await?;
     for row in &rows {

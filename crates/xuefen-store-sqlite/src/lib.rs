@@ -483,15 +483,18 @@ async fn group_entries(
     Ok(out)
 }
 
-/// Every entry of each (learner, site, course), in sequence order.
+/// Every entry of each (learner, site, course), or those dated at the
+/// key's instant, in sequence order.
 async fn course_entries(
     conn: &mut SqliteConnection,
-    keys: &BTreeSet<(LearnerId, SiteId, CourseCode)>,
+    keys: &BTreeSet<plan::CourseKey>,
 ) -> Result<HashMap<(LearnerId, SiteId, CourseCode), Vec<Entry>>> {
-    let mut out: HashMap<(LearnerId, SiteId, CourseCode), Vec<Entry>> =
-        keys.iter().map(|k| (k.clone(), Vec::new())).collect();
-    let keys: Vec<&(LearnerId, SiteId, CourseCode)> = keys.iter().collect();
-    for chunk in keys.chunks(PARAMS_PER_STATEMENT_MAX / 3) {
+    let mut out: HashMap<(LearnerId, SiteId, CourseCode), Vec<Entry>> = keys
+        .iter()
+        .map(|(l, s, c, _)| ((l.clone(), s.clone(), c.clone()), Vec::new()))
+        .collect();
+    let keys: Vec<&plan::CourseKey> = keys.iter().collect();
+    for chunk in keys.chunks(PARAMS_PER_STATEMENT_MAX / 4) {
         let sql = format!(
             concat!(
                 "select ",
@@ -499,13 +502,18 @@ async fn course_entries(
                 " from (values {}) as k
                   join ledger_entries l on l.learner_id = k.column1 and l.site_id = k.column2
                    and l.course_code = k.column3
+                   and (k.column4 is null or l.occurred_at_ms = k.column4)
                  order by l.chain_id, l.seq"
             ),
-            tuples(chunk.len(), 3)
+            tuples(chunk.len(), 4)
         );
         let mut q = sqlx::query(&sql).persistent(REUSE_DYNAMIC_STATEMENTS);
-        for (learner, site, course) in chunk {
-            q = q.bind(learner.as_str()).bind(site.as_str()).bind(course.as_str());
+        for (learner, site, course, at) in chunk {
+            q = q
+                .bind(learner.as_str())
+                .bind(site.as_str())
+                .bind(course.as_str())
+                .bind(at.map(|m| m.0));
         }
         for row in q.fetch_all(&mut *conn).await.map_err(db)? {
             let e = entry_from_row(&row)?;

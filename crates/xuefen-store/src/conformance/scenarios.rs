@@ -1469,8 +1469,8 @@ pub async fn heads_follow_the_last_entry_of_every_chain<B: Backend>(db: &B) {
             })
             .collect();
         let keys = plan::course_keys(&batch, &lookups);
-        for k in keys {
-            lookups.course_entries.entry(k).or_default();
+        for (l, s, c, _) in keys {
+            lookups.course_entries.entry((l, s, c)).or_default();
         }
         let expected = plan::plan(&batch, NOW, &lookups);
         assert_eq!(store.ingest(&batch, NOW).await.expect("ingest"), expected.outcomes);
