@@ -174,7 +174,7 @@ fn per_hours(site: &str, code: &str, category: &str, hours_per_credit: i64, cap:
         rule_version: 1,
         recognition_group: None,
         offered_from: None,
-        repeat: Default::default(),
+        repeat: xuefen_core::rule::Repeat::EveryCompletion,
     }
 }
 
@@ -191,7 +191,7 @@ fn fixed(site: &str, code: &str, category: &str, credits: i64, pass_mark: Option
         rule_version: 1,
         recognition_group: None,
         offered_from: None,
-        repeat: Default::default(),
+        repeat: xuefen_core::rule::Repeat::EveryCompletion,
     }
 }
 
