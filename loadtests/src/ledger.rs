@@ -40,6 +40,9 @@ impl BenchCourse {
             "title": "Benchmark course",
             "category": self.category.as_str(),
             "rule": {"kind": "per_hours", "hours_per_credit": "8", "cap": "4"},
+            // Each benchmark completion is a paid session, as the sealed
+            // baseline rows assume (a course is otherwise credited once).
+            "repeat": "every_completion",
         })
     }
 

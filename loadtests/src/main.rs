@@ -321,6 +321,66 @@ async fn run(cfg: &Config, cluster: &mut Cluster, dir: &Path) -> Result<()> {
         format!("duplicates sent {} of {} batches", d.sent, sent_batches.len())
     })?;
 
+    // ---------------------------------------------------------------- import
+    // `xuefen import` back-fills as many events (new ids, same shape) from
+    // an NDJSON file, in batches of the batch's size, `clients` at a time.
+    let n = posted;
+    let file = dir.join("import.ndjson");
+    let mut text = String::with_capacity(n * 200);
+    for j in 0..n {
+        let learner = learners
+            .get(learner_of(SEED + 1, j as u64, learners.len()))
+            .context("no learners")?;
+        let mut v = event_json(&course, &format!("i-{j}"), &learner.account, SEED + 1, j as u64, true);
+        if let Some(o) = v.as_object_mut() {
+            o.insert("type".into(), "event".into());
+        }
+        text.push_str(&v.to_string());
+        text.push('\n');
+    }
+    std::fs::write(&file, text).context("write the import file")?;
+    let cpu = CpuSnapshot::take(srv.pid);
+    let t = Instant::now();
+    let out = tokio::process::Command::new(&cfg.bin)
+        .arg("import")
+        .arg(&file)
+        .args([
+            "--quiet",
+            "--batch",
+            &CHUNK.to_string(),
+            "--jobs",
+            &cfg.clients.to_string(),
+            "--url",
+        ])
+        .arg(&srv.base)
+        .env("XUEFEN_SITE_KEY", &api.site_key)
+        .output();
+    let out = tokio::time::timeout(cfg.scenario_limit * 2, out)
+        .await
+        .context("xuefen import timed out")?
+        .context("run xuefen import")?;
+    let took = t.elapsed();
+    let cpu = CpuSnapshot::take(srv.pid).since(&cpu);
+    check(out.status.success(), || {
+        format!(
+            "xuefen import failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })?;
+    let import_rate = rate(n as u64, took);
+    line!(
+        "import events_per_s={import_rate:.0} ratio_to_batch={:.2} jobs={} batch={CHUNK} events={n} elapsed_s={:.2}",
+        if batch_rate > 0.0 {
+            import_rate / batch_rate
+        } else {
+            0.0
+        },
+        cfg.clients,
+        took.as_secs_f64()
+    );
+    line!("cpu scenario=import wall_s={:.2} {cpu}", took.as_secs_f64());
+
     // ---------------------------------------------------------------- xapi
     // The same number of completions through the xAPI door, in POST arrays
     // of the batch's size, each credited on the same ledger.
@@ -436,9 +496,9 @@ async fn run(cfg: &Config, cluster: &mut Cluster, dir: &Path) -> Result<()> {
         .fetch_one(&svc_pool)
         .await?;
     // Every statement was a credited completion: one entry each.
-    let expected = r.counts.accepted + single_accepted + x.counts.accepted;
+    let expected = r.counts.accepted + single_accepted + x.counts.accepted + n as u64;
     check(stored as u64 == expected, || {
-        format!("ledger holds {stored} entries, the service accepted {expected} (xAPI included)")
+        format!("ledger holds {stored} entries, the service accepted {expected} (xAPI and import included)")
     })?;
     svc_pool.close().await;
     srv.stop().await;

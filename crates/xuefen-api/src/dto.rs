@@ -139,7 +139,10 @@ pub struct SiteStatusIn {
     pub status: String,
     /// Why (recorded in the alliance chain); required.
     pub reason: Option<String>,
-    /// RFC 3339: renews the agreement to this end.
+    /// RFC 3339: renews the agreement to this end. With the site's current
+    /// status (`active` → `active`, `suspended` → `suspended`) this is a
+    /// renewal: a new agreement from now to this end, recorded in the
+    /// alliance chain as its own change. Must be after now.
     pub agreement_ends_at: Option<String>,
 }
 
@@ -222,12 +225,18 @@ pub struct LearnerIn {
     pub document: DocumentIn,
     /// The registering site's own account id, linked to the learner.
     pub local_account: Option<String>,
+    /// RFC 3339: when the learner registered on the site, for a
+    /// registration older than this request (a back-fill). The statistics
+    /// count the registration in that year; the service still records when
+    /// it was told. Needs `local_account`. Absent: now.
+    pub registered_at: Option<String>,
 }
 
 pub struct LearnerParsed {
     pub name: String,
     pub document: Document,
     pub local_account: Option<LocalAccount>,
+    pub registered_at: Option<Millis>,
 }
 
 impl LearnerIn {
@@ -237,6 +246,11 @@ impl LearnerIn {
             name: text(&self.name, "name")?,
             document: Document::parse(kind, &self.document.number)?,
             local_account: self.local_account.clone().map(LocalAccount::parse_input).transpose()?,
+            registered_at: self
+                .registered_at
+                .as_deref()
+                .map(|v| Millis::parse_rfc3339(v, "registered_at"))
+                .transpose()?,
         })
     }
 }
@@ -270,6 +284,9 @@ pub struct AccountLinkIn {
     /// Real name, with `document`: the full real-name data of the person.
     pub name: Option<String>,
     pub document: Option<DocumentIn>,
+    /// RFC 3339: when the learner registered on the site, for a link older
+    /// than this request (a back-fill); counted in that year's statistics.
+    pub registered_at: Option<String>,
 }
 
 /// An account link request, checked for its shape.
@@ -363,6 +380,14 @@ pub struct CourseIn {
     /// statement declares no learning hours the ledger could trust. Absent:
     /// the course has none (a PUT replaces the whole declaration).
     pub activity_id: Option<String>,
+    /// How often the course may credit the same learner: `once` (the
+    /// default: a later completion is recorded as `recognised` with zero
+    /// credits, referring to the paid entry) or `per_year` (once per
+    /// calendar year in China Standard Time, by completion date) or
+    /// `every_completion` (each completion is distinct learning and is
+    /// credited; a re-send is still reported as a likely duplicate).
+    /// Changing it starts a new rule version.
+    pub repeat: Option<String>,
 }
 
 impl CourseIn {
@@ -389,6 +414,12 @@ impl CourseIn {
                 .transpose()?,
             rule_version: 1,
             recognition_group: None,
+            repeat: self
+                .repeat
+                .as_deref()
+                .map(|r| xuefen_core::rule::Repeat::parse(r, "repeat"))
+                .transpose()?
+                .unwrap_or_default(),
             offered_from: self
                 .offered_from
                 .as_deref()
@@ -424,6 +455,9 @@ pub struct CourseOut {
     /// The xAPI activity IRI of the course.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub activity_id: Option<String>,
+    /// `once`, `per_year` or `every_completion`.
+    #[serde(default)]
+    pub repeat: String,
 }
 
 impl From<&Course> for CourseOut {
@@ -446,6 +480,7 @@ impl From<&Course> for CourseOut {
             recognition_group: c.recognition_group.as_ref().map(ToString::to_string),
             offered_from: c.offered_from.map(Millis::to_rfc3339),
             activity_id: None,
+            repeat: c.repeat.as_str().to_owned(),
         }
     }
 }
@@ -573,6 +608,13 @@ pub struct EventResult {
     pub credits: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub problem: Option<Problem>,
+    /// For an accepted completion: the event id under which the site
+    /// already sent a completion of the same learner, course and
+    /// `completed_at`. The new event is recorded (with zero credits when
+    /// the course is paid already); the site should check whether it sent
+    /// one completion twice under two ids.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub likely_duplicate_of: Option<String>,
 }
 
 impl EventResult {
@@ -584,13 +626,18 @@ impl EventResult {
             entry: Some(kind.as_str().to_owned()),
             credits: Some(credits.to_string()),
             problem: None,
+            likely_duplicate_of: None,
         };
         match outcome {
             Outcome::Accepted {
                 position,
                 kind,
                 credits,
-            } => base("accepted", *position, *kind, *credits),
+                likely_duplicate_of,
+            } => Self {
+                likely_duplicate_of: likely_duplicate_of.as_ref().map(ToString::to_string),
+                ..base("accepted", *position, *kind, *credits)
+            },
             Outcome::Duplicate {
                 position,
                 kind,
@@ -603,6 +650,7 @@ impl EventResult {
                 entry: None,
                 credits: None,
                 problem: Some(conflict_problem(field, *position)),
+                likely_duplicate_of: None,
             },
             Outcome::Rejected(r) => Self::rejected(
                 event_id,
@@ -624,6 +672,7 @@ impl EventResult {
             entry: None,
             credits: None,
             problem: Some(problem),
+            likely_duplicate_of: None,
         }
     }
 }
@@ -810,11 +859,53 @@ pub struct GroupOut {
     pub group_id: String,
     pub title: String,
     pub courses: Vec<GroupCourse>,
+    /// Only in the answer to a PUT: the reversals the declaration wrote.
+    /// A learner paid for more than one of the group's courses by entries
+    /// recorded before keeps one payment (the one already in the group,
+    /// else the earliest); each other is reversed by a new entry that
+    /// carries the group and names the kept entry in its reason. Old
+    /// entries are never changed; a repeated PUT writes nothing new.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub declared: Vec<DeclaredReversal>,
+}
+
+/// A reversal written by declaring a recognition group.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct DeclaredReversal {
+    pub position: PositionOut,
+    pub site_id: String,
+    /// The event whose payment is reversed.
+    pub target_event_id: String,
+    /// Negative: the credits taken back.
+    pub credits: String,
+    /// The entry of `target_event_id` that this reversal reverses.
+    pub reverses: Option<PositionOut>,
+    /// Names the group and the entry that stays paid.
+    pub reason: String,
+}
+
+impl DeclaredReversal {
+    pub fn from_entry(e: &xuefen_core::entry::Entry) -> Self {
+        Self {
+            position: e.position.into(),
+            site_id: e.body.site.to_string(),
+            target_event_id: e
+                .body
+                .target_event
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default(),
+            credits: e.body.credits.to_string(),
+            reverses: e.body.refers_to.map(Into::into),
+            reason: e.body.reason.as_str().to_owned(),
+        }
+    }
 }
 
 impl From<&Group> for GroupOut {
     fn from(g: &Group) -> Self {
         Self {
+            declared: Vec::new(),
             group_id: g.id.to_string(),
             title: g.title.clone(),
             courses: g

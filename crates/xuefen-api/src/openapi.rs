@@ -85,7 +85,7 @@ impl Modify for Security {
     components(schemas(
         Problem, PositionOut, SiteIn, SiteOut, SiteStatusIn, KeyOut, SiteCreated, DocumentIn, LearnerIn, LearnerOut,
         AccountLinkIn, AccountLinkOut, ErasureOut, RuleIn, CourseIn, CourseOut, LearnerRefIn, EventIn, EventResult, BatchOut,
-        EntryOut, TotalsOut, TranscriptOut, GroupCourse, GroupIn, GroupOut, CapIn, CapOut, SiteChangeOut, StandingOut, SiteStatsOut,
+        EntryOut, TotalsOut, TranscriptOut, GroupCourse, GroupIn, GroupOut, DeclaredReversal, CapIn, CapOut, SiteChangeOut, StandingOut, SiteStatsOut,
 
         bank::ProofOut, bank::DepositOut, bank::DepositPageOut,
         bank::PublicKeyOut, bank::DecisionIn, bank::AckIn, bank::AcksIn, bank::AckResult, bank::AcksOut,

@@ -218,6 +218,9 @@ pub async fn set_site_status(
         .set_site_status(&id, status, ends, &act)
         .await
         .map_err(|e| match e {
+            xuefen_store::StoreError::Conflict(d) if d.starts_with("invalid_renewal") => ApiError::from(
+                Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_renewal", d).with_field("agreement_ends_at"),
+            ),
             xuefen_store::StoreError::Conflict(d) => {
                 ApiError::from(Problem::new(StatusCode::CONFLICT, "invalid_transition", d).with_field("status"))
             }
@@ -245,6 +248,22 @@ pub async fn list_site_changes(
     state.store.site(&id).await?.ok_or(xuefen_store::StoreError::NotFound)?;
     let changes = state.store.site_changes(&id).await?;
     Ok(Json(changes.iter().map(SiteChangeOut::from).collect()))
+}
+
+/// `registered_at` of a registration or account link: RFC 3339, from
+/// 2000-01-01 up to now (plus the usual clock skew).
+fn parse_registered_at(value: Option<&str>) -> ApiResult<Option<xuefen_core::event::Millis>> {
+    let Some(value) = value else { return Ok(None) };
+    let at = xuefen_core::event::Millis::parse_rfc3339(value, "registered_at").map_err(|e| Problem::invalid(&e))?;
+    let late = now().0.saturating_add(xuefen_core::limits::COMPLETED_AT_FUTURE_SKEW_MS);
+    if at.0 < xuefen_core::limits::COMPLETED_AT_MIN_MS || at.0 > late {
+        return Err(Problem::invalid(&xuefen_core::FieldError::new(
+            "registered_at",
+            "must be between 2000-01-01 and now",
+        ))
+        .into());
+    }
+    Ok(Some(at))
 }
 
 fn now() -> xuefen_core::event::Millis {
@@ -300,6 +319,14 @@ pub async fn register_learner(
     ApiJson(input): ApiJson<LearnerIn>,
 ) -> ApiResult<Response> {
     let parsed = input.parse()?;
+    let registered_at = parse_registered_at(input.registered_at.as_deref())?;
+    if registered_at.is_some() && parsed.local_account.is_none() {
+        return Err(Problem::invalid(&xuefen_core::FieldError::new(
+            "registered_at",
+            "dates a site's registration, so it needs `local_account`",
+        ))
+        .into());
+    }
     let site = match (&caller.principal, &parsed.local_account) {
         (Principal::Site(site), _) => Some(site.clone()),
         (Principal::Admin, None) => None,
@@ -330,7 +357,7 @@ pub async fn register_learner(
     if let (Some(site), Some(account)) = (site, parsed.local_account) {
         state
             .store
-            .link_account(&site, &account, &id)
+            .link_account(&site, &account, &id, registered_at)
             .await
             .map_err(account_conflict)?;
     }
@@ -471,6 +498,7 @@ pub async fn link_account(
 ) -> ApiResult<Response> {
     let site = caller.require_site()?.clone();
     let account = path_id(LocalAccount::parse_input, account)?;
+    let registered_at = parse_registered_at(input.registered_at.as_deref())?;
     let learner = match input.parse()? {
         AccountLinkParsed::RealName { name, document } => {
             same_person(&state, &document.keyed_hash(&state.identity_key), &name).await?
@@ -506,7 +534,7 @@ pub async fn link_account(
     };
     let written = state
         .store
-        .link_account(&site, &account, &learner)
+        .link_account(&site, &account, &learner, registered_at)
         .await
         .map_err(account_conflict)?;
     let out = AccountLinkOut {
@@ -1111,14 +1139,18 @@ pub async fn put_group(
             .into());
         }
     }
-    let written = state.store.put_group(&group).await.map_err(|e| match e {
+    let (written, declared) = state.store.put_group(&group, now()).await.map_err(|e| match e {
         xuefen_store::StoreError::Conflict(detail) => {
             ApiError::from(Problem::new(StatusCode::CONFLICT, "course_in_another_group", detail).with_field("courses"))
         }
         e => e.into(),
     })?;
-    tracing::info!(group.id = %group.id, group.courses = group.courses.len(), "recognition group set");
-    Ok((status_for(written), Json(GroupOut::from(&group))).into_response())
+    tracing::info!(group.id = %group.id, group.courses = group.courses.len(), group.reversals = declared.len(), "recognition group set");
+    let out = GroupOut {
+        declared: declared.iter().map(crate::dto::DeclaredReversal::from_entry).collect(),
+        ..GroupOut::from(&group)
+    };
+    Ok((status_for(written), Json(out)).into_response())
 }
 
 /// A recognition group and its courses. Any authenticated caller.

@@ -120,6 +120,14 @@ impl EntryKind {
         matches!(self, EntryKind::Awarded | EntryKind::Capped | EntryKind::Promoted)
     }
 
+    /// Whether an entry of this kind records a completion sent by a site.
+    pub fn is_completion(self) -> bool {
+        matches!(
+            self,
+            EntryKind::Awarded | EntryKind::NotPassed | EntryKind::Recognised | EntryKind::Capped
+        )
+    }
+
     /// Whether an entry of this kind owns its `(site, event_id)`, the
     /// idempotency key. A promotion repeats the key of the completion it
     /// promotes, which stays that key's entry.

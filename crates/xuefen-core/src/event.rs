@@ -49,6 +49,12 @@ impl Millis {
         (self.to_datetime() + time::Duration::hours(8)).year()
     }
 
+    /// The calendar date in China Standard Time, `YYYY-MM-DD`.
+    pub fn date_cst(self) -> String {
+        let at = self.to_datetime() + time::Duration::hours(8);
+        format!("{:04}-{:02}-{:02}", at.year(), u8::from(at.month()), at.day())
+    }
+
     /// The first instant of `year` in China Standard Time and the first of
     /// the next year: `[start, end)` holds exactly the instants whose
     /// [`Millis::year_cst`] is `year`.

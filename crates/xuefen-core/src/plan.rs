@@ -53,8 +53,13 @@ pub struct Lookups {
     /// Current heads of the chains the batch may append to.
     pub heads: HashMap<u32, Head>,
     /// For every learner and recognition group in [`group_keys`]: each
-    /// entry of the learner that carries the group, in sequence order.
+    /// entry of the learner that carries the group or whose course is a
+    /// member of the group now (written before the group was declared), in
+    /// sequence order.
     pub group_entries: HashMap<(LearnerId, GroupId), Vec<Entry>>,
+    /// For every learner and course in [`course_keys`]: each entry of the
+    /// learner for the course, in sequence order.
+    pub course_entries: HashMap<(LearnerId, SiteId, CourseCode), Vec<Entry>>,
     /// Annual credit caps per category (calendar years in China Standard
     /// Time). A category without a cap is not capped.
     pub caps: HashMap<Category, Credits>,
@@ -111,15 +116,76 @@ pub fn group_keys(events: &[Event], lookups: &Lookups) -> BTreeSet<(LearnerId, G
                 }
             }
             EventBody::Revocation(r) => {
-                if let Some(t) = lookups.entries.get(&(e.site.clone(), r.target.clone()))
-                    && let Some(g) = &t.body.recognition_group
-                {
-                    keys.insert((t.body.learner.clone(), g.clone()));
+                if let Some(t) = lookups.entries.get(&(e.site.clone(), r.target.clone())) {
+                    let now = lookups
+                        .courses
+                        .get(&(t.body.site.clone(), t.body.course.clone()))
+                        .and_then(|terms| terms.recognition_group.as_ref());
+                    for g in t.body.recognition_group.iter().chain(now) {
+                        keys.insert((t.body.learner.clone(), g.clone()));
+                    }
                 }
             }
         }
     }
     keys
+}
+
+/// A learner's history of one course to load: every entry (`None`), or
+/// only the entries dated at one instant (`Some`: a course that credits
+/// every completion needs no more, to report a re-sent completion).
+pub type CourseKey = (LearnerId, SiteId, CourseCode, Option<Millis>);
+
+/// The learners and courses whose history the planner needs (a course is
+/// credited once per learner, or once per period when repeatable): those of
+/// the batch's completions and of the entries its revocations target. A
+/// store loads [`Lookups::course_entries`] for exactly these, after the
+/// learners, courses and keyed entries: for a key with an instant, only the
+/// entries of the learner and course dated then.
+pub fn course_keys(events: &[Event], lookups: &Lookups) -> BTreeSet<CourseKey> {
+    let mut whole: BTreeSet<(LearnerId, SiteId, CourseCode)> = BTreeSet::new();
+    let mut at: BTreeSet<CourseKey> = BTreeSet::new();
+    for e in events {
+        match &e.body {
+            EventBody::Completion(c) => {
+                let Some(l) = lookups.learner_of(&e.site, &c.learner) else {
+                    continue;
+                };
+                let every = lookups
+                    .courses
+                    .get(&(e.site.clone(), c.course.clone()))
+                    .is_some_and(|t| t.recognition_group.is_none() && !t.repeat.once_per_period());
+                if every {
+                    at.insert((l, e.site.clone(), c.course.clone(), Some(c.completed_at)));
+                } else {
+                    whole.insert((l, e.site.clone(), c.course.clone()));
+                }
+            }
+            EventBody::Revocation(r) => {
+                if let Some(t) = lookups.entries.get(&(e.site.clone(), r.target.clone())) {
+                    whole.insert((t.body.learner.clone(), t.body.site.clone(), t.body.course.clone()));
+                }
+            }
+        }
+    }
+    at.retain(|(l, s, c, _)| !whole.contains(&(l.clone(), s.clone(), c.clone())));
+    at.extend(whole.into_iter().map(|(l, s, c)| (l, s, c, None)));
+    at
+}
+
+/// The courses of the entries the batch's revocations target that the
+/// lookups do not hold yet (their terms say how often they credit). A
+/// store adds them to [`Lookups::courses`] before [`group_keys`].
+pub fn target_courses(events: &[Event], lookups: &Lookups) -> BTreeSet<(SiteId, CourseCode)> {
+    events
+        .iter()
+        .filter_map(|e| match &e.body {
+            EventBody::Revocation(r) => lookups.entries.get(&(e.site.clone(), r.target.clone())),
+            EventBody::Completion(_) => None,
+        })
+        .map(|t| (t.body.site.clone(), t.body.course.clone()))
+        .filter(|k| !lookups.courses.contains_key(k))
+        .collect()
 }
 
 /// The learners, capped categories and years whose totals the planner
@@ -152,7 +218,12 @@ pub fn cap_keys(events: &[Event], lookups: &Lookups) -> BTreeSet<(LearnerId, Cat
             }
         }
     }
-    for entry in lookups.group_entries.values().flatten() {
+    for entry in lookups
+        .group_entries
+        .values()
+        .flatten()
+        .chain(lookups.course_entries.values().flatten())
+    {
         add(&entry.body.learner, &entry.body.category, entry.body.occurred_at);
     }
     keys
@@ -173,6 +244,10 @@ pub enum Outcome {
         position: Position,
         kind: EntryKind,
         credits: Credits,
+        /// A completion of the same learner, course and completion time
+        /// already recorded under this other event id: likely the same
+        /// completion sent twice (it is recorded, and paid at most once).
+        likely_duplicate_of: Option<EventId>,
     },
     /// Already in the ledger with the same content: nothing written.
     Duplicate {
@@ -203,23 +278,32 @@ fn reject(code: &'static str, field: &'static str, detail: impl Into<String>) ->
     })
 }
 
+/// What a completion is credited once for: its recognition group, or the
+/// course itself when it has none.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Unit {
+    Group(GroupId),
+    Course(SiteId, CourseCode),
+}
+
 struct Planner<'a> {
     lookups: &'a Lookups,
     now: Millis,
     /// Entries accepted earlier in this batch, by key (index into `plan.entries`).
     written: HashMap<Key, usize>,
     reversed: HashSet<Key>,
-    /// Group histories touched so far, starting from the lookups' and
+    /// Unit histories touched so far, starting from the lookups' and
     /// growing with this batch's entries.
-    groups: HashMap<(LearnerId, GroupId), Vec<Entry>>,
+    histories: HashMap<(LearnerId, Unit), Vec<Entry>>,
     /// Year totals of capped categories, likewise.
     totals: HashMap<(LearnerId, Category, i32), Credits>,
     plan: Plan,
 }
 
 /// What a revocation writes after its reversal: the promotion of the next
-/// recognised completion of the group, when the reversed entry was paid.
-type Promote = Option<(u32, LearnerId, GroupId)>;
+/// recognised completion of the unit and period, when the reversed entry
+/// was paid.
+type Promote = Option<(u32, LearnerId, Unit, Option<i32>)>;
 
 /// Plans a batch. `now` is the recording time of every entry of the batch.
 pub fn plan(events: &[Event], now: Millis, lookups: &Lookups) -> Plan {
@@ -228,7 +312,7 @@ pub fn plan(events: &[Event], now: Millis, lookups: &Lookups) -> Plan {
         now,
         written: HashMap::new(),
         reversed: HashSet::new(),
-        groups: HashMap::new(),
+        histories: HashMap::new(),
         totals: HashMap::new(),
         plan: Plan {
             outcomes: Vec::with_capacity(events.len()),
@@ -240,6 +324,25 @@ pub fn plan(events: &[Event], now: Millis, lookups: &Lookups) -> Plan {
         p.plan.outcomes.push(outcome);
     }
     p.plan
+}
+
+/// The entry that currently pays a unit in `period` (`None`: any period)
+/// within `history`: a paying entry that no reversal refers to. At most
+/// one exists per period.
+fn paid_in(history: &[Entry], period: impl Fn(&Entry) -> bool) -> Option<&Entry> {
+    let reversed: HashSet<Position> = history
+        .iter()
+        .filter(|e| e.body.kind == EntryKind::Reversal)
+        .filter_map(|e| e.body.refers_to)
+        .collect();
+    history
+        .iter()
+        .rev()
+        .find(|e| e.body.kind.pays() && !reversed.contains(&e.position) && period(e))
+}
+
+fn in_period(period: Option<i32>) -> impl Fn(&Entry) -> bool {
+    move |e: &Entry| period.is_none_or(|y| e.body.occurred_at.year_cst() == y)
 }
 
 impl Planner<'_> {
@@ -275,14 +378,22 @@ impl Planner<'_> {
             };
         }
         let built = match &event.body {
-            EventBody::Completion(c) => self.completion(event, c).map(|(chain, body)| (chain, body, None)),
-            EventBody::Revocation(r) => self.revocation(event, r),
+            EventBody::Completion(c) => self
+                .completion(event, c)
+                .map(|(chain, body, dup)| (chain, body, None, dup)),
+            EventBody::Revocation(r) => self.revocation(event, r).map(|(c, b, p)| (c, b, p, None)),
         };
         match built {
-            Ok((chain, body, promote)) => {
-                let outcome = self.append(Some(key), chain, body);
-                if let Some((chain, learner, group)) = promote {
-                    self.promote_next(chain, &learner, &group);
+            Ok((chain, body, promote, dup)) => {
+                let mut outcome = self.append(Some(key), chain, body);
+                if let Outcome::Accepted {
+                    likely_duplicate_of, ..
+                } = &mut outcome
+                {
+                    *likely_duplicate_of = dup;
+                }
+                if let Some((chain, learner, unit, period)) = promote {
+                    self.promote_next(chain, &learner, &unit, period);
                 }
                 outcome
             }
@@ -290,28 +401,45 @@ impl Planner<'_> {
         }
     }
 
-    /// Every entry of `learner` in `group`: the ledger's and this batch's.
-    fn group_history(&self, learner: &LearnerId, group: &GroupId) -> &[Entry] {
-        let key = (learner.clone(), group.clone());
-        self.groups
-            .get(&key)
-            .or_else(|| self.lookups.group_entries.get(&key))
-            .map_or(&[], Vec::as_slice)
+    /// The recognition group an entry counts in: the one it was written
+    /// with, or else its course's group now (an entry written before the
+    /// group was declared).
+    fn group_of(&self, body: &EntryBody) -> Option<GroupId> {
+        body.recognition_group.clone().or_else(|| {
+            self.lookups
+                .courses
+                .get(&(body.site.clone(), body.course.clone()))
+                .and_then(|t| t.recognition_group.clone())
+        })
     }
 
-    /// The entry that currently pays `learner`'s credits for `group`: a
-    /// paying entry that no reversal refers to. At most one exists.
-    fn paid_entry(&self, learner: &LearnerId, group: &GroupId) -> Option<&Entry> {
-        let history = self.group_history(learner, group);
-        let reversed: HashSet<Position> = history
-            .iter()
-            .filter(|e| e.body.kind == EntryKind::Reversal)
-            .filter_map(|e| e.body.refers_to)
-            .collect();
-        history
-            .iter()
-            .rev()
-            .find(|e| e.body.kind.pays() && !reversed.contains(&e.position))
+    fn unit_of(&self, body: &EntryBody) -> Unit {
+        match self.group_of(body) {
+            Some(g) => Unit::Group(g),
+            None => Unit::Course(body.site.clone(), body.course.clone()),
+        }
+    }
+
+    /// Every entry of `learner` in `unit`: the ledger's and this batch's.
+    fn history(&self, learner: &LearnerId, unit: &Unit) -> &[Entry] {
+        let key = (learner.clone(), unit.clone());
+        if let Some(h) = self.histories.get(&key) {
+            return h;
+        }
+        let found = match unit {
+            Unit::Group(g) => self.lookups.group_entries.get(&(learner.clone(), g.clone())),
+            Unit::Course(s, c) => self
+                .lookups
+                .course_entries
+                .get(&(learner.clone(), s.clone(), c.clone())),
+        };
+        found.map_or(&[], Vec::as_slice)
+    }
+
+    /// The entry that currently pays `learner`'s credits for `unit` in
+    /// `period`.
+    fn paid_entry(&self, learner: &LearnerId, unit: &Unit, period: Option<i32>) -> Option<&Entry> {
+        paid_in(self.history(learner, unit), in_period(period))
     }
 
     /// The credits of a year's category total so far.
@@ -344,16 +472,22 @@ impl Planner<'_> {
         )
     }
 
-    /// Keeps the group histories and year totals current with a new entry.
+    /// Keeps the unit histories and year totals current with a new entry.
     fn record(&mut self, entry: &Entry) {
         let b = &entry.body;
-        if let Some(group) = &b.recognition_group {
-            let key = (b.learner.clone(), group.clone());
-            let lookups = self.lookups;
-            self.groups
-                .entry(key)
-                .or_insert_with_key(|k| lookups.group_entries.get(k).cloned().unwrap_or_default())
-                .push(entry.clone());
+        let mut units = vec![Unit::Course(b.site.clone(), b.course.clone())];
+        if let Some(g) = self.group_of(b) {
+            units.push(Unit::Group(g));
+        }
+        for unit in units {
+            let key = (b.learner.clone(), unit);
+            if !self.histories.contains_key(&key) {
+                let start = self.history(&key.0, &key.1).to_vec();
+                self.histories.insert(key.clone(), start);
+            }
+            if let Some(h) = self.histories.get_mut(&key) {
+                h.push(entry.clone());
+            }
         }
         if self.lookups.caps.contains_key(&b.category) {
             let key = (b.learner.clone(), b.category.clone(), b.occurred_at.year_cst());
@@ -364,21 +498,23 @@ impl Planner<'_> {
         }
     }
 
-    /// After the paid entry of a group was reversed, pays the earliest
-    /// recognised completion of the group that is still valid.
-    fn promote_next(&mut self, chain: u32, learner: &LearnerId, group: &GroupId) {
-        if self.paid_entry(learner, group).is_some() {
+    /// After the paid entry of a unit was reversed, pays the earliest
+    /// recognised completion of the unit in the same period that is still
+    /// valid.
+    fn promote_next(&mut self, chain: u32, learner: &LearnerId, unit: &Unit, period: Option<i32>) {
+        if self.paid_entry(learner, unit, period).is_some() {
             return;
         }
-        let history = self.group_history(learner, group);
+        let history = self.history(learner, unit);
         let used: HashSet<Position> = history
             .iter()
             .filter(|e| matches!(e.body.kind, EntryKind::Reversal | EntryKind::Promoted))
             .filter_map(|e| e.body.refers_to)
             .collect();
+        let within = in_period(period);
         let Some(next) = history
             .iter()
-            .find(|e| e.body.kind == EntryKind::Recognised && !used.contains(&e.position))
+            .find(|e| e.body.kind == EntryKind::Recognised && !used.contains(&e.position) && within(e))
         else {
             return;
         };
@@ -407,7 +543,21 @@ impl Planner<'_> {
         })
     }
 
-    fn completion(&self, event: &Event, c: &Completion) -> Result<(u32, EntryBody), Outcome> {
+    /// A completion of the same learner, course and time already recorded
+    /// under another event id: its event id.
+    fn same_completion(&self, learner: &LearnerId, site: &SiteId, c: &Completion) -> Option<EventId> {
+        self.history(learner, &Unit::Course(site.clone(), c.course.clone()))
+            .iter()
+            .find(|e| {
+                e.body.kind.owns_key()
+                    && e.body.kind.is_completion()
+                    && e.body.occurred_at == c.completed_at
+                    && e.body.course == c.course
+            })
+            .map(|e| e.body.event_id.clone())
+    }
+
+    fn completion(&self, event: &Event, c: &Completion) -> Result<(u32, EntryBody, Option<EventId>), Outcome> {
         let Some((learner, chain)) = self.resolve(&event.site, &c.learner) else {
             let (field, what) = match &c.learner {
                 LearnerRef::Id(_) => ("learner/id", "no learner has this id"),
@@ -445,9 +595,17 @@ impl Planner<'_> {
             ));
         }
         let group = terms.recognition_group.as_ref();
+        let unit = match group {
+            Some(g) => Unit::Group(g.clone()),
+            None => Unit::Course(event.site.clone(), c.course.clone()),
+        };
+        let period = terms.repeat.period(c.completed_at);
         let (kind, credits, refers_to, withheld) = match terms.assess(c.score, c.hours) {
-            Ok(Assessment::Passed(credits)) => match group.and_then(|g| self.paid_entry(&learner, g)) {
-                // The group is paid already: recorded, not paid again.
+            Ok(Assessment::Passed(credits)) => match self
+                .paid_entry(&learner, &unit, period)
+                .filter(|_| group.is_some() || terms.repeat.once_per_period())
+            {
+                // The course or its group is paid already: recorded, not paid again.
                 Some(paid) => (EntryKind::Recognised, Credits::ZERO, Some(paid.position), Some(credits)),
                 None => {
                     let (granted, over) = self.fit_under_cap(&learner, &terms.category, c.completed_at, credits);
@@ -466,6 +624,7 @@ impl Planner<'_> {
                 }));
             }
         };
+        let duplicate = self.same_completion(&learner, &event.site, c);
         Ok((
             chain,
             EntryBody {
@@ -489,6 +648,7 @@ impl Planner<'_> {
                 recognition_group: group.cloned(),
                 withheld,
             },
+            duplicate,
         ))
     }
 
@@ -524,19 +684,22 @@ impl Planner<'_> {
         }
         // A recognised completion that was promoted is paid by its
         // promotion: that is the entry the revocation reverses.
-        let target = match &target.body.recognition_group {
-            Some(g) => self
-                .group_history(&target.body.learner, g)
-                .iter()
-                .find(|e| e.body.kind == EntryKind::Promoted && e.body.refers_to == Some(target.position))
-                .unwrap_or(target),
-            None => target,
-        };
+        let unit = self.unit_of(&target.body);
+        let target = self
+            .history(&target.body.learner, &unit)
+            .iter()
+            .find(|e| e.body.kind == EntryKind::Promoted && e.body.refers_to == Some(target.position))
+            .unwrap_or(target);
         let t = &target.body;
-        let promote = match &t.recognition_group {
-            Some(g) if t.kind.pays() => Some((target.position.chain, t.learner.clone(), g.clone())),
-            _ => None,
-        };
+        let period = self
+            .lookups
+            .courses
+            .get(&(t.site.clone(), t.course.clone()))
+            .and_then(|terms| terms.repeat.period(t.occurred_at));
+        let promote = t
+            .kind
+            .pays()
+            .then(|| (target.position.chain, t.learner.clone(), unit, period));
         Ok((
             target.position.chain,
             EntryBody {
@@ -598,6 +761,7 @@ impl Planner<'_> {
             position: entry.position,
             kind: entry.body.kind,
             credits: entry.body.credits,
+            likely_duplicate_of: None,
         };
         self.plan.heads.insert(
             chain,
@@ -613,6 +777,108 @@ impl Planner<'_> {
         self.plan.entries.push(entry);
         outcome
     }
+}
+
+/// The event id of the reversal that declaring `group` writes for the
+/// entry at `paid` (a second payment of the group): `recognised:<group>:<chain>-<seq>`.
+pub fn declaration_event_id(group: &GroupId, paid: Position) -> Option<EventId> {
+    EventId::parse(format!("recognised:{group}:{}-{}", paid.chain, paid.seq)).ok()
+}
+
+/// What declaring (or re-declaring) recognition group `group` writes: for
+/// every learner paid more than once among the group's courses by entries
+/// recorded before (in one CST year at a time when `per_year`), a reversal
+/// of each payment but the one the group keeps (the one already written
+/// with the group, else the earliest). Each reversal carries the group, the
+/// site and event of the entry it reverses, and a reason naming the kept
+/// entry. Old entries are never changed; declaring the same group again
+/// writes nothing new.
+///
+/// `histories` holds, per learner with their chain, every entry of the
+/// learner whose course is a member of the group or that carries it, in
+/// sequence order; `heads` the current heads of those chains.
+pub fn plan_declaration(
+    group: &GroupId,
+    per_year: bool,
+    histories: &[(LearnerId, u32, Vec<Entry>)],
+    heads: &HashMap<u32, Head>,
+    now: Millis,
+) -> Plan {
+    let mut plan = Plan::default();
+    for (_, chain, history) in histories {
+        let reversed: HashSet<Position> = history
+            .iter()
+            .filter(|e| e.body.kind == EntryKind::Reversal)
+            .filter_map(|e| e.body.refers_to)
+            .collect();
+        let mut by_period: BTreeMap<Option<i32>, Vec<&Entry>> = BTreeMap::new();
+        for e in history {
+            if e.body.kind.pays() && !reversed.contains(&e.position) {
+                let period = per_year.then(|| e.body.occurred_at.year_cst());
+                by_period.entry(period).or_default().push(e);
+            }
+        }
+        for paid in by_period.values().filter(|p| p.len() > 1) {
+            let keep = paid
+                .iter()
+                .find(|e| e.body.recognition_group.as_ref() == Some(group))
+                .unwrap_or(&paid[0]);
+            for extra in paid.iter().filter(|e| e.position != keep.position) {
+                let Some(event_id) = declaration_event_id(group, extra.position) else {
+                    continue;
+                };
+                let t = &extra.body;
+                // A promotion repeats its recognised completion's key.
+                let target = t.event_id.clone();
+                let reason = Reason::parse(
+                    format!("credited once: recognition group {group} pays entry {}", keep.position),
+                    "reason",
+                )
+                .unwrap_or_default();
+                let head = plan
+                    .heads
+                    .get(chain)
+                    .or_else(|| heads.get(chain))
+                    .copied()
+                    .unwrap_or(Head::EMPTY);
+                let entry = Entry::seal(
+                    Position {
+                        chain: *chain,
+                        seq: head.seq + 1,
+                    },
+                    head.hash,
+                    EntryBody {
+                        kind: EntryKind::Reversal,
+                        site: t.site.clone(),
+                        event_id,
+                        learner: t.learner.clone(),
+                        course: t.course.clone(),
+                        category: t.category.clone(),
+                        credits: t.credits.negated(),
+                        occurred_at: t.occurred_at,
+                        recorded_at: now,
+                        score: None,
+                        hours: None,
+                        rule_version: t.rule_version,
+                        refers_to: Some(extra.position),
+                        target_event: Some(target),
+                        reason,
+                        recognition_group: Some(group.clone()),
+                        withheld: None,
+                    },
+                );
+                plan.heads.insert(
+                    *chain,
+                    Head {
+                        seq: entry.position.seq,
+                        hash: entry.hash,
+                    },
+                );
+                plan.entries.push(entry);
+            }
+        }
+    }
+    plan
 }
 
 /// The first field in which `event` differs from `stored`, the entry under
@@ -725,6 +991,7 @@ mod tests {
                 rule_version: 1,
                 recognition_group: None,
                 offered_from: None,
+                repeat: crate::rule::Repeat::Once,
             },
         );
         l

@@ -65,6 +65,60 @@ pub struct CourseTerms {
     /// refused. Declared by the site (a site back-filling years of history
     /// registers its courses after they ran), so absent means no bound.
     pub offered_from: Option<crate::event::Millis>,
+    /// How often the course may credit the same learner.
+    pub repeat: Repeat,
+}
+
+/// How often a course credits the same learner. A completion beyond that
+/// is recorded with zero credits and a reference to the paid entry
+/// ([`crate::entry::EntryKind::Recognised`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+pub enum Repeat {
+    /// At most once (the default).
+    #[default]
+    Once,
+    /// At most once per calendar year in China Standard Time, by the date
+    /// of the completion.
+    PerYearCst,
+    /// Every completion is credited (each is distinct learning, e.g. a
+    /// session credited by its hours). Declared explicitly by the site; a
+    /// re-sent completion is still reported as a likely duplicate.
+    EveryCompletion,
+}
+
+impl Repeat {
+    pub const ALL: [Repeat; 3] = [Repeat::Once, Repeat::PerYearCst, Repeat::EveryCompletion];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Repeat::Once => "once",
+            Repeat::PerYearCst => "per_year",
+            Repeat::EveryCompletion => "every_completion",
+        }
+    }
+
+    pub fn parse(value: &str, field: &'static str) -> Result<Self, FieldError> {
+        Self::ALL.into_iter().find(|r| r.as_str() == value).ok_or_else(|| {
+            FieldError::new(
+                field,
+                format!("`{value}` is not one of once, per_year, every_completion"),
+            )
+        })
+    }
+
+    /// The period a completion at `at` is credited in: `None` for the
+    /// whole history, the CST year otherwise.
+    pub fn period(self, at: crate::event::Millis) -> Option<i32> {
+        match self {
+            Repeat::Once | Repeat::EveryCompletion => None,
+            Repeat::PerYearCst => Some(at.year_cst()),
+        }
+    }
+
+    /// Whether a completion is credited once per period at all.
+    pub fn once_per_period(self) -> bool {
+        self != Repeat::EveryCompletion
+    }
 }
 
 /// The result of applying a course's terms to a completion.
@@ -129,6 +183,7 @@ mod tests {
             rule_version: 1,
             recognition_group: None,
             offered_from: None,
+            repeat: Repeat::Once,
         };
         assert_eq!(
             terms.assess(Some(Score::from_cents(59_99)), None),

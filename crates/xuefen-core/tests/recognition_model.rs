@@ -1,13 +1,17 @@
-//! Model tests of recognition groups and annual caps.
+//! Model tests of crediting once, recognition groups and annual caps.
 //!
-//! Random sequences of completions, revocations and repeats from two sites
+//! Random sequences of completions, revocations, repeats (same event id)
+//! and re-sends (same completion, new event id) from two sites
 //! for three learners are planned in random batches by the real planner,
 //! with lookups gathered from the ledger written so far the way a store
 //! gathers them (keyed entries, then [`group_keys`], then [`cap_keys`]).
 //! A deliberately simple reference model replays the same sequence one
 //! event at a time with plain maps, and the two must agree on every
 //! completion's net credits, every year's category totals and every
-//! group's paid completion; the ledger must verify and never exceed a cap.
+//! unit's paid completion (a group, or a course without one: credited once
+//! per learner, or once per CST year for a repeatable course); every
+//! re-send must be reported as a likely duplicate of the first; the ledger
+//! must verify and never exceed a cap.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -16,8 +20,8 @@ use xuefen_core::amount::{Credits, Score};
 use xuefen_core::entry::{Entry, EntryKind};
 use xuefen_core::event::{Completion, Event, EventBody, LearnerRef, Millis, Reason, Revocation};
 use xuefen_core::ids::{Category, CourseCode, EventId, GroupId, LearnerId, Position, SiteId};
-use xuefen_core::plan::{Head, Key, Lookups, Outcome, cap_keys, group_keys, plan};
-use xuefen_core::rule::{CourseTerms, CreditRule};
+use xuefen_core::plan::{Head, Key, Lookups, Outcome, cap_keys, course_keys, group_keys, plan};
+use xuefen_core::rule::{CourseTerms, CreditRule, Repeat};
 use xuefen_core::verify::ChainVerifier;
 
 const NOW: Millis = Millis(1_767_225_600_000); // 2026-01-01T00:00:00Z
@@ -44,15 +48,17 @@ struct CourseDef {
     group: Option<&'static str>,
     category: &'static str,
     credits: i64,
+    repeat: Repeat,
 }
 
-const COURSES: [CourseDef; 6] = [
+const COURSES: [CourseDef; 7] = [
     CourseDef {
         site: 0,
         code: "G1-A",
         group: Some("g1"),
         category: "community",
         credits: 2_00,
+        repeat: Repeat::Once,
     },
     CourseDef {
         site: 1,
@@ -60,6 +66,7 @@ const COURSES: [CourseDef; 6] = [
         group: Some("g1"),
         category: "community",
         credits: 3_00,
+        repeat: Repeat::Once,
     },
     CourseDef {
         site: 0,
@@ -67,6 +74,7 @@ const COURSES: [CourseDef; 6] = [
         group: Some("g2"),
         category: "vocational",
         credits: 1_50,
+        repeat: Repeat::Once,
     },
     CourseDef {
         site: 1,
@@ -74,6 +82,7 @@ const COURSES: [CourseDef; 6] = [
         group: Some("g2"),
         category: "vocational",
         credits: 2_50,
+        repeat: Repeat::Once,
     },
     CourseDef {
         site: 0,
@@ -81,6 +90,7 @@ const COURSES: [CourseDef; 6] = [
         group: None,
         category: "community",
         credits: 1_25,
+        repeat: Repeat::Once,
     },
     CourseDef {
         site: 1,
@@ -88,6 +98,15 @@ const COURSES: [CourseDef; 6] = [
         group: None,
         category: "vocational",
         credits: 4_00,
+        repeat: Repeat::Once,
+    },
+    CourseDef {
+        site: 1,
+        code: "YEARLY",
+        group: None,
+        category: "community",
+        credits: 2_00,
+        repeat: Repeat::PerYearCst,
     },
 ];
 const PASS_MARK_COURSE: usize = 3;
@@ -110,6 +129,7 @@ fn lookups_base() -> Lookups {
                 rule_version: 1,
                 recognition_group: c.group.map(|g| GroupId::parse(g).expect("group")),
                 offered_from: None,
+                repeat: c.repeat,
             },
         );
     }
@@ -132,6 +152,9 @@ enum Op {
     Revoke { index: usize },
     /// Send op `index % ops so far` again, unchanged.
     Repeat { index: usize },
+    /// Send the completion of op `index % ops so far` again under a new
+    /// event id (if it was one).
+    Resend { index: usize },
 }
 
 fn arb_op() -> impl Strategy<Value = Op> {
@@ -140,13 +163,21 @@ fn arb_op() -> impl Strategy<Value = Op> {
             .prop_map(|(learner, course, date, passes)| Op::Complete { learner, course, date, passes }),
         3 => any::<usize>().prop_map(|index| Op::Revoke { index }),
         1 => any::<usize>().prop_map(|index| Op::Repeat { index }),
+        2 => any::<usize>().prop_map(|index| Op::Resend { index }),
     ]
 }
 
 /// The events of a sequence of ops (each op's event, `None` for an op that
 /// names nothing to revoke).
 fn events_of(ops: &[Op]) -> Vec<Event> {
+    resends_of(ops).0
+}
+
+/// The events of a sequence of ops, and for each event that re-sends a
+/// completion under a new id, the id of the first event with that content.
+fn resends_of(ops: &[Op]) -> (Vec<Event>, Vec<Option<EventId>>) {
     let mut events: Vec<Event> = Vec::new();
+    let mut firsts: Vec<Option<EventId>> = Vec::new();
     for (i, op) in ops.iter().enumerate() {
         let event = match op {
             Op::Complete {
@@ -180,12 +211,30 @@ fn events_of(ops: &[Op]) -> Vec<Event> {
                     }),
                 }
             }
-            Op::Repeat { index } if !events.is_empty() => events[index % events.len()].clone(),
-            Op::Revoke { .. } | Op::Repeat { .. } => continue,
+            Op::Repeat { index } if !events.is_empty() => {
+                let n = index % events.len();
+                firsts.push(firsts[n].clone());
+                events.push(events[n].clone());
+                continue;
+            }
+            Op::Resend { index }
+                if !events.is_empty() && matches!(events[index % events.len()].body, EventBody::Completion(_)) =>
+            {
+                let n = index % events.len();
+                let first = firsts[n].clone().unwrap_or_else(|| events[n].id.clone());
+                firsts.push(Some(first));
+                events.push(Event {
+                    id: EventId::parse(format!("d{i}")).expect("id"),
+                    ..events[n].clone()
+                });
+                continue;
+            }
+            Op::Revoke { .. } | Op::Repeat { .. } | Op::Resend { .. } => continue,
         };
+        firsts.push(None);
         events.push(event);
     }
-    events
+    (events, firsts)
 }
 
 // ---------------------------------------------------------------- the store
@@ -220,13 +269,33 @@ impl MemStore {
             }
         }
         for (learner, group) in group_keys(events, &l) {
+            let member = |e: &Entry| {
+                l.courses
+                    .get(&(e.body.site.clone(), e.body.course.clone()))
+                    .is_some_and(|t| t.recognition_group.as_ref() == Some(&group))
+            };
             let history: Vec<Entry> = self
                 .ledger
                 .iter()
-                .filter(|e| e.body.learner == learner && e.body.recognition_group.as_ref() == Some(&group))
+                .filter(|e| {
+                    e.body.learner == learner && (e.body.recognition_group.as_ref() == Some(&group) || member(e))
+                })
                 .cloned()
                 .collect();
             l.group_entries.insert((learner, group), history);
+        }
+        for (learner, site, course, at) in course_keys(events, &l) {
+            let history: Vec<Entry> = self
+                .ledger
+                .iter()
+                .filter(|e| e.body.learner == learner && e.body.site == site && e.body.course == course)
+                .filter(|e| at.is_none_or(|t| e.body.occurred_at == t))
+                .cloned()
+                .collect();
+            l.course_entries
+                .entry((learner, site, course))
+                .or_default()
+                .extend(history);
         }
         for (learner, category, year) in cap_keys(events, &l) {
             let sum: Credits = self
@@ -259,19 +328,31 @@ impl MemStore {
 
 // ---------------------------------------------------------------- the model
 
+/// What a completion is credited once for, in the model: its group's id or
+/// its own site and code, and the CST year for a repeatable course.
+type UnitKey = (LearnerId, String, Option<i32>);
+
 #[derive(Default)]
 struct Model {
     /// Net credits of each completion, by key.
     credited: HashMap<Key, i64>,
-    /// Completions of each learner and group, in order, with their credits
-    /// by the rule, whether they passed, and whether they were revoked.
-    group_log: HashMap<(LearnerId, GroupId), Vec<Key>>,
+    /// Passing completions of each learner and unit, in order.
+    unit_log: HashMap<UnitKey, Vec<Key>>,
     passed: HashMap<Key, (i64, Category, i32, LearnerId)>,
     revoked: HashSet<Key>,
-    paid: HashMap<(LearnerId, GroupId), Key>,
+    paid: HashMap<UnitKey, Key>,
     totals: BTreeMap<(LearnerId, Category, i32), i64>,
     seen: HashSet<Key>,
-    groups: HashMap<Key, (LearnerId, GroupId)>,
+    units: HashMap<Key, UnitKey>,
+}
+
+fn unit_of(def: &CourseDef, who: &LearnerId, year: i32) -> UnitKey {
+    let unit = match def.group {
+        Some(g) => g.to_owned(),
+        None => format!("{}/{}", site(def.site), def.code),
+    };
+    let period = (def.repeat == Repeat::PerYearCst).then_some(year);
+    (who.clone(), unit, period)
 }
 
 impl Model {
@@ -312,17 +393,12 @@ impl Model {
                 }
                 self.passed
                     .insert(key.clone(), (def.credits, category.clone(), year, who.clone()));
-                match def.group.map(|g| GroupId::parse(g).expect("group")) {
-                    Some(g) => {
-                        let gk = (who.clone(), g);
-                        self.group_log.entry(gk.clone()).or_default().push(key.clone());
-                        self.groups.insert(key.clone(), gk.clone());
-                        if let std::collections::hash_map::Entry::Vacant(slot) = self.paid.entry(gk) {
-                            slot.insert(key.clone());
-                            self.grant(&key, def.credits, who, &category, year);
-                        }
-                    }
-                    None => self.grant(&key, def.credits, who, &category, year),
+                let uk = unit_of(def, who, year);
+                self.unit_log.entry(uk.clone()).or_default().push(key.clone());
+                self.units.insert(key.clone(), uk.clone());
+                if let std::collections::hash_map::Entry::Vacant(slot) = self.paid.entry(uk) {
+                    slot.insert(key.clone());
+                    self.grant(&key, def.credits, who, &category, year);
                 }
             }
             EventBody::Revocation(r) => {
@@ -335,20 +411,20 @@ impl Model {
                 if let Some((_, category, year, who)) = self.passed.get(&target).cloned() {
                     *self.totals.entry((who, category, year)).or_insert(0) -= credited;
                 }
-                let Some(gk) = self.groups.get(&target).cloned() else {
+                let Some(uk) = self.units.get(&target).cloned() else {
                     return;
                 };
-                if self.paid.get(&gk) != Some(&target) {
+                if self.paid.get(&uk) != Some(&target) {
                     return;
                 }
-                self.paid.remove(&gk);
-                let next = self.group_log[&gk]
+                self.paid.remove(&uk);
+                let next = self.unit_log[&uk]
                     .iter()
                     .find(|k| !self.revoked.contains(*k) && self.credited.get(*k) == Some(&0))
                     .cloned();
                 if let Some(next) = next {
                     let (owed, category, year, who) = self.passed[&next].clone();
-                    self.paid.insert(gk, next.clone());
+                    self.paid.insert(uk, next.clone());
                     self.grant(&next, owed, &who, &category, year);
                 }
             }
@@ -373,7 +449,7 @@ fn ledger_credits(ledger: &[Entry]) -> HashMap<Key, i64> {
     out
 }
 
-fn ledger_paid(ledger: &[Entry]) -> HashMap<(LearnerId, GroupId), Key> {
+fn ledger_paid(ledger: &[Entry]) -> HashMap<UnitKey, Key> {
     let reversed: HashSet<Position> = ledger
         .iter()
         .filter(|e| e.body.kind == EntryKind::Reversal)
@@ -382,19 +458,21 @@ fn ledger_paid(ledger: &[Entry]) -> HashMap<(LearnerId, GroupId), Key> {
     let mut out = HashMap::new();
     for e in ledger {
         let b = &e.body;
-        if b.kind.pays()
-            && !reversed.contains(&e.position)
-            && let Some(g) = &b.recognition_group
-        {
-            let previous = out.insert((b.learner.clone(), g.clone()), (b.site.clone(), b.event_id.clone()));
-            assert!(previous.is_none(), "two paid entries in group {g} for {}", b.learner);
+        if b.kind.pays() && !reversed.contains(&e.position) {
+            let def = COURSES
+                .iter()
+                .find(|d| site(d.site) == b.site && d.code == b.course.as_str())
+                .expect("model course");
+            let uk = unit_of(def, &b.learner, b.occurred_at.year_cst());
+            let previous = out.insert(uk.clone(), (b.site.clone(), b.event_id.clone()));
+            assert!(previous.is_none(), "two paid entries for {uk:?}");
         }
     }
     out
 }
 
 fn check(ops: &[Op], cuts: &[usize]) -> Result<(), TestCaseError> {
-    let events = events_of(ops);
+    let (events, firsts) = resends_of(ops);
     let mut store = MemStore::default();
     let mut model = Model::default();
     let mut start = 0;
@@ -405,7 +483,22 @@ fn check(ops: &[Op], cuts: &[usize]) -> Result<(), TestCaseError> {
         if end <= start {
             continue;
         }
-        store.ingest(&events[start..end]);
+        let outcomes = store.ingest(&events[start..end]);
+        for (n, outcome) in (start..end).zip(&outcomes) {
+            let original = (firsts[n].as_ref() != Some(&events[n].id))
+                .then(|| firsts[n].clone())
+                .flatten();
+            match outcome {
+                Outcome::Accepted {
+                    likely_duplicate_of, ..
+                } => prop_assert_eq!(likely_duplicate_of, &original, "event {}", n),
+                Outcome::Duplicate { .. } => {}
+                other => prop_assert!(
+                    matches!(events[n].body, EventBody::Revocation(_)),
+                    "event {n}: {other:?}"
+                ),
+            }
+        }
         start = end;
     }
     for e in &events {
@@ -451,12 +544,15 @@ fn check(ops: &[Op], cuts: &[usize]) -> Result<(), TestCaseError> {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(400))]
 
-    /// Recognition and caps: for any sequence of completions, revocations
-    /// and repeats, planned in any batches, the ledger pays each group at
-    /// most once per learner (the earliest valid completion, moving on when
-    /// the paid one is revoked), never exceeds a category's annual cap, and
-    /// agrees with the reference model on every completion's net credits,
-    /// every year's totals and every group's paid completion.
+    /// Credited once, recognition and caps: for any sequence of
+    /// completions, revocations, repeats and re-sends, planned in any
+    /// batches, the ledger pays each unit (a group, or an ungrouped course;
+    /// per CST year for a repeatable one) at most once per learner (the
+    /// earliest valid completion, moving on when the paid one is revoked),
+    /// reports every re-send as a likely duplicate of the first, never
+    /// exceeds a category's annual cap, and agrees with the reference model
+    /// on every completion's net credits, every year's totals and every
+    /// unit's paid completion.
     #[test]
     fn the_planner_agrees_with_the_reference_model(
         ops in proptest::collection::vec(arb_op(), 1..40),
@@ -549,12 +645,80 @@ fn revoking_a_after_b_promotes_b_and_revoking_b_then_unpays_the_group() {
 
 #[test]
 fn a_cap_splits_an_award_and_records_the_remainder() {
-    // Community cap 5.00: 2.00 (G1-A) + 1.25 (FREE) + 1.25 (FREE) = 4.50, then 1.25 → 0.50 + 0.75 withheld.
-    let events = events_of(&[complete(0, 0), complete(0, 4), complete(0, 4), complete(0, 4)]);
+    // Community cap 5.00: 3.00 (G1-B) + 1.25 (FREE) = 4.25, then 2.00 (YEARLY) → 0.75 + 1.25 withheld.
+    let events = events_of(&[complete(0, 1), complete(0, 4), complete(0, 6)]);
     let mut store = MemStore::default();
     let out = store.ingest(&events);
-    assert!(matches!(out[3], Outcome::Accepted { kind: EntryKind::Capped, credits, .. } if credits.cents() == 50));
-    assert_eq!(store.ledger[3].body.withheld.map(Credits::cents), Some(75));
-    let out = store.ingest(&events[3..]);
-    assert!(matches!(out[0], Outcome::Duplicate { kind: EntryKind::Capped, credits, .. } if credits.cents() == 50));
+    assert!(matches!(out[2], Outcome::Accepted { kind: EntryKind::Capped, credits, .. } if credits.cents() == 75));
+    assert_eq!(store.ledger[2].body.withheld.map(Credits::cents), Some(1_25));
+    let out = store.ingest(&events[2..]);
+    assert!(matches!(out[0], Outcome::Duplicate { kind: EntryKind::Capped, credits, .. } if credits.cents() == 75));
+}
+
+#[test]
+fn a_course_is_paid_once_and_a_resend_is_reported_as_a_likely_duplicate() {
+    let ops = [complete(0, 4), complete(0, 4), Op::Resend { index: 0 }];
+    let (events, _) = resends_of(&ops);
+    let mut store = MemStore::default();
+    let out = store.ingest(&events[..1]);
+    assert!(matches!(
+        out[0],
+        Outcome::Accepted {
+            kind: EntryKind::Awarded,
+            likely_duplicate_of: None,
+            ..
+        }
+    ));
+    let out = store.ingest(&events[1..]);
+    // A second completion at another time: recorded, not paid, not a duplicate.
+    assert!(
+        matches!(out[0], Outcome::Accepted { kind: EntryKind::Recognised, credits, likely_duplicate_of: None, .. } if credits.cents() == 0)
+    );
+    assert_eq!(store.ledger[1].body.refers_to, Some(store.ledger[0].position));
+    assert_eq!(store.ledger[1].body.withheld.map(Credits::cents), Some(1_25));
+    // The first completion again under a new id: the same, and reported.
+    match &out[1] {
+        Outcome::Accepted {
+            kind: EntryKind::Recognised,
+            likely_duplicate_of: Some(first),
+            ..
+        } => {
+            assert_eq!(first.as_str(), "e0");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_repeatable_course_is_paid_once_per_cst_year() {
+    let ops = [
+        Op::Complete {
+            learner: 0,
+            course: 6,
+            date: 0,
+            passes: true,
+        },
+        Op::Complete {
+            learner: 0,
+            course: 6,
+            date: 0,
+            passes: true,
+        },
+        Op::Complete {
+            learner: 0,
+            course: 6,
+            date: 1,
+            passes: true,
+        },
+    ];
+    let mut store = MemStore::default();
+    let out = store.ingest(&events_of(&ops));
+    let kinds: Vec<EntryKind> = out
+        .iter()
+        .map(|o| match o {
+            Outcome::Accepted { kind, .. } => *kind,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(kinds, [EntryKind::Awarded, EntryKind::Recognised, EntryKind::Awarded]);
 }

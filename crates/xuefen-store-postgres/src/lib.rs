@@ -59,7 +59,8 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/
 macro_rules! course_columns {
     () => {
         "c.site_id, c.code, c.title, c.category, c.rule_kind, c.credits_cents, c.hours_per_credit_cents,
-         c.cap_cents, c.pass_mark_cents, c.rule_version::bigint, m.group_id, c.offered_from_ms"
+         c.cap_cents, c.pass_mark_cents, c.rule_version::bigint, m.group_id, c.offered_from_ms,
+         c.credit_repeat"
     };
 }
 
@@ -294,6 +295,17 @@ impl PgStore {
             lookups.add_entry(e);
         }
         lookups.reversed = reversed_targets(&mut tx, events).await?;
+        let targets = plan::target_courses(events, &lookups);
+        if !targets.is_empty() {
+            let keys = targets
+                .iter()
+                .map(|(s, c)| (s.as_str().to_owned(), c.as_str().to_owned()))
+                .collect();
+            lookup_course_keys(&mut tx, keys, &mut lookups).await?;
+        }
+        // Credited once: each learner's history of each course the batch
+        // names, in the learner's locked chain.
+        lookups.course_entries = course_entries(&mut tx, &plan::course_keys(events, &lookups)).await?;
         // Recognition and caps, read under the same locks: a learner's
         // entries all live in one locked chain. Only batches that touch a
         // group or a capped category run these queries.
@@ -479,13 +491,22 @@ async fn lookup_courses(
     events: &[Event],
     lookups: &mut Lookups,
 ) -> std::result::Result<(), sqlx::Error> {
-    let mut wanted: Vec<(String, String)> = events
+    let wanted: Vec<(String, String)> = events
         .iter()
         .filter_map(|e| match &e.body {
             EventBody::Completion(c) => Some((e.site.as_str().to_owned(), c.course.as_str().to_owned())),
             EventBody::Revocation(_) => None,
         })
         .collect();
+    lookup_course_keys(tx, wanted, lookups).await
+}
+
+/// Adds the terms of these courses (and their categories' caps) to `lookups`.
+async fn lookup_course_keys(
+    tx: &mut Transaction<'_, Postgres>,
+    mut wanted: Vec<(String, String)>,
+    lookups: &mut Lookups,
+) -> std::result::Result<(), sqlx::Error> {
     if wanted.is_empty() {
         return Ok(());
     }
@@ -512,7 +533,7 @@ async fn lookup_courses(
         // A course row the service could not have written is skipped here,
         // so its events are rejected as naming an unknown course.
         if let Ok(course) = course_record(&row).and_then(Course::try_from) {
-            if let Some(cap) = row.try_get::<Option<i64>, _>(12)? {
+            if let Some(cap) = row.try_get::<Option<i64>, _>(13)? {
                 lookups.caps.insert(course.category.clone(), Credits::from_cents(cap));
             }
             lookups
@@ -628,6 +649,7 @@ fn course_record(row: &PgRow) -> Result<CourseRecord> {
         rule_version: row.col(9)?,
         recognition_group: row.col(10)?,
         offered_from_ms: row.col(11)?,
+        credit_repeat: row.col(12)?,
     })
 }
 
@@ -698,12 +720,18 @@ async fn group_entries(
         return Ok(out);
     }
     let (learners, groups): (Vec<&str>, Vec<&str>) = keys.iter().map(|(l, g)| (l.as_str(), g.as_str())).unzip();
+    // An entry counts in a group when written with it, or when its course
+    // is a member now (written before the group was declared).
     let rows = sqlx::query(concat!(
         "select ",
         entry_columns!(),
-        " from ledger_entries l
+        ", k.k_group from ledger_entries l
            join unnest($1::text[], $2::text[]) as k(k_learner, k_group)
-             on l.learner_id = k.k_learner and l.recognition_group = k.k_group
+             on l.learner_id = k.k_learner
+            and (l.recognition_group = k.k_group
+                 or exists (select 1 from recognition_members m
+                             where m.group_id = k.k_group and m.site_id = l.site_id
+                               and m.course_code = l.course_code))
           order by l.chain_id, l.seq"
     ))
     .bind(&learners)
@@ -714,11 +742,132 @@ async fn group_entries(
         let e = entry_record(row)
             .and_then(Entry::try_from)
             .map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
-        if let Some(g) = e.body.recognition_group.clone() {
+        let group: String = row.try_get("k_group")?;
+        if let Ok(g) = GroupId::parse(group) {
             out.entry((e.body.learner.clone(), g)).or_default().push(e);
         }
     }
     Ok(out)
+}
+
+/// Every entry of each (learner, site, course), or those dated at the
+/// key's instant, in sequence order.
+async fn course_entries(
+    tx: &mut Transaction<'_, Postgres>,
+    keys: &BTreeSet<plan::CourseKey>,
+) -> std::result::Result<HashMap<(LearnerId, SiteId, CourseCode), Vec<Entry>>, sqlx::Error> {
+    let mut out: HashMap<(LearnerId, SiteId, CourseCode), Vec<Entry>> = keys
+        .iter()
+        .map(|(l, s, c, _)| ((l.clone(), s.clone(), c.clone()), Vec::new()))
+        .collect();
+    if keys.is_empty() {
+        return Ok(out);
+    }
+    let mut learners = Vec::with_capacity(keys.len());
+    let mut sites = Vec::with_capacity(keys.len());
+    let mut courses = Vec::with_capacity(keys.len());
+    let mut ats: Vec<Option<i64>> = Vec::with_capacity(keys.len());
+    for (l, s, c, at) in keys {
+        learners.push(l.as_str());
+        sites.push(s.as_str());
+        courses.push(c.as_str());
+        ats.push(at.map(|m| m.0));
+    }
+    let rows = sqlx::query(concat!(
+        "select ",
+        entry_columns!(),
+        " from ledger_entries l
+           join unnest($1::text[], $2::text[], $3::text[], $4::bigint[]) as k(k_learner, k_site, k_course, k_at)
+             on l.learner_id = k.k_learner and l.site_id = k.k_site and l.course_code = k.k_course
+            and (k.k_at is null or l.occurred_at_ms = k.k_at)
+          order by l.chain_id, l.seq"
+    ))
+    .bind(&learners)
+    .bind(&sites)
+    .bind(&courses)
+    .bind(&ats)
+    .fetch_all(&mut **tx)
+    .await?;
+    for row in &rows {
+        let e = entry_record(row)
+            .and_then(Entry::try_from)
+            .map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+        let key = (e.body.learner.clone(), e.body.site.clone(), e.body.course.clone());
+        out.entry(key).or_default().push(e);
+    }
+    Ok(out)
+}
+
+/// Writes what declaring `group` plans ([`plan::plan_declaration`]) inside
+/// the caller's transaction, after its members were stored: the reversals
+/// of earlier double payments among its courses. The chains involved are
+/// locked, then their entries read again under the locks.
+async fn declare_group(
+    tx: &mut Transaction<'_, Postgres>,
+    group: &GroupId,
+    now: Millis,
+) -> std::result::Result<Vec<Entry>, sqlx::Error> {
+    const HISTORY: &str = concat!(
+        "select ",
+        entry_columns!(),
+        " from ledger_entries
+         where (site_id, course_code) in
+               (select site_id, course_code from recognition_members where group_id = $1)
+         order by chain_id, seq"
+    );
+    let chains: BTreeSet<u32> = sqlx::query_scalar::<_, i32>(
+        "select distinct l.chain_id from recognition_members m
+           join ledger_entries l on l.site_id = m.site_id and l.course_code = m.course_code
+          where m.group_id = $1",
+    )
+    .bind(group.as_str())
+    .fetch_all(&mut **tx)
+    .await?
+    .into_iter()
+    .filter_map(|c| u32::try_from(c).ok())
+    .collect();
+    if chains.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut locked = Lookups::default();
+    lock_heads(tx, &chains, &mut locked).await?;
+    let rows = sqlx::query(HISTORY).bind(group.as_str()).fetch_all(&mut **tx).await?;
+    let mut histories: std::collections::BTreeMap<(u32, LearnerId), Vec<Entry>> = Default::default();
+    for row in &rows {
+        let e = entry_record(row)
+            .and_then(Entry::try_from)
+            .map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+        histories
+            .entry((e.position.chain, e.body.learner.clone()))
+            .or_default()
+            .push(e);
+    }
+    // Entries of chains that gained a member-course entry between the two
+    // reads are left out: their chains are not locked.
+    let histories: Vec<(LearnerId, u32, Vec<Entry>)> = histories
+        .into_iter()
+        .filter(|((chain, _), _)| locked.heads.contains_key(chain))
+        .map(|((chain, l), h)| (l, chain, h))
+        .collect();
+    let per_year: bool = sqlx::query_scalar(
+        "select not exists (select 1 from recognition_members m
+                              join courses c on c.site_id = m.site_id and c.code = m.course_code
+                             where m.group_id = $1 and c.credit_repeat <> 'per_year')",
+    )
+    .bind(group.as_str())
+    .fetch_one(&mut **tx)
+    .await?;
+    let planned = plan::plan_declaration(group, per_year, &histories, &locked.heads, now);
+    if !planned.entries.is_empty() {
+        let inserted = insert_entries(tx, &planned.entries).await?;
+        if inserted != planned.entries.len() as u64 {
+            return Err(sqlx::Error::Protocol(
+                "a declaration reversal's event id is taken".into(),
+            ));
+        }
+        update_heads(tx, &planned.heads).await?;
+    }
+    Ok(planned.entries)
 }
 
 /// The sum of signed credits of each (learner, category, CST year).
@@ -1205,14 +1354,22 @@ impl Store for PgStore {
         Ok((id, Written::Existing))
     }
 
-    async fn link_account(&self, site: &SiteId, account: &LocalAccount, learner: &LearnerId) -> Result<Written> {
+    async fn link_account(
+        &self,
+        site: &SiteId,
+        account: &LocalAccount,
+        learner: &LearnerId,
+        registered_at: Option<Millis>,
+    ) -> Result<Written> {
         let inserted = sqlx::query(
-            "insert into learner_accounts (site_id, local_account, learner_id) values ($1, $2, $3)
+            "insert into learner_accounts (site_id, local_account, learner_id, registered_at)
+             values ($1, $2, $3, to_timestamp($4::bigint / 1000.0))
              on conflict (site_id, local_account) do nothing",
         )
         .bind(site.as_str())
         .bind(account.as_str())
         .bind(learner.as_str())
+        .bind(registered_at.map(|m| m.0))
         .execute(&self.pool)
         .await
         .map_err(db)?;
@@ -1300,13 +1457,14 @@ impl Store for PgStore {
         let r = CourseRecord::from(&stored);
         sqlx::query(
             "insert into courses (site_id, code, title, category, rule_kind, credits_cents, hours_per_credit_cents,
-                    cap_cents, pass_mark_cents, rule_version, offered_from_ms)
-             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+                    cap_cents, pass_mark_cents, rule_version, offered_from_ms, credit_repeat)
+             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
              on conflict (site_id, code) do update set title = excluded.title, category = excluded.category,
                  rule_kind = excluded.rule_kind, credits_cents = excluded.credits_cents,
                  hours_per_credit_cents = excluded.hours_per_credit_cents, cap_cents = excluded.cap_cents,
                  pass_mark_cents = excluded.pass_mark_cents, rule_version = excluded.rule_version,
-                 offered_from_ms = excluded.offered_from_ms, updated_at = now()",
+                 offered_from_ms = excluded.offered_from_ms, credit_repeat = excluded.credit_repeat,
+                 updated_at = now()",
         )
         .bind(&r.site_id)
         .bind(&r.code)
@@ -1319,6 +1477,7 @@ impl Store for PgStore {
         .bind(r.pass_mark_cents)
         .bind(r.rule_version as i32)
         .bind(r.offered_from_ms)
+        .bind(&r.credit_repeat)
         .execute(&mut *tx)
         .await
         .map_err(db)?;
@@ -1343,7 +1502,7 @@ impl Store for PgStore {
             .transpose()
     }
 
-    async fn put_group(&self, group: &Group) -> Result<Written> {
+    async fn put_group(&self, group: &Group, now: Millis) -> Result<(Written, Vec<Entry>)> {
         let mut tx = self.pool.begin().await.map_err(db)?;
         // Serialises group changes, so that two admins cannot both claim a
         // course (a transaction-scoped advisory lock; groups change rarely).
@@ -1398,8 +1557,10 @@ impl Store for PgStore {
         .execute(&mut *tx)
         .await
         .map_err(db)?;
+        let declared = declare_group(&mut tx, &group.id, now).await.map_err(db)?;
         tx.commit().await.map_err(db)?;
-        Ok(if created { Written::Created } else { Written::Existing })
+        let written = if created { Written::Created } else { Written::Existing };
+        Ok((written, declared))
     }
 
     async fn group(&self, id: &GroupId) -> Result<Option<Group>> {
@@ -1587,7 +1748,8 @@ impl Store for PgStore {
              ),
              regs as (
                  select site_id, learner_id from learner_accounts group by site_id, learner_id
-                 having min(created_at) >= to_timestamp($2 / 1000.0) and min(created_at) < to_timestamp($3 / 1000.0)
+                 having min(coalesce(registered_at, created_at)) >= to_timestamp($2 / 1000.0)
+                    and min(coalesce(registered_at, created_at)) < to_timestamp($3 / 1000.0)
              )
              select s.id,
                     (select count(*) from regs r where r.site_id = s.id),

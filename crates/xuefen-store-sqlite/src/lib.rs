@@ -101,7 +101,7 @@ macro_rules! course_columns {
     () => {
         "c.site_id, c.code, c.title, c.category, c.rule_kind, c.credits_cents,
          c.hours_per_credit_cents, c.cap_cents, c.pass_mark_cents, c.rule_version,
-         m.group_id, c.offered_from_ms"
+         m.group_id, c.offered_from_ms, c.credit_repeat"
     };
 }
 
@@ -277,6 +277,13 @@ async fn ingest_locked(conn: &mut SqliteConnection, events: &[Event], now: Milli
         lookups.add_entry(e);
     }
     lookups.reversed = reversed_targets(conn, events).await?;
+    let targets = plan::target_courses(events, &lookups);
+    if !targets.is_empty() {
+        let keys = targets.iter().map(|(s, c)| (s.as_str(), c.as_str())).collect();
+        lookup_course_keys(conn, keys, &mut lookups).await?;
+    }
+    // Credited once: each learner's history of each course the batch names.
+    lookups.course_entries = course_entries(conn, &plan::course_keys(events, &lookups)).await?;
     // Recognition and caps: only batches that touch a group or a capped
     // category run these.
     lookups.group_entries = group_entries(conn, &plan::group_keys(events, &lookups)).await?;
@@ -389,13 +396,22 @@ async fn learner_secrets(conn: &mut SqliteConnection, lookups: &Lookups) -> Resu
 }
 
 async fn lookup_courses(conn: &mut SqliteConnection, events: &[Event], lookups: &mut Lookups) -> Result<()> {
-    let mut wanted: Vec<(&str, &str)> = events
+    let wanted: Vec<(&str, &str)> = events
         .iter()
         .filter_map(|e| match &e.body {
             EventBody::Completion(c) => Some((e.site.as_str(), c.course.as_str())),
             EventBody::Revocation(_) => None,
         })
         .collect();
+    lookup_course_keys(conn, wanted, lookups).await
+}
+
+/// Adds the terms of these courses (and their categories' caps) to `lookups`.
+async fn lookup_course_keys(
+    conn: &mut SqliteConnection,
+    mut wanted: Vec<(&str, &str)>,
+    lookups: &mut Lookups,
+) -> Result<()> {
     wanted.sort();
     wanted.dedup();
     for chunk in wanted.chunks(PARAMS_PER_STATEMENT_MAX / 2) {
@@ -421,7 +437,7 @@ async fn lookup_courses(conn: &mut SqliteConnection, events: &[Event], lookups: 
             // A course row the service could not have written is skipped
             // here, so its events are rejected as naming an unknown course.
             if let Ok(course) = course_record(&row).and_then(Course::try_from) {
-                if let Ok(Some(cap)) = row.try_get::<Option<i64>, _>(12) {
+                if let Ok(Some(cap)) = row.try_get::<Option<i64>, _>(13) {
                     lookups.caps.insert(course.category.clone(), Credits::from_cents(cap));
                 }
                 lookups
@@ -498,8 +514,12 @@ async fn group_entries(
             concat!(
                 "select ",
                 entry_columns!(),
-                " from (values {}) as k
-                  join ledger_entries l on l.learner_id = k.column1 and l.recognition_group = k.column2
+                ", k.column2 as k_group from (values {}) as k
+                  join ledger_entries l on l.learner_id = k.column1
+                   and (l.recognition_group = k.column2
+                        or exists (select 1 from recognition_members m
+                                    where m.group_id = k.column2 and m.site_id = l.site_id
+                                      and m.course_code = l.course_code))
                  order by l.chain_id, l.seq"
             ),
             tuples(chunk.len(), 2)
@@ -508,11 +528,56 @@ async fn group_entries(
         for (learner, group) in chunk {
             q = q.bind(learner.as_str()).bind(group.as_str());
         }
-        for row in q.fetch_all(&mut *conn).await.map_err(db)? {
+        // A row can match two keys of one learner (tagged with one group,
+        // its course now in another): the key columns say which.
+        let sql_rows = q.fetch_all(&mut *conn).await.map_err(db)?;
+        for row in sql_rows {
             let e = entry_from_row(&row)?;
-            if let Some(g) = e.body.recognition_group.clone() {
+            let group: String = row.try_get("k_group").map_err(|e| unreadable("ledger_entries", e))?;
+            if let Ok(g) = GroupId::parse(group) {
                 out.entry((e.body.learner.clone(), g)).or_default().push(e);
             }
+        }
+    }
+    Ok(out)
+}
+
+/// Every entry of each (learner, site, course), or those dated at the
+/// key's instant, in sequence order.
+async fn course_entries(
+    conn: &mut SqliteConnection,
+    keys: &BTreeSet<plan::CourseKey>,
+) -> Result<HashMap<(LearnerId, SiteId, CourseCode), Vec<Entry>>> {
+    let mut out: HashMap<(LearnerId, SiteId, CourseCode), Vec<Entry>> = keys
+        .iter()
+        .map(|(l, s, c, _)| ((l.clone(), s.clone(), c.clone()), Vec::new()))
+        .collect();
+    let keys: Vec<&plan::CourseKey> = keys.iter().collect();
+    for chunk in keys.chunks(PARAMS_PER_STATEMENT_MAX / 4) {
+        let sql = format!(
+            concat!(
+                "select ",
+                entry_columns!(),
+                " from (values {}) as k
+                  join ledger_entries l on l.learner_id = k.column1 and l.site_id = k.column2
+                   and l.course_code = k.column3
+                   and (k.column4 is null or l.occurred_at_ms = k.column4)
+                 order by l.chain_id, l.seq"
+            ),
+            tuples(chunk.len(), 4)
+        );
+        let mut q = sqlx::query(&sql).persistent(REUSE_DYNAMIC_STATEMENTS);
+        for (learner, site, course, at) in chunk {
+            q = q
+                .bind(learner.as_str())
+                .bind(site.as_str())
+                .bind(course.as_str())
+                .bind(at.map(|m| m.0));
+        }
+        for row in q.fetch_all(&mut *conn).await.map_err(db)? {
+            let e = entry_from_row(&row)?;
+            let key = (e.body.learner.clone(), e.body.site.clone(), e.body.course.clone());
+            out.entry(key).or_default().push(e);
         }
     }
     Ok(out)
@@ -732,6 +797,7 @@ fn course_record(row: &SqliteRow) -> Result<CourseRecord> {
             rule_version: row.try_get(9)?,
             recognition_group: row.try_get(10)?,
             offered_from_ms: row.try_get(11)?,
+            credit_repeat: row.try_get(12)?,
         })
     };
     get().map_err(|e| unreadable("courses", e))
@@ -795,6 +861,52 @@ async fn ingest_batch(pool: &SqlitePool, events: &[Event], now: Millis) -> Resul
     }
 }
 
+/// Writes what declaring `group` plans ([`plan::plan_declaration`]) inside
+/// the caller's write transaction, after its members were stored: the
+/// reversals of earlier double payments among its courses.
+async fn declare_group(conn: &mut SqliteConnection, group: &GroupId, now: Millis) -> Result<Vec<Entry>> {
+    let rows = sqlx::query(concat!(
+        "select ",
+        entry_columns!(),
+        " from ledger_entries
+         where (site_id, course_code) in
+               (select site_id, course_code from recognition_members where group_id = ?1)
+         order by chain_id, seq"
+    ))
+    .bind(group.as_str())
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(db)?;
+    let mut histories: BTreeMap<(u32, LearnerId), Vec<Entry>> = BTreeMap::new();
+    for row in &rows {
+        let e = entry_from_row(row)?;
+        histories
+            .entry((e.position.chain, e.body.learner.clone()))
+            .or_default()
+            .push(e);
+    }
+    let histories: Vec<(LearnerId, u32, Vec<Entry>)> =
+        histories.into_iter().map(|((chain, l), h)| (l, chain, h)).collect();
+    if histories.is_empty() {
+        return Ok(Vec::new());
+    }
+    let per_year: bool = sqlx::query_scalar(
+        "select not exists (select 1 from recognition_members m
+                              join courses c on c.site_id = m.site_id and c.code = m.course_code
+                             where m.group_id = ?1 and c.credit_repeat <> 'per_year')",
+    )
+    .bind(group.as_str())
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(db)?;
+    let chains: BTreeSet<u32> = histories.iter().map(|(_, c, _)| *c).collect();
+    let heads = heads_of(conn, &chains).await?;
+    let planned = plan::plan_declaration(group, per_year, &histories, &heads, now);
+    insert_entries(conn, &planned.entries).await?;
+    update_heads(conn, &planned.heads).await?;
+    Ok(planned.entries)
+}
+
 async fn put_course_locked(pool: &SqlitePool, course: &Course) -> Result<(Course, Written)> {
     // BEGIN IMMEDIATE takes the write lock before the read, as
     // `for update` does on PostgreSQL: two concurrent updates cannot both
@@ -828,15 +940,16 @@ async fn put_course_locked(pool: &SqlitePool, course: &Course) -> Result<(Course
     let r = CourseRecord::from(&stored);
     sqlx::query(concat!(
         "insert into courses (site_id, code, title, category, rule_kind, credits_cents,
-                hours_per_credit_cents, cap_cents, pass_mark_cents, rule_version, offered_from_ms)
-         values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+                hours_per_credit_cents, cap_cents, pass_mark_cents, rule_version, offered_from_ms,
+                credit_repeat)
+         values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
          on conflict (site_id, code) do update set title = excluded.title,
              category = excluded.category, rule_kind = excluded.rule_kind,
              credits_cents = excluded.credits_cents,
              hours_per_credit_cents = excluded.hours_per_credit_cents,
              cap_cents = excluded.cap_cents, pass_mark_cents = excluded.pass_mark_cents,
              rule_version = excluded.rule_version, offered_from_ms = excluded.offered_from_ms,
-             updated_at = ",
+             credit_repeat = excluded.credit_repeat, updated_at = ",
         now_sql!()
     ))
     .bind(&r.site_id)
@@ -850,6 +963,7 @@ async fn put_course_locked(pool: &SqlitePool, course: &Course) -> Result<(Course
     .bind(r.pass_mark_cents)
     .bind(r.rule_version)
     .bind(r.offered_from_ms)
+    .bind(&r.credit_repeat)
     .execute(&mut *tx)
     .await
     .map_err(db)?;
@@ -1181,14 +1295,22 @@ impl Store for SqliteStore {
         Ok((id, Written::Existing))
     }
 
-    async fn link_account(&self, site: &SiteId, account: &LocalAccount, learner: &LearnerId) -> Result<Written> {
+    async fn link_account(
+        &self,
+        site: &SiteId,
+        account: &LocalAccount,
+        learner: &LearnerId,
+        registered_at: Option<Millis>,
+    ) -> Result<Written> {
         let inserted = sqlx::query(
-            "insert into learner_accounts (site_id, local_account, learner_id) values (?1, ?2, ?3)
+            "insert into learner_accounts (site_id, local_account, learner_id, registered_at)
+             values (?1, ?2, ?3, ?4)
              on conflict (site_id, local_account) do nothing",
         )
         .bind(site.as_str())
         .bind(account.as_str())
         .bind(learner.as_str())
+        .bind(registered_at.map(Millis::to_rfc3339))
         .execute(&self.pool)
         .await
         .map_err(db)?;
@@ -1268,7 +1390,7 @@ impl Store for SqliteStore {
             .transpose()
     }
 
-    async fn put_group(&self, group: &Group) -> Result<Written> {
+    async fn put_group(&self, group: &Group, now: Millis) -> Result<(Written, Vec<Entry>)> {
         // Under the write lock, so that two admins cannot both claim a course.
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
         let existed: bool = sqlx::query_scalar("select exists (select 1 from recognition_groups where id = ?1)")
@@ -1326,8 +1448,10 @@ impl Store for SqliteStore {
             }
             q.execute(&mut *tx).await.map_err(db)?;
         }
+        let declared = declare_group(&mut tx, &group.id, now).await?;
         tx.commit().await.map_err(db)?;
-        Ok(if existed { Written::Existing } else { Written::Created })
+        let written = if existed { Written::Existing } else { Written::Created };
+        Ok((written, declared))
     }
 
     async fn group(&self, id: &GroupId) -> Result<Option<Group>> {
@@ -1521,7 +1645,8 @@ impl Store for SqliteStore {
              ),
              regs as (
                  select site_id, learner_id from learner_accounts group by site_id, learner_id
-                 having min(created_at) >= ?6 and min(created_at) < ?7
+                 having min(coalesce(registered_at, created_at)) >= ?6
+                    and min(coalesce(registered_at, created_at)) < ?7
              )
              select s.id,
                     (select count(*) from regs r where r.site_id = s.id),

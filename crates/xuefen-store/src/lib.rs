@@ -124,6 +124,8 @@ pub struct Course {
     pub recognition_group: Option<GroupId>,
     /// When the course was first offered; earlier completions are refused.
     pub offered_from: Option<Millis>,
+    /// How often the course may credit the same learner.
+    pub repeat: xuefen_core::rule::Repeat,
 }
 
 /// A recognition group (学分互认): equivalent courses of several sites,
@@ -235,7 +237,15 @@ pub trait Store: xapi::XapiStore + xapi_documents::XapiDocumentStore + Send + Sy
     async fn register_learner(&self, learner: &NewLearner) -> Result<(LearnerId, Written)>;
     /// Links a site's local account to a learner. Linking an account to the
     /// learner it already names is fine; to another learner is a conflict.
-    async fn link_account(&self, site: &SiteId, account: &LocalAccount, learner: &LearnerId) -> Result<Written>;
+    /// `registered_at` is when the registration happened, when it is older
+    /// than the link (a back-fill); the statistics count it in that year.
+    async fn link_account(
+        &self,
+        site: &SiteId,
+        account: &LocalAccount,
+        learner: &LearnerId,
+        registered_at: Option<Millis>,
+    ) -> Result<Written>;
     async fn learner_exists(&self, learner: &LearnerId) -> Result<bool>;
     /// The learner registered with this document hash, and the real name
     /// stored for them: what a site's real-name data is checked against.
@@ -256,10 +266,13 @@ pub trait Store: xapi::XapiStore + xapi_documents::XapiDocumentStore + Send + Sy
     async fn put_course(&self, course: &Course) -> Result<(Course, Written)>;
     async fn course(&self, site: &SiteId, code: &CourseCode) -> Result<Option<Course>>;
 
-    /// Creates or replaces a recognition group and its member courses. A
-    /// course already in another group is a `Conflict` naming it. Entries
-    /// already written keep the group they were written with.
-    async fn put_group(&self, group: &Group) -> Result<Written>;
+    /// Creates or replaces a recognition group and its member courses, and
+    /// in the same transaction writes what the declaration plans
+    /// ([`xuefen_core::plan::plan_declaration`]): a reversal of every
+    /// earlier double payment among the group's courses. A course already
+    /// in another group is a `Conflict` naming it. Entries already written
+    /// are never changed. Returns the reversals written.
+    async fn put_group(&self, group: &Group, now: Millis) -> Result<(Written, Vec<Entry>)>;
     async fn group(&self, id: &GroupId) -> Result<Option<Group>>;
     /// Sets (or with `None` removes) the annual credit cap of a category.
     async fn set_cap(&self, category: &Category, annual: Option<Credits>) -> Result<()>;
@@ -409,14 +422,37 @@ pub fn site_transition(
     agreement_ends_at: Option<Millis>,
     act: &SiteAct,
 ) -> Result<(Site, xuefen_core::site_log::SiteChange)> {
-    if !current.status.may_move_to(status) {
+    // A renewal: the same status (active or suspended) with a new
+    // agreement end. The new agreement starts with the act, and the
+    // change is recorded like any other.
+    let renewal = status == current.status
+        && matches!(status, SiteStatus::Active | SiteStatus::Suspended)
+        && agreement_ends_at.is_some();
+    if !renewal && !current.status.may_move_to(status) {
         return Err(StoreError::Conflict(format!(
-            "invalid_transition: a {} site cannot become {status}",
-            current.status
+            "invalid_transition: a {} site cannot become {status}{}",
+            current.status,
+            if status == current.status {
+                " (a renewal keeps the status and gives a new agreement_ends_at)"
+            } else {
+                ""
+            }
         )));
+    }
+    if let Some(end) = agreement_ends_at
+        && end <= act.at
+    {
+        return Err(StoreError::Conflict(
+            "invalid_renewal: agreement_ends_at must be after now".into(),
+        ));
     }
     let next = Site {
         status,
+        agreement_starts_at: if renewal {
+            Some(act.at)
+        } else {
+            current.agreement_starts_at
+        },
         agreement_ends_at: agreement_ends_at.or(current.agreement_ends_at),
         ..current.clone()
     };
@@ -427,4 +463,20 @@ pub fn site_transition(
         ..next
     };
     Ok((site, change))
+}
+
+/// A site's standing against its agreement at `now`: `pending`,
+/// `suspended` and `terminated` are its status; an active site is `active`
+/// within its agreement, `not_started` before it and `expired` after it.
+pub fn agreement_standing(site: &Site, now: Millis) -> &'static str {
+    match site.status {
+        SiteStatus::Active => match (site.agreement_starts_at, site.agreement_ends_at) {
+            (Some(start), _) if now < start => "not_started",
+            (_, Some(end)) if now >= end => "expired",
+            _ => "active",
+        },
+        SiteStatus::Pending => "pending",
+        SiteStatus::Suspended => "suspended",
+        SiteStatus::Terminated => "terminated",
+    }
 }

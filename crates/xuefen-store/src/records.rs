@@ -218,6 +218,8 @@ pub struct CourseRecord {
     /// From `recognition_members`, not a column of `courses`.
     pub recognition_group: Option<String>,
     pub offered_from_ms: Option<i64>,
+    /// `once` or `per_year` ([`xuefen_core::rule::Repeat`]).
+    pub credit_repeat: String,
 }
 
 impl From<&Course> for CourseRecord {
@@ -241,6 +243,7 @@ impl From<&Course> for CourseRecord {
             rule_version: i64::from(c.rule_version),
             recognition_group: c.recognition_group.as_ref().map(|g| g.as_str().to_owned()),
             offered_from_ms: c.offered_from.map(|m| m.0),
+            credit_repeat: c.repeat.as_str().to_owned(),
         }
     }
 }
@@ -280,6 +283,8 @@ impl TryFrom<CourseRecord> for Course {
                 .transpose()
                 .map_err(|e| corrupt(e.to_string()))?,
             offered_from: r.offered_from_ms.map(Millis),
+            repeat: xuefen_core::rule::Repeat::parse(&r.credit_repeat, "credit_repeat")
+                .map_err(|e| corrupt(e.to_string()))?,
         })
     }
 }
@@ -294,6 +299,7 @@ impl Course {
             rule_version: self.rule_version,
             recognition_group: self.recognition_group.clone(),
             offered_from: self.offered_from,
+            repeat: self.repeat,
         }
     }
 
@@ -303,6 +309,7 @@ impl Course {
             || self.pass_mark != other.pass_mark
             || self.category != other.category
             || self.offered_from != other.offered_from
+            || self.repeat != other.repeat
     }
 }
 

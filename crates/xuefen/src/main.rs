@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod bank_pull;
+mod import;
 mod settings;
 mod telemetry;
 
@@ -15,6 +16,7 @@ use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use xuefen_api::sso::{SsoKey, SsoSettings, SsoVerifier, dev_token};
 use xuefen_api::{AppState, CommitSettings, Limits, StatsSettings};
+use xuefen_core::event::Millis;
 use xuefen_core::ids::{RegionCode, SiteId, SiteLevel, SiteStatus};
 use xuefen_store::verify::{VerifyFailure, verify_ledger_under, verify_log};
 use xuefen_store::{Principal, Site, SiteAct, Store};
@@ -94,6 +96,9 @@ enum Command {
     /// Act as the credit bank.
     #[command(subcommand)]
     Bank(BankCommand),
+    /// Back-fill a site's learners, account links and events from an NDJSON
+    /// or CSV file through the HTTP API (resumable; see docs/import.md).
+    Import(import::ImportArgs),
     /// Print the OpenAPI document.
     Openapi,
     /// Configuration: print an example file, or check the effective settings.
@@ -370,6 +375,20 @@ async fn run(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode> {
         Command::Sites(cmd) => sites(db, cmd).await,
         Command::Keys(cmd) => keys(db, cmd).await,
         Command::DevToken { learner, ttl_seconds } => {
+            // With the generated development secret, the server's must be
+            // used: refuse instead of generating one nobody verifies with.
+            let dev_secret = settings.data_dir.join("sso-dev.key");
+            if settings.sso_algorithm == "HS256"
+                && settings.sso_key.is_none()
+                && settings.sso_key_file.is_none()
+                && !dev_secret.exists()
+            {
+                bail!(
+                    "no development SSO secret at {}: run dev-token with the server's settings (from the \
+                     directory `xuefen serve` runs in, or with its XUEFEN_DATA_DIR), after the server started once",
+                    dev_secret.display()
+                );
+            }
             let SsoKey::Hs256(secret) = sso_key(&settings)? else {
                 bail!("dev-token signs with an HS256 secret; the configured key is a public key");
             };
@@ -391,6 +410,7 @@ async fn run(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Bank(BankCommand::Pull(args)) => bank_pull::pull(args).await,
+        Command::Import(args) => import::import(args).await,
     }
 }
 
@@ -776,13 +796,21 @@ async fn sites(db: &Settings, cmd: SitesCommand) -> anyhow::Result<ExitCode> {
             println!("site {} created; key {} (shown once): {secret}", site.id, key.id);
         }
         SitesCommand::List => {
+            // Standing against today, CST dates: an active site whose
+            // agreement ended reads `expired`.
+            let now = Millis::from_datetime(time::OffsetDateTime::now_utc());
+            let day = |m: Option<Millis>| m.map_or_else(|| "-".to_owned(), Millis::date_cst);
+            println!("id\tlevel\tregion\tstatus\tstanding\tagreement_from\tagreement_to\tname");
             for s in store.sites().await? {
                 println!(
-                    "{}\t{}\t{}\t{}\t{}",
+                    "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
                     s.id,
                     s.level,
                     s.region_code.as_str(),
                     s.status,
+                    xuefen_store::agreement_standing(&s, now),
+                    day(s.agreement_starts_at),
+                    day(s.agreement_ends_at),
                     s.name
                 );
             }

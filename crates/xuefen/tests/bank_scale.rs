@@ -80,6 +80,7 @@ async fn a_page_of_100_deposits_with_proofs_on_a_large_ledger() {
             rule_version: 1,
             recognition_group: None,
             offered_from: None,
+            repeat: Default::default(),
         })
         .await
         .expect("course");

@@ -174,6 +174,7 @@ fn per_hours(site: &str, code: &str, category: &str, hours_per_credit: i64, cap:
         rule_version: 1,
         recognition_group: None,
         offered_from: None,
+        repeat: xuefen_core::rule::Repeat::EveryCompletion,
     }
 }
 
@@ -190,6 +191,7 @@ fn fixed(site: &str, code: &str, category: &str, credits: i64, pass_mark: Option
         rule_version: 1,
         recognition_group: None,
         offered_from: None,
+        repeat: xuefen_core::rule::Repeat::EveryCompletion,
     }
 }
 
@@ -312,7 +314,7 @@ async fn setup(store: &dyn Store) -> SetupResults {
         let acct = account(&format!("acct-{i}"));
         links.push(
             store
-                .link_account(&site_id("xihu"), &acct, &learner(i))
+                .link_account(&site_id("xihu"), &acct, &learner(i), None)
                 .await
                 .expect("link"),
         );
@@ -320,7 +322,7 @@ async fn setup(store: &dyn Store) -> SetupResults {
     for (acct, who) in [("g-1", 1), ("g.6@gongshu", 6), ("acct-1", 7)] {
         links.push(
             store
-                .link_account(&site_id("gongshu"), &account(acct), &learner(who))
+                .link_account(&site_id("gongshu"), &account(acct), &learner(who), None)
                 .await
                 .expect("link"),
         );
@@ -328,13 +330,13 @@ async fn setup(store: &dyn Store) -> SetupResults {
     // Linking again to the same learner is fine; to another is a conflict.
     links.push(
         store
-            .link_account(&site_id("xihu"), &account("acct-1"), &learner(1))
+            .link_account(&site_id("xihu"), &account("acct-1"), &learner(1), None)
             .await
             .expect("relink"),
     );
     let relink_conflicts = matches!(
         store
-            .link_account(&site_id("xihu"), &account("acct-1"), &learner(2))
+            .link_account(&site_id("xihu"), &account("acct-1"), &learner(2), None)
             .await,
         Err(StoreError::Conflict(_))
     );

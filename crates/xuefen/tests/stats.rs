@@ -139,6 +139,7 @@ async fn build(store: &dyn Store, links: &[(usize, usize)], events: &[Event]) ->
                 rule_version: 1,
                 recognition_group: None,
                 offered_from: None,
+                repeat: Default::default(),
             };
             store.put_course(&course).await.expect("course");
         }
@@ -158,7 +159,7 @@ async fn build(store: &dyn Store, links: &[(usize, usize)], events: &[Event]) ->
     for (s, l) in links {
         let account = LocalAccount::parse(format!("acct-{l}")).expect("account");
         store
-            .link_account(&site_id(*s), &account, &learner(*l))
+            .link_account(&site_id(*s), &account, &learner(*l), None)
             .await
             .expect("link");
         made.insert((*s, *l));

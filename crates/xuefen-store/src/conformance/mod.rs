@@ -239,6 +239,7 @@ pub fn hours_course(site: SiteId) -> Course {
         rule_version: 1,
         recognition_group: None,
         offered_from: None,
+        repeat: Default::default(),
     }
 }
 
@@ -256,6 +257,7 @@ pub fn scored_course(site: SiteId) -> Course {
         rule_version: 1,
         recognition_group: None,
         offered_from: None,
+        repeat: Default::default(),
     }
 }
 
@@ -356,7 +358,10 @@ impl World {
         for i in 0..n {
             let (id, _) = store.register_learner(&person(i + 1)).await.expect("register learner");
             let acct = account(&format!("u-{i}"));
-            store.link_account(&site_id, &acct, &id).await.expect("link account");
+            store
+                .link_account(&site_id, &acct, &id, None)
+                .await
+                .expect("link account");
             learners.push(id);
             accounts.push(acct);
         }

@@ -184,29 +184,29 @@ pub async fn an_account_links_to_one_learner_only<B: Backend>(db: &B) {
 
     assert!(!store.site_knows_learner(&site_id(), &a).await.expect("knows"));
     assert_eq!(
-        store.link_account(&site_id(), &u1, &a).await.expect("link"),
+        store.link_account(&site_id(), &u1, &a, None).await.expect("link"),
         Written::Created
     );
     assert_eq!(
-        store.link_account(&site_id(), &u1, &a).await.expect("link again"),
+        store.link_account(&site_id(), &u1, &a, None).await.expect("link again"),
         Written::Existing
     );
     assert!(
         matches!(
-            store.link_account(&site_id(), &u1, &b).await,
+            store.link_account(&site_id(), &u1, &b, None).await,
             Err(StoreError::Conflict(_))
         ),
         "an account cannot move to another learner"
     );
     // The same account name at another site is another account.
     assert_eq!(
-        store.link_account(&other_site_id(), &u1, &b).await.expect("link"),
+        store.link_account(&other_site_id(), &u1, &b, None).await.expect("link"),
         Written::Created
     );
     // A learner may have accounts at several sites, and several at one.
     assert_eq!(
         store
-            .link_account(&site_id(), &account("u-1-bis"), &a)
+            .link_account(&site_id(), &account("u-1-bis"), &a, None)
             .await
             .expect("link"),
         Written::Created
@@ -349,7 +349,7 @@ pub async fn a_batch_is_stored_exactly_as_planned<B: Backend>(db: &B) {
     let c0 = w.chain(0);
     assert!(matches!(
         outcomes[0],
-        Outcome::Accepted { position: Position { chain, seq: 1 }, kind: EntryKind::Awarded, credits }
+        Outcome::Accepted { position: Position { chain, seq: 1 }, kind: EntryKind::Awarded, credits, .. }
             if chain == c0 && credits == Credits::from_cents(2_00)
     ));
     assert!(matches!(outcomes[1], Outcome::Accepted { credits, .. } if credits == Credits::from_cents(4_00)));
@@ -420,6 +420,7 @@ pub async fn the_same_events_twice_write_nothing_and_answer_the_same<B: Backend>
                 position,
                 kind,
                 credits,
+                ..
             } => Outcome::Duplicate {
                 position,
                 kind,
@@ -645,7 +646,10 @@ pub async fn rejected_items_write_nothing_and_a_corrected_retry_is_judged_afresh
 
     // Corrected: the account gets linked, the course named rightly, the
     // date fixed. The same keys are now accepted.
-    store.link_account(s, &unlinked, &w.learners[1]).await.expect("link");
+    store
+        .link_account(s, &unlinked, &w.learners[1], None)
+        .await
+        .expect("link");
     let corrected = [
         completion(s, "e0", LearnerRef::Account(unlinked), 10_00),
         completion(s, "e2", w.by_id(0), 10_00),
@@ -655,7 +659,8 @@ pub async fn rejected_items_write_nothing_and_a_corrected_retry_is_judged_afresh
     ];
     let out = store.ingest(&corrected, NOW).await.expect("ingest");
     assert!(out.iter().all(|o| matches!(o, Outcome::Accepted { .. })), "{out:?}");
-    assert_eq!(entry_count(db).await, count + corrected.len() as i64);
+    // Revoking e2, the paid completion of c1, promotes e3 (one entry more).
+    assert_eq!(entry_count(db).await, count + corrected.len() as i64 + 1);
     verify_ledger(store.as_ref(), |_| {}).await.expect("verifies");
 }
 
@@ -685,6 +690,7 @@ pub async fn concurrent_identical_single_events_are_written_once<B: Backend>(db:
         position,
         kind,
         credits,
+        ..
     } = *accepted[0]
     else {
         unreachable!()
@@ -767,6 +773,7 @@ fn once_per_key(all: &[(String, Outcome)]) -> BTreeMap<String, Position> {
                     position,
                     kind,
                     credits,
+                    ..
                 } => Some((position, kind, credits)),
                 _ => None,
             })
@@ -852,9 +859,11 @@ pub async fn concurrent_overlapping_batches_write_each_key_once_without_gaps<B: 
 /// rejected as already revoked.
 pub async fn concurrent_revocations_of_one_award_reverse_it_once<B: Backend>(db: &B) {
     let store = db.store();
-    let w = World::build(store.as_ref(), site_id(), 3).await;
+    // One learner per award: a course is paid once per learner, so awards
+    // of one learner would promote each other as they are revoked.
+    let w = World::build(store.as_ref(), site_id(), 12).await;
     let awards: Vec<Event> = (0..12)
-        .map(|k| completion(&w.site, &format!("e{k}"), w.by_id(k % 3), 10_00))
+        .map(|k| completion(&w.site, &format!("e{k}"), w.by_id(k), 10_00))
         .collect();
     let out = store.ingest(&awards, NOW).await.expect("ingest");
     assert!(out.iter().all(|o| matches!(o, Outcome::Accepted { .. })));
@@ -1037,6 +1046,7 @@ async fn nothing_then_whole<B: Backend>(db: &B, w: &World, batch: &[Event], tabl
         lookups.heads.insert(*chain, *head);
     }
     for e in all_entries(store.as_ref()).await {
+        remember(&mut lookups, std::slice::from_ref(&e));
         lookups
             .entries
             .insert((e.body.site.clone(), e.body.event_id.clone()), e);
@@ -1097,12 +1107,16 @@ pub async fn a_large_batch_is_written_whole<B: Backend>(db: &B) {
     let out = store.ingest(&batch, NOW).await.expect("ingest");
     assert_eq!(out, expected.outcomes);
     assert!(out.iter().all(|o| matches!(o, Outcome::Accepted { .. })));
-    assert_eq!(entry_count(db).await, 1_500);
+    // 1 500 events, and a promotion for each revocation: e0..e199 are the
+    // first five c1 completions of each of the 40 learners, revoked in
+    // order, so each reverses the paid one and promotes the next.
+    assert_eq!(expected.entries.len(), 1_700);
+    assert_eq!(entry_count(db).await, 1_700);
     let again = store.ingest(&batch, NOW).await.expect("again");
     assert!(again.iter().all(|o| matches!(o, Outcome::Duplicate { .. })));
-    assert_eq!(entry_count(db).await, 1_500);
+    assert_eq!(entry_count(db).await, 1_700);
     let report = verify_ledger(store.as_ref(), |_| {}).await.expect("verifies");
-    assert_eq!(report.entries, 1_500);
+    assert_eq!(report.entries, 1_700);
 }
 
 /// A batch abandoned at any instant (the caller gone, the process
@@ -1464,9 +1478,14 @@ pub async fn heads_follow_the_last_entry_of_every_chain<B: Backend>(db: &B) {
                 )
             })
             .collect();
+        let keys = plan::course_keys(&batch, &lookups);
+        for (l, s, c, _) in keys {
+            lookups.course_entries.entry((l, s, c)).or_default();
+        }
         let expected = plan::plan(&batch, NOW, &lookups);
         assert_eq!(store.ingest(&batch, NOW).await.expect("ingest"), expected.outcomes);
         lookups.heads.extend(expected.heads.iter().map(|(c, h)| (*c, *h)));
+        remember(&mut lookups, &expected.entries);
     }
     let heads = store.heads().await.expect("heads");
     let touched: BTreeSet<u32> = (0..6).map(|i| w.chain(i)).collect();
@@ -1530,7 +1549,10 @@ pub async fn learner_entries_are_that_learners_own_in_sequence_order<B: Backend>
         .iter()
         .map(|e| e.body.kind.as_str())
         .collect();
-    assert_eq!(kinds, BTreeSet::from(["awarded", "not_passed", "reversal"]));
+    assert_eq!(
+        kinds,
+        BTreeSet::from(["awarded", "not_passed", "promoted", "recognised", "reversal"])
+    );
 }
 
 /// The idempotency key is `(site, event_id)`: the same event id at two
@@ -2181,6 +2203,15 @@ pub async fn xapi_entries_by_events_are_the_sites_own<B: Backend>(db: &B) {
             .expect("empty")
             .is_empty()
     );
+}
+
+/// Files `entries` into the per-course histories of `lookups`, as a store
+/// reads them back for the planner.
+fn remember(lookups: &mut plan::Lookups, entries: &[xuefen_core::entry::Entry]) {
+    for e in entries {
+        let key = (e.body.learner.clone(), e.body.site.clone(), e.body.course.clone());
+        lookups.course_entries.entry(key).or_default().push(e.clone());
+    }
 }
 
 // The scenarios of the log, kept in their own file.

@@ -195,9 +195,12 @@ impl TestApp {
         body["key"]["secret"].as_str().expect("secret").to_owned()
     }
 
-    /// A per-hours course: 1 credit per 5 hours, capped at 4.
+    /// A per-hours course: 1 credit per 5 hours, capped at 4, crediting
+    /// every completion (sessions: the scenarios using it test the feed,
+    /// paging and batching, not crediting once; tests/api/credited_once.rs
+    /// does that).
     pub async fn course(&self, key: &str, code: &str, category: &str) {
-        let body = json!({"title": "课程", "category": category, "rule": {"kind": "per_hours", "hours_per_credit": "5", "cap": "4"}});
+        let body = json!({"title": "课程", "category": category, "rule": {"kind": "per_hours", "hours_per_credit": "5", "cap": "4"}, "repeat": "every_completion"});
         let (status, body) = self.put(&format!("/v1/courses/{code}"), key, body).await;
         assert!(status.is_success(), "{body}");
     }

@@ -6,11 +6,14 @@
 mod pg;
 
 mod bank;
+mod credited_once;
 mod harness;
 mod hostile;
+mod import;
 mod pages;
 mod privacy;
 mod recognition;
+mod renewal;
 mod scenarios;
 mod xapi;
 mod xapi_documents;

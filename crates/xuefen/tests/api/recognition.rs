@@ -18,9 +18,11 @@ backend_tests!(
     groups_and_caps_are_admin_only_and_validated,
 );
 
-/// A fixed-credit course.
+/// A fixed-credit course crediting every completion (these scenarios test
+/// groups, caps and rule versions; a group still pays once, and
+/// tests/api/credited_once.rs covers courses credited once).
 async fn fixed_course(app: &TestApp, key: &str, code: &str, category: &str, credits: &str) {
-    let body = json!({"title": "共享课程", "category": category, "rule": {"kind": "fixed", "credits": credits}});
+    let body = json!({"title": "共享课程", "category": category, "rule": {"kind": "fixed", "credits": credits}, "repeat": "every_completion"});
     let (status, body) = app.put(&format!("/v1/courses/{code}"), key, body).await;
     assert!(status.is_success(), "{body}");
 }

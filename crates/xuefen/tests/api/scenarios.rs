@@ -692,7 +692,7 @@ async fn the_transcript_totals_by_year_category_and_site(app: TestApp) {
 async fn the_transcript_shows_titles_and_names_and_filters_by_year_category_and_site(app: TestApp) {
     let a = app.site("site-a").await;
     let b = app.site("site-b").await;
-    let titled = |title: &str, category: &str| json!({"title": title, "category": category, "rule": {"kind": "per_hours", "hours_per_credit": "5", "cap": "4"}});
+    let titled = |title: &str, category: &str| json!({"title": title, "category": category, "rule": {"kind": "per_hours", "hours_per_credit": "5", "cap": "4"}, "repeat": "every_completion"});
     let (status, body) = app.put("/v1/courses/A1", &a, titled("茶艺入门", "community")).await;
     assert!(status.is_success(), "{body}");
     let (status, body) = app.put("/v1/courses/B1", &b, titled("电工基础", "vocational")).await;

@@ -121,8 +121,9 @@ async fn moodle_site(app: &TestApp) -> (Lms, String) {
     let key = app.site("xihu").await;
     let (status, body) = app.put("/v1/xapi/profile", &key, json!({"home_page": MOODLE})).await;
     assert_eq!(status, StatusCode::OK, "{body}");
+    // Crediting every completion: these scenarios count statements.
     let course = json!({"title": "茶文化", "category": "community", "rule": {"kind": "fixed", "credits": "2.00"},
-                        "activity_id": COURSE_IRI});
+                        "activity_id": COURSE_IRI, "repeat": "every_completion"});
     let (status, body) = app.put("/v1/courses/tea-101", &key, course).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     assert_eq!(body["activity_id"], COURSE_IRI);

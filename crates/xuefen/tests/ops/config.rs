@@ -139,5 +139,20 @@ fn a_command_away_from_the_server_data_dir_refuses_and_creates_nothing() {
         assert!(stderr.contains("no Xuefen database"), "{args:?}: {stderr}");
         assert!(!data.join("xuefen.db").exists(), "{args:?} created an empty database");
     }
+    // dev-token with the development secret: refuses rather than
+    // generating a secret (and a data dir) the server does not use.
+    let out = Command::new(XUEFEN)
+        .args(["dev-token", "--learner", "lrn_00000000000000000000000000000000"])
+        .env_remove("DATABASE_URL")
+        .env_remove("XUEFEN_CONFIG")
+        .env_remove("XUEFEN_SSO_KEY")
+        .env_remove("XUEFEN_SSO_KEY_FILE")
+        .env("XUEFEN_DATA_DIR", data_str)
+        .output()
+        .expect("run xuefen dev-token");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "dev-token succeeded without a data dir");
+    assert!(stderr.contains("no development SSO secret"), "{stderr}");
+    assert!(!data.exists(), "dev-token created the data dir");
     let _ = std::fs::remove_dir_all(&dir);
 }
