@@ -796,16 +796,23 @@ pub fn declaration_event_id(group: &GroupId, paid: Position) -> Option<EventId> 
 ///
 /// `histories` holds, per learner with their chain, every entry of the
 /// learner whose course is a member of the group or that carries it, in
-/// sequence order; `heads` the current heads of those chains.
+/// sequence order; `heads` the current heads of those chains; `secrets`
+/// the learners' secrets, under which each reversal names its learner by a
+/// commitment (format version 2). A learner without one (erased) gets no
+/// reversal: nothing more is written about them.
 pub fn plan_declaration(
     group: &GroupId,
     per_year: bool,
     histories: &[(LearnerId, u32, Vec<Entry>)],
     heads: &HashMap<u32, Head>,
+    secrets: &HashMap<LearnerId, [u8; 32]>,
     now: Millis,
 ) -> Plan {
     let mut plan = Plan::default();
-    for (_, chain, history) in histories {
+    for (learner, chain, history) in histories {
+        let Some(secret) = secrets.get(learner) else {
+            continue;
+        };
         let reversed: HashSet<Position> = history
             .iter()
             .filter(|e| e.body.kind == EntryKind::Reversal)
@@ -830,28 +837,33 @@ pub fn plan_declaration(
                 let t = &extra.body;
                 // A promotion repeats its recognised completion's key.
                 let target = t.event_id.clone();
-                let reason = Reason::parse(
+                // The hashed reason is a code; the words stay beside the
+                // entry as its note.
+                let reason = Reason::code("credited_once", "reason").unwrap_or_default();
+                let note = Reason::parse(
                     format!("credited once: recognition group {group} pays entry {}", keep.position),
                     "reason",
                 )
-                .unwrap_or_default();
+                .ok();
                 let head = plan
                     .heads
                     .get(chain)
                     .or_else(|| heads.get(chain))
                     .copied()
                     .unwrap_or(Head::EMPTY);
+                let position = Position {
+                    chain: *chain,
+                    seq: head.seq + 1,
+                };
                 let entry = Entry::seal(
-                    Position {
-                        chain: *chain,
-                        seq: head.seq + 1,
-                    },
+                    position,
                     head.hash,
                     EntryBody {
                         kind: EntryKind::Reversal,
                         site: t.site.clone(),
                         event_id,
                         learner: t.learner.clone(),
+                        commitment: Some(crate::entry::learner_commitment(secret, position)),
                         course: t.course.clone(),
                         category: t.category.clone(),
                         credits: t.credits.negated(),
@@ -863,6 +875,7 @@ pub fn plan_declaration(
                         refers_to: Some(extra.position),
                         target_event: Some(target),
                         reason,
+                        note,
                         recognition_group: Some(group.clone()),
                         withheld: None,
                     },

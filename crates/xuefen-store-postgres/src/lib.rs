@@ -857,7 +857,11 @@ async fn declare_group(
     .bind(group.as_str())
     .fetch_one(&mut **tx)
     .await?;
-    let planned = plan::plan_declaration(group, per_year, &histories, &locked.heads, now);
+    for (learner, chain, _) in &histories {
+        locked.learner_chains.insert(learner.clone(), *chain);
+    }
+    let secrets = learner_secrets(tx, &locked).await?;
+    let planned = plan::plan_declaration(group, per_year, &histories, &locked.heads, &secrets, now);
     if !planned.entries.is_empty() {
         let inserted = insert_entries(tx, &planned.entries).await?;
         if inserted != planned.entries.len() as u64 {

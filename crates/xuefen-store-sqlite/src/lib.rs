@@ -901,7 +901,12 @@ async fn declare_group(conn: &mut SqliteConnection, group: &GroupId, now: Millis
     .map_err(db)?;
     let chains: BTreeSet<u32> = histories.iter().map(|(_, c, _)| *c).collect();
     let heads = heads_of(conn, &chains).await?;
-    let planned = plan::plan_declaration(group, per_year, &histories, &heads, now);
+    let mut named = Lookups::default();
+    for (learner, chain, _) in &histories {
+        named.learner_chains.insert(learner.clone(), *chain);
+    }
+    let secrets = learner_secrets(conn, &named).await?;
+    let planned = plan::plan_declaration(group, per_year, &histories, &heads, &secrets, now);
     insert_entries(conn, &planned.entries).await?;
     update_heads(conn, &planned.heads).await?;
     Ok(planned.entries)
