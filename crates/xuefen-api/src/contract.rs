@@ -88,6 +88,15 @@ fn strict(doc: &mut Value) {
         let Some(item) = item.as_object_mut() else { continue };
         for op in item.values_mut() {
             let Some(op) = op.as_object_mut() else { continue };
+            // The browser pages answer their errors as HTML pages and
+            // document those themselves.
+            let page = op
+                .get("tags")
+                .and_then(Value::as_array)
+                .is_some_and(|tags| tags.iter().any(|t| t == "pages"));
+            if page {
+                continue;
+            }
             let id = op
                 .get("operationId")
                 .and_then(Value::as_str)
