@@ -13,8 +13,21 @@ use crate::body::nul_problem;
 /// `path` for a path segment.
 pub async fn refuse_nul_in_uri(req: Request, next: Next) -> Response {
     let uri = req.uri();
+    // The browser pages answer as pages, the API as problems.
+    let path = uri.path();
+    let page = path == "/me" || path.starts_with("/me/") || path == "/admin" || path.starts_with("/admin/");
+    let refuse = |field: String| {
+        if page {
+            crate::pages::error_page(
+                axum::http::StatusCode::BAD_REQUEST,
+                "链接中含有无法处理的字符 (U+0000)。The address holds the character U+0000.",
+            )
+        } else {
+            nul_problem(field).into_response()
+        }
+    };
     if memchr::memmem::find(uri.path().as_bytes(), b"%00").is_some() {
-        return nul_problem("path").into_response();
+        return refuse("path".to_owned());
     }
     if let Some(query) = uri.query()
         && let Some(pair) = query
@@ -28,7 +41,7 @@ pub async fn refuse_nul_in_uri(req: Request, next: Next) -> Response {
         } else {
             key
         };
-        return nul_problem(field).into_response();
+        return refuse(field);
     }
     next.run(req).await
 }

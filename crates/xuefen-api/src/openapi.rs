@@ -80,6 +80,10 @@ impl Modify for Security {
         xapi::documents::state_resource, xapi::documents::activity_profile_resource,
         xapi::documents::agent_profile_resource, xapi::documents::get_activity, xapi::documents::get_agents,
         xapi::documents::get_document_usage,
+        xapi::documents::put_xapi_state, xapi::documents::post_xapi_state, xapi::documents::delete_xapi_state,
+        xapi::documents::put_xapi_activity_profile, xapi::documents::post_xapi_activity_profile,
+        xapi::documents::delete_xapi_activity_profile, xapi::documents::put_xapi_agent_profile,
+        xapi::documents::post_xapi_agent_profile, xapi::documents::delete_xapi_agent_profile,
         pages::me_page, pages::me_login, pages::me_logout, pages::admin_page, pages::admin_login, pages::admin_logout,
     ),
     components(schemas(

@@ -116,7 +116,7 @@ fn render(status: StatusCode, name: &str, ctx: minijinja::Value) -> Response {
 }
 
 /// A readable error page for the browser routes.
-fn error_page(status: StatusCode, detail: &str) -> Response {
+pub(crate) fn error_page(status: StatusCode, detail: &str) -> Response {
     let heading = match status {
         StatusCode::NOT_FOUND => "找不到记录",
         StatusCode::UNPROCESSABLE_ENTITY => "筛选条件有误",
@@ -299,7 +299,7 @@ async fn signed_in_learner(state: &AppState, headers: &HeaderMap) -> Result<Lear
            ("year" = Option<i32>, Query, description = "only this calendar year (CST); blank: all"),
            ("category" = Option<String>, Query, description = "only this category; blank: all"),
            ("site" = Option<String>, Query, description = "only this site (its id); blank: all")),
-    responses((status = 200, description = "the transcript page", content_type = "text/html"), (status = 401, description = "the sign-in page", content_type = "text/html"), (status = 404, description = "an error page: no learner under the token's subject", content_type = "text/html"), (status = 422, description = "an error page naming the bad filter", content_type = "text/html"), (status = 503, description = "an error page: single sign-on not configured or the database unavailable", content_type = "text/html")))]
+    responses((status = 200, description = "the transcript page", content_type = "text/html"), (status = 400, description = "an error page: the address holds U+0000", content_type = "text/html"), (status = 401, description = "the sign-in page", content_type = "text/html"), (status = 404, description = "an error page: no learner under the token's subject", content_type = "text/html"), (status = 422, description = "an error page naming the bad filter", content_type = "text/html"), (status = 503, description = "an error page: single sign-on not configured or the database unavailable", content_type = "text/html")))]
 pub async fn me_page(State(state): State<AppState>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
     let learner = match signed_in_learner(&state, &headers).await {
         Ok(l) => l,
@@ -413,7 +413,7 @@ pub struct TokenForm {
 /// TLS) and redirects to `/me`.
 #[utoipa::path(post, path = "/me/login", operation_id = "post_me_login", tag = "pages",
     request_body(content_type = "application/x-www-form-urlencoded", description = "`token=<jwt>`"),
-    responses((status = 303, description = "signed in: cookie set, redirect to /me"), (status = 401, description = "the sign-in page with the reason", content_type = "text/html"), (status = 503, description = "an error page: single sign-on not configured", content_type = "text/html")))]
+    responses((status = 303, description = "signed in: cookie set, redirect to /me"), (status = 400, description = "an error page: the address holds U+0000", content_type = "text/html"), (status = 401, description = "the sign-in page with the reason", content_type = "text/html"), (status = 503, description = "an error page: single sign-on not configured", content_type = "text/html")))]
 pub async fn me_login(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -456,7 +456,7 @@ pub async fn me_login(
 
 /// Signs out: clears the `xf_sso` cookie and redirects to `/me`.
 #[utoipa::path(post, path = "/me/logout", operation_id = "post_me_logout", tag = "pages",
-    responses((status = 303, description = "cookie cleared, redirect to /me")))]
+    responses((status = 303, description = "cookie cleared, redirect to /me"), (status = 400, description = "an error page: the address holds U+0000", content_type = "text/html")))]
 pub async fn me_logout(headers: HeaderMap) -> Response {
     redirect("/me", Some(clear_cookie(&headers, LEARNER_COOKIE, "/me")))
 }
@@ -529,7 +529,7 @@ pub struct KeyForm {
 /// refused.
 #[utoipa::path(post, path = "/admin/login", operation_id = "post_admin_login", tag = "pages",
     request_body(content_type = "application/x-www-form-urlencoded", description = "`key=<admin key>`"),
-    responses((status = 303, description = "signed in: session cookie set, redirect to /admin"), (status = 401, description = "the sign-in page: no or unknown key", content_type = "text/html"), (status = 403, description = "the sign-in page: not the admin key", content_type = "text/html")))]
+    responses((status = 303, description = "signed in: session cookie set, redirect to /admin"), (status = 400, description = "an error page: the address holds U+0000", content_type = "text/html"), (status = 401, description = "the sign-in page: no or unknown key", content_type = "text/html"), (status = 403, description = "the sign-in page: not the admin key", content_type = "text/html")))]
 pub async fn admin_login(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -558,7 +558,7 @@ pub async fn admin_login(
 
 /// Signs out: clears the `xf_admin` cookie and redirects to `/admin`.
 #[utoipa::path(post, path = "/admin/logout", operation_id = "post_admin_logout", tag = "pages",
-    responses((status = 303, description = "cookie cleared, redirect to /admin")))]
+    responses((status = 303, description = "cookie cleared, redirect to /admin"), (status = 400, description = "an error page: the address holds U+0000", content_type = "text/html")))]
 pub async fn admin_logout(headers: HeaderMap) -> Response {
     redirect("/admin", Some(clear_cookie(&headers, ADMIN_COOKIE, "/admin")))
 }
@@ -630,7 +630,7 @@ fn bars(months: &[i64; 12]) -> (Vec<Bar>, String) {
 #[utoipa::path(get, path = "/admin", operation_id = "get_admin_page", tag = "pages",
     security(("admin_session" = [])),
     params(("year" = Option<i32>, Query, description = "calendar year (CST), 2000 to 2100; default: the current year")),
-    responses((status = 200, description = "the alliance page", content_type = "text/html"), (status = 401, description = "the sign-in page", content_type = "text/html"), (status = 422, description = "an error page naming the bad year", content_type = "text/html"), (status = 503, description = "an error page: the database is unavailable", content_type = "text/html")))]
+    responses((status = 200, description = "the alliance page", content_type = "text/html"), (status = 400, description = "an error page: the address holds U+0000", content_type = "text/html"), (status = 401, description = "the sign-in page", content_type = "text/html"), (status = 422, description = "an error page naming the bad year", content_type = "text/html"), (status = 503, description = "an error page: the database is unavailable", content_type = "text/html")))]
 pub async fn admin_page(State(state): State<AppState>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
     if let Err(resp) = signed_in_admin(&state, &headers).await {
         return resp;

@@ -68,23 +68,23 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/xapi/activities/state",
             get(documents::state_resource)
-                .put(documents::state_resource)
-                .post(documents::state_resource)
-                .delete(documents::state_resource),
+                .put(documents::put_xapi_state)
+                .post(documents::post_xapi_state)
+                .delete(documents::delete_xapi_state),
         )
         .route(
             "/xapi/activities/profile",
             get(documents::activity_profile_resource)
-                .put(documents::activity_profile_resource)
-                .post(documents::activity_profile_resource)
-                .delete(documents::activity_profile_resource),
+                .put(documents::put_xapi_activity_profile)
+                .post(documents::post_xapi_activity_profile)
+                .delete(documents::delete_xapi_activity_profile),
         )
         .route(
             "/xapi/agents/profile",
             get(documents::agent_profile_resource)
-                .put(documents::agent_profile_resource)
-                .post(documents::agent_profile_resource)
-                .delete(documents::agent_profile_resource),
+                .put(documents::put_xapi_agent_profile)
+                .post(documents::post_xapi_agent_profile)
+                .delete(documents::delete_xapi_agent_profile),
         )
         .route("/xapi/activities", get(documents::get_activity))
         .route("/xapi/agents", get(documents::get_agents))
@@ -117,14 +117,26 @@ fn bad_request(code: &str, field: &str, detail: impl Into<String>) -> ApiError {
 /// Checks `X-Experience-API-Version` on every request but `/xapi/about`,
 /// and puts it (echoed, or the newest version) and
 /// `X-Experience-API-Consistent-Through` on every response.
+/// Whether the xAPI resource at `path` answers `method` (the router says
+/// 405 to the others).
+fn resource_has_method(path: &str, method: &axum::http::Method) -> bool {
+    use axum::http::Method;
+    let read = *method == Method::GET || *method == Method::HEAD;
+    match path {
+        "/xapi/about" | "/xapi/activities" | "/xapi/agents" => read,
+        "/xapi/statements" => read || *method == Method::PUT || *method == Method::POST,
+        "/xapi/activities/state" | "/xapi/activities/profile" | "/xapi/agents/profile" => {
+            read || *method == Method::PUT || *method == Method::POST || *method == Method::DELETE
+        }
+        _ => read || *method == Method::PUT || *method == Method::POST,
+    }
+}
+
 async fn xapi_headers(req: Request, next: Next) -> Response {
     let about = req.uri().path() == "/xapi/about";
-    // A method no xAPI resource has is answered 405 by the router, before
-    // credentials or the version are looked at.
-    if !matches!(
-        *req.method(),
-        axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::PUT | axum::http::Method::POST
-    ) {
+    // A method the resource does not have is answered 405 by the router,
+    // before credentials or the version are looked at.
+    if !resource_has_method(req.uri().path(), req.method()) {
         return next.run(req).await;
     }
     let given = req

@@ -455,3 +455,74 @@ pub async fn get_document_usage(
             .collect(),
     ))
 }
+
+/// The writing methods of the three document resources, each declared as
+/// its own operation so the contract lists every method a resource has (a
+/// method left out would be one a client may expect a 405 for). They share
+/// the resource's handler; the body is the document in any media type.
+macro_rules! document_writers {
+    ($resource:ident, $path:literal, $put:ident, $post:ident, $delete:ident, $what:literal) => {
+        #[doc = concat!("PUT on ", $what, ": stores the document whole (ETag preconditions as the resource says).")]
+        #[utoipa::path(put, path = $path, operation_id = stringify!($put), tag = "xapi",
+                    security(("basic" = [])),
+                    params(("X-Experience-API-Version" = String, Header, description = "1.0.x or 2.0.0")),
+                    request_body(content = serde_json::Value, description = "the document, in any media type"),
+                    responses((status = 204, description = "stored"),
+                              (status = 400, body = Problem, content_type = "application/problem+json"),
+                              (status = 409, body = Problem, content_type = "application/problem+json",
+                               description = "a document exists and no precondition was sent"),
+                              (status = 412, body = Problem, content_type = "application/problem+json",
+                               description = "If-Match or If-None-Match failed")))]
+        pub async fn $put(state: State<AppState>, auth: XapiSite, req: Request) -> ApiResult<Response> {
+            $resource(state, auth, req).await
+        }
+
+        #[doc = concat!("POST on ", $what, ": merges a JSON object into the stored one.")]
+        #[utoipa::path(post, path = $path, operation_id = stringify!($post), tag = "xapi",
+                    security(("basic" = [])),
+                    params(("X-Experience-API-Version" = String, Header, description = "1.0.x or 2.0.0")),
+                    request_body(content = serde_json::Value, description = "a JSON object to merge"),
+                    responses((status = 204, description = "merged"),
+                              (status = 400, body = Problem, content_type = "application/problem+json"),
+                              (status = 412, body = Problem, content_type = "application/problem+json")))]
+        pub async fn $post(state: State<AppState>, auth: XapiSite, req: Request) -> ApiResult<Response> {
+            $resource(state, auth, req).await
+        }
+
+        #[doc = concat!("DELETE on ", $what, ": removes one document, or the whole scope without an id.")]
+        #[utoipa::path(delete, path = $path, operation_id = stringify!($delete), tag = "xapi",
+                    security(("basic" = [])),
+                    params(("X-Experience-API-Version" = String, Header, description = "1.0.x or 2.0.0")),
+                    responses((status = 204, description = "removed"),
+                              (status = 400, body = Problem, content_type = "application/problem+json"),
+                              (status = 412, body = Problem, content_type = "application/problem+json")))]
+        pub async fn $delete(state: State<AppState>, auth: XapiSite, req: Request) -> ApiResult<Response> {
+            $resource(state, auth, req).await
+        }
+    };
+}
+
+document_writers!(
+    state_resource,
+    "/xapi/activities/state",
+    put_xapi_state,
+    post_xapi_state,
+    delete_xapi_state,
+    "the State resource"
+);
+document_writers!(
+    activity_profile_resource,
+    "/xapi/activities/profile",
+    put_xapi_activity_profile,
+    post_xapi_activity_profile,
+    delete_xapi_activity_profile,
+    "the Activity Profile resource"
+);
+document_writers!(
+    agent_profile_resource,
+    "/xapi/agents/profile",
+    put_xapi_agent_profile,
+    post_xapi_agent_profile,
+    delete_xapi_agent_profile,
+    "the Agent Profile resource"
+);
