@@ -25,6 +25,22 @@ def req(method, url, token, body=None, timeout=10):
         return 0, None
 
 
+def get_text(url, timeout=10):
+    """One unauthenticated GET of a text resource (e.g. the log's `/checkpoint`): (status, text)."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, None
+    except Exception:
+        return 0, None
+
+
+def log_size(note):
+    """The size of a checkpoint note (docs/ledger-format.md section 7: origin, size, root)."""
+    return int(note.split("\n")[1])
+
+
 def start_serve(bin, port, work, i, env):
     """Starts `xuefen serve` on 127.0.0.1:port with its output in work/serve{i}.*
     and waits (at most 30 s) until it listens."""

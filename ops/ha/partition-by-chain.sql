@@ -2,9 +2,9 @@
 -- database (`xuefen migrate`, before the first event), e.g. by ops/ha/partition-check.sh.
 --   psql -v parts=8 -f ops/ha/partition-by-chain.sql "$DATABASE_URL"
 --
--- ledger_entries and merkle_nodes become PARTITION BY HASH (chain_id) with :parts partitions:
--- every chain lives whole in one partition, so an append (the group commit locks one chain's
--- head and appends to it), a transcript (one learner, one chain), a Merkle proof and
+-- ledger_entries becomes PARTITION BY HASH (chain_id) with :parts partitions: every chain lives
+-- whole in one partition, so an append (the group commit locks one chain's head and appends to
+-- it), a transcript (one learner, one chain), the sealer's read of a chain's new entries and
 -- `xuefen verify` of a chain each touch one partition.
 --
 -- What does not carry over: a unique index of a partitioned table must contain the partition
@@ -17,7 +17,10 @@
 -- service already treats as "another transaction committed this key": it rolls back, runs the
 -- batch again and answers a conflict. Without them, two concurrent events with one id for two
 -- learners would both be stored (ops/ha/partition-check.sh tests exactly that).
--- deposits (one global numbering), chain_heads (64 rows) and checkpoints stay as they are.
+-- The log (docs/ledger-format.md section 7) is one tree over all chains and stays as it is:
+-- log_tiles (keyed by level and tile index, at most one row per 256 entries per level),
+-- log_segments (keyed by log index: one row per chain per seal), log_chain_tips (64 rows) and
+-- log_checkpoints (one row per seal); chain_heads (64 rows) too.
 \set ON_ERROR_STOP on
 \if :{?parts}
 \else
@@ -26,7 +29,7 @@
 begin;
 
 do $$ begin
-    if exists (select 1 from ledger_entries) or exists (select 1 from merkle_nodes) then
+    if exists (select 1 from ledger_entries) or exists (select 1 from log_segments) then
         raise exception 'partition-by-chain.sql: the ledger is not empty';
     end if;
 end $$;
@@ -44,15 +47,7 @@ create index ledger_entries_learner_group on ledger_entries (learner_id, recogni
 create index ledger_entries_event on ledger_entries (site_id, event_id);
 create index ledger_entries_target on ledger_entries (site_id, target_event) where target_event is not null;
 
-alter table merkle_nodes rename to merkle_nodes_unpartitioned;
-create table merkle_nodes (like merkle_nodes_unpartitioned including defaults including constraints)
-    partition by hash (chain_id);
-drop table merkle_nodes_unpartitioned;
-alter table merkle_nodes add primary key (chain_id, level, idx);
-
 select format('create table ledger_entries_p%s partition of ledger_entries for values with (modulus %s, remainder %s)',
-              r, :parts, r),
-       format('create table merkle_nodes_p%s partition of merkle_nodes for values with (modulus %s, remainder %s)',
               r, :parts, r)
   from generate_series(0, :parts - 1) as r \gexec
 

@@ -8,16 +8,16 @@ revocations, an unknown course, learners registered at two sites. It compares, a
 every ledger position by the (site, event id, kind) of the entry there and every learner id by
 its registration index (positions, times and hashes differ between two runs by design):
 every ingest answer, every learner's transcript, the site and alliance statistics, the deposit
-feed (as a set: it is ordered by chain), and `xuefen verify`'s counts. Then one event id is
+feed (as a set: its log order depends on when each seal ran), and `xuefen verify`'s counts. Then one event id is
 raced across learners of different chains on each database: exactly one entry may be stored.
 Finally the plans of a one-chain read and of a learner's read, and the bytes per entry.
 Every loop is bounded by count and by time."""
 import argparse, json, os, random, re, secrets, shutil, signal, subprocess, sys, tempfile, threading, time
 
-from halib import req, start_serve
+from halib import get_text, log_size, req, start_serve
 
 DROP = {"recorded_at", "hash", "detail", "trace_id", "instance", "next_after", "cursor", "number", "checkpoint",
-        "proof", "created_at", "entry_bytes", "entry_hash", "prev_hash"}
+        "proof", "created_at", "entry_bytes", "entry_hash", "prev_hash", "log_index", "tree_size", "next_cursor"}
 
 
 def psql(url, sql):
@@ -152,8 +152,8 @@ def transcripts(side, pos):
 def wait_sealed(side):
     total = int(psql(side.url, "select count(*) from ledger_entries"))
     for _ in range(480):  # 120 s: everything sealed
-        st, cp = side.call("GET", "/v1/checkpoints/latest", "bank")
-        if st == 200 and cp["entries"] == total:
+        st, cp = get_text(f"{side.base}/checkpoint")
+        if st == 200 and log_size(cp) == total:
             return
         time.sleep(0.25)
     sys.exit(f"{side.name}: entries not sealed within 120 s")
@@ -166,8 +166,10 @@ def feed(side, pos):
         st, b = side.call("GET", "/v1/deposits?limit=500" + (f"&after={after}" if after else ""), "bank")
         assert st == 200, (side.name, st)
         deposits += [json.dumps(side.norm(d, pos), sort_keys=True) for d in b["deposits"]]
+        # The cursor is a log index (`xfl1`): read on until a page is empty and the cursor stays.
+        moved = b.get("next_cursor") != after
         after = b.get("next_cursor")
-        if not b["deposits"] or not after:
+        if not b["deposits"] and not moved:
             break
     return sorted(deposits)
 
@@ -200,7 +202,8 @@ def race(side, ids, width):
 
 def sizes(url):
     out = {}
-    for t in ("ledger_entries", "merkle_nodes", "deposits", "checkpoints", "ledger_event_keys", "ledger_reversal_keys"):
+    for t in ("ledger_entries", "ledger_event_keys", "ledger_reversal_keys", "log_tiles", "log_segments", "log_chain_tips",
+              "log_checkpoints"):
         if psql(url, f"select to_regclass('{t}') is not null") != "t":
             continue
         # A partitioned table's own size is 0: sum its partitions (pg_partition_tree lists
@@ -289,7 +292,9 @@ def run(a, sides):
                            capture_output=True, text=True, env=dict(os.environ, DATABASE_URL=s.url))
         line = v.stdout.strip().split("\n")
         print(f"verify {s.name}: rc={v.returncode} {line[0] if line else v.stderr[-200:]}")
-        vs.append((v.returncode, line[0].split(" verified")[0] if line else ""))
+        # The chains' counts, and the log's size and tile count (the log is one tree over all chains).
+        vs.append((v.returncode, line[0].split(" verified")[0] if line else "",
+                   line[1].split(" and its checkpoint")[0] if len(line) > 1 else ""))
     if vs[0] != vs[1] or vs[0][0] != 0:
         bad.append(f"verify differs or fails: {vs}")
     for s in sides:
@@ -312,8 +317,9 @@ def run(a, sides):
         entries = int(psql(s.url, "select count(*) from ledger_entries"))
         sz = sizes(s.url)
         total = sum(v[2] for v in sz.values())
-        parts = ", ".join(f"{k} {v[0] / entries:.0f}+{v[1] / entries:.0f}" for k, v in sz.items())
-        print(f"bytes per entry, {s.name} ({entries} entries): {total / entries:.0f} in all; table+indexes: {parts}; "
+        # The total includes TOAST: a tile's hashes (up to 8 KiB) are stored out of line.
+        parts = ", ".join(f"{k} {v[0] / entries:.0f}+{v[1] / entries:.0f} ({v[2] / entries:.1f} all in)" for k, v in sz.items())
+        print(f"bytes per entry, {s.name} ({entries} entries): {total / entries:.0f} in all; table+indexes (all in, with TOAST): {parts}; "
               f"WAL {wal[s.name] / entries:.0f} (ingest and sealing)")
     for b in bad:
         print(f"FAILED: {b}")
