@@ -224,8 +224,12 @@ impl Modify for Strict {
         if let Some(courses) = doc.pointer_mut("/components/schemas/GroupIn/properties/courses") {
             courses["maxItems"] = json!(GROUP_COURSES_MAX);
         }
-        if let Ok(strict) = serde_json::from_value(doc) {
-            *openapi = strict;
+        // The document is built from the code alone, so a failed round trip
+        // is a programming error that the OpenAPI tests must see, not a
+        // contract silently left loose.
+        match serde_json::from_value(doc) {
+            Ok(strict) => *openapi = strict,
+            Err(e) => panic!("the strict OpenAPI document does not read back: {e}"),
         }
         // An item of any JSON value does not survive the JSON round trip
         // above; it is built here.

@@ -752,6 +752,9 @@ async fn group_entries(
 
 /// Every entry of each (learner, site, course), or those dated at the
 /// key's instant, in sequence order.
+// One index probe per key: the lateral subquery (kept apart from the join
+// by `offset 0`) stops the planner from hashing the whole ledger once per
+// batch, which made ingest slow down as the ledger grew.
 async fn course_entries(
     tx: &mut Transaction<'_, Postgres>,
     keys: &BTreeSet<plan::CourseKey>,
@@ -776,10 +779,12 @@ async fn course_entries(
     let rows = sqlx::query(concat!(
         "select ",
         entry_columns!(),
-        " from ledger_entries l
-           join unnest($1::text[], $2::text[], $3::text[], $4::bigint[]) as k(k_learner, k_site, k_course, k_at)
-             on l.learner_id = k.k_learner and l.site_id = k.k_site and l.course_code = k.k_course
-            and (k.k_at is null or l.occurred_at_ms = k.k_at)
+        " from unnest($1::text[], $2::text[], $3::text[], $4::bigint[]) as k(k_learner, k_site, k_course, k_at)
+           cross join lateral (
+             select * from ledger_entries l
+              where l.learner_id = k.k_learner and l.site_id = k.k_site and l.course_code = k.k_course
+                and (k.k_at is null or l.occurred_at_ms = k.k_at)
+              offset 0) l
           order by l.chain_id, l.seq"
     ))
     .bind(&learners)

@@ -466,7 +466,7 @@ macro_rules! document_writers {
         #[utoipa::path(put, path = $path, operation_id = stringify!($put), tag = "xapi",
                     security(("basic" = [])),
                     params(("X-Experience-API-Version" = String, Header, description = "1.0.x or 2.0.0")),
-                    request_body(content = serde_json::Value, description = "the document, in any media type"),
+                    request_body(content = String, content_type = "application/octet-stream", description = "the document, in any media type"),
                     responses((status = 204, description = "stored"),
                               (status = 400, body = Problem, content_type = "application/problem+json"),
                               (status = 409, body = Problem, content_type = "application/problem+json",
@@ -481,7 +481,7 @@ macro_rules! document_writers {
         #[utoipa::path(post, path = $path, operation_id = stringify!($post), tag = "xapi",
                     security(("basic" = [])),
                     params(("X-Experience-API-Version" = String, Header, description = "1.0.x or 2.0.0")),
-                    request_body(content = serde_json::Value, description = "a JSON object to merge"),
+                    request_body(content = Object, content_type = "application/json", description = "a JSON object to merge"),
                     responses((status = 204, description = "merged"),
                               (status = 400, body = Problem, content_type = "application/problem+json"),
                               (status = 412, body = Problem, content_type = "application/problem+json")))]
