@@ -18,11 +18,19 @@ fn key() -> SigningKey {
     SigningKey::from_bytes(&[3; 32])
 }
 
-/// Five awards over three learners and the reversal of one, sealed in
-/// steps of at most two entries per chain.
+/// Five awards over three learners (a course that pays every completion)
+/// and the reversal of one, sealed in steps of at most two entries per chain.
 async fn sealed_six<B: Backend>(db: &B) -> (World, Vec<u64>) {
     let store = db.store();
     let world = World::build(store.as_ref(), site_id(), 3).await;
+    // Every completion of the course pays, so the batch writes six entries
+    // (under the default, a second completion would be recognised and the
+    // reversal would promote it).
+    let course = crate::Course {
+        repeat: xuefen_core::rule::Repeat::EveryCompletion,
+        ..super::hours_course(site_id())
+    };
+    store.put_course(&course).await.expect("course repeats");
     let limits = CheckpointLimits { chain_entries_max: 2 };
     assert_eq!(
         make_checkpoint(store.as_ref(), &key(), ORIGIN, NOW, limits)
