@@ -278,7 +278,10 @@ async fn three_instances_write_one_consistent_ledger() {
         .put(format!("{}/v1/courses/{COURSE}", bases[1]))
         .bearer_auth(&key)
         .json(&json!({"title": "Hours", "category": "community",
-                      "rule": {"kind": "per_hours", "hours_per_credit": "8", "cap": "4"}}))
+                      "rule": {"kind": "per_hours", "hours_per_credit": "8", "cap": "4"},
+                      // Every completion pays, so each event id is one entry
+                      // (a recognised completion promoted later repeats its id).
+                      "repeat": "every_completion"}))
         .send()
         .await
         .expect("create course");

@@ -141,7 +141,7 @@ pub async fn an_entry_altered_before_it_is_sealed_is_never_sealed<B: Backend>(db
         .await
         .expect("ingest");
     let sql = match db.dialect() {
-        Dialect::Postgres => "alter table ledger_entries disable trigger ledger_entries_append_only",
+        Dialect::Postgres => "alter table ledger_entries disable trigger user",
         Dialect::Sqlite => "drop trigger ledger_entries_append_only_update",
     };
     db.execute(sql).await.expect("allow tampering");
@@ -226,7 +226,7 @@ pub async fn verify_catches_entries_in_unknown_chains_and_missing_or_extra_heads
         .expect("verifies before tampering");
     let (unguard, copy) = match db.dialect() {
         Dialect::Postgres => (
-            "alter table ledger_entries disable trigger ledger_entries_append_only",
+            "alter table ledger_entries disable trigger user",
             "create temp table stray as select * from ledger_entries limit 1;
              update stray set chain_id = -1, event_id = 'stray-1'; insert into ledger_entries select * from stray",
         ),

@@ -37,7 +37,7 @@ async fn an_import_killed_midway_resumes_without_double_entries_and_dates_regist
     let (status, body) = app.put("/v1/courses/C1", &key, course).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     // A learner the site registered before, whose older account the file links.
-    let known = app.learner(&key, "pre-0", 9_999).await;
+    app.learner(&key, "pre-0", 9_999).await;
 
     let mut lines: Vec<String> = Vec::new();
     for i in 0..LEARNERS {
@@ -49,7 +49,8 @@ async fn an_import_killed_midway_resumes_without_double_entries_and_dates_regist
         );
     }
     lines.push(
-        json!({"type": "link", "local_account": "alias-0", "learner_id": known,
+        json!({"type": "link", "local_account": "alias-0", "name": "测试",
+                      "document": {"kind": "resident_id", "number": resident_id(9_999)},
                       "registered_at": "2018-03-01T00:00:00Z"})
         .to_string(),
     );

@@ -176,7 +176,7 @@ impl Server {
             .await;
         assert_eq!(s, StatusCode::CREATED, "{body}");
         let site = body["key"]["secret"].as_str().expect("secret").to_owned();
-        let course = json!({"title": "课程", "category": "community", "rule": {"kind": "per_hours", "hours_per_credit": "5", "cap": "4"}});
+        let course = json!({"title": "课程", "category": "community", "rule": {"kind": "per_hours", "hours_per_credit": "5", "cap": "4"}, "repeat": "every_completion"});
         let (s, body) = self
             .call(reqwest::Method::PUT, "/v1/courses/C1", Some(&site), Some(course))
             .await;
