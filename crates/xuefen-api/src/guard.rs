@@ -14,8 +14,7 @@ use crate::body::nul_problem;
 pub async fn refuse_nul_in_uri(req: Request, next: Next) -> Response {
     let uri = req.uri();
     // The browser pages answer as pages, the API as problems.
-    let path = uri.path();
-    let page = path == "/me" || path.starts_with("/me/") || path == "/admin" || path.starts_with("/admin/");
+    let page = crate::pages::is_page_path(uri.path());
     let refuse = |field: String| {
         if page {
             crate::pages::error_page(

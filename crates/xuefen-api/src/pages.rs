@@ -50,6 +50,15 @@ const ADMIN_COOKIE: &str = "xf_admin";
 /// How long an admin session lasts after signing in.
 const ADMIN_SESSION_SECONDS: i64 = 8 * 3600;
 
+/// Whether `path` is one of the browser pages' routes (below), which answer
+/// their errors as HTML pages rather than problems.
+pub(crate) fn is_page_path(path: &str) -> bool {
+    ["/me", "/admin"].iter().any(|root| {
+        path.strip_prefix(root)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    })
+}
+
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/me", get(me_page))
