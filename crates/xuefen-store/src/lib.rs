@@ -10,16 +10,11 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use futures::stream::BoxStream;
-use xuefen_core::amount::{Credits, Score};
+use xuefen_core::amount::Credits;
 use xuefen_core::entry::{Entry, EntryKind};
 use xuefen_core::event::{Event, Millis, Reason};
-use xuefen_core::identity::DocumentKind;
-use xuefen_core::ids::{
-    Category, CourseCode, EventId, GroupId, LearnerId, LocalAccount, Position, RegionCode, SiteId, SiteLevel,
-    SiteStatus,
-};
+use xuefen_core::ids::{Category, CourseCode, EventId, GroupId, LearnerId, LocalAccount, Position, SiteId, SiteStatus};
 use xuefen_core::plan::{Head, Outcome};
-use xuefen_core::rule::CreditRule;
 use xuefen_core::site_log::SiteChangeEntry;
 use xuefen_core::tlog::{TileId, Tiles};
 use xuefen_core::transcript::{Referrals, TotalRow};
@@ -41,134 +36,6 @@ pub enum StoreError {
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
-
-/// Who an API key speaks for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Principal {
-    /// The provincial centre.
-    Admin,
-    /// One alliance site.
-    Site(SiteId),
-    /// The provincial credit bank: reads deposits and acknowledges them.
-    Bank,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Site {
-    pub id: SiteId,
-    pub name: String,
-    pub level: SiteLevel,
-    pub region_code: RegionCode,
-    pub status: SiteStatus,
-    /// The agreement with the provincial centre: a site may not post after
-    /// its end. When creating a site, absent means from now for three years.
-    pub agreement_starts_at: Option<Millis>,
-    pub agreement_ends_at: Option<Millis>,
-}
-
-/// Who changes a site, why, and when: recorded in the alliance chain.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SiteAct {
-    /// The admin key id, or `cli`.
-    pub actor: String,
-    pub reason: Reason,
-    pub at: Millis,
-}
-
-/// A key as the store keeps it: only the SHA-256 of the secret.
-#[derive(Debug, Clone)]
-pub struct NewKey {
-    pub id: String,
-    pub principal: Principal,
-    pub secret_hash: [u8; 32],
-}
-
-/// A key found by its hash, with what authentication needs to decide.
-#[derive(Debug, Clone)]
-pub struct KeyRecord {
-    pub id: String,
-    pub principal: Principal,
-    pub revoked: bool,
-    /// The status of the key's site, for site keys.
-    pub site_status: Option<SiteStatus>,
-    /// When the site's agreement ends, for site keys.
-    pub agreement_ends_at: Option<Millis>,
-}
-
-#[derive(Debug, Clone)]
-pub struct NewLearner {
-    /// The id to use if the person is not yet registered.
-    pub candidate: LearnerId,
-    pub document_kind: DocumentKind,
-    /// HMAC-SHA256 of the document under the service's identity key.
-    pub document_hash: [u8; 32],
-    pub name: String,
-    /// 32 random bytes, the learner's own secret if the person is new:
-    /// version-2 entries name the learner by a commitment under it, and
-    /// erasure destroys it.
-    pub secret: [u8; 32],
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Course {
-    pub site: SiteId,
-    pub code: CourseCode,
-    pub title: String,
-    pub category: Category,
-    pub rule: CreditRule,
-    pub pass_mark: Option<Score>,
-    /// Starts at 1 and grows whenever the rule or pass mark changes.
-    pub rule_version: u32,
-    /// The recognition group the admin put the course in (read only here:
-    /// [`Store::put_group`] sets it).
-    pub recognition_group: Option<GroupId>,
-    /// When the course was first offered; earlier completions are refused.
-    pub offered_from: Option<Millis>,
-    /// How often the course may credit the same learner.
-    pub repeat: xuefen_core::rule::Repeat,
-}
-
-/// A recognition group (学分互认): equivalent courses of several sites,
-/// credited once per learner.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Group {
-    pub id: GroupId,
-    pub title: String,
-    /// The member courses, sorted.
-    pub courses: Vec<(SiteId, CourseCode)>,
-}
-
-/// The thresholds the alliance statistics count against.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StatsRule {
-    /// Credits a learner needs in the year to count as "with ≥ 20 credits".
-    pub credits_each: Credits,
-    /// Credits earned on one site in the year that make a learning star
-    /// (学习之星) of that site.
-    pub star_credits: Credits,
-}
-
-/// One site's figures for one calendar year (China Standard Time), derived
-/// from the ledger and the account links, never from counters.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SiteYearStats {
-    pub site: SiteId,
-    /// Learners whose first account link with the site was made in the year
-    /// (new real-name registrations and activations on the site).
-    pub registrations: u64,
-    /// Of those, the ones with at least `credits_each` net credits in the
-    /// year, on any site.
-    pub registrations_with_credits: u64,
-    /// Learners with a completion (any entry but a reversal) of the site
-    /// dated in the year.
-    pub learners_active: u64,
-    /// Learners with at least `credits_each` net credits from the site in the year.
-    pub learners_with_credits: u64,
-    /// Net credits of the site's entries dated in the year.
-    pub credits: Credits,
-    /// Learners with at least `star_credits` net credits from the site in the year.
-    pub learning_stars: u64,
-}
 
 /// Whether a write created something or found it already there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -368,23 +235,23 @@ pub trait Store: xapi::XapiStore + xapi_documents::XapiDocumentStore + Send + Sy
 }
 
 pub mod bank;
-/// Files a row of what a later entry (kind `kind`) says of the entry at
-/// `position` into `referred`: a reversal, or the bank's acknowledgement.
-pub fn referral(referred: &mut Referrals, position: Position, kind: i64) {
-    match u8::try_from(kind).ok().and_then(EntryKind::from_code) {
-        Some(EntryKind::Reversal) => {
-            referred.reversed.insert(position);
-        }
-        Some(k @ (EntryKind::BankAccepted | EntryKind::BankRejected)) => {
-            referred.acked.insert(position, k);
-        }
-        _ => {}
-    }
-}
-
+pub mod courses;
+pub mod keys;
+pub mod learners;
+pub mod recognition;
 pub mod records;
-
+pub mod sites;
+pub mod stats;
+pub mod transcript;
 pub mod verify;
+
+pub use courses::Course;
+pub use keys::{KeyRecord, NewKey, Principal};
+pub use learners::NewLearner;
+pub use recognition::Group;
+pub use sites::{Site, SiteAct, agreement_standing, site_change, site_transition};
+pub use stats::{SiteYearStats, StatsRule};
+pub use transcript::referral;
 
 pub mod xapi;
 pub use xapi::{NewStatement, StatementQuery, StatementRow, XapiStore};
@@ -393,90 +260,3 @@ pub use xapi_documents::XapiDocumentStore;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
-/// The change a store records for `act` on `site` (pure: both backends seal
-/// exactly this). The agreement defaults to three years from the act.
-pub fn site_change(site: &Site, from: Option<SiteStatus>, act: &SiteAct) -> xuefen_core::site_log::SiteChange {
-    let start = site.agreement_starts_at.unwrap_or(act.at);
-    let end = site.agreement_ends_at.unwrap_or(Millis(
-        start.0.saturating_add(xuefen_core::site_log::AGREEMENT_DEFAULT_MS),
-    ));
-    xuefen_core::site_log::SiteChange {
-        site: site.id.clone(),
-        from,
-        to: site.status,
-        actor: act.actor.clone(),
-        reason: act.reason.clone(),
-        at: act.at,
-        agreement_starts_at: start,
-        agreement_ends_at: end,
-    }
-}
-
-/// A site's status change, decided once for every backend: refuses a
-/// transition the lifecycle does not allow (`Conflict`), and returns the
-/// site as it will be stored and the change to append to the alliance chain.
-/// A new agreement end date replaces the old one; without one the old stays.
-pub fn site_transition(
-    current: &Site,
-    status: SiteStatus,
-    agreement_ends_at: Option<Millis>,
-    act: &SiteAct,
-) -> Result<(Site, xuefen_core::site_log::SiteChange)> {
-    // A renewal: the same status (active or suspended) with a new
-    // agreement end. The new agreement starts with the act, and the
-    // change is recorded like any other.
-    let renewal = status == current.status
-        && matches!(status, SiteStatus::Active | SiteStatus::Suspended)
-        && agreement_ends_at.is_some();
-    if !renewal && !current.status.may_move_to(status) {
-        return Err(StoreError::Conflict(format!(
-            "invalid_transition: a {} site cannot become {status}{}",
-            current.status,
-            if status == current.status {
-                " (a renewal keeps the status and gives a new agreement_ends_at)"
-            } else {
-                ""
-            }
-        )));
-    }
-    if let Some(end) = agreement_ends_at
-        && end <= act.at
-    {
-        return Err(StoreError::Conflict(
-            "invalid_renewal: agreement_ends_at must be after now".into(),
-        ));
-    }
-    let next = Site {
-        status,
-        agreement_starts_at: if renewal {
-            Some(act.at)
-        } else {
-            current.agreement_starts_at
-        },
-        agreement_ends_at: agreement_ends_at.or(current.agreement_ends_at),
-        ..current.clone()
-    };
-    let change = site_change(&next, Some(current.status), act);
-    let site = Site {
-        agreement_starts_at: Some(change.agreement_starts_at),
-        agreement_ends_at: Some(change.agreement_ends_at),
-        ..next
-    };
-    Ok((site, change))
-}
-
-/// A site's standing against its agreement at `now`: `pending`,
-/// `suspended` and `terminated` are its status; an active site is `active`
-/// within its agreement, `not_started` before it and `expired` after it.
-pub fn agreement_standing(site: &Site, now: Millis) -> &'static str {
-    match site.status {
-        SiteStatus::Active => match (site.agreement_starts_at, site.agreement_ends_at) {
-            (Some(start), _) if now < start => "not_started",
-            (_, Some(end)) if now >= end => "expired",
-            _ => "active",
-        },
-        SiteStatus::Pending => "pending",
-        SiteStatus::Suspended => "suspended",
-        SiteStatus::Terminated => "terminated",
-    }
-}
