@@ -39,8 +39,9 @@ use xuefen_core::transcript::{Referrals, TotalRow};
 use xuefen_store::bank::{AckOutcome, AckRequest, ChainTip, DepositRecord, LogHead, Seal, Segment};
 use xuefen_store::records::{CourseRecord, EntryRecord, SiteChangeRecord};
 use xuefen_store::{
-    Course, Group, KeyRecord, NewKey, NewLearner, Principal, Result, Site, SiteAct, SiteYearStats, StatsRule, Store,
-    StoreError, Written, site_change, site_transition,
+    BankStore, Course, CourseStore, Group, KeyRecord, KeyStore, LearnerStore, LedgerStore, NewKey, NewLearner,
+    Principal, RecognitionStore, Result, Site, SiteAct, SiteStore, SiteYearStats, StatsRule, StatsStore, Store,
+    StoreError, TranscriptStore, Written, site_change, site_transition,
 };
 
 pub mod copy;
@@ -1131,7 +1132,10 @@ impl Store for PgStore {
         }
         Ok(())
     }
+}
 
+#[async_trait]
+impl SiteStore for PgStore {
     async fn create_site(&self, site: &Site, act: &SiteAct) -> Result<SiteChangeEntry> {
         if !matches!(site.status, SiteStatus::Pending | SiteStatus::Active) {
             return Err(StoreError::Conflict(format!(
@@ -1248,7 +1252,10 @@ impl Store for PgStore {
         .and_then(|r| async move { site_change_from_row(&r) })
         .boxed()
     }
+}
 
+#[async_trait]
+impl KeyStore for PgStore {
     async fn create_key(&self, key: &NewKey) -> Result<()> {
         let (role, site) = match &key.principal {
             Principal::Admin => ("admin", None),
@@ -1320,7 +1327,10 @@ impl Store for PgStore {
             .await
             .map_err(db)
     }
+}
 
+#[async_trait]
+impl LearnerStore for PgStore {
     async fn register_learner(&self, learner: &NewLearner) -> Result<(LearnerId, Written)> {
         let chain = learner.candidate.chain(self.chains);
         // Insert-or-find in one statement pair: the unique document hash
@@ -1435,6 +1445,17 @@ impl Store for PgStore {
         .map_err(db)
     }
 
+    async fn erase_learner(&self, learner: &LearnerId, reason: &Reason, now: Millis) -> Result<Position> {
+        let position = bank::erase_learner(&self.pool, learner, reason, now).await?;
+        // The account cache must not route events to the erased learner;
+        // they are refused anyway (no secret), this only keeps it small.
+        self.known.learners.remove(learner);
+        Ok(position)
+    }
+}
+
+#[async_trait]
+impl CourseStore for PgStore {
     async fn put_course(&self, course: &Course) -> Result<(Course, Written)> {
         let mut tx = self.pool.begin().await.map_err(db)?;
         // `for update of c`: the member row may be absent (outer join).
@@ -1510,7 +1531,10 @@ impl Store for PgStore {
             .map(|r| course_record(r).and_then(Course::try_from))
             .transpose()
     }
+}
 
+#[async_trait]
+impl RecognitionStore for PgStore {
     async fn put_group(&self, group: &Group, now: Millis) -> Result<(Written, Vec<Entry>)> {
         let mut tx = self.pool.begin().await.map_err(db)?;
         // Serialises group changes, so that two admins cannot both claim a
@@ -1638,7 +1662,10 @@ impl Store for PgStore {
             })
             .collect()
     }
+}
 
+#[async_trait]
+impl LedgerStore for PgStore {
     async fn ingest(&self, events: &[Event], now: Millis) -> Result<Vec<Outcome>> {
         // The transaction runs to its end in its own task: a caller that
         // stops waiting (a client gone, a timeout) must not drop it halfway
@@ -1662,178 +1689,6 @@ impl Store for PgStore {
         .await
         .map_err(db)?;
         row.map(|r| entry_record(&r).and_then(Entry::try_from)).transpose()
-    }
-
-    async fn learner_entries(&self, learner: &LearnerId) -> Result<Vec<Entry>> {
-        let rows = sqlx::query(concat!(
-            "select ",
-            entry_columns!(),
-            " from ledger_entries where learner_id = $1 order by seq"
-        ))
-        .bind(learner.as_str())
-        .fetch_all(&self.read_pool)
-        .await
-        .map_err(db)?;
-        rows.into_iter()
-            .map(|r| entry_record(&r).and_then(Entry::try_from))
-            .collect()
-    }
-
-    async fn learner_entries_page(&self, learner: &LearnerId, after_seq: u64, limit: usize) -> Result<Vec<Entry>> {
-        let rows = sqlx::query(concat!(
-            "select ",
-            entry_columns!(),
-            " from ledger_entries where learner_id = $1 and seq > $2 order by seq limit $3"
-        ))
-        .bind(learner.as_str())
-        .bind(i64::try_from(after_seq).unwrap_or(i64::MAX))
-        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-        .fetch_all(&self.read_pool)
-        .await
-        .map_err(db)?;
-        rows.into_iter()
-            .map(|r| entry_record(&r).and_then(Entry::try_from))
-            .collect()
-    }
-
-    async fn learner_summary(&self, learner: &LearnerId) -> Result<(Vec<TotalRow>, Referrals)> {
-        // Years in China Standard Time: UTC+8 all year round (no DST).
-        let rows = sqlx::query(
-            "select extract(year from to_timestamp((occurred_at_ms + 28800000) / 1000.0) at time zone 'UTC')::int
-                        as year,
-                    category, site_id, sum(credits_cents)::bigint
-               from ledger_entries where learner_id = $1 and kind not in (10, 11)
-              group by year, category, site_id",
-        )
-        .bind(learner.as_str())
-        .fetch_all(&self.read_pool)
-        .await
-        .map_err(db)?;
-        let totals = rows
-            .iter()
-            .map(|r| {
-                Ok(TotalRow {
-                    year: r.col(0)?,
-                    category: r.col(1)?,
-                    site: r.col(2)?,
-                    credits: Credits::from_cents(r.col(3)?),
-                })
-            })
-            .collect::<Result<_>>()?;
-        let rows = sqlx::query(
-            "select refers_chain::bigint, refers_seq, kind::bigint from ledger_entries
-              where learner_id = $1 and kind in (3, 10, 11) and refers_seq is not null",
-        )
-        .bind(learner.as_str())
-        .fetch_all(&self.read_pool)
-        .await
-        .map_err(db)?;
-        let mut referred = Referrals::default();
-        for row in &rows {
-            let (chain, seq, kind): (i64, i64, i64) = (row.col(0)?, row.col(1)?, row.col(2)?);
-            if let (Ok(chain), Ok(seq)) = (u32::try_from(chain), u64::try_from(seq)) {
-                xuefen_store::referral(&mut referred, Position { chain, seq }, kind);
-            }
-        }
-        Ok((totals, referred))
-    }
-
-    async fn site_year_stats(&self, site: Option<&SiteId>, year: i32, rule: StatsRule) -> Result<Vec<SiteYearStats>> {
-        let (start, end) = Millis::cst_year_bounds(year);
-        // A scan of the year's entries: statistics are an admin report,
-        // derived from the ledger rather than from per-event counters.
-        let rows = sqlx::query(
-            "with in_year as (
-                 select site_id, learner_id, kind, credits_cents from ledger_entries
-                  where occurred_at_ms >= $2 and occurred_at_ms < $3
-             ),
-             site_learner as (
-                 select site_id, learner_id, sum(credits_cents)::bigint as credits,
-                        max(case when kind <> 3 then 1 else 0 end) as active
-                   from in_year group by site_id, learner_id
-             ),
-             learner_year as (
-                 select learner_id, sum(credits_cents)::bigint as credits from in_year group by learner_id
-             ),
-             regs as (
-                 select site_id, learner_id from learner_accounts group by site_id, learner_id
-                 having min(coalesce(registered_at, created_at)) >= to_timestamp($2 / 1000.0)
-                    and min(coalesce(registered_at, created_at)) < to_timestamp($3 / 1000.0)
-             )
-             select s.id,
-                    (select count(*) from regs r where r.site_id = s.id),
-                    (select count(*) from regs r join learner_year y on y.learner_id = r.learner_id
-                      where r.site_id = s.id and y.credits >= $4),
-                    (select count(*) from site_learner l where l.site_id = s.id and l.active = 1),
-                    (select count(*) from site_learner l where l.site_id = s.id and l.credits >= $4),
-                    (select coalesce(sum(l.credits), 0)::bigint from site_learner l where l.site_id = s.id),
-                    (select count(*) from site_learner l where l.site_id = s.id and l.credits >= $5)
-               from sites s
-              where $1::text is null or s.id = $1::text
-              order by s.id",
-        )
-        .bind(site.map(SiteId::as_str))
-        .bind(start.0)
-        .bind(end.0)
-        .bind(rule.credits_each.cents())
-        .bind(rule.star_credits.cents())
-        .fetch_all(&self.read_pool)
-        .await
-        .map_err(db)?;
-        rows.iter()
-            .map(|r| {
-                let id: String = r.col(0)?;
-                let count = |i: usize| r.col::<i64>(i).map(|n| u64::try_from(n).unwrap_or_default());
-                Ok(SiteYearStats {
-                    site: SiteId::parse(id.clone()).map_err(|e| StoreError::Corrupt {
-                        at: format!("site {id}"),
-                        detail: e.to_string(),
-                    })?,
-                    registrations: count(1)?,
-                    registrations_with_credits: count(2)?,
-                    learners_active: count(3)?,
-                    learners_with_credits: count(4)?,
-                    credits: Credits::from_cents(r.col::<i64>(5)?),
-                    learning_stars: count(6)?,
-                })
-            })
-            .collect()
-    }
-
-    async fn site_month_credits(&self, year: i32) -> Result<Vec<(SiteId, u8, Credits)>> {
-        // Months are told apart by their bounds in China Standard Time
-        // ($1 is January's start, $13 the next year's), not by the
-        // database's date functions.
-        let bounds = Millis::cst_month_bounds(year);
-        let sql = "select site_id, (case when occurred_at_ms < $2 then 1 when occurred_at_ms < $3 then 2 when occurred_at_ms < $4 then 3 when occurred_at_ms < $5 then 4 when occurred_at_ms < $6 then 5 when occurred_at_ms < $7 then 6 when occurred_at_ms < $8 then 7 when occurred_at_ms < $9 then 8 when occurred_at_ms < $10 then 9 when occurred_at_ms < $11 then 10 when occurred_at_ms < $12 then 11 else 12 end)::bigint as month, sum(credits_cents)::bigint
-               from ledger_entries
-              where occurred_at_ms >= $1 and occurred_at_ms < $13
-                and site_id in (select id from sites)
-              group by site_id, month
-              order by site_id, month";
-        let mut query = sqlx::query(sql);
-        for b in bounds {
-            query = query.bind(b.0);
-        }
-        let rows = query.fetch_all(&self.read_pool).await.map_err(db)?;
-        rows.iter()
-            .map(|r| {
-                let id: String = r.col(0)?;
-                let site = SiteId::parse(id.clone()).map_err(|e| StoreError::Corrupt {
-                    at: format!("site {id}"),
-                    detail: e.to_string(),
-                })?;
-                let month: i64 = r.col(1)?;
-                let month = u8::try_from(month)
-                    .ok()
-                    .filter(|m| (1..=12).contains(m))
-                    .ok_or_else(|| StoreError::Corrupt {
-                        at: format!("site {id}"),
-                        detail: format!("month {month} out of range"),
-                    })?;
-                Ok((site, month, Credits::from_cents(r.col::<i64>(2)?)))
-            })
-            .collect()
     }
 
     async fn heads(&self) -> Result<Vec<(u32, Head)>> {
@@ -1937,7 +1792,188 @@ impl Store for PgStore {
         .and_then(|r| async move { entry_record(&r).and_then(Entry::try_from) })
         .boxed()
     }
+}
 
+#[async_trait]
+impl TranscriptStore for PgStore {
+    async fn learner_entries(&self, learner: &LearnerId) -> Result<Vec<Entry>> {
+        let rows = sqlx::query(concat!(
+            "select ",
+            entry_columns!(),
+            " from ledger_entries where learner_id = $1 order by seq"
+        ))
+        .bind(learner.as_str())
+        .fetch_all(&self.read_pool)
+        .await
+        .map_err(db)?;
+        rows.into_iter()
+            .map(|r| entry_record(&r).and_then(Entry::try_from))
+            .collect()
+    }
+
+    async fn learner_entries_page(&self, learner: &LearnerId, after_seq: u64, limit: usize) -> Result<Vec<Entry>> {
+        let rows = sqlx::query(concat!(
+            "select ",
+            entry_columns!(),
+            " from ledger_entries where learner_id = $1 and seq > $2 order by seq limit $3"
+        ))
+        .bind(learner.as_str())
+        .bind(i64::try_from(after_seq).unwrap_or(i64::MAX))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.read_pool)
+        .await
+        .map_err(db)?;
+        rows.into_iter()
+            .map(|r| entry_record(&r).and_then(Entry::try_from))
+            .collect()
+    }
+
+    async fn learner_summary(&self, learner: &LearnerId) -> Result<(Vec<TotalRow>, Referrals)> {
+        // Years in China Standard Time: UTC+8 all year round (no DST).
+        let rows = sqlx::query(
+            "select extract(year from to_timestamp((occurred_at_ms + 28800000) / 1000.0) at time zone 'UTC')::int
+                        as year,
+                    category, site_id, sum(credits_cents)::bigint
+               from ledger_entries where learner_id = $1 and kind not in (10, 11)
+              group by year, category, site_id",
+        )
+        .bind(learner.as_str())
+        .fetch_all(&self.read_pool)
+        .await
+        .map_err(db)?;
+        let totals = rows
+            .iter()
+            .map(|r| {
+                Ok(TotalRow {
+                    year: r.col(0)?,
+                    category: r.col(1)?,
+                    site: r.col(2)?,
+                    credits: Credits::from_cents(r.col(3)?),
+                })
+            })
+            .collect::<Result<_>>()?;
+        let rows = sqlx::query(
+            "select refers_chain::bigint, refers_seq, kind::bigint from ledger_entries
+              where learner_id = $1 and kind in (3, 10, 11) and refers_seq is not null",
+        )
+        .bind(learner.as_str())
+        .fetch_all(&self.read_pool)
+        .await
+        .map_err(db)?;
+        let mut referred = Referrals::default();
+        for row in &rows {
+            let (chain, seq, kind): (i64, i64, i64) = (row.col(0)?, row.col(1)?, row.col(2)?);
+            if let (Ok(chain), Ok(seq)) = (u32::try_from(chain), u64::try_from(seq)) {
+                xuefen_store::referral(&mut referred, Position { chain, seq }, kind);
+            }
+        }
+        Ok((totals, referred))
+    }
+}
+
+#[async_trait]
+impl StatsStore for PgStore {
+    async fn site_year_stats(&self, site: Option<&SiteId>, year: i32, rule: StatsRule) -> Result<Vec<SiteYearStats>> {
+        let (start, end) = Millis::cst_year_bounds(year);
+        // A scan of the year's entries: statistics are an admin report,
+        // derived from the ledger rather than from per-event counters.
+        let rows = sqlx::query(
+            "with in_year as (
+                 select site_id, learner_id, kind, credits_cents from ledger_entries
+                  where occurred_at_ms >= $2 and occurred_at_ms < $3
+             ),
+             site_learner as (
+                 select site_id, learner_id, sum(credits_cents)::bigint as credits,
+                        max(case when kind <> 3 then 1 else 0 end) as active
+                   from in_year group by site_id, learner_id
+             ),
+             learner_year as (
+                 select learner_id, sum(credits_cents)::bigint as credits from in_year group by learner_id
+             ),
+             regs as (
+                 select site_id, learner_id from learner_accounts group by site_id, learner_id
+                 having min(coalesce(registered_at, created_at)) >= to_timestamp($2 / 1000.0)
+                    and min(coalesce(registered_at, created_at)) < to_timestamp($3 / 1000.0)
+             )
+             select s.id,
+                    (select count(*) from regs r where r.site_id = s.id),
+                    (select count(*) from regs r join learner_year y on y.learner_id = r.learner_id
+                      where r.site_id = s.id and y.credits >= $4),
+                    (select count(*) from site_learner l where l.site_id = s.id and l.active = 1),
+                    (select count(*) from site_learner l where l.site_id = s.id and l.credits >= $4),
+                    (select coalesce(sum(l.credits), 0)::bigint from site_learner l where l.site_id = s.id),
+                    (select count(*) from site_learner l where l.site_id = s.id and l.credits >= $5)
+               from sites s
+              where $1::text is null or s.id = $1::text
+              order by s.id",
+        )
+        .bind(site.map(SiteId::as_str))
+        .bind(start.0)
+        .bind(end.0)
+        .bind(rule.credits_each.cents())
+        .bind(rule.star_credits.cents())
+        .fetch_all(&self.read_pool)
+        .await
+        .map_err(db)?;
+        rows.iter()
+            .map(|r| {
+                let id: String = r.col(0)?;
+                let count = |i: usize| r.col::<i64>(i).map(|n| u64::try_from(n).unwrap_or_default());
+                Ok(SiteYearStats {
+                    site: SiteId::parse(id.clone()).map_err(|e| StoreError::Corrupt {
+                        at: format!("site {id}"),
+                        detail: e.to_string(),
+                    })?,
+                    registrations: count(1)?,
+                    registrations_with_credits: count(2)?,
+                    learners_active: count(3)?,
+                    learners_with_credits: count(4)?,
+                    credits: Credits::from_cents(r.col::<i64>(5)?),
+                    learning_stars: count(6)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn site_month_credits(&self, year: i32) -> Result<Vec<(SiteId, u8, Credits)>> {
+        // Months are told apart by their bounds in China Standard Time
+        // ($1 is January's start, $13 the next year's), not by the
+        // database's date functions.
+        let bounds = Millis::cst_month_bounds(year);
+        let sql = "select site_id, (case when occurred_at_ms < $2 then 1 when occurred_at_ms < $3 then 2 when occurred_at_ms < $4 then 3 when occurred_at_ms < $5 then 4 when occurred_at_ms < $6 then 5 when occurred_at_ms < $7 then 6 when occurred_at_ms < $8 then 7 when occurred_at_ms < $9 then 8 when occurred_at_ms < $10 then 9 when occurred_at_ms < $11 then 10 when occurred_at_ms < $12 then 11 else 12 end)::bigint as month, sum(credits_cents)::bigint
+               from ledger_entries
+              where occurred_at_ms >= $1 and occurred_at_ms < $13
+                and site_id in (select id from sites)
+              group by site_id, month
+              order by site_id, month";
+        let mut query = sqlx::query(sql);
+        for b in bounds {
+            query = query.bind(b.0);
+        }
+        let rows = query.fetch_all(&self.read_pool).await.map_err(db)?;
+        rows.iter()
+            .map(|r| {
+                let id: String = r.col(0)?;
+                let site = SiteId::parse(id.clone()).map_err(|e| StoreError::Corrupt {
+                    at: format!("site {id}"),
+                    detail: e.to_string(),
+                })?;
+                let month: i64 = r.col(1)?;
+                let month = u8::try_from(month)
+                    .ok()
+                    .filter(|m| (1..=12).contains(m))
+                    .ok_or_else(|| StoreError::Corrupt {
+                        at: format!("site {id}"),
+                        detail: format!("month {month} out of range"),
+                    })?;
+                Ok((site, month, Credits::from_cents(r.col::<i64>(2)?)))
+            })
+            .collect()
+    }
+}
+
+#[async_trait]
+impl BankStore for PgStore {
     async fn log_head(&self) -> Result<Option<LogHead>> {
         bank::log_head(&self.pool).await
     }
@@ -1972,14 +2008,6 @@ impl Store for PgStore {
 
     async fn entry_kinds(&self, positions: &[Position]) -> Result<HashMap<Position, EntryKind>> {
         bank::entry_kinds(&self.pool, positions).await
-    }
-
-    async fn erase_learner(&self, learner: &LearnerId, reason: &Reason, now: Millis) -> Result<Position> {
-        let position = bank::erase_learner(&self.pool, learner, reason, now).await?;
-        // The account cache must not route events to the erased learner;
-        // they are refused anyway (no secret), this only keeps it small.
-        self.known.learners.remove(learner);
-        Ok(position)
     }
 
     async fn ack_deposits(&self, acks: &[AckRequest], now: Millis) -> Result<Vec<AckOutcome>> {

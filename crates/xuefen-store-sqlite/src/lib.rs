@@ -57,8 +57,9 @@ use xuefen_core::transcript::{Referrals, TotalRow};
 use xuefen_store::bank::{AckOutcome, AckRequest, ChainTip, DepositRecord, LogHead, Seal, Segment};
 use xuefen_store::records::{CourseRecord, EntryRecord, SiteChangeRecord};
 use xuefen_store::{
-    Course, Group, KeyRecord, NewKey, NewLearner, Principal, Result, Site, SiteAct, SiteYearStats, StatsRule, Store,
-    StoreError, Written, site_change, site_transition,
+    BankStore, Course, CourseStore, Group, KeyRecord, KeyStore, LearnerStore, LedgerStore, NewKey, NewLearner,
+    Principal, RecognitionStore, Result, Site, SiteAct, SiteStore, SiteYearStats, StatsRule, StatsStore, Store,
+    StoreError, TranscriptStore, Written, site_change, site_transition,
 };
 
 mod bank;
@@ -1068,7 +1069,10 @@ impl Store for SqliteStore {
         }
         Ok(())
     }
+}
 
+#[async_trait]
+impl SiteStore for SqliteStore {
     async fn create_site(&self, site: &Site, act: &SiteAct) -> Result<SiteChangeEntry> {
         if !matches!(site.status, SiteStatus::Pending | SiteStatus::Active) {
             return Err(StoreError::Conflict(format!(
@@ -1177,7 +1181,10 @@ impl Store for SqliteStore {
         .and_then(|r| async move { site_change_from_row(&r) })
         .boxed()
     }
+}
 
+#[async_trait]
+impl KeyStore for SqliteStore {
     async fn create_key(&self, key: &NewKey) -> Result<()> {
         let (role, site) = match &key.principal {
             Principal::Admin => ("admin", None),
@@ -1257,7 +1264,10 @@ impl Store for SqliteStore {
             .await
             .map_err(db)
     }
+}
 
+#[async_trait]
+impl LearnerStore for SqliteStore {
     async fn register_learner(&self, learner: &NewLearner) -> Result<(LearnerId, Written)> {
         let chain = learner.candidate.chain(self.chains);
         // Insert-or-find: the unique document hash decides, so two sites
@@ -1372,6 +1382,13 @@ impl Store for SqliteStore {
         .map_err(db)
     }
 
+    async fn erase_learner(&self, learner: &LearnerId, reason: &Reason, now: Millis) -> Result<Position> {
+        bank::erase_learner(&self.pool, learner, reason, now).await
+    }
+}
+
+#[async_trait]
+impl CourseStore for SqliteStore {
     async fn put_course(&self, course: &Course) -> Result<(Course, Written)> {
         let pool = self.pool.clone();
         let course = course.clone();
@@ -1394,7 +1411,10 @@ impl Store for SqliteStore {
             .map(|r| course_record(r).and_then(Course::try_from))
             .transpose()
     }
+}
 
+#[async_trait]
+impl RecognitionStore for SqliteStore {
     async fn put_group(&self, group: &Group, now: Millis) -> Result<(Written, Vec<Entry>)> {
         // Under the write lock, so that two admins cannot both claim a course.
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
@@ -1530,7 +1550,10 @@ impl Store for SqliteStore {
             })
             .collect()
     }
+}
 
+#[async_trait]
+impl LedgerStore for SqliteStore {
     async fn ingest(&self, events: &[Event], now: Millis) -> Result<Vec<Outcome>> {
         if events.is_empty() {
             return Ok(Vec::new());
@@ -1554,6 +1577,52 @@ impl Store for SqliteStore {
         row.as_ref().map(entry_from_row).transpose()
     }
 
+    async fn heads(&self) -> Result<Vec<(u32, Head)>> {
+        let rows = sqlx::query("select chain_id, seq, hash from chain_heads order by chain_id")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        rows.iter().map(head_from_row).collect()
+    }
+
+    async fn stray_entry(&self, chains: u32) -> Result<Option<(i64, i64)>> {
+        let row: Option<(i64, i64)> =
+            sqlx::query_as("select chain_id, seq from ledger_entries where chain_id < 0 or chain_id >= ?1 limit 1")
+                .bind(i64::from(chains))
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db)?;
+        Ok(row)
+    }
+
+    fn chain_count(&self) -> u32 {
+        self.chains
+    }
+
+    /// SQLite has one writer at a time (`BEGIN IMMEDIATE`).
+    fn parallel_writes(&self) -> bool {
+        false
+    }
+
+    fn chain_entries(&self, chain: u32) -> BoxStream<'_, Result<Entry>> {
+        // Rows are stepped one at a time through a bounded channel from the
+        // connection's worker: memory stays flat however long the chain is.
+        // In WAL mode this read does not hold up ingestion.
+        sqlx::query(concat!(
+            "select ",
+            entry_columns!(),
+            " from ledger_entries where chain_id = ?1 order by seq"
+        ))
+        .bind(i64::from(chain))
+        .fetch(&self.pool)
+        .map_err(db)
+        .and_then(|r| async move { entry_from_row(&r) })
+        .boxed()
+    }
+}
+
+#[async_trait]
+impl TranscriptStore for SqliteStore {
     async fn learner_entries(&self, learner: &LearnerId) -> Result<Vec<Entry>> {
         let rows = sqlx::query(concat!(
             "select ",
@@ -1630,7 +1699,10 @@ impl Store for SqliteStore {
         }
         Ok((totals, referred))
     }
+}
 
+#[async_trait]
+impl StatsStore for SqliteStore {
     async fn site_year_stats(&self, site: Option<&SiteId>, year: i32, rule: StatsRule) -> Result<Vec<SiteYearStats>> {
         let (start, end) = Millis::cst_year_bounds(year);
         // `created_at` is ISO-8601 UTC text with milliseconds, the format
@@ -1734,50 +1806,10 @@ impl Store for SqliteStore {
             })
             .collect()
     }
+}
 
-    async fn heads(&self) -> Result<Vec<(u32, Head)>> {
-        let rows = sqlx::query("select chain_id, seq, hash from chain_heads order by chain_id")
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db)?;
-        rows.iter().map(head_from_row).collect()
-    }
-
-    async fn stray_entry(&self, chains: u32) -> Result<Option<(i64, i64)>> {
-        let row: Option<(i64, i64)> =
-            sqlx::query_as("select chain_id, seq from ledger_entries where chain_id < 0 or chain_id >= ?1 limit 1")
-                .bind(i64::from(chains))
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(db)?;
-        Ok(row)
-    }
-
-    fn chain_count(&self) -> u32 {
-        self.chains
-    }
-
-    /// SQLite has one writer at a time (`BEGIN IMMEDIATE`).
-    fn parallel_writes(&self) -> bool {
-        false
-    }
-
-    fn chain_entries(&self, chain: u32) -> BoxStream<'_, Result<Entry>> {
-        // Rows are stepped one at a time through a bounded channel from the
-        // connection's worker: memory stays flat however long the chain is.
-        // In WAL mode this read does not hold up ingestion.
-        sqlx::query(concat!(
-            "select ",
-            entry_columns!(),
-            " from ledger_entries where chain_id = ?1 order by seq"
-        ))
-        .bind(i64::from(chain))
-        .fetch(&self.pool)
-        .map_err(db)
-        .and_then(|r| async move { entry_from_row(&r) })
-        .boxed()
-    }
-
+#[async_trait]
+impl BankStore for SqliteStore {
     async fn log_head(&self) -> Result<Option<LogHead>> {
         bank::log_head(&self.pool).await
     }
@@ -1816,9 +1848,5 @@ impl Store for SqliteStore {
 
     async fn ack_deposits(&self, acks: &[AckRequest], now: Millis) -> Result<Vec<AckOutcome>> {
         bank::ack_deposits(&self.pool, acks, now).await
-    }
-
-    async fn erase_learner(&self, learner: &LearnerId, reason: &Reason, now: Millis) -> Result<Position> {
-        bank::erase_learner(&self.pool, learner, reason, now).await
     }
 }

@@ -1,6 +1,11 @@
 //! Alliance sites: what a site is, who changes it, and the lifecycle rules
 //! every backend applies before it writes a change to the alliance chain.
 
+use async_trait::async_trait;
+use futures::stream::BoxStream;
+use xuefen_core::plan::Head;
+use xuefen_core::site_log::SiteChangeEntry;
+
 use xuefen_core::event::{Millis, Reason};
 use xuefen_core::ids::{RegionCode, SiteId, SiteLevel, SiteStatus};
 
@@ -114,4 +119,31 @@ pub fn agreement_standing(site: &Site, now: Millis) -> &'static str {
         SiteStatus::Suspended => "suspended",
         SiteStatus::Terminated => "terminated",
     }
+}
+
+/// The sites port: the alliance register and its hash-chained change log.
+#[async_trait]
+pub trait SiteStore: Send + Sync {
+    /// Creates a site (initial status pending or active) and records its
+    /// creation in the alliance chain, in one transaction.
+    async fn create_site(&self, site: &Site, act: &SiteAct) -> Result<SiteChangeEntry>;
+    async fn site(&self, id: &SiteId) -> Result<Option<Site>>;
+    async fn sites(&self) -> Result<Vec<Site>>;
+    /// Moves a site along its lifecycle ([`SiteStatus::may_move_to`]),
+    /// optionally renewing its agreement to `agreement_ends_at`, and records
+    /// the change in the alliance chain. A move the lifecycle does not allow
+    /// is `Conflict("invalid_transition …")`.
+    async fn set_site_status(
+        &self,
+        id: &SiteId,
+        status: SiteStatus,
+        agreement_ends_at: Option<Millis>,
+        act: &SiteAct,
+    ) -> Result<(Site, SiteChangeEntry)>;
+    /// The recorded changes of a site, oldest first.
+    async fn site_changes(&self, id: &SiteId) -> Result<Vec<SiteChangeEntry>>;
+    /// The head of the alliance chain.
+    async fn alliance_head(&self) -> Result<Head>;
+    /// Every site change in sequence order, streamed.
+    fn alliance_entries(&self) -> BoxStream<'_, Result<SiteChangeEntry>>;
 }

@@ -1,5 +1,9 @@
 //! Alliance statistics: yearly figures per site, derived from the ledger.
 
+use async_trait::async_trait;
+
+use crate::Result;
+
 use xuefen_core::amount::Credits;
 use xuefen_core::ids::SiteId;
 
@@ -33,4 +37,15 @@ pub struct SiteYearStats {
     pub credits: Credits,
     /// Learners with at least `star_credits` net credits from the site in the year.
     pub learning_stars: u64,
+}
+
+/// The statistics port.
+#[async_trait]
+pub trait StatsStore: Send + Sync {
+    /// The figures of one site (or every site, in id order) for a CST year.
+    async fn site_year_stats(&self, site: Option<&SiteId>, year: i32, rule: StatsRule) -> Result<Vec<SiteYearStats>>;
+    /// Net credits of each site's entries dated in a CST year, by CST month:
+    /// `(site, month 1 to 12, credits)` for the months that have entries, in
+    /// site then month order (the centre's chart of credits by month).
+    async fn site_month_credits(&self, year: i32) -> Result<Vec<(SiteId, u8, Credits)>>;
 }
