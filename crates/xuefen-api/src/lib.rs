@@ -76,6 +76,7 @@ fn with_layers(routes: Router<AppState>, state: AppState) -> Router {
     let body_limit = state.limits.body_bytes_max;
     routes
         .fallback(not_found)
+        .layer(axum::Extension(state.xapi_default_version.clone()))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn_with_state(
             body_limit,

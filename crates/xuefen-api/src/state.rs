@@ -52,6 +52,8 @@ pub struct AppState {
     pub bounds: RequestBounds,
     /// Per-key token buckets at `bounds`' rate.
     pub rate: Arc<throttle::RateLimiter>,
+    /// The xAPI version named on answers to requests that name none.
+    pub xapi_default_version: crate::xapi::DefaultVersion,
 }
 
 /// The learning-star rule and the agreement figures a site is measured
@@ -95,6 +97,7 @@ impl AppState {
             checkpoints: bank::CheckpointSettings::ephemeral(),
             bounds: RequestBounds::default(),
             rate: Arc::new(throttle::RateLimiter::new(&RequestBounds::default())),
+            xapi_default_version: crate::xapi::DefaultVersion::default(),
         }
     }
 
@@ -117,6 +120,13 @@ impl AppState {
     /// The same state, with these statistics settings.
     pub fn with_stats(mut self, stats: StatsSettings) -> Self {
         self.stats = stats;
+        self
+    }
+
+    /// The same state, naming `version` on xAPI answers to requests that
+    /// name no version.
+    pub fn with_xapi_default_version(mut self, version: xuefen_core::xapi::Version) -> Self {
+        self.xapi_default_version = crate::xapi::DefaultVersion(version);
         self
     }
 

@@ -11,9 +11,6 @@ use axum::response::{IntoResponse, Response};
 use xuefen_core::event::Millis;
 use xuefen_core::xapi::Version;
 
-/// Checks `X-Experience-API-Version` on every request but `/xapi/about`,
-/// and puts it (echoed, or the newest version) and
-/// `X-Experience-API-Consistent-Through` on every response.
 /// Whether the xAPI resource at `path` answers `method` (the router says
 /// 405 to the others).
 pub(super) fn resource_has_method(path: &str, method: &axum::http::Method) -> bool {
@@ -29,8 +26,25 @@ pub(super) fn resource_has_method(path: &str, method: &axum::http::Method) -> bo
     }
 }
 
+/// The version the door names on an answer to a request that named none
+/// (setting `xapi_default_version`): 2.0.0 unless a deployment pins 1.0.3
+/// for plug-ins that read the header. Put in the request's extensions by
+/// the application's layers.
+#[derive(Debug, Clone)]
+pub struct DefaultVersion(pub Version);
+
+impl Default for DefaultVersion {
+    fn default() -> Self {
+        Self(Version::V2)
+    }
+}
+
+/// Checks `X-Experience-API-Version` on every request but `/xapi/about`,
+/// and puts it (echoed, or the default version) and
+/// `X-Experience-API-Consistent-Through` on every response.
 pub(super) async fn xapi_headers(req: Request, next: Next) -> Response {
     let about = req.uri().path() == "/xapi/about";
+    let default = req.extensions().get::<DefaultVersion>().cloned().unwrap_or_default().0;
     // A method the resource does not have is answered 405 by the router,
     // before credentials or the version are looked at.
     if !resource_has_method(req.uri().path(), req.method()) {
@@ -44,12 +58,12 @@ pub(super) async fn xapi_headers(req: Request, next: Next) -> Response {
     if !about && !req.headers().contains_key(axum::http::header::AUTHORIZATION) {
         return with_xapi_headers(
             crate::auth::unauthorized("send the site id and an API key with HTTP Basic authentication").into_response(),
-            &Version::V2,
+            &default,
         );
     }
     let version = match (given.as_deref().map(Version::parse), about) {
         (Some(Some(v)), _) => v,
-        (None, true) | (Some(None), true) => Version::V2,
+        (None, true) | (Some(None), true) => default.clone(),
         (None, false) => {
             return with_xapi_headers(
                 bad_request(
@@ -58,7 +72,7 @@ pub(super) async fn xapi_headers(req: Request, next: Next) -> Response {
                     "send `X-Experience-API-Version: 1.0.3` (or 2.0.0) with every xAPI request",
                 )
                 .into_response(),
-                &Version::V2,
+                &default,
             );
         }
         (Some(None), false) => {
@@ -73,7 +87,7 @@ pub(super) async fn xapi_headers(req: Request, next: Next) -> Response {
                     ),
                 )
                 .into_response(),
-                &Version::V2,
+                &default,
             );
         }
     };

@@ -33,6 +33,7 @@ mod alternate;
 mod auth;
 pub mod documents;
 mod headers;
+pub use self::headers::DefaultVersion;
 pub(crate) mod read;
 pub(crate) mod settings;
 pub(crate) mod write;
