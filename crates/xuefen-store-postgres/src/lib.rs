@@ -23,7 +23,7 @@ use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{PgPool, Postgres, Row};
 use xuefen_core::ids::{LearnerId, LocalAccount, SiteId};
-use xuefen_store::{Result, Store, StoreError};
+use xuefen_store::{ConflictKind, Result, Store, StoreError};
 
 #[macro_use]
 mod rows;
@@ -47,7 +47,7 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/
 fn db(e: sqlx::Error) -> StoreError {
     match &e {
         sqlx::Error::Database(d) if d.is_unique_violation() => {
-            StoreError::Conflict(d.constraint().unwrap_or("unique").to_owned())
+            StoreError::conflict(ConflictKind::Exists, d.constraint().unwrap_or("unique"))
         }
         sqlx::Error::RowNotFound => StoreError::NotFound,
         _ => StoreError::Database(Box::new(e)),
@@ -199,9 +199,10 @@ impl Store for PgStore {
             .map_err(db)?;
         let latest = MIGRATOR.iter().map(|m| m.version).max();
         if applied != latest {
-            return Err(StoreError::Conflict(format!(
-                "schema at migration {applied:?}, expected {latest:?}"
-            )));
+            return Err(StoreError::conflict(
+                ConflictKind::Schema,
+                format!("schema at migration {applied:?}, expected {latest:?}"),
+            ));
         }
         Ok(())
     }

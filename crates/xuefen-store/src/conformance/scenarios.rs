@@ -1848,7 +1848,7 @@ pub async fn xapi_statements_are_stored_once_and_other_content_under_an_id_confl
     let mut other = s2.clone();
     other.fingerprint = "zz".into();
     match store.insert_statements(&site_id(), &[s3.clone(), other]).await {
-        Err(StoreError::Conflict(id)) => assert_eq!(id, s2.id),
+        Err(StoreError::Conflict(id)) => assert_eq!(id.detail, s2.id),
         r => panic!("expected a conflict, got {r:?}"),
     }
     let found = store
