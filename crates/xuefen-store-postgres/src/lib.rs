@@ -54,15 +54,16 @@ fn db(e: sqlx::Error) -> StoreError {
     }
 }
 
-/// Reads a column by index: a type mismatch is an error, never a panic.
+/// Reads a column by name (or index): a type mismatch or a missing column
+/// is an error, never a panic.
 pub(crate) trait Col {
-    fn col<'r, T>(&'r self, i: usize) -> Result<T>
+    fn col<'r, T>(&'r self, i: impl sqlx::ColumnIndex<PgRow>) -> Result<T>
     where
         T: sqlx::Decode<'r, Postgres> + sqlx::Type<Postgres>;
 }
 
 impl Col for PgRow {
-    fn col<'r, T>(&'r self, i: usize) -> Result<T>
+    fn col<'r, T>(&'r self, i: impl sqlx::ColumnIndex<PgRow>) -> Result<T>
     where
         T: sqlx::Decode<'r, Postgres> + sqlx::Type<Postgres>,
     {

@@ -23,7 +23,7 @@ async fn declare_group(conn: &mut SqliteConnection, group: &GroupId, now: Millis
     let rows = sqlx::query(concat!(
         "select ",
         entry_columns!(),
-        " from ledger_entries
+        " from ledger_entries l
          where (site_id, course_code) in
                (select site_id, course_code from recognition_members where group_id = ?1)
          order by chain_id, seq"
