@@ -20,6 +20,7 @@ use crate::auth::{Caller, forbidden, mint};
 use crate::body::{ApiJson, BodyKind, body_kind, parse_json, read_body_unchecked};
 use crate::commit::CommitError;
 use crate::dto::*;
+use crate::event_status::EventStatus;
 use crate::problem::{ApiError, ApiResult, Problem};
 use crate::sso::SignedInLearner;
 
@@ -803,12 +804,12 @@ pub async fn post_events(
         }
     }
     let results: Vec<EventResult> = results.into_iter().flatten().collect();
-    let count = |s: &str| results.iter().filter(|r| r.status == s).count();
+    let count = |s: EventStatus| results.iter().filter(|r| r.status == s).count();
     Ok(Json(BatchOut {
-        accepted: count("accepted"),
-        duplicate: count("duplicate"),
-        conflict: count("conflict"),
-        rejected: count("rejected"),
+        accepted: count(EventStatus::Accepted),
+        duplicate: count(EventStatus::Duplicate),
+        conflict: count(EventStatus::Conflict),
+        rejected: count(EventStatus::Rejected),
         results,
     }))
 }
