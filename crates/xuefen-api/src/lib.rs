@@ -35,7 +35,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
 use tokio::net::TcpListener;
 use tower_http::trace::TraceLayer;
-use xuefen_store::Store;
+use xuefen_store::ServiceStore;
 
 pub use commit::{CommitSettings, Committer};
 pub use metrics::Metrics;
@@ -67,7 +67,7 @@ impl Default for Limits {
 /// What every handler shares.
 #[derive(Clone)]
 pub struct AppState {
-    pub store: Arc<dyn Store>,
+    pub store: Arc<dyn ServiceStore>,
     pub committer: Committer,
     pub limits: Limits,
     /// What `/metrics` shows.
@@ -115,7 +115,7 @@ impl Default for StatsSettings {
 
 impl AppState {
     /// State over `store`, starting the group committer on the current runtime.
-    pub fn new(store: Arc<dyn Store>, limits: Limits, commit: CommitSettings, identity_key: Vec<u8>) -> Self {
+    pub fn new(store: Arc<dyn ServiceStore>, limits: Limits, commit: CommitSettings, identity_key: Vec<u8>) -> Self {
         let metrics = Arc::new(Metrics::new());
         let committer = Committer::start_with_metrics(store.clone(), commit, metrics.clone());
         Self {

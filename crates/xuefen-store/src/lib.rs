@@ -121,8 +121,6 @@ pub trait Store:
     + transcript::TranscriptStore
     + stats::StatsStore
     + bank::BankStore
-    + xapi::XapiStore
-    + xapi_documents::XapiDocumentStore
     + Send
     + Sync
     + 'static
@@ -167,7 +165,16 @@ pub mod conformance;
 /// (`use xuefen_store::prelude::*`); code holding a `dyn Store` needs none.
 pub mod prelude {
     pub use crate::{
-        BankStore, CourseStore, KeyStore, LearnerStore, LedgerStore, RecognitionStore, SiteStore, StatsStore, Store,
-        TranscriptStore, XapiDocumentStore, XapiStore,
+        BankStore, CourseStore, KeyStore, LearnerStore, LedgerStore, RecognitionStore, ServiceStore, SiteStore,
+        StatsStore, Store, TranscriptStore, XapiDocumentStore, XapiStore,
     };
 }
+
+/// What the HTTP service holds: the ledger's [`Store`] and, beside it, the
+/// xAPI ports ([`XapiStore`], [`XapiDocumentStore`]). The xAPI door is a
+/// sibling of the ledger, not part of it: a store is a complete ledger store
+/// without them, and code that needs only the ledger asks for `dyn Store`
+/// (a `dyn ServiceStore` coerces to it).
+pub trait ServiceStore: Store + XapiStore + XapiDocumentStore {}
+
+impl<T: Store + XapiStore + XapiDocumentStore + ?Sized> ServiceStore for T {}

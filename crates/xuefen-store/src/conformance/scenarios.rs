@@ -21,7 +21,7 @@ use super::{
     moved_heads, other_site_id, person, revocation, scored, site, site_id,
 };
 use crate::verify::{VerifyFailure, verify_ledger};
-use crate::{Course, NewKey, NewLearner, Principal, Store, StoreError, Written};
+use crate::{Course, NewKey, NewLearner, Principal, ServiceStore, Store, StoreError, Written};
 
 // ---------------------------------------------------------------------------
 // Schema, sites, keys, learners, accounts, courses
@@ -736,7 +736,7 @@ impl Lcg {
 
 /// Runs each task's batches in order, all tasks at once; returns every
 /// (event id, outcome) pair.
-async fn race(store: &Arc<dyn Store>, tasks: Vec<Vec<Vec<Event>>>) -> Vec<(String, Outcome)> {
+async fn race(store: &Arc<dyn ServiceStore>, tasks: Vec<Vec<Vec<Event>>>) -> Vec<(String, Outcome)> {
     let mut handles = Vec::new();
     for batches in tasks {
         let store = Arc::clone(store);
