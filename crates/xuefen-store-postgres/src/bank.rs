@@ -433,7 +433,7 @@ pub(crate) async fn ack_deposits(pool: &PgPool, acks: &[AckRequest], now: Millis
 /// The learner's secret and chain, and two 16-byte random values.
 type ErasureRow = (Vec<u8>, i32, Vec<u8>, Vec<u8>);
 
-/// [`xuefen_store::Store::erase_learner`], under the lock of the learner's
+/// [`xuefen_store::LearnerStore::erase_learner`], under the lock of the learner's
 /// chain head.
 pub(crate) async fn erase_learner(
     pool: &PgPool,

@@ -405,7 +405,7 @@ pub(crate) async fn ack_deposits(pool: &SqlitePool, acks: &[AckRequest], now: Mi
 /// The learner's secret and chain, and two 16-byte random values.
 type ErasureRow = (Vec<u8>, i64, Vec<u8>, Vec<u8>);
 
-/// [`xuefen_store::Store::erase_learner`] under the write lock.
+/// [`xuefen_store::LearnerStore::erase_learner`] under the write lock.
 pub(crate) async fn erase_learner(
     pool: &SqlitePool,
     learner: &xuefen_core::ids::LearnerId,

@@ -32,7 +32,7 @@ fn retryable(e: &sqlx::Error) -> bool {
 }
 
 impl PgStore {
-    /// Runs attempts of a batch until one commits (see [`Store::ingest`]).
+    /// Runs attempts of a batch until one commits (see [`LedgerStore::ingest`](xuefen_store::LedgerStore::ingest)).
     pub(crate) async fn ingest_to_end(&self, events: &[Event], now: Millis) -> Result<Vec<Outcome>> {
         let mut attempt = 0;
         let mut optimistic = !self.expect_existing.load(Ordering::Relaxed);
