@@ -76,7 +76,10 @@ async fn course_activity<'a>(
     }
     let holders = state.store.activity_courses(&course.site, &[iri.to_owned()]).await?;
     if holders.iter().any(|(_, code)| *code != course.code) {
-        return Err(activity_taken(xuefen_store::StoreError::Conflict(iri.to_owned())));
+        return Err(activity_taken(xuefen_store::StoreError::conflict(
+            xuefen_store::ConflictKind::LinkedElsewhere,
+            iri,
+        )));
     }
     Ok(Some(iri))
 }

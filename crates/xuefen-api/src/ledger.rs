@@ -23,6 +23,7 @@ use xuefen_core::limits::{HOURS_MAX_CENTS, SCORE_MAX_CENTS};
 use xuefen_core::plan::Outcome;
 
 use crate::commit::commit_error;
+use crate::event_status::EventStatus;
 use crate::problem::PositionOut;
 use crate::transcript::EntryOut;
 use crate::wire::*;
@@ -179,12 +180,12 @@ pub async fn post_events(
         }
     }
     let results: Vec<EventResult> = results.into_iter().flatten().collect();
-    let count = |s: &str| results.iter().filter(|r| r.status == s).count();
+    let count = |s: EventStatus| results.iter().filter(|r| r.status == s).count();
     Ok(Json(BatchOut {
-        accepted: count("accepted"),
-        duplicate: count("duplicate"),
-        conflict: count("conflict"),
-        rejected: count("rejected"),
+        accepted: count(EventStatus::Accepted),
+        duplicate: count(EventStatus::Duplicate),
+        conflict: count(EventStatus::Conflict),
+        rejected: count(EventStatus::Rejected),
         results,
     }))
 }
@@ -366,7 +367,8 @@ impl EventIn {
 pub struct EventResult {
     pub event_id: String,
     /// `accepted`, `duplicate`, `conflict` or `rejected`.
-    pub status: String,
+    #[schema(value_type = String)]
+    pub status: EventStatus,
     /// Where the event's entry is (for `conflict`: the existing entry).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub position: Option<PositionOut>,
@@ -391,9 +393,9 @@ pub struct EventResult {
 
 impl EventResult {
     pub fn from_outcome(event_id: &str, outcome: &Outcome) -> Self {
-        let base = |status: &str, position: Position, kind: EntryKind, credits: Credits| Self {
+        let base = |status: EventStatus, position: Position, kind: EntryKind, credits: Credits| Self {
             event_id: event_id.to_owned(),
-            status: status.to_owned(),
+            status,
             position: Some(position.into()),
             entry: Some(kind.as_str().to_owned()),
             credits: Some(credits.to_string()),
@@ -408,16 +410,16 @@ impl EventResult {
                 likely_duplicate_of,
             } => Self {
                 likely_duplicate_of: likely_duplicate_of.as_ref().map(ToString::to_string),
-                ..base("accepted", *position, *kind, *credits)
+                ..base(EventStatus::Accepted, *position, *kind, *credits)
             },
             Outcome::Duplicate {
                 position,
                 kind,
                 credits,
-            } => base("duplicate", *position, *kind, *credits),
+            } => base(EventStatus::Duplicate, *position, *kind, *credits),
             Outcome::Conflict { field, position } => Self {
                 event_id: event_id.to_owned(),
-                status: "conflict".into(),
+                status: EventStatus::Conflict,
                 position: Some((*position).into()),
                 entry: None,
                 credits: None,
@@ -439,7 +441,7 @@ impl EventResult {
     pub fn rejected(event_id: &str, problem: Problem) -> Self {
         Self {
             event_id: event_id.to_owned(),
-            status: "rejected".into(),
+            status: EventStatus::Rejected,
             position: None,
             entry: None,
             credits: None,

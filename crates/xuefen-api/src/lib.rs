@@ -12,6 +12,7 @@ pub mod commit;
 mod contract;
 mod courses;
 mod decimal;
+pub mod event_status;
 #[doc(hidden)]
 pub mod fuzz;
 mod guard;

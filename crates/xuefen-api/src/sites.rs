@@ -48,14 +48,16 @@ pub async fn create_site(
         at: now(),
     };
     state.store.create_site(&site, &act).await.map_err(|e| match e {
-        xuefen_store::StoreError::Conflict(d) if d.starts_with("invalid_transition") => ApiError::from(
-            Problem::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_transition",
-                "a site starts pending or active",
+        xuefen_store::StoreError::Conflict(d) if d.kind == xuefen_store::ConflictKind::InvalidTransition => {
+            ApiError::from(
+                Problem::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_transition",
+                    "a site starts pending or active",
+                )
+                .with_field("status"),
             )
-            .with_field("status"),
-        ),
+        }
         xuefen_store::StoreError::Conflict(_) => ApiError::from(
             Problem::new(StatusCode::CONFLICT, "site_exists", "a site with this id exists").with_field("id"),
         ),
@@ -132,9 +134,12 @@ pub async fn set_site_status(
         .set_site_status(&id, status, ends, &act)
         .await
         .map_err(|e| match e {
-            xuefen_store::StoreError::Conflict(d) if d.starts_with("invalid_renewal") => ApiError::from(
-                Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_renewal", d).with_field("agreement_ends_at"),
-            ),
+            xuefen_store::StoreError::Conflict(d) if d.kind == xuefen_store::ConflictKind::InvalidRenewal => {
+                ApiError::from(
+                    Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_renewal", d)
+                        .with_field("agreement_ends_at"),
+                )
+            }
             xuefen_store::StoreError::Conflict(d) => {
                 ApiError::from(Problem::new(StatusCode::CONFLICT, "invalid_transition", d).with_field("status"))
             }

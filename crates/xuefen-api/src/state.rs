@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use xuefen_store::Store;
+use xuefen_store::ServiceStore;
 
 use crate::{CommitSettings, Committer, Metrics, RequestBounds, auth, bank, sso, throttle};
 
@@ -32,7 +32,7 @@ impl Default for Limits {
 /// What every handler shares.
 #[derive(Clone)]
 pub struct AppState {
-    pub store: Arc<dyn Store>,
+    pub store: Arc<dyn ServiceStore>,
     pub committer: Committer,
     pub limits: Limits,
     /// What `/metrics` shows.
@@ -82,7 +82,7 @@ impl Default for StatsSettings {
 
 impl AppState {
     /// State over `store`, starting the group committer on the current runtime.
-    pub fn new(store: Arc<dyn Store>, limits: Limits, commit: CommitSettings, identity_key: Vec<u8>) -> Self {
+    pub fn new(store: Arc<dyn ServiceStore>, limits: Limits, commit: CommitSettings, identity_key: Vec<u8>) -> Self {
         let metrics = Arc::new(Metrics::new());
         let committer = Committer::start_with_metrics(store.clone(), commit, metrics.clone());
         Self {

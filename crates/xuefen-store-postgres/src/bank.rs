@@ -28,20 +28,6 @@ use crate::rows::entry_record;
 use async_trait::async_trait;
 use xuefen_store::BankStore;
 
-/// The entry columns with the `l.` alias, in [`EntryRecord`] order.
-macro_rules! l_entry_columns {
-    () => {
-        "l.chain_id::bigint, l.seq, l.prev_hash, l.hash, l.kind::bigint, l.site_id, l.event_id, l.learner_id,
-         l.course_code, l.category, l.credits_cents, l.occurred_at_ms, l.recorded_at_ms, l.score_cents,
-         l.hours_cents, l.rule_version::bigint, l.refers_chain::bigint, l.refers_seq, l.target_event, l.reason,
-         l.recognition_group, l.withheld_cents, l.learner_commitment, l.reason_note"
-    };
-}
-
-/// How many columns [`l_entry_columns!`] selects: a query's own columns
-/// after it start at this index.
-const ENTRY_COLUMNS: usize = 24;
-
 fn entry(row: &PgRow) -> Result<Entry> {
     entry_record(row).and_then(Entry::try_from)
 }
@@ -123,8 +109,8 @@ pub(crate) async fn log_segments(pool: &PgPool, from: u64, to: u64) -> Result<Ve
 pub(crate) async fn segment_entries(pool: &PgPool, chain: u32, after: u64, upto: u64) -> Result<Vec<DepositRecord>> {
     let rows = sqlx::query(concat!(
         "select ",
-        l_entry_columns!(),
-        ", ln.document_hash from ledger_entries l left join learners ln on ln.id = l.learner_id
+        entry_columns!(),
+        ", ln.document_hash as name_hash from ledger_entries l left join learners ln on ln.id = l.learner_id
           where l.chain_id = $1 and l.seq > $2 and l.seq <= $3 order by l.seq"
     ))
     .bind(chain as i32)
@@ -135,7 +121,7 @@ pub(crate) async fn segment_entries(pool: &PgPool, chain: u32, after: u64, upto:
     .map_err(db)?;
     rows.iter()
         .map(|row| {
-            let hash: Option<Vec<u8>> = row.col(ENTRY_COLUMNS)?;
+            let hash: Option<Vec<u8>> = row.col("name_hash")?;
             Ok(DepositRecord {
                 index: 0,
                 entry: entry(row)?,
@@ -232,7 +218,7 @@ pub(crate) async fn write_seal(pool: &PgPool, seal: &Seal) -> Result<Written> {
 pub(crate) async fn chain_range(pool: &PgPool, chain: u32, after: u64, upto: u64) -> Result<Vec<Entry>> {
     let rows = sqlx::query(concat!(
         "select ",
-        l_entry_columns!(),
+        entry_columns!(),
         " from ledger_entries l where l.chain_id = $1 and l.seq > $2 and l.seq <= $3 order by l.seq"
     ))
     .bind(chain as i32)
@@ -272,9 +258,10 @@ async fn deposit_entries(tx: &mut Transaction<'_, Postgres>, acks: &[AckRequest]
     let seqs: Vec<i64> = acks.iter().map(|a| a.deposit.seq as i64).collect();
     let rows = sqlx::query(concat!(
         "select ",
-        l_entry_columns!(),
-        ", (select r.kind::bigint from ledger_entries r where r.chain_id = l.refers_chain and r.seq = l.refers_seq),
-           (select t.seq from log_chain_tips t where t.chain_id = l.chain_id)
+        entry_columns!(),
+        ", (select r.kind::bigint from ledger_entries r where r.chain_id = l.refers_chain and r.seq = l.refers_seq)
+             as referred_kind,
+           (select t.seq from log_chain_tips t where t.chain_id = l.chain_id) as tip_seq
            from unnest($1::int[], $2::bigint[]) as k(c, s)
            join ledger_entries l on l.chain_id = k.c and l.seq = k.s"
     ))
@@ -286,8 +273,8 @@ async fn deposit_entries(tx: &mut Transaction<'_, Postgres>, acks: &[AckRequest]
     let mut out = HashMap::new();
     for r in &rows {
         let e = entry(r)?;
-        let reversed: Option<i64> = r.col(ENTRY_COLUMNS)?;
-        let tip: Option<i64> = r.col(ENTRY_COLUMNS + 1)?;
+        let reversed: Option<i64> = r.col("referred_kind")?;
+        let tip: Option<i64> = r.col("tip_seq")?;
         let reversed = reversed
             .and_then(|k| u8::try_from(k).ok())
             .and_then(EntryKind::from_code);
@@ -319,15 +306,14 @@ async fn lock_head(tx: &mut Transaction<'_, Postgres>, chain: u32) -> Result<(u6
 /// Inserts one entry unless its idempotency key is taken; whether it was.
 async fn insert_entry_once(tx: &mut Transaction<'_, Postgres>, e: &Entry) -> Result<bool> {
     let r = EntryRecord::from(e);
-    let done = sqlx::query(
-        "insert into ledger_entries (chain_id, seq, prev_hash, hash, kind, site_id, event_id, learner_id,
-                course_code, category, credits_cents, occurred_at_ms, recorded_at_ms, score_cents, hours_cents,
-                rule_version, refers_chain, refers_seq, target_event, reason, recognition_group, withheld_cents,
-                learner_commitment, reason_note)
+    let done = sqlx::query(concat!(
+        "insert into ledger_entries (",
+        entry_insert_columns!(),
+        ")
          values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22,
                  $23, $24)
-         on conflict do nothing",
-    )
+         on conflict do nothing"
+    ))
     .bind(r.chain_id as i32)
     .bind(r.seq)
     .bind(r.prev_hash)
@@ -361,7 +347,7 @@ async fn insert_entry_once(tx: &mut Transaction<'_, Postgres>, e: &Entry) -> Res
 async fn recorded_ack(tx: &mut Transaction<'_, Postgres>, deposit: Position) -> Result<Entry> {
     let row = sqlx::query(concat!(
         "select ",
-        l_entry_columns!(),
+        entry_columns!(),
         " from ledger_entries l where l.site_id = $1 and l.event_id = $2"
     ))
     .bind(BANK_SITE)
@@ -447,7 +433,7 @@ pub(crate) async fn ack_deposits(pool: &PgPool, acks: &[AckRequest], now: Millis
 /// The learner's secret and chain, and two 16-byte random values.
 type ErasureRow = (Vec<u8>, i32, Vec<u8>, Vec<u8>);
 
-/// [`xuefen_store::Store::erase_learner`], under the lock of the learner's
+/// [`xuefen_store::LearnerStore::erase_learner`], under the lock of the learner's
 /// chain head.
 pub(crate) async fn erase_learner(
     pool: &PgPool,

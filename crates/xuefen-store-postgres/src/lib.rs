@@ -23,7 +23,7 @@ use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{PgPool, Postgres, Row};
 use xuefen_core::ids::{LearnerId, LocalAccount, SiteId};
-use xuefen_store::{Result, Store, StoreError};
+use xuefen_store::{ConflictKind, Result, Store, StoreError};
 
 #[macro_use]
 mod rows;
@@ -47,22 +47,23 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/
 fn db(e: sqlx::Error) -> StoreError {
     match &e {
         sqlx::Error::Database(d) if d.is_unique_violation() => {
-            StoreError::Conflict(d.constraint().unwrap_or("unique").to_owned())
+            StoreError::conflict(ConflictKind::Exists, d.constraint().unwrap_or("unique"))
         }
         sqlx::Error::RowNotFound => StoreError::NotFound,
         _ => StoreError::Database(Box::new(e)),
     }
 }
 
-/// Reads a column by index: a type mismatch is an error, never a panic.
+/// Reads a column by name (or index): a type mismatch or a missing column
+/// is an error, never a panic.
 pub(crate) trait Col {
-    fn col<'r, T>(&'r self, i: usize) -> Result<T>
+    fn col<'r, T>(&'r self, i: impl sqlx::ColumnIndex<PgRow>) -> Result<T>
     where
         T: sqlx::Decode<'r, Postgres> + sqlx::Type<Postgres>;
 }
 
 impl Col for PgRow {
-    fn col<'r, T>(&'r self, i: usize) -> Result<T>
+    fn col<'r, T>(&'r self, i: impl sqlx::ColumnIndex<PgRow>) -> Result<T>
     where
         T: sqlx::Decode<'r, Postgres> + sqlx::Type<Postgres>,
     {
@@ -199,9 +200,10 @@ impl Store for PgStore {
             .map_err(db)?;
         let latest = MIGRATOR.iter().map(|m| m.version).max();
         if applied != latest {
-            return Err(StoreError::Conflict(format!(
-                "schema at migration {applied:?}, expected {latest:?}"
-            )));
+            return Err(StoreError::conflict(
+                ConflictKind::Schema,
+                format!("schema at migration {applied:?}, expected {latest:?}"),
+            ));
         }
         Ok(())
     }

@@ -9,7 +9,7 @@ use xuefen_core::entry::Entry;
 use xuefen_core::event::Millis;
 use xuefen_core::ids::{Category, CourseCode, GroupId, LearnerId, SiteId};
 use xuefen_core::plan::{self, Lookups};
-use xuefen_store::{Group, RecognitionStore, Result, StoreError, Written};
+use xuefen_store::{ConflictKind, Group, RecognitionStore, Result, StoreError, Written};
 
 use crate::ledger::ingest::{insert_entries, learner_secrets, lock_heads, update_heads};
 use crate::rows::entry_record;
@@ -27,7 +27,7 @@ async fn declare_group(
     const HISTORY: &str = concat!(
         "select ",
         entry_columns!(),
-        " from ledger_entries
+        " from ledger_entries l
          where (site_id, course_code) in
                (select site_id, course_code from recognition_members where group_id = $1)
          order by chain_id, seq"
@@ -119,9 +119,10 @@ impl RecognitionStore for PgStore {
         .map_err(db)?;
         if let Some(row) = taken {
             let (site, code, other): (String, String, String) = (row.col(0)?, row.col(1)?, row.col(2)?);
-            return Err(StoreError::Conflict(format!(
-                "course {site}/{code} is already in group {other}"
-            )));
+            return Err(StoreError::conflict(
+                ConflictKind::InAnotherGroup,
+                format!("course {site}/{code} is already in group {other}"),
+            ));
         }
         let created: bool = sqlx::query_scalar(
             "insert into recognition_groups (id, title) values ($1, $2)

@@ -16,7 +16,7 @@ impl TranscriptStore for PgStore {
         let rows = sqlx::query(concat!(
             "select ",
             entry_columns!(),
-            " from ledger_entries where learner_id = $1 order by seq"
+            " from ledger_entries l where learner_id = $1 order by seq"
         ))
         .bind(learner.as_str())
         .fetch_all(&self.read_pool)
@@ -31,7 +31,7 @@ impl TranscriptStore for PgStore {
         let rows = sqlx::query(concat!(
             "select ",
             entry_columns!(),
-            " from ledger_entries where learner_id = $1 and seq > $2 order by seq limit $3"
+            " from ledger_entries l where learner_id = $1 and seq > $2 order by seq limit $3"
         ))
         .bind(learner.as_str())
         .bind(i64::try_from(after_seq).unwrap_or(i64::MAX))

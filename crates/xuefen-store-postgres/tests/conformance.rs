@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::Row;
-use xuefen_store::Store;
+use xuefen_store::ServiceStore;
 use xuefen_store::conformance::{Backend, Dialect};
 use xuefen_store_postgres::{PgSettings, PgStore};
 
@@ -36,7 +36,7 @@ impl Backend for Pg {
         Self { store, name }
     }
 
-    fn store(&self) -> Arc<dyn Store> {
+    fn store(&self) -> Arc<dyn ServiceStore> {
         Arc::new(self.store.clone())
     }
 

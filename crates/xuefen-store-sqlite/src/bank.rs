@@ -26,20 +26,6 @@ use crate::rows::{PARAMS_PER_STATEMENT_MAX, REUSE_DYNAMIC_STATEMENTS, entry_from
 use async_trait::async_trait;
 use xuefen_store::BankStore;
 
-/// The entry columns with the `l.` alias, in [`EntryRecord`] order.
-macro_rules! l_entry_columns {
-    () => {
-        "l.chain_id, l.seq, l.prev_hash, l.hash, l.kind, l.site_id, l.event_id, l.learner_id, l.course_code,
-         l.category, l.credits_cents, l.occurred_at_ms, l.recorded_at_ms, l.score_cents, l.hours_cents,
-         l.rule_version, l.refers_chain, l.refers_seq, l.target_event, l.reason, l.recognition_group, l.withheld_cents,
-         l.learner_commitment, l.reason_note"
-    };
-}
-
-/// How many columns [`l_entry_columns!`] selects: a query's own columns
-/// after it start at this index.
-const ENTRY_COLUMNS: usize = 24;
-
 pub(crate) async fn log_head(pool: &SqlitePool) -> Result<Option<LogHead>> {
     let row = sqlx::query("select size, created_at_ms, note from log_checkpoints order by size desc limit 1")
         .fetch_optional(pool)
@@ -141,8 +127,8 @@ pub(crate) async fn segment_entries(
 ) -> Result<Vec<DepositRecord>> {
     let rows = sqlx::query(concat!(
         "select ",
-        l_entry_columns!(),
-        ", ln.document_hash from ledger_entries l left join learners ln on ln.id = l.learner_id
+        entry_columns!(),
+        ", ln.document_hash as name_hash from ledger_entries l left join learners ln on ln.id = l.learner_id
           where l.chain_id = ?1 and l.seq > ?2 and l.seq <= ?3 order by l.seq"
     ))
     .bind(i64::from(chain))
@@ -153,7 +139,7 @@ pub(crate) async fn segment_entries(
     .map_err(db)?;
     rows.iter()
         .map(|row| {
-            let hash: Option<Vec<u8>> = row.try_get(ENTRY_COLUMNS).map_err(|e| unreadable("learners", e))?;
+            let hash: Option<Vec<u8>> = row.try_get("name_hash").map_err(|e| unreadable("learners", e))?;
             Ok(DepositRecord {
                 index: 0,
                 entry: entry_from_row(row)?,
@@ -228,7 +214,7 @@ pub(crate) async fn write_seal(pool: &SqlitePool, seal: &Seal) -> Result<Written
 pub(crate) async fn chain_range(pool: &SqlitePool, chain: u32, after: u64, upto: u64) -> Result<Vec<Entry>> {
     let rows = sqlx::query(concat!(
         "select ",
-        l_entry_columns!(),
+        entry_columns!(),
         " from ledger_entries l where l.chain_id = ?1 and l.seq > ?2 and l.seq <= ?3 order by l.seq"
     ))
     .bind(i64::from(chain))
@@ -270,9 +256,9 @@ pub(crate) async fn entry_kinds(pool: &SqlitePool, positions: &[Position]) -> Re
 async fn deposit_entry(conn: &mut SqliteConnection, deposit: Position) -> Result<Option<Entry>> {
     let row = sqlx::query(concat!(
         "select ",
-        l_entry_columns!(),
-        ", (select r.kind from ledger_entries r where r.chain_id = l.refers_chain and r.seq = l.refers_seq),
-           (select t.seq from log_chain_tips t where t.chain_id = l.chain_id)
+        entry_columns!(),
+        ", (select r.kind from ledger_entries r where r.chain_id = l.refers_chain and r.seq = l.refers_seq) as referred_kind,
+           (select t.seq from log_chain_tips t where t.chain_id = l.chain_id) as tip_seq
            from ledger_entries l where l.chain_id = ?1 and l.seq = ?2"
     ))
     .bind(i64::from(deposit.chain))
@@ -283,8 +269,8 @@ async fn deposit_entry(conn: &mut SqliteConnection, deposit: Position) -> Result
     let Some(row) = row else { return Ok(None) };
     let entry = entry_from_row(&row)?;
     let read = |e: sqlx::Error| unreadable("ledger_entries", e);
-    let reversed: Option<i64> = row.try_get(ENTRY_COLUMNS).map_err(read)?;
-    let tip: Option<i64> = row.try_get(ENTRY_COLUMNS + 1).map_err(read)?;
+    let reversed: Option<i64> = row.try_get("referred_kind").map_err(read)?;
+    let tip: Option<i64> = row.try_get("tip_seq").map_err(read)?;
     let reversed = reversed
         .and_then(|k| u8::try_from(k).ok())
         .and_then(EntryKind::from_code);
@@ -295,7 +281,7 @@ async fn deposit_entry(conn: &mut SqliteConnection, deposit: Position) -> Result
 async fn ack_entry(conn: &mut SqliteConnection, deposit: Position) -> Result<Option<Entry>> {
     let row = sqlx::query(concat!(
         "select ",
-        l_entry_columns!(),
+        entry_columns!(),
         " from ledger_entries l where l.site_id = ?1 and l.event_id = ?2"
     ))
     .bind(BANK_SITE)
@@ -318,15 +304,14 @@ async fn head(conn: &mut SqliteConnection, chain: u32) -> Result<Head> {
 /// Inserts one entry unless its idempotency key is taken; whether it was.
 async fn insert_entry_once(conn: &mut SqliteConnection, e: &Entry) -> Result<bool> {
     let r = EntryRecord::from(e);
-    let done = sqlx::query(
-        "insert into ledger_entries (chain_id, seq, prev_hash, hash, kind, site_id, event_id, learner_id,
-                course_code, category, credits_cents, occurred_at_ms, recorded_at_ms, score_cents, hours_cents,
-                rule_version, refers_chain, refers_seq, target_event, reason, recognition_group, withheld_cents,
-                learner_commitment, reason_note)
+    let done = sqlx::query(concat!(
+        "insert into ledger_entries (",
+        entry_insert_columns!(),
+        ")
          values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22,
                  ?23, ?24)
-         on conflict do nothing",
-    )
+         on conflict do nothing"
+    ))
     .bind(r.chain_id)
     .bind(r.seq)
     .bind(r.prev_hash)
@@ -420,7 +405,7 @@ pub(crate) async fn ack_deposits(pool: &SqlitePool, acks: &[AckRequest], now: Mi
 /// The learner's secret and chain, and two 16-byte random values.
 type ErasureRow = (Vec<u8>, i64, Vec<u8>, Vec<u8>);
 
-/// [`xuefen_store::Store::erase_learner`] under the write lock.
+/// [`xuefen_store::LearnerStore::erase_learner`] under the write lock.
 pub(crate) async fn erase_learner(
     pool: &SqlitePool,
     learner: &xuefen_core::ids::LearnerId,

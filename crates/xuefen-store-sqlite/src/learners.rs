@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use xuefen_core::event::{Millis, Reason};
 use xuefen_core::ids::{LearnerId, LocalAccount, Position, SiteId};
-use xuefen_store::{LearnerStore, NewLearner, Result, StoreError, Written};
+use xuefen_store::{ConflictKind, LearnerStore, NewLearner, Result, StoreError, Written};
 
 use crate::{SqliteStore, bank, db};
 
@@ -83,7 +83,10 @@ impl LearnerStore for SqliteStore {
         if linked == learner.as_str() {
             Ok(Written::Existing)
         } else {
-            Err(StoreError::Conflict("the account is linked to another learner".into()))
+            Err(StoreError::conflict(
+                ConflictKind::LinkedElsewhere,
+                "the account is linked to another learner",
+            ))
         }
     }
 

@@ -38,7 +38,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use xuefen_store::{Result, Store, StoreError};
+use xuefen_store::{ConflictKind, Result, Store, StoreError};
 
 #[macro_use]
 mod rows;
@@ -68,7 +68,10 @@ fn db(e: sqlx::Error) -> StoreError {
         sqlx::Error::Database(d) if d.is_unique_violation() => {
             // SQLite does not report the constraint's name; its message names
             // the columns (`UNIQUE constraint failed: sites.id`).
-            StoreError::Conflict(d.constraint().map_or_else(|| d.message().to_owned(), str::to_owned))
+            StoreError::conflict(
+                ConflictKind::Exists,
+                d.constraint().map_or_else(|| d.message().to_owned(), str::to_owned),
+            )
         }
         sqlx::Error::RowNotFound => StoreError::NotFound,
         _ => StoreError::Database(Box::new(e)),
@@ -204,9 +207,10 @@ impl Store for SqliteStore {
             .map_err(db)?;
         let latest = MIGRATOR.iter().map(|m| m.version).max();
         if applied != latest {
-            return Err(StoreError::Conflict(format!(
-                "schema at migration {applied:?}, expected {latest:?}"
-            )));
+            return Err(StoreError::conflict(
+                ConflictKind::Schema,
+                format!("schema at migration {applied:?}, expected {latest:?}"),
+            ));
         }
         Ok(())
     }

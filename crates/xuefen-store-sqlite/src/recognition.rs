@@ -10,7 +10,7 @@ use xuefen_core::entry::Entry;
 use xuefen_core::event::Millis;
 use xuefen_core::ids::{Category, CourseCode, GroupId, LearnerId, SiteId};
 use xuefen_core::plan::{self, Lookups};
-use xuefen_store::{Group, RecognitionStore, Result, StoreError, Written};
+use xuefen_store::{ConflictKind, Group, RecognitionStore, Result, StoreError, Written};
 
 use crate::ledger::ingest::{heads_of, insert_entries, learner_secrets, update_heads};
 use crate::rows::{PARAMS_PER_STATEMENT_MAX, REUSE_DYNAMIC_STATEMENTS, entry_from_row, tuples};
@@ -23,7 +23,7 @@ async fn declare_group(conn: &mut SqliteConnection, group: &GroupId, now: Millis
     let rows = sqlx::query(concat!(
         "select ",
         entry_columns!(),
-        " from ledger_entries
+        " from ledger_entries l
          where (site_id, course_code) in
                (select site_id, course_code from recognition_members where group_id = ?1)
          order by chain_id, seq"
@@ -96,9 +96,10 @@ impl RecognitionStore for SqliteStore {
                     row.try_get(1).map_err(read)?,
                     row.try_get(2).map_err(read)?,
                 );
-                return Err(StoreError::Conflict(format!(
-                    "course {site}/{code} is already in group {other}"
-                )));
+                return Err(StoreError::conflict(
+                    ConflictKind::InAnotherGroup,
+                    format!("course {site}/{code} is already in group {other}"),
+                ));
             }
         }
         sqlx::query(concat!(

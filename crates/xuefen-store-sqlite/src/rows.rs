@@ -19,13 +19,26 @@ pub(crate) const PARAMS_PER_STATEMENT_MAX: usize = 10_000;
 pub(crate) const ENTRY_COLUMNS: usize = 24;
 
 /// The columns of an entry in [`EntryRecord`] order, as a literal so that
-/// queries stay `&'static str`.
+/// queries stay `&'static str`: every query that reads entries names the
+/// ledger `l`. [`entry_record`] reads them by name, so a query's own columns
+/// after them need names of their own.
 macro_rules! entry_columns {
     () => {
-        "chain_id, seq, prev_hash, hash, kind, site_id, event_id, learner_id, course_code,
-         category, credits_cents, occurred_at_ms, recorded_at_ms, score_cents, hours_cents,
-         rule_version, refers_chain, refers_seq, target_event, reason, recognition_group, withheld_cents,
-         learner_commitment, reason_note"
+        "l.chain_id, l.seq, l.prev_hash, l.hash, l.kind, l.site_id, l.event_id, l.learner_id, l.course_code,
+         l.category, l.credits_cents, l.occurred_at_ms, l.recorded_at_ms, l.score_cents, l.hours_cents,
+         l.rule_version, l.refers_chain, l.refers_seq, l.target_event, l.reason, l.recognition_group,
+         l.withheld_cents, l.learner_commitment, l.reason_note"
+    };
+}
+
+/// The columns an entry is written to, in [`EntryRecord`] order (the order
+/// the writers bind or copy them in).
+macro_rules! entry_insert_columns {
+    () => {
+        "chain_id, seq, prev_hash, hash, kind, site_id, event_id, learner_id, course_code, category,
+         credits_cents, occurred_at_ms, recorded_at_ms, score_cents, hours_cents, rule_version, refers_chain,
+         refers_seq, target_event, reason, recognition_group, withheld_cents, learner_commitment,
+         reason_note"
     };
 }
 
@@ -71,30 +84,30 @@ pub(crate) const REUSE_DYNAMIC_STATEMENTS: bool = false;
 
 fn entry_record(row: &SqliteRow) -> sqlx::Result<EntryRecord> {
     Ok(EntryRecord {
-        chain_id: row.try_get(0)?,
-        seq: row.try_get(1)?,
-        prev_hash: row.try_get(2)?,
-        hash: row.try_get(3)?,
-        kind: row.try_get(4)?,
-        site_id: row.try_get(5)?,
-        event_id: row.try_get(6)?,
-        learner_id: row.try_get(7)?,
-        course_code: row.try_get(8)?,
-        category: row.try_get(9)?,
-        credits_cents: row.try_get(10)?,
-        occurred_at_ms: row.try_get(11)?,
-        recorded_at_ms: row.try_get(12)?,
-        score_cents: row.try_get(13)?,
-        hours_cents: row.try_get(14)?,
-        rule_version: row.try_get(15)?,
-        refers_chain: row.try_get(16)?,
-        refers_seq: row.try_get(17)?,
-        target_event: row.try_get(18)?,
-        reason: row.try_get(19)?,
-        recognition_group: row.try_get(20)?,
-        withheld_cents: row.try_get(21)?,
-        learner_commitment: row.try_get(22)?,
-        reason_note: row.try_get(23)?,
+        chain_id: row.try_get("chain_id")?,
+        seq: row.try_get("seq")?,
+        prev_hash: row.try_get("prev_hash")?,
+        hash: row.try_get("hash")?,
+        kind: row.try_get("kind")?,
+        site_id: row.try_get("site_id")?,
+        event_id: row.try_get("event_id")?,
+        learner_id: row.try_get("learner_id")?,
+        course_code: row.try_get("course_code")?,
+        category: row.try_get("category")?,
+        credits_cents: row.try_get("credits_cents")?,
+        occurred_at_ms: row.try_get("occurred_at_ms")?,
+        recorded_at_ms: row.try_get("recorded_at_ms")?,
+        score_cents: row.try_get("score_cents")?,
+        hours_cents: row.try_get("hours_cents")?,
+        rule_version: row.try_get("rule_version")?,
+        refers_chain: row.try_get("refers_chain")?,
+        refers_seq: row.try_get("refers_seq")?,
+        target_event: row.try_get("target_event")?,
+        reason: row.try_get("reason")?,
+        recognition_group: row.try_get("recognition_group")?,
+        withheld_cents: row.try_get("withheld_cents")?,
+        learner_commitment: row.try_get("learner_commitment")?,
+        reason_note: row.try_get("reason_note")?,
     })
 }
 
@@ -108,19 +121,19 @@ pub(crate) fn entry_from_row(row: &SqliteRow) -> Result<Entry> {
 pub(crate) fn course_record(row: &SqliteRow) -> Result<CourseRecord> {
     let get = || -> sqlx::Result<CourseRecord> {
         Ok(CourseRecord {
-            site_id: row.try_get(0)?,
-            code: row.try_get(1)?,
-            title: row.try_get(2)?,
-            category: row.try_get(3)?,
-            rule_kind: row.try_get(4)?,
-            credits_cents: row.try_get(5)?,
-            hours_per_credit_cents: row.try_get(6)?,
-            cap_cents: row.try_get(7)?,
-            pass_mark_cents: row.try_get(8)?,
-            rule_version: row.try_get(9)?,
-            recognition_group: row.try_get(10)?,
-            offered_from_ms: row.try_get(11)?,
-            credit_repeat: row.try_get(12)?,
+            site_id: row.try_get("site_id")?,
+            code: row.try_get("code")?,
+            title: row.try_get("title")?,
+            category: row.try_get("category")?,
+            rule_kind: row.try_get("rule_kind")?,
+            credits_cents: row.try_get("credits_cents")?,
+            hours_per_credit_cents: row.try_get("hours_per_credit_cents")?,
+            cap_cents: row.try_get("cap_cents")?,
+            pass_mark_cents: row.try_get("pass_mark_cents")?,
+            rule_version: row.try_get("rule_version")?,
+            recognition_group: row.try_get("group_id")?,
+            offered_from_ms: row.try_get("offered_from_ms")?,
+            credit_repeat: row.try_get("credit_repeat")?,
         })
     };
     get().map_err(|e| unreadable("courses", e))

@@ -9,7 +9,7 @@ use xuefen_core::ids::{RegionCode, SiteId, SiteLevel, SiteStatus};
 use xuefen_core::plan::Head;
 use xuefen_core::site_log::{SiteChange, SiteChangeEntry};
 use xuefen_store::records::SiteChangeRecord;
-use xuefen_store::{Result, Site, SiteAct, SiteStore, StoreError, site_change, site_transition};
+use xuefen_store::{ConflictKind, Result, Site, SiteAct, SiteStore, StoreError, site_change, site_transition};
 
 use crate::ledger::head_from_row;
 use crate::{SqliteStore, db, unreadable};
@@ -109,10 +109,13 @@ async fn append_site_change(conn: &mut SqliteConnection, change: SiteChange) -> 
 impl SiteStore for SqliteStore {
     async fn create_site(&self, site: &Site, act: &SiteAct) -> Result<SiteChangeEntry> {
         if !matches!(site.status, SiteStatus::Pending | SiteStatus::Active) {
-            return Err(StoreError::Conflict(format!(
-                "invalid_transition: a site starts pending or active, not {}",
-                site.status
-            )));
+            return Err(StoreError::conflict(
+                ConflictKind::InvalidTransition,
+                format!(
+                    "invalid_transition: a site starts pending or active, not {}",
+                    site.status
+                ),
+            ));
         }
         let change = site_change(site, None, act);
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;

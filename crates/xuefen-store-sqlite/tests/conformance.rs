@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use sqlx::Row;
-use xuefen_store::Store;
+use xuefen_store::ServiceStore;
 use xuefen_store::conformance::{Backend, Dialect};
 use xuefen_store_sqlite::{SqliteSettings, SqliteStore};
 
@@ -29,7 +29,7 @@ impl Backend for Lite {
         Self { store, path }
     }
 
-    fn store(&self) -> Arc<dyn Store> {
+    fn store(&self) -> Arc<dyn ServiceStore> {
         Arc::new(self.store.clone())
     }
 

@@ -13,15 +13,73 @@ use async_trait::async_trait;
 pub enum StoreError {
     #[error("not found")]
     NotFound,
-    /// A uniqueness rule of the domain was hit (e.g. the site already exists).
+    /// The write contradicts what is stored (e.g. the site already exists);
+    /// its kind says which rule, so callers never read the message.
     #[error("conflict: {0}")]
-    Conflict(String),
+    Conflict(Conflict),
     /// Stored data that the service could not have written.
     #[error("corrupt data at {at}: {detail}")]
     Corrupt { at: String, detail: String },
     /// The database failed or could not be reached.
     #[error("database error: {0}")]
     Database(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl StoreError {
+    /// A [`StoreError::Conflict`] of `kind`, explained by `detail`.
+    pub fn conflict(kind: ConflictKind, detail: impl Into<String>) -> Self {
+        Self::Conflict(Conflict {
+            kind,
+            detail: detail.into(),
+        })
+    }
+}
+
+/// Which rule a write ran into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConflictKind {
+    /// A uniqueness rule: the thing already exists (a site, a key id, an
+    /// idempotency key); the detail names the rule.
+    Exists,
+    /// A site's lifecycle does not allow the move ([`site_transition`]).
+    InvalidTransition,
+    /// A renewal's new agreement end is not after the act.
+    InvalidRenewal,
+    /// The account, mailbox hash or activity is already linked to another
+    /// learner, account or course.
+    LinkedElsewhere,
+    /// The course is already a member of another recognition group.
+    InAnotherGroup,
+    /// An xAPI statement id is stored with other content; the detail is the id.
+    StatementDiffers,
+    /// The database schema is not at the migration this build expects.
+    Schema,
+}
+
+/// A conflict: its kind, and a sentence (or the id) that explains it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conflict {
+    pub kind: ConflictKind,
+    pub detail: String,
+}
+
+impl std::fmt::Display for Conflict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.detail)
+    }
+}
+
+impl std::ops::Deref for Conflict {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.detail
+    }
+}
+
+impl From<Conflict> for String {
+    fn from(c: Conflict) -> Self {
+        c.detail
+    }
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -63,8 +121,6 @@ pub trait Store:
     + transcript::TranscriptStore
     + stats::StatsStore
     + bank::BankStore
-    + xapi::XapiStore
-    + xapi_documents::XapiDocumentStore
     + Send
     + Sync
     + 'static
@@ -109,7 +165,16 @@ pub mod conformance;
 /// (`use xuefen_store::prelude::*`); code holding a `dyn Store` needs none.
 pub mod prelude {
     pub use crate::{
-        BankStore, CourseStore, KeyStore, LearnerStore, LedgerStore, RecognitionStore, SiteStore, StatsStore, Store,
-        TranscriptStore, XapiDocumentStore, XapiStore,
+        BankStore, CourseStore, KeyStore, LearnerStore, LedgerStore, RecognitionStore, ServiceStore, SiteStore,
+        StatsStore, Store, TranscriptStore, XapiDocumentStore, XapiStore,
     };
 }
+
+/// What the HTTP service holds: the ledger's [`Store`] and, beside it, the
+/// xAPI ports ([`XapiStore`], [`XapiDocumentStore`]). The xAPI door is a
+/// sibling of the ledger, not part of it: a store is a complete ledger store
+/// without them, and code that needs only the ledger asks for `dyn Store`
+/// (a `dyn ServiceStore` coerces to it).
+pub trait ServiceStore: Store + XapiStore + XapiDocumentStore {}
+
+impl<T: Store + XapiStore + XapiDocumentStore + ?Sized> ServiceStore for T {}

@@ -9,7 +9,7 @@ use xuefen_core::site_log::SiteChangeEntry;
 use xuefen_core::event::{Millis, Reason};
 use xuefen_core::ids::{RegionCode, SiteId, SiteLevel, SiteStatus};
 
-use crate::{Result, StoreError};
+use crate::{ConflictKind, Result, StoreError};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Site {
@@ -69,21 +69,25 @@ pub fn site_transition(
         && matches!(status, SiteStatus::Active | SiteStatus::Suspended)
         && agreement_ends_at.is_some();
     if !renewal && !current.status.may_move_to(status) {
-        return Err(StoreError::Conflict(format!(
-            "invalid_transition: a {} site cannot become {status}{}",
-            current.status,
-            if status == current.status {
-                " (a renewal keeps the status and gives a new agreement_ends_at)"
-            } else {
-                ""
-            }
-        )));
+        return Err(StoreError::conflict(
+            ConflictKind::InvalidTransition,
+            format!(
+                "invalid_transition: a {} site cannot become {status}{}",
+                current.status,
+                if status == current.status {
+                    " (a renewal keeps the status and gives a new agreement_ends_at)"
+                } else {
+                    ""
+                }
+            ),
+        ));
     }
     if let Some(end) = agreement_ends_at
         && end <= act.at
     {
-        return Err(StoreError::Conflict(
-            "invalid_renewal: agreement_ends_at must be after now".into(),
+        return Err(StoreError::conflict(
+            ConflictKind::InvalidRenewal,
+            "invalid_renewal: agreement_ends_at must be after now",
         ));
     }
     let next = Site {
@@ -132,7 +136,7 @@ pub trait SiteStore: Send + Sync {
     /// Moves a site along its lifecycle ([`SiteStatus::may_move_to`]),
     /// optionally renewing its agreement to `agreement_ends_at`, and records
     /// the change in the alliance chain. A move the lifecycle does not allow
-    /// is `Conflict("invalid_transition …")`.
+    /// is a `Conflict` of kind [`ConflictKind::InvalidTransition`](crate::ConflictKind::InvalidTransition).
     async fn set_site_status(
         &self,
         id: &SiteId,

@@ -19,7 +19,7 @@ use xuefen_api::{AppState, CommitSettings, Limits, StatsSettings};
 use xuefen_core::event::Millis;
 use xuefen_core::ids::{RegionCode, SiteId, SiteLevel, SiteStatus};
 use xuefen_store::verify::{VerifyFailure, verify_ledger_under, verify_log};
-use xuefen_store::{Principal, Site, SiteAct, Store};
+use xuefen_store::{Principal, ServiceStore, Site, SiteAct};
 use xuefen_store_postgres::{PgSettings, PgStore};
 use xuefen_store_sqlite::{SqliteSettings, SqliteStore};
 
@@ -308,7 +308,7 @@ fn load_settings(cli: &Cli) -> anyhow::Result<Settings> {
 /// The store of a server that already ran: a command other than `serve` and
 /// `migrate` run from another directory (or with other settings) refuses
 /// instead of creating an empty embedded database and answering from it.
-async fn open_existing_store(db: &Settings, migrate: bool) -> anyhow::Result<Arc<dyn Store>> {
+async fn open_existing_store(db: &Settings, migrate: bool) -> anyhow::Result<Arc<dyn ServiceStore>> {
     if db.database_url.is_none() {
         let path = db.data_dir.join("xuefen.db");
         anyhow::ensure!(
@@ -321,7 +321,7 @@ async fn open_existing_store(db: &Settings, migrate: bool) -> anyhow::Result<Arc
     open_store(db, migrate).await
 }
 
-async fn open_store(db: &Settings, migrate: bool) -> anyhow::Result<Arc<dyn Store>> {
+async fn open_store(db: &Settings, migrate: bool) -> anyhow::Result<Arc<dyn ServiceStore>> {
     let url = match &db.database_url {
         Some(url) => url.expose().to_owned(),
         None => {

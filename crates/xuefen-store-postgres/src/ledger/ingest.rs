@@ -32,7 +32,7 @@ fn retryable(e: &sqlx::Error) -> bool {
 }
 
 impl PgStore {
-    /// Runs attempts of a batch until one commits (see [`Store::ingest`]).
+    /// Runs attempts of a batch until one commits (see [`LedgerStore::ingest`](xuefen_store::LedgerStore::ingest)).
     pub(crate) async fn ingest_to_end(&self, events: &[Event], now: Millis) -> Result<Vec<Outcome>> {
         let mut attempt = 0;
         let mut optimistic = !self.expect_existing.load(Ordering::Relaxed);
@@ -396,13 +396,12 @@ pub(crate) async fn insert_entries(
         w.opt_text(r.reason_note.as_deref());
     }
     let mut copy = tx
-        .copy_in_raw(
-            "copy ledger_entries (chain_id, seq, prev_hash, hash, kind, site_id, event_id, learner_id,
-                course_code, category, credits_cents, occurred_at_ms, recorded_at_ms, score_cents, hours_cents,
-                rule_version, refers_chain, refers_seq, target_event, reason, recognition_group, withheld_cents,
-                learner_commitment, reason_note)
-             from stdin (format binary)",
-        )
+        .copy_in_raw(concat!(
+            "copy ledger_entries (",
+            entry_insert_columns!(),
+            ")
+             from stdin (format binary)"
+        ))
         .await?;
     copy.send(w.finish()).await?;
     copy.finish().await

@@ -60,7 +60,7 @@ pub(crate) async fn lookup_course_keys(
         // A course row the service could not have written is skipped here,
         // so its events are rejected as naming an unknown course.
         if let Ok(course) = course_record(&row).and_then(Course::try_from) {
-            if let Some(cap) = row.try_get::<Option<i64>, _>(13)? {
+            if let Some(cap) = row.try_get::<Option<i64>, _>("annual_cap_cents")? {
                 lookups.caps.insert(course.category.clone(), Credits::from_cents(cap));
             }
             lookups

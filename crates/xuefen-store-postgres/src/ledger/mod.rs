@@ -32,7 +32,7 @@ impl LedgerStore for PgStore {
         let row = sqlx::query(concat!(
             "select ",
             entry_columns!(),
-            " from ledger_entries where site_id = $1 and event_id = $2 and kind <> 6"
+            " from ledger_entries l where site_id = $1 and event_id = $2 and kind <> 6"
         ))
         .bind(site.as_str())
         .bind(event.as_str())
@@ -135,7 +135,7 @@ impl LedgerStore for PgStore {
         sqlx::query(concat!(
             "select ",
             entry_columns!(),
-            " from ledger_entries where chain_id = $1 order by seq"
+            " from ledger_entries l where chain_id = $1 order by seq"
         ))
         .bind(chain as i32)
         .fetch(&self.pool)

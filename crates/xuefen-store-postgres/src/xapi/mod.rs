@@ -7,7 +7,7 @@ use sqlx::{Postgres, QueryBuilder};
 use xuefen_core::entry::Entry;
 use xuefen_core::ids::{CourseCode, EventId, LocalAccount, SiteId};
 use xuefen_store::xapi::{NewStatement, StatementQuery, StatementRow, XapiStore};
-use xuefen_store::{Result, StoreError, Written};
+use xuefen_store::{ConflictKind, Result, StoreError, Written};
 
 use crate::{Col, PgStore, db};
 
@@ -100,7 +100,7 @@ impl XapiStore for PgStore {
                 let ours = statements.iter().find(|s| s.id == id);
                 if ours.is_some_and(|s| s.fingerprint != fingerprint) {
                     tx.rollback().await.map_err(db)?;
-                    return Err(StoreError::Conflict(id));
+                    return Err(StoreError::conflict(ConflictKind::StatementDiffers, id));
                 }
             }
         }
@@ -247,8 +247,9 @@ impl XapiStore for PgStore {
         if linked == account.as_str() {
             Ok(Written::Existing)
         } else {
-            Err(StoreError::Conflict(
-                "the mbox_sha1sum is registered for another account".into(),
+            Err(StoreError::conflict(
+                ConflictKind::LinkedElsewhere,
+                "the mbox_sha1sum is registered for another account",
             ))
         }
     }

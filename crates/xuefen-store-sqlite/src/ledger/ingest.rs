@@ -145,12 +145,12 @@ pub(crate) async fn insert_entries(conn: &mut SqliteConnection, entries: &[Entry
         // the write lock no other batch can have taken one of these keys, so
         // a violation is a bug and must fail the whole batch.
         let sql = format!(
-            "insert into ledger_entries (chain_id, seq, prev_hash, hash, kind, site_id, event_id,
-                    learner_id, course_code, category, credits_cents, occurred_at_ms,
-                    recorded_at_ms, score_cents, hours_cents, rule_version, refers_chain,
-                    refers_seq, target_event, reason, recognition_group, withheld_cents,
-                    learner_commitment, reason_note)
-             values {}",
+            concat!(
+                "insert into ledger_entries (",
+                entry_insert_columns!(),
+                ")
+             values {}"
+            ),
             tuples(chunk.len(), ENTRY_COLUMNS)
         );
         let mut q = sqlx::query(&sql).persistent(REUSE_DYNAMIC_STATEMENTS);

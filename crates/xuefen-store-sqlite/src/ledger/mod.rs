@@ -50,7 +50,7 @@ impl LedgerStore for SqliteStore {
         let row = sqlx::query(concat!(
             "select ",
             entry_columns!(),
-            " from ledger_entries where site_id = ?1 and event_id = ?2 and kind <> 6"
+            " from ledger_entries l where site_id = ?1 and event_id = ?2 and kind <> 6"
         ))
         .bind(site.as_str())
         .bind(event.as_str())
@@ -94,7 +94,7 @@ impl LedgerStore for SqliteStore {
         sqlx::query(concat!(
             "select ",
             entry_columns!(),
-            " from ledger_entries where chain_id = ?1 order by seq"
+            " from ledger_entries l where chain_id = ?1 order by seq"
         ))
         .bind(i64::from(chain))
         .fetch(&self.pool)

@@ -8,7 +8,7 @@ use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 use xuefen_core::entry::Entry;
 use xuefen_core::ids::{CourseCode, EventId, LocalAccount, SiteId};
 use xuefen_store::xapi::{NewStatement, StatementQuery, StatementRow, XapiStore};
-use xuefen_store::{Result, StoreError, Written};
+use xuefen_store::{ConflictKind, Result, StoreError, Written};
 
 use crate::rows::{PARAMS_PER_STATEMENT_MAX, REUSE_DYNAMIC_STATEMENTS, placeholders, tuples};
 use crate::{SqliteStore, db, run_to_end};
@@ -104,7 +104,7 @@ async fn insert_locked(pool: SqlitePool, site: SiteId, statements: Vec<NewStatem
             let (id, fingerprint): (String, String) = (row.try_get(0).map_err(db)?, row.try_get(1).map_err(db)?);
             if chunk.iter().any(|s| s.id == id && s.fingerprint != fingerprint) {
                 tx.rollback().await.map_err(db)?;
-                return Err(StoreError::Conflict(id));
+                return Err(StoreError::conflict(ConflictKind::StatementDiffers, id));
             }
         }
     }
@@ -266,8 +266,9 @@ impl XapiStore for SqliteStore {
         if linked == account.as_str() {
             Ok(Written::Existing)
         } else {
-            Err(StoreError::Conflict(
-                "the mbox_sha1sum is registered for another account".into(),
+            Err(StoreError::conflict(
+                ConflictKind::LinkedElsewhere,
+                "the mbox_sha1sum is registered for another account",
             ))
         }
     }

@@ -38,7 +38,7 @@ use xuefen_core::ids::{
 use xuefen_core::plan::{Head, Lookups};
 use xuefen_core::rule::CreditRule;
 
-use crate::{Course, NewLearner, Site, Store};
+use crate::{Course, NewLearner, ServiceStore, Site, Store};
 
 pub mod log;
 pub mod scenarios;
@@ -61,7 +61,7 @@ pub trait Backend: Send + Sync + Sized + 'static {
     async fn fresh() -> Self;
 
     /// The store under test, on this database.
-    fn store(&self) -> Arc<dyn Store>;
+    fn store(&self) -> Arc<dyn ServiceStore>;
 
     fn dialect(&self) -> Dialect;
 

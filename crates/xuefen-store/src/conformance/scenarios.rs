@@ -21,7 +21,7 @@ use super::{
     moved_heads, other_site_id, person, revocation, scored, site, site_id,
 };
 use crate::verify::{VerifyFailure, verify_ledger};
-use crate::{Course, NewKey, NewLearner, Principal, Store, StoreError, Written};
+use crate::{Course, NewKey, NewLearner, Principal, ServiceStore, Store, StoreError, Written};
 
 // ---------------------------------------------------------------------------
 // Schema, sites, keys, learners, accounts, courses
@@ -736,7 +736,7 @@ impl Lcg {
 
 /// Runs each task's batches in order, all tasks at once; returns every
 /// (event id, outcome) pair.
-async fn race(store: &Arc<dyn Store>, tasks: Vec<Vec<Vec<Event>>>) -> Vec<(String, Outcome)> {
+async fn race(store: &Arc<dyn ServiceStore>, tasks: Vec<Vec<Vec<Event>>>) -> Vec<(String, Outcome)> {
     let mut handles = Vec::new();
     for batches in tasks {
         let store = Arc::clone(store);
@@ -1848,7 +1848,7 @@ pub async fn xapi_statements_are_stored_once_and_other_content_under_an_id_confl
     let mut other = s2.clone();
     other.fingerprint = "zz".into();
     match store.insert_statements(&site_id(), &[s3.clone(), other]).await {
-        Err(StoreError::Conflict(id)) => assert_eq!(id, s2.id),
+        Err(StoreError::Conflict(id)) => assert_eq!(id.detail, s2.id),
         r => panic!("expected a conflict, got {r:?}"),
     }
     let found = store

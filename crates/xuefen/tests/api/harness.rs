@@ -9,7 +9,7 @@ use reqwest::{Method, StatusCode};
 use crate::pg;
 use serde_json::{Value, json};
 use xuefen_api::{AppState, CommitSettings, Limits};
-use xuefen_store::{Principal, Store};
+use xuefen_store::{Principal, ServiceStore};
 use xuefen_store_postgres::{PgSettings, PgStore};
 use xuefen_store_sqlite::{SqliteSettings, SqliteStore};
 
@@ -104,7 +104,12 @@ impl TestApp {
         Self::start(Arc::new(store.clone()), url, Db::Sqlite(store, path), stats).await
     }
 
-    async fn start(store: Arc<dyn Store>, database_url: String, db: Db, stats: xuefen_api::StatsSettings) -> Self {
+    async fn start(
+        store: Arc<dyn ServiceStore>,
+        database_url: String,
+        db: Db,
+        stats: xuefen_api::StatsSettings,
+    ) -> Self {
         let (key, admin) = xuefen_api::auth::mint(Principal::Admin);
         store.create_key(&key).await.expect("admin key");
         let sso = xuefen_api::sso::SsoVerifier::new(&xuefen_api::sso::SsoSettings {
