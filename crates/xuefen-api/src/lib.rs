@@ -18,6 +18,7 @@ mod guard;
 pub mod metrics;
 pub mod openapi;
 mod pages;
+mod record;
 pub mod problem;
 mod routes;
 pub mod server;

@@ -49,6 +49,7 @@ pub fn routes() -> Router<AppState> {
         .merge(crate::bank::routes())
         .merge(crate::xapi::routes())
         .merge(crate::pages::routes())
+        .merge(crate::record::routes())
 }
 
 fn status_for(w: Written) -> StatusCode {
