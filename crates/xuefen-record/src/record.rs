@@ -207,8 +207,9 @@ impl Report {
 /// Parses a C2SP verifier key `name+hex id+base64(0x01 ‖ key)`.
 pub fn parse_verifier_key(vkey: &str) -> Option<(String, VerifyingKey)> {
     use base64::Engine;
-    let (rest, key_b64) = vkey.rsplit_once('+')?;
-    let (name, id_hex) = rest.rsplit_once('+')?;
+    // A key name has no `+`; the base64 key may.
+    let mut parts = vkey.splitn(3, '+');
+    let (name, id_hex, key_b64) = (parts.next()?, parts.next()?, parts.next()?);
     let raw = base64::engine::general_purpose::STANDARD.decode(key_b64).ok()?;
     let key: [u8; 32] = raw.strip_prefix(&[0x01])?.try_into().ok()?;
     let key = VerifyingKey::from_bytes(&key).ok()?;
