@@ -164,7 +164,14 @@ fn uuid_v4() -> String {
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
     let h = hex::encode(b);
-    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
 }
 
 fn record_response(record: &Value, download: bool) -> Response {
@@ -191,7 +198,10 @@ fn record_response(record: &Value, download: bool) -> Response {
               (status = 401, body = Problem, content_type = "application/problem+json"),
               (status = 404, body = Problem, content_type = "application/problem+json"),
               (status = 503, body = Problem, content_type = "application/problem+json")))]
-pub async fn get_my_record(State(state): State<AppState>, SignedInLearner(learner): SignedInLearner) -> ApiResult<Response> {
+pub async fn get_my_record(
+    State(state): State<AppState>,
+    SignedInLearner(learner): SignedInLearner,
+) -> ApiResult<Response> {
     if !state.store.learner_exists(&learner).await? {
         return Err(Problem::new(
             StatusCode::NOT_FOUND,
@@ -247,7 +257,10 @@ pub async fn get_record_issuer(State(state): State<AppState>) -> Json<RecordIssu
         did: xuefen_record::proof::did_key(&key),
         did_document: xuefen_record::proof::did_document(&key),
         log_verifier_key: tlog::verifier_key(&state.checkpoints.origin, &state.checkpoints.key.verifying_key()),
-        contexts: xuefen_record::canon::CONTEXTS.iter().map(|(u, _)| (*u).to_owned()).collect(),
+        contexts: xuefen_record::canon::CONTEXTS
+            .iter()
+            .map(|(u, _)| (*u).to_owned())
+            .collect(),
     })
 }
 
@@ -284,7 +297,11 @@ pub(crate) fn verify_qr_svg(headers: &HeaderMap) -> Option<(String, String)> {
     if host.is_empty() || !host.bytes().all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b)) {
         return None;
     }
-    let scheme = if crate::pages::over_tls(headers) { "https" } else { "http" };
+    let scheme = if crate::pages::over_tls(headers) {
+        "https"
+    } else {
+        "http"
+    };
     let url = format!("{scheme}://{host}/verify");
     let code = qrcode::QrCode::new(url.as_bytes()).ok()?;
     let svg = code
@@ -348,7 +365,8 @@ pub async fn verify_posted(State(state): State<AppState>, Form(form): Form<Verif
     let issuer: VerifyingKey = issuer_key(&state).verifying_key();
     let origin = state.checkpoints.origin.clone();
     let log_key = state.checkpoints.key.verifying_key();
-    let report = tokio::task::spawn_blocking(move || rec::verify(&record, Some(&issuer), Some((&origin, &log_key)))).await;
+    let report =
+        tokio::task::spawn_blocking(move || rec::verify(&record, Some(&issuer), Some((&origin, &log_key)))).await;
     let Ok(report) = report else {
         return verify_render(StatusCode::INTERNAL_SERVER_ERROR, None, Some("核验未能完成。".into()));
     };
@@ -357,9 +375,11 @@ pub async fn verify_posted(State(state): State<AppState>, Form(form): Form<Verif
         .iter()
         .map(|l| {
             let (state, label, detail) = match &l.outcome {
-                LineOutcome::Verified { log_index } if report.proof.is_ok() => {
-                    ("verified", "已核验", format!("账本第 {log_index} 条，包含证明与签名检查点一致"))
-                }
+                LineOutcome::Verified { log_index } if report.proof.is_ok() => (
+                    "verified",
+                    "已核验",
+                    format!("账本第 {log_index} 条，包含证明与签名检查点一致"),
+                ),
                 LineOutcome::Verified { .. } => ("failed", "未通过核验", "凭证签名无效".to_owned()),
                 LineOutcome::NotSealed if report.proof.is_ok() => {
                     ("pending", "尚未封存", "条目哈希一致；尚未写入签名检查点".to_owned())

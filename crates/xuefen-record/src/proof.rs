@@ -107,7 +107,10 @@ pub fn sign(document: &mut Value, key: &SigningKey, created: &str) -> Result<(),
     options.insert("type".into(), json!("DataIntegrityProof"));
     options.insert("cryptosuite".into(), json!(CRYPTOSUITE));
     options.insert("created".into(), json!(created));
-    options.insert("verificationMethod".into(), json!(verification_method(&key.verifying_key())));
+    options.insert(
+        "verificationMethod".into(),
+        json!(verification_method(&key.verifying_key())),
+    );
     options.insert("proofPurpose".into(), json!("assertionMethod"));
     let mut with_context = options.clone();
     with_context.insert("@context".into(), context);
@@ -171,7 +174,10 @@ pub fn verify(document: &Value, expected: Option<&VerifyingKey>) -> Result<Verif
         .and_then(|b| bs58::decode(b).into_vec().ok())
         .and_then(|b| <[u8; 64]>::try_from(b.as_slice()).ok())
         .ok_or(ProofError::Field("proofValue"))?;
-    let context = unsecured.get("@context").cloned().ok_or(ProofError::Field("@context"))?;
+    let context = unsecured
+        .get("@context")
+        .cloned()
+        .ok_or(ProofError::Field("@context"))?;
     options.insert("@context".into(), context);
     let data = hash_data(&options, &unsecured)?;
     key.verify(&data, &Signature::from_bytes(&sig))

@@ -241,7 +241,9 @@ pub fn verify(record: &Value, issuer: Option<&VerifyingKey>, log_key: Option<(&s
         (Some(_), None) => Err("the record names no usable log verifier key (logVerifierKey)".to_owned()),
         (Some(note), Some((origin, key))) => match note.as_str() {
             None => Err("ledgerCheckpoint is not a string".to_owned()),
-            Some(note) => LogCheckpoint::open(note, origin, key).map(Some).map_err(|e| e.to_string()),
+            Some(note) => LogCheckpoint::open(note, origin, key)
+                .map(Some)
+                .map_err(|e| e.to_string()),
         },
     };
     let empty = Vec::new();
@@ -284,7 +286,11 @@ fn check_line(a: &Value, checkpoint: &Result<Option<LogCheckpoint>, String>) -> 
     if ev.get("format").and_then(Value::as_str) != Some(EVIDENCE_FORMAT) {
         return Err(format!("ledgerEvidence.format is not {EVIDENCE_FORMAT}"));
     }
-    let u = |k: &str| ev.get(k).and_then(Value::as_u64).ok_or(format!("ledgerEvidence.{k} is not a number"));
+    let u = |k: &str| {
+        ev.get(k)
+            .and_then(Value::as_u64)
+            .ok_or(format!("ledgerEvidence.{k} is not a number"))
+    };
     let chain = u32::try_from(u("chain")?).map_err(|_| "ledgerEvidence.chain is too large".to_owned())?;
     let position = Position { chain, seq: u("seq")? };
     let prev = hash32(ev.get("prevHash"), "prevHash")?;
@@ -331,7 +337,11 @@ fn check_line(a: &Value, checkpoint: &Result<Option<LogCheckpoint>, String>) -> 
     };
     let index = u("logIndex")?;
     if u("treeSize")? != cp.size {
-        return Err(format!("the proof is for tree size {}, the checkpoint signs {}", u("treeSize")?, cp.size));
+        return Err(format!(
+            "the proof is for tree size {}, the checkpoint signs {}",
+            u("treeSize")?,
+            cp.size
+        ));
     }
     let path = ev
         .get("inclusionProof")
@@ -341,7 +351,9 @@ fn check_line(a: &Value, checkpoint: &Result<Option<LogCheckpoint>, String>) -> 
         .map(|h| hash32(Some(h), "an inclusion proof hash"))
         .collect::<Result<Vec<_>, _>>()?;
     if !verify_inclusion(index, cp.size, &tlog::leaf(&claimed), &path, &cp.root) {
-        return Err(format!("the inclusion proof of log index {index} does not lead to the checkpoint's root"));
+        return Err(format!(
+            "the inclusion proof of log index {index} does not lead to the checkpoint's root"
+        ));
     }
     Ok(LineOutcome::Verified { log_index: index })
 }

@@ -31,7 +31,9 @@ fn issuer_key(given: &str) -> Result<VerifyingKey, String> {
         return Ok(k);
     }
     if given.len() == 64
-        && let Some(raw) = hex::decode(given).ok().and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok())
+        && let Some(raw) = hex::decode(given)
+            .ok()
+            .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok())
     {
         return VerifyingKey::from_bytes(&raw).map_err(|e| format!("--public-key: {e}"));
     }
@@ -91,7 +93,9 @@ pub fn run(args: VerifyRecordArgs) -> ExitCode {
     let did = report.issuer.clone().unwrap_or_else(|| "(none)".into());
     match &report.proof {
         Ok(()) if issuer.is_some() => println!("ok   proof: eddsa-rdfc-2022 by {did} (the key given)"),
-        Ok(()) => println!("ok   proof: eddsa-rdfc-2022 by {did} (the key the record names; pass --public-key to pin it)"),
+        Ok(()) => {
+            println!("ok   proof: eddsa-rdfc-2022 by {did} (the key the record names; pass --public-key to pin it)")
+        }
         Err(e) => println!("BAD  proof: {e}"),
     }
     match &report.checkpoint {
@@ -103,9 +107,15 @@ pub fn run(args: VerifyRecordArgs) -> ExitCode {
         let n = n + 1;
         match &l.outcome {
             LineOutcome::Verified { log_index } => {
-                println!("ok   line {n} {} {} {}: log index {log_index}, included in the checkpoint", l.id, l.name, l.credits)
+                println!(
+                    "ok   line {n} {} {} {}: log index {log_index}, included in the checkpoint",
+                    l.id, l.name, l.credits
+                )
             }
-            LineOutcome::NotSealed => println!("--   line {n} {} {} {}: entry hash holds, not sealed yet", l.id, l.name, l.credits),
+            LineOutcome::NotSealed => println!(
+                "--   line {n} {} {} {}: entry hash holds, not sealed yet",
+                l.id, l.name, l.credits
+            ),
             LineOutcome::Failed(why) => println!("BAD  line {n} {} {} {}: {why}", l.id, l.name, l.credits),
         }
     }

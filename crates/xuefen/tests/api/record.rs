@@ -175,7 +175,9 @@ async fn record_verifies(backend: Backend) {
     let record: Value = serde_json::from_str(&text).expect("JSON");
     assert_eq!(record["type"], json!(["VerifiableCredential", "ClrCredential"]));
     assert_eq!(record["proof"]["cryptosuite"], "eddsa-rdfc-2022");
-    let lines = record["credentialSubject"]["achievement"].as_array().expect("achievements");
+    let lines = record["credentialSubject"]["achievement"]
+        .as_array()
+        .expect("achievements");
     assert_eq!(lines.len(), 2, "{record}");
     let names: Vec<&str> = lines.iter().filter_map(|a| a["name"].as_str()).collect();
     assert_eq!(names, ["茶文化", "书法进阶"]);
@@ -191,16 +193,27 @@ async fn record_verifies(backend: Backend) {
         let bytes = hex::decode(ev["entryBytes"].as_str().expect("hex")).expect("hex");
         assert!(!String::from_utf8_lossy(&bytes).contains(&learner), "{a}");
     }
-    assert!(record["ledgerCheckpoint"].as_str().is_some_and(|n| n.contains("\n\n— ")), "{record}");
+    assert!(
+        record["ledgerCheckpoint"]
+            .as_str()
+            .is_some_and(|n| n.contains("\n\n— ")),
+        "{record}"
+    );
 
     // The admin reads it too; a site may not.
     let (status, admin_view) = app.get(&format!("/v1/learners/{learner}/record"), &app.admin).await;
     assert_eq!(status, StatusCode::OK, "{admin_view}");
-    assert_eq!(admin_view["credentialSubject"]["achievement"].as_array().map(Vec::len), Some(2));
+    assert_eq!(
+        admin_view["credentialSubject"]["achievement"].as_array().map(Vec::len),
+        Some(2)
+    );
     let (status, _) = app.get(&format!("/v1/learners/{learner}/record"), &xihu).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     let (status, body) = app.get("/v1/learners/lrn_nobody/record", &app.admin).await;
-    assert!(matches!(status, StatusCode::NOT_FOUND | StatusCode::UNPROCESSABLE_ENTITY), "{body}");
+    assert!(
+        matches!(status, StatusCode::NOT_FOUND | StatusCode::UNPROCESSABLE_ENTITY),
+        "{body}"
+    );
 
     // The issuer is published.
     let issuer: Value = app
@@ -237,7 +250,10 @@ async fn record_verifies(backend: Backend) {
     let (code, output) = verify_record_cli(&changed, &did).await;
     assert_eq!(code, 1, "{output}");
     assert!(output.contains("BAD  proof"), "{output}");
-    assert!(output.contains("BAD  line 1") && output.contains("awardedCredits differs"), "{output}");
+    assert!(
+        output.contains("BAD  line 1") && output.contains("awardedCredits differs"),
+        "{output}"
+    );
     assert!(output.contains("first bad line urn:xuefen:entry:"), "{output}");
     // The DID document file and the wrong key.
     let (code, output) = verify_record_cli(&good, did_doc.to_str().expect("path")).await;
@@ -288,7 +304,10 @@ async fn record_verifies(backend: Backend) {
         .text()
         .await
         .expect("body");
-    assert!(me.contains("id=\"download-record\"") && me.contains("href=\"/me/record\""), "{me}");
+    assert!(
+        me.contains("id=\"download-record\"") && me.contains("href=\"/me/record\""),
+        "{me}"
+    );
     assert!(me.contains("id=\"verify-qr\"") && me.contains("<svg"), "{me}");
     // The address under the code (escaped as the template writes it).
     let address = format!("{}/verify", app.base).replace('/', "&#x2f;");
