@@ -23,7 +23,7 @@ use xuefen_store::bank::Segment;
 use crate::AppState;
 use crate::auth::Caller;
 use crate::problem::{ApiResult, Problem};
-use crate::routes::{Page, transcript_page};
+use crate::transcript::{Page, transcript_page};
 use crate::sso::SignedInLearner;
 
 /// The issuer's name in every record.
