@@ -23,8 +23,8 @@ use xuefen_store::bank::Segment;
 use crate::AppState;
 use crate::auth::Caller;
 use crate::problem::{ApiResult, Problem};
-use crate::transcript::{Page, transcript_page};
 use crate::sso::SignedInLearner;
+use crate::transcript::{Page, transcript_page};
 
 /// The issuer's name in every record.
 pub const ISSUER_NAME: &str = "终身学习学分银行";
