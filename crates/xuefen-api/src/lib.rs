@@ -25,6 +25,7 @@ mod ops;
 mod pages;
 pub mod problem;
 mod recognition;
+mod record;
 mod routes;
 pub mod server;
 mod sites;

@@ -53,7 +53,7 @@ const ADMIN_SESSION_SECONDS: i64 = 8 * 3600;
 /// Whether `path` is one of the browser pages' routes (below), which answer
 /// their errors as HTML pages rather than problems.
 pub(crate) fn is_page_path(path: &str) -> bool {
-    ["/me", "/admin"].iter().any(|root| {
+    ["/me", "/admin", "/verify"].iter().any(|root| {
         path.strip_prefix(root)
             .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
     })
@@ -78,6 +78,7 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
         ("admin.html", include_str!("../templates/admin.html")),
         ("admin_login.html", include_str!("../templates/admin_login.html")),
         ("error.html", include_str!("../templates/error.html")),
+        ("verify.html", include_str!("../templates/verify.html")),
     ] {
         if let Err(e) = env.add_template(name, source) {
             // The templates are part of the binary; a broken one is caught
@@ -108,6 +109,10 @@ fn html(status: StatusCode, body: String) -> Response {
     h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
     resp
+}
+
+pub(crate) fn render_page(status: StatusCode, name: &str, ctx: minijinja::Value) -> Response {
+    render(status, name, ctx)
 }
 
 fn render(status: StatusCode, name: &str, ctx: minijinja::Value) -> Response {
@@ -141,7 +146,7 @@ pub(crate) fn error_page(status: StatusCode, detail: &str) -> Response {
 }
 
 /// An API error (from the handlers the pages share with the API) as a page.
-fn api_error_page(e: ApiError) -> Response {
+pub(crate) fn api_error_page(e: ApiError) -> Response {
     let p = e.0;
     error_page(p.status(), &p.detail)
 }
@@ -160,7 +165,7 @@ fn redirect(to: &'static str, cookie: Option<String>) -> Response {
 
 /// Whether the request reached the service over TLS (the proxy in front
 /// says so with `X-Forwarded-Proto`).
-fn over_tls(headers: &HeaderMap) -> bool {
+pub(crate) fn over_tls(headers: &HeaderMap) -> bool {
     headers
         .get("x-forwarded-proto")
         .and_then(|v| v.to_str().ok())
@@ -274,7 +279,7 @@ fn query_value(query: &str, name: &str) -> Option<String> {
         .map(|(_, v)| v.replace("%3A", ":").replace("%3a", ":"))
 }
 
-async fn signed_in_learner(state: &AppState, headers: &HeaderMap) -> Result<LearnerId, Response> {
+pub(crate) async fn signed_in_learner(state: &AppState, headers: &HeaderMap) -> Result<LearnerId, Response> {
     let Some(verifier) = &state.sso else {
         return Err(error_page(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -331,7 +336,12 @@ pub async fn me_page(State(state): State<AppState>, headers: HeaderMap, RawQuery
         Ok(t) => t,
         Err(e) => return api_error_page(e),
     };
-    render(StatusCode::OK, "me.html", me_context(&transcript, &query, limit))
+    let (verify_url, verify_qr) = crate::record::verify_qr_svg(&headers).unzip();
+    render(
+        StatusCode::OK,
+        "me.html",
+        context! { verify_url => verify_url, verify_qr => verify_qr, ..me_context(&transcript, &query, limit) },
+    )
 }
 
 fn me_context(t: &TranscriptOut, query: &str, limit: usize) -> minijinja::Value {

@@ -56,4 +56,5 @@ pub fn routes() -> Router<AppState> {
         .merge(crate::bank::routes())
         .merge(crate::xapi::routes())
         .merge(crate::pages::routes())
+        .merge(crate::record::routes())
 }

@@ -6,6 +6,7 @@ mod bank_pull;
 mod import;
 mod settings;
 mod telemetry;
+mod verify_record;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -99,6 +100,10 @@ enum Command {
     /// Back-fill a site's learners, account links and events from an NDJSON
     /// or CSV file through the HTTP API (resumable; see docs/import.md).
     Import(import::ImportArgs),
+    /// Check a learner's record (a verifiable credential) offline: its
+    /// proof, its checkpoint and every line's ledger proof; exit 1 naming
+    /// the first bad line.
+    VerifyRecord(verify_record::VerifyRecordArgs),
     /// Print the OpenAPI document.
     Openapi,
     /// Configuration: print an example file, or check the effective settings.
@@ -219,6 +224,9 @@ enum KeysCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::VerifyRecord(args) = cli.command {
+        return verify_record::run(args);
+    }
     if let Command::Config(ConfigCommand::Example) = cli.command {
         print!("{}", settings::example());
         return ExitCode::SUCCESS;
@@ -360,7 +368,7 @@ async fn open_store(db: &Settings, migrate: bool) -> anyhow::Result<Arc<dyn Serv
 async fn run(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode> {
     let db = &settings;
     match cli.command {
-        Command::Config(_) => Ok(ExitCode::SUCCESS),
+        Command::Config(_) | Command::VerifyRecord(_) => Ok(ExitCode::SUCCESS),
         Command::Openapi => {
             print!("{}", xuefen_api::openapi::json());
             Ok(ExitCode::SUCCESS)

@@ -13,6 +13,7 @@ mod import;
 mod pages;
 mod privacy;
 mod recognition;
+mod record;
 mod renewal;
 mod scenarios;
 mod xapi;

@@ -165,7 +165,7 @@ async fn pages_read_well(backend: Backend) {
         "已获学分",
         total,
         "30.00",
-        "credential-placeholder",
+        "download-record",
     ] {
         assert!(me.body.contains(seen), "/me lacks {seen}: {}", me.body);
     }
@@ -373,11 +373,11 @@ fn output_dir(backend: Backend) -> PathBuf {
     dir
 }
 
-struct Chromium {
+pub(crate) struct Chromium {
     program: PathBuf,
 }
 
-fn find_chromium() -> Option<Chromium> {
+pub(crate) fn find_chromium() -> Option<Chromium> {
     if let Some(p) = std::env::var_os("XUEFEN_CHROMIUM") {
         return Some(Chromium { program: p.into() });
     }
@@ -425,11 +425,11 @@ impl Chromium {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    async fn dump_dom(&self, url: &str) -> String {
+    pub(crate) async fn dump_dom(&self, url: &str) -> String {
         self.run(url, &["--dump-dom".into()]).await
     }
 
-    async fn screenshot(&self, url: &str, to: &Path) {
+    pub(crate) async fn screenshot(&self, url: &str, to: &Path) {
         self.run(
             url,
             &[

@@ -1,0 +1,429 @@
+//! The learner's record as a verifiable credential: issued over HTTP
+//! (`/v1/me/record`, `/v1/learners/{id}/record`), checked by `xuefen
+//! verify-record`, by Digital Bazaar's `@digitalbazaar/vc` with the
+//! `eddsa-rdfc-2022` cryptosuite (node, offline), by the verification page
+//! over HTTP and in headless Chromium; each with a tampered copy that must
+//! fail. On each backend.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::harness::{Backend, SSO_ISSUER, SSO_SECRET, TestApp, learner_token};
+use crate::pages::find_chromium;
+
+mod postgres {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_record_is_a_credential_that_others_verify_and_a_changed_one_fails() {
+        super::record_verifies(crate::harness::Backend::Postgres).await;
+    }
+}
+mod sqlite {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_record_is_a_credential_that_others_verify_and_a_changed_one_fails() {
+        super::record_verifies(crate::harness::Backend::Sqlite).await;
+    }
+}
+
+fn output_dir(backend: Backend) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("record")
+        .join(format!("{backend:?}").to_lowercase());
+    std::fs::create_dir_all(&dir).expect("output directory");
+    dir
+}
+
+/// Waits until every committed entry is sealed (bounded: 30 s).
+async fn wait_sealed(app: &TestApp) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let resp = app
+            .client
+            .get(format!("{}/checkpoint", app.base))
+            .send()
+            .await
+            .expect("GET /checkpoint");
+        if resp.status() == StatusCode::OK {
+            let note = resp.text().await.expect("note");
+            let size: i64 = note.lines().nth(1).and_then(|s| s.parse().ok()).unwrap_or(-1);
+            if size == app.scalar("select count(*) from ledger_entries").await {
+                return;
+            }
+        }
+        assert!(Instant::now() < deadline, "the log did not seal every entry");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn contexts_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../xuefen-record/contexts")
+}
+
+async fn verify_record_cli(file: &Path, did: &str) -> (i32, String) {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_xuefen"))
+        .arg("verify-record")
+        .arg(file)
+        .args(["--public-key", did])
+        .env_remove("DATABASE_URL")
+        .output()
+        .await
+        .expect("run xuefen verify-record");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+/// Runs the npm verifier on `record`: Some((verified, output)), or None
+/// (printed SKIPPED) without the npm folder that scripts/test.sh installs.
+async fn node_verify(record: &Path, did_document: &Path) -> Option<(bool, String)> {
+    let Some(dir) = std::env::var_os("XUEFEN_NODE_VC_DIR") else {
+        let msg = "SKIPPED: independent verification with @digitalbazaar/vc: XUEFEN_NODE_VC_DIR is not set (scripts/test.sh installs it with npm)";
+        assert!(
+            std::env::var_os("XUEFEN_REQUIRE_NODE_VC").is_none(),
+            "{msg}, and XUEFEN_REQUIRE_NODE_VC is set"
+        );
+        println!("{msg}");
+        eprintln!("{msg}");
+        return None;
+    };
+    let dir = PathBuf::from(dir);
+    let script = dir.join("verify-record.mjs");
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/node/verify-record.mjs"),
+        &script,
+    )
+    .expect("copy the node script");
+    let mut cmd = tokio::process::Command::new("node");
+    cmd.arg(&script)
+        .arg(record)
+        .arg(contexts_dir())
+        .arg(did_document)
+        .current_dir(&dir)
+        .kill_on_drop(true);
+    let out = tokio::time::timeout(Duration::from_secs(120), cmd.output())
+        .await
+        .expect("node finished within 120 s")
+        .expect("run node");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        matches!(out.status.code(), Some(0 | 1)),
+        "the node verifier could not run: {text}"
+    );
+    Some((out.status.code() == Some(0), text))
+}
+
+fn form_body(name: &str, value: &str) -> String {
+    let encoded: String = value
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.') {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    format!("{name}={encoded}")
+}
+
+async fn post_verify(app: &TestApp, record: &str) -> (StatusCode, String) {
+    let resp = app
+        .client
+        .post(format!("{}/verify", app.base))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form_body("record", record))
+        .send()
+        .await
+        .expect("POST /verify");
+    let status = resp.status();
+    (status, resp.text().await.expect("body"))
+}
+
+async fn record_verifies(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let xihu = app.site("xihu").await;
+    let course = |title: &str, credits: &str| json!({"title": title, "category": "community", "rule": {"kind": "fixed", "credits": credits}});
+    for (code, title, credits) in [("TEA-1", "茶文化", "2"), ("ART-1", "书法进阶", "3")] {
+        let (status, body) = app
+            .put(&format!("/v1/courses/{code}"), &xihu, course(title, credits))
+            .await;
+        assert!(status.is_success(), "{body}");
+    }
+    let learner = app.learner(&xihu, "x-1", 1).await;
+    for (id, code) in [("r1", "TEA-1"), ("r2", "ART-1")] {
+        let event = json!({"kind": "completion", "course": code, "learner": {"local_account": "x-1"}, "completed_at": "2026-06-01T02:00:00Z"});
+        let (status, body) = app.put(&format!("/v1/events/{id}"), &xihu, event).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    wait_sealed(&app).await;
+    let token = learner_token(&learner, SSO_ISSUER, SSO_SECRET, 600);
+
+    // ------------------------------------------------------------ issued over HTTP
+    let resp = app
+        .client
+        .get(format!("{}/v1/me/record", app.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("GET /v1/me/record");
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["content-type"], "application/vc+ld+json");
+    let text = resp.text().await.expect("record");
+    let record: Value = serde_json::from_str(&text).expect("JSON");
+    assert_eq!(record["type"], json!(["VerifiableCredential", "ClrCredential"]));
+    assert_eq!(record["proof"]["cryptosuite"], "eddsa-rdfc-2022");
+    let lines = record["credentialSubject"]["achievement"]
+        .as_array()
+        .expect("achievements");
+    assert_eq!(lines.len(), 2, "{record}");
+    let names: Vec<&str> = lines.iter().filter_map(|a| a["name"].as_str()).collect();
+    assert_eq!(names, ["茶文化", "书法进阶"]);
+    assert_eq!(lines[0]["awardedCredits"], "2.00");
+    assert_eq!(lines[0]["creator"]["name"], "xihu 学习网");
+    assert_eq!(lines[0]["entryStatus"], "awarded");
+    for a in lines {
+        let ev = &a["ledgerEvidence"];
+        assert_eq!(ev["sealed"], true, "{a}");
+        assert!(ev["logIndex"].is_u64() && ev["inclusionProof"].is_array(), "{a}");
+        // No personal data in the evidence: the entry names the learner by
+        // commitment only.
+        let bytes = hex::decode(ev["entryBytes"].as_str().expect("hex")).expect("hex");
+        assert!(!String::from_utf8_lossy(&bytes).contains(&learner), "{a}");
+    }
+    assert!(
+        record["ledgerCheckpoint"]
+            .as_str()
+            .is_some_and(|n| n.contains("\n\n— ")),
+        "{record}"
+    );
+
+    // The admin reads it too; a site may not.
+    let (status, admin_view) = app.get(&format!("/v1/learners/{learner}/record"), &app.admin).await;
+    assert_eq!(status, StatusCode::OK, "{admin_view}");
+    assert_eq!(
+        admin_view["credentialSubject"]["achievement"].as_array().map(Vec::len),
+        Some(2)
+    );
+    let (status, _) = app.get(&format!("/v1/learners/{learner}/record"), &xihu).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, body) = app.get("/v1/learners/lrn_nobody/record", &app.admin).await;
+    assert!(
+        matches!(status, StatusCode::NOT_FOUND | StatusCode::UNPROCESSABLE_ENTITY),
+        "{body}"
+    );
+
+    // The issuer is published.
+    let issuer: Value = app
+        .client
+        .get(format!("{}/v1/record/issuer", app.base))
+        .send()
+        .await
+        .expect("issuer")
+        .json()
+        .await
+        .expect("JSON");
+    let did = issuer["did"].as_str().expect("did").to_owned();
+    assert!(did.starts_with("did:key:z6Mk"), "{issuer}");
+    assert_eq!(record["issuer"]["id"], did.as_str());
+    assert_eq!(record["logVerifierKey"], issuer["log_verifier_key"]);
+
+    // The files an outsider gets: the record, a changed copy (one character:
+    // the first line's credits 2.00 → 3.00), the DID document.
+    let out = output_dir(backend);
+    let good = out.join("record.json");
+    std::fs::write(&good, &text).expect("write");
+    let changed_text = text.replacen("\"awardedCredits\": \"2.00\"", "\"awardedCredits\": \"3.00\"", 1);
+    assert_ne!(changed_text, text);
+    let changed = out.join("record-changed.json");
+    std::fs::write(&changed, &changed_text).expect("write");
+    let did_doc = out.join("did.json");
+    std::fs::write(&did_doc, issuer["did_document"].to_string()).expect("write");
+
+    // ------------------------------------------------------------ xuefen verify-record
+    let (code, output) = verify_record_cli(&good, &did).await;
+    assert_eq!(code, 0, "{output}");
+    assert!(output.contains("record verified: 2 lines"), "{output}");
+    assert_eq!(output.matches("included in the checkpoint").count(), 2, "{output}");
+    let (code, output) = verify_record_cli(&changed, &did).await;
+    assert_eq!(code, 1, "{output}");
+    assert!(output.contains("BAD  proof"), "{output}");
+    assert!(
+        output.contains("BAD  line 1") && output.contains("awardedCredits differs"),
+        "{output}"
+    );
+    assert!(output.contains("first bad line urn:xuefen:entry:"), "{output}");
+    // The DID document file and the wrong key.
+    let (code, output) = verify_record_cli(&good, did_doc.to_str().expect("path")).await;
+    assert_eq!(code, 0, "{output}");
+    let other = ed25519_dalek::SigningKey::from_bytes(&[7; 32]).verifying_key();
+    let (code, output) = verify_record_cli(&good, &hex::encode(other.as_bytes())).await;
+    assert_eq!(code, 1, "{output}");
+    assert!(output.contains("not the issuer key"), "{output}");
+
+    // ------------------------------------------------------------ @digitalbazaar/vc (node)
+    if let Some((verified, output)) = node_verify(&good, &did_doc).await {
+        assert!(verified, "@digitalbazaar/vc refused the record: {output}");
+        let (verified, output) = node_verify(&changed, &did_doc).await.expect("ran once");
+        assert!(!verified, "@digitalbazaar/vc accepted a changed record: {output}");
+        println!("@digitalbazaar/vc: the record verifies, the changed copy does not");
+    }
+
+    // ------------------------------------------------------------ the verification page
+    let page = app
+        .client
+        .get(format!("{}/verify", app.base))
+        .send()
+        .await
+        .expect("GET /verify");
+    assert_eq!(page.status(), StatusCode::OK);
+    assert!(page.text().await.expect("body").contains("学习记录核验"));
+    let (status, body) = post_verify(&app, &text).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body.contains("凭证有效"), "{body}");
+    assert_eq!(body.matches("data-state=\"verified\"").count(), 2, "{body}");
+    let (status, body) = post_verify(&app, &changed_text).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body.contains("凭证未通过核验"), "{body}");
+    assert!(body.contains("data-state=\"failed\""), "{body}");
+    let (status, body) = post_verify(&app, "not json").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(body.contains("不是 JSON"), "{body}");
+
+    // /me: the download link and the QR code of the verification page; the
+    // download (the page's cookie) is a record that verifies.
+    let me = app
+        .client
+        .get(format!("{}/me", app.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("GET /me")
+        .text()
+        .await
+        .expect("body");
+    assert!(
+        me.contains("id=\"download-record\"") && me.contains("href=\"/me/record\""),
+        "{me}"
+    );
+    assert!(me.contains("id=\"verify-qr\"") && me.contains("<svg"), "{me}");
+    // The address under the code (escaped as the template writes it).
+    let address = format!("{}/verify", app.base).replace('/', "&#x2f;");
+    assert!(me.contains(&address), "{me}");
+    let download = app
+        .client
+        .get(format!("{}/me/record", app.base))
+        .header("cookie", format!("xf_sso={token}"))
+        .send()
+        .await
+        .expect("GET /me/record");
+    assert_eq!(download.status(), StatusCode::OK);
+    assert!(
+        download.headers()["content-disposition"]
+            .to_str()
+            .is_ok_and(|d| d.starts_with("attachment")),
+    );
+    let downloaded = out.join("downloaded.json");
+    std::fs::write(&downloaded, download.text().await.expect("body")).expect("write");
+    let (code, output) = verify_record_cli(&downloaded, &did).await;
+    assert_eq!(code, 0, "{output}");
+    let anonymous = app
+        .client
+        .get(format!("{}/me/record", app.base))
+        .send()
+        .await
+        .expect("GET /me/record");
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+
+    // ------------------------------------------------------------ in a real browser
+    let Some(chromium) = find_chromium() else {
+        let msg = "SKIPPED: browser part of the record test: no chromium found (install Debian's `chromium` or set XUEFEN_CHROMIUM)";
+        assert!(
+            std::env::var_os("XUEFEN_REQUIRE_BROWSER").is_none(),
+            "{msg}, and XUEFEN_REQUIRE_BROWSER is set"
+        );
+        println!("{msg}");
+        return;
+    };
+    let helper = PostHelper::start(&app.base, &[("/good", &text), ("/changed", &changed_text)]).await;
+    let dom = chromium.dump_dom(&format!("{}/good", helper.base)).await;
+    assert!(dom.contains("凭证有效"), "{dom}");
+    assert_eq!(dom.matches("已核验").count(), 2, "both lines verified: {dom}");
+    chromium
+        .screenshot(&format!("{}/good", helper.base), &out.join("verify.png"))
+        .await;
+    let dom = chromium.dump_dom(&format!("{}/changed", helper.base)).await;
+    assert!(dom.contains("凭证未通过核验") && dom.contains("未通过核验"), "{dom}");
+    chromium
+        .screenshot(&format!("{}/changed", helper.base), &out.join("verify-changed.png"))
+        .await;
+    for shot in ["verify.png", "verify-changed.png"] {
+        let len = std::fs::metadata(out.join(shot)).map(|m| m.len()).unwrap_or(0);
+        assert!(len > 10_000, "{shot} is {len} bytes");
+    }
+    println!("record files and screenshots in {}", out.display());
+}
+
+/// A page on another port of 127.0.0.1 that posts a record to the
+/// verification page, as a person pasting it would; each path its record.
+struct PostHelper {
+    base: String,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+fn attr_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('"', "&quot;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+impl PostHelper {
+    async fn start(service: &str, pages: &[(&str, &str)]) -> Self {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let (tx, mut rx) = tokio::sync::oneshot::channel::<()>();
+        let pages: Vec<(String, String)> = pages
+            .iter()
+            .map(|(p, r)| {
+                (
+                    (*p).to_owned(),
+                    format!(
+                        "<!doctype html><meta charset=utf-8><body><form method=post action=\"{service}/verify\"><textarea name=record>{}</textarea></form><script>document.forms[0].submit()</script>",
+                        attr_escape(r)
+                    ),
+                )
+            })
+            .collect();
+        tokio::spawn(async move {
+            loop {
+                let mut conn = tokio::select! {
+                    accepted = listener.accept() => match accepted { Ok((c, _)) => c, Err(_) => return },
+                    _ = &mut rx => return,
+                };
+                let mut buf = vec![0u8; 8192];
+                let n = tokio::time::timeout(Duration::from_secs(5), conn.read(&mut buf))
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+                    .unwrap_or(0);
+                let head = String::from_utf8_lossy(&buf[..n]).into_owned();
+                let path = head.split(' ').nth(1).unwrap_or("/").to_owned();
+                let body = pages
+                    .iter()
+                    .find(|(p, _)| *p == path)
+                    .map(|(_, b)| b.clone())
+                    .unwrap_or_default();
+                let resp = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: text/html; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = conn.write_all(resp.as_bytes()).await;
+            }
+        });
+        Self { base, _stop: tx }
+    }
+}
