@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod openapi;
 mod pages;
 pub mod problem;
+pub mod pseudonyms;
 mod routes;
 pub mod server;
 pub mod sso;

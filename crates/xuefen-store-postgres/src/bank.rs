@@ -514,6 +514,8 @@ pub(crate) async fn erase_learner(
         "delete from xapi_mbox_links where (site_id, local_account) in
             (select site_id, local_account from learner_accounts where learner_id = $1)",
         "delete from learner_accounts where learner_id = $1",
+        "delete from learner_pseudonyms where learner_id = $1",
+        "delete from learner_sso_bindings where learner_id = $1",
         "delete from learner_secrets where learner_id = $1",
         "delete from learners where id = $1",
     ] {

@@ -48,6 +48,7 @@ pub mod copy;
 use copy::CopyWriter;
 
 mod bank;
+mod pseudonyms;
 mod xapi;
 mod xapi_documents;
 

@@ -62,6 +62,7 @@ use xuefen_store::{
 };
 
 mod bank;
+mod pseudonyms;
 mod xapi;
 mod xapi_documents;
 

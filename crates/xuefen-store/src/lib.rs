@@ -197,7 +197,9 @@ impl PoolStats {
 
 /// The storage port.
 #[async_trait]
-pub trait Store: xapi::XapiStore + xapi_documents::XapiDocumentStore + Send + Sync + 'static {
+pub trait Store:
+    xapi::XapiStore + xapi_documents::XapiDocumentStore + pseudonyms::PseudonymStore + Send + Sync + 'static
+{
     /// Whether the database answers and its schema is current.
     async fn ready(&self) -> Result<()>;
     /// The connection pool's size and idle count, read without waiting.
@@ -480,3 +482,4 @@ pub fn agreement_standing(site: &Site, now: Millis) -> &'static str {
         SiteStatus::Terminated => "terminated",
     }
 }
+pub mod pseudonyms;

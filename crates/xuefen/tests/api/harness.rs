@@ -73,13 +73,26 @@ impl TestApp {
 
     /// A service whose statistics count with these settings.
     pub async fn spawn_with_stats(backend: Backend, stats: xuefen_api::StatsSettings) -> Self {
+        Self::spawn_with(backend, stats, xuefen_api::sso::SsoSubject::default()).await
+    }
+
+    /// A service whose learner tokens name the person as `subject` says.
+    pub async fn spawn_with_sso_subject(backend: Backend, subject: xuefen_api::sso::SsoSubject) -> Self {
+        Self::spawn_with(backend, xuefen_api::StatsSettings::default(), subject).await
+    }
+
+    async fn spawn_with(
+        backend: Backend,
+        stats: xuefen_api::StatsSettings,
+        subject: xuefen_api::sso::SsoSubject,
+    ) -> Self {
         match backend {
-            Backend::Postgres => Self::postgres(stats).await,
-            Backend::Sqlite => Self::sqlite(stats).await,
+            Backend::Postgres => Self::postgres(stats, subject).await,
+            Backend::Sqlite => Self::sqlite(stats, subject).await,
         }
     }
 
-    async fn postgres(stats: xuefen_api::StatsSettings) -> Self {
+    async fn postgres(stats: xuefen_api::StatsSettings, subject: xuefen_api::sso::SsoSubject) -> Self {
         let (_, url) = pg::create_database().await;
         let settings = PgSettings {
             url: url.clone(),
@@ -88,10 +101,10 @@ impl TestApp {
             acquire_timeout: Duration::from_secs(10),
         };
         let store = PgStore::connect(&settings, true).await.expect("connect and migrate");
-        Self::start(Arc::new(store.clone()), url, Db::Postgres(store), stats).await
+        Self::start(Arc::new(store.clone()), url, Db::Postgres(store), stats, subject).await
     }
 
-    async fn sqlite(stats: xuefen_api::StatsSettings) -> Self {
+    async fn sqlite(stats: xuefen_api::StatsSettings, subject: xuefen_api::sso::SsoSubject) -> Self {
         let path = std::env::temp_dir().join(format!("xuefen-test-{}.db", uuid::Uuid::new_v4().simple()));
         let url = format!("sqlite://{}", path.display());
         let settings = SqliteSettings {
@@ -101,10 +114,16 @@ impl TestApp {
         let store = SqliteStore::connect(&settings, true)
             .await
             .expect("open and migrate SQLite");
-        Self::start(Arc::new(store.clone()), url, Db::Sqlite(store, path), stats).await
+        Self::start(Arc::new(store.clone()), url, Db::Sqlite(store, path), stats, subject).await
     }
 
-    async fn start(store: Arc<dyn Store>, database_url: String, db: Db, stats: xuefen_api::StatsSettings) -> Self {
+    async fn start(
+        store: Arc<dyn Store>,
+        database_url: String,
+        db: Db,
+        stats: xuefen_api::StatsSettings,
+        subject: xuefen_api::sso::SsoSubject,
+    ) -> Self {
         let (key, admin) = xuefen_api::auth::mint(Principal::Admin);
         store.create_key(&key).await.expect("admin key");
         let sso = xuefen_api::sso::SsoVerifier::new(&xuefen_api::sso::SsoSettings {
@@ -113,7 +132,8 @@ impl TestApp {
             key: xuefen_api::sso::SsoKey::Hs256(SSO_SECRET.to_vec()),
             leeway_seconds: SSO_LEEWAY_SECONDS,
         })
-        .expect("SSO verifier");
+        .expect("SSO verifier")
+        .with_subject(subject);
         let mut state = AppState::new(
             store.clone(),
             TEST_LIMITS,

@@ -15,5 +15,6 @@ mod privacy;
 mod recognition;
 mod renewal;
 mod scenarios;
+mod sso_binding;
 mod xapi;
 mod xapi_documents;
