@@ -110,6 +110,38 @@ pub async fn erasure_keeps_the_ledger_valid_and_removes_the_learner_everywhere<B
             .await
             .expect("remember");
     }
+    // xAPI statements: one by each learner's account, one by a third agent
+    // that relates to the erased learner (as its instructor, say).
+    store
+        .set_xapi_home_page(&world.site, "https://lms.example")
+        .await
+        .expect("home page");
+    let statement = |n: u8, actor: &str, related: &[&str]| crate::NewStatement {
+        id: format!("00000000-0000-4000-8000-00000000000{n}"),
+        json: format!("{{\"n\": {n}}}"),
+        fingerprint: format!("f{n}"),
+        verb: "http://adlnet.gov/expapi/verbs/attended".into(),
+        activity: Some("http://x.example/object".into()),
+        agent: Some(actor.into()),
+        registration: None,
+        voids: None,
+        stored: NOW,
+        related_agents: related.iter().map(|a| (*a).to_owned()).collect(),
+        related_activities: vec!["http://x.example/object".into()],
+    };
+    let (u0, u1) = ("account|https://lms.example|u-0", "account|https://lms.example|u-1");
+    let third = "mbox|mailto:teacher@example.com";
+    store
+        .insert_statements(
+            &world.site,
+            &[
+                statement(1, u0, &[u0]),
+                statement(2, u1, &[u1]),
+                statement(3, third, &[third, u0]),
+            ],
+        )
+        .await
+        .expect("statements");
     let (gone, kept) = (&world.learners[0], &world.learners[1]);
     store.bind_sso_subject(&[1; 32], gone).await.expect("bind");
     store.bind_sso_subject(&[2; 32], kept).await.expect("bind");
@@ -142,6 +174,27 @@ pub async fn erasure_keeps_the_ledger_valid_and_removes_the_learner_everywhere<B
             Some(kept)
         );
     }
+    let ids: Vec<String> = (1..=3)
+        .map(|n| format!("00000000-0000-4000-8000-00000000000{n}"))
+        .collect();
+    let left: Vec<String> = store
+        .statements_by_ids(&world.site, &ids)
+        .await
+        .expect("statements")
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(
+        left,
+        vec![ids[1].clone()],
+        "the erased learner's statements are gone, the other's stay"
+    );
+    assert_eq!(
+        db.query_i64("select count(*) from xapi_statement_related where value like '%|u-0'")
+            .await
+            .expect("count"),
+        0
+    );
     assert_eq!(store.learner_by_sso_subject(&[1; 32]).await.expect("find"), None);
     assert_eq!(
         store.learner_by_sso_subject(&[2; 32]).await.expect("find").as_ref(),
