@@ -163,3 +163,108 @@ impl Shown {
 pub async fn show(state: &AppState, principal: &Principal, learner: &LearnerId) -> ApiResult<String> {
     Ok(Shown::new(state, principal, [learner]).await?.id(learner))
 }
+
+/// Shows the learner of an entry answer as its caller knows them.
+pub async fn show_entry(state: &AppState, principal: &Principal, entry: &mut crate::dto::EntryOut) -> ApiResult<()> {
+    let Ok(learner) = LearnerId::parse(entry.learner_id.as_str()) else {
+        return Ok(());
+    };
+    let shown = Shown::new(state, principal, [&learner]).await?;
+    shown.rewrite(&mut entry.learner_id);
+    Ok(())
+}
+
+/// Shows a transcript's learner, and that of every line, as the caller
+/// knows them.
+pub async fn show_transcript(
+    state: &AppState,
+    principal: &Principal,
+    transcript: &mut crate::dto::TranscriptOut,
+) -> ApiResult<()> {
+    let mut learners: Vec<LearnerId> = Vec::new();
+    for id in std::iter::once(&transcript.learner_id).chain(transcript.entries.iter().map(|e| &e.learner_id)) {
+        if let Ok(l) = LearnerId::parse(id.as_str())
+            && !learners.contains(&l)
+        {
+            learners.push(l);
+        }
+    }
+    let shown = Shown::new(state, principal, &learners).await?;
+    shown.rewrite(&mut transcript.learner_id);
+    for line in &mut transcript.entries {
+        shown.rewrite(&mut line.learner_id);
+    }
+    Ok(())
+}
+
+/// Replaces the learner id of an event (`learner.id`) with the unified id
+/// of the learner the calling site knows by it, before the event is
+/// parsed. An id the site knows nobody by becomes an id no learner has, so
+/// that the planner answers `unknown_learner` exactly as for an unknown
+/// one; a malformed id is left for the parser to refuse, naming the field.
+pub async fn resolve_event_learner(
+    state: &AppState,
+    principal: &Principal,
+    input: &mut crate::dto::EventIn,
+) -> ApiResult<()> {
+    let Some(id) = input.learner.as_mut().and_then(|l| l.id.as_mut()) else {
+        return Ok(());
+    };
+    if LearnerId::parse(id.as_str()).is_err() && Pseudonym::parse_as(id.as_str(), "learner/id").is_err() {
+        return Ok(());
+    }
+    *id = lookup(state, principal, id, "learner/id")
+        .await?
+        .unwrap_or_else(LearnerId::nobody)
+        .to_string();
+    Ok(())
+}
+
+/// The learner a consent token speaks for, checked against the
+/// `learner_id` the site sent with it (if any), which must be the site's
+/// own id of that learner (its pseudonym, or a unified id it already
+/// knows). Another learner's id is 403 `consent_mismatch`, as is an id the
+/// site does not know: a site learns nothing from the answer.
+pub async fn consenting_learner(
+    state: &AppState,
+    principal: &Principal,
+    token: &str,
+    named: Option<&str>,
+) -> ApiResult<LearnerId> {
+    let sso = state.sso.as_ref().ok_or_else(|| {
+        ApiError::from(
+            Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "sso_not_configured",
+                "no single sign-on is configured, so consent tokens cannot be checked; send the real-name data",
+            )
+            .with_field("consent_token"),
+        )
+    })?;
+    let consenting = sso.learner(state, token).await?;
+    if let Some(named) = named {
+        let own = match audience(principal) {
+            Some(a) => key(state).pseudonym(&a, &consenting).to_string(),
+            None => consenting.to_string(),
+        };
+        let legacy = named == consenting.as_str()
+            && match principal {
+                Principal::Site(site) => state.store.site_knows_learner(site, &consenting).await?,
+                Principal::Admin => true,
+                Principal::Bank => false,
+            };
+        if named != own && !legacy {
+            return Err(Problem::new(
+                StatusCode::FORBIDDEN,
+                "consent_mismatch",
+                "the consent token is not the named learner's",
+            )
+            .with_field("consent_token")
+            .into());
+        }
+    }
+    if !state.store.learner_exists(&consenting).await? {
+        return Err(unknown("consent_token"));
+    }
+    Ok(consenting)
+}
