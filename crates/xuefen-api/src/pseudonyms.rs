@@ -165,7 +165,7 @@ pub async fn show(state: &AppState, principal: &Principal, learner: &LearnerId) 
 }
 
 /// Shows the learner of an entry answer as its caller knows them.
-pub async fn show_entry(state: &AppState, principal: &Principal, entry: &mut crate::dto::EntryOut) -> ApiResult<()> {
+pub async fn show_entry(state: &AppState, principal: &Principal, entry: &mut crate::transcript::EntryOut) -> ApiResult<()> {
     let Ok(learner) = LearnerId::parse(entry.learner_id.as_str()) else {
         return Ok(());
     };
@@ -179,7 +179,7 @@ pub async fn show_entry(state: &AppState, principal: &Principal, entry: &mut cra
 pub async fn show_transcript(
     state: &AppState,
     principal: &Principal,
-    transcript: &mut crate::dto::TranscriptOut,
+    transcript: &mut crate::transcript::TranscriptOut,
 ) -> ApiResult<()> {
     let mut learners: Vec<LearnerId> = Vec::new();
     for id in std::iter::once(&transcript.learner_id).chain(transcript.entries.iter().map(|e| &e.learner_id)) {
@@ -205,7 +205,7 @@ pub async fn show_transcript(
 pub async fn resolve_event_learner(
     state: &AppState,
     principal: &Principal,
-    input: &mut crate::dto::EventIn,
+    input: &mut crate::ledger::EventIn,
 ) -> ApiResult<()> {
     let Some(id) = input.learner.as_mut().and_then(|l| l.id.as_mut()) else {
         return Ok(());

@@ -803,7 +803,7 @@ async fn submit(
         .committer
         .submit(events)
         .await
-        .map_err(crate::routes::commit_error)?;
+        .map_err(crate::commit::commit_error)?;
     for (slot, outcome) in slots.into_iter().zip(outcomes) {
         match outcome {
             Outcome::Accepted { .. } | Outcome::Duplicate { .. } => {}
