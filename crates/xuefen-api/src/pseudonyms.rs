@@ -165,7 +165,11 @@ pub async fn show(state: &AppState, principal: &Principal, learner: &LearnerId) 
 }
 
 /// Shows the learner of an entry answer as its caller knows them.
-pub async fn show_entry(state: &AppState, principal: &Principal, entry: &mut crate::transcript::EntryOut) -> ApiResult<()> {
+pub async fn show_entry(
+    state: &AppState,
+    principal: &Principal,
+    entry: &mut crate::transcript::EntryOut,
+) -> ApiResult<()> {
     let Ok(learner) = LearnerId::parse(entry.learner_id.as_str()) else {
         return Ok(());
     };

@@ -225,10 +225,23 @@ impl TestApp {
         assert!(status.is_success(), "{body}");
     }
 
-    /// Registers a learner (from a synthetic resident ID) linked to `account`.
+    /// Registers a learner (from a synthetic resident ID) linked to
+    /// `account`, and returns the unified id (`lrn_…`) as the admin and the
+    /// learner's single sign-on know it. (The site itself is answered with
+    /// its own pseudonym; a site may still name a learner it linked by the
+    /// unified id: tests/api/pseudonyms.rs.)
     pub async fn learner(&self, key: &str, account: &str, person: u32) -> String {
-        let body = json!({"name": "测试", "document": {"kind": "resident_id", "number": resident_id(person)}, "local_account": account});
+        let document = json!({"kind": "resident_id", "number": resident_id(person)});
+        let body = json!({"name": "测试", "document": document, "local_account": account});
         let (status, body) = self.post("/v1/learners", key, body).await;
+        assert!(status.is_success(), "{body}");
+        let (status, body) = self
+            .post(
+                "/v1/learners",
+                &self.admin,
+                json!({"name": "测试", "document": document}),
+            )
+            .await;
         assert!(status.is_success(), "{body}");
         body["learner_id"].as_str().expect("learner id").to_owned()
     }
@@ -350,10 +363,11 @@ impl Drop for TestApp {
     }
 }
 
-/// The body of `PUT /v1/accounts/{local}` linking to `learner` with the
-/// learner's consent (their single sign-on token).
+/// The body of `PUT /v1/accounts/{local}` linking to `learner` (a unified
+/// id) with the learner's consent: their single sign-on token, which names
+/// them (a site that never met the learner has no id of its own for them).
 pub fn consent(learner: &str) -> Value {
-    json!({"learner_id": learner, "consent_token": learner_token(learner, SSO_ISSUER, SSO_SECRET, 300)})
+    json!({"consent_token": learner_token(learner, SSO_ISSUER, SSO_SECRET, 300)})
 }
 
 /// A synthetic 18-character resident ID with a correct check digit.

@@ -12,6 +12,7 @@ mod hostile;
 mod import;
 mod pages;
 mod privacy;
+mod pseudonyms;
 mod recognition;
 mod renewal;
 mod scenarios;
