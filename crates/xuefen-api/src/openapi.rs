@@ -74,8 +74,8 @@ impl Modify for Security {
         recognition::put_group, recognition::get_group, recognition::list_caps, recognition::put_cap, recognition::delete_cap,
         bank::create_bank_key, bank::list_deposits, bank::post_acks, bank::put_ack,
         bank::get_public_key, bank::get_log_checkpoint, bank::get_tile,
-        xapi::get_about, xapi::put_statement, xapi::post_statements, xapi::get_statements,
-        xapi::put_profile, xapi::get_profile, xapi::put_mbox_link,
+        xapi::get_about, xapi::write::put_statement, xapi::write::post_statements, xapi::read::get_statements,
+        xapi::settings::put_profile, xapi::settings::get_profile, xapi::settings::put_mbox_link,
         xapi::documents::state_resource, xapi::documents::activity_profile_resource,
         xapi::documents::agent_profile_resource, xapi::documents::get_activity, xapi::documents::get_agents,
         xapi::documents::get_document_usage,
@@ -92,7 +92,7 @@ impl Modify for Security {
 
         bank::ProofOut, bank::DepositOut, bank::DepositPageOut,
         bank::PublicKeyOut, bank::DecisionIn, bank::AckIn, bank::AcksIn, bank::AckResult, bank::AcksOut,
-        xapi::AboutOut, xapi::StatementPageOut, xapi::XapiProfileIn, xapi::XapiProfileOut, xapi::MboxLinkIn, xapi::MboxLinkOut, xapi::documents::DocumentUsageOut,
+        xapi::AboutOut, xapi::read::StatementPageOut, xapi::settings::XapiProfileIn, xapi::settings::XapiProfileOut, xapi::settings::MboxLinkIn, xapi::settings::MboxLinkOut, xapi::documents::DocumentUsageOut,
     ))
 )]
 pub struct ApiDoc;
