@@ -125,10 +125,21 @@ impl Api {
                         .send()
                         .await
                         .context("POST /v1/learners")?;
-                    let out: LearnerOut = expect(resp, &[StatusCode::CREATED], "register learner")
-                        .await?
-                        .json()
-                        .await?;
+                    expect(resp, &[StatusCode::CREATED], "register learner").await?;
+                    // The site is answered with its own pseudonym; the
+                    // unified id (for the chain) is the admin's to read.
+                    let resp = self
+                        .http
+                        .post(format!("{}/v1/learners", self.base))
+                        .bearer_auth(&self.admin_key)
+                        .json(&serde_json::json!({
+                            "name": format!("Learner {i}"),
+                            "document": {"kind": "passport", "number": format!("P{i:08}")},
+                        }))
+                        .send()
+                        .await
+                        .context("POST /v1/learners (admin)")?;
+                    let out: LearnerOut = expect(resp, &[StatusCode::OK], "find learner").await?.json().await?;
                     let id = LearnerId::parse(out.learner_id)?;
                     let chain = id.chain(chains);
                     Ok::<_, anyhow::Error>(Learner { id, chain, account })

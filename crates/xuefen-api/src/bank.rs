@@ -162,9 +162,9 @@ pub struct DepositOut {
     /// `awarded`, `capped`, `promoted` (an entry that pays credits) or
     /// `reversal` (of one).
     pub kind: String,
+    /// The credit bank's own pseudonym of the learner (`psn_…`): the one
+    /// `POST /v1/learners` answers it for the holder's real-name data.
     pub learner_id: String,
-    /// The learner's keyed real-name hash (HMAC-SHA256 of the identity document, hex).
-    pub learner_real_name_hash: Option<String>,
     pub site_id: String,
     pub event_id: String,
     pub course: String,
@@ -305,7 +305,6 @@ fn deposit_out(r: &DepositRecord, size: u64, path: &[[u8; 32]]) -> DepositOut {
         log_index: r.index,
         kind: b.kind.as_str().to_owned(),
         learner_id: b.learner.to_string(),
-        learner_real_name_hash: r.learner_hash.map(hex::encode),
         site_id: b.site.to_string(),
         event_id: b.event_id.to_string(),
         course: b.course.to_string(),
@@ -376,8 +375,24 @@ pub async fn list_deposits(
     let page = deposit_page(&*state.store, after.0, limit).await?;
     state.metrics.deposits_served(page.next);
     let size = page.head.as_ref().map_or(0, |h| h.size);
+    // The bank knows each learner by its own pseudonym: the one
+    // `POST /v1/learners` gives it for a holder's real-name data.
+    let shown = crate::pseudonyms::Shown::new(
+        &state,
+        &caller.principal,
+        page.deposits.iter().map(|(r, _)| &r.entry.body.learner),
+    )
+    .await?;
     Ok(Json(DepositPageOut {
-        deposits: page.deposits.iter().map(|(r, p)| deposit_out(r, size, p)).collect(),
+        deposits: page
+            .deposits
+            .iter()
+            .map(|(r, p)| {
+                let mut d = deposit_out(r, size, p);
+                d.learner_id = shown.id(&r.entry.body.learner);
+                d
+            })
+            .collect(),
         next_cursor: Cursor(page.next).encode(),
         checkpoint: page.head.map(|h| h.note),
         tree_size: size,

@@ -36,7 +36,8 @@ fn id_schema(name: &str) -> Option<Value> {
             ACCOUNT_BYTES_MAX,
         ),
         "category" => (format!("^[a-z0-9_-]{{1,{CATEGORY_BYTES_MAX}}}$"), CATEGORY_BYTES_MAX),
-        "learner_id" => ("^lrn_[0-9a-f]{32}$".to_owned(), 36),
+        // The unified id (the admin) or a pseudonym (a site, the bank).
+        "learner_id" => ("^(lrn|psn)_[0-9a-f]{32}$".to_owned(), 36),
         "key_id" => ("^key_[0-9a-f]{12}$".to_owned(), 16),
         _ => return None,
     };

@@ -2,7 +2,7 @@
 //! erasure.
 
 use crate::AppState;
-use crate::auth::{Caller, forbidden};
+use crate::auth::Caller;
 use crate::body::ApiJson;
 use crate::problem::{ApiError, ApiResult, Problem};
 use axum::Json;
@@ -38,6 +38,14 @@ fn parse_registered_at(value: Option<&str>) -> ApiResult<Option<xuefen_core::eve
 /// Registers a real-name learner, or finds the one already registered with
 /// the same document (by any site). The document number is kept only as a
 /// keyed hash. With `local_account`, links the site's account too.
+///
+/// The answer's `learner_id` is the caller's own id of the learner: the
+/// unified id for the admin, the caller's pseudonym (`psn_…`) for a site.
+/// The credit bank sends a holder's real-name data (no `local_account`) to
+/// learn its pseudonym of the holder, the one its deposits carry: it
+/// registers nobody (an unknown person is 404, a wrong name 409).
+///
+/// Roles: admin; site; credit bank (match only).
 #[utoipa::path(post, path = "/v1/learners", operation_id = "register_learner", tag = "learners",
     security(("api_key" = [])), request_body = LearnerIn,
     responses((status = 201, body = LearnerOut), (status = 200, body = LearnerOut),
@@ -60,7 +68,23 @@ pub async fn register_learner(
     let site = match (&caller.principal, &parsed.local_account) {
         (Principal::Site(site), _) => Some(site.clone()),
         (Principal::Admin, None) => None,
-        (Principal::Bank, _) => return Err(forbidden("the credit bank does not register learners").into()),
+        (Principal::Bank, Some(_)) => {
+            return Err(Problem::invalid(&xuefen_core::FieldError::new(
+                "local_account",
+                "only a site links its own accounts",
+            ))
+            .into());
+        }
+        (Principal::Bank, None) => {
+            // Match only: the bank learns its pseudonym of a holder the
+            // alliance knows, and registers nobody.
+            let id = same_person(&state, &parsed.document.keyed_hash(&state.identity_key), &parsed.name).await?;
+            let out = LearnerOut {
+                learner_id: crate::pseudonyms::show(&state, &caller.principal, &id).await?,
+                created: false,
+            };
+            return Ok((StatusCode::OK, Json(out)).into_response());
+        }
         (Principal::Admin, Some(_)) => {
             return Err(Problem::invalid(&xuefen_core::FieldError::new(
                 "local_account",
@@ -92,7 +116,7 @@ pub async fn register_learner(
             .map_err(account_conflict)?;
     }
     let out = LearnerOut {
-        learner_id: id.to_string(),
+        learner_id: crate::pseudonyms::show(&state, &caller.principal, &id).await?,
         created: written == Written::Created,
     };
     Ok((status_for(written), Json(out)).into_response())
@@ -156,7 +180,7 @@ pub async fn erase_learner(
     RawQuery(query): RawQuery,
 ) -> ApiResult<Json<ErasureOut>> {
     caller.require_admin()?;
-    let learner = path_id(LearnerId::parse, learner_id)?;
+    let learner = crate::pseudonyms::resolve(&state, &caller.principal, &learner_id, "learner_id").await?;
     let code = query
         .as_deref()
         .unwrap_or_default()
@@ -234,32 +258,7 @@ pub async fn link_account(
             same_person(&state, &document.keyed_hash(&state.identity_key), &name).await?
         }
         AccountLinkParsed::Consent { learner, token } => {
-            let sso = state.sso.as_ref().ok_or_else(|| {
-                Problem::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "sso_not_configured",
-                    "no single sign-on is configured, so consent tokens cannot be checked; send the real-name data",
-                )
-                .with_field("consent_token")
-            })?;
-            let consenting = sso.verify(&token)?;
-            if consenting != learner {
-                return Err(Problem::new(
-                    StatusCode::FORBIDDEN,
-                    "consent_mismatch",
-                    "the consent token is not the named learner's",
-                )
-                .with_field("consent_token")
-                .into());
-            }
-            if !state.store.learner_exists(&learner).await? {
-                return Err(
-                    Problem::new(StatusCode::NOT_FOUND, "unknown_learner", "no learner has this id")
-                        .with_field("learner_id")
-                        .into(),
-                );
-            }
-            learner
+            crate::pseudonyms::consenting_learner(&state, &caller.principal, &token, learner.as_deref()).await?
         }
     };
     let written = state
@@ -269,7 +268,7 @@ pub async fn link_account(
         .map_err(account_conflict)?;
     let out = AccountLinkOut {
         local_account: account.to_string(),
-        learner_id: learner.to_string(),
+        learner_id: crate::pseudonyms::show(&state, &caller.principal, &learner).await?,
         created: written == Written::Created,
     };
     Ok((status_for(written), Json(out)).into_response())
@@ -318,6 +317,8 @@ impl LearnerIn {
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct LearnerOut {
+    /// The caller's id of the learner: the unified id (`lrn_…`) for the
+    /// admin, the caller's own pseudonym (`psn_…`) for a site or the bank.
     pub learner_id: String,
     /// False when the person was already registered (by any site).
     pub created: bool,
@@ -334,8 +335,9 @@ pub struct ErasureOut {
 
 /// What links a local account to a learner: proof that the site knows the
 /// person. Either the full real-name data (`name` and `document`, which
-/// must match what is stored), or `learner_id` with `consent_token`, the
-/// learner's own single sign-on token naming that learner.
+/// must match what is stored), or `consent_token`, the learner's own single
+/// sign-on token, which names them; `learner_id`, if sent with it, must be
+/// the site's own id of that learner.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AccountLinkIn {
@@ -353,7 +355,7 @@ pub struct AccountLinkIn {
 /// An account link request, checked for its shape.
 pub enum AccountLinkParsed {
     /// The learner's consent through their token.
-    Consent { learner: LearnerId, token: String },
+    Consent { learner: Option<String>, token: String },
     /// The person's full real-name data.
     RealName { name: String, document: Document },
 }
@@ -377,14 +379,16 @@ impl AccountLinkIn {
             (Some(_), None) => Err(FieldError::new("document", "is required with name")),
             (None, Some(_)) => Err(FieldError::new("name", "is required with document")),
             (None, None) => {
-                let learner = LearnerId::parse(required(&self.learner_id, "learner_id")?)?;
                 let token = required(&self.consent_token, "consent_token").map_err(|_| {
                     FieldError::new(
                         "consent_token",
-                        "linking by learner_id needs the learner's consent: their single sign-on token (or send the full real-name data instead)",
+                        "linking without the real-name data needs the learner's consent: their single sign-on token",
                     )
                 })?;
-                Ok(AccountLinkParsed::Consent { learner, token })
+                Ok(AccountLinkParsed::Consent {
+                    learner: self.learner_id.clone(),
+                    token,
+                })
             }
         }
     }
@@ -393,6 +397,7 @@ impl AccountLinkIn {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct AccountLinkOut {
     pub local_account: String,
+    /// The site's own pseudonym of the learner.
     pub learner_id: String,
     pub created: bool,
 }

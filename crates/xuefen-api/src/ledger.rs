@@ -40,9 +40,10 @@ pub async fn put_event(
     State(state): State<AppState>,
     caller: Caller,
     Path(event_id): Path<String>,
-    ApiJson(input): ApiJson<EventIn>,
+    ApiJson(mut input): ApiJson<EventIn>,
 ) -> ApiResult<Response> {
     let site = caller.require_posting_site()?.clone();
+    crate::pseudonyms::resolve_event_learner(&state, &caller.principal, &mut input).await?;
     let id = path_id(EventId::parse_input, event_id)?;
     if let Some(body_id) = &input.event_id
         && body_id != id.as_str()
@@ -97,7 +98,9 @@ pub async fn get_event(
         .entry_by_event(site, &id)
         .await?
         .ok_or(xuefen_store::StoreError::NotFound)?;
-    Ok(Json(EntryOut::new(&entry, None)))
+    let mut out = EntryOut::new(&entry, None);
+    crate::pseudonyms::show_entry(&state, &caller.principal, &mut out).await?;
+    Ok(Json(out))
 }
 
 /// Posts a batch of events: a JSON array, or NDJSON with
@@ -151,7 +154,14 @@ pub async fn post_events(
     let mut events = Vec::with_capacity(items.len());
     let mut slots = Vec::with_capacity(items.len());
     for (i, item) in items.into_iter().enumerate() {
-        match parse_item(&site, item) {
+        let parsed = match parse_item_input(item) {
+            Ok(mut input) => {
+                crate::pseudonyms::resolve_event_learner(&state, &caller.principal, &mut input).await?;
+                finish_item(&site, &input)
+            }
+            Err(rejected) => Err(rejected),
+        };
+        match parsed {
             Ok(event) => {
                 slots.push(i);
                 events.push(event);
@@ -210,6 +220,11 @@ pub(crate) fn split_batch(bytes: &[u8], ndjson: bool) -> Result<Vec<&RawValue>, 
 }
 
 pub(crate) fn parse_item(site: &SiteId, item: &RawValue) -> Result<Event, ItemRejection> {
+    finish_item(site, &parse_item_input(item)?)
+}
+
+/// An item read as an event's wire form, before its fields are checked.
+pub(crate) fn parse_item_input(item: &RawValue) -> Result<EventIn, ItemRejection> {
     if let Err(problem) = crate::body::check_no_nul(item.get().as_bytes()) {
         let raw_id = serde_json::from_str::<serde_json::Value>(item.get())
             .ok()
@@ -247,6 +262,12 @@ pub(crate) fn parse_item(site: &SiteId, item: &RawValue) -> Result<Event, ItemRe
             )));
         }
     };
+    Ok(input)
+}
+
+/// An item's event, once its learner id is the unified one
+/// ([`crate::pseudonyms::resolve_event_learner`]).
+pub(crate) fn finish_item(site: &SiteId, input: &EventIn) -> Result<Event, ItemRejection> {
     let raw_id = input.event_id.clone().unwrap_or_default();
     let id = input
         .event_id

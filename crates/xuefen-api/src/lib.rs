@@ -24,6 +24,7 @@ pub mod openapi;
 mod ops;
 mod pages;
 pub mod problem;
+pub mod pseudonyms;
 mod recognition;
 mod record;
 mod routes;

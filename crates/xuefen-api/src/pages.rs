@@ -290,7 +290,7 @@ pub(crate) async fn signed_in_learner(state: &AppState, headers: &HeaderMap) -> 
     let Some(token) = bearer(headers).or_else(|| cookie(headers, LEARNER_COOKIE)) else {
         return Err(render(StatusCode::UNAUTHORIZED, "me_login.html", context! {}));
     };
-    verifier.verify(token).map_err(|e| {
+    verifier.learner(state, token).await.map_err(|e| {
         let mut resp = render(
             StatusCode::UNAUTHORIZED,
             "me_login.html",

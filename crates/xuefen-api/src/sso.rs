@@ -1,10 +1,16 @@
 //! Learners sign in through the province's single sign-on, which hands them
 //! a JWT; Xuefen only verifies it.
 //!
-//! The token's `sub` is the unified learner id (`lrn_…`); `iss`, `aud` and
-//! `exp` are required and checked against the settings. Production uses the
-//! SSO's public key (RS256 or ES256, PEM); development and tests use an
-//! HS256 secret, with which [`dev_token`] signs tokens (`xuefen dev-token`).
+//! `iss`, `aud` and `exp` are required and checked against the settings.
+//! Which claim names the learner, and how, is [`SsoSubject`]: by default
+//! `sub` is the unified learner id (`lrn_…`); a provincial SSO that does
+//! not know that id names the person by its own id in a configurable claim
+//! instead, which is bound to a learner on the first login that carries the
+//! person's real-name-verified identity document in another configurable
+//! claim (kept as keyed hashes, never in clear; erasure removes the
+//! binding). Production uses the SSO's public key (RS256 or ES256, PEM);
+//! development and tests use an HS256 secret, with which [`dev_token`] and
+//! [`dev_token_with`] sign tokens (`xuefen dev-token`).
 
 use axum::extract::FromRequestParts;
 use axum::http::StatusCode;
@@ -49,10 +55,43 @@ pub struct SsoSettings {
     pub leeway_seconds: u64,
 }
 
+/// How a token names its learner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SsoSubject {
+    /// `claim` holds the unified learner id (`lrn_…`): the development
+    /// default, for an SSO that stores Xuefen's id.
+    LearnerId { claim: String },
+    /// `claim` holds the SSO's own stable id of the person. It is bound to a
+    /// learner once, on the first login whose `document_claim` holds the
+    /// person's identity document (a resident ID number as a string, or
+    /// `{"kind": …, "number": …}`), which must be registered; later logins
+    /// need only the id.
+    Bound {
+        claim: String,
+        document_claim: Option<String>,
+    },
+}
+
+impl Default for SsoSubject {
+    fn default() -> Self {
+        Self::LearnerId { claim: "sub".into() }
+    }
+}
+
+impl SsoSubject {
+    fn claim(&self) -> &str {
+        match self {
+            Self::LearnerId { claim } | Self::Bound { claim, .. } => claim,
+        }
+    }
+}
+
 /// Verifies learner tokens.
 pub struct SsoVerifier {
     key: DecodingKey,
     validation: Validation,
+    issuer: String,
+    subject: SsoSubject,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -76,33 +115,162 @@ impl SsoVerifier {
         let mut validation = Validation::new(alg);
         validation.set_issuer(&[settings.issuer.as_str()]);
         validation.set_audience(&[settings.audience.as_str()]);
-        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud"]);
         validation.leeway = settings.leeway_seconds;
-        Ok(Self { key, validation })
+        Ok(Self {
+            key,
+            validation,
+            issuer: settings.issuer.clone(),
+            subject: SsoSubject::default(),
+        })
     }
 
-    /// The learner a token speaks for.
-    pub fn verify(&self, token: &str) -> Result<LearnerId, ApiError> {
-        let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation).map_err(|e| {
-            use jsonwebtoken::errors::ErrorKind;
-            let why = match e.kind() {
-                ErrorKind::ExpiredSignature => "the token has expired",
-                ErrorKind::InvalidIssuer => "the token was not issued by the configured single sign-on",
-                ErrorKind::InvalidAudience => "the token is not meant for this service",
-                ErrorKind::InvalidSignature => "the token's signature is not valid",
-                ErrorKind::InvalidAlgorithm => "the token is signed with another algorithm",
-                ErrorKind::MissingRequiredClaim(_) => "the token lacks a required claim (sub, iss, aud, exp)",
-                _ => "the token is not a valid JWT",
-            };
-            ApiError::from(unauthorized(why))
-        })?;
-        LearnerId::parse_as(data.claims.sub, "sub")
-            .map_err(|_| unauthorized("the token's subject is not a unified learner id").into())
+    /// Names the learner by `subject` instead of `sub` holding the unified id.
+    pub fn with_subject(mut self, subject: SsoSubject) -> Self {
+        self.subject = subject;
+        self
     }
+
+    /// The token's claims, once its signature, issuer, audience and expiry
+    /// are checked, with the subject claim present as a non-empty string.
+    fn claims(&self, token: &str) -> Result<(String, serde_json::Map<String, serde_json::Value>), ApiError> {
+        let data =
+            jsonwebtoken::decode::<serde_json::Map<String, serde_json::Value>>(token, &self.key, &self.validation)
+                .map_err(|e| {
+                    use jsonwebtoken::errors::ErrorKind;
+                    let why = match e.kind() {
+                        ErrorKind::ExpiredSignature => "the token has expired",
+                        ErrorKind::InvalidIssuer => "the token was not issued by the configured single sign-on",
+                        ErrorKind::InvalidAudience => "the token is not meant for this service",
+                        ErrorKind::InvalidSignature => "the token's signature is not valid",
+                        ErrorKind::InvalidAlgorithm => "the token is signed with another algorithm",
+                        ErrorKind::MissingRequiredClaim(_) => "the token lacks a required claim (iss, aud, exp)",
+                        _ => "the token is not a valid JWT",
+                    };
+                    ApiError::from(unauthorized(why))
+                })?;
+        let claim = self.subject.claim();
+        let subject = data
+            .claims
+            .get(claim)
+            .and_then(|v| v.as_str())
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| ApiError::from(unauthorized(&format!("the token lacks the subject claim `{claim}`"))))?
+            .to_owned();
+        Ok((subject, data.claims))
+    }
+
+    /// The learner a token speaks for, when the subject claim holds the
+    /// unified learner id; with a bound subject, use [`Self::learner`].
+    pub fn verify(&self, token: &str) -> Result<LearnerId, ApiError> {
+        let (subject, _) = self.claims(token)?;
+        match &self.subject {
+            SsoSubject::LearnerId { .. } => LearnerId::parse_as(subject, "sub")
+                .map_err(|_| unauthorized("the token's subject is not a unified learner id").into()),
+            SsoSubject::Bound { .. } => Err(unauthorized("the token's subject must be looked up in the store").into()),
+        }
+    }
+
+    /// The learner a token speaks for, binding the SSO's id of the person on
+    /// the first login that carries their identity document. A subject
+    /// bound to nobody, without a registered document, is 404
+    /// `unknown_learner`.
+    pub async fn learner(&self, state: &AppState, token: &str) -> Result<LearnerId, ApiError> {
+        let SsoSubject::Bound { claim, document_claim } = &self.subject else {
+            return self.verify(token);
+        };
+        let (subject, claims) = self.claims(token)?;
+        let hash = subject_hash(&state.identity_key, &self.issuer, &subject);
+        if let Some(learner) = state.store.learner_by_sso_subject(&hash).await? {
+            return Ok(learner);
+        }
+        let document = document_claim.as_deref().and_then(|c| claims.get(c).map(|v| (c, v)));
+        let Some((name, value)) = document else {
+            return Err(not_bound(&format!(
+                "the single sign-on account (`{claim}`) is not bound to a learner yet; the first login must carry the identity document{}",
+                document_claim
+                    .as_deref()
+                    .map(|c| format!(" in `{c}`"))
+                    .unwrap_or_default()
+            )));
+        };
+        let document = parse_document(value)
+            .map_err(|e| ApiError::from(unauthorized(&format!("the token's `{name}` claim: {}", e.detail))))?;
+        let Some((learner, _)) = state
+            .store
+            .learner_by_document(&document.keyed_hash(&state.identity_key))
+            .await?
+        else {
+            return Err(not_bound(
+                "no learner is registered with the identity document of the token",
+            ));
+        };
+        state.store.bind_sso_subject(&hash, &learner).await?;
+        tracing::info!("single sign-on subject bound to a learner");
+        Ok(learner)
+    }
+}
+
+fn not_bound(detail: &str) -> ApiError {
+    Problem::new(StatusCode::NOT_FOUND, "unknown_learner", detail).into()
+}
+
+/// The identity document a token's document claim holds: a resident ID
+/// number, or `{"kind": …, "number": …}`.
+fn parse_document(value: &serde_json::Value) -> Result<xuefen_core::identity::Document, xuefen_core::FieldError> {
+    use xuefen_core::identity::{Document, DocumentKind};
+    match value {
+        serde_json::Value::String(number) => Document::parse(DocumentKind::ResidentId, number),
+        serde_json::Value::Object(o) => {
+            let text = |f: &'static str| {
+                o.get(f)
+                    .and_then(|v| v.as_str())
+                    .ok_or_else(|| xuefen_core::FieldError::new(f, "must be a string"))
+            };
+            Document::parse(DocumentKind::parse(text("kind")?)?, text("number")?)
+        }
+        _ => Err(xuefen_core::FieldError::new(
+            "document",
+            "must be a resident ID number or {\"kind\", \"number\"}",
+        )),
+    }
+}
+
+/// `HMAC-SHA256(identity key, "xuefen/sso-subject/v1\0" ‖ issuer ‖ "\0" ‖ subject)`:
+/// how a binding is stored, so that the SSO's id of the person is never
+/// kept in clear.
+pub fn subject_hash(identity_key: &[u8], issuer: &str, subject: &str) -> [u8; 32] {
+    use hmac::Mac;
+    let mut mac = <hmac::Hmac<sha2::Sha256> as Mac>::new_from_slice(identity_key)
+        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+    mac.update(b"xuefen/sso-subject/v1\0");
+    mac.update(issuer.as_bytes());
+    mac.update(b"\0");
+    mac.update(subject.as_bytes());
+    mac.finalize().into_bytes().into()
 }
 
 fn unauthorized(detail: &str) -> Problem {
     Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", detail)
+}
+
+/// A token with the given claims besides `iss`, `aud`, `exp` and `iat`,
+/// valid for `ttl_seconds`, signed with an HS256 secret: what `xuefen
+/// dev-token --subject` prints, in the shape a provincial SSO sends.
+pub fn dev_token_with(
+    secret: &[u8],
+    issuer: &str,
+    audience: &str,
+    claims: serde_json::Map<String, serde_json::Value>,
+    now_unix: u64,
+    ttl_seconds: u64,
+) -> Result<String, jsonwebtoken::errors::Error> {
+    let mut all = claims;
+    all.insert("iss".into(), issuer.into());
+    all.insert("aud".into(), audience.into());
+    all.insert("exp".into(), now_unix.saturating_add(ttl_seconds).into());
+    all.insert("iat".into(), now_unix.into());
+    jsonwebtoken::encode(&Header::new(Algorithm::HS256), &all, &EncodingKey::from_secret(secret))
 }
 
 /// A token for `learner`, valid for `ttl_seconds`, signed with an HS256
@@ -157,7 +325,7 @@ impl FromRequestParts<AppState> for SignedInLearner {
                     "send the single sign-on token as `Authorization: Bearer <jwt>`",
                 ))
             })?;
-        Ok(Self(verifier.verify(token)?))
+        Ok(Self(verifier.learner(state, token).await?))
     }
 }
 

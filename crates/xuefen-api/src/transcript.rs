@@ -16,11 +16,16 @@ use xuefen_core::transcript::{Filter, status_of, totals_from_rows};
 use xuefen_store::Principal;
 
 use crate::problem::PositionOut;
-use crate::wire::*;
 
 /// A learner's transcript: totals by year, category and site over the whole
 /// history, and a page of entries with their status and ledger position.
 /// For the admin and for sites that have linked or credited the learner.
+/// `learner_id` is the caller's id of the learner: the unified id or any
+/// party's pseudonym for the admin, the site's own pseudonym for a site
+/// (another site's pseudonym is the same 404 as an unknown one); learners
+/// are named in the answer the same way.
+///
+/// Roles: admin; site (learners it linked or credited). Not the credit bank.
 #[utoipa::path(get, path = "/v1/learners/{learner_id}/transcript", operation_id = "get_transcript", tag = "learners",
     security(("api_key" = [])),
     params(("learner_id" = String, Path),
@@ -39,17 +44,19 @@ pub async fn get_transcript(
     RawQuery(query): RawQuery,
 ) -> ApiResult<Json<TranscriptOut>> {
     caller.refuse_bank()?;
-    let learner = path_id(|v| LearnerId::parse_as(v, "learner_id"), learner)?;
+    let learner = crate::pseudonyms::resolve(&state, &caller.principal, &learner, "learner_id").await?;
     let page = Page::parse(query.as_deref())?;
     if !state.store.learner_exists(&learner).await? {
-        return Err(xuefen_store::StoreError::NotFound.into());
+        return Err(crate::pseudonyms::unknown("learner_id"));
     }
     if let Principal::Site(site) = &caller.principal
         && !state.store.site_knows_learner(site, &learner).await?
     {
         return Err(forbidden("a site reads only the transcripts of learners it has linked or credited").into());
     }
-    Ok(Json(transcript_page(&state, &learner, page).await?))
+    let mut out = transcript_page(&state, &learner, page).await?;
+    crate::pseudonyms::show_transcript(&state, &caller.principal, &mut out).await?;
+    Ok(Json(out))
 }
 
 /// The signed-in learner's own transcript (bearer token of the province's

@@ -18,6 +18,7 @@ pub mod ids;
 pub mod limits;
 pub mod merkle;
 pub mod plan;
+pub mod pseudonym;
 pub mod rule;
 pub mod site_log;
 pub mod tlog;

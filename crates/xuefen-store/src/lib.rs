@@ -121,6 +121,7 @@ pub trait Store:
     + transcript::TranscriptStore
     + stats::StatsStore
     + bank::BankStore
+    + pseudonyms::PseudonymStore
     + Send
     + Sync
     + 'static
@@ -136,6 +137,7 @@ pub mod courses;
 pub mod keys;
 pub mod learners;
 pub mod ledger;
+pub mod pseudonyms;
 pub mod recognition;
 pub mod records;
 pub mod sites;
@@ -148,6 +150,7 @@ pub use courses::{Course, CourseStore};
 pub use keys::{KeyRecord, KeyStore, NewKey, Principal};
 pub use learners::{LearnerStore, NewLearner};
 pub use ledger::LedgerStore;
+pub use pseudonyms::PseudonymStore;
 pub use recognition::{Group, RecognitionStore};
 pub use sites::{Site, SiteAct, SiteStore, agreement_standing, site_change, site_transition};
 pub use stats::{SiteYearStats, StatsRule, StatsStore};
@@ -165,8 +168,8 @@ pub mod conformance;
 /// (`use xuefen_store::prelude::*`); code holding a `dyn Store` needs none.
 pub mod prelude {
     pub use crate::{
-        BankStore, CourseStore, KeyStore, LearnerStore, LedgerStore, RecognitionStore, ServiceStore, SiteStore,
-        StatsStore, Store, TranscriptStore, XapiDocumentStore, XapiStore,
+        BankStore, CourseStore, KeyStore, LearnerStore, LedgerStore, PseudonymStore, RecognitionStore, ServiceStore,
+        SiteStore, StatsStore, Store, TranscriptStore, XapiDocumentStore, XapiStore,
     };
 }
 

@@ -433,20 +433,16 @@ fn verify_deposit(d: &Value, checkpoint: &LogCheckpoint) -> anyhow::Result<()> {
     };
     let bytes = hex::decode(field(d, "entry_bytes")?)?;
     let body = EntryBody::decode(&bytes).map_err(|e| anyhow!("entry bytes do not decode: {e}"))?;
-    // A version-2 entry names its learner by a commitment, not the id the
-    // feed shows (docs/ledger-format.md, section 3c): only a version-1
-    // entry's learner can be compared with its bytes.
-    let learner = body
-        .commitment
-        .is_none()
-        .then(|| ("learner_id", body.learner.as_str().to_owned()));
-    let shown = learner.into_iter().chain([
+    // The feed names the learner by the bank's own pseudonym, which no
+    // entry's bytes hold (a version-2 entry has a commitment, a version-1
+    // entry the unified id): the learner is not compared.
+    let shown = [
         ("site_id", body.site.as_str().to_owned()),
         ("event_id", body.event_id.as_str().to_owned()),
         ("course", body.course.as_str().to_owned()),
         ("credits", body.credits.to_string()),
         ("completed_at", body.occurred_at.to_rfc3339()),
-    ]);
+    ];
     for (name, value) in shown {
         if field(d, name)? != value {
             return Err(Untrusted(format!("entry {position}: `{name}` is not what the entry's bytes say")).into());

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
-use xuefen_api::sso::{SsoKey, SsoSettings, SsoVerifier, dev_token};
+use xuefen_api::sso::{SsoKey, SsoSettings, SsoSubject, SsoVerifier, dev_token, dev_token_with};
 use xuefen_api::{AppState, CommitSettings, Limits, StatsSettings};
 use xuefen_core::event::Millis;
 use xuefen_core::ids::{RegionCode, SiteId, SiteLevel, SiteStatus};
@@ -112,9 +112,17 @@ enum Command {
     /// Print a learner token signed with the HS256 single sign-on secret
     /// (the development default), for trying `/v1/me/transcript`.
     DevToken {
-        /// The unified learner id (`lrn_…`).
+        /// The unified learner id (`lrn_…`), as `sub`.
+        #[arg(long, required_unless_present = "subject", conflicts_with = "subject")]
+        learner: Option<String>,
+        /// The SSO's own id of the person, as the `sso_subject_claim` claim
+        /// (with `sso_subject_kind = sso_id`).
         #[arg(long)]
-        learner: String,
+        subject: Option<String>,
+        /// The person's resident ID number, as the `sso_document_claim`
+        /// claim: what binds a new subject to the learner registered with it.
+        #[arg(long, requires = "subject")]
+        document: Option<String>,
         /// How long the token is valid.
         #[arg(long, default_value_t = 3600)]
         ttl_seconds: u64,
@@ -382,7 +390,12 @@ async fn run(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode> {
         Command::Verify { public_key, checkpoint } => verify(db, public_key.as_deref(), checkpoint.as_deref()).await,
         Command::Sites(cmd) => sites(db, cmd).await,
         Command::Keys(cmd) => keys(db, cmd).await,
-        Command::DevToken { learner, ttl_seconds } => {
+        Command::DevToken {
+            learner,
+            subject,
+            document,
+            ttl_seconds,
+        } => {
             // With the generated development secret, the server's must be
             // used: refuse instead of generating one nobody verifies with.
             let dev_secret = settings.data_dir.join("sso-dev.key");
@@ -400,25 +413,64 @@ async fn run(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode> {
             let SsoKey::Hs256(secret) = sso_key(&settings)? else {
                 bail!("dev-token signs with an HS256 secret; the configured key is a public key");
             };
-            let learner = xuefen_core::ids::LearnerId::parse(learner)?;
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .context("read the clock")?
                 .as_secs();
-            let token = dev_token(
-                &secret,
-                &settings.sso_issuer,
-                &settings.sso_audience,
-                &learner,
-                now,
-                ttl_seconds,
-            )
+            let token = match (learner, subject) {
+                (Some(learner), _) => {
+                    let learner = xuefen_core::ids::LearnerId::parse(learner)?;
+                    dev_token(
+                        &secret,
+                        &settings.sso_issuer,
+                        &settings.sso_audience,
+                        &learner,
+                        now,
+                        ttl_seconds,
+                    )
+                }
+                (None, subject) => {
+                    let mut claims = serde_json::Map::new();
+                    claims.insert(settings.sso_subject_claim.clone(), subject.unwrap_or_default().into());
+                    if let Some(number) = document {
+                        let Some(claim) = settings.sso_document_claim.clone() else {
+                            bail!("--document needs sso_document_claim to name the claim it goes in");
+                        };
+                        claims.insert(claim, number.into());
+                    }
+                    dev_token_with(
+                        &secret,
+                        &settings.sso_issuer,
+                        &settings.sso_audience,
+                        claims,
+                        now,
+                        ttl_seconds,
+                    )
+                }
+            }
             .context("sign the token")?;
             println!("{token}");
             Ok(ExitCode::SUCCESS)
         }
         Command::Bank(BankCommand::Pull(args)) => bank_pull::pull(args).await,
         Command::Import(args) => import::import(args).await,
+    }
+}
+
+/// How a learner token names the person: `sso_subject_claim` holding the
+/// unified id, or the SSO's own id bound through `sso_document_claim`.
+fn sso_subject(settings: &Settings) -> anyhow::Result<SsoSubject> {
+    let claim = settings.sso_subject_claim.trim().to_owned();
+    if claim.is_empty() {
+        bail!("sso_subject_claim must name a claim");
+    }
+    match settings.sso_subject_kind.as_str() {
+        "learner_id" => Ok(SsoSubject::LearnerId { claim }),
+        "sso_id" => Ok(SsoSubject::Bound {
+            claim,
+            document_claim: settings.sso_document_claim.clone().filter(|c| !c.trim().is_empty()),
+        }),
+        other => bail!("sso_subject_kind `{other}` is not one of learner_id, sso_id"),
     }
 }
 
@@ -563,7 +615,8 @@ async fn serve(args: &Settings) -> anyhow::Result<ExitCode> {
         key: sso_key(args)?,
         leeway_seconds: args.sso_leeway_seconds,
     })
-    .context("load the single sign-on key")?;
+    .context("load the single sign-on key")?
+    .with_subject(sso_subject(args)?);
     let whole = |credits: u64| {
         xuefen_core::amount::Credits::from_cents(i64::try_from(credits).unwrap_or(i64::MAX / 100).saturating_mul(100))
     };

@@ -297,6 +297,12 @@ settings! {
     sso_key_file: Option<PathBuf> = "", env ["XUEFEN_SSO_KEY_FILE"];
     /// Seconds a learner token's `exp` may lie in the past and still be accepted (clock skew between the single sign-on and this service).
     sso_leeway_seconds: u64 = "5", env ["XUEFEN_SSO_LEEWAY_SECONDS"];
+    /// The claim of a learner token that names the person.
+    sso_subject_claim: String = "sub", env ["XUEFEN_SSO_SUBJECT_CLAIM"];
+    /// What that claim holds: `learner_id` (the unified id `lrn_…`) or `sso_id` (the SSO's own id of the person, bound to a learner on the first login that carries `sso_document_claim`).
+    sso_subject_kind: String = "learner_id", env ["XUEFEN_SSO_SUBJECT_KIND"];
+    /// With `sso_subject_kind = sso_id`: the claim holding the person's real-name-verified identity document (a resident ID number, or `{"kind", "number"}`), which binds the SSO's id to the learner registered with it.
+    sso_document_claim: Option<String> = "", env ["XUEFEN_SSO_DOCUMENT_CLAIM"];
     /// Whole credits a learner needs in a calendar year to count towards the agreement's "each with at least 20 credits".
     stats_credits_each: u64 = "20", env ["XUEFEN_STATS_CREDITS_EACH"];
     /// Whole credits earned on one site in a calendar year that make a learning star (学习之星) of that site.

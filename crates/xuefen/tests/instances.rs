@@ -428,7 +428,14 @@ async fn three_instances_write_one_consistent_ledger() {
             .expect("total")
             .parse()
             .expect("decimal total");
-        let (cents, count) = sums.get(id).copied().unwrap_or_default();
+        // The site knows the learner by its pseudonym; the ledger by the
+        // unified id.
+        let global: String = sqlx::query_scalar("select learner_id from learner_pseudonyms where pseudonym = $1")
+            .bind(id)
+            .fetch_one(&pool)
+            .await
+            .expect("the pseudonym handed to the site");
+        let (cents, count) = sums.get(&global).copied().unwrap_or_default();
         assert_eq!(total, Decimal::new(cents, 2), "learner {l}: transcript vs SQL");
         assert_eq!(
             total,

@@ -41,6 +41,7 @@ use xuefen_core::rule::CreditRule;
 use crate::{Course, NewLearner, ServiceStore, Site, Store};
 
 pub mod log;
+pub mod pseudonyms;
 pub mod scenarios;
 pub mod xapi_documents;
 pub mod xapi_related;
@@ -158,6 +159,11 @@ macro_rules! conformance_scenarios {
             verify_catches_an_altered_or_missing_tile,
             verify_catches_a_log_cut_short_behind_a_held_checkpoint,
             verify_catches_entries_in_unknown_chains_and_missing_or_extra_heads,
+        );
+        $crate::__conformance_apply!($callback $backend
+            pseudonyms_resolve_only_for_the_audience_they_were_handed_to,
+            erasure_keeps_the_ledger_valid_and_removes_the_learner_everywhere,
+            an_sso_subject_is_bound_to_its_first_learner_only,
         );
     };
 }

@@ -214,7 +214,8 @@ async fn deposits_come_in_pages_with_valid_proofs_and_a_cursor_always_gives_the_
     assert!(all.iter().all(|d| d["recognition_group"].is_null()));
     assert!(
         all.iter()
-            .all(|d| d["learner_real_name_hash"].as_str().is_some_and(|h| h.len() == 64))
+            .all(|d| d["learner_id"].as_str().is_some_and(|h| h.starts_with("psn_"))
+                && d.get("learner_real_name_hash").is_none())
     );
 
     // Each page carries the signed checkpoint its proofs lead to.

@@ -73,13 +73,26 @@ impl TestApp {
 
     /// A service whose statistics count with these settings.
     pub async fn spawn_with_stats(backend: Backend, stats: xuefen_api::StatsSettings) -> Self {
+        Self::spawn_with(backend, stats, xuefen_api::sso::SsoSubject::default()).await
+    }
+
+    /// A service whose learner tokens name the person as `subject` says.
+    pub async fn spawn_with_sso_subject(backend: Backend, subject: xuefen_api::sso::SsoSubject) -> Self {
+        Self::spawn_with(backend, xuefen_api::StatsSettings::default(), subject).await
+    }
+
+    async fn spawn_with(
+        backend: Backend,
+        stats: xuefen_api::StatsSettings,
+        subject: xuefen_api::sso::SsoSubject,
+    ) -> Self {
         match backend {
-            Backend::Postgres => Self::postgres(stats).await,
-            Backend::Sqlite => Self::sqlite(stats).await,
+            Backend::Postgres => Self::postgres(stats, subject).await,
+            Backend::Sqlite => Self::sqlite(stats, subject).await,
         }
     }
 
-    async fn postgres(stats: xuefen_api::StatsSettings) -> Self {
+    async fn postgres(stats: xuefen_api::StatsSettings, subject: xuefen_api::sso::SsoSubject) -> Self {
         let (_, url) = pg::create_database().await;
         let settings = PgSettings {
             url: url.clone(),
@@ -88,10 +101,10 @@ impl TestApp {
             acquire_timeout: Duration::from_secs(10),
         };
         let store = PgStore::connect(&settings, true).await.expect("connect and migrate");
-        Self::start(Arc::new(store.clone()), url, Db::Postgres(store), stats).await
+        Self::start(Arc::new(store.clone()), url, Db::Postgres(store), stats, subject).await
     }
 
-    async fn sqlite(stats: xuefen_api::StatsSettings) -> Self {
+    async fn sqlite(stats: xuefen_api::StatsSettings, subject: xuefen_api::sso::SsoSubject) -> Self {
         let path = std::env::temp_dir().join(format!("xuefen-test-{}.db", uuid::Uuid::new_v4().simple()));
         let url = format!("sqlite://{}", path.display());
         let settings = SqliteSettings {
@@ -101,7 +114,7 @@ impl TestApp {
         let store = SqliteStore::connect(&settings, true)
             .await
             .expect("open and migrate SQLite");
-        Self::start(Arc::new(store.clone()), url, Db::Sqlite(store, path), stats).await
+        Self::start(Arc::new(store.clone()), url, Db::Sqlite(store, path), stats, subject).await
     }
 
     async fn start(
@@ -109,6 +122,7 @@ impl TestApp {
         database_url: String,
         db: Db,
         stats: xuefen_api::StatsSettings,
+        subject: xuefen_api::sso::SsoSubject,
     ) -> Self {
         let (key, admin) = xuefen_api::auth::mint(Principal::Admin);
         store.create_key(&key).await.expect("admin key");
@@ -118,7 +132,8 @@ impl TestApp {
             key: xuefen_api::sso::SsoKey::Hs256(SSO_SECRET.to_vec()),
             leeway_seconds: SSO_LEEWAY_SECONDS,
         })
-        .expect("SSO verifier");
+        .expect("SSO verifier")
+        .with_subject(subject);
         let mut state = AppState::new(
             store.clone(),
             TEST_LIMITS,
@@ -210,10 +225,23 @@ impl TestApp {
         assert!(status.is_success(), "{body}");
     }
 
-    /// Registers a learner (from a synthetic resident ID) linked to `account`.
+    /// Registers a learner (from a synthetic resident ID) linked to
+    /// `account`, and returns the unified id (`lrn_…`) as the admin and the
+    /// learner's single sign-on know it. (The site itself is answered with
+    /// its own pseudonym; a site may still name a learner it linked by the
+    /// unified id: tests/api/pseudonyms.rs.)
     pub async fn learner(&self, key: &str, account: &str, person: u32) -> String {
-        let body = json!({"name": "测试", "document": {"kind": "resident_id", "number": resident_id(person)}, "local_account": account});
+        let document = json!({"kind": "resident_id", "number": resident_id(person)});
+        let body = json!({"name": "测试", "document": document, "local_account": account});
         let (status, body) = self.post("/v1/learners", key, body).await;
+        assert!(status.is_success(), "{body}");
+        let (status, body) = self
+            .post(
+                "/v1/learners",
+                &self.admin,
+                json!({"name": "测试", "document": document}),
+            )
+            .await;
         assert!(status.is_success(), "{body}");
         body["learner_id"].as_str().expect("learner id").to_owned()
     }
@@ -335,10 +363,11 @@ impl Drop for TestApp {
     }
 }
 
-/// The body of `PUT /v1/accounts/{local}` linking to `learner` with the
-/// learner's consent (their single sign-on token).
+/// The body of `PUT /v1/accounts/{local}` linking to `learner` (a unified
+/// id) with the learner's consent: their single sign-on token, which names
+/// them (a site that never met the learner has no id of its own for them).
 pub fn consent(learner: &str) -> Value {
-    json!({"learner_id": learner, "consent_token": learner_token(learner, SSO_ISSUER, SSO_SECRET, 300)})
+    json!({"consent_token": learner_token(learner, SSO_ISSUER, SSO_SECRET, 300)})
 }
 
 /// A synthetic 18-character resident ID with a correct check digit.

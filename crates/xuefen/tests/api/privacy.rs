@@ -183,6 +183,13 @@ async fn erasure_keeps_the_ledger_valid_and_leaves_nothing_personal_in_the_datab
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
+    let pseudonym = body["learner_id"].as_str().expect("id").to_owned();
+    assert!(pseudonym.starts_with("psn_"), "{pseudonym}");
+    // The unified id, as the admin (and the learner's token) knows it.
+    let (status, body) = app
+        .post("/v1/learners", &app.admin, json!({"name": name, "document": doc}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
     let learner = body["learner_id"].as_str().expect("id").to_owned();
     let other = app.learner(&a, "acct-other", 3).await;
     let (status, _) = app.put("/v1/accounts/b-ouyang", &b, consent(&learner)).await;
@@ -247,9 +254,14 @@ async fn erasure_keeps_the_ledger_valid_and_leaves_nothing_personal_in_the_datab
         "the other learner's name is still there (the check can fail)"
     );
     assert!(holds(other.as_bytes()), "the other learner's id is still there");
+    assert!(
+        app.scalar("select count(*) from learner_pseudonyms").await > 0,
+        "the other learner's pseudonyms are still there"
+    );
     for (what, needle) in [
         ("the name", name.as_bytes()),
         ("the unified id", learner.as_bytes()),
+        ("site A's pseudonym", pseudonym.as_bytes()),
         ("the local account", account.as_bytes()),
         ("the other site's local account", "b-ouyang".as_bytes()),
         ("the revocation note", note.as_bytes()),

@@ -19,7 +19,7 @@ backend_tests!(
     a_batch_writes_only_new_events_and_rejected_items_do_not_block,
     a_revocation_writes_a_reversal_once,
     a_batch_over_many_chains_keeps_request_order,
-    events_can_name_the_learner_by_unified_id,
+    events_can_name_the_learner_by_the_sites_own_id,
     a_batch_longer_than_the_limit_is_rejected,
     a_body_larger_than_the_limit_is_rejected,
     strings_and_decimals_out_of_range_are_rejected,
@@ -73,8 +73,9 @@ async fn a_site_key_cannot_act_as_admin_or_read_another_site(app: TestApp) {
     let learner = app.learner(&b, "u1", 1).await;
     let (status, _) = app.put("/v1/events/e1", &b, completion("u1", "C1", "5")).await;
     assert_eq!(status, StatusCode::CREATED);
+    // Site A knows nobody by that id: the same 404 as for an unknown one.
     let (status, _) = app.get(&format!("/v1/learners/{learner}/transcript"), &a).await;
-    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(status, StatusCode::NOT_FOUND);
     // Site A cannot see site B's event, nor credit B's course.
     let (status, _) = app.get("/v1/events/e1", &a).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
@@ -82,7 +83,13 @@ async fn a_site_key_cannot_act_as_admin_or_read_another_site(app: TestApp) {
     ev["learner"] = json!({"id": learner});
     let (status, body) = app.put("/v1/events/e1", &a, ev).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(body["code"], "unknown_course");
+    // Site A knows nobody by site B's learner's id.
+    assert_eq!(body["code"], "unknown_learner");
+    ev = completion("u1", "C1", "5");
+    app.learner(&a, "u1", 1).await;
+    let (status, body) = app.put("/v1/events/e1", &a, ev).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body["code"], "unknown_course", "{body}");
 }
 
 async fn a_suspended_site_gets_403_saying_so(app: TestApp) {
@@ -137,7 +144,9 @@ async fn the_same_person_registered_by_two_sites_is_one_learner(app: TestApp) {
         .await;
     assert_eq!(s2, StatusCode::OK);
     assert_eq!(second["created"], false);
-    assert_eq!(first["learner_id"], second["learner_id"]);
+    // One learner, known to each site by its own pseudonym.
+    assert_ne!(first["learner_id"], second["learner_id"]);
+    assert_eq!(app.scalar("select count(*) from learners").await, 1);
     // Linking an account already linked to someone else is a conflict.
     let other = app.learner(&a, "a-2", 43).await;
     let (status, body) = app.put("/v1/accounts/a-1", &a, crate::harness::consent(&other)).await;
@@ -466,11 +475,20 @@ async fn a_batch_over_many_chains_keeps_request_order(app: TestApp) {
     assert_eq!(code, 0, "{report}");
 }
 
-async fn events_can_name_the_learner_by_unified_id(app: TestApp) {
+async fn events_can_name_the_learner_by_the_sites_own_id(app: TestApp) {
     let a = app.site("site-a").await;
     let b = app.site("site-b").await;
     app.course(&b, "C9", "vocational").await;
-    let learner = app.learner(&a, "a-1", 5).await;
+    app.learner(&a, "a-1", 5).await;
+    // Site B registers the person (no account of its own): it names the
+    // learner by the pseudonym it is answered with.
+    let doc = json!({"kind": "resident_id", "number": resident_id(5)});
+    let (status, body) = app
+        .post("/v1/learners", &b, json!({"name": "测试", "document": doc}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let learner = body["learner_id"].as_str().expect("learner id").to_owned();
+    assert!(learner.starts_with("psn_"), "{learner}");
     let mut ev = completion("ignored", "C9", "20");
     ev["learner"] = json!({"id": learner});
     let (status, body) = app.put("/v1/events/b-1", &b, ev).await;
