@@ -1,0 +1,176 @@
+//! Declaring a recognition group: the reversals of second payments it
+//! writes, and how a re-declaration is compared with the stored one.
+
+use super::Head;
+use super::Plan;
+use crate::entry::{Entry, EntryBody, EntryKind};
+use crate::event::{Event, EventBody, LearnerRef, Millis, Reason};
+use crate::ids::{EventId, GroupId, LearnerId, Position};
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+/// The event id of the reversal that declaring `group` writes for the
+/// entry at `paid` (a second payment of the group): `recognised:<group>:<chain>-<seq>`.
+pub fn declaration_event_id(group: &GroupId, paid: Position) -> Option<EventId> {
+    EventId::parse(format!("recognised:{group}:{}-{}", paid.chain, paid.seq)).ok()
+}
+
+/// What declaring (or re-declaring) recognition group `group` writes: for
+/// every learner paid more than once among the group's courses by entries
+/// recorded before (in one CST year at a time when `per_year`), a reversal
+/// of each payment but the one the group keeps (the one already written
+/// with the group, else the earliest). Each reversal carries the group, the
+/// site and event of the entry it reverses, and a reason naming the kept
+/// entry. Old entries are never changed; declaring the same group again
+/// writes nothing new.
+///
+/// `histories` holds, per learner with their chain, every entry of the
+/// learner whose course is a member of the group or that carries it, in
+/// sequence order; `heads` the current heads of those chains; `secrets`
+/// the learners' secrets, under which each reversal names its learner by a
+/// commitment (format version 2). A learner without one (erased) gets no
+/// reversal: nothing more is written about them.
+pub fn plan_declaration(
+    group: &GroupId,
+    per_year: bool,
+    histories: &[(LearnerId, u32, Vec<Entry>)],
+    heads: &HashMap<u32, Head>,
+    secrets: &HashMap<LearnerId, [u8; 32]>,
+    now: Millis,
+) -> Plan {
+    let mut plan = Plan::default();
+    for (learner, chain, history) in histories {
+        let Some(secret) = secrets.get(learner) else {
+            continue;
+        };
+        let reversed: HashSet<Position> = history
+            .iter()
+            .filter(|e| e.body.kind == EntryKind::Reversal)
+            .filter_map(|e| e.body.refers_to)
+            .collect();
+        let mut by_period: BTreeMap<Option<i32>, Vec<&Entry>> = BTreeMap::new();
+        for e in history {
+            if e.body.kind.pays() && !reversed.contains(&e.position) {
+                let period = per_year.then(|| e.body.occurred_at.year_cst());
+                by_period.entry(period).or_default().push(e);
+            }
+        }
+        for paid in by_period.values().filter(|p| p.len() > 1) {
+            let keep = paid
+                .iter()
+                .find(|e| e.body.recognition_group.as_ref() == Some(group))
+                .unwrap_or(&paid[0]);
+            for extra in paid.iter().filter(|e| e.position != keep.position) {
+                let Some(event_id) = declaration_event_id(group, extra.position) else {
+                    continue;
+                };
+                let t = &extra.body;
+                // A promotion repeats its recognised completion's key.
+                let target = t.event_id.clone();
+                // The hashed reason is a code; the words stay beside the
+                // entry as its note.
+                let reason = Reason::code("credited_once", "reason").unwrap_or_default();
+                let note = Reason::parse(
+                    format!("credited once: recognition group {group} pays entry {}", keep.position),
+                    "reason",
+                )
+                .ok();
+                let head = plan
+                    .heads
+                    .get(chain)
+                    .or_else(|| heads.get(chain))
+                    .copied()
+                    .unwrap_or(Head::EMPTY);
+                let position = Position {
+                    chain: *chain,
+                    seq: head.seq + 1,
+                };
+                let entry = Entry::seal(
+                    position,
+                    head.hash,
+                    EntryBody {
+                        kind: EntryKind::Reversal,
+                        site: t.site.clone(),
+                        event_id,
+                        learner: t.learner.clone(),
+                        commitment: Some(crate::entry::learner_commitment(secret, position)),
+                        course: t.course.clone(),
+                        category: t.category.clone(),
+                        credits: t.credits.negated(),
+                        occurred_at: t.occurred_at,
+                        recorded_at: now,
+                        score: None,
+                        hours: None,
+                        rule_version: t.rule_version,
+                        refers_to: Some(extra.position),
+                        target_event: Some(target),
+                        reason,
+                        note,
+                        recognition_group: Some(group.clone()),
+                        withheld: None,
+                    },
+                );
+                plan.heads.insert(
+                    *chain,
+                    Head {
+                        seq: entry.position.seq,
+                        hash: entry.hash,
+                    },
+                );
+                plan.entries.push(entry);
+            }
+        }
+    }
+    plan
+}
+
+/// The first field in which `event` differs from `stored`, the entry under
+/// its key (TigerBeetle's `exists_with_different_<field>`); `None` when the
+/// event repeats it. `same_learner` says whether the event's learner is the
+/// entry's (resolving an account is the caller's business).
+pub fn first_difference(
+    event: &Event,
+    stored: &EntryBody,
+    same_learner: impl FnOnce(&LearnerRef) -> bool,
+) -> Option<&'static str> {
+    match (&event.body, stored.kind) {
+        (
+            EventBody::Completion(c),
+            EntryKind::Awarded | EntryKind::NotPassed | EntryKind::Recognised | EntryKind::Capped,
+        ) => {
+            if c.course != stored.course {
+                Some("course")
+            } else if !same_learner(&c.learner) {
+                Some("learner")
+            } else if c.completed_at != stored.occurred_at {
+                Some("completed_at")
+            } else if c.score != stored.score {
+                Some("score")
+            } else if c.hours != stored.hours {
+                Some("hours")
+            } else {
+                None
+            }
+        }
+        (EventBody::Revocation(r), EntryKind::Reversal) => {
+            // A version-1 reversal holds the free text in `reason`; a
+            // version-2 one the code, with the text as its note.
+            let (code, text) = match stored.commitment {
+                Some(_) => (
+                    stored.reason.as_str(),
+                    stored.note.as_ref().map(Reason::as_str).unwrap_or_default(),
+                ),
+                None => (r.code.as_str(), stored.reason.as_str()),
+            };
+            if Some(&r.target) != stored.target_event.as_ref() {
+                Some("target_event_id")
+            } else if r.code.as_str() != code {
+                Some("reason_code")
+            } else if r.reason.as_str() != text {
+                Some("reason")
+            } else {
+                None
+            }
+        }
+        _ => Some("kind"),
+    }
+}
