@@ -49,6 +49,7 @@ use copy::CopyWriter;
 
 mod bank;
 mod xapi;
+mod witness;
 mod xapi_documents;
 
 /// Migrations embedded from `migrations/postgres`.

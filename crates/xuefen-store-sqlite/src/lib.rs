@@ -63,6 +63,7 @@ use xuefen_store::{
 
 mod bank;
 mod xapi;
+mod witness;
 mod xapi_documents;
 
 /// Migrations embedded from `migrations/sqlite`.

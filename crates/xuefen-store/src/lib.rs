@@ -197,7 +197,7 @@ impl PoolStats {
 
 /// The storage port.
 #[async_trait]
-pub trait Store: xapi::XapiStore + xapi_documents::XapiDocumentStore + Send + Sync + 'static {
+pub trait Store: xapi::XapiStore + xapi_documents::XapiDocumentStore + witness::WitnessStore + Send + Sync + 'static {
     /// Whether the database answers and its schema is current.
     async fn ready(&self) -> Result<()>;
     /// The connection pool's size and idle count, read without waiting.
@@ -385,6 +385,7 @@ pub fn referral(referred: &mut Referrals, position: Position, kind: i64) {
 pub mod records;
 
 pub mod verify;
+pub mod witness;
 
 pub mod xapi;
 pub use xapi::{NewStatement, StatementQuery, StatementRow, XapiStore};
