@@ -98,6 +98,11 @@ impl Cosigner {
     }
 }
 
+/// Whether `name` may name a key in a signed note (no spaces or `+`).
+pub fn valid_name(name: &str) -> bool {
+    signed_note::is_key_name_valid(name)
+}
+
 /// The message a `cosignature/v1` signs: the header line, the time line,
 /// then the checkpoint's note text (its lines, without signatures).
 pub fn signed_message(timestamp: u64, text: &str) -> Vec<u8> {
