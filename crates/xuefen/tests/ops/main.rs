@@ -15,3 +15,4 @@ mod metrics;
 mod otel;
 mod server;
 mod shutdown;
+mod witness;
