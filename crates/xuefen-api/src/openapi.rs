@@ -4,6 +4,7 @@
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
+use crate::batch_contract::BatchContract;
 use crate::contract::Strict;
 use crate::dto::*;
 use crate::problem::Problem;
@@ -64,7 +65,7 @@ impl Modify for Security {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Xuefen", description = "The lifelong-learning credit ledger of a provincial alliance of learning sites."),
-    modifiers(&Security, &Strict),
+    modifiers(&Security, &Strict, &BatchContract),
     paths(
         routes::healthz, routes::readyz, crate::metrics::metrics,
         routes::create_site, routes::list_sites, routes::get_site, routes::set_site_status, routes::list_site_changes, routes::get_site_stats, routes::list_stats, routes::create_site_key, routes::revoke_key,
