@@ -8,6 +8,7 @@
 #[path = "../support/pg.rs"]
 mod pg;
 
+mod batch_crash;
 mod config;
 mod hostile_tcp;
 mod manifests;
