@@ -6,7 +6,7 @@
 //! ID is `SHA-256(name ‖ 0x0A ‖ 0x04 ‖ public key)[..4]`, the timestamp is
 //! 8 bytes big-endian (POSIX seconds) and the signature is over
 //! `cosignature/v1\ntime <timestamp>\n` followed by the checkpoint's note
-//! text. The byte layout is in `docs/ledger-format.md`, section 12.
+//! text. The byte layout and a worked example are in `docs/ledger-format.md`, section 12.
 //!
 //! [`decide`] is the whole decision of a witness on one request, given the
 //! latest checkpoint it cosigned for the origin: the HTTP answer the spec
