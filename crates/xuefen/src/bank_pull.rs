@@ -19,6 +19,10 @@
 //! A deposit the bank already decided otherwise (through the API) is
 //! answered as a per-item conflict: it is recorded as "decided elsewhere",
 //! reported, and the cursor moves on; the consumer never stops on it.
+//!
+//! With `--witness NAME=KEY` (repeated) and `--quorum N`, every page's
+//! checkpoint must also carry valid C2SP `cosignature/v1` lines of at least
+//! N of the named witnesses (default: all), or the consumer stops (exit 1).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
