@@ -41,6 +41,7 @@ use xuefen_core::rule::CreditRule;
 use crate::{Course, NewLearner, Site, Store};
 
 pub mod log;
+pub mod witness;
 pub mod scenarios;
 pub mod xapi_documents;
 pub mod xapi_related;
@@ -158,6 +159,7 @@ macro_rules! conformance_scenarios {
             verify_catches_an_altered_or_missing_tile,
             verify_catches_a_log_cut_short_behind_a_held_checkpoint,
             verify_catches_entries_in_unknown_chains_and_missing_or_extra_heads,
+            cosignatures_are_kept_per_checkpoint_and_witness_and_served_with_the_note,
         );
     };
 }

@@ -2216,3 +2216,4 @@ fn remember(lookups: &mut plan::Lookups, entries: &[xuefen_core::entry::Entry]) 
 
 // The scenarios of the log, kept in their own file.
 pub use super::log::*;
+pub use super::witness::*;
