@@ -48,10 +48,7 @@ async fn copy_chain(pool: &PgPool, chain: u32) -> Result<u64> {
             header = true;
         }
         // Whole tuples: i16 field count, then per field i32 length and data.
-        loop {
-            let Some(count) = buf.get(at..at + 2).map(|b| i16::from_be_bytes([b[0], b[1]])) else {
-                break;
-            };
+        while let Some(count) = buf.get(at..at + 2).map(|b| i16::from_be_bytes([b[0], b[1]])) {
             if count == -1 {
                 at += 2;
                 break;
@@ -59,7 +56,10 @@ async fn copy_chain(pool: &PgPool, chain: u32) -> Result<u64> {
             let mut end = at + 2;
             let mut whole = true;
             for _ in 0..count {
-                let Some(len) = buf.get(end..end + 4).map(|b| i32::from_be_bytes([b[0], b[1], b[2], b[3]])) else {
+                let Some(len) = buf
+                    .get(end..end + 4)
+                    .map(|b| i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+                else {
                     whole = false;
                     break;
                 };
@@ -96,7 +96,13 @@ pub async fn verify_baseline(pool: &PgPool, chains: u32) -> Result<(u64, Duratio
 /// The log's tables and their total size (heap, TOAST, indexes), in bytes.
 async fn log_bytes(pool: &PgPool) -> Result<Vec<(String, i64)>> {
     let mut out = Vec::new();
-    for table in ["log_tiles", "log_segments", "log_checkpoints", "log_chain_tips", "log_cosignatures"] {
+    for table in [
+        "log_tiles",
+        "log_segments",
+        "log_checkpoints",
+        "log_chain_tips",
+        "log_cosignatures",
+    ] {
         let bytes: i64 = sqlx::query_scalar("select pg_total_relation_size($1::regclass)")
             .bind(table)
             .fetch_one(pool)
@@ -108,15 +114,23 @@ async fn log_bytes(pool: &PgPool) -> Result<Vec<(String, i64)>> {
 }
 
 async fn log_size(pool: &PgPool) -> Result<i64> {
-    Ok(sqlx::query_scalar("select coalesce(max(size), 0)::bigint from log_checkpoints")
-        .fetch_one(pool)
-        .await?)
+    Ok(
+        sqlx::query_scalar("select coalesce(max(size), 0)::bigint from log_checkpoints")
+            .fetch_one(pool)
+            .await?,
+    )
 }
 
 /// Sealing storage of a ledger of `entries` (waits, at most `wait`, until
 /// the service has sealed them all), then its growth over `idle` with no
 /// writes. Returns the two benchmark lines.
-pub async fn sealing_storage(pool: &PgPool, entries: u64, wait: Duration, idle: Duration, ledger: usize) -> Result<[String; 2]> {
+pub async fn sealing_storage(
+    pool: &PgPool,
+    entries: u64,
+    wait: Duration,
+    idle: Duration,
+    ledger: usize,
+) -> Result<[String; 2]> {
     let started = Instant::now();
     loop {
         let size = log_size(pool).await?;
@@ -124,7 +138,10 @@ pub async fn sealing_storage(pool: &PgPool, entries: u64, wait: Duration, idle: 
             break;
         }
         if started.elapsed() > wait {
-            bail!("the log holds {size} of {entries} entries after {:.0} s", wait.as_secs_f64());
+            bail!(
+                "the log holds {size} of {entries} entries after {:.0} s",
+                wait.as_secs_f64()
+            );
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

@@ -83,7 +83,11 @@ impl Cosigner {
                 Some((&COSIGNATURE_V1, rest)) => rest
                     .try_into()
                     .map_err(|_| format!("the key of `{name}` is not 32 bytes"))?,
-                _ => return Err(format!("the verifier key of `{name}` is not an Ed25519 cosignature key")),
+                _ => {
+                    return Err(format!(
+                        "the verifier key of `{name}` is not an Ed25519 cosignature key"
+                    ));
+                }
             }
         };
         let key = VerifyingKey::from_bytes(&bytes).map_err(|_| format!("the key of `{name}` is not an Ed25519 key"))?;
@@ -168,7 +172,11 @@ pub fn verify_line(line: &str, cosigner: &Cosigner, text: &str) -> Option<u64> {
 /// The valid cosignatures in `lines` over `text`, one per named cosigner
 /// (the newest when one signed twice). Lines of unknown keys are ignored,
 /// as the spec asks.
-pub fn cosignatures<'a>(lines: impl IntoIterator<Item = &'a str>, cosigners: &[Cosigner], text: &str) -> Vec<Cosignature> {
+pub fn cosignatures<'a>(
+    lines: impl IntoIterator<Item = &'a str>,
+    cosigners: &[Cosigner],
+    text: &str,
+) -> Vec<Cosignature> {
     let mut out: Vec<Cosignature> = Vec::new();
     for line in lines {
         for c in cosigners {
@@ -225,7 +233,9 @@ impl AddCheckpoint {
         }
         let mut proof = Vec::new();
         loop {
-            let (line, after) = rest.split_once('\n').ok_or("the proof is not followed by a blank line")?;
+            let (line, after) = rest
+                .split_once('\n')
+                .ok_or("the proof is not followed by a blank line")?;
             rest = after;
             if line.is_empty() {
                 break;
@@ -283,10 +293,17 @@ pub fn note_origin(note: &str) -> Option<&str> {
 /// A witness's decision on `req`: the checkpoint to record and cosign, or
 /// the refusal. `log_key` is the trusted key of the origin the note names
 /// (`None`: unknown origin); `latest` the checkpoint last cosigned for it.
-pub fn decide(req: &AddCheckpoint, log_key: Option<&VerifyingKey>, latest: Option<&LogCheckpoint>) -> Result<LogCheckpoint, Refusal> {
-    let origin = note_origin(&req.note).ok_or_else(|| Refusal::BadRequest("the checkpoint has no origin line".into()))?;
+pub fn decide(
+    req: &AddCheckpoint,
+    log_key: Option<&VerifyingKey>,
+    latest: Option<&LogCheckpoint>,
+) -> Result<LogCheckpoint, Refusal> {
+    let origin =
+        note_origin(&req.note).ok_or_else(|| Refusal::BadRequest("the checkpoint has no origin line".into()))?;
     let Some(key) = log_key else {
-        return Err(Refusal::UnknownLog(format!("`{origin}` is not a log this witness follows")));
+        return Err(Refusal::UnknownLog(format!(
+            "`{origin}` is not a log this witness follows"
+        )));
     };
     let cp = LogCheckpoint::open(&req.note, origin, key).map_err(|e| match e {
         crate::tlog::NoteFailure::Malformed(m) => Refusal::BadRequest(m),
@@ -303,12 +320,16 @@ pub fn decide(req: &AddCheckpoint, log_key: Option<&VerifyingKey>, latest: Optio
         return Err(Refusal::Conflict { size: have });
     }
     if cp.size == 0 && cp.root != merkle::empty_root() {
-        return Err(Refusal::Inconsistent("a checkpoint of size 0 must have the empty tree's root".into()));
+        return Err(Refusal::Inconsistent(
+            "a checkpoint of size 0 must have the empty tree's root".into(),
+        ));
     }
     match latest {
         None => {
             if !req.proof.is_empty() {
-                return Err(Refusal::Inconsistent("a proof from the old size 0 must be empty".into()));
+                return Err(Refusal::Inconsistent(
+                    "a proof from the old size 0 must be empty".into(),
+                ));
             }
         }
         Some(l) if l.size == cp.size => {
@@ -322,7 +343,9 @@ pub fn decide(req: &AddCheckpoint, log_key: Option<&VerifyingKey>, latest: Optio
         Some(l) => {
             if l.size == 0 {
                 if !req.proof.is_empty() {
-                    return Err(Refusal::Inconsistent("a proof from the old size 0 must be empty".into()));
+                    return Err(Refusal::Inconsistent(
+                        "a proof from the old size 0 must be empty".into(),
+                    ));
                 }
             } else if !merkle::verify_consistency(l.size, cp.size, &l.root, &cp.root, &req.proof) {
                 return Err(Refusal::Inconsistent(format!(

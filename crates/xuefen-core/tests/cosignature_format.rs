@@ -17,11 +17,18 @@ fn block(doc: &str, info: &str) -> String {
     let mut lines = doc.lines();
     while let Some(line) = lines.next() {
         if line.trim() == format!("```{info}") {
-            let body: Vec<&str> = lines.by_ref().take_while(|l| !l.trim_start().starts_with("```")).collect();
+            let body: Vec<&str> = lines
+                .by_ref()
+                .take_while(|l| !l.trim_start().starts_with("```"))
+                .collect();
             found.push(format!("{}\n", body.join("\n")));
         }
     }
-    assert_eq!(found.len(), 1, "docs/ledger-format.md needs exactly one block ```{info}");
+    assert_eq!(
+        found.len(),
+        1,
+        "docs/ledger-format.md needs exactly one block ```{info}"
+    );
     found.remove(0)
 }
 

@@ -48,8 +48,8 @@ pub mod copy;
 use copy::CopyWriter;
 
 mod bank;
-mod xapi;
 mod witness;
+mod xapi;
 mod xapi_documents;
 
 /// Migrations embedded from `migrations/postgres`.

@@ -45,11 +45,12 @@ impl WitnessStore for PgStore {
     }
 
     async fn cosignatures_at(&self, size: u64) -> Result<Vec<Cosignature>> {
-        let rows = sqlx::query("select witness, signed_at, line from log_cosignatures where size = $1 order by witness")
-            .bind(size as i64)
-            .fetch_all(&self.read_pool)
-            .await
-            .map_err(db)?;
+        let rows =
+            sqlx::query("select witness, signed_at, line from log_cosignatures where size = $1 order by witness")
+                .bind(size as i64)
+                .fetch_all(&self.read_pool)
+                .await
+                .map_err(db)?;
         rows.iter()
             .map(|r| {
                 let ts: i64 = r.col(1)?;

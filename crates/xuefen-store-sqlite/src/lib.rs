@@ -62,8 +62,8 @@ use xuefen_store::{
 };
 
 mod bank;
-mod xapi;
 mod witness;
+mod xapi;
 mod xapi_documents;
 
 /// Migrations embedded from `migrations/sqlite`.

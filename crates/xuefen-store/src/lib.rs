@@ -197,7 +197,9 @@ impl PoolStats {
 
 /// The storage port.
 #[async_trait]
-pub trait Store: xapi::XapiStore + xapi_documents::XapiDocumentStore + witness::WitnessStore + Send + Sync + 'static {
+pub trait Store:
+    xapi::XapiStore + xapi_documents::XapiDocumentStore + witness::WitnessStore + Send + Sync + 'static
+{
     /// Whether the database answers and its schema is current.
     async fn ready(&self) -> Result<()>;
     /// The connection pool's size and idle count, read without waiting.

@@ -130,7 +130,11 @@ impl Quorum {
             return Err(Untrusted(format!(
                 "the checkpoint of size {size} carries valid cosignatures of {} of the named witnesses ({}), {} are required",
                 good.len(),
-                if good.is_empty() { "none".to_owned() } else { good.join(", ") },
+                if good.is_empty() {
+                    "none".to_owned()
+                } else {
+                    good.join(", ")
+                },
                 self.needed
             )));
         }

@@ -91,7 +91,13 @@ async fn proof(store: &dyn Store, old: u64, size: u64) -> anyhow::Result<Vec<[u8
 
 /// Sends `head` to `target` and keeps its cosignature; the size the
 /// witness holds afterwards.
-async fn witness_one(http: &reqwest::Client, store: &dyn Store, target: &Target, head: &LogHead, known: u64) -> anyhow::Result<u64> {
+async fn witness_one(
+    http: &reqwest::Client,
+    store: &dyn Store,
+    target: &Target,
+    head: &LogHead,
+    known: u64,
+) -> anyhow::Result<u64> {
     let (text, _) = witness::split_note(&head.note).ok_or_else(|| anyhow!("the stored checkpoint is not a note"))?;
     let mut old = known;
     for _ in 0..2 {
@@ -169,6 +175,33 @@ pub async fn run(store: Arc<dyn Store>, targets: Vec<Target>, interval: Duration
                     tracing::warn!(witness = %name, log.size = head.size, error = %format!("{e:#}"), "witness did not cosign");
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_witnesses_setting_parses_and_bad_entries_are_named() {
+        let key = ed25519_dalek::SigningKey::from_bytes(&[5; 32]).verifying_key();
+        let hex_key = hex::encode(key.as_bytes());
+        let targets = parse_targets(&format!(
+            "a.example/w={hex_key}@http://127.0.0.1:8090/, b.example/w={hex_key}@https://w.example"
+        ))
+        .expect("valid");
+        assert_eq!(targets.len(), 2);
+        assert_eq!(targets[0].url, "http://127.0.0.1:8090");
+        assert_eq!(targets[1].cosigner.name, "b.example/w");
+        assert!(parse_targets("").expect("empty").is_empty());
+        for bad in [
+            format!("a={hex_key}"),
+            format!("a={hex_key}@ftp://x"),
+            "a=00@http://x".to_owned(),
+            format!("a={hex_key}@http://x,a={hex_key}@http://y"),
+        ] {
+            assert!(parse_targets(&bad).is_err(), "{bad}");
         }
     }
 }

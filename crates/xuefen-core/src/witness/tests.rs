@@ -69,16 +69,28 @@ fn the_request_body_round_trips_and_bad_ones_are_refused() {
         note: "o\n21\nAA==\n\n— o AAAA\n".into(),
     };
     assert_eq!(AddCheckpoint::parse(&req.body()), Ok(req));
-    for bad in ["old 01\n\nx", "old -1\n\nx", "new 1\n\nx", "old 1\nnot-base64\n\nx", "old 1\n"] {
+    for bad in [
+        "old 01\n\nx",
+        "old -1\n\nx",
+        "new 1\n\nx",
+        "old 1\nnot-base64\n\nx",
+        "old 1\n",
+    ] {
         assert!(AddCheckpoint::parse(bad).is_err(), "{bad:?}");
     }
-    let many = format!("old 1\n{}\nx", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n".repeat(64));
+    let many = format!(
+        "old 1\n{}\nx",
+        "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n".repeat(64)
+    );
     assert!(AddCheckpoint::parse(&many).unwrap_err().contains("63"));
 }
 
 fn log_of(n: u64) -> (Tiles, Vec<Hash>) {
     let leaves: Vec<Hash> = (0..n).map(|i| tlog::leaf(&[i as u8; 32])).collect();
-    let tiles: Tiles = tlog::append(0, &Tiles::new(), &leaves).expect("append").into_iter().collect();
+    let tiles: Tiles = tlog::append(0, &Tiles::new(), &leaves)
+        .expect("append")
+        .into_iter()
+        .collect();
     (tiles, leaves)
 }
 
@@ -118,7 +130,10 @@ fn the_witness_checks_follow_the_spec() {
     );
     assert_eq!(r.map_err(|e| e.status()), Err(403));
     // Old size not the witness's: 409 with its size.
-    assert_eq!(decide(&first, Some(&pk), Some(&c10)), Err(Refusal::Conflict { size: 10 }));
+    assert_eq!(
+        decide(&first, Some(&pk), Some(&c10)),
+        Err(Refusal::Conflict { size: 10 })
+    );
     // Old size above the checkpoint (a rolled-back log): 400.
     let back = AddCheckpoint {
         old_size: 40,
@@ -139,7 +154,10 @@ fn the_witness_checks_follow_the_spec() {
         size: 40,
         root: tlog::root(40, &{
             let leaves: Vec<Hash> = (0..40u64).map(|i| tlog::leaf(&[i as u8 ^ 0x55; 32])).collect();
-            tlog::append(0, &Tiles::new(), &leaves).expect("append").into_iter().collect()
+            tlog::append(0, &Tiles::new(), &leaves)
+                .expect("append")
+                .into_iter()
+                .collect()
         })
         .expect("root"),
     };
@@ -185,7 +203,11 @@ fn cosignatures_keep_one_valid_line_per_named_witness() {
     let b = cosign("w1", &w1, text, 200);
     let bad = cosign("w2", &w1, text, 100);
     let unknown = cosign("w3", &w2, text, 100);
-    let got = cosignatures([a.as_str(), b.as_str(), bad.as_str(), unknown.as_str()], &cosigners, text);
+    let got = cosignatures(
+        [a.as_str(), b.as_str(), bad.as_str(), unknown.as_str()],
+        &cosigners,
+        text,
+    );
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].witness, "w1");
     assert_eq!(got[0].timestamp, 200);

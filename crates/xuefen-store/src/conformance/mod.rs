@@ -41,8 +41,8 @@ use xuefen_core::rule::CreditRule;
 use crate::{Course, NewLearner, Site, Store};
 
 pub mod log;
-pub mod witness;
 pub mod scenarios;
+pub mod witness;
 pub mod xapi_documents;
 pub mod xapi_related;
 

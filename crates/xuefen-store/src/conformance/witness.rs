@@ -51,7 +51,10 @@ pub async fn cosignatures_are_kept_per_checkpoint_and_witness_and_served_with_th
     assert_eq!(store.cosigned_by("w1.example").await.expect("by"), None);
     assert!(served_head(store.as_ref(), true).await.expect("served").is_none());
     assert_eq!(
-        served_head(store.as_ref(), false).await.expect("served").map(|h| h.note),
+        served_head(store.as_ref(), false)
+            .await
+            .expect("served")
+            .map(|h| h.note),
         Some(head.note.clone())
     );
 
@@ -63,14 +66,23 @@ pub async fn cosignatures_are_kept_per_checkpoint_and_witness_and_served_with_th
     // An older line of the same witness does not replace a newer one.
     let w1_old = cosignature("w1.example", 11, &text, 50);
     store.put_cosignature(size, &w1_old).await.expect("put");
-    assert_eq!(store.cosignatures_at(size).await.expect("at"), vec![w1.clone(), w2.clone()]);
+    assert_eq!(
+        store.cosignatures_at(size).await.expect("at"),
+        vec![w1.clone(), w2.clone()]
+    );
     // A newer one does.
     let w1_new = cosignature("w1.example", 11, &text, 300);
     store.put_cosignature(size, &w1_new).await.expect("put");
-    assert_eq!(store.cosignatures_at(size).await.expect("at"), vec![w1_new.clone(), w2.clone()]);
+    assert_eq!(
+        store.cosignatures_at(size).await.expect("at"),
+        vec![w1_new.clone(), w2.clone()]
+    );
     assert_eq!(store.cosigned_by("w1.example").await.expect("by"), Some(size));
     assert_eq!(store.latest_cosigned().await.expect("latest"), Some(size));
-    let served = served_head(store.as_ref(), true).await.expect("served").expect("cosigned");
+    let served = served_head(store.as_ref(), true)
+        .await
+        .expect("served")
+        .expect("cosigned");
     assert_eq!(served.note, format!("{}{}{}", head.note, w1_new.line, w2.line));
 
     // The log grows; witnessed, the served checkpoint and the feed stay at
@@ -84,13 +96,21 @@ pub async fn cosignatures_are_kept_per_checkpoint_and_witness_and_served_with_th
         .expect("seal")
         .expect("sealed");
     assert!(grown > size);
-    let served = served_head(store.as_ref(), true).await.expect("served").expect("cosigned");
+    let served = served_head(store.as_ref(), true)
+        .await
+        .expect("served")
+        .expect("cosigned");
     assert_eq!(served.size, size);
-    let page = deposit_page_at(store.as_ref(), Some(served), 0, 100).await.expect("page");
+    let page = deposit_page_at(store.as_ref(), Some(served), 0, 100)
+        .await
+        .expect("page");
     assert_eq!(page.deposits.len(), 3, "only the awards under the cosigned checkpoint");
     assert!(page.deposits.iter().all(|(r, _)| r.index < size));
     assert_eq!(
-        served_head(store.as_ref(), false).await.expect("served").map(|h| h.size),
+        served_head(store.as_ref(), false)
+            .await
+            .expect("served")
+            .map(|h| h.size),
         Some(grown)
     );
 }

@@ -119,7 +119,12 @@ fn verify(server: &Server) {
     );
 }
 
-async fn post_batch(client: &reqwest::Client, base: &str, key: &str, batch: &Value) -> Result<(StatusCode, Value), reqwest::Error> {
+async fn post_batch(
+    client: &reqwest::Client,
+    base: &str,
+    key: &str,
+    batch: &Value,
+) -> Result<(StatusCode, Value), reqwest::Error> {
     let resp = client
         .post(format!("{base}/v1/events"))
         .bearer_auth(key)
@@ -223,11 +228,20 @@ async fn scenario(backend: Backend) {
         }
         let (s, again) = post_batch(&client, &base, &site, &batch).await.expect("third send");
         assert_eq!(s, StatusCode::OK);
-        assert_eq!(again["duplicate"].as_u64(), Some(ITEMS as u64), "{}", again["duplicate"]);
+        assert_eq!(
+            again["duplicate"].as_u64(),
+            Some(ITEMS as u64),
+            "{}",
+            again["duplicate"]
+        );
         assert_eq!(entries(backend, &server.database_url, &prefix).await, after);
         eprintln!(
             "{backend:?} round {round}: killed after {delay_ms} ms, {}; {} of {ITEMS} items were written before the retry",
-            if answered { "after the answer" } else { "before the answer" },
+            if answered {
+                "after the answer"
+            } else {
+                "before the answer"
+            },
             before.len()
         );
         if !answered && !partial.is_empty() {

@@ -73,7 +73,11 @@ async fn get_text(client: &reqwest::Client, url: &str) -> (StatusCode, String) {
     (status, resp.text().await.expect("body"))
 }
 
-async fn add_checkpoint(client: &reqwest::Client, w: &WitnessProc, req: &AddCheckpoint) -> (StatusCode, String, String) {
+async fn add_checkpoint(
+    client: &reqwest::Client,
+    w: &WitnessProc,
+    req: &AddCheckpoint,
+) -> (StatusCode, String, String) {
     let resp = client
         .post(format!("{}/add-checkpoint", w.url))
         .body(req.body())
@@ -134,7 +138,9 @@ async fn post_completions(server: &Server, key: &str, prefix: &str, n: u32) {
 }
 
 async fn bank_key(server: &Server) -> String {
-    let (s, body) = server.call(Method::POST, "/v1/bank/keys", Some(&server.admin), None).await;
+    let (s, body) = server
+        .call(Method::POST, "/v1/bank/keys", Some(&server.admin), None)
+        .await;
     assert_eq!(s, StatusCode::CREATED, "{body}");
     body["secret"].as_str().expect("secret").to_owned()
 }
@@ -173,7 +179,14 @@ async fn scenario(backend: Backend) {
     let w2 = start_witness(&dir, "w2.test/witness", &log_pub);
     let witnesses_setting = [&w1, &w2]
         .iter()
-        .map(|w| format!("{}={}@{}", w.cosigner.name, hex::encode(w.cosigner.key.as_bytes()), w.url))
+        .map(|w| {
+            format!(
+                "{}={}@{}",
+                w.cosigner.name,
+                hex::encode(w.cosigner.key.as_bytes()),
+                w.url
+            )
+        })
         .collect::<Vec<_>>()
         .join(",");
     let common = vec![
@@ -215,7 +228,11 @@ async fn scenario(backend: Backend) {
     let held = LogCheckpoint::open(&note, ORIGIN, &log_pub).expect("the log's signature verifies");
     assert!(held.size >= 6, "{note}");
     for w in [&w1, &w2] {
-        assert_eq!(witness_view(&client, w).await, held, "the witness holds the served checkpoint");
+        assert_eq!(
+            witness_view(&client, w).await,
+            held,
+            "the witness holds the served checkpoint"
+        );
     }
     assert_eq!(LogCheckpoint::parse_body(&text), Some(held.clone()));
 
@@ -239,7 +256,11 @@ async fn scenario(backend: Backend) {
                 break (note, cp);
             }
         }
-        assert!(started.elapsed() < Duration::from_secs(120), "the fork never grew: {}", b.log());
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the fork never grew: {}",
+            b.log()
+        );
     };
     let (fork_note, fork_cp) = fork;
     let fork_tiles = fetch_tiles(&client, &b.base, &tlog::consistency_tiles(held.size, fork_cp.size)).await;
@@ -352,7 +373,11 @@ async fn scenario(backend: Backend) {
                 assert_eq!(body, format!("{}\n", held.size), "{what}");
             }
         }
-        assert_eq!(witness_view(&client, w).await, held, "a refused checkpoint changes nothing");
+        assert_eq!(
+            witness_view(&client, w).await,
+            held,
+            "a refused checkpoint changes nothing"
+        );
     }
     // The fork's consistency proof is a real one of its own tree, so it is
     // the witness's memory that refuses it.
@@ -368,7 +393,12 @@ async fn scenario(backend: Backend) {
     // are entries, so the witnessed log grows after this.)
     let quorum: Vec<String> = [&w1, &w2]
         .iter()
-        .flat_map(|w| ["--witness".to_owned(), format!("{}={}", w.cosigner.name, w.cosigner.vkey())])
+        .flat_map(|w| {
+            [
+                "--witness".to_owned(),
+                format!("{}={}", w.cosigner.name, w.cosigner.vkey()),
+            ]
+        })
         .chain(["--quorum".to_owned(), "2".to_owned()])
         .collect();
     let state_a = dir.join("bank-a.json");
@@ -392,7 +422,10 @@ async fn scenario(backend: Backend) {
     // bank pull refuses the fork: with a quorum it lacks cosignatures …
     let bank_b = bank_key(&b).await;
     let (ok, out) = pull(&b, &bank_b, &dir.join("bank-b.json"), &log_pub, &quorum);
-    assert!(!ok && out.contains("STOPPED") && out.contains("0 of the named witnesses"), "{out}");
+    assert!(
+        !ok && out.contains("STOPPED") && out.contains("0 of the named witnesses"),
+        "{out}"
+    );
     // … and having verified the witnessed log, it finds it is not an extension.
     let state_b = dir.join("bank-from-a.json");
     std::fs::copy(&state_a, &state_b).expect("copy state");
