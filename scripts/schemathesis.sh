@@ -9,6 +9,10 @@
 #
 #   SCHEMATHESIS_EXAMPLES  examples per operation and phase (default 15)
 #   SCHEMATHESIS_MAX_TIME  seconds per run (default 40; 4 runs: two keys on two backends)
+#
+# Every run's log and JUnit report are kept in target/schemathesis/ (the
+# temporary folder is removed), so a failure or a runtime error reported by
+# schemathesis can be read after the run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 version=4.32.5
@@ -91,6 +95,12 @@ for backend in $backends; do
             echo "schemathesis: failures on $backend with the $who key" >&2
         else
             grep -E "^(Test cases|API Operations|Seed|No issues|Test Phases)|passed|failed" "$work/st-$backend-$who.log" | tail -6 || true
+        fi
+        mkdir -p target/schemathesis
+        rm -rf "target/schemathesis/report-$backend-$who"
+        cp -r "$work/st-$backend-$who.log" "$work/report-$backend-$who" target/schemathesis/ 2>/dev/null || true
+        if grep -qi "runtime error\|errored" "$work/st-$backend-$who.log"; then
+            echo "schemathesis: its log reports an error on $backend with the $who key: target/schemathesis/st-$backend-$who.log" >&2
         fi
     done
     kill "$server" 2>/dev/null || true

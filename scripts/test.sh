@@ -30,6 +30,9 @@ scripts/try-it.sh
 echo "== schemathesis against openapi/xuefen.json (both backends)"
 scripts/with-postgres.sh scripts/schemathesis.sh
 
+echo "== coverage-guided fuzzing (cargo fuzz on nightly, bounded per target; docs/fuzzing.md)"
+FUZZ_SECONDS="${FUZZ_SECONDS:-15}" scripts/fuzz.sh
+
 echo "== headless Chromium for the page tests"
 # The page tests (crates/xuefen/tests/api/pages.rs) load /me and /admin in
 # Debian's chromium. Installed here when root with apt-get (bounded in

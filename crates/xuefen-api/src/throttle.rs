@@ -75,6 +75,11 @@ struct Bucket {
     at: Instant,
 }
 
+/// Buckets kept before full ones are dropped. Buckets are keyed by
+/// authenticated key ids, so this bounds only what revoked and idle keys
+/// leave behind.
+const BUCKETS_MAX: usize = 65_536;
+
 /// Token buckets by API key id.
 pub struct RateLimiter {
     per_second: f64,
@@ -99,6 +104,12 @@ impl RateLimiter {
         }
         let now = Instant::now();
         let mut buckets = self.buckets.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if buckets.len() >= BUCKETS_MAX && !buckets.contains_key(key) {
+            // A bucket that has refilled to its burst holds no state a new
+            // one would not have: drop those.
+            let (rate, burst) = (self.per_second, self.burst);
+            buckets.retain(|_, b| b.tokens + now.saturating_duration_since(b.at).as_secs_f64() * rate < burst);
+        }
         let bucket = match buckets.get_mut(key) {
             Some(b) => b,
             None => buckets.entry(key.to_owned()).or_insert(Bucket {
@@ -128,4 +139,35 @@ pub fn rate_limited(retry_after: u64) -> crate::problem::ApiError {
     );
     p.retry_after = Some(retry_after);
     p.into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn full_buckets_are_dropped_when_the_map_is_at_its_bound() {
+        let limiter = RateLimiter::new(&RequestBounds {
+            rate_per_second: 1_000_000,
+            rate_burst: 1,
+            ..RequestBounds::default()
+        });
+        for i in 0..BUCKETS_MAX + 10 {
+            assert!(limiter.take(&format!("k{i}")).is_ok());
+        }
+        let len = limiter.buckets.lock().map(|b| b.len()).unwrap_or(usize::MAX);
+        assert!(len <= BUCKETS_MAX, "{len} buckets kept");
+    }
+
+    #[test]
+    fn a_key_over_its_burst_waits() {
+        let limiter = RateLimiter::new(&RequestBounds {
+            rate_per_second: 1,
+            rate_burst: 2,
+            ..RequestBounds::default()
+        });
+        assert!(limiter.take("k").is_ok());
+        assert!(limiter.take("k").is_ok());
+        assert_eq!(limiter.take("k"), Err(1));
+    }
 }

@@ -21,7 +21,12 @@ use xuefen_store::bank::{AckOutcome, AckRequest, ChainTip, DepositRecord, LogHea
 use xuefen_store::records::EntryRecord;
 use xuefen_store::{Result, StoreError, Written};
 
-use super::{Col, db, entry_record};
+use super::{Col, db};
+use crate::PgStore;
+use crate::bank;
+use crate::rows::entry_record;
+use async_trait::async_trait;
+use xuefen_store::BankStore;
 
 /// The entry columns with the `l.` alias, in [`EntryRecord`] order.
 macro_rules! l_entry_columns {
@@ -525,4 +530,47 @@ pub(crate) async fn erase_learner(
     }
     tx.commit().await.map_err(db)?;
     Ok(position)
+}
+
+#[async_trait]
+impl BankStore for PgStore {
+    async fn log_head(&self) -> Result<Option<LogHead>> {
+        bank::log_head(&self.pool).await
+    }
+
+    async fn log_tips(&self) -> Result<Vec<ChainTip>> {
+        bank::log_tips(&self.pool).await
+    }
+
+    async fn log_tiles(&self, ids: &[TileId]) -> Result<Tiles> {
+        bank::log_tiles(&self.read_pool, ids).await
+    }
+
+    async fn log_segments(&self, from: u64, to: u64) -> Result<Vec<Segment>> {
+        bank::log_segments(&self.read_pool, from, to).await
+    }
+
+    async fn segment_entries(&self, chain: u32, after: u64, upto: u64) -> Result<Vec<DepositRecord>> {
+        bank::segment_entries(&self.read_pool, chain, after, upto).await
+    }
+
+    async fn legacy_checkpoint_chains(&self) -> Result<Vec<Vec<u8>>> {
+        bank::legacy_checkpoint_chains(&self.pool).await
+    }
+
+    async fn write_seal(&self, seal: &Seal) -> Result<Written> {
+        bank::write_seal(&self.pool, seal).await
+    }
+
+    async fn chain_range(&self, chain: u32, after: u64, upto: u64) -> Result<Vec<Entry>> {
+        bank::chain_range(&self.pool, chain, after, upto).await
+    }
+
+    async fn entry_kinds(&self, positions: &[Position]) -> Result<HashMap<Position, EntryKind>> {
+        bank::entry_kinds(&self.pool, positions).await
+    }
+
+    async fn ack_deposits(&self, acks: &[AckRequest], now: Millis) -> Result<Vec<AckOutcome>> {
+        bank::ack_deposits(&self.pool, acks, now).await
+    }
 }

@@ -19,7 +19,12 @@ use xuefen_store::bank::{AckOutcome, AckRequest, ChainTip, DepositRecord, LogHea
 use xuefen_store::records::EntryRecord;
 use xuefen_store::{Result, StoreError, Written};
 
-use super::{PARAMS_PER_STATEMENT_MAX, REUSE_DYNAMIC_STATEMENTS, db, entry_from_row, tuples, unreadable};
+use super::{db, unreadable};
+use crate::SqliteStore;
+use crate::bank;
+use crate::rows::{PARAMS_PER_STATEMENT_MAX, REUSE_DYNAMIC_STATEMENTS, entry_from_row, tuples};
+use async_trait::async_trait;
+use xuefen_store::BankStore;
 
 /// The entry columns with the `l.` alias, in [`EntryRecord`] order.
 macro_rules! l_entry_columns {
@@ -307,7 +312,7 @@ async fn head(conn: &mut SqliteConnection, chain: u32) -> Result<Head> {
         .fetch_one(&mut *conn)
         .await
         .map_err(db)?;
-    Ok(super::head_from_row(&row)?.1)
+    Ok(crate::ledger::head_from_row(&row)?.1)
 }
 
 /// Inserts one entry unless its idempotency key is taken; whether it was.
@@ -498,4 +503,47 @@ pub(crate) async fn erase_learner(
         tracing::warn!(error = %e, "the WAL could not be truncated after an erasure");
     }
     Ok(position)
+}
+
+#[async_trait]
+impl BankStore for SqliteStore {
+    async fn log_head(&self) -> Result<Option<LogHead>> {
+        bank::log_head(&self.pool).await
+    }
+
+    async fn log_tips(&self) -> Result<Vec<ChainTip>> {
+        bank::log_tips(&self.pool).await
+    }
+
+    async fn log_tiles(&self, ids: &[TileId]) -> Result<Tiles> {
+        bank::log_tiles(&self.pool, ids).await
+    }
+
+    async fn log_segments(&self, from: u64, to: u64) -> Result<Vec<Segment>> {
+        bank::log_segments(&self.pool, from, to).await
+    }
+
+    async fn segment_entries(&self, chain: u32, after: u64, upto: u64) -> Result<Vec<DepositRecord>> {
+        bank::segment_entries(&self.pool, chain, after, upto).await
+    }
+
+    async fn legacy_checkpoint_chains(&self) -> Result<Vec<Vec<u8>>> {
+        bank::legacy_checkpoint_chains(&self.pool).await
+    }
+
+    async fn write_seal(&self, seal: &Seal) -> Result<Written> {
+        bank::write_seal(&self.pool, seal).await
+    }
+
+    async fn chain_range(&self, chain: u32, after: u64, upto: u64) -> Result<Vec<Entry>> {
+        bank::chain_range(&self.pool, chain, after, upto).await
+    }
+
+    async fn entry_kinds(&self, positions: &[Position]) -> Result<HashMap<Position, EntryKind>> {
+        bank::entry_kinds(&self.pool, positions).await
+    }
+
+    async fn ack_deposits(&self, acks: &[AckRequest], now: Millis) -> Result<Vec<AckOutcome>> {
+        bank::ack_deposits(&self.pool, acks, now).await
+    }
 }

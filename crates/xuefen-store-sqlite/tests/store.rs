@@ -11,7 +11,7 @@ use xuefen_core::ids::{CourseCode, EventId, LearnerId, Position, SiteId};
 use xuefen_core::plan::Outcome;
 use xuefen_store::conformance::{NOW, act, hours_course, site, site_id};
 use xuefen_store::verify::verify_ledger;
-use xuefen_store::{NewLearner, Store, StoreError};
+use xuefen_store::{CourseStore, LearnerStore, LedgerStore, NewLearner, SiteStore, Store, StoreError};
 use xuefen_store_sqlite::{SqliteSettings, SqliteStore};
 
 /// A database file of its own, removed (with its WAL files) on drop.

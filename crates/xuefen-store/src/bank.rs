@@ -9,6 +9,9 @@
 //! exactly one of them write that continuation (the others find it taken
 //! and try again on their next tick).
 
+use async_trait::async_trait;
+use xuefen_core::tlog::Tiles;
+
 use std::collections::{BTreeSet, HashMap};
 
 use ed25519_dalek::SigningKey;
@@ -463,4 +466,36 @@ pub fn segment_from_row((start, chain, first_seq, count): (i64, i64, i64, i64)) 
         first_seq: u64::try_from(first_seq).map_err(|_| corrupt())?,
         count: u64::try_from(count).map_err(|_| corrupt())?,
     })
+}
+
+/// The credit bank feed's port: the primitives of this module; the
+/// decisions are made here, over any store.
+#[async_trait]
+pub trait BankStore: Send + Sync {
+    /// The latest checkpoint of the log (the one of the largest size).
+    async fn log_head(&self) -> Result<Option<LogHead>>;
+    /// How far each chain is sealed into the log (chains never sealed are absent).
+    async fn log_tips(&self) -> Result<Vec<ChainTip>>;
+    /// The stored tiles among `ids` (each as wide as the log has made it).
+    async fn log_tiles(&self, ids: &[TileId]) -> Result<Tiles>;
+    /// The log's segments that overlap log indexes `from .. to`, in order.
+    async fn log_segments(&self, from: u64, to: u64) -> Result<Vec<Segment>>;
+    /// The entries of `chain` with `after < seq <= upto`, in order, with
+    /// their learners' keyed real-name hashes (`index` is left 0).
+    async fn segment_entries(&self, chain: u32, after: u64, upto: u64) -> Result<Vec<DepositRecord>>;
+    /// The chain lists of the checkpoints of the earlier per-chain format,
+    /// in number order (empty on a store that never had them).
+    async fn legacy_checkpoint_chains(&self) -> Result<Vec<Vec<u8>>>;
+    /// Writes a seal in one transaction. `Existing` when a segment already
+    /// starts at its `old_size` (another instance sealed first).
+    async fn write_seal(&self, seal: &Seal) -> Result<Written>;
+    /// The entries of `chain` with `after < seq <= upto`, in sequence order.
+    async fn chain_range(&self, chain: u32, after: u64, upto: u64) -> Result<Vec<Entry>>;
+    /// The kinds of the entries at `positions` (those that exist).
+    async fn entry_kinds(&self, positions: &[Position]) -> Result<HashMap<Position, EntryKind>>;
+    /// Records the bank's decisions, one outcome per request, in one
+    /// transaction. Each is a ledger entry in the deposit's chain written
+    /// under that chain's head; the ledger's idempotency index on the bank's
+    /// event id (`deposit-<chain>-<seq>`) allows one decision per deposit.
+    async fn ack_deposits(&self, acks: &[AckRequest], now: Millis) -> Result<Vec<AckOutcome>>;
 }

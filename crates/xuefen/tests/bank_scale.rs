@@ -20,7 +20,8 @@ use xuefen_core::identity::DocumentKind;
 use xuefen_core::ids::{Category, CourseCode, EventId, LearnerId, RegionCode, SiteId, SiteLevel, SiteStatus};
 use xuefen_core::rule::CreditRule;
 use xuefen_store::bank::{CheckpointLimits, deposit_page, make_checkpoint};
-use xuefen_store::{Course, NewLearner, Principal, Site, Store};
+use xuefen_store::prelude::*;
+use xuefen_store::{Course, NewLearner, Principal, Site};
 use xuefen_store_postgres::{PgSettings, PgStore};
 
 const LEARNERS: u32 = 2_000;

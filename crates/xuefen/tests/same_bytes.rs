@@ -26,7 +26,9 @@ use xuefen_core::rule::CreditRule;
 use xuefen_core::verify::Fault;
 use xuefen_store::records::EntryRecord;
 use xuefen_store::verify::{VerifyFailure, VerifyReport, verify_ledger};
-use xuefen_store::{Course, NewLearner, Site, SiteAct, Store, StoreError, Written};
+use xuefen_store::{
+    Course, LedgerStore, NewLearner, Site, SiteAct, SiteStore, Store, StoreError, TranscriptStore, Written,
+};
 use xuefen_store_postgres::{PgSettings, PgStore};
 use xuefen_store_sqlite::{SqliteSettings, SqliteStore};
 

@@ -11,6 +11,8 @@ use xuefen_store::{Result, StoreError, Written};
 
 use crate::{Col, PgStore, db};
 
+mod documents;
+
 /// The columns of a [`StatementRow`], in its order.
 const ROW_COLUMNS: &str = "s.seq, s.statement_id, s.body, s.fingerprint, s.verb,
     exists (select 1 from xapi_statements v where v.site_id = s.site_id and v.voids = s.statement_id) as voided";
@@ -342,7 +344,9 @@ impl XapiStore for PgStore {
         }
         let keys: Vec<(SiteId, EventId)> = ids.iter().map(|id| (site.clone(), id.clone())).collect();
         let mut tx = self.pool.begin().await.map_err(db)?;
-        let entries = crate::entries_by_keys(&mut tx, &keys).await.map_err(db)?;
+        let entries = crate::ledger::lookups::entries_by_keys(&mut tx, &keys)
+            .await
+            .map_err(db)?;
         tx.commit().await.map_err(db)?;
         Ok(entries)
     }

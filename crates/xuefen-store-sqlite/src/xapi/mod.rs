@@ -10,7 +10,10 @@ use xuefen_core::ids::{CourseCode, EventId, LocalAccount, SiteId};
 use xuefen_store::xapi::{NewStatement, StatementQuery, StatementRow, XapiStore};
 use xuefen_store::{Result, StoreError, Written};
 
-use crate::{PARAMS_PER_STATEMENT_MAX, REUSE_DYNAMIC_STATEMENTS, SqliteStore, db, placeholders, run_to_end, tuples};
+use crate::rows::{PARAMS_PER_STATEMENT_MAX, REUSE_DYNAMIC_STATEMENTS, placeholders, tuples};
+use crate::{SqliteStore, db, run_to_end};
+
+mod documents;
 
 /// The columns of a [`StatementRow`], in its order.
 const ROW_COLUMNS: &str = "s.seq, s.statement_id, s.body, s.fingerprint, s.verb,
@@ -362,6 +365,6 @@ impl XapiStore for SqliteStore {
         }
         let keys: Vec<(SiteId, EventId)> = ids.iter().map(|id| (site.clone(), id.clone())).collect();
         let mut conn = self.pool.acquire().await.map_err(db)?;
-        crate::entries_by_keys(&mut conn, &keys).await
+        crate::ledger::lookups::entries_by_keys(&mut conn, &keys).await
     }
 }

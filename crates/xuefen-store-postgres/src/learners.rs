@@ -1,0 +1,133 @@
+//! Learners on PostgreSQL: registration, account links and erasure.
+
+use async_trait::async_trait;
+use xuefen_core::event::{Millis, Reason};
+use xuefen_core::ids::{LearnerId, LocalAccount, Position, SiteId};
+use xuefen_store::{LearnerStore, NewLearner, Result, StoreError, Written};
+
+use crate::{PgStore, bank, db};
+
+#[async_trait]
+impl LearnerStore for PgStore {
+    async fn register_learner(&self, learner: &NewLearner) -> Result<(LearnerId, Written)> {
+        let chain = learner.candidate.chain(self.chains);
+        // Insert-or-find in one statement pair: the unique document hash
+        // decides, so two sites registering the same person concurrently
+        // reach the same learner. The learner and their secret are written
+        // together.
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let inserted: Option<String> = sqlx::query_scalar(
+            "insert into learners (id, chain_id, document_kind, document_hash, name) values ($1, $2, $3, $4, $5)
+             on conflict (document_hash) do nothing returning id",
+        )
+        .bind(learner.candidate.as_str())
+        .bind(chain as i32)
+        .bind(learner.document_kind.as_str())
+        .bind(&learner.document_hash[..])
+        .bind(&learner.name)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db)?;
+        if inserted.is_some() {
+            sqlx::query("insert into learner_secrets (learner_id, secret) values ($1, $2)")
+                .bind(learner.candidate.as_str())
+                .bind(&learner.secret[..])
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+            tx.commit().await.map_err(db)?;
+            return Ok((learner.candidate.clone(), Written::Created));
+        }
+        tx.rollback().await.map_err(db)?;
+        let id: String = sqlx::query_scalar("select id from learners where document_hash = $1")
+            .bind(&learner.document_hash[..])
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db)?;
+        let id = LearnerId::parse(id).map_err(|e| StoreError::Corrupt {
+            at: "learners".into(),
+            detail: e.to_string(),
+        })?;
+        Ok((id, Written::Existing))
+    }
+
+    async fn link_account(
+        &self,
+        site: &SiteId,
+        account: &LocalAccount,
+        learner: &LearnerId,
+        registered_at: Option<Millis>,
+    ) -> Result<Written> {
+        let inserted = sqlx::query(
+            "insert into learner_accounts (site_id, local_account, learner_id, registered_at)
+             values ($1, $2, $3, to_timestamp($4::bigint / 1000.0))
+             on conflict (site_id, local_account) do nothing",
+        )
+        .bind(site.as_str())
+        .bind(account.as_str())
+        .bind(learner.as_str())
+        .bind(registered_at.map(|m| m.0))
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        if inserted.rows_affected() == 1 {
+            return Ok(Written::Created);
+        }
+        let linked: String =
+            sqlx::query_scalar("select learner_id from learner_accounts where site_id = $1 and local_account = $2")
+                .bind(site.as_str())
+                .bind(account.as_str())
+                .fetch_one(&self.pool)
+                .await
+                .map_err(db)?;
+        if linked == learner.as_str() {
+            Ok(Written::Existing)
+        } else {
+            Err(StoreError::Conflict("the account is linked to another learner".into()))
+        }
+    }
+
+    async fn learner_exists(&self, learner: &LearnerId) -> Result<bool> {
+        sqlx::query_scalar("select exists (select 1 from learners where id = $1)")
+            .bind(learner.as_str())
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db)
+    }
+
+    async fn learner_by_document(&self, document_hash: &[u8; 32]) -> Result<Option<(LearnerId, String)>> {
+        let row: Option<(String, String)> = sqlx::query_as("select id, name from learners where document_hash = $1")
+            .bind(&document_hash[..])
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        row.map(|(id, name)| {
+            let id = LearnerId::parse(id).map_err(|e| StoreError::Corrupt {
+                at: "learners".into(),
+                detail: e.to_string(),
+            })?;
+            Ok((id, name))
+        })
+        .transpose()
+    }
+
+    async fn site_knows_learner(&self, site: &SiteId, learner: &LearnerId) -> Result<bool> {
+        sqlx::query_scalar(
+            "select exists (select 1 from learner_accounts where learner_id = $2 and site_id = $1)
+                 or exists (select 1 from ledger_entries where learner_id = $2 and site_id = $1)",
+        )
+        .bind(site.as_str())
+        .bind(learner.as_str())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db)
+    }
+
+    async fn erase_learner(&self, learner: &LearnerId, reason: &Reason, now: Millis) -> Result<Position> {
+        let position = bank::erase_learner(&self.pool, learner, reason, now).await?;
+        // The account cache must not route events to the erased learner;
+        // they are refused anyway (no secret), this only keeps it small.
+        self.known.learners.remove(learner);
+        Ok(position)
+    }
+}

@@ -1,0 +1,429 @@
+//! Ingest on PostgreSQL: an optimistic first attempt, then attempts under
+//! head row locks, entries written with binary `COPY`, retried on a lost race.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::Ordering;
+
+use sqlx::{Postgres, Row, Transaction};
+use xuefen_core::entry::Entry;
+use xuefen_core::event::{Event, EventBody, LearnerRef, Millis};
+use xuefen_core::ids::{LearnerId, LocalAccount, SiteId};
+use xuefen_core::plan::{self, Head, Key, Lookups, Outcome};
+use xuefen_store::records::EntryRecord;
+use xuefen_store::{Result, StoreError};
+
+use crate::copy::CopyWriter;
+use crate::ledger::lookups::{
+    course_entries, entries_by_keys, group_entries, lookup_course_keys, lookup_courses, reversed_targets,
+    target_chains, year_totals,
+};
+use crate::{PgStore, db, is_unique_violation};
+
+/// How many times a batch is retried after losing a race on an idempotency
+/// key or a deadlock with another instance.
+const INGEST_ATTEMPTS_MAX: usize = 8;
+
+/// Whether a failed ingest transaction should simply be run again.
+fn retryable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(d) => matches!(d.code().as_deref(), Some("40001" | "40P01")) || d.is_unique_violation(),
+        _ => false,
+    }
+}
+
+impl PgStore {
+    /// Runs attempts of a batch until one commits (see [`Store::ingest`]).
+    pub(crate) async fn ingest_to_end(&self, events: &[Event], now: Millis) -> Result<Vec<Outcome>> {
+        let mut attempt = 0;
+        let mut optimistic = !self.expect_existing.load(Ordering::Relaxed);
+        loop {
+            attempt += 1;
+            let retry = match self.ingest_once(events, now, optimistic).await {
+                Ok(outcomes) => {
+                    if !optimistic {
+                        let existing = outcomes
+                            .iter()
+                            .any(|o| matches!(o, Outcome::Duplicate { .. } | Outcome::Conflict { .. }));
+                        self.expect_existing.store(existing, Ordering::Relaxed);
+                    }
+                    return Ok(outcomes);
+                }
+                Err(IngestError::Race) => "idempotency key committed by another transaction",
+                Err(IngestError::Recheck) => "an item was not accepted when assumed new",
+                Err(IngestError::Sql(e)) if optimistic && is_unique_violation(&e) => {
+                    // Retries and duplicates come in runs: look keys up
+                    // first until a batch without any.
+                    self.expect_existing.store(true, Ordering::Relaxed);
+                    "a key of the batch exists"
+                }
+                Err(IngestError::Sql(e)) if retryable(&e) => "deadlock or serialization failure",
+                Err(IngestError::Sql(e)) => return Err(db(e)),
+                Err(IngestError::Corrupt(e)) => return Err(e),
+            };
+            optimistic = false;
+            if attempt >= INGEST_ATTEMPTS_MAX {
+                return Err(StoreError::Database(
+                    format!("ingest gave up after {attempt} attempts: {retry}").into(),
+                ));
+            }
+            tracing::debug!(attempt, reason = retry, "ingest transaction lost a race; retrying");
+        }
+    }
+
+    /// One attempt at a batch. `optimistic`: assume the batch's own keys are
+    /// new and skip looking them up (revocation targets are still read). The
+    /// attempt commits only if every item is accepted and the `COPY` finds no
+    /// existing key (a unique violation); otherwise the batch is run again
+    /// without the assumption, so outcomes never depend on it.
+    async fn ingest_once(
+        &self,
+        events: &[Event],
+        now: Millis,
+        optimistic: bool,
+    ) -> std::result::Result<Vec<Outcome>, IngestError> {
+        let mut tx = self.pool.begin().await?;
+        let mut lookups = Lookups::default();
+        self.lookup_learners(&mut tx, events, &mut lookups).await?;
+        lookup_courses(&mut tx, events, &mut lookups).await?;
+        let keys = if optimistic {
+            revocation_keys(events)
+        } else {
+            batch_keys(events)
+        };
+        // The chains of revocation targets are read before locking: an
+        // entry's chain never changes once written.
+        let target_chains = target_chains(&mut tx, events).await?;
+        let mut chains: BTreeSet<u32> = lookups.chains();
+        chains.extend(target_chains);
+        lock_heads(&mut tx, &chains, &mut lookups).await?;
+        if let Some(missing) = chains.iter().find(|c| !lookups.heads.contains_key(c)) {
+            return Err(IngestError::Corrupt(StoreError::Corrupt {
+                at: format!("chain head {missing}"),
+                detail: "a learner's chain has no head row".into(),
+            }));
+        }
+        // Read under the locks: the state of every touched chain is settled.
+        for e in entries_by_keys(&mut tx, &keys).await? {
+            lookups.add_entry(e);
+        }
+        lookups.reversed = reversed_targets(&mut tx, events).await?;
+        let targets = plan::target_courses(events, &lookups);
+        if !targets.is_empty() {
+            let keys = targets
+                .iter()
+                .map(|(s, c)| (s.as_str().to_owned(), c.as_str().to_owned()))
+                .collect();
+            lookup_course_keys(&mut tx, keys, &mut lookups).await?;
+        }
+        // Credited once: each learner's history of each course the batch
+        // names, in the learner's locked chain.
+        lookups.course_entries = course_entries(&mut tx, &plan::course_keys(events, &lookups)).await?;
+        // Recognition and caps, read under the same locks: a learner's
+        // entries all live in one locked chain. Only batches that touch a
+        // group or a capped category run these queries.
+        lookups.group_entries = group_entries(&mut tx, &plan::group_keys(events, &lookups)).await?;
+        lookups.year_totals = year_totals(&mut tx, &plan::cap_keys(events, &lookups)).await?;
+        // Never cached: an erasure deletes the secret, and from then on
+        // nothing is written for the learner on any instance.
+        lookups.learner_secrets = learner_secrets(&mut tx, &lookups).await?;
+        let planned = plan::plan(events, now, &lookups);
+        if optimistic && planned.outcomes.iter().any(|o| !matches!(o, Outcome::Accepted { .. })) {
+            // A rejection may only mean that the key exists (a re-posted
+            // revocation looks like a second one): judge it knowing.
+            tx.rollback().await?;
+            return Err(IngestError::Recheck);
+        }
+        if !planned.entries.is_empty() {
+            let inserted = insert_entries(&mut tx, &planned.entries).await?;
+            if inserted != planned.entries.len() as u64 {
+                // Another transaction on another chain committed one of our
+                // keys meanwhile (a conflicting event for another learner):
+                // run again and let the planner see it.
+                tx.rollback().await?;
+                return Err(IngestError::Race);
+            }
+            update_heads(&mut tx, &planned.heads).await?;
+        }
+        tx.commit().await?;
+        Ok(planned.outcomes)
+    }
+
+    /// Fills the learners and links of `events` into `lookups`, from
+    /// [`Known`] where it can and with one query for the rest.
+    async fn lookup_learners(
+        &self,
+        tx: &mut Transaction<'_, Postgres>,
+        events: &[Event],
+        lookups: &mut Lookups,
+    ) -> std::result::Result<(), sqlx::Error> {
+        let mut ids: Vec<&LearnerId> = Vec::new();
+        let mut accounts: Vec<(SiteId, LocalAccount)> = Vec::new();
+        for e in events {
+            if let EventBody::Completion(c) = &e.body {
+                match &c.learner {
+                    LearnerRef::Id(id) => match self.known.learners.get(id) {
+                        Some(chain) => {
+                            lookups.learner_chains.insert(id.clone(), chain);
+                        }
+                        None => ids.push(id),
+                    },
+                    LearnerRef::Account(a) => {
+                        let key = (e.site.clone(), a.clone());
+                        match self.known.accounts.get(&key) {
+                            Some((learner, chain)) => {
+                                lookups.learner_chains.insert(learner.clone(), chain);
+                                lookups.accounts.insert(key, learner);
+                            }
+                            None => accounts.push(key),
+                        }
+                    }
+                }
+            }
+        }
+        ids.sort();
+        ids.dedup();
+        accounts.sort();
+        accounts.dedup();
+        if ids.is_empty() && accounts.is_empty() {
+            return Ok(());
+        }
+        for (key, learner, chain) in self.read_learners(&mut **tx, &accounts, &ids).await? {
+            lookups.learner_chains.insert(learner.clone(), chain);
+            if let Some(key) = key {
+                lookups.accounts.insert(key, learner);
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads linked accounts and learners (with their chains) in one query,
+    /// and remembers them in [`Known`].
+    pub(crate) async fn read_learners<'c>(
+        &self,
+        conn: impl sqlx::PgExecutor<'c>,
+        accounts: &[(SiteId, LocalAccount)],
+        ids: &[&LearnerId],
+    ) -> std::result::Result<Vec<(Option<(SiteId, LocalAccount)>, LearnerId, u32)>, sqlx::Error> {
+        let (sites, accts): (Vec<&str>, Vec<&str>) = accounts.iter().map(|(s, a)| (s.as_str(), a.as_str())).unzip();
+        let ids: Vec<&str> = ids.iter().map(|id| id.as_str()).collect();
+        let rows = sqlx::query(
+            "select a.site_id, a.local_account, l.id, l.chain_id
+               from unnest($1::text[], $2::text[]) as k(site_id, local_account)
+               join learner_accounts a on a.site_id = k.site_id and a.local_account = k.local_account
+               join learners l on l.id = a.learner_id
+             union all
+             select null, null, l.id, l.chain_id from learners l where l.id = any($3)",
+        )
+        .bind(&sites)
+        .bind(&accts)
+        .bind(&ids)
+        .fetch_all(conn)
+        .await?;
+        let mut found = Vec::with_capacity(rows.len());
+        for row in rows {
+            let site: Option<String> = row.try_get(0)?;
+            let account: Option<String> = row.try_get(1)?;
+            let (learner, chain): (String, i32) = (row.try_get(2)?, row.try_get(3)?);
+            // A row the service could not have written names nobody: its
+            // events are rejected as naming an unknown learner.
+            let (Ok(learner), Ok(chain)) = (LearnerId::parse(learner), u32::try_from(chain)) else {
+                continue;
+            };
+            let key = match (site, account) {
+                (Some(site), Some(account)) => match (SiteId::parse(site), LocalAccount::parse(account)) {
+                    (Ok(site), Ok(account)) => Some((site, account)),
+                    _ => continue,
+                },
+                _ => None,
+            };
+            self.known.learners.insert(learner.clone(), chain);
+            if let Some(key) = &key {
+                self.known.accounts.insert(key.clone(), (learner.clone(), chain));
+            }
+            found.push((key, learner, chain));
+        }
+        Ok(found)
+    }
+}
+
+/// Why one ingest attempt failed.
+#[derive(Debug)]
+enum IngestError {
+    /// Another transaction committed one of the batch's keys meanwhile.
+    Race,
+    /// An optimistic attempt planned something other than acceptance.
+    Recheck,
+    Corrupt(StoreError),
+    Sql(sqlx::Error),
+}
+
+impl From<sqlx::Error> for IngestError {
+    fn from(e: sqlx::Error) -> Self {
+        Self::Sql(e)
+    }
+}
+
+fn revocation_keys(events: &[Event]) -> Vec<Key> {
+    let mut keys: Vec<Key> = events
+        .iter()
+        .filter_map(|e| match &e.body {
+            EventBody::Revocation(r) => Some((e.site.clone(), r.target.clone())),
+            EventBody::Completion(_) => None,
+        })
+        .collect();
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
+fn batch_keys(events: &[Event]) -> Vec<Key> {
+    let mut keys: Vec<Key> = events.iter().map(|e| (e.site.clone(), e.id.clone())).collect();
+    for e in events {
+        if let EventBody::Revocation(r) = &e.body {
+            keys.push((e.site.clone(), r.target.clone()));
+        }
+    }
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
+pub(crate) fn revocation_targets(events: &[Event]) -> (Vec<String>, Vec<String>) {
+    events
+        .iter()
+        .filter_map(|e| match &e.body {
+            EventBody::Revocation(r) => Some((e.site.as_str().to_owned(), r.target.as_str().to_owned())),
+            EventBody::Completion(_) => None,
+        })
+        .unzip()
+}
+
+pub(crate) async fn lock_heads(
+    tx: &mut Transaction<'_, Postgres>,
+    chains: &BTreeSet<u32>,
+    lookups: &mut Lookups,
+) -> std::result::Result<(), sqlx::Error> {
+    if chains.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<i32> = chains.iter().filter_map(|c| i32::try_from(*c).ok()).collect();
+    let rows = sqlx::query(
+        "select chain_id, seq, hash from chain_heads where chain_id = any($1) order by chain_id for update",
+    )
+    .bind(&ids)
+    .fetch_all(&mut **tx)
+    .await?;
+    for row in rows {
+        let (chain, seq, hash): (i32, i64, Vec<u8>) = (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+        let head = Head {
+            seq: u64::try_from(seq).map_err(|_| sqlx::Error::Protocol("negative head seq".into()))?,
+            hash: hash
+                .try_into()
+                .map_err(|_| sqlx::Error::Protocol("head hash is not 32 bytes".into()))?,
+        };
+        if let Ok(chain) = u32::try_from(chain) {
+            lookups.heads.insert(chain, head);
+        }
+    }
+    Ok(())
+}
+
+/// The secrets of the learners the batch may write for (those it names and
+/// those of its revocation targets); an erased learner has none.
+pub(crate) async fn learner_secrets(
+    tx: &mut Transaction<'_, Postgres>,
+    lookups: &Lookups,
+) -> std::result::Result<HashMap<LearnerId, [u8; 32]>, sqlx::Error> {
+    let mut ids: BTreeSet<&str> = lookups.learner_chains.keys().map(LearnerId::as_str).collect();
+    ids.extend(lookups.entries.values().map(|e| e.body.learner.as_str()));
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let ids: Vec<&str> = ids.into_iter().collect();
+    let rows: Vec<(String, Vec<u8>)> =
+        sqlx::query_as("select learner_id, secret from learner_secrets where learner_id = any($1)")
+            .bind(&ids)
+            .fetch_all(&mut **tx)
+            .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(id, secret)| Some((LearnerId::parse(id).ok()?, <[u8; 32]>::try_from(secret).ok()?)))
+        .collect())
+}
+
+/// Writes `entries` with one binary `COPY` and returns how many were written.
+///
+/// `COPY` cannot skip conflicting rows: if another transaction committed one
+/// of these idempotency keys (or positions) since the lookups, the statement
+/// fails with a unique violation, the transaction rolls back and the batch is
+/// planned again, this time seeing that entry.
+pub(crate) async fn insert_entries(
+    tx: &mut Transaction<'_, Postgres>,
+    entries: &[Entry],
+) -> std::result::Result<u64, sqlx::Error> {
+    let mut w = CopyWriter::with_capacity(entries.len() * 320);
+    let small =
+        |v: i64, what: &str| i32::try_from(v).map_err(|_| sqlx::Error::Protocol(format!("{what} out of range")));
+    for e in entries {
+        let r = EntryRecord::from(e);
+        w.row(24);
+        w.int4(small(r.chain_id, "chain id")?);
+        w.int8(r.seq);
+        w.bytea(&r.prev_hash);
+        w.bytea(&r.hash);
+        w.int2(i16::try_from(r.kind).map_err(|_| sqlx::Error::Protocol("entry kind out of range".into()))?);
+        w.text(&r.site_id);
+        w.text(&r.event_id);
+        w.text(&r.learner_id);
+        w.text(&r.course_code);
+        w.text(&r.category);
+        w.int8(r.credits_cents);
+        w.int8(r.occurred_at_ms);
+        w.int8(r.recorded_at_ms);
+        w.opt_int8(r.score_cents);
+        w.opt_int8(r.hours_cents);
+        w.int4(small(r.rule_version, "rule version")?);
+        w.opt_int4(r.refers_chain.map(|c| small(c, "refers chain")).transpose()?);
+        w.opt_int8(r.refers_seq);
+        w.opt_text(r.target_event.as_deref());
+        w.text(&r.reason);
+        w.opt_text(r.recognition_group.as_deref());
+        w.opt_int8(r.withheld_cents);
+        match &r.learner_commitment {
+            Some(c) => w.bytea(c),
+            None => w.null(),
+        }
+        w.opt_text(r.reason_note.as_deref());
+    }
+    let mut copy = tx
+        .copy_in_raw(
+            "copy ledger_entries (chain_id, seq, prev_hash, hash, kind, site_id, event_id, learner_id,
+                course_code, category, credits_cents, occurred_at_ms, recorded_at_ms, score_cents, hours_cents,
+                rule_version, refers_chain, refers_seq, target_event, reason, recognition_group, withheld_cents,
+                learner_commitment, reason_note)
+             from stdin (format binary)",
+        )
+        .await?;
+    copy.send(w.finish()).await?;
+    copy.finish().await
+}
+
+pub(crate) async fn update_heads(
+    tx: &mut Transaction<'_, Postgres>,
+    heads: &std::collections::BTreeMap<u32, Head>,
+) -> std::result::Result<(), sqlx::Error> {
+    let chains: Vec<i32> = heads.keys().map(|c| *c as i32).collect();
+    let seqs: Vec<i64> = heads.values().map(|h| h.seq as i64).collect();
+    let hashes: Vec<Vec<u8>> = heads.values().map(|h| h.hash.to_vec()).collect();
+    sqlx::query(
+        "update chain_heads h set seq = u.seq, hash = u.hash
+           from unnest($1::int[], $2::bigint[], $3::bytea[]) as u(chain_id, seq, hash)
+          where h.chain_id = u.chain_id",
+    )
+    .bind(&chains)
+    .bind(&seqs)
+    .bind(&hashes)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}

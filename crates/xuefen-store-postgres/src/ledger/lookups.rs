@@ -1,0 +1,290 @@
+//! The reads an ingest batch plans with, each one query for the whole batch.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+use sqlx::{Postgres, Row, Transaction};
+use xuefen_core::amount::Credits;
+use xuefen_core::entry::Entry;
+use xuefen_core::event::{Event, EventBody, Millis};
+use xuefen_core::ids::{Category, CourseCode, EventId, GroupId, LearnerId, SiteId};
+use xuefen_core::plan::{self, Key, Lookups};
+use xuefen_store::Course;
+
+use crate::ledger::ingest::revocation_targets;
+use crate::rows::{course_record, entry_record};
+
+pub(crate) async fn lookup_courses(
+    tx: &mut Transaction<'_, Postgres>,
+    events: &[Event],
+    lookups: &mut Lookups,
+) -> std::result::Result<(), sqlx::Error> {
+    let wanted: Vec<(String, String)> = events
+        .iter()
+        .filter_map(|e| match &e.body {
+            EventBody::Completion(c) => Some((e.site.as_str().to_owned(), c.course.as_str().to_owned())),
+            EventBody::Revocation(_) => None,
+        })
+        .collect();
+    lookup_course_keys(tx, wanted, lookups).await
+}
+
+/// Adds the terms of these courses (and their categories' caps) to `lookups`.
+pub(crate) async fn lookup_course_keys(
+    tx: &mut Transaction<'_, Postgres>,
+    mut wanted: Vec<(String, String)>,
+    lookups: &mut Lookups,
+) -> std::result::Result<(), sqlx::Error> {
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    wanted.sort();
+    wanted.dedup();
+    let (sites, codes): (Vec<String>, Vec<String>) = wanted.into_iter().unzip();
+    // The course's group and its category's annual cap come with it: no
+    // extra round trip for batches that use neither.
+    let rows = sqlx::query(concat!(
+        "select ",
+        course_columns!(),
+        ", cc.annual_cap_cents
+           from courses c
+           join unnest($1::text[], $2::text[]) as k(site_id, code)
+             on c.site_id = k.site_id and c.code = k.code
+           left join recognition_members m on m.site_id = c.site_id and m.course_code = c.code
+           left join category_caps cc on cc.category = c.category"
+    ))
+    .bind(&sites)
+    .bind(&codes)
+    .fetch_all(&mut **tx)
+    .await?;
+    for row in rows {
+        // A course row the service could not have written is skipped here,
+        // so its events are rejected as naming an unknown course.
+        if let Ok(course) = course_record(&row).and_then(Course::try_from) {
+            if let Some(cap) = row.try_get::<Option<i64>, _>(13)? {
+                lookups.caps.insert(course.category.clone(), Credits::from_cents(cap));
+            }
+            lookups
+                .courses
+                .insert((course.site.clone(), course.code.clone()), course.terms());
+        }
+    }
+    Ok(())
+}
+
+pub(crate) async fn target_chains(
+    tx: &mut Transaction<'_, Postgres>,
+    events: &[Event],
+) -> std::result::Result<Vec<u32>, sqlx::Error> {
+    let (sites, targets) = revocation_targets(events);
+    if sites.is_empty() {
+        return Ok(Vec::new());
+    }
+    let chains: Vec<i32> = sqlx::query_scalar(
+        "select distinct l.chain_id
+           from unnest($1::text[], $2::text[]) as k(k_site, k_event)
+           cross join lateral (select chain_id from ledger_entries e
+                                where e.site_id = k.k_site and e.event_id = k.k_event) l",
+    )
+    .bind(&sites)
+    .bind(&targets)
+    .fetch_all(&mut **tx)
+    .await?;
+    Ok(chains.into_iter().filter_map(|c| u32::try_from(c).ok()).collect())
+}
+
+pub(crate) async fn entries_by_keys(
+    tx: &mut Transaction<'_, Postgres>,
+    keys: &[Key],
+) -> std::result::Result<Vec<Entry>, sqlx::Error> {
+    let (sites, ids): (Vec<&str>, Vec<&str>) = keys.iter().map(|(s, e)| (s.as_str(), e.as_str())).unzip();
+    let rows = sqlx::query(concat!(
+        "select ",
+        entry_columns!(),
+        " from unnest($1::text[], $2::text[]) as k(k_site, k_event)
+           cross join lateral (select * from ledger_entries e
+                                where e.site_id = k.k_site and e.event_id = k.k_event) l"
+    ))
+    .bind(&sites)
+    .bind(&ids)
+    .fetch_all(&mut **tx)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            entry_record(r)
+                .and_then(Entry::try_from)
+                .map_err(|e| sqlx::Error::Decode(Box::new(e)))
+        })
+        .collect()
+}
+
+pub(crate) async fn reversed_targets(
+    tx: &mut Transaction<'_, Postgres>,
+    events: &[Event],
+) -> std::result::Result<HashSet<Key>, sqlx::Error> {
+    let (sites, targets) = revocation_targets(events);
+    if sites.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let rows = sqlx::query(
+        "select l.site_id, l.target_event
+           from unnest($1::text[], $2::text[]) as k(k_site, k_event)
+           cross join lateral (select site_id, target_event from ledger_entries e
+                                where e.site_id = k.k_site and e.target_event = k.k_event) l",
+    )
+    .bind(&sites)
+    .bind(&targets)
+    .fetch_all(&mut **tx)
+    .await?;
+    rows.iter()
+        .filter_map(|r| {
+            let site = r.try_get::<String, _>(0).map(SiteId::parse);
+            let event = r.try_get::<String, _>(1).map(EventId::parse);
+            match (site, event) {
+                (Ok(Ok(site)), Ok(Ok(event))) => Some(Ok((site, event))),
+                (Err(e), _) | (_, Err(e)) => Some(Err(e)),
+                // Ids the service could not have written name no event.
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+/// Every entry of each (learner, group) pair, in sequence order.
+pub(crate) async fn group_entries(
+    tx: &mut Transaction<'_, Postgres>,
+    keys: &BTreeSet<(LearnerId, GroupId)>,
+) -> std::result::Result<HashMap<(LearnerId, GroupId), Vec<Entry>>, sqlx::Error> {
+    let mut out: HashMap<(LearnerId, GroupId), Vec<Entry>> = keys.iter().map(|k| (k.clone(), Vec::new())).collect();
+    if keys.is_empty() {
+        return Ok(out);
+    }
+    let (learners, groups): (Vec<&str>, Vec<&str>) = keys.iter().map(|(l, g)| (l.as_str(), g.as_str())).unzip();
+    // An entry counts in a group when written with it, or when its course
+    // is a member now (written before the group was declared).
+    let rows = sqlx::query(concat!(
+        "select ",
+        entry_columns!(),
+        ", k.k_group from ledger_entries l
+           join unnest($1::text[], $2::text[]) as k(k_learner, k_group)
+             on l.learner_id = k.k_learner
+            and (l.recognition_group = k.k_group
+                 or exists (select 1 from recognition_members m
+                             where m.group_id = k.k_group and m.site_id = l.site_id
+                               and m.course_code = l.course_code))
+          order by l.chain_id, l.seq"
+    ))
+    .bind(&learners)
+    .bind(&groups)
+    .fetch_all(&mut **tx)
+    .await?;
+    for row in &rows {
+        let e = entry_record(row)
+            .and_then(Entry::try_from)
+            .map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+        let group: String = row.try_get("k_group")?;
+        if let Ok(g) = GroupId::parse(group) {
+            out.entry((e.body.learner.clone(), g)).or_default().push(e);
+        }
+    }
+    Ok(out)
+}
+
+/// Every entry of each (learner, site, course), or those dated at the
+/// key's instant, in sequence order.
+// One index probe per key: the lateral subquery (kept apart from the join
+// by `offset 0`) stops the planner from hashing the whole ledger once per
+// batch, which made ingest slow down as the ledger grew.
+pub(crate) async fn course_entries(
+    tx: &mut Transaction<'_, Postgres>,
+    keys: &BTreeSet<plan::CourseKey>,
+) -> std::result::Result<HashMap<(LearnerId, SiteId, CourseCode), Vec<Entry>>, sqlx::Error> {
+    let mut out: HashMap<(LearnerId, SiteId, CourseCode), Vec<Entry>> = keys
+        .iter()
+        .map(|(l, s, c, _)| ((l.clone(), s.clone(), c.clone()), Vec::new()))
+        .collect();
+    if keys.is_empty() {
+        return Ok(out);
+    }
+    let mut learners = Vec::with_capacity(keys.len());
+    let mut sites = Vec::with_capacity(keys.len());
+    let mut courses = Vec::with_capacity(keys.len());
+    let mut ats: Vec<Option<i64>> = Vec::with_capacity(keys.len());
+    for (l, s, c, at) in keys {
+        learners.push(l.as_str());
+        sites.push(s.as_str());
+        courses.push(c.as_str());
+        ats.push(at.map(|m| m.0));
+    }
+    let rows = sqlx::query(concat!(
+        "select ",
+        entry_columns!(),
+        " from unnest($1::text[], $2::text[], $3::text[], $4::bigint[]) as k(k_learner, k_site, k_course, k_at)
+           cross join lateral (
+             select * from ledger_entries l
+              where l.learner_id = k.k_learner and l.site_id = k.k_site and l.course_code = k.k_course
+                and (k.k_at is null or l.occurred_at_ms = k.k_at)
+              offset 0) l
+          order by l.chain_id, l.seq"
+    ))
+    .bind(&learners)
+    .bind(&sites)
+    .bind(&courses)
+    .bind(&ats)
+    .fetch_all(&mut **tx)
+    .await?;
+    for row in &rows {
+        let e = entry_record(row)
+            .and_then(Entry::try_from)
+            .map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+        let key = (e.body.learner.clone(), e.body.site.clone(), e.body.course.clone());
+        out.entry(key).or_default().push(e);
+    }
+    Ok(out)
+}
+
+/// The sum of signed credits of each (learner, category, CST year).
+pub(crate) async fn year_totals(
+    tx: &mut Transaction<'_, Postgres>,
+    keys: &BTreeSet<(LearnerId, Category, i32)>,
+) -> std::result::Result<HashMap<(LearnerId, Category, i32), Credits>, sqlx::Error> {
+    let mut out = HashMap::new();
+    if keys.is_empty() {
+        return Ok(out);
+    }
+    let mut learners = Vec::with_capacity(keys.len());
+    let mut categories = Vec::with_capacity(keys.len());
+    let mut years = Vec::with_capacity(keys.len());
+    let mut starts = Vec::with_capacity(keys.len());
+    let mut ends = Vec::with_capacity(keys.len());
+    for (learner, category, year) in keys {
+        let (start, end) = Millis::cst_year_bounds(*year);
+        learners.push(learner.as_str());
+        categories.push(category.as_str());
+        years.push(*year);
+        starts.push(start.0);
+        ends.push(end.0);
+    }
+    let rows = sqlx::query(
+        "select k.k_learner, k.k_category, k.k_year, sum(l.credits_cents)::bigint
+           from unnest($1::text[], $2::text[], $3::int[], $4::bigint[], $5::bigint[])
+                as k(k_learner, k_category, k_year, k_start, k_end)
+           join ledger_entries l on l.learner_id = k.k_learner and l.category = k.k_category
+            and l.occurred_at_ms >= k.k_start and l.occurred_at_ms < k.k_end
+          group by k.k_learner, k.k_category, k.k_year",
+    )
+    .bind(&learners)
+    .bind(&categories)
+    .bind(&years)
+    .bind(&starts)
+    .bind(&ends)
+    .fetch_all(&mut **tx)
+    .await?;
+    for row in rows {
+        let (learner, category, year, sum): (String, String, i32, Option<i64>) =
+            (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?, row.try_get(3)?);
+        if let (Ok(l), Ok(c)) = (LearnerId::parse(learner), Category::parse(category)) {
+            out.insert((l, c, year), Credits::from_cents(sum.unwrap_or(0)));
+        }
+    }
+    Ok(out)
+}

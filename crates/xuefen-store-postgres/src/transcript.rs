@@ -1,0 +1,88 @@
+//! Transcripts on PostgreSQL: a learner's entries and sums.
+
+use async_trait::async_trait;
+use xuefen_core::amount::Credits;
+use xuefen_core::entry::Entry;
+use xuefen_core::ids::{LearnerId, Position};
+use xuefen_core::transcript::{Referrals, TotalRow};
+use xuefen_store::{Result, TranscriptStore};
+
+use crate::rows::entry_record;
+use crate::{Col, PgStore, db};
+
+#[async_trait]
+impl TranscriptStore for PgStore {
+    async fn learner_entries(&self, learner: &LearnerId) -> Result<Vec<Entry>> {
+        let rows = sqlx::query(concat!(
+            "select ",
+            entry_columns!(),
+            " from ledger_entries where learner_id = $1 order by seq"
+        ))
+        .bind(learner.as_str())
+        .fetch_all(&self.read_pool)
+        .await
+        .map_err(db)?;
+        rows.into_iter()
+            .map(|r| entry_record(&r).and_then(Entry::try_from))
+            .collect()
+    }
+
+    async fn learner_entries_page(&self, learner: &LearnerId, after_seq: u64, limit: usize) -> Result<Vec<Entry>> {
+        let rows = sqlx::query(concat!(
+            "select ",
+            entry_columns!(),
+            " from ledger_entries where learner_id = $1 and seq > $2 order by seq limit $3"
+        ))
+        .bind(learner.as_str())
+        .bind(i64::try_from(after_seq).unwrap_or(i64::MAX))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.read_pool)
+        .await
+        .map_err(db)?;
+        rows.into_iter()
+            .map(|r| entry_record(&r).and_then(Entry::try_from))
+            .collect()
+    }
+
+    async fn learner_summary(&self, learner: &LearnerId) -> Result<(Vec<TotalRow>, Referrals)> {
+        // Years in China Standard Time: UTC+8 all year round (no DST).
+        let rows = sqlx::query(
+            "select extract(year from to_timestamp((occurred_at_ms + 28800000) / 1000.0) at time zone 'UTC')::int
+                        as year,
+                    category, site_id, sum(credits_cents)::bigint
+               from ledger_entries where learner_id = $1 and kind not in (10, 11)
+              group by year, category, site_id",
+        )
+        .bind(learner.as_str())
+        .fetch_all(&self.read_pool)
+        .await
+        .map_err(db)?;
+        let totals = rows
+            .iter()
+            .map(|r| {
+                Ok(TotalRow {
+                    year: r.col(0)?,
+                    category: r.col(1)?,
+                    site: r.col(2)?,
+                    credits: Credits::from_cents(r.col(3)?),
+                })
+            })
+            .collect::<Result<_>>()?;
+        let rows = sqlx::query(
+            "select refers_chain::bigint, refers_seq, kind::bigint from ledger_entries
+              where learner_id = $1 and kind in (3, 10, 11) and refers_seq is not null",
+        )
+        .bind(learner.as_str())
+        .fetch_all(&self.read_pool)
+        .await
+        .map_err(db)?;
+        let mut referred = Referrals::default();
+        for row in &rows {
+            let (chain, seq, kind): (i64, i64, i64) = (row.col(0)?, row.col(1)?, row.col(2)?);
+            if let (Ok(chain), Ok(seq)) = (u32::try_from(chain), u64::try_from(seq)) {
+                xuefen_store::referral(&mut referred, Position { chain, seq }, kind);
+            }
+        }
+        Ok((totals, referred))
+    }
+}

@@ -1,0 +1,232 @@
+//! Ingest on SQLite: one `BEGIN IMMEDIATE` transaction per batch (the
+//! database's single write lock held from the first read), entries written
+//! with chunked multi-row inserts.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use sqlx::sqlite::SqliteConnection;
+use sqlx::{Row, SqlitePool};
+use xuefen_core::entry::Entry;
+use xuefen_core::event::{Event, EventBody, Millis};
+use xuefen_core::ids::LearnerId;
+use xuefen_core::plan::{self, Head, Key, Lookups, Outcome};
+use xuefen_store::records::EntryRecord;
+use xuefen_store::{Result, StoreError};
+
+use crate::db;
+use crate::ledger::head_from_row;
+use crate::ledger::lookups::{
+    course_entries, entries_by_keys, group_entries, lookup_course_keys, lookup_courses, lookup_learners,
+    reversed_targets, year_totals,
+};
+use crate::rows::{ENTRY_COLUMNS, PARAMS_PER_STATEMENT_MAX, REUSE_DYNAMIC_STATEMENTS, placeholders, tuples};
+
+/// Rows per multi-row insert of entries: 454 × 22 ≤ 10 000 parameters.
+const ENTRY_ROWS_PER_INSERT: usize = PARAMS_PER_STATEMENT_MAX / ENTRY_COLUMNS;
+
+fn batch_keys(events: &[Event]) -> Vec<Key> {
+    let mut keys: Vec<Key> = events.iter().map(|e| (e.site.clone(), e.id.clone())).collect();
+    for e in events {
+        if let EventBody::Revocation(r) = &e.body {
+            keys.push((e.site.clone(), r.target.clone()));
+        }
+    }
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
+pub(crate) fn revocation_targets(events: &[Event]) -> Vec<(String, String)> {
+    let mut targets: Vec<(String, String)> = events
+        .iter()
+        .filter_map(|e| match &e.body {
+            EventBody::Revocation(r) => Some((e.site.as_str().to_owned(), r.target.as_str().to_owned())),
+            EventBody::Completion(_) => None,
+        })
+        .collect();
+    targets.sort();
+    targets.dedup();
+    targets
+}
+
+/// Plans and writes one batch inside the caller's `BEGIN IMMEDIATE`
+/// transaction.
+async fn ingest_locked(conn: &mut SqliteConnection, events: &[Event], now: Millis) -> Result<Vec<Outcome>> {
+    let mut lookups = Lookups::default();
+    lookup_learners(conn, events, &mut lookups).await?;
+    lookup_courses(conn, events, &mut lookups).await?;
+    for e in entries_by_keys(conn, &batch_keys(events)).await? {
+        lookups.add_entry(e);
+    }
+    lookups.reversed = reversed_targets(conn, events).await?;
+    let targets = plan::target_courses(events, &lookups);
+    if !targets.is_empty() {
+        let keys = targets.iter().map(|(s, c)| (s.as_str(), c.as_str())).collect();
+        lookup_course_keys(conn, keys, &mut lookups).await?;
+    }
+    // Credited once: each learner's history of each course the batch names.
+    lookups.course_entries = course_entries(conn, &plan::course_keys(events, &lookups)).await?;
+    // Recognition and caps: only batches that touch a group or a capped
+    // category run these.
+    lookups.group_entries = group_entries(conn, &plan::group_keys(events, &lookups)).await?;
+    lookups.year_totals = year_totals(conn, &plan::cap_keys(events, &lookups)).await?;
+    lookups.learner_secrets = learner_secrets(conn, &lookups).await?;
+    // The chains the batch may append to: its learners' and those of the
+    // entries its revocations target, now in `lookups.entries`. We hold the
+    // write lock, so these heads cannot move before commit.
+    lookups.heads = heads_of(conn, &lookups.chains()).await?;
+    let planned = plan::plan(events, now, &lookups);
+    insert_entries(conn, &planned.entries).await?;
+    update_heads(conn, &planned.heads).await?;
+    Ok(planned.outcomes)
+}
+
+/// The secrets of the learners the batch may write for (those it names and
+/// those of its revocation targets); an erased learner has none.
+pub(crate) async fn learner_secrets(
+    conn: &mut SqliteConnection,
+    lookups: &Lookups,
+) -> Result<HashMap<LearnerId, [u8; 32]>> {
+    let mut ids: BTreeSet<&str> = lookups.learner_chains.keys().map(LearnerId::as_str).collect();
+    ids.extend(lookups.entries.values().map(|e| e.body.learner.as_str()));
+    let ids: Vec<&str> = ids.into_iter().collect();
+    let mut out = HashMap::new();
+    for chunk in ids.chunks(PARAMS_PER_STATEMENT_MAX) {
+        let sql = format!(
+            "select learner_id, secret from learner_secrets where learner_id in ({})",
+            placeholders(chunk.len())
+        );
+        let mut q = sqlx::query(&sql).persistent(REUSE_DYNAMIC_STATEMENTS);
+        for id in chunk {
+            q = q.bind(*id);
+        }
+        for row in q.fetch_all(&mut *conn).await.map_err(db)? {
+            let id: String = row.try_get(0).map_err(db)?;
+            let secret: Vec<u8> = row.try_get(1).map_err(db)?;
+            if let (Ok(id), Ok(secret)) = (LearnerId::parse(id), <[u8; 32]>::try_from(secret)) {
+                out.insert(id, secret);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The heads of `chains`. Every chain must have one: the planner would take
+/// a missing head for an empty chain.
+pub(crate) async fn heads_of(conn: &mut SqliteConnection, chains: &BTreeSet<u32>) -> Result<HashMap<u32, Head>> {
+    let mut heads = HashMap::new();
+    let ids: Vec<u32> = chains.iter().copied().collect();
+    for chunk in ids.chunks(PARAMS_PER_STATEMENT_MAX) {
+        let sql = format!(
+            "select chain_id, seq, hash from chain_heads where chain_id in ({})",
+            placeholders(chunk.len())
+        );
+        let mut q = sqlx::query(&sql).persistent(REUSE_DYNAMIC_STATEMENTS);
+        for chain in chunk {
+            q = q.bind(i64::from(*chain));
+        }
+        for row in q.fetch_all(&mut *conn).await.map_err(db)? {
+            let (chain, head) = head_from_row(&row)?;
+            heads.insert(chain, head);
+        }
+    }
+    if let Some(missing) = chains.iter().find(|c| !heads.contains_key(c)) {
+        return Err(StoreError::Corrupt {
+            at: format!("chain {missing}"),
+            detail: "a learner or entry names a chain that has no head".into(),
+        });
+    }
+    Ok(heads)
+}
+
+pub(crate) async fn insert_entries(conn: &mut SqliteConnection, entries: &[Entry]) -> Result<()> {
+    for chunk in entries.chunks(ENTRY_ROWS_PER_INSERT) {
+        // A plain insert, not `on conflict do nothing` as on PostgreSQL: under
+        // the write lock no other batch can have taken one of these keys, so
+        // a violation is a bug and must fail the whole batch.
+        let sql = format!(
+            "insert into ledger_entries (chain_id, seq, prev_hash, hash, kind, site_id, event_id,
+                    learner_id, course_code, category, credits_cents, occurred_at_ms,
+                    recorded_at_ms, score_cents, hours_cents, rule_version, refers_chain,
+                    refers_seq, target_event, reason, recognition_group, withheld_cents,
+                    learner_commitment, reason_note)
+             values {}",
+            tuples(chunk.len(), ENTRY_COLUMNS)
+        );
+        let mut q = sqlx::query(&sql).persistent(REUSE_DYNAMIC_STATEMENTS);
+        for e in chunk {
+            let r = EntryRecord::from(e);
+            q = q
+                .bind(r.chain_id)
+                .bind(r.seq)
+                .bind(r.prev_hash)
+                .bind(r.hash)
+                .bind(r.kind)
+                .bind(r.site_id)
+                .bind(r.event_id)
+                .bind(r.learner_id)
+                .bind(r.course_code)
+                .bind(r.category)
+                .bind(r.credits_cents)
+                .bind(r.occurred_at_ms)
+                .bind(r.recorded_at_ms)
+                .bind(r.score_cents)
+                .bind(r.hours_cents)
+                .bind(r.rule_version)
+                .bind(r.refers_chain)
+                .bind(r.refers_seq)
+                .bind(r.target_event)
+                .bind(r.reason)
+                .bind(r.recognition_group)
+                .bind(r.withheld_cents)
+                .bind(r.learner_commitment)
+                .bind(r.reason_note);
+        }
+        q.execute(&mut *conn).await.map_err(db)?;
+    }
+    Ok(())
+}
+
+pub(crate) async fn update_heads(conn: &mut SqliteConnection, heads: &BTreeMap<u32, Head>) -> Result<()> {
+    if heads.is_empty() {
+        return Ok(());
+    }
+    // At most one row per chain (64 by default), far below the parameter
+    // limit: one statement. SQLite names VALUES columns column1, column2, ...
+    let sql = format!(
+        "update chain_heads set seq = v.column2, hash = v.column3
+           from (values {}) as v
+          where chain_heads.chain_id = v.column1",
+        tuples(heads.len(), 3)
+    );
+    let mut q = sqlx::query(&sql).persistent(REUSE_DYNAMIC_STATEMENTS);
+    for (chain, head) in heads {
+        q = q.bind(i64::from(*chain)).bind(head.seq as i64).bind(head.hash.to_vec());
+    }
+    let done = q.execute(&mut *conn).await.map_err(db)?;
+    if done.rows_affected() != heads.len() as u64 {
+        return Err(StoreError::Corrupt {
+            at: "chain_heads".into(),
+            detail: format!("{} of {} chain heads updated", done.rows_affected(), heads.len()),
+        });
+    }
+    Ok(())
+}
+
+/// One write transaction for the whole batch, holding the database's single
+/// write lock from its first read (see the module docs).
+pub(crate) async fn ingest_batch(pool: &SqlitePool, events: &[Event], now: Millis) -> Result<Vec<Outcome>> {
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
+    match ingest_locked(&mut tx, events, now).await {
+        Ok(outcomes) => {
+            tx.commit().await.map_err(db)?;
+            Ok(outcomes)
+        }
+        Err(e) => {
+            if let Err(rollback) = tx.rollback().await {
+                tracing::warn!(error = %rollback, "rolling back a failed ingest failed");
+            }
+            Err(e)
+        }
+    }
+}

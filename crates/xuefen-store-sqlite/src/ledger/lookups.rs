@@ -1,0 +1,324 @@
+//! The reads an ingest batch plans with, each one query (or one chunked
+//! query) for the whole batch.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+use sqlx::Row;
+use sqlx::sqlite::SqliteConnection;
+use xuefen_core::amount::Credits;
+use xuefen_core::entry::Entry;
+use xuefen_core::event::{Event, EventBody, LearnerRef, Millis};
+use xuefen_core::ids::{Category, CourseCode, EventId, GroupId, LearnerId, LocalAccount, SiteId};
+use xuefen_core::plan::{self, Key, Lookups};
+use xuefen_store::{Course, Result};
+
+use crate::ledger::ingest::revocation_targets;
+use crate::rows::{
+    PARAMS_PER_STATEMENT_MAX, REUSE_DYNAMIC_STATEMENTS, course_record, entry_from_row, placeholders, tuples,
+};
+use crate::{db, unreadable};
+
+pub(crate) async fn lookup_learners(
+    conn: &mut SqliteConnection,
+    events: &[Event],
+    lookups: &mut Lookups,
+) -> Result<()> {
+    let mut ids: BTreeSet<String> = BTreeSet::new();
+    let mut accounts: BTreeSet<(&str, &str)> = BTreeSet::new();
+    for e in events {
+        if let EventBody::Completion(c) = &e.body {
+            match &c.learner {
+                LearnerRef::Id(id) => {
+                    ids.insert(id.as_str().to_owned());
+                }
+                LearnerRef::Account(a) => {
+                    accounts.insert((e.site.as_str(), a.as_str()));
+                }
+            }
+        }
+    }
+    let accounts: Vec<(&str, &str)> = accounts.into_iter().collect();
+    for chunk in accounts.chunks(PARAMS_PER_STATEMENT_MAX / 2) {
+        let sql = format!(
+            "select a.site_id, a.local_account, a.learner_id
+               from (values {}) as k
+               join learner_accounts a on a.site_id = k.column1 and a.local_account = k.column2",
+            tuples(chunk.len(), 2)
+        );
+        let mut q = sqlx::query(&sql).persistent(REUSE_DYNAMIC_STATEMENTS);
+        for (site, account) in chunk {
+            q = q.bind(*site).bind(*account);
+        }
+        for row in q.fetch_all(&mut *conn).await.map_err(db)? {
+            let (Ok(site), Ok(acct), Ok(learner)) = (
+                row.try_get::<String, _>(0),
+                row.try_get::<String, _>(1),
+                row.try_get::<String, _>(2),
+            ) else {
+                continue;
+            };
+            // A row the service could not have written is skipped, so its
+            // events are rejected as naming an unknown learner.
+            if let (Ok(site), Ok(acct), Ok(learner)) = (
+                SiteId::parse(site),
+                LocalAccount::parse(acct),
+                LearnerId::parse(learner),
+            ) {
+                ids.insert(learner.as_str().to_owned());
+                lookups.accounts.insert((site, acct), learner);
+            }
+        }
+    }
+    let ids: Vec<String> = ids.into_iter().collect();
+    for chunk in ids.chunks(PARAMS_PER_STATEMENT_MAX) {
+        let sql = format!(
+            "select id, chain_id from learners where id in ({})",
+            placeholders(chunk.len())
+        );
+        let mut q = sqlx::query(&sql).persistent(REUSE_DYNAMIC_STATEMENTS);
+        for id in chunk {
+            q = q.bind(id.as_str());
+        }
+        for row in q.fetch_all(&mut *conn).await.map_err(db)? {
+            let (Ok(id), Ok(chain)) = (row.try_get::<String, _>(0), row.try_get::<i64, _>(1)) else {
+                continue;
+            };
+            if let (Ok(id), Ok(chain)) = (LearnerId::parse(id), u32::try_from(chain)) {
+                lookups.learner_chains.insert(id, chain);
+            }
+        }
+    }
+    Ok(())
+}
+
+pub(crate) async fn lookup_courses(conn: &mut SqliteConnection, events: &[Event], lookups: &mut Lookups) -> Result<()> {
+    let wanted: Vec<(&str, &str)> = events
+        .iter()
+        .filter_map(|e| match &e.body {
+            EventBody::Completion(c) => Some((e.site.as_str(), c.course.as_str())),
+            EventBody::Revocation(_) => None,
+        })
+        .collect();
+    lookup_course_keys(conn, wanted, lookups).await
+}
+
+/// Adds the terms of these courses (and their categories' caps) to `lookups`.
+pub(crate) async fn lookup_course_keys(
+    conn: &mut SqliteConnection,
+    mut wanted: Vec<(&str, &str)>,
+    lookups: &mut Lookups,
+) -> Result<()> {
+    wanted.sort();
+    wanted.dedup();
+    for chunk in wanted.chunks(PARAMS_PER_STATEMENT_MAX / 2) {
+        // The course's group and its category's annual cap come with it:
+        // no extra round trip for batches that use neither.
+        let sql = format!(
+            concat!(
+                "select ",
+                course_columns!(),
+                ", cc.annual_cap_cents
+                   from (values {}) as k
+                   join courses c on c.site_id = k.column1 and c.code = k.column2
+                   left join recognition_members m on m.site_id = c.site_id and m.course_code = c.code
+                   left join category_caps cc on cc.category = c.category"
+            ),
+            tuples(chunk.len(), 2)
+        );
+        let mut q = sqlx::query(&sql).persistent(REUSE_DYNAMIC_STATEMENTS);
+        for (site, code) in chunk {
+            q = q.bind(*site).bind(*code);
+        }
+        for row in q.fetch_all(&mut *conn).await.map_err(db)? {
+            // A course row the service could not have written is skipped
+            // here, so its events are rejected as naming an unknown course.
+            if let Ok(course) = course_record(&row).and_then(Course::try_from) {
+                if let Ok(Some(cap)) = row.try_get::<Option<i64>, _>(13) {
+                    lookups.caps.insert(course.category.clone(), Credits::from_cents(cap));
+                }
+                lookups
+                    .courses
+                    .insert((course.site.clone(), course.code.clone()), course.terms());
+            }
+        }
+    }
+    Ok(())
+}
+
+pub(crate) async fn entries_by_keys(conn: &mut SqliteConnection, keys: &[Key]) -> Result<Vec<Entry>> {
+    let mut entries = Vec::new();
+    for chunk in keys.chunks(PARAMS_PER_STATEMENT_MAX / 2) {
+        // The VALUES columns are named column1 and column2, so the entry's
+        // own column names stay unambiguous in the join.
+        let sql = format!(
+            concat!(
+                "select ",
+                entry_columns!(),
+                " from (values {}) as k
+                  join ledger_entries l on l.site_id = k.column1 and l.event_id = k.column2"
+            ),
+            tuples(chunk.len(), 2)
+        );
+        let mut q = sqlx::query(&sql).persistent(REUSE_DYNAMIC_STATEMENTS);
+        for (site, event) in chunk {
+            q = q.bind(site.as_str()).bind(event.as_str());
+        }
+        for row in q.fetch_all(&mut *conn).await.map_err(db)? {
+            entries.push(entry_from_row(&row)?);
+        }
+    }
+    Ok(entries)
+}
+
+pub(crate) async fn reversed_targets(conn: &mut SqliteConnection, events: &[Event]) -> Result<HashSet<Key>> {
+    let targets = revocation_targets(events);
+    let mut reversed = HashSet::new();
+    for chunk in targets.chunks(PARAMS_PER_STATEMENT_MAX / 2) {
+        // `target_event is not null` lets SQLite use the partial unique index.
+        let sql = format!(
+            "select l.site_id, l.target_event
+               from (values {}) as k
+               join ledger_entries l on l.site_id = k.column1 and l.target_event = k.column2
+              where l.target_event is not null",
+            tuples(chunk.len(), 2)
+        );
+        let mut q = sqlx::query(&sql).persistent(REUSE_DYNAMIC_STATEMENTS);
+        for (site, target) in chunk {
+            q = q.bind(site.as_str()).bind(target.as_str());
+        }
+        for row in q.fetch_all(&mut *conn).await.map_err(db)? {
+            let (Ok(site), Ok(event)) = (row.try_get::<String, _>(0), row.try_get::<String, _>(1)) else {
+                continue;
+            };
+            if let (Ok(site), Ok(event)) = (SiteId::parse(site), EventId::parse(event)) {
+                reversed.insert((site, event));
+            }
+        }
+    }
+    Ok(reversed)
+}
+
+/// Every entry of each (learner, group) pair, in sequence order.
+pub(crate) async fn group_entries(
+    conn: &mut SqliteConnection,
+    keys: &BTreeSet<(LearnerId, GroupId)>,
+) -> Result<HashMap<(LearnerId, GroupId), Vec<Entry>>> {
+    let mut out: HashMap<(LearnerId, GroupId), Vec<Entry>> = keys.iter().map(|k| (k.clone(), Vec::new())).collect();
+    let keys: Vec<&(LearnerId, GroupId)> = keys.iter().collect();
+    for chunk in keys.chunks(PARAMS_PER_STATEMENT_MAX / 2) {
+        let sql = format!(
+            concat!(
+                "select ",
+                entry_columns!(),
+                ", k.column2 as k_group from (values {}) as k
+                  join ledger_entries l on l.learner_id = k.column1
+                   and (l.recognition_group = k.column2
+                        or exists (select 1 from recognition_members m
+                                    where m.group_id = k.column2 and m.site_id = l.site_id
+                                      and m.course_code = l.course_code))
+                 order by l.chain_id, l.seq"
+            ),
+            tuples(chunk.len(), 2)
+        );
+        let mut q = sqlx::query(&sql).persistent(REUSE_DYNAMIC_STATEMENTS);
+        for (learner, group) in chunk {
+            q = q.bind(learner.as_str()).bind(group.as_str());
+        }
+        // A row can match two keys of one learner (tagged with one group,
+        // its course now in another): the key columns say which.
+        let sql_rows = q.fetch_all(&mut *conn).await.map_err(db)?;
+        for row in sql_rows {
+            let e = entry_from_row(&row)?;
+            let group: String = row.try_get("k_group").map_err(|e| unreadable("ledger_entries", e))?;
+            if let Ok(g) = GroupId::parse(group) {
+                out.entry((e.body.learner.clone(), g)).or_default().push(e);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Every entry of each (learner, site, course), or those dated at the
+/// key's instant, in sequence order.
+pub(crate) async fn course_entries(
+    conn: &mut SqliteConnection,
+    keys: &BTreeSet<plan::CourseKey>,
+) -> Result<HashMap<(LearnerId, SiteId, CourseCode), Vec<Entry>>> {
+    let mut out: HashMap<(LearnerId, SiteId, CourseCode), Vec<Entry>> = keys
+        .iter()
+        .map(|(l, s, c, _)| ((l.clone(), s.clone(), c.clone()), Vec::new()))
+        .collect();
+    let keys: Vec<&plan::CourseKey> = keys.iter().collect();
+    for chunk in keys.chunks(PARAMS_PER_STATEMENT_MAX / 4) {
+        let sql = format!(
+            concat!(
+                "select ",
+                entry_columns!(),
+                " from (values {}) as k
+                  join ledger_entries l on l.learner_id = k.column1 and l.site_id = k.column2
+                   and l.course_code = k.column3
+                   and (k.column4 is null or l.occurred_at_ms = k.column4)
+                 order by l.chain_id, l.seq"
+            ),
+            tuples(chunk.len(), 4)
+        );
+        let mut q = sqlx::query(&sql).persistent(REUSE_DYNAMIC_STATEMENTS);
+        for (learner, site, course, at) in chunk {
+            q = q
+                .bind(learner.as_str())
+                .bind(site.as_str())
+                .bind(course.as_str())
+                .bind(at.map(|m| m.0));
+        }
+        for row in q.fetch_all(&mut *conn).await.map_err(db)? {
+            let e = entry_from_row(&row)?;
+            let key = (e.body.learner.clone(), e.body.site.clone(), e.body.course.clone());
+            out.entry(key).or_default().push(e);
+        }
+    }
+    Ok(out)
+}
+
+/// The sum of signed credits of each (learner, category, CST year).
+pub(crate) async fn year_totals(
+    conn: &mut SqliteConnection,
+    keys: &BTreeSet<(LearnerId, Category, i32)>,
+) -> Result<HashMap<(LearnerId, Category, i32), Credits>> {
+    let mut out = HashMap::new();
+    let keys: Vec<&(LearnerId, Category, i32)> = keys.iter().collect();
+    for chunk in keys.chunks(PARAMS_PER_STATEMENT_MAX / 5) {
+        let sql = format!(
+            "select k.column1, k.column2, k.column3, coalesce(sum(l.credits_cents), 0)
+               from (values {}) as k
+               join ledger_entries l on l.learner_id = k.column1 and l.category = k.column2
+                and l.occurred_at_ms >= k.column4 and l.occurred_at_ms < k.column5
+              group by k.column1, k.column2, k.column3",
+            tuples(chunk.len(), 5)
+        );
+        let mut q = sqlx::query(&sql).persistent(REUSE_DYNAMIC_STATEMENTS);
+        for (learner, category, year) in chunk {
+            let (start, end) = Millis::cst_year_bounds(*year);
+            q = q
+                .bind(learner.as_str())
+                .bind(category.as_str())
+                .bind(i64::from(*year))
+                .bind(start.0)
+                .bind(end.0);
+        }
+        for row in q.fetch_all(&mut *conn).await.map_err(db)? {
+            let read = |e| unreadable("ledger_entries", e);
+            let learner: String = row.try_get(0).map_err(read)?;
+            let category: String = row.try_get(1).map_err(read)?;
+            let year: i64 = row.try_get(2).map_err(read)?;
+            let sum: i64 = row.try_get(3).map_err(read)?;
+            if let (Ok(l), Ok(c), Ok(y)) = (
+                LearnerId::parse(learner),
+                Category::parse(category),
+                i32::try_from(year),
+            ) {
+                out.insert((l, c, y), Credits::from_cents(sum));
+            }
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,117 @@
+//! Alliance statistics on SQLite, derived from the ledger in SQL.
+
+use async_trait::async_trait;
+use sqlx::Row;
+use xuefen_core::amount::Credits;
+use xuefen_core::event::Millis;
+use xuefen_core::ids::SiteId;
+use xuefen_store::{Result, SiteYearStats, StatsRule, StatsStore, StoreError};
+
+use crate::{SqliteStore, db, unreadable};
+
+#[async_trait]
+impl StatsStore for SqliteStore {
+    async fn site_year_stats(&self, site: Option<&SiteId>, year: i32, rule: StatsRule) -> Result<Vec<SiteYearStats>> {
+        let (start, end) = Millis::cst_year_bounds(year);
+        // `created_at` is ISO-8601 UTC text with milliseconds, the format
+        // of `Millis::to_rfc3339`, so the bounds compare as text.
+        let rows = sqlx::query(
+            "with in_year as (
+                 select site_id, learner_id, kind, credits_cents from ledger_entries
+                  where occurred_at_ms >= ?2 and occurred_at_ms < ?3
+             ),
+             site_learner as (
+                 select site_id, learner_id, sum(credits_cents) as credits,
+                        max(case when kind <> 3 then 1 else 0 end) as active
+                   from in_year group by site_id, learner_id
+             ),
+             learner_year as (
+                 select learner_id, sum(credits_cents) as credits from in_year group by learner_id
+             ),
+             regs as (
+                 select site_id, learner_id from learner_accounts group by site_id, learner_id
+                 having min(coalesce(registered_at, created_at)) >= ?6
+                    and min(coalesce(registered_at, created_at)) < ?7
+             )
+             select s.id,
+                    (select count(*) from regs r where r.site_id = s.id),
+                    (select count(*) from regs r join learner_year y on y.learner_id = r.learner_id
+                      where r.site_id = s.id and y.credits >= ?4),
+                    (select count(*) from site_learner l where l.site_id = s.id and l.active = 1),
+                    (select count(*) from site_learner l where l.site_id = s.id and l.credits >= ?4),
+                    (select coalesce(sum(l.credits), 0) from site_learner l where l.site_id = s.id),
+                    (select count(*) from site_learner l where l.site_id = s.id and l.credits >= ?5)
+               from sites s
+              where ?1 is null or s.id = ?1
+              order by s.id",
+        )
+        .bind(site.map(SiteId::as_str))
+        .bind(start.0)
+        .bind(end.0)
+        .bind(rule.credits_each.cents())
+        .bind(rule.star_credits.cents())
+        .bind(start.to_rfc3339())
+        .bind(end.to_rfc3339())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter()
+            .map(|r| {
+                let read = |e| unreadable("statistics", e);
+                let id: String = r.try_get(0).map_err(read)?;
+                let count = |i: usize| -> Result<u64> {
+                    Ok(u64::try_from(r.try_get::<i64, _>(i).map_err(read)?).unwrap_or_default())
+                };
+                Ok(SiteYearStats {
+                    site: SiteId::parse(id.clone()).map_err(|e| StoreError::Corrupt {
+                        at: format!("site {id}"),
+                        detail: e.to_string(),
+                    })?,
+                    registrations: count(1)?,
+                    registrations_with_credits: count(2)?,
+                    learners_active: count(3)?,
+                    learners_with_credits: count(4)?,
+                    credits: Credits::from_cents(r.try_get::<i64, _>(5).map_err(read)?),
+                    learning_stars: count(6)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn site_month_credits(&self, year: i32) -> Result<Vec<(SiteId, u8, Credits)>> {
+        // Months are told apart by their bounds in China Standard Time
+        // (?1 is January's start, ?13 the next year's), not by the
+        // database's date functions.
+        let bounds = Millis::cst_month_bounds(year);
+        let sql = "select site_id, case when occurred_at_ms < ?2 then 1 when occurred_at_ms < ?3 then 2 when occurred_at_ms < ?4 then 3 when occurred_at_ms < ?5 then 4 when occurred_at_ms < ?6 then 5 when occurred_at_ms < ?7 then 6 when occurred_at_ms < ?8 then 7 when occurred_at_ms < ?9 then 8 when occurred_at_ms < ?10 then 9 when occurred_at_ms < ?11 then 10 when occurred_at_ms < ?12 then 11 else 12 end as month, sum(credits_cents)
+               from ledger_entries
+              where occurred_at_ms >= ?1 and occurred_at_ms < ?13
+                and site_id in (select id from sites)
+              group by site_id, month
+              order by site_id, month";
+        let mut query = sqlx::query(sql);
+        for b in bounds {
+            query = query.bind(b.0);
+        }
+        let rows = query.fetch_all(&self.pool).await.map_err(db)?;
+        rows.iter()
+            .map(|r| {
+                let read = |e| unreadable("monthly credits", e);
+                let id: String = r.try_get(0).map_err(read)?;
+                let site = SiteId::parse(id.clone()).map_err(|e| StoreError::Corrupt {
+                    at: format!("site {id}"),
+                    detail: e.to_string(),
+                })?;
+                let month: i64 = r.try_get(1).map_err(read)?;
+                let month = u8::try_from(month)
+                    .ok()
+                    .filter(|m| (1..=12).contains(m))
+                    .ok_or_else(|| StoreError::Corrupt {
+                        at: format!("site {id}"),
+                        detail: format!("month {month} out of range"),
+                    })?;
+                Ok((site, month, Credits::from_cents(r.try_get::<i64, _>(2).map_err(read)?)))
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,92 @@
+//! Transcripts on SQLite: a learner's entries and sums.
+
+use async_trait::async_trait;
+use sqlx::Row;
+use xuefen_core::amount::Credits;
+use xuefen_core::entry::Entry;
+use xuefen_core::ids::{LearnerId, Position};
+use xuefen_core::transcript::{Referrals, TotalRow};
+use xuefen_store::{Result, StoreError, TranscriptStore};
+
+use crate::rows::entry_from_row;
+use crate::{SqliteStore, db, unreadable};
+
+#[async_trait]
+impl TranscriptStore for SqliteStore {
+    async fn learner_entries(&self, learner: &LearnerId) -> Result<Vec<Entry>> {
+        let rows = sqlx::query(concat!(
+            "select ",
+            entry_columns!(),
+            " from ledger_entries where learner_id = ?1 order by seq"
+        ))
+        .bind(learner.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter().map(entry_from_row).collect()
+    }
+
+    async fn learner_entries_page(&self, learner: &LearnerId, after_seq: u64, limit: usize) -> Result<Vec<Entry>> {
+        let rows = sqlx::query(concat!(
+            "select ",
+            entry_columns!(),
+            " from ledger_entries where learner_id = ?1 and seq > ?2 order by seq limit ?3"
+        ))
+        .bind(learner.as_str())
+        .bind(i64::try_from(after_seq).unwrap_or(i64::MAX))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter().map(entry_from_row).collect()
+    }
+
+    async fn learner_summary(&self, learner: &LearnerId) -> Result<(Vec<TotalRow>, Referrals)> {
+        // Years in China Standard Time: UTC+8 all year round (no DST).
+        let rows = sqlx::query(
+            "select cast(strftime('%Y', (occurred_at_ms + 28800000) / 1000, 'unixepoch') as integer) as year,
+                    category, site_id, sum(credits_cents)
+               from ledger_entries where learner_id = ?1 and kind not in (10, 11)
+              group by year, category, site_id",
+        )
+        .bind(learner.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        let mut totals = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let read = |e| unreadable("ledger_entries", e);
+            let year: i64 = row.try_get(0).map_err(read)?;
+            totals.push(TotalRow {
+                year: i32::try_from(year).map_err(|_| StoreError::Corrupt {
+                    at: format!("learner {learner}"),
+                    detail: "year out of range".into(),
+                })?,
+                category: row.try_get(1).map_err(read)?,
+                site: row.try_get(2).map_err(read)?,
+                credits: Credits::from_cents(row.try_get(3).map_err(read)?),
+            });
+        }
+        let rows = sqlx::query(
+            "select refers_chain, refers_seq, kind from ledger_entries
+              where learner_id = ?1 and kind in (3, 10, 11) and refers_seq is not null",
+        )
+        .bind(learner.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        let mut referred = Referrals::default();
+        for row in &rows {
+            let read = |e| unreadable("ledger_entries", e);
+            let (chain, seq, kind): (i64, i64, i64) = (
+                row.try_get(0).map_err(read)?,
+                row.try_get(1).map_err(read)?,
+                row.try_get(2).map_err(read)?,
+            );
+            if let (Ok(chain), Ok(seq)) = (u32::try_from(chain), u64::try_from(seq)) {
+                xuefen_store::referral(&mut referred, Position { chain, seq }, kind);
+            }
+        }
+        Ok((totals, referred))
+    }
+}

@@ -1,0 +1,52 @@
+//! The ledger: ingest, entries by event, chains and their heads.
+
+use async_trait::async_trait;
+use futures::stream::BoxStream;
+use xuefen_core::entry::Entry;
+use xuefen_core::event::{Event, Millis};
+use xuefen_core::ids::{EventId, LearnerId, LocalAccount, SiteId};
+use xuefen_core::plan::{Head, Outcome};
+
+use crate::Result;
+
+/// The ledger port: ingest, entries by event, chains and their heads.
+#[async_trait]
+pub trait LedgerStore: Send + Sync {
+    /// Plans and writes a batch of events in one transaction, returning one
+    /// outcome per event. Durable when it returns `Ok`.
+    async fn ingest(&self, events: &[Event], now: Millis) -> Result<Vec<Outcome>>;
+    /// The entry written for an event.
+    async fn entry_by_event(&self, site: &SiteId, event: &EventId) -> Result<Option<Entry>>;
+    /// The recorded head of every chain, in chain order.
+    async fn heads(&self) -> Result<Vec<(u32, Head)>>;
+    /// How many chains the ledger has (fixed when the schema is created).
+    fn chain_count(&self) -> u32;
+    /// Whether transactions on disjoint chains can commit side by side. When
+    /// they cannot (one writer at a time), the committer keeps one queue.
+    fn parallel_writes(&self) -> bool {
+        true
+    }
+
+    /// Routing hint for the group committer: the learners linked to these
+    /// accounts (unknown accounts are left out). A link never changes once
+    /// made, so a caller may cache the answer. Backends that write one
+    /// transaction at a time never route, and need not answer.
+    async fn account_learners(
+        &self,
+        accounts: &[(SiteId, LocalAccount)],
+    ) -> Result<Vec<((SiteId, LocalAccount), LearnerId)>> {
+        let _ = accounts;
+        Ok(Vec::new())
+    }
+    /// Routing hint for the group committer: the chains holding these events
+    /// (unknown events are left out). An entry never moves once written.
+    async fn event_chains(&self, keys: &[(SiteId, EventId)]) -> Result<Vec<((SiteId, EventId), u32)>> {
+        let _ = keys;
+        Ok(Vec::new())
+    }
+    /// The entries of one chain in sequence order, streamed.
+    fn chain_entries(&self, chain: u32) -> BoxStream<'_, Result<Entry>>;
+    /// One ledger entry whose chain is outside `0 .. chains`, as
+    /// `(chain, seq)`, if any: an entry no chain verification would read.
+    async fn stray_entry(&self, chains: u32) -> Result<Option<(i64, i64)>>;
+}
