@@ -41,14 +41,25 @@ fi
 if [ "$profile" = release ]; then cargo build -q --release -p xuefen; else cargo build -q -p xuefen; fi
 work=$(mktemp -d)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-if [ "$backend" = sqlite ]; then
-  env -u DATABASE_URL XUEFEN_DATA_DIR="$work/data" target/$profile/xuefen serve --listen "127.0.0.1:$port" >"$work/out" 2>"$work/err" &
-else
-  XUEFEN_DATA_DIR="$work/data" target/$profile/xuefen serve --listen "127.0.0.1:$port" >"$work/out" 2>"$work/err" &
-fi
-server=$!
-trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; rm -rf "$work"' EXIT
-for _ in $(seq 1 300); do grep -q "listening on" "$work/out" 2>/dev/null && break; sleep 0.1; done
+server=
+trap 'if [ -n "$server" ]; then kill $server 2>/dev/null; wait $server 2>/dev/null; fi; rm -rf "$work"' EXIT
+# Each suite runs against the service answering its own version by default
+# (`xapi_default_version`): the 1.0.3 and 2.0.0 suites ask opposite things
+# of the version header on an answer to a request that names none. The
+# data directory, and so the site and its key, is kept across restarts.
+start_server() {
+  if [ -n "$server" ]; then kill "$server" 2>/dev/null; wait "$server" 2>/dev/null || true; fi
+  : >"$work/out"
+  if [ "$backend" = sqlite ]; then
+    env -u DATABASE_URL XUEFEN_XAPI_DEFAULT_VERSION="$1" XUEFEN_DATA_DIR="$work/data" target/$profile/xuefen serve --listen "127.0.0.1:$port" >>"$work/out" 2>"$work/err" &
+  else
+    XUEFEN_XAPI_DEFAULT_VERSION="$1" XUEFEN_DATA_DIR="$work/data" target/$profile/xuefen serve --listen "127.0.0.1:$port" >>"$work/out" 2>"$work/err" &
+  fi
+  server=$!
+  for _ in $(seq 1 300); do grep -q "listening on" "$work/out" 2>/dev/null && break; sleep 0.1; done
+}
+first_version=${versions%% *}
+start_server "$first_version"
 admin=$(sed -n 's/^bootstrap admin key (shown once): //p' "$work/out")
 [ -n "$admin" ] || { cat "$work/err" >&2; die "the service printed no bootstrap admin key"; }
 site=lrs-conformance
@@ -59,6 +70,7 @@ key=$(curl -sf -X POST "127.0.0.1:$port/v1/sites" -H "authorization: Bearer $adm
 
 status=0
 for version in $versions; do
+  [ "$version" = "$first_version" ] || start_server "$version"
   log="$work/suite-$version.log"
   set +e
   (cd "$suite" && timeout -s INT 900 node bin/console_runner.js -e "http://127.0.0.1:$port/xapi" \

@@ -30,7 +30,8 @@ use xuefen_store::{Principal, Store};
 use crate::AppState;
 use crate::auth::{Caller, mint};
 use crate::body::ApiJson;
-use crate::dto::{KeyOut, PositionOut};
+use crate::keys::KeyOut;
+use crate::problem::PositionOut;
 use crate::problem::{ApiError, ApiResult, Problem};
 
 /// Deposits per page when the caller does not say.

@@ -29,6 +29,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::Instant;
 
+use axum::http::StatusCode;
 use opentelemetry::trace::TraceContextExt;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tracing::Instrument;
@@ -39,6 +40,7 @@ use xuefen_core::plan::Outcome;
 use xuefen_store::{Store, StoreError};
 
 use crate::metrics::Metrics;
+use crate::problem::{ApiError, Problem};
 
 type Reply = oneshot::Sender<Result<Vec<Outcome>, Arc<StoreError>>>;
 
@@ -90,6 +92,27 @@ pub enum CommitError {
     Stopped,
     #[error(transparent)]
     Store(Arc<StoreError>),
+}
+
+/// The problem a handler answers when a submission did not commit.
+pub(crate) fn commit_error(e: CommitError) -> ApiError {
+    match e {
+        CommitError::Stopped => Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting_down",
+            "the service is stopping; retry",
+        )
+        .into(),
+        CommitError::Store(e) => match &*e {
+            xuefen_store::StoreError::Database(_) => Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "database_unavailable",
+                "the database is unavailable; nothing was written, retry later",
+            )
+            .into(),
+            _ => Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error").into(),
+        },
+    }
 }
 
 impl Committer {

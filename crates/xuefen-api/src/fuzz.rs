@@ -10,7 +10,7 @@ pub fn event_body(bytes: &[u8]) {
     if crate::body::check_no_nul(bytes).is_err() {
         return;
     }
-    if let Ok(input) = crate::body::parse_json::<crate::dto::EventIn>(bytes) {
+    if let Ok(input) = crate::body::parse_json::<crate::ledger::EventIn>(bytes) {
         let _ = input.parse_body();
     }
 }
@@ -22,10 +22,10 @@ pub fn batch_body(bytes: &[u8], ndjson: bool) -> usize {
     let Ok(site) = SiteId::parse("fuzz") else {
         return 0;
     };
-    match crate::routes::split_batch(bytes, ndjson) {
+    match crate::ledger::split_batch(bytes, ndjson) {
         Ok(items) => items
             .into_iter()
-            .filter(|item| crate::routes::parse_item(&site, item).is_ok())
+            .filter(|item| crate::ledger::parse_item(&site, item).is_ok())
             .count(),
         Err(_) => 0,
     }

@@ -6,9 +6,8 @@ use utoipa::{Modify, OpenApi};
 
 use crate::batch_contract::BatchContract;
 use crate::contract::Strict;
-use crate::dto::*;
-use crate::problem::Problem;
-use crate::{bank, pages, routes, xapi};
+use crate::problem::{PositionOut, Problem};
+use crate::{bank, courses, keys, learners, ledger, ops, pages, recognition, sites, stats, transcript, xapi};
 
 struct Security;
 
@@ -67,17 +66,17 @@ impl Modify for Security {
     info(title = "Xuefen", description = "The lifelong-learning credit ledger of a provincial alliance of learning sites."),
     modifiers(&Security, &Strict, &BatchContract),
     paths(
-        routes::healthz, routes::readyz, crate::metrics::metrics,
-        routes::create_site, routes::list_sites, routes::get_site, routes::set_site_status, routes::list_site_changes, routes::get_site_stats, routes::list_stats, routes::create_site_key, routes::revoke_key,
-        routes::register_learner, routes::link_account, routes::erase_learner,
-        routes::put_course, routes::get_course,
-        routes::put_event, routes::get_event, routes::post_events,
-        routes::get_transcript, routes::get_my_transcript,
-        routes::put_group, routes::get_group, routes::list_caps, routes::put_cap, routes::delete_cap,
+        ops::healthz, ops::readyz, crate::metrics::metrics,
+        sites::create_site, sites::list_sites, sites::get_site, sites::set_site_status, sites::list_site_changes, stats::get_site_stats, stats::list_stats, keys::create_site_key, keys::revoke_key,
+        learners::register_learner, learners::link_account, learners::erase_learner,
+        courses::put_course, courses::get_course,
+        ledger::put_event, ledger::get_event, ledger::post_events,
+        transcript::get_transcript, transcript::get_my_transcript,
+        recognition::put_group, recognition::get_group, recognition::list_caps, recognition::put_cap, recognition::delete_cap,
         bank::create_bank_key, bank::list_deposits, bank::post_acks, bank::put_ack,
         bank::get_public_key, bank::get_log_checkpoint, bank::get_tile,
-        xapi::get_about, xapi::put_statement, xapi::post_statements, xapi::get_statements,
-        xapi::put_profile, xapi::get_profile, xapi::put_mbox_link,
+        xapi::get_about, xapi::write::put_statement, xapi::write::post_statements, xapi::read::get_statements,
+        xapi::settings::put_profile, xapi::settings::get_profile, xapi::settings::put_mbox_link,
         xapi::documents::state_resource, xapi::documents::activity_profile_resource,
         xapi::documents::agent_profile_resource, xapi::documents::get_activity, xapi::documents::get_agents,
         xapi::documents::get_document_usage,
@@ -88,13 +87,13 @@ impl Modify for Security {
         pages::me_page, pages::me_login, pages::me_logout, pages::admin_page, pages::admin_login, pages::admin_logout,
     ),
     components(schemas(
-        Problem, PositionOut, SiteIn, SiteOut, SiteStatusIn, KeyOut, SiteCreated, DocumentIn, LearnerIn, LearnerOut,
-        AccountLinkIn, AccountLinkOut, ErasureOut, RuleIn, CourseIn, CourseOut, LearnerRefIn, EventIn, EventResult, BatchOut,
-        EntryOut, TotalsOut, TranscriptOut, GroupCourse, GroupIn, GroupOut, DeclaredReversal, CapIn, CapOut, SiteChangeOut, StandingOut, SiteStatsOut,
+        Problem, PositionOut, sites::SiteIn, sites::SiteOut, sites::SiteStatusIn, keys::KeyOut, sites::SiteCreated, learners::DocumentIn, learners::LearnerIn, learners::LearnerOut,
+        learners::AccountLinkIn, learners::AccountLinkOut, learners::ErasureOut, courses::RuleIn, courses::CourseIn, courses::CourseOut, ledger::LearnerRefIn, ledger::EventIn, ledger::EventResult, ledger::BatchOut,
+        transcript::EntryOut, transcript::TotalsOut, transcript::TranscriptOut, recognition::GroupCourse, recognition::GroupIn, recognition::GroupOut, recognition::DeclaredReversal, recognition::CapIn, recognition::CapOut, sites::SiteChangeOut, stats::StandingOut, stats::SiteStatsOut,
 
         bank::ProofOut, bank::DepositOut, bank::DepositPageOut,
         bank::PublicKeyOut, bank::DecisionIn, bank::AckIn, bank::AcksIn, bank::AckResult, bank::AcksOut,
-        xapi::AboutOut, xapi::StatementPageOut, xapi::XapiProfileIn, xapi::XapiProfileOut, xapi::MboxLinkIn, xapi::MboxLinkOut, xapi::documents::DocumentUsageOut,
+        xapi::AboutOut, xapi::read::StatementPageOut, xapi::settings::XapiProfileIn, xapi::settings::XapiProfileOut, xapi::settings::MboxLinkIn, xapi::settings::MboxLinkOut, xapi::documents::DocumentUsageOut,
     ))
 )]
 pub struct ApiDoc;

@@ -41,9 +41,9 @@ use xuefen_core::ids::LearnerId;
 use xuefen_store::Principal;
 
 use crate::AppState;
-use crate::dto::{SiteStatsOut, TranscriptOut};
 use crate::problem::ApiError;
-use crate::routes::{Page, stats_year, transcript_page};
+use crate::stats::{SiteStatsOut, stats_year};
+use crate::transcript::{Page, TranscriptOut, transcript_page};
 
 const LEARNER_COOKIE: &str = "xf_sso";
 const ADMIN_COOKIE: &str = "xf_admin";

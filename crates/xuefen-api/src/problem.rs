@@ -9,7 +9,23 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use xuefen_core::FieldError;
+use xuefen_core::ids::Position;
 use xuefen_store::StoreError;
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct PositionOut {
+    pub chain: u32,
+    pub seq: u64,
+}
+
+impl From<Position> for PositionOut {
+    fn from(p: Position) -> Self {
+        Self {
+            chain: p.chain,
+            seq: p.seq,
+        }
+    }
+}
 
 /// A problem detail (RFC 9457) with the extension members `code`, `field`
 /// and `trace_id`.
@@ -28,7 +44,7 @@ pub struct Problem {
     pub field: Option<String>,
     /// For conflicts: where the existing entry is.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub position: Option<crate::dto::PositionOut>,
+    pub position: Option<PositionOut>,
     /// The trace of the request that failed (32 hex digits), to find its
     /// spans and log lines. Set on every problem response.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -575,6 +575,9 @@ async fn serve(args: &Settings) -> anyhow::Result<ExitCode> {
     let mut state = AppState::new(store, limits, commit, key)
         .with_sso(sso)
         .with_stats(stats)
+        .with_xapi_default_version(
+            xuefen_core::xapi::Version::parse(&args.xapi_default_version).unwrap_or(xuefen_core::xapi::Version::V2),
+        )
         .with_key_cache_ttl(Duration::from_secs(args.key_cache_seconds))
         .with_bounds(xuefen_api::RequestBounds {
             body_read_timeout: Duration::from_millis(args.body_read_timeout_ms),

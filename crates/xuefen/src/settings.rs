@@ -309,6 +309,8 @@ settings! {
     agreement_registrations_min: u64 = "1000", env ["XUEFEN_AGREEMENT_REGISTRATIONS_MIN"];
     /// Learning-star awards the agreement asks of a site each year.
     agreement_learning_stars_min: u64 = "50", env ["XUEFEN_AGREEMENT_LEARNING_STARS_MIN"];
+    /// The xAPI version (`2.0.0` or `1.0.3`) the xAPI door names in `X-Experience-API-Version` on answers to requests that name none (`/xapi/about`, a missing or unsupported header, missing credentials); pin `1.0.3` for plug-ins that read it.
+    xapi_default_version: String = "2.0.0", env ["XUEFEN_XAPI_DEFAULT_VERSION"];
     /// Log lines on stderr: `text` or `json` (one object a line, with `trace_id`).
     log_format: LogFormat = "text", env ["XUEFEN_LOG_FORMAT"];
     /// Log filter in `tracing` `EnvFilter` syntax.
@@ -449,6 +451,12 @@ impl Settings {
                     "must start with postgres://, postgresql:// or sqlite:".into(),
                 ));
             }
+        }
+        if !["2.0.0", "1.0.3"].contains(&self.xapi_default_version.as_str()) {
+            return Err(invalid(
+                "xapi_default_version",
+                format!("`{}` is not one of 2.0.0, 1.0.3", self.xapi_default_version),
+            ));
         }
         if let Some(url) = &self.database_read_url {
             let url = url.expose();

@@ -16,7 +16,9 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use xuefen_core::xapi::Version;
 
-use super::{VERSION_HEADER, bad_request, percent_encode, with_xapi_headers};
+use super::headers::with_xapi_headers;
+use super::read::percent_encode;
+use super::{VERSION_HEADER, bad_request};
 
 /// The form fields that are headers.
 const HEADER_FIELDS: [&str; 6] = [

@@ -34,7 +34,10 @@ use xuefen_store::xapi_documents::{
     DocumentKind, DocumentLimits, DocumentRefusal, DocumentScope, DocumentWrite, Preconditions, TagMatch,
 };
 
-use super::{XapiSite, bad, bad_request, json_response, query_pairs, version_of, with_last_modified};
+use super::auth::XapiSite;
+use super::headers::version_of;
+use super::read::{json_response, query_pairs, with_last_modified};
+use super::{bad, bad_request};
 use crate::AppState;
 use crate::auth::Caller;
 use crate::problem::{ApiError, ApiResult, Problem};

@@ -17,3 +17,4 @@ mod otel;
 mod server;
 mod shutdown;
 mod witness;
+mod xapi_version;
