@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 mod api;
+mod baseline;
 mod fill;
 mod ledger;
 mod server;
@@ -835,6 +836,23 @@ async fn run_ledgers(
             "rss process=verify ledger={size} peak_mb={}",
             v.peak_rss_kb.map_or("n/a".into(), |kb| format!("{:.1}", mb(kb)))
         );
+
+        // The raw floor of verify: the same rows bulk-read, one SHA-256 each.
+        let (rows_read, read_took) = baseline::verify_baseline(&pool, chains).await?;
+        check(rows_read == total as u64, || {
+            format!("the baseline read {rows_read} rows, the ledger holds {total}")
+        })?;
+        let baseline_rate = rate(rows_read, read_took);
+        line!(
+            "verify_baseline ledger={size} entries={rows_read} read_s={:.2} entries_per_s={baseline_rate:.0} verify_ratio={:.3}",
+            read_took.as_secs_f64(),
+            v.entries_per_s / baseline_rate.max(1e-9)
+        );
+        // Sealing storage per entry, and per day of an idle ledger.
+        let idle = Duration::from_secs(if cfg.smoke { 5 } else { 30 });
+        for l in baseline::sealing_storage(&pool, total as u64, Duration::from_secs(600), idle, size).await? {
+            line!("{l}");
+        }
     }
     pool.close().await;
     srv.stop().await;

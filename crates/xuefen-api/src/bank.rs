@@ -23,7 +23,8 @@ use xuefen_core::bank::{Cursor, Decision};
 use xuefen_core::event::Millis;
 use xuefen_core::ids::Position;
 use xuefen_core::tlog;
-use xuefen_store::bank::{AckOutcome, AckRequest, CheckpointLimits, DepositRecord, deposit_page, make_checkpoint};
+use xuefen_store::bank::{AckOutcome, AckRequest, CheckpointLimits, DepositRecord, deposit_page_at, make_checkpoint};
+use xuefen_store::witness::served_head;
 use xuefen_store::{Principal, Store};
 
 use crate::AppState;
@@ -50,6 +51,9 @@ pub struct CheckpointSettings {
     /// How often the checkpointer looks for moved chain heads.
     pub interval: Duration,
     pub limits: CheckpointLimits,
+    /// Witnesses are configured: `GET /checkpoint` and the deposit feed
+    /// serve the latest checkpoint a witness cosigned, with its cosignatures.
+    pub witnessed: bool,
 }
 
 impl std::fmt::Debug for CheckpointSettings {
@@ -59,6 +63,7 @@ impl std::fmt::Debug for CheckpointSettings {
             .field("origin", &self.origin)
             .field("interval", &self.interval)
             .field("limits", &self.limits)
+            .field("witnessed", &self.witnessed)
             .finish()
     }
 }
@@ -74,6 +79,7 @@ impl CheckpointSettings {
             origin: DEFAULT_ORIGIN.into(),
             interval: Duration::from_millis(1_000),
             limits: CheckpointLimits::default(),
+            witnessed: false,
         }
     }
 }
@@ -195,7 +201,11 @@ pub struct DepositPageOut {
     /// Pass as `after` for the next page.
     pub next_cursor: String,
     /// The signed checkpoint (C2SP signed note) every proof of the page
-    /// leads to; absent before anything is sealed.
+    /// leads to, with the witnesses' cosignature lines (C2SP
+    /// tlog-cosignature) the service holds of it appended; absent before
+    /// anything is sealed. With witnesses configured it is the latest
+    /// checkpoint a witness cosigned, so the page holds only entries below
+    /// that size.
     pub checkpoint: Option<String>,
     /// The log size that checkpoint names.
     pub tree_size: u64,
@@ -372,7 +382,8 @@ pub async fn list_deposits(
             .filter(|n| (1..=PAGE_DEPOSITS_MAX).contains(n))
             .ok_or_else(|| FieldError::new("limit", format!("must be an integer from 1 to {PAGE_DEPOSITS_MAX}")))?,
     };
-    let page = deposit_page(&*state.store, after.0, limit).await?;
+    let head = served_head(&*state.store, state.checkpoints.witnessed).await?;
+    let page = deposit_page_at(&*state.store, head, after.0, limit).await?;
     state.metrics.deposits_served(page.next);
     let size = page.head.as_ref().map_or(0, |h| h.size);
     // The bank knows each learner by its own pseudonym: the one
@@ -557,12 +568,15 @@ fn not_found(code: &str, detail: &str) -> Response {
 }
 
 /// The log's latest checkpoint, a C2SP signed note (`text/plain`), as
-/// `tlog-tiles` names it. Public: it holds only the log's size and root.
+/// `tlog-tiles` names it, with the witnesses' cosignature lines the service
+/// holds of it appended (C2SP tlog-cosignature). With witnesses configured
+/// it is the latest checkpoint a witness cosigned (404 until one did).
+/// Public: it holds only the log's size and root.
 #[utoipa::path(get, path = "/checkpoint", operation_id = "get_log_checkpoint", tag = "log",
     responses((status = 200, body = String, content_type = "text/plain; charset=utf-8"),
               (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn get_log_checkpoint(State(state): State<AppState>) -> ApiResult<Response> {
-    Ok(match state.store.log_head().await? {
+    Ok(match served_head(&*state.store, state.checkpoints.witnessed).await? {
         Some(head) => (
             StatusCode::OK,
             [

@@ -105,8 +105,10 @@ pub async fn get_event(
 
 /// Posts a batch of events: a JSON array, or NDJSON with
 /// `Content-Type: application/x-ndjson`. Each item gets its own result; a
-/// rejected item never blocks the others, and the whole batch commits in
-/// one transaction.
+/// rejected item never blocks the others. Not one transaction: the items
+/// commit per chain shard, each whole or absent after a crash, and a retry
+/// of the whole batch is idempotent (the contract the OpenAPI document
+/// states is `crate::batch_contract`).
 #[utoipa::path(post, path = "/v1/events", operation_id = "post_events", tag = "events",
     security(("api_key" = [])), request_body = Vec<EventIn>,
     responses((status = 200, body = BatchOut), (status = 400, body = Problem, content_type = "application/problem+json"),

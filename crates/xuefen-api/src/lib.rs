@@ -7,6 +7,7 @@
 
 pub mod auth;
 pub mod bank;
+mod batch_contract;
 pub mod body;
 pub mod commit;
 mod contract;

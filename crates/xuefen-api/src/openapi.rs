@@ -4,6 +4,7 @@
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
+use crate::batch_contract::BatchContract;
 use crate::contract::Strict;
 use crate::problem::{PositionOut, Problem};
 use crate::{bank, courses, keys, learners, ledger, ops, pages, recognition, sites, stats, transcript, xapi};
@@ -63,7 +64,7 @@ impl Modify for Security {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Xuefen", description = "The lifelong-learning credit ledger of a provincial alliance of learning sites."),
-    modifiers(&Security, &Strict),
+    modifiers(&Security, &Strict, &BatchContract),
     paths(
         ops::healthz, ops::readyz, crate::metrics::metrics,
         sites::create_site, sites::list_sites, sites::get_site, sites::set_site_status, sites::list_site_changes, stats::get_site_stats, stats::list_stats, keys::create_site_key, keys::revoke_key,

@@ -24,6 +24,7 @@ pub mod site_log;
 pub mod tlog;
 pub mod transcript;
 pub mod verify;
+pub mod witness;
 pub mod xapi;
 
 pub use error::FieldError;

@@ -40,6 +40,7 @@ mod recognition;
 mod sites;
 mod stats;
 mod transcript;
+mod witness;
 mod xapi;
 
 /// Migrations embedded from `migrations/postgres`.

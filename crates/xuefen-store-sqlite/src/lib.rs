@@ -53,6 +53,7 @@ mod recognition;
 mod sites;
 mod stats;
 mod transcript;
+mod witness;
 mod xapi;
 
 /// Migrations embedded from `migrations/sqlite`.

@@ -122,6 +122,7 @@ pub trait Store:
     + stats::StatsStore
     + bank::BankStore
     + pseudonyms::PseudonymStore
+    + witness::WitnessStore
     + Send
     + Sync
     + 'static
@@ -144,6 +145,7 @@ pub mod sites;
 pub mod stats;
 pub mod transcript;
 pub mod verify;
+pub mod witness;
 
 pub use bank::BankStore;
 pub use courses::{Course, CourseStore};
@@ -155,6 +157,7 @@ pub use recognition::{Group, RecognitionStore};
 pub use sites::{Site, SiteAct, SiteStore, agreement_standing, site_change, site_transition};
 pub use stats::{SiteYearStats, StatsRule, StatsStore};
 pub use transcript::{TranscriptStore, referral};
+pub use witness::WitnessStore;
 
 pub mod xapi;
 pub use xapi::{NewStatement, StatementQuery, StatementRow, XapiStore};
@@ -169,7 +172,7 @@ pub mod conformance;
 pub mod prelude {
     pub use crate::{
         BankStore, CourseStore, KeyStore, LearnerStore, LedgerStore, PseudonymStore, RecognitionStore, ServiceStore,
-        SiteStore, StatsStore, Store, TranscriptStore, XapiDocumentStore, XapiStore,
+        SiteStore, StatsStore, Store, TranscriptStore, WitnessStore, XapiDocumentStore, XapiStore,
     };
 }
 

@@ -19,6 +19,10 @@
 //! A deposit the bank already decided otherwise (through the API) is
 //! answered as a per-item conflict: it is recorded as "decided elsewhere",
 //! reported, and the cursor moves on; the consumer never stops on it.
+//!
+//! With `--witness NAME=KEY` (repeated) and `--quorum N`, every page's
+//! checkpoint must also carry valid C2SP `cosignature/v1` lines of at least
+//! N of the named witnesses (default: all), or the consumer stops (exit 1).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -33,6 +37,7 @@ use xuefen_core::entry::{EntryBody, entry_hash};
 use xuefen_core::ids::Position;
 use xuefen_core::merkle;
 use xuefen_core::tlog::{self, LogCheckpoint, Tiles};
+use xuefen_core::witness::{self, Cosigner};
 
 /// Options of `xuefen bank pull`.
 #[derive(clap::Args, Debug)]
@@ -72,6 +77,69 @@ pub struct PullArgs {
     /// consumer with the cursor kept (exit 2), naming the deposit.
     #[arg(long)]
     pub decide_command: Option<String>,
+    /// A witness whose cosignatures count, `NAME=KEY` (KEY its hex Ed25519
+    /// public key or its verifier key); repeatable. With witnesses named,
+    /// every page's checkpoint must carry a quorum of their valid
+    /// cosignatures (C2SP tlog-cosignature) or the consumer stops.
+    #[arg(long = "witness", value_name = "NAME=KEY")]
+    pub witnesses: Vec<String>,
+    /// How many of the named witnesses must have cosigned (default: all).
+    #[arg(long, requires = "witnesses")]
+    pub quorum: Option<usize>,
+}
+
+/// The witnesses whose cosignatures a checkpoint must carry, and how many.
+struct Quorum {
+    witnesses: Vec<Cosigner>,
+    needed: usize,
+}
+
+impl Quorum {
+    fn from_args(args: &PullArgs) -> anyhow::Result<Option<Self>> {
+        if args.witnesses.is_empty() {
+            return Ok(None);
+        }
+        let mut witnesses: Vec<Cosigner> = Vec::new();
+        for spec in &args.witnesses {
+            let c = Cosigner::parse(spec).map_err(|m| anyhow!("--witness: {m}"))?;
+            if witnesses.iter().any(|w| w.name == c.name) {
+                bail!("--witness: `{}` is named twice", c.name);
+            }
+            witnesses.push(c);
+        }
+        let needed = args.quorum.unwrap_or(witnesses.len());
+        if needed == 0 || needed > witnesses.len() {
+            bail!("--quorum must be from 1 to the {} witnesses named", witnesses.len());
+        }
+        Ok(Some(Self { witnesses, needed }))
+    }
+
+    /// Checks that `note` carries cosignatures of at least `needed` of the
+    /// named witnesses, none dated more than ten minutes ahead of this clock.
+    fn check(&self, note: &str) -> Result<(), Untrusted> {
+        let (text, lines) =
+            witness::split_note(note).ok_or_else(|| Untrusted("the page's checkpoint is not a signed note".into()))?;
+        let ahead = time::OffsetDateTime::now_utc().unix_timestamp().max(0) as u64 + 600;
+        let good: Vec<String> = witness::cosignatures(lines, &self.witnesses, &text)
+            .into_iter()
+            .filter(|c| c.timestamp <= ahead)
+            .map(|c| c.witness)
+            .collect();
+        if good.len() < self.needed {
+            let size = text.lines().nth(1).unwrap_or("?");
+            return Err(Untrusted(format!(
+                "the checkpoint of size {size} carries valid cosignatures of {} of the named witnesses ({}), {} are required",
+                good.len(),
+                if good.is_empty() {
+                    "none".to_owned()
+                } else {
+                    good.join(", ")
+                },
+                self.needed
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// One rule of a `--rules` file.
@@ -484,6 +552,7 @@ pub async fn pull(args: PullArgs) -> anyhow::Result<ExitCode> {
         bail!("--limit must be from 1 to 500");
     }
     let policy = Policy::from_args(&args)?;
+    let quorum = Quorum::from_args(&args)?;
     let client = Client {
         http: reqwest::Client::new(),
         base: args.url.trim_end_matches('/').to_owned(),
@@ -505,7 +574,7 @@ pub async fn pull(args: PullArgs) -> anyhow::Result<ExitCode> {
     let key = VerifyingKey::from_bytes(&key_bytes).context("the public key is not an Ed25519 key")?;
     state.public_key = Some(key_hex);
     save_state(&args.state, &state)?;
-    match run(&client, &args, &policy, &key, &mut state).await {
+    match run(&client, &args, &policy, quorum.as_ref(), &key, &mut state).await {
         Ok(()) => Ok(ExitCode::SUCCESS),
         Err(e) if e.downcast_ref::<Untrusted>().is_some() || e.chain().any(|c| c.is::<Untrusted>()) => {
             println!("STOPPED: the feed failed verification: {e:#}");
@@ -523,6 +592,7 @@ async fn run(
     client: &Client,
     args: &PullArgs,
     policy: &Policy,
+    quorum: Option<&Quorum>,
     key: &VerifyingKey,
     state: &mut PullState,
 ) -> anyhow::Result<()> {
@@ -539,7 +609,13 @@ async fn run(
             .map(SavedCheckpoint::to_checkpoint)
             .transpose()?;
         let verified = match page["checkpoint"].as_str() {
-            Some(note) => Some(verify_checkpoint(client, key, note, last.as_ref()).await?),
+            Some(note) => {
+                let cp = verify_checkpoint(client, key, note, last.as_ref()).await?;
+                if let Some(q) = quorum {
+                    q.check(note)?;
+                }
+                Some(cp)
+            }
             None if last.is_some() => {
                 return Err(Untrusted("the log has no checkpoint any more (rolled back)".into()).into());
             }

@@ -7,6 +7,8 @@ mod import;
 mod settings;
 mod telemetry;
 mod verify_record;
+mod witness;
+mod witnessing;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -104,6 +106,8 @@ enum Command {
     /// proof, its checkpoint and every line's ledger proof; exit 1 naming
     /// the first bad line.
     VerifyRecord(verify_record::VerifyRecordArgs),
+    /// Run a C2SP tlog-witness for the log: cosign its checkpoints, refuse rollbacks and forks.
+    Witness(witness::WitnessArgs),
     /// Print the OpenAPI document.
     Openapi,
     /// Configuration: print an example file, or check the effective settings.
@@ -387,6 +391,7 @@ async fn run(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Serve(_) => serve(&settings).await,
+        Command::Witness(args) => witness::run(args).await,
         Command::Verify { public_key, checkpoint } => verify(db, public_key.as_deref(), checkpoint.as_deref()).await,
         Command::Sites(cmd) => sites(db, cmd).await,
         Command::Keys(cmd) => keys(db, cmd).await,
@@ -641,6 +646,7 @@ async fn serve(args: &Settings) -> anyhow::Result<ExitCode> {
             rate_per_second: args.rate_limit_per_second,
             rate_burst: args.rate_limit_burst,
         });
+    let witnesses = witnessing::parse_targets(&args.witnesses).map_err(|m| anyhow::anyhow!("witnesses: {m}"))?;
     state.checkpoints = xuefen_api::bank::CheckpointSettings {
         key: Arc::new(signing),
         origin: args.log_origin.clone(),
@@ -648,8 +654,20 @@ async fn serve(args: &Settings) -> anyhow::Result<ExitCode> {
         limits: xuefen_store::bank::CheckpointLimits {
             chain_entries_max: args.checkpoint_chain_entries_max,
         },
+        witnessed: !witnesses.is_empty(),
     };
     let checkpointer = xuefen_api::bank::Checkpointer::start(&state);
+    let (witness_stop, witness_stopped) = tokio::sync::oneshot::channel::<()>();
+    let witnessing = (!witnesses.is_empty()).then(|| {
+        tokio::spawn(witnessing::run(
+            state.store.clone(),
+            witnesses,
+            Duration::from_secs(args.witness_interval_seconds),
+            async move {
+                let _ = witness_stopped.await;
+            },
+        ))
+    });
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("bind {}", args.listen))?;
@@ -700,6 +718,10 @@ async fn serve(args: &Settings) -> anyhow::Result<ExitCode> {
             m.await.context("metrics task")?.context("serve metrics")?;
         }
         checkpointer.stop().await;
+        let _ = witness_stop.send(());
+        if let Some(w) = witnessing {
+            let _ = w.await;
+        }
         anyhow::Ok(())
     };
     match tokio::time::timeout(grace, drained).await {

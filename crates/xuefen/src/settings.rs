@@ -283,6 +283,10 @@ settings! {
     checkpoint_chain_entries_max: u64 = "10000", env ["XUEFEN_CHECKPOINT_CHAIN_ENTRIES_MAX"];
     /// The log's origin: the first line of every checkpoint and the name of the checkpoint key (C2SP signed note; no spaces or `+`).
     log_origin: String = "xuefen.invalid/ledger", env ["XUEFEN_LOG_ORIGIN"];
+    /// Witnesses that cosign the log's checkpoints (C2SP tlog-witness): comma-separated `NAME=KEY@URL` (KEY the witness's hex Ed25519 public key or verifier key, URL its submission prefix). Set, the checkpoint served and the deposit feed are the latest one a witness cosigned.
+    witnesses: String = "", env ["XUEFEN_WITNESSES"];
+    /// Seconds between rounds of sending the latest checkpoint to the witnesses.
+    witness_interval_seconds: u64 = "300", env ["XUEFEN_WITNESS_INTERVAL_SECONDS"];
     /// Seconds to finish in-flight requests and group commits after SIGTERM/SIGINT before exiting 1.
     shutdown_grace_seconds: u64 = "30", env ["XUEFEN_SHUTDOWN_GRACE_SECONDS"];
     /// The `iss` a learner's single sign-on token must carry.
@@ -339,6 +343,7 @@ const RANGES: &[(&str, u64, u64)] = &[
     ("queue_requests_max", 1, 1_000_000),
     ("checkpoint_interval_ms", 10, 3_600_000),
     ("checkpoint_chain_entries_max", 1, 1_000_000),
+    ("witness_interval_seconds", 1, 86_400),
     ("shutdown_grace_seconds", 1, 3_600),
     ("stats_credits_each", 1, 1_000_000),
     ("learning_star_credits", 1, 1_000_000),
@@ -486,6 +491,7 @@ impl Settings {
                 ));
             }
         }
+        crate::witnessing::parse_targets(&self.witnesses).map_err(|m| invalid("witnesses", m))?;
         // Port 0 asks the kernel for a free port, so two of them never clash.
         if self.metrics_listen == Some(self.listen) && self.listen.port() != 0 {
             return Err(invalid("metrics_listen", "must differ from `listen`".into()));

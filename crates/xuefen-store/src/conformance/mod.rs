@@ -43,6 +43,7 @@ use crate::{Course, NewLearner, ServiceStore, Site, Store};
 pub mod log;
 pub mod pseudonyms;
 pub mod scenarios;
+pub mod witness;
 pub mod xapi_documents;
 pub mod xapi_related;
 
@@ -159,6 +160,7 @@ macro_rules! conformance_scenarios {
             verify_catches_an_altered_or_missing_tile,
             verify_catches_a_log_cut_short_behind_a_held_checkpoint,
             verify_catches_entries_in_unknown_chains_and_missing_or_extra_heads,
+            cosignatures_are_kept_per_checkpoint_and_witness_and_served_with_the_note,
         );
         $crate::__conformance_apply!($callback $backend
             pseudonyms_resolve_only_for_the_audience_they_were_handed_to,

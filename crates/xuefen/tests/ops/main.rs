@@ -8,6 +8,7 @@
 #[path = "../support/pg.rs"]
 mod pg;
 
+mod batch_crash;
 mod config;
 mod hostile_tcp;
 mod manifests;
@@ -15,4 +16,5 @@ mod metrics;
 mod otel;
 mod server;
 mod shutdown;
+mod witness;
 mod xapi_version;

@@ -1,0 +1,82 @@
+//! The log's witnessing on PostgreSQL: the witnesses' cosignatures
+//! (`migrations/postgres/0011_cosignatures.sql`).
+
+use async_trait::async_trait;
+use xuefen_core::witness::Cosignature;
+use xuefen_store::Result;
+use xuefen_store::bank::LogHead;
+use xuefen_store::witness::WitnessStore;
+
+use crate::{Col, PgStore, db};
+
+#[async_trait]
+impl WitnessStore for PgStore {
+    async fn checkpoint_at(&self, size: u64) -> Result<Option<LogHead>> {
+        let row = sqlx::query("select size, created_at_ms, note from log_checkpoints where size = $1")
+            .bind(size as i64)
+            .fetch_optional(&self.read_pool)
+            .await
+            .map_err(db)?;
+        row.map(|row| {
+            let size: i64 = row.col(0)?;
+            Ok(LogHead {
+                size: size as u64,
+                created_at_ms: row.col(1)?,
+                note: row.col(2)?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn put_cosignature(&self, size: u64, c: &Cosignature) -> Result<()> {
+        sqlx::query(
+            "insert into log_cosignatures (size, witness, signed_at, line) values ($1, $2, $3, $4)
+             on conflict (size, witness) do update set signed_at = excluded.signed_at, line = excluded.line
+             where log_cosignatures.signed_at < excluded.signed_at",
+        )
+        .bind(size as i64)
+        .bind(&c.witness)
+        .bind(c.timestamp as i64)
+        .bind(&c.line)
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    async fn cosignatures_at(&self, size: u64) -> Result<Vec<Cosignature>> {
+        let rows =
+            sqlx::query("select witness, signed_at, line from log_cosignatures where size = $1 order by witness")
+                .bind(size as i64)
+                .fetch_all(&self.read_pool)
+                .await
+                .map_err(db)?;
+        rows.iter()
+            .map(|r| {
+                let ts: i64 = r.col(1)?;
+                Ok(Cosignature {
+                    witness: r.col(0)?,
+                    timestamp: ts as u64,
+                    line: r.col(2)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn cosigned_by(&self, witness: &str) -> Result<Option<u64>> {
+        let size: Option<i64> = sqlx::query_scalar("select max(size) from log_cosignatures where witness = $1")
+            .bind(witness)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(size.map(|s| s as u64))
+    }
+
+    async fn latest_cosigned(&self) -> Result<Option<u64>> {
+        let size: Option<i64> = sqlx::query_scalar("select max(size) from log_cosignatures")
+            .fetch_one(&self.read_pool)
+            .await
+            .map_err(db)?;
+        Ok(size.map(|s| s as u64))
+    }
+}
