@@ -1,6 +1,6 @@
 //! The HTTP API of Xuefen.
 //!
-//! [`router`] builds the axum application over any [`Store`]; [`serve`] runs
+//! [`router`] builds the axum application over any [`ServiceStore`](xuefen_store::ServiceStore); [`serve`] runs
 //! it on a listener the caller bound, until a shutdown future resolves. The
 //! API crate depends on the store trait only; the binary picks the backend.
 #![forbid(unsafe_code)]

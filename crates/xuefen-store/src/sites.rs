@@ -136,7 +136,7 @@ pub trait SiteStore: Send + Sync {
     /// Moves a site along its lifecycle ([`SiteStatus::may_move_to`]),
     /// optionally renewing its agreement to `agreement_ends_at`, and records
     /// the change in the alliance chain. A move the lifecycle does not allow
-    /// is a `Conflict` of kind [`ConflictKind::InvalidTransition`](crate::ConflictKind::InvalidTransition).
+    /// is a `Conflict` of kind [`ConflictKind::InvalidTransition`].
     async fn set_site_status(
         &self,
         id: &SiteId,

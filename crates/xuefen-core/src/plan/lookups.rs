@@ -60,7 +60,7 @@ impl Lookups {
 
     /// Adds an entry found under one of the batch's keys. Only the entry
     /// that owns a key is kept: a promotion repeats the key of the
-    /// completion it promotes (see [`EntryKind::owns_key`]).
+    /// completion it promotes (see [`EntryKind::owns_key`](crate::entry::EntryKind::owns_key)).
     pub fn add_entry(&mut self, entry: Entry) {
         if entry.body.kind.owns_key() {
             self.entries
