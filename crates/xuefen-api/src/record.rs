@@ -341,6 +341,7 @@ pub async fn verify_page() -> Response {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct VerifyForm {
     /// The record (JSON) as downloaded.
+    #[serde(default)]
     pub record: String,
 }
 
@@ -350,9 +351,22 @@ pub struct VerifyForm {
 #[utoipa::path(post, path = "/verify", operation_id = "post_verify_page", tag = "pages",
     request_body(content = VerifyForm, content_type = "application/x-www-form-urlencoded"),
     responses((status = 200, description = "the result, line by line (verified or not)", content_type = "text/html"),
-              (status = 422, description = "the form's record is not JSON", content_type = "text/html")))]
-pub async fn verify_posted(State(state): State<AppState>, Form(form): Form<VerifyForm>) -> Response {
-    let record: Value = match serde_json::from_str(&form.record) {
+              (status = 422, description = "the form holds no record, or its record is not JSON (also a body that is not a form)", content_type = "text/html")))]
+pub async fn verify_posted(
+    State(state): State<AppState>,
+    form: Result<Form<VerifyForm>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    // A form that is not a form (another media type, an unreadable body)
+    // is answered like an empty one: the page again, saying what to paste.
+    let pasted = form.map(|Form(f)| f.record).unwrap_or_default();
+    if pasted.trim().is_empty() {
+        return verify_render(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            None,
+            Some("请粘贴下载的学习记录（JSON 文件的内容）。".into()),
+        );
+    }
+    let record: Value = match serde_json::from_str(&pasted) {
         Ok(v) => v,
         Err(e) => {
             return verify_render(
