@@ -43,7 +43,7 @@ class Side:
         self.base = f"http://127.0.0.1:{self.port}"
         self.proc = start_serve(bin, self.port, work, i, dict(os.environ, DATABASE_URL=url, XUEFEN_DATA_DIR=f"{work}/d{i}", **keys))
         self.admin = open(f"{work}/serve{i}.out").read().split("bootstrap admin key (shown once): ")[1].split()[0]
-        self.keys, self.learners, self.answers = {}, {}, []
+        self.keys, self.learners, self.answers, self.unified = {}, {}, [], {}
 
     def call(self, method, path, key, body=None):
         st, b = req(method, f"{self.base}{path}", self.keys.get(key, key), body, timeout=60)
@@ -85,6 +85,15 @@ def setup(side, learners):
                               "document": {"kind": "passport", "number": f"PC{i:06d}"}})
             assert st in (200, 201), (st, b)
             side.learners[b["learner_id"]] = i
+        # The bank sees its own pseudonym of each learner: it learns it from the real-name data.
+        st, b = side.call("POST", "/v1/learners", "bank", {"name": "l", "document": {"kind": "passport", "number": f"PC{i:06d}"}})
+        assert st in (200, 201), (side.name, st, b)
+        side.learners[b["learner_id"]] = i
+        # The admin reads the unified id (lrn_…), which the transcripts below are asked by.
+        st, t = side.call("GET", f"/v1/learners/{b['learner_id']}/transcript?limit=1", side.admin)
+        assert st == 200, (side.name, st, t)
+        side.learners[t["learner_id"]] = i
+        side.unified[i] = t["learner_id"]
 
 
 def workload(seed, events, learners):
@@ -136,7 +145,7 @@ def workload(seed, events, learners):
 
 def transcripts(side, pos):
     out = {}
-    for lid, i in sorted(side.learners.items(), key=lambda kv: kv[1]):
+    for i, lid in sorted(side.unified.items()):
         pages, after = [], None
         for _ in range(100):
             st, b = side.call("GET", f"/v1/learners/{lid}/transcript?limit=500" + (f"&after={after}" if after else ""), side.admin)
