@@ -4,6 +4,7 @@
 //! the download from the learner's page (`GET /me/record`, the page's
 //! cookie) and the verification page (`GET`/`POST /verify`, no sign-in).
 
+use crate::problem_code::ProblemCode;
 use std::collections::{BTreeSet, HashMap};
 
 use axum::extract::{Path, State};
@@ -154,8 +155,21 @@ pub(crate) async fn build_record(state: &AppState, learner: &LearnerId) -> ApiRe
         rec::issue(&issuer, &subject, &lines, note.as_deref().map(|n| (n, size)))
     })
     .await
-    .map_err(|e| Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "record_failed", e.to_string()))?
-    .map_err(|e| Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "record_failed", e.to_string()).into())
+    .map_err(|e| {
+        Problem::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            ProblemCode::RecordFailed,
+            e.to_string(),
+        )
+    })?
+    .map_err(|e| {
+        Problem::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            ProblemCode::RecordFailed,
+            e.to_string(),
+        )
+        .into()
+    })
 }
 
 fn uuid_v4() -> String {
@@ -205,7 +219,7 @@ pub async fn get_my_record(
     if !state.store.learner_exists(&learner).await? {
         return Err(Problem::new(
             StatusCode::NOT_FOUND,
-            "unknown_learner",
+            ProblemCode::UnknownLearner,
             "no learner is registered under the token's subject",
         )
         .into());
