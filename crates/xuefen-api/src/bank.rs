@@ -15,7 +15,7 @@ use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::get;
 use ed25519_dalek::SigningKey;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -85,15 +85,11 @@ impl CheckpointSettings {
     }
 }
 
+/// The route `routes!` cannot declare: a tile path is an axum wildcard
+/// (`{*path}`), spelled `{path}` in the annotation. The bank's other
+/// endpoints are in `routes.rs`.
 pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1/bank/keys", post(create_bank_key))
-        .route("/v1/deposits", get(list_deposits))
-        .route("/v1/deposits/acks", post(post_acks))
-        .route("/v1/deposits/{chain}/{seq}/ack", put(put_ack))
-        .route("/v1/checkpoints/public-key", get(get_public_key))
-        .route("/checkpoint", get(get_log_checkpoint))
-        .route("/tile/{*path}", get(get_tile))
+    Router::new().route("/tile/{*path}", get(get_tile))
 }
 
 /// The checkpointer running in the background of a server.
