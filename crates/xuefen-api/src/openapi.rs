@@ -86,7 +86,7 @@ impl Modify for Security {
         xapi::documents::post_xapi_agent_profile, xapi::documents::delete_xapi_agent_profile,
         pages::me_page, pages::me_login, pages::me_logout, pages::admin_page, pages::admin_login, pages::admin_logout,
         crate::record::get_my_record, crate::record::get_learner_record, crate::record::get_record_issuer,
-        crate::record::download_my_record, crate::record::verify_page, crate::record::verify_posted,
+        crate::record::download_my_record, crate::record::verify_page, crate::record::verify_posted, crate::record::verify_offline_page,
     ),
     components(schemas(
         Problem, PositionOut, sites::SiteIn, sites::SiteOut, sites::SiteStatusIn, keys::KeyOut, sites::SiteCreated, learners::DocumentIn, learners::LearnerIn, learners::LearnerOut,

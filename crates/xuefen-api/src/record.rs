@@ -38,6 +38,51 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/record/issuer", get(get_record_issuer))
         .route("/me/record", get(download_my_record))
         .route("/verify", get(verify_page).post(verify_posted))
+        .route("/verify/offline", get(verify_offline_page))
+}
+
+/// The self-contained verification page: one HTML file whose only script
+/// checks a record in the browser (WebCrypto Ed25519 and SHA-256), usable
+/// saved to disk.
+const OFFLINE_PAGE: &str = include_str!("../static/verify-offline.html");
+
+/// The page's Content-Security-Policy: its one inline script by hash, no
+/// network at all (`connect-src 'none'`), nothing framed or posted.
+fn offline_csp() -> &'static str {
+    static CSP: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        use base64::Engine;
+        use sha2::Digest;
+        let script = OFFLINE_PAGE
+            .split_once("<script>")
+            .and_then(|(_, rest)| rest.split_once("</script>"))
+            .map(|(body, _)| body)
+            .unwrap_or("");
+        let hash = base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(script.as_bytes()));
+        format!(
+            "default-src 'none'; script-src 'sha256-{hash}'; style-src 'unsafe-inline'; connect-src 'none'; form-action 'none'; frame-ancestors 'none'; base-uri 'none'"
+        )
+    });
+    CSP.as_str()
+}
+
+/// The verification page that needs no server trust: a static page checking
+/// a record file (or a link carrying one in its fragment) in the browser.
+#[utoipa::path(get, path = "/verify/offline", operation_id = "get_verify_offline_page", tag = "pages",
+    responses((status = 200, description = "the static in-browser verification page (saved to disk, it works offline)", content_type = "text/html")))]
+pub async fn verify_offline_page() -> Response {
+    let mut resp = (StatusCode::OK, OFFLINE_PAGE).into_response();
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    if let Ok(csp) = HeaderValue::from_str(offline_csp()) {
+        h.insert(header::CONTENT_SECURITY_POLICY, csp);
+    }
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    resp
 }
 
 /// The key records are signed with.

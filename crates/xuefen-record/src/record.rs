@@ -154,7 +154,7 @@ pub fn issue(
     if let (Some((note, _)), Value::Object(map)) = (checkpoint, &mut record) {
         map.insert("ledgerCheckpoint".into(), json!(note));
     }
-    proof::sign(&mut record, issuer.key, subject.issued_at)?;
+    proof::sign_set(&mut record, issuer.key, subject.issued_at)?;
     Ok(record)
 }
 
@@ -224,10 +224,7 @@ pub fn parse_verifier_key(vkey: &str) -> Option<(String, VerifyingKey)> {
 /// signed record names) and every line.
 pub fn verify(record: &Value, issuer: Option<&VerifyingKey>, log_key: Option<(&str, &VerifyingKey)>) -> Report {
     let proof = proof::verify(record, issuer).map(|_| ()).map_err(|e| e.to_string());
-    let issuer_did = record
-        .pointer("/proof/verificationMethod")
-        .and_then(Value::as_str)
-        .map(|m| m.split('#').next().unwrap_or(m).to_owned());
+    let issuer_did = proof::proof_method(record).map(|m| m.split('#').next().unwrap_or(m).to_owned());
     let named_key = record
         .get("logVerifierKey")
         .and_then(Value::as_str)

@@ -174,7 +174,8 @@ async fn record_verifies(backend: Backend) {
     let text = resp.text().await.expect("record");
     let record: Value = serde_json::from_str(&text).expect("JSON");
     assert_eq!(record["type"], json!(["VerifiableCredential", "ClrCredential"]));
-    assert_eq!(record["proof"]["cryptosuite"], "eddsa-rdfc-2022");
+    assert_eq!(record["proof"][0]["cryptosuite"], "eddsa-rdfc-2022");
+    assert_eq!(record["proof"][1]["cryptosuite"], "eddsa-jcs-2022");
     let lines = record["credentialSubject"]["achievement"]
         .as_array()
         .expect("achievements");
@@ -363,7 +364,78 @@ async fn record_verifies(backend: Backend) {
         let len = std::fs::metadata(out.join(shot)).map(|m| m.len()).unwrap_or(0);
         assert!(len > 10_000, "{shot} is {len} bytes");
     }
+
+    // The static page that checks in the browser (WebCrypto), from the
+    // service and saved to disk (file://, no network): the record comes in
+    // the link's fragment, which the browser never sends anywhere.
+    let page = reqwest::get(format!("{}/verify/offline", app.base))
+        .await
+        .expect("GET /verify/offline");
+    assert_eq!(page.status(), StatusCode::OK);
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .expect("csp")
+        .to_owned();
+    assert!(
+        csp.contains("script-src 'sha256-") && csp.contains("connect-src 'none'"),
+        "{csp}"
+    );
+    let saved = out.join("verify-offline.html");
+    std::fs::write(&saved, page.text().await.expect("page")).expect("write");
+    let file_url = format!("file://{}", saved.canonicalize().expect("path").display());
+    for (base, tag) in [
+        (file_url.as_str(), "file"),
+        (&*format!("{}/verify/offline", app.base), "served"),
+    ] {
+        let good_url = format!("{base}#record={}", base64url(text.as_bytes()));
+        let dom = chromium.dump_dom(&good_url).await;
+        assert!(dom.contains("id=\"summary\" data-state=\"ok\""), "{tag}: {dom}");
+        assert_eq!(
+            dom.matches("class=\"line ok\"").count(),
+            2,
+            "{tag}: both lines verified: {dom}"
+        );
+        assert!(!dom.contains("line bad"), "{tag}: {dom}");
+        assert!(
+            dom.contains("签名：已核验") && dom.contains("检查点：已核验"),
+            "{tag}: {dom}"
+        );
+        chromium
+            .screenshot(&good_url, &out.join(format!("offline-{tag}.png")))
+            .await;
+        let changed_url = format!("{base}#record={}", base64url(changed_text.as_bytes()));
+        let dom = chromium.dump_dom(&changed_url).await;
+        assert!(dom.contains("id=\"summary\" data-state=\"bad\""), "{tag}: {dom}");
+        assert!(dom.contains("签名：未通过核验"), "{tag}: {dom}");
+        assert!(
+            dom.contains("class=\"line bad\"") && dom.contains("awardedCredits"),
+            "{tag}: line 1 not verified: {dom}"
+        );
+        chromium
+            .screenshot(&changed_url, &out.join(format!("offline-{tag}-changed.png")))
+            .await;
+        for shot in [format!("offline-{tag}.png"), format!("offline-{tag}-changed.png")] {
+            let len = std::fs::metadata(out.join(&shot)).map(|m| m.len()).unwrap_or(0);
+            assert!(len > 10_000, "{shot} is {len} bytes");
+        }
+    }
     println!("record files and screenshots in {}", out.display());
+}
+
+/// Base64url without padding (RFC 4648 section 5).
+fn base64url(bytes: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
+        for i in 0..=chunk.len() {
+            out.push(char::from(A[((n >> (18 - 6 * i)) & 63) as usize]));
+        }
+    }
+    out
 }
 
 /// A page on another port of 127.0.0.1 that posts a record to the
