@@ -86,7 +86,7 @@ impl Modify for Security {
         xapi::documents::post_xapi_agent_profile, xapi::documents::delete_xapi_agent_profile,
         pages::me_page, pages::me_login, pages::me_logout, pages::admin_page, pages::admin_login, pages::admin_logout,
         crate::record::get_my_record, crate::record::get_learner_record, crate::record::get_record_issuer,
-        crate::record::download_my_record, crate::record::verify_page, crate::record::verify_posted, crate::record::verify_offline_page,
+        crate::record::download_my_record, crate::record::verify_page, crate::record::verify_posted, crate::record::verify_offline_page, crate::record::post_my_record,
     ),
     components(schemas(
         Problem, PositionOut, sites::SiteIn, sites::SiteOut, sites::SiteStatusIn, keys::KeyOut, sites::SiteCreated, learners::DocumentIn, learners::LearnerIn, learners::LearnerOut,
@@ -96,7 +96,7 @@ impl Modify for Security {
         bank::ProofOut, bank::DepositOut, bank::DepositPageOut,
         bank::PublicKeyOut, bank::DecisionIn, bank::AckIn, bank::AcksIn, bank::AckResult, bank::AcksOut,
         xapi::AboutOut, xapi::read::StatementPageOut, xapi::settings::XapiProfileIn, xapi::settings::XapiProfileOut, xapi::settings::MboxLinkIn, xapi::settings::MboxLinkOut, xapi::documents::DocumentUsageOut,
-        crate::record::RecordIssuerOut, crate::record::VerifyForm,
+        crate::record::RecordIssuerOut, crate::record::VerifyForm, crate::record::RecordIdentityIn,
     ))
 )]
 pub struct ApiDoc;

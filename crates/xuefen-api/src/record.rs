@@ -33,7 +33,7 @@ const READ_LIMIT: usize = 500;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/v1/me/record", get(get_my_record))
+        .route("/v1/me/record", get(get_my_record).post(post_my_record))
         .route("/v1/learners/{learner_id}/record", get(get_learner_record))
         .route("/v1/record/issuer", get(get_record_issuer))
         .route("/me/record", get(download_my_record))
@@ -98,6 +98,11 @@ fn now_rfc3339() -> String {
 /// Builds and signs the learner's record: every transcript line but those
 /// not passed, each with its evidence, up to the log's latest checkpoint.
 pub(crate) async fn build_record(state: &AppState, learner: &LearnerId) -> ApiResult<Value> {
+    build_record_with(state, learner, Vec::new()).await
+}
+
+/// The record, with the learner's OB3 identity objects in its subject.
+async fn build_record_with(state: &AppState, learner: &LearnerId, identifier: Vec<Value>) -> ApiResult<Value> {
     let mut lines_out = Vec::new();
     let mut query = format!("limit={READ_LIMIT}");
     loop {
@@ -195,6 +200,7 @@ pub(crate) async fn build_record(state: &AppState, learner: &LearnerId) -> ApiRe
             id: &id,
             learner: &learner,
             issued_at: &issued_at,
+            identifier: &identifier,
         };
         rec::issue(&issuer, &subject, &lines, note.as_deref().map(|n| (n, size)))
     })
@@ -256,6 +262,59 @@ pub async fn get_my_record(
         .into());
     }
     Ok(record_response(&build_record(&state, &learner).await?, false))
+}
+
+/// What the learner gives to have identity objects in the record.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RecordIdentityIn {
+    /// The learner's own identity document, as registered. Checked against
+    /// the registration (keyed hash) and used once for a salted hash; never
+    /// stored or logged.
+    pub document: crate::learners::DocumentIn,
+}
+
+/// The signed-in learner's record with their identity objects (Open Badges
+/// 3.0 `IdentityObject`s in the subject): the registered name, and a salted
+/// SHA-256 of the document number the learner gives here, which must be the
+/// one they registered with. An employer shown the document checks
+/// `sha256$hex(SHA-256(number ‖ salt))`. The service keeps only a keyed
+/// hash of the number, so the learner supplies it.
+#[utoipa::path(post, path = "/v1/me/record", operation_id = "post_my_record", tag = "learners",
+    security(("sso" = [])), request_body = RecordIdentityIn,
+    responses((status = 200, description = "the signed record with identity objects", content_type = "application/vc+ld+json", body = Object),
+              (status = 401, body = Problem, content_type = "application/problem+json"),
+              (status = 404, body = Problem, content_type = "application/problem+json"),
+              (status = 422, description = "not the signed-in learner's document, or not a document", body = Problem, content_type = "application/problem+json")))]
+pub async fn post_my_record(
+    State(state): State<AppState>,
+    SignedInLearner(learner): SignedInLearner,
+    Json(input): Json<RecordIdentityIn>,
+) -> ApiResult<Response> {
+    let kind = xuefen_core::identity::DocumentKind::parse(&input.document.kind).map_err(|e| Problem::invalid(&e))?;
+    let document =
+        xuefen_core::identity::Document::parse(kind, &input.document.number).map_err(|e| Problem::invalid(&e))?;
+    let hash = document.keyed_hash(&state.identity_key);
+    let name = match state.store.learner_by_document(&hash).await? {
+        Some((id, name)) if id == learner => name,
+        // The same answer whether the document is unknown or another's.
+        _ => {
+            return Err(Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "not_your_document",
+                "the document is not the one the signed-in learner registered with",
+            )
+            .with_field("document")
+            .into());
+        }
+    };
+    let mut salt = [0u8; 16];
+    rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut salt);
+    let identifier = rec::identity_objects(&name, kind.as_str(), document.number(), &hex::encode(salt));
+    Ok(record_response(
+        &build_record_with(&state, &learner, identifier).await?,
+        false,
+    ))
 }
 
 /// A learner's record, as `/v1/me/record` gives it. Admin only.

@@ -39,6 +39,7 @@ fn record() -> (Value, SigningKey) {
         id: "urn:uuid:00000000-0000-4000-8000-000000000001",
         learner: "lrn_00000000000000000000000000000001",
         issued_at: "2026-12-02T08:00:00Z",
+        identifier: &[],
     };
     let line = Line {
         entry,

@@ -338,6 +338,69 @@ async fn record_verifies(backend: Backend) {
         .expect("GET /me/record");
     assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
 
+    // ------------------------------------------------------------ identity objects
+    // The learner gives the document they registered with; the record then
+    // says whose it is (OB3 IdentityObjects: the name, the document number
+    // as a salted hash), while the ledger evidence stays without either.
+    let number = crate::harness::resident_id(1);
+    let post_record = |document: Value| {
+        app.client
+            .post(format!("{}/v1/me/record", app.base))
+            .bearer_auth(&token)
+            .json(&json!({ "document": document }))
+            .send()
+    };
+    let resp = post_record(json!({"kind": "resident_id", "number": number}))
+        .await
+        .expect("POST /v1/me/record");
+    assert_eq!(resp.status(), StatusCode::OK);
+    let id_text = resp.text().await.expect("record");
+    let with_id: Value = serde_json::from_str(&id_text).expect("JSON");
+    let ids = with_id["credentialSubject"]["identifier"]
+        .as_array()
+        .expect("identifier");
+    assert_eq!(ids.len(), 2, "{with_id}");
+    assert_eq!(ids[0]["identityType"], "name");
+    assert_eq!(ids[0]["identityHash"], "测试");
+    assert_eq!(ids[1]["identityType"], "nationalIdentityNumber");
+    assert_eq!(ids[1]["hashed"], true);
+    let salt = ids[1]["salt"].as_str().expect("salt");
+    let want = {
+        use sha2::Digest;
+        format!(
+            "sha256${}",
+            hex::encode(sha2::Sha256::digest(format!("{number}{salt}").as_bytes()))
+        )
+    };
+    assert_eq!(ids[1]["identityHash"], want.as_str(), "an employer's check of the card");
+    assert!(!id_text.contains(&number), "the number itself is not in the record");
+    for a in with_id["credentialSubject"]["achievement"].as_array().expect("lines") {
+        let bytes = hex::decode(a["ledgerEvidence"]["entryBytes"].as_str().expect("hex")).expect("hex");
+        let bytes = String::from_utf8_lossy(&bytes).into_owned();
+        assert!(!bytes.contains("测试") && !bytes.contains(salt), "{a}");
+        assert!(!a["ledgerEvidence"].to_string().contains("测试"), "{a}");
+    }
+    let id_file = out.join("record-identity.json");
+    std::fs::write(&id_file, &id_text).expect("write");
+    let (code, output) = verify_record_cli(&id_file, &did).await;
+    assert_eq!(code, 0, "{output}");
+    if let Some((verified, output)) = node_verify(&id_file, &did_doc).await {
+        assert!(
+            verified,
+            "@digitalbazaar/vc refused the record with identity objects: {output}"
+        );
+    }
+    // Another person's document, or a malformed one, is refused by field.
+    for document in [
+        json!({"kind": "resident_id", "number": crate::harness::resident_id(2)}),
+        json!({"kind": "resident_id", "number": "123"}),
+    ] {
+        let resp = post_record(document).await.expect("POST /v1/me/record");
+        assert_eq!(resp.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        let problem: Value = resp.json().await.expect("problem");
+        assert!(problem.to_string().contains("document"), "{problem}");
+    }
+
     // ------------------------------------------------------------ in a real browser
     let Some(chromium) = find_chromium() else {
         let msg = "SKIPPED: browser part of the record test: no chromium found (install Debian's `chromium` or set XUEFEN_CHROMIUM)";
