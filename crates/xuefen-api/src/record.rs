@@ -406,7 +406,7 @@ pub(crate) fn verify_qr_svg(headers: &HeaderMap) -> Option<(String, String)> {
     } else {
         "http"
     };
-    let url = format!("{scheme}://{host}/verify");
+    let url = format!("{scheme}://{host}/verify/offline");
     let code = qrcode::QrCode::new(url.as_bytes()).ok()?;
     let svg = code
         .render::<qrcode::render::svg::Color<'_>>()

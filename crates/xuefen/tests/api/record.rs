@@ -311,7 +311,7 @@ async fn record_verifies(backend: Backend) {
     );
     assert!(me.contains("id=\"verify-qr\"") && me.contains("<svg"), "{me}");
     // The address under the code (escaped as the template writes it).
-    let address = format!("{}/verify", app.base).replace('/', "&#x2f;");
+    let address = format!("{}/verify/offline", app.base).replace('/', "&#x2f;");
     assert!(me.contains(&address), "{me}");
     let download = app
         .client
