@@ -444,7 +444,13 @@ async fn record_verifies(backend: Backend) {
         "{csp}"
     );
     let saved = out.join("verify-offline.html");
-    std::fs::write(&saved, page.text().await.expect("page")).expect("write");
+    let page_text = page.text().await.expect("page");
+    // Saved to disk it keeps its own policy: no network from the page.
+    assert!(
+        page_text.contains("http-equiv=\"Content-Security-Policy\"") && page_text.contains("connect-src 'none'"),
+        "the page carries its CSP"
+    );
+    std::fs::write(&saved, &page_text).expect("write");
     let file_url = format!("file://{}", saved.canonicalize().expect("path").display());
     for (base, tag) in [
         (file_url.as_str(), "file"),
