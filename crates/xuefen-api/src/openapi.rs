@@ -104,6 +104,8 @@ impl Modify for Security {
         crate::record::download_my_record,
         crate::record::verify_page,
         crate::record::verify_posted,
+        crate::record::verify_offline_page,
+        crate::record::post_my_record,
     ),
     components(schemas(
         Problem,
@@ -156,6 +158,7 @@ impl Modify for Security {
         xapi::documents::DocumentUsageOut,
         crate::record::RecordIssuerOut,
         crate::record::VerifyForm,
+        crate::record::RecordIdentityIn,
     ))
 )]
 pub struct ApiDoc;
