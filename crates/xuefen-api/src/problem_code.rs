@@ -141,6 +141,9 @@ problem_codes! {
     NoTile = "no_tile",
     /// The learning record could not be built or signed.
     RecordFailed = "record_failed",
+    /// The document given for the record's identity objects is not the one
+    /// the signed-in learner registered with (or is unknown: the same answer).
+    NotYourDocument = "not_your_document",
     // The xAPI door.
     /// `X-Experience-API-Version` is missing.
     VersionHeaderRequired = "version_header_required",
