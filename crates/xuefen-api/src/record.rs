@@ -19,7 +19,6 @@ use xuefen_core::entry::Entry;
 use xuefen_core::ids::{LearnerId, Position};
 use xuefen_core::tlog::{self, TileId};
 use xuefen_record::record::{self as rec, Issuer, Line, LineOutcome, Sealed, Subject};
-use xuefen_store::bank::Segment;
 
 use crate::AppState;
 use crate::auth::Caller;
@@ -125,18 +124,21 @@ async fn build_record_with(state: &AppState, learner: &LearnerId, identifier: Ve
         .collect();
     let head = state.store.log_head().await?;
     let size = head.as_ref().map_or(0, |h| h.size);
-    let segments: Vec<Segment> = if size > 0 {
-        state.store.log_segments(0, size).await?
+    // The log index of each line, by position (one probe of the log's
+    // segments per line); only indexes under the checkpoint are sealed.
+    let positions: Vec<Position> = lines_out
+        .iter()
+        .map(|l| Position {
+            chain: l.position.chain,
+            seq: l.position.seq,
+        })
+        .collect();
+    let indexes = if size > 0 {
+        state.store.log_indexes(&positions).await?
     } else {
-        Vec::new()
+        HashMap::new()
     };
-    let index_of = |p: Position| {
-        segments
-            .iter()
-            .find(|s| s.chain == p.chain && p.seq >= s.first_seq && p.seq < s.first_seq + s.count)
-            .map(|s| s.start + (p.seq - s.first_seq))
-            .filter(|i| *i < size)
-    };
+    let index_of = |p: Position| indexes.get(&p).copied().filter(|i| *i < size);
     let mut picked = Vec::new();
     for l in lines_out {
         let p = Position {

@@ -48,6 +48,7 @@ mod courses;
 mod keys;
 mod learners;
 mod ledger;
+mod log_index;
 mod pseudonyms;
 mod recognition;
 mod sites;

@@ -123,6 +123,7 @@ pub trait Store:
     + bank::BankStore
     + pseudonyms::PseudonymStore
     + witness::WitnessStore
+    + log_index::LogIndexStore
     + Send
     + Sync
     + 'static
@@ -138,6 +139,7 @@ pub mod courses;
 pub mod keys;
 pub mod learners;
 pub mod ledger;
+pub mod log_index;
 pub mod pseudonyms;
 pub mod recognition;
 pub mod records;
@@ -152,6 +154,7 @@ pub use courses::{Course, CourseStore};
 pub use keys::{KeyRecord, KeyStore, NewKey, Principal};
 pub use learners::{LearnerStore, NewLearner};
 pub use ledger::LedgerStore;
+pub use log_index::LogIndexStore;
 pub use pseudonyms::PseudonymStore;
 pub use recognition::{Group, RecognitionStore};
 pub use sites::{Site, SiteAct, SiteStore, agreement_standing, site_change, site_transition};
@@ -171,8 +174,8 @@ pub mod conformance;
 /// (`use xuefen_store::prelude::*`); code holding a `dyn Store` needs none.
 pub mod prelude {
     pub use crate::{
-        BankStore, CourseStore, KeyStore, LearnerStore, LedgerStore, PseudonymStore, RecognitionStore, ServiceStore,
-        SiteStore, StatsStore, Store, TranscriptStore, WitnessStore, XapiDocumentStore, XapiStore,
+        BankStore, CourseStore, KeyStore, LearnerStore, LedgerStore, LogIndexStore, PseudonymStore, RecognitionStore,
+        ServiceStore, SiteStore, StatsStore, Store, TranscriptStore, WitnessStore, XapiDocumentStore, XapiStore,
     };
 }
 

@@ -41,6 +41,7 @@ use xuefen_core::rule::CreditRule;
 use crate::{Course, NewLearner, ServiceStore, Site, Store};
 
 pub mod log;
+pub mod log_index;
 pub mod pseudonyms;
 pub mod scenarios;
 pub mod witness;
@@ -166,6 +167,9 @@ macro_rules! conformance_scenarios {
             pseudonyms_resolve_only_for_the_audience_they_were_handed_to,
             erasure_keeps_the_ledger_valid_and_removes_the_learner_everywhere,
             an_sso_subject_is_bound_to_its_first_learner_only,
+        );
+        $crate::__conformance_apply!($callback $backend
+            log_indexes_are_those_of_the_segments_and_only_of_sealed_entries,
         );
     };
 }
