@@ -88,27 +88,25 @@ struct Args {
     /// Keep the scratch databases instead of dropping them.
     #[arg(long)]
     keep_databases: bool,
-    /// Run only these phases (comma-separated), for cheap profiling:
-    /// baseline, batch, duplicates, import, xapi, xapi-documents, single,
-    /// ledgers, sqlite. Phases that need another's data (duplicates, the
-    /// `ingest_ratio` line) take it from the phases that ran.
-    #[arg(long, value_enum, value_delimiter = ',')]
-    only: Vec<Phase>,
+    /// Run only these scenarios (comma-separated, of baseline, batch,
+    /// duplicates, import, xapi, xapi_documents, single, ledgers, sqlite);
+    /// `batch,xapi` gives `xapi_vs_batch_ratio` [default: all].
+    #[arg(long, value_delimiter = ',', value_parser = clap::builder::PossibleValuesParser::new(SCENARIOS))]
+    only: Vec<String>,
 }
 
-/// A phase of the run, as `--only` names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum Phase {
-    Baseline,
-    Batch,
-    Duplicates,
-    Import,
-    Xapi,
-    XapiDocuments,
-    Single,
-    Ledgers,
-    Sqlite,
-}
+/// The scenarios `--only` selects from, in the order they run.
+const SCENARIOS: [&str; 9] = [
+    "baseline",
+    "batch",
+    "duplicates",
+    "import",
+    "xapi",
+    "xapi_documents",
+    "single",
+    "ledgers",
+    "sqlite",
+];
 
 struct Config {
     bin: PathBuf,
@@ -126,19 +124,14 @@ struct Config {
     no_ledgers: bool,
     transcript_requests: usize,
     deadline: Duration,
-    /// The phases to run; empty: every phase.
-    only: Vec<Phase>,
+    /// The scenarios `--only` named; empty: all of them.
+    only: Vec<String>,
 }
 
 impl Config {
-    /// Whether `phase` runs (`--only`, and `--no-ledgers` for the ledgers).
-    fn runs(&self, phase: Phase) -> bool {
-        (self.only.is_empty() || self.only.contains(&phase)) && !(phase == Phase::Ledgers && self.no_ledgers)
-    }
-
-    /// Whether any PostgreSQL phase runs.
-    fn runs_postgres(&self) -> bool {
-        self.only.is_empty() || self.only.iter().any(|p| *p != Phase::Sqlite)
+    /// Whether the scenario runs (every one unless `--only` names others).
+    fn runs(&self, scenario: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|s| s == scenario)
     }
 }
 
@@ -215,8 +208,9 @@ async fn main_inner(args: Args) -> Result<()> {
         raise_stop();
     });
     let dir = std::env::temp_dir().join(format!("xuefen-loadtest-{}", std::process::id()));
-    let result = match (&args.database_url, args.sqlite_only || !cfg.runs_postgres()) {
-        (Some(url), false) => {
+    let postgres = SCENARIOS[..8].iter().any(|s| cfg.runs(s));
+    let result = match (&args.database_url, args.sqlite_only) {
+        (Some(url), false) if postgres => {
             let mut cluster = Cluster::connect(url).await?;
             let result = run(&cfg, &mut cluster, &dir).await;
             if !args.keep_databases {
@@ -237,7 +231,7 @@ async fn main_inner(args: Args) -> Result<()> {
         }
     };
     let result = match result {
-        Ok(()) if cfg.runs(Phase::Sqlite) || args.sqlite_only => run_sqlite(&cfg, &dir).await,
+        Ok(()) if cfg.runs("sqlite") => run_sqlite(&cfg, &dir).await,
         other => other,
     };
     if result.is_ok() {
@@ -276,21 +270,6 @@ async fn run(cfg: &Config, cluster: &mut Cluster, dir: &Path) -> Result<()> {
     );
     let course = Arc::new(BenchCourse::new("bench", "bench-hours")?);
     let http = api::client(cfg.single_conns.iter().copied().max().unwrap_or(64) + 16)?;
-    let ingestion = [
-        Phase::Baseline,
-        Phase::Batch,
-        Phase::Duplicates,
-        Phase::Import,
-        Phase::Xapi,
-        Phase::XapiDocuments,
-        Phase::Single,
-    ];
-    if !ingestion.iter().any(|p| cfg.runs(*p)) {
-        if cfg.runs(Phase::Ledgers) {
-            run_ledgers(cfg, cluster, dir, &http, &course).await?;
-        }
-        return Ok(());
-    }
 
     // ---------------------------------------------------------------- setup
     let svc_url = cluster.create("svc").await?;
@@ -320,7 +299,7 @@ async fn run(cfg: &Config, cluster: &mut Cluster, dir: &Path) -> Result<()> {
 
     // ---------------------------------------------------------------- baseline
     let chunks = Arc::new(chunks);
-    let baseline = if cfg.runs(Phase::Baseline) {
+    let baseline = if cfg.runs("baseline") {
         Some(run_baseline(cfg, cluster, chunks.clone(), srv.pid).await?)
     } else {
         None
@@ -328,45 +307,22 @@ async fn run(cfg: &Config, cluster: &mut Cluster, dir: &Path) -> Result<()> {
 
     // ---------------------------------------------------------------- batch
     let batches = Arc::new(batches);
-    // What later phases take from `batch`: its rate, the batches it sent
-    // and the events they held.
-    let mut batch_run: Option<(f64, usize, usize)> = None;
-    let mut batch_accepted = 0u64;
-    if cfg.runs(Phase::Batch) {
-        let hwm_reset = reset_hwm(srv.pid);
-        let cpu = CpuSnapshot::take(srv.pid);
-        let r = api::run_batches(&api, batches.clone(), cfg.clients, cfg.scenario_limit).await?;
-        let cpu = CpuSnapshot::take(srv.pid).since(&cpu);
-        let peak = vm_hwm_kb(srv.pid);
-        let posted: usize = lens.iter().take(r.sent).sum();
-        let batch_rate = rate(r.counts.accepted, r.elapsed);
-        let l = Latencies::new(r.latencies);
-        line!(
-            "batch events_per_s={batch_rate:.0} p50_ms={:.1} p99_ms={:.1} clients={} batch={CHUNK} events={posted} accepted={} elapsed_s={:.2}",
-            l.ms(0.5),
-            l.ms(0.99),
-            cfg.clients,
-            r.counts.accepted,
-            r.elapsed.as_secs_f64()
-        );
-        expect_counts(&r.counts, posted as u64, 0, "batch")?;
-        check(r.sent == batches.len() || !cfg.smoke, || {
-            format!("batch sent {} of {} batches", r.sent, batches.len())
-        })?;
-        line!("cpu scenario=batch wall_s={:.2} {cpu}", r.elapsed.as_secs_f64());
-        line!(
-            "rss process=server phase=batch peak_mb={} since={}",
-            peak.map_or("n/a".into(), |kb| format!("{:.1}", mb(kb))),
-            if hwm_reset { "batch_start" } else { "server_start" }
-        );
-        batch_run = Some((batch_rate, r.sent, posted));
-        batch_accepted = r.counts.accepted;
+    // Every event the service accepted, for the ledger's count at the end.
+    let mut accepted = 0u64;
+    let mut batch_rate = None;
+    let mut posted = 0;
+    let mut batch_sent = 0;
+    if cfg.runs("batch") {
+        let r = run_batch(cfg, &api, &batches, &lens, srv.pid).await?;
+        accepted += r.counts.accepted;
+        batch_rate = Some(rate(r.counts.accepted, r.elapsed));
+        posted = lens.iter().take(r.sent).sum();
+        batch_sent = r.sent;
     }
 
     // ---------------------------------------------------------------- duplicates
-    // Re-posts what `batch` sent: only after it.
-    if let Some((_, sent, _)) = batch_run.filter(|_| cfg.runs(Phase::Duplicates)) {
-        let sent_batches = Arc::new(batches[..sent].to_vec());
+    if cfg.runs("duplicates") {
+        let sent_batches = Arc::new(batches[..batch_sent].to_vec());
         let cpu = CpuSnapshot::take(srv.pid);
         let d = api::run_batches(&api, sent_batches.clone(), cfg.clients, cfg.scenario_limit).await?;
         let cpu = CpuSnapshot::take(srv.pid).since(&cpu);
@@ -388,167 +344,264 @@ async fn run(cfg: &Config, cluster: &mut Cluster, dir: &Path) -> Result<()> {
     }
 
     // ---------------------------------------------------------------- import
-    // `xuefen import` back-fills as many events (new ids, same shape) from
-    // an NDJSON file, in batches of the batch's size, `clients` at a time.
-    let batch_rate = batch_run.map(|(rate, _, _)| rate);
-    let mut imported = 0u64;
-    if cfg.runs(Phase::Import) {
-        let n = batch_run.map_or(cfg.batch_events, |(_, _, posted)| posted);
-        let file = dir.join("import.ndjson");
-        let mut text = String::with_capacity(n * 200);
-        for j in 0..n {
-            let learner = learners
-                .get(learner_of(SEED + 1, j as u64, learners.len()))
-                .context("no learners")?;
-            let mut v = event_json(&course, &format!("i-{j}"), &learner.account, SEED + 1, j as u64, true);
-            if let Some(o) = v.as_object_mut() {
-                o.insert("type".into(), "event".into());
-            }
-            text.push_str(&v.to_string());
-            text.push('\n');
-        }
-        std::fs::write(&file, text).context("write the import file")?;
-        let cpu = CpuSnapshot::take(srv.pid);
-        let t = Instant::now();
-        let out = tokio::process::Command::new(&cfg.bin)
-            .arg("import")
-            .arg(&file)
-            .args([
-                "--quiet",
-                "--batch",
-                &CHUNK.to_string(),
-                "--jobs",
-                &cfg.clients.to_string(),
-                "--url",
-            ])
-            .arg(&srv.base)
-            .env("XUEFEN_SITE_KEY", &api.site_key)
-            .output();
-        let out = tokio::time::timeout(cfg.scenario_limit * 2, out)
-            .await
-            .context("xuefen import timed out")?
-            .context("run xuefen import")?;
-        let took = t.elapsed();
-        let cpu = CpuSnapshot::take(srv.pid).since(&cpu);
-        check(out.status.success(), || {
-            format!(
-                "xuefen import failed: {}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            )
-        })?;
-        let import_rate = rate(n as u64, took);
-        line!(
-            "import events_per_s={import_rate:.0} ratio_to_batch={:.2} jobs={} batch={CHUNK} events={n} elapsed_s={:.2}",
-            match batch_rate {
-                Some(b) if b > 0.0 => import_rate / b,
-                _ => 0.0,
-            },
-            cfg.clients,
-            took.as_secs_f64()
-        );
-        line!("cpu scenario=import wall_s={:.2} {cpu}", took.as_secs_f64());
-        imported = n as u64;
+    if cfg.runs("import") {
+        let n = if cfg.runs("batch") { posted } else { cfg.batch_events };
+        run_import(cfg, &api, &srv, &course, &learners, dir, n, batch_rate).await?;
+        accepted += n as u64;
     }
 
     // ---------------------------------------------------------------- xapi
-    // The same number of completions through the xAPI door, in POST arrays
-    // of the batch's size, each credited on the same ledger.
-    let mut xapi_accepted = 0u64;
-    if cfg.runs(Phase::Xapi) {
-        api.setup_xapi("bench-xapi").await?;
-        let (arrays, xlens) = xapi_material(cfg, &learners)?;
-        let arrays = Arc::new(arrays);
-        let cpu = CpuSnapshot::take(srv.pid);
-        let x = api::run_statements(&api, "bench", arrays.clone(), cfg.clients, cfg.scenario_limit).await?;
-        let cpu = CpuSnapshot::take(srv.pid).since(&cpu);
-        let xposted: usize = xlens.iter().take(x.sent).sum();
-        let xapi_rate = rate(x.counts.accepted, x.elapsed);
-        let l = Latencies::new(x.latencies);
-        line!(
-            "xapi statements_per_s={xapi_rate:.0} p50_ms={:.1} p99_ms={:.1} clients={} batch={CHUNK} statements={xposted} stored={} elapsed_s={:.2}",
-            l.ms(0.5),
-            l.ms(0.99),
-            cfg.clients,
-            x.counts.accepted,
-            x.elapsed.as_secs_f64()
-        );
-        line!("cpu scenario=xapi wall_s={:.2} {cpu}", x.elapsed.as_secs_f64());
-        line!("xapi_statements_per_second={xapi_rate:.0}");
-        if let Some(batch_rate) = batch_rate {
-            line!("xapi_vs_batch_ratio={:.3}", xapi_rate / batch_rate.max(1e-9));
-        }
-        check(x.counts.accepted == xposted as u64, || {
-            format!("xapi stored {} of {xposted} statements", x.counts.accepted)
-        })?;
-        check(x.sent == arrays.len() || !cfg.smoke, || {
-            format!("xapi sent {} of {} arrays", x.sent, arrays.len())
-        })?;
-        let statements: i64 = sqlx::query_scalar("select count(*) from xapi_statements")
-            .fetch_one(&svc_pool)
-            .await?;
-        check(statements as u64 == x.counts.accepted, || {
-            format!(
-                "the store holds {statements} statements, the service answered {}",
-                x.counts.accepted
-            )
-        })?;
-        xapi_accepted = x.counts.accepted;
+    if cfg.runs("xapi") {
+        accepted += run_xapi(cfg, &api, &learners, &svc_pool, srv.pid, batch_rate).await?;
     }
 
     // ---------------------------------------------------------------- xapi_documents
-    // State and Agent Profile writes (new documents), as SCORM-style
-    // packages save resume data: PUT and POST, 16 connections.
-    if cfg.runs(Phase::XapiDocuments) {
-        if !cfg.runs(Phase::Xapi) {
-            api.setup_xapi("bench-xapi").await?;
-        }
-        let documents = if cfg.smoke { 400 } else { 20_000 };
-        let doc_clients = 16;
-        let cpu = CpuSnapshot::take(srv.pid);
-        let dw = api::run_documents(&api, "bench", documents, doc_clients, cfg.single_limit).await?;
-        let cpu = CpuSnapshot::take(srv.pid).since(&cpu);
-        let l = Latencies::new(dw.latencies);
-        line!(
-            "xapi_documents documents_per_s={:.0} p50_ms={:.1} p99_ms={:.1} clients={doc_clients} documents={} elapsed_s={:.2}",
-            rate(dw.counts.accepted, dw.elapsed),
-            l.ms(0.5),
-            l.ms(0.99),
-            dw.counts.accepted,
-            dw.elapsed.as_secs_f64()
-        );
-        line!(
-            "cpu scenario=xapi_documents wall_s={:.2} {cpu}",
-            dw.elapsed.as_secs_f64()
-        );
-        let stored_docs: i64 = sqlx::query_scalar("select count(*) from xapi_documents")
-            .fetch_one(&svc_pool)
-            .await?;
-        check(stored_docs as u64 == dw.counts.accepted, || {
-            format!(
-                "the store holds {stored_docs} documents, the service answered {}",
-                dw.counts.accepted
-            )
-        })?;
+    if cfg.runs("xapi_documents") {
+        run_xapi_documents(cfg, &api, &svc_pool, srv.pid).await?;
     }
 
     // ---------------------------------------------------------------- single
+    if cfg.runs("single") {
+        accepted += run_singles(cfg, cluster, &api, &course, &learners, &chunks, srv.pid).await?;
+    }
+    let stored: i64 = sqlx::query_scalar("select count(*) from ledger_entries")
+        .fetch_one(&svc_pool)
+        .await?;
+    // Every statement was a credited completion: one entry each.
+    check(stored as u64 == accepted, || {
+        format!("ledger holds {stored} entries, the service accepted {accepted} (xAPI and import included)")
+    })?;
+    svc_pool.close().await;
+    srv.stop().await;
+
+    // ---------------------------------------------------------------- transcript + verify
+    if !cfg.no_ledgers && cfg.runs("ledgers") {
+        run_ledgers(cfg, cluster, dir, &http, &course).await?;
+    }
+
+    // ---------------------------------------------------------------- ratio
+    if let (Some(batch_rate), Some(baseline)) = (batch_rate, baseline) {
+        line!("ingest_ratio={:.3}", batch_rate / baseline.max(1e-9));
+    }
+    Ok(())
+}
+
+/// `batch`: the batches posted by `clients` at a time.
+async fn run_batch(
+    cfg: &Config,
+    api: &Api,
+    batches: &Arc<Vec<Vec<u8>>>,
+    lens: &[usize],
+    pid: u32,
+) -> Result<api::LoopResult> {
+    let srv_pid = pid;
+    let hwm_reset = reset_hwm(srv_pid);
+    let cpu = CpuSnapshot::take(srv_pid);
+    let mut r = api::run_batches(api, batches.clone(), cfg.clients, cfg.scenario_limit).await?;
+    let cpu = CpuSnapshot::take(srv_pid).since(&cpu);
+    let peak = vm_hwm_kb(srv_pid);
+    let posted: usize = lens.iter().take(r.sent).sum();
+    let batch_rate = rate(r.counts.accepted, r.elapsed);
+    let l = Latencies::new(std::mem::take(&mut r.latencies));
+    line!(
+        "batch events_per_s={batch_rate:.0} p50_ms={:.1} p99_ms={:.1} clients={} batch={CHUNK} events={posted} accepted={} elapsed_s={:.2}",
+        l.ms(0.5),
+        l.ms(0.99),
+        cfg.clients,
+        r.counts.accepted,
+        r.elapsed.as_secs_f64()
+    );
+    expect_counts(&r.counts, posted as u64, 0, "batch")?;
+    check(r.sent == batches.len() || !cfg.smoke, || {
+        format!("batch sent {} of {} batches", r.sent, batches.len())
+    })?;
+    line!("cpu scenario=batch wall_s={:.2} {cpu}", r.elapsed.as_secs_f64());
+    line!(
+        "rss process=server phase=batch peak_mb={} since={}",
+        peak.map_or("n/a".into(), |kb| format!("{:.1}", mb(kb))),
+        if hwm_reset { "batch_start" } else { "server_start" }
+    );
+    Ok(r)
+}
+
+/// `import`: `xuefen import` back-fills `n` events (new ids, same shape)
+/// from an NDJSON file, in batches of the batch's size, `clients` at a time.
+#[allow(clippy::too_many_arguments)]
+async fn run_import(
+    cfg: &Config,
+    api: &Api,
+    srv: &Server,
+    course: &BenchCourse,
+    learners: &[Learner],
+    dir: &Path,
+    n: usize,
+    batch_rate: Option<f64>,
+) -> Result<()> {
+    let batch_rate = batch_rate.unwrap_or(0.0);
+    let file = dir.join("import.ndjson");
+    let mut text = String::with_capacity(n * 200);
+    for j in 0..n {
+        let learner = learners
+            .get(learner_of(SEED + 1, j as u64, learners.len()))
+            .context("no learners")?;
+        let mut v = event_json(course, &format!("i-{j}"), &learner.account, SEED + 1, j as u64, true);
+        if let Some(o) = v.as_object_mut() {
+            o.insert("type".into(), "event".into());
+        }
+        text.push_str(&v.to_string());
+        text.push('\n');
+    }
+    std::fs::write(&file, text).context("write the import file")?;
+    let cpu = CpuSnapshot::take(srv.pid);
+    let t = Instant::now();
+    let out = tokio::process::Command::new(&cfg.bin)
+        .arg("import")
+        .arg(&file)
+        .args([
+            "--quiet",
+            "--batch",
+            &CHUNK.to_string(),
+            "--jobs",
+            &cfg.clients.to_string(),
+            "--url",
+        ])
+        .arg(&srv.base)
+        .env("XUEFEN_SITE_KEY", &api.site_key)
+        .output();
+    let out = tokio::time::timeout(cfg.scenario_limit * 2, out)
+        .await
+        .context("xuefen import timed out")?
+        .context("run xuefen import")?;
+    let took = t.elapsed();
+    let cpu = CpuSnapshot::take(srv.pid).since(&cpu);
+    check(out.status.success(), || {
+        format!(
+            "xuefen import failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })?;
+    let import_rate = rate(n as u64, took);
+    line!(
+        "import events_per_s={import_rate:.0} ratio_to_batch={:.2} jobs={} batch={CHUNK} events={n} elapsed_s={:.2}",
+        if batch_rate > 0.0 {
+            import_rate / batch_rate
+        } else {
+            0.0
+        },
+        cfg.clients,
+        took.as_secs_f64()
+    );
+    line!("cpu scenario=import wall_s={:.2} {cpu}", took.as_secs_f64());
+    Ok(())
+}
+
+/// `xapi`: the same number of completions as `batch` through the xAPI
+/// door, in POST arrays of the batch's size, each credited on the same
+/// ledger; answers the statements stored.
+async fn run_xapi(
+    cfg: &Config,
+    api: &Api,
+    learners: &[Learner],
+    svc_pool: &sqlx::PgPool,
+    pid: u32,
+    batch_rate: Option<f64>,
+) -> Result<u64> {
+    api.setup_xapi("bench-xapi").await?;
+    let (arrays, xlens) = xapi_material(cfg, learners)?;
+    let arrays = Arc::new(arrays);
+    let cpu = CpuSnapshot::take(pid);
+    let x = api::run_statements(api, "bench", arrays.clone(), cfg.clients, cfg.scenario_limit).await?;
+    let cpu = CpuSnapshot::take(pid).since(&cpu);
+    let xposted: usize = xlens.iter().take(x.sent).sum();
+    let xapi_rate = rate(x.counts.accepted, x.elapsed);
+    let l = Latencies::new(x.latencies);
+    line!(
+        "xapi statements_per_s={xapi_rate:.0} p50_ms={:.1} p99_ms={:.1} clients={} batch={CHUNK} statements={xposted} stored={} elapsed_s={:.2}",
+        l.ms(0.5),
+        l.ms(0.99),
+        cfg.clients,
+        x.counts.accepted,
+        x.elapsed.as_secs_f64()
+    );
+    line!("cpu scenario=xapi wall_s={:.2} {cpu}", x.elapsed.as_secs_f64());
+    line!("xapi_statements_per_second={xapi_rate:.0}");
+    if let Some(batch_rate) = batch_rate {
+        line!("xapi_vs_batch_ratio={:.3}", xapi_rate / batch_rate.max(1e-9));
+    }
+    check(x.counts.accepted == xposted as u64, || {
+        format!("xapi stored {} of {xposted} statements", x.counts.accepted)
+    })?;
+    check(x.sent == arrays.len() || !cfg.smoke, || {
+        format!("xapi sent {} of {} arrays", x.sent, arrays.len())
+    })?;
+    let statements: i64 = sqlx::query_scalar("select count(*) from xapi_statements")
+        .fetch_one(svc_pool)
+        .await?;
+    check(statements as u64 == x.counts.accepted, || {
+        format!(
+            "the store holds {statements} statements, the service answered {}",
+            x.counts.accepted
+        )
+    })?;
+    Ok(x.counts.accepted)
+}
+
+/// `xapi_documents`: State and Agent Profile writes (new documents), as
+/// SCORM-style packages save resume data: PUT and POST, 16 connections.
+async fn run_xapi_documents(cfg: &Config, api: &Api, svc_pool: &sqlx::PgPool, pid: u32) -> Result<()> {
+    let documents = if cfg.smoke { 400 } else { 20_000 };
+    let doc_clients = 16;
+    let cpu = CpuSnapshot::take(pid);
+    let dw = api::run_documents(api, "bench", documents, doc_clients, cfg.single_limit).await?;
+    let cpu = CpuSnapshot::take(pid).since(&cpu);
+    let l = Latencies::new(dw.latencies);
+    line!(
+        "xapi_documents documents_per_s={:.0} p50_ms={:.1} p99_ms={:.1} clients={doc_clients} documents={} elapsed_s={:.2}",
+        rate(dw.counts.accepted, dw.elapsed),
+        l.ms(0.5),
+        l.ms(0.99),
+        dw.counts.accepted,
+        dw.elapsed.as_secs_f64()
+    );
+    line!(
+        "cpu scenario=xapi_documents wall_s={:.2} {cpu}",
+        dw.elapsed.as_secs_f64()
+    );
+    let stored_docs: i64 = sqlx::query_scalar("select count(*) from xapi_documents")
+        .fetch_one(svc_pool)
+        .await?;
+    check(stored_docs as u64 == dw.counts.accepted, || {
+        format!(
+            "the store holds {stored_docs} documents, the service answered {}",
+            dw.counts.accepted
+        )
+    })?;
+    Ok(())
+}
+
+/// `single`: events `PUT` one by one at each connection count, each after
+/// its raw baseline; answers the events accepted.
+async fn run_singles(
+    cfg: &Config,
+    cluster: &mut Cluster,
+    api: &Api,
+    course: &Arc<BenchCourse>,
+    learners: &Arc<Vec<Learner>>,
+    chunks: &Arc<Vec<Rows>>,
+    pid: u32,
+) -> Result<u64> {
     let work = Workload {
         course: course.clone(),
         learners: learners.clone(),
         seed: SEED ^ 0x51,
     };
     let mut single_accepted = 0u64;
-    let single_conns: &[usize] = if cfg.runs(Phase::Single) {
-        &cfg.single_conns
-    } else {
-        &[]
-    };
-    for &conns in single_conns {
-        run_single_baseline(cfg, cluster, &chunks, conns).await?;
-        let cpu = CpuSnapshot::take(srv.pid);
+    for &conns in &cfg.single_conns {
+        run_single_baseline(cfg, cluster, chunks, conns).await?;
+        let cpu = CpuSnapshot::take(pid);
         let s = api::run_single(
-            &api,
+            api,
             &work,
             &format!("s{conns}-"),
             cfg.single_events,
@@ -556,7 +609,7 @@ async fn run(cfg: &Config, cluster: &mut Cluster, dir: &Path) -> Result<()> {
             cfg.single_limit,
         )
         .await?;
-        let cpu = CpuSnapshot::take(srv.pid).since(&cpu);
+        let cpu = CpuSnapshot::take(pid).since(&cpu);
         let l = Latencies::new(s.latencies);
         line!(
             "single conns={conns} events_per_s={:.0} p50_ms={:.1} p99_ms={:.1} p999_ms={:.1} events={} accepted={} elapsed_s={:.2}",
@@ -578,27 +631,7 @@ async fn run(cfg: &Config, cluster: &mut Cluster, dir: &Path) -> Result<()> {
         })?;
         single_accepted += s.counts.accepted;
     }
-    let stored: i64 = sqlx::query_scalar("select count(*) from ledger_entries")
-        .fetch_one(&svc_pool)
-        .await?;
-    // Every statement was a credited completion: one entry each.
-    let expected = batch_accepted + single_accepted + xapi_accepted + imported;
-    check(stored as u64 == expected, || {
-        format!("ledger holds {stored} entries, the service accepted {expected} (xAPI and import included)")
-    })?;
-    svc_pool.close().await;
-    srv.stop().await;
-
-    // ---------------------------------------------------------------- transcript + verify
-    if cfg.runs(Phase::Ledgers) {
-        run_ledgers(cfg, cluster, dir, &http, &course).await?;
-    }
-
-    // ---------------------------------------------------------------- ratio
-    if let (Some(batch_rate), Some(baseline)) = (batch_rate, baseline) {
-        line!("ingest_ratio={:.3}", batch_rate / baseline.max(1e-9));
-    }
-    Ok(())
+    Ok(single_accepted)
 }
 
 /// The batch scenario on SQLite against its own raw baseline.
