@@ -106,6 +106,7 @@ impl Modify for Security {
         crate::record::verify_posted,
         crate::record::verify_offline_page,
         crate::record::post_my_record,
+        crate::record::download_my_record_with_identity,
     ),
     components(schemas(
         Problem,
@@ -159,6 +160,7 @@ impl Modify for Security {
         crate::record::RecordIssuerOut,
         crate::record::VerifyForm,
         crate::record::RecordIdentityIn,
+        crate::record::RecordIdentityForm,
     ))
 )]
 pub struct ApiDoc;

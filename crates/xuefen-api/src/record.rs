@@ -36,7 +36,10 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/v1/me/record", get(get_my_record).post(post_my_record))
         .route("/v1/learners/{learner_id}/record", get(get_learner_record))
         .route("/v1/record/issuer", get(get_record_issuer))
-        .route("/me/record", get(download_my_record))
+        .route(
+            "/me/record",
+            get(download_my_record).post(download_my_record_with_identity),
+        )
         .route("/verify", get(verify_page).post(verify_posted))
         .route("/verify/offline", get(verify_offline_page))
 }
@@ -307,13 +310,23 @@ pub async fn post_my_record(
     SignedInLearner(learner): SignedInLearner,
     Json(input): Json<RecordIdentityIn>,
 ) -> ApiResult<Response> {
-    let kind = xuefen_core::identity::DocumentKind::parse(&input.document.kind).map_err(|e| Problem::invalid(&e))?;
-    let document =
-        xuefen_core::identity::Document::parse(kind, &input.document.number).map_err(|e| Problem::invalid(&e))?;
+    let identifier = identity_objects(&state, &learner, &input.document.kind, &input.document.number).await?;
+    Ok(record_response(
+        &build_record_with(&state, &learner, identifier).await?,
+        false,
+    ))
+}
+
+/// The learner's OB3 identity objects, for the document they give: it must
+/// be the one `learner` registered with (an unknown document and another
+/// person's get the same answer, so the answer tells nothing). The number
+/// is used once, for the salted hash, and never stored or logged.
+async fn identity_objects(state: &AppState, learner: &LearnerId, kind: &str, number: &str) -> ApiResult<Vec<Value>> {
+    let kind = xuefen_core::identity::DocumentKind::parse(kind).map_err(|e| Problem::invalid(&e))?;
+    let document = xuefen_core::identity::Document::parse(kind, number).map_err(|e| Problem::invalid(&e))?;
     let hash = document.keyed_hash(&state.identity_key);
     let name = match state.store.learner_by_document(&hash).await? {
-        Some((id, name)) if id == learner => name,
-        // The same answer whether the document is unknown or another's.
+        Some((id, name)) if id == *learner => name,
         _ => {
             return Err(Problem::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -326,10 +339,11 @@ pub async fn post_my_record(
     };
     let mut salt = [0u8; 16];
     rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut salt);
-    let identifier = rec::identity_objects(&name, kind.as_str(), document.number(), &hex::encode(salt));
-    Ok(record_response(
-        &build_record_with(&state, &learner, identifier).await?,
-        false,
+    Ok(rec::identity_objects(
+        &name,
+        kind.as_str(),
+        document.number(),
+        &hex::encode(salt),
     ))
 }
 
@@ -405,6 +419,72 @@ pub(crate) async fn download_my_record(State(state): State<AppState>, headers: H
         Err(e) => return crate::pages::api_error_page(e.into()),
     }
     match build_record(&state, &learner).await {
+        Ok(r) => record_response(&r, true),
+        Err(e) => crate::pages::api_error_page(e),
+    }
+}
+
+/// The form on `/me` that asks for the record with identity objects.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct RecordIdentityForm {
+    /// The document's kind, as at registration (`resident_id`, `passport`,
+    /// `hk_macao_permit`, `taiwan_permit`, `foreign_permanent_resident`).
+    #[serde(default)]
+    pub kind: String,
+    /// The document's number; checked against the registration and used
+    /// once for a salted hash, never stored or logged.
+    #[serde(default)]
+    pub number: String,
+}
+
+/// The signed-in learner's record with their identity objects, as a file
+/// to save: the form on `/me` (the page's cookie, or a bearer token) posts
+/// the document the learner registered with, as `POST /v1/me/record` takes
+/// it. Not the learner's document, or not a document: the page again, 422,
+/// saying which field.
+#[utoipa::path(post, path = "/me/record", operation_id = "download_my_record_with_identity", tag = "pages",
+    security(("sso" = []), ("sso_cookie" = [])),
+    request_body(content = RecordIdentityForm, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, description = "the signed record with identity objects, as an attachment", content_type = "application/vc+ld+json"),
+              (status = 401, description = "the sign-in page", content_type = "text/html"),
+              (status = 404, description = "an error page: no learner under the token's subject", content_type = "text/html"),
+              (status = 422, description = "an error page: not the signed-in learner's document, or not a document (also a body that is not a form)", content_type = "text/html"),
+              (status = 503, description = "an error page", content_type = "text/html")))]
+pub async fn download_my_record_with_identity(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    form: Result<Form<RecordIdentityForm>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    let learner = match crate::pages::signed_in_learner(&state, &headers).await {
+        Ok(l) => l,
+        Err(resp) => return resp,
+    };
+    match state.store.learner_exists(&learner).await {
+        Ok(true) => {}
+        Ok(false) => {
+            return crate::pages::error_page(StatusCode::NOT_FOUND, "统一身份认证中的这位学习者尚未在学分银行登记。");
+        }
+        Err(e) => return crate::pages::api_error_page(e.into()),
+    }
+    let Ok(Form(form)) = form else {
+        return crate::pages::error_page(StatusCode::UNPROCESSABLE_ENTITY, "请填写证件类型和证件号码。");
+    };
+    let identifier = match identity_objects(&state, &learner, form.kind.trim(), form.number.trim()).await {
+        Ok(i) => i,
+        Err(e) if e.0.status == StatusCode::UNPROCESSABLE_ENTITY.as_u16() => {
+            let field = e.0.field.as_deref().unwrap_or("document");
+            let what = if e.0.code == ProblemCode::NotYourDocument.to_string() {
+                "证件与您登记时所用的证件不符，请填写登记时的证件。"
+            } else if field == "document/kind" {
+                "请选择证件类型。"
+            } else {
+                "证件号码格式不正确。"
+            };
+            return crate::pages::error_page(StatusCode::UNPROCESSABLE_ENTITY, &format!("{what}（{field}）"));
+        }
+        Err(e) => return crate::pages::api_error_page(e),
+    };
+    match build_record_with(&state, &learner, identifier).await {
         Ok(r) => record_response(&r, true),
         Err(e) => crate::pages::api_error_page(e),
     }

@@ -6,6 +6,7 @@
 mod pg;
 
 mod bank;
+mod cdp;
 mod credited_once;
 mod harness;
 mod hostile;
@@ -15,6 +16,7 @@ mod privacy;
 mod pseudonyms;
 mod recognition;
 mod record;
+mod record_browser;
 mod renewal;
 mod scenarios;
 mod sso_binding;

@@ -393,6 +393,11 @@ pub(crate) fn find_chromium() -> Option<Chromium> {
 }
 
 impl Chromium {
+    /// The browser's executable.
+    pub(crate) fn program(&self) -> &Path {
+        &self.program
+    }
+
     /// Runs headless Chromium on `url` with a fresh profile, bounded in time.
     async fn run(&self, url: &str, extra: &[String]) -> String {
         let profile = std::env::temp_dir().join(format!("xuefen-chromium-{}", uuid::Uuid::new_v4().simple()));

@@ -36,7 +36,7 @@ fn output_dir(backend: Backend) -> PathBuf {
 }
 
 /// Waits until every committed entry is sealed (bounded: 30 s).
-async fn wait_sealed(app: &TestApp) {
+pub(crate) async fn wait_sealed(app: &TestApp) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let resp = app
@@ -61,7 +61,7 @@ fn contexts_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../xuefen-record/contexts")
 }
 
-async fn verify_record_cli(file: &Path, did: &str) -> (i32, String) {
+pub(crate) async fn verify_record_cli(file: &Path, did: &str) -> (i32, String) {
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_xuefen"))
         .arg("verify-record")
         .arg(file)
@@ -78,7 +78,7 @@ async fn verify_record_cli(file: &Path, did: &str) -> (i32, String) {
 
 /// Runs the npm verifier on `record`: Some((verified, output)), or None
 /// (printed SKIPPED) without the npm folder that scripts/test.sh installs.
-async fn node_verify(record: &Path, did_document: &Path) -> Option<(bool, String)> {
+pub(crate) async fn node_verify(record: &Path, did_document: &Path) -> Option<(bool, String)> {
     let Some(dir) = std::env::var_os("XUEFEN_NODE_VC_DIR") else {
         let msg = "SKIPPED: independent verification with @digitalbazaar/vc: XUEFEN_NODE_VC_DIR is not set (scripts/test.sh installs it with npm)";
         assert!(
