@@ -84,9 +84,12 @@ impl NameKeys {
                 .split_once(':')
                 .ok_or_else(|| format!("`{}…` is not `id:hex`", part.chars().take(8).collect::<String>()))?;
             let bytes = hex::decode(hex_key).map_err(|e| format!("key `{id}` is not hex: {e}"))?;
-            let key: [u8; 32] = bytes
-                .try_into()
-                .map_err(|b: Vec<u8>| format!("key `{id}` holds {} bytes; exactly 32 (64 hex digits) are needed", b.len()))?;
+            let key: [u8; 32] = bytes.try_into().map_err(|b: Vec<u8>| {
+                format!(
+                    "key `{id}` holds {} bytes; exactly 32 (64 hex digits) are needed",
+                    b.len()
+                )
+            })?;
             keys.push((id.to_owned(), key));
         }
         Self::new(keys)
@@ -116,7 +119,13 @@ impl NameKeys {
     pub fn seal(&self, row: &[u8], clear: &str, nonce: [u8; NONCE_BYTES]) -> String {
         let (id, key) = &self.keys[0];
         let sealed = Self::cipher(key)
-            .encrypt(XNonce::from_slice(&nonce), Payload { msg: clear.as_bytes(), aad: row })
+            .encrypt(
+                XNonce::from_slice(&nonce),
+                Payload {
+                    msg: clear.as_bytes(),
+                    aad: row,
+                },
+            )
             .unwrap_or_else(|_| unreachable!("XChaCha20-Poly1305 seals any message under 256 GiB"));
         let mut bytes = nonce.to_vec();
         bytes.extend(sealed);
@@ -224,7 +233,10 @@ mod tests {
     fn the_derived_key_is_stable() {
         let a = NameKeys::derived(b"identity");
         let sealed = a.seal(b"row", "赵六", [9; NONCE_BYTES]);
-        assert_eq!(NameKeys::derived(b"identity").open(b"row", &sealed), Ok("赵六".to_owned()));
+        assert_eq!(
+            NameKeys::derived(b"identity").open(b"row", &sealed),
+            Ok("赵六".to_owned())
+        );
         assert!(NameKeys::derived(b"other").open(b"row", &sealed).is_err());
     }
 
