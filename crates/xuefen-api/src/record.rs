@@ -309,7 +309,7 @@ pub async fn post_my_record(
     let document =
         xuefen_core::identity::Document::parse(kind, &input.document.number).map_err(|e| Problem::invalid(&e))?;
     let hash = document.keyed_hash(&state.identity_key);
-    let name = match state.store.learner_by_document(&hash).await? {
+    let name = match crate::names::learner_by_document(&state, &hash).await? {
         Some((id, name)) if id == learner => name,
         // The same answer whether the document is unknown or another's.
         _ => {

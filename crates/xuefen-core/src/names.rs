@@ -14,7 +14,9 @@ use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use hmac::Mac as _;
 
-const PREFIX: &str = "xfn1:";
+/// How every sealed value starts (stores recognise sealed values by it).
+pub const SEALED_PREFIX: &str = "xfn1:";
+const PREFIX: &str = SEALED_PREFIX;
 /// Bytes of an XChaCha20 nonce.
 pub const NONCE_BYTES: usize = 24;
 /// The id of the key derived from the identity key when no name keys are configured.
@@ -62,7 +64,7 @@ impl NameKeys {
     /// Keys from their ids and bytes, the sealing one first.
     pub fn new(keys: Vec<(String, [u8; 32])>) -> Result<Self, String> {
         if keys.is_empty() {
-            return Err("names no key".into());
+            return Err("names no key; give at least one `id:hex`".into());
         }
         for (i, (id, _)) in keys.iter().enumerate() {
             if !valid_id(id) {
@@ -93,6 +95,31 @@ impl NameKeys {
             keys.push((id.to_owned(), key));
         }
         Self::new(keys)
+    }
+
+    /// As [`NameKeys::parse`], where a bare `k0` (no `:hex`) names the key
+    /// derived from `identity_key` ([`NameKeys::derived`]): what a service
+    /// that ran with no `name_keys` sealed under.
+    pub fn parse_with_derived(spec: &str, identity_key: &[u8]) -> Result<Self, String> {
+        let mut keys = Vec::new();
+        for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            if part == DERIVED_KEY_ID {
+                keys.extend(Self::derived(identity_key).keys);
+            } else {
+                keys.extend(Self::parse(part)?.keys);
+            }
+        }
+        Self::new(keys)
+    }
+
+    /// The ids of the keys, the sealing one first.
+    pub fn ids(&self) -> impl Iterator<Item = &str> {
+        self.keys.iter().map(|(id, _)| id.as_str())
+    }
+
+    /// Whether a key of this id is configured.
+    pub fn has(&self, id: &str) -> bool {
+        self.keys.iter().any(|(k, _)| k == id)
     }
 
     /// The same keys with `older` after them: they open, these seal.
@@ -238,6 +265,25 @@ mod tests {
             Ok("赵六".to_owned())
         );
         assert!(NameKeys::derived(b"other").open(b"row", &sealed).is_err());
+    }
+
+    #[test]
+    fn a_bare_k0_is_the_derived_key() {
+        let ring = NameKeys::parse_with_derived(&format!("{K1},k0"), b"identity").expect("ring");
+        assert_eq!(ring.ids().collect::<Vec<_>>(), ["k1", "k0"]);
+        let old = NameKeys::derived(b"identity").seal(b"row", "孙七", [4; NONCE_BYTES]);
+        assert_eq!(ring.open(b"row", &old), Ok("孙七".to_owned()));
+        assert!(ring.has("k0") && !ring.has("k2"));
+        assert!(
+            NameKeys::parse_with_derived("k9", b"identity")
+                .unwrap_err()
+                .contains("id:hex")
+        );
+        assert!(
+            NameKeys::parse_with_derived(&format!("k0,{}", K1.replace("k1", "k0")), b"i")
+                .unwrap_err()
+                .contains("twice")
+        );
     }
 
     proptest! {

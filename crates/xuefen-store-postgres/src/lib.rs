@@ -35,6 +35,7 @@ mod courses;
 mod keys;
 mod learners;
 mod ledger;
+mod names;
 mod pseudonyms;
 mod recognition;
 mod sites;

@@ -48,6 +48,7 @@ mod courses;
 mod keys;
 mod learners;
 mod ledger;
+mod names;
 mod pseudonyms;
 mod recognition;
 mod sites;

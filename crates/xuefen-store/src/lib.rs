@@ -122,6 +122,7 @@ pub trait Store:
     + stats::StatsStore
     + bank::BankStore
     + pseudonyms::PseudonymStore
+    + names::NameStore
     + witness::WitnessStore
     + Send
     + Sync
@@ -138,6 +139,7 @@ pub mod courses;
 pub mod keys;
 pub mod learners;
 pub mod ledger;
+pub mod names;
 pub mod pseudonyms;
 pub mod recognition;
 pub mod records;
@@ -152,6 +154,7 @@ pub use courses::{Course, CourseStore};
 pub use keys::{KeyRecord, KeyStore, NewKey, Principal};
 pub use learners::{LearnerStore, NewLearner};
 pub use ledger::LedgerStore;
+pub use names::NameStore;
 pub use pseudonyms::PseudonymStore;
 pub use recognition::{Group, RecognitionStore};
 pub use sites::{Site, SiteAct, SiteStore, agreement_standing, site_change, site_transition};
@@ -171,8 +174,8 @@ pub mod conformance;
 /// (`use xuefen_store::prelude::*`); code holding a `dyn Store` needs none.
 pub mod prelude {
     pub use crate::{
-        BankStore, CourseStore, KeyStore, LearnerStore, LedgerStore, PseudonymStore, RecognitionStore, ServiceStore,
-        SiteStore, StatsStore, Store, TranscriptStore, WitnessStore, XapiDocumentStore, XapiStore,
+        BankStore, CourseStore, KeyStore, LearnerStore, LedgerStore, NameStore, PseudonymStore, RecognitionStore,
+        ServiceStore, SiteStore, StatsStore, Store, TranscriptStore, WitnessStore, XapiDocumentStore, XapiStore,
     };
 }
 

@@ -41,6 +41,7 @@ use xuefen_core::rule::CreditRule;
 use crate::{Course, NewLearner, ServiceStore, Site, Store};
 
 pub mod log;
+pub mod names;
 pub mod pseudonyms;
 pub mod scenarios;
 pub mod witness;
@@ -166,6 +167,10 @@ macro_rules! conformance_scenarios {
             pseudonyms_resolve_only_for_the_audience_they_were_handed_to,
             erasure_keeps_the_ledger_valid_and_removes_the_learner_everywhere,
             an_sso_subject_is_bound_to_its_first_learner_only,
+        );
+        $crate::__conformance_apply!($callback $backend
+            sealed_names_are_checked_resealed_and_old_keys_dropped,
+            a_name_is_replaced_only_over_the_value_read,
         );
     };
 }

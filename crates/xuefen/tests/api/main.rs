@@ -17,6 +17,7 @@ mod recognition;
 mod record;
 mod renewal;
 mod scenarios;
+mod sealed_names;
 mod sso_binding;
 mod xapi;
 mod xapi_documents;
