@@ -98,16 +98,17 @@ pub(crate) async fn register_learner(
     rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut bytes);
     let mut secret = [0u8; 32];
     rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut secret);
+    let document_hash = parsed.document.keyed_hash(&state.identity_key);
     let new = NewLearner {
         secret,
         candidate: LearnerId::from_random(bytes),
         document_kind: parsed.document.kind(),
-        document_hash: parsed.document.keyed_hash(&state.identity_key),
-        name: parsed.name,
+        name: crate::names::seal(&state, &document_hash, &parsed.name),
+        document_hash,
     };
     let (id, written) = state.store.register_learner(&new).await?;
     if written == Written::Existing {
-        same_person(&state, &new.document_hash, &new.name).await?;
+        same_person(&state, &new.document_hash, &parsed.name).await?;
     }
     if let (Some(site), Some(account)) = (site, parsed.local_account) {
         state
@@ -127,7 +128,7 @@ pub(crate) async fn register_learner(
 /// a different name under the same document is a 409 naming `name`, never a
 /// silent match. Returns the learner.
 async fn same_person(state: &AppState, document_hash: &[u8; 32], name: &str) -> ApiResult<LearnerId> {
-    let Some((id, stored)) = state.store.learner_by_document(document_hash).await? else {
+    let Some((id, stored)) = crate::names::learner_by_document(state, document_hash).await? else {
         return Err(Problem::new(
             StatusCode::NOT_FOUND,
             ProblemCode::UnknownLearner,

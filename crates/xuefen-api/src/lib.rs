@@ -21,6 +21,7 @@ mod keys;
 mod learners;
 mod ledger;
 pub mod metrics;
+mod names;
 pub mod openapi;
 mod ops;
 mod pages;

@@ -325,8 +325,9 @@ async fn identity_objects(state: &AppState, learner: &LearnerId, kind: &str, num
     let kind = xuefen_core::identity::DocumentKind::parse(kind).map_err(|e| Problem::invalid(&e))?;
     let document = xuefen_core::identity::Document::parse(kind, number).map_err(|e| Problem::invalid(&e))?;
     let hash = document.keyed_hash(&state.identity_key);
-    let name = match state.store.learner_by_document(&hash).await? {
+    let name = match crate::names::learner_by_document(state, &hash).await? {
         Some((id, name)) if id == *learner => name,
+        // The same answer whether the document is unknown or another's.
         _ => {
             return Err(Problem::new(
                 StatusCode::UNPROCESSABLE_ENTITY,

@@ -249,6 +249,8 @@ settings! {
     metrics_listen: Option<SocketAddr> = "", env ["XUEFEN_METRICS_LISTEN"];
     /// Hex HMAC key (at least 32 bytes) for identity document hashes; unset means one generated once into `data_dir`. Back it up.
     identity_key: Option<Secret> = "", env ["XUEFEN_IDENTITY_KEY"];
+    /// Keys that seal learners' names at rest (XChaCha20-Poly1305): comma-separated `ID:HEX` (32 bytes each); the first seals, every one opens, and a bare `k0` is the key derived from `identity_key`. Unset means `k0` alone. To rotate, put the new key first, run `xuefen names reseal`, then drop the old ones.
+    name_keys: Option<Secret> = "", env ["XUEFEN_NAME_KEYS"];
     /// Most events in one `POST /v1/events`.
     batch_events_max: usize = "1000", env ["XUEFEN_BATCH_EVENTS_MAX"];
     /// Largest request body in bytes.
@@ -481,6 +483,10 @@ impl Settings {
                     format!("holds {} bytes; at least 32 (64 hex digits) are needed", bytes.len()),
                 ));
             }
+        }
+        if let Some(keys) = &self.name_keys {
+            xuefen_core::names::NameKeys::parse_with_derived(keys.expose(), b"syntax only")
+                .map_err(|m| invalid("name_keys", m))?;
         }
         if let Some(key) = &self.checkpoint_key {
             let bytes = hex::decode(key.expose()).map_err(|e| invalid("checkpoint_key", format!("is not hex: {e}")))?;
