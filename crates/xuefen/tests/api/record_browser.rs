@@ -249,6 +249,25 @@ async fn record_in_browser(backend: Backend) {
     b.wait_until(settled).await;
     assert_eq!(b.eval(state).await, "ok", "{}", b.dom().await);
     assert_eq!(b.eval("document.querySelectorAll('tr.line.ok').length").await, 2);
+    // Whose record: the name, and the document number checked against the
+    // salted hash in the browser (a wrong number, then the right one).
+    let id_state = "document.getElementById('id-result').dataset.state";
+    assert_eq!(b.eval("document.getElementById('identity').hidden").await, false);
+    assert_eq!(
+        b.eval("document.getElementById('identity-name').textContent").await,
+        "登记姓名：测试"
+    );
+    b.type_into("#id-number", &crate::harness::resident_id(2)).await;
+    b.click("#id-check").await;
+    b.wait_until(&format!("{id_state} !== 'idle'")).await;
+    assert_eq!(b.eval(id_state).await, "bad");
+    b.eval("document.getElementById('id-number').value = ''").await;
+    // Typed in lower case with spaces, as a person might.
+    let typed = format!("{} {}", &number[..6], number[6..].to_lowercase());
+    b.type_into("#id-number", &typed).await;
+    b.click("#id-check").await;
+    b.wait_until(&format!("{id_state} === 'ok'")).await;
+    assert!(b.dom().await.contains("与证件相符"));
     b.screenshot(&out.join("offline-chosen.png")).await;
 
     // Dropped onto the page: the changed copy fails on line 1, the good one holds.
@@ -262,6 +281,20 @@ async fn record_in_browser(backend: Backend) {
         dom.contains("class=\"line bad\"") && dom.contains("awardedCredits"),
         "line 1 not verified: {dom}"
     );
+    // The identity of a record that does not verify is not to be trusted,
+    // even when the number matches.
+    assert!(
+        b.eval("document.getElementById('identity-name').textContent")
+            .await
+            .as_str()
+            .is_some_and(|t| t.contains("不可信")),
+        "{dom}"
+    );
+    b.type_into("#id-number", &number).await;
+    b.click("#id-check").await;
+    b.wait_until(&format!("{id_state} !== 'idle'")).await;
+    assert_eq!(b.eval(id_state).await, "bad");
+    assert!(b.dom().await.contains("号码相符，但记录的签名未通过核验"));
     b.screenshot(&out.join("offline-dropped-changed.png")).await;
     b.navigate(&page_url).await;
     b.drop_file("#drop", &saved).await;
