@@ -193,7 +193,10 @@ pub(crate) async fn group_entries(
 /// key's instant, in sequence order.
 // One index probe per key: the lateral subquery (kept apart from the join
 // by `offset 0`) stops the planner from hashing the whole ledger once per
-// batch, which made ingest slow down as the ledger grew.
+// batch, which made ingest slow down as the ledger grew. The instant is a
+// closed range (the whole line without one) so it is an index condition on
+// the index's last column (migration 0012): a same-instant probe is one
+// lookup, not a fetch of every entry of the learner's course.
 pub(crate) async fn course_entries(
     tx: &mut Transaction<'_, Postgres>,
     keys: &BTreeSet<plan::CourseKey>,
@@ -222,7 +225,8 @@ pub(crate) async fn course_entries(
            cross join lateral (
              select * from ledger_entries l
               where l.learner_id = k.k_learner and l.site_id = k.k_site and l.course_code = k.k_course
-                and (k.k_at is null or l.occurred_at_ms = k.k_at)
+                and l.occurred_at_ms >= coalesce(k.k_at, -9223372036854775807)
+                and l.occurred_at_ms <= coalesce(k.k_at, 9223372036854775807)
               offset 0) l
           order by l.chain_id, l.seq"
     ))

@@ -240,6 +240,8 @@ pub(crate) async fn group_entries(
 
 /// Every entry of each (learner, site, course), or those dated at the
 /// key's instant, in sequence order.
+// The instant is a closed range (the whole line without one), so it bounds
+// the scan of the index's last column (migration 0012).
 pub(crate) async fn course_entries(
     conn: &mut SqliteConnection,
     keys: &BTreeSet<plan::CourseKey>,
@@ -257,7 +259,8 @@ pub(crate) async fn course_entries(
                 " from (values {}) as k
                   join ledger_entries l on l.learner_id = k.column1 and l.site_id = k.column2
                    and l.course_code = k.column3
-                   and (k.column4 is null or l.occurred_at_ms = k.column4)
+                   and l.occurred_at_ms >= coalesce(k.column4, -9223372036854775807)
+                   and l.occurred_at_ms <= coalesce(k.column4, 9223372036854775807)
                  order by l.chain_id, l.seq"
             ),
             tuples(chunk.len(), 4)
