@@ -60,7 +60,8 @@ if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then
     mkdir -p "$NODE_VC_DIR"
     if timeout 300 npm install --prefix "$NODE_VC_DIR" --no-audit --no-fund --silent \
         @digitalbazaar/vc@7.3.0 @digitalbazaar/data-integrity@2.5.0 \
-        @digitalbazaar/eddsa-rdfc-2022-cryptosuite@1.3.0 @digitalbazaar/multikey-context@2.0.1 \
+        @digitalbazaar/eddsa-rdfc-2022-cryptosuite@1.3.0 @digitalbazaar/eddsa-jcs-2022-cryptosuite@1.0.0 \
+        @digitalbazaar/multikey-context@2.0.1 \
         did-context@3.1.1 >/dev/null; then
         XUEFEN_NODE_VC_DIR="$(cd "$NODE_VC_DIR" && pwd)"
         export XUEFEN_NODE_VC_DIR XUEFEN_REQUIRE_NODE_VC=1

@@ -5,6 +5,7 @@
 //! `Authorization: Bearer <key>`. Only its SHA-256 is stored, so a leaked
 //! database does not leak usable keys; lookups are by that hash.
 
+use crate::problem_code::ProblemCode;
 use std::time::{Duration, Instant};
 
 use axum::extract::FromRequestParts;
@@ -109,7 +110,7 @@ impl Caller {
                     "the site's agreement with the provincial centre ended at {}; it cannot post until the agreement is renewed",
                     end.to_rfc3339()
                 ));
-                p.code = "agreement_ended".into();
+                p.code = ProblemCode::AgreementEnded.to_string();
                 return Err(p.into());
             }
         }
@@ -160,11 +161,11 @@ impl Caller {
 }
 
 pub fn forbidden(detail: &str) -> Problem {
-    Problem::new(StatusCode::FORBIDDEN, "forbidden", detail)
+    Problem::new(StatusCode::FORBIDDEN, ProblemCode::Forbidden, detail)
 }
 
 pub(crate) fn unauthorized(detail: &str) -> ApiError {
-    Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", detail).into()
+    Problem::new(StatusCode::UNAUTHORIZED, ProblemCode::Unauthorized, detail).into()
 }
 
 impl FromRequestParts<AppState> for Caller {
@@ -213,7 +214,7 @@ pub async fn authenticate(state: &AppState, secret: &str) -> Result<Caller, ApiE
         let mut p = forbidden(&format!(
             "the site is {status}; its keys are refused until it is active again"
         ));
-        p.code = format!("site_{status}");
+        p.code = ProblemCode::SiteNotActive(status).to_string();
         return Err(p.into());
     }
     state.rate.take(&record.id).map_err(crate::throttle::rate_limited)?;

@@ -6,6 +6,7 @@
 //! log index, so the same cursor always returns the same deposits and an
 //! entry committed later can never appear before a cursor already handed out.
 
+use crate::problem_code::ProblemCode;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,7 +15,7 @@ use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::get;
 use ed25519_dalek::SigningKey;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -84,15 +85,11 @@ impl CheckpointSettings {
     }
 }
 
+/// The route `routes!` cannot declare: a tile path is an axum wildcard
+/// (`{*path}`), spelled `{path}` in the annotation. The bank's other
+/// endpoints are in `routes.rs`.
 pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1/bank/keys", post(create_bank_key))
-        .route("/v1/deposits", get(list_deposits))
-        .route("/v1/deposits/acks", post(post_acks))
-        .route("/v1/deposits/{chain}/{seq}/ack", put(put_ack))
-        .route("/v1/checkpoints/public-key", get(get_public_key))
-        .route("/checkpoint", get(get_log_checkpoint))
-        .route("/tile/{*path}", get(get_tile))
+    Router::new().route("/tile/{*path}", get(get_tile))
 }
 
 /// The checkpointer running in the background of a server.
@@ -423,7 +420,7 @@ fn ack_result(deposit: Position, outcome: &AckOutcome) -> AckResult {
         AckOutcome::Conflict { field, position } => {
             let mut p = Problem::new(
                 StatusCode::CONFLICT,
-                &format!("ack_exists_with_different_{field}"),
+                ProblemCode::AckExistsWithDifferent(field),
                 format!("deposit {deposit} was already acknowledged (entry {position}) with a different `{field}`"),
             )
             .with_field(*field);
@@ -436,7 +433,7 @@ fn ack_result(deposit: Position, outcome: &AckOutcome) -> AckResult {
             Some(
                 Problem::new(
                     StatusCode::NOT_FOUND,
-                    "unknown_deposit",
+                    ProblemCode::UnknownDeposit,
                     format!("no deposit under a checkpoint is at {deposit}"),
                 )
                 .with_field("deposit"),
@@ -463,7 +460,7 @@ pub async fn post_acks(
     if input.acks.is_empty() || input.acks.len() > limit {
         return Err(Problem::new(
             StatusCode::UNPROCESSABLE_ENTITY,
-            "batch_length",
+            ProblemCode::BatchLength,
             format!(
                 "the batch has {} acknowledgements; 1 to {limit} are allowed",
                 input.acks.len()
@@ -563,7 +560,7 @@ pub async fn get_public_key(State(state): State<AppState>, _caller: Caller) -> J
 /// Cache lifetime of a tile: any tile of a given width never changes.
 const TILE_CACHE: &str = "public, max-age=31536000, immutable";
 
-fn not_found(code: &str, detail: &str) -> Response {
+fn not_found(code: ProblemCode, detail: &str) -> Response {
     Problem::new(StatusCode::NOT_FOUND, code, detail.to_owned()).into_response()
 }
 
@@ -586,7 +583,7 @@ pub async fn get_log_checkpoint(State(state): State<AppState>) -> ApiResult<Resp
             head.note,
         )
             .into_response(),
-        None => not_found("no_checkpoint", "no checkpoint yet: nothing is sealed"),
+        None => not_found(ProblemCode::NoCheckpoint, "no checkpoint yet: nothing is sealed"),
     })
 }
 
@@ -600,18 +597,18 @@ pub async fn get_log_checkpoint(State(state): State<AppState>) -> ApiResult<Resp
               (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn get_tile(State(state): State<AppState>, Path(path): Path<String>) -> ApiResult<Response> {
     let Some((id, width)) = tlog::parse_tile_path(&path) else {
-        return Ok(not_found("no_tile", "not a tile path (tile/<L>/<N>[.p/<W>])"));
+        return Ok(not_found(ProblemCode::NoTile, "not a tile path (tile/<L>/<N>[.p/<W>])"));
     };
     let size = state.store.log_head().await?.map_or(0, |h| h.size);
     let have = tlog::tile_width(id, size);
     // A tile is served at any width the log has reached: a partial tile is
     // a prefix of what the tile becomes.
     if have < width {
-        return Ok(not_found("no_tile", "the log has no such tile yet"));
+        return Ok(not_found(ProblemCode::NoTile, "the log has no such tile yet"));
     }
     let tiles = state.store.log_tiles(&[id]).await?;
     let Some(hashes) = tiles.get(&id).filter(|h| h.len() as u64 >= width) else {
-        return Ok(not_found("no_tile", "the log has no such tile yet"));
+        return Ok(not_found(ProblemCode::NoTile, "the log has no such tile yet"));
     };
     Ok((
         StatusCode::OK,

@@ -1,6 +1,7 @@
 //! Request bodies: JSON read within the body limit, with errors that name
 //! the offending field.
 
+use crate::problem_code::ProblemCode;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -30,12 +31,12 @@ pub async fn read_body_unchecked<S: Send + Sync>(req: Request, state: &S) -> Res
         } else if status == StatusCode::PAYLOAD_TOO_LARGE {
             Problem::new(
                 status,
-                "body_too_large",
+                ProblemCode::BodyTooLarge,
                 "the request body is larger than the limit (body_bytes_max)",
             )
             .into()
         } else {
-            Problem::new(status, "unreadable_body", rejection.body_text()).into()
+            Problem::new(status, ProblemCode::UnreadableBody, rejection.body_text()).into()
         }
     })?;
     Ok(bytes)
@@ -78,7 +79,12 @@ pub fn body_kind(headers: &HeaderMap, ndjson_ok: bool) -> Result<BodyKind, Box<P
         None => format!("the request has no Content-Type; send {accepted}"),
     };
     Err(Box::new(
-        Problem::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", detail).with_field("content-type"),
+        Problem::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ProblemCode::UnsupportedMediaType,
+            detail,
+        )
+        .with_field("content-type"),
     ))
 }
 
@@ -88,7 +94,7 @@ pub fn parse_json<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, Box<Prob
     let value = serde_path_to_error::deserialize(&mut *de).map_err(|e| {
         let path = e.path().to_string().replace('.', "/");
         let inner = e.into_inner();
-        let p = Problem::new(StatusCode::BAD_REQUEST, "malformed_json", inner.to_string());
+        let p = Problem::new(StatusCode::BAD_REQUEST, ProblemCode::MalformedJson, inner.to_string());
         Box::new(if path == "?" || path.is_empty() {
             p
         } else {
@@ -100,7 +106,7 @@ pub fn parse_json<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, Box<Prob
     de.end().map_err(|_| {
         Box::new(Problem::new(
             StatusCode::BAD_REQUEST,
-            "trailing_data",
+            ProblemCode::TrailingData,
             "the body has data after its JSON value; send one value (or one per NDJSON line)",
         ))
     })?;
@@ -134,7 +140,7 @@ pub fn check_no_nul(bytes: &[u8]) -> Result<(), Box<Problem>> {
 pub fn nul_problem(field: impl Into<String>) -> Problem {
     Problem::new(
         StatusCode::BAD_REQUEST,
-        "nul_character",
+        ProblemCode::NulCharacter,
         "the value holds the character U+0000, which cannot be stored",
     )
     .with_field(field)

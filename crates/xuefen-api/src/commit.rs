@@ -24,6 +24,7 @@
 //! planner sees them in request order. If one part fails the request fails;
 //! parts that committed are durable and come back as duplicates on retry.
 
+use crate::problem_code::ProblemCode;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
@@ -99,18 +100,23 @@ pub(crate) fn commit_error(e: CommitError) -> ApiError {
     match e {
         CommitError::Stopped => Problem::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "shutting_down",
+            ProblemCode::ShuttingDown,
             "the service is stopping; retry",
         )
         .into(),
         CommitError::Store(e) => match &*e {
             xuefen_store::StoreError::Database(_) => Problem::new(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "database_unavailable",
+                ProblemCode::DatabaseUnavailable,
                 "the database is unavailable; nothing was written, retry later",
             )
             .into(),
-            _ => Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error").into(),
+            _ => Problem::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                ProblemCode::Internal,
+                "internal error",
+            )
+            .into(),
         },
     }
 }

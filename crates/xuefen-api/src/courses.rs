@@ -4,6 +4,7 @@ use crate::AppState;
 use crate::auth::Caller;
 use crate::body::ApiJson;
 use crate::problem::{ApiError, ApiResult, Problem};
+use crate::problem_code::ProblemCode;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -58,19 +59,19 @@ async fn course_activity<'a>(
     activity: Option<&'a str>,
 ) -> ApiResult<Option<&'a str>> {
     let Some(iri) = activity else { return Ok(None) };
-    let invalid = |code: &str, detail: String| {
+    let invalid = |code: ProblemCode, detail: String| {
         ApiError::from(Problem::new(StatusCode::UNPROCESSABLE_ENTITY, code, detail).with_field("activity_id"))
     };
-    xuefen_core::xapi::check_iri(iri, "activity_id").map_err(|e| invalid("invalid_field", e.detail))?;
+    xuefen_core::xapi::check_iri(iri, "activity_id").map_err(|e| invalid(ProblemCode::InvalidField, e.detail))?;
     if iri.len() > xuefen_core::limits::EVENT_ID_BYTES_MAX * 4 {
         return Err(invalid(
-            "invalid_field",
+            ProblemCode::InvalidField,
             format!("is longer than {} bytes", xuefen_core::limits::EVENT_ID_BYTES_MAX * 4),
         ));
     }
     if !matches!(course.rule, xuefen_core::rule::CreditRule::Fixed { .. }) {
         return Err(invalid(
-            "activity_needs_fixed_rule",
+            ProblemCode::ActivityNeedsFixedRule,
             "only a course with a fixed rule can have an xAPI activity: statements declare no learning hours the ledger could credit".into(),
         ));
     }
@@ -88,7 +89,7 @@ fn activity_taken(e: xuefen_store::StoreError) -> ApiError {
     match e {
         xuefen_store::StoreError::Conflict(_) => Problem::new(
             StatusCode::CONFLICT,
-            "activity_id_taken",
+            ProblemCode::ActivityIdTaken,
             "another course of the site has this activity IRI",
         )
         .with_field("activity_id")

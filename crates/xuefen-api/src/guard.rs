@@ -1,6 +1,7 @@
 //! Request guards applied before any route: input the service can never
 //! store is refused here, alike on both backends.
 
+use crate::problem_code::ProblemCode;
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -93,11 +94,11 @@ pub async fn errors_as_problems(req: Request, next: Next) -> Response {
     let text = axum::body::to_bytes(body, 4096).await.unwrap_or_default();
     let detail = String::from_utf8_lossy(&text).trim().to_owned();
     let code = match status {
-        axum::http::StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
-        axum::http::StatusCode::NOT_FOUND => "not_found",
-        axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
-        s if s.is_server_error() => "internal",
-        _ => "bad_request",
+        axum::http::StatusCode::METHOD_NOT_ALLOWED => ProblemCode::MethodNotAllowed,
+        axum::http::StatusCode::NOT_FOUND => ProblemCode::NotFound,
+        axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE => ProblemCode::UnsupportedMediaType,
+        s if s.is_server_error() => ProblemCode::Internal,
+        _ => ProblemCode::BadRequest,
     };
     let detail = if detail.is_empty() {
         status.canonical_reason().unwrap_or("error").to_owned()
@@ -122,7 +123,7 @@ pub async fn refuse_long_content_length(State(max): State<usize>, req: Request, 
     if declared.is_some_and(|n| n > max as u64) {
         return crate::problem::Problem::new(
             axum::http::StatusCode::PAYLOAD_TOO_LARGE,
-            "body_too_large",
+            ProblemCode::BodyTooLarge,
             "the request body is larger than the limit (body_bytes_max)",
         )
         .into_response();

@@ -5,6 +5,7 @@ use crate::AppState;
 use crate::auth::Caller;
 use crate::body::ApiJson;
 use crate::problem::{ApiError, ApiResult, Problem};
+use crate::problem_code::ProblemCode;
 use axum::Json;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
@@ -129,7 +130,7 @@ async fn same_person(state: &AppState, document_hash: &[u8; 32], name: &str) -> 
     let Some((id, stored)) = state.store.learner_by_document(document_hash).await? else {
         return Err(Problem::new(
             StatusCode::NOT_FOUND,
-            "unknown_learner",
+            ProblemCode::UnknownLearner,
             "no learner is registered with this document",
         )
         .with_field("document")
@@ -138,7 +139,7 @@ async fn same_person(state: &AppState, document_hash: &[u8; 32], name: &str) -> 
     if stored != name {
         return Err(Problem::new(
             StatusCode::CONFLICT,
-            "name_mismatch",
+            ProblemCode::NameMismatch,
             "the name does not match the one registered with this document",
         )
         .with_field("name")
@@ -203,7 +204,7 @@ pub async fn erase_learner(
             xuefen_store::StoreError::NotFound => ApiError::from(
                 Problem::new(
                     StatusCode::NOT_FOUND,
-                    "unknown_learner",
+                    ProblemCode::UnknownLearner,
                     "no learner has this id (or it was erased)",
                 )
                 .with_field("learner_id"),
@@ -222,7 +223,7 @@ fn account_conflict(e: xuefen_store::StoreError) -> ApiError {
     match e {
         xuefen_store::StoreError::Conflict(_) => Problem::new(
             StatusCode::CONFLICT,
-            "account_linked_elsewhere",
+            ProblemCode::AccountLinkedElsewhere,
             "this local account is already linked to another learner",
         )
         .with_field("local_account")

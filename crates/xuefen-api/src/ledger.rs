@@ -5,6 +5,7 @@ use crate::AppState;
 use crate::auth::Caller;
 use crate::body::{ApiJson, BodyKind, body_kind, parse_json, read_body_unchecked};
 use crate::problem::{ApiError, ApiResult, Problem};
+use crate::problem_code::ProblemCode;
 use axum::Json;
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -67,7 +68,7 @@ pub async fn put_event(
     let outcome = outcomes.into_iter().next().ok_or_else(|| {
         ApiError::from(Problem::new(
             StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
+            ProblemCode::Internal,
             "internal error",
         ))
     })?;
@@ -133,7 +134,7 @@ pub async fn post_events(
     if items.len() > limit {
         return Err(Problem::new(
             StatusCode::UNPROCESSABLE_ENTITY,
-            "batch_too_long",
+            ProblemCode::BatchTooLong,
             format!(
                 "the batch has {} events; at most {limit} are allowed (batch_events_max)",
                 items.len()
@@ -145,7 +146,7 @@ pub async fn post_events(
     if items.is_empty() {
         return Err(Problem::new(
             StatusCode::UNPROCESSABLE_ENTITY,
-            "batch_empty",
+            ProblemCode::BatchEmpty,
             "the batch has no events",
         )
         .with_field("/")
@@ -209,8 +210,13 @@ type ItemRejection = Box<(String, Problem)>;
 /// value per non-blank NDJSON line.
 pub(crate) fn split_batch(bytes: &[u8], ndjson: bool) -> Result<Vec<&RawValue>, Box<Problem>> {
     if ndjson {
-        let text = std::str::from_utf8(bytes)
-            .map_err(|_| Problem::new(StatusCode::BAD_REQUEST, "malformed_json", "the body is not UTF-8"))?;
+        let text = std::str::from_utf8(bytes).map_err(|_| {
+            Problem::new(
+                StatusCode::BAD_REQUEST,
+                ProblemCode::MalformedJson,
+                "the body is not UTF-8",
+            )
+        })?;
         let lines = text.lines().filter(|l| !l.trim().is_empty());
         lines
             .enumerate()
@@ -250,7 +256,7 @@ pub(crate) fn parse_item_input(item: &RawValue) -> Result<EventIn, ItemRejection
                         raw_id,
                         Problem::new(
                             StatusCode::BAD_REQUEST,
-                            "malformed_json",
+                            ProblemCode::MalformedJson,
                             "the item is not a valid event",
                         ),
                     )));
@@ -260,7 +266,12 @@ pub(crate) fn parse_item_input(item: &RawValue) -> Result<EventIn, ItemRejection
             let path = e.path().to_string().replace('.', "/");
             return Err(Box::new((
                 raw_id,
-                Problem::new(StatusCode::BAD_REQUEST, "malformed_json", e.into_inner().to_string()).with_field(path),
+                Problem::new(
+                    StatusCode::BAD_REQUEST,
+                    ProblemCode::MalformedJson,
+                    e.into_inner().to_string(),
+                )
+                .with_field(path),
             )));
         }
     };
@@ -453,7 +464,7 @@ impl EventResult {
                 event_id,
                 Problem::new(
                     axum::http::StatusCode::UNPROCESSABLE_ENTITY,
-                    r.code,
+                    ProblemCode::Rejected(r.code),
                     r.error.detail.clone(),
                 )
                 .with_field(r.error.field.to_string()),
@@ -474,10 +485,10 @@ impl EventResult {
     }
 }
 
-pub fn conflict_problem(field: &str, position: Position) -> Problem {
+pub fn conflict_problem(field: &'static str, position: Position) -> Problem {
     let mut p = Problem::new(
         axum::http::StatusCode::CONFLICT,
-        &format!("exists_with_different_{field}"),
+        ProblemCode::ExistsWithDifferent(field),
         format!("an event with this id exists at {position} with a different `{field}`"),
     )
     .with_field(field);

@@ -25,6 +25,7 @@ pub mod openapi;
 mod ops;
 mod pages;
 pub mod problem;
+pub mod problem_code;
 pub mod pseudonyms;
 mod recognition;
 mod record;
@@ -40,6 +41,7 @@ mod transcript;
 mod wire;
 pub mod xapi;
 
+use crate::problem_code::ProblemCode;
 use std::future::Future;
 
 use axum::Router;
@@ -106,7 +108,11 @@ fn with_layers(routes: Router<AppState>, state: AppState) -> Router {
 
 /// Any path no route matches: a problem like every other error.
 async fn not_found() -> problem::Problem {
-    problem::Problem::new(axum::http::StatusCode::NOT_FOUND, "not_found", "no such resource")
+    problem::Problem::new(
+        axum::http::StatusCode::NOT_FOUND,
+        ProblemCode::NotFound,
+        "no such resource",
+    )
 }
 
 /// Serves the API on `listener` until `shutdown` resolves, then finishes

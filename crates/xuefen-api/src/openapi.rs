@@ -7,7 +7,7 @@ use utoipa::{Modify, OpenApi};
 use crate::batch_contract::BatchContract;
 use crate::contract::Strict;
 use crate::problem::{PositionOut, Problem};
-use crate::{bank, courses, keys, learners, ledger, ops, pages, recognition, sites, stats, transcript, xapi};
+use crate::{bank, courses, keys, learners, ledger, pages, recognition, sites, stats, transcript, xapi};
 
 struct Security;
 
@@ -63,47 +63,121 @@ impl Modify for Security {
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Xuefen", description = "The lifelong-learning credit ledger of a provincial alliance of learning sites."),
-    modifiers(&Security, &Strict, &BatchContract),
+    info(
+        title = "Xuefen",
+        description = "The lifelong-learning credit ledger of a provincial alliance of learning sites."
+    ),
     paths(
-        ops::healthz, ops::readyz, crate::metrics::metrics,
-        sites::create_site, sites::list_sites, sites::get_site, sites::set_site_status, sites::list_site_changes, stats::get_site_stats, stats::list_stats, keys::create_site_key, keys::revoke_key,
-        learners::register_learner, learners::link_account, learners::erase_learner,
-        courses::put_course, courses::get_course,
-        ledger::put_event, ledger::get_event, ledger::post_events,
-        transcript::get_transcript, transcript::get_my_transcript,
-        recognition::put_group, recognition::get_group, recognition::list_caps, recognition::put_cap, recognition::delete_cap,
-        bank::create_bank_key, bank::list_deposits, bank::post_acks, bank::put_ack,
-        bank::get_public_key, bank::get_log_checkpoint, bank::get_tile,
-        xapi::get_about, xapi::write::put_statement, xapi::write::post_statements, xapi::read::get_statements,
-        xapi::settings::put_profile, xapi::settings::get_profile, xapi::settings::put_mbox_link,
-        xapi::documents::state_resource, xapi::documents::activity_profile_resource,
-        xapi::documents::agent_profile_resource, xapi::documents::get_activity, xapi::documents::get_agents,
+        crate::metrics::metrics,
+        bank::get_tile,
+        xapi::get_about,
+        xapi::write::put_statement,
+        xapi::write::post_statements,
+        xapi::read::get_statements,
+        xapi::settings::put_profile,
+        xapi::settings::get_profile,
+        xapi::settings::put_mbox_link,
+        xapi::documents::state_resource,
+        xapi::documents::activity_profile_resource,
+        xapi::documents::agent_profile_resource,
+        xapi::documents::get_activity,
+        xapi::documents::get_agents,
         xapi::documents::get_document_usage,
-        xapi::documents::put_xapi_state, xapi::documents::post_xapi_state, xapi::documents::delete_xapi_state,
-        xapi::documents::put_xapi_activity_profile, xapi::documents::post_xapi_activity_profile,
-        xapi::documents::delete_xapi_activity_profile, xapi::documents::put_xapi_agent_profile,
-        xapi::documents::post_xapi_agent_profile, xapi::documents::delete_xapi_agent_profile,
-        pages::me_page, pages::me_login, pages::me_logout, pages::admin_page, pages::admin_login, pages::admin_logout,
-        crate::record::get_my_record, crate::record::get_learner_record, crate::record::get_record_issuer,
-        crate::record::download_my_record, crate::record::verify_page, crate::record::verify_posted,
+        xapi::documents::put_xapi_state,
+        xapi::documents::post_xapi_state,
+        xapi::documents::delete_xapi_state,
+        xapi::documents::put_xapi_activity_profile,
+        xapi::documents::post_xapi_activity_profile,
+        xapi::documents::delete_xapi_activity_profile,
+        xapi::documents::put_xapi_agent_profile,
+        xapi::documents::post_xapi_agent_profile,
+        xapi::documents::delete_xapi_agent_profile,
+        pages::me_page,
+        pages::me_login,
+        pages::me_logout,
+        pages::admin_page,
+        pages::admin_login,
+        pages::admin_logout,
+        crate::record::get_my_record,
+        crate::record::get_learner_record,
+        crate::record::get_record_issuer,
+        crate::record::download_my_record,
+        crate::record::verify_page,
+        crate::record::verify_posted,
+        crate::record::verify_offline_page,
+        crate::record::post_my_record,
     ),
     components(schemas(
-        Problem, PositionOut, sites::SiteIn, sites::SiteOut, sites::SiteStatusIn, keys::KeyOut, sites::SiteCreated, learners::DocumentIn, learners::LearnerIn, learners::LearnerOut,
-        learners::AccountLinkIn, learners::AccountLinkOut, learners::ErasureOut, courses::RuleIn, courses::CourseIn, courses::CourseOut, ledger::LearnerRefIn, ledger::EventIn, ledger::EventResult, ledger::BatchOut,
-        transcript::EntryOut, transcript::TotalsOut, transcript::TranscriptOut, recognition::GroupCourse, recognition::GroupIn, recognition::GroupOut, recognition::DeclaredReversal, recognition::CapIn, recognition::CapOut, sites::SiteChangeOut, stats::StandingOut, stats::SiteStatsOut,
-
-        bank::ProofOut, bank::DepositOut, bank::DepositPageOut,
-        bank::PublicKeyOut, bank::DecisionIn, bank::AckIn, bank::AcksIn, bank::AckResult, bank::AcksOut,
-        xapi::AboutOut, xapi::read::StatementPageOut, xapi::settings::XapiProfileIn, xapi::settings::XapiProfileOut, xapi::settings::MboxLinkIn, xapi::settings::MboxLinkOut, xapi::documents::DocumentUsageOut,
-        crate::record::RecordIssuerOut, crate::record::VerifyForm,
+        Problem,
+        PositionOut,
+        sites::SiteIn,
+        sites::SiteOut,
+        sites::SiteStatusIn,
+        keys::KeyOut,
+        sites::SiteCreated,
+        learners::DocumentIn,
+        learners::LearnerIn,
+        learners::LearnerOut,
+        learners::AccountLinkIn,
+        learners::AccountLinkOut,
+        learners::ErasureOut,
+        courses::RuleIn,
+        courses::CourseIn,
+        courses::CourseOut,
+        ledger::LearnerRefIn,
+        ledger::EventIn,
+        ledger::EventResult,
+        ledger::BatchOut,
+        transcript::EntryOut,
+        transcript::TotalsOut,
+        transcript::TranscriptOut,
+        recognition::GroupCourse,
+        recognition::GroupIn,
+        recognition::GroupOut,
+        recognition::DeclaredReversal,
+        recognition::CapIn,
+        recognition::CapOut,
+        sites::SiteChangeOut,
+        stats::StandingOut,
+        stats::SiteStatsOut,
+        bank::ProofOut,
+        bank::DepositOut,
+        bank::DepositPageOut,
+        bank::PublicKeyOut,
+        bank::DecisionIn,
+        bank::AckIn,
+        bank::AcksIn,
+        bank::AckResult,
+        bank::AcksOut,
+        xapi::AboutOut,
+        xapi::read::StatementPageOut,
+        xapi::settings::XapiProfileIn,
+        xapi::settings::XapiProfileOut,
+        xapi::settings::MboxLinkIn,
+        xapi::settings::MboxLinkOut,
+        xapi::documents::DocumentUsageOut,
+        crate::record::RecordIssuerOut,
+        crate::record::VerifyForm,
+        crate::record::RecordIdentityIn,
     ))
 )]
 pub struct ApiDoc;
 
+/// The whole document: the paths of the one-list router in `routes.rs`
+/// merged with those listed above, then the modifiers (which see every path).
+pub fn document() -> utoipa::openapi::OpenApi {
+    let (_, mut doc) = crate::routes::api_routes().split_for_parts();
+    doc.merge(ApiDoc::openapi());
+    doc.info = ApiDoc::openapi().info;
+    for modifier in [&Security as &dyn Modify, &Strict, &BatchContract] {
+        modifier.modify(&mut doc);
+    }
+    doc
+}
+
 /// The document as pretty JSON, with a trailing newline.
 pub fn json() -> String {
-    let mut s = ApiDoc::openapi()
+    let mut s = document()
         .to_pretty_json()
         .unwrap_or_else(|e| panic!("OpenAPI serialises: {e}"));
     s.push('\n');

@@ -2,6 +2,7 @@
 
 use crate::AppState;
 use crate::problem::{ApiError, ApiResult, Problem};
+use crate::problem_code::ProblemCode;
 use axum::extract::State;
 use axum::http::StatusCode;
 
@@ -19,7 +20,7 @@ pub async fn readyz(State(state): State<AppState>) -> ApiResult<&'static str> {
         tracing::warn!(error = %e, "not ready");
         ApiError::from(Problem::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "not_ready",
+            ProblemCode::NotReady,
             "the database is unreachable or not migrated",
         ))
     })?;

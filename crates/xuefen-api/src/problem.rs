@@ -12,6 +12,8 @@ use xuefen_core::FieldError;
 use xuefen_core::ids::Position;
 use xuefen_store::StoreError;
 
+pub use crate::problem_code::ProblemCode;
+
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
 pub struct PositionOut {
     pub chain: u32,
@@ -55,13 +57,14 @@ pub struct Problem {
 }
 
 impl Problem {
-    pub fn new(status: StatusCode, code: &str, detail: impl Into<String>) -> Self {
+    pub fn new(status: StatusCode, code: ProblemCode, detail: impl Into<String>) -> Self {
+        let code = code.to_string();
         Self {
             type_uri: format!("https://xuefen.example/problems/{code}"),
             title: status.canonical_reason().unwrap_or("Error").to_owned(),
             status: status.as_u16(),
             detail: detail.into(),
-            code: code.to_owned(),
+            code,
             field: None,
             position: None,
             trace_id: None,
@@ -78,7 +81,7 @@ impl Problem {
     pub fn invalid(e: &FieldError) -> Self {
         Self::new(
             StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_field",
+            ProblemCode::InvalidField,
             format!("{}: {}", e.field, e.detail),
         )
         .with_field(e.field.to_string())
@@ -114,17 +117,24 @@ impl From<FieldError> for ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::NotFound => Problem::new(StatusCode::NOT_FOUND, "not_found", "no such resource").into(),
-            StoreError::Conflict(what) => Problem::new(StatusCode::CONFLICT, "conflict", what).into(),
+            StoreError::NotFound => {
+                Problem::new(StatusCode::NOT_FOUND, ProblemCode::NotFound, "no such resource").into()
+            }
+            StoreError::Conflict(what) => Problem::new(StatusCode::CONFLICT, ProblemCode::Conflict, what).into(),
             e @ StoreError::Corrupt { .. } => {
                 tracing::error!(error = %e, "stored data is corrupt");
-                Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error").into()
+                Problem::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    ProblemCode::Internal,
+                    "internal error",
+                )
+                .into()
             }
             StoreError::Database(e) => {
                 tracing::error!(error = %e, "database error");
                 Problem::new(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    "database_unavailable",
+                    ProblemCode::DatabaseUnavailable,
                     "the database is unavailable; retry later",
                 )
                 .into()

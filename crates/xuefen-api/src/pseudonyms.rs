@@ -13,6 +13,7 @@
 //! send one, for a learner it has linked or credited, and is answered with
 //! its pseudonym from then on. The credit bank never could, and never may.
 
+use crate::problem_code::ProblemCode;
 use std::collections::HashMap;
 
 use axum::http::StatusCode;
@@ -43,7 +44,7 @@ pub fn key(state: &AppState) -> PseudonymKey {
 pub fn unknown(field: &str) -> ApiError {
     Problem::new(
         StatusCode::NOT_FOUND,
-        "unknown_learner",
+        ProblemCode::UnknownLearner,
         "no learner is known to you by this id",
     )
     .with_field(field)
@@ -239,7 +240,7 @@ pub async fn consenting_learner(
         ApiError::from(
             Problem::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                "sso_not_configured",
+                ProblemCode::SsoNotConfigured,
                 "no single sign-on is configured, so consent tokens cannot be checked; send the real-name data",
             )
             .with_field("consent_token"),
@@ -260,7 +261,7 @@ pub async fn consenting_learner(
         if named != own && !legacy {
             return Err(Problem::new(
                 StatusCode::FORBIDDEN,
-                "consent_mismatch",
+                ProblemCode::ConsentMismatch,
                 "the consent token is not the named learner's",
             )
             .with_field("consent_token")

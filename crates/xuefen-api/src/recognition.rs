@@ -5,6 +5,7 @@ use crate::AppState;
 use crate::auth::Caller;
 use crate::body::ApiJson;
 use crate::problem::{ApiError, ApiResult, Problem};
+use crate::problem_code::ProblemCode;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -50,7 +51,7 @@ pub async fn put_group(
                 .unwrap_or_default();
             return Err(Problem::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                "unknown_site",
+                ProblemCode::UnknownSite,
                 format!("there is no site `{site}`"),
             )
             .with_field(format!("courses/{i}/site_id"))
@@ -58,9 +59,9 @@ pub async fn put_group(
         }
     }
     let (written, declared) = state.store.put_group(&group, now()).await.map_err(|e| match e {
-        xuefen_store::StoreError::Conflict(detail) => {
-            ApiError::from(Problem::new(StatusCode::CONFLICT, "course_in_another_group", detail).with_field("courses"))
-        }
+        xuefen_store::StoreError::Conflict(detail) => ApiError::from(
+            Problem::new(StatusCode::CONFLICT, ProblemCode::CourseInAnotherGroup, detail).with_field("courses"),
+        ),
         e => e.into(),
     })?;
     tracing::info!(group.id = %group.id, group.courses = group.courses.len(), group.reversals = declared.len(), "recognition group set");

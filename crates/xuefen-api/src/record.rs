@@ -4,6 +4,7 @@
 //! the download from the learner's page (`GET /me/record`, the page's
 //! cookie) and the verification page (`GET`/`POST /verify`, no sign-in).
 
+use crate::problem_code::ProblemCode;
 use std::collections::{BTreeSet, HashMap};
 
 use axum::extract::{Path, State};
@@ -33,11 +34,56 @@ const READ_LIMIT: usize = 500;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/v1/me/record", get(get_my_record))
+        .route("/v1/me/record", get(get_my_record).post(post_my_record))
         .route("/v1/learners/{learner_id}/record", get(get_learner_record))
         .route("/v1/record/issuer", get(get_record_issuer))
         .route("/me/record", get(download_my_record))
         .route("/verify", get(verify_page).post(verify_posted))
+        .route("/verify/offline", get(verify_offline_page))
+}
+
+/// The self-contained verification page: one HTML file whose only script
+/// checks a record in the browser (WebCrypto Ed25519 and SHA-256), usable
+/// saved to disk.
+const OFFLINE_PAGE: &str = include_str!("../static/verify-offline.html");
+
+/// The page's Content-Security-Policy: its one inline script by hash, no
+/// network at all (`connect-src 'none'`), nothing framed or posted.
+fn offline_csp() -> &'static str {
+    static CSP: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        use base64::Engine;
+        use sha2::Digest;
+        let script = OFFLINE_PAGE
+            .split_once("<script>")
+            .and_then(|(_, rest)| rest.split_once("</script>"))
+            .map(|(body, _)| body)
+            .unwrap_or("");
+        let hash = base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(script.as_bytes()));
+        format!(
+            "default-src 'none'; script-src 'sha256-{hash}'; style-src 'unsafe-inline'; connect-src 'none'; form-action 'none'; frame-ancestors 'none'; base-uri 'none'"
+        )
+    });
+    CSP.as_str()
+}
+
+/// The verification page that needs no server trust: a static page checking
+/// a record file (or a link carrying one in its fragment) in the browser.
+#[utoipa::path(get, path = "/verify/offline", operation_id = "get_verify_offline_page", tag = "pages",
+    responses((status = 200, description = "the static in-browser verification page (saved to disk, it works offline)", content_type = "text/html")))]
+pub async fn verify_offline_page() -> Response {
+    let mut resp = (StatusCode::OK, OFFLINE_PAGE).into_response();
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    if let Ok(csp) = HeaderValue::from_str(offline_csp()) {
+        h.insert(header::CONTENT_SECURITY_POLICY, csp);
+    }
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    resp
 }
 
 /// The key records are signed with.
@@ -53,6 +99,11 @@ fn now_rfc3339() -> String {
 /// Builds and signs the learner's record: every transcript line but those
 /// not passed, each with its evidence, up to the log's latest checkpoint.
 pub(crate) async fn build_record(state: &AppState, learner: &LearnerId) -> ApiResult<Value> {
+    build_record_with(state, learner, Vec::new()).await
+}
+
+/// The record, with the learner's OB3 identity objects in its subject.
+async fn build_record_with(state: &AppState, learner: &LearnerId, identifier: Vec<Value>) -> ApiResult<Value> {
     let mut lines_out = Vec::new();
     let mut query = format!("limit={READ_LIMIT}");
     loop {
@@ -150,12 +201,26 @@ pub(crate) async fn build_record(state: &AppState, learner: &LearnerId) -> ApiRe
             id: &id,
             learner: &learner,
             issued_at: &issued_at,
+            identifier: &identifier,
         };
         rec::issue(&issuer, &subject, &lines, note.as_deref().map(|n| (n, size)))
     })
     .await
-    .map_err(|e| Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "record_failed", e.to_string()))?
-    .map_err(|e| Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "record_failed", e.to_string()).into())
+    .map_err(|e| {
+        Problem::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            ProblemCode::RecordFailed,
+            e.to_string(),
+        )
+    })?
+    .map_err(|e| {
+        Problem::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            ProblemCode::RecordFailed,
+            e.to_string(),
+        )
+        .into()
+    })
 }
 
 fn uuid_v4() -> String {
@@ -205,12 +270,65 @@ pub async fn get_my_record(
     if !state.store.learner_exists(&learner).await? {
         return Err(Problem::new(
             StatusCode::NOT_FOUND,
-            "unknown_learner",
+            ProblemCode::UnknownLearner,
             "no learner is registered under the token's subject",
         )
         .into());
     }
     Ok(record_response(&build_record(&state, &learner).await?, false))
+}
+
+/// What the learner gives to have identity objects in the record.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RecordIdentityIn {
+    /// The learner's own identity document, as registered. Checked against
+    /// the registration (keyed hash) and used once for a salted hash; never
+    /// stored or logged.
+    pub document: crate::learners::DocumentIn,
+}
+
+/// The signed-in learner's record with their identity objects (Open Badges
+/// 3.0 `IdentityObject`s in the subject): the registered name, and a salted
+/// SHA-256 of the document number the learner gives here, which must be the
+/// one they registered with. An employer shown the document checks
+/// `sha256$hex(SHA-256(number ‖ salt))`. The service keeps only a keyed
+/// hash of the number, so the learner supplies it.
+#[utoipa::path(post, path = "/v1/me/record", operation_id = "post_my_record", tag = "learners",
+    security(("sso" = [])), request_body = RecordIdentityIn,
+    responses((status = 200, description = "the signed record with identity objects", content_type = "application/vc+ld+json", body = Object),
+              (status = 401, body = Problem, content_type = "application/problem+json"),
+              (status = 404, body = Problem, content_type = "application/problem+json"),
+              (status = 422, description = "not the signed-in learner's document, or not a document", body = Problem, content_type = "application/problem+json")))]
+pub async fn post_my_record(
+    State(state): State<AppState>,
+    SignedInLearner(learner): SignedInLearner,
+    Json(input): Json<RecordIdentityIn>,
+) -> ApiResult<Response> {
+    let kind = xuefen_core::identity::DocumentKind::parse(&input.document.kind).map_err(|e| Problem::invalid(&e))?;
+    let document =
+        xuefen_core::identity::Document::parse(kind, &input.document.number).map_err(|e| Problem::invalid(&e))?;
+    let hash = document.keyed_hash(&state.identity_key);
+    let name = match state.store.learner_by_document(&hash).await? {
+        Some((id, name)) if id == learner => name,
+        // The same answer whether the document is unknown or another's.
+        _ => {
+            return Err(Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                ProblemCode::NotYourDocument,
+                "the document is not the one the signed-in learner registered with",
+            )
+            .with_field("document")
+            .into());
+        }
+    };
+    let mut salt = [0u8; 16];
+    rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut salt);
+    let identifier = rec::identity_objects(&name, kind.as_str(), document.number(), &hex::encode(salt));
+    Ok(record_response(
+        &build_record_with(&state, &learner, identifier).await?,
+        false,
+    ))
 }
 
 /// A learner's record, as `/v1/me/record` gives it. Admin only.
@@ -302,7 +420,7 @@ pub(crate) fn verify_qr_svg(headers: &HeaderMap) -> Option<(String, String)> {
     } else {
         "http"
     };
-    let url = format!("{scheme}://{host}/verify");
+    let url = format!("{scheme}://{host}/verify/offline");
     let code = qrcode::QrCode::new(url.as_bytes()).ok()?;
     let svg = code
         .render::<qrcode::render::svg::Color<'_>>()

@@ -1,58 +1,54 @@
 //! The router: every endpoint of the API and the handler that answers it.
+//!
+//! An endpoint is declared once: `routes!` takes the path and the method
+//! from the handler's `#[utoipa::path]` annotation, so the same list builds
+//! the axum router and the OpenAPI paths ([`api_routes`] feeds both
+//! [`routes`] and `openapi::json`). The log's tiles (an axum wildcard the
+//! annotation cannot spell), the xAPI door, the pages and the learning
+//! record keep their own routers; their paths are listed in `openapi.rs`.
+
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::AppState;
-use crate::courses::get_course;
-use crate::courses::put_course;
-use crate::keys::create_site_key;
-use crate::keys::revoke_key;
-use crate::learners::erase_learner;
-use crate::learners::link_account;
-use crate::learners::register_learner;
-use crate::ledger::get_event;
-use crate::ledger::post_events;
-use crate::ledger::put_event;
-use crate::ops::healthz;
-use crate::ops::readyz;
-use crate::recognition::delete_cap;
-use crate::recognition::get_group;
-use crate::recognition::list_caps;
-use crate::recognition::put_cap;
-use crate::recognition::put_group;
-use crate::sites::create_site;
-use crate::sites::get_site;
-use crate::sites::list_site_changes;
-use crate::sites::list_sites;
-use crate::sites::set_site_status;
-use crate::stats::get_site_stats;
-use crate::stats::list_stats;
-use crate::transcript::get_my_transcript;
-use crate::transcript::get_transcript;
+use crate::{bank, courses, keys, learners, ledger, ops, recognition, sites, stats, transcript};
 use axum::Router;
-use axum::routing::{delete, get, post, put};
+
+/// The endpoints declared here, with their OpenAPI paths.
+pub(crate) fn api_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(ops::healthz))
+        .routes(routes!(ops::readyz))
+        .routes(routes!(sites::create_site, sites::list_sites))
+        .routes(routes!(sites::get_site))
+        .routes(routes!(sites::set_site_status))
+        .routes(routes!(sites::list_site_changes))
+        .routes(routes!(stats::get_site_stats))
+        .routes(routes!(stats::list_stats))
+        .routes(routes!(keys::create_site_key))
+        .routes(routes!(keys::revoke_key))
+        .routes(routes!(learners::register_learner))
+        .routes(routes!(learners::link_account))
+        .routes(routes!(courses::put_course, courses::get_course))
+        .routes(routes!(ledger::post_events))
+        .routes(routes!(ledger::put_event, ledger::get_event))
+        .routes(routes!(learners::erase_learner))
+        .routes(routes!(transcript::get_transcript))
+        .routes(routes!(transcript::get_my_transcript))
+        .routes(routes!(recognition::put_group, recognition::get_group))
+        .routes(routes!(recognition::list_caps))
+        .routes(routes!(recognition::put_cap, recognition::delete_cap))
+        .routes(routes!(bank::create_bank_key))
+        .routes(routes!(bank::list_deposits))
+        .routes(routes!(bank::post_acks))
+        .routes(routes!(bank::put_ack))
+        .routes(routes!(bank::get_public_key))
+        .routes(routes!(bank::get_log_checkpoint))
+}
 
 pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/v1/sites", post(create_site).get(list_sites))
-        .route("/v1/sites/{site_id}", get(get_site))
-        .route("/v1/sites/{site_id}/status", put(set_site_status))
-        .route("/v1/sites/{site_id}/changes", get(list_site_changes))
-        .route("/v1/sites/{site_id}/stats", get(get_site_stats))
-        .route("/v1/stats", get(list_stats))
-        .route("/v1/sites/{site_id}/keys", post(create_site_key))
-        .route("/v1/keys/{key_id}", delete(revoke_key))
-        .route("/v1/learners", post(register_learner))
-        .route("/v1/accounts/{local_account}", put(link_account))
-        .route("/v1/courses/{code}", put(put_course).get(get_course))
-        .route("/v1/events", post(post_events))
-        .route("/v1/events/{event_id}", put(put_event).get(get_event))
-        .route("/v1/learners/{learner_id}", delete(erase_learner))
-        .route("/v1/learners/{learner_id}/transcript", get(get_transcript))
-        .route("/v1/me/transcript", get(get_my_transcript))
-        .route("/v1/recognition-groups/{group_id}", put(put_group).get(get_group))
-        .route("/v1/caps", get(list_caps))
-        .route("/v1/caps/{category}", put(put_cap).delete(delete_cap))
+    let (router, _) = api_routes().split_for_parts();
+    router
         .merge(crate::bank::routes())
         .merge(crate::xapi::routes())
         .merge(crate::pages::routes())

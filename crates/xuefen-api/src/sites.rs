@@ -5,6 +5,7 @@ use crate::AppState;
 use crate::auth::{Caller, forbidden, mint};
 use crate::body::ApiJson;
 use crate::problem::{ApiError, ApiResult, Problem};
+use crate::problem_code::ProblemCode;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -36,7 +37,7 @@ pub async fn create_site(
     if site.id.as_str() == xuefen_core::bank::BANK_SITE {
         return Err(Problem::new(
             StatusCode::UNPROCESSABLE_ENTITY,
-            "reserved_site_id",
+            ProblemCode::ReservedSiteId,
             "this id is reserved for the credit bank's acknowledgements",
         )
         .with_field("id")
@@ -52,14 +53,19 @@ pub async fn create_site(
             ApiError::from(
                 Problem::new(
                     StatusCode::UNPROCESSABLE_ENTITY,
-                    "invalid_transition",
+                    ProblemCode::InvalidTransition,
                     "a site starts pending or active",
                 )
                 .with_field("status"),
             )
         }
         xuefen_store::StoreError::Conflict(_) => ApiError::from(
-            Problem::new(StatusCode::CONFLICT, "site_exists", "a site with this id exists").with_field("id"),
+            Problem::new(
+                StatusCode::CONFLICT,
+                ProblemCode::SiteExists,
+                "a site with this id exists",
+            )
+            .with_field("id"),
         ),
         e => e.into(),
     })?;
@@ -136,13 +142,13 @@ pub async fn set_site_status(
         .map_err(|e| match e {
             xuefen_store::StoreError::Conflict(d) if d.kind == xuefen_store::ConflictKind::InvalidRenewal => {
                 ApiError::from(
-                    Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_renewal", d)
+                    Problem::new(StatusCode::UNPROCESSABLE_ENTITY, ProblemCode::InvalidRenewal, d)
                         .with_field("agreement_ends_at"),
                 )
             }
-            xuefen_store::StoreError::Conflict(d) => {
-                ApiError::from(Problem::new(StatusCode::CONFLICT, "invalid_transition", d).with_field("status"))
-            }
+            xuefen_store::StoreError::Conflict(d) => ApiError::from(
+                Problem::new(StatusCode::CONFLICT, ProblemCode::InvalidTransition, d).with_field("status"),
+            ),
             e => e.into(),
         })?;
     state.key_cache.clear();

@@ -12,6 +12,7 @@
 //! development and tests use an HS256 secret, with which [`dev_token`] and
 //! [`dev_token_with`] sign tokens (`xuefen dev-token`).
 
+use crate::problem_code::ProblemCode;
 use axum::extract::FromRequestParts;
 use axum::http::StatusCode;
 use axum::http::request::Parts;
@@ -212,7 +213,7 @@ impl SsoVerifier {
 }
 
 fn not_bound(detail: &str) -> ApiError {
-    Problem::new(StatusCode::NOT_FOUND, "unknown_learner", detail).into()
+    Problem::new(StatusCode::NOT_FOUND, ProblemCode::UnknownLearner, detail).into()
 }
 
 /// The identity document a token's document claim holds: a resident ID
@@ -251,7 +252,7 @@ pub fn subject_hash(identity_key: &[u8], issuer: &str, subject: &str) -> [u8; 32
 }
 
 fn unauthorized(detail: &str) -> Problem {
-    Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", detail)
+    Problem::new(StatusCode::UNAUTHORIZED, ProblemCode::Unauthorized, detail)
 }
 
 /// A token with the given claims besides `iss`, `aud`, `exp` and `iat`,
@@ -308,7 +309,7 @@ impl FromRequestParts<AppState> for SignedInLearner {
         let Some(verifier) = &state.sso else {
             return Err(Problem::new(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "sso_not_configured",
+                ProblemCode::SsoNotConfigured,
                 "single sign-on is not configured on this service",
             )
             .into());

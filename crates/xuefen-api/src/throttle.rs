@@ -1,6 +1,7 @@
 //! Time and rate bounds on requests: a body-read deadline, a request
 //! timeout, and a per-key token bucket answered with 429 `Retry-After`.
 
+use crate::problem_code::ProblemCode;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -47,7 +48,7 @@ pub async fn bound_request(State(bounds): State<RequestBounds>, req: Request, ne
         Err(_) => {
             let mut resp = Problem::new(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "request_timeout",
+                ProblemCode::RequestTimeout,
                 format!(
                     "the request was not answered within request_timeout_ms ({} ms); retry later",
                     bounds.request_timeout.as_millis()
@@ -65,7 +66,7 @@ pub async fn bound_request(State(bounds): State<RequestBounds>, req: Request, ne
 pub fn body_timeout_problem() -> Problem {
     Problem::new(
         StatusCode::REQUEST_TIMEOUT,
-        "body_timeout",
+        ProblemCode::BodyTimeout,
         "the request body was not received in full within body_read_timeout_ms",
     )
 }
@@ -134,7 +135,7 @@ impl RateLimiter {
 pub fn rate_limited(retry_after: u64) -> crate::problem::ApiError {
     let mut p = Problem::new(
         StatusCode::TOO_MANY_REQUESTS,
-        "rate_limited",
+        ProblemCode::RateLimited,
         format!("this API key is over its request rate (rate_limit_per_second); retry after {retry_after} s"),
     );
     p.retry_after = Some(retry_after);

@@ -4,6 +4,7 @@
 use crate::AppState;
 use crate::auth::{Caller, forbidden};
 use crate::problem::{ApiResult, Problem};
+use crate::problem_code::ProblemCode;
 use crate::sso::SignedInLearner;
 use axum::Json;
 use axum::extract::{Path, RawQuery, State};
@@ -80,7 +81,7 @@ pub async fn get_my_transcript(
     if !state.store.learner_exists(&learner).await? {
         return Err(Problem::new(
             StatusCode::NOT_FOUND,
-            "unknown_learner",
+            ProblemCode::UnknownLearner,
             "no learner is registered under the token's subject",
         )
         .into());

@@ -95,6 +95,12 @@ impl Document {
         Ok(Self { kind, number })
     }
 
+    /// The normalised document number (for a salted hash the holder asked
+    /// for; never stored or logged).
+    pub fn number(&self) -> &str {
+        &self.number
+    }
+
     pub fn kind(&self) -> DocumentKind {
         self.kind
     }

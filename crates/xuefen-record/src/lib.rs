@@ -6,5 +6,6 @@
 //! verification; `docs/record-format.md` describes the record.
 
 pub mod canon;
+pub mod jcs;
 pub mod proof;
 pub mod record;

@@ -6,6 +6,8 @@
 //! document without its proof are each canonicalised (RDFC-1.0) and hashed
 //! with SHA-256; the Ed25519 signature is over `hash(options) ‖
 //! hash(document)`, written as `proofValue` in multibase base58btc.
+//! `eddsa-jcs-2022` is the same with JCS (RFC 8785) in place of RDFC-1.0;
+//! the record carries both as a proof set.
 
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use serde_json::{Map, Value, json};
@@ -33,6 +35,10 @@ pub enum ProofError {
     Canon(#[from] CanonError),
     #[error("the signature does not verify: the record was changed after it was signed, or not signed by this key")]
     Signature,
+    #[error("the {0} signature does not verify: the record was changed after it was signed, or not signed by this key")]
+    Suite(&'static str),
+    #[error("{0}")]
+    Jcs(String),
 }
 
 /// The `did:key` of an Ed25519 public key: `did:key:z` + base58btc(0xed01 ‖ key).
@@ -93,19 +99,37 @@ pub fn did_document(key: &VerifyingKey) -> Value {
     })
 }
 
-fn hash_data(options: &Map<String, Value>, document: &Value) -> Result<Vec<u8>, ProofError> {
-    let mut out = Sha256::digest(canonical_nquads(&Value::Object(options.clone()))?.as_bytes()).to_vec();
-    out.extend_from_slice(&Sha256::digest(canonical_nquads(document)?.as_bytes()));
+/// The JCS-based cryptosuite carried next to [`CRYPTOSUITE`] in the
+/// record's proof set (checkable in a browser without an RDF library).
+pub const JCS_CRYPTOSUITE: &str = "eddsa-jcs-2022";
+
+fn hash_data(suite: &str, options: &Map<String, Value>, document: &Value) -> Result<Vec<u8>, ProofError> {
+    let (o, d) = if suite == JCS_CRYPTOSUITE {
+        let jcs = |v: &Value| crate::jcs::canonicalize(v).map_err(|e| ProofError::Jcs(e.to_string()));
+        (jcs(&Value::Object(options.clone()))?, jcs(document)?)
+    } else {
+        (
+            canonical_nquads(&Value::Object(options.clone()))?,
+            canonical_nquads(document)?,
+        )
+    };
+    let mut out = Sha256::digest(o.as_bytes()).to_vec();
+    out.extend_from_slice(&Sha256::digest(d.as_bytes()));
     Ok(out)
 }
 
-/// Adds an `eddsa-rdfc-2022` proof to `document` (which must not have one),
-/// made at `created` (an XML Schema dateTime) with `key`.
-pub fn sign(document: &mut Value, key: &SigningKey, created: &str) -> Result<(), ProofError> {
+/// The proof of `suite` (`eddsa-rdfc-2022` or `eddsa-jcs-2022`) over
+/// `document` (which must carry no proof), made at `created` (an XML Schema
+/// dateTime) with `key`. The document's `@context` is hashed with the proof
+/// options, as both suites require, and left out of the proof written.
+pub fn make_proof(document: &Value, suite: &'static str, key: &SigningKey, created: &str) -> Result<Value, ProofError> {
     let context = document.get("@context").cloned().ok_or(ProofError::Field("@context"))?;
+    if document.get("proof").is_some() {
+        return Err(ProofError::Field("proof"));
+    }
     let mut options = Map::new();
     options.insert("type".into(), json!("DataIntegrityProof"));
-    options.insert("cryptosuite".into(), json!(CRYPTOSUITE));
+    options.insert("cryptosuite".into(), json!(suite));
     options.insert("created".into(), json!(created));
     options.insert(
         "verificationMethod".into(),
@@ -114,24 +138,58 @@ pub fn sign(document: &mut Value, key: &SigningKey, created: &str) -> Result<(),
     options.insert("proofPurpose".into(), json!("assertionMethod"));
     let mut with_context = options.clone();
     with_context.insert("@context".into(), context);
-    let data = hash_data(&with_context, document)?;
+    let data = hash_data(suite, &with_context, document)?;
     let signature = key.sign(&data);
     options.insert(
         "proofValue".into(),
         json!(format!("z{}", bs58::encode(signature.to_bytes()).into_string())),
     );
+    Ok(Value::Object(options))
+}
+
+/// Adds an `eddsa-rdfc-2022` proof to `document` (which must not have one),
+/// made at `created` (an XML Schema dateTime) with `key`.
+pub fn sign(document: &mut Value, key: &SigningKey, created: &str) -> Result<(), ProofError> {
+    let proof = make_proof(document, CRYPTOSUITE, key, created)?;
     match document {
         Value::Object(map) => {
-            map.insert("proof".into(), Value::Object(options));
+            map.insert("proof".into(), proof);
             Ok(())
         }
         _ => Err(ProofError::Field("@context")),
     }
 }
 
-/// Verifies the document's `eddsa-rdfc-2022` proof. With `expected`, the
-/// proof must be made with that key; without, with the key its
-/// verification method names. Returns the key that verified.
+/// Adds a proof set to `document` (which must not have a proof): an
+/// `eddsa-rdfc-2022` proof and an `eddsa-jcs-2022` proof, each over the
+/// document without proofs (W3C Data Integrity, proof sets).
+pub fn sign_set(document: &mut Value, key: &SigningKey, created: &str) -> Result<(), ProofError> {
+    let rdfc = make_proof(document, CRYPTOSUITE, key, created)?;
+    let jcs = make_proof(document, JCS_CRYPTOSUITE, key, created)?;
+    match document {
+        Value::Object(map) => {
+            map.insert("proof".into(), Value::Array(vec![rdfc, jcs]));
+            Ok(())
+        }
+        _ => Err(ProofError::Field("@context")),
+    }
+}
+
+/// The verification method the document's (first) proof names.
+pub fn proof_method(document: &Value) -> Option<&str> {
+    let proof = document.get("proof")?;
+    let first = match proof {
+        Value::Array(items) => items.first()?,
+        other => other,
+    };
+    first.get("verificationMethod").and_then(Value::as_str)
+}
+
+/// Verifies the document's proof, or every proof of its proof set (each
+/// `eddsa-rdfc-2022` or `eddsa-jcs-2022`; another suite is refused, and a
+/// set must hold an `eddsa-rdfc-2022` proof). With `expected`, each proof
+/// must be made with that key; without, with the key its verification
+/// method names, and all with the same key. Returns the key that verified.
 pub fn verify(document: &Value, expected: Option<&VerifyingKey>) -> Result<VerifyingKey, ProofError> {
     let mut unsecured = document.clone();
     let proof = match &mut unsecured {
@@ -139,6 +197,25 @@ pub fn verify(document: &Value, expected: Option<&VerifyingKey>) -> Result<Verif
         _ => None,
     }
     .ok_or(ProofError::Missing)?;
+    let proofs = match proof {
+        Value::Array(items) => items,
+        other => vec![other],
+    };
+    if !proofs
+        .iter()
+        .any(|p| p.get("cryptosuite").and_then(Value::as_str) == Some(CRYPTOSUITE))
+    {
+        return Err(ProofError::Field("cryptosuite"));
+    }
+    let mut verified: Option<VerifyingKey> = None;
+    for p in proofs {
+        let key = verify_one(&unsecured, p, expected.or(verified.as_ref()))?;
+        verified = Some(key);
+    }
+    verified.ok_or(ProofError::Missing)
+}
+
+fn verify_one(unsecured: &Value, proof: Value, expected: Option<&VerifyingKey>) -> Result<VerifyingKey, ProofError> {
     let Value::Object(mut options) = proof else {
         return Err(ProofError::Field("proof"));
     };
@@ -151,9 +228,12 @@ pub fn verify(document: &Value, expected: Option<&VerifyingKey>) -> Result<Verif
     if field(&options, "type")? != "DataIntegrityProof" {
         return Err(ProofError::Field("type"));
     }
-    if field(&options, "cryptosuite")? != CRYPTOSUITE {
-        return Err(ProofError::Field("cryptosuite"));
-    }
+    let suite = field(&options, "cryptosuite")?;
+    let suite: &'static str = match suite.as_str() {
+        CRYPTOSUITE => CRYPTOSUITE,
+        JCS_CRYPTOSUITE => JCS_CRYPTOSUITE,
+        _ => return Err(ProofError::Field("cryptosuite")),
+    };
     if field(&options, "proofPurpose")? != "assertionMethod" {
         return Err(ProofError::Field("proofPurpose"));
     }
@@ -179,8 +259,8 @@ pub fn verify(document: &Value, expected: Option<&VerifyingKey>) -> Result<Verif
         .cloned()
         .ok_or(ProofError::Field("@context"))?;
     options.insert("@context".into(), context);
-    let data = hash_data(&options, &unsecured)?;
+    let data = hash_data(suite, &options, unsecured)?;
     key.verify(&data, &Signature::from_bytes(&sig))
-        .map_err(|_| ProofError::Signature)?;
+        .map_err(|_| ProofError::Suite(suite))?;
     Ok(key)
 }

@@ -70,6 +70,41 @@ pub struct Subject<'a> {
     pub learner: &'a str,
     /// When it is issued (XML Schema dateTime, UTC).
     pub issued_at: &'a str,
+    /// Open Badges 3.0 identity objects of the learner ([`identity_objects`]);
+    /// empty when the learner did not ask for them.
+    pub identifier: &'a [Value],
+}
+
+/// The OB3 `identityType` of a document kind: `nationalIdentityNumber` for
+/// the resident identity card, an `ext:` type for the other documents.
+pub fn identity_type(document_kind: &str) -> String {
+    match document_kind {
+        "resident_id" => "nationalIdentityNumber".to_owned(),
+        other => format!("ext:{other}"),
+    }
+}
+
+/// The learner's identity objects (Open Badges 3.0 `IdentityObject`) for
+/// the credential subject: the name in clear, and the document number as a
+/// salted hash, `sha256$` + hex(SHA-256(number ‖ salt)) as OB3 specifies,
+/// so that someone shown the document checks the record is its holder's.
+/// They live only inside the signed credential: the ledger evidence never
+/// contains them.
+pub fn identity_objects(name: &str, document_kind: &str, document_number: &str, salt: &str) -> Vec<Value> {
+    use sha2::Digest;
+    let mut h = Sha256::new();
+    h.update(document_number.as_bytes());
+    h.update(salt.as_bytes());
+    vec![
+        json!({"type": "IdentityObject", "identityType": "name", "hashed": false, "identityHash": name}),
+        json!({
+            "type": "IdentityObject",
+            "identityType": identity_type(document_kind),
+            "hashed": true,
+            "identityHash": format!("sha256${}", hex::encode(h.finalize())),
+            "salt": salt,
+        }),
+    ]
 }
 
 fn entry_id(p: Position) -> String {
@@ -151,10 +186,15 @@ pub fn issue(
         },
         "logVerifierKey": tlog::verifier_key(issuer.log_origin, &issuer.log_key),
     });
+    if !subject.identifier.is_empty()
+        && let Some(Value::Object(cs)) = record.get_mut("credentialSubject")
+    {
+        cs.insert("identifier".into(), Value::Array(subject.identifier.to_vec()));
+    }
     if let (Some((note, _)), Value::Object(map)) = (checkpoint, &mut record) {
         map.insert("ledgerCheckpoint".into(), json!(note));
     }
-    proof::sign(&mut record, issuer.key, subject.issued_at)?;
+    proof::sign_set(&mut record, issuer.key, subject.issued_at)?;
     Ok(record)
 }
 
@@ -224,10 +264,7 @@ pub fn parse_verifier_key(vkey: &str) -> Option<(String, VerifyingKey)> {
 /// signed record names) and every line.
 pub fn verify(record: &Value, issuer: Option<&VerifyingKey>, log_key: Option<(&str, &VerifyingKey)>) -> Report {
     let proof = proof::verify(record, issuer).map(|_| ()).map_err(|e| e.to_string());
-    let issuer_did = record
-        .pointer("/proof/verificationMethod")
-        .and_then(Value::as_str)
-        .map(|m| m.split('#').next().unwrap_or(m).to_owned());
+    let issuer_did = proof::proof_method(record).map(|m| m.split('#').next().unwrap_or(m).to_owned());
     let named_key = record
         .get("logVerifierKey")
         .and_then(Value::as_str)

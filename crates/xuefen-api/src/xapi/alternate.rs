@@ -9,6 +9,7 @@
 //! was rewritten to). xAPI 2.0.0 removed the syntax: a request that speaks
 //! 2.0.0 is refused.
 
+use crate::problem_code::ProblemCode;
 use axum::body::Body;
 use axum::extract::{FromRequest, Request};
 use axum::http::{HeaderName, HeaderValue, Method, Uri, header};
@@ -32,7 +33,7 @@ const HEADER_FIELDS: [&str; 6] = [
 
 fn refuse(field: &str, detail: &str) -> Response {
     with_xapi_headers(
-        bad_request("alternate_request_invalid", field, detail.to_owned()).into_response(),
+        bad_request(ProblemCode::AlternateRequestInvalid, field, detail.to_owned()).into_response(),
         &Version::V1("1.0.3".into()),
     )
 }
@@ -111,7 +112,7 @@ pub async fn alternate_request_syntax(req: Request, next: Next) -> Response {
     if speaks == Some(Version::V2) {
         return with_xapi_headers(
             bad_request(
-                "alternate_request_syntax_removed",
+                ProblemCode::AlternateRequestSyntaxRemoved,
                 "method",
                 "xAPI 2.0.0 has no Alternate Request Syntax; send the request itself",
             )

@@ -18,6 +18,7 @@
 //! [`SITE_DOCUMENT_BYTES_MAX`](xuefen_core::xapi::documents::SITE_DOCUMENT_BYTES_MAX)
 //! (413). Nothing of it reaches the ledger.
 
+use crate::problem_code::ProblemCode;
 use std::collections::HashSet;
 
 use axum::body::{Body, Bytes};
@@ -71,7 +72,11 @@ fn parse_params(kind: DocumentKind, method: &Method, pairs: &[(String, String)])
     let (mut activity, mut agent, mut id, mut since) = (false, false, None, None);
     for (name, value) in pairs {
         if !seen.insert(name.as_str()) {
-            return Err(bad_request("repeated_parameter", name, "a parameter may be given once"));
+            return Err(bad_request(
+                ProblemCode::RepeatedParameter,
+                name,
+                "a parameter may be given once",
+            ));
         }
         match name.as_str() {
             "activityId" if takes_activity => {
@@ -90,7 +95,7 @@ fn parse_params(kind: DocumentKind, method: &Method, pairs: &[(String, String)])
                 let t = time::OffsetDateTime::parse(value, &time::format_description::well_known::Rfc3339).map_err(
                     |e| {
                         bad_request(
-                            "parameter_invalid",
+                            ProblemCode::ParameterInvalid,
                             "since",
                             format!("is not an ISO 8601 timestamp: {e}"),
                         )
@@ -100,13 +105,13 @@ fn parse_params(kind: DocumentKind, method: &Method, pairs: &[(String, String)])
             }
             n if n == id_name => {
                 if value.is_empty() {
-                    return Err(bad_request("parameter_invalid", id_name, "must not be empty"));
+                    return Err(bad_request(ProblemCode::ParameterInvalid, id_name, "must not be empty"));
                 }
                 id = Some(value.clone());
             }
             other => {
                 return Err(bad_request(
-                    "unknown_parameter",
+                    ProblemCode::UnknownParameter,
                     other,
                     "is not a parameter of this resource",
                 ));
@@ -115,26 +120,30 @@ fn parse_params(kind: DocumentKind, method: &Method, pairs: &[(String, String)])
     }
     if takes_activity && !activity {
         return Err(bad_request(
-            "parameter_required",
+            ProblemCode::ParameterRequired,
             "activityId",
             "`activityId` is required",
         ));
     }
     if takes_agent && !agent {
-        return Err(bad_request("parameter_required", "agent", "`agent` is required"));
+        return Err(bad_request(
+            ProblemCode::ParameterRequired,
+            "agent",
+            "`agent` is required",
+        ));
     }
     let id_required =
         *method == Method::PUT || *method == Method::POST || (*method == Method::DELETE && kind != DocumentKind::State);
     if id_required && id.is_none() {
         return Err(bad_request(
-            "parameter_required",
+            ProblemCode::ParameterRequired,
             id_name,
             format!("`{id_name}` is required"),
         ));
     }
     if id.is_some() && since.is_some() {
         return Err(bad_request(
-            "parameter_not_allowed",
+            ProblemCode::ParameterNotAllowed,
             "since",
             format!("`since` lists ids; it is not given with `{id_name}`"),
         ));
@@ -150,7 +159,7 @@ fn tag_match(headers: &HeaderMap, name: header::HeaderName) -> ApiResult<Option<
     };
     let value = value
         .to_str()
-        .map_err(|_| bad_request("header_invalid", name.as_str(), "is not ASCII"))?
+        .map_err(|_| bad_request(ProblemCode::HeaderInvalid, name.as_str(), "is not ASCII"))?
         .trim();
     if value == "*" {
         return Ok(Some(TagMatch::Any));
@@ -170,41 +179,41 @@ fn refusal(r: DocumentRefusal) -> ApiError {
     match r {
         DocumentRefusal::PreconditionFailed => Problem::new(
             StatusCode::PRECONDITION_FAILED,
-            "precondition_failed",
+            ProblemCode::PreconditionFailed,
             "the document's current ETag does not satisfy If-Match / If-None-Match; nothing was changed",
         )
         .into(),
         DocumentRefusal::PreconditionRequired => Problem::new(
             StatusCode::CONFLICT,
-            "precondition_required",
+            ProblemCode::PreconditionRequired,
             "the document exists: send If-Match with its ETag to replace it (or POST to merge); nothing was changed",
         )
         .with_field("If-Match")
         .into(),
         DocumentRefusal::PreconditionMissing => bad_request(
-            "precondition_required",
+            ProblemCode::PreconditionRequired,
             "If-None-Match",
             "a profile PUT names what it expects: If-None-Match: * for a new document, If-Match with the ETag to replace one",
         ),
         DocumentRefusal::NotMergeable(MergeError::StoredNotJsonObject) => bad_request(
-            "document_not_mergeable",
+            ProblemCode::DocumentNotMergeable,
             "Content-Type",
             "the stored document is not an application/json object, so a POST cannot merge into it",
         ),
         DocumentRefusal::NotMergeable(MergeError::PostedNotJsonObject) => bad_request(
-            "document_not_mergeable",
+            ProblemCode::DocumentNotMergeable,
             "Content-Type",
             "a POST merges a JSON object: send application/json with an object",
         ),
         DocumentRefusal::DocumentTooLarge { bytes_max } => Problem::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            "document_too_large",
+            ProblemCode::DocumentTooLarge,
             format!("a document is at most {bytes_max} bytes"),
         )
         .into(),
         DocumentRefusal::SiteLimitReached { bytes_max } => Problem::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            "site_documents_full",
+            ProblemCode::SiteDocumentsFull,
             format!("the site's documents may hold at most {bytes_max} bytes in all; delete some first"),
         )
         .into(),
@@ -217,12 +226,12 @@ pub(super) async fn read_document_body(req: Request, state: &AppState) -> ApiRes
         if status == StatusCode::PAYLOAD_TOO_LARGE {
             Problem::new(
                 status,
-                "body_too_large",
+                ProblemCode::BodyTooLarge,
                 "the request body is larger than the limit (body_bytes_max)",
             )
             .into()
         } else {
-            Problem::new(status, "unreadable_body", rejection.body_text()).into()
+            Problem::new(status, ProblemCode::UnreadableBody, rejection.body_text()).into()
         }
     })
 }
@@ -264,7 +273,7 @@ async fn document_request(state: AppState, site: SiteId, kind: DocumentKind, req
                 }
                 None => Err(Problem::new(
                     StatusCode::NOT_FOUND,
-                    "document_not_found",
+                    ProblemCode::DocumentNotFound,
                     "no document under these parameters",
                 )
                 .into()),
@@ -307,7 +316,7 @@ async fn document_request(state: AppState, site: SiteId, kind: DocumentKind, req
         }
         _ => Err(Problem::new(
             StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
+            ProblemCode::MethodNotAllowed,
             "GET, HEAD, PUT, POST or DELETE",
         )
         .into()),
@@ -381,14 +390,15 @@ pub async fn get_activity(State(state): State<AppState>, auth: XapiSite, uri: ax
             }
             other => {
                 return Err(bad_request(
-                    "unknown_parameter",
+                    ProblemCode::UnknownParameter,
                     other,
                     "the Activities resource takes `activityId` once",
                 ));
             }
         }
     }
-    let id = activity.ok_or_else(|| bad_request("parameter_required", "activityId", "`activityId` is required"))?;
+    let id = activity
+        .ok_or_else(|| bad_request(ProblemCode::ParameterRequired, "activityId", "`activityId` is required"))?;
     let body = match state.store.activity(&auth.site, &id).await? {
         Some(json) => json,
         None => serde_json::json!({"objectType": "Activity", "id": id}).to_string(),
@@ -411,14 +421,14 @@ pub async fn get_agents(State(_state): State<AppState>, _auth: XapiSite, uri: ax
             "agent" if agent.is_none() => agent = Some(value),
             other => {
                 return Err(bad_request(
-                    "unknown_parameter",
+                    ProblemCode::UnknownParameter,
                     other,
                     "the Agents resource takes `agent` once",
                 ));
             }
         }
     }
-    let agent = agent.ok_or_else(|| bad_request("parameter_required", "agent", "`agent` is required"))?;
+    let agent = agent.ok_or_else(|| bad_request(ProblemCode::ParameterRequired, "agent", "`agent` is required"))?;
     let person = docs::person(&agent).map_err(bad)?;
     Ok(json_response(person.to_string()))
 }

@@ -4,6 +4,7 @@
 use super::CONSISTENT_THROUGH_HEADER;
 use super::VERSION_HEADER;
 use super::bad_request;
+use crate::problem_code::ProblemCode;
 use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
@@ -67,7 +68,7 @@ pub(super) async fn xapi_headers(req: Request, next: Next) -> Response {
         (None, false) => {
             return with_xapi_headers(
                 bad_request(
-                    "version_header_required",
+                    ProblemCode::VersionHeaderRequired,
                     VERSION_HEADER,
                     "send `X-Experience-API-Version: 1.0.3` (or 2.0.0) with every xAPI request",
                 )
@@ -78,7 +79,7 @@ pub(super) async fn xapi_headers(req: Request, next: Next) -> Response {
         (Some(None), false) => {
             return with_xapi_headers(
                 bad_request(
-                    "version_unsupported",
+                    ProblemCode::VersionUnsupported,
                     VERSION_HEADER,
                     format!(
                         "`{}` is not a supported xAPI version ({})",

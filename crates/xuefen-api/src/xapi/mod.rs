@@ -20,6 +20,7 @@
 //! specification requires), the rule broken as `code` and the offending
 //! member as `field`.
 
+use crate::problem_code::ProblemCode;
 use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::{get, put};
@@ -94,7 +95,7 @@ pub fn routes() -> Router<AppState> {
 }
 
 fn bad(e: StatementError) -> ApiError {
-    let p = Problem::new(StatusCode::BAD_REQUEST, e.rule, e.detail);
+    let p = Problem::new(StatusCode::BAD_REQUEST, ProblemCode::StatementRule(e.rule), e.detail);
     if e.field.is_empty() {
         p.into()
     } else {
@@ -102,7 +103,7 @@ fn bad(e: StatementError) -> ApiError {
     }
 }
 
-fn bad_request(code: &str, field: &str, detail: impl Into<String>) -> ApiError {
+fn bad_request(code: ProblemCode, field: &str, detail: impl Into<String>) -> ApiError {
     Problem::new(StatusCode::BAD_REQUEST, code, detail)
         .with_field(field)
         .into()

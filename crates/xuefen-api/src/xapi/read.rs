@@ -7,6 +7,7 @@ use super::bad_request;
 use super::write::new_uuid;
 use crate::AppState;
 use crate::problem::{ApiResult, Problem};
+use crate::problem_code::ProblemCode;
 use axum::body::Body;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -52,7 +53,11 @@ pub async fn get_statements(
     let mut seen = HashSet::new();
     for (name, _) in &params {
         if !seen.insert(name.as_str()) {
-            return Err(bad_request("repeated_parameter", name, "a parameter may be given once"));
+            return Err(bad_request(
+                ProblemCode::RepeatedParameter,
+                name,
+                "a parameter may be given once",
+            ));
         }
     }
     let get = |name: &str| params.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str());
@@ -67,7 +72,7 @@ pub async fn get_statements(
                     .find(|(n, _)| n != single && ["statementId", "voidedStatementId"].contains(&n.as_str()))
             }) {
                 return Err(bad_request(
-                    "parameter_not_allowed",
+                    ProblemCode::ParameterNotAllowed,
                     other,
                     format!("`{single}` is given alone (with `format` and `attachments` at most)"),
                 ));
@@ -141,7 +146,7 @@ pub struct StatementPageOut {
 pub(super) fn query_pairs(uri: &axum::http::Uri) -> ApiResult<Vec<(String, String)>> {
     Query::<Vec<(String, String)>>::try_from_uri(uri)
         .map(|Query(pairs)| pairs)
-        .map_err(|e| bad_request("malformed_query", "?", e.body_text()))
+        .map_err(|e| bad_request(ProblemCode::MalformedQuery, "?", e.body_text()))
 }
 
 pub(super) fn json_response(body: String) -> Response {
@@ -214,8 +219,13 @@ impl AnswerShape {
 
 pub(super) fn answer_shape(params: &[(String, String)], headers: &HeaderMap) -> ApiResult<AnswerShape> {
     let format = match params.iter().find(|(n, _)| n == "format") {
-        Some((_, v)) => core::format::Format::parse(v)
-            .ok_or_else(|| bad_request("parameter_invalid", "format", "must be exact, ids or canonical"))?,
+        Some((_, v)) => core::format::Format::parse(v).ok_or_else(|| {
+            bad_request(
+                ProblemCode::ParameterInvalid,
+                "format",
+                "must be exact, ids or canonical",
+            )
+        })?,
         None => core::format::Format::Exact,
     };
     let languages = headers
@@ -226,7 +236,13 @@ pub(super) fn answer_shape(params: &[(String, String)], headers: &HeaderMap) -> 
     let attachments = match params.iter().find(|(n, _)| n == "attachments") {
         Some((_, v)) if v == "true" => true,
         Some((_, v)) if v == "false" => false,
-        Some(_) => return Err(bad_request("parameter_invalid", "attachments", "must be true or false")),
+        Some(_) => {
+            return Err(bad_request(
+                ProblemCode::ParameterInvalid,
+                "attachments",
+                "must be true or false",
+            ));
+        }
         None => false,
     };
     Ok(AnswerShape {
@@ -254,13 +270,13 @@ pub(super) async fn single_statement(
         }
         Some(_) if voided => Err(Problem::new(
             StatusCode::NOT_FOUND,
-            "not_voided",
+            ProblemCode::NotVoided,
             "the statement is not voided; fetch it by `statementId`",
         )
         .into()),
         Some(_) => Err(Problem::new(
             StatusCode::NOT_FOUND,
-            "statement_voided",
+            ProblemCode::StatementVoided,
             "the statement is voided; fetch it by `voidedStatementId`",
         )
         .into()),
@@ -278,12 +294,22 @@ pub(super) fn parse_query(params: &[(String, String)]) -> ApiResult<StatementQue
     let boolean = |name: &str, v: &str| match v {
         "true" => Ok(true),
         "false" => Ok(false),
-        _ => Err(bad_request("parameter_invalid", name, "must be true or false")),
+        _ => Err(bad_request(
+            ProblemCode::ParameterInvalid,
+            name,
+            "must be true or false",
+        )),
     };
     let time = |name: &str, v: &str| {
         time::OffsetDateTime::parse(v, &time::format_description::well_known::Rfc3339)
             .map(Millis::from_datetime)
-            .map_err(|e| bad_request("parameter_invalid", name, format!("is not an ISO 8601 timestamp: {e}")))
+            .map_err(|e| {
+                bad_request(
+                    ProblemCode::ParameterInvalid,
+                    name,
+                    format!("is not an ISO 8601 timestamp: {e}"),
+                )
+            })
     };
     for (name, v) in params {
         let n = name.as_str();
@@ -311,7 +337,7 @@ pub(super) fn parse_query(params: &[(String, String)]) -> ApiResult<StatementQue
             "limit" => {
                 let limit: usize = v
                     .parse()
-                    .map_err(|_| bad_request("parameter_invalid", n, "must be a whole number"))?;
+                    .map_err(|_| bad_request(ProblemCode::ParameterInvalid, n, "must be a whole number"))?;
                 q.limit = match limit {
                     0 => crate::PAGE_SIZE_DEFAULT,
                     l => l.min(crate::PAGE_SIZE_MAX),
@@ -320,7 +346,7 @@ pub(super) fn parse_query(params: &[(String, String)]) -> ApiResult<StatementQue
             "cursor" => q.cursor = Some(decode_cursor(v)?),
             other => {
                 return Err(bad_request(
-                    "unknown_parameter",
+                    ProblemCode::UnknownParameter,
                     other,
                     "is not a parameter of the statement query",
                 ));
@@ -336,7 +362,13 @@ pub(super) fn decode_cursor(v: &str) -> ApiResult<i64> {
         .ok()
         .and_then(|b| String::from_utf8(b).ok())
         .and_then(|s| s.strip_prefix("seq:").and_then(|n| n.parse().ok()))
-        .ok_or_else(|| bad_request("parameter_invalid", "cursor", "is not a cursor this LRS gave in `more`"))
+        .ok_or_else(|| {
+            bad_request(
+                ProblemCode::ParameterInvalid,
+                "cursor",
+                "is not a cursor this LRS gave in `more`",
+            )
+        })
 }
 
 /// The next page: the same query, continuing after the last statement.

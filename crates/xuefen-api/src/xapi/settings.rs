@@ -6,6 +6,7 @@ use crate::AppState;
 use crate::auth::Caller;
 use crate::body::ApiJson;
 use crate::problem::{ApiError, ApiResult, Problem};
+use crate::problem_code::ProblemCode;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -44,13 +45,13 @@ pub async fn put_profile(
     let site = caller.require_site()?.clone();
     core::check_iri(&input.home_page, "home_page").map_err(|e| {
         ApiError::from(
-            Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", e.detail).with_field("home_page"),
+            Problem::new(StatusCode::UNPROCESSABLE_ENTITY, ProblemCode::InvalidField, e.detail).with_field("home_page"),
         )
     })?;
     if input.home_page.len() > xuefen_core::limits::TEXT_CHARS_MAX {
         return Err(Problem::new(
             StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_field",
+            ProblemCode::InvalidField,
             format!("is longer than {} bytes", xuefen_core::limits::TEXT_CHARS_MAX),
         )
         .with_field("home_page")
@@ -113,7 +114,7 @@ pub async fn put_mbox_link(
     if !core::is_sha1_hex(&sum) {
         return Err(Problem::new(
             StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_field",
+            ProblemCode::InvalidField,
             "mbox_sha1sum: must be the 40 hexadecimal digits of a SHA-1",
         )
         .with_field("mbox_sha1sum")
@@ -127,7 +128,7 @@ pub async fn put_mbox_link(
             StoreError::Conflict(_) => ApiError::from(
                 Problem::new(
                     StatusCode::CONFLICT,
-                    "mbox_sha1sum_linked_elsewhere",
+                    ProblemCode::MboxSha1sumLinkedElsewhere,
                     "this mbox_sha1sum is registered for another local account",
                 )
                 .with_field("mbox_sha1sum"),

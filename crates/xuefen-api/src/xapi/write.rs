@@ -13,6 +13,7 @@ use super::read::query_pairs;
 use crate::AppState;
 use crate::body::read_body;
 use crate::problem::{ApiError, ApiResult, Problem};
+use crate::problem_code::ProblemCode;
 use crate::wire::now;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -52,23 +53,28 @@ pub async fn put_statement(State(state): State<AppState>, auth: XapiSite, req: R
             "statementId" => statement_id = Some(value),
             other => {
                 return Err(bad_request(
-                    "unknown_parameter",
+                    ProblemCode::UnknownParameter,
                     other,
                     "PUT /xapi/statements takes `statementId` only",
                 ));
             }
         }
     }
-    let statement_id =
-        statement_id.ok_or_else(|| bad_request("statement_id_required", "statementId", "PUT needs `?statementId=`"))?;
+    let statement_id = statement_id.ok_or_else(|| {
+        bad_request(
+            ProblemCode::StatementIdRequired,
+            "statementId",
+            "PUT needs `?statementId=`",
+        )
+    })?;
     let statement_id = core::check_uuid(&statement_id, "statementId").map_err(bad)?;
     let headers = req.headers().clone();
     let (bytes, parts) = statement_body(&state, &headers, req).await?;
     let raw: &RawValue = serde_json::from_slice(&bytes)
-        .map_err(|e| bad_request("malformed_json", "/", format!("the body is not JSON: {e}")))?;
+        .map_err(|e| bad_request(ProblemCode::MalformedJson, "/", format!("the body is not JSON: {e}")))?;
     if raw.get().trim_start().starts_with('[') {
         return Err(bad_request(
-            "statement_not_object",
+            ProblemCode::StatementNotObject,
             "/",
             "PUT takes one statement, not an array",
         ));
@@ -109,7 +115,7 @@ pub async fn post_statements(
         _ => {
             return Err(Problem::new(
                 StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
+                ProblemCode::MethodNotAllowed,
                 "the statements resource takes GET, PUT and POST",
             )
             .into());
@@ -118,14 +124,15 @@ pub async fn post_statements(
     let site = auth.caller.require_posting_site()?.clone();
     let version = version_of(req.extensions().get::<Version>());
     let (json, parts) = statement_body(&state, &headers, req).await?;
-    let text = std::str::from_utf8(&json).map_err(|_| bad_request("malformed_json", "/", "the body is not UTF-8"))?;
+    let text = std::str::from_utf8(&json)
+        .map_err(|_| bad_request(ProblemCode::MalformedJson, "/", "the body is not UTF-8"))?;
     let items: Vec<&RawValue> = if text.trim_start().starts_with('[') {
         serde_json::from_str(text)
-            .map_err(|e| bad_request("malformed_json", "/", format!("the body is not JSON: {e}")))?
+            .map_err(|e| bad_request(ProblemCode::MalformedJson, "/", format!("the body is not JSON: {e}")))?
     } else {
         vec![
             serde_json::from_str(text)
-                .map_err(|e| bad_request("malformed_json", "/", format!("the body is not JSON: {e}")))?,
+                .map_err(|e| bad_request(ProblemCode::MalformedJson, "/", format!("the body is not JSON: {e}")))?,
         ]
     };
     check_attachments(&state, &site, &items, &parts).await?;
@@ -153,7 +160,7 @@ pub(super) async fn statement_body(
     }
     let boundary = core::attachments::boundary(&content_type).ok_or_else(|| {
         bad_request(
-            "multipart_type_unsupported",
+            ProblemCode::MultipartTypeUnsupported,
             "Content-Type",
             "statements with attachments are multipart/mixed with a boundary",
         )
@@ -178,7 +185,7 @@ pub(super) async fn check_attachments(
         .iter()
         .map(|i| serde_json::from_str(i.get()))
         .collect::<Result<_, _>>()
-        .map_err(|e| bad_request("malformed_json", "/", format!("the body is not JSON: {e}")))?;
+        .map_err(|e| bad_request(ProblemCode::MalformedJson, "/", format!("the body is not JSON: {e}")))?;
     core::attachments::check(&values, parts).map_err(bad)?;
     // Stored first and by hash: a statement refused later leaves bytes no
     // statement names, never a statement without its bytes.
@@ -216,7 +223,7 @@ pub(super) async fn write_statements(
     if items.len() > limit {
         return Err(Problem::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            "batch_too_long",
+            ProblemCode::BatchTooLong,
             format!(
                 "the request has {} statements; at most {limit} are allowed (batch_events_max)",
                 items.len()
@@ -225,7 +232,11 @@ pub(super) async fn write_statements(
         .into());
     }
     if items.is_empty() {
-        return Err(bad_request("batch_empty", "/", "the request has no statements"));
+        return Err(bad_request(
+            ProblemCode::BatchEmpty,
+            "/",
+            "the request has no statements",
+        ));
     }
     let home = home_page(state, site).await?;
     let authority = authority(&home, site);
@@ -246,7 +257,7 @@ pub(super) async fn write_statements(
             && p.id != id
         {
             return Err(bad_request(
-                "statement_id_mismatch",
+                ProblemCode::StatementIdMismatch,
                 "id",
                 "the statement's id differs from `statementId`",
             ));
@@ -345,7 +356,7 @@ pub(super) fn conflict(
             format!("another statement is stored under the id {id}"),
         ),
     );
-    Problem::new(StatusCode::CONFLICT, e.rule, e.detail)
+    Problem::new(StatusCode::CONFLICT, ProblemCode::StatementRule(e.rule), e.detail)
         .with_field(e.field)
         .into()
 }
@@ -594,7 +605,7 @@ pub(super) fn ledger_conflict(
             ),
         ),
     );
-    Problem::new(StatusCode::CONFLICT, e.rule, e.detail)
+    Problem::new(StatusCode::CONFLICT, ProblemCode::StatementRule(e.rule), e.detail)
         .with_field(e.field)
         .into()
 }

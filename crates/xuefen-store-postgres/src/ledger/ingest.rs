@@ -103,8 +103,12 @@ impl PgStore {
             }));
         }
         // Read under the locks: the state of every touched chain is settled.
-        for e in entries_by_keys(&mut tx, &keys).await? {
-            lookups.add_entry(e);
+        // An optimistic attempt without revocations has no key to read: no
+        // round trip for it.
+        if !keys.is_empty() {
+            for e in entries_by_keys(&mut tx, &keys).await? {
+                lookups.add_entry(e);
+            }
         }
         lookups.reversed = reversed_targets(&mut tx, events).await?;
         let targets = plan::target_courses(events, &lookups);

@@ -174,7 +174,8 @@ async fn record_verifies(backend: Backend) {
     let text = resp.text().await.expect("record");
     let record: Value = serde_json::from_str(&text).expect("JSON");
     assert_eq!(record["type"], json!(["VerifiableCredential", "ClrCredential"]));
-    assert_eq!(record["proof"]["cryptosuite"], "eddsa-rdfc-2022");
+    assert_eq!(record["proof"][0]["cryptosuite"], "eddsa-rdfc-2022");
+    assert_eq!(record["proof"][1]["cryptosuite"], "eddsa-jcs-2022");
     let lines = record["credentialSubject"]["achievement"]
         .as_array()
         .expect("achievements");
@@ -310,7 +311,7 @@ async fn record_verifies(backend: Backend) {
     );
     assert!(me.contains("id=\"verify-qr\"") && me.contains("<svg"), "{me}");
     // The address under the code (escaped as the template writes it).
-    let address = format!("{}/verify", app.base).replace('/', "&#x2f;");
+    let address = format!("{}/verify/offline", app.base).replace('/', "&#x2f;");
     assert!(me.contains(&address), "{me}");
     let download = app
         .client
@@ -336,6 +337,69 @@ async fn record_verifies(backend: Backend) {
         .await
         .expect("GET /me/record");
     assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+
+    // ------------------------------------------------------------ identity objects
+    // The learner gives the document they registered with; the record then
+    // says whose it is (OB3 IdentityObjects: the name, the document number
+    // as a salted hash), while the ledger evidence stays without either.
+    let number = crate::harness::resident_id(1);
+    let post_record = |document: Value| {
+        app.client
+            .post(format!("{}/v1/me/record", app.base))
+            .bearer_auth(&token)
+            .json(&json!({ "document": document }))
+            .send()
+    };
+    let resp = post_record(json!({"kind": "resident_id", "number": number}))
+        .await
+        .expect("POST /v1/me/record");
+    assert_eq!(resp.status(), StatusCode::OK);
+    let id_text = resp.text().await.expect("record");
+    let with_id: Value = serde_json::from_str(&id_text).expect("JSON");
+    let ids = with_id["credentialSubject"]["identifier"]
+        .as_array()
+        .expect("identifier");
+    assert_eq!(ids.len(), 2, "{with_id}");
+    assert_eq!(ids[0]["identityType"], "name");
+    assert_eq!(ids[0]["identityHash"], "测试");
+    assert_eq!(ids[1]["identityType"], "nationalIdentityNumber");
+    assert_eq!(ids[1]["hashed"], true);
+    let salt = ids[1]["salt"].as_str().expect("salt");
+    let want = {
+        use sha2::Digest;
+        format!(
+            "sha256${}",
+            hex::encode(sha2::Sha256::digest(format!("{number}{salt}").as_bytes()))
+        )
+    };
+    assert_eq!(ids[1]["identityHash"], want.as_str(), "an employer's check of the card");
+    assert!(!id_text.contains(&number), "the number itself is not in the record");
+    for a in with_id["credentialSubject"]["achievement"].as_array().expect("lines") {
+        let bytes = hex::decode(a["ledgerEvidence"]["entryBytes"].as_str().expect("hex")).expect("hex");
+        let bytes = String::from_utf8_lossy(&bytes).into_owned();
+        assert!(!bytes.contains("测试") && !bytes.contains(salt), "{a}");
+        assert!(!a["ledgerEvidence"].to_string().contains("测试"), "{a}");
+    }
+    let id_file = out.join("record-identity.json");
+    std::fs::write(&id_file, &id_text).expect("write");
+    let (code, output) = verify_record_cli(&id_file, &did).await;
+    assert_eq!(code, 0, "{output}");
+    if let Some((verified, output)) = node_verify(&id_file, &did_doc).await {
+        assert!(
+            verified,
+            "@digitalbazaar/vc refused the record with identity objects: {output}"
+        );
+    }
+    // Another person's document, or a malformed one, is refused by field.
+    for document in [
+        json!({"kind": "resident_id", "number": crate::harness::resident_id(2)}),
+        json!({"kind": "resident_id", "number": "123"}),
+    ] {
+        let resp = post_record(document).await.expect("POST /v1/me/record");
+        assert_eq!(resp.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        let problem: Value = resp.json().await.expect("problem");
+        assert!(problem.to_string().contains("document"), "{problem}");
+    }
 
     // ------------------------------------------------------------ in a real browser
     let Some(chromium) = find_chromium() else {
@@ -363,7 +427,84 @@ async fn record_verifies(backend: Backend) {
         let len = std::fs::metadata(out.join(shot)).map(|m| m.len()).unwrap_or(0);
         assert!(len > 10_000, "{shot} is {len} bytes");
     }
+
+    // The static page that checks in the browser (WebCrypto), from the
+    // service and saved to disk (file://, no network): the record comes in
+    // the link's fragment, which the browser never sends anywhere.
+    let page = reqwest::get(format!("{}/verify/offline", app.base))
+        .await
+        .expect("GET /verify/offline");
+    assert_eq!(page.status(), StatusCode::OK);
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .expect("csp")
+        .to_owned();
+    assert!(
+        csp.contains("script-src 'sha256-") && csp.contains("connect-src 'none'"),
+        "{csp}"
+    );
+    let saved = out.join("verify-offline.html");
+    let page_text = page.text().await.expect("page");
+    // Saved to disk it keeps its own policy: no network from the page.
+    assert!(
+        page_text.contains("http-equiv=\"Content-Security-Policy\"") && page_text.contains("connect-src 'none'"),
+        "the page carries its CSP"
+    );
+    std::fs::write(&saved, &page_text).expect("write");
+    let file_url = format!("file://{}", saved.canonicalize().expect("path").display());
+    for (base, tag) in [
+        (file_url.as_str(), "file"),
+        (&*format!("{}/verify/offline", app.base), "served"),
+    ] {
+        let good_url = format!("{base}#record={}", base64url(text.as_bytes()));
+        let dom = chromium.dump_dom(&good_url).await;
+        assert!(dom.contains("id=\"summary\" data-state=\"ok\""), "{tag}: {dom}");
+        assert_eq!(
+            dom.matches("class=\"line ok\"").count(),
+            2,
+            "{tag}: both lines verified: {dom}"
+        );
+        assert!(!dom.contains("line bad"), "{tag}: {dom}");
+        assert!(
+            dom.contains("签名：已核验") && dom.contains("检查点：已核验"),
+            "{tag}: {dom}"
+        );
+        chromium
+            .screenshot(&good_url, &out.join(format!("offline-{tag}.png")))
+            .await;
+        let changed_url = format!("{base}#record={}", base64url(changed_text.as_bytes()));
+        let dom = chromium.dump_dom(&changed_url).await;
+        assert!(dom.contains("id=\"summary\" data-state=\"bad\""), "{tag}: {dom}");
+        assert!(dom.contains("签名：未通过核验"), "{tag}: {dom}");
+        assert!(
+            dom.contains("class=\"line bad\"") && dom.contains("awardedCredits"),
+            "{tag}: line 1 not verified: {dom}"
+        );
+        chromium
+            .screenshot(&changed_url, &out.join(format!("offline-{tag}-changed.png")))
+            .await;
+        for shot in [format!("offline-{tag}.png"), format!("offline-{tag}-changed.png")] {
+            let len = std::fs::metadata(out.join(&shot)).map(|m| m.len()).unwrap_or(0);
+            assert!(len > 10_000, "{shot} is {len} bytes");
+        }
+    }
     println!("record files and screenshots in {}", out.display());
+}
+
+/// Base64url without padding (RFC 4648 section 5).
+fn base64url(bytes: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
+        for i in 0..=chunk.len() {
+            out.push(char::from(A[((n >> (18 - 6 * i)) & 63) as usize]));
+        }
+    }
+    out
 }
 
 /// A page on another port of 127.0.0.1 that posts a record to the

@@ -1,5 +1,6 @@
 // Verifies a learner's record with Digital Bazaar's @digitalbazaar/vc and
-// the eddsa-rdfc-2022 cryptosuite, offline: every JSON-LD context comes
+// the eddsa-rdfc-2022 and eddsa-jcs-2022 cryptosuites (the record's proof
+// set), offline: every JSON-LD context comes
 // from the repository's bundled files (or, for the DID and Multikey
 // contexts, from their npm packages), and the issuer's did:key resolves to
 // the DID document given. Prints one JSON line {verified, error}; exit 0
@@ -11,6 +12,7 @@ import path from 'node:path';
 import * as vc from '@digitalbazaar/vc';
 import {DataIntegrityProof} from '@digitalbazaar/data-integrity';
 import {cryptosuite} from '@digitalbazaar/eddsa-rdfc-2022-cryptosuite';
+import {createVerifyCryptosuite} from '@digitalbazaar/eddsa-jcs-2022-cryptosuite';
 import didContext from 'did-context';
 import multikeyContext from '@digitalbazaar/multikey-context';
 
@@ -48,7 +50,8 @@ const documentLoader = async url => {
 };
 
 const credential = read(recordPath);
-const suite = new DataIntegrityProof({cryptosuite});
+// The record carries a proof set: both proofs are checked, each by its suite.
+const suite = [new DataIntegrityProof({cryptosuite}), new DataIntegrityProof({cryptosuite: createVerifyCryptosuite()})];
 try {
   const result = await vc.verifyCredential({credential, suite, documentLoader});
   const error = result.verified ? null :
