@@ -40,6 +40,7 @@ use xuefen_core::rule::CreditRule;
 
 use crate::{Course, NewLearner, ServiceStore, Site, Store};
 
+pub mod credited_once;
 pub mod log;
 pub mod pseudonyms;
 pub mod scenarios;
@@ -166,6 +167,9 @@ macro_rules! conformance_scenarios {
             pseudonyms_resolve_only_for_the_audience_they_were_handed_to,
             erasure_keeps_the_ledger_valid_and_removes_the_learner_everywhere,
             an_sso_subject_is_bound_to_its_first_learner_only,
+        );
+        $crate::__conformance_apply!($callback $backend
+            credited_once_reads_see_reversals_year_bounds_and_resent_completions,
         );
     };
 }
