@@ -115,8 +115,22 @@ impl Api {
         concurrency: usize,
         chains: u32,
     ) -> Result<Vec<Learner>> {
-        stream::iter(0..n)
-            .map(|i| {
+        self.register_from(prefix, 0, n, concurrency, chains).await
+    }
+
+    /// Registers `n` new people, numbered from `first` (their documents
+    /// are their numbers, so ranges apart are different people), with
+    /// linked local accounts `{prefix}{i}`, `concurrency` at a time, in order.
+    pub(crate) async fn register_from(
+        &self,
+        prefix: &str,
+        first: usize,
+        n: usize,
+        concurrency: usize,
+        chains: u32,
+    ) -> Result<Vec<Learner>> {
+        stream::iter((0..n).map(move |i| (i, first + i)))
+            .map(|(i, person)| {
                 let account = format!("{prefix}{i}");
                 async move {
                     let resp = self
@@ -124,8 +138,8 @@ impl Api {
                         .post(format!("{}/v1/learners", self.base))
                         .bearer_auth(&self.site_key)
                         .json(&serde_json::json!({
-                            "name": format!("Learner {i}"),
-                            "document": {"kind": "passport", "number": format!("P{i:08}")},
+                            "name": format!("Learner {person}"),
+                            "document": {"kind": "passport", "number": format!("P{person:08}")},
                             "local_account": account,
                         }))
                         .send()
@@ -139,8 +153,8 @@ impl Api {
                         .post(format!("{}/v1/learners", self.base))
                         .bearer_auth(&self.admin_key)
                         .json(&serde_json::json!({
-                            "name": format!("Learner {i}"),
-                            "document": {"kind": "passport", "number": format!("P{i:08}")},
+                            "name": format!("Learner {person}"),
+                            "document": {"kind": "passport", "number": format!("P{person:08}")},
                         }))
                         .send()
                         .await

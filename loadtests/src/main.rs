@@ -140,6 +140,8 @@ const PER_TARGET: usize = 1_000;
 /// Events the service itself appends after each fill (checks that it can).
 const PROBE_EVENTS: usize = 100;
 const SEED: u64 = 0x5875_6566_656e;
+/// The first person number of the import's learners, apart from the setup's.
+const IMPORT_PEOPLE_FROM: usize = 50_000_000;
 
 fn config(a: &Args) -> Result<Config> {
     let bin = resolve_bin(&a.xuefen_bin)?;
@@ -346,7 +348,7 @@ async fn run(cfg: &Config, cluster: &mut Cluster, dir: &Path) -> Result<()> {
     // ---------------------------------------------------------------- import
     if cfg.runs("import") {
         let n = if cfg.runs("batch") { posted } else { cfg.batch_events };
-        run_import(cfg, &api, &srv, &course, &learners, dir, n, batch_rate).await?;
+        run_import(cfg, &api, &srv, &course, &learners, chains, dir, n, batch_rate).await?;
         accepted += n as u64;
     }
 
@@ -433,16 +435,29 @@ async fn run_import(
     srv: &Server,
     course: &BenchCourse,
     learners: &[Learner],
+    chains: u32,
     dir: &Path,
     n: usize,
     batch_rate: Option<f64>,
 ) -> Result<()> {
     let batch_rate = batch_rate.unwrap_or(0.0);
+    // The history of a site joining the alliance: its learners are new
+    // people with no entries yet (registered first, not timed), as in
+    // `batch`.
+    let t = Instant::now();
+    let newcomers = api
+        .register_from("imp-", IMPORT_PEOPLE_FROM, learners.len(), 32, chains)
+        .await?;
+    line!(
+        "import_setup learners={} register_s={:.2}",
+        newcomers.len(),
+        t.elapsed().as_secs_f64()
+    );
     let file = dir.join("import.ndjson");
     let mut text = String::with_capacity(n * 200);
     for j in 0..n {
-        let learner = learners
-            .get(learner_of(SEED + 1, j as u64, learners.len()))
+        let learner = newcomers
+            .get(learner_of(SEED + 1, j as u64, newcomers.len()))
             .context("no learners")?;
         let mut v = event_json(course, &format!("i-{j}"), &learner.account, SEED + 1, j as u64, true);
         if let Some(o) = v.as_object_mut() {

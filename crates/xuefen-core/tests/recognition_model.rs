@@ -20,7 +20,7 @@ use xuefen_core::amount::{Credits, Score};
 use xuefen_core::entry::{Entry, EntryKind};
 use xuefen_core::event::{Completion, Event, EventBody, LearnerRef, Millis, Reason, Revocation};
 use xuefen_core::ids::{Category, CourseCode, EventId, GroupId, LearnerId, Position, SiteId};
-use xuefen_core::plan::{Head, Key, Lookups, Outcome, cap_keys, course_keys, group_keys, plan};
+use xuefen_core::plan::{Head, Key, Lookups, Outcome, cap_keys, course_keys, group_keys, plan, probe_course_history};
 use xuefen_core::rule::{CourseTerms, CreditRule, Repeat};
 use xuefen_core::verify::ChainVerifier;
 
@@ -284,18 +284,18 @@ impl MemStore {
                 .collect();
             l.group_entries.insert((learner, group), history);
         }
-        for (learner, site, course, at) in course_keys(events, &l) {
+        for (learner, site, course, probe) in course_keys(events, &l) {
             let history: Vec<Entry> = self
                 .ledger
                 .iter()
                 .filter(|e| e.body.learner == learner && e.body.site == site && e.body.course == course)
-                .filter(|e| at.is_none_or(|t| e.body.occurred_at == t))
                 .cloned()
                 .collect();
-            l.course_entries
-                .entry((learner, site, course))
-                .or_default()
-                .extend(history);
+            let picked = probe_course_history(&history, &probe).into_iter().cloned();
+            let filed = l.course_entries.entry((learner, site, course)).or_default();
+            filed.extend(picked);
+            filed.sort_by_key(|e| e.position);
+            filed.dedup_by_key(|e| e.position);
         }
         for (learner, category, year) in cap_keys(events, &l) {
             let sum: Credits = self

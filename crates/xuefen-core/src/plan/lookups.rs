@@ -4,7 +4,7 @@
 use super::Head;
 use super::Key;
 use crate::amount::Credits;
-use crate::entry::Entry;
+use crate::entry::{Entry, EntryKind};
 use crate::event::{Event, EventBody, LearnerRef, Millis};
 use crate::ids::{Category, CourseCode, GroupId, LearnerId, LocalAccount, SiteId};
 use crate::rule::CourseTerms;
@@ -37,8 +37,9 @@ pub struct Lookups {
     /// member of the group now (written before the group was declared), in
     /// sequence order.
     pub group_entries: HashMap<(LearnerId, GroupId), Vec<Entry>>,
-    /// For every learner and course in [`course_keys`]: each entry of the
-    /// learner for the course, in sequence order.
+    /// For every learner and course in [`course_keys`]: the entries of the
+    /// learner for the course that the keys' probes pick, in sequence order
+    /// ([`probe_course_history`]).
     pub course_entries: HashMap<(LearnerId, SiteId, CourseCode), Vec<Entry>>,
     /// Annual credit caps per category (calendar years in China Standard
     /// Time). A category without a cap is not capped.
@@ -111,17 +112,35 @@ pub fn group_keys(events: &[Event], lookups: &Lookups) -> BTreeSet<(LearnerId, G
     keys
 }
 
-/// A learner's history of one course to load: every entry (`None`), or
-/// only the entries dated at one instant (`Some`: a course that credits
-/// every completion needs no more, to report a re-sent completion).
-pub type CourseKey = (LearnerId, SiteId, CourseCode, Option<Millis>);
+/// What a store loads of a learner's history of one course (see
+/// [`course_keys`]). The planner reads a course's history for three things:
+/// the entry that pays the course in a completion's period, a completion
+/// already recorded at the same instant (a likely duplicate), and, for a
+/// revocation, the promotion that pays its target and the next recognised
+/// completion to promote. Only the last needs the whole history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum CourseProbe {
+    /// Every entry of the learner's course.
+    Whole,
+    /// What a completion dated `at` is checked against, at most three
+    /// entries: the first completion entry dated `at` (by sequence), with
+    /// the reversal that refers to it when it pays and was reversed; and,
+    /// when `paid` is given, the last entry that pays the course, dated
+    /// from `paid.0` to `paid.1` (both included), that no reversal refers
+    /// to. [`probe_course_history`] is the reference.
+    At { at: Millis, paid: Option<(Millis, Millis)> },
+}
+
+/// A learner's history of one course to load.
+pub type CourseKey = (LearnerId, SiteId, CourseCode, CourseProbe);
 
 /// The learners and courses whose history the planner needs (a course is
 /// credited once per learner, or once per period when repeatable): those of
 /// the batch's completions and of the entries its revocations target. A
 /// store loads [`Lookups::course_entries`] for exactly these, after the
-/// learners, courses and keyed entries: for a key with an instant, only the
-/// entries of the learner and course dated then.
+/// learners, courses and keyed entries, as [`probe_course_history`] picks
+/// them from a learner's history of the course, and files every key's
+/// entries under its (learner, site, course) in sequence order, once each.
 pub fn course_keys(events: &[Event], lookups: &Lookups) -> BTreeSet<CourseKey> {
     let mut whole: BTreeSet<(LearnerId, SiteId, CourseCode)> = BTreeSet::new();
     let mut at: BTreeSet<CourseKey> = BTreeSet::new();
@@ -131,15 +150,24 @@ pub fn course_keys(events: &[Event], lookups: &Lookups) -> BTreeSet<CourseKey> {
                 let Some(l) = lookups.learner_of(&e.site, &c.learner) else {
                     continue;
                 };
-                let every = lookups
+                // A grouped course is paid through its group's history; an
+                // `every_completion` course is never "paid already".
+                let paid = lookups
                     .courses
                     .get(&(e.site.clone(), c.course.clone()))
-                    .is_some_and(|t| t.recognition_group.is_none() && !t.repeat.once_per_period());
-                if every {
-                    at.insert((l, e.site.clone(), c.course.clone(), Some(c.completed_at)));
-                } else {
-                    whole.insert((l, e.site.clone(), c.course.clone()));
-                }
+                    .filter(|t| t.recognition_group.is_none() && t.repeat.once_per_period())
+                    .map(|t| match t.repeat.period(c.completed_at) {
+                        Some(year) => {
+                            let (start, end) = Millis::cst_year_bounds(year);
+                            (start, Millis(end.0.saturating_sub(1)))
+                        }
+                        None => (Millis(i64::MIN), Millis(i64::MAX)),
+                    });
+                let probe = CourseProbe::At {
+                    at: c.completed_at,
+                    paid,
+                };
+                at.insert((l, e.site.clone(), c.course.clone(), probe));
             }
             EventBody::Revocation(r) => {
                 if let Some(t) = lookups.entries.get(&(e.site.clone(), r.target.clone())) {
@@ -149,8 +177,40 @@ pub fn course_keys(events: &[Event], lookups: &Lookups) -> BTreeSet<CourseKey> {
         }
     }
     at.retain(|(l, s, c, _)| !whole.contains(&(l.clone(), s.clone(), c.clone())));
-    at.extend(whole.into_iter().map(|(l, s, c)| (l, s, c, None)));
+    at.extend(whole.into_iter().map(|(l, s, c)| (l, s, c, CourseProbe::Whole)));
     at
+}
+
+/// The entries of `history` (a learner's entries of one course, in sequence
+/// order) that `probe` asks for, in sequence order: what a store's query
+/// must return for the key.
+pub fn probe_course_history<'a>(history: &'a [Entry], probe: &CourseProbe) -> Vec<&'a Entry> {
+    let CourseProbe::At { at, paid } = *probe else {
+        return history.iter().collect();
+    };
+    let reversal_of = |target: &Entry| {
+        history
+            .iter()
+            .find(|r| r.body.kind == EntryKind::Reversal && r.body.refers_to == Some(target.position))
+    };
+    let mut picked: Vec<&Entry> = Vec::new();
+    if let Some(same) = history
+        .iter()
+        .find(|e| e.body.kind.is_completion() && e.body.occurred_at == at)
+    {
+        picked.push(same);
+        if same.body.kind.pays() {
+            picked.extend(reversal_of(same));
+        }
+    }
+    if let Some((from, to)) = paid {
+        picked.extend(history.iter().rev().find(|e| {
+            e.body.kind.pays() && from <= e.body.occurred_at && e.body.occurred_at <= to && reversal_of(e).is_none()
+        }));
+    }
+    picked.sort_by_key(|e| e.position);
+    picked.dedup_by_key(|e| e.position);
+    picked
 }
 
 /// The courses of the entries the batch's revocations target that the

@@ -36,7 +36,9 @@ mod lookups;
 mod tests;
 
 pub use declaration::{declaration_event_id, first_difference, plan_declaration};
-pub use lookups::{CourseKey, Lookups, cap_keys, course_keys, group_keys, target_courses};
+pub use lookups::{
+    CourseKey, CourseProbe, Lookups, cap_keys, course_keys, group_keys, probe_course_history, target_courses,
+};
 
 /// Why an item was rejected: a stable code and the offending field.
 #[derive(Debug, Clone, PartialEq, Eq)]

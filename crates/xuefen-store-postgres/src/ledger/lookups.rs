@@ -189,11 +189,18 @@ pub(crate) async fn group_entries(
     Ok(out)
 }
 
-/// Every entry of each (learner, site, course), or those dated at the
-/// key's instant, in sequence order.
-// One index probe per key: the lateral subquery (kept apart from the join
-// by `offset 0`) stops the planner from hashing the whole ledger once per
-// batch, which made ingest slow down as the ledger grew.
+/// The entries of each (learner, site, course) that its key's probe picks
+/// ([`plan::probe_course_history`]), in sequence order, once each.
+// One statement per batch, each branch a bounded probe per key:
+// - the whole history only for a revocation's target (a lateral kept apart
+//   from the join by `offset 0`, so the planner does not hash the ledger);
+// - the first completion at the key's instant (`limit 1` on an equality of
+//   the index's last column, migration 0012), and its reversal when it paid;
+// - the last paying entry of the period that no reversal refers to (`limit
+//   1` over a range of the index's last column; the reversal is looked up
+//   by the one-reversal index on (site_id, target_event)).
+// So a completion of a course credited once costs at most three rows, not
+// the learner's whole history of the course.
 pub(crate) async fn course_entries(
     tx: &mut Transaction<'_, Postgres>,
     keys: &BTreeSet<plan::CourseKey>,
@@ -209,27 +216,70 @@ pub(crate) async fn course_entries(
     let mut sites = Vec::with_capacity(keys.len());
     let mut courses = Vec::with_capacity(keys.len());
     let mut ats: Vec<Option<i64>> = Vec::with_capacity(keys.len());
-    for (l, s, c, at) in keys {
+    let mut froms: Vec<Option<i64>> = Vec::with_capacity(keys.len());
+    let mut tos: Vec<Option<i64>> = Vec::with_capacity(keys.len());
+    for (l, s, c, probe) in keys {
         learners.push(l.as_str());
         sites.push(s.as_str());
         courses.push(c.as_str());
-        ats.push(at.map(|m| m.0));
+        let (at, paid) = match probe {
+            plan::CourseProbe::Whole => (None, None),
+            plan::CourseProbe::At { at, paid } => (Some(at.0), *paid),
+        };
+        ats.push(at);
+        froms.push(paid.map(|(from, _)| from.0));
+        tos.push(paid.map(|(_, to)| to.0));
     }
     let rows = sqlx::query(concat!(
-        "select ",
+        "with k as (
+           select * from unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::bigint[])
+                      as k(k_learner, k_site, k_course, k_at, k_from, k_to)
+         ), same as (
+           select e.* from k cross join lateral (
+             select * from ledger_entries e
+              where e.learner_id = k.k_learner and e.site_id = k.k_site and e.course_code = k.k_course
+                and e.occurred_at_ms = k.k_at and e.kind in (1, 2, 4, 5)
+              order by e.chain_id, e.seq
+              limit 1) e
+            where k.k_at is not null
+         ), picked as (
+           select e.* from k cross join lateral (
+             select * from ledger_entries e
+              where e.learner_id = k.k_learner and e.site_id = k.k_site and e.course_code = k.k_course
+              offset 0) e
+            where k.k_at is null
+           union all
+           select * from same
+           union all
+           select r.* from same d join ledger_entries r
+               on r.site_id = d.site_id and r.target_event = d.event_id and r.kind = 3
+              and r.refers_chain = d.chain_id and r.refers_seq = d.seq
+              and r.learner_id = d.learner_id and r.course_code = d.course_code
+            where d.kind in (1, 5)
+           union all
+           select e.* from k cross join lateral (
+             select * from ledger_entries e
+              where e.learner_id = k.k_learner and e.site_id = k.k_site and e.course_code = k.k_course
+                and e.occurred_at_ms >= k.k_from and e.occurred_at_ms <= k.k_to and e.kind in (1, 5, 6)
+                and not exists (
+                  select 1 from ledger_entries r
+                   where r.site_id = e.site_id and r.target_event = e.event_id and r.kind = 3
+                     and r.refers_chain = e.chain_id and r.refers_seq = e.seq
+                     and r.learner_id = e.learner_id and r.course_code = e.course_code)
+              order by e.chain_id desc, e.seq desc
+              limit 1) e
+            where k.k_from is not null
+         )
+         select ",
         entry_columns!(),
-        " from unnest($1::text[], $2::text[], $3::text[], $4::bigint[]) as k(k_learner, k_site, k_course, k_at)
-           cross join lateral (
-             select * from ledger_entries l
-              where l.learner_id = k.k_learner and l.site_id = k.k_site and l.course_code = k.k_course
-                and (k.k_at is null or l.occurred_at_ms = k.k_at)
-              offset 0) l
-          order by l.chain_id, l.seq"
+        " from picked l"
     ))
     .bind(&learners)
     .bind(&sites)
     .bind(&courses)
     .bind(&ats)
+    .bind(&froms)
+    .bind(&tos)
     .fetch_all(&mut **tx)
     .await?;
     for row in &rows {
@@ -238,6 +288,10 @@ pub(crate) async fn course_entries(
             .map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
         let key = (e.body.learner.clone(), e.body.site.clone(), e.body.course.clone());
         out.entry(key).or_default().push(e);
+    }
+    for history in out.values_mut() {
+        history.sort_by_key(|e| e.position);
+        history.dedup_by_key(|e| e.position);
     }
     Ok(out)
 }
@@ -287,4 +341,25 @@ pub(crate) async fn year_totals(
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use xuefen_core::entry::EntryKind;
+
+    /// The kind codes `course_entries` names in SQL.
+    #[test]
+    fn the_course_probe_kind_codes_are_the_cores() {
+        let codes = |f: fn(EntryKind) -> bool| -> Vec<u8> {
+            EntryKind::ALL
+                .iter()
+                .copied()
+                .filter(|k| f(*k))
+                .map(EntryKind::code)
+                .collect()
+        };
+        assert_eq!(codes(EntryKind::is_completion), [1, 2, 4, 5]);
+        assert_eq!(codes(EntryKind::pays), [1, 5, 6]);
+        assert_eq!(EntryKind::Reversal.code(), 3);
+    }
 }

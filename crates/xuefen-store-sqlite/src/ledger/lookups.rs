@@ -238,8 +238,13 @@ pub(crate) async fn group_entries(
     Ok(out)
 }
 
-/// Every entry of each (learner, site, course), or those dated at the
-/// key's instant, in sequence order.
+/// The entries of each (learner, site, course) that its key's probe picks
+/// ([`plan::probe_course_history`]), in sequence order, once each.
+// The PostgreSQL store's statement in SQLite's terms: each
+// branch gives row ids, each probe a correlated `limit 1` (an equality or
+// a range on the index's last column, migration 0012; the reversal by the
+// one-reversal index on (site_id, target_event)), and only a revocation's
+// target reads the whole history.
 pub(crate) async fn course_entries(
     conn: &mut SqliteConnection,
     keys: &BTreeSet<plan::CourseKey>,
@@ -249,32 +254,77 @@ pub(crate) async fn course_entries(
         .map(|(l, s, c, _)| ((l.clone(), s.clone(), c.clone()), Vec::new()))
         .collect();
     let keys: Vec<&plan::CourseKey> = keys.iter().collect();
-    for chunk in keys.chunks(PARAMS_PER_STATEMENT_MAX / 4) {
+    for chunk in keys.chunks(PARAMS_PER_STATEMENT_MAX / 6) {
         let sql = format!(
             concat!(
-                "select ",
+                "with k(k_learner, k_site, k_course, k_at, k_from, k_to) as (values {}),
+                 same(id) as (
+                   select (select e.rowid from ledger_entries e
+                            where e.learner_id = k.k_learner and e.site_id = k.k_site
+                              and e.course_code = k.k_course and e.occurred_at_ms = k.k_at
+                              and e.kind in (1, 2, 4, 5)
+                            order by e.chain_id, e.seq
+                            limit 1)
+                     from k where k.k_at is not null
+                 ),
+                 picked(id) as (
+                   select e.rowid from k join ledger_entries e
+                       on e.learner_id = k.k_learner and e.site_id = k.k_site and e.course_code = k.k_course
+                    where k.k_at is null
+                   union all
+                   select id from same
+                   union all
+                   select r.rowid from same s
+                     join ledger_entries d on d.rowid = s.id
+                     join ledger_entries r
+                       on r.site_id = d.site_id and r.target_event = d.event_id and r.kind = 3
+                      and r.refers_chain = d.chain_id and r.refers_seq = d.seq
+                      and r.learner_id = d.learner_id and r.course_code = d.course_code
+                    where d.kind in (1, 5)
+                   union all
+                   select (select e.rowid from ledger_entries e
+                            where e.learner_id = k.k_learner and e.site_id = k.k_site
+                              and e.course_code = k.k_course
+                              and e.occurred_at_ms >= k.k_from and e.occurred_at_ms <= k.k_to
+                              and e.kind in (1, 5, 6)
+                              and not exists (
+                                select 1 from ledger_entries r
+                                 where r.site_id = e.site_id and r.target_event = e.event_id and r.kind = 3
+                                   and r.refers_chain = e.chain_id and r.refers_seq = e.seq
+                                   and r.learner_id = e.learner_id and r.course_code = e.course_code)
+                            order by e.chain_id desc, e.seq desc
+                            limit 1)
+                     from k where k.k_from is not null
+                 )
+                 select ",
                 entry_columns!(),
-                " from (values {}) as k
-                  join ledger_entries l on l.learner_id = k.column1 and l.site_id = k.column2
-                   and l.course_code = k.column3
-                   and (k.column4 is null or l.occurred_at_ms = k.column4)
-                 order by l.chain_id, l.seq"
+                " from ledger_entries l where l.rowid in (select id from picked)"
             ),
-            tuples(chunk.len(), 4)
+            tuples(chunk.len(), 6)
         );
         let mut q = sqlx::query(&sql).persistent(REUSE_DYNAMIC_STATEMENTS);
-        for (learner, site, course, at) in chunk {
+        for (learner, site, course, probe) in chunk {
+            let (at, paid) = match probe {
+                plan::CourseProbe::Whole => (None, None),
+                plan::CourseProbe::At { at, paid } => (Some(at.0), *paid),
+            };
             q = q
                 .bind(learner.as_str())
                 .bind(site.as_str())
                 .bind(course.as_str())
-                .bind(at.map(|m| m.0));
+                .bind(at)
+                .bind(paid.map(|(from, _)| from.0))
+                .bind(paid.map(|(_, to)| to.0));
         }
         for row in q.fetch_all(&mut *conn).await.map_err(db)? {
             let e = entry_from_row(&row)?;
             let key = (e.body.learner.clone(), e.body.site.clone(), e.body.course.clone());
             out.entry(key).or_default().push(e);
         }
+    }
+    for history in out.values_mut() {
+        history.sort_by_key(|e| e.position);
+        history.dedup_by_key(|e| e.position);
     }
     Ok(out)
 }
@@ -321,4 +371,25 @@ pub(crate) async fn year_totals(
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use xuefen_core::entry::EntryKind;
+
+    /// The kind codes `course_entries` names in SQL.
+    #[test]
+    fn the_course_probe_kind_codes_are_the_cores() {
+        let codes = |f: fn(EntryKind) -> bool| -> Vec<u8> {
+            EntryKind::ALL
+                .iter()
+                .copied()
+                .filter(|k| f(*k))
+                .map(EntryKind::code)
+                .collect()
+        };
+        assert_eq!(codes(EntryKind::is_completion), [1, 2, 4, 5]);
+        assert_eq!(codes(EntryKind::pays), [1, 5, 6]);
+        assert_eq!(EntryKind::Reversal.code(), 3);
+    }
 }

@@ -40,6 +40,7 @@ use xuefen_core::rule::CreditRule;
 
 use crate::{Course, NewLearner, ServiceStore, Site, Store};
 
+pub mod credited_once;
 pub mod log;
 pub mod log_index;
 pub mod names;
@@ -173,6 +174,7 @@ macro_rules! conformance_scenarios {
             log_indexes_are_those_of_the_segments_and_only_of_sealed_entries,
             sealed_names_are_checked_resealed_and_old_keys_dropped,
             a_name_is_replaced_only_over_the_value_read,
+            credited_once_reads_see_reversals_year_bounds_and_resent_completions,
         );
     };
 }

@@ -2215,6 +2215,7 @@ fn remember(lookups: &mut plan::Lookups, entries: &[xuefen_core::entry::Entry]) 
 }
 
 // The scenarios of the log, kept in their own file.
+pub use super::credited_once::*;
 pub use super::log::*;
 pub use super::log_index::*;
 pub use super::names::*;
