@@ -16,6 +16,7 @@ mod pseudonyms;
 mod recognition;
 mod record;
 mod renewal;
+mod roles;
 mod scenarios;
 mod sealed_names;
 mod sso_binding;
