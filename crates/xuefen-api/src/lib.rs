@@ -33,6 +33,7 @@ mod recognition;
 // allowed here until they say `pub(crate)`.
 #[allow(unreachable_pub)]
 mod record;
+pub mod roles;
 mod routes;
 pub mod server;
 mod sites;
@@ -85,6 +86,7 @@ fn metrics_routes() -> Router<AppState> {
 fn with_layers(routes: Router<AppState>, state: AppState) -> Router {
     let body_limit = state.limits.body_bytes_max;
     routes
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), roles::enforce))
         .fallback(not_found)
         .layer(axum::Extension(state.xapi_default_version.clone()))
         .layer(DefaultBodyLimit::max(body_limit))

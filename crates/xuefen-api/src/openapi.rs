@@ -171,7 +171,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
     let (_, mut doc) = crate::routes::api_routes().split_for_parts();
     doc.merge(ApiDoc::openapi());
     doc.info = ApiDoc::openapi().info;
-    for modifier in [&Security as &dyn Modify, &Strict, &BatchContract] {
+    for modifier in [&Security as &dyn Modify, &Strict, &BatchContract, &crate::roles::XRoles] {
         modifier.modify(&mut doc);
     }
     doc

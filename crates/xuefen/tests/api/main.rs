@@ -18,6 +18,7 @@ mod recognition;
 mod record;
 mod record_browser;
 mod renewal;
+mod roles;
 mod scenarios;
 mod sealed_names;
 mod sso_binding;
