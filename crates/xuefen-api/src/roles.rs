@@ -78,6 +78,7 @@ pub const DECLARED: &[(&str, &str, &[Role])] = &[
     ("POST", "/me/login", &[Learner]),
     ("GET", "/me", &[Learner]),
     ("GET", "/me/record", &[Learner]),
+    ("POST", "/me/record", &[Learner]),
     // The learner's own API.
     ("GET", "/v1/me/transcript", &[Learner]),
     ("GET", "/v1/me/record", &[Learner]),
