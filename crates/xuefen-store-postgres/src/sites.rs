@@ -62,7 +62,7 @@ async fn append_site_change(tx: &mut Transaction<'_, Postgres>, change: SiteChan
         at: "alliance_head".into(),
         detail: d.into(),
     };
-    let (seq, hash): (i64, Vec<u8>) = (row.col(0)?, row.col(1)?);
+    let (seq, hash): (i64, Vec<u8>) = (row.col("seq")?, row.col("hash")?);
     let seq = u64::try_from(seq).map_err(|_| corrupt("negative seq"))?;
     let hash: [u8; 32] = hash.try_into().map_err(|_| corrupt("hash is not 32 bytes"))?;
     let entry = SiteChangeEntry::seal(seq + 1, hash, change);
@@ -195,7 +195,7 @@ impl SiteStore for PgStore {
             .fetch_one(&self.pool)
             .await
             .map_err(db)?;
-        let (seq, hash): (i64, Vec<u8>) = (row.col(0)?, row.col(1)?);
+        let (seq, hash): (i64, Vec<u8>) = (row.col("seq")?, row.col("hash")?);
         let corrupt = |d: &str| StoreError::Corrupt {
             at: "alliance_head".into(),
             detail: d.into(),

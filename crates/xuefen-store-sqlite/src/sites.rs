@@ -77,8 +77,8 @@ async fn append_site_change(conn: &mut SqliteConnection, change: SiteChange) -> 
         at: "alliance_head".into(),
         detail: d.into(),
     };
-    let seq: i64 = row.try_get(0).map_err(|e| unreadable("alliance_head", e))?;
-    let hash: Vec<u8> = row.try_get(1).map_err(|e| unreadable("alliance_head", e))?;
+    let seq: i64 = row.try_get("seq").map_err(|e| unreadable("alliance_head", e))?;
+    let hash: Vec<u8> = row.try_get("hash").map_err(|e| unreadable("alliance_head", e))?;
     let seq = u64::try_from(seq).map_err(|_| corrupt("negative seq"))?;
     let hash: [u8; 32] = hash.try_into().map_err(|_| corrupt("hash is not 32 bytes"))?;
     let entry = SiteChangeEntry::seal(seq + 1, hash, change);
@@ -207,7 +207,7 @@ impl SiteStore for SqliteStore {
     }
 
     async fn alliance_head(&self) -> Result<Head> {
-        let row = sqlx::query("select 0, seq, hash from alliance_head where id = 1")
+        let row = sqlx::query("select 0 as chain_id, seq, hash from alliance_head where id = 1")
             .fetch_one(&self.pool)
             .await
             .map_err(db)?;
