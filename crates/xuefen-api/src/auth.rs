@@ -106,12 +106,15 @@ impl Caller {
         if let Some(end) = self.agreement_ends_at {
             let now = xuefen_core::event::Millis::from_datetime(time::OffsetDateTime::now_utc());
             if now >= end {
-                let mut p = forbidden(&format!(
-                    "the site's agreement with the provincial centre ended at {}; it cannot post until the agreement is renewed",
-                    end.to_rfc3339()
-                ));
-                p.code = ProblemCode::AgreementEnded.to_string();
-                return Err(p.into());
+                return Err(Problem::new(
+                    StatusCode::FORBIDDEN,
+                    ProblemCode::AgreementEnded,
+                    format!(
+                        "the site's agreement with the provincial centre ended at {}; it cannot post until the agreement is renewed",
+                        end.to_rfc3339()
+                    ),
+                )
+                .into());
             }
         }
         Ok(site)
@@ -215,11 +218,12 @@ pub async fn authenticate(state: &AppState, secret: &str) -> Result<Caller, ApiE
     if let Some(status) = record.site_status
         && !status.may_post()
     {
-        let mut p = forbidden(&format!(
-            "the site is {status}; its keys are refused until it is active again"
-        ));
-        p.code = ProblemCode::SiteNotActive(status).to_string();
-        return Err(p.into());
+        return Err(Problem::new(
+            StatusCode::FORBIDDEN,
+            ProblemCode::SiteNotActive(status),
+            format!("the site is {status}; its keys are refused until it is active again"),
+        )
+        .into());
     }
     state.rate.take(&record.id).map_err(crate::throttle::rate_limited)?;
     Ok(Caller {

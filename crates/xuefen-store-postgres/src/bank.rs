@@ -37,15 +37,17 @@ pub(crate) async fn log_head(pool: &PgPool) -> Result<Option<LogHead>> {
         .fetch_optional(pool)
         .await
         .map_err(db)?;
-    row.map(|row| {
-        let size: i64 = row.col(0)?;
-        Ok(LogHead {
-            size: size as u64,
-            created_at_ms: row.col(1)?,
-            note: row.col(2)?,
-        })
+    row.as_ref().map(log_head_from_row).transpose()
+}
+
+/// A `log_checkpoints` row (`size, created_at_ms, note`).
+pub(crate) fn log_head_from_row(row: &PgRow) -> Result<LogHead> {
+    let size: i64 = row.col("size")?;
+    Ok(LogHead {
+        size: size as u64,
+        created_at_ms: row.col("created_at_ms")?,
+        note: row.col("note")?,
     })
-    .transpose()
 }
 
 pub(crate) async fn log_tips(pool: &PgPool) -> Result<Vec<ChainTip>> {
@@ -55,7 +57,7 @@ pub(crate) async fn log_tips(pool: &PgPool) -> Result<Vec<ChainTip>> {
         .map_err(db)?;
     rows.iter()
         .map(|row| {
-            let (chain, seq, hash): (i64, i64, Vec<u8>) = (row.col(0)?, row.col(1)?, row.col(2)?);
+            let (chain, seq, hash): (i64, i64, Vec<u8>) = (row.col("chain_id")?, row.col("seq")?, row.col("hash")?);
             let corrupt = || StoreError::Corrupt {
                 at: format!("log_chain_tips {chain}"),
                 detail: "out of range or not 32 bytes".into(),
@@ -83,7 +85,7 @@ pub(crate) async fn log_tiles(pool: &PgPool, ids: &[TileId]) -> Result<Tiles> {
     .map_err(db)?;
     let mut out = Tiles::with_capacity(rows.len());
     for row in rows {
-        let (level, idx, bytes): (i64, i64, Vec<u8>) = (row.col(0)?, row.col(1)?, row.col(2)?);
+        let (level, idx, bytes): (i64, i64, Vec<u8>) = (row.col("level")?, row.col("idx")?, row.col("hashes")?);
         let (id, hashes) = xuefen_store::bank::tile_from_row(level, idx, &bytes)?;
         out.insert(id, hashes);
     }
@@ -102,7 +104,14 @@ pub(crate) async fn log_segments(pool: &PgPool, from: u64, to: u64) -> Result<Ve
     .await
     .map_err(db)?;
     rows.iter()
-        .map(|row| xuefen_store::bank::segment_from_row((row.col(0)?, row.col(1)?, row.col(2)?, row.col(3)?)))
+        .map(|row| {
+            xuefen_store::bank::segment_from_row((
+                row.col("start")?,
+                row.col("chain_id")?,
+                row.col("first_seq")?,
+                row.col("count")?,
+            ))
+        })
         .collect()
 }
 
@@ -244,7 +253,7 @@ pub(crate) async fn entry_kinds(pool: &PgPool, positions: &[Position]) -> Result
     .map_err(db)?;
     let mut out = HashMap::new();
     for row in rows {
-        let (chain, seq, kind): (i32, i64, i16) = (row.col(0)?, row.col(1)?, row.col(2)?);
+        let (chain, seq, kind): (i32, i64, i16) = (row.col("chain_id")?, row.col("seq")?, row.col("kind")?);
         let kind = u8::try_from(kind).ok().and_then(EntryKind::from_code);
         if let (Ok(chain), Ok(seq), Some(kind)) = (u32::try_from(chain), u64::try_from(seq), kind) {
             out.insert(Position { chain, seq }, kind);
@@ -292,7 +301,7 @@ async fn lock_head(tx: &mut Transaction<'_, Postgres>, chain: u32) -> Result<(u6
         .fetch_one(&mut **tx)
         .await
         .map_err(db)?;
-    let (seq, hash): (i64, Vec<u8>) = (row.col(0)?, row.col(1)?);
+    let (seq, hash): (i64, Vec<u8>) = (row.col("seq")?, row.col("hash")?);
     let corrupt = || StoreError::Corrupt {
         at: format!("chain head {chain}"),
         detail: "negative seq or hash not 32 bytes".into(),

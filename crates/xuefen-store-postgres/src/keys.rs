@@ -40,7 +40,8 @@ impl KeyStore for PgStore {
 
     async fn key_by_hash(&self, secret_hash: &[u8; 32]) -> Result<Option<KeyRecord>> {
         let row = sqlx::query(
-            "select k.id, k.role, k.site_id, k.revoked_at is not null, s.status, s.agreement_ends_at_ms
+            "select k.id, k.role, k.site_id, k.revoked_at is not null as revoked, s.status as site_status,
+                    s.agreement_ends_at_ms
                from api_keys k left join sites s on s.id = k.site_id
               where k.secret_hash = $1",
         )
@@ -49,28 +50,28 @@ impl KeyStore for PgStore {
         .await
         .map_err(db)?;
         let Some(row) = row else { return Ok(None) };
-        let id: String = row.col(0)?;
+        let id: String = row.col("id")?;
         let corrupt = |detail: String| StoreError::Corrupt {
             at: format!("key {id}"),
             detail,
         };
-        let principal = match (row.col::<&str>(1)?, row.col::<Option<String>>(2)?) {
+        let principal = match (row.col::<&str>("role")?, row.col::<Option<String>>("site_id")?) {
             ("admin", _) => Principal::Admin,
             ("bank", None) => Principal::Bank,
             ("site", Some(site)) => Principal::Site(SiteId::parse(site).map_err(|e| corrupt(e.to_string()))?),
             (role, _) => return Err(corrupt(format!("role {role}"))),
         };
         let site_status = row
-            .col::<Option<&str>>(4)?
+            .col::<Option<&str>>("site_status")?
             .map(SiteStatus::parse)
             .transpose()
             .map_err(|e| corrupt(e.to_string()))?;
         Ok(Some(KeyRecord {
             id: id.clone(),
             principal,
-            revoked: row.col(3)?,
+            revoked: row.col("revoked")?,
             site_status,
-            agreement_ends_at: row.col::<Option<i64>>(5)?.map(Millis),
+            agreement_ends_at: row.col::<Option<i64>>("agreement_ends_at_ms")?.map(Millis),
         }))
     }
 

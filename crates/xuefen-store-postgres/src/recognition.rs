@@ -118,7 +118,8 @@ impl RecognitionStore for PgStore {
         .await
         .map_err(db)?;
         if let Some(row) = taken {
-            let (site, code, other): (String, String, String) = (row.col(0)?, row.col(1)?, row.col(2)?);
+            let (site, code, other): (String, String, String) =
+                (row.col("site_id")?, row.col("course_code")?, row.col("group_id")?);
             return Err(StoreError::conflict(
                 ConflictKind::InAnotherGroup,
                 format!("course {site}/{code} is already in group {other}"),
@@ -177,8 +178,8 @@ impl RecognitionStore for PgStore {
             .iter()
             .map(|r| {
                 Ok((
-                    SiteId::parse(r.col::<String>(0)?).map_err(corrupt)?,
-                    CourseCode::parse(r.col::<String>(1)?).map_err(corrupt)?,
+                    SiteId::parse(r.col::<String>("site_id")?).map_err(corrupt)?,
+                    CourseCode::parse(r.col::<String>("course_code")?).map_err(corrupt)?,
                 ))
             })
             .collect::<Result<Vec<_>>>()?;
@@ -213,11 +214,11 @@ impl RecognitionStore for PgStore {
             .map_err(db)?;
         rows.iter()
             .map(|r| {
-                let category = Category::parse(r.col::<String>(0)?).map_err(|e| StoreError::Corrupt {
+                let category = Category::parse(r.col::<String>("category")?).map_err(|e| StoreError::Corrupt {
                     at: "category_caps".into(),
                     detail: e.to_string(),
                 })?;
-                Ok((category, Credits::from_cents(r.col(1)?)))
+                Ok((category, Credits::from_cents(r.col("annual_cap_cents")?)))
             })
             .collect()
     }

@@ -5,32 +5,26 @@ use futures::stream::{BoxStream, StreamExt, TryStreamExt};
 use sqlx::postgres::PgRow;
 use sqlx::{Postgres, Transaction};
 use xuefen_core::event::Millis;
-use xuefen_core::ids::{RegionCode, SiteId, SiteLevel, SiteStatus};
+use xuefen_core::ids::{SiteId, SiteStatus};
 use xuefen_core::plan::Head;
 use xuefen_core::site_log::{SiteChange, SiteChangeEntry};
 use xuefen_store::records::SiteChangeRecord;
-use xuefen_store::{ConflictKind, Result, Site, SiteAct, SiteStore, StoreError, site_change, site_transition};
+use xuefen_store::sites::{SITE_COLUMNS, alliance_head_from_row, seal_after_alliance_head, site_creation};
+use xuefen_store::{Result, Site, SiteAct, SiteRecord, SiteStore, StoreError, site_transition};
 
 use crate::{Col, PgStore, db};
 
 fn site_from_row(row: &PgRow) -> Result<Site> {
-    let id: String = row.col("id")?;
-    let corrupt = |e: xuefen_core::FieldError| StoreError::Corrupt {
-        at: format!("site {id}"),
-        detail: e.to_string(),
-    };
-    Ok(Site {
-        id: SiteId::parse(id.clone()).map_err(corrupt)?,
+    Site::try_from(SiteRecord {
+        id: row.col("id")?,
         name: row.col("name")?,
-        level: SiteLevel::parse(row.col::<&str>("level")?).map_err(corrupt)?,
-        region_code: RegionCode::parse(row.col::<String>("region_code")?).map_err(corrupt)?,
-        status: SiteStatus::parse(row.col::<&str>("status")?).map_err(corrupt)?,
-        agreement_starts_at: row.col::<Option<i64>>("agreement_starts_at_ms")?.map(Millis),
-        agreement_ends_at: row.col::<Option<i64>>("agreement_ends_at_ms")?.map(Millis),
+        level: row.col("level")?,
+        region_code: row.col("region_code")?,
+        status: row.col("status")?,
+        agreement_starts_at_ms: row.col("agreement_starts_at_ms")?,
+        agreement_ends_at_ms: row.col("agreement_ends_at_ms")?,
     })
 }
-
-const SITE_COLUMNS: &str = "id, name, level, region_code, status, agreement_starts_at_ms, agreement_ends_at_ms";
 
 const SITE_CHANGE_COLUMNS: &str = "seq, prev_hash, hash, site_id, from_status, to_status, actor, reason, at_ms,
      agreement_starts_at_ms, agreement_ends_at_ms";
@@ -58,14 +52,7 @@ async fn append_site_change(tx: &mut Transaction<'_, Postgres>, change: SiteChan
         .fetch_one(&mut **tx)
         .await
         .map_err(db)?;
-    let corrupt = |d: &str| StoreError::Corrupt {
-        at: "alliance_head".into(),
-        detail: d.into(),
-    };
-    let (seq, hash): (i64, Vec<u8>) = (row.col(0)?, row.col(1)?);
-    let seq = u64::try_from(seq).map_err(|_| corrupt("negative seq"))?;
-    let hash: [u8; 32] = hash.try_into().map_err(|_| corrupt("hash is not 32 bytes"))?;
-    let entry = SiteChangeEntry::seal(seq + 1, hash, change);
+    let entry = seal_after_alliance_head(row.col("seq")?, row.col("hash")?, change)?;
     let r = SiteChangeRecord::from(&entry);
     sqlx::query(
         "insert into site_changes (seq, prev_hash, hash, site_id, from_status, to_status, actor, reason, at_ms,
@@ -98,16 +85,7 @@ async fn append_site_change(tx: &mut Transaction<'_, Postgres>, change: SiteChan
 #[async_trait]
 impl SiteStore for PgStore {
     async fn create_site(&self, site: &Site, act: &SiteAct) -> Result<SiteChangeEntry> {
-        if !matches!(site.status, SiteStatus::Pending | SiteStatus::Active) {
-            return Err(StoreError::conflict(
-                ConflictKind::InvalidTransition,
-                format!(
-                    "invalid_transition: a site starts pending or active, not {}",
-                    site.status
-                ),
-            ));
-        }
-        let change = site_change(site, None, act);
+        let change = site_creation(site, act)?;
         let mut tx = self.pool.begin().await.map_err(db)?;
         sqlx::query(
             "insert into sites (id, name, level, region_code, status, agreement_starts_at_ms, agreement_ends_at_ms)
@@ -195,15 +173,7 @@ impl SiteStore for PgStore {
             .fetch_one(&self.pool)
             .await
             .map_err(db)?;
-        let (seq, hash): (i64, Vec<u8>) = (row.col(0)?, row.col(1)?);
-        let corrupt = |d: &str| StoreError::Corrupt {
-            at: "alliance_head".into(),
-            detail: d.into(),
-        };
-        Ok(Head {
-            seq: u64::try_from(seq).map_err(|_| corrupt("negative seq"))?,
-            hash: hash.try_into().map_err(|_| corrupt("hash is not 32 bytes"))?,
-        })
+        alliance_head_from_row(row.col("seq")?, row.col("hash")?)
     }
 
     fn alliance_entries(&self) -> BoxStream<'_, Result<SiteChangeEntry>> {

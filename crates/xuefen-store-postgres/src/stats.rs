@@ -33,13 +33,13 @@ impl StatsStore for PgStore {
                     and min(coalesce(registered_at, created_at)) < to_timestamp($3 / 1000.0)
              )
              select s.id,
-                    (select count(*) from regs r where r.site_id = s.id),
+                    (select count(*) from regs r where r.site_id = s.id) as registrations,
                     (select count(*) from regs r join learner_year y on y.learner_id = r.learner_id
-                      where r.site_id = s.id and y.credits >= $4),
-                    (select count(*) from site_learner l where l.site_id = s.id and l.active = 1),
-                    (select count(*) from site_learner l where l.site_id = s.id and l.credits >= $4),
-                    (select coalesce(sum(l.credits), 0)::bigint from site_learner l where l.site_id = s.id),
-                    (select count(*) from site_learner l where l.site_id = s.id and l.credits >= $5)
+                      where r.site_id = s.id and y.credits >= $4) as registrations_with_credits,
+                    (select count(*) from site_learner l where l.site_id = s.id and l.active = 1) as learners_active,
+                    (select count(*) from site_learner l where l.site_id = s.id and l.credits >= $4) as learners_with_credits,
+                    (select coalesce(sum(l.credits), 0)::bigint from site_learner l where l.site_id = s.id) as credits,
+                    (select count(*) from site_learner l where l.site_id = s.id and l.credits >= $5) as learning_stars
                from sites s
               where $1::text is null or s.id = $1::text
               order by s.id",
@@ -54,19 +54,19 @@ impl StatsStore for PgStore {
         .map_err(db)?;
         rows.iter()
             .map(|r| {
-                let id: String = r.col(0)?;
-                let count = |i: usize| r.col::<i64>(i).map(|n| u64::try_from(n).unwrap_or_default());
+                let id: String = r.col("id")?;
+                let count = |name: &str| r.col::<i64>(name).map(|n| u64::try_from(n).unwrap_or_default());
                 Ok(SiteYearStats {
                     site: SiteId::parse(id.clone()).map_err(|e| StoreError::Corrupt {
                         at: format!("site {id}"),
                         detail: e.to_string(),
                     })?,
-                    registrations: count(1)?,
-                    registrations_with_credits: count(2)?,
-                    learners_active: count(3)?,
-                    learners_with_credits: count(4)?,
-                    credits: Credits::from_cents(r.col::<i64>(5)?),
-                    learning_stars: count(6)?,
+                    registrations: count("registrations")?,
+                    registrations_with_credits: count("registrations_with_credits")?,
+                    learners_active: count("learners_active")?,
+                    learners_with_credits: count("learners_with_credits")?,
+                    credits: Credits::from_cents(r.col::<i64>("credits")?),
+                    learning_stars: count("learning_stars")?,
                 })
             })
             .collect()
@@ -77,7 +77,7 @@ impl StatsStore for PgStore {
         // ($1 is January's start, $13 the next year's), not by the
         // database's date functions.
         let bounds = Millis::cst_month_bounds(year);
-        let sql = "select site_id, (case when occurred_at_ms < $2 then 1 when occurred_at_ms < $3 then 2 when occurred_at_ms < $4 then 3 when occurred_at_ms < $5 then 4 when occurred_at_ms < $6 then 5 when occurred_at_ms < $7 then 6 when occurred_at_ms < $8 then 7 when occurred_at_ms < $9 then 8 when occurred_at_ms < $10 then 9 when occurred_at_ms < $11 then 10 when occurred_at_ms < $12 then 11 else 12 end)::bigint as month, sum(credits_cents)::bigint
+        let sql = "select site_id, (case when occurred_at_ms < $2 then 1 when occurred_at_ms < $3 then 2 when occurred_at_ms < $4 then 3 when occurred_at_ms < $5 then 4 when occurred_at_ms < $6 then 5 when occurred_at_ms < $7 then 6 when occurred_at_ms < $8 then 7 when occurred_at_ms < $9 then 8 when occurred_at_ms < $10 then 9 when occurred_at_ms < $11 then 10 when occurred_at_ms < $12 then 11 else 12 end)::bigint as month, sum(credits_cents)::bigint as credits
                from ledger_entries
               where occurred_at_ms >= $1 and occurred_at_ms < $13
                 and site_id in (select id from sites)
@@ -90,12 +90,12 @@ impl StatsStore for PgStore {
         let rows = query.fetch_all(&self.read_pool).await.map_err(db)?;
         rows.iter()
             .map(|r| {
-                let id: String = r.col(0)?;
+                let id: String = r.col("site_id")?;
                 let site = SiteId::parse(id.clone()).map_err(|e| StoreError::Corrupt {
                     at: format!("site {id}"),
                     detail: e.to_string(),
                 })?;
-                let month: i64 = r.col(1)?;
+                let month: i64 = r.col("month")?;
                 let month = u8::try_from(month)
                     .ok()
                     .filter(|m| (1..=12).contains(m))
@@ -103,7 +103,7 @@ impl StatsStore for PgStore {
                         at: format!("site {id}"),
                         detail: format!("month {month} out of range"),
                     })?;
-                Ok((site, month, Credits::from_cents(r.col::<i64>(2)?)))
+                Ok((site, month, Credits::from_cents(r.col::<i64>("credits")?)))
             })
             .collect()
     }

@@ -7,6 +7,7 @@ use xuefen_store::Result;
 use xuefen_store::bank::LogHead;
 use xuefen_store::witness::WitnessStore;
 
+use crate::bank::log_head_from_row;
 use crate::{Col, PgStore, db};
 
 #[async_trait]
@@ -17,15 +18,7 @@ impl WitnessStore for PgStore {
             .fetch_optional(&self.read_pool)
             .await
             .map_err(db)?;
-        row.map(|row| {
-            let size: i64 = row.col(0)?;
-            Ok(LogHead {
-                size: size as u64,
-                created_at_ms: row.col(1)?,
-                note: row.col(2)?,
-            })
-        })
-        .transpose()
+        row.as_ref().map(log_head_from_row).transpose()
     }
 
     async fn put_cosignature(&self, size: u64, c: &Cosignature) -> Result<()> {
@@ -53,11 +46,11 @@ impl WitnessStore for PgStore {
                 .map_err(db)?;
         rows.iter()
             .map(|r| {
-                let ts: i64 = r.col(1)?;
+                let ts: i64 = r.col("signed_at")?;
                 Ok(Cosignature {
-                    witness: r.col(0)?,
+                    witness: r.col("witness")?,
                     timestamp: ts as u64,
-                    line: r.col(2)?,
+                    line: r.col("line")?,
                 })
             })
             .collect()

@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 
-use sqlx::sqlite::SqliteConnection;
+use sqlx::sqlite::{SqliteConnection, SqliteRow};
 use sqlx::{Row, SqlitePool};
 use xuefen_core::bank::{BANK_SITE, Decision, ack_body, ack_event_id};
 use xuefen_core::entry::{Entry, EntryKind};
@@ -31,16 +31,18 @@ pub(crate) async fn log_head(pool: &SqlitePool) -> Result<Option<LogHead>> {
         .fetch_optional(pool)
         .await
         .map_err(db)?;
-    row.map(|row| {
-        let read = |e: sqlx::Error| unreadable("log_checkpoints", e);
-        let size: i64 = row.try_get(0).map_err(read)?;
-        Ok(LogHead {
-            size: size as u64,
-            created_at_ms: row.try_get(1).map_err(read)?,
-            note: row.try_get(2).map_err(read)?,
-        })
+    row.as_ref().map(log_head_from_row).transpose()
+}
+
+/// A `log_checkpoints` row (`size, created_at_ms, note`).
+pub(crate) fn log_head_from_row(row: &SqliteRow) -> Result<LogHead> {
+    let read = |e: sqlx::Error| unreadable("log_checkpoints", e);
+    let size: i64 = row.try_get("size").map_err(read)?;
+    Ok(LogHead {
+        size: size as u64,
+        created_at_ms: row.try_get("created_at_ms").map_err(read)?,
+        note: row.try_get("note").map_err(read)?,
     })
-    .transpose()
 }
 
 pub(crate) async fn log_tips(pool: &SqlitePool) -> Result<Vec<ChainTip>> {
@@ -52,9 +54,9 @@ pub(crate) async fn log_tips(pool: &SqlitePool) -> Result<Vec<ChainTip>> {
         .map(|row| {
             let read = |e: sqlx::Error| unreadable("log_chain_tips", e);
             let (chain, seq, hash): (i64, i64, Vec<u8>) = (
-                row.try_get(0).map_err(read)?,
-                row.try_get(1).map_err(read)?,
-                row.try_get(2).map_err(read)?,
+                row.try_get("chain_id").map_err(read)?,
+                row.try_get("seq").map_err(read)?,
+                row.try_get("hash").map_err(read)?,
             );
             let corrupt = || StoreError::Corrupt {
                 at: format!("log_chain_tips {chain}"),
@@ -83,9 +85,9 @@ pub(crate) async fn log_tiles(pool: &SqlitePool, ids: &[TileId]) -> Result<Tiles
         for row in q.fetch_all(pool).await.map_err(db)? {
             let read = |e: sqlx::Error| unreadable("log_tiles", e);
             let (level, idx, bytes): (i64, i64, Vec<u8>) = (
-                row.try_get(0).map_err(read)?,
-                row.try_get(1).map_err(read)?,
-                row.try_get(2).map_err(read)?,
+                row.try_get("level").map_err(read)?,
+                row.try_get("idx").map_err(read)?,
+                row.try_get("hashes").map_err(read)?,
             );
             let (id, hashes) = xuefen_store::bank::tile_from_row(level, idx, &bytes)?;
             out.insert(id, hashes);
@@ -109,10 +111,10 @@ pub(crate) async fn log_segments(pool: &SqlitePool, from: u64, to: u64) -> Resul
         .map(|row| {
             let read = |e: sqlx::Error| unreadable("log_segments", e);
             let v: (i64, i64, i64, i64) = (
-                row.try_get(0).map_err(read)?,
-                row.try_get(1).map_err(read)?,
-                row.try_get(2).map_err(read)?,
-                row.try_get(3).map_err(read)?,
+                row.try_get("start").map_err(read)?,
+                row.try_get("chain_id").map_err(read)?,
+                row.try_get("first_seq").map_err(read)?,
+                row.try_get("count").map_err(read)?,
             );
             xuefen_store::bank::segment_from_row(v)
         })
@@ -240,9 +242,9 @@ pub(crate) async fn entry_kinds(pool: &SqlitePool, positions: &[Position]) -> Re
         for row in q.fetch_all(pool).await.map_err(db)? {
             let read = |e: sqlx::Error| unreadable("ledger_entries", e);
             let (chain, seq, kind): (i64, i64, i64) = (
-                row.try_get(0).map_err(read)?,
-                row.try_get(1).map_err(read)?,
-                row.try_get(2).map_err(read)?,
+                row.try_get("chain_id").map_err(read)?,
+                row.try_get("seq").map_err(read)?,
+                row.try_get("kind").map_err(read)?,
             );
             let kind = u8::try_from(kind).ok().and_then(EntryKind::from_code);
             if let (Ok(chain), Ok(seq), Some(kind)) = (u32::try_from(chain), u64::try_from(seq), kind) {

@@ -45,7 +45,8 @@ impl KeyStore for SqliteStore {
 
     async fn key_by_hash(&self, secret_hash: &[u8; 32]) -> Result<Option<KeyRecord>> {
         let row = sqlx::query(
-            "select k.id, k.role, k.site_id, k.revoked_at is not null, s.status, s.agreement_ends_at_ms
+            "select k.id, k.role, k.site_id, k.revoked_at is not null as revoked, s.status as site_status,
+                    s.agreement_ends_at_ms
                from api_keys k left join sites s on s.id = k.site_id
               where k.secret_hash = ?1",
         )
@@ -54,14 +55,14 @@ impl KeyStore for SqliteStore {
         .await
         .map_err(db)?;
         let Some(row) = row else { return Ok(None) };
-        let id: String = row.try_get(0).map_err(|e| unreadable("api_keys", e))?;
+        let id: String = row.try_get("id").map_err(|e| unreadable("api_keys", e))?;
         let corrupt = |detail: String| StoreError::Corrupt {
             at: format!("key {id}"),
             detail,
         };
         let read = |e: sqlx::Error| corrupt(e.to_string());
-        let role: &str = row.try_get(1).map_err(read)?;
-        let site: Option<String> = row.try_get(2).map_err(read)?;
+        let role: &str = row.try_get("role").map_err(read)?;
+        let site: Option<String> = row.try_get("site_id").map_err(read)?;
         let principal = match (role, site) {
             ("admin", _) => Principal::Admin,
             ("bank", None) => Principal::Bank,
@@ -69,7 +70,7 @@ impl KeyStore for SqliteStore {
             (role, _) => return Err(corrupt(format!("role {role}"))),
         };
         let site_status = row
-            .try_get::<Option<&str>, _>(4)
+            .try_get::<Option<&str>, _>("site_status")
             .map_err(read)?
             .map(SiteStatus::parse)
             .transpose()
@@ -77,9 +78,12 @@ impl KeyStore for SqliteStore {
         Ok(Some(KeyRecord {
             id: id.clone(),
             principal,
-            revoked: row.try_get(3).map_err(read)?,
+            revoked: row.try_get("revoked").map_err(read)?,
             site_status,
-            agreement_ends_at: row.try_get::<Option<i64>, _>(5).map_err(read)?.map(Millis),
+            agreement_ends_at: row
+                .try_get::<Option<i64>, _>("agreement_ends_at_ms")
+                .map_err(read)?
+                .map(Millis),
         }))
     }
 

@@ -92,9 +92,9 @@ impl RecognitionStore for SqliteStore {
             if let Some(row) = q.bind(group.id.as_str()).fetch_optional(&mut *tx).await.map_err(db)? {
                 let read = |e| unreadable("recognition_members", e);
                 let (site, code, other): (String, String, String) = (
-                    row.try_get(0).map_err(read)?,
-                    row.try_get(1).map_err(read)?,
-                    row.try_get(2).map_err(read)?,
+                    row.try_get("site_id").map_err(read)?,
+                    row.try_get("course_code").map_err(read)?,
+                    row.try_get("group_id").map_err(read)?,
                 );
                 return Err(StoreError::conflict(
                     ConflictKind::InAnotherGroup,
@@ -155,8 +155,8 @@ impl RecognitionStore for SqliteStore {
         let mut courses = Vec::with_capacity(rows.len());
         for row in rows {
             let read = |e| unreadable("recognition_members", e);
-            let site: String = row.try_get(0).map_err(read)?;
-            let code: String = row.try_get(1).map_err(read)?;
+            let site: String = row.try_get("site_id").map_err(read)?;
+            let code: String = row.try_get("course_code").map_err(read)?;
             courses.push((
                 SiteId::parse(site).map_err(corrupt)?,
                 CourseCode::parse(code).map_err(corrupt)?,
@@ -195,8 +195,8 @@ impl RecognitionStore for SqliteStore {
         rows.iter()
             .map(|row| {
                 let read = |e| unreadable("category_caps", e);
-                let category: String = row.try_get(0).map_err(read)?;
-                let cents: i64 = row.try_get(1).map_err(read)?;
+                let category: String = row.try_get("category").map_err(read)?;
+                let cents: i64 = row.try_get("annual_cap_cents").map_err(read)?;
                 let category = Category::parse(category).map_err(|e| StoreError::Corrupt {
                     at: "category_caps".into(),
                     detail: e.to_string(),

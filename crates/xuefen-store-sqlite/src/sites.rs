@@ -5,44 +5,33 @@ use futures::stream::{BoxStream, StreamExt, TryStreamExt};
 use sqlx::Row;
 use sqlx::sqlite::{SqliteConnection, SqliteRow};
 use xuefen_core::event::Millis;
-use xuefen_core::ids::{RegionCode, SiteId, SiteLevel, SiteStatus};
+use xuefen_core::ids::{SiteId, SiteStatus};
 use xuefen_core::plan::Head;
 use xuefen_core::site_log::{SiteChange, SiteChangeEntry};
 use xuefen_store::records::SiteChangeRecord;
-use xuefen_store::{ConflictKind, Result, Site, SiteAct, SiteStore, StoreError, site_change, site_transition};
+use xuefen_store::sites::{SITE_COLUMNS, seal_after_alliance_head, site_creation};
+use xuefen_store::{Result, Site, SiteAct, SiteRecord, SiteStore, StoreError, site_transition};
 
 use crate::ledger::head_from_row;
 use crate::{SqliteStore, db, unreadable};
 
 fn site_from_row(row: &SqliteRow) -> Result<Site> {
     let id: String = row.try_get("id").map_err(|e| unreadable("sites", e))?;
-    let at = format!("site {id}");
     let read = |e: sqlx::Error| StoreError::Corrupt {
-        at: at.clone(),
+        at: format!("site {id}"),
         detail: e.to_string(),
     };
-    let corrupt = |e: xuefen_core::FieldError| StoreError::Corrupt {
-        at: at.clone(),
-        detail: e.to_string(),
-    };
-    Ok(Site {
-        id: SiteId::parse(id.clone()).map_err(corrupt)?,
+    let record = SiteRecord {
         name: row.try_get("name").map_err(read)?,
-        level: SiteLevel::parse(row.try_get::<&str, _>("level").map_err(read)?).map_err(corrupt)?,
-        region_code: RegionCode::parse(row.try_get::<String, _>("region_code").map_err(read)?).map_err(corrupt)?,
-        status: SiteStatus::parse(row.try_get::<&str, _>("status").map_err(read)?).map_err(corrupt)?,
-        agreement_starts_at: row
-            .try_get::<Option<i64>, _>("agreement_starts_at_ms")
-            .map_err(read)?
-            .map(Millis),
-        agreement_ends_at: row
-            .try_get::<Option<i64>, _>("agreement_ends_at_ms")
-            .map_err(read)?
-            .map(Millis),
-    })
+        level: row.try_get("level").map_err(read)?,
+        region_code: row.try_get("region_code").map_err(read)?,
+        status: row.try_get("status").map_err(read)?,
+        agreement_starts_at_ms: row.try_get("agreement_starts_at_ms").map_err(read)?,
+        agreement_ends_at_ms: row.try_get("agreement_ends_at_ms").map_err(read)?,
+        id,
+    };
+    Site::try_from(record)
 }
-
-const SITE_COLUMNS: &str = "id, name, level, region_code, status, agreement_starts_at_ms, agreement_ends_at_ms";
 
 fn site_change_from_row(row: &SqliteRow) -> Result<SiteChangeEntry> {
     let get = || -> sqlx::Result<SiteChangeRecord> {
@@ -73,15 +62,9 @@ async fn append_site_change(conn: &mut SqliteConnection, change: SiteChange) -> 
         .fetch_one(&mut *conn)
         .await
         .map_err(db)?;
-    let corrupt = |d: &str| StoreError::Corrupt {
-        at: "alliance_head".into(),
-        detail: d.into(),
-    };
-    let seq: i64 = row.try_get(0).map_err(|e| unreadable("alliance_head", e))?;
-    let hash: Vec<u8> = row.try_get(1).map_err(|e| unreadable("alliance_head", e))?;
-    let seq = u64::try_from(seq).map_err(|_| corrupt("negative seq"))?;
-    let hash: [u8; 32] = hash.try_into().map_err(|_| corrupt("hash is not 32 bytes"))?;
-    let entry = SiteChangeEntry::seal(seq + 1, hash, change);
+    let seq: i64 = row.try_get("seq").map_err(|e| unreadable("alliance_head", e))?;
+    let hash: Vec<u8> = row.try_get("hash").map_err(|e| unreadable("alliance_head", e))?;
+    let entry = seal_after_alliance_head(seq, hash, change)?;
     let r = SiteChangeRecord::from(&entry);
     sqlx::query(
         "insert into site_changes (seq, prev_hash, hash, site_id, from_status, to_status, actor, reason, at_ms,
@@ -114,16 +97,7 @@ async fn append_site_change(conn: &mut SqliteConnection, change: SiteChange) -> 
 #[async_trait]
 impl SiteStore for SqliteStore {
     async fn create_site(&self, site: &Site, act: &SiteAct) -> Result<SiteChangeEntry> {
-        if !matches!(site.status, SiteStatus::Pending | SiteStatus::Active) {
-            return Err(StoreError::conflict(
-                ConflictKind::InvalidTransition,
-                format!(
-                    "invalid_transition: a site starts pending or active, not {}",
-                    site.status
-                ),
-            ));
-        }
-        let change = site_change(site, None, act);
+        let change = site_creation(site, act)?;
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
         sqlx::query(
             "insert into sites (id, name, level, region_code, status, agreement_starts_at_ms, agreement_ends_at_ms)
@@ -207,7 +181,7 @@ impl SiteStore for SqliteStore {
     }
 
     async fn alliance_head(&self) -> Result<Head> {
-        let row = sqlx::query("select 0, seq, hash from alliance_head where id = 1")
+        let row = sqlx::query("select 0 as chain_id, seq, hash from alliance_head where id = 1")
             .fetch_one(&self.pool)
             .await
             .map_err(db)?;

@@ -34,13 +34,13 @@ impl StatsStore for SqliteStore {
                     and min(coalesce(registered_at, created_at)) < ?7
              )
              select s.id,
-                    (select count(*) from regs r where r.site_id = s.id),
+                    (select count(*) from regs r where r.site_id = s.id) as registrations,
                     (select count(*) from regs r join learner_year y on y.learner_id = r.learner_id
-                      where r.site_id = s.id and y.credits >= ?4),
-                    (select count(*) from site_learner l where l.site_id = s.id and l.active = 1),
-                    (select count(*) from site_learner l where l.site_id = s.id and l.credits >= ?4),
-                    (select coalesce(sum(l.credits), 0) from site_learner l where l.site_id = s.id),
-                    (select count(*) from site_learner l where l.site_id = s.id and l.credits >= ?5)
+                      where r.site_id = s.id and y.credits >= ?4) as registrations_with_credits,
+                    (select count(*) from site_learner l where l.site_id = s.id and l.active = 1) as learners_active,
+                    (select count(*) from site_learner l where l.site_id = s.id and l.credits >= ?4) as learners_with_credits,
+                    (select coalesce(sum(l.credits), 0) from site_learner l where l.site_id = s.id) as credits,
+                    (select count(*) from site_learner l where l.site_id = s.id and l.credits >= ?5) as learning_stars
                from sites s
               where ?1 is null or s.id = ?1
               order by s.id",
@@ -58,21 +58,21 @@ impl StatsStore for SqliteStore {
         rows.iter()
             .map(|r| {
                 let read = |e| unreadable("statistics", e);
-                let id: String = r.try_get(0).map_err(read)?;
-                let count = |i: usize| -> Result<u64> {
-                    Ok(u64::try_from(r.try_get::<i64, _>(i).map_err(read)?).unwrap_or_default())
+                let id: String = r.try_get("id").map_err(read)?;
+                let count = |name: &str| -> Result<u64> {
+                    Ok(u64::try_from(r.try_get::<i64, _>(name).map_err(read)?).unwrap_or_default())
                 };
                 Ok(SiteYearStats {
                     site: SiteId::parse(id.clone()).map_err(|e| StoreError::Corrupt {
                         at: format!("site {id}"),
                         detail: e.to_string(),
                     })?,
-                    registrations: count(1)?,
-                    registrations_with_credits: count(2)?,
-                    learners_active: count(3)?,
-                    learners_with_credits: count(4)?,
-                    credits: Credits::from_cents(r.try_get::<i64, _>(5).map_err(read)?),
-                    learning_stars: count(6)?,
+                    registrations: count("registrations")?,
+                    registrations_with_credits: count("registrations_with_credits")?,
+                    learners_active: count("learners_active")?,
+                    learners_with_credits: count("learners_with_credits")?,
+                    credits: Credits::from_cents(r.try_get::<i64, _>("credits").map_err(read)?),
+                    learning_stars: count("learning_stars")?,
                 })
             })
             .collect()
@@ -83,7 +83,7 @@ impl StatsStore for SqliteStore {
         // (?1 is January's start, ?13 the next year's), not by the
         // database's date functions.
         let bounds = Millis::cst_month_bounds(year);
-        let sql = "select site_id, case when occurred_at_ms < ?2 then 1 when occurred_at_ms < ?3 then 2 when occurred_at_ms < ?4 then 3 when occurred_at_ms < ?5 then 4 when occurred_at_ms < ?6 then 5 when occurred_at_ms < ?7 then 6 when occurred_at_ms < ?8 then 7 when occurred_at_ms < ?9 then 8 when occurred_at_ms < ?10 then 9 when occurred_at_ms < ?11 then 10 when occurred_at_ms < ?12 then 11 else 12 end as month, sum(credits_cents)
+        let sql = "select site_id, case when occurred_at_ms < ?2 then 1 when occurred_at_ms < ?3 then 2 when occurred_at_ms < ?4 then 3 when occurred_at_ms < ?5 then 4 when occurred_at_ms < ?6 then 5 when occurred_at_ms < ?7 then 6 when occurred_at_ms < ?8 then 7 when occurred_at_ms < ?9 then 8 when occurred_at_ms < ?10 then 9 when occurred_at_ms < ?11 then 10 when occurred_at_ms < ?12 then 11 else 12 end as month, sum(credits_cents) as credits
                from ledger_entries
               where occurred_at_ms >= ?1 and occurred_at_ms < ?13
                 and site_id in (select id from sites)
@@ -97,12 +97,12 @@ impl StatsStore for SqliteStore {
         rows.iter()
             .map(|r| {
                 let read = |e| unreadable("monthly credits", e);
-                let id: String = r.try_get(0).map_err(read)?;
+                let id: String = r.try_get("site_id").map_err(read)?;
                 let site = SiteId::parse(id.clone()).map_err(|e| StoreError::Corrupt {
                     at: format!("site {id}"),
                     detail: e.to_string(),
                 })?;
-                let month: i64 = r.try_get(1).map_err(read)?;
+                let month: i64 = r.try_get("month").map_err(read)?;
                 let month = u8::try_from(month)
                     .ok()
                     .filter(|m| (1..=12).contains(m))
@@ -110,7 +110,11 @@ impl StatsStore for SqliteStore {
                         at: format!("site {id}"),
                         detail: format!("month {month} out of range"),
                     })?;
-                Ok((site, month, Credits::from_cents(r.try_get::<i64, _>(2).map_err(read)?)))
+                Ok((
+                    site,
+                    month,
+                    Credits::from_cents(r.try_get::<i64, _>("credits").map_err(read)?),
+                ))
             })
             .collect()
     }

@@ -8,6 +8,7 @@ use xuefen_store::Result;
 use xuefen_store::bank::LogHead;
 use xuefen_store::witness::WitnessStore;
 
+use crate::bank::log_head_from_row;
 use crate::{SqliteStore, db, unreadable};
 
 #[async_trait]
@@ -18,16 +19,7 @@ impl WitnessStore for SqliteStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(db)?;
-        row.map(|row| {
-            let read = |e: sqlx::Error| unreadable("log_checkpoints", e);
-            let size: i64 = row.try_get(0).map_err(read)?;
-            Ok(LogHead {
-                size: size as u64,
-                created_at_ms: row.try_get(1).map_err(read)?,
-                note: row.try_get(2).map_err(read)?,
-            })
-        })
-        .transpose()
+        row.as_ref().map(log_head_from_row).transpose()
     }
 
     async fn put_cosignature(&self, size: u64, c: &Cosignature) -> Result<()> {
@@ -55,11 +47,11 @@ impl WitnessStore for SqliteStore {
         rows.iter()
             .map(|r| {
                 let read = |e: sqlx::Error| unreadable("log_cosignatures", e);
-                let ts: i64 = r.try_get(1).map_err(read)?;
+                let ts: i64 = r.try_get("signed_at").map_err(read)?;
                 Ok(Cosignature {
-                    witness: r.try_get(0).map_err(read)?,
+                    witness: r.try_get("witness").map_err(read)?,
                     timestamp: ts as u64,
-                    line: r.try_get(2).map_err(read)?,
+                    line: r.try_get("line").map_err(read)?,
                 })
             })
             .collect()

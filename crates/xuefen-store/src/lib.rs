@@ -160,7 +160,7 @@ pub use log_index::LogIndexStore;
 pub use names::NameStore;
 pub use pseudonyms::PseudonymStore;
 pub use recognition::{Group, RecognitionStore};
-pub use sites::{Site, SiteAct, SiteStore, agreement_standing, site_change, site_transition};
+pub use sites::{Site, SiteAct, SiteRecord, SiteStore, agreement_standing, site_change, site_transition};
 pub use stats::{SiteYearStats, StatsRule, StatsStore};
 pub use transcript::{TranscriptStore, referral};
 pub use witness::WitnessStore;

@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use futures::stream::BoxStream;
 use xuefen_core::plan::Head;
-use xuefen_core::site_log::SiteChangeEntry;
+use xuefen_core::site_log::{SiteChange, SiteChangeEntry};
 
 use xuefen_core::event::{Millis, Reason};
 use xuefen_core::ids::{RegionCode, SiteId, SiteLevel, SiteStatus};
@@ -49,6 +49,78 @@ pub fn site_change(site: &Site, from: Option<SiteStatus>, act: &SiteAct) -> xuef
         at: act.at,
         agreement_starts_at: start,
         agreement_ends_at: end,
+    }
+}
+
+/// The change that records a new site, decided once for every backend: a
+/// site starts pending or active, anything else is a `Conflict` of kind
+/// [`ConflictKind::InvalidTransition`].
+pub fn site_creation(site: &Site, act: &SiteAct) -> Result<xuefen_core::site_log::SiteChange> {
+    if !matches!(site.status, SiteStatus::Pending | SiteStatus::Active) {
+        return Err(StoreError::conflict(
+            ConflictKind::InvalidTransition,
+            format!(
+                "invalid_transition: a site starts pending or active, not {}",
+                site.status
+            ),
+        ));
+    }
+    Ok(site_change(site, None, act))
+}
+
+/// The next alliance chain entry: `change` sealed after the head stored as
+/// `(seq, hash)`, which must be a head the service could have written.
+pub fn seal_after_alliance_head(seq: i64, hash: Vec<u8>, change: SiteChange) -> Result<SiteChangeEntry> {
+    let head = alliance_head_from_row(seq, hash)?;
+    Ok(SiteChangeEntry::seal(head.seq + 1, head.hash, change))
+}
+
+/// The alliance chain's head from its stored row; a negative `seq` or a
+/// hash that is not 32 bytes is corrupt data.
+pub fn alliance_head_from_row(seq: i64, hash: Vec<u8>) -> Result<Head> {
+    let corrupt = |d: &str| StoreError::Corrupt {
+        at: "alliance_head".into(),
+        detail: d.into(),
+    };
+    Ok(Head {
+        seq: u64::try_from(seq).map_err(|_| corrupt("negative seq"))?,
+        hash: hash.try_into().map_err(|_| corrupt("hash is not 32 bytes"))?,
+    })
+}
+
+/// A `sites` row as both backends read it, by column name; [`Site`]'s
+/// checked conversion from it is common.
+#[derive(Debug, Clone)]
+pub struct SiteRecord {
+    pub id: String,
+    pub name: String,
+    pub level: String,
+    pub region_code: String,
+    pub status: String,
+    pub agreement_starts_at_ms: Option<i64>,
+    pub agreement_ends_at_ms: Option<i64>,
+}
+
+/// The columns of a [`SiteRecord`], in its order.
+pub const SITE_COLUMNS: &str = "id, name, level, region_code, status, agreement_starts_at_ms, agreement_ends_at_ms";
+
+impl TryFrom<SiteRecord> for Site {
+    type Error = StoreError;
+
+    fn try_from(r: SiteRecord) -> Result<Self> {
+        let corrupt = |e: xuefen_core::FieldError| StoreError::Corrupt {
+            at: format!("site {}", r.id),
+            detail: e.to_string(),
+        };
+        Ok(Site {
+            id: SiteId::parse(r.id.clone()).map_err(corrupt)?,
+            level: SiteLevel::parse(&r.level).map_err(corrupt)?,
+            region_code: RegionCode::parse(r.region_code.clone()).map_err(corrupt)?,
+            status: SiteStatus::parse(&r.status).map_err(corrupt)?,
+            name: r.name,
+            agreement_starts_at: r.agreement_starts_at_ms.map(Millis),
+            agreement_ends_at: r.agreement_ends_at_ms.map(Millis),
+        })
     }
 }
 

@@ -49,7 +49,7 @@ impl LedgerStore for PgStore {
             .map_err(db)?;
         rows.iter()
             .map(|r| {
-                let (chain, seq, hash): (i32, i64, Vec<u8>) = (r.col(0)?, r.col(1)?, r.col(2)?);
+                let (chain, seq, hash): (i32, i64, Vec<u8>) = (r.col("chain_id")?, r.col("seq")?, r.col("hash")?);
                 let corrupt = |d: &str| StoreError::Corrupt {
                     at: format!("chain head {chain}"),
                     detail: d.into(),
@@ -120,7 +120,8 @@ impl LedgerStore for PgStore {
         .map_err(db)?;
         let mut found = Vec::with_capacity(rows.len());
         for row in rows {
-            let (site, event, chain): (String, String, i32) = (row.col(0)?, row.col(1)?, row.col(2)?);
+            let (site, event, chain): (String, String, i32) =
+                (row.col("site_id")?, row.col("event_id")?, row.col("chain_id")?);
             if let (Ok(site), Ok(event), Ok(chain)) = (SiteId::parse(site), EventId::parse(event), u32::try_from(chain))
             {
                 found.push(((site, event), chain));

@@ -19,13 +19,13 @@ pub(crate) mod ingest;
 pub(crate) mod lookups;
 
 pub(crate) fn head_from_row(row: &SqliteRow) -> Result<(u32, Head)> {
-    let chain: i64 = row.try_get(0).map_err(|e| unreadable("chain_heads", e))?;
+    let chain: i64 = row.try_get("chain_id").map_err(|e| unreadable("chain_heads", e))?;
     let corrupt = |d: &str| StoreError::Corrupt {
         at: format!("chain head {chain}"),
         detail: d.into(),
     };
-    let seq: i64 = row.try_get(1).map_err(|e| corrupt(&e.to_string()))?;
-    let hash: Vec<u8> = row.try_get(2).map_err(|e| corrupt(&e.to_string()))?;
+    let seq: i64 = row.try_get("seq").map_err(|e| corrupt(&e.to_string()))?;
+    let hash: Vec<u8> = row.try_get("hash").map_err(|e| corrupt(&e.to_string()))?;
     Ok((
         u32::try_from(chain).map_err(|_| corrupt("chain out of range"))?,
         Head {

@@ -720,6 +720,12 @@ mod lifecycle {
             (status, p["code"].clone()),
             (StatusCode::FORBIDDEN, json!("agreement_ended"))
         );
+        // The problem's type names the same code.
+        assert_eq!(
+            p["type"],
+            json!("https://xuefen.example/problems/agreement_ended"),
+            "{p}"
+        );
         assert!(
             p["detail"]
                 .as_str()

@@ -108,6 +108,7 @@ async fn a_suspended_site_gets_403_saying_so(app: TestApp) {
     let (status, body) = app.put("/v1/events/e1", &key, completion("u1", "C1", "5")).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert_eq!(body["code"], "site_suspended");
+    assert_eq!(body["type"], "https://xuefen.example/problems/site_suspended", "{body}");
     assert!(body["detail"].as_str().expect("detail").contains("suspended"));
     let (status, _) = app
         .put(
