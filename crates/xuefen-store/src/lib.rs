@@ -151,7 +151,7 @@ pub use bank::BankStore;
 pub use courses::{Course, CourseStore};
 pub use keys::{KeyRecord, KeyStore, NewKey, Principal};
 pub use learners::{LearnerStore, NewLearner};
-pub use ledger::LedgerStore;
+pub use ledger::{ChainLink, LedgerStore};
 pub use pseudonyms::PseudonymStore;
 pub use recognition::{Group, RecognitionStore};
 pub use sites::{Site, SiteAct, SiteStore, agreement_standing, site_change, site_transition};
