@@ -45,40 +45,42 @@ impl TranscriptStore for PgStore {
     }
 
     async fn learner_summary(&self, learner: &LearnerId) -> Result<(Vec<TotalRow>, Referrals)> {
-        // Years in China Standard Time: UTC+8 all year round (no DST).
+        // One read of the learner's rows for both parts: the sums (part 0)
+        // and what later entries say of earlier ones (part 1). Years in
+        // China Standard Time: UTC+8 all year round (no DST).
         let rows = sqlx::query(
-            "select extract(year from to_timestamp((occurred_at_ms + 28800000) / 1000.0) at time zone 'UTC')::int
+            "with l as materialized (
+               select kind, occurred_at_ms, category, site_id, credits_cents, refers_chain, refers_seq
+                 from ledger_entries where learner_id = $1)
+             select 0 as part,
+                    extract(year from to_timestamp((occurred_at_ms + 28800000) / 1000.0) at time zone 'UTC')::int
                         as year,
-                    category, site_id, sum(credits_cents)::bigint
-               from ledger_entries where learner_id = $1 and kind not in (10, 11)
-              group by year, category, site_id",
+                    category, site_id, sum(credits_cents)::bigint as credits,
+                    null::bigint as refers_chain, null::bigint as refers_seq, null::bigint as kind
+               from l where kind not in (10, 11)
+              group by year, category, site_id
+             union all
+             select 1, null, null, null, null, refers_chain::bigint, refers_seq, kind::bigint
+               from l where kind in (3, 10, 11) and refers_seq is not null",
         )
         .bind(learner.as_str())
         .fetch_all(&self.read_pool)
         .await
         .map_err(db)?;
-        let totals = rows
-            .iter()
-            .map(|r| {
-                Ok(TotalRow {
-                    year: r.col(0)?,
-                    category: r.col(1)?,
-                    site: r.col(2)?,
-                    credits: Credits::from_cents(r.col(3)?),
-                })
-            })
-            .collect::<Result<_>>()?;
-        let rows = sqlx::query(
-            "select refers_chain::bigint, refers_seq, kind::bigint from ledger_entries
-              where learner_id = $1 and kind in (3, 10, 11) and refers_seq is not null",
-        )
-        .bind(learner.as_str())
-        .fetch_all(&self.read_pool)
-        .await
-        .map_err(db)?;
+        let mut totals = Vec::new();
         let mut referred = Referrals::default();
-        for row in &rows {
-            let (chain, seq, kind): (i64, i64, i64) = (row.col(0)?, row.col(1)?, row.col(2)?);
+        for r in &rows {
+            let part: i32 = r.col(0)?;
+            if part == 0 {
+                totals.push(TotalRow {
+                    year: r.col(1)?,
+                    category: r.col(2)?,
+                    site: r.col(3)?,
+                    credits: Credits::from_cents(r.col(4)?),
+                });
+                continue;
+            }
+            let (chain, seq, kind): (i64, i64, i64) = (r.col(5)?, r.col(6)?, r.col(7)?);
             if let (Ok(chain), Ok(seq)) = (u32::try_from(chain), u64::try_from(seq)) {
                 xuefen_store::referral(&mut referred, Position { chain, seq }, kind);
             }

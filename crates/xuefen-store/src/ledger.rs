@@ -49,4 +49,29 @@ pub trait LedgerStore: Send + Sync {
     /// One ledger entry whose chain is outside `0 .. chains`, as
     /// `(chain, seq)`, if any: an entry no chain verification would read.
     async fn stray_entry(&self, chains: u32) -> Result<Option<(i64, i64)>>;
+    /// The links of the entries of `chain` with `after < seq <= upto`, in
+    /// sequence order: only what the log is recomputed from, no entry is
+    /// decoded.
+    async fn chain_links(&self, chain: u32, after: u64, upto: u64) -> Result<Vec<ChainLink>>;
+}
+
+/// An entry's place in its chain: its sequence number, the hash it follows
+/// and its own hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChainLink {
+    pub seq: u64,
+    pub prev_hash: [u8; 32],
+    pub hash: [u8; 32],
+}
+
+impl ChainLink {
+    /// A stored row's link; `None` when the row cannot be an entry's
+    /// (negative seq, hashes not 32 bytes).
+    pub fn from_row(seq: i64, prev_hash: Vec<u8>, hash: Vec<u8>) -> Option<Self> {
+        Some(Self {
+            seq: u64::try_from(seq).ok()?,
+            prev_hash: prev_hash.try_into().ok()?,
+            hash: hash.try_into().ok()?,
+        })
+    }
 }

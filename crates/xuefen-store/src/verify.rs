@@ -245,86 +245,24 @@ pub async fn verify_log(
             ));
         }
     }
-    let mut frontier = xuefen_core::merkle::Frontier::new();
-    let mut open: Vec<Vec<xuefen_core::merkle::Hash>> = vec![Vec::new(); 8];
-    let mut sealed: HashMap<u32, (u64, xuefen_core::merkle::Hash)> = HashMap::new();
+    let mut walk = LogWalk::new();
     let mut report = LogReport {
         size: cp.size,
         signature: key.is_some(),
         ..LogReport::default()
     };
-    let mut index = 0u64;
-    let check_held = |index: u64, frontier: &xuefen_core::merkle::Frontier| -> Result<(), VerifyFailure> {
-        if let Some(h) = held
-            && h.size == index
-            && frontier.root() != h.root
-        {
-            return Err(VerifyFailure::Checkpoint(format!(
-                "the log at size {} is not the held checkpoint's (root differs): the log was rewritten",
-                h.size
-            )));
-        }
-        Ok(())
-    };
-    check_held(0, &frontier)?;
-    while index < cp.size {
-        let to = cp.size.min(index + LOG_READ_STEP);
-        let segments = store.log_segments(index, to).await.map_err(VerifyFailure::Store)?;
-        for seg in segments {
-            if seg.start + seg.count <= index {
-                continue;
-            }
-            if seg.start != index {
-                return fail(format!(
-                    "log index {index}: no segment starts there (the log has a gap or overlap)"
-                ));
-            }
-            if seg.start + seg.count > cp.size {
-                return fail(format!(
-                    "log segment at {} runs past the checkpoint's size {}",
-                    seg.start, cp.size
-                ));
-            }
-            let (last_seq, last_hash) = sealed.get(&seg.chain).copied().unwrap_or((0, GENESIS));
-            if seg.first_seq != last_seq + 1 {
-                return fail(format!(
-                    "log index {index}: chain {} continues at seq {} after {last_seq}",
-                    seg.chain, seg.first_seq
-                ));
-            }
-            let entries = store
-                .chain_range(seg.chain, seg.first_seq - 1, seg.first_seq - 1 + seg.count)
-                .await
-                .map_err(VerifyFailure::Store)?;
-            if entries.len() as u64 != seg.count {
-                return fail(format!(
-                    "log index {index}: the log names {} entries of chain {}, {} are stored",
-                    seg.count,
-                    seg.chain,
-                    entries.len()
-                ));
-            }
-            let mut prev = last_hash;
-            for e in &entries {
-                if e.prev_hash != prev {
-                    return fail(format!(
-                        "log index {index}: entry {} does not follow the one sealed before it",
-                        e.position
-                    ));
-                }
-                prev = e.hash;
-                let leaf = xuefen_core::tlog::leaf(&e.hash);
-                frontier.push(leaf);
-                push_tile(store, &mut open, leaf, index, &mut report).await?;
-                index += 1;
-                check_held(index, &frontier)?;
-            }
-            sealed.insert(seg.chain, (seg.first_seq - 1 + seg.count, prev));
-        }
-        if index < to {
-            return fail(format!("log index {index}: no segment covers it"));
-        }
+    walk.check_held(held)?;
+    while walk.index < cp.size {
+        let to = cp.size.min(walk.index + LOG_READ_STEP);
+        // The tiles this round filled are checked with one read at its end,
+        // also when it failed: a tile that differs comes first in the log.
+        let round = walk.round(store, &cp, held, to).await;
+        walk.check_tiles(store, &mut report).await?;
+        round?;
     }
+    let LogWalk {
+        frontier, open, sealed, ..
+    } = walk;
     report.held = held.map(|h| h.size);
     if frontier.root() != cp.root {
         return fail(format!("the log's root at size {} is not the checkpoint's", cp.size));
@@ -391,39 +329,157 @@ fn tile_name(id: TileId, width: usize) -> String {
     xuefen_core::tlog::tile_path(id, width as u64)
 }
 
-/// Adds one leaf to the tiles being recomputed; each tile that becomes full
-/// is compared with the stored one.
-async fn push_tile(
-    store: &dyn Store,
-    open: &mut [Vec<xuefen_core::merkle::Hash>],
-    leaf: xuefen_core::merkle::Hash,
+/// The state of [`verify_log`]'s walk over the log, in log-index order.
+struct LogWalk {
+    /// The next log index.
     index: u64,
-    report: &mut LogReport,
-) -> Result<(), VerifyFailure> {
-    let mut carry = Some(leaf);
-    let mut level = 0usize;
-    let mut at = index;
-    while let Some(h) = carry.take() {
-        let Some(tile) = open.get_mut(level) else { break };
-        tile.push(h);
-        if tile.len() as u64 == xuefen_core::tlog::TILE_WIDTH {
-            let id = TileId {
-                level: level as u8,
-                index: at / xuefen_core::tlog::TILE_WIDTH,
-            };
-            let stored = store.log_tiles(&[id]).await.map_err(VerifyFailure::Store)?;
-            if stored.get(&id) != Some(&*tile) {
+    frontier: xuefen_core::merkle::Frontier,
+    /// The open (partial) tile of each level.
+    open: Vec<Vec<xuefen_core::merkle::Hash>>,
+    /// Each chain's last sealed entry so far: (seq, hash).
+    sealed: HashMap<u32, (u64, xuefen_core::merkle::Hash)>,
+    /// Full tiles recomputed and not yet compared with the stored ones.
+    pending: Vec<(TileId, Vec<xuefen_core::merkle::Hash>)>,
+}
+
+impl LogWalk {
+    fn new() -> Self {
+        Self {
+            index: 0,
+            frontier: xuefen_core::merkle::Frontier::new(),
+            open: vec![Vec::new(); 8],
+            sealed: HashMap::new(),
+            pending: Vec::new(),
+        }
+    }
+
+    /// Fails if a checkpoint is held at the current size and the root there is not its.
+    fn check_held(&self, held: Option<&LogCheckpoint>) -> Result<(), VerifyFailure> {
+        if let Some(h) = held
+            && h.size == self.index
+            && self.frontier.root() != h.root
+        {
+            return Err(VerifyFailure::Checkpoint(format!(
+                "the log at size {} is not the held checkpoint's (root differs): the log was rewritten",
+                h.size
+            )));
+        }
+        Ok(())
+    }
+
+    /// Walks the segments from the current index up to `to`: each must
+    /// continue the one before and its chain's previous segment, and hold
+    /// the stored entries' links.
+    async fn round(
+        &mut self,
+        store: &dyn Store,
+        cp: &LogCheckpoint,
+        held: Option<&LogCheckpoint>,
+        to: u64,
+    ) -> Result<(), VerifyFailure> {
+        let fail = |m: String| Err(VerifyFailure::Checkpoint(m));
+        let segments = store.log_segments(self.index, to).await.map_err(VerifyFailure::Store)?;
+        for seg in segments {
+            let index = self.index;
+            if seg.start + seg.count <= index {
+                continue;
+            }
+            if seg.start != index {
+                return fail(format!(
+                    "log index {index}: no segment starts there (the log has a gap or overlap)"
+                ));
+            }
+            if seg.start + seg.count > cp.size {
+                return fail(format!(
+                    "log segment at {} runs past the checkpoint's size {}",
+                    seg.start, cp.size
+                ));
+            }
+            let (last_seq, last_hash) = self.sealed.get(&seg.chain).copied().unwrap_or((0, GENESIS));
+            if seg.first_seq != last_seq + 1 {
+                return fail(format!(
+                    "log index {index}: chain {} continues at seq {} after {last_seq}",
+                    seg.chain, seg.first_seq
+                ));
+            }
+            let links = store
+                .chain_links(seg.chain, seg.first_seq - 1, seg.first_seq - 1 + seg.count)
+                .await
+                .map_err(VerifyFailure::Store)?;
+            if links.len() as u64 != seg.count {
+                return fail(format!(
+                    "log index {index}: the log names {} entries of chain {}, {} are stored",
+                    seg.count,
+                    seg.chain,
+                    links.len()
+                ));
+            }
+            let mut prev = last_hash;
+            for link in &links {
+                if link.prev_hash != prev {
+                    return fail(format!(
+                        "log index {}: entry {} does not follow the one sealed before it",
+                        self.index,
+                        Position {
+                            chain: seg.chain,
+                            seq: link.seq
+                        }
+                    ));
+                }
+                prev = link.hash;
+                let leaf = xuefen_core::tlog::leaf(&link.hash);
+                self.frontier.push(leaf);
+                self.push_tile(leaf);
+                self.index += 1;
+                self.check_held(held)?;
+            }
+            self.sealed.insert(seg.chain, (seg.first_seq - 1 + seg.count, prev));
+        }
+        if self.index < to {
+            return fail(format!("log index {}: no segment covers it", self.index));
+        }
+        Ok(())
+    }
+
+    /// Adds one leaf to the tiles being recomputed; each tile that becomes
+    /// full is kept for [`LogWalk::check_tiles`].
+    fn push_tile(&mut self, leaf: xuefen_core::merkle::Hash) {
+        let mut carry = Some(leaf);
+        let mut level = 0usize;
+        let mut at = self.index;
+        while let Some(h) = carry.take() {
+            let Some(tile) = self.open.get_mut(level) else { break };
+            tile.push(h);
+            if tile.len() as u64 == xuefen_core::tlog::TILE_WIDTH {
+                let id = TileId {
+                    level: level as u8,
+                    index: at / xuefen_core::tlog::TILE_WIDTH,
+                };
+                carry = Some(xuefen_core::tlog::subtree(tile));
+                self.pending.push((id, std::mem::take(tile)));
+                at /= xuefen_core::tlog::TILE_WIDTH;
+                level += 1;
+            }
+        }
+    }
+
+    /// Compares the full tiles recomputed since the last call with the
+    /// stored ones (one read), in log order.
+    async fn check_tiles(&mut self, store: &dyn Store, report: &mut LogReport) -> Result<(), VerifyFailure> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<TileId> = self.pending.iter().map(|(id, _)| *id).collect();
+        let stored = store.log_tiles(&ids).await.map_err(VerifyFailure::Store)?;
+        for (id, tile) in self.pending.drain(..) {
+            if stored.get(&id) != Some(&tile) {
                 return Err(VerifyFailure::Checkpoint(format!(
                     "tile {}: stored tile differs from the entries or is missing",
                     tile_name(id, tile.len())
                 )));
             }
             report.tiles += 1;
-            carry = Some(xuefen_core::tlog::subtree(tile));
-            tile.clear();
-            at /= xuefen_core::tlog::TILE_WIDTH;
-            level += 1;
         }
+        Ok(())
     }
-    Ok(())
 }

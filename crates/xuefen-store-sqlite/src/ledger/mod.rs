@@ -9,7 +9,7 @@ use xuefen_core::entry::Entry;
 use xuefen_core::event::{Event, Millis};
 use xuefen_core::ids::{EventId, SiteId};
 use xuefen_core::plan::{Head, Outcome};
-use xuefen_store::{LedgerStore, Result, StoreError};
+use xuefen_store::{ChainLink, LedgerStore, Result, StoreError};
 
 use crate::ledger::ingest::ingest_batch;
 use crate::rows::entry_from_row;
@@ -80,6 +80,27 @@ impl LedgerStore for SqliteStore {
 
     fn chain_count(&self) -> u32 {
         self.chains
+    }
+
+    async fn chain_links(&self, chain: u32, after: u64, upto: u64) -> Result<Vec<ChainLink>> {
+        let rows: Vec<(i64, Vec<u8>, Vec<u8>)> = sqlx::query_as(
+            "select seq, prev_hash, hash from ledger_entries
+              where chain_id = ?1 and seq > ?2 and seq <= ?3 order by seq",
+        )
+        .bind(i64::from(chain))
+        .bind(i64::try_from(after).unwrap_or(i64::MAX))
+        .bind(i64::try_from(upto).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.into_iter()
+            .map(|(seq, prev, hash)| {
+                ChainLink::from_row(seq, prev, hash).ok_or_else(|| StoreError::Corrupt {
+                    at: format!("chain {chain} position {seq}"),
+                    detail: "negative seq, or a hash that is not 32 bytes".into(),
+                })
+            })
+            .collect()
     }
 
     /// SQLite has one writer at a time (`BEGIN IMMEDIATE`).
