@@ -36,6 +36,26 @@ pub struct NewStatement {
     pub related_activities: Vec<String>,
 }
 
+impl NewStatement {
+    /// The (kind, value) rows of `xapi_statement_related`: the related
+    /// agents (`agent`) and activities (`activity`) other than the actor
+    /// (`agent`) and the object (`activity`), which the statement query
+    /// matches in the statement's own columns.
+    pub fn related_rows(&self) -> impl Iterator<Item = (&'static str, &str)> {
+        let agents = self
+            .related_agents
+            .iter()
+            .filter(|a| self.agent.as_ref() != Some(*a))
+            .map(|a| ("agent", a.as_str()));
+        let activities = self
+            .related_activities
+            .iter()
+            .filter(|a| self.activity.as_ref() != Some(*a))
+            .map(|a| ("activity", a.as_str()));
+        agents.chain(activities)
+    }
+}
+
 /// A stored statement as read back.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StatementRow {
@@ -81,7 +101,21 @@ pub trait XapiStore: Send + Sync {
     /// already stored with the same fingerprint is left as it is
     /// (`Existing`); with another fingerprint the whole call writes nothing
     /// and fails with `Conflict(<statement id>)`.
-    async fn insert_statements(&self, site: &SiteId, statements: &[NewStatement]) -> Result<Vec<Written>>;
+    async fn insert_statements(&self, site: &SiteId, statements: &[NewStatement]) -> Result<Vec<Written>> {
+        self.insert_statements_folding(site, statements, &[]).await
+    }
+    /// [`XapiStore::insert_statements`], and in the same transaction folds
+    /// `objects[i]`, the Activity Object (JSON) of `statements[i]` (whose
+    /// `activity` is its id), into the stored canonical one
+    /// ([`crate::xapi_documents::fold_activities`]) when that statement is
+    /// created; a missing or `None` entry folds nothing. Only Activity
+    /// Objects the fold changes are written.
+    async fn insert_statements_folding(
+        &self,
+        site: &SiteId,
+        statements: &[NewStatement],
+        objects: &[Option<String>],
+    ) -> Result<Vec<Written>>;
     /// The stored statements among `ids` (lower-case), in no particular order.
     async fn statements_by_ids(&self, site: &SiteId, ids: &[String]) -> Result<Vec<StatementRow>>;
     /// At most `query.limit` statements that are not voided, newest first

@@ -275,20 +275,45 @@ pub trait XapiDocumentStore: Send + Sync {
 }
 
 /// The merged Activity Objects to store: `stored` (id, JSON) folded with
-/// `incoming` in order (the same on every backend).
+/// `incoming` in order, only those new or changed by the fold (the same on
+/// every backend).
 pub fn fold_activities(stored: &[(String, String)], incoming: &[(String, String)]) -> Vec<(String, String)> {
-    let mut out: Vec<(String, serde_json::Value)> = stored
+    // (id, the stored object if any, the folded one)
+    let mut out: Vec<(String, Option<serde_json::Value>, serde_json::Value)> = stored
         .iter()
-        .filter_map(|(id, json)| serde_json::from_str(json).ok().map(|v| (id.clone(), v)))
+        .filter_map(|(id, json)| {
+            serde_json::from_str::<serde_json::Value>(json)
+                .ok()
+                .map(|v| (id.clone(), Some(v.clone()), v))
+        })
         .collect();
     for (id, json) in incoming {
         let Ok(new) = serde_json::from_str::<serde_json::Value>(json) else {
             continue;
         };
-        match out.iter_mut().find(|(i, _)| i == id) {
-            Some((_, old)) => *old = core::merge_activity(old, &new),
-            None => out.push((id.clone(), new)),
+        match out.iter_mut().find(|(i, _, _)| i == id) {
+            Some((_, _, old)) => *old = core::merge_activity(old, &new),
+            None => out.push((id.clone(), None, new)),
         }
     }
-    out.into_iter().map(|(id, v)| (id, v.to_string())).collect()
+    out.into_iter()
+        .filter(|(_, before, after)| before.as_ref() != Some(after))
+        .map(|(id, _, v)| (id, v.to_string()))
+        .collect()
+}
+
+/// The (id, Activity Object) pairs of the created statements among
+/// `statements`, in order: what [`crate::xapi::XapiStore::insert_statements_folding`]
+/// folds (`objects` runs parallel to `statements`).
+pub fn created_objects(
+    statements: &[crate::xapi::NewStatement],
+    objects: &[Option<String>],
+    created: impl Fn(&str) -> bool,
+) -> Vec<(String, String)> {
+    statements
+        .iter()
+        .zip(objects)
+        .filter(|(s, _)| created(&s.id))
+        .filter_map(|(s, o)| Some((s.activity.clone()?, o.clone()?)))
+        .collect()
 }

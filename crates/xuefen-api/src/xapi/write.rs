@@ -18,7 +18,6 @@ use crate::wire::now;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
 use serde_json::value::RawValue;
 use sha1::Digest as _;
 use std::collections::{HashMap, HashSet};
@@ -284,62 +283,37 @@ pub(super) async fn write_statements(
         check_ledger(&prepared, &events, &ledger, &at)?;
         submit(state, &prepared, events, &at).await?;
     }
+    let ids: Vec<String> = prepared.iter().map(|p| p.id.clone()).collect();
+    let mut objects = Vec::with_capacity(prepared.len());
     let rows: Vec<NewStatement> = prepared
-        .iter()
+        .into_iter()
         .map(|p| {
-            let (related_agents, related_activities) = serde_json::from_str(&p.json)
-                .map(|v| core::related::related(&v))
-                .unwrap_or_default();
-            (p, related_agents, related_activities)
-        })
-        .map(|(p, related_agents, related_activities)| NewStatement {
-            id: p.id.clone(),
-            json: p.json.clone(),
-            fingerprint: p.fingerprint.clone(),
-            verb: p.verb.clone(),
-            activity: p.activity.clone(),
-            agent: p.agent_key(),
-            registration: p.registration.clone(),
-            voids: p.voids.clone(),
-            stored,
-            related_agents,
-            related_activities,
+            let agent = p.agent_key();
+            objects.push(p.activity_object);
+            NewStatement {
+                id: p.id,
+                json: p.json,
+                fingerprint: p.fingerprint,
+                verb: p.verb,
+                activity: p.activity,
+                agent,
+                registration: p.registration,
+                voids: p.voids,
+                stored,
+                related_agents: p.related_agents,
+                related_activities: p.related_activities,
+            }
         })
         .collect();
-    let written = state.store.insert_statements(site, &rows).await.map_err(|e| match e {
-        StoreError::Conflict(id) => conflict(&prepared, &id, &at),
-        e => e.into(),
-    })?;
-    let activities: Vec<(String, String)> = prepared
-        .iter()
-        .zip(&written)
-        .filter(|(_, w)| **w == Written::Created)
-        .filter_map(|(p, _)| activity_object(&p.json))
-        .collect();
-    state.store.merge_activities(site, &activities).await?;
-    Ok(prepared.into_iter().map(|p| p.id).zip(written).collect())
-}
-
-/// The statement's object when it is an Activity: (id, the object's JSON),
-/// what the Activities resource folds into its canonical Activity Object.
-pub(super) fn activity_object(json: &str) -> Option<(String, String)> {
-    #[derive(Deserialize)]
-    struct Outer<'a> {
-        #[serde(borrow)]
-        object: &'a RawValue,
-    }
-    #[derive(Deserialize)]
-    struct Object {
-        #[serde(rename = "objectType")]
-        object_type: Option<String>,
-        id: Option<String>,
-    }
-    let outer: Outer<'_> = serde_json::from_str(json).ok()?;
-    let object: Object = serde_json::from_str(outer.object.get()).ok()?;
-    match object.object_type.as_deref() {
-        None | Some("Activity") => Some((object.id?, outer.object.get().to_owned())),
-        Some(_) => None,
-    }
+    let written = state
+        .store
+        .insert_statements_folding(site, &rows, &objects)
+        .await
+        .map_err(|e| match e {
+            StoreError::Conflict(id) => conflict_at(&ids, &id, &at),
+            e => e.into(),
+        })?;
+    Ok(ids.into_iter().zip(written).collect())
 }
 
 pub(super) fn conflict(
@@ -347,7 +321,18 @@ pub(super) fn conflict(
     id: &str,
     at: &(dyn Fn(usize, StatementError) -> StatementError + Sync),
 ) -> ApiError {
-    let i = prepared.iter().position(|p| p.id == id).unwrap_or_default();
+    let ids: Vec<&str> = prepared.iter().map(|p| p.id.as_str()).collect();
+    conflict_at(&ids, id, at)
+}
+
+/// The 409 of a statement id stored with other content, at its place in
+/// the request (`ids`, in order).
+pub(super) fn conflict_at(
+    ids: &[impl AsRef<str>],
+    id: &str,
+    at: &(dyn Fn(usize, StatementError) -> StatementError + Sync),
+) -> ApiError {
+    let i = ids.iter().position(|p| p.as_ref() == id).unwrap_or_default();
     let e = at(
         i,
         StatementError::new(

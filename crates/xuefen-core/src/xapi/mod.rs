@@ -190,6 +190,13 @@ pub struct Prepared {
     /// `result.score` as a percentage (0 to 100, two decimals, rounded
     /// down), from `scaled` or else `raw` within `min`..`max`.
     pub score_percent: Option<Decimal>,
+    /// The object as received (JSON) when it is an Activity: what the
+    /// Activities resource folds into its canonical Activity Object.
+    pub activity_object: Option<String>,
+    /// The agent keys the stored statement relates to ([`related::related`]).
+    pub related_agents: Vec<String>,
+    /// The activity ids the stored statement relates to.
+    pub related_activities: Vec<String>,
 }
 
 impl Prepared {
@@ -289,6 +296,15 @@ pub fn prepare(raw: &str, stamp: &Stamp<'_>) -> R<Prepared> {
     let m = normalised.as_ref().unwrap_or(m);
     let json = stored_json(&members, m, normalised.is_some(), &id, stamp);
     let fingerprint = fingerprint(m, &id);
+    // What the stored statement relates to: its members, with the
+    // authority the LRS stores it under.
+    let authority: Option<Value> = serde_json::from_str(stamp.authority).ok();
+    let (related_agents, related_activities) = related::related_of_members(m, authority.as_ref());
+    let activity_object = facts
+        .activity
+        .as_ref()
+        .and_then(|_| members.0.iter().find(|(k, _)| k == "object"))
+        .map(|(_, v)| v.get().to_owned());
     Ok(Prepared {
         id,
         json,
@@ -300,6 +316,9 @@ pub fn prepare(raw: &str, stamp: &Stamp<'_>) -> R<Prepared> {
         voids: facts.voids,
         timestamp: timestamp_ms,
         score_percent: facts.score_percent,
+        activity_object,
+        related_agents,
+        related_activities,
     })
 }
 

@@ -6,7 +6,7 @@
 //! `context.contextActivities` list — in the statement and in a
 //! SubStatement object. Run on a validated statement.
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::Ifi;
 
@@ -15,7 +15,22 @@ use super::Ifi;
 pub fn related(statement: &Value) -> (Vec<String>, Vec<String>) {
     let mut agents = Vec::new();
     let mut activities = Vec::new();
-    walk(statement, &mut agents, &mut activities, true);
+    walk(
+        &|k| statement.get(k),
+        statement.get("authority"),
+        &mut agents,
+        &mut activities,
+        true,
+    );
+    (agents, activities)
+}
+
+/// [`related`] of a statement given by its members, with `authority` in
+/// place of any it has (the LRS sets the authority of what it stores).
+pub fn related_of_members(statement: &Map<String, Value>, authority: Option<&Value>) -> (Vec<String>, Vec<String>) {
+    let mut agents = Vec::new();
+    let mut activities = Vec::new();
+    walk(&|k| statement.get(k), authority, &mut agents, &mut activities, true);
     (agents, activities)
 }
 
@@ -25,12 +40,18 @@ fn push(list: &mut Vec<String>, v: String) {
     }
 }
 
-fn walk(s: &Value, agents: &mut Vec<String>, activities: &mut Vec<String>, top: bool) {
-    actor(s.get("actor"), agents);
+fn walk<'a>(
+    get: &dyn Fn(&str) -> Option<&'a Value>,
+    authority: Option<&Value>,
+    agents: &mut Vec<String>,
+    activities: &mut Vec<String>,
+    top: bool,
+) {
+    actor(get("actor"), agents);
     if top {
-        actor(s.get("authority"), agents);
+        actor(authority, agents);
     }
-    if let Some(object) = s.get("object") {
+    if let Some(object) = get("object") {
         match object.get("objectType").and_then(Value::as_str) {
             None | Some("Activity") => {
                 if let Some(id) = object.get("id").and_then(Value::as_str) {
@@ -38,11 +59,11 @@ fn walk(s: &Value, agents: &mut Vec<String>, activities: &mut Vec<String>, top: 
                 }
             }
             Some("Agent" | "Group") => actor(Some(object), agents),
-            Some("SubStatement") if top => walk(object, agents, activities, false),
+            Some("SubStatement") if top => walk(&|k| object.get(k), None, agents, activities, false),
             Some(_) => {}
         }
     }
-    if let Some(context) = s.get("context") {
+    if let Some(context) = get("context") {
         actor(context.get("instructor"), agents);
         actor(context.get("team"), agents);
         if let Some(Value::Object(lists)) = context.get("contextActivities") {

@@ -1,7 +1,17 @@
-//! The xAPI document resources on PostgreSQL: each write is one
-//! transaction that first locks its site's usage row, so the precondition
-//! check, the merge and the per-site byte limit see no concurrent write of
-//! the same site.
+//! The xAPI document resources on PostgreSQL. A site's usage is kept in
+//! [`SHARDS`] rows (`xapi_document_usage_shards`, migration 0014); each
+//! write is one transaction that first locks the shard of its document's
+//! scope, so that writes of one document (and of one scope) see no
+//! concurrent change while writes of other scopes go on in parallel.
+//!
+//! The per-site byte limit stays exact: a writer holding one shard reads
+//! the site's committed total after taking its lock, and goes ahead only
+//! if the total, its own change and [`SHARDS`]` - 1` whole documents (at
+//! most one uncommitted write per other shard) still fit. Otherwise it
+//! starts again holding every shard of the site (taken in shard order),
+//! when the total it reads is the exact one. Every writer takes shard
+//! locks before document rows, and the writes of one document share a
+//! shard, so the locks cannot deadlock.
 
 use async_trait::async_trait;
 use sqlx::postgres::PgRow;
@@ -57,73 +67,220 @@ async fn read_document(
     row.as_ref().map(document_row).transpose()
 }
 
-/// Locks the site's usage row (creating it) and answers its bytes.
-async fn lock_usage(conn: &mut PgConnection, site: &SiteId) -> Result<u64> {
-    let bytes: i64 = sqlx::query_scalar(
-        "insert into xapi_document_usage (site_id, documents, bytes) values ($1, 0, 0)
-         on conflict (site_id) do update set documents = xapi_document_usage.documents
-         returning bytes",
+/// The usage shards of a site (`xapi_document_usage_shards.shard` is
+/// `0..SHARDS`).
+const SHARDS: i16 = 16;
+
+/// The usage shard of a document scope (FNV-1a of its parts): every
+/// document of a scope counts in one shard.
+fn shard_of(scope: &DocumentScope) -> i16 {
+    let mut h: u32 = 0x811c_9dc5;
+    for part in [
+        scope.kind.as_str(),
+        scope.activity.as_str(),
+        scope.agent.as_str(),
+        scope.registration.as_str(),
+    ] {
+        for b in part.bytes().chain(std::iter::once(0xff)) {
+            h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
+        }
+    }
+    i16::try_from(h % SHARDS.unsigned_abs() as u32).unwrap_or(0)
+}
+
+/// Locks one usage shard of the site (creating it).
+async fn lock_shard(conn: &mut PgConnection, site: &SiteId, shard: i16) -> Result<()> {
+    sqlx::query(
+        "insert into xapi_document_usage_shards (site_id, shard, documents, bytes) values ($1, $2, 0, 0)
+         on conflict (site_id, shard) do update set documents = xapi_document_usage_shards.documents",
     )
     .bind(site.as_str())
-    .fetch_one(&mut *conn)
+    .bind(shard)
+    .execute(&mut *conn)
     .await
     .map_err(db)?;
+    Ok(())
+}
+
+/// Locks every usage shard of the site, in shard order (creating them).
+async fn lock_all_shards(conn: &mut PgConnection, site: &SiteId) -> Result<()> {
+    sqlx::query(
+        "insert into xapi_document_usage_shards (site_id, shard, documents, bytes)
+         select $1, g::smallint, 0, 0 from generate_series(0, $2 - 1) as g order by g
+         on conflict (site_id, shard) do update set documents = xapi_document_usage_shards.documents",
+    )
+    .bind(site.as_str())
+    .bind(i32::from(SHARDS))
+    .execute(&mut *conn)
+    .await
+    .map_err(db)?;
+    Ok(())
+}
+
+/// The site's committed bytes (every shard), read after the caller's
+/// shard lock.
+async fn site_bytes(conn: &mut PgConnection, site: &SiteId) -> Result<u64> {
+    let bytes: i64 =
+        sqlx::query_scalar("select coalesce(sum(bytes), 0)::bigint from xapi_document_usage_shards where site_id = $1")
+            .bind(site.as_str())
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(db)?;
     Ok(count(bytes))
 }
 
-async fn add_usage(conn: &mut PgConnection, site: &SiteId, documents: i64, bytes: i64) -> Result<()> {
-    sqlx::query("update xapi_document_usage set documents = documents + $2, bytes = bytes + $3 where site_id = $1")
-        .bind(site.as_str())
-        .bind(documents)
-        .bind(bytes)
-        .execute(&mut *conn)
-        .await
-        .map_err(db)?;
+async fn add_usage(conn: &mut PgConnection, site: &SiteId, shard: i16, documents: i64, bytes: i64) -> Result<()> {
+    sqlx::query(
+        "update xapi_document_usage_shards set documents = documents + $3, bytes = bytes + $4
+         where site_id = $1 and shard = $2",
+    )
+    .bind(site.as_str())
+    .bind(shard)
+    .bind(documents)
+    .bind(bytes)
+    .execute(&mut *conn)
+    .await
+    .map_err(db)?;
+    Ok(())
+}
+
+/// One attempt at a write: holding the scope's shard only (`exact` false:
+/// refused with `SiteLimitReached` unless it fits with room for a whole
+/// document per other shard), or holding every shard (`exact`).
+async fn try_write(
+    store: &PgStore,
+    site: &SiteId,
+    w: &DocumentWrite,
+    exact: bool,
+) -> Result<Result<Written, DocumentRefusal>> {
+    let shard = shard_of(&w.scope);
+    let mut tx = store.pool.begin().await.map_err(db)?;
+    if exact {
+        lock_all_shards(&mut tx, site).await?;
+    } else {
+        lock_shard(&mut tx, site, shard).await?;
+    }
+    let used = site_bytes(&mut tx, site).await?;
+    let others = if exact {
+        0
+    } else {
+        u64::try_from(w.limits.document_bytes_max)
+            .unwrap_or(u64::MAX)
+            .saturating_mul(SHARDS.unsigned_abs() as u64 - 1)
+    };
+    let stored = read_document(&mut tx, site, &w.scope, &w.id, true).await?;
+    let decision = match decide(w, stored.as_ref(), used.saturating_add(others)) {
+        Ok(d) => d,
+        Err(refusal) => {
+            tx.rollback().await.map_err(db)?;
+            return Ok(Err(refusal));
+        }
+    };
+    let d = &decision.document;
+    sqlx::query(
+        "insert into xapi_documents
+             (site_id, kind, activity_id, agent, registration, document_id, content_type, body, etag, updated_ms)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+         on conflict (site_id, kind, activity_id, agent, registration, document_id) do update set
+             content_type = excluded.content_type, body = excluded.body, etag = excluded.etag,
+             updated_ms = excluded.updated_ms",
+    )
+    .bind(site.as_str())
+    .bind(w.scope.kind.as_str())
+    .bind(&w.scope.activity)
+    .bind(&w.scope.agent)
+    .bind(&w.scope.registration)
+    .bind(&d.id)
+    .bind(&d.content_type)
+    .bind(&d.body)
+    .bind(&d.etag)
+    .bind(d.updated.0)
+    .execute(&mut *tx)
+    .await
+    .map_err(db)?;
+    add_usage(&mut tx, site, shard, i64::from(decision.created), decision.delta).await?;
+    tx.commit().await.map_err(db)?;
+    Ok(Ok(if decision.created {
+        Written::Created
+    } else {
+        Written::Existing
+    }))
+}
+
+async fn stored_activities(conn: &mut PgConnection, site: &SiteId, ids: &[&str]) -> Result<Vec<(String, String)>> {
+    let rows =
+        sqlx::query("select activity_id, object from xapi_activities where site_id = $1 and activity_id = any($2)")
+            .bind(site.as_str())
+            .bind(ids)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(db)?;
+    rows.iter()
+        .map(|r| Ok((r.try_get(0).map_err(db)?, r.try_get(1).map_err(db)?)))
+        .collect()
+}
+
+/// Folds Activity Objects (id, JSON) into the stored canonical ones, in
+/// the caller's transaction. One read; when the fold changes nothing (the
+/// usual case: statements about a known activity), nothing is locked or
+/// written. Otherwise the changed activities are locked in id order (one
+/// statement), read again and folded again, and only the rows that change
+/// are written (one statement), so concurrent writers about one activity
+/// fold one after the other.
+pub(super) async fn fold_into(conn: &mut PgConnection, site: &SiteId, incoming: &[(String, String)]) -> Result<()> {
+    if incoming.is_empty() {
+        return Ok(());
+    }
+    let mut ids: Vec<&str> = incoming.iter().map(|(id, _)| id.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let stored = stored_activities(conn, site, &ids).await?;
+    let changed = fold_activities(&stored, incoming);
+    if changed.is_empty() {
+        return Ok(());
+    }
+    let mut ids: Vec<&str> = changed.iter().map(|(id, _)| id.as_str()).collect();
+    ids.sort_unstable();
+    sqlx::query(
+        "select count(pg_advisory_xact_lock(hashtextextended($1 || '|' || x, 19)))
+           from (select x from unnest($2::text[]) as x order by x) as ordered",
+    )
+    .bind(site.as_str())
+    .bind(&ids)
+    .execute(&mut *conn)
+    .await
+    .map_err(db)?;
+    let stored = stored_activities(conn, site, &ids).await?;
+    let incoming: Vec<(String, String)> = incoming
+        .iter()
+        .filter(|(id, _)| ids.binary_search(&id.as_str()).is_ok())
+        .cloned()
+        .collect();
+    let (ids, objects): (Vec<String>, Vec<String>) = fold_activities(&stored, &incoming).into_iter().unzip();
+    if ids.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "insert into xapi_activities (site_id, activity_id, object)
+         select $1, i.id, i.object from unnest($2::text[], $3::text[]) as i(id, object)
+         on conflict (site_id, activity_id) do update set object = excluded.object",
+    )
+    .bind(site.as_str())
+    .bind(&ids)
+    .bind(&objects)
+    .execute(&mut *conn)
+    .await
+    .map_err(db)?;
     Ok(())
 }
 
 #[async_trait]
 impl XapiDocumentStore for PgStore {
     async fn write_document(&self, site: &SiteId, w: &DocumentWrite) -> Result<Result<Written, DocumentRefusal>> {
-        let mut tx = self.pool.begin().await.map_err(db)?;
-        let used = lock_usage(&mut tx, site).await?;
-        let stored = read_document(&mut tx, site, &w.scope, &w.id, true).await?;
-        let decision = match decide(w, stored.as_ref(), used) {
-            Ok(d) => d,
-            Err(refusal) => {
-                tx.rollback().await.map_err(db)?;
-                return Ok(Err(refusal));
-            }
-        };
-        let d = &decision.document;
-        sqlx::query(
-            "insert into xapi_documents
-                 (site_id, kind, activity_id, agent, registration, document_id, content_type, body, etag, updated_ms)
-             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-             on conflict (site_id, kind, activity_id, agent, registration, document_id) do update set
-                 content_type = excluded.content_type, body = excluded.body, etag = excluded.etag,
-                 updated_ms = excluded.updated_ms",
-        )
-        .bind(site.as_str())
-        .bind(w.scope.kind.as_str())
-        .bind(&w.scope.activity)
-        .bind(&w.scope.agent)
-        .bind(&w.scope.registration)
-        .bind(&d.id)
-        .bind(&d.content_type)
-        .bind(&d.body)
-        .bind(&d.etag)
-        .bind(d.updated.0)
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
-        add_usage(&mut tx, site, i64::from(decision.created), decision.delta).await?;
-        tx.commit().await.map_err(db)?;
-        Ok(Ok(if decision.created {
-            Written::Created
-        } else {
-            Written::Existing
-        }))
+        match try_write(self, site, w, false).await? {
+            Err(DocumentRefusal::SiteLimitReached { .. }) => try_write(self, site, w, true).await,
+            done => Ok(done),
+        }
     }
 
     async fn document(&self, site: &SiteId, scope: &DocumentScope, id: &str) -> Result<Option<Document>> {
@@ -155,8 +312,9 @@ impl XapiDocumentStore for PgStore {
         id: Option<&str>,
         preconditions: &Preconditions,
     ) -> Result<Result<u64, DocumentRefusal>> {
+        let shard = shard_of(scope);
         let mut tx = self.pool.begin().await.map_err(db)?;
-        lock_usage(&mut tx, site).await?;
+        lock_shard(&mut tx, site, shard).await?;
         if let Some(id) = id {
             let stored = read_document(&mut tx, site, scope, id, true).await?;
             if let Err(refusal) = check_preconditions(preconditions, stored.as_ref()) {
@@ -180,7 +338,7 @@ impl XapiDocumentStore for PgStore {
             .map_err(db)?;
         let n = i64::try_from(lengths.len()).unwrap_or(i64::MAX);
         if n > 0 {
-            add_usage(&mut tx, site, -n, -lengths.iter().sum::<i64>()).await?;
+            add_usage(&mut tx, site, shard, -n, -lengths.iter().sum::<i64>()).await?;
         }
         tx.commit().await.map_err(db)?;
         Ok(Ok(count(n)))
@@ -215,43 +373,8 @@ impl XapiDocumentStore for PgStore {
         if activities.is_empty() {
             return Ok(());
         }
-        let mut ids: Vec<&str> = activities.iter().map(|(id, _)| id.as_str()).collect();
-        ids.sort_unstable();
-        ids.dedup();
         let mut tx = self.pool.begin().await.map_err(db)?;
-        // One lock per activity, taken in id order: concurrent statements
-        // about one activity fold one after the other.
-        for id in &ids {
-            sqlx::query("select pg_advisory_xact_lock(hashtextextended($1 || '|' || $2, 19))")
-                .bind(site.as_str())
-                .bind(id)
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
-        }
-        let rows =
-            sqlx::query("select activity_id, object from xapi_activities where site_id = $1 and activity_id = any($2)")
-                .bind(site.as_str())
-                .bind(&ids)
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(db)?;
-        let stored: Vec<(String, String)> = rows
-            .iter()
-            .map(|r| Ok((r.try_get(0).map_err(db)?, r.try_get(1).map_err(db)?)))
-            .collect::<Result<_>>()?;
-        for (id, json) in fold_activities(&stored, activities) {
-            sqlx::query(
-                "insert into xapi_activities (site_id, activity_id, object) values ($1, $2, $3)
-                 on conflict (site_id, activity_id) do update set object = excluded.object",
-            )
-            .bind(site.as_str())
-            .bind(&id)
-            .bind(&json)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
-        }
+        fold_into(&mut tx, site, activities).await?;
         tx.commit().await.map_err(db)?;
         Ok(())
     }

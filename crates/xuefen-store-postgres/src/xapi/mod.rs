@@ -7,6 +7,7 @@ use sqlx::{Postgres, QueryBuilder};
 use xuefen_core::entry::Entry;
 use xuefen_core::ids::{CourseCode, EventId, LocalAccount, SiteId};
 use xuefen_store::xapi::{NewStatement, StatementQuery, StatementRow, XapiStore};
+use xuefen_store::xapi_documents::created_objects;
 use xuefen_store::{ConflictKind, Result, StoreError, Written};
 
 use crate::{Col, PgStore, db};
@@ -30,7 +31,12 @@ fn statement_row(row: &PgRow) -> Result<StatementRow> {
 
 #[async_trait]
 impl XapiStore for PgStore {
-    async fn insert_statements(&self, site: &SiteId, statements: &[NewStatement]) -> Result<Vec<Written>> {
+    async fn insert_statements_folding(
+        &self,
+        site: &SiteId,
+        statements: &[NewStatement],
+        objects: &[Option<String>],
+    ) -> Result<Vec<Written>> {
         let col = |f: fn(&NewStatement) -> String| statements.iter().map(f).collect::<Vec<String>>();
         let opt = |f: fn(&NewStatement) -> Option<String>| statements.iter().map(f).collect::<Vec<Option<String>>>();
         let ids = col(|s| s.id.clone());
@@ -64,8 +70,7 @@ impl XapiStore for PgStore {
         let inserted: std::collections::HashSet<String> = inserted.into_iter().collect();
         let mut related: (Vec<&str>, Vec<&str>, Vec<&str>) = (Vec::new(), Vec::new(), Vec::new());
         for s in statements.iter().filter(|s| inserted.contains(&s.id)) {
-            let agents = s.related_agents.iter().map(|a| ("agent", a));
-            for (kind, value) in agents.chain(s.related_activities.iter().map(|a| ("activity", a))) {
+            for (kind, value) in s.related_rows() {
                 related.0.push(&s.id);
                 related.1.push(kind);
                 related.2.push(value);
@@ -104,6 +109,8 @@ impl XapiStore for PgStore {
                 }
             }
         }
+        let created = created_objects(statements, objects, |id| inserted.contains(id));
+        documents::fold_into(&mut tx, site, &created).await?;
         tx.commit().await.map_err(db)?;
         Ok(ids
             .iter()
@@ -165,13 +172,18 @@ impl XapiStore for PgStore {
                 });
                 for (column, v) in &filters {
                     match related(column) {
+                        // The actor and the object are in the row's own
+                        // columns; the related rows hold the other agents and
+                        // activities.
                         Some(kind) => {
-                            b.push(format!(
-                                " and exists (select 1 from xapi_statement_related r where r.site_id = {alias}.site_id
-                                   and r.kind = '{kind}' and r.statement_id = {alias}.statement_id and r.value = "
-                            ))
-                            .push_bind(v.as_str())
-                            .push(")");
+                            b.push(format!(" and ({alias}.{column} = "))
+                                .push_bind(v.as_str())
+                                .push(format!(
+                                    " or exists (select 1 from xapi_statement_related r where r.site_id = {alias}.site_id
+                                       and r.kind = '{kind}' and r.statement_id = {alias}.statement_id and r.value = "
+                                ))
+                                .push_bind(v.as_str())
+                                .push("))");
                         }
                         None => {
                             b.push(format!(" and {alias}.{column} = ")).push_bind(v.as_str());

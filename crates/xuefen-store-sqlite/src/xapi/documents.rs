@@ -15,6 +15,7 @@ use xuefen_store::xapi_documents::{
 };
 use xuefen_store::{Result, StoreError, Written};
 
+use crate::rows::{PARAMS_PER_STATEMENT_MAX, REUSE_DYNAMIC_STATEMENTS, placeholders};
 use crate::{SqliteStore, db, run_to_end};
 
 const SCOPE: &str = "site_id = ?1 and kind = ?2 and activity_id = ?3 and agent = ?4 and registration = ?5";
@@ -161,23 +162,43 @@ async fn delete_locked(
 
 async fn merge_activities_locked(pool: SqlitePool, site: SiteId, incoming: Vec<(String, String)>) -> Result<()> {
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
+    fold_into(&mut tx, &site, &incoming).await?;
+    tx.commit().await.map_err(db)?;
+    Ok(())
+}
+
+/// Folds Activity Objects (id, JSON) into the stored canonical ones, in
+/// the caller's `BEGIN IMMEDIATE` transaction (no concurrent writer): the
+/// stored ones read in chunks, only the rows the fold changes written.
+pub(super) async fn fold_into(
+    conn: &mut sqlx::SqliteConnection,
+    site: &SiteId,
+    incoming: &[(String, String)],
+) -> Result<()> {
+    if incoming.is_empty() {
+        return Ok(());
+    }
+    let mut ids: Vec<&str> = incoming.iter().map(|(id, _)| id.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
     let mut stored = Vec::new();
-    for (id, _) in &incoming {
-        if stored.iter().any(|(s, _): &(String, String)| s == id) {
-            continue;
+    for chunk in ids.chunks(PARAMS_PER_STATEMENT_MAX - 1) {
+        // Dynamic: the number of ids varies with the request.
+        let sql = format!(
+            "select activity_id, object from xapi_activities where site_id = ? and activity_id in ({})",
+            placeholders(chunk.len())
+        );
+        let mut q = sqlx::query(&sql)
+            .persistent(REUSE_DYNAMIC_STATEMENTS)
+            .bind(site.as_str());
+        for id in chunk {
+            q = q.bind(*id);
         }
-        let json: Option<String> =
-            sqlx::query_scalar("select object from xapi_activities where site_id = ?1 and activity_id = ?2")
-                .bind(site.as_str())
-                .bind(id)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(db)?;
-        if let Some(json) = json {
-            stored.push((id.clone(), json));
+        for row in q.fetch_all(&mut *conn).await.map_err(db)? {
+            stored.push((row.try_get(0).map_err(db)?, row.try_get(1).map_err(db)?));
         }
     }
-    for (id, json) in fold_activities(&stored, &incoming) {
+    for (id, json) in fold_activities(&stored, incoming) {
         sqlx::query(
             "insert into xapi_activities (site_id, activity_id, object) values (?1, ?2, ?3)
              on conflict (site_id, activity_id) do update set object = excluded.object",
@@ -185,11 +206,10 @@ async fn merge_activities_locked(pool: SqlitePool, site: SiteId, incoming: Vec<(
         .bind(site.as_str())
         .bind(&id)
         .bind(&json)
-        .execute(&mut *tx)
+        .execute(&mut *conn)
         .await
         .map_err(db)?;
     }
-    tx.commit().await.map_err(db)?;
     Ok(())
 }
 

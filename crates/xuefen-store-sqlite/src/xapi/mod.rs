@@ -8,6 +8,7 @@ use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 use xuefen_core::entry::Entry;
 use xuefen_core::ids::{CourseCode, EventId, LocalAccount, SiteId};
 use xuefen_store::xapi::{NewStatement, StatementQuery, StatementRow, XapiStore};
+use xuefen_store::xapi_documents::created_objects;
 use xuefen_store::{ConflictKind, Result, StoreError, Written};
 
 use crate::rows::{PARAMS_PER_STATEMENT_MAX, REUSE_DYNAMIC_STATEMENTS, placeholders, tuples};
@@ -33,7 +34,12 @@ fn statement_row(row: &SqliteRow) -> Result<StatementRow> {
     })
 }
 
-async fn insert_locked(pool: SqlitePool, site: SiteId, statements: Vec<NewStatement>) -> Result<Vec<Written>> {
+async fn insert_locked(
+    pool: SqlitePool,
+    site: SiteId,
+    statements: Vec<NewStatement>,
+    objects: Vec<Option<String>>,
+) -> Result<Vec<Written>> {
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
     let mut inserted = std::collections::HashSet::new();
     for chunk in statements.chunks(PARAMS_PER_STATEMENT_MAX / STATEMENT_WIDTH) {
@@ -63,17 +69,7 @@ async fn insert_locked(pool: SqlitePool, site: SiteId, statements: Vec<NewStatem
     let related: Vec<(&str, &str, &str)> = statements
         .iter()
         .filter(|s| inserted.contains(&s.id))
-        .flat_map(|s| {
-            let agents = s
-                .related_agents
-                .iter()
-                .map(move |a| (s.id.as_str(), "agent", a.as_str()));
-            let activities = s
-                .related_activities
-                .iter()
-                .map(move |a| (s.id.as_str(), "activity", a.as_str()));
-            agents.chain(activities)
-        })
+        .flat_map(|s| s.related_rows().map(move |(kind, value)| (s.id.as_str(), kind, value)))
         .collect();
     for chunk in related.chunks(PARAMS_PER_STATEMENT_MAX / 4) {
         // Dynamic: the number of rows varies with the request.
@@ -108,6 +104,8 @@ async fn insert_locked(pool: SqlitePool, site: SiteId, statements: Vec<NewStatem
             }
         }
     }
+    let created = created_objects(&statements, &objects, |id| inserted.contains(id));
+    documents::fold_into(&mut tx, &site, &created).await?;
     tx.commit().await.map_err(db)?;
     Ok(statements
         .iter()
@@ -123,8 +121,19 @@ async fn insert_locked(pool: SqlitePool, site: SiteId, statements: Vec<NewStatem
 
 #[async_trait]
 impl XapiStore for SqliteStore {
-    async fn insert_statements(&self, site: &SiteId, statements: &[NewStatement]) -> Result<Vec<Written>> {
-        run_to_end(insert_locked(self.pool.clone(), site.clone(), statements.to_vec())).await
+    async fn insert_statements_folding(
+        &self,
+        site: &SiteId,
+        statements: &[NewStatement],
+        objects: &[Option<String>],
+    ) -> Result<Vec<Written>> {
+        run_to_end(insert_locked(
+            self.pool.clone(),
+            site.clone(),
+            statements.to_vec(),
+            objects.to_vec(),
+        ))
+        .await
     }
 
     async fn statements_by_ids(&self, site: &SiteId, ids: &[String]) -> Result<Vec<StatementRow>> {
@@ -179,13 +188,18 @@ impl XapiStore for SqliteStore {
                 });
                 for (column, v) in &filters {
                     match related(column) {
+                        // The actor and the object are in the row's own
+                        // columns; the related rows hold the other agents and
+                        // activities.
                         Some(kind) => {
-                            b.push(format!(
-                                " and exists (select 1 from xapi_statement_related r where r.site_id = {alias}.site_id
-                                   and r.kind = '{kind}' and r.statement_id = {alias}.statement_id and r.value = "
-                            ))
-                            .push_bind(String::clone(v))
-                            .push(")");
+                            b.push(format!(" and ({alias}.{column} = "))
+                                .push_bind(String::clone(v))
+                                .push(format!(
+                                    " or exists (select 1 from xapi_statement_related r where r.site_id = {alias}.site_id
+                                       and r.kind = '{kind}' and r.statement_id = {alias}.statement_id and r.value = "
+                                ))
+                                .push_bind(String::clone(v))
+                                .push("))");
                         }
                         None => {
                             b.push(format!(" and {alias}.{column} = ")).push_bind(String::clone(v));

@@ -466,3 +466,76 @@ pub async fn xapi_activity_objects_unite_the_statements_about_them<B: Backend>(d
         None
     );
 }
+
+/// Statements stored with their Activity Objects fold them into the
+/// canonical ones in the same transaction: a created statement folds its
+/// object, a re-sent (`Existing`) one folds nothing, and a request refused
+/// for a conflicting id leaves the Activity Objects as they were.
+pub async fn xapi_statements_fold_their_activity_objects_in_their_transaction<B: Backend>(db: &B) {
+    sites(db).await;
+    let store = db.store();
+    let id = "http://x.example/course/1".to_owned();
+    let statement = |n: u32, fp: &str| crate::NewStatement {
+        id: format!("00000000-0000-4000-8000-{n:012}"),
+        json: format!(r#"{{"n":{n}}}"#),
+        fingerprint: fp.to_owned(),
+        verb: "http://adlnet.gov/expapi/verbs/completed".into(),
+        activity: Some(id.clone()),
+        agent: Some("mbox|mailto:a@example.com".into()),
+        registration: None,
+        voids: None,
+        stored: NOW,
+        related_agents: vec!["mbox|mailto:a@example.com".into()],
+        related_activities: vec![id.clone()],
+    };
+    let object = |lang: &str, name: &str| {
+        Some(format!(
+            r#"{{"objectType":"Activity","id":"{id}","definition":{{"name":{{"{lang}":"{name}"}}}}}}"#
+        ))
+    };
+    let name = |lang: &str| {
+        let store = db.store();
+        let id = id.clone();
+        let lang = lang.to_owned();
+        async move {
+            let json = store.activity(&site_id(), &id).await.expect("get")?;
+            let v: serde_json::Value = serde_json::from_str(&json).expect("json");
+            v["definition"]["name"][lang.as_str()].as_str().map(str::to_owned)
+        }
+    };
+    let written = store
+        .insert_statements_folding(
+            &site_id(),
+            &[statement(1, "f1"), statement(2, "f2")],
+            &[object("en", "one"), object("de", "zwei")],
+        )
+        .await
+        .expect("insert");
+    assert_eq!(written, vec![Written::Created, Written::Created]);
+    assert_eq!(name("en").await.as_deref(), Some("one"));
+    assert_eq!(name("de").await.as_deref(), Some("zwei"));
+    // Re-sent: stored already, its (changed) object is not folded.
+    let written = store
+        .insert_statements_folding(&site_id(), &[statement(1, "f1")], &[object("en", "changed")])
+        .await
+        .expect("insert");
+    assert_eq!(written, vec![Written::Existing]);
+    assert_eq!(name("en").await.as_deref(), Some("one"));
+    // A conflicting id refuses the whole request: nothing is folded.
+    let refused = store
+        .insert_statements_folding(
+            &site_id(),
+            &[statement(3, "f3"), statement(2, "other")],
+            &[object("fr", "trois"), object("en", "refused")],
+        )
+        .await;
+    assert!(matches!(refused, Err(crate::StoreError::Conflict(_))), "{refused:?}");
+    assert_eq!(name("fr").await, None);
+    assert_eq!(name("en").await.as_deref(), Some("one"));
+    // Without objects nothing is folded; other sites never see them.
+    store
+        .insert_statements(&site_id(), &[statement(4, "f4")])
+        .await
+        .expect("insert");
+    assert_eq!(store.activity(&other_site_id(), &id).await.expect("get"), None);
+}
