@@ -16,7 +16,7 @@ use xuefen_core::ids::LearnerId;
 use crate::ledger::{BenchCourse, Learner, decimal, event_terms};
 use crate::stopped;
 
-pub fn client(connections: usize) -> Result<reqwest::Client> {
+pub(crate) fn client(connections: usize) -> Result<reqwest::Client> {
     reqwest::Client::builder()
         .pool_max_idle_per_host(connections.max(1))
         .timeout(Duration::from_secs(300))
@@ -26,7 +26,7 @@ pub fn client(connections: usize) -> Result<reqwest::Client> {
 
 /// A site's view of a running service.
 #[derive(Clone)]
-pub struct Api {
+pub(crate) struct Api {
     pub http: reqwest::Client,
     pub base: String,
     pub admin_key: String,
@@ -50,7 +50,7 @@ struct LearnerOut {
 
 /// The counts of a batch answer (the per-item results are skipped).
 #[derive(Deserialize, Default, Clone, Copy)]
-pub struct BatchCounts {
+pub(crate) struct BatchCounts {
     pub accepted: u64,
     pub duplicate: u64,
     pub conflict: u64,
@@ -68,7 +68,7 @@ async fn expect(resp: reqwest::Response, want: &[StatusCode], what: &str) -> Res
 
 impl Api {
     /// Creates the site `site` with the admin key and sets up `course`.
-    pub async fn setup(
+    pub(crate) async fn setup(
         http: reqwest::Client,
         base: &str,
         admin_key: &str,
@@ -108,7 +108,13 @@ impl Api {
 
     /// Registers `n` learners with linked local accounts `{prefix}{i}`,
     /// `concurrency` at a time, in order.
-    pub async fn register(&self, prefix: &str, n: usize, concurrency: usize, chains: u32) -> Result<Vec<Learner>> {
+    pub(crate) async fn register(
+        &self,
+        prefix: &str,
+        n: usize,
+        concurrency: usize,
+        chains: u32,
+    ) -> Result<Vec<Learner>> {
         stream::iter(0..n)
             .map(|i| {
                 let account = format!("{prefix}{i}");
@@ -151,7 +157,7 @@ impl Api {
     }
 
     /// `POST /v1/events` of a pre-encoded JSON array.
-    pub async fn post_batch(&self, body: Vec<u8>) -> Result<BatchCounts> {
+    pub(crate) async fn post_batch(&self, body: Vec<u8>) -> Result<BatchCounts> {
         let resp = self
             .http
             .post(format!("{}/v1/events", self.base))
@@ -165,7 +171,7 @@ impl Api {
     }
 
     /// `PUT /v1/events/{id}`; true when accepted (201), false when a duplicate (200).
-    pub async fn put_event(&self, id: &str, body: Vec<u8>) -> Result<bool> {
+    pub(crate) async fn put_event(&self, id: &str, body: Vec<u8>) -> Result<bool> {
         let resp = self
             .http
             .put(format!("{}/v1/events/{id}", self.base))
@@ -181,7 +187,7 @@ impl Api {
 
     /// Readies the site for the xAPI door: its LMS home page and a
     /// fixed-credit course carrying the activity IRI the statements name.
-    pub async fn setup_xapi(&self, course_code: &str) -> Result<()> {
+    pub(crate) async fn setup_xapi(&self, course_code: &str) -> Result<()> {
         let resp = self
             .http
             .put(format!("{}/v1/xapi/profile", self.base))
@@ -207,7 +213,7 @@ impl Api {
     }
 
     /// Writes xAPI document `i` (see [`run_documents`]); expects 204.
-    pub async fn write_document(&self, site: &str, i: usize) -> Result<()> {
+    pub(crate) async fn write_document(&self, site: &str, i: usize) -> Result<()> {
         let agent =
             serde_json::json!({"account": {"homePage": XAPI_HOME_PAGE, "name": format!("learner-{}", i % 997)}})
                 .to_string();
@@ -257,7 +263,7 @@ impl Api {
 
     /// `POST /xapi/statements` of a pre-encoded JSON array, with the site's
     /// Basic credentials; returns how many ids came back.
-    pub async fn post_statements(&self, site: &str, body: Vec<u8>) -> Result<u64> {
+    pub(crate) async fn post_statements(&self, site: &str, body: Vec<u8>) -> Result<u64> {
         let resp = self
             .http
             .post(format!("{}/xapi/statements", self.base))
@@ -274,7 +280,7 @@ impl Api {
 
     /// The number of entries on a learner's transcript (read with the admin
     /// key, every page of the largest size in turn).
-    pub async fn transcript_len(&self, learner: &LearnerId) -> Result<usize> {
+    pub(crate) async fn transcript_len(&self, learner: &LearnerId) -> Result<usize> {
         #[derive(Deserialize)]
         struct Transcript {
             entries: Vec<serde::de::IgnoredAny>,
@@ -306,7 +312,7 @@ impl Api {
 
 /// The JSON of completion event `i` of a run (`seed`), for a learner by
 /// local account; `with_id` puts the id in the body (batches need it).
-pub fn event_json(
+pub(crate) fn event_json(
     course: &BenchCourse,
     id: &str,
     account: &str,
@@ -329,13 +335,13 @@ pub fn event_json(
 }
 
 /// The account home page of the benchmark site's LMS.
-pub const XAPI_HOME_PAGE: &str = "https://lms.bench.example";
+pub(crate) const XAPI_HOME_PAGE: &str = "https://lms.bench.example";
 /// The activity IRI of the benchmark's xAPI course.
-pub const XAPI_ACTIVITY: &str = "https://lms.bench.example/course/view.php?id=1";
+pub(crate) const XAPI_ACTIVITY: &str = "https://lms.bench.example/course/view.php?id=1";
 
 /// Completion statement `i` of a run (`seed`) for a learner by local
 /// account, shaped like an LMS plug-in's course completion.
-pub fn statement_json(account: &str, seed: u64, i: u64) -> serde_json::Value {
+pub(crate) fn statement_json(account: &str, seed: u64, i: u64) -> serde_json::Value {
     let (at, _) = event_terms(seed, i);
     serde_json::json!({
         "id": format!("00000000-0000-4000-8000-{i:012x}"),
@@ -352,7 +358,7 @@ pub fn statement_json(account: &str, seed: u64, i: u64) -> serde_json::Value {
 /// Posts `arrays` of statements (pre-encoded) from `clients` concurrent
 /// clients until all are sent, `limit` passes or the stop flag is raised;
 /// `accepted` counts the ids answered.
-pub async fn run_statements(
+pub(crate) async fn run_statements(
     api: &Api,
     site: &str,
     arrays: Arc<Vec<Vec<u8>>>,
@@ -387,7 +393,13 @@ pub async fn run_statements(
 /// clients, even ones `PUT` to the State resource (a SCORM-style resume
 /// document per learner and activity), odd ones `POST` (JSON merge) to the
 /// Agent Profile resource, each a new document of about 300 bytes.
-pub async fn run_documents(api: &Api, site: &str, count: usize, clients: usize, limit: Duration) -> Result<LoopResult> {
+pub(crate) async fn run_documents(
+    api: &Api,
+    site: &str,
+    count: usize,
+    clients: usize,
+    limit: Duration,
+) -> Result<LoopResult> {
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let tasks: Vec<_> = (0..clients.max(1))
@@ -416,12 +428,12 @@ pub async fn run_documents(api: &Api, site: &str, count: usize, clients: usize, 
 }
 
 /// The learner of generated event `i` (uniform over `n`).
-pub fn learner_of(seed: u64, i: u64, n: usize) -> usize {
+pub(crate) fn learner_of(seed: u64, i: u64, n: usize) -> usize {
     (crate::ledger::mix(seed ^ 0x5eed, i) % n.max(1) as u64) as usize
 }
 
 /// Figures of a request loop.
-pub struct LoopResult {
+pub(crate) struct LoopResult {
     pub elapsed: Duration,
     pub latencies: Vec<Duration>,
     pub counts: BatchCounts,
@@ -431,7 +443,12 @@ pub struct LoopResult {
 
 /// Posts `batches` (pre-encoded) from `clients` concurrent clients until all
 /// are sent, `limit` passes or the stop flag is raised.
-pub async fn run_batches(api: &Api, batches: Arc<Vec<Vec<u8>>>, clients: usize, limit: Duration) -> Result<LoopResult> {
+pub(crate) async fn run_batches(
+    api: &Api,
+    batches: Arc<Vec<Vec<u8>>>,
+    clients: usize,
+    limit: Duration,
+) -> Result<LoopResult> {
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let tasks: Vec<_> = (0..clients.max(1))
@@ -462,7 +479,7 @@ pub async fn run_batches(api: &Api, batches: Arc<Vec<Vec<u8>>>, clients: usize, 
 
 /// What single events are made of.
 #[derive(Clone)]
-pub struct Workload {
+pub(crate) struct Workload {
     pub course: Arc<BenchCourse>,
     pub learners: Arc<Vec<Learner>>,
     pub seed: u64,
@@ -470,7 +487,7 @@ pub struct Workload {
 
 /// `PUT`s events `0..total` (ids `{prefix}{i}`) over `conns` concurrent
 /// connections.
-pub async fn run_single(
+pub(crate) async fn run_single(
     api: &Api,
     work: &Workload,
     prefix: &str,
@@ -559,7 +576,7 @@ async fn collect(tasks: Vec<tokio::task::JoinHandle<TaskOut>>, started: Instant)
 }
 
 /// Millis of now.
-pub fn now_ms() -> Millis {
+pub(crate) fn now_ms() -> Millis {
     let ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)

@@ -83,7 +83,7 @@ async fn copy_chain(pool: &PgPool, chain: u32) -> Result<u64> {
 }
 
 /// The raw floor of `xuefen verify`: (rows, elapsed).
-pub async fn verify_baseline(pool: &PgPool, chains: u32) -> Result<(u64, Duration)> {
+pub(crate) async fn verify_baseline(pool: &PgPool, chains: u32) -> Result<(u64, Duration)> {
     let started = Instant::now();
     let counts: Vec<u64> = futures::stream::iter(0..chains)
         .map(|c| copy_chain(pool, c))
@@ -124,7 +124,7 @@ async fn log_size(pool: &PgPool) -> Result<i64> {
 /// Sealing storage of a ledger of `entries` (waits, at most `wait`, until
 /// the service has sealed them all), then its growth over `idle` with no
 /// writes. Returns the two benchmark lines.
-pub async fn sealing_storage(
+pub(crate) async fn sealing_storage(
     pool: &PgPool,
     entries: u64,
     wait: Duration,

@@ -18,10 +18,10 @@ use crate::ledger::{BenchCourse, Rows, Sealer, event_terms};
 use crate::stopped;
 
 /// Rows per insert transaction.
-pub const CHUNK: usize = 1_000;
+pub(crate) const CHUNK: usize = 1_000;
 
 /// One fill: which learners get which entries, in which order.
-pub struct FillPlan {
+pub(crate) struct FillPlan {
     pub seed: u64,
     pub prefix: String,
     /// `(id, chain)`; the first `targets` get exactly `per_target` entries each.
@@ -38,7 +38,7 @@ impl FillPlan {
     /// `rows` entries: `targets` learners with `per_target` entries each,
     /// the rest spread over filler learners (about 20 entries each), all
     /// interleaved at random.
-    pub fn new(
+    pub(crate) fn new(
         seed: u64,
         prefix: &str,
         rows: usize,
@@ -81,16 +81,16 @@ impl FillPlan {
         })
     }
 
-    pub fn rows(&self) -> usize {
+    pub(crate) fn rows(&self) -> usize {
         self.order.len()
     }
 
-    pub fn target_ids(&self) -> Vec<LearnerId> {
+    pub(crate) fn target_ids(&self) -> Vec<LearnerId> {
         self.learners[..self.targets].iter().map(|(id, _)| id.clone()).collect()
     }
 
     /// The chain and body of entry `i`.
-    pub fn body(&self, course: &BenchCourse, i: usize) -> Result<(u32, EntryBody)> {
+    pub(crate) fn body(&self, course: &BenchCourse, i: usize) -> Result<(u32, EntryBody)> {
         let l = *self.order.get(i).context("entry out of range")? as usize;
         let (id, chain) = self.learners.get(l).context("learner out of range")?;
         let (at, hours) = event_terms(self.seed, i as u64);
@@ -133,7 +133,12 @@ impl FillPlan {
 
 /// Writes the plan: learners, rows from `clients` concurrent inserters fed
 /// by one sealing thread, then the chain heads. Returns the time taken.
-pub async fn fill(pool: &PgPool, plan: Arc<FillPlan>, course: Arc<BenchCourse>, clients: usize) -> Result<Duration> {
+pub(crate) async fn fill(
+    pool: &PgPool,
+    plan: Arc<FillPlan>,
+    course: Arc<BenchCourse>,
+    clients: usize,
+) -> Result<Duration> {
     let started = Instant::now();
     plan.insert_learners(pool).await?;
     let (tx, rx) = mpsc::channel::<Rows>(clients * 4);
@@ -206,7 +211,7 @@ pub async fn fill(pool: &PgPool, plan: Arc<FillPlan>, course: Arc<BenchCourse>, 
 /// Raw SHA-256 over the canonical bytes of every planned entry, on one
 /// core: entries per second of `entry_hash` alone (encoding untimed).
 /// Small ledgers are hashed again until a quarter second has been timed.
-pub fn sha256_rate(plans: &[Arc<FillPlan>], course: &BenchCourse) -> Result<(u64, f64)> {
+pub(crate) fn sha256_rate(plans: &[Arc<FillPlan>], course: &BenchCourse) -> Result<(u64, f64)> {
     let mut encoded: Vec<Vec<(u32, Vec<u8>)>> = Vec::new();
     let mut hashed = 0u64;
     let mut spent = Duration::ZERO;

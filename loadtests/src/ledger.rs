@@ -12,7 +12,7 @@ use xuefen_store_postgres::copy::CopyWriter;
 
 /// The course every benchmark event completes: one credit per 8 hours, at
 /// most 4, no pass mark.
-pub struct BenchCourse {
+pub(crate) struct BenchCourse {
     pub site: SiteId,
     pub code: CourseCode,
     pub category: Category,
@@ -21,7 +21,7 @@ pub struct BenchCourse {
 }
 
 impl BenchCourse {
-    pub fn new(site: &str, code: &str) -> Result<Self> {
+    pub(crate) fn new(site: &str, code: &str) -> Result<Self> {
         Ok(Self {
             site: SiteId::parse(site)?,
             code: CourseCode::parse(code)?,
@@ -35,7 +35,7 @@ impl BenchCourse {
     }
 
     /// The JSON body of `PUT /v1/courses/{code}` for this course.
-    pub fn json(&self) -> serde_json::Value {
+    pub(crate) fn json(&self) -> serde_json::Value {
         serde_json::json!({
             "title": "Benchmark course",
             "category": self.category.as_str(),
@@ -47,7 +47,7 @@ impl BenchCourse {
     }
 
     /// The entry body the service records for a completion of this course.
-    pub fn completion(
+    pub(crate) fn completion(
         &self,
         event_id: &str,
         learner: &LearnerId,
@@ -84,7 +84,7 @@ impl BenchCourse {
 
 /// A learner as the benchmark knows it.
 #[derive(Clone)]
-pub struct Learner {
+pub(crate) struct Learner {
     pub id: LearnerId,
     pub chain: u32,
     pub account: String,
@@ -92,18 +92,18 @@ pub struct Learner {
 
 /// The heads of every chain, advanced as entries are sealed.
 #[derive(Clone)]
-pub struct Sealer {
+pub(crate) struct Sealer {
     heads: Vec<(u64, [u8; 32])>,
 }
 
 impl Sealer {
-    pub fn genesis(chains: u32) -> Self {
+    pub(crate) fn genesis(chains: u32) -> Self {
         Self {
             heads: vec![(0, GENESIS); chains as usize],
         }
     }
 
-    pub fn heads(&self) -> &[(u64, [u8; 32])] {
+    pub(crate) fn heads(&self) -> &[(u64, [u8; 32])] {
         &self.heads
     }
 
@@ -114,7 +114,7 @@ impl Sealer {
     }
 
     /// Appends `body` to `chain`.
-    pub fn seal(&mut self, chain: u32, body: EntryBody) -> Result<Entry> {
+    pub(crate) fn seal(&mut self, chain: u32, body: EntryBody) -> Result<Entry> {
         let head = self.head(chain)?;
         let position = Position { chain, seq: head.0 + 1 };
         let entry = Entry::seal(position, head.1, body);
@@ -123,7 +123,7 @@ impl Sealer {
     }
 
     /// Appends already-encoded bytes, hashing only (for the raw SHA-256 figure).
-    pub fn hash_only(&mut self, chain: u32, canonical: &[u8]) -> Result<()> {
+    pub(crate) fn hash_only(&mut self, chain: u32, canonical: &[u8]) -> Result<()> {
         let head = self.head(chain)?;
         let position = Position { chain, seq: head.0 + 1 };
         let hash = entry_hash(position, &head.1, canonical);
@@ -132,7 +132,7 @@ impl Sealer {
     }
 
     /// Reads the chain heads of a database.
-    pub async fn load(pool: &PgPool) -> Result<Self> {
+    pub(crate) async fn load(pool: &PgPool) -> Result<Self> {
         let rows: Vec<(i32, i64, Vec<u8>)> =
             sqlx::query_as("select chain_id, seq, hash from chain_heads order by chain_id")
                 .fetch_all(pool)
@@ -152,7 +152,7 @@ impl Sealer {
     }
 
     /// Writes the heads back, so that the service appends after raw inserts.
-    pub async fn store(&self, pool: &PgPool) -> Result<()> {
+    pub(crate) async fn store(&self, pool: &PgPool) -> Result<()> {
         let chains: Vec<i32> = (0..self.heads.len()).map(i32::try_from).collect::<Result<_, _>>()?;
         let seqs: Vec<i64> = self
             .heads
@@ -177,7 +177,7 @@ impl Sealer {
 
 /// Rows of `ledger_entries`, column by column, ready to bind as arrays.
 #[derive(Default)]
-pub struct Rows {
+pub(crate) struct Rows {
     chain_id: Vec<i32>,
     seq: Vec<i64>,
     prev_hash: Vec<Vec<u8>>,
@@ -205,11 +205,11 @@ const COLUMNS: &str = "chain_id, seq, prev_hash, hash, kind, site_id, event_id, 
     refers_chain, refers_seq, target_event, reason";
 
 impl Rows {
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.seq.len()
     }
 
-    pub fn push(&mut self, e: &Entry) -> Result<()> {
+    pub(crate) fn push(&mut self, e: &Entry) -> Result<()> {
         let b = &e.body;
         self.chain_id.push(i32::try_from(e.position.chain)?);
         self.seq.push(i64::try_from(e.position.seq)?);
@@ -238,7 +238,7 @@ impl Rows {
     }
 
     /// One multi-row `INSERT … SELECT * FROM UNNEST(…)`: one transaction.
-    pub async fn insert_unnest(&self, pool: &PgPool) -> Result<u64> {
+    pub(crate) async fn insert_unnest(&self, pool: &PgPool) -> Result<u64> {
         let sql = format!(
             "insert into ledger_entries ({COLUMNS})
              select * from unnest($1::int[], $2::bigint[], $3::bytea[], $4::bytea[], $5::smallint[],
@@ -274,7 +274,7 @@ impl Rows {
     }
 
     /// The rows in `COPY … FROM STDIN` text format.
-    pub fn copy_text(&self) -> Vec<u8> {
+    pub(crate) fn copy_text(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.len() * 400);
         for i in 0..self.len() {
             let fields: [Field<'_>; 20] = [
@@ -312,7 +312,7 @@ impl Rows {
 
     /// `COPY ledger_entries FROM STDIN` of pre-encoded text: one transaction.
     /// The rows in `COPY … FROM STDIN (FORMAT binary)` format.
-    pub fn copy_binary(&self) -> Vec<u8> {
+    pub(crate) fn copy_binary(&self) -> Vec<u8> {
         let mut w = CopyWriter::with_capacity(self.len() * 320);
         for i in 0..self.len() {
             w.row(20);
@@ -341,7 +341,7 @@ impl Rows {
     }
 
     /// One `COPY` of prepared data (`binary` or text format): one transaction.
-    pub async fn copy_in(pool: &PgPool, data: &[u8], binary: bool) -> Result<u64> {
+    pub(crate) async fn copy_in(pool: &PgPool, data: &[u8], binary: bool) -> Result<u64> {
         let mut conn = pool.acquire().await?;
         let format = if binary { " (format binary)" } else { "" };
         let mut copy = conn
@@ -353,7 +353,7 @@ impl Rows {
     }
 
     /// One row per transaction, as a client without batching writes.
-    pub async fn insert_one(&self, pool: &PgPool, i: usize) -> Result<u64> {
+    pub(crate) async fn insert_one(&self, pool: &PgPool, i: usize) -> Result<u64> {
         let sql = format!(
             "insert into ledger_entries ({COLUMNS})
              values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)"
@@ -424,7 +424,7 @@ impl Field<'_> {
 
 /// A cheap deterministic mix of a seed and an index (SplitMix64), so that
 /// any part of a generated ledger can be generated again on its own.
-pub fn mix(seed: u64, i: u64) -> u64 {
+pub(crate) fn mix(seed: u64, i: u64) -> u64 {
     let mut z = seed ^ i.wrapping_mul(0x9E37_79B9_7F4A_7C15);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
@@ -438,7 +438,7 @@ const COMPLETED_SPAN_S: u64 = 2 * 365 * 24 * 3600;
 
 /// The completion date and hours of generated event `i`: whole seconds
 /// within 2023–2024, hours in quarter hours from 1 to 40.
-pub fn event_terms(seed: u64, i: u64) -> (Millis, Hours) {
+pub(crate) fn event_terms(seed: u64, i: u64) -> (Millis, Hours) {
     let r = mix(seed, i);
     let secs = (r % COMPLETED_SPAN_S) as i64;
     let quarters = ((r >> 40) % 157 + 4) as i64;
@@ -449,7 +449,7 @@ pub fn event_terms(seed: u64, i: u64) -> (Millis, Hours) {
 }
 
 /// An amount in hundredths as the API writes it (`"12.25"`).
-pub fn decimal(cents: i64) -> String {
+pub(crate) fn decimal(cents: i64) -> String {
     format!("{}.{:02}", cents / 100, cents % 100)
 }
 

@@ -88,7 +88,25 @@ struct Args {
     /// Keep the scratch databases instead of dropping them.
     #[arg(long)]
     keep_databases: bool,
+    /// Run only these scenarios (comma-separated, of baseline, batch,
+    /// duplicates, import, xapi, xapi_documents, single, ledgers, sqlite);
+    /// `batch,xapi` gives `xapi_vs_batch_ratio` [default: all].
+    #[arg(long, value_delimiter = ',', value_parser = clap::builder::PossibleValuesParser::new(SCENARIOS))]
+    only: Vec<String>,
 }
+
+/// The scenarios `--only` selects from, in the order they run.
+const SCENARIOS: [&str; 9] = [
+    "baseline",
+    "batch",
+    "duplicates",
+    "import",
+    "xapi",
+    "xapi_documents",
+    "single",
+    "ledgers",
+    "sqlite",
+];
 
 struct Config {
     bin: PathBuf,
@@ -106,6 +124,15 @@ struct Config {
     no_ledgers: bool,
     transcript_requests: usize,
     deadline: Duration,
+    /// The scenarios `--only` named; empty: all of them.
+    only: Vec<String>,
+}
+
+impl Config {
+    /// Whether the scenario runs (every one unless `--only` names others).
+    fn runs(&self, scenario: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|s| s == scenario)
+    }
 }
 
 /// Entries of each transcript learner.
@@ -140,6 +167,7 @@ fn config(a: &Args) -> Result<Config> {
         } else {
             900
         })),
+        only: a.only.clone(),
     })
 }
 
@@ -180,8 +208,9 @@ async fn main_inner(args: Args) -> Result<()> {
         raise_stop();
     });
     let dir = std::env::temp_dir().join(format!("xuefen-loadtest-{}", std::process::id()));
+    let postgres = SCENARIOS[..8].iter().any(|s| cfg.runs(s));
     let result = match (&args.database_url, args.sqlite_only) {
-        (Some(url), false) => {
+        (Some(url), false) if postgres => {
             let mut cluster = Cluster::connect(url).await?;
             let result = run(&cfg, &mut cluster, &dir).await;
             if !args.keep_databases {
@@ -202,8 +231,8 @@ async fn main_inner(args: Args) -> Result<()> {
         }
     };
     let result = match result {
-        Ok(()) => run_sqlite(&cfg, &dir).await,
-        Err(e) => Err(e),
+        Ok(()) if cfg.runs("sqlite") => run_sqlite(&cfg, &dir).await,
+        other => other,
     };
     if result.is_ok() {
         let _ = std::fs::remove_dir_all(&dir);
@@ -270,18 +299,110 @@ async fn run(cfg: &Config, cluster: &mut Cluster, dir: &Path) -> Result<()> {
 
     // ---------------------------------------------------------------- baseline
     let chunks = Arc::new(chunks);
-    let baseline = run_baseline(cfg, cluster, chunks.clone(), srv.pid).await?;
+    let baseline = if cfg.runs("baseline") {
+        Some(run_baseline(cfg, cluster, chunks.clone(), srv.pid).await?)
+    } else {
+        None
+    };
 
     // ---------------------------------------------------------------- batch
     let batches = Arc::new(batches);
-    let hwm_reset = reset_hwm(srv.pid);
-    let cpu = CpuSnapshot::take(srv.pid);
-    let r = api::run_batches(&api, batches.clone(), cfg.clients, cfg.scenario_limit).await?;
-    let cpu = CpuSnapshot::take(srv.pid).since(&cpu);
-    let peak = vm_hwm_kb(srv.pid);
+    // Every event the service accepted, for the ledger's count at the end.
+    let mut accepted = 0u64;
+    let mut batch_rate = None;
+    let mut posted = 0;
+    let mut batch_sent = 0;
+    if cfg.runs("batch") {
+        let r = run_batch(cfg, &api, &batches, &lens, srv.pid).await?;
+        accepted += r.counts.accepted;
+        batch_rate = Some(rate(r.counts.accepted, r.elapsed));
+        posted = lens.iter().take(r.sent).sum();
+        batch_sent = r.sent;
+    }
+
+    // ---------------------------------------------------------------- duplicates
+    if cfg.runs("duplicates") {
+        let sent_batches = Arc::new(batches[..batch_sent].to_vec());
+        let cpu = CpuSnapshot::take(srv.pid);
+        let d = api::run_batches(&api, sent_batches.clone(), cfg.clients, cfg.scenario_limit).await?;
+        let cpu = CpuSnapshot::take(srv.pid).since(&cpu);
+        let reposted: usize = lens.iter().take(d.sent).sum();
+        let l = Latencies::new(d.latencies);
+        line!(
+            "duplicates events_per_s={:.0} p50_ms={:.1} p99_ms={:.1} clients={} batch={CHUNK} events={reposted} duplicate={}",
+            rate(d.counts.duplicate, d.elapsed),
+            l.ms(0.5),
+            l.ms(0.99),
+            cfg.clients,
+            d.counts.duplicate
+        );
+        line!("cpu scenario=duplicates wall_s={:.2} {cpu}", d.elapsed.as_secs_f64());
+        expect_counts(&d.counts, 0, reposted as u64, "duplicates")?;
+        check(d.sent == sent_batches.len() || !cfg.smoke, || {
+            format!("duplicates sent {} of {} batches", d.sent, sent_batches.len())
+        })?;
+    }
+
+    // ---------------------------------------------------------------- import
+    if cfg.runs("import") {
+        let n = if cfg.runs("batch") { posted } else { cfg.batch_events };
+        run_import(cfg, &api, &srv, &course, &learners, dir, n, batch_rate).await?;
+        accepted += n as u64;
+    }
+
+    // ---------------------------------------------------------------- xapi
+    if cfg.runs("xapi") {
+        accepted += run_xapi(cfg, &api, &learners, &svc_pool, srv.pid, batch_rate).await?;
+    }
+
+    // ---------------------------------------------------------------- xapi_documents
+    if cfg.runs("xapi_documents") {
+        run_xapi_documents(cfg, &api, &svc_pool, srv.pid).await?;
+    }
+
+    // ---------------------------------------------------------------- single
+    if cfg.runs("single") {
+        accepted += run_singles(cfg, cluster, &api, &course, &learners, &chunks, srv.pid).await?;
+    }
+    let stored: i64 = sqlx::query_scalar("select count(*) from ledger_entries")
+        .fetch_one(&svc_pool)
+        .await?;
+    // Every statement was a credited completion: one entry each.
+    check(stored as u64 == accepted, || {
+        format!("ledger holds {stored} entries, the service accepted {accepted} (xAPI and import included)")
+    })?;
+    svc_pool.close().await;
+    srv.stop().await;
+
+    // ---------------------------------------------------------------- transcript + verify
+    if !cfg.no_ledgers && cfg.runs("ledgers") {
+        run_ledgers(cfg, cluster, dir, &http, &course).await?;
+    }
+
+    // ---------------------------------------------------------------- ratio
+    if let (Some(batch_rate), Some(baseline)) = (batch_rate, baseline) {
+        line!("ingest_ratio={:.3}", batch_rate / baseline.max(1e-9));
+    }
+    Ok(())
+}
+
+/// `batch`: the batches posted by `clients` at a time.
+async fn run_batch(
+    cfg: &Config,
+    api: &Api,
+    batches: &Arc<Vec<Vec<u8>>>,
+    lens: &[usize],
+    pid: u32,
+) -> Result<api::LoopResult> {
+    let srv_pid = pid;
+    let hwm_reset = reset_hwm(srv_pid);
+    let cpu = CpuSnapshot::take(srv_pid);
+    let mut r = api::run_batches(api, batches.clone(), cfg.clients, cfg.scenario_limit).await?;
+    let cpu = CpuSnapshot::take(srv_pid).since(&cpu);
+    let peak = vm_hwm_kb(srv_pid);
     let posted: usize = lens.iter().take(r.sent).sum();
     let batch_rate = rate(r.counts.accepted, r.elapsed);
-    let l = Latencies::new(r.latencies);
+    let l = Latencies::new(std::mem::take(&mut r.latencies));
     line!(
         "batch events_per_s={batch_rate:.0} p50_ms={:.1} p99_ms={:.1} clients={} batch={CHUNK} events={posted} accepted={} elapsed_s={:.2}",
         l.ms(0.5),
@@ -300,39 +421,30 @@ async fn run(cfg: &Config, cluster: &mut Cluster, dir: &Path) -> Result<()> {
         peak.map_or("n/a".into(), |kb| format!("{:.1}", mb(kb))),
         if hwm_reset { "batch_start" } else { "server_start" }
     );
+    Ok(r)
+}
 
-    // ---------------------------------------------------------------- duplicates
-    let sent_batches = Arc::new(batches[..r.sent].to_vec());
-    let cpu = CpuSnapshot::take(srv.pid);
-    let d = api::run_batches(&api, sent_batches.clone(), cfg.clients, cfg.scenario_limit).await?;
-    let cpu = CpuSnapshot::take(srv.pid).since(&cpu);
-    let reposted: usize = lens.iter().take(d.sent).sum();
-    let l = Latencies::new(d.latencies);
-    line!(
-        "duplicates events_per_s={:.0} p50_ms={:.1} p99_ms={:.1} clients={} batch={CHUNK} events={reposted} duplicate={}",
-        rate(d.counts.duplicate, d.elapsed),
-        l.ms(0.5),
-        l.ms(0.99),
-        cfg.clients,
-        d.counts.duplicate
-    );
-    line!("cpu scenario=duplicates wall_s={:.2} {cpu}", d.elapsed.as_secs_f64());
-    expect_counts(&d.counts, 0, reposted as u64, "duplicates")?;
-    check(d.sent == sent_batches.len() || !cfg.smoke, || {
-        format!("duplicates sent {} of {} batches", d.sent, sent_batches.len())
-    })?;
-
-    // ---------------------------------------------------------------- import
-    // `xuefen import` back-fills as many events (new ids, same shape) from
-    // an NDJSON file, in batches of the batch's size, `clients` at a time.
-    let n = posted;
+/// `import`: `xuefen import` back-fills `n` events (new ids, same shape)
+/// from an NDJSON file, in batches of the batch's size, `clients` at a time.
+#[allow(clippy::too_many_arguments)]
+async fn run_import(
+    cfg: &Config,
+    api: &Api,
+    srv: &Server,
+    course: &BenchCourse,
+    learners: &[Learner],
+    dir: &Path,
+    n: usize,
+    batch_rate: Option<f64>,
+) -> Result<()> {
+    let batch_rate = batch_rate.unwrap_or(0.0);
     let file = dir.join("import.ndjson");
     let mut text = String::with_capacity(n * 200);
     for j in 0..n {
         let learner = learners
             .get(learner_of(SEED + 1, j as u64, learners.len()))
             .context("no learners")?;
-        let mut v = event_json(&course, &format!("i-{j}"), &learner.account, SEED + 1, j as u64, true);
+        let mut v = event_json(course, &format!("i-{j}"), &learner.account, SEED + 1, j as u64, true);
         if let Some(o) = v.as_object_mut() {
             o.insert("type".into(), "event".into());
         }
@@ -381,16 +493,26 @@ async fn run(cfg: &Config, cluster: &mut Cluster, dir: &Path) -> Result<()> {
         took.as_secs_f64()
     );
     line!("cpu scenario=import wall_s={:.2} {cpu}", took.as_secs_f64());
+    Ok(())
+}
 
-    // ---------------------------------------------------------------- xapi
-    // The same number of completions through the xAPI door, in POST arrays
-    // of the batch's size, each credited on the same ledger.
+/// `xapi`: the same number of completions as `batch` through the xAPI
+/// door, in POST arrays of the batch's size, each credited on the same
+/// ledger; answers the statements stored.
+async fn run_xapi(
+    cfg: &Config,
+    api: &Api,
+    learners: &[Learner],
+    svc_pool: &sqlx::PgPool,
+    pid: u32,
+    batch_rate: Option<f64>,
+) -> Result<u64> {
     api.setup_xapi("bench-xapi").await?;
-    let (arrays, xlens) = xapi_material(cfg, &learners)?;
+    let (arrays, xlens) = xapi_material(cfg, learners)?;
     let arrays = Arc::new(arrays);
-    let cpu = CpuSnapshot::take(srv.pid);
-    let x = api::run_statements(&api, "bench", arrays.clone(), cfg.clients, cfg.scenario_limit).await?;
-    let cpu = CpuSnapshot::take(srv.pid).since(&cpu);
+    let cpu = CpuSnapshot::take(pid);
+    let x = api::run_statements(api, "bench", arrays.clone(), cfg.clients, cfg.scenario_limit).await?;
+    let cpu = CpuSnapshot::take(pid).since(&cpu);
     let xposted: usize = xlens.iter().take(x.sent).sum();
     let xapi_rate = rate(x.counts.accepted, x.elapsed);
     let l = Latencies::new(x.latencies);
@@ -404,7 +526,9 @@ async fn run(cfg: &Config, cluster: &mut Cluster, dir: &Path) -> Result<()> {
     );
     line!("cpu scenario=xapi wall_s={:.2} {cpu}", x.elapsed.as_secs_f64());
     line!("xapi_statements_per_second={xapi_rate:.0}");
-    line!("xapi_vs_batch_ratio={:.3}", xapi_rate / batch_rate.max(1e-9));
+    if let Some(batch_rate) = batch_rate {
+        line!("xapi_vs_batch_ratio={:.3}", xapi_rate / batch_rate.max(1e-9));
+    }
     check(x.counts.accepted == xposted as u64, || {
         format!("xapi stored {} of {xposted} statements", x.counts.accepted)
     })?;
@@ -412,7 +536,7 @@ async fn run(cfg: &Config, cluster: &mut Cluster, dir: &Path) -> Result<()> {
         format!("xapi sent {} of {} arrays", x.sent, arrays.len())
     })?;
     let statements: i64 = sqlx::query_scalar("select count(*) from xapi_statements")
-        .fetch_one(&svc_pool)
+        .fetch_one(svc_pool)
         .await?;
     check(statements as u64 == x.counts.accepted, || {
         format!(
@@ -420,15 +544,17 @@ async fn run(cfg: &Config, cluster: &mut Cluster, dir: &Path) -> Result<()> {
             x.counts.accepted
         )
     })?;
+    Ok(x.counts.accepted)
+}
 
-    // ---------------------------------------------------------------- xapi_documents
-    // State and Agent Profile writes (new documents), as SCORM-style
-    // packages save resume data: PUT and POST, 16 connections.
+/// `xapi_documents`: State and Agent Profile writes (new documents), as
+/// SCORM-style packages save resume data: PUT and POST, 16 connections.
+async fn run_xapi_documents(cfg: &Config, api: &Api, svc_pool: &sqlx::PgPool, pid: u32) -> Result<()> {
     let documents = if cfg.smoke { 400 } else { 20_000 };
     let doc_clients = 16;
-    let cpu = CpuSnapshot::take(srv.pid);
-    let dw = api::run_documents(&api, "bench", documents, doc_clients, cfg.single_limit).await?;
-    let cpu = CpuSnapshot::take(srv.pid).since(&cpu);
+    let cpu = CpuSnapshot::take(pid);
+    let dw = api::run_documents(api, "bench", documents, doc_clients, cfg.single_limit).await?;
+    let cpu = CpuSnapshot::take(pid).since(&cpu);
     let l = Latencies::new(dw.latencies);
     line!(
         "xapi_documents documents_per_s={:.0} p50_ms={:.1} p99_ms={:.1} clients={doc_clients} documents={} elapsed_s={:.2}",
@@ -443,7 +569,7 @@ async fn run(cfg: &Config, cluster: &mut Cluster, dir: &Path) -> Result<()> {
         dw.elapsed.as_secs_f64()
     );
     let stored_docs: i64 = sqlx::query_scalar("select count(*) from xapi_documents")
-        .fetch_one(&svc_pool)
+        .fetch_one(svc_pool)
         .await?;
     check(stored_docs as u64 == dw.counts.accepted, || {
         format!(
@@ -451,8 +577,20 @@ async fn run(cfg: &Config, cluster: &mut Cluster, dir: &Path) -> Result<()> {
             dw.counts.accepted
         )
     })?;
+    Ok(())
+}
 
-    // ---------------------------------------------------------------- single
+/// `single`: events `PUT` one by one at each connection count, each after
+/// its raw baseline; answers the events accepted.
+async fn run_singles(
+    cfg: &Config,
+    cluster: &mut Cluster,
+    api: &Api,
+    course: &Arc<BenchCourse>,
+    learners: &Arc<Vec<Learner>>,
+    chunks: &Arc<Vec<Rows>>,
+    pid: u32,
+) -> Result<u64> {
     let work = Workload {
         course: course.clone(),
         learners: learners.clone(),
@@ -460,10 +598,10 @@ async fn run(cfg: &Config, cluster: &mut Cluster, dir: &Path) -> Result<()> {
     };
     let mut single_accepted = 0u64;
     for &conns in &cfg.single_conns {
-        run_single_baseline(cfg, cluster, &chunks, conns).await?;
-        let cpu = CpuSnapshot::take(srv.pid);
+        run_single_baseline(cfg, cluster, chunks, conns).await?;
+        let cpu = CpuSnapshot::take(pid);
         let s = api::run_single(
-            &api,
+            api,
             &work,
             &format!("s{conns}-"),
             cfg.single_events,
@@ -471,7 +609,7 @@ async fn run(cfg: &Config, cluster: &mut Cluster, dir: &Path) -> Result<()> {
             cfg.single_limit,
         )
         .await?;
-        let cpu = CpuSnapshot::take(srv.pid).since(&cpu);
+        let cpu = CpuSnapshot::take(pid).since(&cpu);
         let l = Latencies::new(s.latencies);
         line!(
             "single conns={conns} events_per_s={:.0} p50_ms={:.1} p99_ms={:.1} p999_ms={:.1} events={} accepted={} elapsed_s={:.2}",
@@ -493,25 +631,7 @@ async fn run(cfg: &Config, cluster: &mut Cluster, dir: &Path) -> Result<()> {
         })?;
         single_accepted += s.counts.accepted;
     }
-    let stored: i64 = sqlx::query_scalar("select count(*) from ledger_entries")
-        .fetch_one(&svc_pool)
-        .await?;
-    // Every statement was a credited completion: one entry each.
-    let expected = r.counts.accepted + single_accepted + x.counts.accepted + n as u64;
-    check(stored as u64 == expected, || {
-        format!("ledger holds {stored} entries, the service accepted {expected} (xAPI and import included)")
-    })?;
-    svc_pool.close().await;
-    srv.stop().await;
-
-    // ---------------------------------------------------------------- transcript + verify
-    if !cfg.no_ledgers {
-        run_ledgers(cfg, cluster, dir, &http, &course).await?;
-    }
-
-    // ---------------------------------------------------------------- ratio
-    line!("ingest_ratio={:.3}", batch_rate / baseline.max(1e-9));
-    Ok(())
+    Ok(single_accepted)
 }
 
 /// The batch scenario on SQLite against its own raw baseline.

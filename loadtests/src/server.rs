@@ -11,7 +11,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 /// `url` with its database name replaced by `database` (query kept).
-pub fn with_database(url: &str, database: &str) -> Result<String> {
+pub(crate) fn with_database(url: &str, database: &str) -> Result<String> {
     let scheme_end = url.find("://").context("DATABASE_URL has no scheme")? + 3;
     let (head, query) = match url.find('?') {
         Some(q) => (&url[..q], &url[q..]),
@@ -22,7 +22,7 @@ pub fn with_database(url: &str, database: &str) -> Result<String> {
 }
 
 /// The cluster behind `DATABASE_URL`: creates and drops scratch databases.
-pub struct Cluster {
+pub(crate) struct Cluster {
     url: String,
     admin: PgPool,
     tag: String,
@@ -30,7 +30,7 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    pub async fn connect(url: &str) -> Result<Self> {
+    pub(crate) async fn connect(url: &str) -> Result<Self> {
         let options: PgConnectOptions = with_database(url, "postgres")?.parse().context("parse DATABASE_URL")?;
         let admin = PgPoolOptions::new()
             .max_connections(2)
@@ -50,7 +50,7 @@ impl Cluster {
     }
 
     /// Creates `bench_<name>_<tag>` and returns its URL.
-    pub async fn create(&mut self, name: &str) -> Result<String> {
+    pub(crate) async fn create(&mut self, name: &str) -> Result<String> {
         let db = format!("bench_{name}_{}", self.tag);
         if !db
             .bytes()
@@ -66,12 +66,12 @@ impl Cluster {
         with_database(&self.url, &db)
     }
 
-    pub async fn version(&self) -> Result<String> {
+    pub(crate) async fn version(&self) -> Result<String> {
         Ok(sqlx::query_scalar("show server_version").fetch_one(&self.admin).await?)
     }
 
     /// Drops every database this run created.
-    pub async fn drop_all(&mut self) {
+    pub(crate) async fn drop_all(&mut self) {
         for db in std::mem::take(&mut self.created) {
             if let Err(e) = sqlx::query(&format!("drop database if exists {db} with (force)"))
                 .execute(&self.admin)
@@ -84,7 +84,7 @@ impl Cluster {
 }
 
 /// A pool on one scratch database.
-pub async fn pool(url: &str, connections: u32) -> Result<PgPool> {
+pub(crate) async fn pool(url: &str, connections: u32) -> Result<PgPool> {
     let options: PgConnectOptions = url.parse().context("parse database URL")?;
     PgPoolOptions::new()
         .max_connections(connections)
@@ -95,7 +95,7 @@ pub async fn pool(url: &str, connections: u32) -> Result<PgPool> {
 }
 
 /// Runs `xuefen migrate` against `url`.
-pub async fn migrate(bin: &Path, url: &str) -> Result<()> {
+pub(crate) async fn migrate(bin: &Path, url: &str) -> Result<()> {
     let out = Command::new(bin)
         .arg("migrate")
         .env("DATABASE_URL", url)
@@ -109,7 +109,7 @@ pub async fn migrate(bin: &Path, url: &str) -> Result<()> {
 }
 
 /// A running `xuefen serve`; killed when dropped.
-pub struct Server {
+pub(crate) struct Server {
     child: Child,
     pub pid: u32,
     pub base: String,
@@ -119,7 +119,7 @@ pub struct Server {
 impl Server {
     /// Starts `xuefen serve` on 127.0.0.1 (a free port chosen by the
     /// kernel) against `url`, and waits until it listens.
-    pub async fn start(bin: &Path, url: &str, dir: &Path) -> Result<Self> {
+    pub(crate) async fn start(bin: &Path, url: &str, dir: &Path) -> Result<Self> {
         std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
         let log = std::fs::File::create(dir.join("server.log")).context("create server.log")?;
         let mut child = Command::new(bin)
@@ -167,14 +167,14 @@ impl Server {
         })
     }
 
-    pub async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         let _ = self.child.start_kill();
         let _ = self.child.wait().await;
     }
 }
 
 /// What `xuefen verify` reported.
-pub struct VerifyRun {
+pub(crate) struct VerifyRun {
     pub entries: u64,
     pub entries_per_s: f64,
     pub elapsed: Duration,
@@ -183,7 +183,7 @@ pub struct VerifyRun {
 
 /// Runs `xuefen verify` against `url`, under `/usr/bin/time -v` when it
 /// exists (for the peak RSS); otherwise polls `VmHWM` while it runs.
-pub async fn verify(bin: &Path, url: &str) -> Result<VerifyRun> {
+pub(crate) async fn verify(bin: &Path, url: &str) -> Result<VerifyRun> {
     let time = PathBuf::from("/usr/bin/time");
     let timed = time.exists();
     let mut cmd = if timed {

@@ -67,7 +67,7 @@ async fn count(pool: &SqlitePool, table: &str) -> Result<i64> {
 
 /// Runs the SQLite scenario; returns `sqlite_batch` events/s ÷
 /// `sqlite_baseline` rows/s.
-pub async fn run(cfg: &Config, http: &reqwest::Client, course: &Arc<BenchCourse>, dir: &Path) -> Result<f64> {
+pub(crate) async fn run(cfg: &Config, http: &reqwest::Client, course: &Arc<BenchCourse>, dir: &Path) -> Result<f64> {
     let dir = dir.join("sqlite");
     std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
     let svc_file = dir.join("svc.db");

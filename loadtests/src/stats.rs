@@ -3,16 +3,16 @@
 use std::time::Duration;
 
 /// Sorted request latencies.
-pub struct Latencies(Vec<Duration>);
+pub(crate) struct Latencies(Vec<Duration>);
 
 impl Latencies {
-    pub fn new(mut samples: Vec<Duration>) -> Self {
+    pub(crate) fn new(mut samples: Vec<Duration>) -> Self {
         samples.sort_unstable();
         Self(samples)
     }
 
     /// The `p`-quantile (0 < p <= 1) in milliseconds, nearest-rank; 0 when empty.
-    pub fn ms(&self, p: f64) -> f64 {
+    pub(crate) fn ms(&self, p: f64) -> f64 {
         let n = self.0.len();
         if n == 0 {
             return 0.0;
@@ -23,12 +23,12 @@ impl Latencies {
 }
 
 /// `count / elapsed`, guarded against a zero duration.
-pub fn rate(count: u64, elapsed: Duration) -> f64 {
+pub(crate) fn rate(count: u64, elapsed: Duration) -> f64 {
     count as f64 / elapsed.as_secs_f64().max(1e-9)
 }
 
 /// `VmHWM` (peak resident set size) of a live process, in kB.
-pub fn vm_hwm_kb(pid: u32) -> Option<u64> {
+pub(crate) fn vm_hwm_kb(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
         .lines()
@@ -38,7 +38,7 @@ pub fn vm_hwm_kb(pid: u32) -> Option<u64> {
 
 /// Resets the peak RSS of a process we own (`clear_refs` 5), so that the
 /// next `VmHWM` read covers only what follows. False where unsupported.
-pub fn reset_hwm(pid: u32) -> bool {
+pub(crate) fn reset_hwm(pid: u32) -> bool {
     std::fs::write(format!("/proc/{pid}/clear_refs"), "5").is_ok()
 }
 
@@ -63,7 +63,7 @@ fn cpu_ticks(stat_path: &std::path::Path) -> Option<(String, u64)> {
 /// work. The work of a backend that exits within the interval is lost, which
 /// undercounts only what it did between its last sample and its exit.
 #[derive(Clone, Default)]
-pub struct CpuSnapshot {
+pub(crate) struct CpuSnapshot {
     server: u64,
     postgres: std::collections::HashMap<u32, u64>,
     me: u64,
@@ -73,7 +73,7 @@ pub struct CpuSnapshot {
 const TICKS_PER_S: f64 = 100.0;
 
 impl CpuSnapshot {
-    pub fn take(server_pid: u32) -> Self {
+    pub(crate) fn take(server_pid: u32) -> Self {
         let server = cpu_ticks(std::path::Path::new(&format!("/proc/{server_pid}/stat"))).map_or(0, |(_, t)| t);
         let me = cpu_ticks(std::path::Path::new("/proc/self/stat")).map_or(0, |(_, t)| t);
         let mut postgres = std::collections::HashMap::new();
@@ -93,7 +93,7 @@ impl CpuSnapshot {
     }
 
     /// `server_cpu_s=… postgres_cpu_s=… loadtest_cpu_s=…` since `earlier`.
-    pub fn since(&self, earlier: &Self) -> String {
+    pub(crate) fn since(&self, earlier: &Self) -> String {
         let s = |a: u64, b: u64| a.saturating_sub(b) as f64 / TICKS_PER_S;
         // A pid seen only now started within the interval: all its time counts.
         let postgres: u64 = self
@@ -110,7 +110,7 @@ impl CpuSnapshot {
     }
 }
 
-pub fn mb(kb: u64) -> f64 {
+pub(crate) fn mb(kb: u64) -> f64 {
     kb as f64 / 1024.0
 }
 

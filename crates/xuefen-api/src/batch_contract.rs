@@ -11,10 +11,11 @@
 use utoipa::Modify;
 
 /// The summary of `POST /v1/events`.
-pub const SUMMARY: &str = "Posts a batch of events: a JSON array, or NDJSON with `Content-Type: application/x-ndjson`.";
+pub(crate) const SUMMARY: &str =
+    "Posts a batch of events: a JSON array, or NDJSON with `Content-Type: application/x-ndjson`.";
 
 /// The description of `POST /v1/events`: the batch contract.
-pub const DESCRIPTION: &str = "\
+pub(crate) const DESCRIPTION: &str = "\
 Each item gets its own result; a rejected item never blocks the others.
 
 **Durability.** A 200 answer means every item it reports `accepted` or `duplicate` is committed durably.
@@ -33,7 +34,7 @@ each item) with the same event ids and bodies; a changed body under an event id 
 `conflict`.";
 
 /// Sets the summary and description of `POST /v1/events`.
-pub struct BatchContract;
+pub(crate) struct BatchContract;
 
 impl Modify for BatchContract {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {

@@ -12,7 +12,7 @@ use xuefen_core::limits::{
     GROUP_ID_BYTES_MAX, SITE_ID_BYTES_MAX,
 };
 
-pub struct Strict;
+pub(crate) struct Strict;
 
 /// The pattern of a path or query parameter named `name`, by the id type
 /// the service parses it as.

@@ -29,7 +29,7 @@ use crate::wire::*;
     security(("api_key" = [])), params(("code" = String, Path)), request_body = CourseIn,
     responses((status = 201, body = CourseOut), (status = 200, body = CourseOut),
               (status = 422, body = Problem, content_type = "application/problem+json")))]
-pub async fn put_course(
+pub(crate) async fn put_course(
     State(state): State<AppState>,
     caller: Caller,
     Path(code): Path<String>,
@@ -102,7 +102,7 @@ fn activity_taken(e: xuefen_store::StoreError) -> ApiError {
 #[utoipa::path(get, path = "/v1/courses/{code}", operation_id = "get_course", tag = "courses",
     security(("api_key" = [])), params(("code" = String, Path)),
     responses((status = 200, body = CourseOut), (status = 404, body = Problem, content_type = "application/problem+json")))]
-pub async fn get_course(
+pub(crate) async fn get_course(
     State(state): State<AppState>,
     caller: Caller,
     Path(code): Path<String>,
@@ -121,7 +121,7 @@ pub async fn get_course(
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
-pub enum RuleIn {
+pub(crate) enum RuleIn {
     /// Every passing completion earns `credits`.
     Fixed {
         #[schema(value_type = String, example = "2.00")]
@@ -141,7 +141,7 @@ pub enum RuleIn {
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct CourseIn {
+pub(crate) struct CourseIn {
     pub title: String,
     /// `[a-z0-9_-]`, e.g. `community`.
     pub category: String,
@@ -172,7 +172,7 @@ pub struct CourseIn {
 }
 
 impl CourseIn {
-    pub fn parse(&self, site: SiteId, code: CourseCode) -> Result<Course, FieldError> {
+    pub(crate) fn parse(&self, site: SiteId, code: CourseCode) -> Result<Course, FieldError> {
         let rule = match &self.rule {
             RuleIn::Fixed { credits } => CreditRule::Fixed {
                 credits: Credits::parse(*credits, 0, CREDITS_PER_AWARD_MAX_CENTS, "rule/credits")?,
@@ -219,7 +219,7 @@ impl CourseIn {
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct CourseOut {
+pub(crate) struct CourseOut {
     pub code: String,
     pub title: String,
     pub category: String,

@@ -26,12 +26,12 @@ impl Visitor<'_> for Exact {
 }
 
 /// A required decimal string.
-pub fn exact<'de, D: Deserializer<'de>>(d: D) -> Result<Decimal, D::Error> {
+pub(crate) fn exact<'de, D: Deserializer<'de>>(d: D) -> Result<Decimal, D::Error> {
     d.deserialize_str(Exact)
 }
 
 /// An optional decimal string (`null` or absent: `None`).
-pub fn exact_option<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Decimal>, D::Error> {
+pub(crate) fn exact_option<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Decimal>, D::Error> {
     struct Opt;
     impl<'de> Visitor<'de> for Opt {
         type Value = Option<Decimal>;

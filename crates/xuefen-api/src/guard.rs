@@ -12,7 +12,7 @@ use crate::body::nul_problem;
 /// cannot store it in text, so it would otherwise reach the database and
 /// fail there as an outage. The problem names the query parameter, or
 /// `path` for a path segment.
-pub async fn refuse_nul_in_uri(req: Request, next: Next) -> Response {
+pub(crate) async fn refuse_nul_in_uri(req: Request, next: Next) -> Response {
     let uri = req.uri();
     // The browser pages answer as pages, the API as problems.
     let page = crate::pages::is_page_path(uri.path());
@@ -69,7 +69,7 @@ fn percent_decode(s: &str) -> String {
 /// Turns every error answer that is not yet a problem (axum's own
 /// extractor rejections such as a bad path encoding or a repeated query
 /// parameter, and 405) into `application/problem+json`, keeping `Allow`.
-pub async fn errors_as_problems(req: Request, next: Next) -> Response {
+pub(crate) async fn errors_as_problems(req: Request, next: Next) -> Response {
     let resp = next.run(req).await;
     let status = resp.status();
     if !(status.is_client_error() || status.is_server_error()) {
@@ -114,7 +114,7 @@ pub async fn errors_as_problems(req: Request, next: Next) -> Response {
 
 /// Refuses a request whose declared `Content-Length` is over the body
 /// limit with a 413 problem before a byte of its body is read.
-pub async fn refuse_long_content_length(State(max): State<usize>, req: Request, next: Next) -> Response {
+pub(crate) async fn refuse_long_content_length(State(max): State<usize>, req: Request, next: Next) -> Response {
     let declared = req
         .headers()
         .get(axum::http::header::CONTENT_LENGTH)

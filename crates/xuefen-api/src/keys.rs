@@ -18,7 +18,7 @@ use crate::wire::*;
 #[utoipa::path(post, path = "/v1/sites/{site_id}/keys", operation_id = "create_site_key", tag = "sites",
     security(("api_key" = [])), params(("site_id" = String, Path)),
     responses((status = 201, body = KeyOut), (status = 404, body = Problem, content_type = "application/problem+json")))]
-pub async fn create_site_key(
+pub(crate) async fn create_site_key(
     State(state): State<AppState>,
     caller: Caller,
     Path(site_id): Path<String>,
@@ -35,7 +35,7 @@ pub async fn create_site_key(
 #[utoipa::path(delete, path = "/v1/keys/{key_id}", operation_id = "revoke_key", tag = "sites",
     security(("api_key" = [])), params(("key_id" = String, Path)),
     responses((status = 204, description = "revoked"), (status = 404, body = Problem, content_type = "application/problem+json")))]
-pub async fn revoke_key(
+pub(crate) async fn revoke_key(
     State(state): State<AppState>,
     caller: Caller,
     Path(key_id): Path<String>,
@@ -49,7 +49,7 @@ pub async fn revoke_key(
 
 /// A new API key. The secret is shown once and stored only as a hash.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct KeyOut {
+pub(crate) struct KeyOut {
     pub key_id: String,
     pub secret: String,
 }

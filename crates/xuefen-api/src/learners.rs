@@ -52,7 +52,7 @@ fn parse_registered_at(value: Option<&str>) -> ApiResult<Option<xuefen_core::eve
     responses((status = 201, body = LearnerOut), (status = 200, body = LearnerOut),
               (status = 409, body = Problem, content_type = "application/problem+json"),
               (status = 422, body = Problem, content_type = "application/problem+json")))]
-pub async fn register_learner(
+pub(crate) async fn register_learner(
     State(state): State<AppState>,
     caller: Caller,
     ApiJson(input): ApiJson<LearnerIn>,
@@ -98,16 +98,17 @@ pub async fn register_learner(
     rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut bytes);
     let mut secret = [0u8; 32];
     rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut secret);
+    let document_hash = parsed.document.keyed_hash(&state.identity_key);
     let new = NewLearner {
         secret,
         candidate: LearnerId::from_random(bytes),
         document_kind: parsed.document.kind(),
-        document_hash: parsed.document.keyed_hash(&state.identity_key),
-        name: parsed.name,
+        name: crate::names::seal(&state, &document_hash, &parsed.name),
+        document_hash,
     };
     let (id, written) = state.store.register_learner(&new).await?;
     if written == Written::Existing {
-        same_person(&state, &new.document_hash, &new.name).await?;
+        same_person(&state, &new.document_hash, &parsed.name).await?;
     }
     if let (Some(site), Some(account)) = (site, parsed.local_account) {
         state
@@ -127,7 +128,7 @@ pub async fn register_learner(
 /// a different name under the same document is a 409 naming `name`, never a
 /// silent match. Returns the learner.
 async fn same_person(state: &AppState, document_hash: &[u8; 32], name: &str) -> ApiResult<LearnerId> {
-    let Some((id, stored)) = state.store.learner_by_document(document_hash).await? else {
+    let Some((id, stored)) = crate::names::learner_by_document(state, document_hash).await? else {
         return Err(Problem::new(
             StatusCode::NOT_FOUND,
             ProblemCode::UnknownLearner,
@@ -149,7 +150,7 @@ async fn same_person(state: &AppState, document_hash: &[u8; 32], name: &str) -> 
 }
 
 /// The legal bases an erasure may name, recorded as its reason code.
-pub const ERASURE_REASONS: &[&str] = &[
+pub(crate) const ERASURE_REASONS: &[&str] = &[
     // PIPL art. 47: the person asks for deletion, or the purpose is met.
     "pipl_art47",
     // GDPR art. 17: the right to erasure.
@@ -174,7 +175,7 @@ pub const ERASURE_REASONS: &[&str] = &[
     responses((status = 200, body = ErasureOut), (status = 403, body = Problem, content_type = "application/problem+json"),
               (status = 404, body = Problem, content_type = "application/problem+json"),
               (status = 422, body = Problem, content_type = "application/problem+json")))]
-pub async fn erase_learner(
+pub(crate) async fn erase_learner(
     State(state): State<AppState>,
     caller: Caller,
     Path(learner_id): Path<String>,
@@ -245,7 +246,7 @@ fn account_conflict(e: xuefen_store::StoreError) -> ApiError {
               (status = 404, body = Problem, content_type = "application/problem+json"),
               (status = 422, body = Problem, content_type = "application/problem+json"),
               (status = 409, body = Problem, content_type = "application/problem+json")))]
-pub async fn link_account(
+pub(crate) async fn link_account(
     State(state): State<AppState>,
     caller: Caller,
     Path(account): Path<String>,
@@ -277,7 +278,7 @@ pub async fn link_account(
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct DocumentIn {
+pub(crate) struct DocumentIn {
     /// `resident_id` (18 characters, MOD 11-2 check digit), `passport`,
     /// `hk_macao_permit`, `taiwan_permit` or `foreign_permanent_resident`.
     pub kind: String,
@@ -286,7 +287,7 @@ pub struct DocumentIn {
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct LearnerIn {
+pub(crate) struct LearnerIn {
     /// Real name; kept out of the ledger.
     pub name: String,
     pub document: DocumentIn,
@@ -299,14 +300,14 @@ pub struct LearnerIn {
     pub registered_at: Option<String>,
 }
 
-pub struct LearnerParsed {
+pub(crate) struct LearnerParsed {
     pub name: String,
     pub document: Document,
     pub local_account: Option<LocalAccount>,
 }
 
 impl LearnerIn {
-    pub fn parse(&self) -> Result<LearnerParsed, FieldError> {
+    pub(crate) fn parse(&self) -> Result<LearnerParsed, FieldError> {
         let kind = DocumentKind::parse(&self.document.kind)?;
         Ok(LearnerParsed {
             name: text(&self.name, "name")?,
@@ -317,7 +318,7 @@ impl LearnerIn {
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct LearnerOut {
+pub(crate) struct LearnerOut {
     /// The caller's id of the learner: the unified id (`lrn_…`) for the
     /// admin, the caller's own pseudonym (`psn_…`) for a site or the bank.
     pub learner_id: String,
@@ -327,7 +328,7 @@ pub struct LearnerOut {
 
 /// The record of an erasure: where its ledger entry is, and why.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct ErasureOut {
+pub(crate) struct ErasureOut {
     pub erased: bool,
     /// The `erased` entry in the learner's former chain.
     pub position: PositionOut,
@@ -341,7 +342,7 @@ pub struct ErasureOut {
 /// the site's own id of that learner.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct AccountLinkIn {
+pub(crate) struct AccountLinkIn {
     pub learner_id: Option<String>,
     /// The learner's single sign-on token: their consent to the link.
     pub consent_token: Option<String>,
@@ -354,7 +355,7 @@ pub struct AccountLinkIn {
 }
 
 /// An account link request, checked for its shape.
-pub enum AccountLinkParsed {
+pub(crate) enum AccountLinkParsed {
     /// The learner's consent through their token.
     Consent { learner: Option<String>, token: String },
     /// The person's full real-name data.
@@ -362,7 +363,7 @@ pub enum AccountLinkParsed {
 }
 
 impl AccountLinkIn {
-    pub fn parse(&self) -> Result<AccountLinkParsed, FieldError> {
+    pub(crate) fn parse(&self) -> Result<AccountLinkParsed, FieldError> {
         match (&self.name, &self.document) {
             (Some(name), Some(doc)) => {
                 if self.learner_id.is_some() || self.consent_token.is_some() {
@@ -396,7 +397,7 @@ impl AccountLinkIn {
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct AccountLinkOut {
+pub(crate) struct AccountLinkOut {
     pub local_account: String,
     /// The site's own pseudonym of the learner.
     pub learner_id: String,

@@ -37,7 +37,7 @@ use crate::wire::*;
     responses((status = 201, description = "accepted", body = EventResult), (status = 200, description = "duplicate", body = EventResult),
               (status = 409, body = Problem, content_type = "application/problem+json"),
               (status = 422, body = Problem, content_type = "application/problem+json")))]
-pub async fn put_event(
+pub(crate) async fn put_event(
     State(state): State<AppState>,
     caller: Caller,
     Path(event_id): Path<String>,
@@ -87,7 +87,7 @@ pub async fn put_event(
 #[utoipa::path(get, path = "/v1/events/{event_id}", operation_id = "get_event", tag = "events",
     security(("api_key" = [])), params(("event_id" = String, Path)),
     responses((status = 200, body = EntryOut), (status = 404, body = Problem, content_type = "application/problem+json")))]
-pub async fn get_event(
+pub(crate) async fn get_event(
     State(state): State<AppState>,
     caller: Caller,
     Path(event_id): Path<String>,
@@ -115,7 +115,7 @@ pub async fn get_event(
     responses((status = 200, body = BatchOut), (status = 400, body = Problem, content_type = "application/problem+json"),
               (status = 413, body = Problem, content_type = "application/problem+json"),
               (status = 422, body = Problem, content_type = "application/problem+json")))]
-pub async fn post_events(
+pub(crate) async fn post_events(
     State(state): State<AppState>,
     caller: Caller,
     headers: HeaderMap,
@@ -398,7 +398,7 @@ impl EventIn {
 
 /// The outcome of one event.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct EventResult {
+pub(crate) struct EventResult {
     pub event_id: String,
     /// `accepted`, `duplicate`, `conflict` or `rejected`.
     #[schema(value_type = String)]
@@ -426,7 +426,7 @@ pub struct EventResult {
 }
 
 impl EventResult {
-    pub fn from_outcome(event_id: &str, outcome: &Outcome) -> Self {
+    pub(crate) fn from_outcome(event_id: &str, outcome: &Outcome) -> Self {
         let base = |status: EventStatus, position: Position, kind: EntryKind, credits: Credits| Self {
             event_id: event_id.to_owned(),
             status,
@@ -472,7 +472,7 @@ impl EventResult {
         }
     }
 
-    pub fn rejected(event_id: &str, problem: Problem) -> Self {
+    pub(crate) fn rejected(event_id: &str, problem: Problem) -> Self {
         Self {
             event_id: event_id.to_owned(),
             status: EventStatus::Rejected,
@@ -485,7 +485,7 @@ impl EventResult {
     }
 }
 
-pub fn conflict_problem(field: &'static str, position: Position) -> Problem {
+pub(crate) fn conflict_problem(field: &'static str, position: Position) -> Problem {
     let mut p = Problem::new(
         axum::http::StatusCode::CONFLICT,
         ProblemCode::ExistsWithDifferent(field),
@@ -497,7 +497,7 @@ pub fn conflict_problem(field: &'static str, position: Position) -> Problem {
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct BatchOut {
+pub(crate) struct BatchOut {
     pub accepted: usize,
     pub duplicate: usize,
     pub conflict: usize,

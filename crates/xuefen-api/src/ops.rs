@@ -8,14 +8,14 @@ use axum::http::StatusCode;
 
 /// The process is up.
 #[utoipa::path(get, path = "/healthz", operation_id = "get_health", tag = "ops", responses((status = 200, description = "alive")))]
-pub async fn healthz() -> &'static str {
+pub(crate) async fn healthz() -> &'static str {
     "ok"
 }
 
 /// The database answers and its schema is current.
 #[utoipa::path(get, path = "/readyz", operation_id = "get_readiness", tag = "ops",
     responses((status = 200, description = "ready"), (status = 503, body = Problem, content_type = "application/problem+json")))]
-pub async fn readyz(State(state): State<AppState>) -> ApiResult<&'static str> {
+pub(crate) async fn readyz(State(state): State<AppState>) -> ApiResult<&'static str> {
     state.store.ready().await.map_err(|e| {
         tracing::warn!(error = %e, "not ready");
         ApiError::from(Problem::new(

@@ -59,7 +59,7 @@ pub(crate) fn is_page_path(path: &str) -> bool {
     })
 }
 
-pub fn routes() -> Router<AppState> {
+pub(crate) fn routes() -> Router<AppState> {
     Router::new()
         .route("/me", get(me_page))
         .route("/me/login", post(me_login))
@@ -314,7 +314,7 @@ pub(crate) async fn signed_in_learner(state: &AppState, headers: &HeaderMap) -> 
            ("category" = Option<String>, Query, description = "only this category; blank: all"),
            ("site" = Option<String>, Query, description = "only this site (its id); blank: all")),
     responses((status = 200, description = "the transcript page", content_type = "text/html"), (status = 400, description = "an error page: the address holds U+0000", content_type = "text/html"), (status = 401, description = "the sign-in page", content_type = "text/html"), (status = 404, description = "an error page: no learner under the token's subject", content_type = "text/html"), (status = 422, description = "an error page naming the bad filter", content_type = "text/html"), (status = 503, description = "an error page: single sign-on not configured or the database unavailable", content_type = "text/html")))]
-pub async fn me_page(State(state): State<AppState>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
+pub(crate) async fn me_page(State(state): State<AppState>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
     let learner = match signed_in_learner(&state, &headers).await {
         Ok(l) => l,
         Err(resp) => return resp,
@@ -422,7 +422,7 @@ fn me_context(t: &TranscriptOut, query: &str, limit: usize) -> minijinja::Value 
 }
 
 #[derive(Deserialize)]
-pub struct TokenForm {
+pub(crate) struct TokenForm {
     #[serde(default)]
     token: String,
 }
@@ -433,7 +433,7 @@ pub struct TokenForm {
 #[utoipa::path(post, path = "/me/login", operation_id = "post_me_login", tag = "pages",
     request_body(content_type = "application/x-www-form-urlencoded", description = "`token=<jwt>`"),
     responses((status = 303, description = "signed in: cookie set, redirect to /me"), (status = 400, description = "an error page: the address holds U+0000", content_type = "text/html"), (status = 401, description = "the sign-in page with the reason", content_type = "text/html"), (status = 503, description = "an error page: single sign-on not configured", content_type = "text/html")))]
-pub async fn me_login(
+pub(crate) async fn me_login(
     State(state): State<AppState>,
     headers: HeaderMap,
     form: Result<Form<TokenForm>, FormRejection>,
@@ -476,7 +476,7 @@ pub async fn me_login(
 /// Signs out: clears the `xf_sso` cookie and redirects to `/me`.
 #[utoipa::path(post, path = "/me/logout", operation_id = "post_me_logout", tag = "pages",
     responses((status = 303, description = "cookie cleared, redirect to /me"), (status = 400, description = "an error page: the address holds U+0000", content_type = "text/html")))]
-pub async fn me_logout(headers: HeaderMap) -> Response {
+pub(crate) async fn me_logout(headers: HeaderMap) -> Response {
     redirect("/me", Some(clear_cookie(&headers, LEARNER_COOKIE, "/me")))
 }
 
@@ -537,7 +537,7 @@ async fn signed_in_admin(state: &AppState, headers: &HeaderMap) -> Result<(), Re
 }
 
 #[derive(Deserialize)]
-pub struct KeyForm {
+pub(crate) struct KeyForm {
     #[serde(default)]
     key: String,
 }
@@ -549,7 +549,7 @@ pub struct KeyForm {
 #[utoipa::path(post, path = "/admin/login", operation_id = "post_admin_login", tag = "pages",
     request_body(content_type = "application/x-www-form-urlencoded", description = "`key=<admin key>`"),
     responses((status = 303, description = "signed in: session cookie set, redirect to /admin"), (status = 400, description = "an error page: the address holds U+0000", content_type = "text/html"), (status = 401, description = "the sign-in page: no or unknown key", content_type = "text/html"), (status = 403, description = "the sign-in page: not the admin key", content_type = "text/html")))]
-pub async fn admin_login(
+pub(crate) async fn admin_login(
     State(state): State<AppState>,
     headers: HeaderMap,
     form: Result<Form<KeyForm>, FormRejection>,
@@ -578,7 +578,7 @@ pub async fn admin_login(
 /// Signs out: clears the `xf_admin` cookie and redirects to `/admin`.
 #[utoipa::path(post, path = "/admin/logout", operation_id = "post_admin_logout", tag = "pages",
     responses((status = 303, description = "cookie cleared, redirect to /admin"), (status = 400, description = "an error page: the address holds U+0000", content_type = "text/html")))]
-pub async fn admin_logout(headers: HeaderMap) -> Response {
+pub(crate) async fn admin_logout(headers: HeaderMap) -> Response {
     redirect("/admin", Some(clear_cookie(&headers, ADMIN_COOKIE, "/admin")))
 }
 
@@ -650,7 +650,11 @@ fn bars(months: &[i64; 12]) -> (Vec<Bar>, String) {
     security(("admin_session" = [])),
     params(("year" = Option<i32>, Query, description = "calendar year (CST), 2000 to 2100; default: the current year")),
     responses((status = 200, description = "the alliance page", content_type = "text/html"), (status = 400, description = "an error page: the address holds U+0000", content_type = "text/html"), (status = 401, description = "the sign-in page", content_type = "text/html"), (status = 422, description = "an error page naming the bad year", content_type = "text/html"), (status = 503, description = "an error page: the database is unavailable", content_type = "text/html")))]
-pub async fn admin_page(State(state): State<AppState>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
+pub(crate) async fn admin_page(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
     if let Err(resp) = signed_in_admin(&state, &headers).await {
         return resp;
     }

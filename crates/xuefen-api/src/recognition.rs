@@ -31,7 +31,7 @@ use crate::wire::*;
     responses((status = 201, body = GroupOut), (status = 200, body = GroupOut),
               (status = 409, body = Problem, content_type = "application/problem+json"),
               (status = 422, body = Problem, content_type = "application/problem+json")))]
-pub async fn put_group(
+pub(crate) async fn put_group(
     State(state): State<AppState>,
     caller: Caller,
     Path(group_id): Path<String>,
@@ -76,7 +76,7 @@ pub async fn put_group(
 #[utoipa::path(get, path = "/v1/recognition-groups/{group_id}", operation_id = "get_recognition_group", tag = "courses",
     security(("api_key" = [])), params(("group_id" = String, Path)),
     responses((status = 200, body = GroupOut), (status = 404, body = Problem, content_type = "application/problem+json")))]
-pub async fn get_group(
+pub(crate) async fn get_group(
     State(state): State<AppState>,
     _caller: Caller,
     Path(group_id): Path<String>,
@@ -93,7 +93,7 @@ pub async fn get_group(
 /// Every annual category cap. Any authenticated caller.
 #[utoipa::path(get, path = "/v1/caps", operation_id = "list_caps", tag = "courses",
     security(("api_key" = [])), responses((status = 200, body = Vec<CapOut>)))]
-pub async fn list_caps(State(state): State<AppState>, _caller: Caller) -> ApiResult<Json<Vec<CapOut>>> {
+pub(crate) async fn list_caps(State(state): State<AppState>, _caller: Caller) -> ApiResult<Json<Vec<CapOut>>> {
     let caps = state.store.caps().await?;
     Ok(Json(
         caps.into_iter()
@@ -111,7 +111,7 @@ pub async fn list_caps(State(state): State<AppState>, _caller: Caller) -> ApiRes
 #[utoipa::path(put, path = "/v1/caps/{category}", operation_id = "put_cap", tag = "courses",
     security(("api_key" = [])), params(("category" = String, Path)), request_body = CapIn,
     responses((status = 200, body = CapOut), (status = 422, body = Problem, content_type = "application/problem+json")))]
-pub async fn put_cap(
+pub(crate) async fn put_cap(
     State(state): State<AppState>,
     caller: Caller,
     Path(category): Path<String>,
@@ -132,7 +132,7 @@ pub async fn put_cap(
 #[utoipa::path(delete, path = "/v1/caps/{category}", operation_id = "delete_cap", tag = "courses",
     security(("api_key" = [])), params(("category" = String, Path)),
     responses((status = 204, description = "removed")))]
-pub async fn delete_cap(
+pub(crate) async fn delete_cap(
     State(state): State<AppState>,
     caller: Caller,
     Path(category): Path<String>,
@@ -146,7 +146,7 @@ pub async fn delete_cap(
 /// One course of a recognition group.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct GroupCourse {
+pub(crate) struct GroupCourse {
     pub site_id: String,
     pub code: String,
 }
@@ -155,7 +155,7 @@ pub struct GroupCourse {
 /// learner credited once.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct GroupIn {
+pub(crate) struct GroupIn {
     pub title: String,
     /// The member courses (replacing any earlier list). A course is in at
     /// most one group; at most 500 courses.
@@ -163,7 +163,7 @@ pub struct GroupIn {
 }
 
 impl GroupIn {
-    pub fn parse(&self, id: GroupId) -> Result<Group, FieldError> {
+    pub(crate) fn parse(&self, id: GroupId) -> Result<Group, FieldError> {
         if self.courses.len() > GROUP_COURSES_MAX {
             return Err(FieldError::new(
                 "courses",
@@ -192,7 +192,7 @@ impl GroupIn {
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct GroupOut {
+pub(crate) struct GroupOut {
     pub group_id: String,
     pub title: String,
     pub courses: Vec<GroupCourse>,
@@ -208,7 +208,7 @@ pub struct GroupOut {
 
 /// A reversal written by declaring a recognition group.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct DeclaredReversal {
+pub(crate) struct DeclaredReversal {
     pub position: PositionOut,
     pub site_id: String,
     /// The event whose payment is reversed.
@@ -222,7 +222,7 @@ pub struct DeclaredReversal {
 }
 
 impl DeclaredReversal {
-    pub fn from_entry(e: &xuefen_core::entry::Entry) -> Self {
+    pub(crate) fn from_entry(e: &xuefen_core::entry::Entry) -> Self {
         Self {
             position: e.position.into(),
             site_id: e.body.site.to_string(),
@@ -261,24 +261,24 @@ impl From<&Group> for GroupOut {
 /// Standard Time). Awards over it are recorded as `capped`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct CapIn {
+pub(crate) struct CapIn {
     #[schema(value_type = String, example = "20")]
     #[serde(deserialize_with = "crate::decimal::exact")]
     pub annual_credits: Decimal,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct CapOut {
+pub(crate) struct CapOut {
     pub category: String,
     #[schema(value_type = String)]
     pub annual_credits: String,
 }
 
 /// Largest annual cap: far above any real year, far below overflow.
-pub const CAP_CENTS_MAX: i64 = 100_000_00;
+pub(crate) const CAP_CENTS_MAX: i64 = 100_000_00;
 
 impl CapIn {
-    pub fn parse(&self) -> Result<Credits, FieldError> {
+    pub(crate) fn parse(&self) -> Result<Credits, FieldError> {
         Credits::parse(self.annual_credits, 0, CAP_CENTS_MAX, "annual_credits")
     }
 }

@@ -27,11 +27,11 @@ use crate::sso::SignedInLearner;
 use crate::transcript::{Page, transcript_page};
 
 /// The issuer's name in every record.
-pub const ISSUER_NAME: &str = "终身学习学分银行";
+pub(crate) const ISSUER_NAME: &str = "终身学习学分银行";
 /// Lines read per transcript page while a record is built.
 const READ_LIMIT: usize = 500;
 
-pub fn routes() -> Router<AppState> {
+pub(crate) fn routes() -> Router<AppState> {
     Router::new()
         .route("/v1/me/record", get(get_my_record).post(post_my_record))
         .route("/v1/learners/{learner_id}/record", get(get_learner_record))
@@ -268,7 +268,7 @@ fn record_response(record: &Value, download: bool) -> Response {
               (status = 401, body = Problem, content_type = "application/problem+json"),
               (status = 404, body = Problem, content_type = "application/problem+json"),
               (status = 503, body = Problem, content_type = "application/problem+json")))]
-pub async fn get_my_record(
+pub(crate) async fn get_my_record(
     State(state): State<AppState>,
     SignedInLearner(learner): SignedInLearner,
 ) -> ApiResult<Response> {
@@ -325,8 +325,9 @@ async fn identity_objects(state: &AppState, learner: &LearnerId, kind: &str, num
     let kind = xuefen_core::identity::DocumentKind::parse(kind).map_err(|e| Problem::invalid(&e))?;
     let document = xuefen_core::identity::Document::parse(kind, number).map_err(|e| Problem::invalid(&e))?;
     let hash = document.keyed_hash(&state.identity_key);
-    let name = match state.store.learner_by_document(&hash).await? {
+    let name = match crate::names::learner_by_document(state, &hash).await? {
         Some((id, name)) if id == *learner => name,
+        // The same answer whether the document is unknown or another's.
         _ => {
             return Err(Problem::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -354,7 +355,7 @@ async fn identity_objects(state: &AppState, learner: &LearnerId, kind: &str, num
               (status = 403, body = Problem, content_type = "application/problem+json"),
               (status = 404, body = Problem, content_type = "application/problem+json"),
               (status = 422, body = Problem, content_type = "application/problem+json")))]
-pub async fn get_learner_record(
+pub(crate) async fn get_learner_record(
     State(state): State<AppState>,
     caller: Caller,
     Path(learner): Path<String>,
@@ -369,7 +370,7 @@ pub async fn get_learner_record(
 
 /// Who signs records and the log.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct RecordIssuerOut {
+pub(crate) struct RecordIssuerOut {
     /// The issuer's `did:key` (Ed25519).
     pub did: String,
     /// Its DID document (a Multikey verification method for assertions).
@@ -385,7 +386,7 @@ pub struct RecordIssuerOut {
 /// checkpoint verifier key. Public.
 #[utoipa::path(get, path = "/v1/record/issuer", operation_id = "get_record_issuer", tag = "learners",
     responses((status = 200, body = RecordIssuerOut)))]
-pub async fn get_record_issuer(State(state): State<AppState>) -> Json<RecordIssuerOut> {
+pub(crate) async fn get_record_issuer(State(state): State<AppState>) -> Json<RecordIssuerOut> {
     let key = issuer_key(&state).verifying_key();
     Json(RecordIssuerOut {
         did: xuefen_record::proof::did_key(&key),
@@ -406,7 +407,7 @@ pub async fn get_record_issuer(State(state): State<AppState>) -> Json<RecordIssu
               (status = 401, description = "the sign-in page", content_type = "text/html"),
               (status = 404, description = "an error page: no learner under the token's subject", content_type = "text/html"),
               (status = 503, description = "an error page", content_type = "text/html")))]
-pub async fn download_my_record(State(state): State<AppState>, headers: HeaderMap) -> Response {
+pub(crate) async fn download_my_record(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let learner = match crate::pages::signed_in_learner(&state, &headers).await {
         Ok(l) => l,
         Err(resp) => return resp,
@@ -534,12 +535,12 @@ fn verify_render(status: StatusCode, result: Option<minijinja::Value>, error: Op
 /// The verification page: paste a record, see which lines check. No sign-in.
 #[utoipa::path(get, path = "/verify", operation_id = "get_verify_page", tag = "pages",
     responses((status = 200, description = "the verification form", content_type = "text/html")))]
-pub async fn verify_page() -> Response {
+pub(crate) async fn verify_page() -> Response {
     verify_render(StatusCode::OK, None, None)
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
-pub struct VerifyForm {
+pub(crate) struct VerifyForm {
     /// The record (JSON) as downloaded.
     #[serde(default)]
     pub record: String,
@@ -552,7 +553,7 @@ pub struct VerifyForm {
     request_body(content = VerifyForm, content_type = "application/x-www-form-urlencoded"),
     responses((status = 200, description = "the result, line by line (verified or not)", content_type = "text/html"),
               (status = 422, description = "the form holds no record, or its record is not JSON (also a body that is not a form)", content_type = "text/html")))]
-pub async fn verify_posted(
+pub(crate) async fn verify_posted(
     State(state): State<AppState>,
     form: Result<Form<VerifyForm>, axum::extract::rejection::FormRejection>,
 ) -> Response {

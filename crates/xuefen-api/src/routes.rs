@@ -46,7 +46,7 @@ pub(crate) fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(bank::get_log_checkpoint))
 }
 
-pub fn routes() -> Router<AppState> {
+pub(crate) fn routes() -> Router<AppState> {
     let (router, _) = api_routes().split_for_parts();
     router
         .merge(crate::bank::routes())

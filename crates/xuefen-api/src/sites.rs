@@ -27,7 +27,7 @@ use crate::wire::*;
     security(("api_key" = [])),
     responses((status = 201, body = SiteCreated), (status = 409, body = Problem, content_type = "application/problem+json"),
               (status = 422, body = Problem, content_type = "application/problem+json")))]
-pub async fn create_site(
+pub(crate) async fn create_site(
     State(state): State<AppState>,
     caller: Caller,
     ApiJson(input): ApiJson<SiteIn>,
@@ -87,7 +87,7 @@ pub async fn create_site(
 /// Lists every site. Admin only.
 #[utoipa::path(get, path = "/v1/sites", operation_id = "list_sites", tag = "sites", security(("api_key" = [])),
     responses((status = 200, body = Vec<SiteOut>)))]
-pub async fn list_sites(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Vec<SiteOut>>> {
+pub(crate) async fn list_sites(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Vec<SiteOut>>> {
     caller.require_admin()?;
     Ok(Json(state.store.sites().await?.iter().map(SiteOut::from).collect()))
 }
@@ -96,7 +96,7 @@ pub async fn list_sites(State(state): State<AppState>, caller: Caller) -> ApiRes
 #[utoipa::path(get, path = "/v1/sites/{site_id}", operation_id = "get_site", tag = "sites", security(("api_key" = [])),
     params(("site_id" = String, Path)),
     responses((status = 200, body = SiteOut), (status = 404, body = Problem, content_type = "application/problem+json")))]
-pub async fn get_site(
+pub(crate) async fn get_site(
     State(state): State<AppState>,
     caller: Caller,
     Path(site_id): Path<String>,
@@ -121,7 +121,7 @@ pub async fn get_site(
     responses((status = 200, body = SiteOut), (status = 404, body = Problem, content_type = "application/problem+json"),
               (status = 409, body = Problem, content_type = "application/problem+json"),
               (status = 422, body = Problem, content_type = "application/problem+json")))]
-pub async fn set_site_status(
+pub(crate) async fn set_site_status(
     State(state): State<AppState>,
     caller: Caller,
     Path(site_id): Path<String>,
@@ -163,7 +163,7 @@ pub async fn set_site_status(
 #[utoipa::path(get, path = "/v1/sites/{site_id}/changes", operation_id = "list_site_changes", tag = "sites",
     security(("api_key" = [])), params(("site_id" = String, Path)),
     responses((status = 200, body = Vec<SiteChangeOut>), (status = 403, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json")))]
-pub async fn list_site_changes(
+pub(crate) async fn list_site_changes(
     State(state): State<AppState>,
     caller: Caller,
     Path(site_id): Path<String>,
@@ -177,7 +177,7 @@ pub async fn list_site_changes(
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct SiteIn {
+pub(crate) struct SiteIn {
     /// `[a-z0-9-]`, at most 32 bytes.
     pub id: String,
     pub name: String,
@@ -197,7 +197,7 @@ pub struct SiteIn {
 }
 
 impl SiteIn {
-    pub fn parse(&self) -> Result<Site, FieldError> {
+    pub(crate) fn parse(&self) -> Result<Site, FieldError> {
         Ok(Site {
             id: SiteId::parse_as(self.id.clone(), "id")?,
             name: text(&self.name, "name")?,
@@ -222,7 +222,7 @@ impl SiteIn {
         .and_then(|site| site.region_code.check_level(site.level).map(|()| site))
     }
 
-    pub fn reason(&self) -> Result<Reason, FieldError> {
+    pub(crate) fn reason(&self) -> Result<Reason, FieldError> {
         Reason::parse(self.reason.as_deref().unwrap_or("site created"), "reason")
     }
 }
@@ -232,7 +232,7 @@ fn opt_time(value: &Option<String>, field: &'static str) -> Result<Option<Millis
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct SiteOut {
+pub(crate) struct SiteOut {
     pub id: String,
     pub name: String,
     pub level: String,
@@ -260,7 +260,7 @@ impl From<&Site> for SiteOut {
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct SiteStatusIn {
+pub(crate) struct SiteStatusIn {
     /// `active`, `suspended` or `terminated`.
     pub status: String,
     /// Why (recorded in the alliance chain); required.
@@ -273,7 +273,7 @@ pub struct SiteStatusIn {
 }
 
 impl SiteStatusIn {
-    pub fn parse(&self) -> Result<(SiteStatus, Reason, Option<Millis>), FieldError> {
+    pub(crate) fn parse(&self) -> Result<(SiteStatus, Reason, Option<Millis>), FieldError> {
         let status = SiteStatus::parse(&self.status)?;
         let reason = text(self.reason.as_deref().unwrap_or_default(), "reason")?;
         Ok((
@@ -286,7 +286,7 @@ impl SiteStatusIn {
 
 /// One recorded change of a site's status.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct SiteChangeOut {
+pub(crate) struct SiteChangeOut {
     /// In the alliance chain (chain 4294967295).
     pub position: PositionOut,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -320,7 +320,7 @@ impl From<&xuefen_core::site_log::SiteChangeEntry> for SiteChangeOut {
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct SiteCreated {
+pub(crate) struct SiteCreated {
     pub site: SiteOut,
     pub key: KeyOut,
 }

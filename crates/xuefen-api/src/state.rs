@@ -39,6 +39,9 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// The HMAC key under which identity document numbers are hashed.
     pub identity_key: Arc<[u8]>,
+    /// The keys learners' names are sealed under at rest: the first seals,
+    /// every one opens (by default one key derived from `identity_key`).
+    pub name_keys: Arc<xuefen_core::names::NameKeys>,
     /// Recently authenticated keys.
     pub key_cache: Arc<auth::KeyCache>,
     /// Verifies learners' single sign-on tokens (`/v1/me/...`); without
@@ -90,6 +93,7 @@ impl AppState {
             committer,
             limits,
             metrics,
+            name_keys: Arc::new(xuefen_core::names::NameKeys::derived(&identity_key)),
             identity_key: identity_key.into(),
             key_cache: Arc::new(auth::KeyCache::new(Self::KEY_CACHE_TTL)),
             sso: None,
@@ -127,6 +131,12 @@ impl AppState {
     /// name no version.
     pub fn with_xapi_default_version(mut self, version: xuefen_core::xapi::Version) -> Self {
         self.xapi_default_version = crate::xapi::DefaultVersion(version);
+        self
+    }
+
+    /// The same state, sealing learners' names under `keys`.
+    pub fn with_name_keys(mut self, keys: xuefen_core::names::NameKeys) -> Self {
+        self.name_keys = Arc::new(keys);
         self
     }
 

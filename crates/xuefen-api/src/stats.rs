@@ -53,7 +53,7 @@ pub(crate) fn stats_year(query: Option<&str>) -> ApiResult<i32> {
     params(("site_id" = String, Path), ("year" = Option<i32>, Query, description = "calendar year (China Standard Time); default: the current year")),
     responses((status = 200, body = SiteStatsOut), (status = 403, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json"),
               (status = 422, body = Problem, content_type = "application/problem+json")))]
-pub async fn get_site_stats(
+pub(crate) async fn get_site_stats(
     State(state): State<AppState>,
     caller: Caller,
     Path(site_id): Path<String>,
@@ -72,7 +72,7 @@ pub async fn get_site_stats(
     security(("api_key" = [])),
     params(("year" = Option<i32>, Query, description = "calendar year (China Standard Time); default: the current year")),
     responses((status = 200, body = Vec<SiteStatsOut>), (status = 422, body = Problem, content_type = "application/problem+json")))]
-pub async fn list_stats(
+pub(crate) async fn list_stats(
     State(state): State<AppState>,
     caller: Caller,
     RawQuery(query): RawQuery,
@@ -87,7 +87,7 @@ pub async fn list_stats(
 
 /// How a site stands against the agreement figures for the year.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct StandingOut {
+pub(crate) struct StandingOut {
     pub registrations_required: u64,
     /// At least `registrations_required` new registrations/activations.
     pub registrations_met: bool,
@@ -100,7 +100,7 @@ pub struct StandingOut {
 /// One site's alliance statistics for a calendar year (China Standard
 /// Time), derived from the ledger and the account links.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct SiteStatsOut {
+pub(crate) struct SiteStatsOut {
     pub site_id: String,
     pub year: i32,
     /// Learners whose first link with the site was made in the year.
@@ -124,7 +124,7 @@ pub struct SiteStatsOut {
 }
 
 impl SiteStatsOut {
-    pub fn new(s: &xuefen_store::SiteYearStats, year: i32, settings: &crate::StatsSettings) -> Self {
+    pub(crate) fn new(s: &xuefen_store::SiteYearStats, year: i32, settings: &crate::StatsSettings) -> Self {
         Self {
             site_id: s.site.to_string(),
             year,

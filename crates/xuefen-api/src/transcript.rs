@@ -38,7 +38,7 @@ use crate::problem::PositionOut;
     responses((status = 200, body = TranscriptOut), (status = 403, body = Problem, content_type = "application/problem+json"),
               (status = 404, body = Problem, content_type = "application/problem+json"),
               (status = 422, body = Problem, content_type = "application/problem+json")))]
-pub async fn get_transcript(
+pub(crate) async fn get_transcript(
     State(state): State<AppState>,
     caller: Caller,
     Path(learner): Path<String>,
@@ -72,7 +72,7 @@ pub async fn get_transcript(
     responses((status = 200, body = TranscriptOut), (status = 401, body = Problem, content_type = "application/problem+json"),
               (status = 404, body = Problem, content_type = "application/problem+json"),
               (status = 422, body = Problem, content_type = "application/problem+json")))]
-pub async fn get_my_transcript(
+pub(crate) async fn get_my_transcript(
     State(state): State<AppState>,
     SignedInLearner(learner): SignedInLearner,
     RawQuery(query): RawQuery,

@@ -537,12 +537,12 @@ pub(crate) mod tests {
     use proptest::prelude::*;
 
     /// Entries of either format version, as a decoder gives them back.
-    pub fn arb_body() -> impl Strategy<Value = EntryBody> {
+    pub(crate) fn arb_body() -> impl Strategy<Value = EntryBody> {
         prop_oneof![arb_body_v1(), arb_body_v2()]
     }
 
     /// Version-2 entries: a commitment, a reason code, no note.
-    pub fn arb_body_v2() -> impl Strategy<Value = EntryBody> {
+    pub(crate) fn arb_body_v2() -> impl Strategy<Value = EntryBody> {
         (
             arb_body_v1(),
             proptest::sample::select(EntryKind::ALL.to_vec()),
@@ -559,7 +559,7 @@ pub(crate) mod tests {
     }
 
     /// Version-1 entries: the learner id and free text.
-    pub fn arb_body_v1() -> impl Strategy<Value = EntryBody> {
+    pub(crate) fn arb_body_v1() -> impl Strategy<Value = EntryBody> {
         let id = "[a-z0-9][a-z0-9-]{0,20}";
         let token = "[A-Za-z0-9._:-]{1,40}";
         (

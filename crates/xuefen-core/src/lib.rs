@@ -17,6 +17,7 @@ pub mod identity;
 pub mod ids;
 pub mod limits;
 pub mod merkle;
+pub mod names;
 pub mod plan;
 pub mod pseudonym;
 pub mod rule;

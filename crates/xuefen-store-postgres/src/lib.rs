@@ -36,6 +36,7 @@ mod keys;
 mod learners;
 mod ledger;
 mod log_index;
+mod names;
 mod pseudonyms;
 mod recognition;
 mod sites;

@@ -14,19 +14,19 @@ use xuefen_store::{ConflictKind, Result, Site, SiteAct, SiteStore, StoreError, s
 use crate::{Col, PgStore, db};
 
 fn site_from_row(row: &PgRow) -> Result<Site> {
-    let id: String = row.col(0)?;
+    let id: String = row.col("id")?;
     let corrupt = |e: xuefen_core::FieldError| StoreError::Corrupt {
         at: format!("site {id}"),
         detail: e.to_string(),
     };
     Ok(Site {
         id: SiteId::parse(id.clone()).map_err(corrupt)?,
-        name: row.col(1)?,
-        level: SiteLevel::parse(row.col::<&str>(2)?).map_err(corrupt)?,
-        region_code: RegionCode::parse(row.col::<String>(3)?).map_err(corrupt)?,
-        status: SiteStatus::parse(row.col::<&str>(4)?).map_err(corrupt)?,
-        agreement_starts_at: row.col::<Option<i64>>(5)?.map(Millis),
-        agreement_ends_at: row.col::<Option<i64>>(6)?.map(Millis),
+        name: row.col("name")?,
+        level: SiteLevel::parse(row.col::<&str>("level")?).map_err(corrupt)?,
+        region_code: RegionCode::parse(row.col::<String>("region_code")?).map_err(corrupt)?,
+        status: SiteStatus::parse(row.col::<&str>("status")?).map_err(corrupt)?,
+        agreement_starts_at: row.col::<Option<i64>>("agreement_starts_at_ms")?.map(Millis),
+        agreement_ends_at: row.col::<Option<i64>>("agreement_ends_at_ms")?.map(Millis),
     })
 }
 
@@ -37,17 +37,17 @@ const SITE_CHANGE_COLUMNS: &str = "seq, prev_hash, hash, site_id, from_status, t
 
 fn site_change_from_row(row: &PgRow) -> Result<SiteChangeEntry> {
     SiteChangeEntry::try_from(SiteChangeRecord {
-        seq: row.col(0)?,
-        prev_hash: row.col(1)?,
-        hash: row.col(2)?,
-        site_id: row.col(3)?,
-        from_status: row.col(4)?,
-        to_status: row.col(5)?,
-        actor: row.col(6)?,
-        reason: row.col(7)?,
-        at_ms: row.col(8)?,
-        agreement_starts_at_ms: row.col(9)?,
-        agreement_ends_at_ms: row.col(10)?,
+        seq: row.col("seq")?,
+        prev_hash: row.col("prev_hash")?,
+        hash: row.col("hash")?,
+        site_id: row.col("site_id")?,
+        from_status: row.col("from_status")?,
+        to_status: row.col("to_status")?,
+        actor: row.col("actor")?,
+        reason: row.col("reason")?,
+        at_ms: row.col("at_ms")?,
+        agreement_starts_at_ms: row.col("agreement_starts_at_ms")?,
+        agreement_ends_at_ms: row.col("agreement_ends_at_ms")?,
     })
 }
 

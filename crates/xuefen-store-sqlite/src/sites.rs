@@ -15,7 +15,7 @@ use crate::ledger::head_from_row;
 use crate::{SqliteStore, db, unreadable};
 
 fn site_from_row(row: &SqliteRow) -> Result<Site> {
-    let id: String = row.try_get(0).map_err(|e| unreadable("sites", e))?;
+    let id: String = row.try_get("id").map_err(|e| unreadable("sites", e))?;
     let at = format!("site {id}");
     let read = |e: sqlx::Error| StoreError::Corrupt {
         at: at.clone(),
@@ -27,12 +27,18 @@ fn site_from_row(row: &SqliteRow) -> Result<Site> {
     };
     Ok(Site {
         id: SiteId::parse(id.clone()).map_err(corrupt)?,
-        name: row.try_get(1).map_err(read)?,
-        level: SiteLevel::parse(row.try_get::<&str, _>(2).map_err(read)?).map_err(corrupt)?,
-        region_code: RegionCode::parse(row.try_get::<String, _>(3).map_err(read)?).map_err(corrupt)?,
-        status: SiteStatus::parse(row.try_get::<&str, _>(4).map_err(read)?).map_err(corrupt)?,
-        agreement_starts_at: row.try_get::<Option<i64>, _>(5).map_err(read)?.map(Millis),
-        agreement_ends_at: row.try_get::<Option<i64>, _>(6).map_err(read)?.map(Millis),
+        name: row.try_get("name").map_err(read)?,
+        level: SiteLevel::parse(row.try_get::<&str, _>("level").map_err(read)?).map_err(corrupt)?,
+        region_code: RegionCode::parse(row.try_get::<String, _>("region_code").map_err(read)?).map_err(corrupt)?,
+        status: SiteStatus::parse(row.try_get::<&str, _>("status").map_err(read)?).map_err(corrupt)?,
+        agreement_starts_at: row
+            .try_get::<Option<i64>, _>("agreement_starts_at_ms")
+            .map_err(read)?
+            .map(Millis),
+        agreement_ends_at: row
+            .try_get::<Option<i64>, _>("agreement_ends_at_ms")
+            .map_err(read)?
+            .map(Millis),
     })
 }
 
@@ -41,17 +47,17 @@ const SITE_COLUMNS: &str = "id, name, level, region_code, status, agreement_star
 fn site_change_from_row(row: &SqliteRow) -> Result<SiteChangeEntry> {
     let get = || -> sqlx::Result<SiteChangeRecord> {
         Ok(SiteChangeRecord {
-            seq: row.try_get(0)?,
-            prev_hash: row.try_get(1)?,
-            hash: row.try_get(2)?,
-            site_id: row.try_get(3)?,
-            from_status: row.try_get(4)?,
-            to_status: row.try_get(5)?,
-            actor: row.try_get(6)?,
-            reason: row.try_get(7)?,
-            at_ms: row.try_get(8)?,
-            agreement_starts_at_ms: row.try_get(9)?,
-            agreement_ends_at_ms: row.try_get(10)?,
+            seq: row.try_get("seq")?,
+            prev_hash: row.try_get("prev_hash")?,
+            hash: row.try_get("hash")?,
+            site_id: row.try_get("site_id")?,
+            from_status: row.try_get("from_status")?,
+            to_status: row.try_get("to_status")?,
+            actor: row.try_get("actor")?,
+            reason: row.try_get("reason")?,
+            at_ms: row.try_get("at_ms")?,
+            agreement_starts_at_ms: row.try_get("agreement_starts_at_ms")?,
+            agreement_ends_at_ms: row.try_get("agreement_ends_at_ms")?,
         })
     };
     SiteChangeEntry::try_from(get().map_err(|e| unreadable("site_changes", e))?)

@@ -122,6 +122,7 @@ pub trait Store:
     + stats::StatsStore
     + bank::BankStore
     + pseudonyms::PseudonymStore
+    + names::NameStore
     + witness::WitnessStore
     + log_index::LogIndexStore
     + Send
@@ -140,6 +141,7 @@ pub mod keys;
 pub mod learners;
 pub mod ledger;
 pub mod log_index;
+pub mod names;
 pub mod pseudonyms;
 pub mod recognition;
 pub mod records;
@@ -155,6 +157,7 @@ pub use keys::{KeyRecord, KeyStore, NewKey, Principal};
 pub use learners::{LearnerStore, NewLearner};
 pub use ledger::LedgerStore;
 pub use log_index::LogIndexStore;
+pub use names::NameStore;
 pub use pseudonyms::PseudonymStore;
 pub use recognition::{Group, RecognitionStore};
 pub use sites::{Site, SiteAct, SiteStore, agreement_standing, site_change, site_transition};
@@ -174,8 +177,9 @@ pub mod conformance;
 /// (`use xuefen_store::prelude::*`); code holding a `dyn Store` needs none.
 pub mod prelude {
     pub use crate::{
-        BankStore, CourseStore, KeyStore, LearnerStore, LedgerStore, LogIndexStore, PseudonymStore, RecognitionStore,
-        ServiceStore, SiteStore, StatsStore, Store, TranscriptStore, WitnessStore, XapiDocumentStore, XapiStore,
+        BankStore, CourseStore, KeyStore, LearnerStore, LedgerStore, LogIndexStore, NameStore, PseudonymStore,
+        RecognitionStore, ServiceStore, SiteStore, StatsStore, Store, TranscriptStore, WitnessStore, XapiDocumentStore,
+        XapiStore,
     };
 }
 

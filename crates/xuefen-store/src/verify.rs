@@ -203,8 +203,7 @@ pub async fn verify_log(
     held: Option<&LogCheckpoint>,
 ) -> Result<LogReport, VerifyFailure> {
     let fail = |m: String| Err(VerifyFailure::Checkpoint(m));
-    let head = store.log_head().await.map_err(VerifyFailure::Store)?;
-    let tips = store.log_tips().await.map_err(VerifyFailure::Store)?;
+    let (head, tips) = head_and_tips(store).await?;
     let Some(head) = head else {
         if let Some(h) = held {
             return fail(format!("the log is empty, but a checkpoint of size {} is held", h.size));
@@ -361,6 +360,31 @@ pub async fn verify_log(
         return fail("a chain in the log has no recorded tip".into());
     }
     Ok(report)
+}
+
+/// Rounds of [`head_and_tips`] before it gives up waiting for a quiet log.
+const SNAPSHOT_TRIES: usize = 16;
+
+/// The latest checkpoint and the chain tips it seals. The service may seal
+/// while they are read, in two statements: the tips belong to the
+/// checkpoint only when the checkpoint read after them is the one read
+/// before them (a seal writes both in one transaction, and every seal grows
+/// the log). Under a sealer that never pauses, the last pair read is
+/// returned and a mismatch is reported as it is.
+async fn head_and_tips(
+    store: &dyn Store,
+) -> Result<(Option<crate::bank::LogHead>, Vec<crate::bank::ChainTip>), VerifyFailure> {
+    let mut head = store.log_head().await.map_err(VerifyFailure::Store)?;
+    for _ in 0..SNAPSHOT_TRIES {
+        let tips = store.log_tips().await.map_err(VerifyFailure::Store)?;
+        let after = store.log_head().await.map_err(VerifyFailure::Store)?;
+        if after.as_ref().map(|h| h.size) == head.as_ref().map(|h| h.size) {
+            return Ok((head, tips));
+        }
+        head = after;
+    }
+    let tips = store.log_tips().await.map_err(VerifyFailure::Store)?;
+    Ok((head, tips))
 }
 
 fn tile_name(id: TileId, width: usize) -> String {

@@ -41,7 +41,7 @@ use xuefen_core::witness::{self, Cosigner};
 
 /// Options of `xuefen bank pull`.
 #[derive(clap::Args, Debug)]
-pub struct PullArgs {
+pub(crate) struct PullArgs {
     /// Base URL of the Xuefen service.
     #[arg(long, env = "XUEFEN_URL", default_value = "http://127.0.0.1:8080")]
     pub url: String,
@@ -401,7 +401,7 @@ impl Client {
 /// Why the consumer stopped without finishing: the feed failed a check.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
-pub struct Untrusted(String);
+pub(crate) struct Untrusted(String);
 
 fn field<'a>(v: &'a Value, name: &str) -> anyhow::Result<&'a str> {
     v[name].as_str().ok_or_else(|| anyhow!("`{name}` is missing"))
@@ -547,7 +547,7 @@ fn verify_deposit(d: &Value, checkpoint: &LogCheckpoint) -> anyhow::Result<()> {
 
 /// Runs the consumer; exit 0 when the feed is drained (or never, with
 /// `--follow`), 1 when the feed fails a check, naming what failed.
-pub async fn pull(args: PullArgs) -> anyhow::Result<ExitCode> {
+pub(crate) async fn pull(args: PullArgs) -> anyhow::Result<ExitCode> {
     if !(1..=500).contains(&args.limit) {
         bail!("--limit must be from 1 to 500");
     }

@@ -32,7 +32,7 @@ use tokio::sync::Mutex;
 
 /// Options of `xuefen import`.
 #[derive(clap::Args, Debug)]
-pub struct ImportArgs {
+pub(crate) struct ImportArgs {
     /// The file to import: NDJSON (`.ndjson`, `.jsonl`) or CSV (`.csv`).
     pub file: PathBuf,
     /// Base URL of the Xuefen service.
@@ -117,7 +117,7 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(s)
 }
 
-pub async fn import(args: ImportArgs) -> anyhow::Result<ExitCode> {
+pub(crate) async fn import(args: ImportArgs) -> anyhow::Result<ExitCode> {
     if args.batch == 0 || args.batch > 10_000 {
         bail!("--batch must be between 1 and 10000");
     }

@@ -4,6 +4,7 @@
 
 mod bank_pull;
 mod import;
+mod names;
 mod settings;
 mod telemetry;
 mod verify_record;
@@ -108,6 +109,10 @@ enum Command {
     VerifyRecord(verify_record::VerifyRecordArgs),
     /// Run a C2SP tlog-witness for the log: cosign its checkpoints, refuse rollbacks and forks.
     Witness(witness::WitnessArgs),
+    /// Learners' names sealed at rest: key use, and re-sealing under the
+    /// first key of `name_keys` (key rotation).
+    #[command(subcommand)]
+    Names(names::NamesCommand),
     /// Print the OpenAPI document.
     Openapi,
     /// Configuration: print an example file, or check the effective settings.
@@ -458,6 +463,11 @@ async fn run(cli: Cli, settings: Settings) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Bank(BankCommand::Pull(args)) => bank_pull::pull(args).await,
+        Command::Names(cmd) => {
+            let store = open_existing_store(db, true).await?;
+            let keys = names::name_keys(db, &identity_key(db)?)?;
+            names::run(&*store, &keys, cmd).await
+        }
         Command::Import(args) => import::import(args).await,
     }
 }
@@ -598,7 +608,9 @@ fn checkpoint_key(settings: &Settings) -> anyhow::Result<ed25519_dalek::SigningK
 async fn serve(args: &Settings) -> anyhow::Result<ExitCode> {
     let key = identity_key(args)?;
     let signing = checkpoint_key(args)?;
+    let name_keys = names::name_keys(args, &key)?;
     let store = open_store(args, true).await?;
+    names::check_at_start(&*store, &name_keys).await?;
     if !store.admin_key_exists().await? {
         let (key, secret) = xuefen_api::auth::mint(Principal::Admin);
         store.create_key(&key).await?;
@@ -634,6 +646,7 @@ async fn serve(args: &Settings) -> anyhow::Result<ExitCode> {
         learning_stars_min: args.agreement_learning_stars_min,
     };
     let mut state = AppState::new(store, limits, commit, key)
+        .with_name_keys(name_keys)
         .with_sso(sso)
         .with_stats(stats)
         .with_xapi_default_version(

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 
 /// One configuration key, as documented.
 #[derive(Debug, Clone, Copy)]
-pub struct Key {
+pub(crate) struct Key {
     /// The name in the file and after `--set`.
     pub name: &'static str,
     /// Environment variables read for it; a later one wins over an earlier.
@@ -31,7 +31,7 @@ pub struct Key {
 
 /// Where a value came from, for error messages.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Source {
+pub(crate) enum Source {
     Default,
     File(PathBuf),
     Env(String),
@@ -51,7 +51,7 @@ impl fmt::Display for Source {
 
 /// An invalid configuration: which key, from where, and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ConfigError {
+pub(crate) enum ConfigError {
     #[error("configuration key `{key}` (from {origin}): {message}")]
     Invalid {
         key: String,
@@ -67,10 +67,10 @@ pub enum ConfigError {
 /// A secret value: parsed like any other, never shown by `Debug` or
 /// `config check`.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
+pub(crate) struct Secret(String);
 
 impl Secret {
-    pub fn expose(&self) -> &str {
+    pub(crate) fn expose(&self) -> &str {
         &self.0
     }
 }
@@ -83,7 +83,7 @@ impl fmt::Debug for Secret {
 
 /// How log lines are written to stderr.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogFormat {
+pub(crate) enum LogFormat {
     /// Human-readable lines.
     Text,
     /// One JSON object a line, with the request's `trace_id` among the span fields.
@@ -92,7 +92,7 @@ pub enum LogFormat {
 
 /// A value a key can hold: parsed from the text of a file value, an
 /// environment variable or a flag, and shown back in that same form.
-pub trait Value: Sized {
+pub(crate) trait Value: Sized {
     fn parse_value(raw: &str) -> Result<Self, String>;
     fn show(&self) -> String;
 }
@@ -180,12 +180,12 @@ macro_rules! settings {
     )+) => {
         /// Every setting of the service (see the module documentation).
         #[derive(Debug, Clone)]
-        pub struct Settings {
+        pub(crate) struct Settings {
             $( $(#[doc = $doc])+ pub $name: $ty, )+
         }
 
         /// Every key, in the order of the README table.
-        pub const KEYS: &[Key] = &[
+        pub(crate) const KEYS: &[Key] = &[
             $( Key {
                 name: stringify!($name),
                 env: &[$($env),+],
@@ -207,7 +207,7 @@ macro_rules! settings {
             }
 
             /// The text form of `key`'s value (secrets redacted).
-            pub fn show(&self, key: &str) -> Option<String> {
+            pub(crate) fn show(&self, key: &str) -> Option<String> {
                 match key {
                     $( stringify!($name) => Some(Value::show(&self.$name)), )+
                     _ => None,
@@ -215,7 +215,7 @@ macro_rules! settings {
             }
 
             /// The compiled-in defaults.
-            pub fn defaults() -> Self {
+            pub(crate) fn defaults() -> Self {
                 Self {
                     $( $name: match <$ty as Value>::parse_value($default) {
                         Ok(v) => v,
@@ -249,6 +249,8 @@ settings! {
     metrics_listen: Option<SocketAddr> = "", env ["XUEFEN_METRICS_LISTEN"];
     /// Hex HMAC key (at least 32 bytes) for identity document hashes; unset means one generated once into `data_dir`. Back it up.
     identity_key: Option<Secret> = "", env ["XUEFEN_IDENTITY_KEY"];
+    /// Keys that seal learners' names at rest (XChaCha20-Poly1305): comma-separated `ID:HEX` (32 bytes each); the first seals, every one opens, and a bare `k0` is the key derived from `identity_key`. Unset means `k0` alone. To rotate, put the new key first, run `xuefen names reseal`, then drop the old ones.
+    name_keys: Option<Secret> = "", env ["XUEFEN_NAME_KEYS"];
     /// Most events in one `POST /v1/events`.
     batch_events_max: usize = "1000", env ["XUEFEN_BATCH_EVENTS_MAX"];
     /// Largest request body in bytes.
@@ -352,12 +354,12 @@ const RANGES: &[(&str, u64, u64)] = &[
 ];
 
 /// Values given on the command line, by key.
-pub type Flags = Vec<(String, String, String)>;
+pub(crate) type Flags = Vec<(String, String, String)>;
 
 impl Settings {
     /// Layers defaults, the file, the environment and `flags` (each
     /// `(key, value, flag as typed)`), then validates.
-    pub fn load(
+    pub(crate) fn load(
         file: Option<&Path>,
         env: impl Fn(&str) -> Option<String>,
         flags: &[(String, String, String)],
@@ -482,6 +484,10 @@ impl Settings {
                 ));
             }
         }
+        if let Some(keys) = &self.name_keys {
+            xuefen_core::names::NameKeys::parse_with_derived(keys.expose(), b"syntax only")
+                .map_err(|m| invalid("name_keys", m))?;
+        }
         if let Some(key) = &self.checkpoint_key {
             let bytes = hex::decode(key.expose()).map_err(|e| invalid("checkpoint_key", format!("is not hex: {e}")))?;
             if bytes.len() != 32 {
@@ -501,7 +507,7 @@ impl Settings {
     }
 
     /// The settings as a TOML file (secrets redacted, unset keys commented out).
-    pub fn to_toml(&self) -> String {
+    pub(crate) fn to_toml(&self) -> String {
         let mut out = String::new();
         for key in KEYS {
             let value = self.show(key.name).unwrap_or_default();
@@ -527,7 +533,7 @@ fn toml_literal(key: &str, value: &str) -> String {
 
 /// The example configuration file: every key with its meaning, defaults
 /// commented out.
-pub fn example() -> String {
+pub(crate) fn example() -> String {
     let mut out = String::from(
         "# Xuefen configuration (TOML). Give it with --config FILE or XUEFEN_CONFIG=FILE.\n\
          # Environment variables override the file; flags override both.\n",

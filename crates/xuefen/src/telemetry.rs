@@ -30,10 +30,10 @@ use crate::settings::{LogFormat, Settings};
 
 /// The longest the final flush may hold up the exit, so that a collector
 /// that is down cannot stretch a shutdown past the pod's grace period.
-pub const FLUSH_BOUND: Duration = Duration::from_secs(5);
+pub(crate) const FLUSH_BOUND: Duration = Duration::from_secs(5);
 
 /// Keeps the tracer provider alive until [`Telemetry::shutdown`].
-pub struct Telemetry {
+pub(crate) struct Telemetry {
     provider: Option<SdkTracerProvider>,
     exporting: bool,
 }
@@ -52,7 +52,7 @@ fn otlp_requested(env: impl Fn(&str) -> Option<String>) -> bool {
 
 /// Installs the global subscriber and the OpenTelemetry tracer. Call it
 /// outside the async runtime: the OTLP exporter runs its own thread.
-pub fn init(settings: &Settings) -> anyhow::Result<Telemetry> {
+pub(crate) fn init(settings: &Settings) -> anyhow::Result<Telemetry> {
     let env = |k: &str| std::env::var(k).ok();
     let filter = EnvFilter::try_new(&settings.log_filter).context("log_filter")?;
     if sdk_disabled(&env) {
@@ -136,7 +136,7 @@ where
 
 impl Telemetry {
     /// Flushes queued spans and stops the exporter.
-    pub fn shutdown(self) {
+    pub(crate) fn shutdown(self) {
         if self.exporting
             && let Some(provider) = self.provider
             && let Err(e) = provider.shutdown_with_timeout(FLUSH_BOUND)

@@ -10,7 +10,7 @@ use ed25519_dalek::VerifyingKey;
 use xuefen_record::record::{self, LineOutcome};
 
 #[derive(Args)]
-pub struct VerifyRecordArgs {
+pub(crate) struct VerifyRecordArgs {
     /// The record (JSON) as `GET /v1/me/record` gives it; `-` reads standard input.
     file: PathBuf,
     /// The issuer's key: a `did:key`, a Multikey (`z6Mk…`), an Ed25519 public
@@ -48,7 +48,7 @@ fn issuer_key(given: &str) -> Result<VerifyingKey, String> {
     xuefen_record::proof::parse_did_key(mb).map_err(|e| format!("--public-key file: {e}"))
 }
 
-pub fn run(args: VerifyRecordArgs) -> ExitCode {
+pub(crate) fn run(args: VerifyRecordArgs) -> ExitCode {
     let text = if args.file.as_os_str() == "-" {
         let mut s = String::new();
         if let Err(e) = std::io::Read::read_to_string(&mut std::io::stdin(), &mut s) {

@@ -35,7 +35,7 @@ use xuefen_core::witness::{self, AddCheckpoint, Cosigner, Refusal};
 
 /// Options of `xuefen witness`.
 #[derive(clap::Args, Debug)]
-pub struct WitnessArgs {
+pub(crate) struct WitnessArgs {
     /// The witness's name: the key name of its cosignatures (no spaces or `+`).
     #[arg(long)]
     pub name: String,
@@ -218,7 +218,7 @@ async fn get_checkpoint(State(w): State<Arc<Witness>>, UrlPath(hash): UrlPath<St
 }
 
 /// Runs the witness until SIGTERM/SIGINT.
-pub async fn run(args: WitnessArgs) -> anyhow::Result<ExitCode> {
+pub(crate) async fn run(args: WitnessArgs) -> anyhow::Result<ExitCode> {
     if !witness::valid_name(&args.name) {
         bail!("--name `{}` is not a valid key name (no spaces or `+`)", args.name);
     }

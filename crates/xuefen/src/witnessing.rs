@@ -23,7 +23,7 @@ use xuefen_store::bank::LogHead;
 
 /// A configured witness: who it is and where its `add-checkpoint` is.
 #[derive(Debug, Clone)]
-pub struct Target {
+pub(crate) struct Target {
     pub cosigner: Cosigner,
     /// The submission prefix (`…/add-checkpoint` is appended).
     pub url: String,
@@ -31,7 +31,7 @@ pub struct Target {
 
 /// Parses the `witnesses` setting: comma-separated `NAME=KEY@URL`, KEY the
 /// witness's hex Ed25519 public key or its verifier key.
-pub fn parse_targets(setting: &str) -> Result<Vec<Target>, String> {
+pub(crate) fn parse_targets(setting: &str) -> Result<Vec<Target>, String> {
     let mut out: Vec<Target> = Vec::new();
     for spec in setting.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         let (who, url) = spec
@@ -130,7 +130,12 @@ async fn witness_one(
 
 /// Runs until `stop` resolves: every `interval`, the latest checkpoint to
 /// every witness that has not cosigned it yet.
-pub async fn run(store: Arc<dyn Store>, targets: Vec<Target>, interval: Duration, stop: impl Future<Output = ()>) {
+pub(crate) async fn run(
+    store: Arc<dyn Store>,
+    targets: Vec<Target>,
+    interval: Duration,
+    stop: impl Future<Output = ()>,
+) {
     let http = reqwest::Client::new();
     let mut known: HashMap<String, u64> = HashMap::new();
     let mut tick = tokio::time::interval(interval);

@@ -39,7 +39,7 @@ fn refuse(field: &str, detail: &str) -> Response {
 }
 
 /// Rewrites an Alternate Request Syntax request; passes any other through.
-pub async fn alternate_request_syntax(req: Request, next: Next) -> Response {
+pub(super) async fn alternate_request_syntax(req: Request, next: Next) -> Response {
     let query = req.uri().query().unwrap_or_default().to_owned();
     let has_method = query.split('&').any(|p| p == "method" || p.starts_with("method="));
     if !has_method {

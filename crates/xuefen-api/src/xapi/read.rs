@@ -41,7 +41,7 @@ use xuefen_store::{StatementQuery, StoreError};
               (status = 400, body = Problem, content_type = "application/problem+json"),
               (status = 401, body = Problem, content_type = "application/problem+json"),
               (status = 404, body = Problem, content_type = "application/problem+json")))]
-pub async fn get_statements(
+pub(crate) async fn get_statements(
     State(state): State<AppState>,
     auth: XapiSite,
     headers: HeaderMap,
@@ -134,7 +134,7 @@ pub(super) fn with_last_modified(mut resp: Response, modified: Option<time::Offs
 
 /// A page of statements (the statements are returned exactly as stored).
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct StatementPageOut {
+pub(crate) struct StatementPageOut {
     #[schema(value_type = Vec<Object>)]
     pub statements: Vec<serde_json::Value>,
     /// The relative URL of the next page, or empty when there is none.

@@ -18,14 +18,14 @@ use xuefen_store::{StoreError, Written};
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct XapiProfileIn {
+pub(crate) struct XapiProfileIn {
     /// The `homePage` under which the site's LMS names its accounts in
     /// statements (`actor.account.homePage`), e.g. Moodle's `wwwroot`.
     pub home_page: String,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct XapiProfileOut {
+pub(crate) struct XapiProfileOut {
     pub home_page: String,
     /// Whether the home page is the default one (the site declared none).
     pub default: bool,
@@ -37,7 +37,7 @@ pub struct XapiProfileOut {
 #[utoipa::path(put, path = "/v1/xapi/profile", operation_id = "put_xapi_profile", tag = "xapi",
     security(("api_key" = [])), request_body = XapiProfileIn,
     responses((status = 200, body = XapiProfileOut), (status = 422, body = Problem, content_type = "application/problem+json")))]
-pub async fn put_profile(
+pub(crate) async fn put_profile(
     State(state): State<AppState>,
     caller: Caller,
     ApiJson(input): ApiJson<XapiProfileIn>,
@@ -68,7 +68,10 @@ pub async fn put_profile(
 /// The calling site's account home page. Site key (Bearer).
 #[utoipa::path(get, path = "/v1/xapi/profile", operation_id = "get_xapi_profile", tag = "xapi",
     security(("api_key" = [])), responses((status = 200, body = XapiProfileOut)))]
-pub async fn get_profile(State(state): State<AppState>, caller: Caller) -> ApiResult<axum::Json<XapiProfileOut>> {
+pub(crate) async fn get_profile(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<axum::Json<XapiProfileOut>> {
     let site = caller.require_site()?.clone();
     let stored = state.store.xapi_home_page(&site).await?;
     Ok(axum::Json(XapiProfileOut {
@@ -79,7 +82,7 @@ pub async fn get_profile(State(state): State<AppState>, caller: Caller) -> ApiRe
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct MboxLinkIn {
+pub(crate) struct MboxLinkIn {
     /// The hex SHA-1 of the learner's `mailto:` IRI, as the LMS sends it
     /// in `actor.mbox_sha1sum` (a statement with the plain `mbox` matches
     /// too: the LRS hashes it).
@@ -87,7 +90,7 @@ pub struct MboxLinkIn {
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct MboxLinkOut {
+pub(crate) struct MboxLinkOut {
     pub local_account: String,
     pub mbox_sha1sum: String,
     pub created: bool,
@@ -102,7 +105,7 @@ pub struct MboxLinkOut {
     responses((status = 201, body = MboxLinkOut), (status = 200, body = MboxLinkOut),
               (status = 409, body = Problem, content_type = "application/problem+json"),
               (status = 422, body = Problem, content_type = "application/problem+json")))]
-pub async fn put_mbox_link(
+pub(crate) async fn put_mbox_link(
     State(state): State<AppState>,
     caller: Caller,
     Path(account): Path<String>,

@@ -43,7 +43,7 @@ use xuefen_store::{NewStatement, StoreError, Written};
               (status = 400, body = Problem, content_type = "application/problem+json"),
               (status = 401, body = Problem, content_type = "application/problem+json"),
               (status = 409, body = Problem, content_type = "application/problem+json")))]
-pub async fn put_statement(State(state): State<AppState>, auth: XapiSite, req: Request) -> ApiResult<Response> {
+pub(crate) async fn put_statement(State(state): State<AppState>, auth: XapiSite, req: Request) -> ApiResult<Response> {
     let site = auth.caller.require_posting_site()?.clone();
     let params = query_pairs(req.uri())?;
     let version = version_of(req.extensions().get::<Version>());
@@ -98,7 +98,7 @@ pub async fn put_statement(State(state): State<AppState>, auth: XapiSite, req: R
               (status = 401, body = Problem, content_type = "application/problem+json"),
               (status = 409, body = Problem, content_type = "application/problem+json"),
               (status = 413, body = Problem, content_type = "application/problem+json")))]
-pub async fn post_statements(
+pub(crate) async fn post_statements(
     State(state): State<AppState>,
     auth: XapiSite,
     headers: HeaderMap,

@@ -95,7 +95,10 @@ impl PgStore {
         let target_chains = target_chains(&mut tx, events).await?;
         let mut chains: BTreeSet<u32> = lookups.chains();
         chains.extend(target_chains);
-        lock_heads(&mut tx, &chains, &mut lookups).await?;
+        // The secrets of the learners known so far come with the locks (one
+        // round trip), unless a head moved while the lock was awaited.
+        let asked: BTreeSet<LearnerId> = lookups.learner_chains.keys().cloned().collect();
+        let early_secrets = lock_heads_with_secrets(&mut tx, &chains, &asked, &mut lookups).await?;
         if let Some(missing) = chains.iter().find(|c| !lookups.heads.contains_key(c)) {
             return Err(IngestError::Corrupt(StoreError::Corrupt {
                 at: format!("chain head {missing}"),
@@ -128,8 +131,14 @@ impl PgStore {
         lookups.group_entries = group_entries(&mut tx, &plan::group_keys(events, &lookups)).await?;
         lookups.year_totals = year_totals(&mut tx, &plan::cap_keys(events, &lookups)).await?;
         // Never cached: an erasure deletes the secret, and from then on
-        // nothing is written for the learner on any instance.
-        lookups.learner_secrets = learner_secrets(&mut tx, &lookups).await?;
+        // nothing is written for the learner on any instance. Those read
+        // with the locks are current (see `lock_heads_with_secrets`) when
+        // they cover every learner the batch may write for.
+        let covered = early_secrets.is_some() && lookups.entries.values().all(|e| asked.contains(&e.body.learner));
+        lookups.learner_secrets = match early_secrets {
+            Some(secrets) if covered => secrets,
+            _ => learner_secrets(&mut tx, &lookups).await?,
+        };
         let planned = plan::plan(events, now, &lookups);
         if optimistic && planned.outcomes.iter().any(|o| !matches!(o, Outcome::Accepted { .. })) {
             // A rejection may only mean that the key exists (a re-posted
@@ -138,7 +147,7 @@ impl PgStore {
             return Err(IngestError::Recheck);
         }
         if !planned.entries.is_empty() {
-            let inserted = insert_entries(&mut tx, &planned.entries).await?;
+            let inserted = write_entries(&mut tx, &planned.entries, &planned.heads).await?;
             if inserted != planned.entries.len() as u64 {
                 // Another transaction on another chain committed one of our
                 // keys meanwhile (a conflicting event for another learner):
@@ -146,7 +155,6 @@ impl PgStore {
                 tx.rollback().await?;
                 return Err(IngestError::Race);
             }
-            update_heads(&mut tx, &planned.heads).await?;
         }
         tx.commit().await?;
         Ok(planned.outcomes)
@@ -332,6 +340,67 @@ pub(crate) async fn lock_heads(
     Ok(())
 }
 
+/// Locks the head rows of `chains` (as [`lock_heads`]) and, in the same
+/// statement, reads the secrets of `learners`.
+///
+/// The secrets are read in the statement's snapshot, taken before the locks
+/// were granted. They are current only if no head moved in between: an
+/// erasure deletes a secret in the transaction that appends to the
+/// learner's chain under its head lock, so a secret deleted after the
+/// snapshot shows as a head that moved. Then `None`: read them again.
+pub(crate) async fn lock_heads_with_secrets(
+    tx: &mut Transaction<'_, Postgres>,
+    chains: &BTreeSet<u32>,
+    learners: &BTreeSet<LearnerId>,
+    lookups: &mut Lookups,
+) -> std::result::Result<Option<HashMap<LearnerId, [u8; 32]>>, sqlx::Error> {
+    if chains.is_empty() {
+        return Ok(None);
+    }
+    let ids: Vec<i32> = chains.iter().filter_map(|c| i32::try_from(*c).ok()).collect();
+    let learners: Vec<&str> = learners.iter().map(LearnerId::as_str).collect();
+    // `seen`: the head as the snapshot saw it (the joined row is not locked,
+    // so it is not brought up to date as the locked one is).
+    let rows = sqlx::query(
+        "with h as (
+           select h.chain_id, h.seq, h.hash, s.seq as seen
+             from chain_heads h join chain_heads s on s.chain_id = h.chain_id
+            where h.chain_id = any($1)
+            order by h.chain_id
+              for update of h)
+         select chain_id, seq, hash, seen, null::text as learner_id from h
+         union all
+         select null, null, secret, null, learner_id from learner_secrets where learner_id = any($2)",
+    )
+    .bind(&ids)
+    .bind(&learners)
+    .fetch_all(&mut **tx)
+    .await?;
+    let mut secrets = HashMap::new();
+    let mut current = true;
+    for row in rows {
+        let bytes: Vec<u8> = row.try_get(2)?;
+        if let Some(learner) = row.try_get::<Option<String>, _>(4)? {
+            if let (Ok(id), Ok(secret)) = (LearnerId::parse(learner), <[u8; 32]>::try_from(bytes)) {
+                secrets.insert(id, secret);
+            }
+            continue;
+        }
+        let (chain, seq, seen): (i32, i64, i64) = (row.try_get(0)?, row.try_get(1)?, row.try_get(3)?);
+        current &= seq == seen;
+        let head = Head {
+            seq: u64::try_from(seq).map_err(|_| sqlx::Error::Protocol("negative head seq".into()))?,
+            hash: bytes
+                .try_into()
+                .map_err(|_| sqlx::Error::Protocol("head hash is not 32 bytes".into()))?,
+        };
+        if let Ok(chain) = u32::try_from(chain) {
+            lookups.heads.insert(chain, head);
+        }
+    }
+    Ok(current.then_some(secrets))
+}
+
 /// The secrets of the learners the batch may write for (those it names and
 /// those of its revocation targets); an erased learner has none.
 pub(crate) async fn learner_secrets(
@@ -353,6 +422,132 @@ pub(crate) async fn learner_secrets(
         .into_iter()
         .filter_map(|(id, secret)| Some((LearnerId::parse(id).ok()?, <[u8; 32]>::try_from(secret).ok()?)))
         .collect())
+}
+
+/// Groups of at most this many entries are written with one statement that
+/// also moves the heads (one round trip); larger ones with `COPY`, cheaper
+/// per row, and a second statement for the heads.
+const INSERT_ROWS_MAX: usize = 256;
+
+/// Writes `entries` and moves the chain heads to `heads`; how many entries
+/// were written. A key or position committed meanwhile by another
+/// transaction is a unique violation either way (see [`insert_entries`]).
+pub(crate) async fn write_entries(
+    tx: &mut Transaction<'_, Postgres>,
+    entries: &[Entry],
+    heads: &std::collections::BTreeMap<u32, Head>,
+) -> std::result::Result<u64, sqlx::Error> {
+    if entries.len() > INSERT_ROWS_MAX {
+        let inserted = insert_entries(tx, entries).await?;
+        update_heads(tx, heads).await?;
+        return Ok(inserted);
+    }
+    let small =
+        |v: i64, what: &str| i32::try_from(v).map_err(|_| sqlx::Error::Protocol(format!("{what} out of range")));
+    let n = entries.len();
+    let mut chain_id = Vec::with_capacity(n);
+    let mut seq = Vec::with_capacity(n);
+    let mut prev_hash = Vec::with_capacity(n);
+    let mut hash = Vec::with_capacity(n);
+    let mut kind = Vec::with_capacity(n);
+    let mut site_id = Vec::with_capacity(n);
+    let mut event_id = Vec::with_capacity(n);
+    let mut learner_id = Vec::with_capacity(n);
+    let mut course_code = Vec::with_capacity(n);
+    let mut category = Vec::with_capacity(n);
+    let mut credits_cents = Vec::with_capacity(n);
+    let mut occurred_at_ms = Vec::with_capacity(n);
+    let mut recorded_at_ms = Vec::with_capacity(n);
+    let mut score_cents = Vec::with_capacity(n);
+    let mut hours_cents = Vec::with_capacity(n);
+    let mut rule_version = Vec::with_capacity(n);
+    let mut refers_chain = Vec::with_capacity(n);
+    let mut refers_seq = Vec::with_capacity(n);
+    let mut target_event = Vec::with_capacity(n);
+    let mut reason = Vec::with_capacity(n);
+    let mut recognition_group = Vec::with_capacity(n);
+    let mut withheld_cents = Vec::with_capacity(n);
+    let mut learner_commitment = Vec::with_capacity(n);
+    let mut reason_note = Vec::with_capacity(n);
+    for e in entries {
+        let r = EntryRecord::from(e);
+        chain_id.push(small(r.chain_id, "chain id")?);
+        seq.push(r.seq);
+        prev_hash.push(r.prev_hash);
+        hash.push(r.hash);
+        kind.push(i16::try_from(r.kind).map_err(|_| sqlx::Error::Protocol("entry kind out of range".into()))?);
+        site_id.push(r.site_id);
+        event_id.push(r.event_id);
+        learner_id.push(r.learner_id);
+        course_code.push(r.course_code);
+        category.push(r.category);
+        credits_cents.push(r.credits_cents);
+        occurred_at_ms.push(r.occurred_at_ms);
+        recorded_at_ms.push(r.recorded_at_ms);
+        score_cents.push(r.score_cents);
+        hours_cents.push(r.hours_cents);
+        rule_version.push(small(r.rule_version, "rule version")?);
+        refers_chain.push(r.refers_chain.map(|c| small(c, "refers chain")).transpose()?);
+        refers_seq.push(r.refers_seq);
+        target_event.push(r.target_event);
+        reason.push(r.reason);
+        recognition_group.push(r.recognition_group);
+        withheld_cents.push(r.withheld_cents);
+        learner_commitment.push(r.learner_commitment);
+        reason_note.push(r.reason_note);
+    }
+    let head_chains: Vec<i32> = heads.keys().map(|c| *c as i32).collect();
+    let head_seqs: Vec<i64> = heads.values().map(|h| h.seq as i64).collect();
+    let head_hashes: Vec<Vec<u8>> = heads.values().map(|h| h.hash.to_vec()).collect();
+    // Data-modifying CTEs run to their end whether read or not; the count
+    // tells whether every row went in.
+    let inserted: i64 = sqlx::query_scalar(concat!(
+        "with ins as (
+           insert into ledger_entries (",
+        entry_insert_columns!(),
+        ")
+           select * from unnest($1::int[], $2::bigint[], $3::bytea[], $4::bytea[], $5::smallint[], $6::text[],
+                  $7::text[], $8::text[], $9::text[], $10::text[], $11::bigint[], $12::bigint[], $13::bigint[],
+                  $14::bigint[], $15::bigint[], $16::int[], $17::int[], $18::bigint[], $19::text[], $20::text[],
+                  $21::text[], $22::bigint[], $23::bytea[], $24::text[])
+           returning 1),
+         heads as (
+           update chain_heads h set seq = u.seq, hash = u.hash
+             from unnest($25::int[], $26::bigint[], $27::bytea[]) as u(chain_id, seq, hash)
+            where h.chain_id = u.chain_id
+           returning 1)
+         select count(*) from ins"
+    ))
+    .bind(&chain_id)
+    .bind(&seq)
+    .bind(&prev_hash)
+    .bind(&hash)
+    .bind(&kind)
+    .bind(&site_id)
+    .bind(&event_id)
+    .bind(&learner_id)
+    .bind(&course_code)
+    .bind(&category)
+    .bind(&credits_cents)
+    .bind(&occurred_at_ms)
+    .bind(&recorded_at_ms)
+    .bind(&score_cents)
+    .bind(&hours_cents)
+    .bind(&rule_version)
+    .bind(&refers_chain)
+    .bind(&refers_seq)
+    .bind(&target_event)
+    .bind(&reason)
+    .bind(&recognition_group)
+    .bind(&withheld_cents)
+    .bind(&learner_commitment)
+    .bind(&reason_note)
+    .bind(&head_chains)
+    .bind(&head_seqs)
+    .bind(&head_hashes)
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(u64::try_from(inserted).unwrap_or(0))
 }
 
 /// Writes `entries` with one binary `COPY` and returns how many were written.

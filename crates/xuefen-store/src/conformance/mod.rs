@@ -42,6 +42,7 @@ use crate::{Course, NewLearner, ServiceStore, Site, Store};
 
 pub mod log;
 pub mod log_index;
+pub mod names;
 pub mod pseudonyms;
 pub mod scenarios;
 pub mod witness;
@@ -170,6 +171,8 @@ macro_rules! conformance_scenarios {
         );
         $crate::__conformance_apply!($callback $backend
             log_indexes_are_those_of_the_segments_and_only_of_sealed_entries,
+            sealed_names_are_checked_resealed_and_old_keys_dropped,
+            a_name_is_replaced_only_over_the_value_read,
         );
     };
 }

@@ -2217,5 +2217,6 @@ fn remember(lookups: &mut plan::Lookups, entries: &[xuefen_core::entry::Entry]) 
 // The scenarios of the log, kept in their own file.
 pub use super::log::*;
 pub use super::log_index::*;
+pub use super::names::*;
 pub use super::pseudonyms::*;
 pub use super::witness::*;

@@ -15,7 +15,7 @@ use xuefen_store_sqlite::{SqliteSettings, SqliteStore};
 
 /// Which backend a test runs on.
 #[derive(Debug, Clone, Copy)]
-pub enum Backend {
+pub(crate) enum Backend {
     Postgres,
     Sqlite,
 }
@@ -27,7 +27,7 @@ enum Db {
 }
 
 /// A running service over a fresh database.
-pub struct TestApp {
+pub(crate) struct TestApp {
     pub base: String,
     pub admin: String,
     pub client: reqwest::Client,
@@ -37,21 +37,21 @@ pub struct TestApp {
 }
 
 /// Limits small enough to test both sides of.
-pub const TEST_LIMITS: Limits = Limits {
+pub(crate) const TEST_LIMITS: Limits = Limits {
     batch_events_max: 50,
     body_bytes_max: 64 * 1024,
 };
 
 /// The single sign-on settings of every test server (the binary's defaults
 /// for issuer and audience, and a fixed HS256 secret).
-pub const SSO_ISSUER: &str = "xuefen-dev-sso";
-pub const SSO_AUDIENCE: &str = "xuefen";
-pub const SSO_SECRET: &[u8; 32] = b"test single sign-on secret 32 by";
+pub(crate) const SSO_ISSUER: &str = "xuefen-dev-sso";
+pub(crate) const SSO_AUDIENCE: &str = "xuefen";
+pub(crate) const SSO_SECRET: &[u8; 32] = b"test single sign-on secret 32 by";
 /// The clock-skew leeway of every test server's token check.
-pub const SSO_LEEWAY_SECONDS: u64 = 1;
+pub(crate) const SSO_LEEWAY_SECONDS: u64 = 1;
 
 /// A learner token as the province's single sign-on would issue it.
-pub fn learner_token(learner: &str, issuer: &str, secret: &[u8], ttl_seconds: i64) -> String {
+pub(crate) fn learner_token(learner: &str, issuer: &str, secret: &[u8], ttl_seconds: i64) -> String {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")
@@ -67,17 +67,17 @@ pub fn learner_token(learner: &str, issuer: &str, secret: &[u8], ttl_seconds: i6
 }
 
 impl TestApp {
-    pub async fn spawn(backend: Backend) -> Self {
+    pub(crate) async fn spawn(backend: Backend) -> Self {
         Self::spawn_with_stats(backend, xuefen_api::StatsSettings::default()).await
     }
 
     /// A service whose statistics count with these settings.
-    pub async fn spawn_with_stats(backend: Backend, stats: xuefen_api::StatsSettings) -> Self {
+    pub(crate) async fn spawn_with_stats(backend: Backend, stats: xuefen_api::StatsSettings) -> Self {
         Self::spawn_with(backend, stats, xuefen_api::sso::SsoSubject::default()).await
     }
 
     /// A service whose learner tokens name the person as `subject` says.
-    pub async fn spawn_with_sso_subject(backend: Backend, subject: xuefen_api::sso::SsoSubject) -> Self {
+    pub(crate) async fn spawn_with_sso_subject(backend: Backend, subject: xuefen_api::sso::SsoSubject) -> Self {
         Self::spawn_with(backend, xuefen_api::StatsSettings::default(), subject).await
     }
 
@@ -163,7 +163,7 @@ impl TestApp {
     }
 
     /// Sends a request and returns the status and the JSON body (or Null).
-    pub async fn call(
+    pub(crate) async fn call(
         &self,
         method: Method,
         path: &str,
@@ -192,18 +192,18 @@ impl TestApp {
         (status, value)
     }
 
-    pub async fn get(&self, path: &str, key: &str) -> (StatusCode, Value) {
+    pub(crate) async fn get(&self, path: &str, key: &str) -> (StatusCode, Value) {
         self.call(Method::GET, path, Some(key), None).await
     }
-    pub async fn put(&self, path: &str, key: &str, body: Value) -> (StatusCode, Value) {
+    pub(crate) async fn put(&self, path: &str, key: &str, body: Value) -> (StatusCode, Value) {
         self.call(Method::PUT, path, Some(key), Some(body)).await
     }
-    pub async fn post(&self, path: &str, key: &str, body: Value) -> (StatusCode, Value) {
+    pub(crate) async fn post(&self, path: &str, key: &str, body: Value) -> (StatusCode, Value) {
         self.call(Method::POST, path, Some(key), Some(body)).await
     }
 
     /// Creates an active site and returns its key.
-    pub async fn site(&self, id: &str) -> String {
+    pub(crate) async fn site(&self, id: &str) -> String {
         let (status, body) = self
             .post(
                 "/v1/sites",
@@ -219,7 +219,7 @@ impl TestApp {
     /// every completion (sessions: the scenarios using it test the feed,
     /// paging and batching, not crediting once; tests/api/credited_once.rs
     /// does that).
-    pub async fn course(&self, key: &str, code: &str, category: &str) {
+    pub(crate) async fn course(&self, key: &str, code: &str, category: &str) {
         let body = json!({"title": "课程", "category": category, "rule": {"kind": "per_hours", "hours_per_credit": "5", "cap": "4"}, "repeat": "every_completion"});
         let (status, body) = self.put(&format!("/v1/courses/{code}"), key, body).await;
         assert!(status.is_success(), "{body}");
@@ -230,7 +230,7 @@ impl TestApp {
     /// learner's single sign-on know it. (The site itself is answered with
     /// its own pseudonym; a site may still name a learner it linked by the
     /// unified id: tests/api/pseudonyms.rs.)
-    pub async fn learner(&self, key: &str, account: &str, person: u32) -> String {
+    pub(crate) async fn learner(&self, key: &str, account: &str, person: u32) -> String {
         let document = json!({"kind": "resident_id", "number": resident_id(person)});
         let body = json!({"name": "测试", "document": document, "local_account": account});
         let (status, body) = self.post("/v1/learners", key, body).await;
@@ -247,14 +247,14 @@ impl TestApp {
     }
 
     /// Creates a credit bank key and returns its secret.
-    pub async fn bank(&self) -> String {
+    pub(crate) async fn bank(&self) -> String {
         let (status, body) = self.post("/v1/bank/keys", &self.admin, json!(null)).await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
         body["secret"].as_str().expect("secret").to_owned()
     }
 
     /// Runs SQL directly on the database, bypassing the append-only guard.
-    pub async fn tamper(&self, sql: &str) {
+    pub(crate) async fn tamper(&self, sql: &str) {
         match &self.db {
             Db::Postgres(pg) => {
                 let mut conn = pg.pool().acquire().await.expect("connection");
@@ -292,7 +292,7 @@ impl TestApp {
     }
 
     /// Runs SQL as the service would, returning the database's error text.
-    pub async fn exec(&self, sql: &str) -> Result<(), String> {
+    pub(crate) async fn exec(&self, sql: &str) -> Result<(), String> {
         let done = match &self.db {
             Db::Postgres(pg) => sqlx::query(sql).execute(pg.pool()).await.map(drop),
             Db::Sqlite(lite, _) => sqlx::query(sql).execute(lite.pool()).await.map(drop),
@@ -301,7 +301,7 @@ impl TestApp {
     }
 
     /// Runs a SQL query returning one integer.
-    pub async fn scalar(&self, sql: &str) -> i64 {
+    pub(crate) async fn scalar(&self, sql: &str) -> i64 {
         match &self.db {
             Db::Postgres(pg) => sqlx::query_scalar(sql).fetch_one(pg.pool()).await.expect("scalar"),
             Db::Sqlite(lite, _) => sqlx::query_scalar(sql).fetch_one(lite.pool()).await.expect("scalar"),
@@ -310,7 +310,7 @@ impl TestApp {
 
     /// Every byte of the database as it lies on disk: the SQLite file and
     /// its WAL, or a `pg_dump` of the PostgreSQL database.
-    pub async fn raw_database_bytes(&self) -> Vec<u8> {
+    pub(crate) async fn raw_database_bytes(&self) -> Vec<u8> {
         match &self.db {
             Db::Sqlite(_, path) => {
                 let mut bytes = std::fs::read(path).expect("read the database file");
@@ -339,7 +339,7 @@ impl TestApp {
     }
 
     /// Runs `xuefen verify` on this database and returns (exit code, stdout).
-    pub async fn verify_cli(&self) -> (i32, String) {
+    pub(crate) async fn verify_cli(&self) -> (i32, String) {
         let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_xuefen"))
             .arg("verify")
             .env("DATABASE_URL", &self.database_url)
@@ -366,19 +366,19 @@ impl Drop for TestApp {
 /// The body of `PUT /v1/accounts/{local}` linking to `learner` (a unified
 /// id) with the learner's consent: their single sign-on token, which names
 /// them (a site that never met the learner has no id of its own for them).
-pub fn consent(learner: &str) -> Value {
+pub(crate) fn consent(learner: &str) -> Value {
     json!({"consent_token": learner_token(learner, SSO_ISSUER, SSO_SECRET, 300)})
 }
 
 /// A synthetic 18-character resident ID with a correct check digit.
-pub fn resident_id(person: u32) -> String {
+pub(crate) fn resident_id(person: u32) -> String {
     let first17 = format!("33010619900101{:03}", person % 1_000);
     let arr: [u8; 17] = first17.as_bytes().try_into().expect("17 digits");
     format!("{first17}{}", xuefen_core::identity::resident_id_check_char(&arr))
 }
 
 /// A completion of `course` by `account`, `hours` hours, in March 2026.
-pub fn completion(account: &str, course: &str, hours: &str) -> Value {
+pub(crate) fn completion(account: &str, course: &str, hours: &str) -> Value {
     json!({"kind": "completion", "course": course, "learner": {"local_account": account},
            "completed_at": "2026-03-01T10:00:00Z", "hours": hours})
 }

@@ -19,6 +19,7 @@ mod record;
 mod record_browser;
 mod renewal;
 mod scenarios;
+mod sealed_names;
 mod sso_binding;
 mod xapi;
 mod xapi_documents;

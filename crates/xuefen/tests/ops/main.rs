@@ -13,6 +13,7 @@ mod config;
 mod hostile_tcp;
 mod manifests;
 mod metrics;
+mod name_keys;
 mod otel;
 mod server;
 mod shutdown;

@@ -8,18 +8,18 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-pub const XUEFEN: &str = env!("CARGO_BIN_EXE_xuefen");
+pub(crate) const XUEFEN: &str = env!("CARGO_BIN_EXE_xuefen");
 
 /// Which database a scenario runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
+pub(crate) enum Backend {
     Sqlite,
     Postgres,
 }
 
 /// The backends available here: SQLite always, PostgreSQL when the test
 /// cluster is configured.
-pub fn backends() -> Vec<Backend> {
+pub(crate) fn backends() -> Vec<Backend> {
     let mut out = vec![Backend::Sqlite];
     if std::env::var_os("XUEFEN_TEST_PG_ADMIN_URL").is_some() {
         out.push(Backend::Postgres);
@@ -30,7 +30,7 @@ pub fn backends() -> Vec<Backend> {
 }
 
 /// A running server; killed when dropped unless it already exited.
-pub struct Server {
+pub(crate) struct Server {
     child: Child,
     pub base: String,
     /// The metrics listener's base URL, when `metrics_listen` is set.
@@ -44,13 +44,13 @@ pub struct Server {
 impl Server {
     /// Starts `xuefen serve` with `env` and `args` added, on a fresh
     /// database of `backend`, and waits until it listens.
-    pub async fn start(backend: Backend, env: &[(&str, String)], args: &[&str]) -> Self {
+    pub(crate) async fn start(backend: Backend, env: &[(&str, String)], args: &[&str]) -> Self {
         Self::start_under(&[], backend, env, args).await
     }
 
     /// As [`Server::start`], with the binary run under `wrapper` (a
     /// command and its arguments, such as `prlimit --nofile=256`).
-    pub async fn start_under(wrapper: &[&str], backend: Backend, env: &[(&str, String)], args: &[&str]) -> Self {
+    pub(crate) async fn start_under(wrapper: &[&str], backend: Backend, env: &[(&str, String)], args: &[&str]) -> Self {
         let dir = std::env::temp_dir().join(format!("xuefen-ops-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).expect("temp dir");
         let database_url = match backend {
@@ -113,17 +113,17 @@ impl Server {
         }
     }
 
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 
     /// The server's stderr so far.
-    pub fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         log_of(&self.dir)
     }
 
     /// Sends SIGTERM (through `kill`, so the test needs no FFI).
-    pub fn sigterm(&self) {
+    pub(crate) fn sigterm(&self) {
         let status = Command::new("kill")
             .args(["-TERM", &self.pid().to_string()])
             .status()
@@ -132,7 +132,7 @@ impl Server {
     }
 
     /// Waits up to `bound` for the process to exit.
-    pub fn wait_exit(&mut self, bound: Duration) -> Option<ExitStatus> {
+    pub(crate) fn wait_exit(&mut self, bound: Duration) -> Option<ExitStatus> {
         let started = Instant::now();
         while started.elapsed() < bound {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
@@ -143,7 +143,7 @@ impl Server {
         None
     }
 
-    pub async fn call(
+    pub(crate) async fn call(
         &self,
         method: reqwest::Method,
         path: &str,
@@ -165,7 +165,7 @@ impl Server {
 
     /// Creates a site, a course `C1` (1 credit per 5 hours, cap 4) and a
     /// learner linked as `u1`; returns the site's key.
-    pub async fn fixture(&self) -> String {
+    pub(crate) async fn fixture(&self) -> String {
         let (s, body) = self
             .call(
                 reqwest::Method::POST,
@@ -190,7 +190,7 @@ impl Server {
     }
 
     /// Scrapes `/metrics`.
-    pub async fn scrape(&self) -> String {
+    pub(crate) async fn scrape(&self) -> String {
         let resp = self
             .client
             .get(format!("{}/metrics", self.base))
@@ -215,14 +215,14 @@ fn log_of(dir: &std::path::Path) -> String {
 }
 
 /// A completion of `C1` by `u1`.
-pub fn completion(hours: &str) -> Value {
+pub(crate) fn completion(hours: &str) -> Value {
     json!({"kind": "completion", "course": "C1", "learner": {"local_account": "u1"},
            "completed_at": "2026-03-01T10:00:00Z", "hours": hours})
 }
 
 /// The value of the sample `name{labels}` in a scrape (labels in the
 /// order the exposition writes them), 0 when absent.
-pub fn sample(scrape: &str, series: &str) -> f64 {
+pub(crate) fn sample(scrape: &str, series: &str) -> f64 {
     scrape
         .lines()
         .filter(|l| !l.starts_with('#'))
@@ -234,7 +234,7 @@ pub fn sample(scrape: &str, series: &str) -> f64 {
 }
 
 /// The sum of every sample of `name` (any labels).
-pub fn sum_of(scrape: &str, name: &str) -> f64 {
+pub(crate) fn sum_of(scrape: &str, name: &str) -> f64 {
     scrape
         .lines()
         .filter(|l| !l.starts_with('#'))
@@ -247,7 +247,7 @@ pub fn sum_of(scrape: &str, name: &str) -> f64 {
 }
 
 /// The sample names (before any `{`) present in a scrape.
-pub fn sample_names(scrape: &str) -> std::collections::BTreeSet<String> {
+pub(crate) fn sample_names(scrape: &str) -> std::collections::BTreeSet<String> {
     scrape
         .lines()
         .filter(|l| !l.starts_with('#') && !l.trim().is_empty())

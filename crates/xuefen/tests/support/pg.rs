@@ -3,7 +3,7 @@
 //! Included by each test binary that needs it with `#[path]`.
 
 /// The URL of the test cluster's maintenance database.
-pub fn pg_admin_url() -> String {
+pub(crate) fn pg_admin_url() -> String {
     std::env::var("XUEFEN_TEST_PG_ADMIN_URL").unwrap_or_else(|_| {
         panic!(
             "XUEFEN_TEST_PG_ADMIN_URL is not set: run the tests with scripts/test.sh or scripts/with-postgres.sh, \
@@ -13,7 +13,7 @@ pub fn pg_admin_url() -> String {
 }
 
 /// `url` with its database name replaced by `database` (query string kept).
-pub fn with_database(url: &str, database: &str) -> String {
+pub(crate) fn with_database(url: &str, database: &str) -> String {
     let scheme_end = url.find("://").map_or(0, |i| i + 3);
     let (head, query) = url.split_at(url.find('?').unwrap_or(url.len()));
     let authority_end = head[scheme_end..].find('/').map_or(head.len(), |i| scheme_end + i);
@@ -21,7 +21,7 @@ pub fn with_database(url: &str, database: &str) -> String {
 }
 
 /// Creates an empty database with a random name; returns its name and URL.
-pub async fn create_database() -> (String, String) {
+pub(crate) async fn create_database() -> (String, String) {
     let admin_url = pg_admin_url();
     let name = format!("xuefen_t_{}", uuid::Uuid::new_v4().simple());
     let admin = sqlx::PgPool::connect(&admin_url)
@@ -39,7 +39,7 @@ pub async fn create_database() -> (String, String) {
 /// Drops a database made by [`create_database`], closing what still uses it.
 /// Not every test binary that includes this file drops its databases.
 #[allow(dead_code)]
-pub async fn drop_database(name: &str) {
+pub(crate) async fn drop_database(name: &str) {
     let admin = sqlx::PgPool::connect(&pg_admin_url())
         .await
         .expect("connect to the test cluster");
