@@ -29,9 +29,6 @@ pub mod problem;
 pub mod problem_code;
 pub mod pseudonyms;
 mod recognition;
-// The record handlers still say `pub` for items the crate alone can reach;
-// allowed here until they say `pub(crate)`.
-#[allow(unreachable_pub)]
 mod record;
 pub mod roles;
 mod routes;

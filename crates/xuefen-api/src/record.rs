@@ -72,7 +72,7 @@ fn offline_csp() -> &'static str {
 /// a record file (or a link carrying one in its fragment) in the browser.
 #[utoipa::path(get, path = "/verify/offline", operation_id = "get_verify_offline_page", tag = "pages",
     responses((status = 200, description = "the static in-browser verification page (saved to disk, it works offline)", content_type = "text/html")))]
-pub async fn verify_offline_page() -> Response {
+pub(crate) async fn verify_offline_page() -> Response {
     let mut resp = (StatusCode::OK, OFFLINE_PAGE).into_response();
     let h = resp.headers_mut();
     h.insert(
@@ -286,7 +286,7 @@ pub(crate) async fn get_my_record(
 /// What the learner gives to have identity objects in the record.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct RecordIdentityIn {
+pub(crate) struct RecordIdentityIn {
     /// The learner's own identity document, as registered. Checked against
     /// the registration (keyed hash) and used once for a salted hash; never
     /// stored or logged.
@@ -305,7 +305,7 @@ pub struct RecordIdentityIn {
               (status = 401, body = Problem, content_type = "application/problem+json"),
               (status = 404, body = Problem, content_type = "application/problem+json"),
               (status = 422, description = "not the signed-in learner's document, or not a document", body = Problem, content_type = "application/problem+json")))]
-pub async fn post_my_record(
+pub(crate) async fn post_my_record(
     State(state): State<AppState>,
     SignedInLearner(learner): SignedInLearner,
     Json(input): Json<RecordIdentityIn>,
@@ -427,7 +427,7 @@ pub(crate) async fn download_my_record(State(state): State<AppState>, headers: H
 
 /// The form on `/me` that asks for the record with identity objects.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
-pub struct RecordIdentityForm {
+pub(crate) struct RecordIdentityForm {
     /// The document's kind, as at registration (`resident_id`, `passport`,
     /// `hk_macao_permit`, `taiwan_permit`, `foreign_permanent_resident`).
     #[serde(default)]
@@ -451,7 +451,7 @@ pub struct RecordIdentityForm {
               (status = 404, description = "an error page: no learner under the token's subject", content_type = "text/html"),
               (status = 422, description = "an error page: not the signed-in learner's document, or not a document (also a body that is not a form)", content_type = "text/html"),
               (status = 503, description = "an error page", content_type = "text/html")))]
-pub async fn download_my_record_with_identity(
+pub(crate) async fn download_my_record_with_identity(
     State(state): State<AppState>,
     headers: HeaderMap,
     form: Result<Form<RecordIdentityForm>, axum::extract::rejection::FormRejection>,
