@@ -37,6 +37,7 @@ mod ledger_chain;
 mod ledger_ingest;
 mod ledger_property;
 mod ledger_races;
+mod migrations;
 mod sites;
 mod xapi_statements;
 
@@ -47,6 +48,7 @@ pub use ledger_chain::*;
 pub use ledger_ingest::*;
 pub use ledger_property::*;
 pub use ledger_races::*;
+pub use migrations::*;
 pub use sites::*;
 pub use xapi_statements::*;
 
