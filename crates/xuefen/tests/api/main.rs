@@ -6,6 +6,7 @@
 mod pg;
 
 mod bank;
+mod browser;
 mod cdp;
 mod credited_once;
 mod harness;

@@ -3,13 +3,10 @@
 //! headless Chromium (what a person sees, with screenshots), on each
 //! backend.
 
-use std::path::{Path, PathBuf};
-use std::time::Duration;
-
 use reqwest::StatusCode;
 use serde_json::json;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::browser::{self, FormPages};
 use crate::harness::{Backend, SSO_ISSUER, SSO_SECRET, TestApp, learner_token};
 
 const EVIL_TITLE: &str = "<script>alert(1)</script>数学";
@@ -309,18 +306,22 @@ async fn pages_read_well(backend: Backend) {
     assert_html(&bad_year, StatusCode::UNPROCESSABLE_ENTITY);
 
     // ---------------------------------------------------------------- in a real browser
-    let Some(chromium) = find_chromium() else {
-        let msg = "SKIPPED: browser part of the page test: no chromium found (install Debian's `chromium` or set XUEFEN_CHROMIUM)";
-        assert!(
-            std::env::var_os("XUEFEN_REQUIRE_BROWSER").is_none(),
-            "{msg}, and XUEFEN_REQUIRE_BROWSER is set"
-        );
-        println!("{msg}");
-        eprintln!("{msg}");
+    let Some(chromium) = browser::chromium_or_skip("browser part of the page test") else {
         return;
     };
-    let out = output_dir(backend);
-    let helper = SignInHelper::start(&app.base, &token, &app.admin).await;
+    let out = browser::output_dir("pages", backend);
+    // Signs in through the service's own forms: `/me` posts the token to
+    // `/me/login`, `/admin` the admin key to `/admin/login`, and the
+    // service's redirect lands on the page.
+    let (token_field, admin_key) = (token.clone(), app.admin.clone());
+    let helper = FormPages::start(&app.base, move |path| {
+        if path.starts_with("/admin") {
+            ("/admin/login", vec![("key".to_owned(), admin_key.clone())])
+        } else {
+            ("/me/login", vec![("token".to_owned(), token_field.clone())])
+        }
+    })
+    .await;
 
     let me_dom = chromium.dump_dom(&helper.url("/me")).await;
     for seen in ["茶文化", "书法进阶", "xihu 学习网", "已获学分", total, "学习记录凭证"] {
@@ -359,142 +360,7 @@ async fn pages_read_well(backend: Backend) {
     assert!(admin_dom.contains("<svg"), "{admin_dom}");
     chromium.screenshot(&helper.url("/admin"), &out.join("admin.png")).await;
     for shot in ["me.png", "admin.png"] {
-        let len = std::fs::metadata(out.join(shot)).map(|m| m.len()).unwrap_or(0);
-        assert!(len > 10_000, "{shot} is {len} bytes");
+        browser::assert_screenshot(&out.join(shot));
     }
     println!("screenshots in {}", out.display());
-}
-
-fn output_dir(backend: Backend) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join("pages")
-        .join(format!("{backend:?}").to_lowercase());
-    std::fs::create_dir_all(&dir).expect("output directory");
-    dir
-}
-
-pub(crate) struct Chromium {
-    program: PathBuf,
-}
-
-pub(crate) fn find_chromium() -> Option<Chromium> {
-    if let Some(p) = std::env::var_os("XUEFEN_CHROMIUM") {
-        return Some(Chromium { program: p.into() });
-    }
-    let path = std::env::var_os("PATH")?;
-    ["chromium", "chromium-browser", "google-chrome"]
-        .iter()
-        .find_map(|name| {
-            std::env::split_paths(&path)
-                .map(|dir| dir.join(name))
-                .find(|p| p.is_file())
-                .map(|program| Chromium { program })
-        })
-}
-
-impl Chromium {
-    /// The browser's executable.
-    pub(crate) fn program(&self) -> &Path {
-        &self.program
-    }
-
-    /// Runs headless Chromium on `url` with a fresh profile, bounded in time.
-    async fn run(&self, url: &str, extra: &[String]) -> String {
-        let profile = std::env::temp_dir().join(format!("xuefen-chromium-{}", uuid::Uuid::new_v4().simple()));
-        let mut cmd = tokio::process::Command::new(&self.program);
-        cmd.args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-            "--no-first-run",
-            "--disable-extensions",
-            "--disable-background-networking",
-            "--virtual-time-budget=8000",
-            "--lang=zh-CN",
-        ])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .args(extra)
-        .arg(url)
-        .kill_on_drop(true);
-        let out = tokio::time::timeout(Duration::from_secs(90), cmd.output())
-            .await
-            .expect("chromium finished within 90 s")
-            .expect("run chromium");
-        let _ = std::fs::remove_dir_all(&profile);
-        assert!(
-            out.status.success(),
-            "chromium failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    pub(crate) async fn dump_dom(&self, url: &str) -> String {
-        self.run(url, &["--dump-dom".into()]).await
-    }
-
-    pub(crate) async fn screenshot(&self, url: &str, to: &Path) {
-        self.run(
-            url,
-            &[
-                format!("--screenshot={}", to.display()),
-                "--window-size=1280,1400".into(),
-                "--hide-scrollbars".into(),
-            ],
-        )
-        .await;
-    }
-}
-
-/// A page on another port of 127.0.0.1 (the same site as the service)
-/// that signs in through the service's own forms, as a person would:
-/// `/me` posts the token to `/me/login`, `/admin` the admin key to
-/// `/admin/login`, and the service's redirect lands on the page.
-struct SignInHelper {
-    base: String,
-    _stop: tokio::sync::oneshot::Sender<()>,
-}
-
-impl SignInHelper {
-    async fn start(service: &str, token: &str, admin: &str) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let base = format!("http://{}", listener.local_addr().expect("addr"));
-        let (tx, mut rx) = tokio::sync::oneshot::channel::<()>();
-        let (service, token, admin) = (service.to_owned(), token.to_owned(), admin.to_owned());
-        tokio::spawn(async move {
-            loop {
-                let mut conn = tokio::select! {
-                    accepted = listener.accept() => match accepted { Ok((c, _)) => c, Err(_) => return },
-                    _ = &mut rx => return,
-                };
-                let mut buf = vec![0u8; 8192];
-                let n = tokio::time::timeout(Duration::from_secs(5), conn.read(&mut buf))
-                    .await
-                    .ok()
-                    .and_then(Result::ok)
-                    .unwrap_or(0);
-                let head = String::from_utf8_lossy(&buf[..n]).into_owned();
-                let path = head.split(' ').nth(1).unwrap_or("/").to_owned();
-                let (action, name, value) = if path.starts_with("/admin") {
-                    ("/admin/login", "key", admin.as_str())
-                } else {
-                    ("/me/login", "token", token.as_str())
-                };
-                let body = format!(
-                    "<!doctype html><body><form method=post action=\"{service}{action}\"><input type=hidden name={name} value=\"{value}\"></form><script>document.forms[0].submit()</script>"
-                );
-                let resp = format!(
-                    "HTTP/1.1 200 OK\r\ncontent-type: text/html; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = conn.write_all(resp.as_bytes()).await;
-            }
-        });
-        Self { base, _stop: tx }
-    }
-
-    fn url(&self, landing: &str) -> String {
-        format!("{}{landing}", self.base)
-    }
 }

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
+use crate::browser::{self, FormPages};
 use crate::harness::{Backend, SSO_ISSUER, SSO_SECRET, TestApp, learner_token};
-use crate::pages::find_chromium;
 
 mod postgres {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -25,14 +25,6 @@ mod sqlite {
     async fn the_record_is_a_credential_that_others_verify_and_a_changed_one_fails() {
         super::record_verifies(crate::harness::Backend::Sqlite).await;
     }
-}
-
-fn output_dir(backend: Backend) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join("record")
-        .join(format!("{backend:?}").to_lowercase());
-    std::fs::create_dir_all(&dir).expect("output directory");
-    dir
 }
 
 /// Waits until every committed entry is sealed (bounded: 30 s).
@@ -80,13 +72,10 @@ pub(crate) async fn verify_record_cli(file: &Path, did: &str) -> (i32, String) {
 /// (printed SKIPPED) without the npm folder that scripts/test.sh installs.
 pub(crate) async fn node_verify(record: &Path, did_document: &Path) -> Option<(bool, String)> {
     let Some(dir) = std::env::var_os("XUEFEN_NODE_VC_DIR") else {
-        let msg = "SKIPPED: independent verification with @digitalbazaar/vc: XUEFEN_NODE_VC_DIR is not set (scripts/test.sh installs it with npm)";
-        assert!(
-            std::env::var_os("XUEFEN_REQUIRE_NODE_VC").is_none(),
-            "{msg}, and XUEFEN_REQUIRE_NODE_VC is set"
+        browser::skipped(
+            "SKIPPED: independent verification with @digitalbazaar/vc: XUEFEN_NODE_VC_DIR is not set (scripts/test.sh installs it with npm)",
+            "XUEFEN_REQUIRE_NODE_VC",
         );
-        println!("{msg}");
-        eprintln!("{msg}");
         return None;
     };
     let dir = PathBuf::from(dir);
@@ -233,7 +222,7 @@ async fn record_verifies(backend: Backend) {
 
     // The files an outsider gets: the record, a changed copy (one character:
     // the first line's credits 2.00 → 3.00), the DID document.
-    let out = output_dir(backend);
+    let out = browser::output_dir("record", backend);
     let good = out.join("record.json");
     std::fs::write(&good, &text).expect("write");
     let changed_text = text.replacen("\"awardedCredits\": \"2.00\"", "\"awardedCredits\": \"3.00\"", 1);
@@ -402,26 +391,25 @@ async fn record_verifies(backend: Backend) {
     }
 
     // ------------------------------------------------------------ in a real browser
-    let Some(chromium) = find_chromium() else {
-        let msg = "SKIPPED: browser part of the record test: no chromium found (install Debian's `chromium` or set XUEFEN_CHROMIUM)";
-        assert!(
-            std::env::var_os("XUEFEN_REQUIRE_BROWSER").is_none(),
-            "{msg}, and XUEFEN_REQUIRE_BROWSER is set"
-        );
-        println!("{msg}");
+    let Some(chromium) = browser::chromium_or_skip("browser part of the record test") else {
         return;
     };
-    let helper = PostHelper::start(&app.base, &[("/good", &text), ("/changed", &changed_text)]).await;
-    let dom = chromium.dump_dom(&format!("{}/good", helper.base)).await;
+    // A page that posts a record to the verification page, as a person
+    // pasting it would; each path its record.
+    let (good, changed) = (text.clone(), changed_text.clone());
+    let helper = FormPages::start(&app.base, move |path| {
+        let record = if path == "/changed" { &changed } else { &good };
+        ("/verify", vec![("record".to_owned(), record.clone())])
+    })
+    .await;
+    let dom = chromium.dump_dom(&helper.url("/good")).await;
     assert!(dom.contains("凭证有效"), "{dom}");
     assert_eq!(dom.matches("已核验").count(), 2, "both lines verified: {dom}");
-    chromium
-        .screenshot(&format!("{}/good", helper.base), &out.join("verify.png"))
-        .await;
-    let dom = chromium.dump_dom(&format!("{}/changed", helper.base)).await;
+    chromium.screenshot(&helper.url("/good"), &out.join("verify.png")).await;
+    let dom = chromium.dump_dom(&helper.url("/changed")).await;
     assert!(dom.contains("凭证未通过核验") && dom.contains("未通过核验"), "{dom}");
     chromium
-        .screenshot(&format!("{}/changed", helper.base), &out.join("verify-changed.png"))
+        .screenshot(&helper.url("/changed"), &out.join("verify-changed.png"))
         .await;
     for shot in ["verify.png", "verify-changed.png"] {
         let len = std::fs::metadata(out.join(shot)).map(|m| m.len()).unwrap_or(0);
@@ -505,66 +493,4 @@ fn base64url(bytes: &[u8]) -> String {
         }
     }
     out
-}
-
-/// A page on another port of 127.0.0.1 that posts a record to the
-/// verification page, as a person pasting it would; each path its record.
-struct PostHelper {
-    base: String,
-    _stop: tokio::sync::oneshot::Sender<()>,
-}
-
-fn attr_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('"', "&quot;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-}
-
-impl PostHelper {
-    async fn start(service: &str, pages: &[(&str, &str)]) -> Self {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let base = format!("http://{}", listener.local_addr().expect("addr"));
-        let (tx, mut rx) = tokio::sync::oneshot::channel::<()>();
-        let pages: Vec<(String, String)> = pages
-            .iter()
-            .map(|(p, r)| {
-                (
-                    (*p).to_owned(),
-                    format!(
-                        "<!doctype html><meta charset=utf-8><body><form method=post action=\"{service}/verify\"><textarea name=record>{}</textarea></form><script>document.forms[0].submit()</script>",
-                        attr_escape(r)
-                    ),
-                )
-            })
-            .collect();
-        tokio::spawn(async move {
-            loop {
-                let mut conn = tokio::select! {
-                    accepted = listener.accept() => match accepted { Ok((c, _)) => c, Err(_) => return },
-                    _ = &mut rx => return,
-                };
-                let mut buf = vec![0u8; 8192];
-                let n = tokio::time::timeout(Duration::from_secs(5), conn.read(&mut buf))
-                    .await
-                    .ok()
-                    .and_then(Result::ok)
-                    .unwrap_or(0);
-                let head = String::from_utf8_lossy(&buf[..n]).into_owned();
-                let path = head.split(' ').nth(1).unwrap_or("/").to_owned();
-                let body = pages
-                    .iter()
-                    .find(|(p, _)| *p == path)
-                    .map(|(_, b)| b.clone())
-                    .unwrap_or_default();
-                let resp = format!(
-                    "HTTP/1.1 200 OK\r\ncontent-type: text/html; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = conn.write_all(resp.as_bytes()).await;
-            }
-        });
-        Self { base, _stop: tx }
-    }
 }

@@ -14,14 +14,12 @@
 //!
 //! Screenshots under `target/tmp/record-browser/<backend>/`.
 
-use std::path::{Path, PathBuf};
-
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
+use crate::browser;
 use crate::cdp::Browser;
 use crate::harness::{Backend, SSO_ISSUER, SSO_SECRET, TestApp, learner_token};
-use crate::pages::find_chromium;
 use crate::record::{node_verify, verify_record_cli, wait_sealed};
 
 mod postgres {
@@ -35,20 +33,6 @@ mod sqlite {
     async fn a_learner_downloads_a_record_with_identity_and_checks_files_in_the_browser() {
         super::record_in_browser(crate::harness::Backend::Sqlite).await;
     }
-}
-
-fn output_dir(backend: Backend) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join("record-browser")
-        .join(format!("{backend:?}").to_lowercase());
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(dir.join("downloads")).expect("output directory");
-    dir
-}
-
-fn assert_shot(path: &Path) {
-    let len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-    assert!(len > 10_000, "{} is {len} bytes", path.display());
 }
 
 /// Makes the page's WebCrypto refuse Ed25519, as a browser without it does
@@ -65,14 +49,7 @@ const WITHOUT_ED25519: &str = r#"(() => {
 })();"#;
 
 async fn record_in_browser(backend: Backend) {
-    let Some(chromium) = find_chromium() else {
-        let msg = "SKIPPED: the record's browser test: no chromium found (install Debian's `chromium` or set XUEFEN_CHROMIUM)";
-        assert!(
-            std::env::var_os("XUEFEN_REQUIRE_BROWSER").is_none(),
-            "{msg}, and XUEFEN_REQUIRE_BROWSER is set"
-        );
-        println!("{msg}");
-        eprintln!("{msg}");
+    let Some(chromium) = browser::chromium_or_skip("the record's browser test") else {
         return;
     };
     let app = TestApp::spawn(backend).await;
@@ -103,7 +80,8 @@ async fn record_in_browser(backend: Backend) {
         .await
         .expect("JSON");
     let did = issuer["did"].as_str().expect("did").to_owned();
-    let out = output_dir(backend);
+    let out = browser::fresh_output_dir("record-browser", backend);
+    std::fs::create_dir_all(out.join("downloads")).expect("output directory");
     let did_doc = out.join("did.json");
     std::fs::write(&did_doc, issuer["did_document"].to_string()).expect("write");
 
@@ -329,7 +307,7 @@ async fn record_in_browser(backend: Backend) {
         "offline-dropped.png",
         "offline-no-ed25519.png",
     ] {
-        assert_shot(&out.join(shot));
+        browser::assert_screenshot(&out.join(shot));
     }
     println!("record browser screenshots in {}", out.display());
 }
