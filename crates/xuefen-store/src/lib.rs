@@ -169,6 +169,7 @@ pub mod xapi;
 pub use xapi::{NewStatement, StatementQuery, StatementRow, XapiStore};
 pub mod xapi_documents;
 pub use xapi_documents::XapiDocumentStore;
+pub mod xapi_erasure;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
