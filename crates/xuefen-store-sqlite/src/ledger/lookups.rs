@@ -12,7 +12,6 @@ use xuefen_core::ids::{Category, CourseCode, EventId, GroupId, LearnerId, LocalA
 use xuefen_core::plan::{self, Key, Lookups};
 use xuefen_store::{Course, Result};
 
-use crate::ledger::ingest::revocation_targets;
 use crate::rows::{
     PARAMS_PER_STATEMENT_MAX, REUSE_DYNAMIC_STATEMENTS, course_record, entry_from_row, placeholders, tuples,
 };
@@ -91,25 +90,13 @@ pub(crate) async fn lookup_learners(
     Ok(())
 }
 
-pub(crate) async fn lookup_courses(conn: &mut SqliteConnection, events: &[Event], lookups: &mut Lookups) -> Result<()> {
-    let wanted: Vec<(&str, &str)> = events
-        .iter()
-        .filter_map(|e| match &e.body {
-            EventBody::Completion(c) => Some((e.site.as_str(), c.course.as_str())),
-            EventBody::Revocation(_) => None,
-        })
-        .collect();
-    lookup_course_keys(conn, wanted, lookups).await
-}
-
-/// Adds the terms of these courses (and their categories' caps) to `lookups`.
+/// Adds the terms of these courses (sorted, without repeats) and their
+/// categories' caps to `lookups`.
 pub(crate) async fn lookup_course_keys(
     conn: &mut SqliteConnection,
-    mut wanted: Vec<(&str, &str)>,
+    wanted: &[(&str, &str)],
     lookups: &mut Lookups,
 ) -> Result<()> {
-    wanted.sort();
-    wanted.dedup();
     for chunk in wanted.chunks(PARAMS_PER_STATEMENT_MAX / 2) {
         // The course's group and its category's annual cap come with it:
         // no extra round trip for batches that use neither.
@@ -170,8 +157,8 @@ pub(crate) async fn entries_by_keys(conn: &mut SqliteConnection, keys: &[Key]) -
     Ok(entries)
 }
 
-pub(crate) async fn reversed_targets(conn: &mut SqliteConnection, events: &[Event]) -> Result<HashSet<Key>> {
-    let targets = revocation_targets(events);
+/// Which of the revocation targets `targets` already have a reversal.
+pub(crate) async fn reversed_targets(conn: &mut SqliteConnection, targets: &[Key]) -> Result<HashSet<Key>> {
     let mut reversed = HashSet::new();
     for chunk in targets.chunks(PARAMS_PER_STATEMENT_MAX / 2) {
         // `target_event is not null` lets SQLite use the partial unique index.
