@@ -179,9 +179,9 @@ impl PgStore {
         .await?;
         let mut found = Vec::with_capacity(rows.len());
         for row in rows {
-            let site: Option<String> = row.try_get(0)?;
-            let account: Option<String> = row.try_get(1)?;
-            let (learner, chain): (String, i32) = (row.try_get(2)?, row.try_get(3)?);
+            let site: Option<String> = row.try_get("site_id")?;
+            let account: Option<String> = row.try_get("local_account")?;
+            let (learner, chain): (String, i32) = (row.try_get("id")?, row.try_get("chain_id")?);
             // A row the service could not have written names nobody: its
             // events are rejected as naming an unknown learner.
             let (Ok(learner), Ok(chain)) = (LearnerId::parse(learner), u32::try_from(chain)) else {
@@ -351,7 +351,8 @@ pub(crate) async fn lock_heads(
     .fetch_all(&mut **tx)
     .await?;
     for row in rows {
-        let (chain, seq, hash): (i32, i64, Vec<u8>) = (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+        let (chain, seq, hash): (i32, i64, Vec<u8>) =
+            (row.try_get("chain_id")?, row.try_get("seq")?, row.try_get("hash")?);
         let head = Head {
             seq: u64::try_from(seq).map_err(|_| sqlx::Error::Protocol("negative head seq".into()))?,
             hash: hash
@@ -404,14 +405,15 @@ pub(crate) async fn lock_heads_with_secrets(
     let mut secrets = HashMap::new();
     let mut current = true;
     for row in rows {
-        let bytes: Vec<u8> = row.try_get(2)?;
-        if let Some(learner) = row.try_get::<Option<String>, _>(4)? {
+        // A secret's row carries its bytes in the `hash` column.
+        let bytes: Vec<u8> = row.try_get("hash")?;
+        if let Some(learner) = row.try_get::<Option<String>, _>("learner_id")? {
             if let (Ok(id), Ok(secret)) = (LearnerId::parse(learner), <[u8; 32]>::try_from(bytes)) {
                 secrets.insert(id, secret);
             }
             continue;
         }
-        let (chain, seq, seen): (i32, i64, i64) = (row.try_get(0)?, row.try_get(1)?, row.try_get(3)?);
+        let (chain, seq, seen): (i32, i64, i64) = (row.try_get("chain_id")?, row.try_get("seq")?, row.try_get("seen")?);
         current &= seq == seen;
         let head = Head {
             seq: u64::try_from(seq).map_err(|_| sqlx::Error::Protocol("negative head seq".into()))?,
@@ -438,15 +440,18 @@ pub(crate) async fn learner_secrets(
         return Ok(HashMap::new());
     }
     let ids: Vec<&str> = ids.into_iter().collect();
-    let rows: Vec<(String, Vec<u8>)> =
-        sqlx::query_as("select learner_id, secret from learner_secrets where learner_id = any($1)")
-            .bind(&ids)
-            .fetch_all(&mut **tx)
-            .await?;
-    Ok(rows
-        .into_iter()
-        .filter_map(|(id, secret)| Some((LearnerId::parse(id).ok()?, <[u8; 32]>::try_from(secret).ok()?)))
-        .collect())
+    let rows = sqlx::query("select learner_id, secret from learner_secrets where learner_id = any($1)")
+        .bind(&ids)
+        .fetch_all(&mut **tx)
+        .await?;
+    let mut secrets = HashMap::with_capacity(rows.len());
+    for row in rows {
+        let (id, secret): (String, Vec<u8>) = (row.try_get("learner_id")?, row.try_get("secret")?);
+        if let (Ok(id), Ok(secret)) = (LearnerId::parse(id), <[u8; 32]>::try_from(secret)) {
+            secrets.insert(id, secret);
+        }
+    }
+    Ok(secrets)
 }
 
 /// Groups of at most this many entries are written with one statement that

@@ -122,8 +122,8 @@ pub(crate) async fn reversed_targets(
     .await?;
     rows.iter()
         .filter_map(|r| {
-            let site = r.try_get::<String, _>(0).map(SiteId::parse);
-            let event = r.try_get::<String, _>(1).map(EventId::parse);
+            let site = r.try_get::<String, _>("site_id").map(SiteId::parse);
+            let event = r.try_get::<String, _>("target_event").map(EventId::parse);
             match (site, event) {
                 (Ok(Ok(site)), Ok(Ok(event))) => Some(Ok((site, event))),
                 (Err(e), _) | (_, Err(e)) => Some(Err(e)),
@@ -304,7 +304,7 @@ pub(crate) async fn year_totals(
         ends.push(end.0);
     }
     let rows = sqlx::query(
-        "select k.k_learner, k.k_category, k.k_year, sum(l.credits_cents)::bigint
+        "select k.k_learner, k.k_category, k.k_year, sum(l.credits_cents)::bigint as credits
            from unnest($1::text[], $2::text[], $3::int[], $4::bigint[], $5::bigint[])
                 as k(k_learner, k_category, k_year, k_start, k_end)
            join ledger_entries l on l.learner_id = k.k_learner and l.category = k.k_category
@@ -319,8 +319,12 @@ pub(crate) async fn year_totals(
     .fetch_all(&mut **tx)
     .await?;
     for row in rows {
-        let (learner, category, year, sum): (String, String, i32, Option<i64>) =
-            (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?, row.try_get(3)?);
+        let (learner, category, year, sum): (String, String, i32, Option<i64>) = (
+            row.try_get("k_learner")?,
+            row.try_get("k_category")?,
+            row.try_get("k_year")?,
+            row.try_get("credits")?,
+        );
         if let (Ok(l), Ok(c)) = (LearnerId::parse(learner), Category::parse(category)) {
             out.insert((l, c, year), Credits::from_cents(sum.unwrap_or(0)));
         }

@@ -24,7 +24,7 @@ use crate::ledger::lookups::{
 };
 use crate::rows::{ENTRY_COLUMNS, PARAMS_PER_STATEMENT_MAX, REUSE_DYNAMIC_STATEMENTS, placeholders, tuples};
 
-/// Rows per multi-row insert of entries: 454 × 22 ≤ 10 000 parameters.
+/// Rows per multi-row insert of entries: 416 × 24 ≤ 10 000 parameters.
 const ENTRY_ROWS_PER_INSERT: usize = PARAMS_PER_STATEMENT_MAX / ENTRY_COLUMNS;
 
 /// One batch's transaction under the database's write lock: the heads are
@@ -105,8 +105,8 @@ pub(crate) async fn learner_secrets(
             q = q.bind(*id);
         }
         for row in q.fetch_all(&mut *conn).await.map_err(db)? {
-            let id: String = row.try_get(0).map_err(db)?;
-            let secret: Vec<u8> = row.try_get(1).map_err(db)?;
+            let id: String = row.try_get("learner_id").map_err(db)?;
+            let secret: Vec<u8> = row.try_get("secret").map_err(db)?;
             if let (Ok(id), Ok(secret)) = (LearnerId::parse(id), <[u8; 32]>::try_from(secret)) {
                 out.insert(id, secret);
             }

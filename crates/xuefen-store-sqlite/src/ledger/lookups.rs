@@ -50,9 +50,9 @@ pub(crate) async fn lookup_learners(
         }
         for row in q.fetch_all(&mut *conn).await.map_err(db)? {
             let (Ok(site), Ok(acct), Ok(learner)) = (
-                row.try_get::<String, _>(0),
-                row.try_get::<String, _>(1),
-                row.try_get::<String, _>(2),
+                row.try_get::<String, _>("site_id"),
+                row.try_get::<String, _>("local_account"),
+                row.try_get::<String, _>("learner_id"),
             ) else {
                 continue;
             };
@@ -79,7 +79,7 @@ pub(crate) async fn lookup_learners(
             q = q.bind(id.as_str());
         }
         for row in q.fetch_all(&mut *conn).await.map_err(db)? {
-            let (Ok(id), Ok(chain)) = (row.try_get::<String, _>(0), row.try_get::<i64, _>(1)) else {
+            let (Ok(id), Ok(chain)) = (row.try_get::<String, _>("id"), row.try_get::<i64, _>("chain_id")) else {
                 continue;
             };
             if let (Ok(id), Ok(chain)) = (LearnerId::parse(id), u32::try_from(chain)) {
@@ -174,7 +174,10 @@ pub(crate) async fn reversed_targets(conn: &mut SqliteConnection, targets: &[Key
             q = q.bind(site.as_str()).bind(target.as_str());
         }
         for row in q.fetch_all(&mut *conn).await.map_err(db)? {
-            let (Ok(site), Ok(event)) = (row.try_get::<String, _>(0), row.try_get::<String, _>(1)) else {
+            let (Ok(site), Ok(event)) = (
+                row.try_get::<String, _>("site_id"),
+                row.try_get::<String, _>("target_event"),
+            ) else {
                 continue;
             };
             if let (Ok(site), Ok(event)) = (SiteId::parse(site), EventId::parse(event)) {
@@ -325,7 +328,8 @@ pub(crate) async fn year_totals(
     let keys: Vec<&(LearnerId, Category, i32)> = keys.iter().collect();
     for chunk in keys.chunks(PARAMS_PER_STATEMENT_MAX / 5) {
         let sql = format!(
-            "select k.column1, k.column2, k.column3, coalesce(sum(l.credits_cents), 0)
+            "select k.column1 as learner_id, k.column2 as category, k.column3 as year,
+                    coalesce(sum(l.credits_cents), 0) as credits
                from (values {}) as k
                join ledger_entries l on l.learner_id = k.column1 and l.category = k.column2
                 and l.occurred_at_ms >= k.column4 and l.occurred_at_ms < k.column5
@@ -344,10 +348,10 @@ pub(crate) async fn year_totals(
         }
         for row in q.fetch_all(&mut *conn).await.map_err(db)? {
             let read = |e| unreadable("ledger_entries", e);
-            let learner: String = row.try_get(0).map_err(read)?;
-            let category: String = row.try_get(1).map_err(read)?;
-            let year: i64 = row.try_get(2).map_err(read)?;
-            let sum: i64 = row.try_get(3).map_err(read)?;
+            let learner: String = row.try_get("learner_id").map_err(read)?;
+            let category: String = row.try_get("category").map_err(read)?;
+            let year: i64 = row.try_get("year").map_err(read)?;
+            let sum: i64 = row.try_get("credits").map_err(read)?;
             if let (Ok(l), Ok(c), Ok(y)) = (
                 LearnerId::parse(learner),
                 Category::parse(category),
