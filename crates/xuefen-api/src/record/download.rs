@@ -13,17 +13,10 @@ use super::*;
               (status = 404, description = "an error page: no learner under the token's subject", content_type = "text/html"),
               (status = 503, description = "an error page", content_type = "text/html")))]
 pub(crate) async fn download_my_record(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let learner = match crate::pages::signed_in_learner(&state, &headers).await {
+    let learner = match registered_learner(&state, &headers).await {
         Ok(l) => l,
         Err(resp) => return resp,
     };
-    match state.store.learner_exists(&learner).await {
-        Ok(true) => {}
-        Ok(false) => {
-            return crate::pages::error_page(StatusCode::NOT_FOUND, "统一身份认证中的这位学习者尚未在学分银行登记。");
-        }
-        Err(e) => return crate::pages::api_error_page(e.into()),
-    }
     match build_record(&state, &learner).await {
         Ok(r) => record_response(&r, true),
         Err(e) => crate::pages::api_error_page(e),
@@ -61,17 +54,10 @@ pub(crate) async fn download_my_record_with_identity(
     headers: HeaderMap,
     form: Result<Form<RecordIdentityForm>, axum::extract::rejection::FormRejection>,
 ) -> Response {
-    let learner = match crate::pages::signed_in_learner(&state, &headers).await {
+    let learner = match registered_learner(&state, &headers).await {
         Ok(l) => l,
         Err(resp) => return resp,
     };
-    match state.store.learner_exists(&learner).await {
-        Ok(true) => {}
-        Ok(false) => {
-            return crate::pages::error_page(StatusCode::NOT_FOUND, "统一身份认证中的这位学习者尚未在学分银行登记。");
-        }
-        Err(e) => return crate::pages::api_error_page(e.into()),
-    }
     let Ok(Form(form)) = form else {
         return crate::pages::error_page(StatusCode::UNPROCESSABLE_ENTITY, "请填写证件类型和证件号码。");
     };
@@ -116,4 +102,18 @@ pub(crate) fn verify_qr_svg(headers: &HeaderMap) -> Option<(String, String)> {
         .quiet_zone(true)
         .build();
     Some((url, svg))
+}
+
+/// The learner the page's sign-in names, registered in the credit bank; or
+/// the page to answer instead (sign-in, or an error page).
+async fn registered_learner(state: &AppState, headers: &HeaderMap) -> Result<LearnerId, Response> {
+    let learner = crate::pages::signed_in_learner(state, headers).await?;
+    match state.store.learner_exists(&learner).await {
+        Ok(true) => Ok(learner),
+        Ok(false) => Err(crate::pages::error_page(
+            StatusCode::NOT_FOUND,
+            "统一身份认证中的这位学习者尚未在学分银行登记。",
+        )),
+        Err(e) => Err(crate::pages::api_error_page(e.into())),
+    }
 }

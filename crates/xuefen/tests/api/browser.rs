@@ -61,6 +61,19 @@ pub(crate) fn chromium_or_skip(what: &str) -> Option<Chromium> {
     found
 }
 
+/// The flags of every headless Chromium the tests start (here and in
+/// `cdp.rs`): no sandbox, GPU, extensions or background traffic; Chinese.
+pub(crate) const HEADLESS: [&str; 8] = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--no-first-run",
+    "--disable-extensions",
+    "--disable-background-networking",
+    "--lang=zh-CN",
+];
+
 /// The browser's executable, found on `XUEFEN_CHROMIUM` or the `PATH`.
 pub(crate) struct Chromium {
     program: PathBuf,
@@ -91,21 +104,12 @@ impl Chromium {
     pub(crate) async fn run(&self, url: &str, extra: &[String]) -> String {
         let profile = std::env::temp_dir().join(format!("xuefen-chromium-{}", uuid::Uuid::new_v4().simple()));
         let mut cmd = tokio::process::Command::new(&self.program);
-        cmd.args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-            "--no-first-run",
-            "--disable-extensions",
-            "--disable-background-networking",
-            "--virtual-time-budget=8000",
-            "--lang=zh-CN",
-        ])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .args(extra)
-        .arg(url)
-        .kill_on_drop(true);
+        cmd.args(HEADLESS)
+            .arg("--virtual-time-budget=8000")
+            .arg(format!("--user-data-dir={}", profile.display()))
+            .args(extra)
+            .arg(url)
+            .kill_on_drop(true);
         let out = tokio::time::timeout(Duration::from_secs(90), cmd.output())
             .await
             .expect("chromium finished within 90 s")
