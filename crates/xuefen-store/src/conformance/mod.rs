@@ -79,6 +79,19 @@ pub trait Backend: Send + Sync + Sized + 'static {
     /// Runs a query whose first row's first column is an integer.
     async fn query_i64(&self, sql: &str) -> Result<i64, String>;
 
+    /// Runs a query whose first row's first column is text.
+    async fn query_text(&self, sql: &str) -> Result<String, String>;
+
+    /// A new database with only the migrations up to `version` (inclusive)
+    /// applied, and the store opened on it without migrating: a deployment
+    /// as it was before an upgrade, for the scenarios of a migration over
+    /// rows that already exist.
+    async fn fresh_at_version(version: i64) -> Self;
+
+    /// Applies the migrations not yet applied, as `xuefen migrate` does on
+    /// an upgrade; the store keeps working on the database.
+    async fn migrate(&self);
+
     /// Releases the database (PostgreSQL drops it). Called after a scenario
     /// passes; a failed one leaves its database behind for inspection.
     async fn close(self);
@@ -116,6 +129,8 @@ macro_rules! conformance_tests {
 macro_rules! conformance_scenarios {
     ($callback:ident, $backend:tt) => {
         $crate::__conformance_apply!($callback $backend migrations_give_empty_chains_and_a_ready_schema,
+            a_fresh_database_has_the_course_history_index_ending_with_the_instant,
+            migrating_a_ledger_with_entries_from_0011_rebuilds_the_index_and_keeps_every_entry,
             sites_and_keys_round_trip,
             registering_the_same_person_twice_finds_one_learner,
             concurrent_registrations_of_one_person_make_one_learner,
