@@ -35,28 +35,52 @@ const ENTRY_COPY_COLUMNS: &str = "chain_id::bigint, seq::bigint, prev_hash, hash
      recognition_group::text, withheld_cents::bigint, learner_commitment, reason_note::text";
 
 impl PgStore {
-    /// Every entry of `chain` in `seq` order, streamed: [`ENTRIES_PER_COPY`]
-    /// at a time, each `COPY` read to its end before its entries are handed
-    /// on.
+    /// Every entry of `chain` in `seq` order, streamed: one `COPY` per
+    /// [`SEQS_PER_COPY`] sequence numbers up to the chain's last row, each
+    /// read to its end before its entries are handed on.
     pub(crate) fn copy_chain_entries(&self, chain: u32) -> BoxStream<'_, Result<Entry>> {
         // The primary, as the heads verify checks against are read there.
         let pool = self.pool.clone();
-        stream::try_unfold(Some(0i64), move |after| {
+        stream::try_unfold(None::<(i64, i64)>, move |range| {
             let pool = pool.clone();
             async move {
-                let Some(after) = after else { return Ok(None) };
+                // (the last seq read, the chain's last seq when the read began)
+                let (after, last) = match range {
+                    Some(r) => r,
+                    None => {
+                        let last: Option<i64> = sqlx::query_scalar("select max(seq) from ledger_entries where chain_id = $1")
+                            .bind(i64::from(chain))
+                            .fetch_one(&pool)
+                            .await
+                            .map_err(db)?;
+                        (0, last.unwrap_or(0))
+                    }
+                };
+                if after >= last {
+                    return Ok(None);
+                }
+                // A range of the primary key rather than a `limit`: the
+                // planner then sorts only the rows of the range, in memory.
+                let upto = after.saturating_add(SEQS_PER_COPY).min(last);
                 let sql = format!(
-                    "copy (select {ENTRY_COPY_COLUMNS} from ledger_entries where chain_id = {chain} and seq > {after} \
-                     order by seq limit {ENTRIES_PER_COPY}) to stdout (format binary)"
+                    "copy (select {ENTRY_COPY_COLUMNS} from ledger_entries \
+                      where chain_id = {chain} and seq > {after} and seq <= {upto} order by seq) to stdout (format binary)"
                 );
                 let entries = copy_all(&pool, &sql, 24, |row| Entry::try_from(entry_record(row)?)).await?;
-                let next = match entries.last() {
-                    Some(last) if entries.len() == ENTRIES_PER_COPY => {
-                        Some(i64::try_from(last.position.seq).unwrap_or(i64::MAX))
-                    }
-                    _ => None,
-                };
-                Ok(Some((entries, next)))
+                let mut next = upto;
+                if entries.is_empty() {
+                    // A gap in the chain (rows removed, or one written far
+                    // ahead): go on at the next row there is.
+                    let found: Option<i64> =
+                        sqlx::query_scalar("select min(seq) from ledger_entries where chain_id = $1 and seq > $2")
+                            .bind(i64::from(chain))
+                            .bind(upto)
+                            .fetch_one(&pool)
+                            .await
+                            .map_err(db)?;
+                    next = found.map_or(last, |s| s.saturating_sub(1).max(upto));
+                }
+                Ok(Some((entries, Some((next, last)))))
             }
         })
         .map_ok(|entries| stream::iter(entries.into_iter().map(Ok::<Entry, StoreError>)))
@@ -92,9 +116,10 @@ impl PgStore {
     }
 }
 
-/// Entries read by one `COPY` of [`PgStore::copy_chain_entries`]: memory
-/// stays flat however long the chain is.
-const ENTRIES_PER_COPY: usize = 8_192;
+/// Sequence numbers read by one `COPY` of [`PgStore::copy_chain_entries`]:
+/// memory stays flat however long the chain is, and PostgreSQL sorts the
+/// rows of a range within its `work_mem`.
+const SEQS_PER_COPY: i64 = 4_096;
 
 /// Runs the binary `COPY … TO STDOUT` `sql` on a connection of `pool` and
 /// reads every row, of `fields` fields, with `read`. A stream that ends

@@ -2,7 +2,7 @@
 //! with (`lookups`), entries by event, chains and their heads.
 
 use async_trait::async_trait;
-use futures::stream::{BoxStream, StreamExt, TryStreamExt};
+use futures::stream::BoxStream;
 use xuefen_core::entry::Entry;
 use xuefen_core::event::{Event, Millis};
 use xuefen_core::ids::{EventId, LearnerId, LocalAccount, SiteId};
