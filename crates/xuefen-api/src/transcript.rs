@@ -176,7 +176,10 @@ pub(crate) async fn transcript_page(state: &AppState, learner: &LearnerId, page:
         let mut entries: Vec<Entry> = Vec::with_capacity(chunk);
         let mut after = page.after_seq;
         loop {
-            let read = state.store.learner_entries_page(learner, after, chunk).await?;
+            let read = state
+                .transcript_store()
+                .learner_entries_page(learner, after, chunk)
+                .await?;
             let exhausted = read.len() < chunk;
             let Some(last) = read.last() else { break };
             after = last.position.seq;
@@ -189,7 +192,7 @@ pub(crate) async fn transcript_page(state: &AppState, learner: &LearnerId, page:
     };
     // The page and the sums over the whole history are independent reads:
     // on two connections at once, the answer waits for the longer only.
-    let (mut entries, (rows, referred)) = tokio::try_join!(lines, state.store.learner_summary(learner))?;
+    let (mut entries, (rows, referred)) = tokio::try_join!(lines, state.transcript_store().learner_summary(learner))?;
     let more = entries.len() > page.limit;
     entries.truncate(page.limit);
     let rows: Vec<_> = rows.into_iter().filter(|r| page.filter.matches_row(r)).collect();
@@ -208,11 +211,11 @@ pub(crate) async fn transcript_page(state: &AppState, learner: &LearnerId, page:
         .collect::<std::collections::BTreeSet<_>>();
     let site_reads = sites.into_iter().map(|id| async move {
         let site = SiteId::parse(id.clone()).map_err(|e| Problem::invalid(&e))?;
-        let name = state.store.site(&site).await?.map(|s| s.name);
+        let name = state.site_store().site(&site).await?.map(|s| s.name);
         Ok::<_, crate::problem::ApiError>(name.map(|n| (id, n)))
     });
     let course_reads = courses.into_iter().map(|key| async move {
-        let title = state.store.course(&key.0, &key.1).await?.map(|c| c.title);
+        let title = state.course_store().course(&key.0, &key.1).await?.map(|c| c.title);
         Ok::<_, crate::problem::ApiError>((key, title))
     });
     // A few at a time, so that a page of many courses does not take the pool.

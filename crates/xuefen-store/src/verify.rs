@@ -414,7 +414,9 @@ impl LogWalk {
                 ));
             }
             let links = read
-                .ok_or_else(|| VerifyFailure::Checkpoint(format!("log index {index}: the links of its segment were not read")))?
+                .ok_or_else(|| {
+                    VerifyFailure::Checkpoint(format!("log index {index}: the links of its segment were not read"))
+                })?
                 .map_err(VerifyFailure::Store)?;
             if links.len() as u64 != seg.count {
                 return fail(format!(
