@@ -48,6 +48,7 @@ pub mod pseudonyms;
 pub mod scenarios;
 pub mod witness;
 pub mod xapi_documents;
+pub mod xapi_erasure;
 pub mod xapi_related;
 
 /// Which SQL a backend speaks, for the scenarios that go around the store.
@@ -177,6 +178,10 @@ macro_rules! conformance_scenarios {
             sealed_names_are_checked_resealed_and_old_keys_dropped,
             a_name_is_replaced_only_over_the_value_read,
             credited_once_reads_see_reversals_year_bounds_and_resent_completions,
+        );
+        $crate::__conformance_apply!($callback $backend
+            xapi_erasure_deletes_every_statement_that_names_the_learner_and_nothing_else,
+            xapi_erasure_deletes_the_learners_documents_and_takes_them_off_the_usage,
         );
     };
 }

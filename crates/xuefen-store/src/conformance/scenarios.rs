@@ -15,6 +15,7 @@ use xuefen_core::rule::CreditRule;
 use xuefen_core::verify::Fault;
 
 pub use super::xapi_documents::*;
+pub use super::xapi_erasure::*;
 pub use super::xapi_related::*;
 use super::{
     Backend, CHAINS, Dialect, NOW, World, account, act, all_entries, completion, entry_count, event_id, hours_course,
