@@ -157,6 +157,7 @@ macro_rules! conformance_scenarios {
             verify_names_a_chain_head_moved_by_direct_sql,
             verify_names_rows_appended_behind_the_head,
             verify_while_batches_commit_reports_no_fault,
+            verify_names_a_row_forged_far_behind_the_head,
             heads_follow_the_last_entry_of_every_chain,
             learner_entries_are_that_learners_own_in_sequence_order,
             entries_are_found_by_their_own_sites_key_only,
