@@ -69,34 +69,3 @@ pub use super::log_index::*;
 pub use super::names::*;
 pub use super::pseudonyms::*;
 pub use super::witness::*;
-
-/// A row forged far behind a chain's head (a gap of a billion sequence
-/// numbers) is found, and soon: a reader that steps through the chain by
-/// ranges of sequence numbers must jump the gap, not walk it.
-pub async fn verify_names_a_row_forged_far_behind_the_head<B: Backend>(db: &B) {
-    let (_, chain) = five_on_one_chain(db).await;
-    let n = db
-        .execute(&format!(
-            "insert into ledger_entries (chain_id, seq, prev_hash, hash, kind, site_id, event_id, learner_id,
-                    course_code, category, credits_cents, occurred_at_ms, recorded_at_ms, score_cents,
-                    hours_cents, rule_version, refers_chain, refers_seq, target_event, reason)
-             select chain_id, seq + 1000000000, hash, hash, kind, site_id, event_id || '-far', learner_id,
-                    course_code, category, credits_cents, occurred_at_ms, recorded_at_ms, score_cents,
-                    hours_cents, rule_version, refers_chain, refers_seq, target_event, reason
-               from ledger_entries where chain_id = {chain} and seq = 5"
-        ))
-        .await
-        .expect("forge a row");
-    assert_eq!(n, 1);
-    let store = db.store();
-    tokio::time::timeout(
-        std::time::Duration::from_secs(60),
-        expect_fault(
-            store.as_ref(),
-            Position { chain, seq: 5 },
-            Fault::HeadMismatch { head_seq: 5 },
-        ),
-    )
-    .await
-    .expect("verify finds the far row within a minute");
-}
