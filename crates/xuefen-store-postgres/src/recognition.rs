@@ -172,14 +172,16 @@ impl RecognitionStore for PgStore {
     }
 
     async fn set_cap(&self, category: &Category, annual: Option<Credits>) -> Result<()> {
+        let upsert;
         match annual {
-            Some(cap) => sqlx::query(&format!(
-                "insert into category_caps ({CAP_COLUMNS}) values ($1, $2)
-                 on conflict (category) do update set annual_cap_cents = excluded.annual_cap_cents,
-                     updated_at = now()"
-            ))
-            .bind(category.as_str())
-            .bind(cap.cents()),
+            Some(cap) => {
+                upsert = format!(
+                    "insert into category_caps ({CAP_COLUMNS}) values ($1, $2)
+                     on conflict (category) do update set annual_cap_cents = excluded.annual_cap_cents,
+                         updated_at = now()"
+                );
+                sqlx::query(&upsert).bind(category.as_str()).bind(cap.cents())
+            }
             None => sqlx::query("delete from category_caps where category = $1").bind(category.as_str()),
         }
         .execute(&self.pool)

@@ -150,18 +150,20 @@ impl RecognitionStore for SqliteStore {
     }
 
     async fn set_cap(&self, category: &Category, annual: Option<Credits>) -> Result<()> {
+        let upsert;
         match annual {
-            Some(cap) => sqlx::query(&format!(
-                concat!(
-                    "insert into category_caps ({cols}) values (?1, ?2)
-                     on conflict (category) do update set annual_cap_cents = excluded.annual_cap_cents,
-                         updated_at = ",
-                    now_sql!()
-                ),
-                cols = CAP_COLUMNS
-            ))
-            .bind(category.as_str())
-            .bind(cap.cents()),
+            Some(cap) => {
+                upsert = format!(
+                    concat!(
+                        "insert into category_caps ({cols}) values (?1, ?2)
+                         on conflict (category) do update set annual_cap_cents = excluded.annual_cap_cents,
+                             updated_at = ",
+                        now_sql!()
+                    ),
+                    cols = CAP_COLUMNS
+                );
+                sqlx::query(&upsert).bind(category.as_str()).bind(cap.cents())
+            }
             None => sqlx::query("delete from category_caps where category = ?1").bind(category.as_str()),
         }
         .execute(&self.pool)
