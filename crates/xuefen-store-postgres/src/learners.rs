@@ -3,28 +3,29 @@
 use async_trait::async_trait;
 use xuefen_core::event::{Millis, Reason};
 use xuefen_core::ids::{LearnerId, LocalAccount, Position, SiteId};
-use xuefen_store::{ConflictKind, LearnerStore, NewLearner, Result, StoreError, Written};
+use xuefen_store::learners::{ACCOUNT_LINK_COLUMNS, LEARNER_INSERT_COLUMNS, existing_link, stored_learner_id};
+use xuefen_store::{LearnerStore, NewLearner, Result, Written};
 
 use crate::{PgStore, bank, db};
 
 #[async_trait]
 impl LearnerStore for PgStore {
     async fn register_learner(&self, learner: &NewLearner) -> Result<(LearnerId, Written)> {
-        let chain = learner.candidate.chain(self.chains);
+        let row = learner.record(self.chains);
         // Insert-or-find in one statement pair: the unique document hash
         // decides, so two sites registering the same person concurrently
         // reach the same learner. The learner and their secret are written
         // together.
         let mut tx = self.pool.begin().await.map_err(db)?;
-        let inserted: Option<String> = sqlx::query_scalar(
-            "insert into learners (id, chain_id, document_kind, document_hash, name) values ($1, $2, $3, $4, $5)
-             on conflict (document_hash) do nothing returning id",
-        )
-        .bind(learner.candidate.as_str())
-        .bind(chain as i32)
-        .bind(learner.document_kind.as_str())
-        .bind(&learner.document_hash[..])
-        .bind(&learner.name)
+        let inserted: Option<String> = sqlx::query_scalar(&format!(
+            "insert into learners ({LEARNER_INSERT_COLUMNS}) values ($1, $2, $3, $4, $5)
+             on conflict (document_hash) do nothing returning id"
+        ))
+        .bind(row.id)
+        .bind(row.chain_id as i32)
+        .bind(row.document_kind)
+        .bind(row.document_hash)
+        .bind(row.name)
         .fetch_optional(&mut *tx)
         .await
         .map_err(db)?;
@@ -44,11 +45,7 @@ impl LearnerStore for PgStore {
             .fetch_one(&self.pool)
             .await
             .map_err(db)?;
-        let id = LearnerId::parse(id).map_err(|e| StoreError::Corrupt {
-            at: "learners".into(),
-            detail: e.to_string(),
-        })?;
-        Ok((id, Written::Existing))
+        Ok((stored_learner_id(id)?, Written::Existing))
     }
 
     async fn link_account(
@@ -58,11 +55,11 @@ impl LearnerStore for PgStore {
         learner: &LearnerId,
         registered_at: Option<Millis>,
     ) -> Result<Written> {
-        let inserted = sqlx::query(
-            "insert into learner_accounts (site_id, local_account, learner_id, registered_at)
+        let inserted = sqlx::query(&format!(
+            "insert into learner_accounts ({ACCOUNT_LINK_COLUMNS})
              values ($1, $2, $3, to_timestamp($4::bigint / 1000.0))
-             on conflict (site_id, local_account) do nothing",
-        )
+             on conflict (site_id, local_account) do nothing"
+        ))
         .bind(site.as_str())
         .bind(account.as_str())
         .bind(learner.as_str())
@@ -80,14 +77,7 @@ impl LearnerStore for PgStore {
                 .fetch_one(&self.pool)
                 .await
                 .map_err(db)?;
-        if linked == learner.as_str() {
-            Ok(Written::Existing)
-        } else {
-            Err(StoreError::conflict(
-                ConflictKind::LinkedElsewhere,
-                "the account is linked to another learner",
-            ))
-        }
+        existing_link(&linked, learner)
     }
 
     async fn learner_exists(&self, learner: &LearnerId) -> Result<bool> {
@@ -104,14 +94,7 @@ impl LearnerStore for PgStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(db)?;
-        row.map(|(id, name)| {
-            let id = LearnerId::parse(id).map_err(|e| StoreError::Corrupt {
-                at: "learners".into(),
-                detail: e.to_string(),
-            })?;
-            Ok((id, name))
-        })
-        .transpose()
+        row.map(|(id, name)| Ok((stored_learner_id(id)?, name))).transpose()
     }
 
     async fn site_knows_learner(&self, site: &SiteId, learner: &LearnerId) -> Result<bool> {

@@ -3,13 +3,17 @@
 use std::collections::BTreeSet;
 
 use async_trait::async_trait;
+use sqlx::postgres::PgRow;
 use sqlx::{Postgres, Transaction};
 use xuefen_core::amount::Credits;
 use xuefen_core::entry::Entry;
 use xuefen_core::event::Millis;
-use xuefen_core::ids::{Category, CourseCode, GroupId, LearnerId, SiteId};
+use xuefen_core::ids::{Category, GroupId};
 use xuefen_core::plan::{self, Lookups};
-use xuefen_store::{ConflictKind, Group, RecognitionStore, Result, StoreError, Written};
+use xuefen_store::recognition::{
+    CAP_COLUMNS, CapRecord, GROUP_COLUMNS, MEMBER_COLUMNS, MemberRecord, declaration_histories,
+};
+use xuefen_store::{Group, RecognitionStore, Result, Written};
 
 use crate::ledger::ingest::{insert_entries, learner_secrets, lock_heads, update_heads};
 use crate::rows::entry_record;
@@ -49,23 +53,14 @@ async fn declare_group(
     let mut locked = Lookups::default();
     lock_heads(tx, &chains, &mut locked).await?;
     let rows = sqlx::query(HISTORY).bind(group.as_str()).fetch_all(&mut **tx).await?;
-    let mut histories: std::collections::BTreeMap<(u32, LearnerId), Vec<Entry>> = Default::default();
-    for row in &rows {
-        let e = entry_record(row)
-            .and_then(Entry::try_from)
-            .map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
-        histories
-            .entry((e.position.chain, e.body.learner.clone()))
-            .or_default()
-            .push(e);
-    }
+    let entries = rows
+        .iter()
+        .map(|row| entry_record(row).and_then(Entry::try_from))
+        .collect::<Result<Vec<_>>>()
+        .map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
     // Entries of chains that gained a member-course entry between the two
     // reads are left out: their chains are not locked.
-    let histories: Vec<(LearnerId, u32, Vec<Entry>)> = histories
-        .into_iter()
-        .filter(|((chain, _), _)| locked.heads.contains_key(chain))
-        .map(|((chain, l), h)| (l, chain, h))
-        .collect();
+    let histories = declaration_histories(entries, |chain| locked.heads.contains_key(&chain));
     let per_year: bool = sqlx::query_scalar(
         "select not exists (select 1 from recognition_members m
                               join courses c on c.site_id = m.site_id and c.code = m.course_code
@@ -103,14 +98,14 @@ impl RecognitionStore for PgStore {
             .map_err(db)?;
         let (sites, codes): (Vec<&str>, Vec<&str>) =
             group.courses.iter().map(|(s, c)| (s.as_str(), c.as_str())).unzip();
-        let taken = sqlx::query(
-            "select m.site_id, m.course_code, m.group_id
+        let taken = sqlx::query(&format!(
+            "select {MEMBER_COLUMNS}
                from recognition_members m
                join unnest($1::text[], $2::text[]) as k(k_site, k_code)
                  on m.site_id = k.k_site and m.course_code = k.k_code
               where m.group_id <> $3
-              limit 1",
-        )
+              limit 1"
+        ))
         .bind(&sites)
         .bind(&codes)
         .bind(group.id.as_str())
@@ -118,18 +113,13 @@ impl RecognitionStore for PgStore {
         .await
         .map_err(db)?;
         if let Some(row) = taken {
-            let (site, code, other): (String, String, String) =
-                (row.col("site_id")?, row.col("course_code")?, row.col("group_id")?);
-            return Err(StoreError::conflict(
-                ConflictKind::InAnotherGroup,
-                format!("course {site}/{code} is already in group {other}"),
-            ));
+            return Err(member_record(&row)?.in_another_group());
         }
-        let created: bool = sqlx::query_scalar(
-            "insert into recognition_groups (id, title) values ($1, $2)
+        let created: bool = sqlx::query_scalar(&format!(
+            "insert into recognition_groups ({GROUP_COLUMNS}) values ($1, $2)
              on conflict (id) do update set title = excluded.title, updated_at = now()
-             returning (xmax = 0)",
-        )
+             returning (xmax = 0)"
+        ))
         .bind(group.id.as_str())
         .bind(&group.title)
         .fetch_one(&mut *tx)
@@ -140,10 +130,10 @@ impl RecognitionStore for PgStore {
             .execute(&mut *tx)
             .await
             .map_err(db)?;
-        sqlx::query(
-            "insert into recognition_members (site_id, course_code, group_id)
-             select k.site_id, k.code, $3 from unnest($1::text[], $2::text[]) as k(site_id, code)",
-        )
+        sqlx::query(&format!(
+            "insert into recognition_members ({MEMBER_COLUMNS})
+             select k.site_id, k.code, $3 from unnest($1::text[], $2::text[]) as k(site_id, code)"
+        ))
         .bind(&sites)
         .bind(&codes)
         .bind(group.id.as_str())
@@ -163,25 +153,16 @@ impl RecognitionStore for PgStore {
             .await
             .map_err(db)?;
         let Some(title) = title else { return Ok(None) };
-        let rows = sqlx::query(
-            "select site_id, course_code from recognition_members where group_id = $1 order by site_id, course_code",
-        )
+        let rows = sqlx::query(&format!(
+            "select {MEMBER_COLUMNS} from recognition_members where group_id = $1 order by site_id, course_code"
+        ))
         .bind(id.as_str())
         .fetch_all(&self.pool)
         .await
         .map_err(db)?;
-        let corrupt = |e: xuefen_core::FieldError| StoreError::Corrupt {
-            at: format!("group {id}"),
-            detail: e.to_string(),
-        };
         let courses = rows
             .iter()
-            .map(|r| {
-                Ok((
-                    SiteId::parse(r.col::<String>("site_id")?).map_err(corrupt)?,
-                    CourseCode::parse(r.col::<String>("course_code")?).map_err(corrupt)?,
-                ))
-            })
+            .map(|row| member_record(row)?.course())
             .collect::<Result<Vec<_>>>()?;
         Ok(Some(Group {
             id: id.clone(),
@@ -191,14 +172,16 @@ impl RecognitionStore for PgStore {
     }
 
     async fn set_cap(&self, category: &Category, annual: Option<Credits>) -> Result<()> {
+        let upsert;
         match annual {
-            Some(cap) => sqlx::query(
-                "insert into category_caps (category, annual_cap_cents) values ($1, $2)
-                 on conflict (category) do update set annual_cap_cents = excluded.annual_cap_cents,
-                     updated_at = now()",
-            )
-            .bind(category.as_str())
-            .bind(cap.cents()),
+            Some(cap) => {
+                upsert = format!(
+                    "insert into category_caps ({CAP_COLUMNS}) values ($1, $2)
+                     on conflict (category) do update set annual_cap_cents = excluded.annual_cap_cents,
+                         updated_at = now()"
+                );
+                sqlx::query(&upsert).bind(category.as_str()).bind(cap.cents())
+            }
             None => sqlx::query("delete from category_caps where category = $1").bind(category.as_str()),
         }
         .execute(&self.pool)
@@ -208,18 +191,26 @@ impl RecognitionStore for PgStore {
     }
 
     async fn caps(&self) -> Result<Vec<(Category, Credits)>> {
-        let rows = sqlx::query("select category, annual_cap_cents from category_caps order by category")
+        let rows = sqlx::query(&format!("select {CAP_COLUMNS} from category_caps order by category"))
             .fetch_all(&self.pool)
             .await
             .map_err(db)?;
         rows.iter()
             .map(|r| {
-                let category = Category::parse(r.col::<String>("category")?).map_err(|e| StoreError::Corrupt {
-                    at: "category_caps".into(),
-                    detail: e.to_string(),
-                })?;
-                Ok((category, Credits::from_cents(r.col("annual_cap_cents")?)))
+                CapRecord {
+                    category: r.col("category")?,
+                    annual_cap_cents: r.col("annual_cap_cents")?,
+                }
+                .try_into()
             })
             .collect()
     }
+}
+
+fn member_record(row: &PgRow) -> Result<MemberRecord> {
+    Ok(MemberRecord {
+        site_id: row.col("site_id")?,
+        course_code: row.col("course_code")?,
+        group_id: row.col("group_id")?,
+    })
 }

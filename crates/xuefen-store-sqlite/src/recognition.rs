@@ -1,16 +1,19 @@
 //! Recognition on SQLite: groups, their declaration's reversals, and caps.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use async_trait::async_trait;
 use sqlx::Row;
-use sqlx::sqlite::SqliteConnection;
+use sqlx::sqlite::{SqliteConnection, SqliteRow};
 use xuefen_core::amount::Credits;
 use xuefen_core::entry::Entry;
 use xuefen_core::event::Millis;
-use xuefen_core::ids::{Category, CourseCode, GroupId, LearnerId, SiteId};
+use xuefen_core::ids::{Category, GroupId};
 use xuefen_core::plan::{self, Lookups};
-use xuefen_store::{ConflictKind, Group, RecognitionStore, Result, StoreError, Written};
+use xuefen_store::recognition::{
+    CAP_COLUMNS, CapRecord, GROUP_COLUMNS, MEMBER_COLUMNS, MemberRecord, declaration_histories,
+};
+use xuefen_store::{Group, RecognitionStore, Result, Written};
 
 use crate::ledger::ingest::{heads_of, insert_entries, learner_secrets, update_heads};
 use crate::rows::{PARAMS_PER_STATEMENT_MAX, REUSE_DYNAMIC_STATEMENTS, entry_from_row, tuples};
@@ -32,16 +35,9 @@ async fn declare_group(conn: &mut SqliteConnection, group: &GroupId, now: Millis
     .fetch_all(&mut *conn)
     .await
     .map_err(db)?;
-    let mut histories: BTreeMap<(u32, LearnerId), Vec<Entry>> = BTreeMap::new();
-    for row in &rows {
-        let e = entry_from_row(row)?;
-        histories
-            .entry((e.position.chain, e.body.learner.clone()))
-            .or_default()
-            .push(e);
-    }
-    let histories: Vec<(LearnerId, u32, Vec<Entry>)> =
-        histories.into_iter().map(|((chain, l), h)| (l, chain, h)).collect();
+    let entries = rows.iter().map(entry_from_row).collect::<Result<Vec<_>>>()?;
+    // Under the write lock: every chain is as read.
+    let histories = declaration_histories(entries, |_| true);
     if histories.is_empty() {
         return Ok(Vec::new());
     }
@@ -79,7 +75,7 @@ impl RecognitionStore for SqliteStore {
             .map_err(db)?;
         for chunk in group.courses.chunks(PARAMS_PER_STATEMENT_MAX / 2) {
             let sql = format!(
-                "select m.site_id, m.course_code, m.group_id
+                "select {MEMBER_COLUMNS}
                    from (values {}) as k
                    join recognition_members m on m.site_id = k.column1 and m.course_code = k.column2
                   where m.group_id <> ?",
@@ -90,22 +86,16 @@ impl RecognitionStore for SqliteStore {
                 q = q.bind(site.as_str()).bind(code.as_str());
             }
             if let Some(row) = q.bind(group.id.as_str()).fetch_optional(&mut *tx).await.map_err(db)? {
-                let read = |e| unreadable("recognition_members", e);
-                let (site, code, other): (String, String, String) = (
-                    row.try_get("site_id").map_err(read)?,
-                    row.try_get("course_code").map_err(read)?,
-                    row.try_get("group_id").map_err(read)?,
-                );
-                return Err(StoreError::conflict(
-                    ConflictKind::InAnotherGroup,
-                    format!("course {site}/{code} is already in group {other}"),
-                ));
+                return Err(member_record(&row)?.in_another_group());
             }
         }
-        sqlx::query(concat!(
-            "insert into recognition_groups (id, title) values (?1, ?2)
-             on conflict (id) do update set title = excluded.title, updated_at = ",
-            now_sql!()
+        sqlx::query(&format!(
+            concat!(
+                "insert into recognition_groups ({cols}) values (?1, ?2)
+                 on conflict (id) do update set title = excluded.title, updated_at = ",
+                now_sql!()
+            ),
+            cols = GROUP_COLUMNS
         ))
         .bind(group.id.as_str())
         .bind(&group.title)
@@ -119,7 +109,7 @@ impl RecognitionStore for SqliteStore {
             .map_err(db)?;
         for chunk in group.courses.chunks(PARAMS_PER_STATEMENT_MAX / 3) {
             let sql = format!(
-                "insert into recognition_members (site_id, course_code, group_id) values {}",
+                "insert into recognition_members ({MEMBER_COLUMNS}) values {}",
                 tuples(chunk.len(), 3)
             );
             let mut q = sqlx::query(&sql).persistent(REUSE_DYNAMIC_STATEMENTS);
@@ -141,27 +131,17 @@ impl RecognitionStore for SqliteStore {
             .await
             .map_err(db)?;
         let Some(title) = title else { return Ok(None) };
-        let rows = sqlx::query(
-            "select site_id, course_code from recognition_members where group_id = ?1 order by site_id, course_code",
-        )
+        let rows = sqlx::query(&format!(
+            "select {MEMBER_COLUMNS} from recognition_members where group_id = ?1 order by site_id, course_code"
+        ))
         .bind(id.as_str())
         .fetch_all(&self.pool)
         .await
         .map_err(db)?;
-        let corrupt = |e: xuefen_core::FieldError| StoreError::Corrupt {
-            at: format!("group {id}"),
-            detail: e.to_string(),
-        };
-        let mut courses = Vec::with_capacity(rows.len());
-        for row in rows {
-            let read = |e| unreadable("recognition_members", e);
-            let site: String = row.try_get("site_id").map_err(read)?;
-            let code: String = row.try_get("course_code").map_err(read)?;
-            courses.push((
-                SiteId::parse(site).map_err(corrupt)?,
-                CourseCode::parse(code).map_err(corrupt)?,
-            ));
-        }
+        let courses = rows
+            .iter()
+            .map(|row| member_record(row)?.course())
+            .collect::<Result<Vec<_>>>()?;
         Ok(Some(Group {
             id: id.clone(),
             title,
@@ -170,15 +150,20 @@ impl RecognitionStore for SqliteStore {
     }
 
     async fn set_cap(&self, category: &Category, annual: Option<Credits>) -> Result<()> {
+        let upsert;
         match annual {
-            Some(cap) => sqlx::query(concat!(
-                "insert into category_caps (category, annual_cap_cents) values (?1, ?2)
-                 on conflict (category) do update set annual_cap_cents = excluded.annual_cap_cents,
-                     updated_at = ",
-                now_sql!()
-            ))
-            .bind(category.as_str())
-            .bind(cap.cents()),
+            Some(cap) => {
+                upsert = format!(
+                    concat!(
+                        "insert into category_caps ({cols}) values (?1, ?2)
+                         on conflict (category) do update set annual_cap_cents = excluded.annual_cap_cents,
+                             updated_at = ",
+                        now_sql!()
+                    ),
+                    cols = CAP_COLUMNS
+                );
+                sqlx::query(&upsert).bind(category.as_str()).bind(cap.cents())
+            }
             None => sqlx::query("delete from category_caps where category = ?1").bind(category.as_str()),
         }
         .execute(&self.pool)
@@ -188,21 +173,28 @@ impl RecognitionStore for SqliteStore {
     }
 
     async fn caps(&self) -> Result<Vec<(Category, Credits)>> {
-        let rows = sqlx::query("select category, annual_cap_cents from category_caps order by category")
+        let rows = sqlx::query(&format!("select {CAP_COLUMNS} from category_caps order by category"))
             .fetch_all(&self.pool)
             .await
             .map_err(db)?;
         rows.iter()
             .map(|row| {
                 let read = |e| unreadable("category_caps", e);
-                let category: String = row.try_get("category").map_err(read)?;
-                let cents: i64 = row.try_get("annual_cap_cents").map_err(read)?;
-                let category = Category::parse(category).map_err(|e| StoreError::Corrupt {
-                    at: "category_caps".into(),
-                    detail: e.to_string(),
-                })?;
-                Ok((category, Credits::from_cents(cents)))
+                CapRecord {
+                    category: row.try_get("category").map_err(read)?,
+                    annual_cap_cents: row.try_get("annual_cap_cents").map_err(read)?,
+                }
+                .try_into()
             })
             .collect()
     }
+}
+
+fn member_record(row: &SqliteRow) -> Result<MemberRecord> {
+    let read = |e| unreadable("recognition_members", e);
+    Ok(MemberRecord {
+        site_id: row.try_get("site_id").map_err(read)?,
+        course_code: row.try_get("course_code").map_err(read)?,
+        group_id: row.try_get("group_id").map_err(read)?,
+    })
 }

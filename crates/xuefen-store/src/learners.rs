@@ -1,10 +1,11 @@
-//! Learners: real-name registration, account links and erasure.
+//! Learners: real-name registration, account links and erasure, and the
+//! rows both backends write them with.
 
 use async_trait::async_trait;
 use xuefen_core::event::{Millis, Reason};
 use xuefen_core::ids::{LocalAccount, Position, SiteId};
 
-use crate::{Result, Written};
+use crate::{ConflictKind, Result, StoreError, Written};
 
 use xuefen_core::identity::DocumentKind;
 use xuefen_core::ids::LearnerId;
@@ -54,4 +55,57 @@ pub trait LearnerStore: Send + Sync {
     async fn erase_learner(&self, learner: &LearnerId, reason: &Reason, now: Millis) -> Result<Position>;
     /// Whether the site has linked the learner or posted for them.
     async fn site_knows_learner(&self, site: &SiteId, learner: &LearnerId) -> Result<bool>;
+}
+
+/// The columns a learner is registered with, in [`LearnerRecord`] order.
+pub const LEARNER_INSERT_COLUMNS: &str = "id, chain_id, document_kind, document_hash, name";
+
+/// The columns a site's account link is written with, in the order both
+/// backends bind them: site, account, learner, back-filled registration.
+pub const ACCOUNT_LINK_COLUMNS: &str = "site_id, local_account, learner_id, registered_at";
+
+/// A `learners` row as both backends write it ([`LEARNER_INSERT_COLUMNS`]).
+#[derive(Debug, Clone, Copy)]
+pub struct LearnerRecord<'a> {
+    pub id: &'a str,
+    pub chain_id: u32,
+    pub document_kind: &'a str,
+    pub document_hash: &'a [u8],
+    pub name: &'a str,
+}
+
+impl NewLearner {
+    /// The row that registers this learner, as its candidate id, in a
+    /// ledger of `chains` chains.
+    pub fn record(&self, chains: u32) -> LearnerRecord<'_> {
+        LearnerRecord {
+            id: self.candidate.as_str(),
+            chain_id: self.candidate.chain(chains),
+            document_kind: self.document_kind.as_str(),
+            document_hash: &self.document_hash[..],
+            name: &self.name,
+        }
+    }
+}
+
+/// A learner id read from the `learners` table; one the service could not
+/// have written is corrupt data.
+pub fn stored_learner_id(id: String) -> Result<LearnerId> {
+    LearnerId::parse(id).map_err(|e| StoreError::Corrupt {
+        at: "learners".into(),
+        detail: e.to_string(),
+    })
+}
+
+/// What linking an account that is already linked (to `linked`) to
+/// `learner` comes to: the same learner is fine, another one a conflict.
+pub fn existing_link(linked: &str, learner: &LearnerId) -> Result<Written> {
+    if linked == learner.as_str() {
+        Ok(Written::Existing)
+    } else {
+        Err(StoreError::conflict(
+            ConflictKind::LinkedElsewhere,
+            "the account is linked to another learner",
+        ))
+    }
 }
