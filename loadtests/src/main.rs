@@ -85,7 +85,8 @@ struct Args {
     /// Skip the transcript and verify ledgers (ingestion scenarios only).
     #[arg(long)]
     no_ledgers: bool,
-    /// Keep the scratch databases instead of dropping them.
+    /// Keep the scratch databases instead of dropping them, and the servers'
+    /// data directories with them (their keys open the databases' sealed names).
     #[arg(long)]
     keep_databases: bool,
     /// Run only these scenarios (comma-separated, of baseline, batch,
@@ -236,7 +237,9 @@ async fn main_inner(args: Args) -> Result<()> {
         Ok(()) if cfg.runs("sqlite") => run_sqlite(&cfg, &dir).await,
         other => other,
     };
-    if result.is_ok() {
+    if args.keep_databases {
+        eprintln!("server data directories kept in {}", dir.display());
+    } else if result.is_ok() {
         let _ = std::fs::remove_dir_all(&dir);
     } else {
         eprintln!("server logs kept in {}", dir.display());

@@ -204,7 +204,7 @@ pub async fn authenticate(state: &AppState, secret: &str) -> Result<Caller, ApiE
         Some(record) => record,
         None => {
             let record = state
-                .store
+                .key_store()
                 .key_by_hash(&hash)
                 .await?
                 .ok_or_else(|| unauthorized("the API key is not valid"))?;

@@ -39,9 +39,9 @@ pub(crate) async fn put_course(
     let code = path_id(|v| CourseCode::parse_as(v, "code"), code)?;
     let course = input.parse(site, code)?;
     let activity = course_activity(&state, &course, input.activity_id.as_deref()).await?;
-    let (stored, written) = state.store.put_course(&course).await?;
+    let (stored, written) = state.course_store().put_course(&course).await?;
     state
-        .store
+        .xapi_store()
         .set_course_activity(&course.site, &course.code, activity)
         .await
         .map_err(activity_taken)?;
@@ -75,7 +75,10 @@ async fn course_activity<'a>(
             "only a course with a fixed rule can have an xAPI activity: statements declare no learning hours the ledger could credit".into(),
         ));
     }
-    let holders = state.store.activity_courses(&course.site, &[iri.to_owned()]).await?;
+    let holders = state
+        .xapi_store()
+        .activity_courses(&course.site, &[iri.to_owned()])
+        .await?;
     if holders.iter().any(|(_, code)| *code != course.code) {
         return Err(activity_taken(xuefen_store::StoreError::conflict(
             xuefen_store::ConflictKind::LinkedElsewhere,
@@ -110,12 +113,12 @@ pub(crate) async fn get_course(
     let site = caller.require_site()?;
     let code = path_id(|v| CourseCode::parse_as(v, "code"), code)?;
     let course = state
-        .store
+        .course_store()
         .course(site, &code)
         .await?
         .ok_or(xuefen_store::StoreError::NotFound)?;
     let mut out = CourseOut::from(&course);
-    out.activity_id = state.store.course_activity(site, &code).await?;
+    out.activity_id = state.xapi_store().course_activity(site, &code).await?;
     Ok(Json(out))
 }
 

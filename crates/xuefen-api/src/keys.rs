@@ -25,9 +25,13 @@ pub(crate) async fn create_site_key(
 ) -> ApiResult<Response> {
     caller.require_admin()?;
     let id = path_id(|v| SiteId::parse_as(v, "site_id"), site_id)?;
-    state.store.site(&id).await?.ok_or(xuefen_store::StoreError::NotFound)?;
+    state
+        .site_store()
+        .site(&id)
+        .await?
+        .ok_or(xuefen_store::StoreError::NotFound)?;
     let (key, secret) = mint(Principal::Site(id));
-    state.store.create_key(&key).await?;
+    state.key_store().create_key(&key).await?;
     Ok((StatusCode::CREATED, Json(KeyOut { key_id: key.id, secret })).into_response())
 }
 
@@ -41,7 +45,7 @@ pub(crate) async fn revoke_key(
     Path(key_id): Path<String>,
 ) -> ApiResult<StatusCode> {
     caller.require_admin()?;
-    state.store.revoke_key(&key_id).await?;
+    state.key_store().revoke_key(&key_id).await?;
     state.key_cache.clear();
     tracing::info!(key.id = %key_id, "key revoked");
     Ok(StatusCode::NO_CONTENT)

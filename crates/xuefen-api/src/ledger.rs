@@ -95,7 +95,7 @@ pub(crate) async fn get_event(
     let site = caller.require_site()?;
     let id = path_id(EventId::parse, event_id)?;
     let entry = state
-        .store
+        .ledger_store()
         .entry_by_event(site, &id)
         .await?
         .ok_or(xuefen_store::StoreError::NotFound)?;

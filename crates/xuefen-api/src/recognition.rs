@@ -43,7 +43,7 @@ pub(crate) async fn put_group(
     let mut sites: Vec<&SiteId> = group.courses.iter().map(|(s, _)| s).collect();
     sites.dedup();
     for site in sites {
-        if state.store.site(site).await?.is_none() {
+        if state.site_store().site(site).await?.is_none() {
             let i = input
                 .courses
                 .iter()
@@ -58,12 +58,16 @@ pub(crate) async fn put_group(
             .into());
         }
     }
-    let (written, declared) = state.store.put_group(&group, now()).await.map_err(|e| match e {
-        xuefen_store::StoreError::Conflict(detail) => ApiError::from(
-            Problem::new(StatusCode::CONFLICT, ProblemCode::CourseInAnotherGroup, detail).with_field("courses"),
-        ),
-        e => e.into(),
-    })?;
+    let (written, declared) = state
+        .recognition_store()
+        .put_group(&group, now())
+        .await
+        .map_err(|e| match e {
+            xuefen_store::StoreError::Conflict(detail) => ApiError::from(
+                Problem::new(StatusCode::CONFLICT, ProblemCode::CourseInAnotherGroup, detail).with_field("courses"),
+            ),
+            e => e.into(),
+        })?;
     tracing::info!(group.id = %group.id, group.courses = group.courses.len(), group.reversals = declared.len(), "recognition group set");
     let out = GroupOut {
         declared: declared.iter().map(DeclaredReversal::from_entry).collect(),
@@ -83,7 +87,7 @@ pub(crate) async fn get_group(
 ) -> ApiResult<Json<GroupOut>> {
     let id = path_id(|v| GroupId::parse_as(v, "group_id"), group_id)?;
     let group = state
-        .store
+        .recognition_store()
         .group(&id)
         .await?
         .ok_or(xuefen_store::StoreError::NotFound)?;
@@ -94,7 +98,7 @@ pub(crate) async fn get_group(
 #[utoipa::path(get, path = "/v1/caps", operation_id = "list_caps", tag = "courses",
     security(("api_key" = [])), responses((status = 200, body = Vec<CapOut>)))]
 pub(crate) async fn list_caps(State(state): State<AppState>, _caller: Caller) -> ApiResult<Json<Vec<CapOut>>> {
-    let caps = state.store.caps().await?;
+    let caps = state.recognition_store().caps().await?;
     Ok(Json(
         caps.into_iter()
             .map(|(category, cap)| CapOut {
@@ -120,7 +124,7 @@ pub(crate) async fn put_cap(
     caller.require_admin()?;
     let category = path_id(|v| Category::parse_as(v, "category"), category)?;
     let cap = input.parse()?;
-    state.store.set_cap(&category, Some(cap)).await?;
+    state.recognition_store().set_cap(&category, Some(cap)).await?;
     tracing::info!(category = %category, cap = %cap, "annual cap set");
     Ok(Json(CapOut {
         category: category.to_string(),
@@ -139,7 +143,7 @@ pub(crate) async fn delete_cap(
 ) -> ApiResult<StatusCode> {
     caller.require_admin()?;
     let category = path_id(|v| Category::parse_as(v, "category"), category)?;
-    state.store.set_cap(&category, None).await?;
+    state.recognition_store().set_cap(&category, None).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -48,7 +48,7 @@ pub(crate) async fn create_site(
         reason: input.reason()?,
         at: now(),
     };
-    state.store.create_site(&site, &act).await.map_err(|e| match e {
+    state.site_store().create_site(&site, &act).await.map_err(|e| match e {
         xuefen_store::StoreError::Conflict(d) if d.kind == xuefen_store::ConflictKind::InvalidTransition => {
             ApiError::from(
                 Problem::new(
@@ -70,12 +70,12 @@ pub(crate) async fn create_site(
         e => e.into(),
     })?;
     let site = state
-        .store
+        .site_store()
         .site(&site.id)
         .await?
         .ok_or(xuefen_store::StoreError::NotFound)?;
     let (key, secret) = mint(Principal::Site(site.id.clone()));
-    state.store.create_key(&key).await?;
+    state.key_store().create_key(&key).await?;
     tracing::info!(site.id = %site.id, key.id = %key.id, "site created");
     let out = SiteCreated {
         site: SiteOut::from(&site),
@@ -89,7 +89,9 @@ pub(crate) async fn create_site(
     responses((status = 200, body = Vec<SiteOut>)))]
 pub(crate) async fn list_sites(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Vec<SiteOut>>> {
     caller.require_admin()?;
-    Ok(Json(state.store.sites().await?.iter().map(SiteOut::from).collect()))
+    Ok(Json(
+        state.site_store().sites().await?.iter().map(SiteOut::from).collect(),
+    ))
 }
 
 /// One site: the admin, or the site itself.
@@ -108,7 +110,11 @@ pub(crate) async fn get_site(
     {
         return Err(forbidden("a site can read only its own record").into());
     }
-    let site = state.store.site(&id).await?.ok_or(xuefen_store::StoreError::NotFound)?;
+    let site = state
+        .site_store()
+        .site(&id)
+        .await?
+        .ok_or(xuefen_store::StoreError::NotFound)?;
     Ok(Json(SiteOut::from(&site)))
 }
 
@@ -136,7 +142,7 @@ pub(crate) async fn set_site_status(
         at: now(),
     };
     let (site, entry) = state
-        .store
+        .site_store()
         .set_site_status(&id, status, ends, &act)
         .await
         .map_err(|e| match e {
@@ -170,8 +176,12 @@ pub(crate) async fn list_site_changes(
 ) -> ApiResult<Json<Vec<SiteChangeOut>>> {
     let id = path_id(|v| SiteId::parse_as(v, "site_id"), site_id)?;
     caller.require_admin_or_site(&id, "changes")?;
-    state.store.site(&id).await?.ok_or(xuefen_store::StoreError::NotFound)?;
-    let changes = state.store.site_changes(&id).await?;
+    state
+        .site_store()
+        .site(&id)
+        .await?
+        .ok_or(xuefen_store::StoreError::NotFound)?;
+    let changes = state.site_store().site_changes(&id).await?;
     Ok(Json(changes.iter().map(SiteChangeOut::from).collect()))
 }
 

@@ -61,6 +61,85 @@ pub struct AppState {
     pub xapi_default_version: crate::xapi::DefaultVersion,
 }
 
+/// One port per feature: a handler asks for the smallest one it needs,
+/// so what each handler can touch is visible at the call.
+impl AppState {
+    /// The sites: the register, agreements, status changes.
+    pub fn site_store(&self) -> &dyn xuefen_store::SiteStore {
+        &*self.store
+    }
+
+    /// The API keys.
+    pub fn key_store(&self) -> &dyn xuefen_store::KeyStore {
+        &*self.store
+    }
+
+    /// The learners, their accounts and erasure.
+    pub fn learner_store(&self) -> &dyn xuefen_store::LearnerStore {
+        &*self.store
+    }
+
+    /// The course declarations.
+    pub fn course_store(&self) -> &dyn xuefen_store::CourseStore {
+        &*self.store
+    }
+
+    /// The recognition groups and annual caps.
+    pub fn recognition_store(&self) -> &dyn xuefen_store::RecognitionStore {
+        &*self.store
+    }
+
+    /// The ledger entries and chain links.
+    pub fn ledger_store(&self) -> &dyn xuefen_store::LedgerStore {
+        &*self.store
+    }
+
+    /// The transcript reads.
+    pub fn transcript_store(&self) -> &dyn xuefen_store::TranscriptStore {
+        &*self.store
+    }
+
+    /// The per-site statistics.
+    pub fn stats_store(&self) -> &dyn xuefen_store::StatsStore {
+        &*self.store
+    }
+
+    /// The the deposit feed and checkpoints.
+    pub fn bank_store(&self) -> &dyn xuefen_store::BankStore {
+        &*self.store
+    }
+
+    /// The pairwise pseudonyms.
+    pub fn pseudonym_store(&self) -> &dyn xuefen_store::PseudonymStore {
+        &*self.store
+    }
+
+    /// The sealed names.
+    pub fn name_store(&self) -> &dyn xuefen_store::NameStore {
+        &*self.store
+    }
+
+    /// The witness cosignatures.
+    pub fn witness_store(&self) -> &dyn xuefen_store::WitnessStore {
+        &*self.store
+    }
+
+    /// The log indexes of sealed entries.
+    pub fn log_index_store(&self) -> &dyn xuefen_store::LogIndexStore {
+        &*self.store
+    }
+
+    /// The xAPI statements and course activities.
+    pub fn xapi_store(&self) -> &dyn xuefen_store::XapiStore {
+        &*self.store
+    }
+
+    /// The xAPI documents.
+    pub fn xapi_document_store(&self) -> &dyn xuefen_store::XapiDocumentStore {
+        &*self.store
+    }
+}
+
 /// The learning-star rule and the agreement figures a site is measured
 /// against (per site and calendar year).
 #[derive(Debug, Clone, Copy)]

@@ -62,7 +62,10 @@ pub(crate) async fn get_site_stats(
     let id = path_id(|v| SiteId::parse_as(v, "site_id"), site_id)?;
     caller.require_admin_or_site(&id, "statistics")?;
     let year = stats_year(query.as_deref())?;
-    let rows = state.store.site_year_stats(Some(&id), year, state.stats.rule).await?;
+    let rows = state
+        .stats_store()
+        .site_year_stats(Some(&id), year, state.stats.rule)
+        .await?;
     let row = rows.first().ok_or(xuefen_store::StoreError::NotFound)?;
     Ok(Json(SiteStatsOut::new(row, year, &state.stats)))
 }
@@ -79,7 +82,10 @@ pub(crate) async fn list_stats(
 ) -> ApiResult<Json<Vec<SiteStatsOut>>> {
     caller.require_admin()?;
     let year = stats_year(query.as_deref())?;
-    let rows = state.store.site_year_stats(None, year, state.stats.rule).await?;
+    let rows = state
+        .stats_store()
+        .site_year_stats(None, year, state.stats.rule)
+        .await?;
     Ok(Json(
         rows.iter().map(|r| SiteStatsOut::new(r, year, &state.stats)).collect(),
     ))

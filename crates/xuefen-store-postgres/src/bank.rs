@@ -510,7 +510,7 @@ pub(crate) async fn erase_learner(
         .execute(&mut *tx)
         .await
         .map_err(db)?;
-    erase_xapi_statements(&mut tx, learner.as_str()).await?;
+    crate::xapi::erasure::erase_learner_xapi(&mut tx, learner.as_str()).await?;
     for sql in [
         "delete from xapi_mbox_links where (site_id, local_account) in
             (select site_id, local_account from learner_accounts where learner_id = $1)",
@@ -531,56 +531,6 @@ pub(crate) async fn erase_learner(
     }
     tx.commit().await.map_err(db)?;
     Ok(position)
-}
-
-/// Deletes the stored xAPI statements of a learner being erased, in the
-/// erasure's transaction: those whose actor, or any agent they relate to
-/// (`xapi_statement_related`), is one of the learner's accounts on a site
-/// (`account|<the site's home page>|<local account>`) or a registered
-/// `mbox_sha1sum` of one, with their related rows. A statement naming the
-/// learner by a clear `mbox` is matched only through its registered
-/// `mbox_sha1sum` link when the actor is written that way.
-async fn erase_xapi_statements(conn: &mut sqlx::PgConnection, learner: &str) -> Result<()> {
-    let keys: Vec<(String, String)> = sqlx::query_as(
-        "select a.site_id, 'account|' || p.home_page || '|' || a.local_account
-           from learner_accounts a join xapi_profiles p on p.site_id = a.site_id
-          where a.learner_id = $1
-         union
-         select m.site_id, 'mbox_sha1sum|' || lower(m.mbox_sha1sum)
-           from xapi_mbox_links m
-           join learner_accounts a on a.site_id = m.site_id and a.local_account = m.local_account
-          where a.learner_id = $1",
-    )
-    .bind(learner)
-    .fetch_all(&mut *conn)
-    .await
-    .map_err(db)?;
-    for (site, agent) in &keys {
-        let ids: Vec<String> = sqlx::query_scalar(
-            "select statement_id from xapi_statements where site_id = $1 and agent = $2
-             union
-             select statement_id from xapi_statement_related where site_id = $1 and kind = 'agent' and value = $2",
-        )
-        .bind(site)
-        .bind(agent)
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(db)?;
-        for id in &ids {
-            for sql in [
-                "delete from xapi_statement_related where site_id = $1 and statement_id = $2",
-                "delete from xapi_statements where site_id = $1 and statement_id = $2",
-            ] {
-                sqlx::query(sql)
-                    .bind(site)
-                    .bind(id)
-                    .execute(&mut *conn)
-                    .await
-                    .map_err(db)?;
-            }
-        }
-    }
-    Ok(())
 }
 
 #[async_trait]

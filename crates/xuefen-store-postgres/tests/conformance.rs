@@ -3,6 +3,8 @@
 //! `XUEFEN_TEST_PG_ADMIN_URL` (scripts/test.sh and scripts/with-postgres.sh
 //! set it). Without it the tests fail: they never pass without a database.
 
+#[path = "../../xuefen/tests/support/migrations.rs"]
+mod migrations;
 #[path = "../../xuefen/tests/support/pg.rs"]
 mod pg;
 
@@ -12,7 +14,7 @@ use std::time::Duration;
 use sqlx::Row;
 use xuefen_store::ServiceStore;
 use xuefen_store::conformance::{Backend, Dialect};
-use xuefen_store_postgres::{PgSettings, PgStore};
+use xuefen_store_postgres::{MIGRATOR, PgSettings, PgStore};
 
 /// A fresh, migrated database; dropped by `close`.
 struct Pg {
@@ -20,20 +22,42 @@ struct Pg {
     name: String,
 }
 
+fn settings(url: String) -> PgSettings {
+    PgSettings {
+        url,
+        read_url: None,
+        pool_connections_max: 8,
+        acquire_timeout: Duration::from_secs(30),
+    }
+}
+
 #[async_trait::async_trait]
 impl Backend for Pg {
     async fn fresh() -> Self {
         let (name, url) = pg::create_database().await;
-        let settings = PgSettings {
-            url,
-            read_url: None,
-            pool_connections_max: 8,
-            acquire_timeout: Duration::from_secs(30),
-        };
-        let store = PgStore::connect(&settings, true)
+        let store = PgStore::connect(&settings(url), true)
             .await
             .expect("connect to and migrate the test database");
         Self { store, name }
+    }
+
+    async fn fresh_at_version(version: i64) -> Self {
+        let (name, url) = pg::create_database().await;
+        let up_to = migrations::up_to(&MIGRATOR, version);
+        let pool = sqlx::PgPool::connect(&url).await.expect("connect");
+        up_to.run(&pool).await.expect("migrate to the version");
+        pool.close().await;
+        let store = PgStore::connect(&settings(url), false)
+            .await
+            .expect("connect to the test database at the version");
+        Self { store, name }
+    }
+
+    async fn migrate(&self) {
+        MIGRATOR
+            .run(self.store.pool())
+            .await
+            .expect("migrate the test database");
     }
 
     fn store(&self) -> Arc<dyn ServiceStore> {
@@ -53,17 +77,26 @@ impl Backend for Pg {
     }
 
     async fn query_i64(&self, sql: &str) -> Result<i64, String> {
-        let row = sqlx::query(sql)
-            .fetch_one(self.store.pool())
-            .await
-            .map_err(|e| e.to_string())?;
-        row.try_get(0).map_err(|e| e.to_string())
+        first_column(self.store.pool(), sql).await
+    }
+
+    async fn query_text(&self, sql: &str) -> Result<String, String> {
+        first_column(self.store.pool(), sql).await
     }
 
     async fn close(self) {
         self.store.pool().close().await;
         pg::drop_database(&self.name).await;
     }
+}
+
+/// The first column of the first row `sql` returns.
+async fn first_column<T>(pool: &sqlx::PgPool, sql: &str) -> Result<T, String>
+where
+    T: for<'r> sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
+{
+    let row = sqlx::query(sql).fetch_one(pool).await.map_err(|e| e.to_string())?;
+    row.try_get(0).map_err(|e| e.to_string())
 }
 
 xuefen_store::conformance_tests!(Pg);

@@ -9,6 +9,8 @@ use xuefen_core::plan::{Head, Outcome};
 
 use crate::Result;
 
+pub mod ingest;
+
 /// The ledger port: ingest, entries by event, chains and their heads.
 #[async_trait]
 pub trait LedgerStore: Send + Sync {

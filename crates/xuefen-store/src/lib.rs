@@ -3,7 +3,8 @@
 //! [`Store`] is everything the API and the binary need from a database. Each
 //! backend crate implements it with its own SQL and migrations; the domain
 //! decisions stay in `xuefen-core` (a store gathers lookups, calls
-//! [`xuefen_core::plan::plan`], and writes the plan in one transaction).
+//! [`xuefen_core::plan::plan`], and writes the plan in one transaction; the
+//! order of those steps is [`ledger::ingest::ingest`], written once).
 #![forbid(unsafe_code)]
 
 use async_trait::async_trait;
@@ -169,6 +170,7 @@ pub mod xapi;
 pub use xapi::{NewStatement, StatementQuery, StatementRow, XapiStore};
 pub mod xapi_documents;
 pub use xapi_documents::XapiDocumentStore;
+pub mod xapi_erasure;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;

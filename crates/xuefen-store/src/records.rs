@@ -79,8 +79,13 @@ impl TryFrom<EntryRecord> for Entry {
     type Error = StoreError;
 
     fn try_from(r: EntryRecord) -> Result<Self, StoreError> {
-        let at = format!("chain {} position {}", r.chain_id, r.seq);
-        let corrupt = |detail: String| StoreError::Corrupt { at: at.clone(), detail };
+        // The position is written out only for an error: this runs once per
+        // entry read, `xuefen verify` over the whole ledger included.
+        let (chain_id, seq) = (r.chain_id, r.seq);
+        let corrupt = move |detail: String| StoreError::Corrupt {
+            at: format!("chain {chain_id} position {seq}"),
+            detail,
+        };
         let field = |e: xuefen_core::FieldError| corrupt(e.to_string());
         let hash32 =
             |v: Vec<u8>, name: &str| <[u8; 32]>::try_from(v).map_err(|_| corrupt(format!("{name} is not 32 bytes")));

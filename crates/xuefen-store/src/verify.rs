@@ -186,6 +186,9 @@ pub struct LogReport {
     pub held: Option<u64>,
 }
 
+/// Segments whose links [`verify_log`] reads at once.
+const LINK_READS_AHEAD: usize = 4;
+
 /// Log indexes read per round of [`verify_log`].
 const LOG_READ_STEP: u64 = 8_192;
 
@@ -379,7 +382,15 @@ impl LogWalk {
     ) -> Result<(), VerifyFailure> {
         let fail = |m: String| Err(VerifyFailure::Checkpoint(m));
         let segments = store.log_segments(self.index, to).await.map_err(VerifyFailure::Store)?;
-        for seg in segments {
+        // The segments' links are read a few ahead, in order: each read
+        // waits on the database, the checks below on this process.
+        let mut reads = futures::stream::iter(segments.iter().map(|seg| {
+            let after = seg.first_seq.saturating_sub(1);
+            store.chain_links(seg.chain, after, after.saturating_add(seg.count))
+        }))
+        .buffered(LINK_READS_AHEAD);
+        for seg in &segments {
+            let read = reads.next().await;
             let index = self.index;
             if seg.start + seg.count <= index {
                 continue;
@@ -402,9 +413,10 @@ impl LogWalk {
                     seg.chain, seg.first_seq
                 ));
             }
-            let links = store
-                .chain_links(seg.chain, seg.first_seq - 1, seg.first_seq - 1 + seg.count)
-                .await
+            let links = read
+                .ok_or_else(|| {
+                    VerifyFailure::Checkpoint(format!("log index {index}: the links of its segment were not read"))
+                })?
                 .map_err(VerifyFailure::Store)?;
             if links.len() as u64 != seg.count {
                 return fail(format!(

@@ -1,21 +1,25 @@
 //! Ingest on PostgreSQL: an optimistic first attempt, then attempts under
 //! head row locks, entries written with binary `COPY`, retried on a lost race.
+//! The order of the lookups is the common driver's
+//! ([`xuefen_store::ledger::ingest`]); this file holds the PostgreSQL side
+//! of its steps, and the retries around it.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::Ordering;
 
+use async_trait::async_trait;
 use sqlx::{Postgres, Row, Transaction};
 use xuefen_core::entry::Entry;
 use xuefen_core::event::{Event, EventBody, LearnerRef, Millis};
-use xuefen_core::ids::{LearnerId, LocalAccount, SiteId};
-use xuefen_core::plan::{self, Head, Key, Lookups, Outcome};
+use xuefen_core::ids::{Category, GroupId, LearnerId, LocalAccount, SiteId};
+use xuefen_core::plan::{self, Head, Key, Lookups, Outcome, Plan};
+use xuefen_store::ledger::ingest::{CourseHistories, GroupHistories, IngestTx, Secrets, YearTotals, ingest};
 use xuefen_store::records::EntryRecord;
 use xuefen_store::{Result, StoreError};
 
 use crate::copy::CopyWriter;
 use crate::ledger::lookups::{
-    course_entries, entries_by_keys, group_entries, lookup_course_keys, lookup_courses, reversed_targets,
-    target_chains, year_totals,
+    course_entries, entries_by_keys, group_entries, lookup_course_keys, reversed_targets, target_chains, year_totals,
 };
 use crate::{PgStore, db, is_unique_violation};
 
@@ -81,83 +85,25 @@ impl PgStore {
         now: Millis,
         optimistic: bool,
     ) -> std::result::Result<Vec<Outcome>, IngestError> {
-        let mut tx = self.pool.begin().await?;
-        let mut lookups = Lookups::default();
-        self.lookup_learners(&mut tx, events, &mut lookups).await?;
-        lookup_courses(&mut tx, events, &mut lookups).await?;
-        let keys = if optimistic {
-            revocation_keys(events)
-        } else {
-            batch_keys(events)
+        let mut attempt = Attempt {
+            store: self,
+            tx: self.pool.begin().await?,
+            optimistic,
+            asked: BTreeSet::new(),
+            early_secrets: None,
         };
-        // The chains of revocation targets are read before locking: an
-        // entry's chain never changes once written.
-        let target_chains = target_chains(&mut tx, events).await?;
-        let mut chains: BTreeSet<u32> = lookups.chains();
-        chains.extend(target_chains);
-        // The secrets of the learners known so far come with the locks (one
-        // round trip), unless a head moved while the lock was awaited.
-        let asked: BTreeSet<LearnerId> = lookups.learner_chains.keys().cloned().collect();
-        let early_secrets = lock_heads_with_secrets(&mut tx, &chains, &asked, &mut lookups).await?;
-        if let Some(missing) = chains.iter().find(|c| !lookups.heads.contains_key(c)) {
-            return Err(IngestError::Corrupt(StoreError::Corrupt {
-                at: format!("chain head {missing}"),
-                detail: "a learner's chain has no head row".into(),
-            }));
-        }
-        // Read under the locks: the state of every touched chain is settled.
-        // An optimistic attempt without revocations has no key to read: no
-        // round trip for it.
-        if !keys.is_empty() {
-            for e in entries_by_keys(&mut tx, &keys).await? {
-                lookups.add_entry(e);
+        match ingest(&mut attempt, events, now).await {
+            Ok(outcomes) => {
+                attempt.tx.commit().await?;
+                Ok(outcomes)
             }
-        }
-        lookups.reversed = reversed_targets(&mut tx, events).await?;
-        let targets = plan::target_courses(events, &lookups);
-        if !targets.is_empty() {
-            let keys = targets
-                .iter()
-                .map(|(s, c)| (s.as_str().to_owned(), c.as_str().to_owned()))
-                .collect();
-            lookup_course_keys(&mut tx, keys, &mut lookups).await?;
-        }
-        // Credited once: each learner's history of each course the batch
-        // names, in the learner's locked chain.
-        lookups.course_entries = course_entries(&mut tx, &plan::course_keys(events, &lookups)).await?;
-        // Recognition and caps, read under the same locks: a learner's
-        // entries all live in one locked chain. Only batches that touch a
-        // group or a capped category run these queries.
-        lookups.group_entries = group_entries(&mut tx, &plan::group_keys(events, &lookups)).await?;
-        lookups.year_totals = year_totals(&mut tx, &plan::cap_keys(events, &lookups)).await?;
-        // Never cached: an erasure deletes the secret, and from then on
-        // nothing is written for the learner on any instance. Those read
-        // with the locks are current (see `lock_heads_with_secrets`) when
-        // they cover every learner the batch may write for.
-        let covered = early_secrets.is_some() && lookups.entries.values().all(|e| asked.contains(&e.body.learner));
-        lookups.learner_secrets = match early_secrets {
-            Some(secrets) if covered => secrets,
-            _ => learner_secrets(&mut tx, &lookups).await?,
-        };
-        let planned = plan::plan(events, now, &lookups);
-        if optimistic && planned.outcomes.iter().any(|o| !matches!(o, Outcome::Accepted { .. })) {
-            // A rejection may only mean that the key exists (a re-posted
-            // revocation looks like a second one): judge it knowing.
-            tx.rollback().await?;
-            return Err(IngestError::Recheck);
-        }
-        if !planned.entries.is_empty() {
-            let inserted = write_entries(&mut tx, &planned.entries, &planned.heads).await?;
-            if inserted != planned.entries.len() as u64 {
-                // Another transaction on another chain committed one of our
-                // keys meanwhile (a conflicting event for another learner):
-                // run again and let the planner see it.
-                tx.rollback().await?;
-                return Err(IngestError::Race);
+            Err(e @ (IngestError::Race | IngestError::Recheck)) => {
+                attempt.tx.rollback().await?;
+                Err(e)
             }
+            // Dropping the transaction rolls it back.
+            Err(e) => Err(e),
         }
-        tx.commit().await?;
-        Ok(planned.outcomes)
     }
 
     /// Fills the learners and links of `events` into `lookups`, from
@@ -233,9 +179,9 @@ impl PgStore {
         .await?;
         let mut found = Vec::with_capacity(rows.len());
         for row in rows {
-            let site: Option<String> = row.try_get(0)?;
-            let account: Option<String> = row.try_get(1)?;
-            let (learner, chain): (String, i32) = (row.try_get(2)?, row.try_get(3)?);
+            let site: Option<String> = row.try_get("site_id")?;
+            let account: Option<String> = row.try_get("local_account")?;
+            let (learner, chain): (String, i32) = (row.try_get("id")?, row.try_get("chain_id")?);
             // A row the service could not have written names nobody: its
             // events are rejected as naming an unknown learner.
             let (Ok(learner), Ok(chain)) = (LearnerId::parse(learner), u32::try_from(chain)) else {
@@ -258,6 +204,120 @@ impl PgStore {
     }
 }
 
+/// One attempt's transaction: the heads are locked before the entries are
+/// read, and entries written with `COPY` (or one statement for small
+/// groups) that fails on a key committed meanwhile.
+struct Attempt<'s> {
+    store: &'s PgStore,
+    tx: Transaction<'static, Postgres>,
+    optimistic: bool,
+    /// The learners whose secrets were read with the head locks.
+    asked: BTreeSet<LearnerId>,
+    /// Those secrets, when no head moved while the locks were awaited.
+    early_secrets: Option<HashMap<LearnerId, [u8; 32]>>,
+}
+
+#[async_trait]
+impl IngestTx for Attempt<'_> {
+    type Error = IngestError;
+
+    const HEADS_FIRST: bool = true;
+
+    fn assumes_new_keys(&self) -> bool {
+        self.optimistic
+    }
+
+    async fn learners(&mut self, events: &[Event], lookups: &mut Lookups) -> std::result::Result<(), IngestError> {
+        Ok(self.store.lookup_learners(&mut self.tx, events, lookups).await?)
+    }
+
+    async fn courses(
+        &mut self,
+        wanted: Vec<(&str, &str)>,
+        lookups: &mut Lookups,
+    ) -> std::result::Result<(), IngestError> {
+        Ok(lookup_course_keys(&mut self.tx, &wanted, lookups).await?)
+    }
+
+    /// Locks the heads of the batch's learners' chains and of its
+    /// revocation targets' chains (whose chains are read before locking: an
+    /// entry's chain never changes once written). The secrets of the
+    /// learners known so far come with the locks (one round trip), unless a
+    /// head moved while the lock was awaited.
+    async fn heads(&mut self, targets: &[Key], lookups: &mut Lookups) -> std::result::Result<(), IngestError> {
+        let mut chains: BTreeSet<u32> = lookups.chains();
+        chains.extend(target_chains(&mut self.tx, targets).await?);
+        self.asked = lookups.learner_chains.keys().cloned().collect();
+        self.early_secrets = lock_heads_with_secrets(&mut self.tx, &chains, &self.asked, lookups).await?;
+        if let Some(missing) = chains.iter().find(|c| !lookups.heads.contains_key(c)) {
+            return Err(IngestError::Corrupt(StoreError::Corrupt {
+                at: format!("chain head {missing}"),
+                detail: "a learner's chain has no head row".into(),
+            }));
+        }
+        Ok(())
+    }
+
+    async fn entries(&mut self, keys: &[Key]) -> std::result::Result<Vec<Entry>, IngestError> {
+        Ok(entries_by_keys(&mut self.tx, keys).await?)
+    }
+
+    async fn reversed(&mut self, targets: &[Key]) -> std::result::Result<HashSet<Key>, IngestError> {
+        Ok(reversed_targets(&mut self.tx, targets).await?)
+    }
+
+    async fn course_entries(
+        &mut self,
+        keys: &BTreeSet<plan::CourseKey>,
+    ) -> std::result::Result<CourseHistories, IngestError> {
+        Ok(course_entries(&mut self.tx, keys).await?)
+    }
+
+    async fn group_entries(
+        &mut self,
+        keys: &BTreeSet<(LearnerId, GroupId)>,
+    ) -> std::result::Result<GroupHistories, IngestError> {
+        Ok(group_entries(&mut self.tx, keys).await?)
+    }
+
+    async fn year_totals(
+        &mut self,
+        keys: &BTreeSet<(LearnerId, Category, i32)>,
+    ) -> std::result::Result<YearTotals, IngestError> {
+        Ok(year_totals(&mut self.tx, keys).await?)
+    }
+
+    /// Those read with the locks are current (see
+    /// [`lock_heads_with_secrets`]) when they cover every learner the batch
+    /// may write for; otherwise one more query.
+    async fn secrets(&mut self, lookups: &Lookups) -> std::result::Result<Secrets, IngestError> {
+        let covered =
+            self.early_secrets.is_some() && lookups.entries.values().all(|e| self.asked.contains(&e.body.learner));
+        Ok(match self.early_secrets.take() {
+            Some(secrets) if covered => secrets,
+            _ => learner_secrets(&mut self.tx, lookups).await?,
+        })
+    }
+
+    async fn write(&mut self, planned: &Plan) -> std::result::Result<(), IngestError> {
+        if self.optimistic && planned.outcomes.iter().any(|o| !matches!(o, Outcome::Accepted { .. })) {
+            // A rejection may only mean that the key exists (a re-posted
+            // revocation looks like a second one): judge it knowing.
+            return Err(IngestError::Recheck);
+        }
+        if !planned.entries.is_empty() {
+            let inserted = write_entries(&mut self.tx, &planned.entries, &planned.heads).await?;
+            if inserted != planned.entries.len() as u64 {
+                // Another transaction on another chain committed one of our
+                // keys meanwhile (a conflicting event for another learner):
+                // run again and let the planner see it.
+                return Err(IngestError::Race);
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Why one ingest attempt failed.
 #[derive(Debug)]
 enum IngestError {
@@ -273,41 +333,6 @@ impl From<sqlx::Error> for IngestError {
     fn from(e: sqlx::Error) -> Self {
         Self::Sql(e)
     }
-}
-
-fn revocation_keys(events: &[Event]) -> Vec<Key> {
-    let mut keys: Vec<Key> = events
-        .iter()
-        .filter_map(|e| match &e.body {
-            EventBody::Revocation(r) => Some((e.site.clone(), r.target.clone())),
-            EventBody::Completion(_) => None,
-        })
-        .collect();
-    keys.sort();
-    keys.dedup();
-    keys
-}
-
-fn batch_keys(events: &[Event]) -> Vec<Key> {
-    let mut keys: Vec<Key> = events.iter().map(|e| (e.site.clone(), e.id.clone())).collect();
-    for e in events {
-        if let EventBody::Revocation(r) = &e.body {
-            keys.push((e.site.clone(), r.target.clone()));
-        }
-    }
-    keys.sort();
-    keys.dedup();
-    keys
-}
-
-pub(crate) fn revocation_targets(events: &[Event]) -> (Vec<String>, Vec<String>) {
-    events
-        .iter()
-        .filter_map(|e| match &e.body {
-            EventBody::Revocation(r) => Some((e.site.as_str().to_owned(), r.target.as_str().to_owned())),
-            EventBody::Completion(_) => None,
-        })
-        .unzip()
 }
 
 pub(crate) async fn lock_heads(
@@ -326,7 +351,8 @@ pub(crate) async fn lock_heads(
     .fetch_all(&mut **tx)
     .await?;
     for row in rows {
-        let (chain, seq, hash): (i32, i64, Vec<u8>) = (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+        let (chain, seq, hash): (i32, i64, Vec<u8>) =
+            (row.try_get("chain_id")?, row.try_get("seq")?, row.try_get("hash")?);
         let head = Head {
             seq: u64::try_from(seq).map_err(|_| sqlx::Error::Protocol("negative head seq".into()))?,
             hash: hash
@@ -379,14 +405,15 @@ pub(crate) async fn lock_heads_with_secrets(
     let mut secrets = HashMap::new();
     let mut current = true;
     for row in rows {
-        let bytes: Vec<u8> = row.try_get(2)?;
-        if let Some(learner) = row.try_get::<Option<String>, _>(4)? {
+        // A secret's row carries its bytes in the `hash` column.
+        let bytes: Vec<u8> = row.try_get("hash")?;
+        if let Some(learner) = row.try_get::<Option<String>, _>("learner_id")? {
             if let (Ok(id), Ok(secret)) = (LearnerId::parse(learner), <[u8; 32]>::try_from(bytes)) {
                 secrets.insert(id, secret);
             }
             continue;
         }
-        let (chain, seq, seen): (i32, i64, i64) = (row.try_get(0)?, row.try_get(1)?, row.try_get(3)?);
+        let (chain, seq, seen): (i32, i64, i64) = (row.try_get("chain_id")?, row.try_get("seq")?, row.try_get("seen")?);
         current &= seq == seen;
         let head = Head {
             seq: u64::try_from(seq).map_err(|_| sqlx::Error::Protocol("negative head seq".into()))?,
@@ -413,15 +440,18 @@ pub(crate) async fn learner_secrets(
         return Ok(HashMap::new());
     }
     let ids: Vec<&str> = ids.into_iter().collect();
-    let rows: Vec<(String, Vec<u8>)> =
-        sqlx::query_as("select learner_id, secret from learner_secrets where learner_id = any($1)")
-            .bind(&ids)
-            .fetch_all(&mut **tx)
-            .await?;
-    Ok(rows
-        .into_iter()
-        .filter_map(|(id, secret)| Some((LearnerId::parse(id).ok()?, <[u8; 32]>::try_from(secret).ok()?)))
-        .collect())
+    let rows = sqlx::query("select learner_id, secret from learner_secrets where learner_id = any($1)")
+        .bind(&ids)
+        .fetch_all(&mut **tx)
+        .await?;
+    let mut secrets = HashMap::with_capacity(rows.len());
+    for row in rows {
+        let (id, secret): (String, Vec<u8>) = (row.try_get("learner_id")?, row.try_get("secret")?);
+        if let (Ok(id), Ok(secret)) = (LearnerId::parse(id), <[u8; 32]>::try_from(secret)) {
+            secrets.insert(id, secret);
+        }
+    }
+    Ok(secrets)
 }
 
 /// Groups of at most this many entries are written with one statement that

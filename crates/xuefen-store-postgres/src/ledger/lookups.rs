@@ -5,41 +5,24 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use sqlx::{Postgres, Row, Transaction};
 use xuefen_core::amount::Credits;
 use xuefen_core::entry::Entry;
-use xuefen_core::event::{Event, EventBody, Millis};
+use xuefen_core::event::Millis;
 use xuefen_core::ids::{Category, CourseCode, EventId, GroupId, LearnerId, SiteId};
 use xuefen_core::plan::{self, Key, Lookups};
 use xuefen_store::Course;
 
-use crate::ledger::ingest::revocation_targets;
 use crate::rows::{course_record, entry_record};
 
-pub(crate) async fn lookup_courses(
-    tx: &mut Transaction<'_, Postgres>,
-    events: &[Event],
-    lookups: &mut Lookups,
-) -> std::result::Result<(), sqlx::Error> {
-    let wanted: Vec<(String, String)> = events
-        .iter()
-        .filter_map(|e| match &e.body {
-            EventBody::Completion(c) => Some((e.site.as_str().to_owned(), c.course.as_str().to_owned())),
-            EventBody::Revocation(_) => None,
-        })
-        .collect();
-    lookup_course_keys(tx, wanted, lookups).await
-}
-
-/// Adds the terms of these courses (and their categories' caps) to `lookups`.
+/// Adds the terms of these courses (sorted, without repeats) and their
+/// categories' caps to `lookups`.
 pub(crate) async fn lookup_course_keys(
     tx: &mut Transaction<'_, Postgres>,
-    mut wanted: Vec<(String, String)>,
+    wanted: &[(&str, &str)],
     lookups: &mut Lookups,
 ) -> std::result::Result<(), sqlx::Error> {
     if wanted.is_empty() {
         return Ok(());
     }
-    wanted.sort();
-    wanted.dedup();
-    let (sites, codes): (Vec<String>, Vec<String>) = wanted.into_iter().unzip();
+    let (sites, codes): (Vec<&str>, Vec<&str>) = wanted.iter().copied().unzip();
     // The course's group and its category's annual cap come with it: no
     // extra round trip for batches that use neither.
     let rows = sqlx::query(concat!(
@@ -71,14 +54,15 @@ pub(crate) async fn lookup_course_keys(
     Ok(())
 }
 
+/// The chains holding the entries of these revocation targets.
 pub(crate) async fn target_chains(
     tx: &mut Transaction<'_, Postgres>,
-    events: &[Event],
+    targets: &[Key],
 ) -> std::result::Result<Vec<u32>, sqlx::Error> {
-    let (sites, targets) = revocation_targets(events);
-    if sites.is_empty() {
+    if targets.is_empty() {
         return Ok(Vec::new());
     }
+    let (sites, targets): (Vec<&str>, Vec<&str>) = targets.iter().map(|(s, e)| (s.as_str(), e.as_str())).unzip();
     let chains: Vec<i32> = sqlx::query_scalar(
         "select distinct l.chain_id
            from unnest($1::text[], $2::text[]) as k(k_site, k_event)
@@ -117,14 +101,15 @@ pub(crate) async fn entries_by_keys(
         .collect()
 }
 
+/// Which of these revocation targets already have a reversal.
 pub(crate) async fn reversed_targets(
     tx: &mut Transaction<'_, Postgres>,
-    events: &[Event],
+    targets: &[Key],
 ) -> std::result::Result<HashSet<Key>, sqlx::Error> {
-    let (sites, targets) = revocation_targets(events);
-    if sites.is_empty() {
+    if targets.is_empty() {
         return Ok(HashSet::new());
     }
+    let (sites, targets): (Vec<&str>, Vec<&str>) = targets.iter().map(|(s, e)| (s.as_str(), e.as_str())).unzip();
     let rows = sqlx::query(
         "select l.site_id, l.target_event
            from unnest($1::text[], $2::text[]) as k(k_site, k_event)
@@ -137,8 +122,8 @@ pub(crate) async fn reversed_targets(
     .await?;
     rows.iter()
         .filter_map(|r| {
-            let site = r.try_get::<String, _>(0).map(SiteId::parse);
-            let event = r.try_get::<String, _>(1).map(EventId::parse);
+            let site = r.try_get::<String, _>("site_id").map(SiteId::parse);
+            let event = r.try_get::<String, _>("target_event").map(EventId::parse);
             match (site, event) {
                 (Ok(Ok(site)), Ok(Ok(event))) => Some(Ok((site, event))),
                 (Err(e), _) | (_, Err(e)) => Some(Err(e)),
@@ -319,7 +304,7 @@ pub(crate) async fn year_totals(
         ends.push(end.0);
     }
     let rows = sqlx::query(
-        "select k.k_learner, k.k_category, k.k_year, sum(l.credits_cents)::bigint
+        "select k.k_learner, k.k_category, k.k_year, sum(l.credits_cents)::bigint as credits
            from unnest($1::text[], $2::text[], $3::int[], $4::bigint[], $5::bigint[])
                 as k(k_learner, k_category, k_year, k_start, k_end)
            join ledger_entries l on l.learner_id = k.k_learner and l.category = k.k_category
@@ -334,8 +319,12 @@ pub(crate) async fn year_totals(
     .fetch_all(&mut **tx)
     .await?;
     for row in rows {
-        let (learner, category, year, sum): (String, String, i32, Option<i64>) =
-            (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?, row.try_get(3)?);
+        let (learner, category, year, sum): (String, String, i32, Option<i64>) = (
+            row.try_get("k_learner")?,
+            row.try_get("k_category")?,
+            row.try_get("k_year")?,
+            row.try_get("credits")?,
+        );
         if let (Ok(l), Ok(c)) = (LearnerId::parse(learner), Category::parse(category)) {
             out.insert((l, c, year), Credits::from_cents(sum.unwrap_or(0)));
         }

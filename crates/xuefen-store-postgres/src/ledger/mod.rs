@@ -2,7 +2,7 @@
 //! with (`lookups`), entries by event, chains and their heads.
 
 use async_trait::async_trait;
-use futures::stream::{BoxStream, StreamExt, TryStreamExt};
+use futures::stream::BoxStream;
 use xuefen_core::entry::Entry;
 use xuefen_core::event::{Event, Millis};
 use xuefen_core::ids::{EventId, LearnerId, LocalAccount, SiteId};
@@ -12,6 +12,7 @@ use xuefen_store::{ChainLink, LedgerStore, Result, StoreError};
 use crate::rows::entry_record;
 use crate::{Col, PgStore, db};
 
+mod chain_read;
 pub(crate) mod ingest;
 pub(crate) mod lookups;
 
@@ -81,24 +82,7 @@ impl LedgerStore for PgStore {
     }
 
     async fn chain_links(&self, chain: u32, after: u64, upto: u64) -> Result<Vec<ChainLink>> {
-        let rows: Vec<(i64, Vec<u8>, Vec<u8>)> = sqlx::query_as(
-            "select seq, prev_hash, hash from ledger_entries
-              where chain_id = $1 and seq > $2 and seq <= $3 order by seq",
-        )
-        .bind(chain as i32)
-        .bind(i64::try_from(after).unwrap_or(i64::MAX))
-        .bind(i64::try_from(upto).unwrap_or(i64::MAX))
-        .fetch_all(&self.read_pool)
-        .await
-        .map_err(db)?;
-        rows.into_iter()
-            .map(|(seq, prev, hash)| {
-                ChainLink::from_row(seq, prev, hash).ok_or_else(|| StoreError::Corrupt {
-                    at: format!("chain {chain} position {seq}"),
-                    detail: "negative seq, or a hash that is not 32 bytes".into(),
-                })
-            })
-            .collect()
+        self.copy_chain_links(chain, after, upto).await
     }
 
     async fn account_learners(
@@ -152,17 +136,8 @@ impl LedgerStore for PgStore {
     }
 
     fn chain_entries(&self, chain: u32) -> BoxStream<'_, Result<Entry>> {
-        // A server-side portal streams the rows: memory stays flat however
-        // long the chain is.
-        sqlx::query(concat!(
-            "select ",
-            entry_columns!(),
-            " from ledger_entries l where chain_id = $1 order by seq"
-        ))
-        .bind(chain as i32)
-        .fetch(&self.pool)
-        .map_err(db)
-        .and_then(|r| async move { entry_record(&r).and_then(Entry::try_from) })
-        .boxed()
+        // A binary `COPY` streams the rows: memory stays flat however long
+        // the chain is.
+        self.copy_chain_entries(chain)
     }
 }

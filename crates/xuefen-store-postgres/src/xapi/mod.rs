@@ -13,6 +13,7 @@ use xuefen_store::{ConflictKind, Result, StoreError, Written};
 use crate::{Col, PgStore, db};
 
 mod documents;
+pub(crate) mod erasure;
 
 /// The columns of a [`StatementRow`], in its order.
 const ROW_COLUMNS: &str = "s.seq, s.statement_id, s.body, s.fingerprint, s.verb,

@@ -1,84 +1,88 @@
 //! Ingest on SQLite: one `BEGIN IMMEDIATE` transaction per batch (the
 //! database's single write lock held from the first read), entries written
-//! with chunked multi-row inserts.
+//! with chunked multi-row inserts. The order of the lookups is the common
+//! driver's ([`xuefen_store::ledger::ingest`]); this file holds the SQLite
+//! side of its steps.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
+use async_trait::async_trait;
 use sqlx::sqlite::SqliteConnection;
 use sqlx::{Row, SqlitePool};
 use xuefen_core::entry::Entry;
-use xuefen_core::event::{Event, EventBody, Millis};
-use xuefen_core::ids::LearnerId;
-use xuefen_core::plan::{self, Head, Key, Lookups, Outcome};
+use xuefen_core::event::{Event, Millis};
+use xuefen_core::ids::{Category, GroupId, LearnerId};
+use xuefen_core::plan::{self, Head, Key, Lookups, Outcome, Plan};
+use xuefen_store::ledger::ingest::{CourseHistories, GroupHistories, IngestTx, Secrets, YearTotals, ingest};
 use xuefen_store::records::EntryRecord;
 use xuefen_store::{Result, StoreError};
 
 use crate::db;
 use crate::ledger::head_from_row;
 use crate::ledger::lookups::{
-    course_entries, entries_by_keys, group_entries, lookup_course_keys, lookup_courses, lookup_learners,
-    reversed_targets, year_totals,
+    course_entries, entries_by_keys, group_entries, lookup_course_keys, lookup_learners, reversed_targets, year_totals,
 };
 use crate::rows::{ENTRY_COLUMNS, PARAMS_PER_STATEMENT_MAX, REUSE_DYNAMIC_STATEMENTS, placeholders, tuples};
 
-/// Rows per multi-row insert of entries: 454 × 22 ≤ 10 000 parameters.
+/// Rows per multi-row insert of entries: 416 × 24 ≤ 10 000 parameters.
 const ENTRY_ROWS_PER_INSERT: usize = PARAMS_PER_STATEMENT_MAX / ENTRY_COLUMNS;
 
-fn batch_keys(events: &[Event]) -> Vec<Key> {
-    let mut keys: Vec<Key> = events.iter().map(|e| (e.site.clone(), e.id.clone())).collect();
-    for e in events {
-        if let EventBody::Revocation(r) = &e.body {
-            keys.push((e.site.clone(), r.target.clone()));
-        }
-    }
-    keys.sort();
-    keys.dedup();
-    keys
+/// One batch's transaction under the database's write lock: the heads are
+/// read last (no other writer can move them before commit), entries are
+/// written with chunked multi-row inserts.
+struct LockedIngest<'c> {
+    conn: &'c mut SqliteConnection,
 }
 
-pub(crate) fn revocation_targets(events: &[Event]) -> Vec<(String, String)> {
-    let mut targets: Vec<(String, String)> = events
-        .iter()
-        .filter_map(|e| match &e.body {
-            EventBody::Revocation(r) => Some((e.site.as_str().to_owned(), r.target.as_str().to_owned())),
-            EventBody::Completion(_) => None,
-        })
-        .collect();
-    targets.sort();
-    targets.dedup();
-    targets
-}
+#[async_trait]
+impl IngestTx for LockedIngest<'_> {
+    type Error = StoreError;
 
-/// Plans and writes one batch inside the caller's `BEGIN IMMEDIATE`
-/// transaction.
-async fn ingest_locked(conn: &mut SqliteConnection, events: &[Event], now: Millis) -> Result<Vec<Outcome>> {
-    let mut lookups = Lookups::default();
-    lookup_learners(conn, events, &mut lookups).await?;
-    lookup_courses(conn, events, &mut lookups).await?;
-    for e in entries_by_keys(conn, &batch_keys(events)).await? {
-        lookups.add_entry(e);
+    const HEADS_FIRST: bool = false;
+
+    async fn learners(&mut self, events: &[Event], lookups: &mut Lookups) -> Result<()> {
+        lookup_learners(self.conn, events, lookups).await
     }
-    lookups.reversed = reversed_targets(conn, events).await?;
-    let targets = plan::target_courses(events, &lookups);
-    if !targets.is_empty() {
-        let keys = targets.iter().map(|(s, c)| (s.as_str(), c.as_str())).collect();
-        lookup_course_keys(conn, keys, &mut lookups).await?;
+
+    async fn courses(&mut self, wanted: Vec<(&str, &str)>, lookups: &mut Lookups) -> Result<()> {
+        lookup_course_keys(self.conn, &wanted, lookups).await
     }
-    // Credited once: each learner's history of each course the batch names.
-    lookups.course_entries = course_entries(conn, &plan::course_keys(events, &lookups)).await?;
-    // Recognition and caps: only batches that touch a group or a capped
-    // category run these.
-    lookups.group_entries = group_entries(conn, &plan::group_keys(events, &lookups)).await?;
-    lookups.year_totals = year_totals(conn, &plan::cap_keys(events, &lookups)).await?;
-    lookups.learner_secrets = learner_secrets(conn, &lookups).await?;
-    // The chains the batch may append to: its learners' and those of the
-    // entries its revocations target, now in `lookups.entries`. We hold the
-    // write lock, so these heads cannot move before commit.
-    lookups.heads = heads_of(conn, &lookups.chains()).await?;
-    let planned = plan::plan(events, now, &lookups);
-    insert_entries(conn, &planned.entries).await?;
-    update_heads(conn, &planned.heads).await?;
-    Ok(planned.outcomes)
+
+    /// The chains the batch may append to: its learners' and those of the
+    /// entries its revocations target, by now in `lookups.entries`.
+    async fn heads(&mut self, _targets: &[Key], lookups: &mut Lookups) -> Result<()> {
+        lookups.heads = heads_of(self.conn, &lookups.chains()).await?;
+        Ok(())
+    }
+
+    async fn entries(&mut self, keys: &[Key]) -> Result<Vec<Entry>> {
+        entries_by_keys(self.conn, keys).await
+    }
+
+    async fn reversed(&mut self, targets: &[Key]) -> Result<HashSet<Key>> {
+        reversed_targets(self.conn, targets).await
+    }
+
+    async fn course_entries(&mut self, keys: &BTreeSet<plan::CourseKey>) -> Result<CourseHistories> {
+        course_entries(self.conn, keys).await
+    }
+
+    async fn group_entries(&mut self, keys: &BTreeSet<(LearnerId, GroupId)>) -> Result<GroupHistories> {
+        group_entries(self.conn, keys).await
+    }
+
+    async fn year_totals(&mut self, keys: &BTreeSet<(LearnerId, Category, i32)>) -> Result<YearTotals> {
+        year_totals(self.conn, keys).await
+    }
+
+    async fn secrets(&mut self, lookups: &Lookups) -> Result<Secrets> {
+        learner_secrets(self.conn, lookups).await
+    }
+
+    async fn write(&mut self, planned: &Plan) -> Result<()> {
+        insert_entries(self.conn, &planned.entries).await?;
+        update_heads(self.conn, &planned.heads).await
+    }
 }
 
 /// The secrets of the learners the batch may write for (those it names and
@@ -101,8 +105,8 @@ pub(crate) async fn learner_secrets(
             q = q.bind(*id);
         }
         for row in q.fetch_all(&mut *conn).await.map_err(db)? {
-            let id: String = row.try_get(0).map_err(db)?;
-            let secret: Vec<u8> = row.try_get(1).map_err(db)?;
+            let id: String = row.try_get("learner_id").map_err(db)?;
+            let secret: Vec<u8> = row.try_get("secret").map_err(db)?;
             if let (Ok(id), Ok(secret)) = (LearnerId::parse(id), <[u8; 32]>::try_from(secret)) {
                 out.insert(id, secret);
             }
@@ -217,7 +221,7 @@ pub(crate) async fn update_heads(conn: &mut SqliteConnection, heads: &BTreeMap<u
 /// write lock from its first read (see the module docs).
 pub(crate) async fn ingest_batch(pool: &SqlitePool, events: &[Event], now: Millis) -> Result<Vec<Outcome>> {
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
-    match ingest_locked(&mut tx, events, now).await {
+    match ingest(&mut LockedIngest { conn: &mut tx }, events, now).await {
         Ok(outcomes) => {
             tx.commit().await.map_err(db)?;
             Ok(outcomes)

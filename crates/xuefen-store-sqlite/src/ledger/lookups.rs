@@ -12,7 +12,6 @@ use xuefen_core::ids::{Category, CourseCode, EventId, GroupId, LearnerId, LocalA
 use xuefen_core::plan::{self, Key, Lookups};
 use xuefen_store::{Course, Result};
 
-use crate::ledger::ingest::revocation_targets;
 use crate::rows::{
     PARAMS_PER_STATEMENT_MAX, REUSE_DYNAMIC_STATEMENTS, course_record, entry_from_row, placeholders, tuples,
 };
@@ -51,9 +50,9 @@ pub(crate) async fn lookup_learners(
         }
         for row in q.fetch_all(&mut *conn).await.map_err(db)? {
             let (Ok(site), Ok(acct), Ok(learner)) = (
-                row.try_get::<String, _>(0),
-                row.try_get::<String, _>(1),
-                row.try_get::<String, _>(2),
+                row.try_get::<String, _>("site_id"),
+                row.try_get::<String, _>("local_account"),
+                row.try_get::<String, _>("learner_id"),
             ) else {
                 continue;
             };
@@ -80,7 +79,7 @@ pub(crate) async fn lookup_learners(
             q = q.bind(id.as_str());
         }
         for row in q.fetch_all(&mut *conn).await.map_err(db)? {
-            let (Ok(id), Ok(chain)) = (row.try_get::<String, _>(0), row.try_get::<i64, _>(1)) else {
+            let (Ok(id), Ok(chain)) = (row.try_get::<String, _>("id"), row.try_get::<i64, _>("chain_id")) else {
                 continue;
             };
             if let (Ok(id), Ok(chain)) = (LearnerId::parse(id), u32::try_from(chain)) {
@@ -91,25 +90,13 @@ pub(crate) async fn lookup_learners(
     Ok(())
 }
 
-pub(crate) async fn lookup_courses(conn: &mut SqliteConnection, events: &[Event], lookups: &mut Lookups) -> Result<()> {
-    let wanted: Vec<(&str, &str)> = events
-        .iter()
-        .filter_map(|e| match &e.body {
-            EventBody::Completion(c) => Some((e.site.as_str(), c.course.as_str())),
-            EventBody::Revocation(_) => None,
-        })
-        .collect();
-    lookup_course_keys(conn, wanted, lookups).await
-}
-
-/// Adds the terms of these courses (and their categories' caps) to `lookups`.
+/// Adds the terms of these courses (sorted, without repeats) and their
+/// categories' caps to `lookups`.
 pub(crate) async fn lookup_course_keys(
     conn: &mut SqliteConnection,
-    mut wanted: Vec<(&str, &str)>,
+    wanted: &[(&str, &str)],
     lookups: &mut Lookups,
 ) -> Result<()> {
-    wanted.sort();
-    wanted.dedup();
     for chunk in wanted.chunks(PARAMS_PER_STATEMENT_MAX / 2) {
         // The course's group and its category's annual cap come with it:
         // no extra round trip for batches that use neither.
@@ -170,8 +157,8 @@ pub(crate) async fn entries_by_keys(conn: &mut SqliteConnection, keys: &[Key]) -
     Ok(entries)
 }
 
-pub(crate) async fn reversed_targets(conn: &mut SqliteConnection, events: &[Event]) -> Result<HashSet<Key>> {
-    let targets = revocation_targets(events);
+/// Which of the revocation targets `targets` already have a reversal.
+pub(crate) async fn reversed_targets(conn: &mut SqliteConnection, targets: &[Key]) -> Result<HashSet<Key>> {
     let mut reversed = HashSet::new();
     for chunk in targets.chunks(PARAMS_PER_STATEMENT_MAX / 2) {
         // `target_event is not null` lets SQLite use the partial unique index.
@@ -187,7 +174,10 @@ pub(crate) async fn reversed_targets(conn: &mut SqliteConnection, events: &[Even
             q = q.bind(site.as_str()).bind(target.as_str());
         }
         for row in q.fetch_all(&mut *conn).await.map_err(db)? {
-            let (Ok(site), Ok(event)) = (row.try_get::<String, _>(0), row.try_get::<String, _>(1)) else {
+            let (Ok(site), Ok(event)) = (
+                row.try_get::<String, _>("site_id"),
+                row.try_get::<String, _>("target_event"),
+            ) else {
                 continue;
             };
             if let (Ok(site), Ok(event)) = (SiteId::parse(site), EventId::parse(event)) {
@@ -338,7 +328,8 @@ pub(crate) async fn year_totals(
     let keys: Vec<&(LearnerId, Category, i32)> = keys.iter().collect();
     for chunk in keys.chunks(PARAMS_PER_STATEMENT_MAX / 5) {
         let sql = format!(
-            "select k.column1, k.column2, k.column3, coalesce(sum(l.credits_cents), 0)
+            "select k.column1 as learner_id, k.column2 as category, k.column3 as year,
+                    coalesce(sum(l.credits_cents), 0) as credits
                from (values {}) as k
                join ledger_entries l on l.learner_id = k.column1 and l.category = k.column2
                 and l.occurred_at_ms >= k.column4 and l.occurred_at_ms < k.column5
@@ -357,10 +348,10 @@ pub(crate) async fn year_totals(
         }
         for row in q.fetch_all(&mut *conn).await.map_err(db)? {
             let read = |e| unreadable("ledger_entries", e);
-            let learner: String = row.try_get(0).map_err(read)?;
-            let category: String = row.try_get(1).map_err(read)?;
-            let year: i64 = row.try_get(2).map_err(read)?;
-            let sum: i64 = row.try_get(3).map_err(read)?;
+            let learner: String = row.try_get("learner_id").map_err(read)?;
+            let category: String = row.try_get("category").map_err(read)?;
+            let year: i64 = row.try_get("year").map_err(read)?;
+            let sum: i64 = row.try_get("credits").map_err(read)?;
             if let (Ok(l), Ok(c), Ok(y)) = (
                 LearnerId::parse(learner),
                 Category::parse(category),

@@ -15,6 +15,7 @@ use crate::rows::{PARAMS_PER_STATEMENT_MAX, REUSE_DYNAMIC_STATEMENTS, placeholde
 use crate::{SqliteStore, db, run_to_end};
 
 mod documents;
+pub(crate) mod erasure;
 
 /// The columns of a [`StatementRow`], in its order.
 const ROW_COLUMNS: &str = "s.seq, s.statement_id, s.body, s.fingerprint, s.verb,

@@ -48,6 +48,7 @@ pub mod pseudonyms;
 pub mod scenarios;
 pub mod witness;
 pub mod xapi_documents;
+pub mod xapi_erasure;
 pub mod xapi_related;
 
 /// Which SQL a backend speaks, for the scenarios that go around the store.
@@ -77,6 +78,19 @@ pub trait Backend: Send + Sync + Sized + 'static {
 
     /// Runs a query whose first row's first column is an integer.
     async fn query_i64(&self, sql: &str) -> Result<i64, String>;
+
+    /// Runs a query whose first row's first column is text.
+    async fn query_text(&self, sql: &str) -> Result<String, String>;
+
+    /// A new database with only the migrations up to `version` (inclusive)
+    /// applied, and the store opened on it without migrating: a deployment
+    /// as it was before an upgrade, for the scenarios of a migration over
+    /// rows that already exist.
+    async fn fresh_at_version(version: i64) -> Self;
+
+    /// Applies the migrations not yet applied, as `xuefen migrate` does on
+    /// an upgrade; the store keeps working on the database.
+    async fn migrate(&self);
 
     /// Releases the database (PostgreSQL drops it). Called after a scenario
     /// passes; a failed one leaves its database behind for inspection.
@@ -115,6 +129,8 @@ macro_rules! conformance_tests {
 macro_rules! conformance_scenarios {
     ($callback:ident, $backend:tt) => {
         $crate::__conformance_apply!($callback $backend migrations_give_empty_chains_and_a_ready_schema,
+            a_fresh_database_has_the_course_history_index_ending_with_the_instant,
+            migrating_a_ledger_with_entries_from_0011_rebuilds_the_index_and_keeps_every_entry,
             sites_and_keys_round_trip,
             registering_the_same_person_twice_finds_one_learner,
             concurrent_registrations_of_one_person_make_one_learner,
@@ -141,6 +157,7 @@ macro_rules! conformance_scenarios {
             verify_names_a_chain_head_moved_by_direct_sql,
             verify_names_rows_appended_behind_the_head,
             verify_while_batches_commit_reports_no_fault,
+            verify_names_a_row_forged_far_behind_the_head,
             heads_follow_the_last_entry_of_every_chain,
             learner_entries_are_that_learners_own_in_sequence_order,
             entries_are_found_by_their_own_sites_key_only,
@@ -177,6 +194,10 @@ macro_rules! conformance_scenarios {
             a_name_is_replaced_only_over_the_value_read,
             erasure_deletes_the_learner_key_so_a_saved_sealed_name_stays_shut,
             credited_once_reads_see_reversals_year_bounds_and_resent_completions,
+        );
+        $crate::__conformance_apply!($callback $backend
+            xapi_erasure_deletes_every_statement_that_names_the_learner_and_nothing_else,
+            xapi_erasure_deletes_the_learners_documents_and_takes_them_off_the_usage,
         );
     };
 }

@@ -24,3 +24,4 @@ mod sealed_names;
 mod sso_binding;
 mod xapi;
 mod xapi_documents;
+mod xapi_erasure;

@@ -1,0 +1,173 @@
+//! Building and signing the record: every transcript line but those not
+//! passed, each with its ledger evidence (inclusion proof to the latest
+//! checkpoint), in one OB3 credential.
+
+use super::*;
+use crate::transcript::EntryOut;
+
+/// Builds and signs the learner's record: every transcript line but those
+/// not passed, each with its evidence, up to the log's latest checkpoint.
+pub(crate) async fn build_record(state: &AppState, learner: &LearnerId) -> ApiResult<Value> {
+    build_record_with(state, learner, Vec::new()).await
+}
+
+/// The record, with the learner's OB3 identity objects in its subject.
+pub(super) async fn build_record_with(
+    state: &AppState,
+    learner: &LearnerId,
+    identifier: Vec<Value>,
+) -> ApiResult<Value> {
+    let transcript = passed_lines(state, learner).await?;
+    let (lines, size, note) = with_evidence(state, learner, transcript).await?;
+    let key = issuer_key(state);
+    let origin = state.checkpoints.origin.clone();
+    let log_key = state.checkpoints.key.verifying_key();
+    let learner = learner.to_string();
+    let id = format!("urn:uuid:{}", uuid_v4());
+    let issued_at = now_rfc3339();
+    // Canonicalisation is CPU work proportional to the lines.
+    tokio::task::spawn_blocking(move || {
+        let issuer = Issuer {
+            key: &key,
+            name: ISSUER_NAME,
+            log_origin: &origin,
+            log_key,
+        };
+        let subject = Subject {
+            id: &id,
+            learner: &learner,
+            issued_at: &issued_at,
+            identifier: &identifier,
+        };
+        rec::issue(&issuer, &subject, &lines, note.as_deref().map(|n| (n, size)))
+    })
+    .await
+    .map_err(|e| {
+        Problem::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            ProblemCode::RecordFailed,
+            e.to_string(),
+        )
+    })?
+    .map_err(|e| {
+        Problem::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            ProblemCode::RecordFailed,
+            e.to_string(),
+        )
+        .into()
+    })
+}
+
+/// Every line of the learner's transcript but those not passed, page by page.
+async fn passed_lines(state: &AppState, learner: &LearnerId) -> ApiResult<Vec<EntryOut>> {
+    let mut lines_out = Vec::new();
+    let mut query = format!("limit={READ_LIMIT}");
+    loop {
+        let page = Page::parse(Some(&query))?;
+        let t = transcript_page(state, learner, page).await?;
+        lines_out.extend(t.entries);
+        match t.next_after {
+            Some(after) => query = format!("limit={READ_LIMIT}&after={after}"),
+            None => break,
+        }
+    }
+    lines_out.retain(|l| l.status.as_deref() != Some("not_passed"));
+    Ok(lines_out)
+}
+
+/// Each line with its ledger entry and, when sealed under the log's latest
+/// checkpoint, its log index and inclusion proof (from one read of the
+/// tiles all the proofs need); with the checkpoint's size and note.
+async fn with_evidence(
+    state: &AppState,
+    learner: &LearnerId,
+    lines_out: Vec<EntryOut>,
+) -> ApiResult<(Vec<Line>, u64, Option<String>)> {
+    let entries: HashMap<Position, Entry> = state
+        .store
+        .learner_entries(learner)
+        .await?
+        .into_iter()
+        .map(|e| (e.position, e))
+        .collect();
+    let head = state.store.log_head().await?;
+    let size = head.as_ref().map_or(0, |h| h.size);
+    // The log index of each line, by position (one probe of the log's
+    // segments per line); only indexes under the checkpoint are sealed.
+    let positions: Vec<Position> = lines_out
+        .iter()
+        .map(|l| Position {
+            chain: l.position.chain,
+            seq: l.position.seq,
+        })
+        .collect();
+    let indexes = if size > 0 {
+        state.store.log_indexes(&positions).await?
+    } else {
+        HashMap::new()
+    };
+    let index_of = |p: Position| indexes.get(&p).copied().filter(|i| *i < size);
+    let mut picked = Vec::new();
+    for l in lines_out {
+        let p = Position {
+            chain: l.position.chain,
+            seq: l.position.seq,
+        };
+        let Some(entry) = entries.get(&p) else {
+            return Err(xuefen_store::StoreError::Corrupt {
+                at: p.to_string(),
+                detail: "a transcript line has no entry".into(),
+            }
+            .into());
+        };
+        picked.push((l, entry.clone(), index_of(p)));
+    }
+    let ids: BTreeSet<TileId> = picked
+        .iter()
+        .filter_map(|(_, _, i)| *i)
+        .flat_map(|i| tlog::inclusion_tiles(i, size).into_iter().map(|(t, _)| t))
+        .collect();
+    let tiles = if ids.is_empty() {
+        tlog::Tiles::new()
+    } else {
+        state.store.log_tiles(&ids.into_iter().collect::<Vec<_>>()).await?
+    };
+    let mut lines = Vec::with_capacity(picked.len());
+    for (out, entry, index) in picked {
+        let sealed = match index {
+            Some(index) => Some(Sealed {
+                index,
+                proof: tlog::inclusion_proof(index, size, &tiles).map_err(|e| xuefen_store::StoreError::Corrupt {
+                    at: format!("log index {index}"),
+                    detail: e.to_string(),
+                })?,
+            }),
+            None => None,
+        };
+        lines.push(Line {
+            entry,
+            status: out.status.unwrap_or_default(),
+            course_title: out.course_title,
+            site_name: out.site_name,
+            sealed,
+        });
+    }
+    Ok((lines, size, head.map(|h| h.note)))
+}
+
+pub(super) fn uuid_v4() -> String {
+    let b: [u8; 16] = rand::random();
+    let mut b = b;
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h = hex::encode(b);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
