@@ -99,11 +99,16 @@ pub(crate) async fn register_learner(
     let mut secret = [0u8; 32];
     rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut secret);
     let document_hash = parsed.document.keyed_hash(&state.identity_key);
+    let candidate = LearnerId::from_random(bytes);
+    // The name sealed under the learner's own key, written with it (used
+    // only if the person is new).
+    let (name, wrapped_key) = crate::names::seal_under_new_key(&state, &candidate, &document_hash, &parsed.name);
     let new = NewLearner {
         secret,
-        candidate: LearnerId::from_random(bytes),
+        candidate,
         document_kind: parsed.document.kind(),
-        name: crate::names::seal(&state, &document_hash, &parsed.name),
+        name,
+        wrapped_key: Some(wrapped_key),
         document_hash,
     };
     let (id, written) = state.store.register_learner(&new).await?;

@@ -14,7 +14,8 @@
 //! its pseudonym from then on. The credit bank never could, and never may.
 
 use crate::problem_code::ProblemCode;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
 
 use axum::http::StatusCode;
 use xuefen_core::ids::LearnerId;
@@ -24,6 +25,73 @@ use xuefen_store::pseudonyms::PseudonymRow;
 
 use crate::AppState;
 use crate::problem::{ApiError, ApiResult, Problem};
+
+/// Most pseudonyms [`Remembered`] holds before it starts afresh.
+const REMEMBERED_MAX: usize = 65_536;
+
+/// The pseudonyms this instance has recorded with the store, so that an
+/// answer naming only learners already recorded for its caller writes
+/// nothing (without it every site's transcript read is a write
+/// transaction). Bounded: when full it forgets everything and starts
+/// afresh, which costs one write per pseudonym again. A row it remembers
+/// can since have been deleted only with its learner (an erasure), whom no
+/// answer names any more; a database restored from a backup is served by a
+/// restarted service, whose memory starts empty.
+pub struct Remembered {
+    seen: Mutex<HashSet<(Audience, Pseudonym)>>,
+    max: usize,
+}
+
+impl Default for Remembered {
+    fn default() -> Self {
+        Self::with_capacity(REMEMBERED_MAX)
+    }
+}
+
+impl Remembered {
+    /// At most `max` pseudonyms remembered.
+    pub fn with_capacity(max: usize) -> Self {
+        Self {
+            seen: Mutex::new(HashSet::new()),
+            max: max.max(1),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<(Audience, Pseudonym)>> {
+        // A panic while holding the set leaves it whole (inserts and clears
+        // only), so a poisoned lock is still fine to use.
+        self.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The rows not yet recorded by this instance.
+    fn fresh(&self, rows: Vec<PseudonymRow>) -> Vec<PseudonymRow> {
+        let seen = self.lock();
+        rows.into_iter()
+            .filter(|r| !seen.contains(&(r.audience.clone(), r.pseudonym.clone())))
+            .collect()
+    }
+
+    /// Notes rows the store has recorded.
+    fn recorded(&self, rows: &[PseudonymRow]) {
+        let mut seen = self.lock();
+        if seen.len() + rows.len() > self.max {
+            seen.clear();
+        }
+        for r in rows.iter().take(self.max) {
+            seen.insert((r.audience.clone(), r.pseudonym.clone()));
+        }
+    }
+
+    /// How many pseudonyms are remembered.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Whether none is.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
 
 /// The audience a principal is shown pseudonyms as; `None` for the admin,
 /// who sees unified ids.
@@ -136,7 +204,11 @@ impl Shown {
                 learner: learner.clone(),
             });
         }
-        state.store.remember_pseudonyms(&rows).await?;
+        let rows = state.pseudonyms.fresh(rows);
+        if !rows.is_empty() {
+            state.store.remember_pseudonyms(&rows).await?;
+            state.pseudonyms.recorded(&rows);
+        }
         // A learner the answer names without a known id (a version-2 entry
         // read without its learner) is shown as nobody's pseudonym: all
         // zeros, which no learner is ever given.
@@ -272,4 +344,45 @@ pub async fn consenting_learner(
         return Err(unknown("consent_token"));
     }
     Ok(consenting)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use xuefen_core::pseudonym::PseudonymKey;
+
+    fn row(key: &PseudonymKey, audience: &Audience, n: u8) -> PseudonymRow {
+        let learner = LearnerId::from_random([n; 16]);
+        PseudonymRow {
+            audience: audience.clone(),
+            pseudonym: key.pseudonym(audience, &learner),
+            learner,
+        }
+    }
+
+    #[test]
+    fn remembered_rows_are_left_out_per_audience_and_the_memory_is_bounded() {
+        let key = PseudonymKey::derive(&[7; 32]);
+        let site = Audience::Site(xuefen_core::ids::SiteId::parse("xihu").expect("site"));
+        let memory = Remembered::with_capacity(3);
+        let rows = vec![row(&key, &site, 1), row(&key, &site, 2)];
+        assert_eq!(memory.fresh(rows.clone()), rows, "nothing recorded yet");
+        memory.recorded(&rows);
+        assert_eq!(memory.len(), 2);
+        assert!(memory.fresh(rows.clone()).is_empty(), "both recorded");
+        // The bank's pseudonym of the same learner is another row.
+        let bank = row(&key, &Audience::Bank, 1);
+        assert_eq!(
+            memory.fresh(vec![rows[0].clone(), bank.clone()]),
+            std::slice::from_ref(&bank)
+        );
+        memory.recorded(std::slice::from_ref(&bank));
+        assert_eq!(memory.len(), 3);
+        // Full: it starts afresh rather than grow.
+        let more = row(&key, &site, 3);
+        memory.recorded(std::slice::from_ref(&more));
+        assert_eq!(memory.len(), 1);
+        assert_eq!(memory.fresh(rows.clone()), rows);
+        assert!(memory.fresh(vec![more]).is_empty());
+    }
 }

@@ -44,6 +44,8 @@ pub struct AppState {
     pub name_keys: Arc<xuefen_core::names::NameKeys>,
     /// Recently authenticated keys.
     pub key_cache: Arc<auth::KeyCache>,
+    /// The pseudonyms this instance has recorded with the store.
+    pub pseudonyms: Arc<crate::pseudonyms::Remembered>,
     /// Verifies learners' single sign-on tokens (`/v1/me/...`); without
     /// it those routes answer 503.
     pub sso: Option<Arc<sso::SsoVerifier>>,
@@ -175,6 +177,7 @@ impl AppState {
             name_keys: Arc::new(xuefen_core::names::NameKeys::derived(&identity_key)),
             identity_key: identity_key.into(),
             key_cache: Arc::new(auth::KeyCache::new(Self::KEY_CACHE_TTL)),
+            pseudonyms: Arc::new(crate::pseudonyms::Remembered::default()),
             sso: None,
             stats: StatsSettings::default(),
             checkpoints: bank::CheckpointSettings::ephemeral(),

@@ -22,6 +22,10 @@ pub const NONCE_BYTES: usize = 24;
 /// The id of the key derived from the identity key when no name keys are configured.
 pub const DERIVED_KEY_ID: &str = "k0";
 const DERIVE_LABEL: &[u8] = b"xuefen/name-key/v1";
+/// How every value sealed under a learner's own key starts.
+pub const LEARNER_SEALED_PREFIX: &str = "xfl1:";
+/// What a wrapped learner key is bound to, before the learner id.
+const WRAP_LABEL: &[u8] = b"xuefen/learner-key/v1:";
 
 /// Why a stored value could not be opened.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -30,6 +34,11 @@ pub enum OpenError {
     UnknownKey(String),
     #[error("the sealed value is malformed or was altered")]
     Corrupt,
+    /// The value is sealed under the learner's own key, and that key is
+    /// not given: the service's keys alone never open it, and after an
+    /// erasure (which deletes the learner's key) nothing does.
+    #[error("the value is sealed under the learner's own key, which is gone or not given")]
+    NoLearnerKey,
 }
 
 /// The service's name keys: the first seals, every one opens.
@@ -161,8 +170,13 @@ impl NameKeys {
 
     /// Opens a stored value bound to `row`. A value not in the sealed form
     /// was written in clear before names were sealed and is returned as it
-    /// is (the service seals such rows when it starts).
+    /// is (the service seals such rows when it starts). A value sealed under
+    /// a learner's own key does not open with the service's keys
+    /// ([`OpenError::NoLearnerKey`]; see [`NameKeys::open_name`]).
     pub fn open(&self, row: &[u8], stored: &str) -> Result<String, OpenError> {
+        if is_learner_sealed(stored) {
+            return Err(OpenError::NoLearnerKey);
+        }
         let Some((id, body)) = split(stored) else {
             return Ok(stored.to_owned());
         };
@@ -182,6 +196,101 @@ impl NameKeys {
             .map_err(|_| OpenError::Corrupt)?;
         String::from_utf8(clear).map_err(|_| OpenError::Corrupt)
     }
+
+    /// A learner's key, wrapped (sealed under the current key) and bound to
+    /// the learner's id: what the store keeps, and erasure deletes.
+    pub fn wrap(&self, learner: &str, key: &LearnerKey, nonce: [u8; NONCE_BYTES]) -> String {
+        self.seal(&wrap_aad(learner), &hex::encode(key.0), nonce)
+    }
+
+    /// Opens a learner's wrapped key ([`NameKeys::wrap`]).
+    pub fn unwrap(&self, learner: &str, wrapped: &str) -> Result<LearnerKey, OpenError> {
+        if split(wrapped).is_none() {
+            return Err(OpenError::Corrupt);
+        }
+        let hex_key = self.open(&wrap_aad(learner), wrapped)?;
+        let bytes = hex::decode(hex_key).map_err(|_| OpenError::Corrupt)?;
+        let key: [u8; 32] = bytes.try_into().map_err(|_| OpenError::Corrupt)?;
+        Ok(LearnerKey(key))
+    }
+
+    /// Opens a learner's stored field bound to `row`: a value sealed under
+    /// the learner's own key with their wrapped key (`None` when there is
+    /// none, as after an erasure: [`OpenError::NoLearnerKey`]), an older
+    /// value sealed under the service's keys (or in clear) without it.
+    pub fn open_name(
+        &self,
+        learner: &str,
+        row: &[u8],
+        stored: &str,
+        wrapped: Option<&str>,
+    ) -> Result<String, OpenError> {
+        if !is_learner_sealed(stored) {
+            return self.open(row, stored);
+        }
+        let wrapped = wrapped.ok_or(OpenError::NoLearnerKey)?;
+        self.unwrap(learner, wrapped)?.open(row, stored)
+    }
+}
+
+fn wrap_aad(learner: &str) -> Vec<u8> {
+    let mut aad = WRAP_LABEL.to_vec();
+    aad.extend_from_slice(learner.as_bytes());
+    aad
+}
+
+/// A learner's own data key: their personal fields are sealed under it, and
+/// it is stored only wrapped by the service's keys ([`NameKeys::wrap`]).
+#[derive(Clone, PartialEq, Eq)]
+pub struct LearnerKey([u8; 32]);
+
+impl std::fmt::Debug for LearnerKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LearnerKey(…)")
+    }
+}
+
+impl LearnerKey {
+    /// A key from 32 random bytes.
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+
+    /// Seals `clear` under this key, bound to `row`, with this (random,
+    /// never reused) nonce: `xfl1:<base64(nonce ‖ ciphertext)>`.
+    pub fn seal(&self, row: &[u8], clear: &str, nonce: [u8; NONCE_BYTES]) -> String {
+        let sealed = NameKeys::cipher(&self.0)
+            .encrypt(
+                XNonce::from_slice(&nonce),
+                Payload {
+                    msg: clear.as_bytes(),
+                    aad: row,
+                },
+            )
+            .unwrap_or_else(|_| unreachable!("XChaCha20-Poly1305 seals any message under 256 GiB"));
+        let mut bytes = nonce.to_vec();
+        bytes.extend(sealed);
+        format!("{LEARNER_SEALED_PREFIX}{}", B64.encode(bytes))
+    }
+
+    /// Opens a value sealed under this key and bound to `row`.
+    pub fn open(&self, row: &[u8], stored: &str) -> Result<String, OpenError> {
+        let body = stored.strip_prefix(LEARNER_SEALED_PREFIX).ok_or(OpenError::Corrupt)?;
+        let bytes = B64.decode(body).map_err(|_| OpenError::Corrupt)?;
+        if bytes.len() < NONCE_BYTES {
+            return Err(OpenError::Corrupt);
+        }
+        let (nonce, sealed) = bytes.split_at(NONCE_BYTES);
+        let clear = NameKeys::cipher(&self.0)
+            .decrypt(XNonce::from_slice(nonce), Payload { msg: sealed, aad: row })
+            .map_err(|_| OpenError::Corrupt)?;
+        String::from_utf8(clear).map_err(|_| OpenError::Corrupt)
+    }
+}
+
+/// Whether a stored value is sealed under a learner's own key.
+pub fn is_learner_sealed(stored: &str) -> bool {
+    stored.starts_with(LEARNER_SEALED_PREFIX)
 }
 
 fn split(stored: &str) -> Option<(&str, &str)> {
@@ -283,6 +392,64 @@ mod tests {
             NameKeys::parse_with_derived(&format!("k0,{}", K1.replace("k1", "k0")), b"i")
                 .unwrap_err()
                 .contains("twice")
+        );
+    }
+
+    #[test]
+    fn a_learner_key_seals_and_only_its_wrapped_copy_opens_it() {
+        let ring = keys(K1);
+        let key = LearnerKey::from_bytes([5; 32]);
+        let wrapped = ring.wrap("lrn_a", &key, [1; NONCE_BYTES]);
+        assert_eq!(key_id_of(&wrapped), Some("k1"));
+        assert!(!wrapped.contains(&hex::encode([5u8; 32])));
+        let sealed = key.seal(b"row", "王小明", [2; NONCE_BYTES]);
+        assert!(is_learner_sealed(&sealed) && !sealed.contains("王小明"));
+        assert_eq!(ring.unwrap("lrn_a", &wrapped), Ok(key.clone()));
+        assert_eq!(
+            ring.open_name("lrn_a", b"row", &sealed, Some(&wrapped)),
+            Ok("王小明".to_owned())
+        );
+        // The service's keys alone never open it; without the wrapped key
+        // (erased) nothing does.
+        assert_eq!(ring.open(b"row", &sealed), Err(OpenError::NoLearnerKey));
+        assert_eq!(
+            ring.open_name("lrn_a", b"row", &sealed, None),
+            Err(OpenError::NoLearnerKey)
+        );
+        // Bound to the learner and to the row.
+        assert_eq!(ring.unwrap("lrn_b", &wrapped), Err(OpenError::Corrupt));
+        assert_eq!(key.open(b"other", &sealed), Err(OpenError::Corrupt));
+        assert_eq!(
+            LearnerKey::from_bytes([6; 32]).open(b"row", &sealed),
+            Err(OpenError::Corrupt)
+        );
+        // A wrapped key must be sealed, never clear.
+        assert_eq!(ring.unwrap("lrn_a", &hex::encode([5u8; 32])), Err(OpenError::Corrupt));
+        // Older values (ring-sealed or clear) open as before.
+        let old = ring.seal(b"row", "李华", [3; NONCE_BYTES]);
+        assert_eq!(ring.open_name("lrn_a", b"row", &old, None), Ok("李华".to_owned()));
+    }
+
+    #[test]
+    fn a_rotation_rewraps_the_learner_key_and_the_sealed_value_stays() {
+        let old = keys(K1);
+        let key = LearnerKey::from_bytes([8; 32]);
+        let sealed = key.seal(b"row", "赵六", [4; NONCE_BYTES]);
+        let wrapped = old.wrap("lrn_a", &key, [5; NONCE_BYTES]);
+        let rotated = keys(K2).then(&old);
+        let rewrapped = rotated.wrap(
+            "lrn_a",
+            &rotated.unwrap("lrn_a", &wrapped).expect("unwrap"),
+            [6; NONCE_BYTES],
+        );
+        assert_eq!(key_id_of(&rewrapped), Some("k2"));
+        assert_eq!(
+            keys(K2).open_name("lrn_a", b"row", &sealed, Some(&rewrapped)),
+            Ok("赵六".to_owned())
+        );
+        assert_eq!(
+            keys(K2).open_name("lrn_a", b"row", &sealed, Some(&wrapped)),
+            Err(OpenError::UnknownKey("k1".into()))
         );
     }
 

@@ -518,6 +518,9 @@ pub(crate) async fn erase_learner(
         "delete from learner_pseudonyms where learner_id = $1",
         "delete from learner_sso_bindings where learner_id = $1",
         "delete from learner_secrets where learner_id = $1",
+        // Crypto-shredding: without their key, no copy of the learner's
+        // sealed values opens any more (crates/xuefen-core/src/names.rs).
+        "delete from learner_keys where learner_id = $1",
         "delete from learners where id = $1",
     ] {
         sqlx::query(sql)

@@ -14,8 +14,8 @@ impl LearnerStore for PgStore {
         let row = learner.record(self.chains);
         // Insert-or-find in one statement pair: the unique document hash
         // decides, so two sites registering the same person concurrently
-        // reach the same learner. The learner and their secret are written
-        // together.
+        // reach the same learner. The learner, their secret and their key are
+        // written together.
         let mut tx = self.pool.begin().await.map_err(db)?;
         let inserted: Option<String> = sqlx::query_scalar(&format!(
             "insert into learners ({LEARNER_INSERT_COLUMNS}) values ($1, $2, $3, $4, $5)
@@ -36,6 +36,14 @@ impl LearnerStore for PgStore {
                 .execute(&mut *tx)
                 .await
                 .map_err(db)?;
+            if let Some(wrapped) = &learner.wrapped_key {
+                sqlx::query("insert into learner_keys (learner_id, wrapped) values ($1, $2)")
+                    .bind(learner.candidate.as_str())
+                    .bind(wrapped)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db)?;
+            }
             tx.commit().await.map_err(db)?;
             return Ok((learner.candidate.clone(), Written::Created));
         }

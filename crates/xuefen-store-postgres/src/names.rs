@@ -1,5 +1,7 @@
 //! Learners' sealed names on PostgreSQL (crates/xuefen-store/src/names.rs):
-//! the rows the start-up check and `xuefen names reseal` read and rewrite.
+//! the rows the start-up check and `xuefen names reseal` read and rewrite,
+//! and the learners' wrapped keys (`learner_keys`,
+//! migrations/postgres/0013_learner_keys.sql).
 
 use async_trait::async_trait;
 use sqlx::postgres::PgRow;
@@ -22,6 +24,7 @@ fn stored(row: &PgRow) -> Result<StoredName> {
             .try_into()
             .map_err(|_| corrupt("a document hash is not 32 bytes".into()))?,
         name: row.col("name")?,
+        key: row.col("wrapped")?,
     })
 }
 
@@ -29,8 +32,10 @@ fn stored(row: &PgRow) -> Result<StoredName> {
 impl NameStore for PgStore {
     async fn stored_names(&self, after: Option<&LearnerId>, limit: u32) -> Result<Vec<StoredName>> {
         let rows = sqlx::query(
-            "select id, document_hash, name from learners where $1::text is null or id > $1
-             order by id limit $2",
+            "select l.id, l.document_hash, l.name, k.wrapped
+               from learners l left join learner_keys k on k.learner_id = l.id
+              where $1::text is null or l.id > $1
+              order by l.id limit $2",
         )
         .bind(after.map(LearnerId::as_str))
         .bind(i64::from(limit))
@@ -41,16 +46,24 @@ impl NameStore for PgStore {
     }
 
     async fn name_key_uses(&self) -> Result<Vec<KeyUse>> {
-        // The key id lies between `xfn1:` and the next `:`; '' marks a name
-        // in clear.
+        // What the service's key opens: the wrapped key of a name under a
+        // learner key (null when it is missing), else the name itself. The
+        // key id lies between `xfn1:` and the next `:`; '' marks a value in
+        // clear (or a missing learner key).
         let rows = sqlx::query(
-            "with k as (
-                 select id, case when left(name, 5) = 'xfn1:' then split_part(name, ':', 2) else '' end as key
-                 from learners)
-             select g.key, g.rows, l.id, l.document_hash, l.name
-             from (select key, count(*) as rows, min(id) as first from k group by key) g
+            "with v as (
+                 select l.id, left(l.name, 5) = 'xfl1:' as keyed,
+                        case when left(l.name, 5) = 'xfl1:' then k.wrapped else l.name end as v
+                 from learners l left join learner_keys k on k.learner_id = l.id),
+             u as (
+                 select id, keyed,
+                        case when left(v, 5) = 'xfn1:' then split_part(v, ':', 2) else '' end as key
+                 from v)
+             select g.key, g.keyed, g.rows, l.id, l.document_hash, l.name, k.wrapped
+             from (select key, keyed, count(*) as rows, min(id) as first from u group by key, keyed) g
              join learners l on l.id = g.first
-             order by g.key",
+             left join learner_keys k on k.learner_id = l.id
+             order by g.key, g.keyed",
         )
         .fetch_all(&self.pool)
         .await
@@ -58,9 +71,11 @@ impl NameStore for PgStore {
         rows.iter()
             .map(|row| {
                 let key: String = row.col("key")?;
+                let keyed: bool = row.col("keyed")?;
                 let rows: i64 = row.col("rows")?;
                 Ok(KeyUse {
                     key: (!key.is_empty()).then_some(key),
+                    keyed,
                     rows: u64::try_from(rows).unwrap_or_default(),
                     sample: stored(row)?,
                 })
@@ -77,5 +92,42 @@ impl NameStore for PgStore {
             .await
             .map_err(db)?;
         Ok(done.rows_affected() == 1)
+    }
+
+    async fn key_learner(&self, learner: &LearnerId, expected: &str, wrapped: &str, name: &str) -> Result<bool> {
+        // One statement: the name is replaced only over the value read, and
+        // the key written only with it.
+        let done = sqlx::query(
+            "with n as (update learners set name = $3 where id = $1 and name = $2 returning id)
+             insert into learner_keys (learner_id, wrapped) select id, $4 from n
+             on conflict (learner_id) do update set wrapped = excluded.wrapped",
+        )
+        .bind(learner.as_str())
+        .bind(expected)
+        .bind(name)
+        .bind(wrapped)
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn replace_learner_key(&self, learner: &LearnerId, expected: &str, wrapped: &str) -> Result<bool> {
+        let done = sqlx::query("update learner_keys set wrapped = $3 where learner_id = $1 and wrapped = $2")
+            .bind(learner.as_str())
+            .bind(expected)
+            .bind(wrapped)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn learner_key(&self, learner: &LearnerId) -> Result<Option<String>> {
+        sqlx::query_scalar("select wrapped from learner_keys where learner_id = $1")
+            .bind(learner.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)
     }
 }

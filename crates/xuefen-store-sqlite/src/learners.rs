@@ -14,7 +14,7 @@ impl LearnerStore for SqliteStore {
         let row = learner.record(self.chains);
         // Insert-or-find: the unique document hash decides, so two sites
         // registering the same person concurrently reach the same learner.
-        // The learner and their secret are written together.
+        // The learner, their secret and their key are written together.
         let mut tx = self.pool.begin().await.map_err(db)?;
         let inserted: Option<String> = sqlx::query_scalar(&format!(
             "insert into learners ({LEARNER_INSERT_COLUMNS}) values (?1, ?2, ?3, ?4, ?5)
@@ -35,6 +35,14 @@ impl LearnerStore for SqliteStore {
                 .execute(&mut *tx)
                 .await
                 .map_err(db)?;
+            if let Some(wrapped) = &learner.wrapped_key {
+                sqlx::query("insert into learner_keys (learner_id, wrapped) values (?1, ?2)")
+                    .bind(learner.candidate.as_str())
+                    .bind(wrapped)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db)?;
+            }
             tx.commit().await.map_err(db)?;
             return Ok((learner.candidate.clone(), Written::Created));
         }

@@ -148,6 +148,7 @@ async fn a_failed_batch_leaves_its_connection_usable() {
         document_hash: [1; 32],
         name: "Wang Fang".into(),
         secret: [7; 32],
+        wrapped_key: None,
     };
     let (learner, _) = store.register_learner(&person).await.expect("learner");
     // Fail the batch after its entries are inserted, at the heads update.

@@ -17,7 +17,12 @@ pub struct NewLearner {
     pub document_kind: DocumentKind,
     /// HMAC-SHA256 of the document under the service's identity key.
     pub document_hash: [u8; 32],
+    /// The name as stored: sealed by the service (under `wrapped_key`'s
+    /// key when there is one; see [`crate::names`]).
     pub name: String,
+    /// The learner's own key, wrapped by the service's keys, if the name
+    /// is sealed under it: written with the learner, deleted by erasure.
+    pub wrapped_key: Option<String>,
     /// 32 random bytes, the learner's own secret if the person is new:
     /// version-2 entries name the learner by a commitment under it, and
     /// erasure destroys it.
@@ -49,7 +54,8 @@ pub trait LearnerStore: Send + Sync {
     /// commitment under their secret, nothing else of them), replaces the
     /// learner id kept beside each of their version-2 entries with a fresh
     /// random one and removes those entries' notes, and deletes their
-    /// secret, real name, document hash and account links. Every hash stays
+    /// secret, their key (so no copy of their sealed name opens any more),
+    /// real name, document hash and account links. Every hash stays
     /// as written, so the ledger still verifies. `NotFound` when no such
     /// learner is registered (never, or already erased).
     async fn erase_learner(&self, learner: &LearnerId, reason: &Reason, now: Millis) -> Result<Position>;

@@ -97,6 +97,7 @@ async fn a_page_of_100_deposits_with_proofs_on_a_large_ledger() {
                 document_hash: sha2_of(i),
                 name: "测试".into(),
                 secret: sha2_of(i),
+                wrapped_key: None,
             })
             .await
             .expect("learner");

@@ -209,6 +209,7 @@ fn new_learner(i: u8, document: u8) -> NewLearner {
         document_hash: [document; 32],
         name: format!("学员 {i}"),
         secret: [i.wrapping_add(0x80); 32],
+        wrapped_key: None,
     }
 }
 

@@ -151,6 +151,7 @@ async fn build(store: &dyn Store, links: &[(usize, usize)], events: &[Event]) ->
             document_hash: [l as u8 + 1; 32],
             name: format!("learner {l}"),
             secret: [l as u8; 32],
+            wrapped_key: None,
         };
         store.register_learner(&new).await.expect("learner");
     }

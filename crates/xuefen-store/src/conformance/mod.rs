@@ -192,6 +192,7 @@ macro_rules! conformance_scenarios {
             log_indexes_are_those_of_the_segments_and_only_of_sealed_entries,
             sealed_names_are_checked_resealed_and_old_keys_dropped,
             a_name_is_replaced_only_over_the_value_read,
+            erasure_deletes_the_learner_key_so_a_saved_sealed_name_stays_shut,
             credited_once_reads_see_reversals_year_bounds_and_resent_completions,
         );
         $crate::__conformance_apply!($callback $backend
@@ -321,6 +322,7 @@ pub fn person(n: u8) -> NewLearner {
         document_hash: [n; 32],
         name: format!("Learner {n}"),
         secret: [n.wrapping_add(0x80); 32],
+        wrapped_key: None,
     }
 }
 

@@ -313,9 +313,21 @@ impl TestApp {
     pub(crate) async fn raw_database_bytes(&self) -> Vec<u8> {
         match &self.db {
             Db::Sqlite(_, path) => {
-                let mut bytes = std::fs::read(path).expect("read the database file");
+                // Read by another process: closing a descriptor of the file
+                // in this one would drop every POSIX lock this process
+                // holds on it, SQLite's included, and another process could
+                // then truncate the `-shm` file the pool has mapped (SIGBUS).
+                let read = |file: String| {
+                    let out = std::process::Command::new("cat")
+                        .arg(&file)
+                        .stderr(std::process::Stdio::null())
+                        .output()
+                        .expect("run cat");
+                    out.status.success().then_some(out.stdout)
+                };
+                let mut bytes = read(path.display().to_string()).expect("read the database file");
                 for suffix in ["-wal", "-shm"] {
-                    if let Ok(more) = std::fs::read(format!("{}{suffix}", path.display())) {
+                    if let Some(more) = read(format!("{}{suffix}", path.display())) {
                         bytes.extend(more);
                     }
                 }

@@ -250,10 +250,11 @@ async fn erasure_keeps_the_ledger_valid_and_leaves_nothing_personal_in_the_datab
     let bytes = app.raw_database_bytes().await;
     let holds = |needle: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
     // Names are sealed at rest (tests/api/sealed_names.rs): the other
-    // learner's is there sealed, nobody's in clear.
+    // learner's is there sealed under their key, itself wrapped; nobody's
+    // in clear.
     assert!(
-        holds(b"xfn1:k0:"),
-        "the other learner's sealed name is still there (the check can fail)"
+        holds(b"xfl1:") && holds(b"xfn1:k0:"),
+        "the other learner's sealed name and wrapped key are still there (the check can fail)"
     );
     assert!(!holds("测试".as_bytes()), "a name lies in clear");
     assert!(holds(other.as_bytes()), "the other learner's id is still there");

@@ -1,9 +1,10 @@
 //! Learners' names sealed at rest (crates/xuefen-core/src/names.rs), over
 //! HTTP on both backends: the raw database bytes (the SQLite file and its
 //! WAL, a `pg_dump`) hold neither a registered name nor a document number,
-//! every stored name is sealed under the service's key, the service still
-//! matches real-name data and reads names back, and erasure removes the
-//! sealed value while `xuefen verify` still passes.
+//! every stored name is sealed under the learner's own key (kept wrapped by
+//! the service's key), the service still matches real-name data and reads
+//! names back, and erasure removes the sealed value and the learner's key
+//! while `xuefen verify` still passes.
 
 use reqwest::{Method, StatusCode};
 use serde_json::json;
@@ -53,15 +54,24 @@ async fn names_and_document_numbers_are_not_in_the_database_bytes(app: TestApp) 
             .await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
     }
-    // Every stored name is sealed under the default key (derived from the
-    // identity key), each under its own nonce.
+    // Every stored name is sealed under the learner's own key, and each
+    // key is wrapped by the default service key (derived from the identity
+    // key), each under its own nonce.
     assert_eq!(app.scalar("select count(*) from learners").await, 2);
     assert_eq!(
-        app.scalar("select count(*) from learners where substr(name, 1, 8) = 'xfn1:k0:'")
+        app.scalar("select count(*) from learners where substr(name, 1, 5) = 'xfl1:'")
             .await,
         2
     );
     assert_eq!(app.scalar("select count(distinct name) from learners").await, 2);
+    assert_eq!(
+        app.scalar(
+            "select count(*) from learner_keys k join learners l on l.id = k.learner_id
+              where substr(k.wrapped, 1, 8) = 'xfn1:k0:'"
+        )
+        .await,
+        2
+    );
 
     let raw = app.raw_database_bytes().await;
     let holds = |needle: &str| raw.windows(needle.len()).any(|w| w == needle.as_bytes());
@@ -79,15 +89,21 @@ async fn names_and_document_numbers_are_not_in_the_database_bytes(app: TestApp) 
         assert!(!holds(given), "a part of a name ({given}) lies in the database");
     }
 
-    // Erasure: the sealed value goes with the row; the ledger still verifies.
+    // Erasure: the sealed name and the learner's wrapped key go with the
+    // rows; the ledger still verifies.
     let sealed_values = |bytes: &[u8]| -> std::collections::BTreeSet<String> {
         let text = String::from_utf8_lossy(bytes).into_owned();
-        text.match_indices("xfn1:k0:")
-            .map(|(i, _)| text[i..].chars().take(40).collect())
+        ["xfn1:k0:", "xfl1:"]
+            .iter()
+            .flat_map(|prefix| {
+                text.match_indices(prefix)
+                    .map(|(i, _)| text[i..].chars().take(40).collect::<String>())
+                    .collect::<Vec<_>>()
+            })
             .collect()
     };
     let before = sealed_values(&raw);
-    assert_eq!(before.len(), 2, "{before:?}");
+    assert_eq!(before.len(), 4, "two names and two wrapped keys: {before:?}");
     let (status, body) = app
         .call(
             Method::DELETE,
@@ -98,12 +114,17 @@ async fn names_and_document_numbers_are_not_in_the_database_bytes(app: TestApp) 
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(app.scalar("select count(*) from learners").await, 1);
+    assert_eq!(app.scalar("select count(*) from learner_keys").await, 1);
     let (code, out) = app.verify_cli().await;
     assert_eq!(code, 0, "xuefen verify after erasure: {out}");
     let after = app.raw_database_bytes().await;
     let after_text = String::from_utf8_lossy(&after).into_owned();
     let left = sealed_values(&after);
-    assert_eq!(left.len(), 1, "only the other learner's sealed name is left: {left:?}");
+    assert_eq!(
+        left.len(),
+        2,
+        "only the other learner's sealed name and wrapped key are left: {left:?}"
+    );
     assert!(left.is_subset(&before));
     for (name, _, _) in people {
         assert!(!after_text.contains(name), "{name} in clear after erasure");

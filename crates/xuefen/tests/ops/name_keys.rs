@@ -1,9 +1,11 @@
 //! Key rotation of sealed names with the real binary, on both backends:
 //! `name_keys` with a wrong, missing or malformed key stops `xuefen serve`
-//! at start with a message naming the key (exit 2, no panic); a name
-//! written in clear before sealing existed is sealed at start; `xuefen
-//! names reseal` moves every name to the first key, after which the old key
-//! can be dropped and the service still matches names.
+//! at start with a message naming the key (exit 2, no panic); every name
+//! is sealed under its learner's own key, wrapped by the service's key; a
+//! name written in clear before sealing existed is moved under a learner
+//! key at start; `xuefen names reseal` re-wraps every learner key under the
+//! first key, after which the old key can be dropped and the service still
+//! matches names.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Output, Stdio};
@@ -101,35 +103,44 @@ impl Place {
 
     /// The learners' stored names, as the database holds them.
     async fn stored_names(&self) -> Vec<String> {
+        self.texts("select name from learners order by id").await
+    }
+
+    /// The learners' wrapped keys, as the database holds them.
+    async fn stored_keys(&self) -> Vec<String> {
+        self.texts("select wrapped from learner_keys order by learner_id").await
+    }
+
+    async fn texts(&self, sql: &str) -> Vec<String> {
         if self.database_url.starts_with("sqlite:") {
             let pool = sqlx::SqlitePool::connect(&self.database_url).await.expect("open");
-            let names = sqlx::query_scalar("select name from learners order by id")
-                .fetch_all(&pool)
-                .await
-                .expect("names");
+            let names = sqlx::query_scalar(sql).fetch_all(&pool).await.expect("names");
             pool.close().await;
             names
         } else {
             let pool = sqlx::PgPool::connect(&self.database_url).await.expect("connect");
-            let names = sqlx::query_scalar("select name from learners order by id")
-                .fetch_all(&pool)
-                .await
-                .expect("names");
+            let names = sqlx::query_scalar(sql).fetch_all(&pool).await.expect("names");
             pool.close().await;
             names
         }
     }
 
-    /// Writes one learner's name in clear, as a service before sealing did.
+    /// Writes one learner's name in clear, with no learner key, as a
+    /// service before sealing did.
     async fn unseal_one(&self, name: &str) {
-        let sql = "update learners set name = $1 where id = (select min(id) from learners)";
+        let sqls = [
+            "delete from learner_keys where learner_id = (select min(id) from learners)",
+            "update learners set name = $1 where id = (select min(id) from learners)",
+        ];
         if self.database_url.starts_with("sqlite:") {
             let pool = sqlx::SqlitePool::connect(&self.database_url).await.expect("open");
-            sqlx::query(sql).bind(name).execute(&pool).await.expect("update");
+            sqlx::query(sqls[0]).execute(&pool).await.expect("delete");
+            sqlx::query(sqls[1]).bind(name).execute(&pool).await.expect("update");
             pool.close().await;
         } else {
             let pool = sqlx::PgPool::connect(&self.database_url).await.expect("connect");
-            sqlx::query(sql).bind(name).execute(&pool).await.expect("update");
+            sqlx::query(sqls[0]).execute(&pool).await.expect("delete");
+            sqlx::query(sqls[1]).bind(name).execute(&pool).await.expect("update");
             pool.close().await;
         }
     }
@@ -223,21 +234,30 @@ async fn rotation(backend: Backend) {
     server.stop();
     let stored = place.stored_names().await;
     assert_eq!(stored.len(), 3);
-    assert!(stored.iter().all(|n| n.starts_with("xfn1:k1:")), "{stored:?}");
+    assert!(stored.iter().all(|n| n.starts_with("xfl1:")), "{stored:?}");
+    let keys = place.stored_keys().await;
+    assert_eq!(keys.len(), 3);
+    assert!(keys.iter().all(|k| k.starts_with("xfn1:k1:")), "{keys:?}");
 
     // A name written in clear (before sealing existed) is sealed at start.
     place.unseal_one("复姓诸葛").await;
     let out = place.names(K1, "status");
     assert!(out.status.success(), "{}", text(&out));
     let status = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(status.contains("(clear)\t1") && status.contains("k1\t2"), "{status}");
+    assert!(
+        status.contains("(clear)\t1") && status.contains("k1\t2") && status.contains("1 of them not yet"),
+        "{status}"
+    );
     let server = place
         .serve(K1)
         .unwrap_or_else(|out| panic!("serve with k1: {}", text(&out)));
     server.stop();
     let stored = place.stored_names().await;
-    assert!(stored.iter().all(|n| n.starts_with("xfn1:k1:")), "{stored:?}");
+    assert!(stored.iter().all(|n| n.starts_with("xfl1:")), "{stored:?}");
     assert!(!stored.iter().any(|n| n.contains("诸葛")));
+    let keys = place.stored_keys().await;
+    assert_eq!(keys.len(), 3);
+    assert!(keys.iter().all(|k| k.starts_with("xfn1:k1:")), "{keys:?}");
 
     // Without k1, or with other bytes under its id, or malformed: no start.
     let out = place.serve(K2).err().expect("k2 alone cannot open k1's names");
@@ -255,11 +275,15 @@ async fn rotation(backend: Backend) {
     assert!(out.status.success(), "{}", text(&out));
     let said = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
-        said.contains("3 names read; 0 sealed from clear and 3 re-sealed under key k2"),
+        said.contains(
+            "3 names read; 0 sealed from clear, 0 moved under learner keys and 3 learner keys re-wrapped under key k2"
+        ),
         "{said}"
     );
-    let stored = place.stored_names().await;
-    assert!(stored.iter().all(|n| n.starts_with("xfn1:k2:")), "{stored:?}");
+    // The names stay as they were; only the learners' keys are re-wrapped.
+    assert_eq!(place.stored_names().await, stored);
+    let keys = place.stored_keys().await;
+    assert!(keys.iter().all(|k| k.starts_with("xfn1:k2:")), "{keys:?}");
     let out = place.names(K2, "status");
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "key\tnames\nk2\t3\n");
