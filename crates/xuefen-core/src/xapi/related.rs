@@ -2,9 +2,11 @@
 //! `related_agents=true` and `related_activities=true` (xAPI 1.0.3
 //! Communication 2.1.3): the agents of its actor, object, authority,
 //! `context.instructor` and `context.team` (an identified Group and each of
-//! a Group's members), and the activities of its object and of every
-//! `context.contextActivities` list — in the statement and in a
-//! SubStatement object. Run on a validated statement.
+//! a Group's members), of every 2.0.0 `context.contextAgents[].agent` and
+//! `context.contextGroups[].group` (IEEE 9274.1.1 §9.6.2.5/6), and the
+//! activities of its object and of every `context.contextActivities` list —
+//! in the statement and in a SubStatement object. Run on a validated
+//! statement.
 
 use serde_json::{Map, Value};
 
@@ -66,6 +68,13 @@ fn walk<'a>(
     if let Some(context) = get("context") {
         actor(context.get("instructor"), agents);
         actor(context.get("team"), agents);
+        for (list, member) in [("contextAgents", "agent"), ("contextGroups", "group")] {
+            if let Some(Value::Array(items)) = context.get(list) {
+                for item in items {
+                    actor(item.get(member), agents);
+                }
+            }
+        }
         if let Some(Value::Object(lists)) = context.get("contextActivities") {
             for list in lists.values() {
                 let items = match list {
@@ -151,6 +160,34 @@ mod tests {
                 "http://x.example/inner",
                 "http://x.example/inner-parent",
                 "http://x.example/g"
+            ]
+        );
+    }
+
+    #[test]
+    fn related_agents_reach_into_2_0_0_context_agents_and_context_groups() {
+        let s = serde_json::json!({
+            "actor": {"mbox": "mailto:learner@example.com"},
+            "verb": {"id": "http://adlnet.gov/expapi/verbs/attended"},
+            "object": {"id": "http://x.example/a"},
+            "context": {
+                "contextAgents": [{"objectType": "contextAgent",
+                                   "agent": {"mbox": "mailto:Coach@example.com"},
+                                   "relevantTypes": ["http://x.example/coach"]}],
+                "contextGroups": [{"objectType": "contextGroup",
+                                   "group": {"objectType": "Group",
+                                             "account": {"homePage": "http://h.example", "name": "cohort-1"},
+                                             "member": [{"openid": "http://openid.example/peer"}]}}]
+            }
+        });
+        let (agents, _) = related(&s);
+        assert_eq!(
+            agents,
+            vec![
+                "mbox|mailto:learner@example.com",
+                "mbox|mailto:coach@example.com",
+                "account|http://h.example|cohort-1",
+                "openid|http://openid.example/peer"
             ]
         );
     }

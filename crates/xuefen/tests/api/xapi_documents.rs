@@ -568,6 +568,40 @@ async fn xapi_related_agents_and_related_activities_widen_the_query(app: TestApp
         ids(format!("activity={course}&related_activities=true")).await,
         vec![id.to_owned()]
     );
+
+    // At 2.0.0 the agents of `contextAgents` and the groups (and members) of
+    // `contextGroups` are related agents too.
+    let id2 = "6a9c3a1e-5b7d-4c2a-9e8f-000000000003";
+    let r = call(
+        &app,
+        &lrs,
+        Method::POST,
+        "/xapi/statements",
+        "2.0.0",
+        &[],
+        Some((
+            "application/json",
+            json!({"id": id2, "actor": {"mbox": "mailto:b@example.com"},
+            "verb": {"id": "http://adlnet.gov/expapi/verbs/attended"}, "object": {"id": "http://x.example/lesson-2"},
+            "context": {"contextAgents": [{"objectType": "contextAgent", "agent": {"mbox": "mailto:coach@example.com"}}],
+                        "contextGroups": [{"objectType": "contextGroup", "group": {"objectType": "Group",
+                            "member": [{"mbox": "mailto:peer@example.com"}]}}]}})
+            .to_string(),
+        )),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    for agent in [
+        r#"{"mbox":"mailto:coach@example.com"}"#,
+        r#"{"mbox":"mailto:peer@example.com"}"#,
+    ] {
+        let agent = enc(agent);
+        assert!(ids(format!("agent={agent}")).await.is_empty());
+        assert_eq!(
+            ids(format!("agent={agent}&related_agents=true")).await,
+            vec![id2.to_owned()]
+        );
+    }
 }
 
 async fn xapi_format_ids_and_canonical_follow_accept_language(app: TestApp) {
