@@ -140,4 +140,57 @@ pub trait XapiStore: Send + Sync {
     /// carrying one of the ids, in no particular order): a request checks
     /// them before it writes, so that a POST is refused whole.
     async fn entries_by_events(&self, site: &SiteId, ids: &[EventId]) -> Result<Vec<Entry>>;
+    /// Up to `limit` statements of every site still to be re-indexed for
+    /// their related agents (`xapi_related_backfill`), in (site, id) order,
+    /// each with its stored body (`None` when the statement has been
+    /// deleted since it was listed).
+    async fn related_backfill_page(&self, limit: u32) -> Result<Vec<PendingReindex>>;
+    /// In one transaction: adds the (kind, value) `rows` to the statement's
+    /// related rows if the statement is still stored, and takes it off the
+    /// re-indexing list.
+    async fn finish_related_backfill(&self, site: &SiteId, id: &str, rows: &[(&'static str, String)]) -> Result<()>;
+}
+
+/// A statement listed for re-indexing ([`XapiStore::related_backfill_page`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingReindex {
+    pub site: SiteId,
+    pub id: String,
+    pub body: Option<String>,
+}
+
+/// Re-indexes, `page` at a time, the statements stored before a release
+/// that counted the 2.0.0 context agents and groups among a statement's
+/// related agents (migration 0015 lists them): each gets every related row
+/// [`xuefen_core::xapi::related::related`] finds in its stored body, and
+/// leaves the list. The service runs it when it starts, before it serves;
+/// a run after the list is empty reads one empty page. Answers how many
+/// statements left the list.
+pub async fn backfill_related<S: XapiStore + ?Sized>(store: &S, page: u32) -> Result<u64> {
+    let mut done = 0;
+    loop {
+        let pending = store.related_backfill_page(page.max(1)).await?;
+        if pending.is_empty() {
+            return Ok(done);
+        }
+        for p in pending {
+            let rows = p.body.as_deref().map(related_rows_of_body).unwrap_or_default();
+            store.finish_related_backfill(&p.site, &p.id, &rows).await?;
+            done += 1;
+        }
+    }
+}
+
+/// The (kind, value) related rows of a stored statement body: every agent
+/// and activity it relates to (the actor's and the object's as well, which
+/// the query also matches in the statement's own columns). A body that does
+/// not parse (none does: bodies are stored after validation) relates to
+/// nothing.
+fn related_rows_of_body(body: &str) -> Vec<(&'static str, String)> {
+    let Ok(statement) = serde_json::from_str::<serde_json::Value>(body) else {
+        return Vec::new();
+    };
+    let (agents, activities) = xuefen_core::xapi::related::related(&statement);
+    let agents = agents.into_iter().map(|a| ("agent", a));
+    agents.chain(activities.into_iter().map(|a| ("activity", a))).collect()
 }

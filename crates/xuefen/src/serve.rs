@@ -22,6 +22,15 @@ pub(crate) async fn run(args: &Settings) -> anyhow::Result<ExitCode> {
     let name_keys = names::name_keys(args, &key)?;
     let store = open_store(args, true).await?;
     names::check_at_start(&*store, &name_keys).await?;
+    let reindexed = xuefen_store::xapi::backfill_related(&*store, 500)
+        .await
+        .context("re-indexing xAPI statements for their related agents")?;
+    if reindexed > 0 {
+        tracing::info!(
+            reindexed,
+            "xAPI statements re-indexed for their 2.0.0 context agents and groups"
+        );
+    }
     if !store.admin_key_exists().await? {
         let (key, secret) = xuefen_api::auth::mint(Principal::Admin);
         store.create_key(&key).await?;

@@ -240,7 +240,7 @@ async fn erase_on_site(
     Ok(())
 }
 
-/// Deletes statements and their related rows; collects the attachments
+/// Deletes statements and then their related rows; collects the attachments
 /// they declared; answers how many were deleted.
 async fn delete_statements(
     conn: &mut PgConnection,
@@ -251,12 +251,6 @@ async fn delete_statements(
     if ids.is_empty() {
         return Ok(0);
     }
-    sqlx::query("delete from xapi_statement_related where site_id = $1 and statement_id = any($2)")
-        .bind(site)
-        .bind(ids)
-        .execute(&mut *conn)
-        .await
-        .map_err(db)?;
     let bodies: Vec<String> =
         sqlx::query_scalar("delete from xapi_statements where site_id = $1 and statement_id = any($2) returning body")
             .bind(site)
@@ -264,6 +258,15 @@ async fn delete_statements(
             .fetch_all(&mut *conn)
             .await
             .map_err(db)?;
+    // The related rows after the statements: a re-indexing that holds a
+    // statement's row (`finish_related_backfill`) has committed its rows by
+    // the time this delete reads them.
+    sqlx::query("delete from xapi_statement_related where site_id = $1 and statement_id = any($2)")
+        .bind(site)
+        .bind(ids)
+        .execute(&mut *conn)
+        .await
+        .map_err(db)?;
     for body in &bodies {
         attachments.extend(attachment_hashes(body));
     }

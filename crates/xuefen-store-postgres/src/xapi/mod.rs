@@ -6,7 +6,7 @@ use sqlx::postgres::PgRow;
 use sqlx::{Postgres, QueryBuilder};
 use xuefen_core::entry::Entry;
 use xuefen_core::ids::{CourseCode, EventId, LocalAccount, SiteId};
-use xuefen_store::xapi::{NewStatement, StatementQuery, StatementRow, XapiStore};
+use xuefen_store::xapi::{NewStatement, PendingReindex, StatementQuery, StatementRow, XapiStore};
 use xuefen_store::xapi_documents::created_objects;
 use xuefen_store::{ConflictKind, Result, StoreError, Written};
 
@@ -363,5 +363,65 @@ impl XapiStore for PgStore {
             .map_err(db)?;
         tx.commit().await.map_err(db)?;
         Ok(entries)
+    }
+
+    async fn related_backfill_page(&self, limit: u32) -> Result<Vec<PendingReindex>> {
+        let rows: Vec<(String, String, Option<String>)> = sqlx::query_as(
+            "select b.site_id, b.statement_id, s.body from xapi_related_backfill b
+               left join xapi_statements s on s.site_id = b.site_id and s.statement_id = b.statement_id
+              order by b.site_id, b.statement_id limit $1",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.into_iter()
+            .map(|(site, id, body)| {
+                Ok(PendingReindex {
+                    site: SiteId::parse(site.clone()).map_err(|e| StoreError::Corrupt {
+                        at: format!("xapi_related_backfill {site}"),
+                        detail: e.to_string(),
+                    })?,
+                    id,
+                    body,
+                })
+            })
+            .collect()
+    }
+
+    async fn finish_related_backfill(&self, site: &SiteId, id: &str, rows: &[(&'static str, String)]) -> Result<()> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        // The statement's row locked first: an erasure deleting it waits for
+        // this transaction, or has already deleted it and nothing is added.
+        let stored: Option<i32> =
+            sqlx::query_scalar("select 1 from xapi_statements where site_id = $1 and statement_id = $2 for update")
+                .bind(site.as_str())
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db)?;
+        if stored.is_some() && !rows.is_empty() {
+            let kinds: Vec<&str> = rows.iter().map(|(k, _)| *k).collect();
+            let values: Vec<&str> = rows.iter().map(|(_, v)| v.as_str()).collect();
+            sqlx::query(
+                "insert into xapi_statement_related (site_id, statement_id, kind, value)
+                 select $1, $2, i.kind, i.value from unnest($3::text[], $4::text[]) as i(kind, value)
+                 on conflict do nothing",
+            )
+            .bind(site.as_str())
+            .bind(id)
+            .bind(&kinds)
+            .bind(&values)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        }
+        sqlx::query("delete from xapi_related_backfill where site_id = $1 and statement_id = $2")
+            .bind(site.as_str())
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)
     }
 }

@@ -7,7 +7,7 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 use xuefen_core::entry::Entry;
 use xuefen_core::ids::{CourseCode, EventId, LocalAccount, SiteId};
-use xuefen_store::xapi::{NewStatement, StatementQuery, StatementRow, XapiStore};
+use xuefen_store::xapi::{NewStatement, PendingReindex, StatementQuery, StatementRow, XapiStore};
 use xuefen_store::xapi_documents::created_objects;
 use xuefen_store::{ConflictKind, Result, StoreError, Written};
 
@@ -382,5 +382,57 @@ impl XapiStore for SqliteStore {
         let keys: Vec<(SiteId, EventId)> = ids.iter().map(|id| (site.clone(), id.clone())).collect();
         let mut conn = self.pool.acquire().await.map_err(db)?;
         crate::ledger::lookups::entries_by_keys(&mut conn, &keys).await
+    }
+
+    async fn related_backfill_page(&self, limit: u32) -> Result<Vec<PendingReindex>> {
+        let rows = sqlx::query(
+            "select b.site_id, b.statement_id, s.body from xapi_related_backfill b
+               left join xapi_statements s on s.site_id = b.site_id and s.statement_id = b.statement_id
+              order by b.site_id, b.statement_id limit ?1",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter()
+            .map(|row| {
+                let site: String = row.try_get("site_id").map_err(db)?;
+                Ok(PendingReindex {
+                    site: SiteId::parse(site.clone()).map_err(|e| StoreError::Corrupt {
+                        at: format!("xapi_related_backfill {site}"),
+                        detail: e.to_string(),
+                    })?,
+                    id: row.try_get("statement_id").map_err(db)?,
+                    body: row.try_get("body").map_err(db)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn finish_related_backfill(&self, site: &SiteId, id: &str, rows: &[(&'static str, String)]) -> Result<()> {
+        // The write lock first: an erasure cannot delete the statement
+        // between the check and the insert.
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
+        for (kind, value) in rows {
+            sqlx::query(
+                "insert or ignore into xapi_statement_related (site_id, statement_id, kind, value)
+                 select ?1, ?2, ?3, ?4 where exists
+                   (select 1 from xapi_statements where site_id = ?1 and statement_id = ?2)",
+            )
+            .bind(site.as_str())
+            .bind(id)
+            .bind(*kind)
+            .bind(value)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        }
+        sqlx::query("delete from xapi_related_backfill where site_id = ?1 and statement_id = ?2")
+            .bind(site.as_str())
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)
     }
 }

@@ -173,6 +173,7 @@ macro_rules! conformance_scenarios {
             xapi_documents_are_each_sites_own_and_outside_the_ledger,
             xapi_activity_objects_unite_the_statements_about_them,
             xapi_related_agents_and_activities_match_beyond_actor_and_object,
+            migrating_statements_from_0014_reindexes_their_context_agents_once,
             xapi_statements_fold_their_activity_objects_in_their_transaction,
         );
         $crate::__conformance_apply!($callback $backend

@@ -92,3 +92,87 @@ pub async fn xapi_related_agents_and_activities_match_beyond_actor_and_object<B:
         "a re-send writes nothing, its related rows neither"
     );
 }
+
+/// Migration 0015 over statements stored by a release that did not count
+/// the 2.0.0 context agents and groups as related agents: it lists the
+/// statements that name either, and [`crate::xapi::backfill_related`]
+/// gives each its related rows once; a statement without them is left out.
+pub async fn migrating_statements_from_0014_reindexes_their_context_agents_once<B: Backend>(_fresh: &B) {
+    let db = B::fresh_at_version(14).await;
+    let store = db.store();
+    store.create_site(&site(site_id()), &act("joined")).await.expect("site");
+    let with_context = "00000000-0000-4000-8000-0000000000c1";
+    let without = "00000000-0000-4000-8000-0000000000c2";
+    let statement = |id: &str, context: &str| crate::NewStatement {
+        id: id.into(),
+        json: format!(
+            r#"{{"id":"{id}","actor":{{"mbox":"mailto:actor@example.com"}},"verb":{{"id":"http://adlnet.gov/expapi/verbs/attended"}},"object":{{"id":"http://x.example/object"}}{context}}}"#
+        ),
+        fingerprint: format!("f-{id}"),
+        verb: "http://adlnet.gov/expapi/verbs/attended".into(),
+        activity: Some("http://x.example/object".into()),
+        agent: Some("mbox|mailto:actor@example.com".into()),
+        registration: None,
+        voids: None,
+        stored: NOW,
+        // As the older release indexed them: the actor and the object only.
+        related_agents: vec!["mbox|mailto:actor@example.com".into()],
+        related_activities: vec!["http://x.example/object".into()],
+    };
+    let context = r#","context":{"contextAgents":[{"objectType":"contextAgent","agent":{"mbox":"mailto:Coach@example.com"}}],"contextGroups":[{"objectType":"contextGroup","group":{"objectType":"Group","member":[{"mbox":"mailto:peer@example.com"}]}}]}"#;
+    store
+        .insert_statements(&site_id(), &[statement(with_context, context), statement(without, "")])
+        .await
+        .expect("statements under 0014");
+    let related = |agent: &'static str| {
+        let store = store.clone();
+        async move {
+            store
+                .query_statements(
+                    &site_id(),
+                    &StatementQuery {
+                        agent: Some(agent.to_owned()),
+                        related_agents: true,
+                        limit: 10,
+                        ..Default::default()
+                    },
+                )
+                .await
+                .expect("query")
+                .into_iter()
+                .map(|r| r.id)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert!(related("mbox|mailto:coach@example.com").await.is_empty());
+
+    db.migrate().await;
+    store.ready().await.expect("schema is current");
+    let listed = db
+        .query_i64("select count(*) from xapi_related_backfill")
+        .await
+        .expect("listed");
+    assert_eq!(listed, 1, "only the statement naming context agents is listed");
+    assert_eq!(crate::xapi::backfill_related(&*store, 1).await.expect("backfill"), 1);
+    for agent in ["mbox|mailto:coach@example.com", "mbox|mailto:peer@example.com"] {
+        assert_eq!(related(agent).await, vec![with_context.to_owned()], "{agent}");
+    }
+    let mut both = related("mbox|mailto:actor@example.com").await;
+    both.sort();
+    assert_eq!(
+        both,
+        vec![with_context.to_owned(), without.to_owned()],
+        "the actor still matches both"
+    );
+    assert_eq!(
+        db.query_i64("select count(*) from xapi_related_backfill")
+            .await
+            .expect("left"),
+        0
+    );
+    assert_eq!(
+        crate::xapi::backfill_related(&*store, 1).await.expect("again"),
+        0,
+        "a second run finds nothing to do"
+    );
+}
