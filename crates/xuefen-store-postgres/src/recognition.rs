@@ -15,7 +15,8 @@ use xuefen_store::recognition::{
 };
 use xuefen_store::{Group, RecognitionStore, Result, Written};
 
-use crate::ledger::ingest::{insert_entries, learner_secrets, lock_heads, update_heads};
+use crate::ledger::ingest::heads::{learner_secrets, lock_heads};
+use crate::ledger::ingest::write::{insert_entries, update_heads};
 use crate::rows::entry_record;
 use crate::{Col, PgStore, db};
 

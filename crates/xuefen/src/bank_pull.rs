@@ -148,6 +148,8 @@ pub(crate) async fn pull(args: PullArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// Pulls, verifies and acknowledges pages until the feed is drained (or
+/// forever, with `--follow`), saving the state after each page.
 async fn run(
     client: &Client,
     args: &PullArgs,
@@ -163,24 +165,7 @@ async fn run(
             .await?;
         let items = page["deposits"].as_array().cloned().unwrap_or_default();
         let next_cursor = field(&page, "next_cursor")?.to_owned();
-        let last = state
-            .checkpoint
-            .as_ref()
-            .map(SavedCheckpoint::to_checkpoint)
-            .transpose()?;
-        let verified = match page["checkpoint"].as_str() {
-            Some(note) => {
-                let cp = verify_checkpoint(client, key, note, last.as_ref()).await?;
-                if let Some(q) = quorum {
-                    q.check(note)?;
-                }
-                Some(cp)
-            }
-            None if last.is_some() => {
-                return Err(Untrusted("the log has no checkpoint any more (rolled back)".into()).into());
-            }
-            None => None,
-        };
+        let verified = page_checkpoint(client, key, quorum, &page, state).await?;
         if items.is_empty() {
             if let Some(cp) = &verified {
                 state.checkpoint = Some(SavedCheckpoint::from_checkpoint(cp));
@@ -200,35 +185,11 @@ async fn run(
         let Some(cp) = verified else {
             return Err(Untrusted("a page of deposits without a checkpoint".into()).into());
         };
-        for d in &items {
-            let number = d["log_index"].as_u64().unwrap_or(0);
-            let described = format!(
-                "deposit at log index {number} (entry {}:{}, site {}, event {})",
-                d["position"]["chain"], d["position"]["seq"], d["site_id"], d["event_id"]
-            );
-            verify_deposit(d, &cp).with_context(|| described.clone())?;
-        }
-        // Every deposit of the page verified: decide them (or take the
-        // decisions saved before a kill), save, then post.
-        let (decisions, acks) = decide_page(policy, &items, state).await?;
-        state.pending = Some(PendingPage {
-            after: state.cursor.clone(),
-            decisions: decisions.clone(),
-        });
-        save_state(&args.state, state)?;
-        let out = client.post("/v1/deposits/acks", &json!({"acks": acks})).await?;
-        let results = out["results"].as_array().cloned().unwrap_or_default();
-        if results.len() != items.len() {
-            bail!(
-                "the service answered {} results for {} acknowledgements",
-                results.len(),
-                items.len()
-            );
-        }
-        recorded += out["recorded"].as_u64().unwrap_or(0);
-        duplicate += out["duplicate"].as_u64().unwrap_or(0);
-        elsewhere += file_results(&items, &acks, &results, &decisions, state)?;
-        state.pending = None;
+        verify_page(&items, &cp)?;
+        let counts = acknowledge_page(client, args, policy, &items, state).await?;
+        recorded += counts.recorded;
+        duplicate += counts.duplicate;
+        elsewhere += counts.elsewhere;
         // Saved only after the acknowledgements committed: a crash before
         // this line replays the page, which the service answers as duplicates.
         state.checkpoint = Some(SavedCheckpoint::from_checkpoint(&cp));
@@ -249,6 +210,97 @@ async fn run(
         state.cursor
     );
     Ok(())
+}
+
+/// The checkpoint a page carries, verified against the pinned key and the
+/// last verified checkpoint (and the witnesses' quorum, if any). A page
+/// without one is refused once a checkpoint was verified: the log was
+/// rolled back.
+async fn page_checkpoint(
+    client: &Client,
+    key: &VerifyingKey,
+    quorum: Option<&Quorum>,
+    page: &Value,
+    state: &PullState,
+) -> anyhow::Result<Option<LogCheckpoint>> {
+    let last = state
+        .checkpoint
+        .as_ref()
+        .map(SavedCheckpoint::to_checkpoint)
+        .transpose()?;
+    let verified = match page["checkpoint"].as_str() {
+        Some(note) => {
+            let cp = verify_checkpoint(client, key, note, last.as_ref()).await?;
+            if let Some(q) = quorum {
+                q.check(note)?;
+            }
+            Some(cp)
+        }
+        None if last.is_some() => {
+            return Err(Untrusted("the log has no checkpoint any more (rolled back)".into()).into());
+        }
+        None => None,
+    };
+    Ok(verified)
+}
+
+/// Verifies every deposit of a page against its checkpoint, naming the
+/// first that fails.
+fn verify_page(items: &[Value], cp: &LogCheckpoint) -> anyhow::Result<()> {
+    for d in items {
+        let number = d["log_index"].as_u64().unwrap_or(0);
+        let described = format!(
+            "deposit at log index {number} (entry {}:{}, site {}, event {})",
+            d["position"]["chain"], d["position"]["seq"], d["site_id"], d["event_id"]
+        );
+        verify_deposit(d, cp).with_context(|| described.clone())?;
+    }
+    Ok(())
+}
+
+/// What the service answered to the acknowledgements of one page.
+struct PageCounts {
+    recorded: u64,
+    duplicate: u64,
+    elsewhere: u64,
+}
+
+/// Acknowledges a page whose deposits all verified: decides them (or takes
+/// the decisions saved before a kill), saves the decisions as pending, posts
+/// them and files the service's answers into the state.
+async fn acknowledge_page(
+    client: &Client,
+    args: &PullArgs,
+    policy: &Policy,
+    items: &[Value],
+    state: &mut PullState,
+) -> anyhow::Result<PageCounts> {
+    // Every deposit of the page verified: decide them (or take the
+    // decisions saved before a kill), save, then post.
+    let (decisions, acks) = decide_page(policy, items, state).await?;
+    state.pending = Some(PendingPage {
+        after: state.cursor.clone(),
+        decisions: decisions.clone(),
+    });
+    save_state(&args.state, state)?;
+    let out = client.post("/v1/deposits/acks", &json!({"acks": acks})).await?;
+    let results = out["results"].as_array().cloned().unwrap_or_default();
+    if results.len() != items.len() {
+        bail!(
+            "the service answered {} results for {} acknowledgements",
+            results.len(),
+            items.len()
+        );
+    }
+    let recorded = out["recorded"].as_u64().unwrap_or(0);
+    let duplicate = out["duplicate"].as_u64().unwrap_or(0);
+    let elsewhere = file_results(items, &acks, &results, &decisions, state)?;
+    state.pending = None;
+    Ok(PageCounts {
+        recorded,
+        duplicate,
+        elsewhere,
+    })
 }
 
 /// The decisions of a page whose deposits all verified: those saved before

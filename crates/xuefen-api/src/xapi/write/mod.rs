@@ -1,34 +1,34 @@
 //! Writing statements: `PUT` one under its id, `POST` one or many; the
-//! ledger events they mean go to the group committer first.
+//! ledger events they mean go to the group committer first. Reading a
+//! request's body and its attachment parts is in `attachments`; the ledger
+//! side of a request (its events, checked against the ledger and
+//! submitted) in `ledger`.
 
 use super::auth::XapiSite;
 use super::auth::authority;
 use super::auth::home_page;
 use super::bad;
 use super::bad_request;
-use super::documents;
 use super::headers::version_of;
 use super::read::get_statements;
 use super::read::query_pairs;
 use crate::AppState;
-use crate::body::read_body;
 use crate::problem::{ApiError, ApiResult, Problem};
 use crate::problem_code::ProblemCode;
 use crate::wire::now;
+use attachments::{check_attachments, statement_body};
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use ledger::{check_ledger, ledger_entries, ledger_events, submit};
 use serde_json::value::RawValue;
-use sha1::Digest as _;
 use std::collections::{HashMap, HashSet};
-use xuefen_core::amount::Score;
-use xuefen_core::entry::Entry;
-use xuefen_core::event::{Completion, Event, EventBody, LearnerRef, Reason, Revocation};
-use xuefen_core::ids::{CourseCode, EventId, LocalAccount, SiteId};
-use xuefen_core::limits::SCORE_MAX_CENTS;
-use xuefen_core::plan::Outcome;
-use xuefen_core::xapi::{self as core, Ifi, Prepared, StatementError, Version};
+use xuefen_core::ids::SiteId;
+use xuefen_core::xapi::{self as core, Prepared, StatementError, Version};
 use xuefen_store::{NewStatement, StoreError, Written};
+
+mod attachments;
+mod ledger;
 
 /// Stores one statement under `statementId`. 204 when stored, and for an
 /// identical re-send (which writes nothing); 409 when another statement is
@@ -138,58 +138,6 @@ pub(crate) async fn post_statements(
     let ids = write_statements(&state, &site, &version, &items, None).await?;
     tracing::info!(site.id = %site, statements = ids.len(), "xAPI statements posted");
     Ok(axum::Json(ids.into_iter().map(|(id, _)| id).collect::<Vec<String>>()).into_response())
-}
-
-/// The statements' JSON of a request, and its attachment parts: the body
-/// itself for `application/json`, the first part and the others for
-/// `multipart/mixed` (each part's hash checked). Other multipart types are
-/// refused.
-pub(super) async fn statement_body(
-    state: &AppState,
-    headers: &HeaderMap,
-    req: Request,
-) -> ApiResult<(Vec<u8>, Vec<core::attachments::Part>)> {
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    if !content_type.to_ascii_lowercase().starts_with("multipart/") {
-        return Ok((read_body(req, state).await?.to_vec(), Vec::new()));
-    }
-    let boundary = core::attachments::boundary(&content_type).ok_or_else(|| {
-        bad_request(
-            ProblemCode::MultipartTypeUnsupported,
-            "Content-Type",
-            "statements with attachments are multipart/mixed with a boundary",
-        )
-    })?;
-    let bytes = documents::read_document_body(req, state).await?;
-    core::attachments::parse(&bytes, &boundary).map_err(bad)
-}
-
-/// Checks the statements' attachments against the parts (every attachment
-/// without `fileUrl` has its part, every part its attachment, signatures
-/// are JWS of their statement), then stores the parts' bytes.
-pub(super) async fn check_attachments(
-    state: &AppState,
-    site: &SiteId,
-    items: &[&RawValue],
-    parts: &[core::attachments::Part],
-) -> ApiResult<()> {
-    if parts.is_empty() && !items.iter().any(|i| i.get().contains("\"attachments\"")) {
-        return Ok(());
-    }
-    let values: Vec<serde_json::Value> = items
-        .iter()
-        .map(|i| serde_json::from_str(i.get()))
-        .collect::<Result<_, _>>()
-        .map_err(|e| bad_request(ProblemCode::MalformedJson, "/", format!("the body is not JSON: {e}")))?;
-    core::attachments::check(&values, parts).map_err(bad)?;
-    // Stored first and by hash: a statement refused later leaves bytes no
-    // statement names, never a statement without its bytes.
-    state.store.put_attachments(site, parts).await?;
-    Ok(())
 }
 
 /// A fresh random UUID (version 4) for a statement sent without an id.
@@ -384,232 +332,9 @@ pub(super) async fn check_stored(
     Ok(())
 }
 
-/// The ledger entries, by event id, already under the request's statement
-/// ids and under the targets of its voiding statements (one read): what
-/// voiding reverses, and what the request must not contradict.
-pub(super) async fn ledger_entries(
-    state: &AppState,
-    site: &SiteId,
-    prepared: &[Prepared],
-) -> ApiResult<HashMap<EventId, Entry>> {
-    let ids: Vec<EventId> = prepared
-        .iter()
-        .flat_map(|p| std::iter::once(&p.id).chain(p.voids.as_ref()))
-        .filter_map(|id| EventId::parse(id.clone()).ok())
-        .collect();
-    let entries = state.store.entries_by_events(site, &ids).await?;
-    Ok(entries
-        .into_iter()
-        .filter(|e| e.body.kind.owns_key())
-        .map(|e| (e.body.event_id.clone(), e))
-        .collect())
-}
-
-/// The ledger events of the request: completions of linked learners on
-/// courses with an activity IRI, and revocations of credited statements
-/// that a statement voids.
-pub(super) async fn ledger_events(
-    state: &AppState,
-    site: &SiteId,
-    home: &str,
-    prepared: &[Prepared],
-    ledger: &HashMap<EventId, Entry>,
-) -> ApiResult<Vec<(usize, Event)>> {
-    let creditable: Vec<&Prepared> = prepared.iter().filter(|p| p.is_creditable_verb()).collect();
-    let mut activities: Vec<String> = creditable.iter().filter_map(|p| p.activity.clone()).collect();
-    activities.sort();
-    activities.dedup();
-    let courses: HashMap<String, CourseCode> = if activities.is_empty() {
-        HashMap::new()
-    } else {
-        state
-            .store
-            .activity_courses(site, &activities)
-            .await?
-            .into_iter()
-            .collect()
-    };
-    let mut sums: Vec<String> = creditable
-        .iter()
-        .filter(|p| p.activity.as_ref().is_some_and(|a| courses.contains_key(a)))
-        .filter_map(|p| mbox_sha1sum(p.actor.as_ref()?))
-        .collect();
-    sums.sort();
-    sums.dedup();
-    let accounts: HashMap<String, LocalAccount> = if sums.is_empty() {
-        HashMap::new()
-    } else {
-        state.store.mbox_accounts(site, &sums).await?.into_iter().collect()
-    };
-    let mut events = Vec::new();
-    let mut credited: HashSet<&str> = HashSet::new();
-    for (i, p) in prepared.iter().enumerate() {
-        if let Some(event) = completion(site, home, p, &courses, &accounts) {
-            credited.insert(p.id.as_str());
-            events.push((i, event));
-        }
-    }
-    for (i, p) in prepared.iter().enumerate() {
-        let Some(target) = &p.voids else { continue };
-        let Ok(target_id) = EventId::parse(target.clone()) else {
-            continue;
-        };
-        if !credited.contains(target.as_str()) && !ledger.contains_key(&target_id) {
-            continue;
-        }
-        let Ok(id) = EventId::parse(p.id.clone()) else { continue };
-        let Ok(reason) = Reason::parse(format!("voided by xAPI statement {}", p.id), "reason") else {
-            continue;
-        };
-        events.push((
-            i,
-            Event {
-                site: site.clone(),
-                id,
-                body: EventBody::Revocation(Revocation {
-                    target: target_id,
-                    code: Reason::code("xapi_voided", "reason_code").unwrap_or_default(),
-                    reason,
-                }),
-            },
-        ));
-    }
-    Ok(events)
-}
-
-/// The `mbox_sha1sum` of an actor named by `mbox_sha1sum` or by `mbox`.
-pub(super) fn mbox_sha1sum(actor: &Ifi) -> Option<String> {
-    match actor {
-        Ifi::MboxSha1(sum) => Some(sum.clone()),
-        Ifi::Mbox(mbox) => Some(hex::encode(sha1::Sha1::digest(mbox.as_bytes()))),
-        Ifi::OpenId(_) | Ifi::Account { .. } => None,
-    }
-}
-
-/// The completion a statement is worth, if any: a creditable verb, an
-/// actor that is one of the site's local accounts, an object that is one of
-/// its courses. Credits then come from the course's rule alone.
-pub(super) fn completion(
-    site: &SiteId,
-    home: &str,
-    p: &Prepared,
-    courses: &HashMap<String, CourseCode>,
-    accounts: &HashMap<String, LocalAccount>,
-) -> Option<Event> {
-    if !p.is_creditable_verb() {
-        return None;
-    }
-    let course = courses.get(p.activity.as_ref()?)?.clone();
-    let account = match p.actor.as_ref()? {
-        Ifi::Account { home_page, name } if home_page.trim_end_matches('/') == home.trim_end_matches('/') => {
-            LocalAccount::parse(name.clone()).ok()?
-        }
-        ifi => accounts.get(&mbox_sha1sum(ifi)?)?.clone(),
-    };
-    Some(Event {
-        site: site.clone(),
-        id: EventId::parse(p.id.clone()).ok()?,
-        body: EventBody::Completion(Completion {
-            course,
-            learner: LearnerRef::Account(account),
-            completed_at: p.timestamp,
-            score: p
-                .score_percent
-                .and_then(|s| Score::parse(s, 0, SCORE_MAX_CENTS, "result/score").ok()),
-            hours: None,
-        }),
-    })
-}
-
-/// Writes the ledger events as one submission. A statement whose event
-/// the ledger rejects (an unlinked account, a date before the course was
-/// offered, no score for a course with a pass mark) is still stored and
-/// earns nothing; one whose id the ledger holds with other content (the
-/// site used the id for a native event) fails the request with a 409.
-pub(super) async fn submit(
-    state: &AppState,
-    prepared: &[Prepared],
-    events: Vec<(usize, Event)>,
-    at: &(dyn Fn(usize, StatementError) -> StatementError + Sync),
-) -> ApiResult<()> {
-    let (slots, events): (Vec<usize>, Vec<Event>) = events.into_iter().unzip();
-    let outcomes = state
-        .committer
-        .submit(events)
-        .await
-        .map_err(crate::commit::commit_error)?;
-    for (slot, outcome) in slots.into_iter().zip(outcomes) {
-        match outcome {
-            Outcome::Accepted { .. } | Outcome::Duplicate { .. } => {}
-            Outcome::Rejected(r) => {
-                tracing::debug!(statement.id = %prepared[slot].id, reason = ?r, "statement earns nothing");
-            }
-            Outcome::Conflict { field, .. } => return Err(ledger_conflict(prepared, slot, field, at)),
-        }
-    }
-    Ok(())
-}
-
-/// Refuses the request before anything is written when one of its events
-/// is already in the ledger with other content (the site used the id for a
-/// native event), so that the POST fails whole. The learner is compared by
-/// the committer, which answers the same 409; only a concurrent native
-/// event under the same id, or one differing in its learner alone, is
-/// left to it, and then completions of the request that the ledger
-/// accepted stay (their statements are stored by a corrected re-send).
-pub(super) fn check_ledger(
-    prepared: &[Prepared],
-    events: &[(usize, Event)],
-    ledger: &HashMap<EventId, Entry>,
-    at: &(dyn Fn(usize, StatementError) -> StatementError + Sync),
-) -> ApiResult<()> {
-    for (slot, event) in events {
-        if let Some(entry) = ledger.get(&event.id)
-            && let Some(field) = xuefen_core::plan::first_difference(event, &entry.body, |_| true)
-        {
-            return Err(ledger_conflict(prepared, *slot, field, at));
-        }
-    }
-    Ok(())
-}
-
-pub(super) fn ledger_conflict(
-    prepared: &[Prepared],
-    slot: usize,
-    field: &str,
-    at: &(dyn Fn(usize, StatementError) -> StatementError + Sync),
-) -> ApiError {
-    let e = at(
-        slot,
-        StatementError::new(
-            "statement_conflicts_with_ledger_event",
-            "id",
-            format!(
-                "the ledger holds another event of this site under the id {} (it differs in `{field}`)",
-                prepared[slot].id
-            ),
-        ),
-    );
-    Problem::new(StatusCode::CONFLICT, ProblemCode::StatementRule(e.rule), e.detail)
-        .with_field(e.field)
-        .into()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use xuefen_core::xapi::Ifi;
-
-    #[test]
-    fn an_mbox_is_matched_by_its_sha1() {
-        let sum = mbox_sha1sum(&Ifi::Mbox("mailto:xapi@adlnet.gov".into()));
-        assert_eq!(sum.as_deref(), Some("cd9b00a5611f94eaa7b1661edab976068e364975"));
-        assert_eq!(
-            mbox_sha1sum(&Ifi::MboxSha1("ab".repeat(20))).as_deref(),
-            Some("abababababababababababababababababababab")
-        );
-        assert_eq!(mbox_sha1sum(&Ifi::OpenId("https://id.example/u".into())), None);
-    }
 
     #[test]
     fn generated_ids_are_version_4_uuids() {

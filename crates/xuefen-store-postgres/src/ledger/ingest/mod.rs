@@ -1,8 +1,11 @@
 //! Ingest on PostgreSQL: an optimistic first attempt, then attempts under
 //! head row locks, entries written with binary `COPY`, retried on a lost race.
 //! The order of the lookups is the common driver's
-//! ([`xuefen_store::ledger::ingest`]); this file holds the PostgreSQL side
-//! of its steps, and the retries around it.
+//! ([`xuefen_store::ledger::ingest`]); this module holds the PostgreSQL side
+//! of its steps, and the retries around it. Locking and reading the chain
+//! heads (with the secrets read beside them) is in `heads`, writing the
+//! planned entries and moving the heads in `write`: recognition runs share
+//! both.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::Ordering;
@@ -12,16 +15,20 @@ use sqlx::{Postgres, Row, Transaction};
 use xuefen_core::entry::Entry;
 use xuefen_core::event::{Event, EventBody, LearnerRef, Millis};
 use xuefen_core::ids::{Category, GroupId, LearnerId, LocalAccount, SiteId};
-use xuefen_core::plan::{self, Head, Key, Lookups, Outcome, Plan};
+use xuefen_core::plan::{self, Key, Lookups, Outcome, Plan};
 use xuefen_store::ledger::ingest::{CourseHistories, GroupHistories, IngestTx, Secrets, YearTotals, ingest};
-use xuefen_store::records::EntryRecord;
 use xuefen_store::{Result, StoreError};
 
-use crate::copy::CopyWriter;
 use crate::ledger::lookups::{
     course_entries, entries_by_keys, group_entries, lookup_course_keys, reversed_targets, target_chains, year_totals,
 };
 use crate::{PgStore, db, is_unique_violation};
+
+use heads::{learner_secrets, lock_heads_with_secrets};
+use write::write_entries;
+
+pub(crate) mod heads;
+pub(crate) mod write;
 
 /// How many times a batch is retried after losing a race on an idempotency
 /// key or a deadlock with another instance.
@@ -333,325 +340,4 @@ impl From<sqlx::Error> for IngestError {
     fn from(e: sqlx::Error) -> Self {
         Self::Sql(e)
     }
-}
-
-pub(crate) async fn lock_heads(
-    tx: &mut Transaction<'_, Postgres>,
-    chains: &BTreeSet<u32>,
-    lookups: &mut Lookups,
-) -> std::result::Result<(), sqlx::Error> {
-    if chains.is_empty() {
-        return Ok(());
-    }
-    let ids: Vec<i32> = chains.iter().filter_map(|c| i32::try_from(*c).ok()).collect();
-    let rows = sqlx::query(
-        "select chain_id, seq, hash from chain_heads where chain_id = any($1) order by chain_id for update",
-    )
-    .bind(&ids)
-    .fetch_all(&mut **tx)
-    .await?;
-    for row in rows {
-        let (chain, seq, hash): (i32, i64, Vec<u8>) =
-            (row.try_get("chain_id")?, row.try_get("seq")?, row.try_get("hash")?);
-        let head = Head {
-            seq: u64::try_from(seq).map_err(|_| sqlx::Error::Protocol("negative head seq".into()))?,
-            hash: hash
-                .try_into()
-                .map_err(|_| sqlx::Error::Protocol("head hash is not 32 bytes".into()))?,
-        };
-        if let Ok(chain) = u32::try_from(chain) {
-            lookups.heads.insert(chain, head);
-        }
-    }
-    Ok(())
-}
-
-/// Locks the head rows of `chains` (as [`lock_heads`]) and, in the same
-/// statement, reads the secrets of `learners`.
-///
-/// The secrets are read in the statement's snapshot, taken before the locks
-/// were granted. They are current only if no head moved in between: an
-/// erasure deletes a secret in the transaction that appends to the
-/// learner's chain under its head lock, so a secret deleted after the
-/// snapshot shows as a head that moved. Then `None`: read them again.
-pub(crate) async fn lock_heads_with_secrets(
-    tx: &mut Transaction<'_, Postgres>,
-    chains: &BTreeSet<u32>,
-    learners: &BTreeSet<LearnerId>,
-    lookups: &mut Lookups,
-) -> std::result::Result<Option<HashMap<LearnerId, [u8; 32]>>, sqlx::Error> {
-    if chains.is_empty() {
-        return Ok(None);
-    }
-    let ids: Vec<i32> = chains.iter().filter_map(|c| i32::try_from(*c).ok()).collect();
-    let learners: Vec<&str> = learners.iter().map(LearnerId::as_str).collect();
-    // `seen`: the head as the snapshot saw it (the joined row is not locked,
-    // so it is not brought up to date as the locked one is).
-    let rows = sqlx::query(
-        "with h as (
-           select h.chain_id, h.seq, h.hash, s.seq as seen
-             from chain_heads h join chain_heads s on s.chain_id = h.chain_id
-            where h.chain_id = any($1)
-            order by h.chain_id
-              for update of h)
-         select chain_id, seq, hash, seen, null::text as learner_id from h
-         union all
-         select null, null, secret, null, learner_id from learner_secrets where learner_id = any($2)",
-    )
-    .bind(&ids)
-    .bind(&learners)
-    .fetch_all(&mut **tx)
-    .await?;
-    let mut secrets = HashMap::new();
-    let mut current = true;
-    for row in rows {
-        // A secret's row carries its bytes in the `hash` column.
-        let bytes: Vec<u8> = row.try_get("hash")?;
-        if let Some(learner) = row.try_get::<Option<String>, _>("learner_id")? {
-            if let (Ok(id), Ok(secret)) = (LearnerId::parse(learner), <[u8; 32]>::try_from(bytes)) {
-                secrets.insert(id, secret);
-            }
-            continue;
-        }
-        let (chain, seq, seen): (i32, i64, i64) = (row.try_get("chain_id")?, row.try_get("seq")?, row.try_get("seen")?);
-        current &= seq == seen;
-        let head = Head {
-            seq: u64::try_from(seq).map_err(|_| sqlx::Error::Protocol("negative head seq".into()))?,
-            hash: bytes
-                .try_into()
-                .map_err(|_| sqlx::Error::Protocol("head hash is not 32 bytes".into()))?,
-        };
-        if let Ok(chain) = u32::try_from(chain) {
-            lookups.heads.insert(chain, head);
-        }
-    }
-    Ok(current.then_some(secrets))
-}
-
-/// The secrets of the learners the batch may write for (those it names and
-/// those of its revocation targets); an erased learner has none.
-pub(crate) async fn learner_secrets(
-    tx: &mut Transaction<'_, Postgres>,
-    lookups: &Lookups,
-) -> std::result::Result<HashMap<LearnerId, [u8; 32]>, sqlx::Error> {
-    let mut ids: BTreeSet<&str> = lookups.learner_chains.keys().map(LearnerId::as_str).collect();
-    ids.extend(lookups.entries.values().map(|e| e.body.learner.as_str()));
-    if ids.is_empty() {
-        return Ok(HashMap::new());
-    }
-    let ids: Vec<&str> = ids.into_iter().collect();
-    let rows = sqlx::query("select learner_id, secret from learner_secrets where learner_id = any($1)")
-        .bind(&ids)
-        .fetch_all(&mut **tx)
-        .await?;
-    let mut secrets = HashMap::with_capacity(rows.len());
-    for row in rows {
-        let (id, secret): (String, Vec<u8>) = (row.try_get("learner_id")?, row.try_get("secret")?);
-        if let (Ok(id), Ok(secret)) = (LearnerId::parse(id), <[u8; 32]>::try_from(secret)) {
-            secrets.insert(id, secret);
-        }
-    }
-    Ok(secrets)
-}
-
-/// Groups of at most this many entries are written with one statement that
-/// also moves the heads (one round trip); larger ones with `COPY`, cheaper
-/// per row, and a second statement for the heads.
-const INSERT_ROWS_MAX: usize = 256;
-
-/// Writes `entries` and moves the chain heads to `heads`; how many entries
-/// were written. A key or position committed meanwhile by another
-/// transaction is a unique violation either way (see [`insert_entries`]).
-pub(crate) async fn write_entries(
-    tx: &mut Transaction<'_, Postgres>,
-    entries: &[Entry],
-    heads: &std::collections::BTreeMap<u32, Head>,
-) -> std::result::Result<u64, sqlx::Error> {
-    if entries.len() > INSERT_ROWS_MAX {
-        let inserted = insert_entries(tx, entries).await?;
-        update_heads(tx, heads).await?;
-        return Ok(inserted);
-    }
-    let small =
-        |v: i64, what: &str| i32::try_from(v).map_err(|_| sqlx::Error::Protocol(format!("{what} out of range")));
-    let n = entries.len();
-    let mut chain_id = Vec::with_capacity(n);
-    let mut seq = Vec::with_capacity(n);
-    let mut prev_hash = Vec::with_capacity(n);
-    let mut hash = Vec::with_capacity(n);
-    let mut kind = Vec::with_capacity(n);
-    let mut site_id = Vec::with_capacity(n);
-    let mut event_id = Vec::with_capacity(n);
-    let mut learner_id = Vec::with_capacity(n);
-    let mut course_code = Vec::with_capacity(n);
-    let mut category = Vec::with_capacity(n);
-    let mut credits_cents = Vec::with_capacity(n);
-    let mut occurred_at_ms = Vec::with_capacity(n);
-    let mut recorded_at_ms = Vec::with_capacity(n);
-    let mut score_cents = Vec::with_capacity(n);
-    let mut hours_cents = Vec::with_capacity(n);
-    let mut rule_version = Vec::with_capacity(n);
-    let mut refers_chain = Vec::with_capacity(n);
-    let mut refers_seq = Vec::with_capacity(n);
-    let mut target_event = Vec::with_capacity(n);
-    let mut reason = Vec::with_capacity(n);
-    let mut recognition_group = Vec::with_capacity(n);
-    let mut withheld_cents = Vec::with_capacity(n);
-    let mut learner_commitment = Vec::with_capacity(n);
-    let mut reason_note = Vec::with_capacity(n);
-    for e in entries {
-        let r = EntryRecord::from(e);
-        chain_id.push(small(r.chain_id, "chain id")?);
-        seq.push(r.seq);
-        prev_hash.push(r.prev_hash);
-        hash.push(r.hash);
-        kind.push(i16::try_from(r.kind).map_err(|_| sqlx::Error::Protocol("entry kind out of range".into()))?);
-        site_id.push(r.site_id);
-        event_id.push(r.event_id);
-        learner_id.push(r.learner_id);
-        course_code.push(r.course_code);
-        category.push(r.category);
-        credits_cents.push(r.credits_cents);
-        occurred_at_ms.push(r.occurred_at_ms);
-        recorded_at_ms.push(r.recorded_at_ms);
-        score_cents.push(r.score_cents);
-        hours_cents.push(r.hours_cents);
-        rule_version.push(small(r.rule_version, "rule version")?);
-        refers_chain.push(r.refers_chain.map(|c| small(c, "refers chain")).transpose()?);
-        refers_seq.push(r.refers_seq);
-        target_event.push(r.target_event);
-        reason.push(r.reason);
-        recognition_group.push(r.recognition_group);
-        withheld_cents.push(r.withheld_cents);
-        learner_commitment.push(r.learner_commitment);
-        reason_note.push(r.reason_note);
-    }
-    let head_chains: Vec<i32> = heads.keys().map(|c| *c as i32).collect();
-    let head_seqs: Vec<i64> = heads.values().map(|h| h.seq as i64).collect();
-    let head_hashes: Vec<Vec<u8>> = heads.values().map(|h| h.hash.to_vec()).collect();
-    // Data-modifying CTEs run to their end whether read or not; the count
-    // tells whether every row went in.
-    let inserted: i64 = sqlx::query_scalar(concat!(
-        "with ins as (
-           insert into ledger_entries (",
-        entry_insert_columns!(),
-        ")
-           select * from unnest($1::int[], $2::bigint[], $3::bytea[], $4::bytea[], $5::smallint[], $6::text[],
-                  $7::text[], $8::text[], $9::text[], $10::text[], $11::bigint[], $12::bigint[], $13::bigint[],
-                  $14::bigint[], $15::bigint[], $16::int[], $17::int[], $18::bigint[], $19::text[], $20::text[],
-                  $21::text[], $22::bigint[], $23::bytea[], $24::text[])
-           returning 1),
-         heads as (
-           update chain_heads h set seq = u.seq, hash = u.hash
-             from unnest($25::int[], $26::bigint[], $27::bytea[]) as u(chain_id, seq, hash)
-            where h.chain_id = u.chain_id
-           returning 1)
-         select count(*) from ins"
-    ))
-    .bind(&chain_id)
-    .bind(&seq)
-    .bind(&prev_hash)
-    .bind(&hash)
-    .bind(&kind)
-    .bind(&site_id)
-    .bind(&event_id)
-    .bind(&learner_id)
-    .bind(&course_code)
-    .bind(&category)
-    .bind(&credits_cents)
-    .bind(&occurred_at_ms)
-    .bind(&recorded_at_ms)
-    .bind(&score_cents)
-    .bind(&hours_cents)
-    .bind(&rule_version)
-    .bind(&refers_chain)
-    .bind(&refers_seq)
-    .bind(&target_event)
-    .bind(&reason)
-    .bind(&recognition_group)
-    .bind(&withheld_cents)
-    .bind(&learner_commitment)
-    .bind(&reason_note)
-    .bind(&head_chains)
-    .bind(&head_seqs)
-    .bind(&head_hashes)
-    .fetch_one(&mut **tx)
-    .await?;
-    Ok(u64::try_from(inserted).unwrap_or(0))
-}
-
-/// Writes `entries` with one binary `COPY` and returns how many were written.
-///
-/// `COPY` cannot skip conflicting rows: if another transaction committed one
-/// of these idempotency keys (or positions) since the lookups, the statement
-/// fails with a unique violation, the transaction rolls back and the batch is
-/// planned again, this time seeing that entry.
-pub(crate) async fn insert_entries(
-    tx: &mut Transaction<'_, Postgres>,
-    entries: &[Entry],
-) -> std::result::Result<u64, sqlx::Error> {
-    let mut w = CopyWriter::with_capacity(entries.len() * 320);
-    let small =
-        |v: i64, what: &str| i32::try_from(v).map_err(|_| sqlx::Error::Protocol(format!("{what} out of range")));
-    for e in entries {
-        let r = EntryRecord::from(e);
-        w.row(24);
-        w.int4(small(r.chain_id, "chain id")?);
-        w.int8(r.seq);
-        w.bytea(&r.prev_hash);
-        w.bytea(&r.hash);
-        w.int2(i16::try_from(r.kind).map_err(|_| sqlx::Error::Protocol("entry kind out of range".into()))?);
-        w.text(&r.site_id);
-        w.text(&r.event_id);
-        w.text(&r.learner_id);
-        w.text(&r.course_code);
-        w.text(&r.category);
-        w.int8(r.credits_cents);
-        w.int8(r.occurred_at_ms);
-        w.int8(r.recorded_at_ms);
-        w.opt_int8(r.score_cents);
-        w.opt_int8(r.hours_cents);
-        w.int4(small(r.rule_version, "rule version")?);
-        w.opt_int4(r.refers_chain.map(|c| small(c, "refers chain")).transpose()?);
-        w.opt_int8(r.refers_seq);
-        w.opt_text(r.target_event.as_deref());
-        w.text(&r.reason);
-        w.opt_text(r.recognition_group.as_deref());
-        w.opt_int8(r.withheld_cents);
-        match &r.learner_commitment {
-            Some(c) => w.bytea(c),
-            None => w.null(),
-        }
-        w.opt_text(r.reason_note.as_deref());
-    }
-    let mut copy = tx
-        .copy_in_raw(concat!(
-            "copy ledger_entries (",
-            entry_insert_columns!(),
-            ")
-             from stdin (format binary)"
-        ))
-        .await?;
-    copy.send(w.finish()).await?;
-    copy.finish().await
-}
-
-pub(crate) async fn update_heads(
-    tx: &mut Transaction<'_, Postgres>,
-    heads: &std::collections::BTreeMap<u32, Head>,
-) -> std::result::Result<(), sqlx::Error> {
-    let chains: Vec<i32> = heads.keys().map(|c| *c as i32).collect();
-    let seqs: Vec<i64> = heads.values().map(|h| h.seq as i64).collect();
-    let hashes: Vec<Vec<u8>> = heads.values().map(|h| h.hash.to_vec()).collect();
-    sqlx::query(
-        "update chain_heads h set seq = u.seq, hash = u.hash
-           from unnest($1::int[], $2::bigint[], $3::bytea[]) as u(chain_id, seq, hash)
-          where h.chain_id = u.chain_id",
-    )
-    .bind(&chains)
-    .bind(&seqs)
-    .bind(&hashes)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
 }
