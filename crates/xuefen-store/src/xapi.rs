@@ -159,6 +159,18 @@ pub struct PendingReindex {
     pub body: Option<String>,
 }
 
+impl PendingReindex {
+    /// A listed statement as a store reads it back; a site id that does not
+    /// parse is a corrupt row.
+    pub fn from_row(site: String, id: String, body: Option<String>) -> Result<Self> {
+        let parsed = SiteId::parse(site.clone()).map_err(|e| crate::StoreError::Corrupt {
+            at: format!("xapi_related_backfill {site}"),
+            detail: e.to_string(),
+        })?;
+        Ok(PendingReindex { site: parsed, id, body })
+    }
+}
+
 /// Re-indexes, `page` at a time, the statements stored before a release
 /// that counted the 2.0.0 context agents and groups among a statement's
 /// related agents (migration 0015 lists them): each gets every related row

@@ -376,16 +376,7 @@ impl XapiStore for PgStore {
         .await
         .map_err(db)?;
         rows.into_iter()
-            .map(|(site, id, body)| {
-                Ok(PendingReindex {
-                    site: SiteId::parse(site.clone()).map_err(|e| StoreError::Corrupt {
-                        at: format!("xapi_related_backfill {site}"),
-                        detail: e.to_string(),
-                    })?,
-                    id,
-                    body,
-                })
-            })
+            .map(|(site, id, body)| PendingReindex::from_row(site, id, body))
             .collect()
     }
 

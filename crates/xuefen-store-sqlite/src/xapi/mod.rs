@@ -396,15 +396,11 @@ impl XapiStore for SqliteStore {
         .map_err(db)?;
         rows.iter()
             .map(|row| {
-                let site: String = row.try_get("site_id").map_err(db)?;
-                Ok(PendingReindex {
-                    site: SiteId::parse(site.clone()).map_err(|e| StoreError::Corrupt {
-                        at: format!("xapi_related_backfill {site}"),
-                        detail: e.to_string(),
-                    })?,
-                    id: row.try_get("statement_id").map_err(db)?,
-                    body: row.try_get("body").map_err(db)?,
-                })
+                PendingReindex::from_row(
+                    row.try_get("site_id").map_err(db)?,
+                    row.try_get("statement_id").map_err(db)?,
+                    row.try_get("body").map_err(db)?,
+                )
             })
             .collect()
     }
