@@ -42,18 +42,34 @@ impl NewStatement {
     /// (`agent`) and the object (`activity`), which the statement query
     /// matches in the statement's own columns.
     pub fn related_rows(&self) -> impl Iterator<Item = (&'static str, &str)> {
-        let agents = self
-            .related_agents
-            .iter()
-            .filter(|a| self.agent.as_ref() != Some(*a))
-            .map(|a| ("agent", a.as_str()));
-        let activities = self
-            .related_activities
-            .iter()
-            .filter(|a| self.activity.as_ref() != Some(*a))
-            .map(|a| ("activity", a.as_str()));
-        agents.chain(activities)
+        related_rows(
+            self.agent.as_deref(),
+            self.activity.as_deref(),
+            &self.related_agents,
+            &self.related_activities,
+        )
     }
+}
+
+/// The rows of `xapi_statement_related` for a statement whose actor key is
+/// `agent` and object id `activity`: its related agents and activities
+/// without those two. One rule for a statement written now and one
+/// re-indexed ([`backfill_related`]).
+fn related_rows<'a>(
+    agent: Option<&'a str>,
+    activity: Option<&'a str>,
+    agents: &'a [String],
+    activities: &'a [String],
+) -> impl Iterator<Item = (&'static str, &'a str)> {
+    let agents = agents
+        .iter()
+        .filter(move |a| agent != Some(a.as_str()))
+        .map(|a| ("agent", a.as_str()));
+    let activities = activities
+        .iter()
+        .filter(move |a| activity != Some(a.as_str()))
+        .map(|a| ("activity", a.as_str()));
+    agents.chain(activities)
 }
 
 /// A stored statement as read back.
@@ -156,26 +172,49 @@ pub trait XapiStore: Send + Sync {
 pub struct PendingReindex {
     pub site: SiteId,
     pub id: String,
-    pub body: Option<String>,
+    /// The stored statement: its body, actor key (`agent`) and object id
+    /// (`activity`); `None` when it has been deleted since it was listed.
+    pub stored: Option<StoredForReindex>,
+}
+
+/// What re-indexing reads of a listed statement that is still stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredForReindex {
+    pub body: String,
+    pub agent: Option<String>,
+    pub activity: Option<String>,
 }
 
 impl PendingReindex {
-    /// A listed statement as a store reads it back; a site id that does not
-    /// parse is a corrupt row.
-    pub fn from_row(site: String, id: String, body: Option<String>) -> Result<Self> {
+    /// A listed statement as a store reads it back (the statement's columns
+    /// from a left join: `body` is `None` when it is gone); a site id that
+    /// does not parse is a corrupt row.
+    pub fn from_row(
+        site: String,
+        id: String,
+        body: Option<String>,
+        agent: Option<String>,
+        activity: Option<String>,
+    ) -> Result<Self> {
         let parsed = SiteId::parse(site.clone()).map_err(|e| crate::StoreError::Corrupt {
             at: format!("xapi_related_backfill {site}"),
             detail: e.to_string(),
         })?;
-        Ok(PendingReindex { site: parsed, id, body })
+        let stored = body.map(|body| StoredForReindex { body, agent, activity });
+        Ok(PendingReindex {
+            site: parsed,
+            id,
+            stored,
+        })
     }
 }
 
 /// Re-indexes, `page` at a time, the statements stored before a release
 /// that counted the 2.0.0 context agents and groups among a statement's
-/// related agents (migration 0015 lists them): each gets every related row
-/// [`xuefen_core::xapi::related::related`] finds in its stored body, and
-/// leaves the list. The service runs it when it starts, before it serves;
+/// related agents (migration 0015 lists them): each gets the related rows
+/// a write of it would make now ([`xuefen_core::xapi::related::related`]
+/// over its stored body, without its actor and object), and leaves the
+/// list. The service runs it when it starts, before it serves;
 /// a run after the list is empty reads one empty page. Answers how many
 /// statements left the list.
 pub async fn backfill_related<S: XapiStore + ?Sized>(store: &S, page: u32) -> Result<u64> {
@@ -186,23 +225,22 @@ pub async fn backfill_related<S: XapiStore + ?Sized>(store: &S, page: u32) -> Re
             return Ok(done);
         }
         for p in pending {
-            let rows = p.body.as_deref().map(related_rows_of_body).unwrap_or_default();
+            let rows = p.stored.as_ref().map(related_rows_of_stored).unwrap_or_default();
             store.finish_related_backfill(&p.site, &p.id, &rows).await?;
             done += 1;
         }
     }
 }
 
-/// The (kind, value) related rows of a stored statement body: every agent
-/// and activity it relates to (the actor's and the object's as well, which
-/// the query also matches in the statement's own columns). A body that does
+/// The (kind, value) related rows of a stored statement. A body that does
 /// not parse (none does: bodies are stored after validation) relates to
 /// nothing.
-fn related_rows_of_body(body: &str) -> Vec<(&'static str, String)> {
-    let Ok(statement) = serde_json::from_str::<serde_json::Value>(body) else {
+fn related_rows_of_stored(s: &StoredForReindex) -> Vec<(&'static str, String)> {
+    let Ok(statement) = serde_json::from_str::<serde_json::Value>(&s.body) else {
         return Vec::new();
     };
     let (agents, activities) = xuefen_core::xapi::related::related(&statement);
-    let agents = agents.into_iter().map(|a| ("agent", a));
-    agents.chain(activities.into_iter().map(|a| ("activity", a))).collect()
+    related_rows(s.agent.as_deref(), s.activity.as_deref(), &agents, &activities)
+        .map(|(kind, value)| (kind, value.to_owned()))
+        .collect()
 }

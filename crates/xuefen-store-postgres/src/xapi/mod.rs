@@ -366,8 +366,9 @@ impl XapiStore for PgStore {
     }
 
     async fn related_backfill_page(&self, limit: u32) -> Result<Vec<PendingReindex>> {
-        let rows: Vec<(String, String, Option<String>)> = sqlx::query_as(
-            "select b.site_id, b.statement_id, s.body from xapi_related_backfill b
+        type Row = (String, String, Option<String>, Option<String>, Option<String>);
+        let rows: Vec<Row> = sqlx::query_as(
+            "select b.site_id, b.statement_id, s.body, s.agent, s.activity from xapi_related_backfill b
                left join xapi_statements s on s.site_id = b.site_id and s.statement_id = b.statement_id
               order by b.site_id, b.statement_id limit $1",
         )
@@ -376,7 +377,7 @@ impl XapiStore for PgStore {
         .await
         .map_err(db)?;
         rows.into_iter()
-            .map(|(site, id, body)| PendingReindex::from_row(site, id, body))
+            .map(|(site, id, body, agent, activity)| PendingReindex::from_row(site, id, body, agent, activity))
             .collect()
     }
 

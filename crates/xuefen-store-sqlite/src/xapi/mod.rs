@@ -386,7 +386,7 @@ impl XapiStore for SqliteStore {
 
     async fn related_backfill_page(&self, limit: u32) -> Result<Vec<PendingReindex>> {
         let rows = sqlx::query(
-            "select b.site_id, b.statement_id, s.body from xapi_related_backfill b
+            "select b.site_id, b.statement_id, s.body, s.agent, s.activity from xapi_related_backfill b
                left join xapi_statements s on s.site_id = b.site_id and s.statement_id = b.statement_id
               order by b.site_id, b.statement_id limit ?1",
         )
@@ -400,6 +400,8 @@ impl XapiStore for SqliteStore {
                     row.try_get("site_id").map_err(db)?,
                     row.try_get("statement_id").map_err(db)?,
                     row.try_get("body").map_err(db)?,
+                    row.try_get("agent").map_err(db)?,
+                    row.try_get("activity").map_err(db)?,
                 )
             })
             .collect()

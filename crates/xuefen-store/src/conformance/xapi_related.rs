@@ -157,6 +157,16 @@ pub async fn migrating_statements_from_0014_reindexes_their_context_agents_once<
     for agent in ["mbox|mailto:coach@example.com", "mbox|mailto:peer@example.com"] {
         assert_eq!(related(agent).await, vec![with_context.to_owned()], "{agent}");
     }
+    assert_eq!(
+        db.query_i64(&format!(
+            "select count(*) from xapi_statement_related where statement_id = '{with_context}'
+              and value in ('mbox|mailto:actor@example.com', 'http://x.example/object')"
+        ))
+        .await
+        .expect("actor and object rows"),
+        0,
+        "the rows a write makes now: the actor and the object are matched in the statement's own columns"
+    );
     let mut both = related("mbox|mailto:actor@example.com").await;
     both.sort();
     assert_eq!(
