@@ -167,7 +167,7 @@ pub use transcript::{TranscriptStore, referral};
 pub use witness::WitnessStore;
 
 pub mod xapi;
-pub use xapi::{NewStatement, PendingReindex, StatementQuery, StatementRow, StoredForReindex, XapiStore};
+pub use xapi::{NewStatement, PendingReindex, StatementQuery, StatementRow, StoredForReindex, StoredKey, XapiStore};
 pub mod xapi_documents;
 pub use xapi_documents::XapiDocumentStore;
 pub mod xapi_erasure;

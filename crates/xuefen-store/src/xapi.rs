@@ -85,6 +85,15 @@ pub struct StatementRow {
     pub voided: bool,
 }
 
+/// The key of a stored statement, as the write path checks a request
+/// against it: no body, no voided flag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredKey {
+    pub id: String,
+    pub fingerprint: String,
+    pub verb: String,
+}
+
 /// The filters of the statement query (`GET /xapi/statements`). Voided
 /// statements are never returned. `verb`, `activity`, `agent` and
 /// `registration` match a statement, or a voiding statement whose target
@@ -134,6 +143,10 @@ pub trait XapiStore: Send + Sync {
     ) -> Result<Vec<Written>>;
     /// The stored statements among `ids` (lower-case), in no particular order.
     async fn statements_by_ids(&self, site: &SiteId, ids: &[String]) -> Result<Vec<StatementRow>>;
+    /// The keys of the stored statements among `ids` (lower-case), in no
+    /// particular order: what a write compares a request with, read from
+    /// the unique key's index and the row alone.
+    async fn statement_keys(&self, site: &SiteId, ids: &[String]) -> Result<Vec<StoredKey>>;
     /// At most `query.limit` statements that are not voided, newest first
     /// unless `ascending`.
     async fn query_statements(&self, site: &SiteId, query: &StatementQuery) -> Result<Vec<StatementRow>>;

@@ -6,7 +6,7 @@ use sqlx::postgres::PgRow;
 use sqlx::{Postgres, QueryBuilder};
 use xuefen_core::entry::Entry;
 use xuefen_core::ids::{CourseCode, EventId, LocalAccount, SiteId};
-use xuefen_store::xapi::{NewStatement, PendingReindex, StatementQuery, StatementRow, XapiStore};
+use xuefen_store::xapi::{NewStatement, PendingReindex, StatementQuery, StatementRow, StoredKey, XapiStore};
 use xuefen_store::xapi_documents::created_objects;
 use xuefen_store::{ConflictKind, Result, StoreError, Written};
 
@@ -138,6 +138,29 @@ impl XapiStore for PgStore {
             .await
             .map_err(db)?;
         rows.iter().map(statement_row).collect()
+    }
+
+    async fn statement_keys(&self, site: &SiteId, ids: &[String]) -> Result<Vec<StoredKey>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(
+            "select statement_id, fingerprint, verb from xapi_statements where site_id = $1 and statement_id = any($2)",
+        )
+        .bind(site.as_str())
+        .bind(ids)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter()
+            .map(|row| {
+                Ok(StoredKey {
+                    id: row.col("statement_id")?,
+                    fingerprint: row.col("fingerprint")?,
+                    verb: row.col("verb")?,
+                })
+            })
+            .collect()
     }
 
     async fn query_statements(&self, site: &SiteId, q: &StatementQuery) -> Result<Vec<StatementRow>> {

@@ -7,7 +7,7 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 use xuefen_core::entry::Entry;
 use xuefen_core::ids::{CourseCode, EventId, LocalAccount, SiteId};
-use xuefen_store::xapi::{NewStatement, PendingReindex, StatementQuery, StatementRow, XapiStore};
+use xuefen_store::xapi::{NewStatement, PendingReindex, StatementQuery, StatementRow, StoredKey, XapiStore};
 use xuefen_store::xapi_documents::created_objects;
 use xuefen_store::{ConflictKind, Result, StoreError, Written};
 
@@ -152,6 +152,31 @@ impl XapiStore for SqliteStore {
             }
             for row in q.fetch_all(&self.pool).await.map_err(db)? {
                 out.push(statement_row(&row)?);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn statement_keys(&self, site: &SiteId, ids: &[String]) -> Result<Vec<StoredKey>> {
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(PARAMS_PER_STATEMENT_MAX) {
+            // Dynamic: the number of ids varies with the request.
+            let sql = format!(
+                "select statement_id, fingerprint, verb from xapi_statements where site_id = ? and statement_id in ({})",
+                placeholders(chunk.len())
+            );
+            let mut q = sqlx::query(&sql)
+                .persistent(REUSE_DYNAMIC_STATEMENTS)
+                .bind(site.as_str());
+            for id in chunk {
+                q = q.bind(id);
+            }
+            for row in q.fetch_all(&self.pool).await.map_err(db)? {
+                out.push(StoredKey {
+                    id: row.try_get("statement_id").map_err(db)?,
+                    fingerprint: row.try_get("fingerprint").map_err(db)?,
+                    verb: row.try_get("verb").map_err(db)?,
+                });
             }
         }
         Ok(out)

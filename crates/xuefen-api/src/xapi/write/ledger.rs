@@ -37,30 +37,30 @@ pub(super) async fn ledger_entries(
         .collect())
 }
 
-/// The ledger events of the request: completions of linked learners on
-/// courses with an activity IRI, and revocations of credited statements
-/// that a statement voids.
-pub(super) async fn ledger_events(
-    state: &AppState,
-    site: &SiteId,
-    home: &str,
-    prepared: &[Prepared],
-    ledger: &HashMap<EventId, Entry>,
-) -> ApiResult<Vec<(usize, Event)>> {
+/// What the ledger events of a request are looked up in: the site's
+/// courses by activity IRI, and its local accounts by `mbox_sha1sum`.
+#[derive(Default)]
+pub(super) struct Lookups {
+    courses: HashMap<String, CourseCode>,
+    accounts: HashMap<String, LocalAccount>,
+}
+
+/// Reads the courses the request's creditable statements name, then the
+/// local accounts of their actors on those courses (two reads at most).
+pub(super) async fn lookups(state: &AppState, site: &SiteId, prepared: &[Prepared]) -> ApiResult<Lookups> {
     let creditable: Vec<&Prepared> = prepared.iter().filter(|p| p.is_creditable_verb()).collect();
     let mut activities: Vec<String> = creditable.iter().filter_map(|p| p.activity.clone()).collect();
     activities.sort();
     activities.dedup();
-    let courses: HashMap<String, CourseCode> = if activities.is_empty() {
-        HashMap::new()
-    } else {
-        state
-            .store
-            .activity_courses(site, &activities)
-            .await?
-            .into_iter()
-            .collect()
-    };
+    if activities.is_empty() {
+        return Ok(Lookups::default());
+    }
+    let courses: HashMap<String, CourseCode> = state
+        .store
+        .activity_courses(site, &activities)
+        .await?
+        .into_iter()
+        .collect();
     let mut sums: Vec<String> = creditable
         .iter()
         .filter(|p| p.activity.as_ref().is_some_and(|a| courses.contains_key(a)))
@@ -73,10 +73,24 @@ pub(super) async fn ledger_events(
     } else {
         state.store.mbox_accounts(site, &sums).await?.into_iter().collect()
     };
+    Ok(Lookups { courses, accounts })
+}
+
+/// The ledger events of the request: completions of linked learners on
+/// courses with an activity IRI, and revocations of credited statements
+/// that a statement voids.
+pub(super) fn ledger_events(
+    site: &SiteId,
+    home: &str,
+    prepared: &[Prepared],
+    ledger: &HashMap<EventId, Entry>,
+    lookups: &Lookups,
+) -> Vec<(usize, Event)> {
+    let Lookups { courses, accounts } = lookups;
     let mut events = Vec::new();
     let mut credited: HashSet<&str> = HashSet::new();
     for (i, p) in prepared.iter().enumerate() {
-        if let Some(event) = completion(site, home, p, &courses, &accounts) {
+        if let Some(event) = completion(site, home, p, courses, accounts) {
             credited.insert(p.id.as_str());
             events.push((i, event));
         }
@@ -106,7 +120,7 @@ pub(super) async fn ledger_events(
             },
         ));
     }
-    Ok(events)
+    events
 }
 
 /// The `mbox_sha1sum` of an actor named by `mbox_sha1sum` or by `mbox`.

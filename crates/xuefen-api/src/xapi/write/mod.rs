@@ -20,7 +20,7 @@ use attachments::{check_attachments, statement_body};
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use ledger::{check_ledger, ledger_entries, ledger_events, submit};
+use ledger::{check_ledger, ledger_entries, ledger_events, lookups, submit};
 use serde_json::value::RawValue;
 use std::collections::{HashMap, HashSet};
 use xuefen_core::ids::SiteId;
@@ -224,9 +224,17 @@ pub(super) async fn write_statements(
             )));
         }
     }
-    check_stored(state, site, &prepared, &at).await?;
-    let ledger = ledger_entries(state, site, &prepared).await?;
-    let events = ledger_events(state, site, &home, &prepared, &ledger).await?;
+    // The three pre-write reads are independent: run them together. The
+    // request's own refusal (a conflict, voiding a voiding statement)
+    // comes first when several fail.
+    let (refused, ledger, lookups) = tokio::join!(
+        check_stored(state, site, &prepared, &at),
+        ledger_entries(state, site, &prepared),
+        lookups(state, site, &prepared),
+    );
+    refused?;
+    let (ledger, lookups) = (ledger?, lookups?);
+    let events = ledger_events(site, &home, &prepared, &ledger, &lookups);
     if !events.is_empty() {
         check_ledger(&prepared, &events, &ledger, &at)?;
         submit(state, &prepared, events, &at).await?;
@@ -305,8 +313,8 @@ pub(super) async fn check_stored(
 ) -> ApiResult<()> {
     let mut ids: Vec<String> = prepared.iter().map(|p| p.id.clone()).collect();
     ids.extend(prepared.iter().filter_map(|p| p.voids.clone()));
-    let stored = state.store.statements_by_ids(site, &ids).await?;
-    let by_id: HashMap<&str, &xuefen_store::StatementRow> = stored.iter().map(|r| (r.id.as_str(), r)).collect();
+    let stored = state.store.statement_keys(site, &ids).await?;
+    let by_id: HashMap<&str, &xuefen_store::StoredKey> = stored.iter().map(|r| (r.id.as_str(), r)).collect();
     let in_request: HashMap<&str, &Prepared> = prepared.iter().map(|p| (p.id.as_str(), p)).collect();
     for (i, p) in prepared.iter().enumerate() {
         if by_id.get(p.id.as_str()).is_some_and(|r| r.fingerprint != p.fingerprint) {
