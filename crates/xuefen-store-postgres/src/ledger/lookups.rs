@@ -179,11 +179,16 @@ pub(crate) async fn group_entries(
 // One statement per batch, each branch a bounded probe per key:
 // - the whole history only for a revocation's target (a lateral kept apart
 //   from the join by `offset 0`, so the planner does not hash the ledger);
-// - the first completion at the key's instant (`limit 1` on an equality of
-//   the index's last column, migration 0012), and its reversal when it paid;
-// - the last paying entry of the period that no reversal refers to (`limit
-//   1` over a range of the index's last column; the reversal is looked up
-//   by the one-reversal index on (site_id, target_event)).
+// - the first completion at the key's instant, and its reversal when it
+//   paid;
+// - the last paying entry of the period that no reversal refers to.
+// The index ends with (kind, instant) (migration 0016), and each of those
+// two probes joins a list of the kinds it wants, so that every kind is an
+// equality of the index and the instant an equality or a range after it: a
+// learner's non-paying repeats of the course are never visited. (With `kind
+// in (...)` the planner tests the kind on each row after the range, so the
+// read grows with the learner's repeats.) Reversals are found by the same
+// index, with kind 3.
 // So a completion of a course credited once costs at most three rows, not
 // the learner's whole history of the course.
 pub(crate) async fn course_entries(
@@ -221,9 +226,12 @@ pub(crate) async fn course_entries(
                       as k(k_learner, k_site, k_course, k_at, k_from, k_to)
          ), same as (
            select e.* from k cross join lateral (
-             select * from ledger_entries e
-              where e.learner_id = k.k_learner and e.site_id = k.k_site and e.course_code = k.k_course
-                and e.occurred_at_ms = k.k_at and e.kind in (1, 2, 4, 5)
+             select e.* from (values (1::smallint), (2), (4), (5)) as p(kind) cross join lateral (
+               select * from ledger_entries e
+                where e.learner_id = k.k_learner and e.site_id = k.k_site and e.course_code = k.k_course
+                  and e.kind = p.kind and e.occurred_at_ms = k.k_at
+                order by e.chain_id, e.seq
+                limit 1) e
               order by e.chain_id, e.seq
               limit 1) e
             where k.k_at is not null
@@ -243,14 +251,17 @@ pub(crate) async fn course_entries(
             where d.kind in (1, 5)
            union all
            select e.* from k cross join lateral (
-             select * from ledger_entries e
-              where e.learner_id = k.k_learner and e.site_id = k.k_site and e.course_code = k.k_course
-                and e.occurred_at_ms >= k.k_from and e.occurred_at_ms <= k.k_to and e.kind in (1, 5, 6)
-                and not exists (
-                  select 1 from ledger_entries r
-                   where r.site_id = e.site_id and r.target_event = e.event_id and r.kind = 3
-                     and r.refers_chain = e.chain_id and r.refers_seq = e.seq
-                     and r.learner_id = e.learner_id and r.course_code = e.course_code)
+             select e.* from (values (1::smallint), (5), (6)) as p(kind) cross join lateral (
+               select * from ledger_entries e
+                where e.learner_id = k.k_learner and e.site_id = k.k_site and e.course_code = k.k_course
+                  and e.kind = p.kind and e.occurred_at_ms >= k.k_from and e.occurred_at_ms <= k.k_to
+                  and not exists (
+                    select 1 from ledger_entries r
+                     where r.site_id = e.site_id and r.target_event = e.event_id and r.kind = 3
+                       and r.refers_chain = e.chain_id and r.refers_seq = e.seq
+                       and r.learner_id = e.learner_id and r.course_code = e.course_code)
+                order by e.chain_id desc, e.seq desc
+                limit 1) e
               order by e.chain_id desc, e.seq desc
               limit 1) e
             where k.k_from is not null

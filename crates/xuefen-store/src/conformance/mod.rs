@@ -129,7 +129,7 @@ macro_rules! conformance_tests {
 macro_rules! conformance_scenarios {
     ($callback:ident, $backend:tt) => {
         $crate::__conformance_apply!($callback $backend migrations_give_empty_chains_and_a_ready_schema,
-            a_fresh_database_has_the_course_history_index_ending_with_the_instant,
+            a_fresh_database_has_the_course_history_index_ending_with_kind_and_instant,
             migrating_a_ledger_with_entries_from_0011_rebuilds_the_index_and_keeps_every_entry,
             sites_and_keys_round_trip,
             registering_the_same_person_twice_finds_one_learner,

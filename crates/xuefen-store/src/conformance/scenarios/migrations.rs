@@ -26,17 +26,18 @@ async fn course_history_index<B: Backend>(db: &B) -> String {
     db.query_text(sql).await.expect("index columns")
 }
 
-/// Migration 0012: a fresh database has the course-history index ending
-/// with the completion instant.
-pub async fn a_fresh_database_has_the_course_history_index_ending_with_the_instant<B: Backend>(db: &B) {
-    assert_eq!(
-        course_history_index(db).await,
-        "learner_id,site_id,course_code,occurred_at_ms"
-    );
+/// The course-history index of a current schema: ending with the entry
+/// kind, then the completion instant.
+const COURSE_HISTORY_INDEX: &str = "learner_id,site_id,course_code,kind,occurred_at_ms";
+
+/// Migrations 0012 and 0016: a fresh database has the course-history index
+/// ending with the entry kind and the completion instant.
+pub async fn a_fresh_database_has_the_course_history_index_ending_with_kind_and_instant<B: Backend>(db: &B) {
+    assert_eq!(course_history_index(db).await, COURSE_HISTORY_INDEX);
 }
 
-/// Migration 0012 on a ledger written under 0011 (awards, a reversal, a
-/// recognised repeat): the index is rebuilt over the entries, nothing else
+/// Migrations 0012 and 0016 on a ledger written under 0011 (awards, a
+/// reversal, a recognised repeat): the index is rebuilt over the entries, nothing else
 /// changes, and credited once still reads right through it.
 pub async fn migrating_a_ledger_with_entries_from_0011_rebuilds_the_index_and_keeps_every_entry<B: Backend>(
     _fresh: &B,
@@ -65,16 +66,13 @@ pub async fn migrating_a_ledger_with_entries_from_0011_rebuilds_the_index_and_ke
 
     db.migrate().await;
     store.ready().await.expect("schema is current");
-    assert_eq!(
-        course_history_index(&db).await,
-        "learner_id,site_id,course_code,occurred_at_ms"
-    );
+    assert_eq!(course_history_index(&db).await, COURSE_HISTORY_INDEX);
     assert_eq!(entry_count(&db).await, entries);
     let version = db
         .query_i64("select max(version) from _sqlx_migrations")
         .await
         .expect("migration version");
-    assert!(version >= 12, "migrated to {version}");
+    assert!(version >= 16, "migrated to {version}");
     let report = verify_ledger(&*store, |_| {}).await.expect("verify");
     assert_eq!(report.entries, 4);
 
