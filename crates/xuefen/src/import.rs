@@ -129,55 +129,17 @@ pub(crate) async fn import(args: ImportArgs) -> anyhow::Result<ExitCode> {
     }
     let jobs = args.jobs.clamp(1, 64);
     let (lines, unreadable, sha) = read_input(&args)?;
-    let state_path = args
-        .state
-        .clone()
-        .unwrap_or_else(|| with_suffix(&args.file, ".import-state.json"));
-    let report_path = args
-        .report
-        .clone()
-        .unwrap_or_else(|| with_suffix(&args.file, ".rejected.ndjson"));
+    let (state_path, report_path) = output_paths(&args);
     let mut state = open_state(&state_path, sha, args.batch)?;
     state.rejected.insert("unreadable".into(), unreadable);
 
-    let (people, events): (Vec<Line>, Vec<Line>) =
-        lines.into_iter().partition(|l| !matches!(l.record, Record::Event(_)));
-    let chunks = |prefix: &str, lines: Vec<Line>| -> Vec<Chunk> {
-        lines
-            .chunks(args.batch)
-            .enumerate()
-            .map(|(i, c)| Chunk {
-                id: format!("{prefix}-{i}"),
-                lines: c.to_vec(),
-            })
-            .collect()
-    };
-    let people = chunks("learners", people);
-    let events = chunks("events", events);
-    let total: u64 = people.iter().chain(&events).map(|c| c.lines.len() as u64).sum();
-    let finished: u64 = people
-        .iter()
-        .chain(&events)
-        .filter(|c| state.done.contains(&c.id))
-        .map(|c| c.lines.len() as u64)
-        .sum();
+    let (people, events) = into_chunks(lines, args.batch);
+    let total = line_count(people.iter().chain(&events));
+    let finished = line_count(people.iter().chain(&events).filter(|c| state.done.contains(&c.id)));
 
-    let bar = if args.quiet {
-        ProgressBar::hidden()
-    } else {
-        ProgressBar::new(total)
-    };
-    bar.set_style(
-        ProgressStyle::with_template("{prefix} [{elapsed_precise}] {wide_bar} {pos}/{len} lines {per_sec} ETA {eta}")
-            .map_err(|e| anyhow!("progress bar: {e}"))?,
-    );
-    bar.set_position(finished);
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(120))
-        .build()
-        .context("build the HTTP client")?;
+    let bar = progress_bar(args.quiet, total, finished)?;
     let ctx = Arc::new(Ctx {
-        client,
+        client: http_client()?,
         url: args.url.trim_end_matches('/').to_owned(),
         key: args.key.clone(),
         state: Mutex::new(state),
@@ -191,19 +153,102 @@ pub(crate) async fn import(args: ImportArgs) -> anyhow::Result<ExitCode> {
     bar.finish_and_clear();
 
     let state = ctx.state.lock().await;
-    let rejected: Vec<&Rejected> = {
-        let mut v: Vec<&Rejected> = state.rejected.values().flatten().collect();
-        v.sort_by_key(|r| r.line);
-        v
+    let rejected = sorted_rejections(&state);
+    write_report(&report_path, &rejected)?;
+    let sent = total.saturating_sub(sent_before);
+    print_summary(total, sent, started, &state, &rejected, &report_path);
+    Ok(if rejected.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// The state file's and the report's paths: `--state` and `--report`, or
+/// the input's path with a suffix.
+fn output_paths(args: &ImportArgs) -> (PathBuf, PathBuf) {
+    let state_path = args
+        .state
+        .clone()
+        .unwrap_or_else(|| with_suffix(&args.file, ".import-state.json"));
+    let report_path = args
+        .report
+        .clone()
+        .unwrap_or_else(|| with_suffix(&args.file, ".rejected.ndjson"));
+    (state_path, report_path)
+}
+
+/// Splits the lines into chunks of `batch`: learners and links, then events.
+fn into_chunks(lines: Vec<Line>, batch: usize) -> (Vec<Chunk>, Vec<Chunk>) {
+    let (people, events): (Vec<Line>, Vec<Line>) =
+        lines.into_iter().partition(|l| !matches!(l.record, Record::Event(_)));
+    (
+        chunks_of("learners", &people, batch),
+        chunks_of("events", &events, batch),
+    )
+}
+
+/// The lines in chunks of `batch`, numbered `{prefix}-0`, `{prefix}-1`, ….
+fn chunks_of(prefix: &str, lines: &[Line], batch: usize) -> Vec<Chunk> {
+    lines
+        .chunks(batch)
+        .enumerate()
+        .map(|(i, c)| Chunk {
+            id: format!("{prefix}-{i}"),
+            lines: c.to_vec(),
+        })
+        .collect()
+}
+
+/// How many lines these chunks hold.
+fn line_count<'a>(chunks: impl Iterator<Item = &'a Chunk>) -> u64 {
+    chunks.map(|c| c.lines.len() as u64).sum()
+}
+
+/// The progress bar (hidden with `--quiet`), already at the lines finished before.
+fn progress_bar(quiet: bool, total: u64, finished: u64) -> anyhow::Result<ProgressBar> {
+    let bar = if quiet {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(total)
     };
+    bar.set_style(
+        ProgressStyle::with_template("{prefix} [{elapsed_precise}] {wide_bar} {pos}/{len} lines {per_sec} ETA {eta}")
+            .map_err(|e| anyhow!("progress bar: {e}"))?,
+    );
+    bar.set_position(finished);
+    Ok(bar)
+}
+
+/// The HTTP client the requests go through.
+fn http_client() -> anyhow::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .build()
+        .context("build the HTTP client")
+}
+
+/// Every rejection of the run and the earlier ones, by line.
+fn sorted_rejections(state: &State) -> Vec<&Rejected> {
+    let mut v: Vec<&Rejected> = state.rejected.values().flatten().collect();
+    v.sort_by_key(|r| r.line);
+    v
+}
+
+/// Writes the rejections to the report file, one JSON object a line.
+fn write_report(report_path: &Path, rejected: &[&Rejected]) -> anyhow::Result<()> {
     let mut report = String::new();
-    for r in &rejected {
+    for r in rejected {
         report.push_str(&serde_json::to_string(r)?);
         report.push('\n');
     }
-    std::fs::write(&report_path, report).with_context(|| format!("write {}", report_path.display()))?;
+    std::fs::write(report_path, report).with_context(|| format!("write {}", report_path.display()))?;
+    Ok(())
+}
+
+/// Prints the totals of the input and the speed of this run.
+fn print_summary(total: u64, sent: u64, started: Instant, state: &State, rejected: &[&Rejected], report_path: &Path) {
     let secs = started.elapsed().as_secs_f64();
-    let sent = total.saturating_sub(sent_before);
     println!(
         "{total} lines: {} accepted, {} rejected (report: {}); this run sent {sent} lines in {secs:.1} s ({:.0} lines/s)",
         state.accepted,
@@ -211,11 +256,6 @@ pub(crate) async fn import(args: ImportArgs) -> anyhow::Result<ExitCode> {
         report_path.display(),
         if secs > 0.0 { sent as f64 / secs } else { 0.0 }
     );
-    Ok(if rejected.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
 }
 
 /// The input's lines (and the lines that cannot be read) in the format of

@@ -22,59 +22,19 @@ pub(crate) async fn run(args: &Settings) -> anyhow::Result<ExitCode> {
     let name_keys = names::name_keys(args, &key)?;
     let store = open_store(args, true).await?;
     names::check_at_start(&*store, &name_keys).await?;
-    let reindexed = xuefen_store::xapi::backfill_related(&*store, 500)
-        .await
-        .context("re-indexing xAPI statements for their related agents")?;
-    if reindexed > 0 {
-        tracing::info!(
-            reindexed,
-            "xAPI statements re-indexed for their 2.0.0 context agents and groups"
-        );
-    }
-    if !store.admin_key_exists().await? {
-        let (key, secret) = xuefen_api::auth::mint(Principal::Admin);
-        store.create_key(&key).await?;
-        println!("bootstrap admin key (shown once): {secret}");
-    }
+    reindex_xapi(&*store).await?;
+    bootstrap_admin_key(&*store).await?;
     let witnesses = witnessing::parse_targets(&args.witnesses).map_err(|m| anyhow::anyhow!("witnesses: {m}"))?;
     let state = app_state(args, store, key, name_keys, signing, !witnesses.is_empty())?;
     let checkpointer = xuefen_api::bank::Checkpointer::start(&state);
     let (witness_stop, witness_stopped) = tokio::sync::oneshot::channel::<()>();
-    let witnessing = (!witnesses.is_empty()).then(|| {
-        tokio::spawn(witnessing::run(
-            state.store.clone(),
-            witnesses,
-            Duration::from_secs(args.witness_interval_seconds),
-            async move {
-                let _ = witness_stopped.await;
-            },
-        ))
-    });
+    let witnessing = start_witnessing(args, &state, witnesses, witness_stopped);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("bind {}", args.listen))?;
     let addr = listener.local_addr()?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let stopped = move |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|stop| *stop).await;
-    };
-    // With a metrics listener of its own, /metrics is served only there.
-    let (app, metrics_server) = match args.metrics_listen {
-        Some(metrics_addr) => {
-            let metrics_listener = tokio::net::TcpListener::bind(metrics_addr)
-                .await
-                .with_context(|| format!("bind {metrics_addr}"))?;
-            let metrics_addr = metrics_listener.local_addr()?;
-            println!("metrics on http://{metrics_addr}/metrics");
-            let server = tokio::spawn(xuefen_api::serve_router(
-                metrics_listener,
-                xuefen_api::metrics_router(state.clone()),
-                stopped(stop_rx.clone()),
-            ));
-            (xuefen_api::api_router(state), Some(server))
-        }
-        None => (xuefen_api::router(state), None),
-    };
+    let (app, metrics_server) = routers(args, state, &stop_rx).await?;
     println!("listening on http://{addr}");
     tracing::info!(%addr, "listening");
     let grace = Duration::from_secs(args.shutdown_grace_seconds);
@@ -94,18 +54,7 @@ pub(crate) async fn run(args: &Settings) -> anyhow::Result<ExitCode> {
         "stopping: refusing new connections, finishing in-flight requests"
     );
     let _ = stop_tx.send(true);
-    let drained = async {
-        server.await.context("server task")?.context("serve")?;
-        if let Some(m) = metrics_server {
-            m.await.context("metrics task")?.context("serve metrics")?;
-        }
-        checkpointer.stop().await;
-        let _ = witness_stop.send(());
-        if let Some(w) = witnessing {
-            let _ = w.await;
-        }
-        anyhow::Ok(())
-    };
+    let drained = drain(server, metrics_server, checkpointer, witness_stop, witnessing);
     match tokio::time::timeout(grace, drained).await {
         Ok(result) => result?,
         Err(_) => {
@@ -115,6 +64,99 @@ pub(crate) async fn run(args: &Settings) -> anyhow::Result<ExitCode> {
     }
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Re-indexes the xAPI statements stored before their context agents and groups were indexed.
+async fn reindex_xapi(store: &dyn ServiceStore) -> anyhow::Result<()> {
+    let reindexed = xuefen_store::xapi::backfill_related(store, 500)
+        .await
+        .context("re-indexing xAPI statements for their related agents")?;
+    if reindexed > 0 {
+        tracing::info!(
+            reindexed,
+            "xAPI statements re-indexed for their 2.0.0 context agents and groups"
+        );
+    }
+    Ok(())
+}
+
+/// Mints an admin key and prints it once when the store has none yet.
+async fn bootstrap_admin_key(store: &dyn ServiceStore) -> anyhow::Result<()> {
+    if !store.admin_key_exists().await? {
+        let (key, secret) = xuefen_api::auth::mint(Principal::Admin);
+        store.create_key(&key).await?;
+        println!("bootstrap admin key (shown once): {secret}");
+    }
+    Ok(())
+}
+
+/// Starts the witnessing task when there are witnesses; it ends when `stop` fires.
+fn start_witnessing(
+    args: &Settings,
+    state: &AppState,
+    witnesses: Vec<witnessing::Target>,
+    stop: tokio::sync::oneshot::Receiver<()>,
+) -> Option<tokio::task::JoinHandle<()>> {
+    (!witnesses.is_empty()).then(|| {
+        tokio::spawn(witnessing::run(
+            state.store.clone(),
+            witnesses,
+            Duration::from_secs(args.witness_interval_seconds),
+            async move {
+                let _ = stop.await;
+            },
+        ))
+    })
+}
+
+/// The API's router and, with a metrics listener of its own, the task serving `/metrics` there.
+async fn routers(
+    args: &Settings,
+    state: AppState,
+    stop_rx: &tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<(axum::Router, Option<tokio::task::JoinHandle<std::io::Result<()>>>)> {
+    // With a metrics listener of its own, /metrics is served only there.
+    Ok(match args.metrics_listen {
+        Some(metrics_addr) => {
+            let metrics_listener = tokio::net::TcpListener::bind(metrics_addr)
+                .await
+                .with_context(|| format!("bind {metrics_addr}"))?;
+            let metrics_addr = metrics_listener.local_addr()?;
+            println!("metrics on http://{metrics_addr}/metrics");
+            let server = tokio::spawn(xuefen_api::serve_router(
+                metrics_listener,
+                xuefen_api::metrics_router(state.clone()),
+                stopped(stop_rx.clone()),
+            ));
+            (xuefen_api::api_router(state), Some(server))
+        }
+        None => (xuefen_api::router(state), None),
+    })
+}
+
+/// Resolves once the stop flag is set (or its sender is gone).
+async fn stopped(mut rx: tokio::sync::watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stop| *stop).await;
+}
+
+/// Waits for the servers to finish their requests, then stops the checkpointer and the witnessing.
+async fn drain(
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+    metrics_server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    checkpointer: xuefen_api::bank::Checkpointer,
+    witness_stop: tokio::sync::oneshot::Sender<()>,
+    witnessing: Option<tokio::task::JoinHandle<()>>,
+) -> anyhow::Result<()> {
+    server.await.context("server task")?.context("serve")?;
+    if let Some(m) = metrics_server {
+        m.await.context("metrics task")?.context("serve metrics")?;
+    }
+    checkpointer.stop().await;
+    let _ = witness_stop.send(());
+    if let Some(w) = witnessing {
+        let _ = w.await;
+    }
+    Ok(())
 }
 
 /// The service's state from the settings: limits, group commit, single

@@ -145,53 +145,9 @@ pub(crate) async fn me_page(State(state): State<AppState>, headers: HeaderMap, R
 
 pub(super) fn me_context(t: &TranscriptOut, query: &str, limit: usize) -> minijinja::Value {
     let site_name = |id: &str| t.site_names.get(id).cloned().unwrap_or_else(|| id.to_owned());
-    let mut years: BTreeMap<i32, Vec<LineView>> = BTreeMap::new();
-    for e in &t.entries {
-        let at = Millis::parse_rfc3339(&e.occurred_at, "occurred_at").ok();
-        let year = at.map(Millis::year_cst).unwrap_or_default();
-        let date = at
-            .map(|m| {
-                let d = (m.to_datetime() + time::Duration::hours(8)).date();
-                format!("{}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
-            })
-            .unwrap_or_else(|| e.occurred_at.clone());
-        let status = e.status.as_deref().unwrap_or_default();
-        years.entry(year).or_default().push(LineView {
-            date,
-            course: e.course_title.clone().unwrap_or_else(|| e.course.clone()),
-            course_code: e.course.clone(),
-            site: e.site_name.clone().unwrap_or_else(|| e.site_id.clone()),
-            category: e.category.clone(),
-            credits: e.credits.clone(),
-            status: status_zh(status),
-            status_code: status.to_owned(),
-        });
-    }
-    let years: Vec<YearView> = years
-        .into_iter()
-        .map(|(y, lines)| YearView {
-            year: y.to_string(),
-            total: t.totals.by_year.get(&y.to_string()).cloned(),
-            lines,
-        })
-        .collect();
-    let totals = |m: &BTreeMap<String, String>, name: &dyn Fn(&str) -> String| -> Vec<TotalView> {
-        m.iter()
-            .map(|(k, v)| TotalView {
-                label: name(k),
-                credits: v.clone(),
-            })
-            .collect()
-    };
-    let filters = ["year", "category", "site"]
-        .iter()
-        .filter_map(|name| query_value(query, name).map(|v| (*name, v)))
-        .collect::<BTreeMap<_, _>>();
-    let keep = filters
-        .iter()
-        .map(|(k, v)| format!("{k}={}", encode(v)))
-        .chain((limit != crate::PAGE_SIZE_DEFAULT).then(|| format!("limit={limit}")))
-        .collect::<Vec<_>>();
+    let years = year_views(t);
+    let filters = filters_of(query);
+    let keep = kept_query(&filters, limit);
     let next = t.next_after.as_ref().map(|after| {
         let mut q = keep.clone();
         q.push(format!("after={}", encode(after)));
@@ -206,9 +162,9 @@ pub(super) fn me_context(t: &TranscriptOut, query: &str, limit: usize) -> miniji
     context! {
         learner_id => t.learner_id,
         total => t.totals.total,
-        by_year => totals(&t.totals.by_year, &|y: &str| format!("{y} 年")),
-        by_category => totals(&t.totals.by_category, &|c: &str| c.to_owned()),
-        by_site => totals(&t.totals.by_site, &site_name),
+        by_year => total_views(&t.totals.by_year, &|y: &str| format!("{y} 年")),
+        by_category => total_views(&t.totals.by_category, &|c: &str| c.to_owned()),
+        by_site => total_views(&t.totals.by_site, &site_name),
         years,
         filter_year => filters.get("year"),
         filter_category => filters.get("category"),
@@ -218,6 +174,74 @@ pub(super) fn me_context(t: &TranscriptOut, query: &str, limit: usize) -> miniji
         next,
         first,
     }
+}
+
+/// The page's lines by calendar year (CST), each year with its total.
+fn year_views(t: &TranscriptOut) -> Vec<YearView> {
+    let mut years: BTreeMap<i32, Vec<LineView>> = BTreeMap::new();
+    for e in &t.entries {
+        let (year, line) = line_view(e);
+        years.entry(year).or_default().push(line);
+    }
+    years
+        .into_iter()
+        .map(|(y, lines)| YearView {
+            year: y.to_string(),
+            total: t.totals.by_year.get(&y.to_string()).cloned(),
+            lines,
+        })
+        .collect()
+}
+
+/// A transcript line as the page shows it, with its calendar year (CST).
+fn line_view(e: &crate::transcript::EntryOut) -> (i32, LineView) {
+    let at = Millis::parse_rfc3339(&e.occurred_at, "occurred_at").ok();
+    let year = at.map(Millis::year_cst).unwrap_or_default();
+    let date = at
+        .map(|m| {
+            let d = (m.to_datetime() + time::Duration::hours(8)).date();
+            format!("{}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
+        })
+        .unwrap_or_else(|| e.occurred_at.clone());
+    let status = e.status.as_deref().unwrap_or_default();
+    let line = LineView {
+        date,
+        course: e.course_title.clone().unwrap_or_else(|| e.course.clone()),
+        course_code: e.course.clone(),
+        site: e.site_name.clone().unwrap_or_else(|| e.site_id.clone()),
+        category: e.category.clone(),
+        credits: e.credits.clone(),
+        status: status_zh(status),
+        status_code: status.to_owned(),
+    };
+    (year, line)
+}
+
+/// Totals as the page lists them: each key's label and its credits.
+fn total_views(m: &BTreeMap<String, String>, name: &dyn Fn(&str) -> String) -> Vec<TotalView> {
+    m.iter()
+        .map(|(k, v)| TotalView {
+            label: name(k),
+            credits: v.clone(),
+        })
+        .collect()
+}
+
+/// The filters the query sets (`year`, `category`, `site`), by name.
+fn filters_of(query: &str) -> BTreeMap<&'static str, String> {
+    ["year", "category", "site"]
+        .iter()
+        .filter_map(|name| query_value(query, name).map(|v| (*name, v)))
+        .collect::<BTreeMap<_, _>>()
+}
+
+/// The query fields the page's links keep: the filters and a limit other than the default.
+fn kept_query(filters: &BTreeMap<&str, String>, limit: usize) -> Vec<String> {
+    filters
+        .iter()
+        .map(|(k, v)| format!("{k}={}", encode(v)))
+        .chain((limit != crate::PAGE_SIZE_DEFAULT).then(|| format!("limit={limit}")))
+        .collect::<Vec<_>>()
 }
 
 #[derive(Deserialize)]

@@ -84,17 +84,33 @@ async fn with_evidence(
     learner: &LearnerId,
     lines_out: Vec<EntryOut>,
 ) -> ApiResult<(Vec<Line>, u64, Option<String>)> {
-    let entries: HashMap<Position, Entry> = state
+    let entries = entries_by_position(state, learner).await?;
+    let head = state.store.log_head().await?;
+    let size = head.as_ref().map_or(0, |h| h.size);
+    let indexes = log_indexes(state, &lines_out, size).await?;
+    let picked = pick_entries(lines_out, &entries, &indexes, size)?;
+    let tiles = proof_tiles(state, &picked, size).await?;
+    let lines = sealed_lines(picked, size, &tiles)?;
+    Ok((lines, size, head.map(|h| h.note)))
+}
+
+/// A transcript line with its ledger entry and, when sealed, its log index.
+type Picked = (EntryOut, Entry, Option<u64>);
+
+/// The learner's ledger entries, by position.
+async fn entries_by_position(state: &AppState, learner: &LearnerId) -> ApiResult<HashMap<Position, Entry>> {
+    Ok(state
         .store
         .learner_entries(learner)
         .await?
         .into_iter()
         .map(|e| (e.position, e))
-        .collect();
-    let head = state.store.log_head().await?;
-    let size = head.as_ref().map_or(0, |h| h.size);
-    // The log index of each line, by position (one probe of the log's
-    // segments per line); only indexes under the checkpoint are sealed.
+        .collect())
+}
+
+/// The log index of each line, by position (one probe of the log's
+/// segments per line); none while the log is empty.
+async fn log_indexes(state: &AppState, lines_out: &[EntryOut], size: u64) -> ApiResult<HashMap<Position, u64>> {
     let positions: Vec<Position> = lines_out
         .iter()
         .map(|l| Position {
@@ -102,11 +118,22 @@ async fn with_evidence(
             seq: l.position.seq,
         })
         .collect();
-    let indexes = if size > 0 {
+    Ok(if size > 0 {
         state.store.log_indexes(&positions).await?
     } else {
         HashMap::new()
-    };
+    })
+}
+
+/// Each line with its entry and its log index when under the checkpoint;
+/// a line without an entry is a corrupt store.
+fn pick_entries(
+    lines_out: Vec<EntryOut>,
+    entries: &HashMap<Position, Entry>,
+    indexes: &HashMap<Position, u64>,
+    size: u64,
+) -> ApiResult<Vec<Picked>> {
+    // Only indexes under the checkpoint are sealed.
     let index_of = |p: Position| indexes.get(&p).copied().filter(|i| *i < size);
     let mut picked = Vec::new();
     for l in lines_out {
@@ -123,22 +150,31 @@ async fn with_evidence(
         };
         picked.push((l, entry.clone(), index_of(p)));
     }
+    Ok(picked)
+}
+
+/// The log tiles that the inclusion proofs of the sealed lines need, in one read.
+async fn proof_tiles(state: &AppState, picked: &[Picked], size: u64) -> ApiResult<tlog::Tiles> {
     let ids: BTreeSet<TileId> = picked
         .iter()
         .filter_map(|(_, _, i)| *i)
         .flat_map(|i| tlog::inclusion_tiles(i, size).into_iter().map(|(t, _)| t))
         .collect();
-    let tiles = if ids.is_empty() {
+    Ok(if ids.is_empty() {
         tlog::Tiles::new()
     } else {
         state.store.log_tiles(&ids.into_iter().collect::<Vec<_>>()).await?
-    };
+    })
+}
+
+/// The record's lines, each sealed one with its inclusion proof.
+fn sealed_lines(picked: Vec<Picked>, size: u64, tiles: &tlog::Tiles) -> ApiResult<Vec<Line>> {
     let mut lines = Vec::with_capacity(picked.len());
     for (out, entry, index) in picked {
         let sealed = match index {
             Some(index) => Some(Sealed {
                 index,
-                proof: tlog::inclusion_proof(index, size, &tiles).map_err(|e| xuefen_store::StoreError::Corrupt {
+                proof: tlog::inclusion_proof(index, size, tiles).map_err(|e| xuefen_store::StoreError::Corrupt {
                     at: format!("log index {index}"),
                     detail: e.to_string(),
                 })?,
@@ -153,7 +189,7 @@ async fn with_evidence(
             sealed,
         });
     }
-    Ok((lines, size, head.map(|h| h.note)))
+    Ok(lines)
 }
 
 pub(super) fn uuid_v4() -> String {

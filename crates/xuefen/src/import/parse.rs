@@ -81,13 +81,7 @@ pub(super) const CSV_COLUMNS: [&str; 15] = [
 
 pub(super) fn parse_csv(bytes: &[u8]) -> anyhow::Result<(Vec<Line>, Vec<Rejected>)> {
     let mut reader = csv::ReaderBuilder::new().flexible(false).from_reader(bytes);
-    let headers = reader.headers().context("read the CSV header")?.clone();
-    if let Some(h) = headers.iter().find(|h| !CSV_COLUMNS.contains(h)) {
-        bail!("CSV column `{h}` is not one of {}", CSV_COLUMNS.join(", "));
-    }
-    if !headers.iter().any(|h| h == "type") {
-        bail!("the CSV header has no `type` column");
-    }
+    let headers = csv_headers(&mut reader)?;
     let mut lines = Vec::new();
     let mut bad = Vec::new();
     for (i, row) in reader.records().enumerate() {
@@ -104,69 +98,111 @@ pub(super) fn parse_csv(bytes: &[u8]) -> anyhow::Result<(Vec<Line>, Vec<Rejected
                 continue;
             }
         };
-        let cell = |name: &str| -> Option<String> {
-            headers
-                .iter()
-                .position(|h| h == name)
-                .and_then(|i| row.get(i))
-                .filter(|v| !v.is_empty())
-                .map(str::to_owned)
+        let row = CsvRow {
+            headers: &headers,
+            row: &row,
         };
-        let mut obj = Map::new();
-        let mut put = |k: &str, v: Option<String>| {
-            if let Some(v) = v {
-                obj.insert(k.to_owned(), Value::String(v));
-            }
-        };
-        let kind = cell("type");
-        put("type", kind.clone());
-        match kind.as_deref() {
-            Some("learner") => {
-                put("name", cell("name"));
-                put("local_account", cell("local_account"));
-                put("registered_at", cell("registered_at"));
-                obj.insert(
-                    "document".into(),
-                    json!({"kind": cell("document_kind"), "number": cell("document_number")}),
-                );
-            }
-            Some("link") => {
-                put("local_account", cell("local_account"));
-                put("learner_id", cell("learner_id"));
-                put("registered_at", cell("registered_at"));
-            }
-            Some("event") => {
-                for k in [
-                    "event_id",
-                    "kind",
-                    "course",
-                    "completed_at",
-                    "target_event_id",
-                    "reason",
-                ] {
-                    put(k, cell(k));
-                }
-                // Amounts stay strings: the API takes exact decimals as strings.
-                put("score", cell("score"));
-                put("hours", cell("hours"));
-                match (cell("local_account"), cell("learner_id")) {
-                    (Some(a), _) => {
-                        obj.insert("learner".into(), json!({"local_account": a}));
-                    }
-                    (None, Some(id)) => {
-                        obj.insert("learner".into(), json!({"id": id}));
-                    }
-                    (None, None) => {}
-                }
-            }
-            _ => {}
-        }
-        match record_of(obj) {
+        match record_of(row.object()) {
             Ok(record) => lines.push(Line { number, record }),
             Err(e) => bad.push(unreadable(number, e)),
         }
     }
     Ok((lines, bad))
+}
+
+/// The CSV header, refused unless every column is known and `type` is one of them.
+fn csv_headers(reader: &mut csv::Reader<&[u8]>) -> anyhow::Result<csv::StringRecord> {
+    let headers = reader.headers().context("read the CSV header")?.clone();
+    if let Some(h) = headers.iter().find(|h| !CSV_COLUMNS.contains(h)) {
+        bail!("CSV column `{h}` is not one of {}", CSV_COLUMNS.join(", "));
+    }
+    if !headers.iter().any(|h| h == "type") {
+        bail!("the CSV header has no `type` column");
+    }
+    Ok(headers)
+}
+
+/// One CSV row with the header, to read its cells by column name.
+struct CsvRow<'a> {
+    headers: &'a csv::StringRecord,
+    row: &'a csv::StringRecord,
+}
+
+impl CsvRow<'_> {
+    /// The cell of the column `name`; `None` when there is no such column or the cell is empty.
+    fn cell(&self, name: &str) -> Option<String> {
+        self.headers
+            .iter()
+            .position(|h| h == name)
+            .and_then(|i| self.row.get(i))
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+    }
+
+    /// The JSON object of the row: its `type` and the columns that type uses.
+    fn object(&self) -> Map<String, Value> {
+        let mut obj = Map::new();
+        let kind = self.cell("type");
+        put(&mut obj, "type", kind.clone());
+        match kind.as_deref() {
+            Some("learner") => self.learner_fields(&mut obj),
+            Some("link") => self.link_fields(&mut obj),
+            Some("event") => self.event_fields(&mut obj),
+            _ => {}
+        }
+        obj
+    }
+
+    /// Adds the fields of a learner: name, account, registration date and document.
+    fn learner_fields(&self, obj: &mut Map<String, Value>) {
+        put(obj, "name", self.cell("name"));
+        put(obj, "local_account", self.cell("local_account"));
+        put(obj, "registered_at", self.cell("registered_at"));
+        obj.insert(
+            "document".into(),
+            json!({"kind": self.cell("document_kind"), "number": self.cell("document_number")}),
+        );
+    }
+
+    /// Adds the fields of a link: the account, the learner and the registration date.
+    fn link_fields(&self, obj: &mut Map<String, Value>) {
+        put(obj, "local_account", self.cell("local_account"));
+        put(obj, "learner_id", self.cell("learner_id"));
+        put(obj, "registered_at", self.cell("registered_at"));
+    }
+
+    /// Adds the fields of an event, and its learner by account or by id.
+    fn event_fields(&self, obj: &mut Map<String, Value>) {
+        for k in [
+            "event_id",
+            "kind",
+            "course",
+            "completed_at",
+            "target_event_id",
+            "reason",
+        ] {
+            put(obj, k, self.cell(k));
+        }
+        // Amounts stay strings: the API takes exact decimals as strings.
+        put(obj, "score", self.cell("score"));
+        put(obj, "hours", self.cell("hours"));
+        match (self.cell("local_account"), self.cell("learner_id")) {
+            (Some(a), _) => {
+                obj.insert("learner".into(), json!({"local_account": a}));
+            }
+            (None, Some(id)) => {
+                obj.insert("learner".into(), json!({"id": id}));
+            }
+            (None, None) => {}
+        }
+    }
+}
+
+/// Sets `k` to the string `v` when there is one.
+fn put(obj: &mut Map<String, Value>, k: &str, v: Option<String>) {
+    if let Some(v) = v {
+        obj.insert(k.to_owned(), Value::String(v));
+    }
 }
 
 #[cfg(test)]
