@@ -27,6 +27,10 @@ pub struct NewStatement {
     pub verb: String,
     pub activity: Option<String>,
     pub agent: Option<String>,
+    /// The agent key of the statement's `authority`, the agent the LRS
+    /// stores it under: the statement query matches it as a related agent
+    /// in the statement's own row, so it costs no related row.
+    pub authority: Option<String>,
     pub registration: Option<String>,
     pub voids: Option<String>,
     pub stored: Millis,
@@ -39,11 +43,11 @@ pub struct NewStatement {
 impl NewStatement {
     /// The (kind, value) rows of `xapi_statement_related`: the related
     /// agents (`agent`) and activities (`activity`) other than the actor
-    /// (`agent`) and the object (`activity`), which the statement query
-    /// matches in the statement's own columns.
+    /// (`agent`), the authority and the object (`activity`), which the
+    /// statement query matches in the statement's own columns.
     pub fn related_rows(&self) -> impl Iterator<Item = (&'static str, &str)> {
         related_rows(
-            self.agent.as_deref(),
+            [self.agent.as_deref(), self.authority.as_deref()],
             self.activity.as_deref(),
             &self.related_agents,
             &self.related_activities,
@@ -51,19 +55,19 @@ impl NewStatement {
     }
 }
 
-/// The rows of `xapi_statement_related` for a statement whose actor key is
-/// `agent` and object id `activity`: its related agents and activities
-/// without those two. One rule for a statement written now and one
-/// re-indexed ([`backfill_related`]).
+/// The rows of `xapi_statement_related` for a statement whose actor and
+/// authority keys are `in_row` and object id `activity`: its related agents
+/// and activities without those. One rule for a statement written now and
+/// one re-indexed ([`backfill_related`]).
 fn related_rows<'a>(
-    agent: Option<&'a str>,
+    in_row: [Option<&'a str>; 2],
     activity: Option<&'a str>,
     agents: &'a [String],
     activities: &'a [String],
 ) -> impl Iterator<Item = (&'static str, &'a str)> {
     let agents = agents
         .iter()
-        .filter(move |a| agent != Some(a.as_str()))
+        .filter(move |a| !in_row.contains(&Some(a.as_str())))
         .map(|a| ("agent", a.as_str()));
     let activities = activities
         .iter()
@@ -253,7 +257,10 @@ fn related_rows_of_stored(s: &StoredForReindex) -> Vec<(&'static str, String)> {
         return Vec::new();
     };
     let (agents, activities) = xuefen_core::xapi::related::related(&statement);
-    related_rows(s.agent.as_deref(), s.activity.as_deref(), &agents, &activities)
+    // A listed statement was stored before the authority had a column
+    // (migration 0015 listed them; 0017 added it): its authority is a
+    // related row like any other agent.
+    related_rows([s.agent.as_deref(), None], s.activity.as_deref(), &agents, &activities)
         .map(|(kind, value)| (kind, value.to_owned()))
         .collect()
 }

@@ -46,11 +46,13 @@ impl XapiStore for PgStore {
         // order of the request.
         let inserted: Vec<String> = sqlx::query_scalar(
             "insert into xapi_statements
-                 (site_id, statement_id, fingerprint, verb, activity, agent, registration, voids, stored_ms, body)
-             select $1, i.id, i.fp, i.verb, i.activity, i.agent, i.registration, i.voids, i.stored_ms, i.body
+                 (site_id, statement_id, fingerprint, verb, activity, agent, authority, registration, voids,
+                  stored_ms, body)
+             select $1, i.id, i.fp, i.verb, i.activity, i.agent, i.authority, i.registration, i.voids,
+                    i.stored_ms, i.body
                from unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
-                           $9::bigint[], $10::text[]) with ordinality
-                    as i(id, fp, verb, activity, agent, registration, voids, stored_ms, body, n)
+                           $9::text[], $10::bigint[], $11::text[]) with ordinality
+                    as i(id, fp, verb, activity, agent, authority, registration, voids, stored_ms, body, n)
              order by n
              on conflict (site_id, statement_id) do nothing
              returning statement_id",
@@ -61,6 +63,7 @@ impl XapiStore for PgStore {
         .bind(col(|s| s.verb.clone()))
         .bind(opt(|s| s.activity.clone()))
         .bind(opt(|s| s.agent.clone()))
+        .bind(opt(|s| s.authority.clone()))
         .bind(opt(|s| s.registration.clone()))
         .bind(opt(|s| s.voids.clone()))
         .bind(statements.iter().map(|s| s.stored.0).collect::<Vec<i64>>())
@@ -196,18 +199,20 @@ impl XapiStore for PgStore {
                 });
                 for (column, v) in &filters {
                     match related(column) {
-                        // The actor and the object are in the row's own
+                        // The actor, the authority and the object are in the row's own
                         // columns; the related rows hold the other agents and
                         // activities.
                         Some(kind) => {
-                            b.push(format!(" and ({alias}.{column} = "))
-                                .push_bind(v.as_str())
-                                .push(format!(
-                                    " or exists (select 1 from xapi_statement_related r where r.site_id = {alias}.site_id
+                            b.push(format!(" and ({alias}.{column} = ")).push_bind(v.as_str());
+                            if kind == "agent" {
+                                b.push(format!(" or {alias}.authority = ")).push_bind(v.as_str());
+                            }
+                            b.push(format!(
+                                " or exists (select 1 from xapi_statement_related r where r.site_id = {alias}.site_id
                                        and r.kind = '{kind}' and r.statement_id = {alias}.statement_id and r.value = "
-                                ))
-                                .push_bind(v.as_str())
-                                .push("))");
+                            ))
+                            .push_bind(v.as_str())
+                            .push("))");
                         }
                         None => {
                             b.push(format!(" and {alias}.{column} = ")).push_bind(v.as_str());

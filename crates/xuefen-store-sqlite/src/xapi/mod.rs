@@ -22,7 +22,7 @@ const ROW_COLUMNS: &str = "s.seq, s.statement_id, s.body, s.fingerprint, s.verb,
     exists (select 1 from xapi_statements v where v.site_id = s.site_id and v.voids = s.statement_id) as voided";
 
 /// Columns bound per statement row.
-const STATEMENT_WIDTH: usize = 10;
+const STATEMENT_WIDTH: usize = 11;
 
 fn statement_row(row: &SqliteRow) -> Result<StatementRow> {
     Ok(StatementRow {
@@ -47,7 +47,8 @@ async fn insert_locked(
         // Dynamic: the number of rows varies with the request.
         let sql = format!(
             "insert into xapi_statements
-                 (site_id, statement_id, fingerprint, verb, activity, agent, registration, voids, stored_ms, body)
+                 (site_id, statement_id, fingerprint, verb, activity, agent, authority, registration, voids,
+                  stored_ms, body)
              values {} on conflict (site_id, statement_id) do nothing returning statement_id",
             tuples(chunk.len(), STATEMENT_WIDTH)
         );
@@ -60,6 +61,7 @@ async fn insert_locked(
                 .bind(&s.verb)
                 .bind(&s.activity)
                 .bind(&s.agent)
+                .bind(&s.authority)
                 .bind(&s.registration)
                 .bind(&s.voids)
                 .bind(s.stored.0)
@@ -214,18 +216,20 @@ impl XapiStore for SqliteStore {
                 });
                 for (column, v) in &filters {
                     match related(column) {
-                        // The actor and the object are in the row's own
+                        // The actor, the authority and the object are in the row's own
                         // columns; the related rows hold the other agents and
                         // activities.
                         Some(kind) => {
-                            b.push(format!(" and ({alias}.{column} = "))
-                                .push_bind(String::clone(v))
-                                .push(format!(
-                                    " or exists (select 1 from xapi_statement_related r where r.site_id = {alias}.site_id
+                            b.push(format!(" and ({alias}.{column} = ")).push_bind(String::clone(v));
+                            if kind == "agent" {
+                                b.push(format!(" or {alias}.authority = ")).push_bind(String::clone(v));
+                            }
+                            b.push(format!(
+                                " or exists (select 1 from xapi_statement_related r where r.site_id = {alias}.site_id
                                        and r.kind = '{kind}' and r.statement_id = {alias}.statement_id and r.value = "
-                                ))
-                                .push_bind(String::clone(v))
-                                .push("))");
+                            ))
+                            .push_bind(String::clone(v))
+                            .push("))");
                         }
                         None => {
                             b.push(format!(" and {alias}.{column} = ")).push_bind(String::clone(v));

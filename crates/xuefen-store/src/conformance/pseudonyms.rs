@@ -123,6 +123,7 @@ pub async fn erasure_keeps_the_ledger_valid_and_removes_the_learner_everywhere<B
         verb: "http://adlnet.gov/expapi/verbs/attended".into(),
         activity: Some("http://x.example/object".into()),
         agent: Some(actor.into()),
+        authority: None,
         registration: None,
         voids: None,
         stored: NOW,

@@ -482,6 +482,7 @@ pub async fn xapi_statements_fold_their_activity_objects_in_their_transaction<B:
         verb: "http://adlnet.gov/expapi/verbs/completed".into(),
         activity: Some(id.clone()),
         agent: Some("mbox|mailto:a@example.com".into()),
+        authority: None,
         registration: None,
         voids: None,
         stored: NOW,

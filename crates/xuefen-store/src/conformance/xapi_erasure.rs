@@ -55,6 +55,7 @@ fn statement(site: &str, home: &str, n: u8, mut body: Value) -> NewStatement {
         verb,
         activity,
         agent,
+        authority: xuefen_core::xapi::agent_key(&body["authority"].to_string()).ok(),
         registration: None,
         voids,
         stored: NOW,

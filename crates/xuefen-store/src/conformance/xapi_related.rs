@@ -4,9 +4,13 @@
 use super::{Backend, NOW, act, site, site_id};
 use crate::StatementQuery;
 
+/// The agent key of the authority the statements are stored under.
+const AUTHORITY: &str = "account|https://lrs.example.org/|site-a";
+
 /// `agent` with `related_agents` matches any agent the statement relates
-/// to, `activity` with `related_activities` any activity; without them
-/// only the actor and the object match.
+/// to, its authority included, `activity` with `related_activities` any
+/// activity; without them only the actor and the object match. The
+/// authority is matched in the statement's row: it has no related row.
 pub async fn xapi_related_agents_and_activities_match_beyond_actor_and_object<B: Backend>(db: &B) {
     let store = db.store();
     store.create_site(&site(site_id()), &act("joined")).await.expect("site");
@@ -17,11 +21,13 @@ pub async fn xapi_related_agents_and_activities_match_beyond_actor_and_object<B:
         verb: "http://adlnet.gov/expapi/verbs/attended".into(),
         activity: Some("http://x.example/object".into()),
         agent: Some("mbox|mailto:actor@example.com".into()),
+        authority: Some(AUTHORITY.into()),
         registration: None,
         voids: None,
         stored: NOW,
         related_agents: vec![
             "mbox|mailto:actor@example.com".into(),
+            AUTHORITY.into(),
             "mbox|mailto:instructor@example.com".into(),
         ],
         related_activities: vec!["http://x.example/object".into(), "http://x.example/parent".into()],
@@ -63,6 +69,33 @@ pub async fn xapi_related_agents_and_activities_match_beyond_actor_and_object<B:
         .await,
         one
     );
+    let authority = Some(AUTHORITY.to_owned());
+    assert!(
+        ids(StatementQuery {
+            agent: authority.clone(),
+            ..Default::default()
+        })
+        .await
+        .is_empty()
+    );
+    assert_eq!(
+        ids(StatementQuery {
+            agent: authority,
+            related_agents: true,
+            ..Default::default()
+        })
+        .await,
+        one
+    );
+    assert_eq!(
+        db.query_i64(&format!(
+            "select count(*) from xapi_statement_related where value = '{AUTHORITY}'"
+        ))
+        .await
+        .expect("authority rows"),
+        0,
+        "the authority is in the statement's row, not a related row"
+    );
     let parent = Some("http://x.example/parent".to_owned());
     assert!(
         ids(StatementQuery {
@@ -103,27 +136,25 @@ pub async fn migrating_statements_from_0014_reindexes_their_context_agents_once<
     store.create_site(&site(site_id()), &act("joined")).await.expect("site");
     let with_context = "00000000-0000-4000-8000-0000000000c1";
     let without = "00000000-0000-4000-8000-0000000000c2";
-    let statement = |id: &str, context: &str| crate::NewStatement {
-        id: id.into(),
-        json: format!(
+    // Written as the release at 0014 wrote them: the statement's row, and
+    // no related row for its actor and object (matched in the row).
+    let statement = |id: &str, context: &str| {
+        let body = format!(
             r#"{{"id":"{id}","actor":{{"mbox":"mailto:actor@example.com"}},"verb":{{"id":"http://adlnet.gov/expapi/verbs/attended"}},"object":{{"id":"http://x.example/object"}}{context}}}"#
-        ),
-        fingerprint: format!("f-{id}"),
-        verb: "http://adlnet.gov/expapi/verbs/attended".into(),
-        activity: Some("http://x.example/object".into()),
-        agent: Some("mbox|mailto:actor@example.com".into()),
-        registration: None,
-        voids: None,
-        stored: NOW,
-        // As the older release indexed them: the actor and the object only.
-        related_agents: vec!["mbox|mailto:actor@example.com".into()],
-        related_activities: vec!["http://x.example/object".into()],
+        );
+        format!(
+            "insert into xapi_statements
+                 (site_id, statement_id, fingerprint, verb, activity, agent, stored_ms, body)
+             values ('{site}', '{id}', 'f-{id}', 'http://adlnet.gov/expapi/verbs/attended',
+                     'http://x.example/object', 'mbox|mailto:actor@example.com', {now}, '{body}')",
+            site = site_id().as_str(),
+            now = NOW.0,
+        )
     };
     let context = r#","context":{"contextAgents":[{"objectType":"contextAgent","agent":{"mbox":"mailto:Coach@example.com"}}],"contextGroups":[{"objectType":"contextGroup","group":{"objectType":"Group","member":[{"mbox":"mailto:peer@example.com"}]}}]}"#;
-    store
-        .insert_statements(&site_id(), &[statement(with_context, context), statement(without, "")])
-        .await
-        .expect("statements under 0014");
+    for sql in [statement(with_context, context), statement(without, "")] {
+        db.execute(&sql).await.expect("statements under 0014");
+    }
     let related = |agent: &'static str| {
         let store = store.clone();
         async move {
@@ -144,7 +175,8 @@ pub async fn migrating_statements_from_0014_reindexes_their_context_agents_once<
                 .collect::<Vec<_>>()
         }
     };
-    assert!(related("mbox|mailto:coach@example.com").await.is_empty());
+    let coach_rows = "select count(*) from xapi_statement_related where value = 'mbox|mailto:coach@example.com'";
+    assert_eq!(db.query_i64(coach_rows).await.expect("coach rows"), 0);
 
     db.migrate().await;
     store.ready().await.expect("schema is current");

@@ -187,6 +187,7 @@ pub(super) async fn write_statements(
     }
     let home = home_page(state, site).await?;
     let authority = authority(&home, site);
+    let authority_key = core::agent_key(&authority).ok();
     let stored = now();
     let many = put_id.is_none() && items.len() > 1;
     let at = |i: usize, e: StatementError| if many { e.within(&i.to_string()) } else { e };
@@ -253,6 +254,7 @@ pub(super) async fn write_statements(
                 verb: p.verb,
                 activity: p.activity,
                 agent,
+                authority: authority_key.clone(),
                 registration: p.registration,
                 voids: p.voids,
                 stored,

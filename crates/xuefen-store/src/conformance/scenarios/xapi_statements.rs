@@ -14,6 +14,7 @@ fn statement(n: u32, fp: &str, verb: &str, activity: Option<&str>, agent: Option
         verb: verb.to_owned(),
         activity: activity.map(str::to_owned),
         agent: agent.map(str::to_owned),
+        authority: None,
         registration: None,
         voids: None,
         stored: Millis(NOW.0 + i64::from(n) * 1_000),
