@@ -6,7 +6,7 @@ use xuefen_core::ids::{LearnerId, LocalAccount, Position, SiteId};
 use xuefen_store::learners::{ACCOUNT_LINK_COLUMNS, LEARNER_INSERT_COLUMNS, existing_link, stored_learner_id};
 use xuefen_store::{LearnerStore, NewLearner, Result, Written};
 
-use crate::{PgStore, bank, db};
+use crate::{Col, PgStore, bank, db};
 
 #[async_trait]
 impl LearnerStore for PgStore {
@@ -97,12 +97,13 @@ impl LearnerStore for PgStore {
     }
 
     async fn learner_by_document(&self, document_hash: &[u8; 32]) -> Result<Option<(LearnerId, String)>> {
-        let row: Option<(String, String)> = sqlx::query_as("select id, name from learners where document_hash = $1")
+        let row = sqlx::query("select id, name from learners where document_hash = $1")
             .bind(&document_hash[..])
             .fetch_optional(&self.pool)
             .await
             .map_err(db)?;
-        row.map(|(id, name)| Ok((stored_learner_id(id)?, name))).transpose()
+        row.map(|r| Ok((stored_learner_id(r.col("id")?)?, r.col("name")?)))
+            .transpose()
     }
 
     async fn site_knows_learner(&self, site: &SiteId, learner: &LearnerId) -> Result<bool> {

@@ -70,17 +70,17 @@ impl TranscriptStore for PgStore {
         let mut totals = Vec::new();
         let mut referred = Referrals::default();
         for r in &rows {
-            let part: i32 = r.col(0)?;
+            let part: i32 = r.col("part")?;
             if part == 0 {
                 totals.push(TotalRow {
-                    year: r.col(1)?,
-                    category: r.col(2)?,
-                    site: r.col(3)?,
-                    credits: Credits::from_cents(r.col(4)?),
+                    year: r.col("year")?,
+                    category: r.col("category")?,
+                    site: r.col("site_id")?,
+                    credits: Credits::from_cents(r.col("credits")?),
                 });
                 continue;
             }
-            let (chain, seq, kind): (i64, i64, i64) = (r.col(5)?, r.col(6)?, r.col(7)?);
+            let (chain, seq, kind): (i64, i64, i64) = (r.col("refers_chain")?, r.col("refers_seq")?, r.col("kind")?);
             if let (Ok(chain), Ok(seq)) = (u32::try_from(chain), u64::try_from(seq)) {
                 xuefen_store::referral(&mut referred, Position { chain, seq }, kind);
             }

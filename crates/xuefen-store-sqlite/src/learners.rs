@@ -1,6 +1,7 @@
 //! Learners on SQLite: registration, account links and erasure.
 
 use async_trait::async_trait;
+use sqlx::Row;
 use xuefen_core::event::{Millis, Reason};
 use xuefen_core::ids::{LearnerId, LocalAccount, Position, SiteId};
 use xuefen_store::learners::{ACCOUNT_LINK_COLUMNS, LEARNER_INSERT_COLUMNS, existing_link, stored_learner_id};
@@ -95,12 +96,18 @@ impl LearnerStore for SqliteStore {
     }
 
     async fn learner_by_document(&self, document_hash: &[u8; 32]) -> Result<Option<(LearnerId, String)>> {
-        let row: Option<(String, String)> = sqlx::query_as("select id, name from learners where document_hash = ?1")
+        let row = sqlx::query("select id, name from learners where document_hash = ?1")
             .bind(&document_hash[..])
             .fetch_optional(&self.pool)
             .await
             .map_err(db)?;
-        row.map(|(id, name)| Ok((stored_learner_id(id)?, name))).transpose()
+        row.map(|r| {
+            Ok((
+                stored_learner_id(r.try_get("id").map_err(db)?)?,
+                r.try_get("name").map_err(db)?,
+            ))
+        })
+        .transpose()
     }
 
     async fn site_knows_learner(&self, site: &SiteId, learner: &LearnerId) -> Result<bool> {

@@ -68,24 +68,24 @@ impl TranscriptStore for SqliteStore {
         let mut referred = Referrals::default();
         for row in &rows {
             let read = |e| unreadable("ledger_entries", e);
-            let part: i64 = row.try_get(0).map_err(read)?;
+            let part: i64 = row.try_get("part").map_err(read)?;
             if part == 0 {
-                let year: i64 = row.try_get(1).map_err(read)?;
+                let year: i64 = row.try_get("year").map_err(read)?;
                 totals.push(TotalRow {
                     year: i32::try_from(year).map_err(|_| StoreError::Corrupt {
                         at: format!("learner {learner}"),
                         detail: "year out of range".into(),
                     })?,
-                    category: row.try_get(2).map_err(read)?,
-                    site: row.try_get(3).map_err(read)?,
-                    credits: Credits::from_cents(row.try_get(4).map_err(read)?),
+                    category: row.try_get("category").map_err(read)?,
+                    site: row.try_get("site_id").map_err(read)?,
+                    credits: Credits::from_cents(row.try_get("credits").map_err(read)?),
                 });
                 continue;
             }
             let (chain, seq, kind): (i64, i64, i64) = (
-                row.try_get(5).map_err(read)?,
-                row.try_get(6).map_err(read)?,
-                row.try_get(7).map_err(read)?,
+                row.try_get("refers_chain").map_err(read)?,
+                row.try_get("refers_seq").map_err(read)?,
+                row.try_get("kind").map_err(read)?,
             );
             if let (Ok(chain), Ok(seq)) = (u32::try_from(chain), u64::try_from(seq)) {
                 xuefen_store::referral(&mut referred, Position { chain, seq }, kind);

@@ -67,14 +67,14 @@ impl LedgerStore for PgStore {
     }
 
     async fn stray_entry(&self, chains: u32) -> Result<Option<(i64, i64)>> {
-        let row: Option<(i64, i64)> = sqlx::query_as(
-            "select chain_id::bigint, seq from ledger_entries where chain_id < 0 or chain_id >= $1 limit 1",
+        let row = sqlx::query(
+            "select chain_id::bigint as chain_id, seq from ledger_entries where chain_id < 0 or chain_id >= $1 limit 1",
         )
         .bind(i64::from(chains))
         .fetch_optional(&self.pool)
         .await
         .map_err(db)?;
-        Ok(row)
+        row.map(|r| Ok((r.col("chain_id")?, r.col("seq")?))).transpose()
     }
 
     fn chain_count(&self) -> u32 {

@@ -14,8 +14,8 @@
 //! shard, so the locks cannot deadlock.
 
 use async_trait::async_trait;
+use sqlx::PgConnection;
 use sqlx::postgres::PgRow;
-use sqlx::{PgConnection, Row};
 use xuefen_core::event::Millis;
 use xuefen_core::ids::SiteId;
 use xuefen_core::xapi::attachments::Part;
@@ -25,17 +25,17 @@ use xuefen_store::xapi_documents::{
 };
 use xuefen_store::{Result, StoreError, Written};
 
-use crate::{PgStore, db};
+use crate::{Col, PgStore, db};
 
 const SCOPE: &str = "site_id = $1 and kind = $2 and activity_id = $3 and agent = $4 and registration = $5";
 
 fn document_row(row: &PgRow) -> Result<Document> {
     Ok(Document {
-        id: row.try_get(0).map_err(db)?,
-        content_type: row.try_get(1).map_err(db)?,
-        body: row.try_get(2).map_err(db)?,
-        etag: row.try_get(3).map_err(db)?,
-        updated: Millis(row.try_get(4).map_err(db)?),
+        id: row.col("document_id")?,
+        content_type: row.col("content_type")?,
+        body: row.col("body")?,
+        etag: row.col("etag")?,
+        updated: Millis(row.col("updated_ms")?),
     })
 }
 
@@ -216,7 +216,7 @@ async fn stored_activities(conn: &mut PgConnection, site: &SiteId, ids: &[&str])
             .await
             .map_err(db)?;
     rows.iter()
-        .map(|r| Ok((r.try_get(0).map_err(db)?, r.try_get(1).map_err(db)?)))
+        .map(|r| Ok((r.col("activity_id")?, r.col("object")?)))
         .collect()
 }
 
@@ -355,15 +355,15 @@ impl XapiDocumentStore for PgStore {
         .map_err(db)?;
         rows.iter()
             .map(|row| {
-                let id: String = row.try_get(0).map_err(db)?;
+                let id: String = row.col("site_id")?;
                 let site = SiteId::parse(id.clone()).map_err(|e| StoreError::Corrupt {
                     at: format!("xapi_document_usage {id}"),
                     detail: e.to_string(),
                 })?;
                 Ok(DocumentUsage {
                     site,
-                    documents: count(row.try_get(1).map_err(db)?),
-                    bytes: count(row.try_get(2).map_err(db)?),
+                    documents: count(row.col("documents")?),
+                    bytes: count(row.col("bytes")?),
                 })
             })
             .collect()
@@ -424,9 +424,9 @@ impl XapiDocumentStore for PgStore {
         rows.iter()
             .map(|row| {
                 Ok(Part {
-                    sha2: row.try_get(0).map_err(db)?,
-                    content_type: row.try_get(1).map_err(db)?,
-                    body: row.try_get(2).map_err(db)?,
+                    sha2: row.col("sha2")?,
+                    content_type: row.col("content_type")?,
+                    body: row.col("body")?,
                 })
             })
             .collect()

@@ -88,7 +88,7 @@ async fn foreign_sums(conn: &mut PgConnection, site: &str, learner: &str, sums: 
 /// The learner's accounts (under each site's home page) and registered
 /// mailbox hashes.
 async fn learner_agents(conn: &mut PgConnection, learner: &str) -> Result<LearnerAgents> {
-    let accounts: Vec<(String, String, Option<String>)> = sqlx::query_as(
+    let accounts = sqlx::query(
         "select a.site_id, a.local_account, p.home_page
            from learner_accounts a left join xapi_profiles p on p.site_id = a.site_id
           where a.learner_id = $1",
@@ -108,8 +108,11 @@ async fn learner_agents(conn: &mut PgConnection, learner: &str) -> Result<Learne
     .await
     .map_err(db)?;
     let mut agents = LearnerAgents::default();
-    for (site, account, declared) in &accounts {
-        agents.add_account(site, &home_page(site, declared.as_deref()), account);
+    for row in &accounts {
+        let site: String = row.col("site_id")?;
+        let account: String = row.col("local_account")?;
+        let declared: Option<String> = row.col("home_page")?;
+        agents.add_account(&site, &home_page(&site, declared.as_deref()), &account);
     }
     for sum in &sums {
         agents.add_sum(sum);
@@ -143,9 +146,9 @@ async fn scan_clear_mailboxes(
     .map_err(db)?;
     let mut named = BTreeSet::new();
     for row in &rows {
-        let body: String = row.col(1)?;
+        let body: String = row.col("body")?;
         if agents.scan_body(&body) {
-            named.insert(row.col::<String>(0)?);
+            named.insert(row.col::<String>("statement_id")?);
         }
     }
     let document_keys: Vec<String> =

@@ -21,12 +21,12 @@ const ROW_COLUMNS: &str = "s.seq, s.statement_id, s.body, s.fingerprint, s.verb,
 
 fn statement_row(row: &PgRow) -> Result<StatementRow> {
     Ok(StatementRow {
-        seq: row.col(0)?,
-        id: row.col(1)?,
-        json: row.col(2)?,
-        fingerprint: row.col(3)?,
-        verb: row.col(4)?,
-        voided: row.col(5)?,
+        seq: row.col("seq")?,
+        id: row.col("statement_id")?,
+        json: row.col("body")?,
+        fingerprint: row.col("fingerprint")?,
+        verb: row.col("verb")?,
+        voided: row.col("voided")?,
     })
 }
 
@@ -105,7 +105,7 @@ impl XapiStore for PgStore {
             .await
             .map_err(db)?;
             for row in rows {
-                let (id, fingerprint): (String, String) = (row.col(0)?, row.col(1)?);
+                let (id, fingerprint): (String, String) = (row.col("statement_id")?, row.col("fingerprint")?);
                 let ours = statements.iter().find(|s| s.id == id);
                 if ours.is_some_and(|s| s.fingerprint != fingerprint) {
                     tx.rollback().await.map_err(db)?;
@@ -309,8 +309,8 @@ impl XapiStore for PgStore {
         .map_err(db)?;
         rows.iter()
             .map(|row| {
-                let sum: String = row.col(0)?;
-                let account: String = row.col(1)?;
+                let sum: String = row.col("mbox_sha1sum")?;
+                let account: String = row.col("local_account")?;
                 let account = LocalAccount::parse(account).map_err(|e| StoreError::Corrupt {
                     at: format!("xapi_mbox_links {sum}"),
                     detail: e.to_string(),
@@ -369,8 +369,8 @@ impl XapiStore for PgStore {
         .map_err(db)?;
         rows.iter()
             .map(|row| {
-                let iri: String = row.col(0)?;
-                let code: String = row.col(1)?;
+                let iri: String = row.col("activity_id")?;
+                let code: String = row.col("course_code")?;
                 let code = CourseCode::parse(code).map_err(|e| StoreError::Corrupt {
                     at: format!("xapi_course_activities {iri}"),
                     detail: e.to_string(),
@@ -394,8 +394,7 @@ impl XapiStore for PgStore {
     }
 
     async fn related_backfill_page(&self, limit: u32) -> Result<Vec<PendingReindex>> {
-        type Row = (String, String, Option<String>, Option<String>, Option<String>);
-        let rows: Vec<Row> = sqlx::query_as(
+        let rows = sqlx::query(
             "select b.site_id, b.statement_id, s.body, s.agent, s.activity from xapi_related_backfill b
                left join xapi_statements s on s.site_id = b.site_id and s.statement_id = b.statement_id
               order by b.site_id, b.statement_id limit $1",
@@ -404,8 +403,16 @@ impl XapiStore for PgStore {
         .fetch_all(&self.pool)
         .await
         .map_err(db)?;
-        rows.into_iter()
-            .map(|(site, id, body, agent, activity)| PendingReindex::from_row(site, id, body, agent, activity))
+        rows.iter()
+            .map(|row| {
+                PendingReindex::from_row(
+                    row.col("site_id")?,
+                    row.col("statement_id")?,
+                    row.col("body")?,
+                    row.col("agent")?,
+                    row.col("activity")?,
+                )
+            })
             .collect()
     }
 

@@ -69,13 +69,13 @@ impl LedgerStore for SqliteStore {
     }
 
     async fn stray_entry(&self, chains: u32) -> Result<Option<(i64, i64)>> {
-        let row: Option<(i64, i64)> =
-            sqlx::query_as("select chain_id, seq from ledger_entries where chain_id < 0 or chain_id >= ?1 limit 1")
-                .bind(i64::from(chains))
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(db)?;
-        Ok(row)
+        let row = sqlx::query("select chain_id, seq from ledger_entries where chain_id < 0 or chain_id >= ?1 limit 1")
+            .bind(i64::from(chains))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        row.map(|r| Ok((r.try_get("chain_id").map_err(db)?, r.try_get("seq").map_err(db)?)))
+            .transpose()
     }
 
     fn chain_count(&self) -> u32 {
@@ -83,7 +83,7 @@ impl LedgerStore for SqliteStore {
     }
 
     async fn chain_links(&self, chain: u32, after: u64, upto: u64) -> Result<Vec<ChainLink>> {
-        let rows: Vec<(i64, Vec<u8>, Vec<u8>)> = sqlx::query_as(
+        let rows = sqlx::query(
             "select seq, prev_hash, hash from ledger_entries
               where chain_id = ?1 and seq > ?2 and seq <= ?3 order by seq",
         )
@@ -93,8 +93,11 @@ impl LedgerStore for SqliteStore {
         .fetch_all(&self.pool)
         .await
         .map_err(db)?;
-        rows.into_iter()
-            .map(|(seq, prev, hash)| {
+        rows.iter()
+            .map(|row| {
+                let seq: i64 = row.try_get("seq").map_err(db)?;
+                let prev: Vec<u8> = row.try_get("prev_hash").map_err(db)?;
+                let hash: Vec<u8> = row.try_get("hash").map_err(db)?;
                 ChainLink::from_row(seq, prev, hash).ok_or_else(|| StoreError::Corrupt {
                     at: format!("chain {chain} position {seq}"),
                     detail: "negative seq, or a hash that is not 32 bytes".into(),

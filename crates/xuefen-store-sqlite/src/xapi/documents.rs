@@ -22,11 +22,11 @@ const SCOPE: &str = "site_id = ?1 and kind = ?2 and activity_id = ?3 and agent =
 
 fn document_row(row: &SqliteRow) -> Result<Document> {
     Ok(Document {
-        id: row.try_get(0).map_err(db)?,
-        content_type: row.try_get(1).map_err(db)?,
-        body: row.try_get(2).map_err(db)?,
-        etag: row.try_get(3).map_err(db)?,
-        updated: Millis(row.try_get(4).map_err(db)?),
+        id: row.try_get("document_id").map_err(db)?,
+        content_type: row.try_get("content_type").map_err(db)?,
+        body: row.try_get("body").map_err(db)?,
+        etag: row.try_get("etag").map_err(db)?,
+        updated: Millis(row.try_get("updated_ms").map_err(db)?),
     })
 }
 
@@ -195,7 +195,10 @@ pub(super) async fn fold_into(
             q = q.bind(*id);
         }
         for row in q.fetch_all(&mut *conn).await.map_err(db)? {
-            stored.push((row.try_get(0).map_err(db)?, row.try_get(1).map_err(db)?));
+            stored.push((
+                row.try_get("activity_id").map_err(db)?,
+                row.try_get("object").map_err(db)?,
+            ));
         }
     }
     for (id, json) in fold_activities(&stored, incoming) {
@@ -269,15 +272,15 @@ impl XapiDocumentStore for SqliteStore {
         .map_err(db)?;
         rows.iter()
             .map(|row| {
-                let id: String = row.try_get(0).map_err(db)?;
+                let id: String = row.try_get("site_id").map_err(db)?;
                 let site = SiteId::parse(id.clone()).map_err(|e| StoreError::Corrupt {
                     at: format!("xapi_document_usage {id}"),
                     detail: e.to_string(),
                 })?;
                 Ok(DocumentUsage {
                     site,
-                    documents: count(row.try_get(1).map_err(db)?),
-                    bytes: count(row.try_get(2).map_err(db)?),
+                    documents: count(row.try_get("documents").map_err(db)?),
+                    bytes: count(row.try_get("bytes").map_err(db)?),
                 })
             })
             .collect()
@@ -338,9 +341,9 @@ impl XapiDocumentStore for SqliteStore {
                     .map_err(db)?;
             if let Some(row) = row {
                 out.push(Part {
-                    sha2: row.try_get(0).map_err(db)?,
-                    content_type: row.try_get(1).map_err(db)?,
-                    body: row.try_get(2).map_err(db)?,
+                    sha2: row.try_get("sha2").map_err(db)?,
+                    content_type: row.try_get("content_type").map_err(db)?,
+                    body: row.try_get("body").map_err(db)?,
                 });
             }
         }

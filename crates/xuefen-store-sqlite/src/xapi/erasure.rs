@@ -102,7 +102,7 @@ async fn foreign_sums(
 /// The learner's accounts (under each site's home page) and registered
 /// mailbox hashes.
 async fn learner_agents(conn: &mut SqliteConnection, learner: &str) -> Result<LearnerAgents> {
-    let accounts: Vec<(String, String, Option<String>)> = sqlx::query_as(
+    let accounts = sqlx::query(
         "select a.site_id, a.local_account, p.home_page
            from learner_accounts a left join xapi_profiles p on p.site_id = a.site_id
           where a.learner_id = ?1",
@@ -122,8 +122,11 @@ async fn learner_agents(conn: &mut SqliteConnection, learner: &str) -> Result<Le
     .await
     .map_err(db)?;
     let mut agents = LearnerAgents::default();
-    for (site, account, declared) in &accounts {
-        agents.add_account(site, &home_page(site, declared.as_deref()), account);
+    for row in &accounts {
+        let site: String = row.try_get("site_id").map_err(db)?;
+        let account: String = row.try_get("local_account").map_err(db)?;
+        let declared: Option<String> = row.try_get("home_page").map_err(db)?;
+        agents.add_account(&site, &home_page(&site, declared.as_deref()), &account);
     }
     for sum in &sums {
         agents.add_sum(sum);
@@ -175,9 +178,9 @@ async fn scan_clear_mailboxes(
             q = q.bind(id);
         }
         for row in q.fetch_all(&mut *conn).await.map_err(db)? {
-            let body: String = row.try_get(1).map_err(db)?;
+            let body: String = row.try_get("body").map_err(db)?;
             if agents.scan_body(&body) {
-                named.insert(row.try_get(0).map_err(db)?);
+                named.insert(row.try_get("statement_id").map_err(db)?);
             }
         }
     }

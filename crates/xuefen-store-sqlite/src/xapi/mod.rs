@@ -26,12 +26,12 @@ const STATEMENT_WIDTH: usize = 11;
 
 fn statement_row(row: &SqliteRow) -> Result<StatementRow> {
     Ok(StatementRow {
-        seq: row.try_get(0).map_err(db)?,
-        id: row.try_get(1).map_err(db)?,
-        json: row.try_get(2).map_err(db)?,
-        fingerprint: row.try_get(3).map_err(db)?,
-        verb: row.try_get(4).map_err(db)?,
-        voided: row.try_get(5).map_err(db)?,
+        seq: row.try_get("seq").map_err(db)?,
+        id: row.try_get("statement_id").map_err(db)?,
+        json: row.try_get("body").map_err(db)?,
+        fingerprint: row.try_get("fingerprint").map_err(db)?,
+        verb: row.try_get("verb").map_err(db)?,
+        voided: row.try_get("voided").map_err(db)?,
     })
 }
 
@@ -100,7 +100,10 @@ async fn insert_locked(
             q = q.bind(&s.id);
         }
         for row in q.fetch_all(&mut *tx).await.map_err(db)? {
-            let (id, fingerprint): (String, String) = (row.try_get(0).map_err(db)?, row.try_get(1).map_err(db)?);
+            let (id, fingerprint): (String, String) = (
+                row.try_get("statement_id").map_err(db)?,
+                row.try_get("fingerprint").map_err(db)?,
+            );
             if chunk.iter().any(|s| s.id == id && s.fingerprint != fingerprint) {
                 tx.rollback().await.map_err(db)?;
                 return Err(StoreError::conflict(ConflictKind::StatementDiffers, id));
@@ -331,8 +334,8 @@ impl XapiStore for SqliteStore {
                 q = q.bind(s);
             }
             for row in q.fetch_all(&self.pool).await.map_err(db)? {
-                let sum: String = row.try_get(0).map_err(db)?;
-                let account: String = row.try_get(1).map_err(db)?;
+                let sum: String = row.try_get("mbox_sha1sum").map_err(db)?;
+                let account: String = row.try_get("local_account").map_err(db)?;
                 let account = LocalAccount::parse(account).map_err(|e| StoreError::Corrupt {
                     at: format!("xapi_mbox_links {sum}"),
                     detail: e.to_string(),
@@ -392,8 +395,8 @@ impl XapiStore for SqliteStore {
                 q = q.bind(a);
             }
             for row in q.fetch_all(&self.pool).await.map_err(db)? {
-                let iri: String = row.try_get(0).map_err(db)?;
-                let code: String = row.try_get(1).map_err(db)?;
+                let iri: String = row.try_get("activity_id").map_err(db)?;
+                let code: String = row.try_get("course_code").map_err(db)?;
                 let code = CourseCode::parse(code).map_err(|e| StoreError::Corrupt {
                     at: format!("xapi_course_activities {iri}"),
                     detail: e.to_string(),
