@@ -18,7 +18,10 @@ mod documents;
 pub(crate) mod erasure;
 
 /// The columns of a [`StatementRow`], in its order.
-const ROW_COLUMNS: &str = "s.seq, s.statement_id, s.body, s.fingerprint, s.verb,
+/// Each is named (`as`): SQLite leaves the name of an unnamed result
+/// column unspecified.
+const ROW_COLUMNS: &str = "s.seq as seq, s.statement_id as statement_id, s.body as body,
+    s.fingerprint as fingerprint, s.verb as verb,
     exists (select 1 from xapi_statements v where v.site_id = s.site_id and v.voids = s.statement_id) as voided";
 
 /// Columns bound per statement row.
