@@ -38,6 +38,36 @@ fn statement_row(row: &SqliteRow) -> Result<StatementRow> {
     })
 }
 
+/// The rows of `select <columns> where s.site_id = site and s.statement_id
+/// in ids` (`columns` names the table as `s`), read in chunks of the
+/// bound-parameter limit and decoded by `decode`.
+async fn rows_by_ids<T>(
+    pool: &SqlitePool,
+    columns: &str,
+    site: &SiteId,
+    ids: &[String],
+    decode: impl Fn(&SqliteRow) -> Result<T>,
+) -> Result<Vec<T>> {
+    let mut out = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(PARAMS_PER_STATEMENT_MAX) {
+        // Dynamic: the number of ids varies with the request.
+        let sql = format!(
+            "select {columns} where s.site_id = ? and s.statement_id in ({})",
+            placeholders(chunk.len())
+        );
+        let mut q = sqlx::query(&sql)
+            .persistent(REUSE_DYNAMIC_STATEMENTS)
+            .bind(site.as_str());
+        for id in chunk {
+            q = q.bind(id);
+        }
+        for row in q.fetch_all(pool).await.map_err(db)? {
+            out.push(decode(&row)?);
+        }
+    }
+    Ok(out)
+}
+
 async fn insert_locked(
     pool: SqlitePool,
     site: SiteId,
@@ -146,48 +176,27 @@ impl XapiStore for SqliteStore {
     }
 
     async fn statements_by_ids(&self, site: &SiteId, ids: &[String]) -> Result<Vec<StatementRow>> {
-        let mut out = Vec::with_capacity(ids.len());
-        for chunk in ids.chunks(PARAMS_PER_STATEMENT_MAX) {
-            let sql = format!(
-                "select {ROW_COLUMNS} from xapi_statements s where s.site_id = ? and s.statement_id in ({})",
-                placeholders(chunk.len())
-            );
-            let mut q = sqlx::query(&sql)
-                .persistent(REUSE_DYNAMIC_STATEMENTS)
-                .bind(site.as_str());
-            for id in chunk {
-                q = q.bind(id);
-            }
-            for row in q.fetch_all(&self.pool).await.map_err(db)? {
-                out.push(statement_row(&row)?);
-            }
-        }
-        Ok(out)
+        rows_by_ids(
+            &self.pool,
+            &format!("{ROW_COLUMNS} from xapi_statements s"),
+            site,
+            ids,
+            statement_row,
+        )
+        .await
     }
 
     async fn statement_keys(&self, site: &SiteId, ids: &[String]) -> Result<Vec<StoredKey>> {
-        let mut out = Vec::with_capacity(ids.len());
-        for chunk in ids.chunks(PARAMS_PER_STATEMENT_MAX) {
-            // Dynamic: the number of ids varies with the request.
-            let sql = format!(
-                "select statement_id, fingerprint, verb from xapi_statements where site_id = ? and statement_id in ({})",
-                placeholders(chunk.len())
-            );
-            let mut q = sqlx::query(&sql)
-                .persistent(REUSE_DYNAMIC_STATEMENTS)
-                .bind(site.as_str());
-            for id in chunk {
-                q = q.bind(id);
-            }
-            for row in q.fetch_all(&self.pool).await.map_err(db)? {
-                out.push(StoredKey {
-                    id: row.try_get("statement_id").map_err(db)?,
-                    fingerprint: row.try_get("fingerprint").map_err(db)?,
-                    verb: row.try_get("verb").map_err(db)?,
-                });
-            }
-        }
-        Ok(out)
+        let key = |row: &SqliteRow| {
+            Ok(StoredKey {
+                id: row.try_get("statement_id").map_err(db)?,
+                fingerprint: row.try_get("fingerprint").map_err(db)?,
+                verb: row.try_get("verb").map_err(db)?,
+            })
+        };
+        let columns = "s.statement_id as statement_id, s.fingerprint as fingerprint, s.verb as verb
+            from xapi_statements s";
+        rows_by_ids(&self.pool, columns, site, ids, key).await
     }
 
     async fn query_statements(&self, site: &SiteId, q: &StatementQuery) -> Result<Vec<StatementRow>> {
