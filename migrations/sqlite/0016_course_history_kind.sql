@@ -6,8 +6,8 @@
 -- index ending at the instant the read visited every one of them (and
 -- fetched its row to test the kind) to find the one paying entry. With the
 -- kind in the key, the read visits the paying entries of the period only;
--- the read of the completion at the same instant probes each completion
--- kind, one equality each.
+-- the read of the completion at the same instant still tests the instant
+-- on the key's index entries, without fetching their rows.
 drop index ledger_entries_learner_course;
 create index ledger_entries_learner_course
     on ledger_entries (learner_id, site_id, course_code, kind, occurred_at_ms);
