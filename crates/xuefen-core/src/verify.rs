@@ -113,6 +113,11 @@ impl ChainVerifier {
         Ok(last)
     }
 
+    /// The sequence number the next entry must have.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
     /// The hash of the last entry checked (the genesis hash before any).
     pub fn last_hash(&self) -> [u8; 32] {
         self.last_hash

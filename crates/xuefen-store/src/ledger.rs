@@ -55,6 +55,44 @@ pub trait LedgerStore: Send + Sync {
     /// sequence order: only what the log is recomputed from, no entry is
     /// decoded.
     async fn chain_links(&self, chain: u32, after: u64, upto: u64) -> Result<Vec<ChainLink>>;
+    /// The links of several ranges at once, as [`LedgerStore::chain_links`]
+    /// of each `(chain, after, upto)`, in the order of `ranges`. A backend
+    /// may read them in one pass over the rows (the ranges of one stretch of
+    /// the log lie on the same pages).
+    async fn ranges_links(&self, ranges: &[(u32, u64, u64)]) -> Result<Vec<Vec<ChainLink>>> {
+        let mut out = Vec::with_capacity(ranges.len());
+        for &(chain, after, upto) in ranges {
+            out.push(self.chain_links(chain, after, upto).await?);
+        }
+        Ok(out)
+    }
+    /// Every entry of the ledger in storage order, with the chain heads of
+    /// the same snapshot: the read of a verifier that takes the whole ledger
+    /// at once, visiting each stored page once rather than once per chain
+    /// whose rows lie on it. `None` when the backend has no such read (the
+    /// verifier then walks chain by chain with [`LedgerStore::chain_entries`]).
+    async fn ledger_scan(&self) -> Result<Option<LedgerScan>> {
+        Ok(None)
+    }
+}
+
+/// What [`LedgerStore::ledger_scan`] reads: the heads, then the entries.
+pub struct LedgerScan {
+    /// The recorded head of every chain, in chain order, in the snapshot the
+    /// entries are read in: no entry of the scan is newer than its head.
+    pub heads: Vec<(u32, Head)>,
+    /// The entries in the order they are stored, in batches. Within a chain
+    /// the order is mostly, not always, sequence order. Dropping the stream
+    /// ends the read.
+    pub entries: BoxStream<'static, Result<Vec<Entry>>>,
+}
+
+impl std::fmt::Debug for LedgerScan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LedgerScan")
+            .field("heads", &self.heads)
+            .finish_non_exhaustive()
+    }
 }
 
 /// An entry's place in its chain: its sequence number, the hash it follows

@@ -156,7 +156,7 @@ pub use bank::BankStore;
 pub use courses::{Course, CourseStore};
 pub use keys::{KeyRecord, KeyStore, NewKey, Principal};
 pub use learners::{LearnerStore, NewLearner};
-pub use ledger::{ChainLink, LedgerStore};
+pub use ledger::{ChainLink, LedgerScan, LedgerStore};
 pub use log_index::LogIndexStore;
 pub use names::NameStore;
 pub use pseudonyms::PseudonymStore;

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::Context;
-use xuefen_store::verify::{VerifyFailure, verify_ledger_under, verify_log};
+use xuefen_store::verify::{VerifyFailure, verify_all};
 
 use crate::settings::Settings;
 use crate::stores::open_existing_store;
@@ -43,16 +43,9 @@ pub(crate) async fn run(
         }
     };
     let started = Instant::now();
-    // The entries first, so that an altered entry is named as such; then the
-    // log over them, recomputed from their hashes.
-    let result = match verify_ledger_under(&*store, |_| {}).await {
-        Ok(report) => match verify_log(&*store, key.as_ref(), held.as_ref()).await {
-            Ok(log) => Ok((report, log)),
-            Err(VerifyFailure::Store(e)) => return Err(e).context("read the log"),
-            Err(e) => Err(e),
-        },
-        Err(e) => Err(e),
-    };
+    // The entries and the log side by side; a fault of the entries is named
+    // before one of the log over them.
+    let result = verify_all(&*store, key.as_ref(), held.as_ref()).await;
     let secs = started.elapsed().as_secs_f64().max(1e-9);
     match result {
         Ok((report, log)) => {

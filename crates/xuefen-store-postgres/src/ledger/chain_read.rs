@@ -15,8 +15,9 @@ use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
 use sqlx::pool::PoolConnection;
 use sqlx::{PgPool, Postgres};
 use xuefen_core::entry::Entry;
+use xuefen_core::plan::Head;
 use xuefen_store::records::EntryRecord;
-use xuefen_store::{ChainLink, Result, StoreError};
+use xuefen_store::{ChainLink, LedgerScan, Result, StoreError};
 
 use crate::{PgStore, db};
 
@@ -113,6 +114,154 @@ impl PgStore {
             })
         })
         .await
+    }
+}
+
+impl PgStore {
+    /// The whole ledger in storage order by one binary `COPY` (a sequential
+    /// scan: each heap page visited once), in a read-only repeatable-read
+    /// transaction whose snapshot the heads are read in too.
+    ///
+    /// The read runs in a task of its own, which also splits and decodes the
+    /// rows, so decoding and the caller's hashing use two cores; it hands
+    /// on [`SCAN_BATCH`] entries at a time, at most [`SCAN_BATCHES_AHEAD`]
+    /// batches ahead of the caller (memory stays flat). The connection is
+    /// taken out of the pool: a caller that stops reading (a fault found)
+    /// drops the stream, the task stops and the connection, its `COPY` half
+    /// read, is closed rather than handed to the pool's next user.
+    pub(crate) async fn scan_ledger(&self) -> Result<LedgerScan> {
+        let conn = self.pool.acquire().await.map_err(db)?.detach();
+        let (heads_tx, heads_rx) = tokio::sync::oneshot::channel();
+        let (batches_tx, batches_rx) = tokio::sync::mpsc::channel(SCAN_BATCHES_AHEAD);
+        tokio::spawn(scan_task(conn, heads_tx, batches_tx));
+        let heads = heads_rx
+            .await
+            .map_err(|_| malformed("the ledger scan ended before it read the heads"))??;
+        let entries = stream::unfold(batches_rx, |mut rx| async move { rx.recv().await.map(|b| (b, rx)) }).boxed();
+        Ok(LedgerScan { heads, entries })
+    }
+}
+
+impl PgStore {
+    /// The links of `ranges` by one binary `COPY`: the ranges are or-ed into
+    /// one bitmap of the primary key, so each heap page they share is
+    /// visited once (a range at a time, a page holding rows of every chain
+    /// was visited once per chain). Rows come unordered and are placed here.
+    pub(crate) async fn copy_ranges_links(&self, ranges: &[(u32, u64, u64)]) -> Result<Vec<Vec<ChainLink>>> {
+        let mut out: Vec<Vec<ChainLink>> = vec![Vec::new(); ranges.len()];
+        if ranges.is_empty() {
+            return Ok(out);
+        }
+        // Which range a (chain, seq) is in: the ranges of each chain by start.
+        let mut by_chain: std::collections::HashMap<u32, Vec<(u64, u64, usize)>> = std::collections::HashMap::new();
+        let mut filter = String::new();
+        for (i, &(chain, after, upto)) in ranges.iter().enumerate() {
+            by_chain.entry(chain).or_default().push((after, upto, i));
+            let after = i64::try_from(after).unwrap_or(i64::MAX);
+            let upto = i64::try_from(upto).unwrap_or(i64::MAX);
+            if !filter.is_empty() {
+                filter.push_str(" or ");
+            }
+            filter.push_str(&format!("(chain_id = {chain} and seq > {after} and seq <= {upto})"));
+        }
+        for list in by_chain.values_mut() {
+            list.sort_unstable();
+        }
+        let sql = format!(
+            "copy (select chain_id::bigint, seq::bigint, prev_hash, hash from ledger_entries where {filter}) \
+             to stdout (format binary)"
+        );
+        let rows = copy_all(&self.read_pool, &sql, 4, |row| {
+            let mut f = Fields::new(row);
+            let (chain, seq, prev, hash) = (f.int8()?, f.int8()?, f.slice()?, f.slice()?);
+            let link = match (
+                u32::try_from(chain),
+                u64::try_from(seq),
+                <[u8; 32]>::try_from(prev),
+                <[u8; 32]>::try_from(hash),
+            ) {
+                (Ok(chain), Ok(seq), Ok(prev_hash), Ok(hash)) => Some((chain, ChainLink { seq, prev_hash, hash })),
+                _ => None,
+            };
+            link.ok_or_else(|| StoreError::Corrupt {
+                at: format!("chain {chain} position {seq}"),
+                detail: "negative chain or seq, or a hash that is not 32 bytes".into(),
+            })
+        })
+        .await?;
+        for (chain, link) in rows {
+            let range = by_chain.get(&chain).and_then(|list| {
+                let at = list.partition_point(|(after, _, _)| *after < link.seq);
+                at.checked_sub(1)
+                    .and_then(|k| list.get(k))
+                    .filter(|(_, upto, _)| link.seq <= *upto)
+                    .map(|(_, _, i)| *i)
+            });
+            if let Some(slot) = range.and_then(|i| out.get_mut(i)) {
+                slot.push(link);
+            }
+        }
+        for links in &mut out {
+            links.sort_unstable_by_key(|l| l.seq);
+        }
+        Ok(out)
+    }
+}
+
+/// Entries handed on at once by [`PgStore::scan_ledger`].
+const SCAN_BATCH: usize = 1_024;
+
+/// Batches [`PgStore::scan_ledger`] reads ahead of its caller.
+const SCAN_BATCHES_AHEAD: usize = 8;
+
+/// The task of [`PgStore::scan_ledger`].
+async fn scan_task(
+    mut conn: sqlx::PgConnection,
+    heads: tokio::sync::oneshot::Sender<Result<Vec<(u32, Head)>>>,
+    out: tokio::sync::mpsc::Sender<Result<Vec<Entry>>>,
+) {
+    let read = async {
+        sqlx::query("begin isolation level repeatable read, read only")
+            .execute(&mut conn)
+            .await
+            .map_err(db)?;
+        let rows = sqlx::query(super::HEADS_SQL).fetch_all(&mut conn).await.map_err(db)?;
+        super::heads_of(&rows)
+    };
+    let read: Result<Vec<(u32, Head)>> = read.await;
+    let ok = read.is_ok();
+    if heads.send(read).is_err() || !ok {
+        return;
+    }
+    let sql = format!("copy (select {ENTRY_COPY_COLUMNS} from ledger_entries) to stdout (format binary)");
+    let scanned: Result<bool> = async {
+        let mut bytes = conn.copy_out_raw(&sql).await.map_err(db)?;
+        let mut split = Splitter::new(24);
+        let mut batch = Vec::with_capacity(SCAN_BATCH);
+        while let Some(piece) = bytes.try_next().await.map_err(db)? {
+            split.feed(&piece, |row| {
+                batch.push(Entry::try_from(entry_record(row)?)?);
+                Ok(())
+            })?;
+            if batch.len() >= SCAN_BATCH && out.send(Ok(std::mem::take(&mut batch))).await.is_err() {
+                return Ok(false);
+            }
+        }
+        split.finish()?;
+        Ok(batch.is_empty() || out.send(Ok(batch)).await.is_ok())
+    }
+    .await;
+    match scanned {
+        // Read to its end: end the transaction and say goodbye.
+        Ok(true) => {
+            let _ = sqlx::query("commit").execute(&mut conn).await;
+            let _ = sqlx::Connection::close(conn).await;
+        }
+        // The caller stopped reading: the connection is dropped (closed).
+        Ok(false) => {}
+        Err(e) => {
+            let _ = out.send(Err(e)).await;
+        }
     }
 }
 

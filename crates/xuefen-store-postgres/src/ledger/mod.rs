@@ -7,7 +7,7 @@ use xuefen_core::entry::Entry;
 use xuefen_core::event::{Event, Millis};
 use xuefen_core::ids::{EventId, LearnerId, LocalAccount, SiteId};
 use xuefen_core::plan::{Head, Outcome};
-use xuefen_store::{ChainLink, LedgerStore, Result, StoreError};
+use xuefen_store::{ChainLink, LedgerScan, LedgerStore, Result, StoreError};
 
 use crate::rows::entry_record;
 use crate::{Col, PgStore, db};
@@ -44,26 +44,8 @@ impl LedgerStore for PgStore {
     }
 
     async fn heads(&self) -> Result<Vec<(u32, Head)>> {
-        let rows = sqlx::query("select chain_id, seq, hash from chain_heads order by chain_id")
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db)?;
-        rows.iter()
-            .map(|r| {
-                let (chain, seq, hash): (i32, i64, Vec<u8>) = (r.col("chain_id")?, r.col("seq")?, r.col("hash")?);
-                let corrupt = |d: &str| StoreError::Corrupt {
-                    at: format!("chain head {chain}"),
-                    detail: d.into(),
-                };
-                Ok((
-                    u32::try_from(chain).map_err(|_| corrupt("negative chain"))?,
-                    Head {
-                        seq: u64::try_from(seq).map_err(|_| corrupt("negative seq"))?,
-                        hash: hash.try_into().map_err(|_| corrupt("hash is not 32 bytes"))?,
-                    },
-                ))
-            })
-            .collect()
+        let rows = sqlx::query(HEADS_SQL).fetch_all(&self.pool).await.map_err(db)?;
+        heads_of(&rows)
     }
 
     async fn stray_entry(&self, chains: u32) -> Result<Option<(i64, i64)>> {
@@ -83,6 +65,10 @@ impl LedgerStore for PgStore {
 
     async fn chain_links(&self, chain: u32, after: u64, upto: u64) -> Result<Vec<ChainLink>> {
         self.copy_chain_links(chain, after, upto).await
+    }
+
+    async fn ranges_links(&self, ranges: &[(u32, u64, u64)]) -> Result<Vec<Vec<ChainLink>>> {
+        self.copy_ranges_links(ranges).await
     }
 
     async fn account_learners(
@@ -135,9 +121,36 @@ impl LedgerStore for PgStore {
         Ok(found)
     }
 
+    async fn ledger_scan(&self) -> Result<Option<LedgerScan>> {
+        self.scan_ledger().await.map(Some)
+    }
+
     fn chain_entries(&self, chain: u32) -> BoxStream<'_, Result<Entry>> {
         // A binary `COPY` streams the rows: memory stays flat however long
         // the chain is.
         self.copy_chain_entries(chain)
     }
+}
+
+/// The chain heads in chain order.
+pub(crate) const HEADS_SQL: &str = "select chain_id, seq, hash from chain_heads order by chain_id";
+
+/// The rows of [`HEADS_SQL`] as heads.
+pub(crate) fn heads_of(rows: &[sqlx::postgres::PgRow]) -> Result<Vec<(u32, Head)>> {
+    rows.iter()
+        .map(|r| {
+            let (chain, seq, hash): (i32, i64, Vec<u8>) = (r.col("chain_id")?, r.col("seq")?, r.col("hash")?);
+            let corrupt = |d: &str| StoreError::Corrupt {
+                at: format!("chain head {chain}"),
+                detail: d.into(),
+            };
+            Ok((
+                u32::try_from(chain).map_err(|_| corrupt("negative chain"))?,
+                Head {
+                    seq: u64::try_from(seq).map_err(|_| corrupt("negative seq"))?,
+                    hash: hash.try_into().map_err(|_| corrupt("hash is not 32 bytes"))?,
+                },
+            ))
+        })
+        .collect()
 }
