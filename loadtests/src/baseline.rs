@@ -5,6 +5,8 @@
 //!   order, four chains at once as verify does), as binary `COPY … TO
 //!   STDOUT`, with one SHA-256 per row over its bytes in this process. No
 //!   decoding, no chain or log checks: what verify cannot beat.
+//! - [`verify_baseline_scan`]: the same rows and columns in one binary
+//!   `COPY` in storage order (a sequential scan), one SHA-256 per row.
 //! - [`sealing_storage`]: the bytes the log's tables take (tiles, segments,
 //!   checkpoints, chain tips, cosignatures, TOAST and indexes included) per
 //!   sealed entry, and what they grow by while the ledger is idle, per day.
@@ -28,11 +30,16 @@ const PARALLEL: usize = 4;
 
 /// Reads one chain by binary COPY and hashes each row; the rows read.
 async fn copy_chain(pool: &PgPool, chain: u32) -> Result<u64> {
-    let mut conn = pool.acquire().await?;
     let sql = format!(
         "copy (select {COLUMNS} from ledger_entries where chain_id = {chain} order by seq) to stdout (format binary)"
     );
-    let mut stream = conn.copy_out_raw(&sql).await.context("copy out")?;
+    copy_hash(pool, &sql).await
+}
+
+/// Runs the binary `COPY … TO STDOUT` `sql` and hashes each row; the rows read.
+async fn copy_hash(pool: &PgPool, sql: &str) -> Result<u64> {
+    let mut conn = pool.acquire().await?;
+    let mut stream = conn.copy_out_raw(sql).await.context("copy out")?;
     let mut buf: Vec<u8> = Vec::with_capacity(1 << 20);
     let mut at = 0usize;
     let mut header = false;
@@ -91,6 +98,17 @@ pub(crate) async fn verify_baseline(pool: &PgPool, chains: u32) -> Result<(u64, 
         .try_collect()
         .await?;
     Ok((counts.iter().sum(), started.elapsed()))
+}
+
+/// The other raw floor: every row of the ledger in one binary `COPY` in
+/// storage order (a sequential scan, each page read once), one SHA-256 per
+/// row: (rows, elapsed). `xuefen verify` reads the rows so for its chains,
+/// and reads the log's links a second time.
+pub(crate) async fn verify_baseline_scan(pool: &PgPool) -> Result<(u64, Duration)> {
+    let started = Instant::now();
+    let sql = format!("copy (select {COLUMNS} from ledger_entries) to stdout (format binary)");
+    let rows = copy_hash(pool, &sql).await?;
+    Ok((rows, started.elapsed()))
 }
 
 /// The log's tables and their total size (heap, TOAST, indexes), in bytes.
