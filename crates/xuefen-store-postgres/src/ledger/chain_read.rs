@@ -98,20 +98,7 @@ impl PgStore {
               where chain_id = {chain} and seq > {after} and seq <= {upto} order by seq) to stdout (format binary)"
         );
         copy_all(&self.read_pool, &sql, 3, |row| {
-            let mut f = Fields::new(row);
-            let (seq, prev, hash) = (f.int8()?, f.slice()?, f.slice()?);
-            let link = match (
-                u64::try_from(seq),
-                <[u8; 32]>::try_from(prev),
-                <[u8; 32]>::try_from(hash),
-            ) {
-                (Ok(seq), Ok(prev_hash), Ok(hash)) => Some(ChainLink { seq, prev_hash, hash }),
-                _ => None,
-            };
-            link.ok_or_else(|| StoreError::Corrupt {
-                at: format!("chain {chain} position {seq}"),
-                detail: "negative seq, or a hash that is not 32 bytes".into(),
-            })
+            read_link(&mut Fields::new(row), i64::from(chain))
         })
         .await
     }
@@ -173,20 +160,13 @@ impl PgStore {
         );
         let rows = copy_all(&self.read_pool, &sql, 4, |row| {
             let mut f = Fields::new(row);
-            let (chain, seq, prev, hash) = (f.int8()?, f.int8()?, f.slice()?, f.slice()?);
-            let link = match (
-                u32::try_from(chain),
-                u64::try_from(seq),
-                <[u8; 32]>::try_from(prev),
-                <[u8; 32]>::try_from(hash),
-            ) {
-                (Ok(chain), Ok(seq), Ok(prev_hash), Ok(hash)) => Some((chain, ChainLink { seq, prev_hash, hash })),
-                _ => None,
-            };
-            link.ok_or_else(|| StoreError::Corrupt {
-                at: format!("chain {chain} position {seq}"),
-                detail: "negative chain or seq, or a hash that is not 32 bytes".into(),
-            })
+            let chain = f.int8()?;
+            let link = read_link(&mut f, chain)?;
+            let chain = u32::try_from(chain).map_err(|_| StoreError::Corrupt {
+                at: format!("chain {chain} position {}", link.seq),
+                detail: "negative chain".into(),
+            })?;
+            Ok((chain, link))
         })
         .await?;
         for (chain, link) in rows {
@@ -206,6 +186,23 @@ impl PgStore {
         }
         Ok(out)
     }
+}
+
+/// The rest of a row of `seq, prev_hash, hash` of `chain` as a link.
+fn read_link(f: &mut Fields<'_>, chain: i64) -> Result<ChainLink> {
+    let (seq, prev, hash) = (f.int8()?, f.slice()?, f.slice()?);
+    let link = match (
+        u64::try_from(seq),
+        <[u8; 32]>::try_from(prev),
+        <[u8; 32]>::try_from(hash),
+    ) {
+        (Ok(seq), Ok(prev_hash), Ok(hash)) => Some(ChainLink { seq, prev_hash, hash }),
+        _ => None,
+    };
+    link.ok_or_else(|| StoreError::Corrupt {
+        at: format!("chain {chain} position {seq}"),
+        detail: "negative seq, or a hash that is not 32 bytes".into(),
+    })
 }
 
 /// Entries handed on at once by [`PgStore::scan_ledger`].
