@@ -121,15 +121,7 @@ pub async fn verify_ledger_under(
     let mut entries = store.alliance_entries();
     let mut seen = 0u64;
     while let Some(entry) = entries.next().await {
-        let entry = match entry {
-            Ok(e) => e,
-            Err(StoreError::Corrupt { at, detail }) => {
-                return Err(VerifyFailure::Unreadable(format!(
-                    "{at}: stored site change is not valid: {detail}"
-                )));
-            }
-            Err(e) => return Err(VerifyFailure::Store(e)),
-        };
+        let entry = entry.map_err(|e| read_failure(e, "site change"))?;
         verifier.push_sealed(entry.position, &entry.prev_hash, &entry.hash, &entry.change.encode())?;
         seen += 1;
     }
@@ -160,6 +152,17 @@ pub async fn verify_all(
             let report = chains.await?;
             Ok((report, log?))
         }
+    }
+}
+
+/// A failed read of stored `what`s: a row that cannot be one is named as
+/// such, anything else is the store's error.
+fn read_failure(e: StoreError, what: &str) -> VerifyFailure {
+    match e {
+        StoreError::Corrupt { at, detail } => {
+            VerifyFailure::Unreadable(format!("{at}: stored {what} is not valid: {detail}"))
+        }
+        e => VerifyFailure::Store(e),
     }
 }
 
@@ -265,15 +268,7 @@ async fn scan_chains(
         .collect();
     let mut pending = 0usize;
     while let Some(batch) = entries.next().await {
-        let batch = match batch {
-            Ok(b) => b,
-            Err(StoreError::Corrupt { at, detail }) => {
-                return Err(VerifyFailure::Unreadable(format!(
-                    "{at}: stored entry is not valid: {detail}"
-                )));
-            }
-            Err(e) => return Err(VerifyFailure::Store(e)),
-        };
+        let batch = batch.map_err(|e| read_failure(e, "entry"))?;
         for entry in batch {
             let Position { chain, seq } = entry.position;
             // The heads are those of chains 0 .. n, in order (checked).
@@ -314,15 +309,7 @@ async fn verify_chain(store: &dyn Store, chain: u32, head: Head) -> Result<u64, 
     let mut seen = 0u64;
     let mut beyond_head = false;
     while let Some(entry) = entries.next().await {
-        let entry = match entry {
-            Ok(e) => e,
-            Err(StoreError::Corrupt { at, detail }) => {
-                return Err(VerifyFailure::Unreadable(format!(
-                    "{at}: stored entry is not valid: {detail}"
-                )));
-            }
-            Err(e) => return Err(VerifyFailure::Store(e)),
-        };
+        let entry = entry.map_err(|e| read_failure(e, "entry"))?;
         if entry.position.chain != chain {
             return Err(VerifyFailure::Unreadable(format!(
                 "{}: entry listed under chain {chain}",
