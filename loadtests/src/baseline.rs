@@ -2,7 +2,7 @@
 //!
 //! - [`verify_baseline`]: the bulk read of the very rows `xuefen verify`
 //!   reads (the same columns of `ledger_entries`, chain by chain in `seq`
-//!   order, four chains at once as verify does), as binary `COPY … TO
+//!   order, four chains at once, as verify's walk does), as binary `COPY … TO
 //!   STDOUT`, with one SHA-256 per row over its bytes in this process. No
 //!   decoding, no chain or log checks: what verify cannot beat.
 //! - [`verify_baseline_scan`]: the same rows and columns in one binary
