@@ -179,29 +179,10 @@ fn app_state(
         shards: args.commit_shards,
         queue_requests_max: args.queue_requests_max,
     };
-    let sso = SsoVerifier::new(&SsoSettings {
-        issuer: args.sso_issuer.clone(),
-        audience: args.sso_audience.clone(),
-        key: sso_key(args)?,
-        leeway_seconds: args.sso_leeway_seconds,
-    })
-    .context("load the single sign-on key")?
-    .with_subject(sso_subject(args)?);
-    let whole = |credits: u64| {
-        xuefen_core::amount::Credits::from_cents(i64::try_from(credits).unwrap_or(i64::MAX / 100).saturating_mul(100))
-    };
-    let stats = StatsSettings {
-        rule: xuefen_store::StatsRule {
-            credits_each: whole(args.stats_credits_each),
-            star_credits: whole(args.learning_star_credits),
-        },
-        registrations_min: args.agreement_registrations_min,
-        learning_stars_min: args.agreement_learning_stars_min,
-    };
     let mut state = AppState::new(store, limits, commit, key)
         .with_name_keys(name_keys)
-        .with_sso(sso)
-        .with_stats(stats)
+        .with_sso(sso_verifier(args)?)
+        .with_stats(stats_settings(args))
         .with_xapi_default_version(
             xuefen_core::xapi::Version::parse(&args.xapi_default_version).unwrap_or(xuefen_core::xapi::Version::V2),
         )
@@ -212,7 +193,45 @@ fn app_state(
             rate_per_second: args.rate_limit_per_second,
             rate_burst: args.rate_limit_burst,
         });
-    state.checkpoints = xuefen_api::bank::CheckpointSettings {
+    state.checkpoints = checkpoint_settings(args, signing, witnessed);
+    Ok(state)
+}
+
+/// The verifier of the single sign-on's tokens, from the settings.
+fn sso_verifier(args: &Settings) -> anyhow::Result<SsoVerifier> {
+    Ok(SsoVerifier::new(&SsoSettings {
+        issuer: args.sso_issuer.clone(),
+        audience: args.sso_audience.clone(),
+        key: sso_key(args)?,
+        leeway_seconds: args.sso_leeway_seconds,
+    })
+    .context("load the single sign-on key")?
+    .with_subject(sso_subject(args)?))
+}
+
+/// The statistics' rule and the agreement's figures, from the settings
+/// (credits given as whole numbers).
+fn stats_settings(args: &Settings) -> StatsSettings {
+    let whole = |credits: u64| {
+        xuefen_core::amount::Credits::from_cents(i64::try_from(credits).unwrap_or(i64::MAX / 100).saturating_mul(100))
+    };
+    StatsSettings {
+        rule: xuefen_store::StatsRule {
+            credits_each: whole(args.stats_credits_each),
+            star_credits: whole(args.learning_star_credits),
+        },
+        registrations_min: args.agreement_registrations_min,
+        learning_stars_min: args.agreement_learning_stars_min,
+    }
+}
+
+/// How the log is sealed and signed, from the settings.
+fn checkpoint_settings(
+    args: &Settings,
+    signing: ed25519_dalek::SigningKey,
+    witnessed: bool,
+) -> xuefen_api::bank::CheckpointSettings {
+    xuefen_api::bank::CheckpointSettings {
         key: Arc::new(signing),
         origin: args.log_origin.clone(),
         interval: Duration::from_millis(args.checkpoint_interval_ms),
@@ -220,8 +239,7 @@ fn app_state(
             chain_entries_max: args.checkpoint_chain_entries_max,
         },
         witnessed,
-    };
-    Ok(state)
+    }
 }
 
 /// `connections_max`, kept below the process's descriptor limit with room
