@@ -24,20 +24,14 @@
 //! checkpoint must also carry valid C2SP `cosignature/v1` lines of at least
 //! N of the named witnesses (default: all), or the consumer stops (exit 1).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{Context, anyhow, bail};
+use anyhow::{Context, bail};
 use ed25519_dalek::VerifyingKey;
-use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use xuefen_core::bank::Decision;
-use xuefen_core::entry::{EntryBody, entry_hash};
-use xuefen_core::ids::Position;
-use xuefen_core::merkle;
-use xuefen_core::tlog::{self, LogCheckpoint, Tiles};
-use xuefen_core::witness::{self, Cosigner};
+use xuefen_core::tlog::LogCheckpoint;
 
 mod checks;
 mod client;

@@ -2,7 +2,17 @@
 //! pinned key (and consistent with the one verified before, through the log's
 //! tiles), and each deposit (its bytes, its fields, its inclusion proof).
 
-use super::*;
+use std::time::Duration;
+
+use anyhow::{Context, anyhow};
+use ed25519_dalek::VerifyingKey;
+use serde_json::Value;
+use xuefen_core::entry::{EntryBody, entry_hash};
+use xuefen_core::ids::Position;
+use xuefen_core::merkle;
+use xuefen_core::tlog::{self, LogCheckpoint, Tiles};
+
+use super::{Client, Untrusted, hash32};
 
 pub(super) fn field<'a>(v: &'a Value, name: &str) -> anyhow::Result<&'a str> {
     v[name].as_str().ok_or_else(|| anyhow!("`{name}` is missing"))

@@ -1,7 +1,10 @@
 //! The HTTP client of the deposit feed: the bank's key on every request, and
 //! answers other than 2xx turned into errors naming the status.
 
-use super::*;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde_json::Value;
 
 pub(super) struct Client {
     pub(super) http: reqwest::Client,

@@ -2,7 +2,14 @@
 //! reads the deposit on stdin and prints a decision; every decision is checked
 //! with the service's own rules before it is posted.
 
-use super::*;
+use std::time::Duration;
+
+use anyhow::{Context, anyhow, bail};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use xuefen_core::bank::Decision;
+
+use super::PullArgs;
 
 /// One rule of a `--rules` file.
 #[derive(Debug, Clone, Deserialize)]

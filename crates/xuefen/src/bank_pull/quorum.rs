@@ -1,7 +1,10 @@
 //! The witnesses whose cosignatures every page's checkpoint must carry
 //! (`--witness NAME=KEY`, `--quorum N`).
 
-use super::*;
+use anyhow::{anyhow, bail};
+use xuefen_core::witness::{self, Cosigner};
+
+use super::{PullArgs, Untrusted};
 
 /// The witnesses whose cosignatures a checkpoint must carry, and how many.
 pub(super) struct Quorum {

@@ -3,7 +3,12 @@
 //! checkpoint verified. Written atomically, so a kill at any instant leaves
 //! the old state or the new one.
 
-use super::*;
+use std::path::Path;
+
+use anyhow::{Context, anyhow};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use xuefen_core::tlog::LogCheckpoint;
 
 /// The consumer's saved state. Written atomically (temporary file, then rename).
 #[derive(Debug, Default, Serialize, Deserialize)]

@@ -2,7 +2,10 @@
 //! fixed columns of `docs/import.md`), both into the same records; a line that
 //! cannot be read becomes a rejection of its own, never a stop.
 
-use super::*;
+use anyhow::{Context, bail};
+use serde_json::{Map, Value, json};
+
+use super::{Line, Record, Rejected};
 
 pub(super) fn unreadable(number: usize, detail: impl Into<String>) -> Rejected {
     Rejected {

@@ -2,7 +2,14 @@
 //! batches; each answer sorted into accepted, duplicate and rejected, with the
 //! line numbers the report names.
 
-use super::*;
+use std::path::PathBuf;
+
+use anyhow::{Context, anyhow, bail};
+use indicatif::ProgressBar;
+use serde_json::Value;
+use tokio::sync::Mutex;
+
+use super::{Chunk, Line, Record, Rejected, State, with_suffix};
 
 pub(super) struct Ctx {
     pub(super) client: reqwest::Client,
