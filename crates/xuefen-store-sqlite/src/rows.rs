@@ -2,8 +2,8 @@
 //! order, placeholder lists, and the functions that read a row into the
 //! backend-neutral records.
 
-use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
+use sqlx::{Row, SqliteConnection};
 use xuefen_core::entry::Entry;
 use xuefen_store::Result;
 use xuefen_store::records::{CourseRecord, EntryRecord};
@@ -137,4 +137,30 @@ pub(crate) fn course_record(row: &SqliteRow) -> Result<CourseRecord> {
         })
     };
     get().map_err(|e| unreadable("courses", e))
+}
+
+/// The rows of `{head} (?, …)` for `site` and every one of `keys`, where
+/// `head` is a select ending in `where <site column> = ? and <key column>
+/// in`: read in chunks under [`PARAMS_PER_STATEMENT_MAX`] (the site takes
+/// one parameter of each) and decoded by `decode`.
+pub(crate) async fn rows_in<T>(
+    conn: &mut SqliteConnection,
+    head: &str,
+    site: &str,
+    keys: &[impl AsRef<str>],
+    decode: impl Fn(&SqliteRow) -> Result<T>,
+) -> Result<Vec<T>> {
+    let mut out = Vec::with_capacity(keys.len());
+    for chunk in keys.chunks(PARAMS_PER_STATEMENT_MAX - 1) {
+        // Dynamic: the number of keys varies with the request.
+        let sql = format!("{head} ({})", placeholders(chunk.len()));
+        let mut q = sqlx::query(&sql).persistent(REUSE_DYNAMIC_STATEMENTS).bind(site);
+        for key in chunk {
+            q = q.bind(key.as_ref());
+        }
+        for row in q.fetch_all(&mut *conn).await.map_err(crate::db)? {
+            out.push(decode(&row)?);
+        }
+    }
+    Ok(out)
 }

@@ -15,7 +15,7 @@ use xuefen_store::xapi_documents::{
 };
 use xuefen_store::{Result, StoreError, Written};
 
-use crate::rows::{PARAMS_PER_STATEMENT_MAX, REUSE_DYNAMIC_STATEMENTS, placeholders};
+use crate::rows::rows_in;
 use crate::{SqliteStore, db, run_to_end};
 
 const SCOPE: &str = "site_id = ?1 and kind = ?2 and activity_id = ?3 and agent = ?4 and registration = ?5";
@@ -181,26 +181,14 @@ pub(super) async fn fold_into(
     let mut ids: Vec<&str> = incoming.iter().map(|(id, _)| id.as_str()).collect();
     ids.sort_unstable();
     ids.dedup();
-    let mut stored = Vec::new();
-    for chunk in ids.chunks(PARAMS_PER_STATEMENT_MAX - 1) {
-        // Dynamic: the number of ids varies with the request.
-        let sql = format!(
-            "select activity_id, object from xapi_activities where site_id = ? and activity_id in ({})",
-            placeholders(chunk.len())
-        );
-        let mut q = sqlx::query(&sql)
-            .persistent(REUSE_DYNAMIC_STATEMENTS)
-            .bind(site.as_str());
-        for id in chunk {
-            q = q.bind(*id);
-        }
-        for row in q.fetch_all(&mut *conn).await.map_err(db)? {
-            stored.push((
-                row.try_get("activity_id").map_err(db)?,
-                row.try_get("object").map_err(db)?,
-            ));
-        }
-    }
+    let head = "select activity_id, object from xapi_activities where site_id = ? and activity_id in";
+    let stored: Vec<(String, String)> = rows_in(&mut *conn, head, site.as_str(), &ids, |row| {
+        Ok((
+            row.try_get("activity_id").map_err(db)?,
+            row.try_get("object").map_err(db)?,
+        ))
+    })
+    .await?;
     for (id, json) in fold_activities(&stored, incoming) {
         sqlx::query(
             "insert into xapi_activities (site_id, activity_id, object) values (?1, ?2, ?3)

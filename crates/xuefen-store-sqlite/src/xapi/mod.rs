@@ -11,7 +11,7 @@ use xuefen_store::xapi::{NewStatement, PendingReindex, StatementQuery, Statement
 use xuefen_store::xapi_documents::created_objects;
 use xuefen_store::{ConflictKind, Result, StoreError, Written};
 
-use crate::rows::{PARAMS_PER_STATEMENT_MAX, REUSE_DYNAMIC_STATEMENTS, placeholders, tuples};
+use crate::rows::{PARAMS_PER_STATEMENT_MAX, REUSE_DYNAMIC_STATEMENTS, placeholders, rows_in, tuples};
 use crate::{SqliteStore, db, run_to_end};
 
 mod documents;
@@ -39,8 +39,7 @@ fn statement_row(row: &SqliteRow) -> Result<StatementRow> {
 }
 
 /// The rows of `select <columns> where s.site_id = site and s.statement_id
-/// in ids` (`columns` names the table as `s`), read in chunks of the
-/// bound-parameter limit and decoded by `decode`.
+/// in ids` (`columns` names the table as `s`), decoded by `decode`.
 async fn rows_by_ids<T>(
     pool: &SqlitePool,
     columns: &str,
@@ -48,24 +47,9 @@ async fn rows_by_ids<T>(
     ids: &[String],
     decode: impl Fn(&SqliteRow) -> Result<T>,
 ) -> Result<Vec<T>> {
-    let mut out = Vec::with_capacity(ids.len());
-    for chunk in ids.chunks(PARAMS_PER_STATEMENT_MAX) {
-        // Dynamic: the number of ids varies with the request.
-        let sql = format!(
-            "select {columns} where s.site_id = ? and s.statement_id in ({})",
-            placeholders(chunk.len())
-        );
-        let mut q = sqlx::query(&sql)
-            .persistent(REUSE_DYNAMIC_STATEMENTS)
-            .bind(site.as_str());
-        for id in chunk {
-            q = q.bind(id);
-        }
-        for row in q.fetch_all(pool).await.map_err(db)? {
-            out.push(decode(&row)?);
-        }
-    }
-    Ok(out)
+    let mut conn = pool.acquire().await.map_err(db)?;
+    let head = format!("select {columns} where s.site_id = ? and s.statement_id in");
+    rows_in(&mut conn, &head, site.as_str(), ids, decode).await
 }
 
 async fn insert_locked(
@@ -333,29 +317,18 @@ impl XapiStore for SqliteStore {
     }
 
     async fn mbox_accounts(&self, site: &SiteId, sha1sums: &[String]) -> Result<Vec<(String, LocalAccount)>> {
-        let mut out = Vec::new();
-        for chunk in sha1sums.chunks(PARAMS_PER_STATEMENT_MAX) {
-            let sql = format!(
-                "select mbox_sha1sum, local_account from xapi_mbox_links where site_id = ? and mbox_sha1sum in ({})",
-                placeholders(chunk.len())
-            );
-            let mut q = sqlx::query(&sql)
-                .persistent(REUSE_DYNAMIC_STATEMENTS)
-                .bind(site.as_str());
-            for s in chunk {
-                q = q.bind(s);
-            }
-            for row in q.fetch_all(&self.pool).await.map_err(db)? {
-                let sum: String = row.try_get("mbox_sha1sum").map_err(db)?;
-                let account: String = row.try_get("local_account").map_err(db)?;
-                let account = LocalAccount::parse(account).map_err(|e| StoreError::Corrupt {
-                    at: format!("xapi_mbox_links {sum}"),
-                    detail: e.to_string(),
-                })?;
-                out.push((sum, account));
-            }
-        }
-        Ok(out)
+        let mut conn = self.pool.acquire().await.map_err(db)?;
+        let head = "select mbox_sha1sum, local_account from xapi_mbox_links where site_id = ? and mbox_sha1sum in";
+        rows_in(&mut conn, head, site.as_str(), sha1sums, |row| {
+            let sum: String = row.try_get("mbox_sha1sum").map_err(db)?;
+            let account: String = row.try_get("local_account").map_err(db)?;
+            let account = LocalAccount::parse(account).map_err(|e| StoreError::Corrupt {
+                at: format!("xapi_mbox_links {sum}"),
+                detail: e.to_string(),
+            })?;
+            Ok((sum, account))
+        })
+        .await
     }
 
     async fn set_course_activity(&self, site: &SiteId, course: &CourseCode, activity: Option<&str>) -> Result<()> {
@@ -394,29 +367,18 @@ impl XapiStore for SqliteStore {
     }
 
     async fn activity_courses(&self, site: &SiteId, activities: &[String]) -> Result<Vec<(String, CourseCode)>> {
-        let mut out = Vec::new();
-        for chunk in activities.chunks(PARAMS_PER_STATEMENT_MAX) {
-            let sql = format!(
-                "select activity_id, course_code from xapi_course_activities where site_id = ? and activity_id in ({})",
-                placeholders(chunk.len())
-            );
-            let mut q = sqlx::query(&sql)
-                .persistent(REUSE_DYNAMIC_STATEMENTS)
-                .bind(site.as_str());
-            for a in chunk {
-                q = q.bind(a);
-            }
-            for row in q.fetch_all(&self.pool).await.map_err(db)? {
-                let iri: String = row.try_get("activity_id").map_err(db)?;
-                let code: String = row.try_get("course_code").map_err(db)?;
-                let code = CourseCode::parse(code).map_err(|e| StoreError::Corrupt {
-                    at: format!("xapi_course_activities {iri}"),
-                    detail: e.to_string(),
-                })?;
-                out.push((iri, code));
-            }
-        }
-        Ok(out)
+        let mut conn = self.pool.acquire().await.map_err(db)?;
+        let head = "select activity_id, course_code from xapi_course_activities where site_id = ? and activity_id in";
+        rows_in(&mut conn, head, site.as_str(), activities, |row| {
+            let iri: String = row.try_get("activity_id").map_err(db)?;
+            let code: String = row.try_get("course_code").map_err(db)?;
+            let code = CourseCode::parse(code).map_err(|e| StoreError::Corrupt {
+                at: format!("xapi_course_activities {iri}"),
+                detail: e.to_string(),
+            })?;
+            Ok((iri, code))
+        })
+        .await
     }
 
     async fn entries_by_events(&self, site: &SiteId, ids: &[EventId]) -> Result<Vec<Entry>> {
