@@ -102,9 +102,7 @@ impl PgStore {
         })
         .await
     }
-}
 
-impl PgStore {
     /// The whole ledger in storage order by one binary `COPY` (a sequential
     /// scan: each heap page visited once), in a read-only repeatable-read
     /// transaction whose snapshot the heads are read in too.
@@ -127,9 +125,7 @@ impl PgStore {
         let entries = stream::unfold(batches_rx, |mut rx| async move { rx.recv().await.map(|b| (b, rx)) }).boxed();
         Ok(LedgerScan { heads, entries })
     }
-}
 
-impl PgStore {
     /// The links of `ranges` by one binary `COPY`: the ranges are or-ed into
     /// one bitmap of the primary key, so each heap page they share is
     /// visited once (a range at a time, a page holding rows of every chain
