@@ -55,14 +55,6 @@ pub enum VerifyFailure {
 /// at its recorded head.
 pub async fn verify_ledger(
     store: &dyn Store,
-    progress: impl FnMut(&VerifyReport),
-) -> Result<VerifyReport, VerifyFailure> {
-    verify_ledger_under(store, progress).await
-}
-
-/// As [`verify_ledger`] (kept for callers of the earlier name).
-pub async fn verify_ledger_under(
-    store: &dyn Store,
     mut progress: impl FnMut(&VerifyReport),
 ) -> Result<VerifyReport, VerifyFailure> {
     let mut report = VerifyReport::default();
