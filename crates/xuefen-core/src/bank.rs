@@ -22,6 +22,7 @@ use crate::entry::{Entry, EntryBody, EntryKind};
 use crate::event::{Millis, Reason};
 use crate::ids::{EventId, Position, SiteId};
 use crate::merkle::{self, Hash};
+use crate::note::Note;
 
 mod checkpoint;
 
@@ -36,6 +37,9 @@ pub const BANK_SITE: &str = "credit-bank";
 
 /// Longest reason code of a rejection, in bytes.
 pub const REASON_CODE_BYTES_MAX: usize = 32;
+/// The text a note that does not open reads as: a control character, which
+/// no decision's text holds ([`Reason::parse`] refuses them).
+const UNOPENED: &str = "\u{0}";
 
 /// A position in the deposit feed, opaque to clients: base64url (no padding)
 /// of `"xfl1"` and the log index the next page starts from, as a `u64`.
@@ -117,13 +121,18 @@ impl Decision {
         }
     }
 
-    /// Reads the decision back from an acknowledgement entry.
-    pub fn of(body: &EntryBody) -> Option<Self> {
+    /// Reads the decision back from an acknowledgement entry; `open` reads
+    /// the words of its note (a note that does not open, its learner erased
+    /// or the value altered, reads as text no decision has).
+    pub fn of(body: &EntryBody, open: impl FnOnce(&Note) -> Option<String>) -> Option<Self> {
         match body.kind {
             EntryKind::BankAccepted => Some(Decision::Accepted),
             EntryKind::BankRejected if body.commitment.is_some() => Some(Decision::Rejected {
                 code: body.reason.as_str().to_owned(),
-                text: body.note.as_ref().map(|n| n.as_str().to_owned()).unwrap_or_default(),
+                text: match &body.note {
+                    Some(note) => open(note).unwrap_or_else(|| UNOPENED.to_owned()),
+                    None => String::new(),
+                },
             }),
             EntryKind::BankRejected => {
                 let r = body.reason.as_str();
@@ -171,12 +180,24 @@ pub fn ack_event_id(deposit: Position) -> EventId {
 /// acknowledgement repeats its commitment (`refers_to` links the two
 /// anyway) and hashes the reason code alone, the text going to the note; a
 /// version-1 deposit's is a version-1 entry with `code: text` as before.
-pub fn ack_body(deposit: &Entry, decision: &Decision, now: Millis) -> EntryBody {
+///
+/// The acknowledgement goes at `position`; its note is sealed there under
+/// the learner's `secret` ([`crate::note`]). Without one (the learner was
+/// erased) the words are not kept.
+pub fn ack_body(
+    deposit: &Entry,
+    decision: &Decision,
+    now: Millis,
+    position: Position,
+    secret: Option<&[u8; 32]>,
+) -> EntryBody {
     let d = &deposit.body;
     let (reason, note) = match (d.commitment, decision) {
         (Some(_), Decision::Rejected { code, text }) => (
             Reason::code(code.clone(), "reason_code").unwrap_or_default(),
-            (!text.is_empty()).then(|| Reason::parse(text.clone(), "reason").unwrap_or_default()),
+            secret
+                .filter(|_| !text.is_empty())
+                .map(|secret| Note::seal(secret, position, text)),
         ),
         (Some(_), Decision::Accepted) => (Reason::default(), None),
         // Checked by `Decision::rejected`.

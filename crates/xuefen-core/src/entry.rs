@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 use crate::amount::{Credits, Hours, Score};
 use crate::event::{Millis, Reason};
 use crate::ids::{Category, CourseCode, EventId, GroupId, LearnerId, Position, SiteId};
+use crate::note::Note;
 
 mod codec;
 mod kind;
@@ -66,8 +67,9 @@ pub struct EntryBody {
     /// free text; version 2: a reason code ([`check_reason_code`]).
     pub reason: Reason,
     /// Version 2: free text given with the reason code, kept outside the
-    /// canonical bytes (so never hashed) and removed by an erasure.
-    pub note: Option<Reason>,
+    /// canonical bytes (so never hashed), sealed under the learner's note
+    /// key ([`crate::note`]) and removed by an erasure.
+    pub note: Option<Note>,
     /// The recognition group of the course, when it has one (a reversal
     /// repeats its target's), so that a learner's group history is read
     /// from the ledger alone.

@@ -18,6 +18,7 @@ pub mod ids;
 pub mod limits;
 pub mod merkle;
 pub mod names;
+pub mod note;
 pub mod plan;
 pub mod pseudonym;
 pub mod rule;

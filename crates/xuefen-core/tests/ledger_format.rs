@@ -713,7 +713,11 @@ fn a_chain_verifier_names_tampering_with_the_documented_chain() {
 #[test]
 fn a_version_two_chain_verifies_without_notes_or_learner_ids() {
     let mut entries = example(FORMAT_VERSION);
-    entries[1].body.note = Some(Reason::parse("成绩录入错误", "reason").expect("note"));
+    entries[1].body.note = Some(xuefen_core::note::Note::seal(
+        &[7; 32],
+        entries[1].position,
+        "成绩录入错误",
+    ));
     let head = entries[1].hash;
     assert_eq!(verify(&entries, 2, &head), Ok(2));
     for e in &mut entries {
@@ -864,4 +868,55 @@ fn a_chain_that_changes_version_midway_verifies() {
     altered[1].body.reason = Reason::code("other", "reason").expect("code");
     let err = verify(&altered, 2, &entries[1].hash).expect_err("altered reason code");
     assert_eq!(err.fault, Fault::HashMismatch);
+}
+
+/// The sealed note of the version-2 reversal (section 3d) follows from the
+/// documented secret by the documented construction, written here apart
+/// from `xuefen_core::note`, and the code seals and opens the same value.
+#[test]
+fn the_documented_note_follows_from_the_documented_secret() {
+    use base64::Engine as _;
+    use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+    use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+    use hmac::{Hmac, Mac};
+    use xuefen_core::note::Note;
+    let hmac = |key: &[u8], parts: &[&[u8]]| -> [u8; 32] {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("any key length");
+        for p in parts {
+            mac.update(p);
+        }
+        mac.finalize().into_bytes().into()
+    };
+    let doc = doc();
+    let text = "成绩录入错误";
+    let key = hmac(&example_secret(), &[b"xuefen/note-key/v1"]);
+    let bound = [
+        b"xuefen/note/v1\0".as_slice(),
+        &CHAIN.to_be_bytes(),
+        &2u64.to_be_bytes(),
+    ]
+    .concat();
+    let nonce = hmac(&key, &[b"nonce\0", &bound, text.as_bytes()]);
+    let nonce = &nonce[..24];
+    let sealed = XChaCha20Poly1305::new((&key).into())
+        .encrypt(
+            XNonce::from_slice(nonce),
+            Payload {
+                msg: text.as_bytes(),
+                aad: &bound,
+            },
+        )
+        .expect("seals");
+    let stored = format!(
+        "xfr1:{}",
+        base64::engine::general_purpose::STANDARD_NO_PAD.encode([nonce, &sealed].concat())
+    );
+    assert_eq!(hex_block(&doc, "note-key v2"), key);
+    assert_eq!(hex_block(&doc, "note-bound v2 seq=2"), bound);
+    assert_eq!(hex_block(&doc, "note-nonce v2 seq=2"), nonce);
+    assert_eq!(block(&doc, "text note v2 seq=2").trim(), stored);
+    let at = Position { chain: CHAIN, seq: 2 };
+    assert_eq!(Note::seal(&example_secret(), at, text).stored(), stored);
+    let back = Note::from_stored(stored, "reason_note").expect("sealed");
+    assert_eq!(back.open(Some(&example_secret()), at).as_deref(), Some(text));
 }

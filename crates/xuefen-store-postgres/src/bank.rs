@@ -262,7 +262,13 @@ pub(crate) async fn entry_kinds(pool: &PgPool, positions: &[Position]) -> Result
     Ok(out)
 }
 
-async fn deposit_entries(tx: &mut Transaction<'_, Postgres>, acks: &[AckRequest]) -> Result<HashMap<Position, Entry>> {
+/// The sealed deposits `acks` name, each with its learner's secret (none
+/// once the learner is erased), under which an acknowledgement's note is
+/// sealed.
+async fn deposit_entries(
+    tx: &mut Transaction<'_, Postgres>,
+    acks: &[AckRequest],
+) -> Result<HashMap<Position, (Entry, Option<[u8; 32]>)>> {
     let chains: Vec<i32> = acks.iter().map(|a| a.deposit.chain as i32).collect();
     let seqs: Vec<i64> = acks.iter().map(|a| a.deposit.seq as i64).collect();
     let rows = sqlx::query(concat!(
@@ -270,7 +276,8 @@ async fn deposit_entries(tx: &mut Transaction<'_, Postgres>, acks: &[AckRequest]
         entry_columns!(),
         ", (select r.kind::bigint from ledger_entries r where r.chain_id = l.refers_chain and r.seq = l.refers_seq)
              as referred_kind,
-           (select t.seq from log_chain_tips t where t.chain_id = l.chain_id) as tip_seq
+           (select t.seq from log_chain_tips t where t.chain_id = l.chain_id) as tip_seq,
+           (select s.secret from learner_secrets s where s.learner_id = l.learner_id) as learner_secret
            from unnest($1::int[], $2::bigint[]) as k(c, s)
            join ledger_entries l on l.chain_id = k.c and l.seq = k.s"
     ))
@@ -289,7 +296,15 @@ async fn deposit_entries(tx: &mut Transaction<'_, Postgres>, acks: &[AckRequest]
             .and_then(EntryKind::from_code);
         let tip = tip.and_then(|t| u64::try_from(t).ok()).unwrap_or(0);
         if xuefen_store::bank::sealed_deposit(&e, tip, reversed) {
-            out.insert(e.position, e);
+            let secret: Option<Vec<u8>> = r.col("learner_secret")?;
+            let secret = secret
+                .map(<[u8; 32]>::try_from)
+                .transpose()
+                .map_err(|_| StoreError::Corrupt {
+                    at: format!("learner_secrets ({})", e.body.learner),
+                    detail: "the secret is not 32 bytes".into(),
+                })?;
+            out.insert(e.position, (e, secret));
         }
     }
     Ok(out)
@@ -384,7 +399,7 @@ pub(crate) async fn ack_deposits(pool: &PgPool, acks: &[AckRequest], now: Millis
     let mut out: Vec<Option<AckOutcome>> = vec![None; acks.len()];
     for i in order {
         let ack = &acks[i];
-        let Some(deposit) = deposits.get(&ack.deposit) else {
+        let Some((deposit, secret)) = deposits.get(&ack.deposit) else {
             out[i] = Some(AckOutcome::UnknownDeposit);
             continue;
         };
@@ -394,7 +409,11 @@ pub(crate) async fn ack_deposits(pool: &PgPool, acks: &[AckRequest], now: Millis
             None => lock_head(&mut tx, chain).await?,
         };
         let position = Position { chain, seq: seq + 1 };
-        let entry = Entry::seal(position, hash, ack_body(deposit, &ack.decision, now));
+        let entry = Entry::seal(
+            position,
+            hash,
+            ack_body(deposit, &ack.decision, now, position, secret.as_ref()),
+        );
         if insert_entry_once(&mut tx, &entry).await? {
             heads.insert(chain, (position.seq, entry.hash));
             out[i] = Some(AckOutcome::Recorded { position });
@@ -402,10 +421,13 @@ pub(crate) async fn ack_deposits(pool: &PgPool, acks: &[AckRequest], now: Millis
         }
         heads.insert(chain, (seq, hash));
         let existing = recorded_ack(&mut tx, ack.deposit).await?;
-        let recorded = Decision::of(&existing.body).ok_or_else(|| StoreError::Corrupt {
-            at: format!("entry {}", existing.position),
-            detail: "the bank's key names an entry that is not an acknowledgement".into(),
-        })?;
+        let recorded =
+            Decision::of(&existing.body, |n| n.open(secret.as_ref(), existing.position)).ok_or_else(|| {
+                StoreError::Corrupt {
+                    at: format!("entry {}", existing.position),
+                    detail: "the bank's key names an entry that is not an acknowledgement".into(),
+                }
+            })?;
         out[i] = Some(match ack.decision.first_difference(&recorded) {
             None => AckOutcome::Duplicate {
                 position: existing.position,

@@ -344,16 +344,41 @@ async fn insert_entry_once(conn: &mut SqliteConnection, e: &Entry) -> Result<boo
     Ok(done.rows_affected() == 1)
 }
 
+/// The learner's secret, under which an acknowledgement's note is sealed;
+/// none once they are erased.
+async fn learner_secret(
+    conn: &mut SqliteConnection,
+    learner: &xuefen_core::ids::LearnerId,
+) -> Result<Option<[u8; 32]>> {
+    let secret: Option<Vec<u8>> = sqlx::query_scalar("select secret from learner_secrets where learner_id = ?1")
+        .bind(learner.as_str())
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db)?;
+    secret
+        .map(<[u8; 32]>::try_from)
+        .transpose()
+        .map_err(|_| StoreError::Corrupt {
+            at: format!("learner_secrets ({learner})"),
+            detail: "the secret is not 32 bytes".into(),
+        })
+}
+
 async fn ack_one(conn: &mut SqliteConnection, ack: &AckRequest, now: Millis) -> Result<AckOutcome> {
     let Some(deposit) = deposit_entry(conn, ack.deposit).await? else {
         return Ok(AckOutcome::UnknownDeposit);
     };
+    let secret = learner_secret(conn, &deposit.body.learner).await?;
     let head = head(conn, ack.deposit.chain).await?;
     let position = Position {
         chain: ack.deposit.chain,
         seq: head.seq + 1,
     };
-    let entry = Entry::seal(position, head.hash, ack_body(&deposit, &ack.decision, now));
+    let entry = Entry::seal(
+        position,
+        head.hash,
+        ack_body(&deposit, &ack.decision, now, position, secret.as_ref()),
+    );
     if insert_entry_once(conn, &entry).await? {
         sqlx::query("update chain_heads set seq = ?2, hash = ?3 where chain_id = ?1")
             .bind(i64::from(position.chain))
@@ -368,9 +393,11 @@ async fn ack_one(conn: &mut SqliteConnection, ack: &AckRequest, now: Millis) -> 
         at: format!("acknowledgement of deposit {}", ack.deposit),
         detail: "its key is taken but no entry has it".into(),
     })?;
-    let recorded = Decision::of(&existing.body).ok_or_else(|| StoreError::Corrupt {
-        at: format!("entry {}", existing.position),
-        detail: "the bank's key names an entry that is not an acknowledgement".into(),
+    let recorded = Decision::of(&existing.body, |n| n.open(secret.as_ref(), existing.position)).ok_or_else(|| {
+        StoreError::Corrupt {
+            at: format!("entry {}", existing.position),
+            detail: "the bank's key names an entry that is not an acknowledgement".into(),
+        }
     })?;
     Ok(match ack.decision.first_difference(&recorded) {
         None => AckOutcome::Duplicate {

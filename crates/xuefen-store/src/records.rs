@@ -7,6 +7,7 @@ use xuefen_core::entry::{Entry, EntryBody, EntryKind};
 use xuefen_core::event::{Millis, Reason};
 use xuefen_core::ids::SiteStatus;
 use xuefen_core::ids::{Category, CourseCode, EventId, GroupId, LearnerId, Position, SiteId};
+use xuefen_core::note::Note;
 use xuefen_core::rule::CreditRule;
 use xuefen_core::site_log::{ALLIANCE_CHAIN, SiteChange, SiteChangeEntry, check_actor};
 
@@ -70,7 +71,7 @@ impl From<&Entry> for EntryRecord {
             recognition_group: b.recognition_group.as_ref().map(|g| g.as_str().to_owned()),
             withheld_cents: b.withheld.map(Credits::cents),
             learner_commitment: b.commitment.map(|c| c.to_vec()),
-            reason_note: b.note.as_ref().map(|n| n.as_str().to_owned()),
+            reason_note: b.note.as_ref().map(|n| n.stored().to_owned()),
         }
     }
 }
@@ -128,7 +129,7 @@ impl TryFrom<EntryRecord> for Entry {
             reason: Reason::parse(r.reason, "reason").map_err(field)?,
             note: r
                 .reason_note
-                .map(|n| Reason::parse(n, "reason_note"))
+                .map(|n| Note::from_stored(n, "reason_note"))
                 .transpose()
                 .map_err(field)?,
             recognition_group: r.recognition_group.map(GroupId::parse).transpose().map_err(field)?,

@@ -177,13 +177,15 @@ fn decisions_round_trip_through_an_ack_entry_and_differences_are_named() {
     let rejected = Decision::rejected("duplicate_record", "已在本行登记").expect("valid");
     for version in [crate::entry::FORMAT_V1, crate::entry::FORMAT_VERSION] {
         let deposit = Entry::seal(Position { chain: 1, seq: 4 }, GENESIS, sample_body_of(version));
-        let body = ack_body(&deposit, &rejected, Millis(5));
+        let at = Position { chain: 1, seq: 5 };
+        let body = ack_body(&deposit, &rejected, Millis(5), at, Some(&[9; 32]));
         assert_eq!(body.version(), version, "an ack is written in its deposit's version");
         assert_eq!(body.commitment, deposit.body.commitment);
         assert_eq!(body.kind, EntryKind::BankRejected);
         assert_eq!(body.event_id.as_str(), "deposit-1-4");
         assert_eq!(body.refers_to, Some(deposit.position));
-        assert_eq!(Decision::of(&body), Some(rejected.clone()));
+        let open = |n: &crate::note::Note| n.open(Some(&[9; 32]), at);
+        assert_eq!(Decision::of(&body, open), Some(rejected.clone()));
         let without_note = EntryBody {
             note: None,
             ..body.clone()
@@ -195,6 +197,13 @@ fn decisions_round_trip_through_an_ack_entry_and_differences_are_named() {
             // The text is the note, outside the hashed bytes.
             assert_eq!(body.reason.as_str(), "duplicate_record");
             assert!(!String::from_utf8_lossy(&body.encode()).contains("已在本行登记"));
+            // And the note is sealed: no words in clear, none after erasure.
+            let note = body.note.as_ref().expect("the text is kept");
+            assert!(!note.stored().contains("已在本行登记"), "{note:?}");
+            let erased = Decision::of(&body, |n| n.open(None, at));
+            assert_eq!(rejected.first_difference(&erased.expect("a decision")), Some("reason"));
+            let gone = ack_body(&deposit, &rejected, Millis(5), at, None);
+            assert_eq!(gone.note, None, "without the learner's secret the words are not kept");
         }
     }
     assert_eq!(rejected.first_difference(&Decision::Accepted), Some("outcome"));

@@ -6,6 +6,7 @@ use super::Plan;
 use crate::entry::{Entry, EntryBody, EntryKind};
 use crate::event::{Event, EventBody, LearnerRef, Millis, Reason};
 use crate::ids::{EventId, GroupId, LearnerId, Position};
+use crate::note::Note;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// The event id of the reversal that declaring `group` writes for the
@@ -66,14 +67,7 @@ pub fn plan_declaration(
                 let t = &extra.body;
                 // A promotion repeats its recognised completion's key.
                 let target = t.event_id.clone();
-                // The hashed reason is a code; the words stay beside the
-                // entry as its note.
                 let reason = Reason::code("credited_once", "reason").unwrap_or_default();
-                let note = Reason::parse(
-                    format!("credited once: recognition group {group} pays entry {}", keep.position),
-                    "reason",
-                )
-                .ok();
                 let head = plan
                     .heads
                     .get(chain)
@@ -84,6 +78,13 @@ pub fn plan_declaration(
                     chain: *chain,
                     seq: head.seq + 1,
                 };
+                // The hashed reason is a code; the words stay beside the
+                // entry as its note.
+                let note = Note::seal(
+                    secret,
+                    position,
+                    &format!("credited once: recognition group {group} pays entry {}", keep.position),
+                );
                 let entry = Entry::seal(
                     position,
                     head.hash,
@@ -104,7 +105,7 @@ pub fn plan_declaration(
                         refers_to: Some(extra.position),
                         target_event: Some(target),
                         reason,
-                        note,
+                        note: Some(note),
                         recognition_group: Some(group.clone()),
                         withheld: None,
                     },
@@ -126,11 +127,13 @@ pub fn plan_declaration(
 /// The first field in which `event` differs from `stored`, the entry under
 /// its key (TigerBeetle's `exists_with_different_<field>`); `None` when the
 /// event repeats it. `same_learner` says whether the event's learner is the
-/// entry's (resolving an account is the caller's business).
+/// entry's (resolving an account is the caller's business); `open` reads
+/// the words of the stored entry's note (opening a sealed one is too).
 pub fn first_difference(
     event: &Event,
     stored: &EntryBody,
     same_learner: impl FnOnce(&LearnerRef) -> bool,
+    open: impl FnOnce(&Note) -> Option<String>,
 ) -> Option<&'static str> {
     match (&event.body, stored.kind) {
         (
@@ -153,19 +156,19 @@ pub fn first_difference(
         }
         (EventBody::Revocation(r), EntryKind::Reversal) => {
             // A version-1 reversal holds the free text in `reason`; a
-            // version-2 one the code, with the text as its note.
-            let (code, text) = match stored.commitment {
-                Some(_) => (
-                    stored.reason.as_str(),
-                    stored.note.as_ref().map(Reason::as_str).unwrap_or_default(),
-                ),
-                None => (r.code.as_str(), stored.reason.as_str()),
+            // version-2 one the code, with the text as its note (`None`
+            // when the note does not open: altered, or its learner erased,
+            // and then it differs from any text).
+            let (code, text) = match (stored.commitment, &stored.note) {
+                (Some(_), Some(note)) => (stored.reason.as_str(), open(note)),
+                (Some(_), None) => (stored.reason.as_str(), Some(String::new())),
+                (None, _) => (r.code.as_str(), Some(stored.reason.as_str().to_owned())),
             };
             if Some(&r.target) != stored.target_event.as_ref() {
                 Some("target_event_id")
             } else if r.code.as_str() != code {
                 Some("reason_code")
-            } else if r.reason.as_str() != text {
+            } else if text.as_deref() != Some(r.reason.as_str()) {
                 Some("reason")
             } else {
                 None

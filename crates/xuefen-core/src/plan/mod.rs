@@ -14,6 +14,7 @@ use crate::entry::{Entry, EntryBody, EntryKind, GENESIS};
 use crate::event::{Completion, Event, EventBody, LearnerRef, Millis, Reason, Revocation};
 use crate::ids::{Category, CourseCode, EventId, GroupId, LearnerId, Position, SiteId};
 use crate::limits::{COMPLETED_AT_FUTURE_SKEW_MS, COMPLETED_AT_MIN_MS};
+use crate::note::Note;
 use crate::rule::Assessment;
 
 /// The last entry of a chain (`seq` 0 and the genesis hash for an empty chain).
@@ -176,7 +177,7 @@ impl Planner<'_> {
     fn one(&mut self, event: &Event) -> Outcome {
         let key = (event.site.clone(), event.id.clone());
         if let Some(stored) = self.existing(&key) {
-            return match self.first_difference(event, &stored.body) {
+            return match self.first_difference(event, stored) {
                 None => Outcome::Duplicate {
                     position: stored.position,
                     kind: stored.body.kind,
@@ -348,10 +349,14 @@ impl Planner<'_> {
 
     /// The first field in which `event` differs from the entry stored under
     /// its key (TigerBeetle's `exists_with_different_<field>`).
-    fn first_difference(&self, event: &Event, stored: &EntryBody) -> Option<&'static str> {
-        first_difference(event, stored, |learner| {
-            self.resolve(&event.site, learner).map(|(id, _)| id).as_ref() == Some(&stored.learner)
-        })
+    fn first_difference(&self, event: &Event, stored: &Entry) -> Option<&'static str> {
+        let secret = self.lookups.learner_secrets.get(&stored.body.learner);
+        first_difference(
+            event,
+            &stored.body,
+            |learner| self.resolve(&event.site, learner).map(|(id, _)| id).as_ref() == Some(&stored.body.learner),
+            |note| note.open(secret, stored.position),
+        )
     }
 
     /// A completion of the same learner, course and time already recorded
@@ -530,7 +535,7 @@ impl Planner<'_> {
                 refers_to: Some(target.position),
                 target_event: Some(r.target.clone()),
                 reason: r.code.clone(),
-                note: (!r.reason.as_str().is_empty()).then(|| r.reason.clone()),
+                note: (!r.reason.as_str().is_empty()).then(|| Note::Clear(r.reason.clone())),
                 recognition_group: t.recognition_group.clone(),
                 withheld: None,
             },
@@ -565,6 +570,7 @@ impl Planner<'_> {
             .unwrap_or_default();
         let body = EntryBody {
             commitment: Some(crate::entry::learner_commitment(&secret, position)),
+            note: body.note.map(|n| n.sealed_at(&secret, position)),
             ..body
         };
         let entry = Entry::seal(position, head.hash, body);

@@ -44,6 +44,7 @@ pub mod credited_once;
 pub mod log;
 pub mod log_index;
 pub mod names;
+pub mod notes;
 pub mod pseudonyms;
 pub mod scenarios;
 pub mod witness;
@@ -195,6 +196,7 @@ macro_rules! conformance_scenarios {
             a_name_is_replaced_only_over_the_value_read,
             erasure_deletes_the_learner_key_so_a_saved_sealed_name_stays_shut,
             credited_once_reads_see_reversals_year_bounds_and_resent_completions,
+            notes_are_sealed_under_the_learners_key_and_still_compared,
         );
         $crate::__conformance_apply!($callback $backend
             xapi_erasure_deletes_every_statement_that_names_the_learner_and_nothing_else,

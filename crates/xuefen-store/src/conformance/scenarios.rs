@@ -67,5 +67,6 @@ pub use super::credited_once::*;
 pub use super::log::*;
 pub use super::log_index::*;
 pub use super::names::*;
+pub use super::notes::*;
 pub use super::pseudonyms::*;
 pub use super::witness::*;

@@ -212,6 +212,12 @@ async fn erasure_keeps_the_ledger_valid_and_leaves_nothing_personal_in_the_datab
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let (code, out) = app.verify_cli().await;
     assert_eq!(code, 0, "{out}");
+    // At rest the note is sealed under the learner's key, never in clear.
+    let before = app.raw_database_bytes().await;
+    assert!(
+        !before.windows(note.len()).any(|w| w == note.as_bytes()),
+        "the revocation note lies in clear before any erasure"
+    );
 
     let path = format!("/v1/learners/{learner}?reason_code=pipl_art47");
     let (status, _) = app.call(reqwest::Method::DELETE, &path, Some(&a), None).await;

@@ -203,6 +203,8 @@ pub(super) async fn submit(
 /// event under the same id, or one differing in its learner alone, is
 /// left to it, and then completions of the request that the ledger
 /// accepted stay (their statements are stored by a corrected re-send).
+/// A reversal's note is sealed under its learner's key, which only the
+/// committer reads: the note is compared there too.
 pub(super) fn check_ledger(
     prepared: &[Prepared],
     events: &[(usize, Event)],
@@ -211,7 +213,15 @@ pub(super) fn check_ledger(
 ) -> ApiResult<()> {
     for (slot, event) in events {
         if let Some(entry) = ledger.get(&event.id)
-            && let Some(field) = xuefen_core::plan::first_difference(event, &entry.body, |_| true)
+            && let Some(field) = xuefen_core::plan::first_difference(
+                event,
+                &entry.body,
+                |_| true,
+                |_| match &event.body {
+                    EventBody::Revocation(r) => Some(r.reason.as_str().to_owned()),
+                    EventBody::Completion(_) => None,
+                },
+            )
         {
             return Err(ledger_conflict(prepared, *slot, field, at));
         }
