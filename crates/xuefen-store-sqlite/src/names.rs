@@ -5,8 +5,8 @@
 
 use async_trait::async_trait;
 use sqlx::Row as _;
-use xuefen_core::ids::LearnerId;
-use xuefen_store::names::{KeyUse, NameStore, StoredName};
+use xuefen_core::ids::{LearnerId, Position};
+use xuefen_store::names::{ClearNote, KeyUse, NameStore, StoredName};
 use xuefen_store::{Result, StoreError};
 
 use crate::{SqliteStore, db};
@@ -137,5 +137,63 @@ impl NameStore for SqliteStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(db)
+    }
+
+    async fn clear_notes(&self, after: Option<Position>, limit: u32) -> Result<Vec<ClearNote>> {
+        let rows = sqlx::query(
+            "select l.chain_id, l.seq, l.reason_note, s.secret
+               from ledger_entries l join learner_secrets s on s.learner_id = l.learner_id
+              where l.reason_note is not null and l.reason_note not like 'xfr1:%'
+                and l.learner_commitment is not null
+                and (?1 is null or (l.chain_id, l.seq) > (?1, ?2))
+              order by l.chain_id, l.seq
+              limit ?3",
+        )
+        .bind(after.map(|p| i64::from(p.chain)))
+        .bind(after.map_or(0, |p| p.seq as i64))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let (chain, seq): (i64, i64) = (row.try_get("chain_id").map_err(db)?, row.try_get("seq").map_err(db)?);
+            let (note, secret): (String, Vec<u8>) = (
+                row.try_get("reason_note").map_err(db)?,
+                row.try_get("secret").map_err(db)?,
+            );
+            let corrupt = |detail: &str| StoreError::Corrupt {
+                at: format!("ledger_entries ({chain}:{seq})"),
+                detail: detail.into(),
+            };
+            out.push(ClearNote {
+                position: Position {
+                    chain: u32::try_from(chain).map_err(|_| corrupt("chain out of range"))?,
+                    seq: u64::try_from(seq).map_err(|_| corrupt("seq out of range"))?,
+                },
+                note,
+                secret: secret
+                    .try_into()
+                    .map_err(|_| corrupt("the learner's secret is not 32 bytes"))?,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn seal_note(&self, position: Position, expected: &str, sealed: &str) -> Result<bool> {
+        let p = position;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
+        let done = sqlx::query(
+            "update ledger_entries set reason_note = ?4 where chain_id = ?1 and seq = ?2 and reason_note = ?3",
+        )
+        .bind(i64::from(p.chain))
+        .bind(p.seq as i64)
+        .bind(expected)
+        .bind(sealed)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(done.rows_affected() == 1)
     }
 }

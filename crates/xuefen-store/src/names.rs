@@ -19,8 +19,9 @@
 //! behave alike (the conformance suite runs them).
 
 use async_trait::async_trait;
-use xuefen_core::ids::LearnerId;
+use xuefen_core::ids::{LearnerId, Position};
 use xuefen_core::names::{LearnerKey, NONCE_BYTES, NameKeys, OpenError, is_learner_sealed, key_id_of};
+use xuefen_core::note::Note;
 
 use crate::Result;
 
@@ -76,6 +77,50 @@ pub trait NameStore: Send + Sync {
     /// The learner's wrapped key; `None` if they have none (erased, or
     /// registered before learner keys and not yet moved).
     async fn learner_key(&self, learner: &LearnerId) -> Result<Option<String>>;
+    /// Up to `limit` entries after `after`, in position order, whose note
+    /// is still in clear (written before notes were sealed,
+    /// [`xuefen_core::note`]) and whose learner is not erased, each with
+    /// the learner's secret.
+    async fn clear_notes(&self, after: Option<Position>, limit: u32) -> Result<Vec<ClearNote>>;
+    /// Replaces the note of the entry at `position` by `sealed` if it is
+    /// still the clear `expected`; whether it was replaced.
+    async fn seal_note(&self, position: Position, expected: &str, sealed: &str) -> Result<bool>;
+}
+
+/// An entry's note still in clear, with its learner's secret.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClearNote {
+    pub position: Position,
+    pub note: String,
+    pub secret: [u8; 32],
+}
+
+impl std::fmt::Debug for ClearNote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClearNote")
+            .field("position", &self.position)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Seals every note still in clear under its learner's note key, `page`
+/// entries at a time (what the service does at start); how many it sealed.
+/// A note that changed meanwhile (its learner erased) is left to the change.
+pub async fn seal_clear_notes(store: &(impl NameStore + ?Sized), page: u32) -> Result<u64> {
+    let mut sealed = 0;
+    let mut after = None;
+    loop {
+        let notes = store.clear_notes(after, page.max(1)).await?;
+        let Some(last) = notes.last() else { break };
+        after = Some(last.position);
+        for n in notes {
+            let note = Note::seal(&n.secret, n.position, &n.note);
+            if store.seal_note(n.position, &n.note, note.stored()).await? {
+                sealed += 1;
+            }
+        }
+    }
+    Ok(sealed)
 }
 
 /// Why the configured name keys cannot serve the stored names.

@@ -1,6 +1,7 @@
 //! Learners' names sealed at rest: the key ring from `name_keys`, the check
 //! `xuefen serve` makes before it listens (which also moves names from
-//! before per-learner keys under a key of their own), and `xuefen names`.
+//! before per-learner keys under a key of their own, and seals the entry
+//! notes written in clear before notes were sealed), and `xuefen names`.
 
 use std::process::ExitCode;
 
@@ -8,7 +9,7 @@ use anyhow::Context as _;
 use clap::Subcommand;
 use xuefen_core::names::NameKeys;
 use xuefen_store::ServiceStore;
-use xuefen_store::names::{check_name_keys, reseal_names};
+use xuefen_store::names::{check_name_keys, reseal_names, seal_clear_notes};
 
 use crate::settings::Settings;
 
@@ -71,6 +72,13 @@ pub(crate) async fn check_at_start(store: &dyn ServiceStore, keys: &NameKeys) ->
             names = older,
             "names sealed under older keys; `xuefen names reseal` moves them to the first key"
         );
+    }
+    // Notes written in clear before they were sealed (migration 0018).
+    let notes = seal_clear_notes(store, PAGE)
+        .await
+        .context("seal the entry notes written in clear")?;
+    if notes > 0 {
+        tracing::info!(notes, "sealed entry notes written in clear under their learners' keys");
     }
     Ok(())
 }

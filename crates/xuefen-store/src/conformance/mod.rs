@@ -197,6 +197,7 @@ macro_rules! conformance_scenarios {
             erasure_deletes_the_learner_key_so_a_saved_sealed_name_stays_shut,
             credited_once_reads_see_reversals_year_bounds_and_resent_completions,
             notes_are_sealed_under_the_learners_key_and_still_compared,
+            notes_written_in_clear_before_0018_are_sealed_at_start,
         );
         $crate::__conformance_apply!($callback $backend
             xapi_erasure_deletes_every_statement_that_names_the_learner_and_nothing_else,

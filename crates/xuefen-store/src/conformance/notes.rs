@@ -10,8 +10,9 @@ use xuefen_core::ids::SiteId;
 use xuefen_core::note::{NOTE_SEALED_PREFIX, Note};
 use xuefen_core::plan::Outcome;
 
-use super::{Backend, NOW, World, completion, event_id, person, revocation, site_id};
+use super::{Backend, Dialect, NOW, World, completion, event_id, person, revocation, site_id};
 use crate::bank::{AckOutcome, AckRequest, CheckpointLimits, make_checkpoint};
+use crate::names::seal_clear_notes;
 
 /// Words about the person, as a site might write them.
 const WORDS: &str = "学员本人来电说明私事";
@@ -138,4 +139,101 @@ pub async fn notes_are_sealed_under_the_learners_key_and_still_compared<B: Backe
         .await
         .expect("count");
     assert_eq!(secrets, 0, "the note key's secret is gone");
+}
+
+/// Migration 0018: notes written in clear before it are sealed by the
+/// service at start ([`seal_clear_notes`]), each under its learner's key
+/// and bound to its entry; the chains still verify; an erased learner's
+/// entries have no note left to seal; and no update other than sealing a
+/// clear note is let through.
+pub async fn notes_written_in_clear_before_0018_are_sealed_at_start<B: Backend>(_fresh: &B) {
+    let db = B::fresh_at_version(17).await;
+    let store = db.store();
+    let w = World::build(store.as_ref(), site_id(), 2).await;
+    let s = &w.site;
+    let worded = |id: &str, target: &str| {
+        let mut e = revocation(s, id, target);
+        if let EventBody::Revocation(r) = &mut e.body {
+            r.reason = Reason::parse(WORDS, "reason").expect("words");
+        }
+        e
+    };
+    let batch = [
+        completion(s, "e1", w.by_id(0), 10_00),
+        completion(s, "e2", w.by_id(1), 10_00),
+        worded("r1", "e1"),
+        worded("r2", "e2"),
+    ];
+    let out = store.ingest(&batch, NOW).await.expect("ingest");
+    assert!(out.iter().all(|o| matches!(o, Outcome::Accepted { .. })), "{out:?}");
+    // What the code before 0018 wrote: the words in clear (put back here
+    // past the schema's guard, as only an operator could).
+    let put_back = format!("update ledger_entries set reason_note = '{WORDS}' where event_id in ('r1', 'r2')");
+    let (off, on) = match db.dialect() {
+        Dialect::Postgres => (
+            "alter table ledger_entries disable trigger user",
+            "alter table ledger_entries enable trigger user",
+        ),
+        // Migration 0018 creates the trigger anew.
+        Dialect::Sqlite => ("drop trigger ledger_entries_append_only_update", "select 1"),
+    };
+    db.execute(off).await.expect("guard off");
+    assert_eq!(db.execute(&put_back).await.expect("put the clear notes back"), 2);
+    db.execute(on).await.expect("guard on");
+    db.migrate().await;
+    // The second learner is erased first: nothing of theirs to seal.
+    let code = Reason::code("pipl_art47", "reason_code").expect("code");
+    store.erase_learner(&w.learners[1], &code, NOW).await.expect("erase");
+
+    assert_eq!(seal_clear_notes(store.as_ref(), 1).await.expect("seal"), 1);
+    assert_eq!(
+        seal_clear_notes(store.as_ref(), 1).await.expect("again"),
+        0,
+        "nothing left in clear"
+    );
+    let raw = raw_note(&db, s.as_str(), "r1").await;
+    assert!(raw.starts_with(NOTE_SEALED_PREFIX) && !raw.contains(WORDS), "{raw}");
+    let r1 = store
+        .entry_by_event(s, &event_id("r1"))
+        .await
+        .expect("read")
+        .expect("r1");
+    assert_eq!(
+        r1.body
+            .note
+            .as_ref()
+            .and_then(|n| n.open(Some(&person(1).secret), r1.position))
+            .as_deref(),
+        Some(WORDS)
+    );
+    let clear = db
+        .query_i64(
+            "select count(*) from ledger_entries where reason_note is not null and reason_note not like 'xfr1:%'",
+        )
+        .await
+        .expect("count");
+    assert_eq!(clear, 0);
+    crate::verify::verify_all(store.as_ref(), None, None)
+        .await
+        .expect("the chains still verify");
+
+    // The guard lets only that through: a sealed note is not replaced, a
+    // hashed column not changed, under the sealing's own setting too.
+    let tries = match db.dialect() {
+        Dialect::Postgres => vec![
+            "do $$ begin perform set_config('xuefen.note_seal', 'on', true);
+               update ledger_entries set reason_note = 'xfr1:AAAA' where event_id = 'r1'; end $$",
+            "do $$ begin perform set_config('xuefen.note_seal', 'on', true);
+               update ledger_entries set credits_cents = 1 where event_id = 'e1'; end $$",
+            "update ledger_entries set reason_note = 'xfr1:AAAA' where event_id = 'r1'",
+        ],
+        Dialect::Sqlite => vec![
+            "update ledger_entries set reason_note = 'xfr1:AAAA' where event_id = 'r1'",
+            "update ledger_entries set credits_cents = 1 where event_id = 'e1'",
+        ],
+    };
+    for sql in tries {
+        let refused = db.execute(sql).await;
+        assert!(refused.is_err(), "{sql} was let through");
+    }
 }
