@@ -25,9 +25,10 @@ use xuefen_core::entry::Entry;
 
 use crate::api::{self, Api, event_json, learner_of, now_ms};
 use crate::fill::CHUNK;
+use crate::ingest::expect_counts;
 use crate::ledger::{BenchCourse, Learner, Sealer, event_terms};
 use crate::stats::{CpuSnapshot, Latencies, rate};
-use crate::{Config, SEED, check, expect_counts, server, stopped};
+use crate::{Config, SEED, check, server, stopped};
 
 /// Rows per insert statement: what the SQLite store binds per statement
 /// (500 rows × 20 columns = 10 000 parameters, below SQLite's limit).
