@@ -292,6 +292,34 @@ impl Api {
         Ok(ids.len() as u64)
     }
 
+    /// Erases a learner with the admin key (`DELETE /v1/learners/{id}`).
+    pub(crate) async fn erase(&self, learner: &Learner) -> Result<()> {
+        let resp = self
+            .http
+            .delete(format!(
+                "{}/v1/learners/{}?reason_code=pipl_art47",
+                self.base, learner.id
+            ))
+            .bearer_auth(&self.admin_key)
+            .send()
+            .await
+            .context("DELETE /v1/learners")?;
+        expect(resp, &[StatusCode::OK], "erase learner").await?;
+        Ok(())
+    }
+
+    /// The status of the first page of a learner's transcript (admin key).
+    pub(crate) async fn transcript_status(&self, learner: &LearnerId) -> Result<StatusCode> {
+        let resp = self
+            .http
+            .get(format!("{}/v1/learners/{learner}/transcript", self.base))
+            .bearer_auth(&self.admin_key)
+            .send()
+            .await
+            .context("GET transcript")?;
+        Ok(resp.status())
+    }
+
     /// The number of entries on a learner's transcript (read with the admin
     /// key, every page of the largest size in turn).
     pub(crate) async fn transcript_len(&self, learner: &LearnerId) -> Result<usize> {

@@ -12,6 +12,7 @@ macro_rules! line {
 
 mod api;
 mod baseline;
+mod erasure;
 mod fill;
 mod ingest;
 mod ingest_baseline;
@@ -103,14 +104,15 @@ struct Args {
     #[arg(long)]
     keep_databases: bool,
     /// Run only these scenarios (comma-separated, of baseline, batch,
-    /// duplicates, import, xapi, xapi_documents, single, ledgers, sqlite);
+    /// duplicates, import, xapi, xapi_documents, single, erasure, ledgers,
+    /// sqlite);
     /// `batch,xapi` gives `xapi_vs_batch_ratio` [default: all].
     #[arg(long, value_delimiter = ',', value_parser = clap::builder::PossibleValuesParser::new(SCENARIOS))]
     only: Vec<String>,
 }
 
 /// The scenarios `--only` selects from, in the order they run.
-const SCENARIOS: [&str; 9] = [
+const SCENARIOS: [&str; 10] = [
     "baseline",
     "batch",
     "duplicates",
@@ -118,6 +120,7 @@ const SCENARIOS: [&str; 9] = [
     "xapi",
     "xapi_documents",
     "single",
+    "erasure",
     "ledgers",
     "sqlite",
 ];
@@ -224,7 +227,7 @@ async fn main_inner(args: Args) -> Result<()> {
         raise_stop();
     });
     let dir = std::env::temp_dir().join(format!("xuefen-loadtest-{}", std::process::id()));
-    let postgres = SCENARIOS[..8].iter().any(|s| cfg.runs(s));
+    let postgres = SCENARIOS[..9].iter().any(|s| cfg.runs(s));
     let result = match (&args.database_url, args.sqlite_only) {
         (Some(url), false) if postgres => {
             let mut cluster = Cluster::connect(url).await?;
@@ -375,6 +378,12 @@ async fn run(cfg: &Config, cluster: &mut Cluster, dir: &Path) -> Result<()> {
     // ---------------------------------------------------------------- single
     if cfg.runs("single") {
         accepted += run_singles(cfg, cluster, &api, &course, &learners, &chunks, srv.pid).await?;
+    }
+
+    // ---------------------------------------------------------------- erasure
+    if cfg.runs("erasure") {
+        let count = if cfg.smoke { 4 } else { 20 };
+        accepted += erasure::run(&api, &svc_pool, &learners, count, cfg.scenario_limit, srv.pid).await?;
     }
     let stored: i64 = sqlx::query_scalar("select count(*) from ledger_entries")
         .fetch_one(&svc_pool)
