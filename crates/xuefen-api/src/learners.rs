@@ -111,7 +111,7 @@ pub(crate) async fn register_learner(
         wrapped_key: Some(wrapped_key),
         document_hash,
     };
-    let (id, written) = state.store.register_learner(&new).await?;
+    let (id, written) = state.learner_store().register_learner(&new).await?;
     if written == Written::Existing {
         same_person(&state, &new.document_hash, &parsed.name).await?;
     }

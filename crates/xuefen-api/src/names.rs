@@ -44,11 +44,11 @@ pub(crate) async fn learner_by_document(
     state: &AppState,
     document_hash: &[u8; 32],
 ) -> ApiResult<Option<(LearnerId, String)>> {
-    let Some((id, stored)) = state.store.learner_by_document(document_hash).await? else {
+    let Some((id, stored)) = state.learner_store().learner_by_document(document_hash).await? else {
         return Ok(None);
     };
     let wrapped = if is_learner_sealed(&stored) {
-        state.store.learner_key(&id).await?
+        state.name_store().learner_key(&id).await?
     } else {
         None
     };

@@ -136,7 +136,8 @@ pub async fn lookup(
     if let Ok(id) = LearnerId::parse(value) {
         let known = match principal {
             Principal::Site(site) => {
-                state.store.site_knows_learner(site, &id).await? && state.store.learner_exists(&id).await?
+                state.learner_store().site_knows_learner(site, &id).await?
+                    && state.learner_store().learner_exists(&id).await?
             }
             Principal::Admin => return Ok(Some(id)),
             Principal::Bank => false,
@@ -152,7 +153,10 @@ pub async fn lookup(
             Some(_) => e,
         })
     })?;
-    Ok(state.store.learner_by_pseudonym(audience.as_ref(), &pseudonym).await?)
+    Ok(state
+        .pseudonym_store()
+        .learner_by_pseudonym(audience.as_ref(), &pseudonym)
+        .await?)
 }
 
 /// As [`lookup`], with an unknown learner a 404 naming `field`.
@@ -206,7 +210,7 @@ impl Shown {
         }
         let rows = state.pseudonyms.fresh(rows);
         if !rows.is_empty() {
-            state.store.remember_pseudonyms(&rows).await?;
+            state.pseudonym_store().remember_pseudonyms(&rows).await?;
             state.pseudonyms.recorded(&rows);
         }
         // A learner the answer names without a known id (a version-2 entry
@@ -326,7 +330,7 @@ pub async fn consenting_learner(
         };
         let legacy = named == consenting.as_str()
             && match principal {
-                Principal::Site(site) => state.store.site_knows_learner(site, &consenting).await?,
+                Principal::Site(site) => state.learner_store().site_knows_learner(site, &consenting).await?,
                 Principal::Admin => true,
                 Principal::Bank => false,
             };
@@ -340,7 +344,7 @@ pub async fn consenting_learner(
             .into());
         }
     }
-    if !state.store.learner_exists(&consenting).await? {
+    if !state.learner_store().learner_exists(&consenting).await? {
         return Err(unknown("consent_token"));
     }
     Ok(consenting)

@@ -90,7 +90,7 @@ pub(crate) async fn get_my_record(
     State(state): State<AppState>,
     SignedInLearner(learner): SignedInLearner,
 ) -> ApiResult<Response> {
-    if !state.store.learner_exists(&learner).await? {
+    if !state.learner_store().learner_exists(&learner).await? {
         return Err(Problem::new(
             StatusCode::NOT_FOUND,
             ProblemCode::UnknownLearner,
@@ -180,7 +180,7 @@ pub(crate) async fn get_learner_record(
 ) -> ApiResult<Response> {
     caller.require_admin()?;
     let learner = LearnerId::parse_as(learner, "learner_id").map_err(|e| Problem::invalid(&e))?;
-    if !state.store.learner_exists(&learner).await? {
+    if !state.learner_store().learner_exists(&learner).await? {
         return Err(xuefen_store::StoreError::NotFound.into());
     }
     Ok(record_response(&build_record(&state, &learner).await?, false))

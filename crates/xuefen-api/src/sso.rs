@@ -182,7 +182,7 @@ impl SsoVerifier {
         };
         let (subject, claims) = self.claims(token)?;
         let hash = subject_hash(&state.identity_key, &self.issuer, &subject);
-        if let Some(learner) = state.store.learner_by_sso_subject(&hash).await? {
+        if let Some(learner) = state.pseudonym_store().learner_by_sso_subject(&hash).await? {
             return Ok(learner);
         }
         let document = document_claim.as_deref().and_then(|c| claims.get(c).map(|v| (c, v)));
@@ -206,7 +206,7 @@ impl SsoVerifier {
                 "no learner is registered with the identity document of the token",
             ));
         };
-        state.store.bind_sso_subject(&hash, &learner).await?;
+        state.pseudonym_store().bind_sso_subject(&hash, &learner).await?;
         tracing::info!("single sign-on subject bound to a learner");
         Ok(learner)
     }

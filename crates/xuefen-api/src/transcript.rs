@@ -48,11 +48,11 @@ pub(crate) async fn get_transcript(
     caller.refuse_bank()?;
     let learner = crate::pseudonyms::resolve(&state, &caller.principal, &learner, "learner_id").await?;
     let page = Page::parse(query.as_deref())?;
-    if !state.store.learner_exists(&learner).await? {
+    if !state.learner_store().learner_exists(&learner).await? {
         return Err(crate::pseudonyms::unknown("learner_id"));
     }
     if let Principal::Site(site) = &caller.principal
-        && !state.store.site_knows_learner(site, &learner).await?
+        && !state.learner_store().site_knows_learner(site, &learner).await?
     {
         return Err(forbidden("a site reads only the transcripts of learners it has linked or credited").into());
     }
@@ -79,7 +79,7 @@ pub(crate) async fn get_my_transcript(
     RawQuery(query): RawQuery,
 ) -> ApiResult<Json<TranscriptOut>> {
     let page = Page::parse(query.as_deref())?;
-    if !state.store.learner_exists(&learner).await? {
+    if !state.learner_store().learner_exists(&learner).await? {
         return Err(Problem::new(
             StatusCode::NOT_FOUND,
             ProblemCode::UnknownLearner,

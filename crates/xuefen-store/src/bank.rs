@@ -327,14 +327,19 @@ pub struct DepositPage {
 
 /// The deposits at log index `from` or later, at most `limit`, each with its
 /// inclusion proof under the latest checkpoint, computed from the tiles.
-pub async fn deposit_page(store: &dyn Store, from: u64, limit: u32) -> Result<DepositPage> {
+pub async fn deposit_page(store: &dyn BankStore, from: u64, limit: u32) -> Result<DepositPage> {
     let head = store.log_head().await?;
     deposit_page_at(store, head, from, limit).await
 }
 
 /// As [`deposit_page`], under the checkpoint `head` (such as the latest one
 /// witnesses cosigned) instead of the latest: only entries below its size.
-pub async fn deposit_page_at(store: &dyn Store, head: Option<LogHead>, from: u64, limit: u32) -> Result<DepositPage> {
+pub async fn deposit_page_at(
+    store: &dyn BankStore,
+    head: Option<LogHead>,
+    from: u64,
+    limit: u32,
+) -> Result<DepositPage> {
     let Some(head) = head else {
         return Ok(DepositPage {
             head: None,

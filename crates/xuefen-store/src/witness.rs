@@ -43,7 +43,10 @@ pub fn cosigned_note(head: &LogHead, cosignatures: &[Cosignature]) -> String {
 /// with the cosignatures it has of it appended. When the log is
 /// `witnessed` (witnesses are configured), that is the latest checkpoint
 /// some witness cosigned (`None` until one did); otherwise the latest.
-pub async fn served_head(store: &dyn crate::Store, witnessed: bool) -> Result<Option<LogHead>> {
+pub async fn served_head<S>(store: &S, witnessed: bool) -> Result<Option<LogHead>>
+where
+    S: crate::WitnessStore + crate::BankStore + ?Sized,
+{
     let head = if witnessed {
         match store.latest_cosigned().await? {
             Some(size) => store.checkpoint_at(size).await?,

@@ -11,7 +11,7 @@ use super::*;
 pub async fn create_bank_key(State(state): State<AppState>, caller: Caller) -> ApiResult<Response> {
     caller.require_admin()?;
     let (key, secret) = mint(Principal::Bank);
-    state.store.create_key(&key).await?;
+    state.key_store().create_key(&key).await?;
     tracing::info!(key.id = %key.id, "credit bank key created");
     Ok((StatusCode::CREATED, Json(KeyOut { key_id: key.id, secret })).into_response())
 }
@@ -153,7 +153,7 @@ pub async fn post_acks(
         });
     }
     let now = Millis::from_datetime(time::OffsetDateTime::now_utc());
-    let outcomes = state.store.ack_deposits(&requests, now).await?;
+    let outcomes = state.bank_store().ack_deposits(&requests, now).await?;
     let results: Vec<AckResult> = requests
         .iter()
         .zip(&outcomes)

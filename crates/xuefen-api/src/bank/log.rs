@@ -60,14 +60,14 @@ pub async fn get_tile(State(state): State<AppState>, Path(path): Path<String>) -
     let Some((id, width)) = tlog::parse_tile_path(&path) else {
         return Ok(not_found(ProblemCode::NoTile, "not a tile path (tile/<L>/<N>[.p/<W>])"));
     };
-    let size = state.store.log_head().await?.map_or(0, |h| h.size);
+    let size = state.bank_store().log_head().await?.map_or(0, |h| h.size);
     let have = tlog::tile_width(id, size);
     // A tile is served at any width the log has reached: a partial tile is
     // a prefix of what the tile becomes.
     if have < width {
         return Ok(not_found(ProblemCode::NoTile, "the log has no such tile yet"));
     }
-    let tiles = state.store.log_tiles(&[id]).await?;
+    let tiles = state.bank_store().log_tiles(&[id]).await?;
     let Some(hashes) = tiles.get(&id).filter(|h| h.len() as u64 >= width) else {
         return Ok(not_found(ProblemCode::NoTile, "the log has no such tile yet"));
     };

@@ -48,7 +48,7 @@ pub(super) async fn signed_in_admin(state: &AppState, headers: &HeaderMap) -> Re
     let Some(hash) = cookie(headers, ADMIN_COOKIE).and_then(|v| session_key_hash(state, v)) else {
         return Err(admin_login_page(StatusCode::UNAUTHORIZED, None));
     };
-    match state.store.key_by_hash(&hash).await {
+    match state.key_store().key_by_hash(&hash).await {
         Ok(Some(key)) if !key.revoked && matches!(key.principal, Principal::Admin) => Ok(()),
         Ok(_) => Err(admin_login_page(
             StatusCode::UNAUTHORIZED,
@@ -186,9 +186,12 @@ pub(crate) async fn admin_page(
         Err(e) => return api_error_page(e),
     };
     let read = async {
-        let sites = state.store.sites().await?;
-        let stats = state.store.site_year_stats(None, year, state.stats.rule).await?;
-        let months = state.store.site_month_credits(year).await?;
+        let sites = state.site_store().sites().await?;
+        let stats = state
+            .stats_store()
+            .site_year_stats(None, year, state.stats.rule)
+            .await?;
+        let months = state.stats_store().site_month_credits(year).await?;
         Ok::<_, xuefen_store::StoreError>((sites, stats, months))
     };
     let (sites, stats, months) = match read.await {

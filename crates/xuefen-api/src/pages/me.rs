@@ -124,7 +124,7 @@ pub(crate) async fn me_page(State(state): State<AppState>, headers: HeaderMap, R
         Err(e) => return api_error_page(e),
     };
     let limit = page.limit;
-    match state.store.learner_exists(&learner).await {
+    match state.learner_store().learner_exists(&learner).await {
         Ok(true) => {}
         Ok(false) => {
             return error_page(StatusCode::NOT_FOUND, "统一身份认证中的这位学习者尚未在学分银行登记。");

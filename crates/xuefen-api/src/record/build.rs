@@ -85,7 +85,7 @@ async fn with_evidence(
     lines_out: Vec<EntryOut>,
 ) -> ApiResult<(Vec<Line>, u64, Option<String>)> {
     let entries = entries_by_position(state, learner).await?;
-    let head = state.store.log_head().await?;
+    let head = state.bank_store().log_head().await?;
     let size = head.as_ref().map_or(0, |h| h.size);
     let indexes = log_indexes(state, &lines_out, size).await?;
     let picked = pick_entries(lines_out, &entries, &indexes, size)?;
@@ -119,7 +119,7 @@ async fn log_indexes(state: &AppState, lines_out: &[EntryOut], size: u64) -> Api
         })
         .collect();
     Ok(if size > 0 {
-        state.store.log_indexes(&positions).await?
+        state.log_index_store().log_indexes(&positions).await?
     } else {
         HashMap::new()
     })
@@ -163,7 +163,10 @@ async fn proof_tiles(state: &AppState, picked: &[Picked], size: u64) -> ApiResul
     Ok(if ids.is_empty() {
         tlog::Tiles::new()
     } else {
-        state.store.log_tiles(&ids.into_iter().collect::<Vec<_>>()).await?
+        state
+            .bank_store()
+            .log_tiles(&ids.into_iter().collect::<Vec<_>>())
+            .await?
     })
 }
 

@@ -108,7 +108,7 @@ pub(crate) fn verify_qr_svg(headers: &HeaderMap) -> Option<(String, String)> {
 /// the page to answer instead (sign-in, or an error page).
 async fn registered_learner(state: &AppState, headers: &HeaderMap) -> Result<LearnerId, Response> {
     let learner = crate::pages::signed_in_learner(state, headers).await?;
-    match state.store.learner_exists(&learner).await {
+    match state.learner_store().learner_exists(&learner).await {
         Ok(true) => Ok(learner),
         Ok(false) => Err(crate::pages::error_page(
             StatusCode::NOT_FOUND,

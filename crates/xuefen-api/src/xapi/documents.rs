@@ -263,7 +263,7 @@ async fn document_request(state: AppState, site: SiteId, kind: DocumentKind, req
     };
     match method {
         Method::GET | Method::HEAD => match &params.id {
-            Some(id) => match state.store.document(&site, &params.scope, id).await? {
+            Some(id) => match state.xapi_document_store().document(&site, &params.scope, id).await? {
                 Some(doc) => {
                     let mut resp = Response::new(Body::from(doc.body));
                     if let Ok(ct) = HeaderValue::from_str(&doc.content_type) {
@@ -279,7 +279,10 @@ async fn document_request(state: AppState, site: SiteId, kind: DocumentKind, req
                 .into()),
             },
             None => {
-                let ids = state.store.document_ids(&site, &params.scope, params.since).await?;
+                let ids = state
+                    .xapi_document_store()
+                    .document_ids(&site, &params.scope, params.since)
+                    .await?;
                 let body = serde_json::Value::from(ids).to_string();
                 Ok(with_etag(json_response(body.clone()), &docs::etag(body.as_bytes())))
             }
@@ -302,7 +305,11 @@ async fn document_request(state: AppState, site: SiteId, kind: DocumentKind, req
                 limits: DocumentLimits::default(),
                 now: Millis::from_datetime(time::OffsetDateTime::now_utc()),
             };
-            state.store.write_document(&site, &write).await?.map_err(refusal)?;
+            state
+                .xapi_document_store()
+                .write_document(&site, &write)
+                .await?
+                .map_err(refusal)?;
             tracing::info!(site.id = %site, kind = kind.as_str(), "xAPI document written");
             Ok(StatusCode::NO_CONTENT.into_response())
         }
@@ -399,7 +406,7 @@ pub async fn get_activity(State(state): State<AppState>, auth: XapiSite, uri: ax
     }
     let id = activity
         .ok_or_else(|| bad_request(ProblemCode::ParameterRequired, "activityId", "`activityId` is required"))?;
-    let body = match state.store.activity(&auth.site, &id).await? {
+    let body = match state.xapi_document_store().activity(&auth.site, &id).await? {
         Some(json) => json,
         None => serde_json::json!({"objectType": "Activity", "id": id}).to_string(),
     };
@@ -455,7 +462,7 @@ pub async fn get_document_usage(
         Ok(()) => None,
         Err(_) => Some(caller.require_site()?.clone()),
     };
-    let usage = state.store.document_usage(site.as_ref()).await?;
+    let usage = state.xapi_document_store().document_usage(site.as_ref()).await?;
     Ok(axum::Json(
         usage
             .into_iter()

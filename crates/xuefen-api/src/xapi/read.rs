@@ -86,7 +86,7 @@ pub(crate) async fn get_statements(
         limit: query.limit + 1,
         ..query.clone()
     };
-    let rows = state.store.query_statements(&site, &fetch).await?;
+    let rows = state.xapi_store().query_statements(&site, &fetch).await?;
     let more = if rows.len() > query.limit {
         rows.get(query.limit - 1).map(|r| more_link(&params, r.seq))
     } else {
@@ -192,7 +192,7 @@ pub(super) async fn answer(state: &AppState, site: &SiteId, shape: &AnswerShape,
             None => hashes(&v, &mut sha2s),
         }
     }
-    let parts = state.store.attachments(site, &sha2s).await?;
+    let parts = state.xapi_document_store().attachments(site, &sha2s).await?;
     let boundary = format!("xuefen-{}", new_uuid());
     let mut resp = Response::new(Body::from(core::attachments::render(&body, &parts, &boundary)));
     if let Ok(v) = HeaderValue::from_str(&format!("multipart/mixed; boundary={boundary}")) {
@@ -261,7 +261,10 @@ pub(super) async fn single_statement(
 ) -> ApiResult<Response> {
     let field = if voided { "voidedStatementId" } else { "statementId" };
     let id = core::check_uuid(id, field).map_err(bad)?;
-    let rows = state.store.statements_by_ids(site, std::slice::from_ref(&id)).await?;
+    let rows = state
+        .xapi_store()
+        .statements_by_ids(site, std::slice::from_ref(&id))
+        .await?;
     match rows.into_iter().next() {
         Some(row) if row.voided == voided => {
             let modified = stored_at(&row.json);

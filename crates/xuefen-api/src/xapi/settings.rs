@@ -57,7 +57,7 @@ pub(crate) async fn put_profile(
         .with_field("home_page")
         .into());
     }
-    state.store.set_xapi_home_page(&site, &input.home_page).await?;
+    state.xapi_store().set_xapi_home_page(&site, &input.home_page).await?;
     tracing::info!(site.id = %site, "xAPI home page set");
     Ok(axum::Json(XapiProfileOut {
         home_page: input.home_page,
@@ -73,7 +73,7 @@ pub(crate) async fn get_profile(
     caller: Caller,
 ) -> ApiResult<axum::Json<XapiProfileOut>> {
     let site = caller.require_site()?.clone();
-    let stored = state.store.xapi_home_page(&site).await?;
+    let stored = state.xapi_store().xapi_home_page(&site).await?;
     Ok(axum::Json(XapiProfileOut {
         default: stored.is_none(),
         home_page: stored.unwrap_or_else(|| format!("{DEFAULT_HOME_PAGE_PREFIX}{site}")),

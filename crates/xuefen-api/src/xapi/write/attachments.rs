@@ -61,6 +61,6 @@ pub(super) async fn check_attachments(
     core::attachments::check(&values, parts).map_err(bad)?;
     // Stored first and by hash: a statement refused later leaves bytes no
     // statement names, never a statement without its bytes.
-    state.store.put_attachments(site, parts).await?;
+    state.xapi_document_store().put_attachments(site, parts).await?;
     Ok(())
 }

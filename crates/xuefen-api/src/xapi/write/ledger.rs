@@ -29,7 +29,7 @@ pub(super) async fn ledger_entries(
         .flat_map(|p| std::iter::once(&p.id).chain(p.voids.as_ref()))
         .filter_map(|id| EventId::parse(id.clone()).ok())
         .collect();
-    let entries = state.store.entries_by_events(site, &ids).await?;
+    let entries = state.xapi_store().entries_by_events(site, &ids).await?;
     Ok(entries
         .into_iter()
         .filter(|e| e.body.kind.owns_key())
@@ -71,7 +71,12 @@ pub(super) async fn lookups(state: &AppState, site: &SiteId, prepared: &[Prepare
     let accounts: HashMap<String, LocalAccount> = if sums.is_empty() {
         HashMap::new()
     } else {
-        state.store.mbox_accounts(site, &sums).await?.into_iter().collect()
+        state
+            .xapi_store()
+            .mbox_accounts(site, &sums)
+            .await?
+            .into_iter()
+            .collect()
     };
     Ok(Lookups { courses, accounts })
 }

@@ -315,7 +315,7 @@ pub(super) async fn check_stored(
 ) -> ApiResult<()> {
     let mut ids: Vec<String> = prepared.iter().map(|p| p.id.clone()).collect();
     ids.extend(prepared.iter().filter_map(|p| p.voids.clone()));
-    let stored = state.store.statement_keys(site, &ids).await?;
+    let stored = state.xapi_store().statement_keys(site, &ids).await?;
     let by_id: HashMap<&str, &xuefen_store::StoredKey> = stored.iter().map(|r| (r.id.as_str(), r)).collect();
     let in_request: HashMap<&str, &Prepared> = prepared.iter().map(|p| (p.id.as_str(), p)).collect();
     for (i, p) in prepared.iter().enumerate() {
