@@ -123,6 +123,116 @@ pub struct StatementQuery {
     pub limit: usize,
 }
 
+/// A value [`statement_query`] binds, in placeholder order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SqlValue<'a> {
+    Text(&'a str),
+    Int(i64),
+}
+
+/// The text of a statement query and the values it binds: both backends
+/// run the same SQL, each with its own placeholders.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatementSql<'a> {
+    pub sql: String,
+    pub values: Vec<SqlValue<'a>>,
+}
+
+/// `select {columns} from xapi_statements s` for `site` filtered by `q`,
+/// with `placeholder(n)` as the `n`th bound value (from 1). Each filter
+/// adds a condition only when given, so that the planner can pick the
+/// matching partial index. The filters other than since, until and limit
+/// also match a voiding statement through the statement it targets (xAPI
+/// 1.0.3 §2.1.3 "Filter Conditions for StatementRefs"); voided statements
+/// are never answered.
+pub fn statement_query<'a>(
+    columns: &str,
+    site: &'a SiteId,
+    q: &'a StatementQuery,
+    placeholder: impl Fn(usize) -> String,
+) -> StatementSql<'a> {
+    let mut values = vec![SqlValue::Text(site.as_str())];
+    let mut sql = format!(
+        "select {columns} from xapi_statements s where s.site_id = {}",
+        placeholder(1)
+    );
+    let mut bind = |sql: &mut String, value: SqlValue<'a>| {
+        values.push(value);
+        sql.push_str(&placeholder(values.len()));
+    };
+    let filters: Vec<(&str, &'a str)> = [
+        ("verb", &q.verb),
+        ("activity", &q.activity),
+        ("agent", &q.agent),
+        ("registration", &q.registration),
+    ]
+    .into_iter()
+    .filter_map(|(column, value)| value.as_deref().map(|v| (column, v)))
+    .collect();
+    if !filters.is_empty() {
+        let related = |column: &str| match column {
+            "agent" if q.related_agents => Some("agent"),
+            "activity" if q.related_activities => Some("activity"),
+            _ => None,
+        };
+        for alias in ["s", "t"] {
+            sql.push_str(if alias == "s" {
+                " and ((true"
+            } else {
+                ") or exists (select 1 from xapi_statements t where t.site_id = s.site_id and t.statement_id = s.voids"
+            });
+            for &(column, v) in &filters {
+                match related(column) {
+                    // The actor, the authority and the object are in the
+                    // row's own columns; the related rows hold the other
+                    // agents and activities.
+                    Some(kind) => {
+                        sql.push_str(&format!(" and ({alias}.{column} = "));
+                        bind(&mut sql, SqlValue::Text(v));
+                        if kind == "agent" {
+                            sql.push_str(&format!(" or {alias}.authority = "));
+                            bind(&mut sql, SqlValue::Text(v));
+                        }
+                        sql.push_str(&format!(
+                            " or exists (select 1 from xapi_statement_related r where r.site_id = {alias}.site_id
+                                   and r.kind = '{kind}' and r.statement_id = {alias}.statement_id and r.value = "
+                        ));
+                        bind(&mut sql, SqlValue::Text(v));
+                        sql.push_str("))");
+                    }
+                    None => {
+                        sql.push_str(&format!(" and {alias}.{column} = "));
+                        bind(&mut sql, SqlValue::Text(v));
+                    }
+                }
+            }
+        }
+        sql.push_str("))");
+    }
+    if let Some(since) = q.since {
+        sql.push_str(" and s.stored_ms > ");
+        bind(&mut sql, SqlValue::Int(since.0));
+    }
+    if let Some(until) = q.until {
+        sql.push_str(" and s.stored_ms <= ");
+        bind(&mut sql, SqlValue::Int(until.0));
+    }
+    if let Some(cursor) = q.cursor {
+        sql.push_str(if q.ascending { " and s.seq > " } else { " and s.seq < " });
+        bind(&mut sql, SqlValue::Int(cursor));
+    }
+    sql.push_str(
+        " and not exists (select 1 from xapi_statements v where v.site_id = s.site_id and v.voids = s.statement_id)",
+    );
+    sql.push_str(if q.ascending {
+        " order by s.seq asc limit "
+    } else {
+        " order by s.seq desc limit "
+    });
+    bind(&mut sql, SqlValue::Int(i64::try_from(q.limit).unwrap_or(i64::MAX)));
+    StatementSql { sql, values }
+}
+
 /// The xAPI part of the storage port. Every method is scoped to one site.
 #[async_trait]
 pub trait XapiStore: Send + Sync {

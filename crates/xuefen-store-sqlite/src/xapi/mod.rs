@@ -4,10 +4,12 @@
 
 use async_trait::async_trait;
 use sqlx::sqlite::SqliteRow;
-use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
+use sqlx::{Row, SqlitePool};
 use xuefen_core::entry::Entry;
 use xuefen_core::ids::{CourseCode, EventId, LocalAccount, SiteId};
-use xuefen_store::xapi::{NewStatement, PendingReindex, StatementQuery, StatementRow, StoredKey, XapiStore};
+use xuefen_store::xapi::{
+    NewStatement, PendingReindex, SqlValue, StatementQuery, StatementRow, StoredKey, XapiStore, statement_query,
+};
 use xuefen_store::xapi_documents::created_objects;
 use xuefen_store::{ConflictKind, Result, StoreError, Written};
 
@@ -185,82 +187,15 @@ impl XapiStore for SqliteStore {
 
     async fn query_statements(&self, site: &SiteId, q: &StatementQuery) -> Result<Vec<StatementRow>> {
         // Dynamic: each filter adds a condition only when given.
-        let mut b: QueryBuilder<'_, Sqlite> = QueryBuilder::new(format!(
-            "select {ROW_COLUMNS} from xapi_statements s where s.site_id = "
-        ));
-        b.push_bind(site.as_str());
-        // The filters other than since, until and limit also match a
-        // voiding statement through the statement it targets (xAPI
-        // 1.0.3 §2.1.3 "Filter Conditions for StatementRefs").
-        let filters: Vec<(&str, &String)> = [
-            ("verb", &q.verb),
-            ("activity", &q.activity),
-            ("agent", &q.agent),
-            ("registration", &q.registration),
-        ]
-        .into_iter()
-        .filter_map(|(column, value)| value.as_ref().map(|v| (column, v)))
-        .collect();
-        if !filters.is_empty() {
-            let related = |column: &str| match column {
-                "agent" if q.related_agents => Some("agent"),
-                "activity" if q.related_activities => Some("activity"),
-                _ => None,
+        let built = statement_query(ROW_COLUMNS, site, q, |n| format!("?{n}"));
+        let mut query = sqlx::query(&built.sql).persistent(REUSE_DYNAMIC_STATEMENTS);
+        for value in built.values {
+            query = match value {
+                SqlValue::Text(v) => query.bind(v),
+                SqlValue::Int(v) => query.bind(v),
             };
-            for (i, alias) in ["s", "t"].into_iter().enumerate() {
-                b.push(if i == 0 {
-                    " and ((true"
-                } else {
-                    ") or exists (select 1 from xapi_statements t where t.site_id = s.site_id and t.statement_id = s.voids"
-                });
-                for (column, v) in &filters {
-                    match related(column) {
-                        // The actor, the authority and the object are in the row's own
-                        // columns; the related rows hold the other agents and
-                        // activities.
-                        Some(kind) => {
-                            b.push(format!(" and ({alias}.{column} = ")).push_bind(String::clone(v));
-                            if kind == "agent" {
-                                b.push(format!(" or {alias}.authority = ")).push_bind(String::clone(v));
-                            }
-                            b.push(format!(
-                                " or exists (select 1 from xapi_statement_related r where r.site_id = {alias}.site_id
-                                       and r.kind = '{kind}' and r.statement_id = {alias}.statement_id and r.value = "
-                            ))
-                            .push_bind(String::clone(v))
-                            .push("))");
-                        }
-                        None => {
-                            b.push(format!(" and {alias}.{column} = ")).push_bind(String::clone(v));
-                        }
-                    }
-                }
-            }
-            b.push("))");
         }
-        if let Some(since) = q.since {
-            b.push(" and s.stored_ms > ").push_bind(since.0);
-        }
-        if let Some(until) = q.until {
-            b.push(" and s.stored_ms <= ").push_bind(until.0);
-        }
-        if let Some(cursor) = q.cursor {
-            b.push(if q.ascending { " and s.seq > " } else { " and s.seq < " })
-                .push_bind(cursor);
-        }
-        b.push(" and not exists (select 1 from xapi_statements v where v.site_id = s.site_id and v.voids = s.statement_id)");
-        b.push(if q.ascending {
-            " order by s.seq asc"
-        } else {
-            " order by s.seq desc"
-        });
-        b.push(" limit ").push_bind(i64::try_from(q.limit).unwrap_or(i64::MAX));
-        let rows = b
-            .build()
-            .persistent(REUSE_DYNAMIC_STATEMENTS)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db)?;
+        let rows = query.fetch_all(&self.pool).await.map_err(db)?;
         rows.iter().map(statement_row).collect()
     }
 
