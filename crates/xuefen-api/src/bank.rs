@@ -6,42 +6,23 @@
 //! log index, so the same cursor always returns the same deposits and an
 //! entry committed later can never appear before a cursor already handed out.
 
-use crate::problem_code::ProblemCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Json;
 use axum::Router;
-use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use ed25519_dalek::SigningKey;
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
-use xuefen_core::FieldError;
-use xuefen_core::bank::{Cursor, Decision};
 use xuefen_core::event::Millis;
-use xuefen_core::ids::Position;
-use xuefen_core::tlog;
-use xuefen_store::bank::{AckOutcome, AckRequest, CheckpointLimits, DepositRecord, deposit_page_at, make_checkpoint};
-use xuefen_store::witness::served_head;
-use xuefen_store::{Principal, Store};
+use xuefen_store::Store;
+use xuefen_store::bank::{CheckpointLimits, make_checkpoint};
 
 use crate::AppState;
-use crate::auth::{Caller, mint};
-use crate::body::ApiJson;
-use crate::keys::KeyOut;
-use crate::problem::PositionOut;
-use crate::problem::{ApiError, ApiResult, Problem};
 
-mod deposits;
-mod log;
-mod wire;
+pub mod deposits;
+pub mod log;
+pub mod wire;
 
-pub use self::deposits::*;
-pub use self::log::*;
-pub use self::wire::*;
+use self::log::get_tile;
 
 /// Deposits per page when the caller does not say.
 pub const PAGE_DEPOSITS_DEFAULT: u32 = 100;

@@ -22,34 +22,22 @@
 //!   The key itself is looked up again on every request, so revoking it
 //!   ends its sessions at once.
 
-use std::collections::BTreeMap;
 use std::sync::LazyLock;
 
-use axum::Form;
 use axum::Router;
-use axum::extract::rejection::FormRejection;
-use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use hmac::{Hmac, Mac};
 use minijinja::{Environment, context};
-use serde::{Deserialize, Serialize};
-use sha2::Sha256;
-use xuefen_core::event::Millis;
-use xuefen_core::ids::LearnerId;
-use xuefen_store::Principal;
 
 use crate::AppState;
 use crate::problem::ApiError;
-use crate::stats::{SiteStatsOut, stats_year};
-use crate::transcript::{Page, TranscriptOut, transcript_page};
 
-mod admin;
-mod me;
+pub(crate) mod admin;
+pub(crate) mod me;
 
-pub(crate) use self::admin::*;
-pub(crate) use self::me::*;
+use self::admin::{admin_login, admin_logout, admin_page};
+use self::me::{me_login, me_logout, me_page};
 
 const LEARNER_COOKIE: &str = "xf_sso";
 const ADMIN_COOKIE: &str = "xf_admin";
@@ -211,6 +199,8 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 
 #[cfg(test)]
 mod tests {
+    use super::admin::bars;
+    use super::me::{encode, query_value, without_blanks};
     use super::*;
 
     #[test]

@@ -5,34 +5,30 @@
 //! cookie) and the verification page (`GET`/`POST /verify`, no sign-in).
 
 use crate::problem_code::ProblemCode;
-use std::collections::{BTreeSet, HashMap};
 
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Form, Json, Router};
-use ed25519_dalek::VerifyingKey;
+use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use xuefen_core::entry::Entry;
-use xuefen_core::ids::{LearnerId, Position};
-use xuefen_core::tlog::{self, TileId};
-use xuefen_record::record::{self as rec, Issuer, Line, LineOutcome, Sealed, Subject};
+use xuefen_core::ids::LearnerId;
+use xuefen_core::tlog::{self};
+use xuefen_record::record::{self as rec};
 
 use crate::AppState;
 use crate::auth::Caller;
 use crate::problem::{ApiResult, Problem};
 use crate::sso::SignedInLearner;
-use crate::transcript::{Page, transcript_page};
 
-mod build;
-mod download;
-mod verify;
+pub(crate) mod build;
+pub(crate) mod download;
+pub(crate) mod verify;
 
-pub(crate) use self::build::*;
-pub(crate) use self::download::*;
-pub(crate) use self::verify::*;
+use self::build::{build_record, build_record_with};
+use self::download::{download_my_record, download_my_record_with_identity};
+use self::verify::{verify_offline_page, verify_page, verify_posted};
 
 /// The issuer's name in every record.
 pub(crate) const ISSUER_NAME: &str = "终身学习学分银行";

@@ -38,12 +38,12 @@ pub(crate) fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(recognition::put_group, recognition::get_group))
         .routes(routes!(recognition::list_caps))
         .routes(routes!(recognition::put_cap, recognition::delete_cap))
-        .routes(routes!(bank::create_bank_key))
-        .routes(routes!(bank::list_deposits))
-        .routes(routes!(bank::post_acks))
-        .routes(routes!(bank::put_ack))
-        .routes(routes!(bank::get_public_key))
-        .routes(routes!(bank::get_log_checkpoint))
+        .routes(routes!(bank::deposits::create_bank_key))
+        .routes(routes!(bank::deposits::list_deposits))
+        .routes(routes!(bank::deposits::post_acks))
+        .routes(routes!(bank::deposits::put_ack))
+        .routes(routes!(bank::log::get_public_key))
+        .routes(routes!(bank::log::get_log_checkpoint))
 }
 
 pub(crate) fn routes() -> Router<AppState> {

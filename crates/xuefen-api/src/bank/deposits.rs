@@ -2,7 +2,26 @@
 //! cursor (each with its inclusion proof), and acknowledgements one by one or
 //! by the page.
 
-use super::*;
+use super::wire::{AckResult, AcksIn, AcksOut, DecisionIn, DepositPageOut, deposit_out};
+use super::{PAGE_DEPOSITS_DEFAULT, PAGE_DEPOSITS_MAX};
+use crate::AppState;
+use crate::auth::{Caller, mint};
+use crate::body::ApiJson;
+use crate::keys::KeyOut;
+use crate::problem::{ApiError, ApiResult, Problem};
+use crate::problem_code::ProblemCode;
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use xuefen_core::FieldError;
+use xuefen_core::bank::Cursor;
+use xuefen_core::event::Millis;
+use xuefen_core::ids::Position;
+use xuefen_store::Principal;
+use xuefen_store::bank::{AckOutcome, AckRequest, deposit_page_at};
+use xuefen_store::witness::served_head;
 
 /// Creates a key for the credit bank (shown once). Admin only.
 #[utoipa::path(post, path = "/v1/bank/keys", operation_id = "create_bank_key", tag = "bank",

@@ -2,7 +2,17 @@
 //! latest checkpoint as a signed note, and the immutable tiles, which anyone
 //! may fetch to check inclusion and consistency proofs.
 
-use super::*;
+use super::wire::PublicKeyOut;
+use crate::AppState;
+use crate::auth::Caller;
+use crate::problem::{ApiResult, Problem};
+use crate::problem_code::ProblemCode;
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use xuefen_core::tlog;
+use xuefen_store::witness::served_head;
 
 /// The Ed25519 public key that verifies checkpoint signatures, the log's
 /// origin and its C2SP verifier key.

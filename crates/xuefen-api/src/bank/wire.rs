@@ -2,7 +2,13 @@
 //! records: what the bank reads (deposits with proofs) and what it posts
 //! (decisions, acknowledgements).
 
-use super::*;
+use crate::problem::PositionOut;
+use crate::problem::Problem;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use xuefen_core::FieldError;
+use xuefen_core::bank::{Cursor, Decision};
+use xuefen_store::bank::DepositRecord;
 
 /// The proof that a deposit's entry is in the log under the page's checkpoint.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

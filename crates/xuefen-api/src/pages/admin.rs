@@ -2,7 +2,24 @@
 //! admin key into an HMAC-sealed session cookie, and the table of sites with
 //! their standing and a bar chart of the year's registrations by month.
 
-use super::*;
+use super::me::without_blanks;
+use super::{
+    ADMIN_COOKIE, ADMIN_SESSION_SECONDS, api_error_page, clear_cookie, cookie, error_page, redirect, render, set_cookie,
+};
+use crate::AppState;
+use crate::stats::{SiteStatsOut, stats_year};
+use axum::Form;
+use axum::extract::rejection::FormRejection;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use hmac::{Hmac, Mac};
+use minijinja::context;
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+use std::collections::BTreeMap;
+use xuefen_core::event::Millis;
+use xuefen_store::Principal;
 
 pub(super) type HmacSha256 = Hmac<Sha256>;
 

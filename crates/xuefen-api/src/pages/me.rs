@@ -2,7 +2,19 @@
 //! token (header or `xf_sso` cookie), the filter form, and the transcript's
 //! lines, years and totals as the template shows them.
 
-use super::*;
+use super::{LEARNER_COOKIE, api_error_page, bearer, clear_cookie, cookie, error_page, redirect, render, set_cookie};
+use crate::AppState;
+use crate::transcript::{Page, TranscriptOut, transcript_page};
+use axum::Form;
+use axum::extract::rejection::FormRejection;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::Response;
+use minijinja::context;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use xuefen_core::event::Millis;
+use xuefen_core::ids::LearnerId;
 
 /// The statuses of a transcript line, in Chinese.
 pub(super) fn status_zh(status: &str) -> &'static str {
@@ -135,7 +147,7 @@ pub(crate) async fn me_page(State(state): State<AppState>, headers: HeaderMap, R
         Ok(t) => t,
         Err(e) => return api_error_page(e),
     };
-    let (verify_url, verify_qr) = crate::record::verify_qr_svg(&headers).unzip();
+    let (verify_url, verify_qr) = crate::record::download::verify_qr_svg(&headers).unzip();
     render(
         StatusCode::OK,
         "me.html",

@@ -2,8 +2,19 @@
 //! passed, each with its ledger evidence (inclusion proof to the latest
 //! checkpoint), in one OB3 credential.
 
-use super::*;
+use super::{ISSUER_NAME, READ_LIMIT, issuer_key, now_rfc3339};
+use crate::AppState;
+use crate::problem::{ApiResult, Problem};
+use crate::problem_code::ProblemCode;
 use crate::transcript::EntryOut;
+use crate::transcript::{Page, transcript_page};
+use axum::http::StatusCode;
+use serde_json::Value;
+use std::collections::{BTreeSet, HashMap};
+use xuefen_core::entry::Entry;
+use xuefen_core::ids::{LearnerId, Position};
+use xuefen_core::tlog::{self, TileId};
+use xuefen_record::record::{self as rec, Issuer, Line, Sealed, Subject};
 
 /// Builds and signs the learner's record: every transcript line but those
 /// not passed, each with its evidence, up to the log's latest checkpoint.

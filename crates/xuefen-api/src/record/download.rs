@@ -2,7 +2,16 @@
 //! without the learner's identity objects), and the QR code of the
 //! verification page's address.
 
-use super::*;
+use super::build::{build_record, build_record_with};
+use super::{identity_objects, record_response};
+use crate::AppState;
+use crate::problem_code::ProblemCode;
+use axum::Form;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::Response;
+use serde::Deserialize;
+use xuefen_core::ids::LearnerId;
 
 /// The signed-in learner's record as a file to save (the page's cookie or
 /// a bearer token), for the button on `/me`.
@@ -107,7 +116,7 @@ pub(crate) fn verify_qr_svg(headers: &HeaderMap) -> Option<(String, String)> {
 /// The learner the page's sign-in names, registered in the credit bank; or
 /// the page to answer instead (sign-in, or an error page).
 async fn registered_learner(state: &AppState, headers: &HeaderMap) -> Result<LearnerId, Response> {
-    let learner = crate::pages::signed_in_learner(state, headers).await?;
+    let learner = crate::pages::me::signed_in_learner(state, headers).await?;
     match state.learner_store().learner_exists(&learner).await {
         Ok(true) => Ok(learner),
         Ok(false) => Err(crate::pages::error_page(

@@ -3,7 +3,16 @@
 //! `/verify/offline` (one self-contained HTML file that checks it in the
 //! browser).
 
-use super::*;
+use super::issuer_key;
+use crate::AppState;
+use axum::Form;
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use ed25519_dalek::VerifyingKey;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use xuefen_record::record::{self as rec, LineOutcome};
 
 /// One line as the verification page shows it.
 #[derive(Serialize)]
