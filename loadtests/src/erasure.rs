@@ -11,6 +11,7 @@
 //! one transaction that deletes the statements by agent key, reassigns the
 //! ledger rows and deletes the learner's rows.
 
+use std::future::Future;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -46,6 +47,73 @@ async fn held(pool: &PgPool, learner: &Learner) -> Result<Held> {
     Ok(Held { statements, entries })
 }
 
+/// One side of the comparison: `erase` run over `learners` one after
+/// another (stopping at `limit`), what they held before, how long each
+/// took, and the check that nothing of theirs is left.
+struct Side {
+    before: Vec<Held>,
+    lat: Vec<Duration>,
+    took: Duration,
+}
+
+impl Side {
+    async fn run<'a, F, Fut>(pool: &PgPool, learners: &'a [Learner], limit: Duration, erase: F) -> Result<Self>
+    where
+        F: Fn(&'a Learner) -> Fut,
+        Fut: Future<Output = Result<()>>,
+    {
+        let mut before = Vec::with_capacity(learners.len());
+        for learner in learners {
+            before.push(held(pool, learner).await?);
+        }
+        let started = Instant::now();
+        let mut lat = Vec::with_capacity(learners.len());
+        for learner in learners {
+            if stopped() || started.elapsed() > limit {
+                break;
+            }
+            let t = Instant::now();
+            erase(learner).await?;
+            lat.push(t.elapsed());
+        }
+        let took = started.elapsed();
+        let done = lat.len();
+        check(done == learners.len(), || {
+            format!("erasure ran {done} of {} erasures", learners.len())
+        })?;
+        for learner in learners {
+            let after = held(pool, learner).await?;
+            check(after.statements == 0 && after.entries == 0, || {
+                format!(
+                    "after its erasure {} still has {} statements and {} entries",
+                    learner.id, after.statements, after.entries
+                )
+            })?;
+        }
+        Ok(Self { before, lat, took })
+    }
+
+    fn mean_ms(&self) -> f64 {
+        self.took.as_secs_f64() * 1e3 / self.lat.len().max(1) as f64
+    }
+
+    /// The line's figures after its name: learners, latencies, `extra`,
+    /// what each learner held.
+    fn figures(&self, extra: &str) -> String {
+        let l = Latencies::new(self.lat.clone());
+        let per = |f: fn(&Held) -> i64| self.before.iter().map(f).sum::<i64>() as f64 / self.before.len().max(1) as f64;
+        format!(
+            "learners={} p50_ms={:.1} p99_ms={:.1} mean_ms={:.1} {extra}statements_per_learner={:.1} entries_per_learner={:.1}",
+            self.lat.len(),
+            l.ms(0.5),
+            l.ms(0.99),
+            self.mean_ms(),
+            per(|h| h.statements),
+            per(|h| h.entries),
+        )
+    }
+}
+
 /// Erases `count` learners through the API and as many others by raw SQL;
 /// prints the `erasure`, `erasure_baseline` and `erasure_ratio` lines and
 /// answers the ledger entries the service appended (one per erasure).
@@ -64,80 +132,24 @@ pub(crate) async fn run(
     let raw = &raw[..count];
 
     // The service, one erasure after another as an operator would run them.
-    let mut before = Vec::with_capacity(count);
-    for learner in erased {
-        before.push(held(pool, learner).await?);
-    }
     let cpu = CpuSnapshot::take(pid);
-    let started = Instant::now();
-    let mut lat = Vec::with_capacity(count);
-    for learner in erased {
-        if stopped() || started.elapsed() > limit {
-            break;
-        }
-        let t = Instant::now();
-        api.erase(learner).await?;
-        lat.push(t.elapsed());
-    }
-    let took = started.elapsed();
+    let service = Side::run(pool, erased, limit, |learner| api.erase(learner)).await?;
     let cpu = CpuSnapshot::take(pid).since(&cpu);
-    let done = lat.len();
-    check(done == count, || format!("erasure ran {done} of {count} erasures"))?;
     for learner in erased {
-        let after = held(pool, learner).await?;
-        check(after.statements == 0 && after.entries == 0, || {
-            format!(
-                "after its erasure {} still has {} statements and {} entries",
-                learner.id, after.statements, after.entries
-            )
-        })?;
         check(
             api.transcript_status(&learner.id).await? == StatusCode::NOT_FOUND,
             || format!("the transcript of erased {} is not 404", learner.id),
         )?;
     }
-    let l = Latencies::new(lat);
-    let per = |f: fn(&Held) -> i64, of: &[Held]| of.iter().map(f).sum::<i64>() as f64 / of.len().max(1) as f64;
-    let mean_ms = took.as_secs_f64() * 1e3 / done.max(1) as f64;
-    line!(
-        "erasure learners={done} p50_ms={:.1} p99_ms={:.1} mean_ms={mean_ms:.1} erasures_per_s={:.1} statements_per_learner={:.1} entries_per_learner={:.1}",
-        l.ms(0.5),
-        l.ms(0.99),
-        rate(done as u64, took),
-        per(|h| h.statements, &before),
-        per(|h| h.entries, &before),
-    );
-    line!("cpu scenario=erasure wall_s={:.2} {cpu}", took.as_secs_f64());
+    let done = service.lat.len();
+    let per_s = format!("erasures_per_s={:.1} ", rate(done as u64, service.took));
+    line!("erasure {}", service.figures(&per_s));
+    line!("cpu scenario=erasure wall_s={:.2} {cpu}", service.took.as_secs_f64());
 
     // The raw baseline over other learners of the same shape.
-    let mut raw_before = Vec::with_capacity(count);
-    for learner in raw {
-        raw_before.push(held(pool, learner).await?);
-    }
-    let started = Instant::now();
-    let mut raw_lat = Vec::with_capacity(count);
-    for learner in raw {
-        let t = Instant::now();
-        raw_erase(pool, learner).await?;
-        raw_lat.push(t.elapsed());
-    }
-    let raw_took = started.elapsed();
-    for learner in raw {
-        let after = held(pool, learner).await?;
-        check(after.statements == 0 && after.entries == 0, || {
-            format!("the raw erasure left rows of {}", learner.id)
-        })?;
-    }
-    let rl = Latencies::new(raw_lat);
-    let raw_mean_ms = raw_took.as_secs_f64() * 1e3 / count.max(1) as f64;
-    line!(
-        "erasure_baseline learners={count} p50_ms={:.1} p99_ms={:.1} mean_ms={raw_mean_ms:.1} statements_per_learner={:.1} entries_per_learner={:.1}",
-        rl.ms(0.5),
-        rl.ms(0.99),
-        per(|h| h.statements, &raw_before),
-        per(|h| h.entries, &raw_before),
-    );
-    line!("erasure_ratio={:.3}", raw_mean_ms / mean_ms.max(1e-9));
+    let baseline = Side::run(pool, raw, limit, |learner| raw_erase(pool, learner)).await?;
+    line!("erasure_baseline {}", baseline.figures(""));
+    line!("erasure_ratio={:.3}", baseline.mean_ms() / service.mean_ms().max(1e-9));
     Ok(done as u64)
 }
 
