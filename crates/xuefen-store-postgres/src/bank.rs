@@ -24,12 +24,11 @@ use xuefen_store::{Result, StoreError, Written};
 use super::{Col, db};
 use crate::PgStore;
 use crate::bank;
-use crate::rows::entry_record;
 use async_trait::async_trait;
 use xuefen_store::BankStore;
 
 fn entry(row: &PgRow) -> Result<Entry> {
-    entry_record(row).and_then(Entry::try_from)
+    EntryRecord::read(row).and_then(Entry::try_from)
 }
 
 pub(crate) async fn log_head(pool: &PgPool) -> Result<Option<LogHead>> {
@@ -37,17 +36,7 @@ pub(crate) async fn log_head(pool: &PgPool) -> Result<Option<LogHead>> {
         .fetch_optional(pool)
         .await
         .map_err(db)?;
-    row.as_ref().map(log_head_from_row).transpose()
-}
-
-/// A `log_checkpoints` row (`size, created_at_ms, note`).
-pub(crate) fn log_head_from_row(row: &PgRow) -> Result<LogHead> {
-    let size: i64 = row.col("size")?;
-    Ok(LogHead {
-        size: size as u64,
-        created_at_ms: row.col("created_at_ms")?,
-        note: row.col("note")?,
-    })
+    row.as_ref().map(LogHead::read).transpose()
 }
 
 pub(crate) async fn log_tips(pool: &PgPool) -> Result<Vec<ChainTip>> {

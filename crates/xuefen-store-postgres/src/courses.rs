@@ -5,7 +5,6 @@ use xuefen_core::ids::{CourseCode, SiteId};
 use xuefen_store::records::CourseRecord;
 use xuefen_store::{Course, CourseStore, Result, Written};
 
-use crate::rows::course_record;
 use crate::{PgStore, db};
 
 #[async_trait]
@@ -26,7 +25,7 @@ impl CourseStore for PgStore {
         .map_err(db)?;
         let existing = row
             .as_ref()
-            .map(|r| course_record(r).and_then(Course::try_from))
+            .map(|r| CourseRecord::read(r).and_then(Course::try_from))
             .transpose()?;
         let (version, written) = match &existing {
             None => (1, Written::Created),
@@ -82,7 +81,7 @@ impl CourseStore for PgStore {
         .await
         .map_err(db)?;
         row.as_ref()
-            .map(|r| course_record(r).and_then(Course::try_from))
+            .map(|r| CourseRecord::read(r).and_then(Course::try_from))
             .transpose()
     }
 }

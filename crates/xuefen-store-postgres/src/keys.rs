@@ -1,20 +1,14 @@
 //! API keys on PostgreSQL.
 
 use async_trait::async_trait;
-use xuefen_core::event::Millis;
-use xuefen_core::ids::{SiteId, SiteStatus};
-use xuefen_store::{KeyRecord, KeyStore, NewKey, Principal, Result, StoreError};
+use xuefen_store::{KeyRecord, KeyStore, NewKey, Result, StoreError};
 
-use crate::{Col, PgStore, db};
+use crate::{PgStore, db};
 
 #[async_trait]
 impl KeyStore for PgStore {
     async fn create_key(&self, key: &NewKey) -> Result<()> {
-        let (role, site) = match &key.principal {
-            Principal::Admin => ("admin", None),
-            Principal::Site(s) => ("site", Some(s.as_str())),
-            Principal::Bank => ("bank", None),
-        };
+        let (role, site) = key.principal.role_and_site();
         sqlx::query("insert into api_keys (id, role, site_id, secret_hash) values ($1, $2, $3, $4)")
             .bind(&key.id)
             .bind(role)
@@ -49,30 +43,7 @@ impl KeyStore for PgStore {
         .fetch_optional(&self.pool)
         .await
         .map_err(db)?;
-        let Some(row) = row else { return Ok(None) };
-        let id: String = row.col("id")?;
-        let corrupt = |detail: String| StoreError::Corrupt {
-            at: format!("key {id}"),
-            detail,
-        };
-        let principal = match (row.col::<&str>("role")?, row.col::<Option<String>>("site_id")?) {
-            ("admin", _) => Principal::Admin,
-            ("bank", None) => Principal::Bank,
-            ("site", Some(site)) => Principal::Site(SiteId::parse(site).map_err(|e| corrupt(e.to_string()))?),
-            (role, _) => return Err(corrupt(format!("role {role}"))),
-        };
-        let site_status = row
-            .col::<Option<&str>>("site_status")?
-            .map(SiteStatus::parse)
-            .transpose()
-            .map_err(|e| corrupt(e.to_string()))?;
-        Ok(Some(KeyRecord {
-            id: id.clone(),
-            principal,
-            revoked: row.col("revoked")?,
-            site_status,
-            agreement_ends_at: row.col::<Option<i64>>("agreement_ends_at_ms")?.map(Millis),
-        }))
+        row.as_ref().map(KeyRecord::read).transpose()
     }
 
     async fn admin_key_exists(&self) -> Result<bool> {

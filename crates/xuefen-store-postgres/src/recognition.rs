@@ -3,7 +3,6 @@
 use std::collections::BTreeSet;
 
 use async_trait::async_trait;
-use sqlx::postgres::PgRow;
 use sqlx::{Postgres, Transaction};
 use xuefen_core::amount::Credits;
 use xuefen_core::entry::Entry;
@@ -17,8 +16,8 @@ use xuefen_store::{Group, RecognitionStore, Result, Written};
 
 use crate::ledger::ingest::heads::{learner_secrets, lock_heads};
 use crate::ledger::ingest::write::{insert_entries, update_heads};
-use crate::rows::entry_record;
 use crate::{Col, PgStore, db};
+use xuefen_store::records::EntryRecord;
 
 /// Writes what declaring `group` plans ([`plan::plan_declaration`]) inside
 /// the caller's transaction, after its members were stored: the reversals
@@ -56,7 +55,7 @@ async fn declare_group(
     let rows = sqlx::query(HISTORY).bind(group.as_str()).fetch_all(&mut **tx).await?;
     let entries = rows
         .iter()
-        .map(|row| entry_record(row).and_then(Entry::try_from))
+        .map(|row| EntryRecord::read(row).and_then(Entry::try_from))
         .collect::<Result<Vec<_>>>()
         .map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
     // Entries of chains that gained a member-course entry between the two
@@ -114,7 +113,7 @@ impl RecognitionStore for PgStore {
         .await
         .map_err(db)?;
         if let Some(row) = taken {
-            return Err(member_record(&row)?.in_another_group());
+            return Err(MemberRecord::read(&row)?.in_another_group());
         }
         let created: bool = sqlx::query_scalar(&format!(
             "insert into recognition_groups ({GROUP_COLUMNS}) values ($1, $2)
@@ -163,7 +162,7 @@ impl RecognitionStore for PgStore {
         .map_err(db)?;
         let courses = rows
             .iter()
-            .map(|row| member_record(row)?.course())
+            .map(|row| MemberRecord::read(row)?.course())
             .collect::<Result<Vec<_>>>()?;
         Ok(Some(Group {
             id: id.clone(),
@@ -206,12 +205,4 @@ impl RecognitionStore for PgStore {
             })
             .collect()
     }
-}
-
-fn member_record(row: &PgRow) -> Result<MemberRecord> {
-    Ok(MemberRecord {
-        site_id: row.col("site_id")?,
-        course_code: row.col("course_code")?,
-        group_id: row.col("group_id")?,
-    })
 }

@@ -2,48 +2,19 @@
 
 use async_trait::async_trait;
 use futures::stream::{BoxStream, StreamExt, TryStreamExt};
-use sqlx::postgres::PgRow;
 use sqlx::{Postgres, Transaction};
 use xuefen_core::event::Millis;
 use xuefen_core::ids::{SiteId, SiteStatus};
 use xuefen_core::plan::Head;
 use xuefen_core::site_log::{SiteChange, SiteChangeEntry};
-use xuefen_store::records::SiteChangeRecord;
-use xuefen_store::sites::{SITE_COLUMNS, alliance_head_from_row, seal_after_alliance_head, site_creation};
-use xuefen_store::{Result, Site, SiteAct, SiteRecord, SiteStore, StoreError, site_transition};
+use xuefen_store::records::{SiteChangeRecord, read_site_change};
+use xuefen_store::sites::{SITE_COLUMNS, alliance_head_from_row, read_site, seal_after_alliance_head, site_creation};
+use xuefen_store::{Result, Site, SiteAct, SiteStore, StoreError, site_transition};
 
 use crate::{Col, PgStore, db};
 
-fn site_from_row(row: &PgRow) -> Result<Site> {
-    Site::try_from(SiteRecord {
-        id: row.col("id")?,
-        name: row.col("name")?,
-        level: row.col("level")?,
-        region_code: row.col("region_code")?,
-        status: row.col("status")?,
-        agreement_starts_at_ms: row.col("agreement_starts_at_ms")?,
-        agreement_ends_at_ms: row.col("agreement_ends_at_ms")?,
-    })
-}
-
 const SITE_CHANGE_COLUMNS: &str = "seq, prev_hash, hash, site_id, from_status, to_status, actor, reason, at_ms,
      agreement_starts_at_ms, agreement_ends_at_ms";
-
-fn site_change_from_row(row: &PgRow) -> Result<SiteChangeEntry> {
-    SiteChangeEntry::try_from(SiteChangeRecord {
-        seq: row.col("seq")?,
-        prev_hash: row.col("prev_hash")?,
-        hash: row.col("hash")?,
-        site_id: row.col("site_id")?,
-        from_status: row.col("from_status")?,
-        to_status: row.col("to_status")?,
-        actor: row.col("actor")?,
-        reason: row.col("reason")?,
-        at_ms: row.col("at_ms")?,
-        agreement_starts_at_ms: row.col("agreement_starts_at_ms")?,
-        agreement_ends_at_ms: row.col("agreement_ends_at_ms")?,
-    })
-}
 
 /// Seals `change` after the alliance chain's head, which it locks, and
 /// writes both inside the caller's transaction.
@@ -112,7 +83,7 @@ impl SiteStore for PgStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(db)?;
-        row.as_ref().map(site_from_row).transpose()
+        row.as_ref().map(read_site).transpose()
     }
 
     async fn sites(&self) -> Result<Vec<Site>> {
@@ -120,7 +91,7 @@ impl SiteStore for PgStore {
             .fetch_all(&self.pool)
             .await
             .map_err(db)?;
-        rows.iter().map(site_from_row).collect()
+        rows.iter().map(read_site).collect()
     }
 
     async fn set_site_status(
@@ -136,11 +107,7 @@ impl SiteStore for PgStore {
             .fetch_optional(&mut *tx)
             .await
             .map_err(db)?;
-        let current = row
-            .as_ref()
-            .map(site_from_row)
-            .transpose()?
-            .ok_or(StoreError::NotFound)?;
+        let current = row.as_ref().map(read_site).transpose()?.ok_or(StoreError::NotFound)?;
         let (site, change) = site_transition(&current, status, agreement_ends_at, act)?;
         sqlx::query(
             "update sites set status = $2, agreement_starts_at_ms = $3, agreement_ends_at_ms = $4 where id = $1",
@@ -165,7 +132,7 @@ impl SiteStore for PgStore {
         .fetch_all(&self.pool)
         .await
         .map_err(db)?;
-        rows.iter().map(site_change_from_row).collect()
+        rows.iter().map(read_site_change).collect()
     }
 
     async fn alliance_head(&self) -> Result<Head> {
@@ -183,7 +150,7 @@ impl SiteStore for PgStore {
         )
         .fetch(&self.pool)
         .map_err(db)
-        .and_then(|r| async move { site_change_from_row(&r) })
+        .and_then(|r| async move { read_site_change(&r) })
         .boxed()
     }
 }

@@ -7,8 +7,8 @@ use xuefen_core::ids::{LearnerId, Position};
 use xuefen_core::transcript::{Referrals, TotalRow};
 use xuefen_store::{Result, TranscriptStore};
 
-use crate::rows::entry_record;
 use crate::{Col, PgStore, db};
+use xuefen_store::records::EntryRecord;
 
 #[async_trait]
 impl TranscriptStore for PgStore {
@@ -23,7 +23,7 @@ impl TranscriptStore for PgStore {
         .await
         .map_err(db)?;
         rows.into_iter()
-            .map(|r| entry_record(&r).and_then(Entry::try_from))
+            .map(|r| EntryRecord::read(&r).and_then(Entry::try_from))
             .collect()
     }
 
@@ -40,7 +40,7 @@ impl TranscriptStore for PgStore {
         .await
         .map_err(db)?;
         rows.into_iter()
-            .map(|r| entry_record(&r).and_then(Entry::try_from))
+            .map(|r| EntryRecord::read(&r).and_then(Entry::try_from))
             .collect()
     }
 

@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 
-use sqlx::sqlite::{SqliteConnection, SqliteRow};
+use sqlx::sqlite::SqliteConnection;
 use sqlx::{Row, SqlitePool};
 use xuefen_core::bank::{BANK_SITE, Decision, ack_body, ack_event_id};
 use xuefen_core::entry::{Entry, EntryKind};
@@ -31,18 +31,7 @@ pub(crate) async fn log_head(pool: &SqlitePool) -> Result<Option<LogHead>> {
         .fetch_optional(pool)
         .await
         .map_err(db)?;
-    row.as_ref().map(log_head_from_row).transpose()
-}
-
-/// A `log_checkpoints` row (`size, created_at_ms, note`).
-pub(crate) fn log_head_from_row(row: &SqliteRow) -> Result<LogHead> {
-    let read = |e: sqlx::Error| unreadable("log_checkpoints", e);
-    let size: i64 = row.try_get("size").map_err(read)?;
-    Ok(LogHead {
-        size: size as u64,
-        created_at_ms: row.try_get("created_at_ms").map_err(read)?,
-        note: row.try_get("note").map_err(read)?,
-    })
+    row.as_ref().map(LogHead::read).transpose()
 }
 
 pub(crate) async fn log_tips(pool: &SqlitePool) -> Result<Vec<ChainTip>> {

@@ -6,7 +6,6 @@ use xuefen_core::ids::{CourseCode, SiteId};
 use xuefen_store::records::CourseRecord;
 use xuefen_store::{Course, CourseStore, Result, Written};
 
-use crate::rows::course_record;
 use crate::{SqliteStore, db, run_to_end};
 
 async fn put_course_locked(pool: &SqlitePool, course: &Course) -> Result<(Course, Written)> {
@@ -27,7 +26,7 @@ async fn put_course_locked(pool: &SqlitePool, course: &Course) -> Result<(Course
     .map_err(db)?;
     let existing = row
         .as_ref()
-        .map(|r| course_record(r).and_then(Course::try_from))
+        .map(|r| CourseRecord::read(r).and_then(Course::try_from))
         .transpose()?;
     let (version, written) = match &existing {
         None => (1, Written::Created),
@@ -94,7 +93,7 @@ impl CourseStore for SqliteStore {
         .await
         .map_err(db)?;
         row.as_ref()
-            .map(|r| course_record(r).and_then(Course::try_from))
+            .map(|r| CourseRecord::read(r).and_then(Course::try_from))
             .transpose()
     }
 }

@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 
 use async_trait::async_trait;
 use sqlx::Row;
-use sqlx::sqlite::{SqliteConnection, SqliteRow};
+use sqlx::sqlite::SqliteConnection;
 use xuefen_core::amount::Credits;
 use xuefen_core::entry::Entry;
 use xuefen_core::event::Millis;
@@ -86,7 +86,7 @@ impl RecognitionStore for SqliteStore {
                 q = q.bind(site.as_str()).bind(code.as_str());
             }
             if let Some(row) = q.bind(group.id.as_str()).fetch_optional(&mut *tx).await.map_err(db)? {
-                return Err(member_record(&row)?.in_another_group());
+                return Err(MemberRecord::read(&row)?.in_another_group());
             }
         }
         sqlx::query(&format!(
@@ -140,7 +140,7 @@ impl RecognitionStore for SqliteStore {
         .map_err(db)?;
         let courses = rows
             .iter()
-            .map(|row| member_record(row)?.course())
+            .map(|row| MemberRecord::read(row)?.course())
             .collect::<Result<Vec<_>>>()?;
         Ok(Some(Group {
             id: id.clone(),
@@ -188,13 +188,4 @@ impl RecognitionStore for SqliteStore {
             })
             .collect()
     }
-}
-
-fn member_record(row: &SqliteRow) -> Result<MemberRecord> {
-    let read = |e| unreadable("recognition_members", e);
-    Ok(MemberRecord {
-        site_id: row.try_get("site_id").map_err(read)?,
-        course_code: row.try_get("course_code").map_err(read)?,
-        group_id: row.try_get("group_id").map_err(read)?,
-    })
 }

@@ -2,13 +2,11 @@
 //! order, placeholder lists, and the functions that read a row into the
 //! backend-neutral records.
 
+use sqlx::SqliteConnection;
 use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, SqliteConnection};
 use xuefen_core::entry::Entry;
 use xuefen_store::Result;
-use xuefen_store::records::{CourseRecord, EntryRecord};
-
-use crate::unreadable;
+use xuefen_store::records::EntryRecord;
 
 /// Bound parameters per statement. SQLite refuses more than 32 766 (its
 /// default `SQLITE_MAX_VARIABLE_NUMBER`); staying well below keeps each
@@ -20,7 +18,7 @@ pub(crate) const ENTRY_COLUMNS: usize = 24;
 
 /// The columns of an entry in [`EntryRecord`] order, as a literal so that
 /// queries stay `&'static str`: every query that reads entries names the
-/// ledger `l`. [`entry_record`] reads them by name, so a query's own columns
+/// ledger `l`. [`EntryRecord::read`] reads them by name, so a query's own columns
 /// after them need names of their own.
 macro_rules! entry_columns {
     () => {
@@ -82,61 +80,10 @@ pub(crate) fn placeholders(n: usize) -> String {
 /// each shape would evict the statements that do repeat.
 pub(crate) const REUSE_DYNAMIC_STATEMENTS: bool = false;
 
-fn entry_record(row: &SqliteRow) -> sqlx::Result<EntryRecord> {
-    Ok(EntryRecord {
-        chain_id: row.try_get("chain_id")?,
-        seq: row.try_get("seq")?,
-        prev_hash: row.try_get("prev_hash")?,
-        hash: row.try_get("hash")?,
-        kind: row.try_get("kind")?,
-        site_id: row.try_get("site_id")?,
-        event_id: row.try_get("event_id")?,
-        learner_id: row.try_get("learner_id")?,
-        course_code: row.try_get("course_code")?,
-        category: row.try_get("category")?,
-        credits_cents: row.try_get("credits_cents")?,
-        occurred_at_ms: row.try_get("occurred_at_ms")?,
-        recorded_at_ms: row.try_get("recorded_at_ms")?,
-        score_cents: row.try_get("score_cents")?,
-        hours_cents: row.try_get("hours_cents")?,
-        rule_version: row.try_get("rule_version")?,
-        refers_chain: row.try_get("refers_chain")?,
-        refers_seq: row.try_get("refers_seq")?,
-        target_event: row.try_get("target_event")?,
-        reason: row.try_get("reason")?,
-        recognition_group: row.try_get("recognition_group")?,
-        withheld_cents: row.try_get("withheld_cents")?,
-        learner_commitment: row.try_get("learner_commitment")?,
-        reason_note: row.try_get("reason_note")?,
-    })
-}
-
 /// An entry from a row; a row that cannot be one is corrupt data, which
 /// verification reports as such.
 pub(crate) fn entry_from_row(row: &SqliteRow) -> Result<Entry> {
-    let record = entry_record(row).map_err(|e| unreadable("ledger_entries", e))?;
-    Entry::try_from(record)
-}
-
-pub(crate) fn course_record(row: &SqliteRow) -> Result<CourseRecord> {
-    let get = || -> sqlx::Result<CourseRecord> {
-        Ok(CourseRecord {
-            site_id: row.try_get("site_id")?,
-            code: row.try_get("code")?,
-            title: row.try_get("title")?,
-            category: row.try_get("category")?,
-            rule_kind: row.try_get("rule_kind")?,
-            credits_cents: row.try_get("credits_cents")?,
-            hours_per_credit_cents: row.try_get("hours_per_credit_cents")?,
-            cap_cents: row.try_get("cap_cents")?,
-            pass_mark_cents: row.try_get("pass_mark_cents")?,
-            rule_version: row.try_get("rule_version")?,
-            recognition_group: row.try_get("group_id")?,
-            offered_from_ms: row.try_get("offered_from_ms")?,
-            credit_repeat: row.try_get("credit_repeat")?,
-        })
-    };
-    get().map_err(|e| unreadable("courses", e))
+    Entry::try_from(EntryRecord::read(row)?)
 }
 
 /// The rows of `{head} (?, …)` for `site` and every one of `keys`, where

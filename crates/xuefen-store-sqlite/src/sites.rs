@@ -3,54 +3,17 @@
 use async_trait::async_trait;
 use futures::stream::{BoxStream, StreamExt, TryStreamExt};
 use sqlx::Row;
-use sqlx::sqlite::{SqliteConnection, SqliteRow};
+use sqlx::sqlite::SqliteConnection;
 use xuefen_core::event::Millis;
 use xuefen_core::ids::{SiteId, SiteStatus};
 use xuefen_core::plan::Head;
 use xuefen_core::site_log::{SiteChange, SiteChangeEntry};
-use xuefen_store::records::SiteChangeRecord;
-use xuefen_store::sites::{SITE_COLUMNS, seal_after_alliance_head, site_creation};
-use xuefen_store::{Result, Site, SiteAct, SiteRecord, SiteStore, StoreError, site_transition};
+use xuefen_store::records::{SiteChangeRecord, read_site_change};
+use xuefen_store::sites::{SITE_COLUMNS, read_site, seal_after_alliance_head, site_creation};
+use xuefen_store::{Result, Site, SiteAct, SiteStore, StoreError, site_transition};
 
 use crate::ledger::head_from_row;
 use crate::{SqliteStore, db, unreadable};
-
-fn site_from_row(row: &SqliteRow) -> Result<Site> {
-    let id: String = row.try_get("id").map_err(|e| unreadable("sites", e))?;
-    let read = |e: sqlx::Error| StoreError::Corrupt {
-        at: format!("site {id}"),
-        detail: e.to_string(),
-    };
-    let record = SiteRecord {
-        name: row.try_get("name").map_err(read)?,
-        level: row.try_get("level").map_err(read)?,
-        region_code: row.try_get("region_code").map_err(read)?,
-        status: row.try_get("status").map_err(read)?,
-        agreement_starts_at_ms: row.try_get("agreement_starts_at_ms").map_err(read)?,
-        agreement_ends_at_ms: row.try_get("agreement_ends_at_ms").map_err(read)?,
-        id,
-    };
-    Site::try_from(record)
-}
-
-fn site_change_from_row(row: &SqliteRow) -> Result<SiteChangeEntry> {
-    let get = || -> sqlx::Result<SiteChangeRecord> {
-        Ok(SiteChangeRecord {
-            seq: row.try_get("seq")?,
-            prev_hash: row.try_get("prev_hash")?,
-            hash: row.try_get("hash")?,
-            site_id: row.try_get("site_id")?,
-            from_status: row.try_get("from_status")?,
-            to_status: row.try_get("to_status")?,
-            actor: row.try_get("actor")?,
-            reason: row.try_get("reason")?,
-            at_ms: row.try_get("at_ms")?,
-            agreement_starts_at_ms: row.try_get("agreement_starts_at_ms")?,
-            agreement_ends_at_ms: row.try_get("agreement_ends_at_ms")?,
-        })
-    };
-    SiteChangeEntry::try_from(get().map_err(|e| unreadable("site_changes", e))?)
-}
 
 const SITE_CHANGE_COLUMNS: &str = "seq, prev_hash, hash, site_id, from_status, to_status, actor, reason, at_ms,
      agreement_starts_at_ms, agreement_ends_at_ms";
@@ -124,7 +87,7 @@ impl SiteStore for SqliteStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(db)?;
-        row.as_ref().map(site_from_row).transpose()
+        row.as_ref().map(read_site).transpose()
     }
 
     async fn sites(&self) -> Result<Vec<Site>> {
@@ -132,7 +95,7 @@ impl SiteStore for SqliteStore {
             .fetch_all(&self.pool)
             .await
             .map_err(db)?;
-        rows.iter().map(site_from_row).collect()
+        rows.iter().map(read_site).collect()
     }
 
     async fn set_site_status(
@@ -148,11 +111,7 @@ impl SiteStore for SqliteStore {
             .fetch_optional(&mut *tx)
             .await
             .map_err(db)?;
-        let current = row
-            .as_ref()
-            .map(site_from_row)
-            .transpose()?
-            .ok_or(StoreError::NotFound)?;
+        let current = row.as_ref().map(read_site).transpose()?.ok_or(StoreError::NotFound)?;
         let (site, change) = site_transition(&current, status, agreement_ends_at, act)?;
         sqlx::query(
             "update sites set status = ?2, agreement_starts_at_ms = ?3, agreement_ends_at_ms = ?4 where id = ?1",
@@ -177,7 +136,7 @@ impl SiteStore for SqliteStore {
         .fetch_all(&self.pool)
         .await
         .map_err(db)?;
-        rows.iter().map(site_change_from_row).collect()
+        rows.iter().map(read_site_change).collect()
     }
 
     async fn alliance_head(&self) -> Result<Head> {
@@ -195,7 +154,7 @@ impl SiteStore for SqliteStore {
         )
         .fetch(&self.pool)
         .map_err(db)
-        .and_then(|r| async move { site_change_from_row(&r) })
+        .and_then(|r| async move { read_site_change(&r) })
         .boxed()
     }
 }

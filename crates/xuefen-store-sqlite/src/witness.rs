@@ -8,7 +8,6 @@ use xuefen_store::Result;
 use xuefen_store::bank::LogHead;
 use xuefen_store::witness::WitnessStore;
 
-use crate::bank::log_head_from_row;
 use crate::{SqliteStore, db, unreadable};
 
 #[async_trait]
@@ -19,7 +18,7 @@ impl WitnessStore for SqliteStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(db)?;
-        row.as_ref().map(log_head_from_row).transpose()
+        row.as_ref().map(LogHead::read).transpose()
     }
 
     async fn put_cosignature(&self, size: u64, c: &Cosignature) -> Result<()> {

@@ -22,6 +22,7 @@ use xuefen_core::ids::Position;
 use xuefen_core::merkle::Hash;
 use xuefen_core::tlog::{self, LogCheckpoint, TileId};
 
+use crate::row::{Columns, ReadRow};
 use crate::{Result, Store, StoreError, Written};
 
 /// The latest signed checkpoint of the log, as stored.
@@ -31,6 +32,22 @@ pub struct LogHead {
     pub created_at_ms: i64,
     /// The C2SP signed note (`origin\nsize\nroot\n\n— origin sig\n`).
     pub note: String,
+}
+
+impl LogHead {
+    /// A row of `log_checkpoints` (`size`, `created_at_ms`, `note`).
+    pub fn read<R: ReadRow + ?Sized>(row: &R) -> Result<Self> {
+        let c = Columns::of("log_checkpoints", row);
+        let size: i64 = c.get("size")?;
+        Ok(Self {
+            size: u64::try_from(size).map_err(|_| StoreError::Corrupt {
+                at: "log_checkpoints".into(),
+                detail: format!("size {size}"),
+            })?,
+            created_at_ms: c.get("created_at_ms")?,
+            note: c.get("note")?,
+        })
+    }
 }
 
 /// A run of one chain's entries in the log: log indexes `start ..

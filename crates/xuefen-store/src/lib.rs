@@ -146,6 +146,7 @@ pub mod names;
 pub mod pseudonyms;
 pub mod recognition;
 pub mod records;
+pub mod row;
 pub mod sites;
 pub mod stats;
 pub mod transcript;

@@ -9,6 +9,7 @@ use xuefen_core::entry::Entry;
 use xuefen_core::event::Millis;
 use xuefen_core::ids::{Category, CourseCode, GroupId, LearnerId, SiteId};
 
+use crate::row::{Columns, ReadRow};
 use crate::{ConflictKind, Result, StoreError, Written};
 
 /// A recognition group (学分互认): equivalent courses of several sites,
@@ -53,6 +54,18 @@ pub struct MemberRecord {
     pub site_id: String,
     pub course_code: String,
     pub group_id: String,
+}
+
+impl MemberRecord {
+    /// A row of `recognition_members`, by name.
+    pub fn read<R: ReadRow + ?Sized>(row: &R) -> Result<Self> {
+        let c = Columns::of("recognition_members", row);
+        Ok(Self {
+            site_id: c.get("site_id")?,
+            course_code: c.get("course_code")?,
+            group_id: c.get("group_id")?,
+        })
+    }
 }
 
 impl MemberRecord {

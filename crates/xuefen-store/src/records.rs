@@ -11,6 +11,8 @@ use xuefen_core::note::Note;
 use xuefen_core::rule::CreditRule;
 use xuefen_core::site_log::{ALLIANCE_CHAIN, SiteChange, SiteChangeEntry, check_actor};
 
+use crate::Result;
+use crate::row::{Columns, ReadRow};
 use crate::{Course, StoreError};
 
 /// One row of `ledger_entries`, column for column.
@@ -42,6 +44,39 @@ pub struct EntryRecord {
     pub learner_commitment: Option<Vec<u8>>,
     /// Version 2: the free text with the reason code, outside the hash.
     pub reason_note: Option<String>,
+}
+
+impl EntryRecord {
+    /// An entry's row, its columns by name.
+    pub fn read<R: ReadRow + ?Sized>(row: &R) -> Result<Self> {
+        let c = Columns::of("ledger_entries", row);
+        Ok(Self {
+            chain_id: c.get("chain_id")?,
+            seq: c.get("seq")?,
+            prev_hash: c.get("prev_hash")?,
+            hash: c.get("hash")?,
+            kind: c.get("kind")?,
+            site_id: c.get("site_id")?,
+            event_id: c.get("event_id")?,
+            learner_id: c.get("learner_id")?,
+            course_code: c.get("course_code")?,
+            category: c.get("category")?,
+            credits_cents: c.get("credits_cents")?,
+            occurred_at_ms: c.get("occurred_at_ms")?,
+            recorded_at_ms: c.get("recorded_at_ms")?,
+            score_cents: c.get("score_cents")?,
+            hours_cents: c.get("hours_cents")?,
+            rule_version: c.get("rule_version")?,
+            refers_chain: c.get("refers_chain")?,
+            refers_seq: c.get("refers_seq")?,
+            target_event: c.get("target_event")?,
+            reason: c.get("reason")?,
+            recognition_group: c.get("recognition_group")?,
+            withheld_cents: c.get("withheld_cents")?,
+            learner_commitment: c.get("learner_commitment")?,
+            reason_note: c.get("reason_note")?,
+        })
+    }
 }
 
 impl From<&Entry> for EntryRecord {
@@ -228,6 +263,28 @@ pub struct CourseRecord {
     pub credit_repeat: String,
 }
 
+impl CourseRecord {
+    /// A course's row with its recognition group (`group_id`), by name.
+    pub fn read<R: ReadRow + ?Sized>(row: &R) -> Result<Self> {
+        let c = Columns::of("courses", row);
+        Ok(Self {
+            site_id: c.get("site_id")?,
+            code: c.get("code")?,
+            title: c.get("title")?,
+            category: c.get("category")?,
+            rule_kind: c.get("rule_kind")?,
+            credits_cents: c.get("credits_cents")?,
+            hours_per_credit_cents: c.get("hours_per_credit_cents")?,
+            cap_cents: c.get("cap_cents")?,
+            pass_mark_cents: c.get("pass_mark_cents")?,
+            rule_version: c.get("rule_version")?,
+            recognition_group: c.get("group_id")?,
+            offered_from_ms: c.get("offered_from_ms")?,
+            credit_repeat: c.get("credit_repeat")?,
+        })
+    }
+}
+
 impl From<&Course> for CourseRecord {
     fn from(c: &Course) -> Self {
         let (rule_kind, credits, hpc, cap) = match c.rule {
@@ -333,6 +390,31 @@ pub struct SiteChangeRecord {
     pub at_ms: i64,
     pub agreement_starts_at_ms: i64,
     pub agreement_ends_at_ms: i64,
+}
+
+/// A sealed site change from its row of `site_changes`.
+pub fn read_site_change<R: ReadRow + ?Sized>(row: &R) -> Result<SiteChangeEntry> {
+    SiteChangeEntry::try_from(SiteChangeRecord::read(row)?)
+}
+
+impl SiteChangeRecord {
+    /// A row of `site_changes`, by name.
+    pub fn read<R: ReadRow + ?Sized>(row: &R) -> Result<Self> {
+        let c = Columns::of("site_changes", row);
+        Ok(Self {
+            seq: c.get("seq")?,
+            prev_hash: c.get("prev_hash")?,
+            hash: c.get("hash")?,
+            site_id: c.get("site_id")?,
+            from_status: c.get("from_status")?,
+            to_status: c.get("to_status")?,
+            actor: c.get("actor")?,
+            reason: c.get("reason")?,
+            at_ms: c.get("at_ms")?,
+            agreement_starts_at_ms: c.get("agreement_starts_at_ms")?,
+            agreement_ends_at_ms: c.get("agreement_ends_at_ms")?,
+        })
+    }
 }
 
 impl From<&SiteChangeEntry> for SiteChangeRecord {

@@ -9,6 +9,7 @@ use xuefen_core::site_log::{SiteChange, SiteChangeEntry};
 use xuefen_core::event::{Millis, Reason};
 use xuefen_core::ids::{RegionCode, SiteId, SiteLevel, SiteStatus};
 
+use crate::row::{Columns, ReadRow};
 use crate::{ConflictKind, Result, StoreError};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,6 +100,27 @@ pub struct SiteRecord {
     pub status: String,
     pub agreement_starts_at_ms: Option<i64>,
     pub agreement_ends_at_ms: Option<i64>,
+}
+
+/// A site from its row of `sites`.
+pub fn read_site<R: ReadRow + ?Sized>(row: &R) -> Result<Site> {
+    Site::try_from(SiteRecord::read(row)?)
+}
+
+impl SiteRecord {
+    /// A row of `sites`, by name.
+    pub fn read<R: ReadRow + ?Sized>(row: &R) -> Result<Self> {
+        let c = Columns::of("sites", row);
+        Ok(Self {
+            id: c.get("id")?,
+            name: c.get("name")?,
+            level: c.get("level")?,
+            region_code: c.get("region_code")?,
+            status: c.get("status")?,
+            agreement_starts_at_ms: c.get("agreement_starts_at_ms")?,
+            agreement_ends_at_ms: c.get("agreement_ends_at_ms")?,
+        })
+    }
 }
 
 /// The columns of a [`SiteRecord`], in its order.

@@ -14,6 +14,7 @@ use xuefen_core::entry::Entry;
 use xuefen_core::event::Millis;
 use xuefen_core::ids::{CourseCode, EventId, LocalAccount, SiteId};
 
+use crate::row::{Columns, ReadRow};
 use crate::{Result, Written};
 
 /// A statement to store.
@@ -87,6 +88,22 @@ pub struct StatementRow {
     pub verb: String,
     /// Whether a stored voiding statement of the same site names it.
     pub voided: bool,
+}
+
+impl StatementRow {
+    /// A row of `xapi_statements` (`seq`, `statement_id`, `body`,
+    /// `fingerprint`, `verb`, `voided`).
+    pub fn read<R: ReadRow + ?Sized>(row: &R) -> Result<Self> {
+        let c = Columns::of("xapi_statements", row);
+        Ok(Self {
+            seq: c.get("seq")?,
+            id: c.get("statement_id")?,
+            json: c.get("body")?,
+            fingerprint: c.get("fingerprint")?,
+            verb: c.get("verb")?,
+            voided: c.get("voided")?,
+        })
+    }
 }
 
 /// The key of a stored statement, as the write path checks a request

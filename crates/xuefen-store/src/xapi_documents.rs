@@ -18,6 +18,7 @@ use xuefen_core::ids::SiteId;
 use xuefen_core::xapi::attachments::Part;
 use xuefen_core::xapi::documents::{self as core, MergeError};
 
+use crate::row::{Columns, ReadRow};
 use crate::{Result, Written};
 
 /// The three document resources.
@@ -61,6 +62,21 @@ pub struct Document {
     /// Hex SHA-1 of `body`, unquoted.
     pub etag: String,
     pub updated: Millis,
+}
+
+impl Document {
+    /// A row of `xapi_documents` (`document_id`, `content_type`, `body`,
+    /// `etag`, `updated_ms`).
+    pub fn read<R: ReadRow + ?Sized>(row: &R) -> Result<Self> {
+        let c = Columns::of("xapi_documents", row);
+        Ok(Self {
+            id: c.get("document_id")?,
+            content_type: c.get("content_type")?,
+            body: c.get("body")?,
+            etag: c.get("etag")?,
+            updated: Millis(c.get("updated_ms")?),
+        })
+    }
 }
 
 /// An `If-Match` / `If-None-Match` header: `*` or a list of entity tags

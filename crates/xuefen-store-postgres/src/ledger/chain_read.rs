@@ -67,7 +67,7 @@ impl PgStore {
                     "copy (select {ENTRY_COPY_COLUMNS} from ledger_entries \
                       where chain_id = {chain} and seq > {after} and seq <= {upto} order by seq) to stdout (format binary)"
                 );
-                let entries = copy_all(&pool, &sql, 24, |row| Entry::try_from(entry_record(row)?)).await?;
+                let entries = copy_all(&pool, &sql, 24, |row| Entry::try_from(copied_entry_record(row)?)).await?;
                 let mut next = upto;
                 if entries.is_empty() {
                     // A gap in the chain (rows removed, or one written far
@@ -233,7 +233,7 @@ async fn scan_task(
         let mut batch = Vec::with_capacity(SCAN_BATCH);
         while let Some(piece) = bytes.try_next().await.map_err(db)? {
             split.feed(&piece, |row| {
-                batch.push(Entry::try_from(entry_record(row)?)?);
+                batch.push(Entry::try_from(copied_entry_record(row)?)?);
                 Ok(())
             })?;
             if batch.len() >= SCAN_BATCH && out.send(Ok(std::mem::take(&mut batch))).await.is_err() {
@@ -497,7 +497,7 @@ impl<'a> Fields<'a> {
 }
 
 /// A row of [`ENTRY_COPY_COLUMNS`] as the backend-neutral record.
-fn entry_record(row: Row<'_>) -> Result<EntryRecord> {
+fn copied_entry_record(row: Row<'_>) -> Result<EntryRecord> {
     let mut f = Fields::new(row);
     Ok(EntryRecord {
         chain_id: f.int8()?,

@@ -10,7 +10,7 @@ use xuefen_core::ids::{Category, CourseCode, EventId, GroupId, LearnerId, SiteId
 use xuefen_core::plan::{self, Key, Lookups};
 use xuefen_store::Course;
 
-use crate::rows::{course_record, entry_record};
+use xuefen_store::records::{CourseRecord, EntryRecord};
 
 /// Adds the terms of these courses (sorted, without repeats) and their
 /// categories' caps to `lookups`.
@@ -42,7 +42,7 @@ pub(crate) async fn lookup_course_keys(
     for row in rows {
         // A course row the service could not have written is skipped here,
         // so its events are rejected as naming an unknown course.
-        if let Ok(course) = course_record(&row).and_then(Course::try_from) {
+        if let Ok(course) = CourseRecord::read(&row).and_then(Course::try_from) {
             if let Some(cap) = row.try_get::<Option<i64>, _>("annual_cap_cents")? {
                 lookups.caps.insert(course.category.clone(), Credits::from_cents(cap));
             }
@@ -94,7 +94,7 @@ pub(crate) async fn entries_by_keys(
     .await?;
     rows.iter()
         .map(|r| {
-            entry_record(r)
+            EntryRecord::read(r)
                 .and_then(Entry::try_from)
                 .map_err(|e| sqlx::Error::Decode(Box::new(e)))
         })
@@ -163,7 +163,7 @@ pub(crate) async fn group_entries(
     .fetch_all(&mut **tx)
     .await?;
     for row in &rows {
-        let e = entry_record(row)
+        let e = EntryRecord::read(row)
             .and_then(Entry::try_from)
             .map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
         let group: String = row.try_get("k_group")?;
@@ -277,7 +277,7 @@ pub(crate) async fn course_entries(
     .fetch_all(&mut **tx)
     .await?;
     for row in &rows {
-        let e = entry_record(row)
+        let e = EntryRecord::read(row)
             .and_then(Entry::try_from)
             .map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
         let key = (e.body.learner.clone(), e.body.site.clone(), e.body.course.clone());

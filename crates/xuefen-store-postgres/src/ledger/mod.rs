@@ -9,8 +9,8 @@ use xuefen_core::ids::{EventId, LearnerId, LocalAccount, SiteId};
 use xuefen_core::plan::{Head, Outcome};
 use xuefen_store::{ChainLink, LedgerScan, LedgerStore, Result, StoreError};
 
-use crate::rows::entry_record;
 use crate::{Col, PgStore, db};
+use xuefen_store::records::EntryRecord;
 
 mod chain_read;
 pub(crate) mod ingest;
@@ -40,7 +40,7 @@ impl LedgerStore for PgStore {
         .fetch_optional(&self.pool)
         .await
         .map_err(db)?;
-        row.map(|r| entry_record(&r).and_then(Entry::try_from)).transpose()
+        row.map(|r| EntryRecord::read(&r).and_then(Entry::try_from)).transpose()
     }
 
     async fn heads(&self) -> Result<Vec<(u32, Head)>> {

@@ -15,7 +15,6 @@
 
 use async_trait::async_trait;
 use sqlx::PgConnection;
-use sqlx::postgres::PgRow;
 use xuefen_core::event::Millis;
 use xuefen_core::ids::SiteId;
 use xuefen_core::xapi::attachments::Part;
@@ -28,16 +27,6 @@ use xuefen_store::{Result, StoreError, Written};
 use crate::{Col, PgStore, db};
 
 const SCOPE: &str = "site_id = $1 and kind = $2 and activity_id = $3 and agent = $4 and registration = $5";
-
-fn document_row(row: &PgRow) -> Result<Document> {
-    Ok(Document {
-        id: row.col("document_id")?,
-        content_type: row.col("content_type")?,
-        body: row.col("body")?,
-        etag: row.col("etag")?,
-        updated: Millis(row.col("updated_ms")?),
-    })
-}
 
 fn count(n: i64) -> u64 {
     u64::try_from(n).unwrap_or(0)
@@ -64,7 +53,7 @@ async fn read_document(
         .fetch_optional(&mut *conn)
         .await
         .map_err(db)?;
-    row.as_ref().map(document_row).transpose()
+    row.as_ref().map(Document::read).transpose()
 }
 
 /// The usage shards of a site (`xapi_document_usage_shards.shard` is

@@ -2,7 +2,6 @@
 //! `UNNEST` insert per call, the statement query built from its filters.
 
 use async_trait::async_trait;
-use sqlx::postgres::PgRow;
 use xuefen_core::entry::Entry;
 use xuefen_core::ids::{CourseCode, EventId, LocalAccount, SiteId};
 use xuefen_store::xapi::{
@@ -19,17 +18,6 @@ pub(crate) mod erasure;
 /// The columns of a [`StatementRow`], in its order.
 const ROW_COLUMNS: &str = "s.seq, s.statement_id, s.body, s.fingerprint, s.verb,
     exists (select 1 from xapi_statements v where v.site_id = s.site_id and v.voids = s.statement_id) as voided";
-
-fn statement_row(row: &PgRow) -> Result<StatementRow> {
-    Ok(StatementRow {
-        seq: row.col("seq")?,
-        id: row.col("statement_id")?,
-        json: row.col("body")?,
-        fingerprint: row.col("fingerprint")?,
-        verb: row.col("verb")?,
-        voided: row.col("voided")?,
-    })
-}
 
 #[async_trait]
 impl XapiStore for PgStore {
@@ -141,7 +129,7 @@ impl XapiStore for PgStore {
             .fetch_all(&self.pool)
             .await
             .map_err(db)?;
-        rows.iter().map(statement_row).collect()
+        rows.iter().map(StatementRow::read).collect()
     }
 
     async fn statement_keys(&self, site: &SiteId, ids: &[String]) -> Result<Vec<StoredKey>> {
@@ -178,7 +166,7 @@ impl XapiStore for PgStore {
             };
         }
         let rows = query.fetch_all(&self.pool).await.map_err(db)?;
-        rows.iter().map(statement_row).collect()
+        rows.iter().map(StatementRow::read).collect()
     }
 
     async fn set_xapi_home_page(&self, site: &SiteId, home_page: &str) -> Result<()> {

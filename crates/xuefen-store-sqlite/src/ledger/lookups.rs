@@ -10,11 +10,10 @@ use xuefen_core::entry::Entry;
 use xuefen_core::event::{Event, EventBody, LearnerRef, Millis};
 use xuefen_core::ids::{Category, CourseCode, EventId, GroupId, LearnerId, LocalAccount, SiteId};
 use xuefen_core::plan::{self, Key, Lookups};
+use xuefen_store::records::CourseRecord;
 use xuefen_store::{Course, Result};
 
-use crate::rows::{
-    PARAMS_PER_STATEMENT_MAX, REUSE_DYNAMIC_STATEMENTS, course_record, entry_from_row, placeholders, tuples,
-};
+use crate::rows::{PARAMS_PER_STATEMENT_MAX, REUSE_DYNAMIC_STATEMENTS, entry_from_row, placeholders, tuples};
 use crate::{db, unreadable};
 
 pub(crate) async fn lookup_learners(
@@ -119,7 +118,7 @@ pub(crate) async fn lookup_course_keys(
         for row in q.fetch_all(&mut *conn).await.map_err(db)? {
             // A course row the service could not have written is skipped
             // here, so its events are rejected as naming an unknown course.
-            if let Ok(course) = course_record(&row).and_then(Course::try_from) {
+            if let Ok(course) = CourseRecord::read(&row).and_then(Course::try_from) {
                 if let Ok(Some(cap)) = row.try_get::<Option<i64>, _>("annual_cap_cents") {
                     lookups.caps.insert(course.category.clone(), Credits::from_cents(cap));
                 }

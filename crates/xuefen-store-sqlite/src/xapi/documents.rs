@@ -4,7 +4,6 @@
 //! concurrent change.
 
 use async_trait::async_trait;
-use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqlitePool};
 use xuefen_core::event::Millis;
 use xuefen_core::ids::SiteId;
@@ -19,16 +18,6 @@ use crate::rows::rows_in;
 use crate::{SqliteStore, db, run_to_end};
 
 const SCOPE: &str = "site_id = ?1 and kind = ?2 and activity_id = ?3 and agent = ?4 and registration = ?5";
-
-fn document_row(row: &SqliteRow) -> Result<Document> {
-    Ok(Document {
-        id: row.try_get("document_id").map_err(db)?,
-        content_type: row.try_get("content_type").map_err(db)?,
-        body: row.try_get("body").map_err(db)?,
-        etag: row.try_get("etag").map_err(db)?,
-        updated: Millis(row.try_get("updated_ms").map_err(db)?),
-    })
-}
 
 fn count(n: i64) -> u64 {
     u64::try_from(n).unwrap_or(0)
@@ -53,7 +42,7 @@ async fn read_document(
         .fetch_optional(&mut *conn)
         .await
         .map_err(db)?;
-    row.as_ref().map(document_row).transpose()
+    row.as_ref().map(Document::read).transpose()
 }
 
 async fn site_bytes(conn: &mut sqlx::SqliteConnection, site: &SiteId) -> Result<u64> {

@@ -29,17 +29,6 @@ const ROW_COLUMNS: &str = "s.seq as seq, s.statement_id as statement_id, s.body 
 /// Columns bound per statement row.
 const STATEMENT_WIDTH: usize = 11;
 
-fn statement_row(row: &SqliteRow) -> Result<StatementRow> {
-    Ok(StatementRow {
-        seq: row.try_get("seq").map_err(db)?,
-        id: row.try_get("statement_id").map_err(db)?,
-        json: row.try_get("body").map_err(db)?,
-        fingerprint: row.try_get("fingerprint").map_err(db)?,
-        verb: row.try_get("verb").map_err(db)?,
-        voided: row.try_get("voided").map_err(db)?,
-    })
-}
-
 /// The rows of `select <columns> where s.site_id = site and s.statement_id
 /// in ids` (`columns` names the table as `s`), decoded by `decode`.
 async fn rows_by_ids<T>(
@@ -167,7 +156,7 @@ impl XapiStore for SqliteStore {
             &format!("{ROW_COLUMNS} from xapi_statements s"),
             site,
             ids,
-            statement_row,
+            StatementRow::read,
         )
         .await
     }
@@ -196,7 +185,7 @@ impl XapiStore for SqliteStore {
             };
         }
         let rows = query.fetch_all(&self.pool).await.map_err(db)?;
-        rows.iter().map(statement_row).collect()
+        rows.iter().map(StatementRow::read).collect()
     }
 
     async fn set_xapi_home_page(&self, site: &SiteId, home_page: &str) -> Result<()> {
