@@ -3,6 +3,8 @@
 //! unique violation on a key or position committed meanwhile, which the
 //! attempt retries.
 
+use sqlx::postgres::PgArguments;
+use sqlx::query::QueryScalar;
 use sqlx::{Postgres, Transaction};
 use xuefen_core::entry::Entry;
 use xuefen_core::plan::Head;
@@ -28,66 +30,13 @@ pub(crate) async fn write_entries(
         update_heads(tx, heads).await?;
         return Ok(inserted);
     }
-    let small =
-        |v: i64, what: &str| i32::try_from(v).map_err(|_| sqlx::Error::Protocol(format!("{what} out of range")));
-    let n = entries.len();
-    let mut chain_id = Vec::with_capacity(n);
-    let mut seq = Vec::with_capacity(n);
-    let mut prev_hash = Vec::with_capacity(n);
-    let mut hash = Vec::with_capacity(n);
-    let mut kind = Vec::with_capacity(n);
-    let mut site_id = Vec::with_capacity(n);
-    let mut event_id = Vec::with_capacity(n);
-    let mut learner_id = Vec::with_capacity(n);
-    let mut course_code = Vec::with_capacity(n);
-    let mut category = Vec::with_capacity(n);
-    let mut credits_cents = Vec::with_capacity(n);
-    let mut occurred_at_ms = Vec::with_capacity(n);
-    let mut recorded_at_ms = Vec::with_capacity(n);
-    let mut score_cents = Vec::with_capacity(n);
-    let mut hours_cents = Vec::with_capacity(n);
-    let mut rule_version = Vec::with_capacity(n);
-    let mut refers_chain = Vec::with_capacity(n);
-    let mut refers_seq = Vec::with_capacity(n);
-    let mut target_event = Vec::with_capacity(n);
-    let mut reason = Vec::with_capacity(n);
-    let mut recognition_group = Vec::with_capacity(n);
-    let mut withheld_cents = Vec::with_capacity(n);
-    let mut learner_commitment = Vec::with_capacity(n);
-    let mut reason_note = Vec::with_capacity(n);
-    for e in entries {
-        let r = EntryRecord::from(e);
-        chain_id.push(small(r.chain_id, "chain id")?);
-        seq.push(r.seq);
-        prev_hash.push(r.prev_hash);
-        hash.push(r.hash);
-        kind.push(i16::try_from(r.kind).map_err(|_| sqlx::Error::Protocol("entry kind out of range".into()))?);
-        site_id.push(r.site_id);
-        event_id.push(r.event_id);
-        learner_id.push(r.learner_id);
-        course_code.push(r.course_code);
-        category.push(r.category);
-        credits_cents.push(r.credits_cents);
-        occurred_at_ms.push(r.occurred_at_ms);
-        recorded_at_ms.push(r.recorded_at_ms);
-        score_cents.push(r.score_cents);
-        hours_cents.push(r.hours_cents);
-        rule_version.push(small(r.rule_version, "rule version")?);
-        refers_chain.push(r.refers_chain.map(|c| small(c, "refers chain")).transpose()?);
-        refers_seq.push(r.refers_seq);
-        target_event.push(r.target_event);
-        reason.push(r.reason);
-        recognition_group.push(r.recognition_group);
-        withheld_cents.push(r.withheld_cents);
-        learner_commitment.push(r.learner_commitment);
-        reason_note.push(r.reason_note);
-    }
+    let columns = EntryArrays::of(entries)?;
     let head_chains: Vec<i32> = heads.keys().map(|c| *c as i32).collect();
     let head_seqs: Vec<i64> = heads.values().map(|h| h.seq as i64).collect();
     let head_hashes: Vec<Vec<u8>> = heads.values().map(|h| h.hash.to_vec()).collect();
     // Data-modifying CTEs run to their end whether read or not; the count
     // tells whether every row went in.
-    let inserted: i64 = sqlx::query_scalar(concat!(
+    let query = sqlx::query_scalar(concat!(
         "with ins as (
            insert into ledger_entries (",
         entry_insert_columns!(),
@@ -103,36 +52,14 @@ pub(crate) async fn write_entries(
             where h.chain_id = u.chain_id
            returning 1)
          select count(*) from ins"
-    ))
-    .bind(&chain_id)
-    .bind(&seq)
-    .bind(&prev_hash)
-    .bind(&hash)
-    .bind(&kind)
-    .bind(&site_id)
-    .bind(&event_id)
-    .bind(&learner_id)
-    .bind(&course_code)
-    .bind(&category)
-    .bind(&credits_cents)
-    .bind(&occurred_at_ms)
-    .bind(&recorded_at_ms)
-    .bind(&score_cents)
-    .bind(&hours_cents)
-    .bind(&rule_version)
-    .bind(&refers_chain)
-    .bind(&refers_seq)
-    .bind(&target_event)
-    .bind(&reason)
-    .bind(&recognition_group)
-    .bind(&withheld_cents)
-    .bind(&learner_commitment)
-    .bind(&reason_note)
-    .bind(&head_chains)
-    .bind(&head_seqs)
-    .bind(&head_hashes)
-    .fetch_one(&mut **tx)
-    .await?;
+    ));
+    let inserted: i64 = columns
+        .bind(query)
+        .bind(&head_chains)
+        .bind(&head_seqs)
+        .bind(&head_hashes)
+        .fetch_one(&mut **tx)
+        .await?;
     Ok(u64::try_from(inserted).unwrap_or(0))
 }
 
@@ -147,16 +74,15 @@ pub(crate) async fn insert_entries(
     entries: &[Entry],
 ) -> std::result::Result<u64, sqlx::Error> {
     let mut w = CopyWriter::with_capacity(entries.len() * 320);
-    let small =
-        |v: i64, what: &str| i32::try_from(v).map_err(|_| sqlx::Error::Protocol(format!("{what} out of range")));
     for e in entries {
         let r = EntryRecord::from(e);
+        let narrow = Narrow::of(&r)?;
         w.row(24);
-        w.int4(small(r.chain_id, "chain id")?);
+        w.int4(narrow.chain_id);
         w.int8(r.seq);
         w.bytea(&r.prev_hash);
         w.bytea(&r.hash);
-        w.int2(i16::try_from(r.kind).map_err(|_| sqlx::Error::Protocol("entry kind out of range".into()))?);
+        w.int2(narrow.kind);
         w.text(&r.site_id);
         w.text(&r.event_id);
         w.text(&r.learner_id);
@@ -167,8 +93,8 @@ pub(crate) async fn insert_entries(
         w.int8(r.recorded_at_ms);
         w.opt_int8(r.score_cents);
         w.opt_int8(r.hours_cents);
-        w.int4(small(r.rule_version, "rule version")?);
-        w.opt_int4(r.refers_chain.map(|c| small(c, "refers chain")).transpose()?);
+        w.int4(narrow.rule_version);
+        w.opt_int4(narrow.refers_chain);
         w.opt_int8(r.refers_seq);
         w.opt_text(r.target_event.as_deref());
         w.text(&r.reason);
@@ -190,6 +116,125 @@ pub(crate) async fn insert_entries(
         .await?;
     copy.send(w.finish()).await?;
     copy.finish().await
+}
+
+/// The columns PostgreSQL keeps narrower than the record's `i64`
+/// (`int`, `smallint`), checked once for both ways of writing.
+struct Narrow {
+    chain_id: i32,
+    kind: i16,
+    rule_version: i32,
+    refers_chain: Option<i32>,
+}
+
+impl Narrow {
+    fn of(r: &EntryRecord) -> std::result::Result<Self, sqlx::Error> {
+        let small =
+            |v: i64, what: &str| i32::try_from(v).map_err(|_| sqlx::Error::Protocol(format!("{what} out of range")));
+        Ok(Self {
+            chain_id: small(r.chain_id, "chain id")?,
+            kind: i16::try_from(r.kind).map_err(|_| sqlx::Error::Protocol("entry kind out of range".into()))?,
+            rule_version: small(r.rule_version, "rule version")?,
+            refers_chain: r.refers_chain.map(|c| small(c, "refers chain")).transpose()?,
+        })
+    }
+}
+
+/// The entries as one array per column, in the order of
+/// `entry_insert_columns!`, for the `unnest` insert.
+#[derive(Default)]
+struct EntryArrays {
+    chain_id: Vec<i32>,
+    seq: Vec<i64>,
+    prev_hash: Vec<Vec<u8>>,
+    hash: Vec<Vec<u8>>,
+    kind: Vec<i16>,
+    site_id: Vec<String>,
+    event_id: Vec<String>,
+    learner_id: Vec<String>,
+    course_code: Vec<String>,
+    category: Vec<String>,
+    credits_cents: Vec<i64>,
+    occurred_at_ms: Vec<i64>,
+    recorded_at_ms: Vec<i64>,
+    score_cents: Vec<Option<i64>>,
+    hours_cents: Vec<Option<i64>>,
+    rule_version: Vec<i32>,
+    refers_chain: Vec<Option<i32>>,
+    refers_seq: Vec<Option<i64>>,
+    target_event: Vec<Option<String>>,
+    reason: Vec<String>,
+    recognition_group: Vec<Option<String>>,
+    withheld_cents: Vec<Option<i64>>,
+    learner_commitment: Vec<Option<Vec<u8>>>,
+    reason_note: Vec<Option<String>>,
+}
+
+impl EntryArrays {
+    fn of(entries: &[Entry]) -> std::result::Result<Self, sqlx::Error> {
+        let mut a = Self::default();
+        for e in entries {
+            let r = EntryRecord::from(e);
+            let narrow = Narrow::of(&r)?;
+            a.chain_id.push(narrow.chain_id);
+            a.seq.push(r.seq);
+            a.prev_hash.push(r.prev_hash);
+            a.hash.push(r.hash);
+            a.kind.push(narrow.kind);
+            a.site_id.push(r.site_id);
+            a.event_id.push(r.event_id);
+            a.learner_id.push(r.learner_id);
+            a.course_code.push(r.course_code);
+            a.category.push(r.category);
+            a.credits_cents.push(r.credits_cents);
+            a.occurred_at_ms.push(r.occurred_at_ms);
+            a.recorded_at_ms.push(r.recorded_at_ms);
+            a.score_cents.push(r.score_cents);
+            a.hours_cents.push(r.hours_cents);
+            a.rule_version.push(narrow.rule_version);
+            a.refers_chain.push(narrow.refers_chain);
+            a.refers_seq.push(r.refers_seq);
+            a.target_event.push(r.target_event);
+            a.reason.push(r.reason);
+            a.recognition_group.push(r.recognition_group);
+            a.withheld_cents.push(r.withheld_cents);
+            a.learner_commitment.push(r.learner_commitment);
+            a.reason_note.push(r.reason_note);
+        }
+        Ok(a)
+    }
+
+    /// Binds the columns as `$1` to `$24`.
+    fn bind<'q, O>(
+        &'q self,
+        query: QueryScalar<'q, Postgres, O, PgArguments>,
+    ) -> QueryScalar<'q, Postgres, O, PgArguments> {
+        query
+            .bind(&self.chain_id)
+            .bind(&self.seq)
+            .bind(&self.prev_hash)
+            .bind(&self.hash)
+            .bind(&self.kind)
+            .bind(&self.site_id)
+            .bind(&self.event_id)
+            .bind(&self.learner_id)
+            .bind(&self.course_code)
+            .bind(&self.category)
+            .bind(&self.credits_cents)
+            .bind(&self.occurred_at_ms)
+            .bind(&self.recorded_at_ms)
+            .bind(&self.score_cents)
+            .bind(&self.hours_cents)
+            .bind(&self.rule_version)
+            .bind(&self.refers_chain)
+            .bind(&self.refers_seq)
+            .bind(&self.target_event)
+            .bind(&self.reason)
+            .bind(&self.recognition_group)
+            .bind(&self.withheld_cents)
+            .bind(&self.learner_commitment)
+            .bind(&self.reason_note)
+    }
 }
 
 pub(crate) async fn update_heads(
