@@ -23,6 +23,7 @@ use axum::response::{IntoResponse, Response};
 use ledger::{check_ledger, ledger_entries, ledger_events, lookups, submit};
 use serde_json::value::RawValue;
 use std::collections::{HashMap, HashSet};
+use xuefen_core::event::Millis;
 use xuefen_core::ids::SiteId;
 use xuefen_core::xapi::{self as core, Prepared, StatementError, Version};
 use xuefen_store::{NewStatement, StoreError, Written};
@@ -166,41 +167,79 @@ pub(super) async fn write_statements(
     items: &[&RawValue],
     put_id: Option<&str>,
 ) -> ApiResult<Vec<(String, Written)>> {
+    check_count(state, items.len())?;
+    let home = home_page(state, site).await?;
+    let authority = authority(&home, site);
+    let stored = now();
+    let many = put_id.is_none() && items.len() > 1;
+    let at = |i: usize, e: StatementError| if many { e.within(&i.to_string()) } else { e };
+    let stamp = core::Stamp {
+        version,
+        authority: &authority,
+        stored,
+        id_if_absent: "",
+    };
+    let prepared = prepare_all(items, &stamp, put_id, &at)?;
+    // The three pre-write reads are independent: run them together. The
+    // request's own refusal (a conflict, voiding a voiding statement)
+    // comes first when several fail.
+    let (refused, ledger, lookups) = tokio::join!(
+        check_stored(state, site, &prepared, &at),
+        ledger_entries(state, site, &prepared),
+        lookups(state, site, &prepared),
+    );
+    refused?;
+    let (ledger, lookups) = (ledger?, lookups?);
+    let events = ledger_events(site, &home, &prepared, &ledger, &lookups);
+    if !events.is_empty() {
+        check_ledger(&prepared, &events, &ledger, &at)?;
+        submit(state, &prepared, events, &at).await?;
+    }
+    store_statements(state, site, prepared, core::agent_key(&authority).ok(), stored, &at).await
+}
+
+/// A request of no statements, or of more than `batch_events_max`, is
+/// refused before anything is read.
+fn check_count(state: &AppState, count: usize) -> ApiResult<()> {
     let limit = state.limits.batch_events_max;
-    if items.len() > limit {
+    if count > limit {
         return Err(Problem::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             ProblemCode::BatchTooLong,
-            format!(
-                "the request has {} statements; at most {limit} are allowed (batch_events_max)",
-                items.len()
-            ),
+            format!("the request has {count} statements; at most {limit} are allowed (batch_events_max)"),
         )
         .into());
     }
-    if items.is_empty() {
+    if count == 0 {
         return Err(bad_request(
             ProblemCode::BatchEmpty,
             "/",
             "the request has no statements",
         ));
     }
-    let home = home_page(state, site).await?;
-    let authority = authority(&home, site);
-    let authority_key = core::agent_key(&authority).ok();
-    let stored = now();
-    let many = put_id.is_none() && items.len() > 1;
-    let at = |i: usize, e: StatementError| if many { e.within(&i.to_string()) } else { e };
+    Ok(())
+}
+
+/// Validates every statement under `stamp` (each statement sent without an
+/// id gets a fresh one, or the PUT's): a PUT's statement must carry the id it was put at,
+/// and no id may appear twice in a request.
+fn prepare_all(
+    items: &[&RawValue],
+    stamp: &core::Stamp<'_>,
+    put_id: Option<&str>,
+    at: &(dyn Fn(usize, StatementError) -> StatementError + Sync),
+) -> ApiResult<Vec<Prepared>> {
     let mut prepared = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
         let fresh = put_id.map_or_else(new_uuid, str::to_owned);
-        let stamp = core::Stamp {
-            version,
-            authority: &authority,
-            stored,
-            id_if_absent: &fresh,
-        };
-        let p = core::prepare(item.get(), &stamp).map_err(|e| bad(at(i, e)))?;
+        let p = core::prepare(
+            item.get(),
+            &core::Stamp {
+                id_if_absent: &fresh,
+                ..*stamp
+            },
+        )
+        .map_err(|e| bad(at(i, e)))?;
         if let Some(id) = put_id
             && p.id != id
         {
@@ -225,21 +264,19 @@ pub(super) async fn write_statements(
             )));
         }
     }
-    // The three pre-write reads are independent: run them together. The
-    // request's own refusal (a conflict, voiding a voiding statement)
-    // comes first when several fail.
-    let (refused, ledger, lookups) = tokio::join!(
-        check_stored(state, site, &prepared, &at),
-        ledger_entries(state, site, &prepared),
-        lookups(state, site, &prepared),
-    );
-    refused?;
-    let (ledger, lookups) = (ledger?, lookups?);
-    let events = ledger_events(site, &home, &prepared, &ledger, &lookups);
-    if !events.is_empty() {
-        check_ledger(&prepared, &events, &ledger, &at)?;
-        submit(state, &prepared, events, &at).await?;
-    }
+    Ok(prepared)
+}
+
+/// Stores the prepared statements (after their ledger events committed):
+/// each id with whether it was written or already stored alike.
+async fn store_statements(
+    state: &AppState,
+    site: &SiteId,
+    prepared: Vec<Prepared>,
+    authority_key: Option<String>,
+    stored: Millis,
+    at: &(dyn Fn(usize, StatementError) -> StatementError + Sync),
+) -> ApiResult<Vec<(String, Written)>> {
     let ids: Vec<String> = prepared.iter().map(|p| p.id.clone()).collect();
     let mut objects = Vec::with_capacity(prepared.len());
     let rows: Vec<NewStatement> = prepared
@@ -268,7 +305,7 @@ pub(super) async fn write_statements(
         .insert_statements_folding(site, &rows, &objects)
         .await
         .map_err(|e| match e {
-            StoreError::Conflict(id) => conflict_at(&ids, &id, &at),
+            StoreError::Conflict(id) => conflict_at(&ids, &id, at),
             e => e.into(),
         })?;
     Ok(ids.into_iter().zip(written).collect())
