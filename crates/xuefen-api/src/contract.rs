@@ -88,113 +88,143 @@ fn strict(doc: &mut Value) {
     for (path, item) in paths.iter_mut() {
         let Some(item) = item.as_object_mut() else { continue };
         for op in item.values_mut() {
-            let Some(op) = op.as_object_mut() else { continue };
-            // The browser pages answer their errors as HTML pages and
-            // document those themselves.
-            let page = op
-                .get("tags")
-                .and_then(Value::as_array)
-                .is_some_and(|tags| tags.iter().any(|t| t == "pages"));
-            if page {
-                continue;
+            if let Some(op) = op.as_object_mut() {
+                strict_operation(path, op);
             }
-            let id = op
-                .get("operationId")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned();
-            let secured = op.get("security").is_some();
-            let has_body = op.get("requestBody").is_some();
-            let mut has_path_param = false;
-            let mut has_param = false;
-            if let Some(params) = op.get_mut("parameters").and_then(Value::as_array_mut) {
-                for p in params.iter_mut() {
-                    let name = p["name"].as_str().unwrap_or_default().to_owned();
-                    let place = p["in"].as_str().unwrap_or_default().to_owned();
-                    if place == "header" {
-                        continue;
-                    }
-                    has_param = true;
-                    has_path_param |= place == "path";
-                    if let Some(s) = id_schema(&name) {
-                        p["schema"] = s;
-                    } else if place == "query"
-                        && let Some(s) = range_schema(&id, &name)
-                    {
-                        p["schema"] = s;
-                    } else if place == "path" && p["schema"]["type"] == "integer" {
-                        p["schema"] = json!({"type": "integer", "minimum": 0});
-                    }
-                }
-            }
-            if let Some(body) = op.get_mut("requestBody") {
-                strict_body(&id, body);
-            }
-            let Some(responses) = op.get_mut("responses").and_then(Value::as_object_mut) else {
-                continue;
-            };
-            if has_param || has_body || path.starts_with("/v1/") || path.starts_with("/xapi/") {
-                add(
-                    responses,
-                    "400",
-                    problem(
-                        "malformed request: bad encoding, U+0000, a repeated or unknown parameter, or a body that is not JSON",
-                    ),
-                );
-            }
-            if secured {
-                add(
-                    responses,
-                    "401",
-                    problem("no API key, or one that is not valid or revoked"),
-                );
-                add(
-                    responses,
-                    "403",
-                    problem("the key's principal may not do this, or its site is suspended or its agreement ended"),
-                );
-                add(
-                    responses,
-                    "429",
-                    with_retry_after(
-                        problem("this API key is over its request rate"),
-                        "seconds until the key may call again",
-                    ),
-                );
-            }
-            if has_path_param {
-                add(responses, "404", problem("no such resource"));
-            }
-            if has_body {
-                add(
-                    responses,
-                    "408",
-                    problem("the body did not arrive in full within body_read_timeout_ms"),
-                );
-                add(responses, "413", problem("the body is larger than body_bytes_max"));
-                add(
-                    responses,
-                    "415",
-                    problem("the body's Content-Type is not one this operation accepts"),
-                );
-            }
-            if has_param || has_body {
-                add(
-                    responses,
-                    "422",
-                    problem("a field or parameter is not valid; `field` names it"),
-                );
-            }
-            add(
-                responses,
-                "503",
-                with_retry_after(
-                    problem("the database is unavailable, or the request was not answered within request_timeout_ms"),
-                    "seconds after which to retry",
-                ),
-            );
         }
     }
+}
+
+/// What an operation takes, which decides the errors it can answer.
+#[derive(Default)]
+struct Takes {
+    secured: bool,
+    body: bool,
+    /// Any parameter other than a header.
+    param: bool,
+    path_param: bool,
+}
+
+/// Tightens one operation's parameters and body and documents the errors
+/// every operation of its shape can answer.
+fn strict_operation(path: &str, op: &mut serde_json::Map<String, Value>) {
+    // The browser pages answer their errors as HTML pages and document
+    // those themselves.
+    let page = op
+        .get("tags")
+        .and_then(Value::as_array)
+        .is_some_and(|tags| tags.iter().any(|t| t == "pages"));
+    if page {
+        return;
+    }
+    let id = op
+        .get("operationId")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    let mut takes = Takes {
+        secured: op.get("security").is_some(),
+        body: op.get("requestBody").is_some(),
+        ..Takes::default()
+    };
+    if let Some(params) = op.get_mut("parameters").and_then(Value::as_array_mut) {
+        strict_params(&id, params, &mut takes);
+    }
+    if let Some(body) = op.get_mut("requestBody") {
+        strict_body(&id, body);
+    }
+    if let Some(responses) = op.get_mut("responses").and_then(Value::as_object_mut) {
+        let versioned = path.starts_with("/v1/") || path.starts_with("/xapi/");
+        add_errors(responses, &takes, versioned);
+    }
+}
+
+/// Gives identifiers, ranges and integer path segments their bounds, and
+/// notes in `takes` which kinds of parameter the operation has.
+fn strict_params(id: &str, params: &mut [Value], takes: &mut Takes) {
+    for p in params.iter_mut() {
+        let name = p["name"].as_str().unwrap_or_default().to_owned();
+        let place = p["in"].as_str().unwrap_or_default().to_owned();
+        if place == "header" {
+            continue;
+        }
+        takes.param = true;
+        takes.path_param |= place == "path";
+        if let Some(s) = id_schema(&name) {
+            p["schema"] = s;
+        } else if place == "query"
+            && let Some(s) = range_schema(id, &name)
+        {
+            p["schema"] = s;
+        } else if place == "path" && p["schema"]["type"] == "integer" {
+            p["schema"] = json!({"type": "integer", "minimum": 0});
+        }
+    }
+}
+
+/// The error responses an operation that takes `takes` can answer, added
+/// where it does not document them itself.
+fn add_errors(responses: &mut serde_json::Map<String, Value>, takes: &Takes, versioned: bool) {
+    if takes.param || takes.body || versioned {
+        add(
+            responses,
+            "400",
+            problem(
+                "malformed request: bad encoding, U+0000, a repeated or unknown parameter, or a body that is not JSON",
+            ),
+        );
+    }
+    if takes.secured {
+        add(
+            responses,
+            "401",
+            problem("no API key, or one that is not valid or revoked"),
+        );
+        add(
+            responses,
+            "403",
+            problem("the key's principal may not do this, or its site is suspended or its agreement ended"),
+        );
+        add(
+            responses,
+            "429",
+            with_retry_after(
+                problem("this API key is over its request rate"),
+                "seconds until the key may call again",
+            ),
+        );
+    }
+    if takes.path_param {
+        add(responses, "404", problem("no such resource"));
+    }
+    if takes.body {
+        add(
+            responses,
+            "408",
+            problem("the body did not arrive in full within body_read_timeout_ms"),
+        );
+        add(responses, "413", problem("the body is larger than body_bytes_max"));
+        add(
+            responses,
+            "415",
+            problem("the body's Content-Type is not one this operation accepts"),
+        );
+    }
+    if takes.param || takes.body {
+        add(
+            responses,
+            "422",
+            problem("a field or parameter is not valid; `field` names it"),
+        );
+    }
+    add(
+        responses,
+        "503",
+        with_retry_after(
+            problem("the database is unavailable, or the request was not answered within request_timeout_ms"),
+            "seconds after which to retry",
+        ),
+    );
 }
 
 /// Body bounds and media types: the batch of `POST /v1/events` is at most

@@ -21,7 +21,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Metric, Registry};
 use xuefen_core::plan::Outcome;
 use xuefen_store::Store;
 
@@ -76,13 +76,91 @@ type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 /// Every metric of the service, registered once.
 pub struct Metrics {
     registry: Registry,
-    http_requests: Family<HttpLabels, Counter>,
-    http_duration: HistogramFamily<HttpLabels>,
-    http_in_flight: Gauge,
+    http: HttpMetrics,
+    commit: CommitMetrics,
+    scraped: ScrapedMetrics,
+}
+
+/// Registers `metric` under `name` and hands it back to be kept.
+fn registered<M: Metric + Clone>(registry: &mut Registry, name: &str, help: &str, metric: M) -> M {
+    registry.register(name, help, metric.clone());
+    metric
+}
+
+/// What the request middleware counts.
+struct HttpMetrics {
+    requests: Family<HttpLabels, Counter>,
+    duration: HistogramFamily<HttpLabels>,
+    in_flight: Gauge,
+}
+
+impl HttpMetrics {
+    fn register(r: &mut Registry) -> Self {
+        Self {
+            requests: registered(
+                r,
+                "xuefen_http_requests",
+                "HTTP requests answered, by method, route template and status",
+                Family::default(),
+            ),
+            duration: registered(
+                r,
+                "xuefen_http_request_duration_seconds",
+                "Time from request to response head, by method, route template and status",
+                Family::new_with_constructor(latency_histogram),
+            ),
+            in_flight: registered(
+                r,
+                "xuefen_http_requests_in_flight",
+                "Requests being served now",
+                Gauge::default(),
+            ),
+        }
+    }
+}
+
+/// What the group committer records.
+struct CommitMetrics {
     events: Family<OutcomeLabels, Counter>,
-    commit_events: Histogram,
-    commit_requests: Histogram,
-    commit_duration: HistogramFamily<ResultLabels>,
+    batch_events: Histogram,
+    batch_requests: Histogram,
+    duration: HistogramFamily<ResultLabels>,
+}
+
+impl CommitMetrics {
+    fn register(r: &mut Registry) -> Self {
+        Self {
+            events: registered(
+                r,
+                "xuefen_events",
+                "Events judged, by outcome (accepted, duplicate, conflict, rejected); rejected includes batch items that could not be parsed",
+                Family::default(),
+            ),
+            batch_events: registered(
+                r,
+                "xuefen_commit_batch_events",
+                "Events written by one group-commit transaction",
+                Histogram::new(SIZE_BUCKETS),
+            ),
+            batch_requests: registered(
+                r,
+                "xuefen_commit_batch_requests",
+                "Requests sharing one group-commit transaction",
+                Histogram::new(SIZE_BUCKETS),
+            ),
+            duration: registered(
+                r,
+                "xuefen_commit_duration_seconds",
+                "Time one group-commit transaction took, by result (ok, error)",
+                Family::new_with_constructor(latency_histogram),
+            ),
+        }
+    }
+}
+
+/// The gauges read from the store when `/metrics` is scraped, and the
+/// feed's cursor.
+struct ScrapedMetrics {
     chain_head: Family<ChainLabels, Gauge>,
     pool_connections: Family<PoolLabels, Gauge>,
     pool_connections_max: Gauge,
@@ -90,6 +168,55 @@ pub struct Metrics {
     deposits_published: Gauge,
     checkpoint_number: Gauge,
     checkpoint_age: Gauge<f64, std::sync::atomic::AtomicU64>,
+}
+
+impl ScrapedMetrics {
+    fn register(r: &mut Registry) -> Self {
+        Self {
+            chain_head: registered(
+                r,
+                "xuefen_chain_head_seq",
+                "Sequence number of each chain's head (entries in the chain), read at scrape time",
+                Family::default(),
+            ),
+            pool_connections: registered(
+                r,
+                "xuefen_db_pool_connections",
+                "Database pool connections by state (in_use, idle), read at scrape time",
+                Family::default(),
+            ),
+            pool_connections_max: registered(
+                r,
+                "xuefen_db_pool_connections_max",
+                "The most connections the database pool may open",
+                Gauge::default(),
+            ),
+            deposits_read: registered(
+                r,
+                "xuefen_deposits_read",
+                "Highest log index (cursor) this instance has served to the credit bank's feed",
+                Gauge::default(),
+            ),
+            deposits_published: registered(
+                r,
+                "xuefen_deposits_published",
+                "Entries in the log under the latest checkpoint (the feed's end, a log index), read at scrape time",
+                Gauge::default(),
+            ),
+            checkpoint_number: registered(
+                r,
+                "xuefen_checkpoint_latest",
+                "Size of the log under the latest signed checkpoint, read at scrape time",
+                Gauge::default(),
+            ),
+            checkpoint_age: registered(
+                r,
+                "xuefen_checkpoint_age_seconds",
+                "Seconds since the latest signed checkpoint was made, read at scrape time",
+                Gauge::default(),
+            ),
+        }
+    }
 }
 
 impl std::fmt::Debug for Metrics {
@@ -107,106 +234,14 @@ impl Default for Metrics {
 impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::default();
-        let http_requests = Family::<HttpLabels, Counter>::default();
-        registry.register(
-            "xuefen_http_requests",
-            "HTTP requests answered, by method, route template and status",
-            http_requests.clone(),
-        );
-        let http_duration: HistogramFamily<HttpLabels> = Family::new_with_constructor(latency_histogram);
-        registry.register(
-            "xuefen_http_request_duration_seconds",
-            "Time from request to response head, by method, route template and status",
-            http_duration.clone(),
-        );
-        let http_in_flight = Gauge::default();
-        registry.register(
-            "xuefen_http_requests_in_flight",
-            "Requests being served now",
-            http_in_flight.clone(),
-        );
-        let events = Family::<OutcomeLabels, Counter>::default();
-        registry.register(
-            "xuefen_events",
-            "Events judged, by outcome (accepted, duplicate, conflict, rejected); rejected includes batch items that could not be parsed",
-            events.clone(),
-        );
-        let commit_events = Histogram::new(SIZE_BUCKETS);
-        registry.register(
-            "xuefen_commit_batch_events",
-            "Events written by one group-commit transaction",
-            commit_events.clone(),
-        );
-        let commit_requests = Histogram::new(SIZE_BUCKETS);
-        registry.register(
-            "xuefen_commit_batch_requests",
-            "Requests sharing one group-commit transaction",
-            commit_requests.clone(),
-        );
-        let commit_duration: HistogramFamily<ResultLabels> = Family::new_with_constructor(latency_histogram);
-        registry.register(
-            "xuefen_commit_duration_seconds",
-            "Time one group-commit transaction took, by result (ok, error)",
-            commit_duration.clone(),
-        );
-        let chain_head = Family::<ChainLabels, Gauge>::default();
-        registry.register(
-            "xuefen_chain_head_seq",
-            "Sequence number of each chain's head (entries in the chain), read at scrape time",
-            chain_head.clone(),
-        );
-        let pool_connections = Family::<PoolLabels, Gauge>::default();
-        registry.register(
-            "xuefen_db_pool_connections",
-            "Database pool connections by state (in_use, idle), read at scrape time",
-            pool_connections.clone(),
-        );
-        let pool_connections_max = Gauge::default();
-        registry.register(
-            "xuefen_db_pool_connections_max",
-            "The most connections the database pool may open",
-            pool_connections_max.clone(),
-        );
-        let deposits_read = Gauge::default();
-        registry.register(
-            "xuefen_deposits_read",
-            "Highest log index (cursor) this instance has served to the credit bank's feed",
-            deposits_read.clone(),
-        );
-        let deposits_published = Gauge::default();
-        registry.register(
-            "xuefen_deposits_published",
-            "Entries in the log under the latest checkpoint (the feed's end, a log index), read at scrape time",
-            deposits_published.clone(),
-        );
-        let checkpoint_number = Gauge::default();
-        registry.register(
-            "xuefen_checkpoint_latest",
-            "Size of the log under the latest signed checkpoint, read at scrape time",
-            checkpoint_number.clone(),
-        );
-        let checkpoint_age = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
-        registry.register(
-            "xuefen_checkpoint_age_seconds",
-            "Seconds since the latest signed checkpoint was made, read at scrape time",
-            checkpoint_age.clone(),
-        );
+        let http = HttpMetrics::register(&mut registry);
+        let commit = CommitMetrics::register(&mut registry);
+        let scraped = ScrapedMetrics::register(&mut registry);
         Self {
             registry,
-            http_requests,
-            http_duration,
-            http_in_flight,
-            events,
-            commit_events,
-            commit_requests,
-            commit_duration,
-            chain_head,
-            pool_connections,
-            pool_connections_max,
-            deposits_read,
-            deposits_published,
-            checkpoint_number,
-            checkpoint_age,
+            http,
+            commit,
+            scraped,
         }
     }
 
@@ -214,7 +249,8 @@ impl Metrics {
     /// The gauge only rises: a replayed older page does not lower it.
     pub fn deposits_served(&self, number: u64) {
         let number = i64::try_from(number).unwrap_or(i64::MAX);
-        self.deposits_read
+        self.scraped
+            .deposits_read
             .inner()
             .fetch_max(number, std::sync::atomic::Ordering::Relaxed);
     }
@@ -223,7 +259,8 @@ impl Metrics {
     /// parsed (each gets a `rejected` result in its batch).
     pub fn events_rejected_unparsed(&self, count: usize) {
         if count > 0 {
-            self.events
+            self.commit
+                .events
                 .get_or_create(&OutcomeLabels { outcome: "rejected" })
                 .inc_by(count as u64);
         }
@@ -235,17 +272,18 @@ impl Metrics {
             route: route.to_owned(),
             status: status.as_u16(),
         };
-        self.http_requests.get_or_create(&labels).inc();
-        self.http_duration.get_or_create(&labels).observe(elapsed.as_secs_f64());
+        self.http.requests.get_or_create(&labels).inc();
+        self.http.duration.get_or_create(&labels).observe(elapsed.as_secs_f64());
     }
 
     /// Records one group commit: its size, how long it took and, when it
     /// committed, the outcome of each event.
     pub fn commit_done(&self, requests: usize, outcomes: Option<&[Outcome]>, events: usize, elapsed: Duration) {
-        self.commit_events.observe(events as f64);
-        self.commit_requests.observe(requests as f64);
+        self.commit.batch_events.observe(events as f64);
+        self.commit.batch_requests.observe(requests as f64);
         let result = if outcomes.is_some() { "ok" } else { "error" };
-        self.commit_duration
+        self.commit
+            .duration
             .get_or_create(&ResultLabels { result })
             .observe(elapsed.as_secs_f64());
         for outcome in outcomes.unwrap_or_default() {
@@ -255,24 +293,27 @@ impl Metrics {
                 Outcome::Conflict { .. } => "conflict",
                 Outcome::Rejected(_) => "rejected",
             };
-            self.events.get_or_create(&OutcomeLabels { outcome }).inc();
+            self.commit.events.get_or_create(&OutcomeLabels { outcome }).inc();
         }
     }
 
     /// Reads the gauges that live in the store, then encodes everything.
     pub async fn render(&self, store: &dyn Store) -> String {
         let pool = store.pool_stats();
-        self.pool_connections
+        self.scraped
+            .pool_connections
             .get_or_create(&PoolLabels { state: "in_use" })
             .set(i64::from(pool.in_use()));
-        self.pool_connections
+        self.scraped
+            .pool_connections
             .get_or_create(&PoolLabels { state: "idle" })
             .set(i64::from(pool.idle));
-        self.pool_connections_max.set(i64::from(pool.max));
+        self.scraped.pool_connections_max.set(i64::from(pool.max));
         match store.heads().await {
             Ok(heads) => {
                 for (chain, head) in heads {
-                    self.chain_head
+                    self.scraped
+                        .chain_head
                         .get_or_create(&ChainLabels { chain })
                         .set(i64::try_from(head.seq).unwrap_or(i64::MAX));
                 }
@@ -282,14 +323,17 @@ impl Metrics {
         }
         match store.log_head().await {
             Ok(Some(latest)) => {
-                self.deposits_published
+                self.scraped
+                    .deposits_published
                     .set(i64::try_from(latest.size).unwrap_or(i64::MAX));
-                self.checkpoint_number
+                self.scraped
+                    .checkpoint_number
                     .set(i64::try_from(latest.size).unwrap_or(i64::MAX));
                 let now_ms = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-                self.checkpoint_age
+                self.scraped
+                    .checkpoint_age
                     .set(now_ms.saturating_sub(latest.created_at_ms).max(0) as f64 / 1000.0);
             }
             Ok(None) => {}
@@ -319,7 +363,7 @@ pub async fn track(State(metrics): State<Arc<Metrics>>, req: Request, next: Next
         _ => "other".to_owned(),
     };
     let started = Instant::now();
-    let in_flight = InFlight::enter(&metrics.http_in_flight);
+    let in_flight = InFlight::enter(&metrics.http.in_flight);
     let resp = next.run(req).await;
     drop(in_flight);
     metrics.http_done(&method, &route, resp.status(), started.elapsed());

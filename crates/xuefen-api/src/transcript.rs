@@ -13,8 +13,8 @@ use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use xuefen_core::entry::{Entry, EntryKind};
-use xuefen_core::ids::{Category, LearnerId, SiteId};
-use xuefen_core::transcript::{Filter, status_of, totals_from_rows};
+use xuefen_core::ids::{Category, CourseCode, LearnerId, SiteId};
+use xuefen_core::transcript::{Filter, Totals, status_of, totals_from_rows};
 use xuefen_store::Principal;
 
 use crate::problem::PositionOut;
@@ -166,69 +166,17 @@ impl Page {
 const LOOKUPS_AT_ONCE: usize = 4;
 
 pub(crate) async fn transcript_page(state: &AppState, learner: &LearnerId, page: Page) -> ApiResult<TranscriptOut> {
-    // Reads the learner's entries in ledger order until one more listed line
-    // than asked (which tells whether another page follows) or the end. The
-    // bank's acknowledgements and lines outside the filter are skipped, so a
-    // page may take more than one read; each read moves forward, so the loop
-    // ends within the learner's history.
-    let chunk = page.limit + 1;
-    let lines = async {
-        let mut entries: Vec<Entry> = Vec::with_capacity(chunk);
-        let mut after = page.after_seq;
-        loop {
-            let read = state
-                .transcript_store()
-                .learner_entries_page(learner, after, chunk)
-                .await?;
-            let exhausted = read.len() < chunk;
-            let Some(last) = read.last() else { break };
-            after = last.position.seq;
-            entries.extend(read.into_iter().filter(|e| page.filter.matches(e)));
-            if exhausted || entries.len() > page.limit {
-                break;
-            }
-        }
-        Ok::<_, xuefen_store::StoreError>(entries)
-    };
     // The page and the sums over the whole history are independent reads:
     // on two connections at once, the answer waits for the longer only.
-    let (mut entries, (rows, referred)) = tokio::try_join!(lines, state.transcript_store().learner_summary(learner))?;
+    let (mut entries, (rows, referred)) = tokio::try_join!(
+        listed_lines(state, learner, &page),
+        state.transcript_store().learner_summary(learner)
+    )?;
     let more = entries.len() > page.limit;
     entries.truncate(page.limit);
     let rows: Vec<_> = rows.into_iter().filter(|r| page.filter.matches_row(r)).collect();
     let totals = totals_from_rows(&rows);
-
-    // Titles and names: one read per site and per course shown, a few at once.
-    let sites = totals
-        .by_site
-        .keys()
-        .cloned()
-        .chain(entries.iter().map(|e| e.body.site.as_str().to_owned()))
-        .collect::<std::collections::BTreeSet<_>>();
-    let courses = entries
-        .iter()
-        .map(|e| (e.body.site.clone(), e.body.course.clone()))
-        .collect::<std::collections::BTreeSet<_>>();
-    let site_reads = sites.into_iter().map(|id| async move {
-        let site = SiteId::parse(id.clone()).map_err(|e| Problem::invalid(&e))?;
-        let name = state.site_store().site(&site).await?.map(|s| s.name);
-        Ok::<_, crate::problem::ApiError>(name.map(|n| (id, n)))
-    });
-    let course_reads = courses.into_iter().map(|key| async move {
-        let title = state.course_store().course(&key.0, &key.1).await?.map(|c| c.title);
-        Ok::<_, crate::problem::ApiError>((key, title))
-    });
-    // A few at a time, so that a page of many courses does not take the pool.
-    let (site_names, titles): (Vec<_>, std::collections::HashMap<_, _>) = tokio::try_join!(
-        futures::stream::iter(site_reads)
-            .buffer_unordered(LOOKUPS_AT_ONCE)
-            .try_collect(),
-        futures::stream::iter(course_reads)
-            .buffer_unordered(LOOKUPS_AT_ONCE)
-            .try_collect()
-    )?;
-    let site_names: std::collections::BTreeMap<String, String> = site_names.into_iter().flatten().collect();
-
+    let (site_names, titles) = names(state, &totals, &entries).await?;
     let s = |m: std::collections::BTreeMap<String, xuefen_core::amount::Credits>| {
         m.into_iter().map(|(k, v)| (k, v.to_string())).collect()
     };
@@ -263,6 +211,75 @@ pub(crate) async fn transcript_page(state: &AppState, learner: &LearnerId, page:
             .collect(),
         site_names,
     })
+}
+
+/// Reads the learner's entries in ledger order until one more listed line
+/// than asked (which tells whether another page follows) or the end. The
+/// bank's acknowledgements and lines outside the filter are skipped, so a
+/// page may take more than one read; each read moves forward, so the loop
+/// ends within the learner's history.
+async fn listed_lines(
+    state: &AppState,
+    learner: &LearnerId,
+    page: &Page,
+) -> std::result::Result<Vec<Entry>, xuefen_store::StoreError> {
+    let chunk = page.limit + 1;
+    let mut entries: Vec<Entry> = Vec::with_capacity(chunk);
+    let mut after = page.after_seq;
+    loop {
+        let read = state
+            .transcript_store()
+            .learner_entries_page(learner, after, chunk)
+            .await?;
+        let exhausted = read.len() < chunk;
+        let Some(last) = read.last() else { break };
+        after = last.position.seq;
+        entries.extend(read.into_iter().filter(|e| page.filter.matches(e)));
+        if exhausted || entries.len() > page.limit {
+            break;
+        }
+    }
+    Ok(entries)
+}
+
+/// A site's name by its id; a course's title (if it has one) by its site and code.
+type Names = (
+    std::collections::BTreeMap<String, String>,
+    std::collections::HashMap<(SiteId, CourseCode), Option<String>>,
+);
+
+/// The names of the sites in the totals and on the page, and the titles of
+/// the page's courses: one read per site and per course, a few at once so
+/// that a page of many courses does not take the pool.
+async fn names(state: &AppState, totals: &Totals, entries: &[Entry]) -> ApiResult<Names> {
+    let sites = totals
+        .by_site
+        .keys()
+        .cloned()
+        .chain(entries.iter().map(|e| e.body.site.as_str().to_owned()))
+        .collect::<std::collections::BTreeSet<_>>();
+    let courses = entries
+        .iter()
+        .map(|e| (e.body.site.clone(), e.body.course.clone()))
+        .collect::<std::collections::BTreeSet<_>>();
+    let site_reads = sites.into_iter().map(|id| async move {
+        let site = SiteId::parse(id.clone()).map_err(|e| Problem::invalid(&e))?;
+        let name = state.site_store().site(&site).await?.map(|s| s.name);
+        Ok::<_, crate::problem::ApiError>(name.map(|n| (id, n)))
+    });
+    let course_reads = courses.into_iter().map(|key| async move {
+        let title = state.course_store().course(&key.0, &key.1).await?.map(|c| c.title);
+        Ok::<_, crate::problem::ApiError>((key, title))
+    });
+    let (site_names, titles): (Vec<_>, std::collections::HashMap<_, _>) = tokio::try_join!(
+        futures::stream::iter(site_reads)
+            .buffer_unordered(LOOKUPS_AT_ONCE)
+            .try_collect(),
+        futures::stream::iter(course_reads)
+            .buffer_unordered(LOOKUPS_AT_ONCE)
+            .try_collect()
+    )?;
+    Ok((site_names.into_iter().flatten().collect(), titles))
 }
 
 /// An entry as the API shows it.
