@@ -167,47 +167,27 @@ impl EntryBody {
         if version != FORMAT_VERSION && version != FORMAT_V1 {
             return Err(DecodeError::Version(version));
         }
-        let kind = EntryKind::from_code(r.u8()?)
-            .filter(|k| version == FORMAT_VERSION || *k != EntryKind::Erased)
-            .ok_or(DecodeError::Field {
-                field: "kind",
-                detail: "unknown code".into(),
-            })?;
-        let site = SiteId::parse(r.str()?).map_err(field_err)?;
-        let event_id = EventId::parse(r.str()?).map_err(field_err)?;
-        let (learner, commitment) = if version == FORMAT_VERSION {
-            (LearnerId::nobody(), Some(r.array::<32>()?))
-        } else {
-            (LearnerId::parse(r.str()?).map_err(field_err)?, None)
-        };
-        let course = CourseCode::parse(r.str()?).map_err(field_err)?;
-        let category = Category::parse(r.str()?).map_err(field_err)?;
+        let kind = kind_of(r.u8()?, version)?;
+        let site = r.parsed(SiteId::parse)?;
+        let event_id = r.parsed(EventId::parse)?;
+        let (learner, commitment) = learner_of(&mut r, version)?;
+        let course = r.parsed(CourseCode::parse)?;
+        let category = r.parsed(Category::parse)?;
         let credits = Credits::from_cents(r.i64()?);
         let occurred_at = Millis(r.i64()?);
         let recorded_at = Millis(r.i64()?);
         let score = r.opt_i64()?.map(Score::from_cents);
         let hours = r.opt_i64()?.map(Hours::from_cents);
         let rule_version = r.u32()?;
-        let refers_to = match r.flag()? {
-            false => None,
-            true => Some(Position {
+        let refers_to = r.opt(|r| {
+            Ok(Position {
                 chain: r.u32()?,
                 seq: r.u64()?,
-            }),
-        };
-        let target_event = match r.flag()? {
-            false => None,
-            true => Some(EventId::parse(r.str()?).map_err(field_err)?),
-        };
-        let reason = r.str()?;
-        if version == FORMAT_VERSION {
-            check_reason_code(&reason, "reason").map_err(field_err)?;
-        }
-        let reason = Reason::parse(reason, "reason").map_err(field_err)?;
-        let recognition_group = match r.flag()? {
-            false => None,
-            true => Some(GroupId::parse(r.str()?).map_err(field_err)?),
-        };
+            })
+        })?;
+        let target_event = r.opt(|r| r.parsed(EventId::parse))?;
+        let reason = reason_of(&mut r, version)?;
+        let recognition_group = r.opt(|r| r.parsed(GroupId::parse))?;
         let withheld = r.opt_i64()?.map(Credits::from_cents);
         if r.at != bytes.len() {
             return Err(DecodeError::Trailing(bytes.len() - r.at));
@@ -234,6 +214,35 @@ impl EntryBody {
             withheld,
         })
     }
+}
+
+/// The kind an entry's `code` names; `Erased` exists only from format version 2.
+fn kind_of(code: u8, version: u8) -> Result<EntryKind, DecodeError> {
+    EntryKind::from_code(code)
+        .filter(|k| version == FORMAT_VERSION || *k != EntryKind::Erased)
+        .ok_or(DecodeError::Field {
+            field: "kind",
+            detail: "unknown code".into(),
+        })
+}
+
+/// How an entry names its learner: a commitment in version 2 (the learner then decodes as
+/// nobody), the learner id in version 1.
+fn learner_of(r: &mut Reader<'_>, version: u8) -> Result<(LearnerId, Option<[u8; 32]>), DecodeError> {
+    if version == FORMAT_VERSION {
+        Ok((LearnerId::nobody(), Some(r.array::<32>()?)))
+    } else {
+        Ok((r.parsed(LearnerId::parse)?, None))
+    }
+}
+
+/// An entry's reason: a reason code in version 2, free text in version 1.
+fn reason_of(r: &mut Reader<'_>, version: u8) -> Result<Reason, DecodeError> {
+    let reason = r.str()?;
+    if version == FORMAT_VERSION {
+        check_reason_code(&reason, "reason").map_err(field_err)?;
+    }
+    Reason::parse(reason, "reason").map_err(field_err)
 }
 
 /// The most bytes of a reason code.

@@ -70,6 +70,20 @@ impl<'a> Reader<'a> {
     pub(super) fn i64(&mut self) -> Result<i64, DecodeError> {
         Ok(i64::from_be_bytes(self.array()?))
     }
+    /// A flag, then (when it is set) what `read` reads.
+    pub(super) fn opt<T>(
+        &mut self,
+        read: impl FnOnce(&mut Self) -> Result<T, DecodeError>,
+    ) -> Result<Option<T>, DecodeError> {
+        Ok(if self.flag()? { Some(read(self)?) } else { None })
+    }
+    /// A string parsed by `parse`, a refusal reported as the field it names.
+    pub(super) fn parsed<T>(
+        &mut self,
+        parse: impl FnOnce(String) -> Result<T, crate::FieldError>,
+    ) -> Result<T, DecodeError> {
+        parse(self.str()?).map_err(field_err)
+    }
     pub(super) fn opt_i64(&mut self) -> Result<Option<i64>, DecodeError> {
         Ok(if self.flag()? { Some(self.i64()?) } else { None })
     }

@@ -43,85 +43,123 @@ pub fn plan_declaration(
         let Some(secret) = secrets.get(learner) else {
             continue;
         };
-        let reversed: HashSet<Position> = history
-            .iter()
-            .filter(|e| e.body.kind == EntryKind::Reversal)
-            .filter_map(|e| e.body.refers_to)
-            .collect();
-        let mut by_period: BTreeMap<Option<i32>, Vec<&Entry>> = BTreeMap::new();
-        for e in history {
-            if e.body.kind.pays() && !reversed.contains(&e.position) {
-                let period = per_year.then(|| e.body.occurred_at.year_cst());
-                by_period.entry(period).or_default().push(e);
-            }
-        }
-        for paid in by_period.values().filter(|p| p.len() > 1) {
-            let keep = paid
-                .iter()
-                .find(|e| e.body.recognition_group.as_ref() == Some(group))
-                .unwrap_or(&paid[0]);
+        let reverser = Reverser { group, secret, now };
+        for paid in payments_by_period(history, per_year).values().filter(|p| p.len() > 1) {
+            let keep = kept_payment(paid, group);
             for extra in paid.iter().filter(|e| e.position != keep.position) {
                 let Some(event_id) = declaration_event_id(group, extra.position) else {
                     continue;
                 };
-                let t = &extra.body;
-                // A promotion repeats its recognised completion's key.
-                let target = t.event_id.clone();
-                let reason = Reason::code("credited_once", "reason").unwrap_or_default();
-                let head = plan
-                    .heads
-                    .get(chain)
-                    .or_else(|| heads.get(chain))
-                    .copied()
-                    .unwrap_or(Head::EMPTY);
-                let position = Position {
-                    chain: *chain,
-                    seq: head.seq + 1,
-                };
-                // The hashed reason is a code; the words stay beside the
-                // entry as its note.
-                let note = Note::seal(
-                    secret,
-                    position,
-                    &format!("credited once: recognition group {group} pays entry {}", keep.position),
-                );
-                let entry = Entry::seal(
-                    position,
-                    head.hash,
-                    EntryBody {
-                        kind: EntryKind::Reversal,
-                        site: t.site.clone(),
-                        event_id,
-                        learner: t.learner.clone(),
-                        commitment: Some(crate::entry::learner_commitment(secret, position)),
-                        course: t.course.clone(),
-                        category: t.category.clone(),
-                        credits: t.credits.negated(),
-                        occurred_at: t.occurred_at,
-                        recorded_at: now,
-                        score: None,
-                        hours: None,
-                        rule_version: t.rule_version,
-                        refers_to: Some(extra.position),
-                        target_event: Some(target),
-                        reason,
-                        note: Some(note),
-                        recognition_group: Some(group.clone()),
-                        withheld: None,
-                    },
-                );
-                plan.heads.insert(
-                    *chain,
-                    Head {
-                        seq: entry.position.seq,
-                        hash: entry.hash,
-                    },
-                );
-                plan.entries.push(entry);
+                let head = chain_head(&plan, heads, *chain);
+                let entry = reverser.reversal(*chain, head, keep, extra, event_id);
+                push_entry(&mut plan, entry);
             }
         }
     }
     plan
+}
+
+/// The paying entries of a history that no reversal refers to, by CST year when `per_year`
+/// (else all under `None`), in sequence order.
+fn payments_by_period(history: &[Entry], per_year: bool) -> BTreeMap<Option<i32>, Vec<&Entry>> {
+    let reversed: HashSet<Position> = history
+        .iter()
+        .filter(|e| e.body.kind == EntryKind::Reversal)
+        .filter_map(|e| e.body.refers_to)
+        .collect();
+    let mut by_period: BTreeMap<Option<i32>, Vec<&Entry>> = BTreeMap::new();
+    for e in history {
+        if e.body.kind.pays() && !reversed.contains(&e.position) {
+            let period = per_year.then(|| e.body.occurred_at.year_cst());
+            by_period.entry(period).or_default().push(e);
+        }
+    }
+    by_period
+}
+
+/// The payment a group keeps among several (not empty): the one already written with the
+/// group, else the earliest.
+fn kept_payment<'e>(paid: &[&'e Entry], group: &GroupId) -> &'e Entry {
+    paid.iter()
+        .find(|e| e.body.recognition_group.as_ref() == Some(group))
+        .unwrap_or(&paid[0])
+}
+
+/// The head of `chain`: as this plan left it, else as stored, else empty.
+fn chain_head(plan: &Plan, heads: &HashMap<u32, Head>, chain: u32) -> Head {
+    plan.heads
+        .get(&chain)
+        .or_else(|| heads.get(&chain))
+        .copied()
+        .unwrap_or(Head::EMPTY)
+}
+
+/// Adds a sealed entry to the plan, its chain's head moving to it.
+fn push_entry(plan: &mut Plan, entry: Entry) {
+    plan.heads.insert(
+        entry.position.chain,
+        Head {
+            seq: entry.position.seq,
+            hash: entry.hash,
+        },
+    );
+    plan.entries.push(entry);
+}
+
+/// Writes the reversals of one learner's second payments under a group's declaration.
+struct Reverser<'a> {
+    group: &'a GroupId,
+    /// The learner's secret, under which each reversal names them and seals its note.
+    secret: &'a [u8; 32],
+    now: Millis,
+}
+
+impl Reverser<'_> {
+    /// The reversal of `extra`, sealed after `head` on `chain`: a second payment of the group,
+    /// which pays `keep` instead.
+    fn reversal(&self, chain: u32, head: Head, keep: &Entry, extra: &Entry, event_id: EventId) -> Entry {
+        let (group, secret) = (self.group, self.secret);
+        let t = &extra.body;
+        // A promotion repeats its recognised completion's key.
+        let target = t.event_id.clone();
+        let reason = Reason::code("credited_once", "reason").unwrap_or_default();
+        let position = Position {
+            chain,
+            seq: head.seq + 1,
+        };
+        // The hashed reason is a code; the words stay beside the
+        // entry as its note.
+        let note = Note::seal(
+            secret,
+            position,
+            &format!("credited once: recognition group {group} pays entry {}", keep.position),
+        );
+        Entry::seal(
+            position,
+            head.hash,
+            EntryBody {
+                kind: EntryKind::Reversal,
+                site: t.site.clone(),
+                event_id,
+                learner: t.learner.clone(),
+                commitment: Some(crate::entry::learner_commitment(secret, position)),
+                course: t.course.clone(),
+                category: t.category.clone(),
+                credits: t.credits.negated(),
+                occurred_at: t.occurred_at,
+                recorded_at: self.now,
+                score: None,
+                hours: None,
+                rule_version: t.rule_version,
+                refers_to: Some(extra.position),
+                target_event: Some(target),
+                reason,
+                note: Some(note),
+                recognition_group: Some(group.clone()),
+                withheld: None,
+            },
+        )
+    }
 }
 
 /// The first field in which `event` differs from `stored`, the entry under

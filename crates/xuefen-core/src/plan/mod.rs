@@ -15,7 +15,7 @@ use crate::event::{Completion, Event, EventBody, LearnerRef, Millis, Reason, Rev
 use crate::ids::{Category, CourseCode, EventId, GroupId, LearnerId, Position, SiteId};
 use crate::limits::{COMPLETED_AT_FUTURE_SKEW_MS, COMPLETED_AT_MIN_MS};
 use crate::note::Note;
-use crate::rule::Assessment;
+use crate::rule::{Assessment, CourseTerms};
 
 /// The last entry of a chain (`seq` 0 and the genesis hash for an empty chain).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,6 +116,52 @@ struct Planner<'a> {
 /// recognised completion of the unit and period, when the reversed entry
 /// was paid.
 type Promote = Option<(u32, LearnerId, Unit, Option<i32>)>;
+
+/// What a completion is credited: the entry's kind and credits, the entry that pays its unit
+/// already (for a recognised one) and the credits withheld.
+struct Credit {
+    kind: EntryKind,
+    credits: Credits,
+    refers_to: Option<Position>,
+    withheld: Option<Credits>,
+}
+
+impl Credit {
+    /// A credit of nothing, referring to nothing and withholding nothing.
+    fn unpaid(kind: EntryKind) -> Self {
+        Credit {
+            kind,
+            credits: Credits::ZERO,
+            refers_to: None,
+            withheld: None,
+        }
+    }
+}
+
+/// A completion time is from 2000 on, not further in the future than the allowed skew, and not
+/// before its course was first offered.
+fn check_completed_at(at: Millis, now: Millis, terms: &CourseTerms) -> Result<(), Outcome> {
+    if at.0 < COMPLETED_AT_MIN_MS {
+        return Err(reject(
+            "completed_at_out_of_range",
+            "completed_at",
+            "is before 2000-01-01",
+        ));
+    }
+    if at.0 > now.0.saturating_add(COMPLETED_AT_FUTURE_SKEW_MS) {
+        return Err(reject("completed_at_out_of_range", "completed_at", "is in the future"));
+    }
+    if let Some(from) = terms.offered_from
+        && at < from
+    {
+        return Err(reject(
+            "completed_before_course_offered",
+            "completed_at",
+            format!("is before the course was first offered ({})", from.to_rfc3339()),
+        ));
+    }
+    Ok(())
+}
 
 /// Plans a batch. `now` is the recording time of every entry of the batch.
 pub fn plan(events: &[Event], now: Millis, lookups: &Lookups) -> Plan {
@@ -373,104 +419,166 @@ impl Planner<'_> {
             .map(|e| e.body.event_id.clone())
     }
 
+    /// A completion's entry, once its learner and course are known and its time is plausible;
+    /// also the event id of a likely earlier copy of the same completion.
     fn completion(&self, event: &Event, c: &Completion) -> Result<(u32, EntryBody, Option<EventId>), Outcome> {
-        let Some((learner, chain)) = self.resolve(&event.site, &c.learner) else {
-            let (field, what) = match &c.learner {
+        let (learner, chain) = self.completing_learner(&event.site, &c.learner)?;
+        let terms = self.course_terms(&event.site, &c.course)?;
+        check_completed_at(c.completed_at, self.now, terms)?;
+        let credit = self.credit(&learner, &event.site, c, terms)?;
+        let duplicate = self.same_completion(&learner, &event.site, c);
+        Ok((chain, self.completion_body(event, c, learner, terms, credit), duplicate))
+    }
+
+    /// The learner a completion names and their chain, or `unknown_learner` on the field it
+    /// names them by.
+    fn completing_learner(&self, site: &SiteId, learner: &LearnerRef) -> Result<(LearnerId, u32), Outcome> {
+        self.resolve(site, learner).ok_or_else(|| {
+            let (field, what) = match learner {
                 LearnerRef::Id(_) => ("learner/id", "no learner has this id"),
                 LearnerRef::Account(_) => (
                     "learner/local_account",
                     "this site has not linked this account to a learner",
                 ),
             };
-            return Err(reject("unknown_learner", field, what));
-        };
-        let Some(terms) = self.lookups.courses.get(&(event.site.clone(), c.course.clone())) else {
-            return Err(reject(
-                "unknown_course",
-                "course",
-                format!("this site has no course `{}`", c.course),
-            ));
-        };
-        if c.completed_at.0 < COMPLETED_AT_MIN_MS {
-            return Err(reject(
-                "completed_at_out_of_range",
-                "completed_at",
-                "is before 2000-01-01",
-            ));
-        }
-        if c.completed_at.0 > self.now.0.saturating_add(COMPLETED_AT_FUTURE_SKEW_MS) {
-            return Err(reject("completed_at_out_of_range", "completed_at", "is in the future"));
-        }
-        if let Some(from) = terms.offered_from
-            && c.completed_at < from
-        {
-            return Err(reject(
-                "completed_before_course_offered",
-                "completed_at",
-                format!("is before the course was first offered ({})", from.to_rfc3339()),
-            ));
-        }
-        let group = terms.recognition_group.as_ref();
-        let unit = match group {
-            Some(g) => Unit::Group(g.clone()),
-            None => Unit::Course(event.site.clone(), c.course.clone()),
-        };
-        let period = terms.repeat.period(c.completed_at);
-        let (kind, credits, refers_to, withheld) = match terms.assess(c.score, c.hours) {
-            Ok(Assessment::Passed(credits)) => match self
-                .paid_entry(&learner, &unit, period)
-                .filter(|_| group.is_some() || terms.repeat.once_per_period())
-            {
-                // The course or its group is paid already: recorded, not paid again.
-                Some(paid) => (EntryKind::Recognised, Credits::ZERO, Some(paid.position), Some(credits)),
-                None => {
-                    let (granted, over) = self.fit_under_cap(&learner, &terms.category, c.completed_at, credits);
-                    if over.cents() > 0 {
-                        (EntryKind::Capped, granted, None, Some(over))
-                    } else {
-                        (EntryKind::Awarded, credits, None, None)
-                    }
-                }
-            },
-            Ok(Assessment::NotPassed) => (EntryKind::NotPassed, Credits::ZERO, None, None),
-            Err(e) => {
-                return Err(Outcome::Rejected(Rejection {
-                    code: "rule_needs_field",
-                    error: e,
-                }));
-            }
-        };
-        let duplicate = self.same_completion(&learner, &event.site, c);
-        Ok((
-            chain,
-            EntryBody {
-                kind,
-                site: event.site.clone(),
-                event_id: event.id.clone(),
-                learner,
-                commitment: None,
-                course: c.course.clone(),
-                category: terms.category.clone(),
-                credits,
-                occurred_at: c.completed_at,
-                recorded_at: self.now,
-                score: c.score,
-                hours: c.hours,
-                rule_version: terms.rule_version,
-                refers_to,
-                target_event: None,
-                reason: Reason::default(),
-                note: None,
-                recognition_group: group.cloned(),
-                withheld,
-            },
-            duplicate,
-        ))
+            reject("unknown_learner", field, what)
+        })
     }
 
+    /// The terms of the site's course `course`, or `unknown_course`.
+    fn course_terms(&self, site: &SiteId, course: &CourseCode) -> Result<&CourseTerms, Outcome> {
+        self.lookups
+            .courses
+            .get(&(site.clone(), course.clone()))
+            .ok_or_else(|| {
+                reject(
+                    "unknown_course",
+                    "course",
+                    format!("this site has no course `{course}`"),
+                )
+            })
+    }
+
+    /// What a completion is credited under its course's terms, or `rule_needs_field` when the
+    /// rule needs a score or hours the completion lacks.
+    fn credit(
+        &self,
+        learner: &LearnerId,
+        site: &SiteId,
+        c: &Completion,
+        terms: &CourseTerms,
+    ) -> Result<Credit, Outcome> {
+        let unit = match &terms.recognition_group {
+            Some(g) => Unit::Group(g.clone()),
+            None => Unit::Course(site.clone(), c.course.clone()),
+        };
+        let period = terms.repeat.period(c.completed_at);
+        match terms.assess(c.score, c.hours) {
+            Ok(Assessment::Passed(credits)) => Ok(self.passed(learner, &unit, period, terms, c.completed_at, credits)),
+            Ok(Assessment::NotPassed) => Ok(Credit::unpaid(EntryKind::NotPassed)),
+            Err(e) => Err(Outcome::Rejected(Rejection {
+                code: "rule_needs_field",
+                error: e,
+            })),
+        }
+    }
+
+    /// A passing completion's credit: recorded but not paid again when its group, or its course
+    /// paying once per period, is paid already; else its credits, those over the category's cap
+    /// withheld.
+    fn passed(
+        &self,
+        learner: &LearnerId,
+        unit: &Unit,
+        period: Option<i32>,
+        terms: &CourseTerms,
+        at: Millis,
+        credits: Credits,
+    ) -> Credit {
+        let paid = self
+            .paid_entry(learner, unit, period)
+            .filter(|_| terms.recognition_group.is_some() || terms.repeat.once_per_period());
+        if let Some(paid) = paid {
+            return Credit {
+                kind: EntryKind::Recognised,
+                credits: Credits::ZERO,
+                refers_to: Some(paid.position),
+                withheld: Some(credits),
+            };
+        }
+        let (granted, over) = self.fit_under_cap(learner, &terms.category, at, credits);
+        if over.cents() > 0 {
+            Credit {
+                kind: EntryKind::Capped,
+                credits: granted,
+                refers_to: None,
+                withheld: Some(over),
+            }
+        } else {
+            Credit {
+                kind: EntryKind::Awarded,
+                credits,
+                refers_to: None,
+                withheld: None,
+            }
+        }
+    }
+
+    /// The entry of a checked completion of `learner`, credited `credit`.
+    fn completion_body(
+        &self,
+        event: &Event,
+        c: &Completion,
+        learner: LearnerId,
+        terms: &CourseTerms,
+        credit: Credit,
+    ) -> EntryBody {
+        EntryBody {
+            kind: credit.kind,
+            site: event.site.clone(),
+            event_id: event.id.clone(),
+            learner,
+            commitment: None,
+            course: c.course.clone(),
+            category: terms.category.clone(),
+            credits: credit.credits,
+            occurred_at: c.completed_at,
+            recorded_at: self.now,
+            score: c.score,
+            hours: c.hours,
+            rule_version: terms.rule_version,
+            refers_to: credit.refers_to,
+            target_event: None,
+            reason: Reason::default(),
+            note: None,
+            recognition_group: terms.recognition_group.clone(),
+            withheld: credit.withheld,
+        }
+    }
+
+    /// A revocation's reversal of the entry that pays for its target, and the promotion to
+    /// write after it.
     fn revocation(&self, event: &Event, r: &Revocation) -> Result<(u32, EntryBody, Promote), Outcome> {
-        let target_key = (event.site.clone(), r.target.clone());
-        let Some(target) = self.existing(&target_key) else {
+        let target = self.revocable(&(event.site.clone(), r.target.clone()))?;
+        let unit = self.unit_of(&target.body);
+        let target = self.reversed_entry(target, &unit);
+        let t = &target.body;
+        let period = self
+            .lookups
+            .courses
+            .get(&(t.site.clone(), t.course.clone()))
+            .and_then(|terms| terms.repeat.period(t.occurred_at));
+        let promote = t
+            .kind
+            .pays()
+            .then(|| (target.position.chain, t.learner.clone(), unit, period));
+        Ok((target.position.chain, self.reversal_body(event, r, target), promote))
+    }
+
+    /// The entry a revocation targets, if it may be revoked: it exists, is not itself a
+    /// revocation, its learner was not erased, and it was not revoked already.
+    fn revocable(&self, target_key: &Key) -> Result<&Entry, Outcome> {
+        let Some(target) = self.existing(target_key) else {
             return Err(reject(
                 "unknown_target",
                 "target_event_id",
@@ -491,56 +599,49 @@ impl Planner<'_> {
                 "the learner of this event was erased; nothing more is written for them",
             ));
         }
-        if self.lookups.reversed.contains(&target_key) || self.reversed.contains(&target_key) {
+        if self.lookups.reversed.contains(target_key) || self.reversed.contains(target_key) {
             return Err(reject(
                 "already_revoked",
                 "target_event_id",
                 "the event has already been revoked",
             ));
         }
-        // A recognised completion that was promoted is paid by its
-        // promotion: that is the entry the revocation reverses.
-        let unit = self.unit_of(&target.body);
-        let target = self
-            .history(&target.body.learner, &unit)
+        Ok(target)
+    }
+
+    /// The entry a revocation of `target` reverses: a recognised completion that was promoted
+    /// is paid by its promotion, so that; else `target` itself.
+    fn reversed_entry<'e>(&'e self, target: &'e Entry, unit: &Unit) -> &'e Entry {
+        self.history(&target.body.learner, unit)
             .iter()
             .find(|e| e.body.kind == EntryKind::Promoted && e.body.refers_to == Some(target.position))
-            .unwrap_or(target);
+            .unwrap_or(target)
+    }
+
+    /// The reversal, under revocation `r`, of `target`.
+    fn reversal_body(&self, event: &Event, r: &Revocation, target: &Entry) -> EntryBody {
         let t = &target.body;
-        let period = self
-            .lookups
-            .courses
-            .get(&(t.site.clone(), t.course.clone()))
-            .and_then(|terms| terms.repeat.period(t.occurred_at));
-        let promote = t
-            .kind
-            .pays()
-            .then(|| (target.position.chain, t.learner.clone(), unit, period));
-        Ok((
-            target.position.chain,
-            EntryBody {
-                kind: EntryKind::Reversal,
-                site: event.site.clone(),
-                event_id: event.id.clone(),
-                learner: t.learner.clone(),
-                commitment: None,
-                course: t.course.clone(),
-                category: t.category.clone(),
-                credits: t.credits.negated(),
-                occurred_at: t.occurred_at,
-                recorded_at: self.now,
-                score: None,
-                hours: None,
-                rule_version: t.rule_version,
-                refers_to: Some(target.position),
-                target_event: Some(r.target.clone()),
-                reason: r.code.clone(),
-                note: (!r.reason.as_str().is_empty()).then(|| Note::Clear(r.reason.clone())),
-                recognition_group: t.recognition_group.clone(),
-                withheld: None,
-            },
-            promote,
-        ))
+        EntryBody {
+            kind: EntryKind::Reversal,
+            site: event.site.clone(),
+            event_id: event.id.clone(),
+            learner: t.learner.clone(),
+            commitment: None,
+            course: t.course.clone(),
+            category: t.category.clone(),
+            credits: t.credits.negated(),
+            occurred_at: t.occurred_at,
+            recorded_at: self.now,
+            score: None,
+            hours: None,
+            rule_version: t.rule_version,
+            refers_to: Some(target.position),
+            target_event: Some(r.target.clone()),
+            reason: r.code.clone(),
+            note: (!r.reason.as_str().is_empty()).then(|| Note::Clear(r.reason.clone())),
+            recognition_group: t.recognition_group.clone(),
+            withheld: None,
+        }
     }
 
     /// Seals `body` at the end of `chain`. `key` is the idempotency key the

@@ -18,8 +18,46 @@ use super::check::uuid;
 use super::statement::statement_object;
 use serde_json::{Map, Value};
 
+/// A statement's `context`, each member checked in turn; gives its registration, if any.
 pub(super) fn context(v: &Value, object_is_activity: bool, version: &Version) -> R<Option<String>> {
     let m = object(v, "context")?;
+    known_keys(m, &context_keys(version), "context")?;
+    let registration = m
+        .get("registration")
+        .map(|r| uuid(r, "context/registration"))
+        .transpose()?;
+    if let Some(x) = m.get("instructor") {
+        actor(x, "context/instructor")?;
+    }
+    if let Some(x) = m.get("team") {
+        group(x, "context/team")?;
+    }
+    activity_only_members(m, object_is_activity)?;
+    if let Some(x) = m.get("language") {
+        context_language(x)?;
+    }
+    if let Some(x) = m.get("statement") {
+        context_statement(x, version)?;
+    }
+    if let Some(x) = m.get("extensions") {
+        extensions(x, "context/extensions")?;
+    }
+    for (k, kind, member) in [
+        ("contextAgents", "contextAgent", "agent"),
+        ("contextGroups", "contextGroup", "group"),
+    ] {
+        if let Some(x) = m.get(k) {
+            context_actors(x, &join("context", k), kind, member)?;
+        }
+    }
+    if let Some(x) = m.get("contextActivities") {
+        context_activities(x)?;
+    }
+    Ok(registration)
+}
+
+/// The members a context may have under `version` (2.0.0 adds `contextAgents` and `contextGroups`).
+fn context_keys(version: &Version) -> Vec<&'static str> {
     let mut keys = vec![
         "registration",
         "instructor",
@@ -34,17 +72,11 @@ pub(super) fn context(v: &Value, object_is_activity: bool, version: &Version) ->
     if *version == Version::V2 {
         keys.extend(["contextAgents", "contextGroups"]);
     }
-    known_keys(m, &keys, "context")?;
-    let registration = m
-        .get("registration")
-        .map(|r| uuid(r, "context/registration"))
-        .transpose()?;
-    if let Some(x) = m.get("instructor") {
-        actor(x, "context/instructor")?;
-    }
-    if let Some(x) = m.get("team") {
-        group(x, "context/team")?;
-    }
+    keys
+}
+
+/// `revision` and `platform`: strings, given only when the statement's object is an Activity.
+fn activity_only_members(m: &Map<String, Value>, object_is_activity: bool) -> R<()> {
     for k in ["revision", "platform"] {
         if let Some(x) = m.get(k) {
             string(x, &join("context", k))?;
@@ -57,53 +89,51 @@ pub(super) fn context(v: &Value, object_is_activity: bool, version: &Version) ->
             }
         }
     }
-    if let Some(x) = m.get("language") {
-        language_map(
-            &serde_json::json!({ string(x, "context/language")?: "" }),
-            "context/language",
-        )?;
+    Ok(())
+}
+
+/// `language`: a string that is a language tag (checked as the one key of a language map).
+fn context_language(x: &Value) -> R<()> {
+    language_map(
+        &serde_json::json!({ string(x, "context/language")?: "" }),
+        "context/language",
+    )
+}
+
+/// `statement`: a `StatementRef` to another statement.
+fn context_statement(x: &Value, version: &Version) -> R<()> {
+    let s = object(x, "context/statement")?;
+    if s.get("objectType").and_then(Value::as_str) != Some("StatementRef") {
+        return Err(StatementError::new(
+            "statement_ref_invalid",
+            "context/statement/objectType",
+            "must be `StatementRef`",
+        ));
     }
-    if let Some(x) = m.get("statement") {
-        let s = object(x, "context/statement")?;
-        if s.get("objectType").and_then(Value::as_str) != Some("StatementRef") {
-            return Err(StatementError::new(
-                "statement_ref_invalid",
-                "context/statement/objectType",
-                "must be `StatementRef`",
-            ));
-        }
-        statement_object(s, true, version).map_err(|e| e.within("context/statement"))?;
-    }
-    if let Some(x) = m.get("extensions") {
-        extensions(x, "context/extensions")?;
-    }
-    for (k, kind, member) in [
-        ("contextAgents", "contextAgent", "agent"),
-        ("contextGroups", "contextGroup", "group"),
-    ] {
-        if let Some(x) = m.get(k) {
-            context_actors(x, &join("context", k), kind, member)?;
-        }
-    }
-    if let Some(x) = m.get("contextActivities") {
-        let ca = object(x, "context/contextActivities")?;
-        known_keys(
-            ca,
-            &["parent", "grouping", "category", "other"],
-            "context/contextActivities",
-        )?;
-        for (k, list) in ca {
-            let f = join("context/contextActivities", k);
-            let items: Vec<&Value> = match list {
-                Value::Array(a) => a.iter().collect(),
-                single => vec![single],
-            };
-            for (i, item) in items.into_iter().enumerate() {
-                activity(object(item, &f)?, &format!("{f}/{i}"))?;
-            }
+    statement_object(s, true, version).map_err(|e| e.within("context/statement"))?;
+    Ok(())
+}
+
+/// `contextActivities`: `parent`, `grouping`, `category` and `other`, each an Activity or an
+/// array of them.
+fn context_activities(x: &Value) -> R<()> {
+    let ca = object(x, "context/contextActivities")?;
+    known_keys(
+        ca,
+        &["parent", "grouping", "category", "other"],
+        "context/contextActivities",
+    )?;
+    for (k, list) in ca {
+        let f = join("context/contextActivities", k);
+        let items: Vec<&Value> = match list {
+            Value::Array(a) => a.iter().collect(),
+            single => vec![single],
+        };
+        for (i, item) in items.into_iter().enumerate() {
+            activity(object(item, &f)?, &format!("{f}/{i}"))?;
         }
     }
-    Ok(registration)
+    Ok(())
 }
 
 /// `contextAgents` / `contextGroups` (2.0.0): an array of `{objectType, agent|group,

@@ -240,6 +240,29 @@ impl<'de> Deserialize<'de> for Members {
 
 /// Validates one received statement and prepares what the store keeps.
 pub fn prepare(raw: &str, stamp: &Stamp<'_>) -> R<Prepared> {
+    let (members, value) = parse_received(raw)?;
+    let m = object(&value, "")?;
+    let facts = statement(m, false, stamp.version)?;
+    let id = statement_id(m, stamp)?;
+    if let Some(v) = m.get("version") {
+        check_version(v)?;
+    }
+    if let Some(v) = m.get("stored") {
+        timestamp(v, "stored")?;
+    }
+    if let Some(v) = m.get("authority") {
+        authority(v, "authority")?;
+    }
+    let timestamp_ms = match m.get("timestamp") {
+        Some(v) => timestamp(v, "timestamp")?,
+        None => stamp.stored,
+    };
+    Ok(prepared(&members, m, id, timestamp_ms, facts, stamp))
+}
+
+/// A received statement read twice, as its members in order (each as raw text) and as a value,
+/// within the size and depth allowed.
+fn parse_received(raw: &str) -> R<(Members, Value)> {
     if raw.len() > STATEMENT_BYTES_MAX {
         return Err(StatementError::new(
             "statement_too_large",
@@ -261,40 +284,47 @@ pub fn prepare(raw: &str, stamp: &Stamp<'_>) -> R<Prepared> {
             format!("the statement nests deeper than {STATEMENT_DEPTH_MAX} levels"),
         ));
     }
-    let m = object(&value, "")?;
-    let facts = statement(m, false, stamp.version)?;
-    let id = match m.get("id") {
-        Some(v) => uuid(v, "id")?,
-        None => uuid(&Value::String(stamp.id_if_absent.to_owned()), "id")?,
-    };
-    if let Some(v) = m.get("version") {
-        let text = v
-            .as_str()
-            .ok_or_else(|| StatementError::new("version_invalid", "version", "must be a string"))?;
-        if Version::parse(text).is_none() && !text.starts_with("1.0.") && !text.starts_with("2.0.") {
-            return Err(StatementError::new(
-                "version_invalid",
-                "version",
-                format!("`{text}` is not a supported xAPI version (1.0.x or 2.0.x)"),
-            ));
-        }
-    }
-    if let Some(v) = m.get("stored") {
-        timestamp(v, "stored")?;
-    }
-    if let Some(v) = m.get("authority") {
-        authority(v, "authority")?;
-    }
-    let timestamp_ms = match m.get("timestamp") {
-        Some(v) => timestamp(v, "timestamp")?,
-        None => stamp.stored,
-    };
+    Ok((members, value))
+}
 
+/// The statement's `id`, or the one the stamp gives a statement without one; in lower case.
+fn statement_id(m: &Map<String, Value>, stamp: &Stamp<'_>) -> R<String> {
+    match m.get("id") {
+        Some(v) => uuid(v, "id"),
+        None => uuid(&Value::String(stamp.id_if_absent.to_owned()), "id"),
+    }
+}
+
+/// A statement's `version`: a string naming a supported xAPI version (1.0.x or 2.0.x).
+fn check_version(v: &Value) -> R<()> {
+    let text = v
+        .as_str()
+        .ok_or_else(|| StatementError::new("version_invalid", "version", "must be a string"))?;
+    if Version::parse(text).is_none() && !text.starts_with("1.0.") && !text.starts_with("2.0.") {
+        return Err(StatementError::new(
+            "version_invalid",
+            "version",
+            format!("`{text}` is not a supported xAPI version (1.0.x or 2.0.x)"),
+        ));
+    }
+    Ok(())
+}
+
+/// What the store keeps of a checked statement `m` (received as `members`): its stored JSON,
+/// fingerprint and what it relates to, beside the facts its checks learnt.
+fn prepared(
+    members: &Members,
+    m: &Map<String, Value>,
+    id: String,
+    timestamp_ms: Millis,
+    facts: statement::Facts,
+    stamp: &Stamp<'_>,
+) -> Prepared {
     // A single Activity under a contextActivities key is stored (and so returned) as an array of
     // one, as the specification requires; every other member keeps its received bytes.
     let normalised = normalised_context(m);
     let m = normalised.as_ref().unwrap_or(m);
-    let json = stored_json(&members, m, normalised.is_some(), &id, stamp);
+    let json = stored_json(members, m, normalised.is_some(), &id, stamp);
     let fingerprint = fingerprint(m, &id);
     // What the stored statement relates to: its members, with the
     // authority the LRS stores it under.
@@ -305,7 +335,7 @@ pub fn prepare(raw: &str, stamp: &Stamp<'_>) -> R<Prepared> {
         .as_ref()
         .and_then(|_| members.0.iter().find(|(k, _)| k == "object"))
         .map(|(_, v)| v.get().to_owned());
-    Ok(Prepared {
+    Prepared {
         id,
         json,
         fingerprint,
@@ -319,7 +349,7 @@ pub fn prepare(raw: &str, stamp: &Stamp<'_>) -> R<Prepared> {
         activity_object,
         related_agents,
         related_activities,
-    })
+    }
 }
 
 /// The key of an agent given as JSON (the statement query's `agent`).
